@@ -1,0 +1,108 @@
+"""Perceptual hashes as signed 64-bit integers, for SQL and Hamming search.
+
+pHash follows imagehash 4.3 (``imagehash.phash``): grey, Lanczos resize to 32x32, 2-D
+DCT-II, the top-left 8x8 coefficients, one bit per coefficient above their median,
+first coefficient as the most significant bit. dHash follows ``imagehash.dhash``: grey,
+resize to 9x8, one bit per horizontal neighbour pair that increases. Hashes are stored as
+signed int64 (two's complement) so SQLite and PostgreSQL hold them natively.
+
+The D4 variants are computed on the 32x32 resize, so rotating or mirroring an image and
+hashing it gives the same bits as the matching variant of the original (a 32x32 Lanczos
+resize commutes with the eight rotations and flips).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+from PIL import Image
+
+from indexer import orient
+
+HASH_VERSION = 1
+_LANCZOS = Image.Resampling.LANCZOS
+
+
+def to_signed(u: int) -> int:
+    """Unsigned 64-bit value -> signed int64 with the same bits."""
+    return u - (1 << 64) if u >= (1 << 63) else u
+
+
+def to_unsigned(s: int) -> int:
+    """Signed int64 -> the unsigned 64-bit value with the same bits."""
+    return s & 0xFFFFFFFFFFFFFFFF
+
+
+def hamming(a: int, b: int) -> int:
+    """Number of differing bits between two 64-bit hashes (signed or unsigned)."""
+    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
+
+
+def bits_to_int(bits: np.ndarray) -> int:
+    """Boolean array (64,) -> signed int64, first element most significant."""
+    packed = np.packbits(np.asarray(bits, dtype=bool).ravel())
+    return to_signed(int.from_bytes(packed.tobytes(), "big"))
+
+
+def _grey_image(grey: np.ndarray | Image.Image) -> Image.Image:
+    if isinstance(grey, Image.Image):
+        return grey if grey.mode == "L" else grey.convert("L")
+    arr = np.asarray(grey)
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, mode="L")
+
+
+def _resized(grey, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(_grey_image(grey).resize(size, _LANCZOS), dtype=np.float64)
+
+
+def _phash_bits(small32: np.ndarray) -> np.ndarray:
+    # scipy.fftpack.dct (what imagehash calls) is scipy.fft.dct with norm=None.
+    coeffs = scipy.fft.dct(scipy.fft.dct(small32, axis=0), axis=1)[:8, :8]
+    return coeffs > np.median(coeffs)
+
+
+def phash(grey: np.ndarray | Image.Image) -> int:
+    """pHash of a grey image (uint8 (H, W) array or Pillow image); signed int64."""
+    return bits_to_int(_phash_bits(_resized(grey, (32, 32))))
+
+
+def phash_d4(grey: np.ndarray | Image.Image) -> np.ndarray:
+    """pHashes of the image under each D4 transform, in ``orient.D4`` order; int64 (8,)."""
+    small = _resized(grey, (32, 32))
+    return np.array(
+        [bits_to_int(_phash_bits(np.ascontiguousarray(orient.apply(small, t)))) for t in orient.D4],
+        dtype=np.int64,
+    )
+
+
+def crop_phashes(grey: np.ndarray | Image.Image, fractions=(0.9, 0.8)) -> np.ndarray:
+    """pHashes of centred crops keeping ``fraction`` of each side; int64 (len(fractions),).
+
+    Indexed beside the full-image hash so a cropped copy (80-95% kept) lands near the
+    original's crop hash: a global hash alone misses most crops (DESIGN.md, Kodak test).
+    """
+    img = _grey_image(grey)
+    w, h = img.size
+    out = []
+    for f in fractions:
+        cw, ch = max(1, round(w * f)), max(1, round(h * f))
+        left, top = (w - cw) // 2, (h - ch) // 2
+        out.append(phash(img.crop((left, top, left + cw, top + ch))))
+    return np.array(out, dtype=np.int64)
+
+
+def dhash(grey: np.ndarray | Image.Image) -> int:
+    """dHash (horizontal gradient) of a grey image; signed int64."""
+    small = _resized(grey, (9, 8))
+    return bits_to_int(small[:, 1:] > small[:, :-1])
+
+
+def pack(hashes: np.ndarray) -> bytes:
+    """int64 array -> little-endian bytes for a BLOB column."""
+    return np.asarray(hashes, dtype="<i8").tobytes()
+
+
+def unpack(blob: bytes | None) -> np.ndarray:
+    """Inverse of :func:`pack`; empty array for ``None``."""
+    return np.frombuffer(blob or b"", dtype="<i8").astype(np.int64)
