@@ -1,0 +1,189 @@
+"""photoqa command line: parse, call one library function, render.
+
+Exit codes are the named constants below.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # the command could not do its job (bad database, bad config...)
+EXIT_USAGE = 2  # wrong options or arguments (click's own code)
+EXIT_FILES_FAILED = 3  # with --strict: some files could not be indexed
+EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
+
+FORMAT = click.Choice(["table", "json", "csv"])
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> None:
+    click.echo(f"photoqa: {message}", err=True)
+    sys.exit(code)
+
+
+def _session(ctx: click.Context, readonly: bool = False):
+    from indexer.config import ConfigError
+    from indexer.session import open_session
+
+    try:
+        return open_session(ctx.obj["db"], ctx.obj["config"], readonly=readonly)
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}")
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a broken database is a message, not a traceback
+        _fail(f"cannot open the database: {type(exc).__name__}: {exc}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--db", envvar="PHOTOQA_DB", metavar="PATH|URL",
+              help="SQLite file or SQLAlchemy URL (default ./photoqa.db; env PHOTOQA_DB). "
+                   "Example: --db ~/photos.db or --db postgresql+psycopg://me@localhost/photoqa")
+@click.option("--config", type=click.Path(dir_okay=False), metavar="FILE",
+              help="TOML file of settings overriding the defaults and photoqa.toml beside the "
+                   "database. Example: --config strict.toml")
+@click.version_option(package_name="photoqa")
+@click.pass_context
+def main(ctx: click.Context, db: str | None, config: str | None) -> None:
+    """Keep a growing photo collection clean: index photos into SQL, then find copies,
+    badly exposed shots and sensor defects.
+
+    \b
+    Quick start:
+      photoqa index ~/Pictures          # measure every photo into ./photoqa.db
+      photoqa sql "SELECT path, ev FROM images ORDER BY ev LIMIT 5"
+      photoqa demo                      # a generated sample, end to end
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(db=db, config=config)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--workers", "-j", type=click.IntRange(0), default=None,
+              help="Worker processes (default: one per core; 1 runs in this process). Example: -j 4")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="Summary as text or as one JSON object. Example: --format json")
+@click.option("--strict", is_flag=True, help=f"Exit with {EXIT_FILES_FAILED} if any file failed.")
+@click.option("--verbose", "-v", is_flag=True, help="One line per file on stderr.")
+@click.pass_context
+def index(ctx, paths, workers, fmt, strict, verbose):
+    """Index PATHS (files or folders, recursively) into the database.
+
+    Unchanged files (same path, size and mtime) are skipped; changed ones re-measured;
+    a moved file keeps its row; a file gone from disk is marked missing. Files that
+    cannot be decoded become rows in `failures` and never stop the run.
+
+    \b
+    Examples:
+      photoqa index ~/Pictures /mnt/card
+      photoqa --db lab.db index frames/ --workers 2 --format json
+    """
+    from indexer.commands import run_index
+
+    session = _session(ctx)
+    summary = run_index(session, list(paths), workers=workers, verbose=verbose)
+    if fmt == "json":
+        from indexer.output import write_json
+
+        write_json(summary.as_dict())
+    else:
+        click.echo(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.as_dict().items()))
+    if strict and summary.failed:
+        sys.exit(EXIT_FILES_FAILED)
+
+
+@main.command()
+@click.argument("statement")
+@click.option("--format", "fmt", type=FORMAT, default="table",
+              help="Output as an aligned table, JSON (a list of objects) or CSV. Example: --format csv")
+@click.pass_context
+def sql(ctx, statement, fmt):
+    """Run one read-only SQL STATEMENT against the database.
+
+    The database is opened read-only: INSERT, UPDATE, DELETE and DDL are refused and
+    change nothing. `hamming(a, b)` counts differing bits of two hashes. Tables and
+    example queries: docs/SCHEMA.md.
+
+    \b
+    Examples:
+      photoqa sql "SELECT path, luma_mean FROM images WHERE luma_mean < 0.15"
+      photoqa sql "SELECT a.path, b.path FROM images a JOIN images b ON a.id < b.id
+                   WHERE hamming(a.phash, b.phash) <= 6" --format csv
+    """
+    from db.queries import QueryError, ReadOnlyViolation, run_sql
+    from indexer.output import emit
+
+    session = _session(ctx, readonly=True)
+    try:
+        columns, rows = run_sql(session.engine, statement)
+    except ReadOnlyViolation as exc:
+        _fail(str(exc), EXIT_REFUSED)
+    except QueryError as exc:
+        _fail(f"SQL error: {exc}")
+    emit(columns, rows, fmt)
+
+
+@main.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--workers", "-j", type=click.IntRange(0), default=None, help="Worker processes (default: all cores).")
+@click.pass_context
+def demo(ctx, folder, workers):
+    """Generate a sample folder and run photoqa on it end to end.
+
+    Writes synthetic scenes, copies of them and one corrupt file into FOLDER (default
+    ./photoqa-demo), indexes them into FOLDER/photoqa.db and prints what it found.
+
+    \b
+    Example:
+      photoqa demo /tmp/demo && photoqa --db /tmp/demo/photoqa.db sql "SELECT * FROM failures"
+    """
+    from indexer.demo import run_demo
+
+    run_demo(folder or Path("photoqa-demo"), workers=workers, config=ctx.obj["config"])
+
+
+@main.group("db")
+def db_group():
+    """Database maintenance."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx):
+    """Bring the database schema to the newest revision (done on open anyway).
+
+    \b
+    Example:
+      photoqa --db photos.db db upgrade
+    """
+    from db.migrate import current_revision
+
+    session = _session(ctx)
+    click.echo(f"database at revision {current_revision(session.engine)}")
+
+
+@main.command("config")
+@click.pass_context
+def show_config(ctx):
+    """Print every setting with its value after photoqa.toml and --config are applied.
+
+    \b
+    Example:
+      photoqa --config mine.toml config
+    """
+    from indexer.config import ConfigError, as_dict, load_settings
+    from db.engine import resolve_url, sqlite_path
+    from indexer.output import write_json
+
+    try:
+        settings = load_settings(ctx.obj["config"], sqlite_path(resolve_url(ctx.obj["db"])))
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}")
+    write_json(as_dict(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Opening the database: URL resolution, SQLite pragmas, the ``hamming`` SQL function.
+
+SQLite connections get WAL journaling (readers never block the writer), foreign keys,
+a busy timeout (a second writer waits instead of failing with "database is locked") and
+``hamming(a, b)``: the number of differing bits of two 64-bit hashes. Read-only engines
+open the file with ``mode=ro`` so no statement can change it.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+DEFAULT_DB = "photoqa.db"
+ENV_DB = "PHOTOQA_DB"
+
+
+def hamming(a, b):
+    """Differing bits of two signed or unsigned 64-bit integers; NULL if either is NULL."""
+    if a is None or b is None:
+        return None
+    return ((int(a) ^ int(b)) & 0xFFFFFFFFFFFFFFFF).bit_count()
+
+
+def resolve_url(db: str | os.PathLike | None = None) -> str:
+    """``--db`` value, else ``$PHOTOQA_DB``, else ``./photoqa.db``, as a SQLAlchemy URL.
+
+    A value with ``://`` is taken as a URL (e.g. ``postgresql+psycopg://user@host/db``);
+    anything else is a SQLite file path.
+    """
+    value = str(db) if db else os.environ.get(ENV_DB) or DEFAULT_DB
+    if "://" in value:
+        return value
+    return "sqlite:///" + str(Path(value).expanduser().resolve())
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for in-memory or other backends)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _on_sqlite_connect(busy_timeout_ms: int, readonly: bool):
+    def configure(dbapi_conn: sqlite3.Connection, _record) -> None:
+        dbapi_conn.create_function("hamming", 2, hamming, deterministic=True)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    return configure
+
+
+def open_engine(url: str, *, readonly: bool = False, busy_timeout_ms: int = 30_000) -> Engine:
+    """A SQLAlchemy engine for ``url`` (SQLite configured as described above)."""
+    if not is_sqlite(url):
+        engine = create_engine(url, pool_pre_ping=True)
+        if readonly:
+            event.listen(engine, "connect", _pg_readonly)
+        return engine
+    path = sqlite_path(url)
+    if readonly:
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"no database at {path}; run `photoqa index` first")
+        engine = create_engine(
+            "sqlite+pysqlite:///file:" + str(path) + "?mode=ro&uri=true",
+        )
+    else:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+    event.listen(engine, "connect", _on_sqlite_connect(busy_timeout_ms, readonly))
+    return engine
+
+
+def _pg_readonly(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cur.close()
+    dbapi_conn.commit()

@@ -1,0 +1,123 @@
+"""SQLAlchemy 2 models: the tables a user queries.
+
+Conventions: hashes are signed 64-bit integers (``hamming(a, b)`` counts differing bits
+in SQL); small arrays are little-endian BLOBs whose layout is given per column; times
+are naive local camera time for capture, UTC for bookkeeping. Constraint names follow
+:data:`NAMING` so Alembic batch migrations on SQLite can find them.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary,
+                        MetaData, SmallInteger, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Camera(Base):
+    """A camera body. ``serial`` is '' when the files do not record one."""
+
+    __tablename__ = "cameras"
+    __table_args__ = (UniqueConstraint("make", "model", "serial", name="uq_cameras_make_model_serial"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    make: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    serial: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Image(Base):
+    """One row per file path. ``missing_since`` is set when the file left the disk."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    missing_since: Mapped[datetime | None] = mapped_column(DateTime)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    pixel_sha256: Mapped[str | None] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)  # stored (un-rotated) pixels; RAW: visible sensor
+    height: Mapped[int] = mapped_column(Integer)
+    display_width: Mapped[int] = mapped_column(Integer)  # after EXIF orientation
+    display_height: Mapped[int] = mapped_column(Integer)
+    bit_depth: Mapped[int] = mapped_column(SmallInteger)
+    orientation: Mapped[int] = mapped_column(SmallInteger, default=1)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id"), index=True)
+    captured_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    utc_offset: Mapped[str | None] = mapped_column(String(8))
+    exposure_time: Mapped[float | None] = mapped_column(Float)  # seconds
+    f_number: Mapped[float | None] = mapped_column(Float)
+    iso: Mapped[int | None] = mapped_column(Integer)
+    focal_length: Mapped[float | None] = mapped_column(Float)  # mm
+    decoder: Mapped[str] = mapped_column(String(32))
+    features_version: Mapped[int] = mapped_column(SmallInteger)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime)
+    # perceptual hashes (signed int64); BLOBs: 8 x int64 LE (D4 order), 2 x int64 LE (crops)
+    phash: Mapped[int] = mapped_column(BigInteger, index=True)
+    dhash: Mapped[int] = mapped_column(BigInteger)
+    phash_d4: Mapped[bytes] = mapped_column(LargeBinary)
+    phash_crops: Mapped[bytes] = mapped_column(LargeBinary)
+    # zlib of uint32 LE (4, 256): R, G, B, luma counts
+    hist: Mapped[bytes] = mapped_column(LargeBinary)
+    luma_mean: Mapped[float] = mapped_column(Float)
+    luma_std: Mapped[float] = mapped_column(Float)
+    luma_p1: Mapped[float] = mapped_column(Float)
+    luma_p50: Mapped[float] = mapped_column(Float)
+    luma_p99: Mapped[float] = mapped_column(Float)
+    clip_high: Mapped[float] = mapped_column(Float)
+    clip_low: Mapped[float] = mapped_column(Float)
+    entropy: Mapped[float] = mapped_column(Float)
+    sharpness: Mapped[float] = mapped_column(Float)
+    colourfulness: Mapped[float] = mapped_column(Float)
+    ev: Mapped[float] = mapped_column(Float)
+    # zlib of uint8 grey (thumb_height, thumb_width)
+    thumb: Mapped[bytes] = mapped_column(LargeBinary)
+    thumb_width: Mapped[int] = mapped_column(SmallInteger)
+    thumb_height: Mapped[int] = mapped_column(SmallInteger)
+
+
+class Failure(Base):
+    """A file that could not be indexed, with why. Retried when its size or mtime changes."""
+
+    __tablename__ = "failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    failed_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Daemon(Base):
+    """Heartbeat of a running ``photoqa watch`` (one row per process)."""
+
+    __tablename__ = "daemons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    roots: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+    last_activity_at: Mapped[datetime | None] = mapped_column(DateTime)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)

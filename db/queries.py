@@ -1,0 +1,40 @@
+"""Read-only access: the ``sql`` command and the reports' named queries."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, StatementError
+
+_WRITE_HINT = re.compile(r"readonly|read-only|read only|query_only", re.I)
+
+
+class ReadOnlyViolation(Exception):
+    """A statement tried to change a database opened for reading."""
+
+
+class QueryError(Exception):
+    """A statement failed (syntax, unknown table...)."""
+
+
+def run_sql(engine: Engine, statement: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
+    """Run one statement on a read-only engine; returns (column names, rows)."""
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA query_only = ON")
+            result = conn.execute(text(statement), params or {})
+            if not result.returns_rows:
+                conn.rollback()
+                raise ReadOnlyViolation("the statement returns no rows; photoqa sql only reads")
+            columns = list(result.keys())
+            rows = [tuple(r) for r in result]
+            conn.rollback()
+            return columns, rows
+    except (OperationalError, ProgrammingError, DBAPIError) as exc:
+        message = str(getattr(exc, "orig", exc))
+        if _WRITE_HINT.search(message):
+            raise ReadOnlyViolation(f"refused: photoqa sql is read-only ({message})") from exc
+        raise QueryError(message) from exc
+    except StatementError as exc:
+        raise QueryError(str(exc.orig or exc)) from exc

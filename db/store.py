@@ -1,0 +1,159 @@
+"""The one place that writes image rows: one transaction per file.
+
+Every write goes through :class:`Store`. Readers (reports, ``sql``) use read-only
+connections elsewhere.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+from sqlalchemy import Engine, delete, insert, select, update
+
+from db.models import Camera, Failure, Image
+from indexer import hashes, orient
+from indexer.analyse import Failed, Indexed, Task
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the database knows of one path."""
+
+    id: int
+    size: int
+    mtime_ns: int
+    sha256: str
+    features_version: int
+    missing: bool
+
+
+def pack_hist(hist: np.ndarray) -> bytes:
+    return zlib.compress(np.asarray(hist, dtype="<u4").tobytes(), 6)
+
+
+def unpack_hist(blob: bytes) -> np.ndarray:
+    """uint32 (4, 256): R, G, B, luma counts."""
+    return np.frombuffer(zlib.decompress(blob), dtype="<u4").reshape(4, 256).astype(np.uint32)
+
+
+def pack_thumb(thumb: np.ndarray) -> bytes:
+    return zlib.compress(np.ascontiguousarray(thumb, dtype=np.uint8).tobytes(), 6)
+
+
+def unpack_thumb(blob: bytes, width: int, height: int) -> np.ndarray:
+    """uint8 grey (height, width)."""
+    return np.frombuffer(zlib.decompress(blob), dtype=np.uint8).reshape(height, width).copy()
+
+
+def image_values(result: Indexed, camera_id: int | None) -> dict:
+    """Column values of an ``images`` row for an analysed file."""
+    d, f, cap = result.decoded, result.features, result.decoded.meta.capture
+    swap = orient.swaps_axes(orient.from_exif(d.orientation))
+    return dict(
+        path=result.task.path, size=result.task.size, mtime_ns=result.task.mtime_ns,
+        missing_since=None, sha256=d.sha256, pixel_sha256=None, format=d.format,
+        width=d.width, height=d.height,
+        display_width=d.height if swap else d.width, display_height=d.width if swap else d.height,
+        bit_depth=d.bit_depth, orientation=d.orientation, camera_id=camera_id,
+        captured_at=cap.captured_at, utc_offset=cap.utc_offset, exposure_time=cap.exposure_time,
+        f_number=cap.f_number, iso=cap.iso, focal_length=cap.focal_length,
+        decoder=d.decoder, features_version=_features_version(), indexed_at=utcnow(),
+        phash=f.phash, dhash=f.dhash, phash_d4=hashes.pack(f.phash_d4),
+        phash_crops=hashes.pack(f.phash_crops), hist=pack_hist(f.hist),
+        luma_mean=f.luma_mean, luma_std=f.luma_std, luma_p1=f.luma_p1, luma_p50=f.luma_p50,
+        luma_p99=f.luma_p99, clip_high=f.clip_high, clip_low=f.clip_low, entropy=f.entropy,
+        sharpness=f.sharpness, colourfulness=f.colourfulness, ev=f.ev,
+        thumb=pack_thumb(f.thumb), thumb_width=int(f.thumb.shape[1]), thumb_height=int(f.thumb.shape[0]),
+    )
+
+
+def _features_version() -> int:
+    from indexer.features import FEATURES_VERSION
+
+    return FEATURES_VERSION
+
+
+class Store:
+    """Writes for one database. Not thread-safe: one writer owns it."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._cameras: dict[tuple[str, str, str], int] = {}
+
+    def known_files(self) -> dict[str, FileState]:
+        cols = (Image.path, Image.id, Image.size, Image.mtime_ns, Image.sha256,
+                Image.features_version, Image.missing_since)
+        with self.engine.connect() as conn:
+            return {r[0]: FileState(r[1], r[2], r[3], r[4], r[5], r[6] is not None)
+                    for r in conn.execute(select(*cols))}
+
+    def known_failures(self) -> dict[str, tuple[int | None, int | None]]:
+        with self.engine.connect() as conn:
+            return {r[0]: (r[1], r[2]) for r in conn.execute(select(Failure.path, Failure.size, Failure.mtime_ns))}
+
+    def _camera_id(self, conn, camera) -> int | None:
+        if camera is None:
+            return None
+        key = (camera.make[:128], camera.model[:128], camera.serial[:64])
+        if key not in self._cameras:
+            where = (Camera.make == key[0]) & (Camera.model == key[1]) & (Camera.serial == key[2])
+            found = conn.execute(select(Camera.id).where(where)).scalar()
+            if found is None:
+                found = conn.execute(insert(Camera).values(make=key[0], model=key[1], serial=key[2])
+                                     .returning(Camera.id)).scalar_one()
+            self._cameras[key] = found
+        return self._cameras[key]
+
+    def save_indexed(self, result: Indexed) -> int:
+        """Insert or replace the row for ``result.task.path``; returns the image id."""
+        with self.engine.begin() as conn:
+            try:
+                values = image_values(result, self._camera_id(conn, result.decoded.meta.camera))
+            except Exception:
+                self._cameras.clear()  # a rolled-back camera insert must not stay cached
+                raise
+            existing = conn.execute(select(Image.id).where(Image.path == values["path"])).scalar()
+            if existing is None:
+                image_id = conn.execute(insert(Image).values(**values).returning(Image.id)).scalar_one()
+            else:
+                conn.execute(update(Image).where(Image.id == existing).values(**values))
+                image_id = existing
+            conn.execute(delete(Failure).where(Failure.path == values["path"]))
+        return image_id
+
+    def save_failure(self, result: Failed) -> None:
+        task = result.task
+        with self.engine.begin() as conn:
+            prior = conn.execute(select(Failure.id, Failure.attempts).where(Failure.path == task.path)).first()
+            values = dict(path=task.path, kind=result.kind, message=result.message[:2000],
+                          size=task.size, mtime_ns=task.mtime_ns, failed_at=utcnow())
+            if prior is None:
+                conn.execute(insert(Failure).values(attempts=1, **values))
+            else:
+                conn.execute(update(Failure).where(Failure.id == prior.id)
+                             .values(attempts=prior.attempts + 1, **values))
+
+    def save_moved(self, image_id: int, task: Task) -> None:
+        """The row ``image_id`` now lives at ``task.path`` (same bytes, no re-decode)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(Image).where((Image.path == task.path) & (Image.id != image_id)))
+            conn.execute(update(Image).where(Image.id == image_id).values(
+                path=task.path, size=task.size, mtime_ns=task.mtime_ns, missing_since=None))
+            conn.execute(delete(Failure).where(Failure.path == task.path))
+
+    def mark_missing(self, image_ids: list[int]) -> None:
+        if not image_ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(Image).where(Image.id.in_(image_ids) & Image.missing_since.is_(None))
+                         .values(missing_since=utcnow()))
+
+    def forget_failure(self, path: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(Failure).where(Failure.path == path))

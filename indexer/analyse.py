@@ -1,0 +1,85 @@
+"""The worker stage: one file path in, one outcome out (indexed, moved, or failed).
+
+Runs in worker processes (spawn/forkserver: rawpy's OpenMP and fork do not mix). It
+never touches the database: outcomes go back to the single writer.
+"""
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexer import decode, features
+from indexer.config import IndexSettings
+from indexer.errors import DecodeError
+
+
+@dataclass
+class Task:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Indexed:
+    task: Task
+    decoded: decode.Decoded  # rgb dropped before crossing the process boundary
+    features: features.Features
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Moved:
+    """The file's bytes equal a row whose file left the disk: a move, not a new image."""
+
+    task: Task
+    sha256: str
+
+
+@dataclass
+class Failed:
+    task: Task
+    kind: str
+    message: str
+
+
+Outcome = Indexed | Moved | Failed
+
+_MOVE_CANDIDATES: frozenset[str] = frozenset()
+_SETTINGS = IndexSettings()
+
+
+def init_worker(settings: IndexSettings, move_candidates: frozenset[str]) -> None:
+    """Process initialiser: settings and the SHA-256s of rows whose files are gone."""
+    global _SETTINGS, _MOVE_CANDIDATES
+    _SETTINGS, _MOVE_CANDIDATES = settings, move_candidates
+
+
+def analyse(task: Task, settings: IndexSettings | None = None,
+            move_candidates: frozenset[str] | None = None, want_cfa: bool = False) -> Outcome:
+    """Decode and measure one file; every error becomes a :class:`Failed` outcome."""
+    settings = settings or _SETTINGS
+    moves = _MOVE_CANDIDATES if move_candidates is None else move_candidates
+    path = Path(task.path)
+    try:
+        data = decode.read_bytes(path)
+        if moves:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in moves:
+                return Moved(task, digest)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            decoded = decode.decode_bytes(
+                data, path, work_size=settings.work_size, raw_preview_min=settings.raw_preview_min,
+                max_pixels=settings.max_pixels, want_cfa=want_cfa)
+            measured = features.measure(decoded.rgb, thumb_size=settings.thumb_size)
+        decoded.rgb = decoded.rgb[:0, :0]
+        return Indexed(task, decoded, measured, sorted({str(w.message)[:200] for w in caught}))
+    except DecodeError as exc:
+        return Failed(task, exc.kind, exc.message)
+    except MemoryError:
+        return Failed(task, "bomb", "out of memory while decoding")
+    except Exception as exc:  # noqa: BLE001 - one bad file never stops a run
+        return Failed(task, "internal", f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,105 @@
+"""All settings and thresholds in one place, with documented defaults.
+
+Defaults live in the frozen dataclasses below (one per section). A TOML file overrides
+any of them, section by section::
+
+    [index]
+    work_size = 256
+
+Files read, later ones winning: ``photoqa.toml`` beside the database, then the file
+given with ``--config``. Unknown sections or keys are an error, not a silent no-op.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration file is unreadable or names an unknown setting."""
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Decoding and measuring.
+
+    work_size: long side (px) of the working image features are measured on; JPEGs are
+        DCT-downscaled (draft mode) to at least this. Changing it changes stored features.
+    thumb_size: long side (px) of the grey thumbnail kept for alignment.
+    raw_preview_min: an embedded RAW preview is used when its long side is at least this,
+        else the RAW is developed at half size.
+    max_pixels: images larger than this many pixels are refused (decompression bombs).
+    workers: worker processes; 0 means one per CPU core.
+    """
+
+    work_size: int = 256
+    thumb_size: int = 128
+    raw_preview_min: int = 512
+    max_pixels: int = 250_000_000
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """busy_timeout_ms: how long a writer waits for a lock before failing (SQLite)."""
+
+    busy_timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    index: IndexSettings = field(default_factory=IndexSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+
+    def section(self, name: str):
+        return getattr(self, name)
+
+
+def _apply(settings: Settings, overrides: dict, source: str) -> Settings:
+    changes = {}
+    for name, values in overrides.items():
+        if name not in {f.name for f in dataclasses.fields(Settings)}:
+            raise ConfigError(f"{source}: unknown section [{name}]")
+        current = getattr(settings, name)
+        known = {f.name: f for f in dataclasses.fields(current)}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{source}: unknown setting {name}.{key} (known: {', '.join(known)})")
+            default = getattr(current, key)
+            if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, (int, float)):
+                value = type(default)(value) if isinstance(default, float) or float(value).is_integer() else value
+            elif default is not None and not isinstance(value, type(default)):
+                raise ConfigError(f"{source}: {name}.{key} must be {type(default).__name__}, got {value!r}")
+        changes[name] = dataclasses.replace(current, **values)
+    return dataclasses.replace(settings, **changes)
+
+
+def load_settings(config: str | os.PathLike | None = None, db_path: str | os.PathLike | None = None) -> Settings:
+    """Defaults, then ``photoqa.toml`` beside ``db_path`` (if any), then ``config``."""
+    settings = Settings()
+    candidates = []
+    if db_path:
+        candidates.append((Path(db_path).resolve().parent / "photoqa.toml", False))
+    if config:
+        candidates.append((Path(config), True))
+    for path, required in candidates:
+        if not path.exists():
+            if required:
+                raise ConfigError(f"config file not found: {path}")
+            continue
+        try:
+            overrides = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        settings = _apply(settings, overrides, str(path))
+    return settings
+
+
+def as_dict(settings: Settings) -> dict:
+    """Every setting with its current value, for ``photoqa config``."""
+    return dataclasses.asdict(settings)

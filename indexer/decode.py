@@ -1,0 +1,279 @@
+"""The one decode boundary: a file's bytes in, pixels and metadata out.
+
+Every image library's file reader is called here and nowhere else. A file is read
+once; its SHA-256 is taken from those bytes and the decoders read from memory.
+
+* JPEG: Pillow draft mode (DCT-domain 1/2, 1/4, 1/8 downscale) to the working size.
+* PNG, TIFF, WebP, BMP, GIF (first frame), HEIF (pillow-heif, optional): Pillow;
+  16-bit grey keeps its precision until features are computed.
+* Camera RAW: rawpy. Features come from the embedded preview when its long side is at
+  least ``raw_preview_min``, else from a half-size development; capture metadata and
+  identity from exifread, else from a same-name ``.THM``/``.JPG`` sidecar.
+
+Failures raise :class:`DecodeError` with a short ``kind`` that becomes a failure row.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from indexer import exif, orient, sniff
+from indexer.rawdecode import RawFrame, decode_raw, develop_linear, raw_metadata, raw_pixel_bytes
+from indexer.errors import DecodeError
+
+Image.MAX_IMAGE_PIXELS = None  # we check the limit ourselves, with a clear message
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+try:  # HEIF/HEIC support is an optional extra
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_AVAILABLE = True
+except ImportError:  # pragma: no cover - depends on the installed extras
+    HEIF_AVAILABLE = False
+
+__all__ = ["DecodeError", "Decoded", "decode_file", "decode_bytes", "pixel_digest", "load_full"]
+
+
+@dataclass
+class Decoded:
+    """What the measuring stage needs from one file.
+
+    ``rgb`` is float32 (h, w, 3) in [0, 1], sRGB-encoded, EXIF orientation applied,
+    with its long side at most ``work_size`` pixels. ``width``/``height`` are the stored
+    (un-rotated) pixel size; for RAW, the visible sensor area.
+    """
+
+    sha256: str
+    size: int
+    format: str
+    width: int
+    height: int
+    bit_depth: int
+    orientation: int
+    rgb: np.ndarray
+    meta: exif.Metadata
+    decoder: str
+    cfa: RawFrame | None = None
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes; empty and unreadable files raise DecodeError."""
+    try:
+        data = path.read_bytes()
+    except PermissionError as exc:
+        raise DecodeError("unreadable", f"permission denied: {exc.strerror or exc}") from exc
+    except IsADirectoryError as exc:
+        raise DecodeError("unreadable", "is a directory") from exc
+    except OSError as exc:
+        raise DecodeError("unreadable", str(exc)) from exc
+    if not data:
+        raise DecodeError("empty", "zero-byte file")
+    return data
+
+
+def decode_file(path: str | Path, *, work_size: int = 256, raw_preview_min: int = 512,
+                max_pixels: int = 250_000_000, want_cfa: bool = False) -> Decoded:
+    """Read and decode one file (see :func:`decode_bytes`)."""
+    path = Path(path)
+    return decode_bytes(read_bytes(path), path, work_size=work_size, raw_preview_min=raw_preview_min,
+                        max_pixels=max_pixels, want_cfa=want_cfa)
+
+
+def decode_bytes(data: bytes, path: Path, *, work_size: int = 256, raw_preview_min: int = 512,
+                 max_pixels: int = 250_000_000, want_cfa: bool = False) -> Decoded:
+    """Decode ``data`` (the bytes of ``path``) to a :class:`Decoded` at the working size."""
+    kind = sniff.sniff(data[:32])
+    digest = hashlib.sha256(data).hexdigest()
+    if kind == "raw" or (kind == "tiff" and sniff.tiff_is_raw(data, path.suffix)) or (
+        kind is None and path.suffix.lower() in sniff.RAW_EXTENSIONS
+    ):
+        try:
+            return _from_raw(data, path, digest, work_size, raw_preview_min, want_cfa)
+        except DecodeError as raw_error:
+            if kind != "tiff":
+                raise
+            try:  # a TIFF that rawpy refuses may still be a plain TIFF
+                return _from_pillow(data, digest, work_size, max_pixels)
+            except DecodeError:
+                raise raw_error from None
+    if kind == "heif" and not HEIF_AVAILABLE:
+        raise DecodeError("unsupported", "HEIF/HEIC needs the optional extra: pip install 'photoqa[heif]'")
+    return _from_pillow(data, digest, work_size, max_pixels)
+
+
+def _open_pillow(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise DecodeError("corrupt", "not a recognised image (unknown or damaged header)") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        kind = "truncated" if "truncat" in str(exc).lower() else "corrupt"
+        raise DecodeError(kind, f"cannot open: {exc}") from exc
+    if img.width * img.height > max_pixels:
+        raise DecodeError("bomb", f"{img.width}x{img.height} = {img.width * img.height / 1e6:.0f} MP "
+                          f"exceeds the limit of {max_pixels / 1e6:.0f} MP (decompression bomb guard)")
+    return img
+
+
+def _load(img: Image.Image) -> None:
+    try:
+        img.load()
+    except OSError as exc:
+        text = str(exc)
+        kind = "truncated" if "truncated" in text or "broken data stream" in text else "corrupt"
+        raise DecodeError(kind, text) from exc
+    except (SyntaxError, ValueError, EOFError, IndexError, MemoryError) as exc:
+        raise DecodeError("corrupt", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _bit_depth(img: Image.Image) -> int:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return 16
+    if img.mode == "F":
+        return 32
+    if img.mode == "1":
+        return 1
+    tile = getattr(img, "tile", None) or []
+    if tile and isinstance(tile[0].args, (str, tuple)) and "16" in str(tile[0].args):
+        return 16  # Pillow keeps 8 bits of RGB;16 data: report the file's depth all the same
+    return 8
+
+
+def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int) -> Decoded:
+    img = _open_pillow(data, max_pixels)
+    fmt = (img.format or "UNKNOWN").upper()
+    try:
+        meta = exif.from_pillow(img.getexif())
+    except Exception:  # broken EXIF must not lose the pixels; noqa: BLE001
+        meta = exif.EMPTY
+    width, height, depth = img.width, img.height, _bit_depth(img)
+    if fmt == "JPEG":
+        img.draft("L" if img.mode == "L" else "RGB", _draft_request(img.size, work_size))
+    _load(img)
+    rgb = to_float_rgb(_first_frame(img), work_size)
+    rgb = np.ascontiguousarray(orient.apply(rgb, orient.from_exif(meta.orientation)))
+    decoder = f"pillow:{fmt.lower()}" + (f":draft{width // img.width}" if img.width < width else "")
+    return Decoded(digest, len(data), fmt, width, height, depth, meta.orientation, rgb, meta, decoder)
+
+
+def _first_frame(img: Image.Image) -> Image.Image:
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    return img
+
+
+def _draft_request(size: tuple[int, int], work_size: int) -> tuple[int, int]:
+    """Smallest (w, h) whose long side is ``work_size``, aspect kept: draft never goes below it."""
+    w, h = size
+    scale = work_size / max(w, h)
+    return max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))
+
+
+def to_float_rgb(img: Image.Image, work_size: int | None) -> np.ndarray:
+    """Pillow image -> float32 (h, w, 3) in [0, 1], long side reduced to ``work_size``.
+
+    16-bit and float grey are resized in floating point so their precision survives.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        peak = 65535.0 if img.mode != "F" else max(float(arr.max()), 1.0)
+        grey = Image.fromarray(arr / peak, mode="F")
+        if work_size and max(grey.size) > work_size:
+            grey = grey.resize(_draft_request(grey.size, work_size), Image.Resampling.BOX)
+        plane = np.clip(np.asarray(grey, dtype=np.float32), 0.0, 1.0)
+        return np.repeat(plane[:, :, None], 3, axis=2)
+    rgb = img.convert("RGB")
+    if work_size and max(rgb.size) > work_size:
+        rgb = rgb.resize(_draft_request(rgb.size, work_size), Image.Resampling.BOX)
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def _from_raw(data: bytes, path: Path, digest: str, work_size: int, preview_min: int,
+              want_cfa: bool) -> Decoded:
+    meta = raw_metadata(data, sidecar_meta(path))
+    frame = decode_raw(data, work_size=work_size, preview_min=preview_min, want_cfa=want_cfa)
+    orientation = frame.orientation or meta.orientation
+    rgb = frame.rgb if frame.already_oriented else orient.apply(frame.rgb, orient.from_exif(orientation))
+    fmt = "RAW-" + (path.suffix.lstrip(".").upper() or "UNKNOWN")
+    return Decoded(digest, len(data), fmt, frame.width, frame.height, frame.bit_depth, orientation,
+                   np.ascontiguousarray(rgb), meta, frame.decoder, frame.cfa)
+
+
+def sidecar_meta(path: Path) -> exif.Metadata:
+    """EXIF of a same-name ``.THM``/``.JPG`` beside a RAW (Canon CRW keeps it there)."""
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.stem == path.stem and p != path]
+    except OSError:
+        return exif.EMPTY
+    for sibling in sorted(siblings, key=lambda p: p.suffix.lower() != ".thm"):
+        if sibling.suffix.lower() in (".thm", ".jpg", ".jpeg"):
+            try:
+                with Image.open(sibling) as img:
+                    return exif.from_pillow(img.getexif())
+            except Exception:  # noqa: BLE001 - a broken sidecar is just no sidecar
+                continue
+    return exif.EMPTY
+
+
+def pixel_digest(path: str | Path, *, max_pixels: int = 250_000_000) -> str:
+    """SHA-256 of the full-size decoded pixels (stored orientation, mode and size included).
+
+    Two files with equal digests hold the same picture whatever their metadata or
+    container; used only to verify ``same_pixels`` candidates, as it needs a full decode.
+    """
+    path = Path(path)
+    data = read_bytes(path)
+    kind = sniff.sniff(data[:32])
+    digest = hashlib.sha256()
+    if kind == "raw" or (kind == "tiff" and sniff.tiff_is_raw(data, path.suffix)):
+        digest.update(b"raw:" + raw_pixel_bytes(data))
+        return digest.hexdigest()
+    img = _open_pillow(data, max_pixels)
+    _load(_first_frame(img))
+    mode = "RGB" if img.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA", "PA") else img.mode
+    img = img.convert(mode) if mode != img.mode else img
+    digest.update(f"{img.mode}:{img.width}x{img.height}:".encode() + img.tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class FullImage:
+    """A full-resolution image for pixel comparison.
+
+    ``pixels``: float32 (H, W, 3) in [0, 1], EXIF orientation applied. ``linear`` is True
+    for RAW developed linearly, False for sRGB-encoded files.
+    """
+
+    pixels: np.ndarray
+    linear: bool
+    exposure_time: float | None
+    f_number: float | None
+    iso: int | None
+
+
+def load_full(path: str | Path, *, raw_linear: bool = True,
+              max_pixels: int = 250_000_000) -> FullImage:
+    """Decode ``path`` at full resolution (RAW linearly developed when ``raw_linear``)."""
+    path = Path(path)
+    data = read_bytes(path)
+    kind = sniff.sniff(data[:32])
+    if raw_linear and (kind == "raw" or (kind == "tiff" and sniff.tiff_is_raw(data, path.suffix))):
+        pixels, _ = develop_linear(data)
+        meta = raw_metadata(data, sidecar_meta(path))
+        cap = meta.capture
+        return FullImage(pixels, True, cap.exposure_time, cap.f_number, cap.iso)
+    img = _open_pillow(data, max_pixels)
+    try:
+        meta = exif.from_pillow(img.getexif())
+    except Exception:  # noqa: BLE001
+        meta = exif.EMPTY
+    _load(_first_frame(img))
+    rgb = orient.apply(to_float_rgb(img, None), orient.from_exif(meta.orientation))
+    cap = meta.capture
+    return FullImage(np.ascontiguousarray(rgb), False, cap.exposure_time, cap.f_number, cap.iso)

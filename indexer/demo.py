@@ -1,0 +1,59 @@
+"""``photoqa demo``: a generated sample folder, indexed and reported end to end."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from PIL import Image
+
+from indexer import synth
+
+SCENES = 6
+
+
+def write_sample(folder: Path) -> dict[str, str]:
+    """Write the sample photos into ``folder``; returns {file name: what it is}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made: dict[str, str] = {}
+
+    def save(img: Image.Image, name: str, what: str, **kw) -> None:
+        img.save(folder / name, **kw)
+        made[name] = what
+
+    originals = [Image.fromarray(synth.scene(seed)) for seed in range(SCENES)]
+    for i, img in enumerate(originals):
+        save(img, f"scene{i}.jpg", "original", quality=92)
+    a, b, c, d = originals[:4]
+    save(a, "scene0_copy.jpg", "exact copy of scene0.jpg", quality=92)
+    save(a.resize((320, 240), Image.Resampling.LANCZOS), "scene0_small.jpg", "scene0 resized to 50%", quality=85)
+    save(b.rotate(90, expand=True), "scene1_rotated.jpg", "scene1 rotated 90°", quality=90)
+    save(b.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "scene1_mirror.png", "scene1 mirrored, as PNG")
+    save(c.crop((32, 24, 608, 456)), "scene2_crop.jpg", "scene2 cropped to 90%", quality=90)
+    save(Image.fromarray(synth.change_exposure(synth.scene(3), -1.0)), "scene3_dark.jpg",
+         "scene3 at -1 EV", quality=92)
+    save(d.convert("L"), "scene3_grey.jpg", "scene3 in greyscale", quality=90)
+    (folder / "broken.jpg").write_bytes((folder / "scene4.jpg").read_bytes()[:600])
+    made["broken.jpg"] = "truncated JPEG (a failure row)"
+    return made
+
+
+def run_demo(folder: Path, *, workers: int | None = None, config: str | None = None) -> None:
+    """Write the sample, index it into ``folder/photoqa.db`` and print what was found."""
+    from db.queries import run_sql
+    from indexer.commands import run_index
+    from indexer.output import emit
+    from indexer.session import open_session
+
+    made = write_sample(folder)
+    click.echo(f"wrote {len(made)} files into {folder}/")
+    session = open_session(str(folder / "photoqa.db"), config)
+    summary = run_index(session, [folder], workers=workers)
+    click.echo(f"indexed {summary.indexed}, failed {summary.failed} in {summary.seconds:.1f} s")
+    cols, rows = run_sql(session.engine, """
+        SELECT substr(path, length(:root) + 2) AS file, format, display_width AS w,
+               display_height AS h, round(ev, 2) AS ev, round(sharpness, 0) AS sharpness
+        FROM images WHERE missing_since IS NULL ORDER BY path""", {"root": str(folder.resolve())})
+    emit(cols, rows, "table", title="images")
+    cols, rows = run_sql(session.engine, "SELECT path, kind, message FROM failures ORDER BY path")
+    emit(cols, rows, "table", title="failures")
+    click.echo(f"\nTry: photoqa --db {folder / 'photoqa.db'} sql \"SELECT path, phash FROM images\"")

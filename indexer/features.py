@@ -1,0 +1,144 @@
+"""Per-image measurements: pure functions of one working-size RGB array.
+
+Input everywhere: ``rgb`` float32 (h, w, 3) in [0, 1], sRGB-encoded, orientation applied
+(as produced by :mod:`indexer.decode`). Output: a :class:`Features` dataclass of plain
+numbers, int64 hashes and small arrays. Bump :data:`FEATURES_VERSION` whenever any
+definition below changes; rows measured by an older version are re-measured.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from indexer import hashes
+
+FEATURES_VERSION = 1
+SHARPNESS_SIZE = 256  # long side, px, at which sharpness is measured
+CLIP_HIGH, CLIP_LOW = 250, 5  # 8-bit luma levels counted as clipped
+
+
+@dataclass
+class Features:
+    """Measurements of one image. Luma values are on a 0..1 scale (Rec. 601 luma of sRGB).
+
+    ``hist``: uint32 (4, 256) counts of R, G, B, luma. ``thumb``: uint8 grey (th, tw),
+    long side ``thumb_size``. ``phash_d4``: int64 (8,) in ``orient.D4`` order.
+    ``phash_crops``: int64 (2,) for centred 90% and 80% crops. ``ev``: log2 of the mean
+    linear luminance over 18% grey. ``sharpness``: variance of the Laplacian of grey
+    (0..255) at :data:`SHARPNESS_SIZE`. ``colourfulness``: Hasler & Süsstrunk (2003) M.
+    """
+
+    phash: int
+    dhash: int
+    phash_d4: np.ndarray
+    phash_crops: np.ndarray
+    hist: np.ndarray
+    luma_mean: float
+    luma_std: float
+    luma_p1: float
+    luma_p50: float
+    luma_p99: float
+    clip_high: float
+    clip_low: float
+    entropy: float
+    sharpness: float
+    colourfulness: float
+    ev: float
+    thumb: np.ndarray
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """float [0, 1] -> uint8 with rounding."""
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def luma8(rgb8: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of uint8 RGB as Pillow's ``convert('L')`` computes it; uint8 (h, w)."""
+    r, g, b = (rgb8[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def histograms(rgb8: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """uint32 (4, 256): counts of R, G, B and luma levels."""
+    planes = (rgb8[..., 0], rgb8[..., 1], rgb8[..., 2], grey)
+    return np.stack([np.bincount(p.ravel(), minlength=256) for p in planes]).astype(np.uint32)
+
+
+def entropy_bits(counts: np.ndarray) -> float:
+    """Shannon entropy (bits) of a histogram; 0 for a flat image, 8 for uniform 8-bit noise."""
+    p = counts[counts > 0].astype(np.float64)
+    p /= p.sum()
+    return float(-(p * np.log2(p)).sum()) + 0.0
+
+
+def percentile_from_hist(counts: np.ndarray, q: float) -> float:
+    """The q-th percentile (0..100) level of a 256-bin histogram, on a 0..1 scale."""
+    cdf = np.cumsum(counts, dtype=np.float64)
+    level = int(np.searchsorted(cdf, q / 100.0 * cdf[-1], side="left"))
+    return min(level, 255) / 255.0
+
+
+def srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 sRGB decoding, values in [0, 1]."""
+    v = np.asarray(v, dtype=np.float32)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def exposure_ev(rgb: np.ndarray) -> float:
+    """log2(mean Rec. 709 linear luminance / 0.18), floored at -20 EV for black frames."""
+    lin = srgb_to_linear(rgb)
+    y = float((lin @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)).mean())
+    return float(np.log2(max(y, 0.18 * 2.0**-20) / 0.18))
+
+
+def sharpness(grey: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian of grey (0..255) at SHARPNESS_SIZE long side."""
+    img = Image.fromarray(grey)
+    if max(img.size) != SHARPNESS_SIZE:
+        scale = SHARPNESS_SIZE / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.Resampling.BILINEAR)
+    lap = ndimage.laplace(np.asarray(img, dtype=np.float32))
+    return float(lap.var())
+
+
+def colourfulness(rgb8: np.ndarray) -> float:
+    """Hasler & Süsstrunk (2003) colourfulness M on 0..255 units; ~0 for grey images."""
+    r, g, b = (rgb8[..., i].astype(np.float32) for i in range(3))
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def thumbnail(grey: np.ndarray, size: int) -> np.ndarray:
+    """uint8 grey thumbnail with the long side ``size`` (never enlarged), aspect kept."""
+    img = Image.fromarray(grey)
+    if max(img.size) > size:
+        scale = size / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.Resampling.LANCZOS)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def measure(rgb: np.ndarray, *, thumb_size: int = 128) -> Features:
+    """All features of one working-size image (see module docstring for the input)."""
+    rgb8 = to_uint8(rgb)
+    grey = luma8(rgb8)
+    hist = histograms(rgb8, grey)
+    luma = grey.astype(np.float32) / 255.0
+    total = grey.size
+    return Features(
+        phash=hashes.phash(grey), dhash=hashes.dhash(grey),
+        phash_d4=hashes.phash_d4(grey), phash_crops=hashes.crop_phashes(grey),
+        hist=hist,
+        luma_mean=float(luma.mean()), luma_std=float(luma.std()),
+        luma_p1=percentile_from_hist(hist[3], 1), luma_p50=percentile_from_hist(hist[3], 50),
+        luma_p99=percentile_from_hist(hist[3], 99),
+        clip_high=float(hist[3, CLIP_HIGH:].sum()) / total,
+        clip_low=float(hist[3, :CLIP_LOW + 1].sum()) / total,
+        entropy=entropy_bits(hist[3]), sharpness=sharpness(grey),
+        colourfulness=colourfulness(rgb8), ev=exposure_ev(rgb),
+        thumb=thumbnail(grey, thumb_size),
+    )

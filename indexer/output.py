@@ -1,0 +1,71 @@
+"""One renderer for every report: ``--format table|json|csv``.
+
+Tables are drawn with rich on a terminal and as plain aligned text when piped; JSON is
+one object; CSV has a header row. Bytes are shown as ``<N bytes>`` (BLOB columns).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date, datetime
+from typing import IO, Any
+
+FORMATS = ("table", "json", "csv")
+
+
+def plain(value: Any) -> Any:
+    """A JSON/CSV-safe rendering of one cell."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(bytes(value))} bytes>"
+    if isinstance(value, (datetime, date)):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def write_json(obj: Any, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    json.dump(obj, out, default=plain, ensure_ascii=False, indent=None)
+    out.write("\n")
+
+
+def write_csv(columns: list[str], rows: list[tuple], out: IO[str] | None = None) -> None:
+    writer = csv.writer(out or sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[plain(v) for v in row] for row in rows])
+
+
+def write_table(columns: list[str], rows: list[tuple], out: IO[str] | None = None,
+                title: str | None = None) -> None:
+    out = out or sys.stdout
+    cells = [["" if v is None else str(plain(v)) for v in row] for row in rows]
+    if out.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, show_lines=False)
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for row in cells:
+            table.add_row(*row)
+        Console(file=out).print(table)
+        return
+    if title:
+        out.write(title + "\n")
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+
+
+def emit(columns: list[str], rows: list[tuple], fmt: str, out: IO[str] | None = None,
+         title: str | None = None) -> None:
+    """Render rows in ``fmt`` (json: a list of objects keyed by column)."""
+    if fmt == "json":
+        write_json([dict(zip(columns, (plain(v) for v in row))) for row in rows], out)
+    elif fmt == "csv":
+        write_csv(columns, rows, out)
+    else:
+        write_table(columns, rows, out, title)

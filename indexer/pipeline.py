@@ -1,0 +1,136 @@
+"""``photoqa index``: walk, plan, analyse in worker processes, store with one writer.
+
+The stages, in order: :func:`indexer.scan.walk` -> :func:`indexer.scan.plan` ->
+:func:`indexer.analyse.analyse` (workers) -> :class:`db.store.Store` (this process) ->
+post-store hooks (matching, sensor statistics) -> mark rows whose files are gone.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from db.store import Store
+from indexer import scan
+from indexer.analyse import Failed, Indexed, Moved, Outcome, Task, analyse, init_worker
+from indexer.config import IndexSettings
+from indexer.features import FEATURES_VERSION
+
+Hook = Callable[[int, Indexed], None]
+
+
+@dataclass
+class Summary:
+    indexed: int = 0
+    unchanged: int = 0
+    updated: int = 0
+    moved: int = 0
+    missing: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def worker_count(requested: int | None) -> int:
+    """``requested`` workers, or one per available core when 0/None."""
+    if requested:
+        return max(1, requested)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool_context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
+                 move_candidates: frozenset[str]) -> Iterator[Outcome]:
+    """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1)."""
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield analyse(task, settings, move_candidates)
+        return
+    pending_limit = workers * 4  # a bounded queue keeps memory flat on huge folders
+    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=init_worker,
+                             initargs=(settings, move_candidates)) as pool:
+        queue = iter(tasks)
+        running = set()
+        for task in queue:
+            running.add(pool.submit(analyse, task))
+            if len(running) >= pending_limit:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        for future in _as_done(running):
+            yield future.result()
+
+
+def _as_done(futures: set) -> Iterable:
+    while futures:
+        done, futures = wait(futures, return_when=FIRST_COMPLETED)
+        yield from done
+
+
+def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, workers: int | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                hooks: Iterable[Hook] = (), log: Callable[[str, Outcome], None] | None = None) -> Summary:
+    """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
+
+    ``progress(done, total)`` is called after each file; ``hooks`` run after each stored
+    image (in this process); ``log(status, outcome)`` gets one line's worth per file.
+    """
+    started = time.perf_counter()
+    tasks = scan.walk(roots)
+    todo = scan.plan(tasks, store.known_files(), store.known_failures(), roots, FEATURES_VERSION)
+    summary = Summary(unchanged=todo.unchanged + todo.failed_unchanged)
+    moves = {sha: list(ids) for sha, ids in todo.move_candidates.items()}
+    gone = dict(todo.gone)
+    total = len(todo.todo)
+    if progress:
+        progress(0, total)
+    for done, outcome in enumerate(run_outcomes(todo.todo, settings, worker_count(workers),
+                                                frozenset(moves)), start=1):
+        status = _store_outcome(outcome, store, settings, todo.updates, moves, gone, hooks)
+        setattr(summary, status, getattr(summary, status) + 1)
+        if log:
+            log(status, outcome)
+        if progress:
+            progress(done, total)
+    store.mark_missing(list(gone.values()))
+    summary.missing = len(gone)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    work = summary.indexed + summary.updated + summary.moved + summary.failed
+    summary.images_per_second = round(work / summary.seconds, 2) if summary.seconds > 0 else 0.0
+    return summary
+
+
+def _store_outcome(outcome: Outcome, store: Store, settings: IndexSettings, updates: set[str],
+                   moves: dict[str, list[int]],
+                   gone: dict[str, int], hooks: Iterable[Hook]) -> str:
+    if isinstance(outcome, Moved):
+        ids = moves.get(outcome.sha256) or []
+        if ids:
+            image_id = ids.pop(0)
+            store.save_moved(image_id, outcome.task)
+            for path, gid in list(gone.items()):
+                if gid == image_id:
+                    del gone[path]
+            return "moved"
+        # the row was claimed by an earlier copy in this run: analyse this one fully
+        outcome = analyse(outcome.task, settings, move_candidates=frozenset())
+    if isinstance(outcome, Failed):
+        store.save_failure(outcome)
+        return "failed"
+    image_id = store.save_indexed(outcome)
+    for hook in hooks:
+        hook(image_id, outcome)
+    return "updated" if outcome.task.path in updates else "indexed"

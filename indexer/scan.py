@@ -1,0 +1,105 @@
+"""Walking folders and deciding what needs work, against what the database knows."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexer import sniff
+from indexer.analyse import Task
+
+
+def _is_hidden_or_partial(name: str) -> bool:
+    lower = name.lower()
+    return (name.startswith(".") or name.endswith("~")
+            or lower.endswith((".tmp", ".part", ".crdownload", ".partial", ".download")))
+
+
+def candidate(path: Path) -> Task | None:
+    """A Task for an image file (by content or name), None for anything else."""
+    if _is_hidden_or_partial(path.name):
+        return None
+    try:
+        st = path.stat()
+        if not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+    except OSError:
+        # unreadable: still a candidate if its name says image, so the failure is recorded
+        if path.suffix.lower() in sniff.IMAGE_EXTENSIONS | sniff.RAW_EXTENSIONS:
+            try:
+                st = path.stat()
+            except OSError:
+                return None
+            return Task(str(path), st.st_size, st.st_mtime_ns)
+        return None
+    if not sniff.is_candidate(path, head):
+        return None
+    return Task(str(path), st.st_size, st.st_mtime_ns)
+
+
+def walk(roots: list[Path]) -> list[Task]:
+    """Every candidate image under ``roots`` (files or folders), recursively, sorted by path."""
+    tasks: dict[str, Task] = {}
+    for root in roots:
+        root = root.expanduser().resolve()
+        if root.is_file():
+            found = candidate(root)
+            if found:
+                tasks[found.path] = found
+            continue
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in files:
+                found = candidate(Path(folder) / name)
+                if found:
+                    tasks[found.path] = found
+    return [tasks[p] for p in sorted(tasks)]
+
+
+def under(path: str, roots: list[Path]) -> bool:
+    """Whether ``path`` lies in one of ``roots`` (as resolved absolute paths)."""
+    for root in roots:
+        r = str(root.expanduser().resolve())
+        if path == r or path.startswith(r.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+@dataclass
+class Plan:
+    """What an index run must do."""
+
+    todo: list[Task] = field(default_factory=list)
+    updates: set[str] = field(default_factory=set)  # paths known before, content changed
+    unchanged: int = 0
+    failed_unchanged: int = 0
+    gone: dict[str, int] = field(default_factory=dict)  # path -> image id, no longer on disk
+    move_candidates: dict[str, list[int]] = field(default_factory=dict)  # sha256 -> gone image ids
+
+
+def plan(tasks: list[Task], known: dict, failures: dict, roots: list[Path], features_version: int) -> Plan:
+    """Compare the walk with the database: skip unchanged files, find changed and gone ones."""
+    result = Plan()
+    on_disk = {t.path for t in tasks}
+    for task in tasks:
+        state = known.get(task.path)
+        if state and not state.missing and (state.size, state.mtime_ns) == (task.size, task.mtime_ns) \
+                and state.features_version == features_version:
+            result.unchanged += 1
+            continue
+        if state is None and failures.get(task.path) == (task.size, task.mtime_ns):
+            result.failed_unchanged += 1  # failed before and unchanged since: no retry
+            continue
+        if state is not None:
+            result.updates.add(task.path)
+        result.todo.append(task)
+    for path, state in known.items():
+        if path in on_disk:
+            continue
+        if state.missing or under(path, roots):
+            result.move_candidates.setdefault(state.sha256, []).append(state.id)
+            if not state.missing:
+                result.gone[path] = state.id
+    return result

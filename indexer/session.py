@@ -1,0 +1,35 @@
+"""Opening photoqa's database with its settings: the glue the commands share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from db import engine as dbengine
+from db import migrate
+from db.store import Store
+from indexer.config import Settings, load_settings
+
+
+@dataclass
+class Session:
+    url: str
+    settings: Settings
+    engine: Engine
+
+    @property
+    def store(self) -> Store:
+        return Store(self.engine)
+
+
+def open_session(db: str | None = None, config: str | None = None, *, readonly: bool = False,
+                 upgrade: bool = True) -> Session:
+    """Resolve the URL, load settings, open the engine and (for writers) migrate to head."""
+    url = dbengine.resolve_url(db)
+    path = dbengine.sqlite_path(url)
+    settings = load_settings(config, path)
+    engine = dbengine.open_engine(url, readonly=readonly,
+                                  busy_timeout_ms=settings.database.busy_timeout_ms)
+    if upgrade and not readonly:
+        migrate.upgrade(engine)
+    return Session(url, settings, engine)

@@ -1,0 +1,89 @@
+"""Tell an image's format from its first bytes, not its name.
+
+Returns a short kind (``jpeg``, ``png``, ``gif``, ``bmp``, ``webp``, ``tiff``, ``heif``,
+``raw``) or ``None``. TIFF-based RAW files (CR2, NEF, ARW, DNG, PEF...) start like any
+TIFF; :func:`tiff_is_raw` looks further (the CR2 marker, a DNGVersion tag) and the
+extension breaks the tie only between TIFF-like kinds.
+"""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+RAW_EXTENSIONS = frozenset(
+    ".3fr .ari .arw .bay .cap .cr2 .cr3 .crw .dcr .dcs .dng .drf .eip .erf .fff .gpr .iiq "
+    ".k25 .kdc .mdc .mef .mos .mrw .nef .nrw .orf .pef .ptx .pxn .qtk .r3d .raf .raw .rw2 "
+    ".rwl .rwz .sr2 .srf .srw .x3f".split()
+)
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .gif .bmp .dib .tif .tiff .webp .heic .heif .hif .avif".split()
+)
+# Sidecar previews written by cameras next to a RAW: metadata, not photos of their own.
+SIDECAR_EXTENSIONS = frozenset({".thm"})
+
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif"}
+_RAW_MAGIC = (
+    (0, b"II\x1a\x00\x00\x00HEAPCCDR"),  # Canon CRW
+    (0, b"FUJIFILMCCD-RAW"),
+    (0, b"IIRO"), (0, b"IIRS"), (0, b"MMOR"),  # Olympus ORF
+    (0, b"IIU\x00"),  # Panasonic RW2
+    (0, b"\x00MRM"),  # Minolta MRW
+    (0, b"FOVb"),  # Sigma X3F
+    (0, b"qktk"), (0, b"qktn"),  # Apple QuickTake
+)
+
+
+def sniff(head: bytes) -> str | None:
+    """Kind of image from the first 32 bytes of a file, or None if unrecognised."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head.startswith(b"BM") and len(head) >= 14:
+        return "bmp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if any(head[off:off + len(m)] == m for off, m in _RAW_MAGIC):
+        return "raw"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand == b"crx ":
+            return "raw"  # Canon CR3 is an ISO media file too
+        if brand in _HEIF_BRANDS:
+            return "heif"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    return None
+
+
+def tiff_is_raw(data: bytes, suffix: str) -> bool:
+    """Whether a TIFF-structured file is a camera RAW (CR2 marker, DNGVersion, RAW name)."""
+    if data[8:10] == b"CR":
+        return True
+    if suffix.lower() in RAW_EXTENSIONS:
+        return True
+    return _ifd0_has_tag(data, 0xC612)  # DNGVersion
+
+
+def _ifd0_has_tag(data: bytes, tag: int) -> bool:
+    endian = "<" if data[:2] == b"II" else ">"
+    try:
+        (offset,) = struct.unpack_from(endian + "I", data, 4)
+        (count,) = struct.unpack_from(endian + "H", data, offset)
+        for i in range(min(count, 512)):
+            (entry_tag,) = struct.unpack_from(endian + "H", data, offset + 2 + 12 * i)
+            if entry_tag == tag:
+                return True
+    except struct.error:
+        return False
+    return False
+
+
+def is_candidate(path: Path, head: bytes) -> bool:
+    """Whether a walked file should be indexed: an image by content or by name."""
+    suffix = path.suffix.lower()
+    if suffix in SIDECAR_EXTENSIONS:
+        return False
+    return sniff(head) is not None or suffix in RAW_EXTENSIONS or suffix in IMAGE_EXTENSIONS
