@@ -1,0 +1,194 @@
+"""Image registration: sub-pixel phase correlation and scale-searching thumbnail alignment.
+
+:func:`phase_shift` follows scikit-image's ``phase_cross_correlation`` (Guizar-Sicairos,
+Thurman & Fienup, "Efficient subpixel image registration algorithms", Opt. Lett. 33(2),
+2008): the integer peak of the cross-power spectrum's inverse FFT, then a matrix-multiply
+DFT evaluated on an ``upsample``-times finer grid in a 1.5-pixel neighbourhood of it.
+Sign convention as skimage: the returned (dy, dx) is the shift that, applied to
+``moving``, registers it onto ``reference`` (``moving = roll(reference, (3, -2))`` gives
+(-3, 2)). Unlike skimage (whose ``error`` is 1.0 for every input under phase
+normalisation, see PITFALLS.md), ``peak`` here is the height of the normalised
+phase-correlation surface at the refined peak: 1.0 for a circular shift of the same
+image, ~0.3-0.9 for real copies (windowing and non-overlapping borders lower it),
+~0.01-0.05 for unrelated images. Inputs are Hann-windowed (mean removed first) so the
+image borders do not produce a spurious peak at zero shift.
+
+:func:`align_thumbs` registers two small grey thumbnails (uint8, long side ~128 px) that
+may differ by exposure (tone curve), size, and crops of up to ~20% per side. Both are
+rank-normalised (each pixel replaced by its quantile), which makes the comparison
+invariant to any monotonic tone change, as OpenCV's AlignMTB median-threshold bitmaps
+are. The scale is found by a coarse-to-fine search over magnifications; at each scale the
+second thumbnail is resampled to the first's pixel scale and phase-correlated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class Shift:
+    """Result of :func:`phase_shift`: rows/columns shift (pixels) and peak height (0..1)."""
+
+    dy: float
+    dx: float
+    peak: float
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How thumbnail ``b`` sits on thumbnail ``a`` (both in ``a``'s orientation).
+
+    A point ``p = (x, y)`` in ``a``'s thumbnail pixels maps to
+    ``q = scale * (p - (x, y))`` in ``b``'s thumbnail pixels: ``(x, y)`` is where ``b``'s
+    top-left corner lands in ``a``, and ``scale`` is ``b`` pixels per ``a`` pixel
+    (> 1 when ``b`` shows a magnified part of ``a``, e.g. a crop). ``overlap_a`` and
+    ``overlap_b`` are the fractions of each thumbnail covered by the other; ``peak`` is
+    the phase-correlation peak at the chosen scale.
+    """
+
+    x: float
+    y: float
+    scale: float
+    overlap_a: float
+    overlap_b: float
+    peak: float
+
+
+def hann2d(shape: tuple[int, int]) -> np.ndarray:
+    """Separable Hann window (float64, ``shape``); all ones along an axis of length < 3."""
+    def win(n: int) -> np.ndarray:
+        return np.hanning(n + 2)[1:-1] if n >= 3 else np.ones(n)
+    return np.outer(win(shape[0]), win(shape[1]))
+
+
+def _prepare(img: np.ndarray, window: bool) -> np.ndarray:
+    a = np.asarray(img, dtype=np.float64)
+    a = a - a.mean()
+    return a * hann2d(a.shape) if window else a
+
+
+def _upsampled_dft(data: np.ndarray, region: int, factor: int, offsets: np.ndarray) -> np.ndarray:
+    """DFT of ``data`` (2-D spectrum) sampled on a ``region``-square grid ``factor`` finer.
+
+    Matrix-multiply form of Guizar-Sicairos et al. (2008); ``offsets`` (2,) place the
+    grid's origin in upsampled pixels, as skimage's ``_upsampled_dft``.
+    """
+    out = data
+    for n, off in zip(data.shape[::-1], offsets[::-1]):
+        kernel = (np.arange(region) - off)[:, None] * np.fft.fftfreq(n, factor)
+        out = np.tensordot(np.exp(-2j * np.pi * kernel), out, axes=(1, -1))
+    return out
+
+
+def phase_shift(reference: np.ndarray, moving: np.ndarray, *, upsample: int = 20,
+                window: bool = True, eps: float = 1e-9) -> Shift:
+    """Shift registering ``moving`` onto ``reference``, to 1/``upsample`` pixel.
+
+    ``reference``, ``moving``: real 2-D arrays of the same shape (any dtype). Returns
+    :class:`Shift` with ``dy``, ``dx`` in pixels (rows, columns), each in
+    ``(-n/2, n/2]`` of its axis, and ``peak`` in [0, 1] (see module docstring).
+    """
+    ref, mov = np.asarray(reference), np.asarray(moving)
+    if ref.shape != mov.shape or ref.ndim != 2:
+        raise ValueError(f"need two 2-D arrays of one shape, got {ref.shape} and {mov.shape}")
+    product = np.fft.fft2(_prepare(ref, window)) * np.fft.fft2(_prepare(mov, window)).conj()
+    product /= np.maximum(np.abs(product), eps)
+    corr = np.fft.ifft2(product)
+    shape = np.array(corr.shape)
+    idx = np.array(np.unravel_index(int(np.argmax(np.abs(corr))), corr.shape), dtype=np.float64)
+    shifts = np.where(idx > shape // 2, idx - shape, idx)
+    best = float(np.abs(corr[tuple(idx.astype(int))]))
+    if upsample > 1:
+        region = int(np.ceil(upsample * 1.5))
+        centre = np.fix(region / 2.0)
+        shifts = np.round(shifts * upsample) / upsample
+        up = _upsampled_dft(product.conj(), region, upsample, centre - shifts * upsample).conj()
+        peak_idx = np.array(np.unravel_index(int(np.argmax(np.abs(up))), up.shape), dtype=np.float64)
+        shifts = shifts + (peak_idx - centre) / upsample
+        best = max(best, float(np.abs(up[tuple(peak_idx.astype(int))])) / product.size)
+    return Shift(dy=float(shifts[0]), dx=float(shifts[1]), peak=min(best, 1.0))
+
+
+def rank_normalise(img: np.ndarray) -> np.ndarray:
+    """Each pixel replaced by its mid-rank quantile in (0, 1); float64, same shape.
+
+    Invariant to any strictly increasing tone change (exposure, gamma, contrast), so two
+    exposures of one scene give nearly the same array. Ties share their mean rank.
+    """
+    flat = np.asarray(img).ravel()
+    values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    mid = (np.cumsum(counts) - 0.5 * counts) / flat.size
+    return mid[inverse].reshape(np.shape(img))
+
+
+def resample(img: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """``out(u) = img(scale * u)`` on an output grid of ``shape`` (pixel-centre convention).
+
+    Bilinear; a Gaussian pre-blur of sigma ``0.4 * scale`` when shrinking (scale > 1)
+    limits aliasing. Points outside ``img`` are 0.
+    """
+    src = np.asarray(img, dtype=np.float64)
+    if scale > 1.05:
+        src = ndimage.gaussian_filter(src, 0.4 * scale)
+    offset = 0.5 * scale - 0.5
+    return ndimage.affine_transform(src, [scale, scale], offset=offset, output_shape=shape,
+                                    order=1, mode="constant", cval=0.0)
+
+
+def _embed(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(shape)
+    out[: img.shape[0], : img.shape[1]] = img
+    return out
+
+
+def _try_scale(a_win: np.ndarray, b: np.ndarray, scale: float, canvas: tuple[int, int],
+               upsample: int) -> tuple[Shift, tuple[int, int]]:
+    """Phase-correlate ``a`` with ``b`` resampled to ``a``'s pixel scale by ``scale``."""
+    shape = (max(1, round(b.shape[0] / scale)), max(1, round(b.shape[1] / scale)))
+    shape = (min(shape[0], canvas[0]), min(shape[1], canvas[1]))
+    b_res = resample(b, scale, shape)
+    b_win = _embed(_prepare(b_res, True), canvas)
+    return phase_shift(a_win, b_win, upsample=upsample, window=False), shape
+
+
+def _overlap(a_shape, b_shape_in_a, x: float, y: float) -> tuple[float, float]:
+    ox = max(0.0, min(a_shape[1], x + b_shape_in_a[1]) - max(0.0, x))
+    oy = max(0.0, min(a_shape[0], y + b_shape_in_a[0]) - max(0.0, y))
+    area = ox * oy
+    return area / (a_shape[0] * a_shape[1]), area / (b_shape_in_a[0] * b_shape_in_a[1])
+
+
+def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coarse_steps: int = 8,
+                 fine_step: float = 0.01, upsample: int = 10,
+                 scale_hint: float | None = None) -> Alignment:
+    """Register grey thumbnail ``b`` onto grey thumbnail ``a`` (both 2-D, any size).
+
+    ``b`` must already be in ``a``'s orientation (apply the matched D4 transform first).
+    Magnifications ``scale`` in ``[1/max_scale, max_scale]`` are searched on a geometric
+    grid with ``coarse_steps`` steps per side, then refined in steps of ``fine_step``
+    (relative) around the best; ``scale_hint`` adds one more starting candidate (e.g.
+    the scale implied by a crop hash). A 20% crop is a magnification of 1.25.
+    Returns :class:`Alignment` in ``a``'s thumbnail pixels.
+    """
+    ra, rb = rank_normalise(a), rank_normalise(b)
+    canvas = (max(a.shape[0], b.shape[0]) + 8, max(a.shape[1], b.shape[1]) + 8)
+    canvas = (max(canvas[0], round(b.shape[0] * max_scale)), max(canvas[1], round(b.shape[1] * max_scale)))
+    a_win = _embed(_prepare(ra, True), canvas)
+    grid = list(max_scale ** (np.arange(-coarse_steps, coarse_steps + 1) / coarse_steps))
+    if scale_hint is not None:
+        grid.append(float(np.clip(scale_hint, 1 / max_scale, max_scale)))
+    scored = {s: _try_scale(a_win, rb, s, canvas, 1) for s in grid}
+    best = max(scored, key=lambda s: scored[s][0].peak)
+    step = max_scale ** (1 / coarse_steps)
+    for s in best * (1 + fine_step) ** np.arange(-int(np.log(step) / np.log1p(fine_step)),
+                                                 int(np.log(step) / np.log1p(fine_step)) + 1):
+        if s not in scored:
+            scored[s] = _try_scale(a_win, rb, float(s), canvas, 1)
+    best = max(scored, key=lambda s: scored[s][0].peak)
+    shift, shape = _try_scale(a_win, rb, best, canvas, upsample)
+    x, y = shift.dx, shift.dy
+    ov_a, ov_b = _overlap(a.shape, shape, x, y)
+    return Alignment(x=x, y=y, scale=float(best), overlap_a=ov_a, overlap_b=ov_b, peak=shift.peak)

@@ -1,0 +1,95 @@
+"""Planted shifts and scales come back from phase correlation and thumbnail alignment."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from indexer.match.align import align_thumbs, phase_shift, rank_normalise
+
+
+def _kodak(shared_data, n=5) -> np.ndarray:
+    path = shared_data / "photos" / "kodak" / f"kodim{n:02d}.png"
+    return np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+
+
+def _scene(seed=0, shape=(300, 400)) -> np.ndarray:
+    """Generated texture with structure at several scales (always available)."""
+    rng = np.random.default_rng(seed)
+    img = sum(ndimage.gaussian_filter(rng.normal(size=shape), s) * s for s in (1, 3, 9, 27))
+    img = (img - img.min()) / np.ptp(img)
+    return img * 255.0
+
+
+def _fourier_shifted(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    return np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(img), (dy, dx))).real
+
+
+def _thumb(a: np.ndarray, n: int = 128) -> np.ndarray:
+    img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    s = n / max(img.size)
+    size = (max(1, round(img.width * s)), max(1, round(img.height * s)))
+    return np.asarray(img.resize(size, Image.Resampling.LANCZOS))
+
+
+def test_integer_shift_on_kodak(shared_data):
+    im = _kodak(shared_data)
+    ref = im[100:356, 200:456]
+    moving = im[107:363, 188:444]  # = ref displaced by (-7, +12)
+    got = phase_shift(ref, moving)
+    # skimage convention: the shift that registers moving onto reference.
+    assert (got.dy, got.dx) == pytest.approx((7, -12), abs=0.1)
+    assert got.peak > 0.5
+
+
+@pytest.mark.parametrize("dy, dx", [(-7, 12), (0.3, -0.7), (2.25, 1.5), (-4.6, 3.35)])
+def test_subpixel_shift_on_kodak(shared_data, dy, dx):
+    im = _kodak(shared_data)
+    moved = _fourier_shifted(im, dy, dx)
+    got = phase_shift(im[100:356, 200:456], moved[100:356, 200:456])
+    assert (got.dy, got.dx) == pytest.approx((-dy, -dx), abs=0.1)
+
+
+@pytest.mark.parametrize("dy, dx", [(5.5, -3.25), (-0.4, 0.8)])
+def test_subpixel_shift_generated(dy, dx):
+    im = _scene(1)
+    moved = _fourier_shifted(im, dy, dx)
+    got = phase_shift(im[50:250, 50:350], moved[50:250, 50:350])
+    assert (got.dy, got.dx) == pytest.approx((-dy, -dx), abs=0.1)
+
+
+def test_peak_separates_related_from_unrelated():
+    a, b = _scene(1), _scene(2)
+    same = phase_shift(a[20:220, 20:320], a[23:223, 15:315])
+    other = phase_shift(a[20:220, 20:320], b[20:220, 20:320])
+    assert same.peak > 0.5
+    assert other.peak < 0.1
+
+
+def test_rank_normalise_ignores_monotonic_tone_change():
+    a = _scene(3)
+    darker = 255.0 * (a / 255.0) ** 2.2 * 0.5
+    assert np.allclose(rank_normalise(a), rank_normalise(darker))
+
+
+@pytest.mark.parametrize("keep, oy, ox", [(0.85, 30, 50), (0.8, 0, 0), (0.95, 10, 5)])
+def test_align_thumbs_recovers_crop(keep, oy, ox):
+    full = _scene(4, (480, 720))
+    h, w = round(480 * keep), round(720 * keep)
+    crop = full[oy:oy + h, ox:ox + w]
+    got = align_thumbs(_thumb(full), _thumb(crop))
+    k = 128 / 720  # full-image thumbnail pixels per full pixel
+    assert got.scale == pytest.approx(1 / keep, rel=0.02)
+    assert (got.x, got.y) == pytest.approx((ox * k, oy * k), abs=1.0)
+    assert got.overlap_b > 0.95
+
+
+def test_align_thumbs_exposure_and_resize():
+    full = _scene(5, (400, 600))
+    dark = 255.0 * (full / 255.0) ** 1.8 * 0.6
+    small = np.asarray(Image.fromarray(dark.astype(np.uint8)).resize((300, 200), Image.Resampling.BILINEAR))
+    got = align_thumbs(_thumb(full), _thumb(small.astype(np.float64)))
+    assert got.scale == pytest.approx(1.0, rel=0.02)
+    assert (got.x, got.y) == pytest.approx((0, 0), abs=0.6)
+    assert got.peak > 0.3
