@@ -121,3 +121,105 @@ class Daemon(Base):
     pending: Mapped[int] = mapped_column(Integer, default=0)
     last_activity_at: Mapped[datetime | None] = mapped_column(DateTime)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Pair(Base):
+    """An accepted near-duplicate pair with its evidence (``a_id`` < ``b_id``).
+
+    ``transform``: the D4 transform that maps A's displayed pixels onto B's; ``shift_x``,
+    ``shift_y``: B's offset in pixels of A; ``scale``: B's size over A's; ``delta_ev``:
+    log2 of B's exposure over A's, measured (positive: B brighter); ``delta_ev_exif``: the
+    same predicted from both files' exposure time, ISO and f-number; ``time_gap_s``:
+    capture-time difference in seconds.
+    """
+
+    __tablename__ = "pairs"
+    __table_args__ = (UniqueConstraint("a_id", "b_id", name="uq_pairs_a_id_b_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    a_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    b_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    verdict: Mapped[str] = mapped_column(String(20), index=True)
+    hamming: Mapped[int | None] = mapped_column(SmallInteger)
+    transform: Mapped[str] = mapped_column(String(12), default="identity")
+    shift_x: Mapped[float | None] = mapped_column(Float)
+    shift_y: Mapped[float | None] = mapped_column(Float)
+    scale: Mapped[float | None] = mapped_column(Float)
+    correlation: Mapped[float | None] = mapped_column(Float)
+    hist_similarity: Mapped[float | None] = mapped_column(Float)
+    delta_ev: Mapped[float | None] = mapped_column(Float)
+    delta_ev_exif: Mapped[float | None] = mapped_column(Float)
+    time_gap_s: Mapped[float | None] = mapped_column(Float)
+    description: Mapped[str | None] = mapped_column(Text)
+    match_version: Mapped[int] = mapped_column(SmallInteger)
+    found_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ImageGroup(Base):
+    """Duplicate group of an image (connected components of the chosen verdicts)."""
+
+    __tablename__ = "image_groups"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, index=True)
+    is_keeper: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ImageFlag(Base):
+    """A QA flag raised on an image: the measured value and the threshold that fired."""
+
+    __tablename__ = "image_flags"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    flags_version: Mapped[int] = mapped_column(SmallInteger)
+
+
+class Sensor(Base):
+    """One camera body at one geometry; its running per-site statistics live in a file.
+
+    ``kind`` is ``cfa`` (RAW: visible CFA sites) or ``rgb`` (stored, un-rotated pixels).
+    ``accumulator`` is the file (relative to the database's folder) holding the stats.
+    """
+
+    __tablename__ = "sensors"
+    __table_args__ = (UniqueConstraint("camera_id", "width", "height", "kind",
+                                       name="uq_sensors_camera_id_width_height_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))
+    pattern: Mapped[str | None] = mapped_column(String(8))
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    accumulator: Mapped[str] = mapped_column(Text)
+    stats_version: Mapped[int] = mapped_column(SmallInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SensorFrame(Base):
+    """Which image's pixels went into which sensor's statistics (each counted once)."""
+
+    __tablename__ = "sensor_frames"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sensor_id: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    added_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SensorDefect(Base):
+    """A defective photosite of a sensor, in sensor (un-rotated, visible) coordinates."""
+
+    __tablename__ = "sensor_defects"
+
+    sensor_id: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
+    x: Mapped[int] = mapped_column(Integer, primary_key=True)
+    y: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    rate: Mapped[float] = mapped_column(Float)
+    mean_residual: Mapped[float] = mapped_column(Float)
+    frames: Mapped[int] = mapped_column(Integer)
