@@ -33,8 +33,9 @@ def to_unsigned(s: int) -> int:
 
 
 def hamming(a: int, b: int) -> int:
-    """Number of differing bits between two 64-bit hashes (signed or unsigned)."""
-    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
+    """Number of differing bits between two 64-bit hashes (signed or unsigned, int or numpy)."""
+    # int(): numpy int64 ^ a Python int beyond int64 (the mask) raises OverflowError
+    return ((int(a) ^ int(b)) & 0xFFFFFFFFFFFFFFFF).bit_count()
 
 
 def bits_to_int(bits: np.ndarray) -> int:
