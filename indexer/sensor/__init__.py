@@ -1,0 +1,28 @@
+"""Sensor health: per-camera photosite statistics, defect maps, export and repair.
+
+Pure array code (arrays in, dataclasses out). The database, the ``index`` pipeline and the
+CLI call into these modules; nothing here touches SQL or image decoders.
+
+- :mod:`.residual`    per-frame residual against same-colour neighbours, local noise, outliers
+- :mod:`.accumulator` per-sensor running statistics (Welford + counters), exact merge, atomic files
+- :mod:`.defects`     hot / dead / stuck classification
+- :mod:`.export`      dcraw/LibRaw and RawTherapee ``.badpixels`` text
+- :mod:`.repair`      CFA and demosaiced-image repair
+- :mod:`.synthetic`   synthetic cameras with planted defects (tests, demo, bench)
+"""
+from indexer.sensor.accumulator import AccumulatorFileError, SensorAccumulator
+from indexer.sensor.defects import Defect, NotEnoughFrames, classify_defects, defect_mask
+from indexer.sensor.residual import FrameResidual, ResidualParams, cfa_residual, rgb_residual
+
+__all__ = [
+    "AccumulatorFileError",
+    "Defect",
+    "FrameResidual",
+    "NotEnoughFrames",
+    "ResidualParams",
+    "SensorAccumulator",
+    "cfa_residual",
+    "classify_defects",
+    "defect_mask",
+    "rgb_residual",
+]

@@ -1,0 +1,274 @@
+"""Per-sensor running photosite statistics, mergeable exactly, stored atomically.
+
+Layout: 16 bytes per site, all arrays (H, W) in sensor coordinates.
+
+==============  ========  =================================================================
+field           dtype     meaning
+==============  ========  =================================================================
+``mean``        float32   Welford running mean of the residual (DN / code values)
+``m2``          float32   Welford sum of squared deviations of the residual
+``bright``      uint16    frames in which the site stood out bright
+``dark``        uint16    frames in which the site stood out dark
+``prev``        uint16    raw value in the last frame (stuck detection)
+``unchanged``   uint16    consecutive-frame pairs in which the value moved <= tolerance
+==============  ========  =================================================================
+
+Scalars: ``frames`` (n, every site sees every frame, so one count serves all sites) and
+``pairs`` (consecutive-frame pairs counted for ``unchanged``). Counters are uint16, so one
+accumulator holds at most 65,535 frames; :meth:`update` and :meth:`merge` refuse more.
+
+Merging follows Chan, Golub & LeVeque (1979), "Updating formulae and a pairwise algorithm
+for computing sample variances": ``mean = mean_a + d * n_b / n`` and
+``m2 = m2_a + m2_b + d^2 * n_a * n_b / n`` with ``d = mean_b - mean_a``; counters add.
+Both are exact (up to float rounding) whatever the split. The one exception is the pair
+that straddles the split: a worker never sees the other worker's last frame, so the merged
+``unchanged`` counts ``n - 2`` pairs where one pass counts ``n - 1``; ``pairs`` records
+the denominator, so the stuck *rate* stays an unbiased estimate.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.sensor.residual import ResidualParams, Strip, iter_cfa_strips, iter_rgb_strips
+
+FORMAT_VERSION = 1
+MAX_FRAMES = np.iinfo(np.uint16).max
+LAYOUTS = ("cfa", "rgb")
+_ARRAYS = {"mean": np.float32, "m2": np.float32, "bright": np.uint16, "dark": np.uint16,
+           "prev": np.uint16, "unchanged": np.uint16}
+
+
+class AccumulatorFileError(ValueError):
+    """A stored accumulator is missing, truncated, corrupt or of another format version."""
+
+
+@dataclass
+class SensorAccumulator:
+    """Running statistics of one sensor (camera body + geometry).
+
+    layout:  "cfa" (RAW visible CFA plane, residual against same-colour sites 2 px away)
+             or "rgb" (demosaiced image in stored orientation, per channel, 1 px away).
+    pattern: (2, 2) int colour indices for "cfa" (rawpy ``raw_pattern``), None for "rgb".
+    params:  the per-frame outlier test; accumulators merge only with equal params.
+    """
+
+    height: int
+    width: int
+    layout: str = "cfa"
+    pattern: np.ndarray | None = None
+    params: ResidualParams = field(default_factory=ResidualParams)
+    frames: int = 0
+    pairs: int = 0
+    mean: np.ndarray = None
+    m2: np.ndarray = None
+    bright: np.ndarray = None
+    dark: np.ndarray = None
+    prev: np.ndarray = None
+    unchanged: np.ndarray = None
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.layout == "cfa":
+            self.pattern = np.asarray(self.pattern if self.pattern is not None else [[0, 1], [3, 2]],
+                                      dtype=np.int8)
+            if self.pattern.shape != (2, 2):
+                raise ValueError(f"only 2x2 CFA patterns are supported, got {self.pattern.shape}")
+        shape = (self.height, self.width)
+        for name, dtype in _ARRAYS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(shape, dtype))
+            arr = getattr(self, name)
+            if arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(f"{name}: expected {shape} {np.dtype(dtype)}, got {arr.shape} {arr.dtype}")
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the per-site arrays (16 per site)."""
+        return sum(getattr(self, name).nbytes for name in _ARRAYS)
+
+    def variance(self) -> np.ndarray:
+        """Sample variance of the residual per site (float32, NaN with fewer than 2 frames)."""
+        if self.frames < 2:
+            return np.full(self.shape, np.nan, np.float32)
+        return self.m2 / np.float32(self.frames - 1)
+
+    # ------------------------------------------------------------------ update
+    def update(self, frame: np.ndarray, *, black_level=0, white_level=None) -> None:
+        """Add one frame in place.
+
+        "cfa": ``frame`` (H, W) uint16 visible CFA plane; ``black_level`` scalar or
+        per-channel (rawpy ``black_level_per_channel``); ``white_level`` required (rawpy
+        ``white_level``). "rgb": ``frame`` (H, W, C) or (H, W) uint8/uint16, stored
+        orientation; ``white_level`` defaults to the dtype maximum; black is 0.
+        Raises ValueError on a geometry mismatch, OverflowError past 65,535 frames.
+        """
+        if frame.shape[:2] != self.shape:
+            raise ValueError(f"frame is {frame.shape[:2]}, sensor is {self.shape}")
+        if self.frames >= MAX_FRAMES:
+            raise OverflowError(f"accumulator already holds {self.frames} frames (uint16 counters)")
+        if self.layout == "cfa":
+            if white_level is None:
+                raise ValueError("white_level is required for CFA frames")
+            strips = iter_cfa_strips(frame, self.pattern, black_level=black_level,
+                                     white_level=white_level, params=self.params)
+        else:
+            strips = iter_rgb_strips(frame, white_level=white_level, params=self.params)
+        self.frames += 1
+        inv_n = np.float32(1.0 / self.frames)
+        first = self.frames == 1
+        for strip in strips:
+            self._update_strip(strip, inv_n, first)
+        if not first:
+            self.pairs += 1
+
+    def _update_strip(self, s: Strip, inv_n: np.float32, first: bool) -> None:
+        rows = slice(s.y0, s.y1)
+        mean, m2 = self.mean[rows], self.m2[rows]
+        delta = np.subtract(s.residual, mean)
+        mean += delta * inv_n
+        delta *= np.subtract(s.residual, mean)
+        m2 += delta
+        # bool -> uint8 view: adding uint8 into uint16 avoids a slow bool cast
+        np.add(self.bright[rows], s.bright.view(np.uint8), out=self.bright[rows])
+        np.add(self.dark[rows], s.dark.view(np.uint8), out=self.dark[rows])
+        prev = self.prev[rows]
+        if not first:
+            tol = self.params.stuck_tolerance
+            if tol == 0:
+                still = np.equal(prev, s.value)
+            else:
+                still = (np.maximum(prev, s.value) - np.minimum(prev, s.value)) <= tol
+            still &= s.judgeable
+            np.add(self.unchanged[rows], still.view(np.uint8), out=self.unchanged[rows])
+        prev[...] = s.value
+
+    # ------------------------------------------------------------------ merge
+    def merge(self, later: "SensorAccumulator") -> "SensorAccumulator":
+        """A new accumulator equal to one pass over this one's frames then ``later``'s.
+
+        Chan et al. (1979) for mean/M2; counters add; ``prev`` comes from ``later``.
+        Inputs are not modified. Raises ValueError when geometry, layout, pattern or
+        params differ, OverflowError past 65,535 frames.
+        """
+        self._check_compatible(later)
+        if later.frames == 0:
+            return self.copy()
+        if self.frames == 0:
+            return later.copy()
+        n_a, n_b = self.frames, later.frames
+        n = n_a + n_b
+        if n > MAX_FRAMES:
+            raise OverflowError(f"merged accumulator would hold {n} frames (max {MAX_FRAMES})")
+        delta = later.mean.astype(np.float64) - self.mean
+        mean = self.mean + delta * (n_b / n)
+        m2 = self.m2.astype(np.float64) + later.m2 + delta * delta * (n_a * n_b / n)
+        return SensorAccumulator(
+            self.height, self.width, self.layout, self.pattern, self.params,
+            frames=n, pairs=self.pairs + later.pairs,
+            mean=mean.astype(np.float32), m2=m2.astype(np.float32),
+            bright=self.bright + later.bright, dark=self.dark + later.dark,
+            prev=later.prev.copy(), unchanged=self.unchanged + later.unchanged)
+
+    def _check_compatible(self, other: "SensorAccumulator") -> None:
+        mine = (self.shape, self.layout, self.params)
+        theirs = (other.shape, other.layout, other.params)
+        if mine != theirs:
+            raise ValueError(f"cannot merge accumulators: {mine} vs {theirs}")
+        if self.layout == "cfa" and not np.array_equal(self.pattern, other.pattern):
+            raise ValueError(f"cannot merge CFA patterns {self.pattern.tolist()} and {other.pattern.tolist()}")
+
+    def copy(self) -> "SensorAccumulator":
+        arrays = {name: getattr(self, name).copy() for name in _ARRAYS}
+        return SensorAccumulator(self.height, self.width, self.layout, self.pattern, self.params,
+                                 frames=self.frames, pairs=self.pairs, **arrays)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike, *, compress: bool = False) -> None:
+        """Write atomically: temp file in the same folder, fsync, ``os.replace``.
+
+        One ``.npz`` with the arrays plus ``meta`` (format version, geometry, layout,
+        pattern, frames, pairs, params). An interrupted save leaves the old file intact.
+        """
+        path = Path(path)
+        meta = np.array([FORMAT_VERSION, self.height, self.width, LAYOUTS.index(self.layout),
+                         self.frames, self.pairs, self.params.tile, self.params.stuck_tolerance,
+                         self.params.rgb_step],
+                        dtype=np.int64)
+        extra = {"meta": meta, "pattern": np.asarray(self.pattern if self.pattern is not None
+                                                     else np.zeros((2, 2)), dtype=np.int8),
+                 "params_f": np.array([self.params.margin, self.params.noise_floor])}
+        writer = np.savez_compressed if compress else np.savez
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                writer(fh, **extra, **{name: getattr(self, name) for name in _ARRAYS})
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SensorAccumulator":
+        """Read a file written by :meth:`save`; raises :class:`AccumulatorFileError` when the
+        file is missing, truncated, corrupt (zip CRC) or of another format version."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                content = {key: data[key] for key in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            raise AccumulatorFileError(f"{path}: not a readable sensor accumulator ({exc})") from exc
+        return cls._from_content(path, content)
+
+    @classmethod
+    def _from_content(cls, path, content: dict) -> "SensorAccumulator":
+        missing = {"meta", "pattern", "params_f", *_ARRAYS} - set(content)
+        if missing:
+            raise AccumulatorFileError(f"{path}: sensor accumulator lacks {sorted(missing)}")
+        meta = [int(v) for v in content["meta"]]
+        if len(meta) != 9 or meta[0] != FORMAT_VERSION:
+            raise AccumulatorFileError(f"{path}: format {meta[:1]}, expected [{FORMAT_VERSION}]")
+        _, height, width, layout, frames, pairs, tile, tol, rgb_step = meta
+        margin, floor = (float(v) for v in content["params_f"])
+        layout_name = LAYOUTS[layout] if 0 <= layout < len(LAYOUTS) else "?"
+        try:
+            params = ResidualParams(margin=margin, tile=tile, noise_floor=floor,
+                                    stuck_tolerance=tol, rgb_step=rgb_step)
+            return cls(height, width, layout_name,
+                       content["pattern"] if layout_name == "cfa" else None, params,
+                       frames=frames, pairs=pairs, **{name: content[name] for name in _ARRAYS})
+        except ValueError as exc:
+            raise AccumulatorFileError(f"{path}: inconsistent sensor accumulator ({exc})") from exc
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def field_names() -> list[str]:
+    """Names of the per-site arrays, in file order."""
+    return list(_ARRAYS)
+
+
+__all__ = ["AccumulatorFileError", "FORMAT_VERSION", "MAX_FRAMES", "SensorAccumulator", "field_names"]

@@ -1,0 +1,162 @@
+"""Hot, dead and stuck photosites from a sensor's running statistics.
+
+- hot:   stood out bright in at least ``rate`` of the frames (default 90%);
+- dead:  stood out dark in at least ``rate`` of the frames;
+- stuck: raw value unchanged (within the accumulator's ``stuck_tolerance``) in at least
+         ``rate`` of the consecutive-frame pairs while the median of its 8 same-colour
+         neighbours was unchanged in at most ``neighbour_stuck_max`` of them (default 50%),
+         i.e. the neighbours varied. Clipped values (<= black, >= white) never count as
+         unchanged. On by default for RAW only: a demosaiced pixel mixes its neighbours.
+
+A rate of 90% over fewer than ``min_frames`` frames (default 5) is not evidence: such a
+sensor raises :class:`NotEnoughFrames` ("not enough frames (n of m)"); at least 2 frames
+are always required, so one frame never makes a defect, and a site must stand out in at
+least 2 frames whatever the rate. This is the rule of ``rawpy.enhance.find_bad_pixels``
+(kept if in >= 90% of frames) with a per-frame test that adapts to local noise, so
+texture and stars do not add up (a star is bright in one frame of many).
+
+Demosaicing spreads one bad photosite into its neighbours; for "rgb" sensors a candidate
+is kept only where its |mean residual| is the largest among the candidates of the same
+kind in its 3x3 neighbourhood (``suppress_spread``), so one defect is one record.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from indexer.sensor.accumulator import SensorAccumulator
+
+KINDS = ("hot", "dead", "stuck")
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One defective site. x = column, y = row, sensor coordinates (visible CFA plane for
+    RAW, stored un-rotated pixels otherwise); rate = fraction of frames (pairs for stuck)
+    in which it misbehaved; mean_residual in DN / code values; frames = frames seen."""
+
+    x: int
+    y: int
+    kind: str
+    rate: float
+    mean_residual: float
+    frames: int
+
+
+class NotEnoughFrames(ValueError):
+    """The sensor has fewer frames than the classification needs."""
+
+    def __init__(self, frames: int, required: int):
+        self.frames, self.required = frames, required
+        super().__init__(f"not enough frames ({frames} of {required})")
+
+
+def _needed(rate: float, total: int) -> int:
+    """Smallest count whose share of ``total`` reaches ``rate`` (never below 2)."""
+    return max(2, math.ceil(rate * total - 1e-9))
+
+
+def _neighbour_median(values: np.ndarray, ys: np.ndarray, xs: np.ndarray, step: int) -> np.ndarray:
+    """Median of the 8 same-colour neighbours (mirrored at edges) at the given sites."""
+    h, w = values.shape
+    offsets = [(dy, dx) for dy in (-step, 0, step) for dx in (-step, 0, step) if dy or dx]
+    gathered = []
+    for dy, dx in offsets:
+        yy, xx = np.abs(ys + dy), np.abs(xs + dx)
+        yy = np.where(yy >= h, 2 * (h - 1) - yy, yy)
+        xx = np.where(xx >= w, 2 * (w - 1) - xx, xx)
+        gathered.append(values[yy, xx])
+    return np.median(np.stack(gathered), axis=0)
+
+
+def _stuck_sites(acc: SensorAccumulator, rate: float, neighbour_max: float) -> np.ndarray:
+    """Boolean map of stuck sites (see module docstring)."""
+    if acc.pairs < 1:
+        return np.zeros(acc.shape, bool)
+    cand = acc.unchanged >= _needed(rate, acc.pairs)
+    ys, xs = np.nonzero(cand)
+    step = 2 if acc.layout == "cfa" else 1
+    around = _neighbour_median(acc.unchanged.astype(np.float32), ys, xs, step)
+    keep = around <= neighbour_max * acc.pairs
+    out = np.zeros(acc.shape, bool)
+    out[ys[keep], xs[keep]] = True
+    return out
+
+
+def _local_maxima(mask: np.ndarray, strength: np.ndarray) -> np.ndarray:
+    """Keep the sites of ``mask`` whose strength is largest among masked 8-neighbours
+    (ties: the first in raster order wins)."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    s = strength[ys, xs]
+    keep = np.ones(ys.size, bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if not (dy or dx):
+                continue
+            yy, xx = ys + dy, xs + dx
+            inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+            yy, xx = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
+            other = inside & mask[yy, xx]
+            earlier = (dy, dx) < (0, 0)
+            beats = strength[yy, xx] > s if not earlier else strength[yy, xx] >= s
+            keep &= ~(other & beats)
+    out = np.zeros_like(mask)
+    out[ys[keep], xs[keep]] = True
+    return out
+
+
+def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: int = 5,
+                     neighbour_stuck_max: float = 0.5, stuck: bool | None = None,
+                     suppress_spread: bool | None = None) -> list[Defect]:
+    """Defects of one sensor, sorted by (y, x).
+
+    rate:                share of frames a site must misbehave in (default 0.9).
+    min_frames:          frames required before anything is reported (default 5, >= 2).
+    neighbour_stuck_max: max share of pairs the neighbours may be unchanged (default 0.5).
+    stuck:               detect stuck sites (default: True for "cfa", False for "rgb").
+    suppress_spread:     one record per demosaic-spread blob (default: True for "rgb").
+    Raises NotEnoughFrames when ``acc.frames < min_frames``.
+    """
+    if min_frames < 2 or not 0 < rate <= 1:
+        raise ValueError(f"need min_frames >= 2 and 0 < rate <= 1, got {min_frames}, {rate}")
+    if acc.frames < min_frames:
+        raise NotEnoughFrames(acc.frames, min_frames)
+    is_rgb = acc.layout == "rgb"
+    stuck = (not is_rgb) if stuck is None else stuck
+    spread = is_rgb if suppress_spread is None else suppress_spread
+    need = _needed(rate, acc.frames)
+    # stuck first: a site frozen at a bright value also stands out bright, but "stuck"
+    # (the value never moves) is the more specific diagnosis
+    stuck_map = _stuck_sites(acc, rate, neighbour_stuck_max) if stuck else np.zeros(acc.shape, bool)
+    hot = (acc.bright >= need) & ~stuck_map
+    dead = (acc.dark >= need) & ~hot & ~stuck_map
+    if spread:
+        strength = np.abs(acc.mean)
+        hot, dead = _local_maxima(hot, strength), _local_maxima(dead, strength)
+    maps = [("hot", hot, acc.bright, acc.frames), ("dead", dead, acc.dark, acc.frames),
+            ("stuck", stuck_map, acc.unchanged, acc.pairs)]
+    found = [d for kind, mask, counts, total in maps
+             for d in _records(acc, kind, mask, counts, total)]
+    return sorted(found, key=lambda d: (d.y, d.x))
+
+
+def _records(acc, kind, mask, counts, total) -> Iterable[Defect]:
+    ys, xs = np.nonzero(mask)
+    for y, x in zip(ys.tolist(), xs.tolist()):
+        yield Defect(x=x, y=y, kind=kind, rate=round(int(counts[y, x]) / total, 4),
+                     mean_residual=float(acc.mean[y, x]), frames=acc.frames)
+
+
+def defect_mask(defects: Iterable[Defect], shape: tuple[int, int], *,
+                kinds: Iterable[str] = KINDS) -> np.ndarray:
+    """Boolean (H, W) map of the given defects (of the given kinds), for :mod:`.repair`."""
+    wanted = set(kinds)
+    mask = np.zeros(shape, bool)
+    for d in defects:
+        if d.kind in wanted:
+            mask[d.y, d.x] = True
+    return mask

@@ -1,0 +1,299 @@
+"""Per-frame residual of each photosite against its same-colour neighbours.
+
+For every site ``v`` the *residual* is ``r = v - m`` where ``m`` is Tukey's ninther (the
+median of the three row-medians) of the 3x3 grid of same-colour sites around it: on a
+Bayer CFA plane those sit 2 pixels apart (RawTherapee's hot/dead filter and
+``rawpy.enhance.find_bad_pixels`` use the same 3x3 same-colour grid with a full median);
+on a demosaiced image, per channel, ``rgb_step`` (default 2) pixels apart. The ninther costs 8 min/max passes on
+the integer data, against ~650 ms for ``scipy.ndimage.median_filter`` on one 6 MP colour
+plane, and is just as robust to a lone defect, a defect pair, or a bad row/column (the
+other two rows or columns outvote it). See Tukey (1977) and Rousseeuw & Bassett (1990),
+"The remedian".
+
+*Local noise* is a robust mean absolute residual over a tile (default 32x32 sensor pixels,
+taken per CFA colour, i.e. 256 same-colour sites): the median of the mean |residual| of
+its 16 sub-tiles, floored at ``noise_floor``. A defect or a scene edge only raises the
+sub-tiles it crosses, so it neither hides itself nor the defects near it; widespread
+texture raises the noise, which keeps texture from counting as outliers. For Gaussian
+noise of sigma ``s`` the mean absolute residual is about ``0.8 s``.
+
+A site *stands out* bright when ``r > margin * noise`` and dark when ``r < -margin * noise``
+(default margin 4). One frame decides nothing: :mod:`.defects` requires a site to stand
+out in most frames of varied scenes, which is where precision comes from.
+
+Frames are processed in strips of ``tile`` rows so every intermediate stays in cache; the
+accumulator consumes the same strips (:func:`iter_cfa_strips`, :func:`iter_rgb_strips`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ResidualParams:
+    """Tuning of the per-frame outlier test (stored with each accumulator).
+
+    margin:          outlier when |residual| > margin * local noise (default 4.0, ~3.2
+                     sigma of Gaussian noise: sensitive per frame; the rate rule over many
+                     frames, not this margin, is what keeps scene detail out of the map).
+    tile:            side of the noise tile, sensor pixels; a multiple of 8; default 32.
+    noise_floor:     lower bound of the local noise, in DN / code values (default 1.0), so
+                     flat or clipped tiles do not make every 1-DN wiggle an outlier.
+    stuck_tolerance: a site is "unchanged" between consecutive frames when its raw value
+                     moves by at most this many DN (default 0: identical value).
+    rgb_step:        neighbour distance on demosaiced images (default 2: the 5x5 grid
+                     skips the direct neighbours, which demosaicing and JPEG chroma
+                     subsampling have contaminated with the defect itself).
+    """
+
+    margin: float = 4.0
+    tile: int = 32
+    noise_floor: float = 1.0
+    stuck_tolerance: int = 0
+    rgb_step: int = 2
+
+    def __post_init__(self) -> None:
+        if self.tile < 16 or self.tile % 8:
+            raise ValueError(f"tile must be a multiple of 8 >= 16, got {self.tile}")
+        if self.margin <= 0 or self.noise_floor <= 0 or self.stuck_tolerance < 0 or self.rgb_step < 1:
+            raise ValueError(f"invalid residual parameters: {self}")
+
+
+@dataclass
+class Strip:
+    """Rows ``y0:y1`` of one frame, all arrays shaped (y1 - y0, width).
+
+    residual float32 (DN or code values), bright/dark bool (stood out), value uint16 (raw
+    value, for stuck detection), noise_rows float32 (period, width): the local noise of
+    strip row ``i`` is ``noise_rows[i % period]`` (see :meth:`noise`),
+    judgeable bool (value strictly between black and white: clipped sites are no
+    evidence of being stuck).
+    """
+
+    y0: int
+    y1: int
+    residual: np.ndarray
+    noise_rows: np.ndarray
+    bright: np.ndarray
+    dark: np.ndarray
+    value: np.ndarray
+    judgeable: np.ndarray
+
+    def noise(self) -> np.ndarray:
+        """Local noise per site, float32 (rows, width)."""
+        rows = self.y1 - self.y0
+        period = self.noise_rows.shape[0]
+        return np.tile(self.noise_rows, (-(-rows // period), 1))[:rows]
+
+
+@dataclass
+class FrameResidual:
+    """Whole-frame result: the fields of :class:`Strip` for all rows, shape (H, W)."""
+
+    residual: np.ndarray
+    noise: np.ndarray
+    bright: np.ndarray
+    dark: np.ndarray
+    value: np.ndarray
+    judgeable: np.ndarray
+
+
+def _med3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Elementwise median of three arrays with four min/max passes."""
+    lo = np.minimum(a, b)
+    hi = np.maximum(a, b)
+    np.minimum(hi, c, out=hi)
+    return np.maximum(lo, hi, out=lo)
+
+
+def _pad(plane: np.ndarray, tile: int, step: int) -> np.ndarray:
+    """Mirror-pad by ``step`` all round and up to whole tiles; keeps the CFA phase."""
+    h, w = plane.shape
+    extra_h, extra_w = -h % tile, -w % tile
+    return np.pad(plane, ((step, step + extra_h), (step, step + extra_w)), mode="reflect")
+
+
+def _strip_residual(padded: np.ndarray, y: int, tile: int, step: int):
+    """Residual of rows ``y:y+tile`` (unpadded coordinates) of a padded plane."""
+    blk = padded[y : y + tile + 2 * step]
+    hmed = _med3(blk[:, : -2 * step], blk[:, step:-step], blk[:, 2 * step :])
+    med = _med3(hmed[: -2 * step], hmed[step:-step], hmed[2 * step :])
+    value = blk[step:-step, step:-step]
+    residual = value.astype(np.float32)
+    residual -= med
+    return value, residual
+
+
+def _tile_noise(residual: np.ndarray, tile: int, period: int, floor: float) -> np.ndarray:
+    """Robust local noise per tile and CFA colour, one row per colour: (period, width).
+
+    Each tile is cut into 4x4 sub-tiles; the noise is the median of the sub-tiles' mean
+    |residual|. A scene edge or a defect only raises the few sub-tiles it crosses, so it
+    does not inflate the tile's noise (a plain tile mean let edges hide nearby defects).
+    Reductions run along the contiguous axis first, which keeps this ~10 ms per 24 MP.
+    """
+    rows, width = residual.shape
+    n, q = tile // period, tile // period // 4
+    sub = np.abs(residual).reshape(4, q, period, width).sum(axis=1)  # (4, p, W)
+    sub = sub.reshape(4, period, width // tile, 4, q, period).sum(axis=4)  # (4, p, nt, 4, p)
+    sub = sub.transpose(1, 2, 4, 0, 3).reshape(period, width // tile, period, 16)
+    tiles = np.median(sub, axis=3).astype(np.float32) / np.float32(q * q)
+    np.maximum(tiles, np.float32(floor), out=tiles)
+    return np.repeat(tiles[:, :, None, :], n, axis=2).reshape(period, width)
+
+
+def _by_colour_row(arr: np.ndarray, period: int) -> np.ndarray:
+    """View (rows, width) as (rows / period, period, width) to broadcast per-colour rows."""
+    return arr.reshape(arr.shape[0] // period, period, arr.shape[1])
+
+
+def _outliers(residual: np.ndarray, noise_rows: np.ndarray, margin: float):
+    """Bright and dark masks (rows, width) from the per-colour-row noise (period, width)."""
+    period = noise_rows.shape[0]
+    r3 = _by_colour_row(residual, period)
+    thr = noise_rows * np.float32(margin)
+    bright = np.greater(r3, thr).reshape(residual.shape)
+    dark = np.less(r3, -thr).reshape(residual.shape)
+    return bright, dark
+
+
+def _judgeable(value: np.ndarray, black2: np.ndarray, white: int) -> np.ndarray:
+    """Sites strictly inside (black, white); ``black2`` is the per-site black of one period."""
+    period = black2.shape[0]
+    black_rows = np.tile(black2, (1, value.shape[1] // period))
+    inside = np.greater(_by_colour_row(value, period), black_rows).reshape(value.shape)
+    inside &= value < white
+    return inside
+
+
+def _plane_strips(plane, *, step, period, black2, white, params) -> Iterator[Strip]:
+    """Strips of one plane; ``step`` is the same-colour neighbour distance."""
+    h, w = plane.shape
+    tile = params.tile
+    padded = _pad(plane, tile, step)
+    for y in range(0, h, tile):
+        value, residual = _strip_residual(padded, y, tile, step)
+        noise_rows = _tile_noise(residual, tile, period, params.noise_floor)
+        bright, dark = _outliers(residual, noise_rows, params.margin)
+        judge = _judgeable(value, black2, white)
+        y1 = min(y + tile, h)
+        rows, cols = slice(0, y1 - y), slice(0, w)
+        yield Strip(y, y1, residual[rows, cols], noise_rows[:, cols], bright[rows, cols],
+                    dark[rows, cols], value[rows, cols], judge[rows, cols])
+
+
+def black_per_site(pattern: np.ndarray, black_level: float | Sequence[float]) -> np.ndarray:
+    """Black level of each site of one 2x2 CFA period, from a scalar or per-channel levels.
+
+    ``pattern`` is rawpy's ``raw_pattern`` (colour index per site, e.g. RGGB = [[0,1],[3,2]]);
+    per-channel levels are indexed by those colour indices (rawpy's
+    ``black_level_per_channel``).
+    """
+    pattern = np.asarray(pattern)
+    if pattern.shape != (2, 2):
+        raise ValueError(f"only 2x2 CFA patterns are supported, got shape {pattern.shape}")
+    levels = np.atleast_1d(np.asarray(black_level, dtype=np.float64))
+    if levels.size == 1:
+        return np.full((2, 2), levels[0])
+    if pattern.max() >= levels.size or pattern.min() < 0:
+        raise ValueError(f"black levels {levels.tolist()} do not cover pattern {pattern.tolist()}")
+    return levels[pattern]
+
+
+def _check_cfa(cfa: np.ndarray) -> None:
+    if cfa.ndim != 2 or cfa.dtype != np.uint16:
+        raise ValueError(f"CFA plane must be 2-D uint16, got {cfa.ndim}-D {cfa.dtype}")
+    if cfa.shape[0] % 2 or cfa.shape[1] % 2 or min(cfa.shape) < 6:
+        raise ValueError(f"CFA plane must have even sides >= 6, got {cfa.shape}")
+
+
+def iter_cfa_strips(cfa, pattern, *, black_level, white_level, params=ResidualParams()):
+    """Strips of a CFA frame's residual (see :class:`Strip`).
+
+    cfa:         (H, W) uint16, the visible CFA plane (rawpy ``raw_image_visible``), even sides.
+    pattern:     (2, 2) colour indices (rawpy ``raw_pattern``); only its shape and the
+                 per-channel black indexing matter: the four sites of a period are handled
+                 as four separate planes (the two greens apart, as G1/G2 can differ).
+    black_level: scalar or per-channel sequence (rawpy ``black_level_per_channel``), DN.
+    white_level: saturation DN (rawpy ``white_level``); sites at or above it are clipped.
+    Residuals are in DN (black cancels in a same-colour difference).
+    """
+    _check_cfa(cfa)
+    black2 = black_per_site(pattern, black_level)
+    yield from _plane_strips(cfa, step=2, period=2, black2=black2, white=int(white_level),
+                             params=params)
+
+
+def _rgb_planes(image: np.ndarray) -> list[np.ndarray]:
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"image must be (H, W) or (H, W, C) uint8/uint16, got {image.shape} {image.dtype}")
+    return [np.ascontiguousarray(image[:, :, c]).astype(np.uint16, copy=False)
+            for c in range(image.shape[2])]
+
+
+def iter_rgb_strips(image, *, white_level=None, params=ResidualParams()):
+    """Strips of a demosaiced frame's residual, channels combined per pixel.
+
+    image: (H, W, C) or (H, W) uint8/uint16 in stored (un-rotated) orientation.
+    Each channel gets its own residual and noise; a pixel is bright (dark) when any channel
+    is. Its residual and noise are those of the channel with the largest |r| / noise, so a
+    red hot pixel is judged on red. ``value`` (for stuck detection) is channel 1 (green).
+    white_level defaults to the dtype maximum.
+    """
+    planes = _rgb_planes(image)
+    white = int(white_level if white_level is not None else np.iinfo(image.dtype).max)
+    black1 = np.zeros((1, 1))
+    kw = dict(step=params.rgb_step, period=1, black2=black1, white=white, params=params)
+    streams = [_plane_strips(p, **kw) for p in planes]
+    green = min(1, len(planes) - 1)
+    for parts in zip(*streams):
+        yield _combine_channels(parts, green)
+
+
+def _combine_channels(parts: Sequence[Strip], green: int) -> Strip:
+    if len(parts) == 1:
+        return parts[0]
+    noise = np.stack([s.noise_rows[0] for s in parts])  # period 1: one row per channel
+    z = np.stack([np.abs(s.residual) for s in parts]) / noise[:, None, :]
+    pick = np.argmax(z, axis=0)
+    residual = np.take_along_axis(np.stack([s.residual for s in parts]), pick[None], 0)[0]
+    bright = np.logical_or.reduce([s.bright for s in parts])
+    dark = np.logical_or.reduce([s.dark for s in parts])
+    g = parts[green]
+    # the noise of the picked channel varies per pixel, so it no longer fits one row per
+    # period: keep the green channel's row as the strip's representative noise
+    return Strip(g.y0, g.y1, residual, g.noise_rows, bright, dark, g.value, g.judgeable)
+
+
+def _assemble(strips: Iterator[Strip], shape: tuple[int, int]) -> FrameResidual:
+    out = FrameResidual(np.empty(shape, np.float32), np.empty(shape, np.float32),
+                        np.empty(shape, bool), np.empty(shape, bool),
+                        np.empty(shape, np.uint16), np.empty(shape, bool))
+    for s in strips:
+        for name in ("residual", "bright", "dark", "value", "judgeable"):
+            getattr(out, name)[s.y0 : s.y1] = getattr(s, name)
+        out.noise[s.y0 : s.y1] = s.noise()
+    return out
+
+
+def cfa_residual(cfa, pattern, *, black_level, white_level, params=ResidualParams()) -> FrameResidual:
+    """Whole-frame residual, noise and outlier masks of a CFA plane (see :func:`iter_cfa_strips`)."""
+    strips = iter_cfa_strips(cfa, pattern, black_level=black_level, white_level=white_level,
+                             params=params)
+    return _assemble(strips, cfa.shape)
+
+
+def rgb_residual(image, *, white_level=None, params=ResidualParams()) -> FrameResidual:
+    """Whole-frame residual of a demosaiced image (see :func:`iter_rgb_strips`)."""
+    strips = iter_rgb_strips(image, white_level=white_level, params=params)
+    return _assemble(strips, image.shape[:2])
+
+
+def local_noise(frame: FrameResidual) -> np.ndarray:
+    """The per-site local noise (float32, (H, W)) of a frame: tile mean |residual|."""
+    return frame.noise
