@@ -49,16 +49,18 @@ Outcome = Indexed | Moved | Failed
 
 _MOVE_CANDIDATES: frozenset[str] = frozenset()
 _SETTINGS = IndexSettings()
+_WANT_SENSOR = False
 
 
-def init_worker(settings: IndexSettings, move_candidates: frozenset[str]) -> None:
-    """Process initialiser: settings and the SHA-256s of rows whose files are gone."""
-    global _SETTINGS, _MOVE_CANDIDATES
-    _SETTINGS, _MOVE_CANDIDATES = settings, move_candidates
+def init_worker(settings: IndexSettings, move_candidates: frozenset[str], want_sensor: bool = False) -> None:
+    """Process initialiser: settings, the SHA-256s of rows whose files are gone, and
+    whether to keep full-size sensor data for sensor statistics."""
+    global _SETTINGS, _MOVE_CANDIDATES, _WANT_SENSOR
+    _SETTINGS, _MOVE_CANDIDATES, _WANT_SENSOR = settings, move_candidates, want_sensor
 
 
 def analyse(task: Task, settings: IndexSettings | None = None,
-            move_candidates: frozenset[str] | None = None, want_cfa: bool = False) -> Outcome:
+            move_candidates: frozenset[str] | None = None, want_sensor: bool | None = None) -> Outcome:
     """Decode and measure one file; every error becomes a :class:`Failed` outcome."""
     settings = settings or _SETTINGS
     moves = _MOVE_CANDIDATES if move_candidates is None else move_candidates
@@ -73,7 +75,8 @@ def analyse(task: Task, settings: IndexSettings | None = None,
             warnings.simplefilter("always")
             decoded = decode.decode_bytes(
                 data, path, work_size=settings.work_size, raw_preview_min=settings.raw_preview_min,
-                max_pixels=settings.max_pixels, want_cfa=want_cfa)
+                max_pixels=settings.max_pixels,
+                want_sensor=_WANT_SENSOR if want_sensor is None else want_sensor)
             measured = features.measure(decoded.rgb, thumb_size=settings.thumb_size)
         decoded.rgb = decoded.rgb[:0, :0]
         return Indexed(task, decoded, measured, sorted({str(w.message)[:200] for w in caught}))

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from indexer import exif, orient, sniff
-from indexer.rawdecode import RawFrame, decode_raw, develop_linear, raw_metadata, raw_pixel_bytes
+from indexer.rawdecode import CfaPlane, decode_raw, develop_linear, raw_metadata, raw_pixel_bytes
 from indexer.errors import DecodeError
 
 Image.MAX_IMAGE_PIXELS = None  # we check the limit ourselves, with a clear message
@@ -59,7 +59,8 @@ class Decoded:
     rgb: np.ndarray
     meta: exif.Metadata
     decoder: str
-    cfa: RawFrame | None = None
+    cfa: CfaPlane | None = None  # RAW, when sensor statistics were asked for
+    frame: np.ndarray | None = None  # other formats: full-size stored pixels, likewise
 
 
 def read_bytes(path: Path) -> bytes:
@@ -78,15 +79,15 @@ def read_bytes(path: Path) -> bytes:
 
 
 def decode_file(path: str | Path, *, work_size: int = 256, raw_preview_min: int = 512,
-                max_pixels: int = 250_000_000, want_cfa: bool = False) -> Decoded:
+                max_pixels: int = 250_000_000, want_sensor: bool = False) -> Decoded:
     """Read and decode one file (see :func:`decode_bytes`)."""
     path = Path(path)
     return decode_bytes(read_bytes(path), path, work_size=work_size, raw_preview_min=raw_preview_min,
-                        max_pixels=max_pixels, want_cfa=want_cfa)
+                        max_pixels=max_pixels, want_sensor=want_sensor)
 
 
 def decode_bytes(data: bytes, path: Path, *, work_size: int = 256, raw_preview_min: int = 512,
-                 max_pixels: int = 250_000_000, want_cfa: bool = False) -> Decoded:
+                 max_pixels: int = 250_000_000, want_sensor: bool = False) -> Decoded:
     """Decode ``data`` (the bytes of ``path``) to a :class:`Decoded` at the working size."""
     kind = sniff.sniff(data[:32])
     digest = hashlib.sha256(data).hexdigest()
@@ -94,17 +95,17 @@ def decode_bytes(data: bytes, path: Path, *, work_size: int = 256, raw_preview_m
         kind is None and path.suffix.lower() in sniff.RAW_EXTENSIONS
     ):
         try:
-            return _from_raw(data, path, digest, work_size, raw_preview_min, want_cfa)
+            return _from_raw(data, path, digest, work_size, raw_preview_min, want_sensor)
         except DecodeError as raw_error:
             if kind != "tiff":
                 raise
             try:  # a TIFF that rawpy refuses may still be a plain TIFF
-                return _from_pillow(data, digest, work_size, max_pixels)
+                return _from_pillow(data, digest, work_size, max_pixels, want_sensor)
             except DecodeError:
                 raise raw_error from None
     if kind == "heif" and not HEIF_AVAILABLE:
         raise DecodeError("unsupported", "HEIF/HEIC needs the optional extra: pip install 'photoqa[heif]'")
-    return _from_pillow(data, digest, work_size, max_pixels)
+    return _from_pillow(data, digest, work_size, max_pixels, want_sensor)
 
 
 def _open_pillow(data: bytes, max_pixels: int) -> Image.Image:
@@ -145,7 +146,8 @@ def _bit_depth(img: Image.Image) -> int:
     return 8
 
 
-def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int) -> Decoded:
+def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
+                 want_sensor: bool = False) -> Decoded:
     img = _open_pillow(data, max_pixels)
     fmt = (img.format or "UNKNOWN").upper()
     try:
@@ -153,13 +155,33 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int) -> D
     except Exception:  # broken EXIF must not lose the pixels; noqa: BLE001
         meta = exif.EMPTY
     width, height, depth = img.width, img.height, _bit_depth(img)
-    if fmt == "JPEG":
+    # A frame for sensor statistics needs every stored pixel: no draft then (one full
+    # decode serves both); only frames that name their camera can be attributed to one.
+    keep_frame = want_sensor and meta.camera is not None
+    if fmt == "JPEG" and not keep_frame:
         img.draft("L" if img.mode == "L" else "RGB", _draft_request(img.size, work_size))
     _load(img)
+    frame = sensor_frame(_first_frame(img)) if keep_frame else None
     rgb = to_float_rgb(_first_frame(img), work_size)
     rgb = np.ascontiguousarray(orient.apply(rgb, orient.from_exif(meta.orientation)))
     decoder = f"pillow:{fmt.lower()}" + (f":draft{width // img.width}" if img.width < width else "")
-    return Decoded(digest, len(data), fmt, width, height, depth, meta.orientation, rgb, meta, decoder)
+    return Decoded(digest, len(data), fmt, width, height, depth, meta.orientation, rgb, meta, decoder,
+                   frame=frame)
+
+
+def sensor_frame(img: Image.Image) -> np.ndarray | None:
+    """Stored (un-rotated) full-size pixels for sensor statistics.
+
+    uint16 (H, W) for 16-bit grey (e.g. a mosaiced CFA saved as PNG/TIFF), uint8 (H, W)
+    for 8-bit grey, uint8 (H, W, 3) otherwise.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img, dtype=np.uint16).copy()
+    if img.mode == "I":
+        return np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
+    if img.mode == "L":
+        return np.asarray(img, dtype=np.uint8).copy()
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
 def _first_frame(img: Image.Image) -> Image.Image:

@@ -54,15 +54,15 @@ def _pool_context():
 
 
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
-                 move_candidates: frozenset[str]) -> Iterator[Outcome]:
+                 move_candidates: frozenset[str], want_sensor: bool = False) -> Iterator[Outcome]:
     """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1)."""
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
-            yield analyse(task, settings, move_candidates)
+            yield analyse(task, settings, move_candidates, want_sensor)
         return
     pending_limit = workers * 4  # a bounded queue keeps memory flat on huge folders
     with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=init_worker,
-                             initargs=(settings, move_candidates)) as pool:
+                             initargs=(settings, move_candidates, want_sensor)) as pool:
         queue = iter(tasks)
         running = set()
         for task in queue:
@@ -82,7 +82,8 @@ def _as_done(futures: set) -> Iterable:
 
 def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, workers: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                hooks: Iterable[Hook] = (), log: Callable[[str, Outcome], None] | None = None) -> Summary:
+                hooks: Iterable[Hook] = (), log: Callable[[str, Outcome], None] | None = None,
+                want_sensor: bool = False) -> Summary:
     """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
 
     ``progress(done, total)`` is called after each file; ``hooks`` run after each stored
@@ -98,7 +99,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     if progress:
         progress(0, total)
     for done, outcome in enumerate(run_outcomes(todo.todo, settings, worker_count(workers),
-                                                frozenset(moves)), start=1):
+                                                frozenset(moves), want_sensor), start=1):
         status = _store_outcome(outcome, store, settings, todo.updates, moves, gone, hooks)
         setattr(summary, status, getattr(summary, status) + 1)
         if log:
