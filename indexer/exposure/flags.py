@@ -1,0 +1,239 @@
+"""Per-image quality flags as pure functions of stored metrics.
+
+Inputs are the per-image measurements of :mod:`indexer.features` (luma on a 0..1 scale,
+Rec. 601 luma of 8-bit sRGB; ``hist`` uint32 (4, 256) counts of R, G, B, luma) plus the
+image's width and height in pixels. Every check returns a :class:`Flag` carrying the
+measured value and the threshold it was compared with, fired or not, so a report can say
+"dark: 99th-percentile luma 0.21 < 0.32".
+
+Correspondence with cleanvision (cleanlab/cleanvision, ``image_property.py`` and
+``image_property_issue_manager.py``, defaults of v0.3) is stated per check. The main
+differences: cleanvision measures the file at full size (blur at 64 px), we measure the
+working-size decode; cleanvision's brightness is sqrt(.241 R^2 + .691 G^2 + .068 B^2)
+("HSP"), ours Rec. 601 luma (equal on grey pixels, within a few % on colours); its
+odd_size and near-duplicate checks are dataset-relative, ours take the dataset's
+quartiles as arguments. Bump :data:`FLAGS_VERSION` when a definition or default changes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+FLAGS_VERSION = 1
+
+FLAG_NAMES = ("dark", "light", "blurry", "low_information", "grayscale", "odd_size",
+              "odd_aspect_ratio", "clipped_highlights", "crushed_shadows", "low_contrast",
+              "underexposed", "overexposed")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One check: ``value`` (units per check) compared with ``threshold``; ``fired``
+    is True when the image has the problem."""
+
+    name: str
+    value: float
+    threshold: float
+    fired: bool
+
+
+@dataclass(frozen=True)
+class FlagThresholds:
+    """Defaults for every check (the central config passes overrides).
+
+    dark: 99th-percentile luma below this (cleanvision dark: 0.32 on its brightness).
+    light: 5th-percentile luma above this (cleanvision light: 1 - p5 < 0.05).
+    blurry: variance of the Laplacian at 256 px below this (grey 0..255 units);
+        calibrated on the Kodak set: sharp photos 255-2930, Gaussian blur of radius
+        4 px at 768 px gives 9-77. blurry_min_std: luma std below which an image is
+        too flat to call blurry (it is low_information instead, as in cleanvision).
+    low_information: Shannon entropy (bits) of the concatenated R, G, B histograms
+        below this (cleanvision: Pillow ``Image.entropy()`` x 0.1 < 0.3, i.e. 3 bits).
+    grayscale: Hasler & Suesstrunk colourfulness M (0..255 units) below this.
+    odd_aspect_ratio: min(w/h, h/w) below this (cleanvision: 0.35).
+    odd_size_iqr_factor: fences q1 - k*IQR, q3 + k*IQR on sqrt(w*h) over the dataset
+        (cleanvision: k = 3). odd_size_min_side: without dataset quartiles, a shorter
+        side below this many pixels is odd.
+    clipped_highlights / crushed_shadows: fraction of pixels with luma >= 250/255 or
+        <= 5/255 above this.
+    low_contrast: (p99 - p1) luma range below this (scikit-image ``is_low_contrast``
+        with percentiles 1/99; its default 0.05 only catches near-flat frames).
+    underexposed / overexposed: EV (log2 mean linear luminance / 0.18) below / above.
+    """
+
+    dark: float = 0.32
+    light: float = 0.95
+    blurry: float = 50.0
+    blurry_min_std: float = 0.02
+    low_information: float = 3.0
+    grayscale: float = 2.0
+    odd_aspect_ratio: float = 0.35
+    odd_size_iqr_factor: float = 3.0
+    odd_size_min_side: int = 32
+    clipped_highlights: float = 0.05
+    crushed_shadows: float = 0.05
+    low_contrast: float = 0.25
+    underexposed: float = -3.0
+    overexposed: float = 2.0
+
+
+def _below(name: str, value: float, threshold: float) -> Flag:
+    return Flag(name, float(value), float(threshold), bool(value < threshold))
+
+
+def _above(name: str, value: float, threshold: float) -> Flag:
+    return Flag(name, float(value), float(threshold), bool(value > threshold))
+
+
+def hist_percentile(counts: np.ndarray, q: float) -> float:
+    """The q-th percentile (0..100) level of a 256-bin histogram, on a 0..1 scale
+    (same rule as ``indexer.features.percentile_from_hist``: first level whose
+    cumulative count reaches q% of the total)."""
+    cdf = np.cumsum(np.asarray(counts, dtype=np.float64))
+    if cdf[-1] <= 0:
+        return 0.0
+    level = int(np.searchsorted(cdf, q / 100.0 * cdf[-1], side="left"))
+    return min(level, 255) / 255.0
+
+
+def rgb_entropy(hist: np.ndarray) -> float:
+    """Entropy (bits) of the R, G, B histograms concatenated into 768 bins: what
+    Pillow's ``Image.entropy()`` returns for an RGB image (cleanvision's measure).
+    A grey image stored as RGB scores its luma entropy + log2(3)."""
+    p = np.asarray(hist[:3], dtype=np.float64).ravel()
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log2(p)).sum()) + 0.0
+
+
+def dark(luma_p99: float, *, threshold: float = FlagThresholds.dark) -> Flag:
+    """Even the brightest 1% of pixels are dim (cleanvision: brightness_perc_99 < 0.32)."""
+    return _below("dark", luma_p99, threshold)
+
+
+def light(luma_p5: float, *, threshold: float = FlagThresholds.light) -> Flag:
+    """Even the darkest 5% of pixels are bright (cleanvision: 1 - brightness_perc_5 < 0.05)."""
+    return _above("light", luma_p5, threshold)
+
+
+def blurry(sharpness: float, luma_std: float, *, threshold: float = FlagThresholds.blurry,
+           min_std: float = FlagThresholds.blurry_min_std) -> Flag:
+    """Little Laplacian energy (Pech-Pacheco et al. 2000, variance of the Laplacian).
+
+    cleanvision uses sqrt(var) of Pillow's FIND_EDGES (8-neighbour Laplacian) at 64 px
+    with 1 - exp(-0.01 s) < 0.29 (s < 34), and adds a histogram-spread term so flat
+    images are not called blurry; we skip images whose luma std is below ``min_std``.
+    """
+    flag = _below("blurry", sharpness, threshold)
+    return flag if luma_std >= min_std else Flag("blurry", flag.value, flag.threshold, False)
+
+
+def low_information(entropy_rgb: float, *,
+                    threshold: float = FlagThresholds.low_information) -> Flag:
+    """Few distinct levels: RGB histogram entropy (bits, :func:`rgb_entropy`) below 3."""
+    return _below("low_information", entropy_rgb, threshold)
+
+
+def grayscale(colourfulness: float, *, threshold: float = FlagThresholds.grayscale) -> Flag:
+    """No colour: Hasler & Suesstrunk (2003) M near 0. cleanvision flags Pillow mode "L"
+    only; we also catch grey pictures stored as RGB (M = 0 when R = G = B)."""
+    return _below("grayscale", colourfulness, threshold)
+
+
+def odd_aspect_ratio(width: int, height: int, *,
+                     threshold: float = FlagThresholds.odd_aspect_ratio) -> Flag:
+    """min(w/h, h/w) below 0.35, as cleanvision."""
+    ratio = min(width / height, height / width) if width > 0 and height > 0 else 0.0
+    return _below("odd_aspect_ratio", ratio, threshold)
+
+
+def size_quartiles(widths: np.ndarray, heights: np.ndarray) -> tuple[float, float]:
+    """(q1, q3) of sqrt(w*h) over a dataset, for :func:`odd_size`."""
+    size = np.sqrt(np.asarray(widths, dtype=np.float64) * np.asarray(heights, dtype=np.float64))
+    q1, q3 = np.percentile(size, [25, 75])
+    return float(q1), float(q3)
+
+
+def odd_size(width: int, height: int, *, quartiles: tuple[float, float] | None = None,
+             iqr_factor: float = FlagThresholds.odd_size_iqr_factor,
+             min_side: int = FlagThresholds.odd_size_min_side) -> Flag:
+    """Size far from the rest of the dataset.
+
+    With ``quartiles`` (q1, q3 of sqrt(w*h), see :func:`size_quartiles`): fires outside
+    [q1 - k*IQR, q3 + k*IQR], which is exactly cleanvision's rule (its score < 0.5).
+    ``value`` is sqrt(w*h); ``threshold`` the fence crossed (the nearer one if none).
+    Without quartiles: fires when the shorter side is below ``min_side`` pixels.
+    """
+    if quartiles is None:
+        return _below("odd_size", min(width, height), min_side)
+    size = math.sqrt(width * height)
+    q1, q3 = quartiles
+    lo, hi = q1 - iqr_factor * (q3 - q1), q3 + iqr_factor * (q3 - q1)
+    if size > hi or (size >= lo and hi - size < size - lo):
+        return _above("odd_size", size, hi)
+    return _below("odd_size", size, lo)
+
+
+def clipped_highlights(clip_high: float, *,
+                       threshold: float = FlagThresholds.clipped_highlights) -> Flag:
+    """Fraction of pixels with luma >= 250/255 above 5%."""
+    return _above("clipped_highlights", clip_high, threshold)
+
+
+def crushed_shadows(clip_low: float, *, threshold: float = FlagThresholds.crushed_shadows) -> Flag:
+    """Fraction of pixels with luma <= 5/255 above 5%."""
+    return _above("crushed_shadows", clip_low, threshold)
+
+
+def low_contrast(luma_p1: float, luma_p99: float, *,
+                 threshold: float = FlagThresholds.low_contrast) -> Flag:
+    """Luma range p99 - p1 below 0.25 (skimage.exposure.is_low_contrast's measure)."""
+    return _below("low_contrast", luma_p99 - luma_p1, threshold)
+
+
+def underexposed(ev: float, *, threshold: float = FlagThresholds.underexposed) -> Flag:
+    """Mean scene luminance more than 3 EV below 18% grey (linear light)."""
+    return _below("underexposed", ev, threshold)
+
+
+def overexposed(ev: float, *, threshold: float = FlagThresholds.overexposed) -> Flag:
+    """Mean scene luminance more than 2 EV above 18% grey (linear light)."""
+    return _above("overexposed", ev, threshold)
+
+
+def evaluate(m, width: int, height: int, *, thresholds: FlagThresholds = FlagThresholds(),
+             size_quartiles: tuple[float, float] | None = None) -> list[Flag]:
+    """All checks in :data:`FLAG_NAMES` order, fired or not.
+
+    ``m``: any object with the attributes of ``indexer.features.Features`` used here
+    (hist, luma_std, luma_p1, luma_p99, clip_high, clip_low, sharpness, colourfulness,
+    ev). ``width``, ``height``: the image's pixel size (not the working size).
+    """
+    t = thresholds
+    hist = np.asarray(m.hist)
+    return [
+        dark(m.luma_p99, threshold=t.dark),
+        light(hist_percentile(hist[3], 5), threshold=t.light),
+        blurry(m.sharpness, m.luma_std, threshold=t.blurry, min_std=t.blurry_min_std),
+        low_information(rgb_entropy(hist), threshold=t.low_information),
+        grayscale(m.colourfulness, threshold=t.grayscale),
+        odd_size(width, height, quartiles=size_quartiles, iqr_factor=t.odd_size_iqr_factor,
+                 min_side=t.odd_size_min_side),
+        odd_aspect_ratio(width, height, threshold=t.odd_aspect_ratio),
+        clipped_highlights(m.clip_high, threshold=t.clipped_highlights),
+        crushed_shadows(m.clip_low, threshold=t.crushed_shadows),
+        low_contrast(m.luma_p1, m.luma_p99, threshold=t.low_contrast),
+        underexposed(m.ev, threshold=t.underexposed),
+        overexposed(m.ev, threshold=t.overexposed),
+    ]
+
+
+def fired(m, width: int, height: int, **kwargs) -> list[Flag]:
+    """Only the checks that fired (same arguments as :func:`evaluate`)."""
+    return [f for f in evaluate(m, width, height, **kwargs) if f.fired]
+
+
+def threshold_names() -> tuple[str, ...]:
+    """Names of the settings in :class:`FlagThresholds`, for the central config."""
+    return tuple(f.name for f in fields(FlagThresholds))

@@ -1,0 +1,255 @@
+"""Exposure difference between two aligned images of one scene, in linear light.
+
+Method: on the pixels that are usable in both images (neither clipped nor in the noise
+floor), ``delta_ev`` is the median of ``log2(B / A)`` (positive when B is brighter); a
+robust spread (1.4826 x MAD, in EV) says how well one global scale explains the pair.
+The transfer curve bins A's levels (log-spaced in linear light) and takes, per level,
+the median of B over the pixels at that level: a straight line of slope 1 on log axes
+is a pure exposure change; a bend shows a tone curve, clipping or a local edit.
+
+Inputs must be linear: sRGB images go through :func:`indexer.exposure.linear.srgb_to_linear`
+first (ratios of sRGB codes understate EV about 2x); RAW data is linear once its black
+level is subtracted (:func:`delta_ev_cfa`). The EXIF prediction follows the exposure
+equation: recorded signal is proportional to ``t * ISO / N**2``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexer.exposure.linear import luminance
+
+LOW = 0.005  # linear level below which a pixel is treated as noise floor (~sRGB code 16)
+HIGH = 0.95  # linear level at or above which a pixel (any channel) counts as clipped
+MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class TransferCurve:
+    """Per-level medians. All float64 (n,) except ``count`` int64 (n,); linear units.
+
+    ``level_a``: median A within each level bin; ``median_b``: median B there;
+    ``count``: pixels in the bin (after sampling); ``usable``: bool, at least
+    ``min_ok`` of the bin's B pixels are neither clipped nor in the noise floor, so the
+    median is a clean estimate of the scale at that level.
+    """
+
+    level_a: np.ndarray
+    median_b: np.ndarray
+    count: np.ndarray
+    usable: np.ndarray
+
+
+@dataclass(frozen=True)
+class ExposureDelta:
+    """``delta_ev``: median log2(B/A) over usable pixels (NaN when fewer than
+    ``min_pixels``). ``spread_ev``: 1.4826 x MAD of those log ratios. ``n_used``: usable
+    pixels; ``fraction_used``: of the pixels compared (inside the mask)."""
+
+    delta_ev: float
+    spread_ev: float
+    n_used: int
+    fraction_used: float
+    curve: TransferCurve | None = None
+
+
+@dataclass(frozen=True)
+class CfaDelta:
+    """Pooled result over all CFA sites and one result per CFA colour index."""
+
+    pooled: ExposureDelta
+    per_colour: dict[int, ExposureDelta] = field(default_factory=dict)
+
+
+def _grey_and_peak(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Luminance (H, W) and the brightest channel (H, W) of grey or RGB linear input."""
+    a = np.asarray(img, dtype=np.float32)
+    if a.ndim == 2:
+        return a, a
+    return luminance(a), a.max(axis=-1)
+
+
+def usable_mask(a: np.ndarray, b: np.ndarray, *, low: float = LOW, high: float = HIGH,
+                mask: np.ndarray | None = None) -> np.ndarray:
+    """bool (H, W): both images above ``low`` in luminance and below ``high`` in every
+    channel (and inside ``mask`` when given). ``a``, ``b``: linear (H, W) or (H, W, 3)."""
+    ya, pa = _grey_and_peak(a)
+    yb, pb = _grey_and_peak(b)
+    ok = (ya > low) & (yb > low) & (pa < high) & (pb < high)
+    return ok if mask is None else ok & mask
+
+
+def _robust(log_ratio: np.ndarray, total: int, min_pixels: int,
+            curve: TransferCurve | None) -> ExposureDelta:
+    n = int(log_ratio.size)
+    if n < max(min_pixels, 1):
+        return ExposureDelta(math.nan, math.nan, n, n / max(total, 1), curve)
+    med = float(np.median(log_ratio))
+    mad = float(np.median(np.abs(log_ratio - med)))
+    return ExposureDelta(med, MAD_TO_SIGMA * mad, n, n / max(total, 1), curve)
+
+
+def delta_ev(a: np.ndarray, b: np.ndarray, *, low: float = LOW, high: float = HIGH,
+             mask: np.ndarray | None = None, min_pixels: int = 100,
+             with_curve: bool = True, n_levels: int = 48,
+             max_samples: int = 200_000) -> ExposureDelta:
+    """Exposure of B relative to A (EV) from two aligned linear images of one scene.
+
+    ``a``, ``b``: float linear light in [0, 1], same shape, (H, W) grey or (H, W, 3)
+    RGB (then Rec. 709 luminance is compared, and a pixel is dropped when any channel
+    is clipped in either image). ``mask``: optional bool (H, W) of the overlap region.
+    ``low`` / ``high``: noise-floor / clipping levels in linear units. Returns NaN
+    ``delta_ev`` when fewer than ``min_pixels`` pixels are usable.
+    """
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"shapes differ: {np.shape(a)} vs {np.shape(b)}")
+    ya, yb = _grey_and_peak(a)[0], _grey_and_peak(b)[0]
+    ok = usable_mask(a, b, low=low, high=high, mask=mask)
+    total = int(ya.size if mask is None else np.count_nonzero(mask))
+    log_ratio = np.log2(yb[ok]) - np.log2(ya[ok])
+    curve = None
+    if with_curve:
+        curve = transfer_curve(a, b, low=low, high=high, mask=mask,
+                               n_levels=n_levels, max_samples=max_samples)
+    return _robust(log_ratio, total, min_pixels, curve)
+
+
+def _sample(idx: np.ndarray, max_samples: int) -> np.ndarray:
+    """A deterministic, evenly strided subset of at most ``max_samples`` indices."""
+    if idx.size <= max_samples:
+        return idx
+    return idx[np.linspace(0, idx.size - 1, max_samples).astype(np.int64)]
+
+
+def transfer_curve(a: np.ndarray, b: np.ndarray, *, low: float = LOW, high: float = HIGH,
+                   mask: np.ndarray | None = None, n_levels: int = 48,
+                   min_count: int = 10, max_samples: int = 200_000,
+                   min_ok: float = 0.95) -> TransferCurve:
+    """For each level of A (``n_levels`` log-spaced bins between ``low`` and ``high``),
+    the median of B over the aligned pixels at that level (linear luminance).
+
+    Pixels where A is clipped (any channel >= ``high``) or in the noise floor
+    (luminance <= ``low``) are excluded; B is kept whatever its value, so the curve
+    shows where B clips (those levels are marked not ``usable``). Levels holding fewer
+    than ``min_count`` pixels are dropped. At most ``max_samples`` pixels (evenly
+    strided) are used, which bounds the cost on full-resolution images.
+    """
+    ya, pa = _grey_and_peak(a)
+    yb, pb = _grey_and_peak(b)
+    ok = (ya > low) & (pa < high)
+    if mask is not None:
+        ok &= mask
+    idx = _sample(np.flatnonzero(ok), max_samples)
+    va, vb = ya.ravel()[idx], yb.ravel()[idx]
+    b_ok = (vb > low) & (pb.ravel()[idx] < high)
+    edges = np.geomspace(low, high, n_levels + 1)
+    bins = np.clip(np.searchsorted(edges, va, side="right") - 1, 0, n_levels - 1)
+    order = np.argsort(bins, kind="stable")
+    starts = np.searchsorted(bins[order], np.arange(n_levels + 1))
+    level_a, median_b, count, clean = [], [], [], []
+    for k in range(n_levels):
+        sel = order[starts[k]:starts[k + 1]]
+        if sel.size >= min_count:
+            level_a.append(np.median(va[sel]))
+            median_b.append(np.median(vb[sel]))
+            count.append(sel.size)
+            clean.append(np.mean(b_ok[sel]) >= min_ok)
+    level_a = np.asarray(level_a, dtype=np.float64)
+    median_b = np.asarray(median_b, dtype=np.float64)
+    count = np.asarray(count, dtype=np.int64)
+    usable = np.asarray(clean, dtype=bool)
+    return TransferCurve(level_a, median_b, count, usable)
+
+
+def delta_ev_exif(t_a: float | None, iso_a: float | None, n_a: float | None,
+                  t_b: float | None, iso_b: float | None, n_b: float | None) -> float | None:
+    """EV of B over A predicted by EXIF: ``log2((tB*isoB/NB**2) / (tA*isoA/NA**2))``.
+
+    ``t``: exposure time (s); ``iso``: ISO speed; ``n``: f-number. Returns None when any
+    value is missing or not positive. A missing f-number on both sides (fixed-aperture
+    phones often omit it) is not assumed equal: the caller decides.
+    """
+    vals = (t_a, iso_a, n_a, t_b, iso_b, n_b)
+    if any(v is None or not (float(v) > 0) or not math.isfinite(float(v)) for v in vals):
+        return None
+    ea = float(t_a) * float(iso_a) / float(n_a) ** 2
+    eb = float(t_b) * float(iso_b) / float(n_b) ** 2
+    return math.log2(eb / ea)
+
+
+def delta_ev_cfa(a: np.ndarray, b: np.ndarray, *, white: float,
+                 colors: np.ndarray | None = None, low: float = LOW, high: float = HIGH,
+                 mask: np.ndarray | None = None, min_pixels: int = 100) -> CfaDelta:
+    """Exposure difference of two RAW frames from their black-subtracted CFA planes.
+
+    ``a``, ``b``: (H, W) numeric (DN, black level already subtracted, e.g.
+    ``raw_image_visible - black``), same sensor and size. ``white``: saturation level
+    minus black (DN); ``low`` / ``high`` are fractions of it. ``colors``: optional int
+    (H, W) CFA colour index per site (rawpy ``raw_colors_visible``); when given, one
+    result per colour is returned as well. Same statistic as :func:`delta_ev`
+    (median log2 ratio per site), no demosaicing and no white balance involved.
+    """
+    fa = np.asarray(a, dtype=np.float32) / np.float32(white)
+    fb = np.asarray(b, dtype=np.float32) / np.float32(white)
+    pooled = delta_ev(fa, fb, low=low, high=high, mask=mask, min_pixels=min_pixels,
+                      with_curve=False)
+    per: dict[int, ExposureDelta] = {}
+    if colors is not None:
+        colors = np.asarray(colors)
+        for c in np.unique(colors):
+            sel = colors == c if mask is None else (colors == c) & mask
+            per[int(c)] = delta_ev(fa, fb, low=low, high=high, mask=sel,
+                                   min_pixels=min_pixels, with_curve=False)
+    return CfaDelta(pooled, per)
+
+
+def curve_bend(curve: TransferCurve) -> float:
+    """How far the usable part of a transfer curve is from a pure exposure change:
+    count-weighted standard deviation (EV) of log2(median_b / level_a) over usable
+    levels. 0 for a pure scale; NaN with fewer than 3 usable levels."""
+    u = curve.usable
+    if np.count_nonzero(u) < 3:
+        return math.nan
+    lr = np.log2(curve.median_b[u] / curve.level_a[u])
+    w = curve.count[u].astype(np.float64)
+    mean = float(np.average(lr, weights=w))
+    return float(np.sqrt(np.average((lr - mean) ** 2, weights=w)))
+
+
+@dataclass(frozen=True)
+class EncodedDelta:
+    """Result of :func:`delta_ev_encoded`: the chosen ``encoding``, its
+    :class:`ExposureDelta`, and the curve bend (EV) found for each candidate."""
+
+    encoding: str
+    delta: ExposureDelta
+    bends: dict[str, float]
+
+
+def delta_ev_encoded(a: np.ndarray, b: np.ndarray, *,
+                     encodings: tuple[str, ...] = ("srgb", "bt709"),
+                     margin: float = 0.02, **kwargs) -> EncodedDelta:
+    """:func:`delta_ev` of two *encoded* images (values in [0, 1]), decoding both with
+    each candidate transfer function and keeping the one whose transfer curve is
+    straightest (:func:`curve_bend`). A later candidate must beat the current choice by
+    more than ``margin`` EV, so ties and NaNs keep the first (sRGB by default).
+
+    Why: a pure exposure change is a straight line of slope 1 on log axes only when the
+    decoding matches the encoding. On the frobisher bracket (BT.709-encoded JPEGs)
+    sRGB decoding bends the curve (0.13-0.14 EV) and reads +3.8 EV for a 3-stop step;
+    BT.709 is straight (0.02 EV) and reads +3.08. No decoding can undo an unknown
+    camera tone curve that is a pure power (that ambiguity is exact, see Grossberg &
+    Nayar 2003), so treat delta EV of camera JPEGs as approximate.
+    """
+    from indexer.exposure.linear import decode
+
+    best, bends = None, {}
+    for enc in encodings:
+        res = delta_ev(decode(a, enc), decode(b, enc), with_curve=True, **kwargs)
+        bends[enc] = curve_bend(res.curve)
+        if best is None or bends[enc] < bends[best[0]] - margin or (
+                math.isnan(bends[best[0]]) and not math.isnan(bends[enc])):
+            best = (enc, res)
+    return EncodedDelta(best[0], best[1], bends)
