@@ -117,9 +117,14 @@ def _open_pillow(data: bytes, max_pixels: int) -> Image.Image:
         kind = "truncated" if "truncat" in str(exc).lower() else "corrupt"
         raise DecodeError(kind, f"cannot open: {exc}") from exc
     if img.width * img.height > max_pixels:
-        raise DecodeError("bomb", f"{img.width}x{img.height} = {img.width * img.height / 1e6:.0f} MP "
-                          f"exceeds the limit of {max_pixels / 1e6:.0f} MP (decompression bomb guard)")
+        raise DecodeError("bomb", f"{img.width}x{img.height} = {_megapixels(img.width * img.height)} "
+                          f"exceeds the limit of {_megapixels(max_pixels)} (decompression bomb guard)")
     return img
+
+
+def _megapixels(pixels: int) -> str:
+    # small limits (tests, tight configs) printed as "0 MP" read as nonsense
+    return f"{pixels / 1e6:.0f} MP" if pixels >= 10_000_000 else f"{pixels / 1e6:.3g} MP"
 
 
 def _load(img: Image.Image) -> None:
