@@ -1,0 +1,150 @@
+"""Transfer curve and delta EV: planted exposure changes, EXIF prediction, RAW CFA."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer import synth
+from indexer.exposure import linear, transfer
+
+KODAK = ("kodim01", "kodim03", "kodim05", "kodim13", "kodim20", "kodim23")
+EVS = (-2.0, -1.3, -0.5, 0.7, 2.0)
+
+
+def planted(a_lin: np.ndarray, ev: float, *, requantise: bool) -> np.ndarray:
+    """A's linear light times 2**ev, clipped at 1.0; optionally re-encoded to 8-bit sRGB
+    and decoded again, as a camera or editor writing a file would."""
+    b = np.clip(a_lin * np.float32(2.0**ev), 0.0, 1.0)
+    if requantise:
+        b = linear.srgb8_to_linear(np.rint(linear.linear_to_srgb(b) * 255).astype(np.uint8))
+    return b
+
+
+@pytest.fixture(scope="module")
+def kodak(shared_data):
+    return {n: linear.srgb_to_linear(np.asarray(Image.open(shared_data / "photos" / "kodak" / f"{n}.png"),
+                                                dtype=np.float32) / 255.0) for n in KODAK}
+
+
+@pytest.mark.parametrize("name", KODAK)
+def test_planted_ev_on_kodak(kodak, name):
+    a = kodak[name]
+    for ev in EVS:
+        for requantise in (False, True):
+            res = transfer.delta_ev(a, planted(a, ev, requantise=requantise), with_curve=False)
+            assert abs(res.delta_ev - ev) < 0.05, (name, ev, requantise, res.delta_ev)
+            assert res.n_used > 10_000
+
+
+def test_sign_is_b_over_a(kodak):
+    a = kodak["kodim23"]
+    b = planted(a, 1.0, requantise=True)
+    assert transfer.delta_ev(a, b).delta_ev == pytest.approx(1.0, abs=0.05)
+    assert transfer.delta_ev(b, a).delta_ev == pytest.approx(-1.0, abs=0.05)
+
+
+def test_srgb_ratios_understate_ev(kodak):
+    # the pitfall the linearisation avoids: the same pair compared on sRGB codes
+    a = kodak["kodim03"]
+    b = planted(a, -1.3, requantise=True)
+    naive = transfer.delta_ev(linear.linear_to_srgb(a), linear.linear_to_srgb(b), with_curve=False)
+    assert -0.8 < naive.delta_ev < -0.4
+    assert transfer.delta_ev(a, b).delta_ev == pytest.approx(-1.3, abs=0.05)
+
+
+def test_generated_scene_always_runs():
+    rgb8 = synth.scene(3, 320, 240)
+    for ev in (-1.5, 0.8):
+        a = linear.srgb8_to_linear(rgb8)
+        b = linear.srgb8_to_linear(synth.change_exposure(rgb8, ev))
+        assert transfer.delta_ev(a, b).delta_ev == pytest.approx(ev, abs=0.05)
+
+
+def test_curve_follows_planted_scale_and_marks_clipping():
+    rgb8 = synth.scene(5, 320, 240)
+    a = linear.srgb8_to_linear(rgb8)
+    res = transfer.delta_ev(a, planted(a, 1.5, requantise=False))
+    c = res.curve
+    assert c.level_a.size > 10 and np.all(np.diff(c.level_a) > 0)
+    ratio = np.log2(c.median_b[c.usable] / c.level_a[c.usable])
+    assert np.allclose(ratio, 1.5, atol=0.02)
+    # levels of A above 1/2**1.5 drive B into clipping: never usable
+    assert not np.any(c.usable[c.level_a > 0.95 / 2**1.5])
+    assert transfer.curve_bend(c) < 0.01
+
+
+def test_too_few_pixels_is_nan_and_mask_limits():
+    a = np.full((20, 20), 0.2, np.float32)
+    b = a * 2
+    mask = np.zeros((20, 20), bool)
+    mask[:5, :5] = True
+    res = transfer.delta_ev(a, b, mask=mask, min_pixels=100)
+    assert math.isnan(res.delta_ev) and res.n_used == 25
+    assert transfer.delta_ev(a, b, mask=mask, min_pixels=10).delta_ev == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        transfer.delta_ev(a, b[:10])
+
+
+def test_encoding_choice_keeps_srgb_for_srgb_pairs(kodak):
+    a = kodak["kodim05"]
+    enc_a = linear.linear_to_srgb(a)
+    enc_b = linear.linear_to_srgb(planted(a, -1.3, requantise=True))
+    res = transfer.delta_ev_encoded(enc_a, enc_b)
+    assert res.encoding == "srgb" and res.delta.delta_ev == pytest.approx(-1.3, abs=0.05)
+    # the same pair encoded with BT.709 is recognised as such
+    bt_a = _bt709_encode(a)
+    bt_b = _bt709_encode(planted(a, -1.3, requantise=False))
+    res = transfer.delta_ev_encoded(bt_a, bt_b)
+    assert res.encoding == "bt709" and res.delta.delta_ev == pytest.approx(-1.3, abs=0.05)
+
+
+def _bt709_encode(lin: np.ndarray) -> np.ndarray:
+    v = np.clip(lin, 0, 1)
+    return np.where(v < 0.018, 4.5 * v, 1.099 * v**0.45 - 0.099).astype(np.float32)
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    ((1 / 8, 100, 8.0), (1.0, 100, 8.0), 3.0),
+    ((1 / 60, 800, 5.6), (1 / 200, 1000, 5.6), math.log2((1000 / 200) / (800 / 60))),
+    ((1 / 100, 100, 4.0), (1 / 100, 100, 5.6), math.log2(4.0**2 / 5.6**2)),
+    ((1 / 100, 100, 4.0), (1 / 100, 400, 4.0), 2.0),
+])
+def test_delta_ev_exif(a, b, expected):
+    assert transfer.delta_ev_exif(*a, *b) == pytest.approx(expected)
+
+
+def test_delta_ev_exif_missing():
+    assert transfer.delta_ev_exif(None, 100, 8, 1, 100, 8) is None
+    assert transfer.delta_ev_exif(1, 100, 0, 1, 100, 8) is None
+    assert transfer.delta_ev_exif(1, 100, 8, 1, float("nan"), 8) is None
+
+
+def _bayer_pair(ev: float, *, seed: int = 0, white: int = 4000):
+    """Synthetic RGGB CFA planes (H, W) of one scene at two exposures, black-subtracted
+    DN with Poisson-like noise; colour 1 gets a white-balance-like gain so the per-colour
+    levels differ. Returns (a, b, colors)."""
+    rng = np.random.default_rng(seed)
+    h, w = 240, 320
+    scene = linear.srgb8_to_linear(synth.scene(seed, w, h))
+    colors = np.zeros((h, w), np.int64)
+    colors[0::2, 1::2], colors[1::2, 0::2], colors[1::2, 1::2] = 1, 3, 2
+    chan = np.choose(np.where(colors == 3, 1, colors), [scene[..., 0], scene[..., 1], scene[..., 2]])
+    signal = chan * np.float32(0.3 * white)
+
+    def expose(k):
+        s = signal * k
+        return np.clip(np.rint(s + rng.normal(0, np.sqrt(s + 4.0))), 0, white)
+    return expose(1.0), expose(2.0**ev), colors
+
+
+@pytest.mark.parametrize("ev", [-1.0, 0.5, 1.7])
+def test_cfa_delta_pooled_and_per_colour(ev):
+    a, b, colors = _bayer_pair(ev)
+    res = transfer.delta_ev_cfa(a, b, white=4000, colors=colors)
+    assert res.pooled.delta_ev == pytest.approx(ev, abs=0.05)
+    assert set(res.per_colour) == {0, 1, 2, 3}
+    for d in res.per_colour.values():
+        assert d.delta_ev == pytest.approx(ev, abs=0.06)
