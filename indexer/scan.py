@@ -89,8 +89,10 @@ def plan(tasks: list[Task], known: dict, failures: dict, roots: list[Path], feat
                 and state.features_version == features_version:
             result.unchanged += 1
             continue
-        if state is None and failures.get(task.path) == (task.size, task.mtime_ns):
-            result.failed_unchanged += 1  # failed before and unchanged since: no retry
+        if failures.get(task.path) == (task.size, task.mtime_ns):
+            # failed before and unchanged since: no retry, even when an older version of
+            # the file had indexed (its row would otherwise send it back to work each run)
+            result.failed_unchanged += 1
             continue
         if state is not None:
             result.updates.add(task.path)
