@@ -1,0 +1,224 @@
+"""``index`` end to end on generated files in a temp folder, against a temp SQLite db."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+import imagefiles as F
+from db import store as dbstore
+from indexer.pipeline import index_paths
+from indexer.session import open_session
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    root = tmp_path / "photos"
+    for i in range(4):
+        F.write_jpeg(root / f"s{i}.jpg", F.scene(i))
+    F.write_jpeg(root / "sub" / "deep.jpg", F.scene(9))
+    return root
+
+
+@pytest.fixture
+def session(tmp_path):
+    s = open_session(str(tmp_path / "db" / "photoqa.db"))
+    yield s
+    s.engine.dispose()
+
+
+def run(session, *roots, workers=1):
+    return index_paths(list(roots), session.store, session.settings.index, workers=workers)
+
+
+def rows(session, sql, **params):
+    with session.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params)]
+
+
+def touch(path: Path, seconds_later: int = 10) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds_later * 1_000_000_000))
+
+
+def test_first_run_indexes_everything(session, folder):
+    s = run(session, folder)
+    assert (s.indexed, s.unchanged, s.updated, s.moved, s.missing, s.failed) == (5, 0, 0, 0, 0, 0)
+    paths = [p for (p,) in rows(session, "SELECT path FROM images ORDER BY path")]
+    assert paths == sorted(str(p.resolve()) for p in folder.rglob("*.jpg"))
+    (w, h, fmt, version, d4, hist, thumb, tw, th) = rows(
+        session, "SELECT width, height, format, features_version, phash_d4, hist, thumb, thumb_width, "
+                 "thumb_height FROM images WHERE path LIKE '%s0.jpg'")[0]
+    assert (w, h, fmt, version) == (160, 120, "JPEG", 1)
+    assert len(d4) == 64
+    assert dbstore.unpack_hist(hist).sum(axis=1).tolist() == [160 * 120] * 4
+    assert dbstore.unpack_thumb(thumb, tw, th).shape == (th, tw) == (96, 128)
+
+
+def test_rerun_is_idempotent(session, folder):
+    run(session, folder)
+    before = rows(session, "SELECT id, path, sha256, indexed_at FROM images ORDER BY id")
+    s = run(session, folder)
+    assert (s.indexed, s.unchanged, s.updated, s.moved, s.missing, s.failed) == (0, 5, 0, 0, 0, 0)
+    assert rows(session, "SELECT id, path, sha256, indexed_at FROM images ORDER BY id") == before
+
+
+def test_changed_file_is_updated(session, folder):
+    run(session, folder)
+    target = folder / "s1.jpg"
+    (old_id, old_sha), = rows(session, "SELECT id, sha256 FROM images WHERE path = :p", p=str(target))
+    F.write_jpeg(target, F.scene(42))
+    touch(target)
+    s = run(session, folder)
+    assert (s.indexed, s.updated, s.unchanged) == (0, 1, 4)
+    (new_id, new_sha), = rows(session, "SELECT id, sha256 FROM images WHERE path = :p", p=str(target))
+    assert new_id == old_id and new_sha != old_sha
+    assert rows(session, "SELECT count(*) FROM images") == [(5,)]
+
+
+def test_touched_but_same_bytes_is_remeasured_not_duplicated(session, folder):
+    run(session, folder)
+    touch(folder / "s2.jpg")
+    s = run(session, folder)
+    assert s.updated == 1 and rows(session, "SELECT count(*) FROM images") == [(5,)]
+
+
+def test_moved_file_keeps_its_row(session, folder):
+    run(session, folder)
+    src, dst = folder / "s3.jpg", folder / "sub" / "renamed.jpg"
+    (old_id, sha), = rows(session, "SELECT id, sha256 FROM images WHERE path = :p", p=str(src))
+    shutil.move(src, dst)
+    s = run(session, folder)
+    assert (s.moved, s.indexed, s.missing, s.unchanged) == (1, 0, 0, 4)
+    assert rows(session, "SELECT id, sha256, missing_since FROM images WHERE path = :p", p=str(dst)) == \
+        [(old_id, sha, None)]
+    assert rows(session, "SELECT count(*) FROM images") == [(5,)]
+    assert run(session, folder).unchanged == 5
+
+
+def test_deleted_file_is_marked_missing(session, folder):
+    run(session, folder)
+    (folder / "s0.jpg").unlink()
+    s = run(session, folder)
+    assert (s.missing, s.unchanged) == (1, 4)
+    (missing_since,), = rows(session, "SELECT missing_since FROM images WHERE path LIKE '%s0.jpg'")
+    assert missing_since is not None
+    assert rows(session, "SELECT count(*) FROM images") == [(5,)]
+    assert run(session, folder).missing == 0  # already marked: not counted again
+
+
+def test_missing_file_moved_back_later_is_recognised(session, folder, tmp_path):
+    run(session, folder)
+    parked = tmp_path / "parked.jpg"
+    shutil.move(folder / "s1.jpg", parked)
+    assert run(session, folder).missing == 1
+    shutil.move(parked, folder / "back.jpg")
+    s = run(session, folder)
+    assert (s.moved, s.indexed) == (1, 0)
+    assert rows(session, "SELECT count(*) FROM images WHERE missing_since IS NULL") == [(5,)]
+
+
+def test_only_roots_being_indexed_mark_missing(session, folder, tmp_path):
+    other = tmp_path / "other"
+    F.write_jpeg(other / "x.jpg", F.scene(7))
+    run(session, folder)
+    run(session, other)  # indexing another folder must not mark folder's files missing
+    assert rows(session, "SELECT count(*) FROM images WHERE missing_since IS NOT NULL") == [(0,)]
+    assert rows(session, "SELECT count(*) FROM images") == [(6,)]
+
+
+def test_corrupt_file_is_a_failure_row_not_retried(session, folder):
+    bad = F.write(folder / "broken.jpg", F.jpeg_bytes(F.scene(5))[:500])
+    s = run(session, folder)
+    assert (s.indexed, s.failed) == (5, 1)
+    (kind, message, attempts), = rows(session, "SELECT kind, message, attempts FROM failures WHERE path = :p",
+                                      p=str(bad))
+    assert kind in ("truncated", "corrupt") and message
+    s = run(session, folder)
+    assert (s.failed, s.unchanged) == (0, 6)
+    assert rows(session, "SELECT attempts FROM failures") == [(1,)]
+    # changed (still broken): retried once
+    F.write(bad, F.jpeg_bytes(F.scene(5))[:700])
+    touch(bad)
+    assert run(session, folder).failed == 1
+    assert rows(session, "SELECT attempts FROM failures") == [(2,)]
+
+
+def test_failure_row_removed_when_file_later_indexes(session, folder):
+    bad = F.write(folder / "later.jpg", b"\xff\xd8\xff")
+    assert run(session, folder).failed == 1
+    F.write_jpeg(bad, F.scene(11))
+    touch(bad)
+    s = run(session, folder)
+    assert (s.indexed, s.failed) == (1, 0)
+    assert rows(session, "SELECT count(*) FROM failures") == [(0,)]
+    assert rows(session, "SELECT count(*) FROM images WHERE path = :p", p=str(bad)) == [(1,)]
+
+
+def test_indexed_file_that_becomes_corrupt_is_not_retried_until_changed(session, folder):
+    target = folder / "s0.jpg"
+    run(session, folder)
+    F.write(target, b"\xff\xd8\xff garbage")
+    touch(target)
+    assert run(session, folder).failed == 1
+    s = run(session, folder)
+    assert s.failed == 0 and s.updated == 0
+    assert rows(session, "SELECT attempts FROM failures") == [(1,)]
+
+
+def test_empty_and_non_image_files(session, folder):
+    F.write(folder / "empty.jpg", b"")
+    F.write(folder / "notes.txt", b"just text")
+    F.write(folder / ".hidden.jpg", F.jpeg_bytes(F.scene(1)))
+    s = run(session, folder)
+    assert (s.indexed, s.failed) == (5, 1)
+    assert rows(session, "SELECT kind FROM failures") == [("empty",)]
+
+
+def test_byte_identical_copies_get_their_own_rows(session, folder):
+    shutil.copy(folder / "s0.jpg", folder / "s0_copy.jpg")
+    assert run(session, folder).indexed == 6
+    assert rows(session, "SELECT count(DISTINCT sha256), count(*) FROM images") == [(5, 6)]
+
+
+FEATURE_COLUMNS = ("sha256, format, width, height, display_width, display_height, phash, dhash, phash_d4, "
+                   "phash_crops, hist, luma_mean, luma_std, luma_p1, luma_p50, luma_p99, clip_high, clip_low, "
+                   "entropy, sharpness, colourfulness, ev, thumb, decoder")
+
+
+def test_two_workers_store_the_same_features(tmp_path, folder):
+    F.write(folder / "broken.jpg", b"\xff\xd8\xff")
+    results = []
+    for workers in (1, 2):
+        s = open_session(str(tmp_path / f"w{workers}.db"))
+        summary = run(s, folder, workers=workers)
+        assert (summary.indexed, summary.failed) == (5, 1)
+        results.append(rows(s, f"SELECT path, {FEATURE_COLUMNS} FROM images ORDER BY path"))
+        results.append(rows(s, "SELECT path, kind, message FROM failures ORDER BY path"))
+        s.engine.dispose()
+    assert results[0] == results[2]
+    assert results[1] == results[3]
+
+
+def test_index_format_json(tmp_path, folder):
+    from cli import main
+
+    db = tmp_path / "cli.db"
+    result = CliRunner().invoke(main, ["--db", str(db), "index", str(folder), "--workers", "1",
+                                       "--format", "json"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert set(summary) >= {"indexed", "unchanged", "updated", "moved", "missing", "failed", "seconds",
+                            "images_per_second"}
+    assert summary["indexed"] == 5 and summary["failed"] == 0
+    again = json.loads(CliRunner().invoke(main, ["--db", str(db), "index", str(folder), "-j", "1",
+                                                 "--format", "json"]).stdout)
+    assert again["unchanged"] == 5 and again["indexed"] == 0
