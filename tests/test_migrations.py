@@ -1,0 +1,107 @@
+"""Alembic: one head, upgrade from empty, models equal the migrated schema."""
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from click.testing import CliRunner
+from sqlalchemy import inspect, text
+
+from db import migrate
+from db.engine import open_engine
+from db.models import Base
+
+
+def fresh_engine(tmp_path, name="m.db"):
+    return open_engine("sqlite:///" + str(tmp_path / name))
+
+
+def test_single_head():
+    heads = ScriptDirectory.from_config(migrate.alembic_config()).get_heads()
+    assert len(heads) == 1
+    assert migrate.head_revision() == heads[0]
+
+
+def test_revisions_form_one_chain():
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    revisions = list(script.walk_revisions())
+    assert len([r for r in revisions if r.down_revision is None]) == 1  # one base
+    for rev in revisions:
+        assert rev.doc, f"revision {rev.revision} has no message"
+
+
+def test_upgrade_from_empty_reaches_head(tmp_path):
+    engine = fresh_engine(tmp_path)
+    assert migrate.current_revision(engine) is None
+    assert migrate.upgrade(engine) == migrate.head_revision()
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    tables = set(inspect(engine).get_table_names())
+    assert {"images", "cameras", "failures", "alembic_version"} <= tables
+    assert migrate.upgrade(engine) == migrate.head_revision()  # a second call is a no-op
+    engine.dispose()
+
+
+def test_step_by_step_upgrade_and_downgrade_to_base(tmp_path):
+    from alembic import command
+
+    engine = fresh_engine(tmp_path)
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    for rev in reversed(list(script.walk_revisions())):  # base first
+        assert migrate.upgrade(engine, rev.revision) == rev.revision
+    cfg = migrate.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    assert migrate.upgrade(engine) == migrate.head_revision()
+    engine.dispose()
+
+
+def test_models_match_migrated_schema(tmp_path):
+    engine = fresh_engine(tmp_path)
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, Base.metadata)
+    engine.dispose()
+    assert diff == [], diff
+
+
+def test_sqlite_connection_pragmas(tmp_path):
+    engine = fresh_engine(tmp_path)
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar().lower() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
+        assert conn.execute(text("SELECT hamming(0, 7)")).scalar() == 3
+    engine.dispose()
+
+
+def test_foreign_key_enforced(tmp_path):
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    engine = fresh_engine(tmp_path)
+    migrate.upgrade(engine)
+    cols = [c.name for c in Base.metadata.tables["images"].columns if c.name != "id"]
+    values = {c: 0 for c in cols}
+    values.update(path="x", sha256="0", format="X", decoder="d", indexed_at="2020-01-01 00:00:00",
+                  missing_since=None, captured_at=None, camera_id=999)
+    placeholders = ", ".join(f":{c}" for c in cols)
+    with pytest.raises(IntegrityError):
+        with engine.begin() as conn:
+            conn.execute(text(f"INSERT INTO images ({', '.join(cols)}) VALUES ({placeholders})"), values)
+    engine.dispose()
+
+
+def test_photoqa_db_upgrade_command(tmp_path):
+    from cli import main
+
+    db = tmp_path / "cmd.db"
+    result = CliRunner().invoke(main, ["--db", str(db), "db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert migrate.head_revision() in result.output
+    engine = open_engine("sqlite:///" + str(db))
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    engine.dispose()
