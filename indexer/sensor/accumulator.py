@@ -83,7 +83,9 @@ class SensorAccumulator:
         shape = (self.height, self.width)
         for name, dtype in _ARRAYS.items():
             if getattr(self, name) is None:
-                setattr(self, name, np.zeros(shape, dtype))
+                # np.full writes every page now: np.zeros' lazy pages would fault during
+                # the first updates and triple their cost
+                setattr(self, name, np.full(shape, 0, dtype))
             arr = getattr(self, name)
             if arr.shape != shape or arr.dtype != dtype:
                 raise ValueError(f"{name}: expected {shape} {np.dtype(dtype)}, got {arr.shape} {arr.dtype}")
