@@ -59,8 +59,18 @@ def _on_sqlite_connect(busy_timeout_ms: int, readonly: bool):
             cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
+        if readonly:
+            dbapi_conn.set_authorizer(_deny_attach)
 
     return configure
+
+
+def _deny_attach(action: int, *_args) -> int:
+    # mode=ro and query_only protect the database file, not the file system: ATTACH and
+    # VACUUM INTO (which attaches its target) would still create files beside it.
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def open_engine(url: str, *, readonly: bool = False, busy_timeout_ms: int = 30_000) -> Engine:

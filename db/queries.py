@@ -6,7 +6,8 @@ import re
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, StatementError
 
-_WRITE_HINT = re.compile(r"readonly|read-only|read only|query_only", re.I)
+# "not authorized" / "authorization denied": ATTACH / VACUUM INTO, denied by db.engine's authorizer on read-only SQLite
+_WRITE_HINT = re.compile(r"readonly|read-only|read only|query_only|not authorized|authorization denied", re.I)
 
 
 class ReadOnlyViolation(Exception):
