@@ -1,0 +1,174 @@
+"""SQL for ``photoqa watch`` and ``photoqa status``: heartbeats, per-path lookups, counts.
+
+A running daemon owns one row of ``daemons`` (one per process) and refreshes
+``heartbeat_at`` every few seconds; ``status`` decides from it whether a daemon is alive.
+The per-path lookups let the daemon decide what one file event needs without loading
+the whole table (``images.path`` is unique, ``images.sha256`` indexed).
+
+Writes are short single-statement transactions, retried by :func:`retry_locked` when
+SQLite still reports "database is locked" after its busy timeout (two daemons on one
+file); PostgreSQL never needs it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import OperationalError
+
+from db.models import Daemon, Failure, Image
+from db.store import FileState, utcnow
+
+T = TypeVar("T")
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's transient "database is locked"/"busy" error."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text)
+
+
+def retry_locked(fn: Callable[[], T], *, attempts: int = 8, first_wait: float = 0.05) -> T:
+    """Call ``fn`` (one whole transaction) again while SQLite says the database is locked.
+
+    Waits 0.05, 0.1, 0.2 ... s between attempts (8 attempts: ~6 s on top of the busy
+    timeout); any other error, or the last one, propagates.
+    """
+    wait = first_wait
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except OperationalError as exc:
+            if not is_locked(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+# --- heartbeats -------------------------------------------------------------------------
+
+
+def register(engine: Engine, *, host: str, pid: int, roots: list[str]) -> int:
+    """Insert this daemon's row; returns its id."""
+    now = utcnow()
+    with engine.begin() as conn:
+        return conn.execute(insert(Daemon).values(
+            host=host[:255], pid=pid, roots="\n".join(roots), started_at=now, heartbeat_at=now,
+            pending=0, is_active=True).returning(Daemon.id)).scalar_one()
+
+
+def beat(engine: Engine, daemon_id: int, *, pending: int, last_activity: datetime | None) -> None:
+    """Refresh the heartbeat with the current number of pending files."""
+    values = dict(heartbeat_at=utcnow(), pending=int(pending))
+    if last_activity is not None:
+        values["last_activity_at"] = last_activity
+    with engine.begin() as conn:
+        conn.execute(update(Daemon).where(Daemon.id == daemon_id).values(**values))
+
+
+def stopped(engine: Engine, daemon_id: int, *, last_activity: datetime | None) -> None:
+    """Mark the daemon's row as cleanly stopped."""
+    now = utcnow()
+    values = dict(heartbeat_at=now, stopped_at=now, pending=0, is_active=False)
+    if last_activity is not None:
+        values["last_activity_at"] = last_activity
+    with engine.begin() as conn:
+        conn.execute(update(Daemon).where(Daemon.id == daemon_id).values(**values))
+
+
+def retire(engine: Engine, daemon_ids: list[int]) -> None:
+    """Mark rows of daemons known to be dead (killed: no clean stop) as inactive."""
+    if daemon_ids:
+        with engine.begin() as conn:
+            conn.execute(update(Daemon).where(Daemon.id.in_(daemon_ids)).values(is_active=False, pending=0))
+
+
+@dataclass(frozen=True)
+class DaemonRow:
+    id: int
+    host: str
+    pid: int
+    roots: list[str]
+    started_at: datetime
+    heartbeat_at: datetime
+    pending: int
+    last_activity_at: datetime | None
+
+
+def active_daemons(engine: Engine) -> list[DaemonRow]:
+    """Daemons that have not recorded a clean stop (some may have been killed)."""
+    cols = (Daemon.id, Daemon.host, Daemon.pid, Daemon.roots, Daemon.started_at,
+            Daemon.heartbeat_at, Daemon.pending, Daemon.last_activity_at)
+    with engine.connect() as conn:
+        rows = conn.execute(select(*cols).where(Daemon.is_active.is_(True)).order_by(Daemon.id)).all()
+    return [DaemonRow(r[0], r[1], r[2], r[3].split("\n") if r[3] else [], r[4], r[5], r[6], r[7])
+            for r in rows]
+
+
+@dataclass(frozen=True)
+class Counts:
+    indexed: int
+    missing: int
+    failed: int
+    last_indexed_at: datetime | None
+    last_failed_at: datetime | None
+    last_daemon_activity_at: datetime | None
+
+
+def counts(engine: Engine) -> Counts:
+    """Rows present, rows whose file is gone, failures, and the latest times of each."""
+    with engine.connect() as conn:
+        present = conn.execute(select(func.count()).select_from(Image)
+                               .where(Image.missing_since.is_(None))).scalar_one()
+        missing = conn.execute(select(func.count()).select_from(Image)
+                               .where(Image.missing_since.is_not(None))).scalar_one()
+        failed, last_failed = conn.execute(select(func.count(), func.max(Failure.failed_at))).one()
+        last_indexed = conn.execute(select(func.max(Image.indexed_at))).scalar()
+        last_daemon = conn.execute(select(func.max(Daemon.last_activity_at))).scalar()
+    return Counts(present, missing, failed, last_indexed, last_failed, last_daemon)
+
+
+# --- per-path lookups for the daemon --------------------------------------------------------
+
+
+def file_state(engine: Engine, path: str) -> FileState | None:
+    """What the database knows of ``path`` (None when no row)."""
+    cols = (Image.id, Image.size, Image.mtime_ns, Image.sha256, Image.features_version, Image.missing_since)
+    with engine.connect() as conn:
+        r = conn.execute(select(*cols).where(Image.path == path)).first()
+    return None if r is None else FileState(r[0], r[1], r[2], r[3], r[4], r[5] is not None)
+
+
+def failure_state(engine: Engine, path: str) -> tuple[int | None, int | None] | None:
+    """(size, mtime_ns) recorded with ``path``'s failure, None when it has none."""
+    with engine.connect() as conn:
+        r = conn.execute(select(Failure.size, Failure.mtime_ns).where(Failure.path == path)).first()
+    return None if r is None else (r[0], r[1])
+
+
+def missing_ids_with_sha(engine: Engine, sha256: str) -> list[int]:
+    """Ids of rows whose file left the disk and whose bytes hashed to ``sha256``."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(Image.id).where(
+            (Image.sha256 == sha256) & Image.missing_since.is_not(None)).order_by(Image.id)).scalars())
+
+
+def missing_shas(engine: Engine, limit: int = 4096) -> frozenset[str]:
+    """SHA-256s of up to ``limit`` rows whose files are gone (move candidates)."""
+    with engine.connect() as conn:
+        return frozenset(conn.execute(select(Image.sha256).where(Image.missing_since.is_not(None))
+                                      .limit(limit)).scalars())
+
+
+def live_paths_under(engine: Engine, folder: str) -> list[str]:
+    """Paths of present rows inside ``folder`` (a folder moved away or deleted whole)."""
+    prefix = folder.rstrip(os.sep) + os.sep
+    with engine.connect() as conn:
+        return list(conn.execute(select(Image.path).where(
+            Image.path.startswith(prefix, autoescape=True) & Image.missing_since.is_(None))).scalars())

@@ -1,0 +1,306 @@
+"""``photoqa watch``: catch up with a folder scan, then index every file as it lands.
+
+The loop, on the main thread (the single writer)::
+
+    observer (watchdog threads) -> ChangeQueue -> Pending (debounce, settle)
+        -> Writer.handle (skip / move / mark missing / submit to worker processes)
+        -> Writer.collect (one transaction per file, post-store hooks, one log line)
+        -> heartbeat every few seconds
+
+The observer starts before the catch-up scan so nothing that lands during the scan is
+missed; the scan's files are fed to the writer as slots free up (a bounded backlog).
+SIGINT/SIGTERM set a flag: the loop stops taking work, stores what finishes within a
+grace period, abandons the rest (the next start catches up) and returns.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from db import heartbeat as hb
+from indexer import scan
+from indexer.features import FEATURES_VERSION
+from indexer.pipeline import Hook, worker_count
+from indexer.session import Session
+from indexer.watch.events import WANTED, Change, ChangeQueue
+from indexer.watch.settle import Pending
+from indexer.watch.writer import LogLine, Writer
+
+
+class WatchError(RuntimeError):
+    """The daemon cannot start or keep watching (message is meant for the user)."""
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """Tuning of ``photoqa watch`` (seconds unless stated).
+
+    settle: a file whose size and mtime hold still this long is complete (where no
+        close-after-write is reported: polling, network shares, files moved in).
+    debounce: quiet time after a path's last event before acting on it.
+    open_factor: with inotify, a file still open for writing must hold still
+        ``open_factor * settle`` before it is read anyway.
+    polling: use watchdog's polling observer (network shares, no inotify).
+    poll_interval: seconds between polls of the polling observer.
+    heartbeat: seconds between heartbeat writes (``status`` calls a daemon alive while its
+        heartbeat is younger than 3 of these).
+    grace: on SIGINT/SIGTERM, how long in-flight files may still finish (then abandoned).
+    max_pending: distinct paths waiting before the daemon stops tracking events one by
+        one and rescans its folders instead (bounded memory under event floods).
+    """
+
+    workers: int | None = None
+    settle: float = 2.0
+    debounce: float = 0.2
+    open_factor: float = 3.0
+    polling: bool = False
+    poll_interval: float = 1.0
+    heartbeat: float = 5.0
+    grace: float = 2.0
+    max_pending: int = 50_000
+
+
+@dataclass
+class WatchResult:
+    counts: dict[str, int] = field(default_factory=dict)
+    abandoned: int = 0
+    seconds: float = 0.0
+
+
+def inotify_limit() -> int | None:
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_user_watches").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def inotify_message(exc: OSError, roots: list[str]) -> str:
+    """The user-facing explanation of inotify running out of watches or instances."""
+    limit = inotify_limit()
+    what = ("watches" if exc.errno == errno.ENOSPC else "instances")
+    setting = "max_user_watches" if exc.errno == errno.ENOSPC else "max_user_instances"
+    return (f"Linux ran out of inotify {what} while watching {', '.join(roots)}"
+            f"{f' (fs.inotify.max_user_watches = {limit})' if limit else ''}. Either raise the "
+            f"limit: `sudo sysctl fs.inotify.{setting}=524288` (persist it in "
+            f"/etc/sysctl.d/90-photoqa.conf), or watch by polling: `photoqa watch --polling ...`.")
+
+
+def make_observer(options: WatchOptions):
+    """Inotify on Linux (reports close-after-write), the platform default elsewhere,
+    or the polling observer; returns ``(observer, closes_reported)``."""
+    if options.polling:
+        from watchdog.observers.polling import PollingObserver
+
+        return PollingObserver(timeout=options.poll_interval), False
+    from watchdog.observers import Observer
+
+    observer = Observer()
+    return observer, type(observer).__name__ == "InotifyObserver"
+
+
+def start_observer(handler: ChangeQueue, roots: list[str], options: WatchOptions,
+                   factory: Callable = make_observer):
+    observer, closes = factory(options)
+    try:
+        for root in roots:
+            observer.schedule(handler, root, recursive=True, event_filter=WANTED)
+        observer.start()
+    except OSError as exc:
+        observer.stop()  # joins the threads already started (inotify reader, emitters)
+        if exc.errno in (errno.ENOSPC, errno.EMFILE):
+            raise WatchError(inotify_message(exc, roots)) from exc
+        raise WatchError(f"cannot watch {', '.join(roots)}: {exc}") from exc
+    return observer, closes
+
+
+def count_dirs(roots: list[str], stop_at: int) -> int:
+    """Folders under ``roots`` (each needs one inotify watch), counting up to ``stop_at``."""
+    total = 0
+    for root in roots:
+        for _folder, dirs, _files in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            total += 1
+            if total >= stop_at:
+                return total
+    return total
+
+
+class Daemon:
+    """One ``photoqa watch`` process: see the module docstring."""
+
+    def __init__(self, session: Session, roots: list[Path], options: WatchOptions, *,
+                 hooks: list[Hook], log: LogLine, stop: threading.Event | None = None,
+                 observer_factory: Callable = make_observer):
+        self.session, self.options, self.log = session, options, log
+        self.roots = [str(Path(r).expanduser().resolve()) for r in roots]
+        self.stop = stop or threading.Event()
+        self.hooks, self.observer_factory = hooks, observer_factory
+        self.backlog: deque[str] = deque()
+        self.rescan = False
+
+    def run(self) -> WatchResult:
+        started = time.monotonic()
+        handler = ChangeQueue(self.roots)
+        observer, closes = start_observer(handler, self.roots, self.options, self.observer_factory)
+        writer = None
+        daemon_id = None
+        try:
+            engine = self.session.engine
+            daemon_id = hb.retry_locked(lambda: hb.register(
+                engine, host=socket.gethostname(), pid=os.getpid(), roots=self.roots))
+            self._retire_dead(engine)
+            writer = Writer(self.session.store, self.session.settings.index,
+                            workers=worker_count(self.options.workers or self.session.settings.index.workers),
+                            hooks=self.hooks, log=self.log)
+            pending = Pending(settle=self.options.settle, debounce=self.options.debounce,
+                              open_factor=self.options.open_factor, closes_reported=closes,
+                              max_pending=self.options.max_pending)
+            self._warn_watch_limit(closes)
+            self.catch_up(writer)
+            self.loop(handler, pending, writer, daemon_id, observer)
+        finally:
+            observer.stop()
+            observer.join(timeout=2.0)
+            abandoned = writer.close(self.options.grace) if writer else 0
+            if daemon_id is not None:
+                last = writer.last_activity if writer else None
+                hb.retry_locked(lambda: hb.stopped(self.session.engine, daemon_id, last_activity=last))
+        return WatchResult(dict(writer.counts) if writer else {}, abandoned,
+                           round(time.monotonic() - started, 3))
+
+    def _retire_dead(self, engine) -> None:
+        from indexer.watch.status import pid_alive
+
+        host = socket.gethostname()[:255]
+        dead = [r.id for r in hb.retry_locked(lambda: hb.active_daemons(engine))
+                if r.host == host and r.pid != os.getpid() and not pid_alive(r.pid)]
+        hb.retry_locked(lambda: hb.retire(engine, dead))
+
+    def _warn_watch_limit(self, closes: bool) -> None:
+        limit = inotify_limit()
+        if not closes or not limit:
+            return
+        dirs = count_dirs(self.roots, limit)
+        if dirs >= 0.9 * limit:
+            self.log("warning", ", ".join(self.roots), inotify_message(OSError(errno.ENOSPC, "limit"),
+                                                                        self.roots))
+
+    def catch_up(self, writer: Writer) -> None:
+        """What changed while no daemon ran: the ``index`` rules (scan.walk + scan.plan)."""
+        store = self.session.store
+        roots = [Path(r) for r in self.roots]
+        tasks = scan.walk(roots)
+        todo = scan.plan(tasks, hb.retry_locked(store.known_files), hb.retry_locked(store.known_failures),
+                         roots, FEATURES_VERSION)
+        if todo.gone:
+            hb.retry_locked(lambda: store.mark_missing(list(todo.gone.values())))
+            for path in todo.gone:
+                self.log("missing", path, "")
+        writer.refresh_moves()
+        self.backlog.extend(task.path for task in todo.todo)
+        self.log("catch-up", ", ".join(self.roots),
+                 f"{len(todo.todo)} to index, {todo.unchanged + todo.failed_unchanged} unchanged, "
+                 f"{len(todo.gone)} missing")
+
+    def loop(self, handler: ChangeQueue, pending: Pending, writer: Writer, daemon_id: int,
+             observer) -> None:
+        next_beat = 0.0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            for change in handler.drain():
+                self.apply(change, pending, writer)
+            if pending.overflowed or self.rescan:
+                pending.clear()
+                self.backlog.clear()
+                self.rescan = False
+                self.log("rescan", ", ".join(self.roots), "too many events at once: scanning instead")
+                self.catch_up(writer)
+            self.feed(pending, writer, now)
+            if now >= next_beat:
+                self._beat(daemon_id, pending, writer)
+                next_beat = now + self.options.heartbeat
+                self._check_observer(observer)
+            if writer.jobs:
+                writer.collect(pending.next_wake(now))
+            else:
+                self.stop.wait(pending.next_wake(now))
+
+    def feed(self, pending: Pending, writer: Writer, now: float) -> None:
+        """Give free worker slots to complete files first, then to the catch-up backlog."""
+        for entry in pending.ready(now, limit=writer.free_slots, busy=writer.busy):
+            writer.handle(entry.path, entry.moved_from)
+        busy = writer.busy
+        while self.backlog and writer.free_slots > 0 and not self.stop.is_set():
+            path = self.backlog.popleft()
+            if path in pending.entries or path in busy:
+                continue  # an event is tracking it: it waits to be complete
+            writer.handle(path)
+
+    def apply(self, change: Change, pending: Pending, writer: Writer) -> None:
+        at = change.at
+        if change.kind == "written":
+            pending.written(change.path, at)
+        elif change.kind == "touched":
+            pending.touched(change.path, at)
+        elif change.kind == "closed":
+            pending.closed(change.path, at)
+        elif change.kind == "deleted":
+            pending.deleted(change.path, at)
+        elif change.kind == "moved":
+            pending.moved(change.path, change.dest, at)
+        elif change.kind == "dir_created":
+            for task in scan.walk([Path(change.path)]):
+                pending.touched(task.path, at)
+        elif change.kind == "dir_deleted":
+            for path in hb.retry_locked(lambda: hb.live_paths_under(self.session.engine, change.path)):
+                pending.deleted(path, at)
+
+    def _beat(self, daemon_id: int, pending: Pending, writer: Writer) -> None:
+        waiting = len(pending) + len(writer.jobs) + len(self.backlog) + len(writer.crashed)
+        hb.retry_locked(lambda: hb.beat(self.session.engine, daemon_id, pending=waiting,
+                                        last_activity=writer.last_activity))
+
+    def _check_observer(self, observer) -> None:
+        if not observer.is_alive() or any(not e.is_alive() for e in list(observer.emitters)):
+            raise WatchError("the file-system observer stopped (a watched folder was removed or "
+                             "became unreadable); restart `photoqa watch` once it is back, or use --polling")
+
+
+def run_watch(session: Session, roots: list[Path], options: WatchOptions, *, hooks: list[Hook],
+              log: LogLine, stop: threading.Event | None = None) -> WatchResult:
+    """Watch ``roots`` until SIGINT/SIGTERM (or ``stop`` is set); see :class:`Daemon`.
+
+    Raises :class:`WatchError` when watching cannot start (e.g. inotify limits).
+    """
+    for root in roots:
+        if not Path(root).is_dir():
+            raise WatchError(f"{root} is not a folder")
+    daemon = Daemon(session, roots, options, hooks=hooks, log=log, stop=stop)
+    with _signals_set(daemon.stop):
+        return daemon.run()
+
+
+class _signals_set:
+    """SIGINT/SIGTERM set ``stop`` while the daemon runs (main thread only)."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop, self.previous = stop, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, lambda *_: self.stop.set())
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False

@@ -1,0 +1,214 @@
+"""The daemon's single writer: decide what a complete file needs, analyse it in a worker
+process, store the outcome in one transaction, log one line.
+
+Runs on the daemon's main thread only (``Store`` is not thread-safe). Decoding happens
+in the long-lived pool of :func:`indexer.pipeline.start_pool`; at most ``in_flight``
+files are in the pool at once, so memory stays flat however fast files arrive.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from db import heartbeat as hb
+from db.store import Store, utcnow
+from indexer import scan
+from indexer.analyse import Failed, Indexed, Moved, Outcome, Task, analyse
+from indexer.config import IndexSettings
+from indexer.features import FEATURES_VERSION
+from indexer.pipeline import Hook, start_pool
+
+LogLine = Callable[[str, str, str], None]  # (status, path, detail)
+
+
+
+@dataclass
+class Job:
+    task: Task
+    known: bool  # the path had a row before: an update
+    alone: bool = False  # re-run by itself after a worker died: if it dies again, it is the cause
+
+
+class Writer:
+    """Owns the worker pool and every database write of the daemon."""
+
+    def __init__(self, store: Store, settings: IndexSettings, *, workers: int, hooks: Iterable[Hook],
+                 log: LogLine, move_candidate_limit: int = 1024):
+        self.store, self.engine, self.settings = store, store.engine, settings
+        self.workers, self.hooks, self.log = workers, list(hooks), log
+        self.in_flight = workers * 2
+        self.move_candidate_limit = move_candidate_limit
+        self.pool = self._warm(start_pool(settings, workers))
+        self.jobs: dict[Future, Job] = {}
+        self.crashed: list[Job] = []  # in flight when a worker died: re-run one at a time
+        self.broken = False
+        self.moves: frozenset[str] = frozenset()
+        self.last_activity: datetime | None = None
+        self.counts: dict[str, int] = {}
+
+    def _warm(self, pool):
+        # start every worker now (interpreter, numpy, Pillow imports: ~1 s each) rather
+        # than on the first file, whose latency it would add to
+        for _ in range(self.workers):
+            pool.submit(abs, 0)
+        return pool
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    @property
+    def busy(self) -> set[str]:
+        return {job.task.path for job in self.jobs.values()}
+
+    @property
+    def free_slots(self) -> int:
+        if self.crashed or any(job.alone for job in self.jobs.values()):
+            return 0  # isolating the file that kills workers
+        return self.in_flight - len(self.jobs)
+
+    def refresh_moves(self) -> None:
+        """Reload the SHA-256s of rows whose files are gone (workers hash, not decode, those)."""
+        self.moves = hb.retry_locked(lambda: hb.missing_shas(self.engine, self.move_candidate_limit + 1))
+
+    def _done(self, status: str, path: str, detail: str = "") -> None:
+        self.last_activity = utcnow()
+        self.counts[status] = self.counts.get(status, 0) + 1
+        self.log(status, path, detail)
+
+    # --- deciding ------------------------------------------------------------------------
+
+    def handle(self, path: str, moved_from: str | None = None) -> None:
+        """Act on a complete (or vanished) ``path``: mark missing, move, skip or analyse."""
+        if not Path(path).exists():
+            self.gone(path)
+            return
+        task = scan.candidate(Path(path))
+        if moved_from:
+            if task is not None and self._move(moved_from, task):
+                return
+            if not Path(moved_from).exists():
+                self.gone(moved_from)  # changed on the way: the old row is retired
+        if task is None:
+            return  # not an image (or vanished in between)
+        state = hb.retry_locked(lambda: hb.file_state(self.engine, path))
+        if state and not state.missing and (state.size, state.mtime_ns) == (task.size, task.mtime_ns) \
+                and state.features_version == FEATURES_VERSION:
+            self._done("unchanged", path)
+            return
+        if state is None and hb.retry_locked(lambda: hb.failure_state(self.engine, path)) == \
+                (task.size, task.mtime_ns):
+            self._done("unchanged", path, "failed before, not changed since")
+            return
+        self.submit(Job(task, state is not None))
+
+    def submit(self, job: Job, moves: frozenset[str] | None = None) -> None:
+        if moves is None:
+            moves = self.moves if len(self.moves) <= self.move_candidate_limit else frozenset()
+        try:
+            future = self.pool.submit(analyse, job.task, None, moves)
+        except BrokenProcessPool:
+            self.broken = True
+            self.crashed.append(job)
+            return
+        self.jobs[future] = job
+
+    def gone(self, path: str) -> None:
+        """``path`` left the disk: mark its row missing, drop its failure row."""
+        state = hb.retry_locked(lambda: hb.file_state(self.engine, path))
+        hb.retry_locked(lambda: self.store.forget_failure(path))
+        if state is not None and not state.missing:
+            hb.retry_locked(lambda: self.store.mark_missing([state.id]))
+            self.moves = self.moves | {state.sha256}
+            self._done("missing", path)
+
+    def _move(self, src: str, task: Task) -> bool:
+        """A rename whose size and mtime match the old row: update the path, no decoding."""
+        old = hb.retry_locked(lambda: hb.file_state(self.engine, src))
+        if old is None or (old.size, old.mtime_ns) != (task.size, task.mtime_ns) \
+                or old.features_version != FEATURES_VERSION or Path(src).exists():
+            return False
+        hb.retry_locked(lambda: self.store.save_moved(old.id, task))
+        hb.retry_locked(lambda: self.store.forget_failure(src))
+        self._done("moved", task.path, f"from {src}")
+        return True
+
+    # --- storing -------------------------------------------------------------------------
+
+    def collect(self, timeout: float) -> None:
+        """Store every outcome that completes within ``timeout`` seconds."""
+        if self.jobs:
+            done, _ = wait(list(self.jobs), timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = self.jobs.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    self.broken = True
+                    if job.alone:
+                        outcome = Failed(job.task, "internal", "the worker process died decoding it")
+                    else:
+                        self.crashed.append(job)
+                        continue
+                self.store_outcome(job, outcome)
+        if self.crashed and not self.jobs:
+            self._retry_alone()
+
+    def _retry_alone(self) -> None:
+        if self.broken:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = self._warm(start_pool(self.settings, self.workers))
+            self.broken = False
+        job = self.crashed.pop(0)
+        job.alone = True
+        self.submit(job)
+
+    def store_outcome(self, job: Job, outcome: Outcome) -> None:
+        path = job.task.path
+        if isinstance(outcome, Indexed) and not job.known:
+            ids = hb.retry_locked(lambda: hb.missing_ids_with_sha(self.engine, outcome.decoded.sha256))
+            if ids:  # bytes of a row whose file left: a move seen as delete + create
+                outcome = Moved(outcome.task, outcome.decoded.sha256)
+        if isinstance(outcome, Moved):
+            ids = hb.retry_locked(lambda: hb.missing_ids_with_sha(self.engine, outcome.sha256))
+            if not ids:  # claimed meanwhile: analyse it fully
+                self.submit(job, moves=frozenset())
+                return
+            hb.retry_locked(lambda: self.store.save_moved(ids[0], outcome.task))
+            self._done("moved", path)
+        elif isinstance(outcome, Failed):
+            hb.retry_locked(lambda: self.store.save_failure(outcome))
+            self._done("failed", path, f"{outcome.kind}: {outcome.message}")
+        else:
+            image_id = hb.retry_locked(lambda: self.store.save_indexed(outcome))
+            for hook in self.hooks:
+                hook(image_id, outcome)
+            self._done("updated" if job.known else "indexed", path)
+
+    # --- stopping ------------------------------------------------------------------------
+
+    def close(self, grace: float) -> int:
+        """Store what finishes within ``grace`` seconds, abandon the rest; returns abandoned."""
+        self.crashed.clear()
+        for future in [f for f in self.jobs if f.cancel()]:
+            del self.jobs[future]  # never started: nothing to abandon
+        if self.jobs:
+            self.collect_all(grace)
+        abandoned = len(self.jobs)
+        if abandoned:
+            # still decoding after the grace period: stop those workers (the files are
+            # simply not stored; the next start's catch-up scan picks them up)
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.jobs.clear()
+        return abandoned
+
+    def collect_all(self, timeout: float) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.jobs and (left := deadline - time.monotonic()) > 0:
+            self.collect(left)
