@@ -185,5 +185,77 @@ def show_config(ctx):
     write_json(as_dict(settings))
 
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--workers", "-j", type=click.IntRange(0), default=None,
+              help="Worker processes decoding files (default: one per core). Example: -j 2")
+@click.option("--polling", is_flag=True,
+              help="Poll the folders instead of using inotify: for network shares (NFS, SMB) and "
+                   "when inotify watches run out. Example: --polling")
+@click.option("--settle", type=click.FloatRange(0.1), default=2.0, show_default=True, metavar="SECONDS",
+              help="A file whose size and mtime hold still this long is complete (used where no "
+                   "close-after-write is reported, e.g. with --polling). Example: --settle 5")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also append the per-file log lines to FILE. Example: --log-file /var/log/photoqa.log")
+@click.pass_context
+def watch(ctx, paths, workers, polling, settle, log_file):
+    """Index PATHS now and then every photo as it lands, until SIGINT/SIGTERM.
+
+    First a catch-up scan (same rules as `index`), then file-system events: a file is
+    read once complete (closed after writing, or unchanged for --settle seconds);
+    temporary names (.tmp, .part, .crdownload, ~, dotfiles) are ignored; a rename keeps
+    its row; a deletion marks it missing. One line per file goes to stderr. Ctrl-C or
+    SIGTERM stops within 5 s; the next start catches up. `photoqa status` shows progress.
+
+    \b
+    Examples:
+      photoqa --db lab.db watch /data/incoming --workers 2
+      photoqa --db postgresql+psycopg://me@host/photoqa watch /mnt/share --polling --settle 5
+    """
+    import os
+
+    from indexer.commands import post_store_hooks
+    from indexer.watch import WatchError, WatchOptions, run_watch
+    from indexer.watch.log import LineLog
+
+    session = _session(ctx)
+    log = LineLog(log_file=log_file)
+    options = WatchOptions(workers=workers, settle=settle, polling=polling)
+    try:
+        log("started", ", ".join(str(p) for p in paths), f"pid {os.getpid()}")
+        result = run_watch(session, list(paths), options, hooks=post_store_hooks(session), log=log)
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "no files"
+        log("stopped", ", ".join(str(p) for p in paths),
+            f"{summary}; {result.abandoned} abandoned (picked up at next start)")
+    except WatchError as exc:
+        _fail(str(exc))
+    finally:
+        log.close()
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              help="An aligned table or one JSON object. Example: --format json")
+@click.pass_context
+def status(ctx, fmt):
+    """Show files indexed, missing, failed and pending, the last activity, and whether a
+    `photoqa watch` daemon is running on this database (from its heartbeat).
+
+    \b
+    Example:
+      photoqa --db lab.db status --format json
+    """
+    from indexer.output import emit, write_json
+    from indexer.watch.status import rows, status as watch_status
+
+    session = _session(ctx, readonly=True)
+    report = watch_status(session.engine)
+    if fmt == "json":
+        write_json(report.as_dict())
+    else:
+        emit(["field", "value"], rows(report), "table")
+
+
 if __name__ == "__main__":
     main()

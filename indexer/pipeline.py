@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -51,6 +52,23 @@ def worker_count(requested: int | None) -> int:
 def _pool_context():
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _init_daemon_worker(settings: IndexSettings) -> None:
+    # Ctrl-C reaches the whole process group; the parent alone decides when to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    init_worker(settings, frozenset())
+
+
+def start_pool(settings: IndexSettings, workers: int) -> ProcessPoolExecutor:
+    """A long-lived pool of ``workers`` processes running :func:`analyse` (for the daemon).
+
+    Same start method as :func:`run_outcomes` (forkserver, else spawn: rawpy's OpenMP and
+    fork do not mix); workers ignore SIGINT so a terminal Ctrl-C lets the parent finish
+    or abandon in-flight files itself.
+    """
+    return ProcessPoolExecutor(max(1, workers), mp_context=_pool_context(),
+                               initializer=_init_daemon_worker, initargs=(settings,))
 
 
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
