@@ -53,12 +53,6 @@ class DiffResult:
     ncc: float
 
 
-def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[y0:y0 + size, x0:x0 + size]
-
-
 def shift_image(img: np.ndarray, dy: float, dx: float, *, order: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """``out[y, x] = img[y - dy, x - dx]`` (spline ``order``), per channel; returns
     (float32 like ``img``, bool (H, W) mask of output pixels whose source lies inside)."""
@@ -72,25 +66,55 @@ def shift_image(img: np.ndarray, dy: float, dx: float, *, order: int = 1) -> tup
     return out.astype(np.float32), mask
 
 
-def align_pair(a: np.ndarray, b: np.ndarray, *, upsample: int = 20, crop: int = 2048,
-               order: int = 1) -> Aligned:
-    """Register B onto A by a sub-pixel translation.
+def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
+    h, w = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+    return img[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
 
-    ``a``, ``b``: float (H, W, 3) or (H, W), same shape, any encoding. The shift is
-    measured by :func:`indexer.match.align.phase_shift` on rank-normalised grey (each
-    pixel replaced by its quantile, so exposure and tone differences do not bias it),
-    on the central ``crop`` x ``crop`` pixels at full resolution (a translation is the
-    same everywhere; this bounds FFT memory on large frames). B is then resampled by
-    :func:`shift_image`.
+
+def measure_shift(ga: np.ndarray, gb: np.ndarray, *, upsample: int = 20, crop: int = 1024,
+                  coarse: int = 512) -> tuple[float, float, float]:
+    """(dy, dx, peak) registering grey ``gb`` onto grey ``ga`` (same shape).
+
+    Coarse to fine: phase correlation of rank-normalised block means (long side <=
+    ``coarse``) finds the shift robustly, even when fine detail decorrelates (noise,
+    tone mapping, slight rotation); it is then refined at full resolution on the central
+    ``crop`` pixels of A against B's window displaced by the coarse shift. The fine
+    result is kept only when it stays within one coarse pixel of the coarse one.
+    """
+    f = max(1, int(math.ceil(max(ga.shape) / coarse)))
+    s = phase_shift(rank_normalise(_block_mean(ga, f)), rank_normalise(_block_mean(gb, f)),
+                    upsample=upsample)
+    dy, dx, peak = s.dy * f, s.dx * f, s.peak
+    iy, ix = int(round(dy)), int(round(dx))
+    h, w = ga.shape
+    size_y, size_x = min(crop, h - abs(iy)), min(crop, w - abs(ix))
+    if size_y < 32 or size_x < 32:
+        return dy, dx, peak
+    y0, x0 = (h - size_y) // 2, (w - size_x) // 2
+    y0, x0 = min(max(y0, max(0, iy)), h - size_y + min(0, iy)), min(max(x0, max(0, ix)), w - size_x + min(0, ix))
+    ref = ga[y0:y0 + size_y, x0:x0 + size_x]
+    mov = gb[y0 - iy:y0 - iy + size_y, x0 - ix:x0 - ix + size_x]
+    fine = phase_shift(rank_normalise(ref), rank_normalise(mov), upsample=upsample)
+    if abs(iy + fine.dy - dy) <= f and abs(ix + fine.dx - dx) <= f:
+        return iy + fine.dy, ix + fine.dx, fine.peak
+    return dy, dx, peak
+
+
+def align_pair(a: np.ndarray, b: np.ndarray, *, upsample: int = 20, crop: int = 1024,
+               coarse: int = 512, order: int = 1) -> Aligned:
+    """Register B onto A by a sub-pixel translation and resample B onto A's grid.
+
+    ``a``, ``b``: float (H, W, 3) or (H, W), same shape, any encoding. The shift comes
+    from :func:`measure_shift` (:func:`indexer.match.align.phase_shift` on
+    rank-normalised grey: each pixel replaced by its quantile, so exposure and tone
+    differences do not bias it); B is then resampled by :func:`shift_image`.
     """
     if np.shape(a) != np.shape(b):
         raise ValueError(f"shapes differ: {np.shape(a)} vs {np.shape(b)}")
-    ga, gb = lin.luminance(a), lin.luminance(b)
-    ra = rank_normalise(_centre_crop(ga, crop))
-    rb = rank_normalise(_centre_crop(gb, crop))
-    s = phase_shift(ra, rb, upsample=upsample)
-    moved, mask = shift_image(b, s.dy, s.dx, order=order)
-    return Aligned(moved, mask, s.dy, s.dx, s.peak)
+    dy, dx, peak = measure_shift(lin.luminance(a), lin.luminance(b), upsample=upsample,
+                                 crop=crop, coarse=coarse)
+    moved, mask = shift_image(b, dy, dx, order=order)
+    return Aligned(moved, mask, dy, dx, peak)
 
 
 def _ncc(x: np.ndarray, y: np.ndarray) -> float:
