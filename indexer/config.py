@@ -67,16 +67,27 @@ def _apply(settings: Settings, overrides: dict, source: str) -> Settings:
         known = {f.name: f for f in dataclasses.fields(current)}
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: [{name}] must be a table")
+        typed = {}
         for key, value in values.items():
             if key not in known:
                 raise ConfigError(f"{source}: unknown setting {name}.{key} (known: {', '.join(known)})")
-            default = getattr(current, key)
-            if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, (int, float)):
-                value = type(default)(value) if isinstance(default, float) or float(value).is_integer() else value
-            elif default is not None and not isinstance(value, type(default)):
-                raise ConfigError(f"{source}: {name}.{key} must be {type(default).__name__}, got {value!r}")
-        changes[name] = dataclasses.replace(current, **values)
+            typed[key] = _coerce(getattr(current, key), value, f"{source}: {name}.{key}")
+        changes[name] = dataclasses.replace(current, **typed)
     return dataclasses.replace(settings, **changes)
+
+
+def _coerce(default, value, where: str):
+    """``value`` as the type of ``default``: 300.0 is an int setting's 300; 2.5 is not."""
+    numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if numeric and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(default, float):
+            return float(value)
+        if float(value).is_integer():
+            return int(value)
+        raise ConfigError(f"{where} must be a whole number, got {value!r}")
+    if default is not None and not isinstance(value, type(default)):
+        raise ConfigError(f"{where} must be {type(default).__name__}, got {value!r}")
+    return value
 
 
 def load_settings(config: str | os.PathLike | None = None, db_path: str | os.PathLike | None = None) -> Settings:
