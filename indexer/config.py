@@ -85,7 +85,7 @@ def _coerce(default, value, where: str):
         if float(value).is_integer():
             return int(value)
         raise ConfigError(f"{where} must be a whole number, got {value!r}")
-    if default is not None and not isinstance(value, type(default)):
+    if default is not None and (not isinstance(value, type(default)) or numeric):  # bool is an int
         raise ConfigError(f"{where} must be {type(default).__name__}, got {value!r}")
     return value
 
