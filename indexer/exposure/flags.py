@@ -47,8 +47,7 @@ class FlagThresholds:
     light: 5th-percentile luma above this (cleanvision light: 1 - p5 < 0.05).
     blurry: variance of the Laplacian at 256 px below this (grey 0..255 units);
         calibrated on the Kodak set: sharp photos 255-2930, Gaussian blur of radius
-        4 px at 768 px gives 9-77. blurry_min_std: luma std below which an image is
-        too flat to call blurry (it is low_information instead, as in cleanvision).
+        4 px at 768 px gives 9-77. Not evaluated on dark or low-contrast images.
     low_information: Shannon entropy (bits) of the concatenated R, G, B histograms
         below this (cleanvision: Pillow ``Image.entropy()`` x 0.1 < 0.3, i.e. 3 bits).
     grayscale: Hasler & Suesstrunk colourfulness M (0..255 units) below this.
@@ -66,7 +65,6 @@ class FlagThresholds:
     dark: float = 0.32
     light: float = 0.95
     blurry: float = 50.0
-    blurry_min_std: float = 0.02
     low_information: float = 3.0
     grayscale: float = 2.0
     odd_aspect_ratio: float = 0.35
@@ -117,16 +115,21 @@ def light(luma_p5: float, *, threshold: float = FlagThresholds.light) -> Flag:
     return _above("light", luma_p5, threshold)
 
 
-def blurry(sharpness: float, luma_std: float, *, threshold: float = FlagThresholds.blurry,
-           min_std: float = FlagThresholds.blurry_min_std) -> Flag:
+def blurry(sharpness: float, luma_p1: float, luma_p99: float, *,
+           threshold: float = FlagThresholds.blurry,
+           min_range: float = FlagThresholds.low_contrast,
+           min_p99: float = FlagThresholds.dark) -> Flag:
     """Little Laplacian energy (Pech-Pacheco et al. 2000, variance of the Laplacian).
 
     cleanvision uses sqrt(var) of Pillow's FIND_EDGES (8-neighbour Laplacian) at 64 px
-    with 1 - exp(-0.01 s) < 0.29 (s < 34), and adds a histogram-spread term so flat
-    images are not called blurry; we skip images whose luma std is below ``min_std``.
+    with 1 - exp(-0.01 s) < 0.29 (s < 34); it exempts flat images (a histogram-spread
+    term, v0.3) and dark ones (v0.2). Laplacian energy scales with contrast, so we do
+    the same: the flag cannot fire on an image that is low-contrast (p99 - p1 below
+    ``min_range``) or dark (p99 below ``min_p99``); those get their own flags.
     """
     flag = _below("blurry", sharpness, threshold)
-    return flag if luma_std >= min_std else Flag("blurry", flag.value, flag.threshold, False)
+    gated = (luma_p99 - luma_p1) < min_range or luma_p99 < min_p99
+    return Flag("blurry", flag.value, flag.threshold, flag.fired and not gated)
 
 
 def low_information(entropy_rgb: float, *,
@@ -207,7 +210,7 @@ def evaluate(m, width: int, height: int, *, thresholds: FlagThresholds = FlagThr
     """All checks in :data:`FLAG_NAMES` order, fired or not.
 
     ``m``: any object with the attributes of ``indexer.features.Features`` used here
-    (hist, luma_std, luma_p1, luma_p99, clip_high, clip_low, sharpness, colourfulness,
+    (hist, luma_p1, luma_p99, clip_high, clip_low, sharpness, colourfulness,
     ev). ``width``, ``height``: the image's pixel size (not the working size).
     """
     t = thresholds
@@ -215,7 +218,8 @@ def evaluate(m, width: int, height: int, *, thresholds: FlagThresholds = FlagThr
     return [
         dark(m.luma_p99, threshold=t.dark),
         light(hist_percentile(hist[3], 5), threshold=t.light),
-        blurry(m.sharpness, m.luma_std, threshold=t.blurry, min_std=t.blurry_min_std),
+        blurry(m.sharpness, m.luma_p1, m.luma_p99, threshold=t.blurry,
+               min_range=t.low_contrast, min_p99=t.dark),
         low_information(rgb_entropy(hist), threshold=t.low_information),
         grayscale(m.colourfulness, threshold=t.grayscale),
         odd_size(width, height, quartiles=size_quartiles, iqr_factor=t.odd_size_iqr_factor,
