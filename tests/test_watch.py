@@ -1,0 +1,188 @@
+"""``photoqa watch`` with a real inotify observer on temporary folders (daemon in a thread).
+
+One daemon serves the module (starting worker processes costs ~1 s); each test works in
+its own subfolder, which also exercises folders created after the daemon started. The
+``no_thread_leak`` fixture checks every test, and the last test checks the daemon leaves
+no thread behind once stopped.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from test_watch_helpers import (ThreadedDaemon, jpeg, no_thread_leak, rows, sha, wait_for,  # noqa: F401
+                                write_slowly)
+
+pytestmark = pytest.mark.usefixtures("no_thread_leak")
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    base = tmp_path_factory.mktemp("watch")
+    root = base / "inbox"
+    root.mkdir()
+    (root / "early.jpg").write_bytes(jpeg(1))  # before the start: the catch-up scan finds it
+    before = set(threading.enumerate())
+    with ThreadedDaemon(base / "p.db", [root]) as d:
+        yield d
+    time.sleep(0.2)
+    leaked = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not leaked, f"the stopped daemon left threads: {leaked}"
+
+
+@pytest.fixture
+def folder(daemon, request):
+    path = daemon.roots[0] / request.node.name
+    path.mkdir()
+    return path
+
+
+def image_rows(daemon, path) -> list[tuple]:
+    return rows(daemon.db, "SELECT id, size, sha256, missing_since FROM images WHERE path = ?", str(path))
+
+
+def test_catch_up_indexes_files_present_at_start(daemon):
+    path = daemon.roots[0] / "early.jpg"
+    daemon.wait_status(path, "indexed")
+    assert image_rows(daemon, path)[0][2] == sha(jpeg(1))
+
+
+def test_slow_writer_is_indexed_once_and_whole(daemon, folder):
+    data = jpeg(2) * 1 + b"\0" * 40_000  # trailing bytes after EOI: a bigger file, same image
+    path = folder / "slow.jpg"
+    write_slowly(path, data, seconds=3.0)
+    daemon.wait_status(path, "indexed")
+    time.sleep(1.0)  # a second, premature or late index would show up here
+    assert daemon.statuses(path) == ["indexed"]
+    (_, size, digest, _), = image_rows(daemon, path)
+    assert (size, digest) == (len(data), sha(data))
+
+
+def test_writer_pausing_longer_than_settle_is_read_after_close(daemon, folder):
+    # inotify reports close-after-write: an open file that stops changing for more than
+    # --settle (0.5 s here) but less than 3 x settle is not read half-written
+    data = jpeg(14) + b"\0" * 20_000
+    path = folder / "paused.jpg"
+    with open(path, "wb") as fh:
+        fh.write(data[:2000])
+        fh.flush()
+        time.sleep(1.0)
+        fh.write(data[2000:])
+    daemon.wait_status(path, "indexed")
+    time.sleep(0.5)
+    assert daemon.statuses(path) == ["indexed"]
+    assert image_rows(daemon, path)[0][1:3] == (len(data), sha(data))
+
+
+def test_atomic_rename_indexes_the_final_name_only(daemon, folder):
+    for temp in (".shot.jpg.swp", "shot.jpg.part", "shot.jpg.tmp", "shot.jpg.crdownload"):
+        write_slowly(folder / temp, jpeg(3), seconds=0.2, chunks=4)
+    os.rename(folder / "shot.jpg.part", folder / "shot.jpg")
+    daemon.wait_status(folder / "shot.jpg", "indexed")
+    time.sleep(0.5)
+    stored = rows(daemon.db, "SELECT path FROM images WHERE path LIKE ? UNION "
+                             "SELECT path FROM failures WHERE path LIKE ?", f"{folder}/%", f"{folder}/%")
+    assert stored == [(str(folder / "shot.jpg"),)]
+    assert image_rows(daemon, folder / "shot.jpg")[0][2] == sha(jpeg(3))
+
+
+def test_burst_of_200_files_each_indexed_once(daemon, folder):
+    for i in range(200):
+        (folder / f"b{i:03}.jpg").write_bytes(jpeg(1000 + i))
+    count = lambda: rows(daemon.db, "SELECT count(*) FROM images WHERE path LIKE ?", f"{folder}/%")[0][0]
+    wait_for(lambda: count() == 200, 40, "200 rows")
+    logged = [p for s, p, _ in list(daemon.lines) if s == "indexed" and p.startswith(str(folder))]
+    assert len(logged) == len(set(logged)) == 200
+    assert rows(daemon.db, "SELECT count(*) FROM failures WHERE path LIKE ?", f"{folder}/%")[0][0] == 0
+
+
+def test_move_keeps_the_row_without_decoding(daemon, folder):
+    src, dest = folder / "a.jpg", folder / "sub" / "renamed.jpg"
+    src.write_bytes(jpeg(4))
+    daemon.wait_status(src, "indexed")
+    (image_id, *_), = image_rows(daemon, src)
+    dest.parent.mkdir()
+    time.sleep(0.3)  # let the new folder's watch exist, so this is a rename, not a copy
+    os.rename(src, dest)
+    daemon.wait_status(dest, "moved")
+    assert [r[0] for r in image_rows(daemon, dest)] == [image_id]
+    assert image_rows(daemon, src) == []
+    assert "indexed" not in daemon.statuses(dest)
+
+
+def test_delete_marks_the_row_missing(daemon, folder):
+    path = folder / "gone.jpg"
+    path.write_bytes(jpeg(5))
+    daemon.wait_status(path, "indexed")
+    path.unlink()
+    daemon.wait_status(path, "missing")
+    assert image_rows(daemon, path)[0][3] is not None
+
+
+def test_new_nested_subfolder_is_watched(daemon, folder):
+    deep = folder / "2026" / "11" / "24"
+    deep.mkdir(parents=True)
+    (deep / "first.jpg").write_bytes(jpeg(6))
+    daemon.wait_status(deep / "first.jpg", "indexed")
+    time.sleep(0.3)
+    (deep / "second.jpg").write_bytes(jpeg(7))
+    daemon.wait_status(deep / "second.jpg", "indexed")
+
+
+def test_folder_copied_in_whole_is_indexed(daemon, folder, tmp_path):
+    outside = tmp_path / "card"
+    outside.mkdir()
+    for i in range(5):
+        (outside / f"c{i}.jpg").write_bytes(jpeg(60 + i))
+    shutil.move(str(outside), str(folder / "card"))  # same file system: one rename into the tree
+    for i in range(5):
+        daemon.wait_status(folder / "card" / f"c{i}.jpg", "indexed")
+
+
+def test_changed_file_is_updated_in_place(daemon, folder):
+    path = folder / "edit.jpg"
+    path.write_bytes(jpeg(8))
+    daemon.wait_status(path, "indexed")
+    (image_id, *_), = image_rows(daemon, path)
+    path.write_bytes(jpeg(9))
+    daemon.wait_status(path, "updated")
+    assert image_rows(daemon, path) == [(image_id, len(jpeg(9)), sha(jpeg(9)), None)]
+
+
+def test_failed_file_is_retried_once_fixed(daemon, folder):
+    path = folder / "broken.jpg"
+    path.write_bytes(jpeg(10)[:300])  # truncated
+    daemon.wait_status(path, "failed")
+    assert rows(daemon.db, "SELECT count(*) FROM failures WHERE path = ?", str(path)) == [(1,)]
+    path.write_bytes(jpeg(10))
+    daemon.wait_status(path, "indexed")
+    assert rows(daemon.db, "SELECT count(*) FROM failures WHERE path = ?", str(path)) == [(0,)]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: permission denied cannot happen")
+def test_permission_denied_file_fails_then_recovers(daemon, folder):
+    path = folder / "locked.jpg"
+    path.write_bytes(jpeg(11))
+    os.chmod(path, 0)
+    try:
+        daemon.wait_status(path, "failed")
+        assert "permission denied" in [d for s, p, d in daemon.lines if p == str(path)][0]
+    finally:
+        os.chmod(path, 0o644)  # a chmod is an attribute change: the file is retried
+    daemon.wait_status(path, "indexed")
+
+
+def test_dotfiles_partials_and_hidden_folders_are_ignored(daemon, folder):
+    (folder / ".hidden").mkdir()
+    (folder / ".hidden" / "in_hidden.jpg").write_bytes(jpeg(12))
+    for name in (".dot.jpg", "backup.jpg~", "x.jpg.crdownload", "y.jpg.tmp"):
+        (folder / name).write_bytes(jpeg(12))
+    (folder / "marker.jpg").write_bytes(jpeg(13))  # indexed after the ignored ones were seen
+    daemon.wait_status(folder / "marker.jpg", "indexed")
+    time.sleep(0.5)
+    assert [p for _, p, _ in list(daemon.lines) if p.startswith(str(folder))] == [str(folder / "marker.jpg")]
