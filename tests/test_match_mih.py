@@ -1,0 +1,98 @@
+"""Multi-index hashing returns exactly the brute-force pair set."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from indexer.match.mih import MultiIndex, brute_pairs, neighbour_masks, thresholds, split_bits
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+def _flip(h: int, bits) -> int:
+    u = h & 0xFFFFFFFFFFFFFFFF
+    for b in bits:
+        u ^= 1 << int(b)
+    return u - (1 << 64) if u >= 1 << 63 else u
+
+
+def _planted(n_base: int, seed: int) -> tuple[np.ndarray, dict[tuple[int, int], int]]:
+    """Random codes plus one neighbour of each of the first third, at distance 0..12."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(-(2**63), 2**63 - 1, n_base, dtype=np.int64)
+    planted, truth = [], {}
+    for i in range(n_base // 3):
+        d = i % 13
+        planted.append(_flip(int(base[i]), rng.choice(64, d, replace=False)))
+        truth[(i, n_base + i)] = d
+    return np.concatenate([base, np.array(planted, dtype=np.int64)]), truth
+
+
+def test_gph_thresholds_sum():
+    for m in range(3, 9):
+        for r in range(0, 20):
+            t = thresholds(r, split_bits(m))
+            assert sum(t) == r - m + 1 and min(t) >= -1 and max(t) - min(t) <= 1
+
+
+def test_neighbour_masks_count():
+    assert len(neighbour_masks(16, 2)) == 1 + 16 + 120
+    assert len(set(neighbour_masks(21, 3).tolist())) == 1 + 21 + 210 + 1330
+
+
+@pytest.mark.parametrize("radius", [0, 3, 6, 8, 10, 12])
+@pytest.mark.parametrize("m", [None, 3, 4])
+def test_planted_neighbours_equal_brute_force(radius, m):
+    hashes, truth = _planted(1500, seed=radius)
+    a, b, d = MultiIndex(hashes, radius=radius, m=m).self_pairs()
+    got = set(zip(a.tolist(), b.tolist()))
+    assert got == brute_pairs(hashes, radius)
+    for pair, dist in truth.items():
+        assert (pair in got) == (dist <= radius)
+    assert np.all(d <= radius) and np.all(a < b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(INT64, min_size=2, max_size=80), st.integers(0, 64), st.integers(0, 12))
+def test_hypothesis_self_pairs_and_query(codes, seed, radius):
+    rng = np.random.default_rng(seed)
+    # Near copies so that small radii have pairs to find.
+    near = [_flip(c, rng.choice(64, rng.integers(0, 8), replace=False)) for c in codes[: len(codes) // 2]]
+    hashes = np.array(codes + near, dtype=np.int64)
+    index = MultiIndex(hashes, radius=radius)
+    a, b, _ = index.self_pairs()
+    expected = brute_pairs(hashes, radius)
+    assert set(zip(a.tolist(), b.tolist())) == expected
+    p, e, d = index.query(hashes[:5])
+    for q in range(min(5, len(hashes))):
+        want = set(np.flatnonzero(np.bitwise_count((hashes ^ hashes[q]).view(np.uint64)) <= radius).tolist())
+        assert set(e[p == q].tolist()) == want
+
+
+def test_join_and_incremental_add():
+    hashes, _ = _planted(3000, seed=7)
+    index = MultiIndex(hashes, radius=10)
+    rng = np.random.default_rng(3)
+    probes = np.array([_flip(int(hashes[i]), rng.choice(64, i % 12, replace=False)) for i in range(200)],
+                      dtype=np.int64)
+    p, e, d = index.join(probes)
+    brute = {(i, j) for i in range(len(probes))
+             for j in np.flatnonzero(np.bitwise_count((hashes ^ probes[i]).view(np.uint64)) <= 10).tolist()}
+    assert set(zip(p.tolist(), e.tolist())) == brute
+    q_p, q_e, _ = index.query(probes)
+    assert set(zip(q_p.tolist(), q_e.tolist())) == brute
+    ids = index.add(probes[:3])  # buffered, found by queries before any rebuild
+    _, e2, d2 = index.query(probes[1])
+    assert ids[1] in e2.tolist() and 1 in e2.tolist()
+    index.rebuild()
+    a, b, _ = index.self_pairs()
+    assert set(zip(a.tolist(), b.tolist())) == brute_pairs(index.hashes, 10)
+
+
+def test_empty_and_tiny_index():
+    index = MultiIndex(np.array([5], dtype=np.int64), radius=4)
+    assert len(index.self_pairs()[0]) == 0
+    p, e, d = index.query([5, 4])
+    assert e.tolist() == [0, 0] and d.tolist() == [0, 1]
