@@ -11,7 +11,10 @@ preview without decoding the raw data. Linux wheels use OpenMP: never fork after
 from __future__ import annotations
 
 import io
+import logging
 import math
+import struct
+from datetime import datetime, timezone
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +22,10 @@ from PIL import Image
 
 from indexer import exif
 from indexer.errors import DecodeError
+
+# exifread logs "File format not recognized." (WARNING) for every RAW without EXIF (CRW,
+# QTK, KDC...): normal here, and noise across a progress bar.
+logging.getLogger("exifread").setLevel(logging.ERROR)
 
 # LibRaw sizes.flip -> EXIF orientation
 _FLIP_TO_EXIF = {0: 1, 3: 3, 5: 8, 6: 6}
@@ -88,6 +95,8 @@ def decode_raw(data: bytes, *, work_size: int, preview_min: int, want_cfa: bool)
                 rgb = _reduce(Image.fromarray(developed), work_size)
                 decoder, oriented = "rawpy:half", True
             depth = max(8, math.ceil(math.log2(max(int(raw.white_level), 1) + 1)))
+        except rawpy.LibRawFileUnsupportedError as exc:  # e.g. GoPro GPR: opens, then refuses
+            raise DecodeError("unsupported", f"LibRaw does not support this file: {_msg(exc)}") from exc
         except rawpy.LibRawError as exc:
             raise DecodeError("raw", f"LibRaw cannot decode it ({type(exc).__name__}): {_msg(exc)}") from exc
     return RawFrame(rgb, width, height, depth, orientation, oriented, decoder, cfa)
@@ -143,7 +152,61 @@ def raw_metadata(data: bytes, sidecar: exif.Metadata) -> exif.Metadata:
         tags = exifread.process_file(io.BytesIO(data), details=True, debug=False)
     except Exception:  # noqa: BLE001 - exifread raises many kinds on odd files
         tags = {}
-    return exif.merged(exif.from_exifread(tags), sidecar)
+    return exif.merged(exif.merged(exif.from_exifread(tags), magic_metadata(data)), sidecar)
+
+
+_QUICKTAKE = {b"qktk": "QuickTake 100", b"qktn": "QuickTake 150"}
+
+
+def magic_metadata(data: bytes) -> exif.Metadata:
+    """Identity of RAW formats without EXIF: Canon CRW (CIFF records) and Apple QuickTake."""
+    if data[:4] in _QUICKTAKE:
+        return exif.Metadata(exif.Capture(), exif.Camera("Apple", _QUICKTAKE[data[:4]]), 1)
+    if data[:2] != b"II" or data[6:14] != b"HEAPCCDR":
+        return exif.EMPTY
+    records: dict[int, bytes] = {}
+    try:
+        _ciff_heap(data, struct.unpack_from("<I", data, 2)[0], len(data), records, 0)
+    except struct.error:
+        pass  # a truncated heap: keep what was read
+    return _ciff_metadata(records)
+
+
+def _ciff_heap(data: bytes, start: int, end: int, records: dict, depth: int) -> None:
+    """Collect the records of one CIFF heap (Canon "CIFF 1.0r4" spec): the heap's last 4
+    bytes point at a table of 10-byte entries (tag, size, offset); sub-heaps nest."""
+    if depth > 4 or end - start < 6 or end > len(data):
+        return
+    table = start + struct.unpack_from("<I", data, end - 4)[0]
+    (count,) = struct.unpack_from("<H", data, table)
+    for i in range(min(count, 1024)):
+        entry = table + 2 + 10 * i
+        tag, size, offset = struct.unpack_from("<HII", data, entry)
+        if tag & 0xC000 == 0x4000:  # value kept in the entry itself
+            records.setdefault(tag & 0x3FFF, data[entry + 2:entry + 10])
+        elif start + offset + size <= end:
+            if tag & 0x3800 in (0x2800, 0x3000):  # a sub-heap
+                _ciff_heap(data, start + offset, start + offset + size, records, depth + 1)
+            else:
+                records.setdefault(tag & 0x3FFF, data[start + offset:start + offset + size])
+
+
+def _ciff_metadata(records: dict) -> exif.Metadata:
+    names = records.get(0x080A, b"").split(b"\0")  # "Canon\0Canon EOS D30\0"
+    camera = exif.clean_make_model(names[0] if names else None, names[1] if len(names) > 1 else None)
+    captured = None
+    if len(records.get(0x180E, b"")) >= 4:  # TimeStamp: camera-local seconds since 1970
+        seconds = struct.unpack_from("<I", records[0x180E])[0]
+        captured = datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None) if seconds else None
+    serial = ""
+    if camera and "EOS" in camera[1] and len(records.get(0x180B, b"")) >= 4:
+        # as exiftool prints it; PowerShots store a number here that changes between
+        # frames of one body, so it is not a serial for them
+        value = struct.unpack_from("<I", records[0x180B])[0]
+        serial = f"{value >> 16:x}-{value & 0xFFFF:05d}" if "EOS D30" in camera[1] else f"{value:010d}"
+    return exif.Metadata(exif.Capture(captured_at=captured),
+                         exif.Camera(camera[0], camera[1], exif.plausible_serial(serial, camera[0]))
+                         if camera else None, 1)
 
 
 def develop_linear(data: bytes) -> tuple[np.ndarray, int]:
