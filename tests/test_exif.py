@@ -163,3 +163,31 @@ def test_broken_exif_keeps_pixels(tmp_path):
     d = decode.decode_file(F.write(tmp_path / "bad_exif.jpg", bytes(data)))
     assert d.rgb.shape == (48, 64, 3)
     assert np.isfinite(d.rgb).all()
+
+
+def ciff_file(model: bytes, serial: int, stamp: int) -> bytes:
+    """A minimal Canon CRW: header + one heap holding make/model, serial and timestamp."""
+    import struct
+
+    values = b"Canon\0" + model + b"\0"
+    entries = [struct.pack("<HII", 0x080A, len(values), 0),
+               struct.pack("<H", 0x4000 | 0x180B) + struct.pack("<II", serial, 0),
+               struct.pack("<H", 0x4000 | 0x180E) + struct.pack("<II", stamp, 0)]
+    heap = values + struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", len(values))
+    header = b"II" + struct.pack("<I", 26) + b"HEAPCCDR" + struct.pack("<I", 0x00010002) + b"\0" * 8
+    return header + heap
+
+
+def test_crw_identity_from_ciff_records():
+    from indexer.rawdecode import magic_metadata
+
+    d30 = magic_metadata(ciff_file(b"Canon EOS D30", (0xA32 << 16) | 1, 1038150682))
+    assert d30.camera == exif.Camera("Canon", "Canon EOS D30", "a32-00001")
+    assert d30.capture.captured_at == datetime(2002, 11, 24, 15, 11, 22)
+    rebel = magic_metadata(ciff_file(b"Canon EOS DIGITAL REBEL", 560018150, 0))
+    assert rebel.camera.serial == "0560018150" and rebel.capture.captured_at is None
+    # PowerShots keep a per-frame number there, not a body serial
+    assert magic_metadata(ciff_file(b"Canon PowerShot S40", 1135765596, 0)).camera.serial == ""
+    assert magic_metadata(ciff_file(b"Canon EOS D30", 1, 0)[:40]).camera is None  # truncated: no crash
+    assert magic_metadata(b"qktn" + b"\0" * 40).camera == exif.Camera("Apple", "QuickTake 150")
+    assert magic_metadata(b"\xff\xd8\xff" + b"\0" * 40) is exif.EMPTY
