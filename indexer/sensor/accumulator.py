@@ -210,7 +210,8 @@ class SensorAccumulator:
                         dtype=np.int64)
         extra = {"meta": meta, "pattern": np.asarray(self.pattern if self.pattern is not None
                                                      else np.zeros((2, 2)), dtype=np.int8),
-                 "params_f": np.array([self.params.margin, self.params.noise_floor])}
+                 "params_f": np.array([self.params.margin, self.params.noise_floor,
+                                       self.params.rgb_margin])}
         writer = np.savez_compressed if compress else np.savez
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -244,11 +245,11 @@ class SensorAccumulator:
         if len(meta) != 9 or meta[0] != FORMAT_VERSION:
             raise AccumulatorFileError(f"{path}: format {meta[:1]}, expected [{FORMAT_VERSION}]")
         _, height, width, layout, frames, pairs, tile, tol, rgb_step = meta
-        margin, floor = (float(v) for v in content["params_f"])
+        margin, floor, rgb_margin = (float(v) for v in content["params_f"])
         layout_name = LAYOUTS[layout] if 0 <= layout < len(LAYOUTS) else "?"
         try:
             params = ResidualParams(margin=margin, tile=tile, noise_floor=floor,
-                                    stuck_tolerance=tol, rgb_step=rgb_step)
+                                    stuck_tolerance=tol, rgb_step=rgb_step, rgb_margin=rgb_margin)
             return cls(height, width, layout_name,
                        content["pattern"] if layout_name == "cfa" else None, params,
                        frames=frames, pairs=pairs, **{name: content[name] for name in _ARRAYS})

@@ -5,8 +5,12 @@
 - stuck: raw value unchanged (within the accumulator's ``stuck_tolerance``) in at least
          ``rate`` of the consecutive-frame pairs while the median of its 8 same-colour
          neighbours was unchanged in at most ``neighbour_stuck_max`` of them (default 50%),
-         i.e. the neighbours varied. Clipped values (<= black, >= white) never count as
-         unchanged. On by default for RAW only: a demosaiced pixel mixes its neighbours.
+         i.e. the neighbours varied, and the count is too high to be chance for a site
+         that repeats as often as its neighbours (binomial tail < ``stuck_chance``,
+         default 1e-9). In dark areas with ~1-2 DN of noise a normal site repeats its
+         value in 1 pair of 4 or 5, so 5 pairs prove nothing; ~15 pairs do. Clipped values
+         (<= black, >= white) never count as unchanged. On by default for RAW only: a
+         demosaiced pixel mixes its neighbours.
 
 A rate of 90% over fewer than ``min_frames`` frames (default 5) is not evidence: such a
 sensor raises :class:`NotEnoughFrames` ("not enough frames (n of m)"); at least 2 frames
@@ -15,9 +19,11 @@ least 2 frames whatever the rate. This is the rule of ``rawpy.enhance.find_bad_p
 (kept if in >= 90% of frames) with a per-frame test that adapts to local noise, so
 texture and stars do not add up (a star is bright in one frame of many).
 
-Demosaicing spreads one bad photosite into its neighbours; for "rgb" sensors a candidate
-is kept only where its |mean residual| is the largest among the candidates of the same
-kind in its 3x3 neighbourhood (``suppress_spread``), so one defect is one record.
+Demosaicing spreads one bad photosite into its neighbours, and JPEG's 8x8 DCT rings
+around it (dark halos beside a hot pixel, in every frame); for "rgb" sensors a hot or dead
+candidate is kept only where its |mean residual| is the largest among the candidates of
+any kind within ``spread_radius`` (default 3 px), so one defect is one record. Two real
+defects closer than that report as one.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+from scipy.stats import binom
 
 from indexer.sensor.accumulator import SensorAccumulator
 
@@ -72,7 +79,8 @@ def _neighbour_median(values: np.ndarray, ys: np.ndarray, xs: np.ndarray, step: 
     return np.median(np.stack(gathered), axis=0)
 
 
-def _stuck_sites(acc: SensorAccumulator, rate: float, neighbour_max: float) -> np.ndarray:
+def _stuck_sites(acc: SensorAccumulator, rate: float, neighbour_max: float,
+                 chance: float) -> np.ndarray:
     """Boolean map of stuck sites (see module docstring)."""
     if acc.pairs < 1:
         return np.zeros(acc.shape, bool)
@@ -80,29 +88,33 @@ def _stuck_sites(acc: SensorAccumulator, rate: float, neighbour_max: float) -> n
     ys, xs = np.nonzero(cand)
     step = 2 if acc.layout == "cfa" else 1
     around = _neighbour_median(acc.unchanged.astype(np.float32), ys, xs, step)
-    keep = around <= neighbour_max * acc.pairs
+    # how likely is this many unchanged pairs for a site that behaves like its
+    # neighbours? (Laplace's rule keeps p > 0 when the neighbours never repeat)
+    p_like_neighbours = (around + 1) / (acc.pairs + 2)
+    by_chance = binom.sf(acc.unchanged[ys, xs].astype(np.int64) - 1, acc.pairs, p_like_neighbours)
+    keep = (around <= neighbour_max * acc.pairs) & (by_chance < chance)
     out = np.zeros(acc.shape, bool)
     out[ys[keep], xs[keep]] = True
     return out
 
 
-def _local_maxima(mask: np.ndarray, strength: np.ndarray) -> np.ndarray:
-    """Keep the sites of ``mask`` whose strength is largest among masked 8-neighbours
-    (ties: the first in raster order wins)."""
+def _local_maxima(mask: np.ndarray, strength: np.ndarray, radius: int) -> np.ndarray:
+    """Keep the sites of ``mask`` whose strength is the largest among masked sites within
+    Chebyshev distance ``radius`` (ties: the first in raster order wins)."""
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
     s = strength[ys, xs]
     keep = np.ones(ys.size, bool)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
             if not (dy or dx):
                 continue
             yy, xx = ys + dy, xs + dx
             inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
             yy, xx = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
             other = inside & mask[yy, xx]
-            earlier = (dy, dx) < (0, 0)
-            beats = strength[yy, xx] > s if not earlier else strength[yy, xx] >= s
+            rival = strength[yy, xx]
+            beats = rival >= s if (dy, dx) < (0, 0) else rival > s
             keep &= ~(other & beats)
     out = np.zeros_like(mask)
     out[ys[keep], xs[keep]] = True
@@ -110,15 +122,19 @@ def _local_maxima(mask: np.ndarray, strength: np.ndarray) -> np.ndarray:
 
 
 def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: int = 5,
-                     neighbour_stuck_max: float = 0.5, stuck: bool | None = None,
-                     suppress_spread: bool | None = None) -> list[Defect]:
+                     neighbour_stuck_max: float = 0.5, stuck_chance: float = 1e-9,
+                     stuck: bool | None = None, suppress_spread: bool | None = None,
+                     spread_radius: int = 3) -> list[Defect]:
     """Defects of one sensor, sorted by (y, x).
 
     rate:                share of frames a site must misbehave in (default 0.9).
     min_frames:          frames required before anything is reported (default 5, >= 2).
     neighbour_stuck_max: max share of pairs the neighbours may be unchanged (default 0.5).
+    stuck_chance:        max binomial probability of the site's unchanged count for a
+                         site that repeats as often as its neighbours (default 1e-9).
     stuck:               detect stuck sites (default: True for "cfa", False for "rgb").
-    suppress_spread:     one record per demosaic-spread blob (default: True for "rgb").
+    suppress_spread:     one record per demosaic/JPEG blob (default: True for "rgb").
+    spread_radius:       Chebyshev radius of that suppression, pixels (default 3).
     Raises NotEnoughFrames when ``acc.frames < min_frames``.
     """
     if min_frames < 2 or not 0 < rate <= 1:
@@ -131,12 +147,13 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
     need = _needed(rate, acc.frames)
     # stuck first: a site frozen at a bright value also stands out bright, but "stuck"
     # (the value never moves) is the more specific diagnosis
-    stuck_map = _stuck_sites(acc, rate, neighbour_stuck_max) if stuck else np.zeros(acc.shape, bool)
+    stuck_map = (_stuck_sites(acc, rate, neighbour_stuck_max, stuck_chance) if stuck
+                 else np.zeros(acc.shape, bool))
     hot = (acc.bright >= need) & ~stuck_map
     dead = (acc.dark >= need) & ~hot & ~stuck_map
     if spread:
-        strength = np.abs(acc.mean)
-        hot, dead = _local_maxima(hot, strength), _local_maxima(dead, strength)
+        peaks = _local_maxima(hot | dead, np.abs(acc.mean), spread_radius)
+        hot, dead = hot & peaks, dead & peaks
     maps = [("hot", hot, acc.bright, acc.frames), ("dead", dead, acc.dark, acc.frames),
             ("stuck", stuck_map, acc.unchanged, acc.pairs)]
     found = [d for kind, mask, counts, total in maps

@@ -18,7 +18,7 @@ widespread texture raises the noise, which keeps texture from counting as outlie
 noise of sigma ``s`` the estimate is about ``0.7 s``.
 
 A site *stands out* bright when ``r > margin * noise`` and dark when ``r < -margin * noise``
-(default margin 4). One frame decides nothing: :mod:`.defects` requires a site to stand
+(default margin 4 on RAW, 3 on demosaiced images). One frame decides nothing: :mod:`.defects` requires a site to stand
 out in most frames of varied scenes, which is where precision comes from.
 
 Frames are processed in strips of ``tile`` rows so every intermediate stays in cache; the
@@ -47,6 +47,9 @@ class ResidualParams:
     rgb_step:        neighbour distance on demosaiced images (default 2: the 5x5 grid
                      skips the direct neighbours, which demosaicing and JPEG chroma
                      subsampling have contaminated with the defect itself).
+    rgb_margin:      the margin on demosaiced images (default 3.0): JPEG chroma subsampling
+                     dilutes a blue or red defect about 4x, and the spread suppression in
+                     :mod:`.defects` keeps the extra per-frame hits from becoming records.
     """
 
     margin: float = 4.0
@@ -54,11 +57,13 @@ class ResidualParams:
     noise_floor: float = 1.0
     stuck_tolerance: int = 0
     rgb_step: int = 2
+    rgb_margin: float = 3.0
 
     def __post_init__(self) -> None:
         if self.tile < 16 or self.tile % 8:
             raise ValueError(f"tile must be a multiple of 8 >= 16, got {self.tile}")
-        if self.margin <= 0 or self.noise_floor <= 0 or self.stuck_tolerance < 0 or self.rgb_step < 1:
+        if min(self.margin, self.rgb_margin, self.noise_floor) <= 0 or self.stuck_tolerance < 0 \
+                or self.rgb_step < 1:
             raise ValueError(f"invalid residual parameters: {self}")
 
 
@@ -173,7 +178,7 @@ def _judgeable(value: np.ndarray, black2: np.ndarray, white: int) -> np.ndarray:
     return inside
 
 
-def _plane_strips(plane, *, step, period, black2, white, params) -> Iterator[Strip]:
+def _plane_strips(plane, *, step, period, black2, white, margin, params) -> Iterator[Strip]:
     """Strips of one plane; ``step`` is the same-colour neighbour distance."""
     h, w = plane.shape
     tile = params.tile
@@ -181,7 +186,7 @@ def _plane_strips(plane, *, step, period, black2, white, params) -> Iterator[Str
     for y in range(0, h, tile):
         value, residual = _strip_residual(padded, y, tile, step)
         noise_rows = _tile_noise(residual, tile, period, params.noise_floor)
-        bright, dark = _outliers(residual, noise_rows, params.margin)
+        bright, dark = _outliers(residual, noise_rows, margin)
         judge = _judgeable(value, black2, white)
         y1 = min(y + tile, h)
         rows, cols = slice(0, y1 - y), slice(0, w)
@@ -228,7 +233,7 @@ def iter_cfa_strips(cfa, pattern, *, black_level, white_level, params=ResidualPa
     _check_cfa(cfa)
     black2 = black_per_site(pattern, black_level)
     yield from _plane_strips(cfa, step=2, period=2, black2=black2, white=int(white_level),
-                             params=params)
+                             margin=params.margin, params=params)
 
 
 def _rgb_planes(image: np.ndarray) -> list[np.ndarray]:
@@ -252,7 +257,8 @@ def iter_rgb_strips(image, *, white_level=None, params=ResidualParams()):
     planes = _rgb_planes(image)
     white = int(white_level if white_level is not None else np.iinfo(image.dtype).max)
     black1 = np.zeros((1, 1))
-    kw = dict(step=params.rgb_step, period=1, black2=black1, white=white, params=params)
+    kw = dict(step=params.rgb_step, period=1, black2=black1, white=white,
+              margin=params.rgb_margin, params=params)
     streams = [_plane_strips(p, **kw) for p in planes]
     green = min(1, len(planes) - 1)
     for parts in zip(*streams):

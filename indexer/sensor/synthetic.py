@@ -223,7 +223,7 @@ def write_frame(path: str | Path, array: np.ndarray, *, make: str = MAKE, model:
 
     path = Path(path)
     if array.dtype == np.uint16 and array.ndim == 2:
-        image = Image.fromarray(array, mode="I;16") if False else Image.fromarray(array)
+        image = Image.fromarray(array)  # Pillow maps 2-D uint16 to mode "I;16"
     elif array.dtype == np.uint8:
         image = Image.fromarray(array)
     else:
