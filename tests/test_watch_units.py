@@ -1,0 +1,187 @@
+"""The watch daemon's rules without a file system: settling, event mapping, name filters,
+liveness, the inotify-limit message, lock retries; and the two CLI commands' surface."""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileClosedNoWriteEvent,
+                             FileCreatedEvent, FileMovedEvent, FileOpenedEvent)
+
+from db import heartbeat as hb
+from indexer.watch.daemon import WatchError, WatchOptions, inotify_message, start_observer
+from indexer.watch.events import ChangeQueue, ignored
+from indexer.watch.settle import Pending
+from indexer.watch.status import is_running
+from test_watch_helpers import no_thread_leak  # noqa: F401
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fake_stat(table: dict):
+    return lambda path: table.get(path)
+
+
+def ready_paths(pending: Pending, now: float, stat) -> list[str]:
+    return [e.path for e in pending.ready(now, limit=100, stat=stat)]
+
+
+def test_closed_file_is_ready_after_debounce_only():
+    p = Pending(settle=2.0, debounce=0.2, closes_reported=True)
+    stat = fake_stat({"a": (10, 1)})
+    p.written("a", 0.0)
+    p.closed("a", 0.05)
+    assert ready_paths(p, 0.2, stat) == []
+    assert ready_paths(p, 0.26, stat) == ["a"]
+    assert len(p) == 0
+
+
+def test_open_writer_waits_for_close_or_three_settles():
+    p = Pending(settle=1.0, debounce=0.2, open_factor=3.0, closes_reported=True)
+    stat = fake_stat({"a": (10, 1)})
+    p.written("a", 0.0)
+    assert ready_paths(p, 0.5, stat) == []  # first look starts the stable window
+    assert ready_paths(p, 2.0, stat) == []  # stable 1.5 s > settle, but a write is open
+    assert ready_paths(p, 3.6, stat) == ["a"]  # 3 x settle: the writer is taken as stalled/gone
+
+
+def test_without_close_events_size_and_mtime_must_hold_still():
+    p = Pending(settle=1.0, debounce=0.2, closes_reported=False)
+    sizes = {"a": (10, 1)}
+    stat = fake_stat(sizes)
+    p.written("a", 0.0)
+    assert ready_paths(p, 0.3, stat) == []
+    sizes["a"] = (20, 2)  # still growing (no event needed: polling may lag)
+    assert ready_paths(p, 1.0, stat) == []
+    assert ready_paths(p, 1.9, stat) == []
+    assert ready_paths(p, 2.05, stat) == ["a"]
+
+
+def test_every_event_restarts_the_window():
+    p = Pending(settle=1.0, debounce=0.2)
+    stat = fake_stat({"a": (10, 1)})
+    p.touched("a", 0.0)
+    assert ready_paths(p, 0.5, stat) == []
+    p.touched("a", 1.4)
+    assert ready_paths(p, 1.7, stat) == []
+    assert ready_paths(p, 2.8, stat) == ["a"]
+
+
+def test_deleted_path_is_ready_after_debounce_and_rename_into_place_at_once():
+    p = Pending(settle=5.0, debounce=0.2, closes_reported=True)
+    stat = fake_stat({"final.jpg": (10, 1)})
+    p.moved(None, "final.jpg", 0.0)  # temporary name renamed into place
+    p.moved("old.jpg", None, 0.0)  # renamed to an ignored name: gone
+    assert sorted(ready_paths(p, 0.25, stat)) == ["final.jpg", "old.jpg"]
+
+
+def test_rename_remembers_its_source_and_busy_paths_wait():
+    p = Pending(settle=1.0, debounce=0.1)
+    stat = fake_stat({"b": (1, 1), "c": (1, 1)})
+    p.moved("a", "b", 0.0)
+    p.closed("c", 0.0)
+    entries = list(p.ready(1.0, limit=10, busy={"c"}, stat=stat))
+    assert [(e.path, e.moved_from) for e in entries] == [("b", "a")]
+    assert list(p.entries) == ["c"]
+
+
+def test_ready_respects_the_limit_and_overflow_is_flagged():
+    p = Pending(settle=0.1, debounce=0.0, max_pending=3)
+    stat = fake_stat({k: (1, 1) for k in "abcd"})
+    for k in "abc":
+        p.closed(k, 0.0)
+    assert not p.overflowed
+    p.closed("d", 0.0)
+    assert p.overflowed
+    assert [e.path for e in p.ready(1.0, limit=2, stat=stat)] == ["a", "b"]
+    assert list(p.entries) == ["c", "d"]
+
+
+def test_ignored_names_match_index_rules():
+    roots = ["/w"]
+    for path in ("/w/.a.jpg", "/w/a.jpg.part", "/w/a.jpg.tmp", "/w/a.jpg.crdownload", "/w/a.jpg~",
+                 "/w/.cache/a.jpg", "/w/x/.git/a.jpg", "/elsewhere/a.jpg", "/wx/a.jpg"):
+        assert ignored(path, roots), path
+    for path in ("/w/a.jpg", "/w/sub/IMG_1.CR2", "/w/x.y/a.jpg"):
+        assert not ignored(path, roots), path
+
+
+def test_change_queue_maps_events_and_drops_reads():
+    q = ChangeQueue(["/w"])
+    for event in (FileCreatedEvent("/w/a.jpg"), FileOpenedEvent("/w/a.jpg"),
+                  FileClosedNoWriteEvent("/w/a.jpg"), FileClosedEvent("/w/a.jpg"),
+                  FileMovedEvent("/w/.a.jpg.tmp", "/w/b.jpg"), FileMovedEvent("/w/b.jpg", "/out/b.jpg"),
+                  DirCreatedEvent("/w/new"), DirMovedEvent("/w/old", "/out/old"),
+                  FileCreatedEvent("/w/c.jpg.part")):
+        q.dispatch(event)
+    got = [(c.kind, c.path, c.dest) for c in q.drain()]
+    assert got == [("written", "/w/a.jpg", None), ("closed", "/w/a.jpg", None),
+                   ("moved", None, "/w/b.jpg"), ("moved", "/w/b.jpg", None),
+                   ("dir_created", "/w/new", None), ("dir_deleted", "/w/old", None)]
+
+
+def test_daemon_liveness_from_heartbeat_and_pid():
+    now = datetime(2026, 1, 1, 12, 0, 0)
+    host = socket.gethostname()
+    row = lambda pid, age, h=host: hb.DaemonRow(1, h, pid, ["/w"], now, now - timedelta(seconds=age), 0, None)
+    assert is_running(row(os.getpid(), 2), now, interval=5)
+    assert not is_running(row(os.getpid(), 16), now, interval=5)  # heartbeat stale
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    assert not is_running(row(int(dead), 1), now, interval=5)  # same host, process gone
+    assert is_running(row(int(dead), 1, "other-host"), now, interval=5)  # cannot check: trust it
+
+
+def test_out_of_inotify_watches_is_a_clear_error(tmp_path, no_thread_leak):
+    class Full:
+        def schedule(self, *a, **k):
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+        def stop(self):
+            pass
+
+    with pytest.raises(WatchError) as err:
+        start_observer(ChangeQueue([str(tmp_path)]), [str(tmp_path)], WatchOptions(),
+                       factory=lambda options: (Full(), True))
+    text = str(err.value)
+    assert "--polling" in text and "fs.inotify.max_user_watches" in text
+    assert "max_user_instances" in inotify_message(OSError(errno.EMFILE, "x"), ["/w"])
+
+
+def test_retry_locked_retries_only_lock_errors():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return "done"
+
+    assert hb.retry_locked(flaky, first_wait=0.001) == "done" and len(calls) == 3
+
+    def broken():
+        raise OperationalError("SELECT", {}, Exception("no such table: images"))
+
+    with pytest.raises(OperationalError):
+        hb.retry_locked(broken, first_wait=0.001)
+
+
+def test_cli_help_has_examples_and_status_of_empty_database(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for command in ("watch", "status"):
+        out = subprocess.run([sys.executable, "-m", "cli", command, "--help"], cwd=REPO, env=env,
+                             capture_output=True, text=True, check=True).stdout
+        assert "Example" in out
+    db = tmp_path / "p.db"
+    subprocess.run([sys.executable, "-m", "cli", "--db", str(db), "db", "upgrade"], cwd=REPO, env=env,
+                   check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-m", "cli", "--db", str(db), "status"], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "daemon running" in out and "no" in out.split("daemon running")[1].splitlines()[0]
