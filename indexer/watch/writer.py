@@ -51,10 +51,9 @@ class Writer:
         self.counts: dict[str, int] = {}
 
     def _warm(self, pool):
-        # start every worker now (interpreter, numpy, Pillow imports: ~1 s each) rather
-        # than on the first file, whose latency it would add to
-        for _ in range(self.workers):
-            pool.submit(abs, 0)
+        # start every worker now (interpreter, numpy, Pillow imports: 1-3 s) rather than
+        # on the first files, whose latency it would add to
+        wait([pool.submit(abs, 0) for _ in range(self.workers)], timeout=60)
         return pool
 
     # --- bookkeeping ---------------------------------------------------------------------
