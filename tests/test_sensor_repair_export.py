@@ -6,8 +6,8 @@ import pytest
 
 from indexer.sensor import synthetic
 from indexer.sensor.defects import Defect
-from indexer.sensor.export import (dcraw_badpixels, export_badpixels, rawtherapee_badpixels,
-                                   rawtherapee_filename)
+from indexer.sensor.export import (MAP_COLOURS, dcraw_badpixels, defect_map, export_badpixels,
+                                   rawtherapee_badpixels, rawtherapee_filename)
 from indexer.sensor.repair import repair_cfa, repair_rgb, unrepaired
 from indexer.sensor.residual import cfa_residual
 
@@ -117,3 +117,11 @@ def test_export_writes_both_files(tmp_path):
     assert rt.read_text() == "5 2\n7 2\n1919 3\n"
     assert "1919 3 0" in dcraw.read_text()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([dcraw.name, rt.name])
+
+
+def test_defect_map_marks_each_defect():
+    image = defect_map(_defects(), 1080, 1920, max_side=960, radius=2)
+    assert image.shape == (540, 960, 3) and image.dtype == np.uint8
+    assert tuple(image[1, 959]) == MAP_COLOURS["hot"]  # (1919, 3) scaled by 1/2
+    assert tuple(image[1, 3]) == MAP_COLOURS["stuck"]  # drawn after the dead site beside it
+    assert tuple(image[270, 480]) == (40, 40, 40)

@@ -12,6 +12,9 @@ CLI call into these modules; nothing here touches SQL or image decoders.
 """
 from indexer.sensor.accumulator import AccumulatorFileError, SensorAccumulator
 from indexer.sensor.defects import Defect, NotEnoughFrames, classify_defects, defect_mask
+from indexer.sensor.export import (dcraw_badpixels, defect_map, export_badpixels,
+                                   rawtherapee_badpixels, rawtherapee_filename)
+from indexer.sensor.repair import repair_cfa, repair_rgb, unrepaired
 from indexer.sensor.residual import FrameResidual, ResidualParams, cfa_residual, rgb_residual
 
 __all__ = [
@@ -23,6 +26,14 @@ __all__ = [
     "SensorAccumulator",
     "cfa_residual",
     "classify_defects",
+    "dcraw_badpixels",
+    "defect_map",
     "defect_mask",
+    "export_badpixels",
+    "rawtherapee_badpixels",
+    "rawtherapee_filename",
+    "repair_cfa",
+    "repair_rgb",
     "rgb_residual",
+    "unrepaired",
 ]

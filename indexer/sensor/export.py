@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from indexer.sensor.defects import Defect
 
 _UNSAFE = str.maketrans({c: "_" for c in '/\\:*?"<>|\0'})
@@ -107,3 +109,22 @@ def export_badpixels(defects: Iterable[Defect], folder: str | os.PathLike, *, ma
     dcraw_path = write_text(folder / dcraw_name, dcraw_badpixels(defects, title=text_title))
     rt_path = write_text(folder / rt_name, rawtherapee_badpixels(defects))
     return dcraw_path, rt_path
+
+
+MAP_COLOURS = {"hot": (255, 64, 32), "dead": (64, 128, 255), "stuck": (255, 220, 0)}
+
+
+def defect_map(defects: Iterable[Defect], height: int, width: int, *, max_side: int = 1024,
+               radius: int = 3) -> np.ndarray:
+    """A picture of the sensor area, uint8 (h, w, 3), scaled so its longer side is at most
+    ``max_side``; each defect is an enlarged square of half-side ``radius`` px (hot red,
+    dead blue, stuck yellow) so single sites stay visible. Save it with Pillow."""
+    scale = min(1.0, max_side / max(height, width))
+    h, w = max(1, round(height * scale)), max(1, round(width * scale))
+    image = np.full((h, w, 3), 40, np.uint8)
+    image[[0, -1], :] = image[:, [0, -1]] = 110  # frame the sensor area
+    for d in defects:
+        cy, cx = min(h - 1, int(d.y * scale)), min(w - 1, int(d.x * scale))
+        image[max(0, cy - radius) : cy + radius + 1, max(0, cx - radius) : cx + radius + 1] = \
+            MAP_COLOURS.get(d.kind, (255, 255, 255))
+    return image

@@ -36,7 +36,7 @@ import numpy as np
 class ResidualParams:
     """Tuning of the per-frame outlier test (stored with each accumulator).
 
-    margin:          outlier when |residual| > margin * local noise (default 4.0, ~3.2
+    margin:          outlier when |residual| > margin * local noise (default 4.0, ~2.8
                      sigma of Gaussian noise: sensitive per frame; the rate rule over many
                      frames, not this margin, is what keeps scene detail out of the map).
     tile:            side of the noise tile, sensor pixels; a multiple of 8; default 32.
@@ -302,8 +302,3 @@ def rgb_residual(image, *, white_level=None, params=ResidualParams()) -> FrameRe
     """Whole-frame residual of a demosaiced image (see :func:`iter_rgb_strips`)."""
     strips = iter_rgb_strips(image, white_level=white_level, params=params)
     return _assemble(strips, image.shape[:2])
-
-
-def local_noise(frame: FrameResidual) -> np.ndarray:
-    """The per-site local noise (float32, (H, W)) of a frame: tile mean |residual|."""
-    return frame.noise
