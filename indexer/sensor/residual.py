@@ -215,14 +215,15 @@ def black_per_site(pattern: np.ndarray, black_level: float | Sequence[float]) ->
 def _check_cfa(cfa: np.ndarray) -> None:
     if cfa.ndim != 2 or cfa.dtype != np.uint16:
         raise ValueError(f"CFA plane must be 2-D uint16, got {cfa.ndim}-D {cfa.dtype}")
-    if cfa.shape[0] % 2 or cfa.shape[1] % 2 or min(cfa.shape) < 6:
-        raise ValueError(f"CFA plane must have even sides >= 6, got {cfa.shape}")
+    if min(cfa.shape) < 6:
+        raise ValueError(f"CFA plane must be at least 6x6, got {cfa.shape}")
 
 
 def iter_cfa_strips(cfa, pattern, *, black_level, white_level, params=ResidualParams()):
     """Strips of a CFA frame's residual (see :class:`Strip`).
 
-    cfa:         (H, W) uint16, the visible CFA plane (rawpy ``raw_image_visible``), even sides.
+    cfa:         (H, W) uint16, the visible CFA plane (rawpy ``raw_image_visible``); odd
+                 sides are fine (mirror padding keeps the CFA phase).
     pattern:     (2, 2) colour indices (rawpy ``raw_pattern``); only its shape and the
                  per-channel black indexing matter: the four sites of a period are handled
                  as four separate planes (the two greens apart, as G1/G2 can differ).
