@@ -28,7 +28,15 @@ def daemon(tmp_path_factory):
     root.mkdir()
     (root / "early.jpg").write_bytes(jpeg(1))  # before the start: the catch-up scan finds it
     before = set(threading.enumerate())
-    with ThreadedDaemon(base / "p.db", [root]) as d:
+    hooked = []
+
+    def hook(image_id, outcome):  # like the lead's post-store hooks: runs after each stored image
+        if Path(outcome.task.path).name.startswith("hookfail"):
+            raise RuntimeError("planted hook failure")
+        hooked.append((image_id, outcome.task.path))
+
+    with ThreadedDaemon(base / "p.db", [root], hooks=[hook]) as d:
+        d.hooked = hooked
         yield d
     time.sleep(0.2)
     leaked = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
@@ -186,3 +194,26 @@ def test_dotfiles_partials_and_hidden_folders_are_ignored(daemon, folder):
     daemon.wait_status(folder / "marker.jpg", "indexed")
     time.sleep(0.5)
     assert [p for _, p, _ in list(daemon.lines) if p.startswith(str(folder))] == [str(folder / "marker.jpg")]
+
+
+def test_post_store_hooks_run_once_per_stored_image_and_cannot_stop_the_daemon(daemon, folder):
+    (folder / "hookfail.jpg").write_bytes(jpeg(15))
+    daemon.wait_status(folder / "hookfail.jpg", "indexed")
+    assert "warning" in daemon.statuses(folder / "hookfail.jpg")
+    (folder / "hooked.jpg").write_bytes(jpeg(16))
+    daemon.wait_status(folder / "hooked.jpg", "indexed")
+    (image_id, *_), = image_rows(daemon, folder / "hooked.jpg")
+    assert [h for h in daemon.hooked if h[1].startswith(str(folder))] == [(image_id, str(folder / "hooked.jpg"))]
+
+
+def test_polling_observer_indexes_moves_and_deletes(tmp_path):
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    with ThreadedDaemon(tmp_path / "poll.db", [inbox], polling=True, poll_interval=0.3, settle=0.6) as d:
+        write_slowly(inbox / "slow.jpg", jpeg(17) + b"\0" * 20_000, seconds=1.5, chunks=15)
+        d.wait_status(inbox / "slow.jpg", "indexed")
+        os.rename(inbox / "slow.jpg", inbox / "renamed.jpg")
+        d.wait_status(inbox / "renamed.jpg", "moved")
+        (inbox / "renamed.jpg").unlink()
+        d.wait_status(inbox / "renamed.jpg", "missing")
+        assert d.statuses(inbox / "slow.jpg") == ["indexed"]

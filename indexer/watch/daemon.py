@@ -35,6 +35,9 @@ from indexer.watch.settle import Pending
 from indexer.watch.writer import LogLine, Writer
 
 
+MAX_ATTEMPTS = 3  # tries for a file whose handling raised (database unreachable, disk full)
+
+
 class WatchError(RuntimeError):
     """The daemon cannot start or keep watching (message is meant for the user)."""
 
@@ -144,6 +147,7 @@ class Daemon:
         self.stop = stop or threading.Event()
         self.hooks, self.observer_factory = hooks, observer_factory
         self.backlog: deque[str] = deque()
+        self.attempts: dict[str, int] = {}
         self.rescan = False
 
     def run(self) -> WatchResult:
@@ -236,13 +240,25 @@ class Daemon:
     def feed(self, pending: Pending, writer: Writer, now: float) -> None:
         """Give free worker slots to complete files first, then to the catch-up backlog."""
         for entry in pending.ready(now, limit=writer.free_slots, busy=writer.busy):
-            writer.handle(entry.path, entry.moved_from)
+            writer.safe_handle(entry.path, entry.moved_from)
         busy = writer.busy
         while self.backlog and writer.free_slots > 0 and not self.stop.is_set():
             path = self.backlog.popleft()
             if path in pending.entries or path in busy:
                 continue  # an event is tracking it: it waits to be complete
-            writer.handle(path)
+            writer.safe_handle(path)
+        self._retry_errors(pending, writer, now)
+
+    def _retry_errors(self, pending: Pending, writer: Writer, now: float) -> None:
+        """Paths whose handling raised get ``MAX_ATTEMPTS`` tries, a settle time apart."""
+        for path in writer.errors:
+            tries = self.attempts[path] = self.attempts.get(path, 0) + 1
+            if tries < MAX_ATTEMPTS:
+                pending.touched(path, now + self.options.settle)
+            else:
+                del self.attempts[path]
+                self.log("gave up", path, f"{MAX_ATTEMPTS} errors in a row; the next start retries it")
+        writer.errors.clear()
 
     def apply(self, change: Change, pending: Pending, writer: Writer) -> None:
         at = change.at
@@ -265,8 +281,11 @@ class Daemon:
 
     def _beat(self, daemon_id: int, pending: Pending, writer: Writer) -> None:
         waiting = len(pending) + len(writer.jobs) + len(self.backlog) + len(writer.crashed)
-        hb.retry_locked(lambda: hb.beat(self.session.engine, daemon_id, pending=waiting,
-                                        last_activity=writer.last_activity))
+        try:
+            hb.retry_locked(lambda: hb.beat(self.session.engine, daemon_id, pending=waiting,
+                                            last_activity=writer.last_activity))
+        except Exception as exc:  # noqa: BLE001 - a missed heartbeat is not worth stopping for
+            self.log("warning", "heartbeat", f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def _check_observer(self, observer) -> None:
         if not observer.is_alive() or any(not e.is_alive() for e in list(observer.emitters)):

@@ -46,6 +46,7 @@ class Writer:
         self.jobs: dict[Future, Job] = {}
         self.crashed: list[Job] = []  # in flight when a worker died: re-run one at a time
         self.broken = False
+        self.errors: list[str] = []  # paths whose handling raised: the daemon retries them
         self.moves: frozenset[str] = frozenset()
         self.last_activity: datetime | None = None
         self.counts: dict[str, int] = {}
@@ -103,6 +104,20 @@ class Writer:
             return
         self.submit(Job(task, state is not None))
 
+    def _guarded(self, path: str, action: Callable[[], None]) -> bool:
+        """Run one file's action; an unexpected error (database gone, disk full) is logged
+        and the path queued in :attr:`errors` for another try, never raised."""
+        try:
+            action()
+            return True
+        except Exception as exc:  # noqa: BLE001 - one file never stops the daemon
+            self.log("error", path, f"{type(exc).__name__}: {str(exc)[:300]}")
+            self.errors.append(path)
+            return False
+
+    def safe_handle(self, path: str, moved_from: str | None = None) -> bool:
+        return self._guarded(path, lambda: self.handle(path, moved_from))
+
     def submit(self, job: Job, moves: frozenset[str] | None = None) -> None:
         if moves is None:
             moves = self.moves if len(self.moves) <= self.move_candidate_limit else frozenset()
@@ -151,7 +166,7 @@ class Writer:
                     else:
                         self.crashed.append(job)
                         continue
-                self.store_outcome(job, outcome)
+                self._guarded(job.task.path, lambda: self.store_outcome(job, outcome))
         if self.crashed and not self.jobs:
             self._retry_alone()
 
@@ -183,7 +198,11 @@ class Writer:
         else:
             image_id = hb.retry_locked(lambda: self.store.save_indexed(outcome))
             for hook in self.hooks:
-                hook(image_id, outcome)
+                try:
+                    hook(image_id, outcome)
+                except Exception as exc:  # noqa: BLE001 - the row is stored; a hook never stops the daemon
+                    self.log("warning", path, f"post-store hook {getattr(hook, '__name__', hook)}: "
+                                              f"{type(exc).__name__}: {exc}")
             self._done("updated" if job.known else "indexed", path)
 
     # --- stopping ------------------------------------------------------------------------
