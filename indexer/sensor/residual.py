@@ -242,8 +242,7 @@ def _rgb_planes(image: np.ndarray) -> list[np.ndarray]:
         image = image[:, :, None]
     if image.ndim != 3 or image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"image must be (H, W) or (H, W, C) uint8/uint16, got {image.shape} {image.dtype}")
-    return [np.ascontiguousarray(image[:, :, c]).astype(np.uint16, copy=False)
-            for c in range(image.shape[2])]
+    return [np.ascontiguousarray(image[:, :, c]) for c in range(image.shape[2])]
 
 
 def iter_rgb_strips(image, *, white_level=None, params=ResidualParams()):
@@ -267,18 +266,23 @@ def iter_rgb_strips(image, *, white_level=None, params=ResidualParams()):
 
 
 def _combine_channels(parts: Sequence[Strip], green: int) -> Strip:
-    if len(parts) == 1:
-        return parts[0]
-    noise = np.stack([s.noise_rows[0] for s in parts])  # period 1: one row per channel
-    z = np.stack([np.abs(s.residual) for s in parts]) / noise[:, None, :]
-    pick = np.argmax(z, axis=0)
-    residual = np.take_along_axis(np.stack([s.residual for s in parts]), pick[None], 0)[0]
-    bright = np.logical_or.reduce([s.bright for s in parts])
-    dark = np.logical_or.reduce([s.dark for s in parts])
     g = parts[green]
-    # the noise of the picked channel varies per pixel, so it no longer fits one row per
-    # period: keep the green channel's row as the strip's representative noise
-    return Strip(g.y0, g.y1, residual, g.noise_rows, bright, dark, g.value, g.judgeable)
+    value = g.value.astype(np.uint16, copy=False)
+    if len(parts) == 1:
+        return Strip(g.y0, g.y1, g.residual, g.noise_rows, g.bright, g.dark, value, g.judgeable)
+    residual = parts[0].residual.copy()
+    best = np.abs(residual) / parts[0].noise_rows[0]  # period 1: one noise row per channel
+    bright, dark = parts[0].bright.copy(), parts[0].dark.copy()
+    for s in parts[1:]:
+        z = np.abs(s.residual) / s.noise_rows[0]
+        better = z > best
+        np.copyto(residual, s.residual, where=better)
+        np.maximum(best, z, out=best)
+        bright |= s.bright
+        dark |= s.dark
+    # the picked channel's noise varies per pixel and no longer fits one row per period:
+    # the strip keeps the green channel's noise as its representative
+    return Strip(g.y0, g.y1, residual, g.noise_rows, bright, dark, value, g.judgeable)
 
 
 def _assemble(strips: Iterator[Strip], shape: tuple[int, int]) -> FrameResidual:
