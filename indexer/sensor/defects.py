@@ -37,6 +37,7 @@ from scipy.stats import binom
 from indexer.sensor.accumulator import SensorAccumulator
 
 KINDS = ("hot", "dead", "stuck")
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,18 @@ def _stuck_sites(acc: SensorAccumulator, rate: float, neighbour_max: float,
     """Boolean map of stuck sites (see module docstring)."""
     if acc.pairs < 1:
         return np.zeros(acc.shape, bool)
-    cand = acc.unchanged >= _needed(rate, acc.pairs)
-    ys, xs = np.nonzero(cand)
+    ys, xs = np.nonzero(acc.unchanged >= _needed(rate, acc.pairs))
     step = 2 if acc.layout == "cfa" else 1
-    around = _neighbour_median(acc.unchanged.astype(np.float32), ys, xs, step)
-    # how likely is this many unchanged pairs for a site that behaves like its
-    # neighbours? (Laplace's rule keeps p > 0 when the neighbours never repeat)
-    p_like_neighbours = (around + 1) / (acc.pairs + 2)
-    by_chance = binom.sf(acc.unchanged[ys, xs].astype(np.int64) - 1, acc.pairs, p_like_neighbours)
-    keep = (around <= neighbour_max * acc.pairs) & (by_chance < chance)
     out = np.zeros(acc.shape, bool)
-    out[ys[keep], xs[keep]] = True
+    for start in range(0, ys.size, _CHUNK):  # bounded memory even if every site repeats
+        y, x = ys[start : start + _CHUNK], xs[start : start + _CHUNK]
+        around = _neighbour_median(acc.unchanged, y, x, step)
+        # how likely is this many unchanged pairs for a site that behaves like its
+        # neighbours? (Laplace's rule keeps p > 0 when the neighbours never repeat)
+        p_like_neighbours = (around + 1) / (acc.pairs + 2)
+        by_chance = binom.sf(acc.unchanged[y, x].astype(np.int64) - 1, acc.pairs, p_like_neighbours)
+        keep = (around <= neighbour_max * acc.pairs) & (by_chance < chance)
+        out[y[keep], x[keep]] = True
     return out
 
 
