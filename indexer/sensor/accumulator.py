@@ -48,7 +48,7 @@ class AccumulatorFileError(ValueError):
     """A stored accumulator is missing, truncated, corrupt or of another format version."""
 
 
-@dataclass
+@dataclass(eq=False)  # arrays: compare fields explicitly, not with ==
 class SensorAccumulator:
     """Running statistics of one sensor (camera body + geometry).
 
