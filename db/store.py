@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
 from db.models import Camera, Failure, Image
 from indexer import hashes, orient
@@ -79,6 +79,15 @@ def _features_version() -> int:
     return FEATURES_VERSION
 
 
+# Statements built once, values passed as parameters: building ``insert().values(**row)``
+# per file re-generated a cache key over ~45 values each time (~2 ms of a ~30 ms file).
+_IMAGES = Image.__table__
+_INSERT_IMAGE = insert(_IMAGES).returning(_IMAGES.c.id)
+_UPDATE_IMAGE = update(_IMAGES).where(_IMAGES.c.id == bindparam("image_id_"))
+_IMAGE_ID_BY_PATH = select(_IMAGES.c.id).where(_IMAGES.c.path == bindparam("p"))
+_DELETE_FAILURE = delete(Failure.__table__).where(Failure.__table__.c.path == bindparam("p"))
+
+
 class Store:
     """Writes for one database. Not thread-safe: one writer owns it."""
 
@@ -112,19 +121,19 @@ class Store:
 
     def save_indexed(self, result: Indexed) -> int:
         """Insert or replace the row for ``result.task.path``; returns the image id."""
-        with self.engine.begin() as conn:
-            try:
+        try:
+            with self.engine.begin() as conn:
                 values = image_values(result, self._camera_id(conn, result.decoded.meta.camera))
-            except Exception:
-                self._cameras.clear()  # a rolled-back camera insert must not stay cached
-                raise
-            existing = conn.execute(select(Image.id).where(Image.path == values["path"])).scalar()
-            if existing is None:
-                image_id = conn.execute(insert(Image).values(**values).returning(Image.id)).scalar_one()
-            else:
-                conn.execute(update(Image).where(Image.id == existing).values(**values))
-                image_id = existing
-            conn.execute(delete(Failure).where(Failure.path == values["path"]))
+                existing = conn.execute(_IMAGE_ID_BY_PATH, {"p": values["path"]}).scalar()
+                if existing is None:
+                    image_id = conn.execute(_INSERT_IMAGE, values).scalar_one()
+                else:
+                    conn.execute(_UPDATE_IMAGE, {**values, "image_id_": existing})
+                    image_id = existing
+                conn.execute(_DELETE_FAILURE, {"p": values["path"]})
+        except Exception:
+            self._cameras.clear()  # a rolled-back camera insert must not stay cached
+            raise
         return image_id
 
     def save_failure(self, result: Failed) -> None:
