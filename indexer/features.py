@@ -129,9 +129,10 @@ def measure(rgb: np.ndarray, *, thumb_size: int = 128) -> Features:
     hist = histograms(rgb8, grey)
     luma = grey.astype(np.float32) / 255.0
     total = grey.size
+    d4 = hashes.phash_d4(grey)  # its identity entry is the pHash: no second resize and DCT
     return Features(
-        phash=hashes.phash(grey), dhash=hashes.dhash(grey),
-        phash_d4=hashes.phash_d4(grey), phash_crops=hashes.crop_phashes(grey),
+        phash=int(d4[0]), dhash=hashes.dhash(grey),
+        phash_d4=d4, phash_crops=hashes.crop_phashes(grey),
         hist=hist,
         luma_mean=float(luma.mean()), luma_std=float(luma.std()),
         luma_p1=percentile_from_hist(hist[3], 1), luma_p50=percentile_from_hist(hist[3], 50),
