@@ -152,6 +152,15 @@ def test_folder_copied_in_whole_is_indexed(daemon, folder, tmp_path):
         daemon.wait_status(folder / "card" / f"c{i}.jpg", "indexed")
 
 
+def test_file_moved_in_from_an_unwatched_folder(daemon, folder, tmp_path):
+    outside = tmp_path / "tethered.jpg"
+    outside.write_bytes(jpeg(18))
+    os.rename(outside, folder / "tethered.jpg")  # same file system: IN_MOVED_TO without a source
+    daemon.wait_status(folder / "tethered.jpg", "indexed")
+    os.rename(folder / "tethered.jpg", tmp_path / "back.jpg")  # moved out: missing
+    daemon.wait_status(folder / "tethered.jpg", "missing")
+
+
 def test_changed_file_is_updated_in_place(daemon, folder):
     path = folder / "edit.jpg"
     path.write_bytes(jpeg(8))

@@ -121,10 +121,24 @@ def test_change_queue_maps_events_and_drops_reads():
                   DirCreatedEvent("/w/new"), DirMovedEvent("/w/old", "/out/old"),
                   FileCreatedEvent("/w/c.jpg.part")):
         q.dispatch(event)
+    q.dispatch(DirMovedEvent("", "/w/card"))  # inotify full events: moved in from outside
+    q.dispatch(DirMovedEvent("/w/x", "/w/y"))  # inside: its files report their own moves
     got = [(c.kind, c.path, c.dest) for c in q.drain()]
-    assert got == [("written", "/w/a.jpg", None), ("closed", "/w/a.jpg", None),
+    assert got == [("created", "/w/a.jpg", None), ("closed", "/w/a.jpg", None),
                    ("moved", None, "/w/b.jpg"), ("moved", "/w/b.jpg", None),
-                   ("dir_created", "/w/new", None), ("dir_deleted", "/w/old", None)]
+                   ("dir_created", "/w/new", None), ("dir_deleted", "/w/old", None),
+                   ("dir_moved_in", "/w/card", None)]
+
+
+def test_creation_counts_as_open_write_unless_renamed_into_place():
+    p = Pending(settle=1.0, debounce=0.2, open_factor=3.0, closes_reported=True)
+    stat = fake_stat({"a": (10, 1), "b": (10, 1)})
+    p.created("a", 0.0)  # its first writes may have happened before the folder was watched
+    p.moved(None, "b", 0.0)  # a folder moved in whole: its files are complete ...
+    p.created("b", 0.01)  # ... even when the observer also reports them as created
+    assert ready_paths(p, 0.3, stat) == ["b"]
+    assert ready_paths(p, 2.0, stat) == []
+    assert ready_paths(p, 3.4, stat) == ["a"]
 
 
 def test_daemon_liveness_from_heartbeat_and_pid():

@@ -103,10 +103,15 @@ def make_observer(options: WatchOptions):
         from watchdog.observers.polling import PollingObserver
 
         return PollingObserver(timeout=options.poll_interval), False
-    from watchdog.observers import Observer
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except (ImportError, OSError):  # not Linux
+        from watchdog.observers import Observer
 
-    observer = Observer()
-    return observer, type(observer).__name__ == "InotifyObserver"
+        return Observer(), False
+    # full events: a move from an unwatched folder arrives as a move (complete file), not
+    # as a creation, and a move out as a move, not a deletion
+    return InotifyObserver(generate_full_events=True), True
 
 
 def start_observer(handler: ChangeQueue, roots: list[str], options: WatchOptions,
@@ -262,7 +267,9 @@ class Daemon:
 
     def apply(self, change: Change, pending: Pending, writer: Writer) -> None:
         at = change.at
-        if change.kind == "written":
+        if change.kind == "created":
+            pending.created(change.path, at)
+        elif change.kind == "written":
             pending.written(change.path, at)
         elif change.kind == "touched":
             pending.touched(change.path, at)
@@ -274,7 +281,10 @@ class Daemon:
             pending.moved(change.path, change.dest, at)
         elif change.kind == "dir_created":
             for task in scan.walk([Path(change.path)]):
-                pending.touched(task.path, at)
+                pending.touched(task.path, at)  # may still be written: settle rules apply
+        elif change.kind == "dir_moved_in":
+            for task in scan.walk([Path(change.path)]):
+                pending.moved(None, task.path, at)  # moved in whole: complete
         elif change.kind == "dir_deleted":
             for path in hb.retry_locked(lambda: hb.live_paths_under(self.session.engine, change.path)):
                 pending.deleted(path, at)

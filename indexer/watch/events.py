@@ -29,7 +29,8 @@ WANTED = [FileCreatedEvent, FileModifiedEvent, FileAttribEvent, FileClosedEvent,
 
 @dataclass(frozen=True)
 class Change:
-    """``kind``: written | touched | closed | deleted | moved | dir_created | dir_deleted.
+    """``kind``: created | written | touched | closed | deleted | moved | dir_created |
+    dir_moved_in | dir_deleted.
 
     ``path`` is None for a move whose source was an ignored name (an atomic write's
     temporary file); ``dest`` is set for moves only (None when moved to an ignored name
@@ -77,10 +78,11 @@ class ChangeQueue(FileSystemEventHandler):
         if kind in ("moved", "dir_moved"):
             dest = self._keep(getattr(event, "dest_path", ""))
             if kind == "dir_moved":
-                # files inside get their own move events; a folder moved in needs a look
-                if dest is not None:
-                    self._put("dir_created", dest)
-                elif src is not None:
+                # inside the tree its files get their own move events; moved in from
+                # outside, its files are complete; moved out, its rows are missing
+                if dest is not None and src is None:
+                    self._put("dir_moved_in", dest)
+                elif src is not None and dest is None:
                     self._put("dir_deleted", src)
                 return
             if src is not None or dest is not None:
@@ -100,7 +102,7 @@ class ChangeQueue(FileSystemEventHandler):
 
 
 _KINDS = {
-    FileCreatedEvent: "written", FileModifiedEvent: "written", FileAttribEvent: "touched",
+    FileCreatedEvent: "created", FileModifiedEvent: "written", FileAttribEvent: "touched",
     FileClosedEvent: "closed", FileDeletedEvent: "deleted", FileMovedEvent: "moved",
     DirCreatedEvent: "dir_created", DirDeletedEvent: "dir_deleted", DirMovedEvent: "dir_moved",
 }

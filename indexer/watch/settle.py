@@ -72,8 +72,15 @@ class Pending:
         entry.stable_since = None  # restart the stable window on every event
         return entry
 
+    def created(self, path: str, now: float) -> None:
+        """A new file: taken as open for writing (its first writes may predate the watch
+        of a brand-new folder), unless it was just renamed into place whole."""
+        entry = self._entry(path, now)
+        if not entry.closed:
+            entry.writing = self.closes_reported
+
     def written(self, path: str, now: float) -> None:
-        """Created or modified (bytes written)."""
+        """Bytes written (modified)."""
         entry = self._entry(path, now)
         entry.writing, entry.closed = self.closes_reported, False
 
