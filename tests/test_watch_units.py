@@ -199,3 +199,47 @@ def test_cli_help_has_examples_and_status_of_empty_database(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cli", "--db", str(db), "status"], cwd=REPO, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert "daemon running" in out and "no" in out.split("daemon running")[1].splitlines()[0]
+
+
+def _writer(tmp_path, lines):
+    from indexer.session import open_session
+    from indexer.watch.writer import Writer
+
+    session = open_session(str(tmp_path / "p.db"))
+    log = lambda status, path, detail="": lines.append((status, path, detail))  # noqa: E731
+    return session, Writer(session.store, session.settings.index, workers=1, hooks=[], log=log)
+
+
+def test_writer_close_abandons_files_still_decoding_after_the_grace(tmp_path, no_thread_leak):
+    import time
+
+    from indexer.analyse import Task
+    from indexer.watch.writer import Job
+
+    session, writer = _writer(tmp_path, [])
+    writer.jobs[writer.pool.submit(time.sleep, 30)] = Job(Task("/nowhere.jpg", 1, 1), False)
+    started = time.monotonic()
+    assert writer.close(grace=0.5) == 1
+    assert time.monotonic() - started < 5.0
+    session.engine.dispose()
+
+
+def test_a_worker_crash_is_survived_and_innocent_files_are_retried(tmp_path, no_thread_leak):
+    from indexer.analyse import Task
+    from indexer.watch.writer import Job
+    from test_watch_helpers import jpeg, rows, wait_for
+
+    lines = []
+    session, writer = _writer(tmp_path, lines)
+    path = tmp_path / "ok.jpg"
+    path.write_bytes(jpeg(80))
+    st = path.stat()
+    # a job whose worker dies (as a decoder segfault would) takes the pool down with it
+    writer.jobs[writer.pool.submit(os._exit, 3)] = Job(Task(str(path), st.st_size, st.st_mtime_ns), False)
+    try:
+        wait_for(lambda: writer.collect(0.1) or ("indexed", str(path), "") in lines, 30, "retry")
+    finally:
+        writer.close(grace=1.0)
+        session.engine.dispose()
+    assert rows(tmp_path / "p.db", "SELECT path FROM images") == [(str(path),)]
+    assert rows(tmp_path / "p.db", "SELECT count(*) FROM failures") == [(0,)]
