@@ -218,6 +218,7 @@ def test_writer_close_abandons_files_still_decoding_after_the_grace(tmp_path, no
 
     session, writer = _writer(tmp_path, [])
     writer.jobs[writer.pool.submit(time.sleep, 30)] = Job(Task("/nowhere.jpg", 1, 1), False)
+    time.sleep(0.3)  # let it reach the worker (a queued job is simply cancelled)
     started = time.monotonic()
     assert writer.close(grace=0.5) == 1
     assert time.monotonic() - started < 5.0

@@ -168,7 +168,7 @@ class Daemon:
             self._retire_dead(engine)
             writer = Writer(self.session.store, self.session.settings.index,
                             workers=worker_count(self.options.workers or self.session.settings.index.workers),
-                            hooks=self.hooks, log=self.log)
+                            hooks=self.hooks, log=self.log, stop=self.stop)
             pending = Pending(settle=self.options.settle, debounce=self.options.debounce,
                               open_factor=self.options.open_factor, closes_reported=closes,
                               max_pending=self.options.max_pending)

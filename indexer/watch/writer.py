@@ -7,6 +7,8 @@ files are in the pool at once, so memory stays flat however fast files arrive.
 """
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -37,15 +39,16 @@ class Writer:
     """Owns the worker pool and every database write of the daemon."""
 
     def __init__(self, store: Store, settings: IndexSettings, *, workers: int, hooks: Iterable[Hook],
-                 log: LogLine, move_candidate_limit: int = 1024):
+                 log: LogLine, move_candidate_limit: int = 1024, stop: threading.Event | None = None):
         self.store, self.engine, self.settings = store, store.engine, settings
         self.workers, self.hooks, self.log = workers, list(hooks), log
+        self.stop = stop or threading.Event()  # set on SIGTERM: stop waiting for workers to start
         self.in_flight = workers * 2
         self.move_candidate_limit = move_candidate_limit
         self.pool = self._warm(start_pool(settings, workers))
         self.jobs: dict[Future, Job] = {}
         self.crashed: list[Job] = []  # in flight when a worker died: re-run one at a time
-        self.broken = False
+        self.broken = self.closing = False
         self.errors: list[str] = []  # paths whose handling raised: the daemon retries them
         self.moves: frozenset[str] = frozenset()
         self.last_activity: datetime | None = None
@@ -54,7 +57,11 @@ class Writer:
     def _warm(self, pool):
         # start every worker now (interpreter, numpy, Pillow imports: 1-3 s) rather than
         # on the first files, whose latency it would add to
-        wait([pool.submit(abs, 0) for _ in range(self.workers)], timeout=60)
+        futures = [pool.submit(abs, 0) for _ in range(self.workers)]
+        deadline = time.monotonic() + 60
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            if not wait(futures, timeout=0.1).not_done:
+                break
         return pool
 
     # --- bookkeeping ---------------------------------------------------------------------
@@ -167,7 +174,7 @@ class Writer:
                         self.crashed.append(job)
                         continue
                 self._guarded(job.task.path, lambda: self.store_outcome(job, outcome))
-        if self.crashed and not self.jobs:
+        if self.crashed and not self.jobs and not self.closing:
             self._retry_alone()
 
     def _retry_alone(self) -> None:
@@ -209,6 +216,8 @@ class Writer:
 
     def close(self, grace: float) -> int:
         """Store what finishes within ``grace`` seconds, abandon the rest; returns abandoned."""
+        self.closing = True  # no pool restarts now (systemd may have sent SIGTERM to the workers too)
+        dropped = len(self.crashed)
         self.crashed.clear()
         for future in [f for f in self.jobs if f.cancel()]:
             del self.jobs[future]  # never started: nothing to abandon
@@ -222,11 +231,9 @@ class Writer:
                 process.terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.jobs.clear()
-        return abandoned
+        return abandoned + dropped
 
     def collect_all(self, timeout: float) -> None:
-        import time
-
         deadline = time.monotonic() + timeout
         while self.jobs and (left := deadline - time.monotonic()) > 0:
             self.collect(left)
