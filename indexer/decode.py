@@ -155,11 +155,12 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
                  want_sensor: bool = False) -> Decoded:
     img = _open_pillow(data, max_pixels)
     fmt = (img.format or "UNKNOWN").upper()
+    depth = _bit_depth(img)  # before getexif(): on a PNG it loads the pixels, emptying img.tile
     try:
         meta = exif.from_pillow(img.getexif())
     except Exception:  # broken EXIF must not lose the pixels; noqa: BLE001
         meta = exif.EMPTY
-    width, height, depth = img.width, img.height, _bit_depth(img)
+    width, height = img.width, img.height
     # A frame for sensor statistics needs every stored pixel: no draft then (one full
     # decode serves both); only frames that name their camera can be attributed to one.
     keep_frame = want_sensor and meta.camera is not None
