@@ -55,3 +55,19 @@ def grey16(values: np.ndarray) -> Image.Image:
     """A 16-bit grey Pillow image ('I;16') holding ``values`` (uint16 (H, W))."""
     arr = np.ascontiguousarray(values, dtype="<u2")
     return Image.frombytes("I;16", (arr.shape[1], arr.shape[0]), arr.tobytes())
+
+
+def png16_rgb(values: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one): uint16 (H, W, 3) in."""
+    import struct
+    import zlib
+
+    h, w, _ = values.shape
+    rows = b"".join(b"\x00" + np.ascontiguousarray(values[y], dtype=">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))

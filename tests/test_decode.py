@@ -224,3 +224,15 @@ def test_pixel_digest_ignores_container_metadata(tmp_path):
     other = F.write(tmp_path / "c.png", encoded(Image.fromarray(F.scene(2)), "PNG"))
     assert plain.read_bytes() != tagged.read_bytes()
     assert decode.pixel_digest(plain) == decode.pixel_digest(tagged) != decode.pixel_digest(other)
+
+
+def test_16bit_rgb_png_reports_its_depth(tmp_path):
+    # Pillow decodes 16-bit RGB to 8 bits; the stored bit depth must still say 16
+    values = np.zeros((4, 5, 3), np.uint16)
+    values[..., 0], values[..., 2] = 1000, 65535
+    values[..., 1] = 16000 * np.arange(5)
+    d = decode.decode_file(F.write(tmp_path / "rgb16.png", F.png16_rgb(values)))
+    assert d.bit_depth == 16
+    assert np.allclose(d.rgb[0, :, 1] * 65535, values[0, :, 1], atol=300)
+    plain = decode.decode_file(F.write(tmp_path / "rgb8.png", encoded(Image.fromarray(F.scene(0)), "PNG")))
+    assert plain.bit_depth == 8
