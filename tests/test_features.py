@@ -118,3 +118,12 @@ def test_features_of_mirror_share_histogram_and_stats():
     assert a.entropy == b.entropy and a.luma_mean == pytest.approx(b.luma_mean)
     assert a.phash != b.phash  # a mirror image is a different hash
     assert b.phash == a.phash_d4[4]  # ...equal to the original's flip_h variant
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 300), (300, 1), (2, 2)])
+def test_degenerate_sizes_do_not_crash(shape):
+    rgb = np.random.default_rng(0).random(shape + (3,), dtype=np.float32)
+    f = features.measure(rgb)
+    assert f.hist.sum(axis=1).tolist() == [shape[0] * shape[1]] * 4
+    assert f.thumb.ndim == 2 and max(f.thumb.shape) <= 128
+    assert np.isfinite([f.sharpness, f.entropy, f.ev, f.colourfulness]).all()
