@@ -1,0 +1,164 @@
+"""Pixel evidence for a candidate pair: align the thumbnails, then compare the overlap.
+
+Inputs are what the index stores per image: a uint8 grey thumbnail (long side ~128 px,
+display orientation), the uint32 (4, 256) R/G/B/luma histogram and the display size.
+``transform`` (a name from :data:`indexer.orient.D4`) is the rotation/flip that brings
+``b`` into ``a``'s orientation: ``a ~ orient.apply(b, transform)``.
+
+Measures, all on the aligned overlap (see :func:`indexer.match.align.align_thumbs`):
+
+* ``corr_rank``: Spearman's rank correlation (Pearson on ranks), invariant to any
+  monotonic tone change, so an exposure variant keeps it near 1;
+* ``corr_grey``: Pearson correlation of plain grey levels;
+* ``corr_tile``: the second-lowest rank correlation over a 4x4 grid of tiles; a moved
+  object (a burst neighbour) drags one region down while a copy stays high everywhere;
+* ``hist_sim``: weighted Jaccard (Ruzicka) similarity of the stored histograms,
+  ``sum(min(p, q)) / sum(max(p, q))`` per channel on normalised counts, averaged;
+* ``delta_ev``: median log2 ratio of linearised (IEC 61966-2-1) grey, ``b`` over ``a``,
+  over unclipped overlap pixels: positive when ``b`` is brighter. A quick estimate; the
+  exposure module measures it precisely.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from indexer import orient
+from indexer.match.align import Alignment, align_thumbs, rank_normalise
+
+_TILES = 4
+_MIN_TILE_PIXELS = 24
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the pixels say about a pair. Geometry is in ``a``'s full-size display pixels.
+
+    ``x``, ``y``: where ``b``'s top-left corner lands in ``a`` (pixels of ``a``);
+    ``scale``: ``b`` pixels per ``a`` pixel (0.5 = ``b`` is a half-size copy; a crop of
+    ``a`` kept at full resolution is 1.0); ``overlap_a``/``overlap_b``: fraction of each
+    image covered by the other; ``peak``: phase-correlation peak (0..1); correlations in
+    [-1, 1]; ``hist_sim`` in [0, 1]; ``delta_ev`` in EV (b relative to a).
+    """
+
+    transform: str
+    x: float
+    y: float
+    scale: float
+    overlap_a: float
+    overlap_b: float
+    peak: float
+    corr_rank: float
+    corr_grey: float
+    corr_tile: float
+    hist_sim: float
+    delta_ev: float
+
+
+def ruzicka(hist_a: np.ndarray, hist_b: np.ndarray) -> float:
+    """Weighted Jaccard similarity of two (C, 256) count histograms, averaged over C."""
+    p = np.asarray(hist_a, dtype=np.float64)
+    q = np.asarray(hist_b, dtype=np.float64)
+    p = p / np.maximum(p.sum(axis=-1, keepdims=True), 1)
+    q = q / np.maximum(q.sum(axis=-1, keepdims=True), 1)
+    sims = np.minimum(p, q).sum(axis=-1) / np.maximum(np.maximum(p, q).sum(axis=-1), 1e-12)
+    return float(np.mean(sims))
+
+
+def warp_onto(a_shape: tuple[int, int], b: np.ndarray, al: Alignment) -> tuple[np.ndarray, np.ndarray]:
+    """``b`` resampled onto ``a``'s thumbnail grid, and the mask of valid pixels.
+
+    Continuous pixel-centre coordinates: ``q = scale * (p - t)``; bilinear; the mask is
+    eroded by one pixel so interpolated borders do not count.
+    """
+    s, t = al.scale, np.array([al.y, al.x])
+    src = np.asarray(b, dtype=np.float64)
+    if s > 1.05:
+        src = ndimage.gaussian_filter(src, 0.4 * s)
+    offset = s * (0.5 - t) - 0.5
+    warped = ndimage.affine_transform(src, [s, s], offset=offset, output_shape=a_shape, order=1,
+                                      mode="constant", cval=0.0)
+    ones = ndimage.affine_transform(np.ones(b.shape), [s, s], offset=offset, output_shape=a_shape,
+                                    order=1, mode="constant", cval=0.0)
+    return warped, ndimage.binary_erosion(ones > 0.999)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = x - x.mean(), y - y.mean()
+    den = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / den) if den > 0 else 0.0
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    return _pearson(rank_normalise(x), rank_normalise(y))
+
+
+def tile_correlations(a: np.ndarray, b: np.ndarray, mask: np.ndarray, tiles: int = _TILES) -> np.ndarray:
+    """Rank correlation per tile of the mask's bounding box (tiles with enough pixels)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return np.zeros(0)
+    ys = np.linspace(rows[0], rows[-1] + 1, tiles + 1).astype(int)
+    xs = np.linspace(cols[0], cols[-1] + 1, tiles + 1).astype(int)
+    out = []
+    for y0, y1 in zip(ys[:-1], ys[1:]):
+        for x0, x1 in zip(xs[:-1], xs[1:]):
+            m = mask[y0:y1, x0:x1]
+            ta, tb = a[y0:y1, x0:x1][m], b[y0:y1, x0:x1][m]
+            if m.sum() >= _MIN_TILE_PIXELS and np.ptp(ta) > 2 and np.ptp(tb) > 2:
+                out.append(_spearman(ta, tb))
+    return np.array(out)
+
+
+def srgb_linear(v8: np.ndarray) -> np.ndarray:
+    """8-bit sRGB code values -> linear light in [0, 1] (IEC 61966-2-1)."""
+    v = np.asarray(v8, dtype=np.float64) / 255.0
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def exposure_offset(a: np.ndarray, b: np.ndarray, *, low: int = 8, high: int = 247) -> float:
+    """Median log2(lin(b) / lin(a)) over pixels unclipped in both; 0.0 if none qualify."""
+    ok = (a > low) & (a < high) & (b > low) & (b < high)
+    if ok.sum() < 16:
+        return 0.0
+    return float(np.median(np.log2(srgb_linear(b[ok]) / srgb_linear(a[ok]))))
+
+
+def _full_geometry(al: Alignment, a_thumb, bt_thumb, a_size, b_size_t) -> tuple[float, float, float]:
+    """Thumbnail alignment -> (x, y, scale) in ``a``'s full-size pixels."""
+    fa = a_size[0] / a_thumb.shape[1]  # full px of a per thumbnail px
+    fb = b_size_t[0] / bt_thumb.shape[1]
+    return al.x * fa, al.y * fa, al.scale * fb / fa
+
+
+def compare(thumb_a: np.ndarray, thumb_b: np.ndarray, hist_a: np.ndarray, hist_b: np.ndarray, *,
+            transform: str = "identity", size_a: tuple[int, int] | None = None,
+            size_b: tuple[int, int] | None = None, scale_hint: float | None = None) -> Evidence:
+    """Evidence for a candidate pair (see module docstring).
+
+    ``thumb_*``: uint8 (h, w) grey thumbnails in display orientation; ``hist_*``: (4, 256)
+    counts; ``size_*``: full display size (width, height), defaulting to the thumbnail
+    size; ``transform`` maps ``b`` onto ``a``'s orientation.
+    """
+    bt = np.ascontiguousarray(orient.apply(np.asarray(thumb_b), transform))
+    a = np.asarray(thumb_a)
+    size_a = size_a or (a.shape[1], a.shape[0])
+    size_b = size_b or (thumb_b.shape[1], thumb_b.shape[0])
+    size_bt = (size_b[1], size_b[0]) if orient.swaps_axes(transform) else tuple(size_b)
+    al = align_thumbs(a, bt, scale_hint=scale_hint)
+    warped, mask = warp_onto(a.shape, bt, al)
+    av, bv = a[mask].astype(np.float64), warped[mask]
+    enough = mask.sum() >= 4 * _MIN_TILE_PIXELS
+    tiles = tile_correlations(a.astype(np.float64), warped, mask) if enough else np.zeros(0)
+    x, y, scale = _full_geometry(al, a, bt, size_a, size_bt)
+    return Evidence(
+        transform=transform, x=x, y=y, scale=scale, overlap_a=al.overlap_a, overlap_b=al.overlap_b,
+        peak=al.peak,
+        corr_rank=_spearman(av, bv) if enough else 0.0,
+        corr_grey=_pearson(av, bv) if enough else 0.0,
+        corr_tile=float(np.sort(tiles)[1]) if len(tiles) >= 2 else 0.0,
+        hist_sim=ruzicka(hist_a, hist_b),
+        delta_ev=exposure_offset(a[mask], np.clip(np.rint(bv), 0, 255)) if enough else 0.0,
+    )
