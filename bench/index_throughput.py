@@ -1,0 +1,154 @@
+"""Indexing throughput on ~12 MP JPEGs against a bare decode loop measured in the same run.
+
+Usage::
+
+    PYTHONPATH=. python bench/index_throughput.py [--count 200] [--naive 60] [--dir DIR]
+
+Generates ``--count`` JPEGs of 4000x3000 (quality 90) from the Kodak PNGs in
+``../shared/data/photos/kodak`` (upscaled, mirrored/cropped per copy so every file is
+distinct, with mild grain so entropy decoding costs what it costs on a real photo) into
+``--dir`` (default ``$TMPDIR/photoqa-bench-12mp``), reused by later runs. Then prints, in
+images per second:
+
+* bare decode: Pillow open + ``draft`` to the features' size (``indexer.decode._draft_request``,
+  256 px long side) + load: the floor any indexer pays;
+* ``index_paths`` on a fresh SQLite database with 1 worker and with all cores;
+* a naive ``imagehash.phash(Image.open(f))`` loop (on ``--naive`` files: it is slow);
+
+and the ratios against the targets (1 worker >= 0.6 x bare decode; all workers >= 1.6 x
+1 worker on 2 cores; >= 3 x the naive loop). Every loop reads the same files, with the
+page cache warmed first.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+# photoqa modules are imported inside the functions: worker processes (forkserver/spawn)
+# re-import this main module, and `photoqa index` workers only import indexer.analyse.
+
+KODAK = REPO.parent / "shared" / "data" / "photos" / "kodak"
+SIZE = (4000, 3000)
+WORK_SIZE = 256
+
+
+def make_one(job: tuple[Path, Path, int]) -> None:
+    """Write one distinct 12 MP JPEG made from ``source`` (variant ``k``)."""
+    source, out, k = job
+    img = Image.open(source).convert("RGB")
+    margin = 4 + 3 * (k % 8)  # a different crop per copy: no two files hash alike
+    img = img.crop((margin, margin, img.width - margin, img.height - margin))
+    if k % 2:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    size = SIZE if img.width >= img.height else SIZE[::-1]
+    big = np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
+    grain = np.random.default_rng(k).normal(0, 3.0, size=(size[1], size[0], 1)).astype(np.int16)
+    Image.fromarray(np.clip(big + grain, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
+
+
+def ensure_files(folder: Path, count: int) -> list[Path]:
+    from indexer.pipeline import worker_count
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(KODAK.glob("*.png"))
+    if not sources:
+        sys.exit(f"no Kodak PNGs in {KODAK}: this benchmark needs ../shared/data")
+    jobs = [(sources[i % len(sources)], folder / f"k{i:04d}.jpg", i // len(sources) + i)
+            for i in range(count)]
+    todo = [j for j in jobs if not j[1].exists()]
+    if todo:
+        print(f"generating {len(todo)} JPEGs of {SIZE[0]}x{SIZE[1]} into {folder} (once)...", flush=True)
+        with ProcessPoolExecutor(worker_count(None)) as pool:
+            list(pool.map(make_one, todo))
+    return [j[1] for j in jobs]
+
+
+def warm(files: list[Path]) -> int:
+    return sum(len(f.read_bytes()) for f in files)
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def bare_decode(files: list[Path]) -> float:
+    from indexer.decode import _draft_request
+
+    start = time.perf_counter()
+    for f in files:
+        with Image.open(f) as img:
+            img.draft("RGB", _draft_request(img.size, WORK_SIZE))
+            img.load()
+    return rate(len(files), time.perf_counter() - start)
+
+
+def index_rate(files: list[Path], workers: int, scratch: Path) -> float:
+    from indexer.pipeline import index_paths
+    from indexer.session import open_session
+
+    db = scratch / f"bench-{workers}-{time.monotonic_ns()}.db"
+    session = open_session(str(db))
+    start = time.perf_counter()
+    summary = index_paths([files[0].parent], session.store, session.settings.index, workers=workers)
+    seconds = time.perf_counter() - start
+    session.engine.dispose()
+    if summary.indexed != len(files):
+        sys.exit(f"index with {workers} worker(s) indexed {summary.indexed} of {len(files)}: {summary}")
+    return rate(len(files), seconds)
+
+
+def naive_rate(files: list[Path]) -> float:
+    import imagehash
+
+    start = time.perf_counter()
+    for f in files:
+        imagehash.phash(Image.open(f))
+    return rate(len(files), time.perf_counter() - start)
+
+
+def verdict(value: float, target: float) -> str:
+    return f"{value:5.2f}  (target >= {target}: {'met' if value >= target else 'MISSED'})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=200, help="JPEGs to generate and index (default 200)")
+    parser.add_argument("--naive", type=int, default=60, help="files for the naive imagehash loop (default 60)")
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "photoqa-bench-12mp")
+    args = parser.parse_args()
+
+    from indexer.pipeline import worker_count
+
+    files = ensure_files(args.dir, args.count)
+    total = warm(files)
+    cores = worker_count(None)
+    print(f"files: {len(files)} JPEG {SIZE[0]}x{SIZE[1]} q90, {total / len(files) / 1e6:.1f} MB each; "
+          f"{cores} cores; features at {WORK_SIZE} px")
+    bare = bare_decode(files)
+    print(f"bare decode (open + draft + load), 1 process : {bare:7.1f} images/s")
+    with tempfile.TemporaryDirectory(prefix="photoqa-bench-db-") as scratch:
+        one = index_rate(files, 1, Path(scratch))
+        print(f"photoqa index, 1 worker                      : {one:7.1f} images/s")
+        allw = index_rate(files, cores, Path(scratch))
+        print(f"photoqa index, {cores} workers                     : {allw:7.1f} images/s")
+    naive = naive_rate(files[: args.naive])
+    print(f"naive imagehash.phash(Image.open(f)), {min(args.naive, len(files))} files: {naive:7.1f} images/s")
+    print("ratios")
+    print(f"  1 worker / bare decode        : {verdict(one / bare, 0.6)}")
+    print(f"  {cores} workers / 1 worker          : {verdict(allw / one, 1.6)}")
+    print(f"  {cores} workers / naive loop        : {verdict(allw / naive, 3.0)}")
+    print(f"  1 worker / naive loop         : {one / naive:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
