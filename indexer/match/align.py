@@ -94,7 +94,13 @@ def phase_shift(reference: np.ndarray, moving: np.ndarray, *, upsample: int = 20
     ref, mov = np.asarray(reference), np.asarray(moving)
     if ref.shape != mov.shape or ref.ndim != 2:
         raise ValueError(f"need two 2-D arrays of one shape, got {ref.shape} and {mov.shape}")
-    product = np.fft.fft2(_prepare(ref, window)) * np.fft.fft2(_prepare(mov, window)).conj()
+    return _spectrum_shift(np.fft.fft2(_prepare(ref, window)), np.fft.fft2(_prepare(mov, window)),
+                           upsample=upsample, eps=eps)
+
+
+def _spectrum_shift(f_ref: np.ndarray, f_mov: np.ndarray, *, upsample: int, eps: float = 1e-9) -> Shift:
+    """:func:`phase_shift` on precomputed spectra (so a reference is transformed once)."""
+    product = f_ref * f_mov.conj()
     product /= np.maximum(np.abs(product), eps)
     corr = np.fft.ifft2(product)
     shape = np.array(corr.shape)
@@ -144,14 +150,32 @@ def _embed(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _try_scale(a_win: np.ndarray, b: np.ndarray, scale: float, canvas: tuple[int, int],
+def _try_scale(f_a: np.ndarray, b: np.ndarray, scale: float, canvas: tuple[int, int],
                upsample: int) -> tuple[Shift, tuple[int, int]]:
-    """Phase-correlate ``a`` with ``b`` resampled to ``a``'s pixel scale by ``scale``."""
+    """Phase-correlate ``a`` (spectrum ``f_a``) with ``b`` resampled to ``a``'s pixel scale."""
     shape = (max(1, round(b.shape[0] / scale)), max(1, round(b.shape[1] / scale)))
     shape = (min(shape[0], canvas[0]), min(shape[1], canvas[1]))
-    b_res = resample(b, scale, shape)
-    b_win = _embed(_prepare(b_res, True), canvas)
-    return phase_shift(a_win, b_win, upsample=upsample, window=False), shape
+    b_win = _embed(_prepare(resample(b, scale, shape), True), canvas)
+    return _spectrum_shift(f_a, np.fft.fft2(b_win), upsample=upsample), shape
+
+
+def _halve(img: np.ndarray) -> np.ndarray:
+    """2x2 box average (odd edges dropped)."""
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    return img[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
+def _canvas(a_shape, b_shape, max_scale: float) -> tuple[int, int]:
+    return (max(a_shape[0] + 8, b_shape[0] + 8, round(b_shape[0] * max_scale)),
+            max(a_shape[1] + 8, b_shape[1] + 8, round(b_shape[1] * max_scale)))
+
+
+def _coarse_scale(ra: np.ndarray, rb: np.ndarray, grid: list[float], max_scale: float) -> float:
+    """Best magnification on the grid, searched on half-resolution images."""
+    ha, hb = _halve(ra), _halve(rb)
+    canvas = _canvas(ha.shape, hb.shape, max_scale)
+    f_a = np.fft.fft2(_embed(_prepare(ha, True), canvas))
+    return max(grid, key=lambda s: _try_scale(f_a, hb, s, canvas, 1)[0].peak)
 
 
 def _overlap(a_shape, b_shape_in_a, x: float, y: float) -> tuple[float, float]:
@@ -174,21 +198,20 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
     Returns :class:`Alignment` in ``a``'s thumbnail pixels.
     """
     ra, rb = rank_normalise(a), rank_normalise(b)
-    canvas = (max(a.shape[0], b.shape[0]) + 8, max(a.shape[1], b.shape[1]) + 8)
-    canvas = (max(canvas[0], round(b.shape[0] * max_scale)), max(canvas[1], round(b.shape[1] * max_scale)))
-    a_win = _embed(_prepare(ra, True), canvas)
     grid = list(max_scale ** (np.arange(-coarse_steps, coarse_steps + 1) / coarse_steps))
     if scale_hint is not None:
         grid.append(float(np.clip(scale_hint, 1 / max_scale, max_scale)))
-    scored = {s: _try_scale(a_win, rb, s, canvas, 1) for s in grid}
-    best = max(scored, key=lambda s: scored[s][0].peak)
-    step = max_scale ** (1 / coarse_steps)
-    for s in best * (1 + fine_step) ** np.arange(-int(np.log(step) / np.log1p(fine_step)),
-                                                 int(np.log(step) / np.log1p(fine_step)) + 1):
-        if s not in scored:
-            scored[s] = _try_scale(a_win, rb, float(s), canvas, 1)
-    best = max(scored, key=lambda s: scored[s][0].peak)
-    shift, shape = _try_scale(a_win, rb, best, canvas, upsample)
-    x, y = shift.dx, shift.dy
-    ov_a, ov_b = _overlap(a.shape, shape, x, y)
-    return Alignment(x=x, y=y, scale=float(best), overlap_a=ov_a, overlap_b=ov_b, peak=shift.peak)
+    small = min(a.shape) >= 32 and min(b.shape) >= 32
+    coarse = _coarse_scale(ra, rb, grid, max_scale) if small else None
+    canvas = _canvas(a.shape, b.shape, max_scale)
+    f_a = np.fft.fft2(_embed(_prepare(ra, True), canvas))
+    if coarse is None:  # tiny thumbnails: search the grid at full resolution
+        coarse = max(grid, key=lambda s: _try_scale(f_a, rb, s, canvas, 1)[0].peak)
+    half_span = max_scale ** (1 / coarse_steps)
+    k = int(np.ceil(np.log(half_span) / np.log1p(fine_step)))
+    fine = [coarse * (1 + fine_step) ** i for i in range(-k, k + 1)]
+    best = max(fine, key=lambda s: _try_scale(f_a, rb, s, canvas, 1)[0].peak)
+    shift, shape = _try_scale(f_a, rb, best, canvas, upsample)
+    ov_a, ov_b = _overlap(a.shape, shape, shift.dx, shift.dy)
+    return Alignment(x=shift.dx, y=shift.dy, scale=float(best), overlap_a=ov_a, overlap_b=ov_b,
+                     peak=shift.peak)

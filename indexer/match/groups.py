@@ -1,0 +1,127 @@
+"""Duplicate groups: connected components over accepted pairs, and a suggested keeper.
+
+Groups are the connected components (union-find with path halving and union by size,
+Tarjan 1975) of the graph whose edges are the pairs with a chosen verdict (default: all
+but ``similar``, so burst neighbours do not chain whole sessions together).
+
+Keeper rule (:func:`keeper_key`; only a suggestion, nothing is moved or deleted), the
+first difference decides:
+
+1. most pixels (width x height);
+2. RAW before other formats (the negative holds more than any rendering of it);
+3. least compressed: lossless formats (PNG, TIFF, BMP, ...) before lossy (JPEG, WebP,
+   HEIF), then the larger file (more bytes per pixel);
+4. sharpest (larger variance of the Laplacian);
+5. earliest capture time (an original predates its copies); unknown times last;
+6. smallest id (stable).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
+
+LOSSLESS = frozenset({"png", "tiff", "tif", "bmp", "gif", "ppm", "pgm", "pbm", "pnm"})
+RAW = frozenset({"raw", "dng", "cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "raf", "rw2",
+                 "orf", "pef", "srw", "kdc", "dcr", "mrw", "iiq", "x3f", "3fr", "erf", "mef",
+                 "mos", "qtk", "gpr"})
+
+
+@dataclass(frozen=True)
+class KeeperInfo:
+    """What the keeper rule looks at, per image. ``format`` is a name like ``"JPEG"``."""
+
+    id: int
+    width: int
+    height: int
+    format: str | None = None
+    bytes: int | None = None
+    sharpness: float | None = None
+    captured_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group: member ids (sorted), the suggested keeper, and the pairs inside it."""
+
+    id: int
+    members: tuple[int, ...]
+    keeper: int
+    pairs: tuple = ()
+
+
+class UnionFind:
+    """Disjoint sets over arbitrary hashable ids."""
+
+    def __init__(self) -> None:
+        self.parent: dict = {}
+        self.size: dict = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        self.size.setdefault(x, 1)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]  # path halving
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+
+
+def components(edges: Iterable[tuple[int, int]]) -> list[tuple[int, ...]]:
+    """Connected components (each sorted, size >= 2) of an edge list, largest first."""
+    uf = UnionFind()
+    for a, b in edges:
+        uf.union(a, b)
+    comps: dict = {}
+    for x in uf.parent:
+        comps.setdefault(uf.find(x), []).append(x)
+    return sorted((tuple(sorted(c)) for c in comps.values() if len(c) > 1), key=lambda c: (-len(c), c))
+
+
+def keeper_key(info: KeeperInfo) -> tuple:
+    """Sort key: the smallest key is the suggested keeper (module docstring rule)."""
+    fmt = (info.format or "").lower()
+    return (
+        -(info.width * info.height),
+        0 if fmt in RAW else 1,
+        0 if fmt in LOSSLESS or fmt in RAW else 1,
+        -(info.bytes or 0),
+        -(info.sharpness or 0.0),
+        info.captured_at is None,
+        info.captured_at.timestamp() if info.captured_at else 0.0,
+        info.id,
+    )
+
+
+def build_groups(pairs: Sequence, infos: dict[int, KeeperInfo] | None = None, *,
+                 verdicts: Iterable[str] = DEFAULT_GROUP_VERDICTS) -> list[Group]:
+    """Groups from pairs (objects with ``a``, ``b``, ``verdict``) of the chosen verdicts.
+
+    ``infos`` maps id -> :class:`KeeperInfo`; without it the smallest id is the keeper.
+    Group ids count from 1, largest group first.
+    """
+    chosen = set(verdicts)
+    kept = [p for p in pairs if p.verdict in chosen]
+    comps = components((p.a, p.b) for p in kept)
+    gid_of = {m: g for g, members in enumerate(comps, start=1) for m in members}
+    inside: dict[int, list] = {}
+    for p in kept:
+        inside.setdefault(gid_of[p.a], []).append(p)
+    out = []
+    for gid, members in enumerate(comps, start=1):
+        if infos:
+            keeper = min(members, key=lambda i: keeper_key(infos[i]) if i in infos else (1,) * 7 + (i,))
+        else:
+            keeper = members[0]
+        out.append(Group(id=gid, members=members, keeper=keeper, pairs=tuple(inside[gid])))
+    return out
