@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from indexer import hashes
 
@@ -101,8 +100,14 @@ def sharpness(grey: np.ndarray) -> float:
         scale = SHARPNESS_SIZE / max(img.size)
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                          Image.Resampling.BILINEAR)
-    lap = ndimage.laplace(np.asarray(img, dtype=np.float32))
-    return float(lap.var())
+    return float(laplacian(np.asarray(img, dtype=np.float32)).var())
+
+
+def laplacian(a: np.ndarray) -> np.ndarray:
+    """4-neighbour Laplacian with mirrored edges, equal to ``scipy.ndimage.laplace``
+    (mode 'reflect'); NumPy only, so worker processes skip importing scipy.ndimage (~0.15 s)."""
+    p = np.pad(a, 1, mode="symmetric")
+    return (p[:-2, 1:-1] + p[2:, 1:-1]) + (p[1:-1, :-2] + p[1:-1, 2:]) - 4 * a
 
 
 def colourfulness(rgb8: np.ndarray) -> float:

@@ -127,3 +127,11 @@ def test_degenerate_sizes_do_not_crash(shape):
     assert f.hist.sum(axis=1).tolist() == [shape[0] * shape[1]] * 4
     assert f.thumb.ndim == 2 and max(f.thumb.shape) <= 128
     assert np.isfinite([f.sharpness, f.entropy, f.ev, f.colourfulness]).all()
+
+
+def test_laplacian_equals_scipy():
+    from scipy import ndimage
+
+    for shape in [(192, 256), (5, 7), (1, 4)]:
+        a = np.random.default_rng(1).integers(0, 256, shape).astype(np.float32)
+        assert np.array_equal(features.laplacian(a), ndimage.laplace(a))
