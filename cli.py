@@ -257,5 +257,98 @@ def status(ctx, fmt):
         emit(["field", "value"], rows(report), "table")
 
 
+@main.command()
+@click.option("--camera", "sensor", type=int, metavar="ID",
+              help="Only this sensor (the id column of the report). Example: --camera 2")
+@click.option("--format", "fmt", type=FORMAT, default="table",
+              help="Output as a table, one JSON object, or CSV (one row per defect). Example: --format json")
+@click.option("--export-badpixels", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Write each sensor's defects for dcraw/LibRaw (`col row 0` lines) and "
+                                  "RawTherapee (`<make> <model> [serial].badpixels`). Example: --export-badpixels ~/.rt")
+@click.option("--map", "map_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
+              help="Draw the defect positions, enlarged, over the sensor area (one file per sensor "
+                   "when there are several: FILE-<id>.png). Example: --map s40.png")
+@click.pass_context
+def hotpixels(ctx, sensor, fmt, export_dir, map_file):
+    """Hot, dead and stuck photosites learnt from every indexed frame, per camera body.
+
+    photoqa keeps running per-photosite statistics for each camera body and sensor size
+    while it indexes (RAW CFA data, and camera-tagged JPEG/PNG/TIFF). A site is hot or
+    dead when it stands out from its same-colour neighbours in most frames (90% by
+    default); a single frame never makes a defect, and a sensor with too few frames says
+    so instead of guessing.
+
+    \b
+    Examples:
+      photoqa hotpixels
+      photoqa hotpixels --camera 2 --format json --export-badpixels badpixels/ --map s40.png
+    """
+    from indexer.hotpixels import export_all, sensor_reports, write_maps
+    from indexer.output import emit, write_json
+
+    session = _session(ctx)
+    reports = sensor_reports(session, sensor)
+    if sensor is not None and not reports:
+        _fail(f"no sensor with id {sensor}; run `photoqa hotpixels` to list them")
+    if fmt == "json":
+        write_json({"sensors": [r.as_dict() for r in reports]})
+    elif fmt == "csv":
+        rows = [(r.id, r.make, r.model, r.serial, d.x, d.y, d.kind, round(d.rate, 4), d.frames)
+                for r in reports for d in r.defects]
+        emit(["sensor", "make", "model", "serial", "x", "y", "kind", "rate", "frames"], rows, "csv")
+    else:
+        rows = [(r.id, f"{r.make} {r.model}".strip(), r.serial, f"{r.width}x{r.height}", r.kind,
+                 r.frames, r.status) for r in reports]
+        emit(["id", "camera", "serial", "size", "layout", "frames", "status"], rows, "table", title="sensors")
+        for r in reports:
+            if r.defects and r.frames >= r.required:
+                shown = r.defects[:20]
+                emit(["x", "y", "kind", "rate", "mean residual"],
+                     [(d.x, d.y, d.kind, f"{d.rate:.0%}", round(d.mean_residual, 1)) for d in shown], "table",
+                     title=f"sensor {r.id}: {r.status}" + (f" (first {len(shown)})" if len(r.defects) > 20 else ""))
+    for path in (export_all(reports, export_dir) if export_dir else []):
+        click.echo(f"wrote {path}", err=True)
+    for path in (write_maps(reports, map_file) if map_file else []):
+        click.echo(f"wrote {path}", err=True)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the repaired copies (created if needed). Example: --out repaired/")
+@click.option("--camera", "sensor", type=int, metavar="ID",
+              help="Use this sensor's defects instead of the one matching each file's camera and size. "
+                   "Example: --camera 2")
+@click.option("--dry-run", is_flag=True, help="Say what would be repaired; write nothing.")
+@click.option("--force", is_flag=True, help="Replace outputs that already exist.")
+@click.pass_context
+def repair(ctx, files, out_dir, sensor, dry_run, force):
+    """Write copies of FILES with the camera's known defects fixed; originals are never touched.
+
+    RAW files are fixed on the sensor data before demosaicing and written as 16-bit TIFF;
+    JPEG/PNG/TIFF are written in their own format with their EXIF, each defect replaced by
+    the weighted mean of its neighbours (other defects left out).
+
+    \b
+    Examples:
+      photoqa repair IMG_0101.CRW IMG_0102.CRW --out fixed/
+      photoqa repair *.JPG --out fixed/ --camera 3 --dry-run
+    """
+    from indexer.repairfiles import repair_file
+
+    session = _session(ctx)
+    failures = 0
+    for path in files:
+        result = repair_file(session, path, out_dir, sensor=sensor, dry_run=dry_run, force=force)
+        if result.skipped and result.skipped != "dry run":
+            failures += 1
+            click.echo(f"skipped   {path}: {result.skipped}", err=True)
+        else:
+            verb = "would fix" if dry_run else "repaired "
+            click.echo(f"{verb} {path} -> {result.output}: {result.repaired} sites ({result.kinds}), sensor {result.sensor}")
+    if failures == len(files):
+        sys.exit(EXIT_ERROR)
+
+
 if __name__ == "__main__":
     main()

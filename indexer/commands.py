@@ -44,16 +44,46 @@ def file_logger(stream=None) -> Callable[[str, Outcome], None]:
 
 
 def post_store_hooks(session: Session) -> list:
-    """Stages that run after each stored image (matching, sensor statistics)."""
-    return []
+    """Stages that run after each stored image (matching, sensor statistics).
+
+    A hook is called as ``hook(image_id, indexed)``; hooks with a ``close()`` method get
+    it called once at the end of the run (or daemon), where they flush their state.
+    """
+    hooks = []
+    if session.settings.sensor.enabled:
+        from indexer.sensorstage import SensorStage, sensor_folder
+
+        hooks.append(SensorStage(session.engine, session.settings.sensor,
+                                 sensor_folder(session.url, session.settings.sensor.folder)))
+    return hooks
+
+
+def wants_sensor_data(session: Session) -> str | bool:
+    """What full-size data workers keep for the sensor stage: False, "raw" or "all"."""
+    sensor = session.settings.sensor
+    if not sensor.enabled:
+        return False
+    return "all" if sensor.rendered_frames else "raw"
+
+
+def close_hooks(hooks: list) -> None:
+    for hook in hooks:
+        close = getattr(hook, "close", None)
+        if close:
+            close()
 
 
 def run_index(session: Session, paths: list[Path], *, workers: int | None = None,
               verbose: bool = False, show_progress: bool | None = None) -> Summary:
     """Index ``paths`` into the session's database, with a progress bar on a terminal."""
     settings = session.settings.index
-    with progress_bar("indexing", show_progress) as progress:
-        return index_paths(paths, session.store, settings,
-                           workers=workers if workers is not None else settings.workers,
-                           progress=progress, hooks=post_store_hooks(session),
-                           log=file_logger() if verbose else None)
+    hooks = post_store_hooks(session)
+    try:
+        with progress_bar("indexing", show_progress) as progress:
+            return index_paths(paths, session.store, settings,
+                               workers=workers if workers is not None else settings.workers,
+                               progress=progress, hooks=hooks,
+                               log=file_logger() if verbose else None,
+                               want_sensor=wants_sensor_data(session))
+    finally:
+        close_hooks(hooks)

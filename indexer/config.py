@@ -50,9 +50,36 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class SensorSettings:
+    """Per-camera photosite statistics and defect classification.
+
+    enabled: learn sensor statistics while indexing (RAW CFA data of files that name
+        their camera).
+    rendered_frames: also learn from JPEG/PNG/TIFF files that name their camera; costs a
+        full-size decode of those files instead of a draft one.
+    folder: where per-sensor accumulator files live; '' means ``<database>.sensors/``
+        beside a SQLite database, or ``~/.cache/photoqa/sensors/`` for other URLs.
+    rate: a site is hot (dead) when it stood out bright (dark) in at least this fraction
+        of the sensor's frames; stuck likewise for unchanged values (RAW only).
+    min_frames: below this many frames a sensor reports "not enough frames".
+    flush_frames / flush_seconds: merge the in-memory statistics into the sensor's file
+        after this many new frames or seconds (and always at the end of a run).
+    """
+
+    enabled: bool = True
+    rendered_frames: bool = True
+    folder: str = ""
+    rate: float = 0.9
+    min_frames: int = 5
+    flush_frames: int = 32
+    flush_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    sensor: SensorSettings = field(default_factory=SensorSettings)
 
     def section(self, name: str):
         return getattr(self, name)

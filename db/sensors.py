@@ -1,0 +1,97 @@
+"""Sensor bookkeeping in SQL: sensors, the frame ledger, defects. Only reads and writes rows;
+the per-site statistics themselves live in accumulator files (indexer.sensor)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from db.models import Camera, Image, Sensor, SensorDefect, SensorFrame
+from db.store import utcnow
+
+
+@dataclass(frozen=True)
+class SensorRow:
+    id: int
+    camera_id: int
+    make: str
+    model: str
+    serial: str
+    width: int
+    height: int
+    kind: str
+    pattern: str | None
+    frames: int
+    accumulator: str
+
+
+def image_camera(engine: Engine, image_id: int) -> int | None:
+    with engine.connect() as conn:
+        return conn.execute(select(Image.camera_id).where(Image.id == image_id)).scalar()
+
+
+def frame_counted(engine: Engine, sha256: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256 == sha256)).first() is not None
+
+
+def sensor_id(engine: Engine, camera_id: int, width: int, height: int, kind: str,
+              pattern: str | None, version: int) -> int:
+    """The sensor row for this body and geometry, created on first sight."""
+    key = (Sensor.camera_id == camera_id) & (Sensor.width == width) & (Sensor.height == height) \
+        & (Sensor.kind == kind)
+    with engine.begin() as conn:
+        found = conn.execute(select(Sensor.id).where(key)).scalar()
+        if found is not None:
+            return found
+        new_id = conn.execute(insert(Sensor).values(
+            camera_id=camera_id, width=width, height=height, kind=kind, pattern=pattern, frames=0,
+            accumulator="", stats_version=version, updated_at=utcnow()).returning(Sensor.id)).scalar_one()
+        conn.execute(update(Sensor).where(Sensor.id == new_id).values(accumulator=f"sensor-{new_id}.npz"))
+        return new_id
+
+
+def record_flush(engine: Engine, sensor: int, frames: int, ledger: list[tuple[str, int]],
+                 defects: list | None) -> None:
+    """After the accumulator file was replaced: its frame count, the ledger, the defects."""
+    with engine.begin() as conn:
+        conn.execute(update(Sensor).where(Sensor.id == sensor).values(frames=frames, updated_at=utcnow()))
+        for sha, image_id in ledger:
+            if conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256 == sha)).first() is None:
+                conn.execute(insert(SensorFrame).values(sha256=sha, sensor_id=sensor, image_id=image_id,
+                                                        added_at=utcnow()))
+        if defects is not None:
+            conn.execute(delete(SensorDefect).where(SensorDefect.sensor_id == sensor))
+            if defects:
+                conn.execute(insert(SensorDefect), [
+                    dict(sensor_id=sensor, x=d.x, y=d.y, kind=d.kind, rate=float(d.rate),
+                         mean_residual=float(d.mean_residual), frames=int(d.frames)) for d in defects])
+
+
+def list_sensors(engine: Engine, only: int | None = None) -> list[SensorRow]:
+    cols = (Sensor.id, Sensor.camera_id, Camera.make, Camera.model, Camera.serial, Sensor.width,
+            Sensor.height, Sensor.kind, Sensor.pattern, Sensor.frames, Sensor.accumulator)
+    query = select(*cols).join(Camera, Camera.id == Sensor.camera_id).order_by(Sensor.id)
+    if only is not None:
+        query = query.where(Sensor.id == only)
+    with engine.connect() as conn:
+        return [SensorRow(*row) for row in conn.execute(query)]
+
+
+def defects_of(engine: Engine, sensor: int) -> list[tuple]:
+    """(x, y, kind, rate, mean_residual, frames) rows of one sensor, by position."""
+    cols = (SensorDefect.x, SensorDefect.y, SensorDefect.kind, SensorDefect.rate,
+            SensorDefect.mean_residual, SensorDefect.frames)
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(*cols).where(SensorDefect.sensor_id == sensor)
+                                               .order_by(SensorDefect.y, SensorDefect.x))]
+
+
+def find_sensor(engine: Engine, make: str, model: str, serial: str, width: int, height: int,
+                kind: str) -> int | None:
+    """The sensor of a camera body and geometry, if photoqa has seen it."""
+    query = (select(Sensor.id).join(Camera, Camera.id == Sensor.camera_id)
+             .where((Camera.make == make) & (Camera.model == model) & (Camera.serial == serial)
+                    & (Sensor.width == width) & (Sensor.height == height) & (Sensor.kind == kind)))
+    with engine.connect() as conn:
+        return conn.execute(query).scalar()

@@ -1,0 +1,90 @@
+"""``photoqa hotpixels``: per-sensor defect reports, ``.badpixels`` export, defect maps."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from db import sensors as dbsensors
+from indexer.sensor import Defect, dcraw_badpixels, defect_map, export_badpixels, rawtherapee_filename
+from indexer.sensor.export import write_text
+from indexer.session import Session
+
+
+@dataclass
+class SensorReport:
+    id: int
+    make: str
+    model: str
+    serial: str
+    width: int
+    height: int
+    kind: str
+    pattern: str | None
+    frames: int
+    required: int
+    defects: list[Defect] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.frames < self.required:
+            return f"not enough frames ({self.frames} of {self.required})"
+        return f"{len(self.defects)} defects" if self.defects else "no defects"
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "make": self.make, "model": self.model, "serial": self.serial,
+                "width": self.width, "height": self.height, "layout": self.kind,
+                "pattern": self.pattern, "frames": self.frames, "status": self.status,
+                "defects": [{"x": d.x, "y": d.y, "kind": d.kind, "rate": round(d.rate, 4),
+                             "mean_residual": round(d.mean_residual, 2), "frames": d.frames}
+                            for d in self.defects]}
+
+
+def sensor_reports(session: Session, sensor: int | None = None) -> list[SensorReport]:
+    """Every sensor (or one) with its defects as last classified."""
+    required = session.settings.sensor.min_frames
+    out = []
+    for row in dbsensors.list_sensors(session.engine, sensor):
+        defects = [Defect(x, y, kind, rate, mean, frames)
+                   for x, y, kind, rate, mean, frames in dbsensors.defects_of(session.engine, row.id)]
+        out.append(SensorReport(row.id, row.make, row.model, row.serial, row.width, row.height,
+                                row.kind, row.pattern, row.frames, required, defects))
+    return out
+
+
+def short_model(make: str, model: str) -> str:
+    """Model without a repeated make ('Canon' + 'Canon PowerShot S40' -> 'PowerShot S40'),
+    as LibRaw and RawTherapee name cameras."""
+    first = make.split()[0].lower() if make.split() else ""
+    if first and model.lower().startswith(first):
+        return model[len(first):].strip() or model
+    return model
+
+
+def export_all(reports: list[SensorReport], folder: Path) -> list[Path]:
+    """Write each sensor's dcraw/LibRaw and RawTherapee files into ``folder``."""
+    written = []
+    for r in reports:
+        if r.frames < r.required:
+            continue
+        title = f"{r.make} {r.model} {r.serial}".strip() + f", {r.width}x{r.height} {r.kind}, {r.frames} frames"
+        if r.kind == "cfa":
+            written.extend(export_badpixels(r.defects, folder, make=r.make, model=short_model(r.make, r.model),
+                                            serial=r.serial or None, title=title))
+        else:  # demosaiced geometry: raw developers cannot use it; keep a list in image coordinates
+            name = rawtherapee_filename(r.make, short_model(r.make, r.model), r.serial or None)[: -len(".badpixels")]
+            written.append(write_text(folder / f"{name} {r.width}x{r.height}.rgb.badpixels",
+                                      dcraw_badpixels(r.defects, title=title)))
+    return written
+
+
+def write_maps(reports: list[SensorReport], target: Path) -> list[Path]:
+    """Draw each sensor's defects; ``target`` as given for one sensor, ``stem-<id>`` for several."""
+    written = []
+    for r in reports:
+        path = target if len(reports) == 1 else target.with_name(f"{target.stem}-{r.id}{target.suffix or '.png'}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(defect_map(r.defects, r.height, r.width)).save(path)
+        written.append(path)
+    return written

@@ -1,0 +1,148 @@
+"""``photoqa repair``: write copies of photos with a sensor's defects fixed.
+
+RAW: the defects are fixed on the CFA data (median of same-colour neighbours) before
+LibRaw demosaics it, and the result is written as a 16-bit TIFF. JPEG/PNG/TIFF: each
+defect in the stored (un-rotated) pixels is replaced by the normalised-convolution mean of
+its neighbours (direct 1, diagonal 1/sqrt 2, other defects left out) and the file is
+written in its own format with its EXIF (JPEGs keep their quantisation tables and
+subsampling). Originals are never opened for writing; an existing output is kept unless
+``force``.
+"""
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, JpegImagePlugin
+
+from db import sensors as dbsensors
+from indexer import decode, exif, sniff
+from indexer.errors import DecodeError
+from indexer.rawdecode import open_raw, raw_metadata
+from indexer.sensor import Defect, defect_mask, repair_cfa, repair_rgb
+from indexer.session import Session
+from indexer.tiff16 import tiff16_bytes, write_atomic
+
+
+@dataclass
+class RepairResult:
+    source: Path
+    output: Path | None
+    sensor: int | None
+    repaired: int = 0
+    kinds: str = ""
+    skipped: str = ""  # why nothing was written
+
+
+def _defects(session: Session, sensor: int) -> list[Defect]:
+    return [Defect(*row) for row in dbsensors.defects_of(session.engine, sensor)]
+
+
+def _find(session: Session, camera: exif.Camera | None, width: int, height: int, kind: str,
+          forced: int | None) -> int | None:
+    if forced is not None:
+        return forced
+    if camera is None:
+        return None
+    return dbsensors.find_sensor(session.engine, camera.make, camera.model, camera.serial, width, height, kind)
+
+
+def _summary(defects: list[Defect]) -> str:
+    counts = Counter(d.kind for d in defects)
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+
+
+def repair_file(session: Session, path: Path, out_dir: Path, *, sensor: int | None = None,
+                dry_run: bool = False, force: bool = False) -> RepairResult:
+    """Repair one file into ``out_dir``; every problem is a ``skipped`` reason, not an exception."""
+    path = path.resolve()
+    try:
+        data = decode.read_bytes(path)
+        kind = sniff.sniff(data[:32])
+        is_raw = kind == "raw" or (kind == "tiff" and sniff.tiff_is_raw(data, path.suffix)) \
+            or (kind is None and path.suffix.lower() in sniff.RAW_EXTENSIONS)
+        if is_raw:
+            return _repair_raw(session, path, data, out_dir, sensor, dry_run, force)
+        return _repair_rendered(session, path, data, out_dir, sensor, dry_run, force)
+    except DecodeError as exc:
+        return RepairResult(path, None, sensor, skipped=f"{exc.kind}: {exc.message}")
+
+
+def _target(path: Path, out_dir: Path, suffix: str, force: bool) -> tuple[Path, str]:
+    target = (out_dir / (path.stem + suffix)).resolve()
+    if target == path:
+        return target, "the output would overwrite the original; choose another --out"
+    if target.exists() and not force:
+        return target, f"{target} exists (use --force to replace it)"
+    return target, ""
+
+
+def _repair_raw(session, path, data, out_dir, forced, dry_run, force) -> RepairResult:
+    meta = raw_metadata(data, decode.sidecar_meta(path))
+    target, problem = _target(path, out_dir, ".tiff", force)
+    with open_raw(data) as raw:
+        height, width = raw.raw_image_visible.shape
+        sid = _find(session, meta.camera, width, height, "cfa", forced)
+        if sid is None:
+            return RepairResult(path, None, None, skipped="no sensor statistics for this camera and size "
+                                "(index more of its RAW frames, or pass --camera)")
+        defects = _defects(session, sid)
+        if not defects:
+            return RepairResult(path, None, sid, skipped="the sensor has no known defects")
+        if problem:
+            return RepairResult(path, None, sid, skipped=problem)
+        mask = defect_mask(defects, (height, width))
+        if dry_run:
+            return RepairResult(path, target, sid, int(mask.sum()), _summary(defects), skipped="dry run")
+        visible = raw.raw_image_visible
+        visible[...] = repair_cfa(visible.copy(), mask)
+        rgb = raw.postprocess(output_bps=16, use_camera_wb=True)
+    camera = meta.camera
+    write_atomic(target, tiff16_bytes(rgb, make=camera.make if camera else "", model=camera.model if camera else ""))
+    return RepairResult(path, target, sid, int(mask.sum()), _summary(defects))
+
+
+def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> RepairResult:
+    img = decode._open_pillow(data, session.settings.index.max_pixels)
+    decode._load(img)
+    meta = exif.from_pillow(img.getexif())
+    pixels = decode.sensor_frame(img)
+    height, width = pixels.shape[:2]
+    sid = _find(session, meta.camera, width, height, "rgb", forced)
+    if sid is None:
+        return RepairResult(path, None, None, skipped="no sensor statistics for this camera and size "
+                            "(index more of its photos, or pass --camera)")
+    defects = _defects(session, sid)
+    if not defects:
+        return RepairResult(path, None, sid, skipped="the sensor has no known defects")
+    target, problem = _target(path, out_dir, path.suffix, force)
+    if problem:
+        return RepairResult(path, None, sid, skipped=problem)
+    mask = defect_mask(defects, (height, width))
+    if dry_run:
+        return RepairResult(path, target, sid, int(mask.sum()), _summary(defects), skipped="dry run")
+    fixed = repair_rgb(pixels, mask)
+    write_atomic(target, _encode_like(img, fixed))
+    return RepairResult(path, target, sid, int(mask.sum()), _summary(defects))
+
+
+def _encode_like(original: Image.Image, pixels: np.ndarray) -> bytes:
+    """``pixels`` in the original's format, with its EXIF and ICC profile."""
+    mode = "I;16" if pixels.dtype == np.uint16 else ("L" if pixels.ndim == 2 else "RGB")
+    out = Image.fromarray(pixels, mode=mode) if mode == "I;16" else Image.fromarray(pixels)
+    options = {}
+    if original.info.get("exif"):
+        options["exif"] = original.info["exif"]
+    if original.info.get("icc_profile"):
+        options["icc_profile"] = original.info["icc_profile"]
+    fmt = original.format or "PNG"
+    if fmt == "JPEG":
+        options.update(qtables=original.quantization, subsampling=JpegImagePlugin.get_sampling(original))
+        if options["subsampling"] == -1:
+            options.pop("subsampling")
+    buffer = io.BytesIO()
+    out.save(buffer, format=fmt, **options)
+    return buffer.getvalue()

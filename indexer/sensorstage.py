@@ -1,0 +1,137 @@
+"""The sensor stage of the pipeline: feed each new frame to its sensor's statistics.
+
+Runs in the writer process after a frame is stored. Each process keeps, per sensor, a
+*delta* accumulator of the frames it has seen since its last flush; a flush takes an
+exclusive lock on the sensor's file, loads what is there, merges the delta into it
+(Chan et al. 1979: exact whatever the split, which is what lets several workers, runs or
+daemons share one sensor), replaces the file atomically, reclassifies the defects and
+records the frames in the SQL ledger. A frame (by SHA-256) is counted once: identical
+frames would make every site look permanent.
+"""
+from __future__ import annotations
+
+import fcntl
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine
+
+from db import sensors as dbsensors
+from indexer.analyse import Indexed
+from indexer.config import SensorSettings
+from indexer.sensor import NotEnoughFrames, SensorAccumulator, classify_defects
+from indexer.sensor.accumulator import FORMAT_VERSION
+
+_COLOURS = "RGBG"
+
+
+def pattern_name(pattern: np.ndarray | None, colors: str = "RGBG") -> str | None:
+    """rawpy (2, 2) colour indices -> e.g. 'RGGB'."""
+    if pattern is None:
+        return None
+    return "".join(colors[int(i)] if int(i) < len(colors) else "?" for i in np.asarray(pattern).ravel())
+
+
+def frame_of(result: Indexed):
+    """(data, layout, pattern, black, white) of a stored frame, or None if it has none."""
+    d = result.decoded
+    if d.cfa is not None:
+        return d.cfa.data, "cfa", d.cfa.pattern, list(d.cfa.black), d.cfa.white
+    if d.frame is not None:
+        return d.frame, "rgb", None, 0, None
+    return None
+
+
+@contextmanager
+def locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def merge_into_file(path: Path, delta: SensorAccumulator) -> SensorAccumulator:
+    """Merge ``delta`` into the accumulator stored at ``path`` (created if absent); returns it."""
+    with locked(path):
+        merged = SensorAccumulator.load(path).merge(delta) if path.exists() else delta
+        merged.save(path)
+    return merged
+
+
+class SensorStage:
+    """Post-store hook; call :meth:`close` at the end of a run (flushes everything)."""
+
+    def __init__(self, engine: Engine, settings: SensorSettings, folder: Path):
+        self.engine, self.settings, self.folder = engine, settings, folder
+        self._deltas: dict[int, SensorAccumulator] = {}
+        self._ledger: dict[int, list[tuple[str, int]]] = {}
+        self._since: dict[int, float] = {}
+        self._seen: set[str] = set()
+
+    def __call__(self, image_id: int, result: Indexed) -> None:
+        frame = frame_of(result)
+        sha = result.decoded.sha256
+        if frame is None or sha in self._seen:
+            return
+        camera_id = dbsensors.image_camera(self.engine, image_id)
+        if camera_id is None or dbsensors.frame_counted(self.engine, sha):
+            return
+        data, layout, pattern, black, white = frame
+        height, width = data.shape[:2]
+        if min(height, width) < 6:
+            return
+        sid = dbsensors.sensor_id(self.engine, camera_id, width, height, layout,
+                                  pattern_name(pattern, result.decoded.cfa.colors if result.decoded.cfa else _COLOURS),
+                                  FORMAT_VERSION)
+        delta = self._deltas.get(sid)
+        if delta is None:
+            delta = self._deltas[sid] = SensorAccumulator(height, width, layout=layout, pattern=pattern)
+            self._since[sid] = time.monotonic()
+        try:
+            delta.update(data, black_level=black, white_level=white)
+        except ValueError:
+            return  # e.g. an X-Trans pattern: no statistics for it (documented limit)
+        self._seen.add(sha)
+        self._ledger.setdefault(sid, []).append((sha, image_id))
+        if len(self._ledger[sid]) >= self.settings.flush_frames or \
+                time.monotonic() - self._since[sid] >= self.settings.flush_seconds:
+            self.flush(sid)
+
+    def path(self, sid: int) -> Path:
+        return self.folder / f"sensor-{sid}.npz"
+
+    def flush(self, sid: int) -> None:
+        delta = self._deltas.pop(sid, None)
+        ledger = self._ledger.pop(sid, [])
+        self._since.pop(sid, None)
+        if delta is None or not ledger:
+            return
+        merged = merge_into_file(self.path(sid), delta)
+        try:
+            defects = classify_defects(merged, rate=self.settings.rate, min_frames=self.settings.min_frames)
+        except NotEnoughFrames:
+            defects = []
+        dbsensors.record_flush(self.engine, sid, merged.frames, ledger, defects)
+
+    def close(self) -> None:
+        for sid in list(self._deltas):
+            self.flush(sid)
+
+
+def sensor_folder(url: str, configured: str) -> Path:
+    """Where accumulator files live (see SensorSettings.folder)."""
+    from db.engine import sqlite_path
+
+    if configured:
+        return Path(configured).expanduser()
+    db_file = sqlite_path(url)
+    if db_file is not None:
+        return db_file.with_name(db_file.name + ".sensors")
+    import hashlib
+
+    return Path.home() / ".cache" / "photoqa" / "sensors" / hashlib.sha1(url.encode()).hexdigest()[:12]
