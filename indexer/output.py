@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from datetime import date, datetime
 from typing import IO, Any
@@ -20,8 +21,10 @@ def plain(value: Any) -> Any:
         return f"<{len(bytes(value))} bytes>"
     if isinstance(value, (datetime, date)):
         return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
-    if isinstance(value, float):
-        return round(value, 6)
+    if isinstance(value, float) and math.isfinite(value):
+        # 6 decimals for ordinary values; 6 significant digits for tiny ones, which
+        # decimals would flatten (a 1/16000 s exposure is 6.25e-05, not 6.2e-05 or 0.0)
+        return round(value, 6) if value == 0 or abs(value) >= 0.01 else float(f"{value:.6g}")
     return value
 
 

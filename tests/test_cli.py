@@ -207,3 +207,11 @@ def test_index_strict_exit_code(tmp_path):
     F.write_jpeg(tmp_path / "p" / "ok.jpg")
     result = invoke("--db", str(tmp_path / "s.db"), "index", str(tmp_path / "p"), "-j", "1", "--strict")
     assert result.exit_code == cli.EXIT_FILES_FAILED, result.output
+
+
+def test_output_keeps_tiny_values():
+    from indexer.output import plain
+
+    assert plain(1 / 16000) == 6.25e-05  # a fast shutter must not print as 6.2e-05 or 0.0
+    assert plain(0.6161671234) == 0.616167 and plain(0.0) == 0.0
+    assert plain(b"\x00" * 64) == "<64 bytes>"
