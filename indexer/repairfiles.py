@@ -24,7 +24,8 @@ from indexer.errors import DecodeError
 from indexer.rawdecode import open_raw, raw_metadata
 from indexer.sensor import Defect, defect_mask, repair_cfa, repair_rgb
 from indexer.session import Session
-from indexer.tiff16 import tiff16_bytes, write_atomic
+from indexer.atomicfile import write_bytes
+from indexer.tiff16 import tiff16_bytes
 
 
 @dataclass
@@ -101,7 +102,7 @@ def _repair_raw(session, path, data, out_dir, forced, dry_run, force) -> RepairR
         visible[...] = repair_cfa(visible.copy(), mask)
         rgb = raw.postprocess(output_bps=16, use_camera_wb=True)
     camera = meta.camera
-    write_atomic(target, tiff16_bytes(rgb, make=camera.make if camera else "", model=camera.model if camera else ""))
+    write_bytes(target, tiff16_bytes(rgb, make=camera.make if camera else "", model=camera.model if camera else ""))
     return RepairResult(path, target, sid, int(mask.sum()), _summary(defects))
 
 
@@ -125,7 +126,7 @@ def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> Re
     if dry_run:
         return RepairResult(path, target, sid, int(mask.sum()), _summary(defects), skipped="dry run")
     fixed = repair_rgb(pixels, mask)
-    write_atomic(target, _encode_like(img, fixed))
+    write_bytes(target, _encode_like(img, fixed))
     return RepairResult(path, target, sid, int(mask.sum()), _summary(defects))
 
 

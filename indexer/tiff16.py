@@ -5,10 +5,7 @@ section 2 "Baseline TIFF"), with optional Make/Model ASCII tags.
 """
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -53,19 +50,3 @@ def tiff16_bytes(rgb: np.ndarray, *, make: str = "", model: str = "", software: 
             ifd += struct.pack("<HHII", tag, kind, count, value)
     ifd += struct.pack("<I", 0)
     return b"II*\0" + struct.pack("<I", ifd_offset) + pixels + extra + ifd
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".photoqa-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

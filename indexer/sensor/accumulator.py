@@ -28,13 +28,13 @@ the denominator, so the stuck *rate* stays an unbiased estimate.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from indexer.atomicfile import replace_with
 from indexer.sensor.residual import ResidualParams, Strip, iter_cfa_strips, iter_rgb_strips
 
 FORMAT_VERSION = 1
@@ -213,17 +213,7 @@ class SensorAccumulator:
                  "params_f": np.array([self.params.margin, self.params.noise_floor,
                                        self.params.rgb_margin])}
         writer = np.savez_compressed if compress else np.savez
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                writer(fh, **extra, **{name: getattr(self, name) for name in _ARRAYS})
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        replace_with(path, lambda fh: writer(fh, **extra, **{name: getattr(self, name) for name in _ARRAYS}))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SensorAccumulator":
@@ -255,18 +245,6 @@ class SensorAccumulator:
                        frames=frames, pairs=pairs, **{name: content[name] for name in _ARRAYS})
         except ValueError as exc:
             raise AccumulatorFileError(f"{path}: inconsistent sensor accumulator ({exc})") from exc
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def field_names() -> list[str]:

@@ -15,12 +15,12 @@ would stop an offset from being read, so the RawTherapee text has no comments.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from indexer import atomicfile
 from indexer.sensor.defects import Defect
 
 _UNSAFE = str.maketrans({c: "_" for c in '/\\:*?"<>|\0'})
@@ -79,19 +79,8 @@ def _kinds_summary(rows: list[Defect]) -> str:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` atomically (temp file in the same folder, fsync, ``os.replace``)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` atomically (see :mod:`indexer.atomicfile`)."""
+    return atomicfile.write_text(path, text)
 
 
 def export_badpixels(defects: Iterable[Defect], folder: str | os.PathLike, *, make: str,
