@@ -60,11 +60,15 @@ def walk(roots: list[Path]) -> list[Task]:
 
 def under(path: str, roots: list[Path]) -> bool:
     """Whether ``path`` lies in one of ``roots`` (as resolved absolute paths)."""
-    for root in roots:
-        r = str(root.expanduser().resolve())
-        if path == r or path.startswith(r.rstrip(os.sep) + os.sep):
-            return True
-    return False
+    return _under(path, _resolved(roots))
+
+
+def _resolved(roots: list[Path]) -> list[str]:
+    return [str(root.expanduser().resolve()) for root in roots]
+
+
+def _under(path: str, resolved: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in resolved)
 
 
 @dataclass
@@ -97,10 +101,11 @@ def plan(tasks: list[Task], known: dict, failures: dict, roots: list[Path], feat
         if state is not None:
             result.updates.add(task.path)
         result.todo.append(task)
+    resolved = _resolved(roots)  # once: resolve() per known row cost 30 µs x every row outside the roots
     for path, state in known.items():
         if path in on_disk:
             continue
-        if state.missing or under(path, roots):
+        if state.missing or _under(path, resolved):
             result.move_candidates.setdefault(state.sha256, []).append(state.id)
             if not state.missing:
                 result.gone[path] = state.id

@@ -222,3 +222,14 @@ def test_index_format_json(tmp_path, folder):
     again = json.loads(CliRunner().invoke(main, ["--db", str(db), "index", str(folder), "-j", "1",
                                                  "--format", "json"]).stdout)
     assert again["unchanged"] == 5 and again["indexed"] == 0
+
+
+def test_plan_with_many_rows_outside_the_roots_is_fast_and_marks_nothing():
+    # indexing a new card into a big database: rows elsewhere are neither gone nor moves
+    from db.store import FileState
+    from indexer import scan
+
+    known = {f"/elsewhere/x{i}.jpg": FileState(i, 1, 1, f"s{i}", 1, False) for i in range(50_000)}
+    plan = scan.plan([], known, {}, [Path("/card")], 1)
+    assert plan.gone == {} and plan.move_candidates == {}
+    assert scan.under("/card/a/b.jpg", [Path("/card")]) and not scan.under("/cardx/b.jpg", [Path("/card")])
