@@ -105,3 +105,95 @@ def test_photoqa_db_upgrade_command(tmp_path):
     engine = open_engine("sqlite:///" + str(db))
     assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
+
+
+# ---- PostgreSQL (when $PHOTOQA_TEST_PG_URL names a database we may write; .ci/run sets it) ----
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")
+needs_pg = pytest.mark.skipif(not PG_URL, reason="set PHOTOQA_TEST_PG_URL (a PostgreSQL database we may write)")
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    """The test database with a fresh schema of our own first on the search path."""
+    if not PG_URL:
+        pytest.skip("set PHOTOQA_TEST_PG_URL")
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = open_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@needs_pg
+def test_pg_upgrade_from_empty_and_models_match(pg_url):
+    engine = open_engine(pg_url)
+    assert migrate.current_revision(engine) is None
+    assert migrate.upgrade(engine) == migrate.head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    engine.dispose()
+    assert diff == [], diff
+
+
+INT64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
+
+
+@needs_pg
+@settings(max_examples=40, deadline=None)
+@given(INT64, INT64)
+def test_pg_hamming_equals_python(pg_url, a, b):
+    from indexer import hashes
+
+    engine = _pg_engine(pg_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT hamming(:a, :b)"), {"a": a, "b": b}).scalar() == hashes.hamming(a, b)
+
+
+_ENGINES: dict = {}
+
+
+def _pg_engine(url):
+    if url not in _ENGINES:
+        _ENGINES[url] = open_engine(url)
+        migrate.upgrade(_ENGINES[url])
+    return _ENGINES[url]
+
+
+@needs_pg
+def test_pg_index_then_sql_is_read_only(pg_url, tmp_path):
+    import imagefiles as F
+    from cli import main
+    from indexer.pipeline import index_paths
+    from indexer.session import open_session
+
+    for i in range(3):
+        F.write_jpeg(tmp_path / "p" / f"{i}.jpg", F.scene(i))
+    F.write(tmp_path / "p" / "bad.jpg", b"")
+    session = open_session(pg_url)
+    summary = index_paths([tmp_path / "p"], session.store, session.settings.index, workers=1)
+    assert (summary.indexed, summary.failed) == (3, 1)
+    assert index_paths([tmp_path / "p"], session.store, session.settings.index, workers=1).unchanged == 4
+    session.engine.dispose()
+    runner = CliRunner()
+    ok = runner.invoke(main, ["--db", pg_url, "sql", "SELECT count(*) AS n, min(hamming(phash, phash)) AS z "
+                                                     "FROM images", "--format", "json"])
+    assert ok.exit_code == 0, ok.output
+    assert '"n": 3' in ok.output and '"z": 0' in ok.output
+    refused = runner.invoke(main, ["--db", pg_url, "sql", "DELETE FROM images"])
+    assert refused.exit_code == 4, refused.output
+    again = runner.invoke(main, ["--db", pg_url, "sql", "SELECT count(*) FROM images", "--format", "csv"])
+    assert again.output.splitlines()[-1] == "3"
