@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Failure, Image
 from indexer import hashes, orient
@@ -111,13 +112,25 @@ class Store:
             return None
         key = (camera.make[:128], camera.model[:128], camera.serial[:64])
         if key not in self._cameras:
-            where = (Camera.make == key[0]) & (Camera.model == key[1]) & (Camera.serial == key[2])
-            found = conn.execute(select(Camera.id).where(where)).scalar()
-            if found is None:
-                found = conn.execute(insert(Camera).values(make=key[0], model=key[1], serial=key[2])
-                                     .returning(Camera.id)).scalar_one()
-            self._cameras[key] = found
+            found = self._find_camera(conn, key)
+            self._cameras[key] = found if found is not None else self._insert_camera(conn, key)
         return self._cameras[key]
+
+    @staticmethod
+    def _find_camera(conn, key: tuple[str, str, str]) -> int | None:
+        where = (Camera.make == key[0]) & (Camera.model == key[1]) & (Camera.serial == key[2])
+        return conn.execute(select(Camera.id).where(where)).scalar()
+
+    def _insert_camera(self, conn, key: tuple[str, str, str]) -> int:
+        """Insert a body; if another writer (a second daemon) inserted it meanwhile, use its row."""
+        stmt = insert(Camera).values(make=key[0], model=key[1], serial=key[2]).returning(Camera.id)
+        try:
+            if conn.dialect.name == "sqlite":  # a failed statement leaves the transaction usable
+                return conn.execute(stmt).scalar_one()
+            with conn.begin_nested():  # PostgreSQL would abort the whole transaction
+                return conn.execute(stmt).scalar_one()
+        except IntegrityError:
+            return self._find_camera(conn, key)
 
     def save_indexed(self, result: Indexed) -> int:
         """Insert or replace the row for ``result.task.path``; returns the image id."""

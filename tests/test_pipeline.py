@@ -233,3 +233,30 @@ def test_plan_with_many_rows_outside_the_roots_is_fast_and_marks_nothing():
     plan = scan.plan([], known, {}, [Path("/card")], 1)
     assert plan.gone == {} and plan.move_candidates == {}
     assert scan.under("/card/a/b.jpg", [Path("/card")]) and not scan.under("/cardx/b.jpg", [Path("/card")])
+
+
+def test_camera_inserted_by_another_writer_meanwhile(tmp_path, monkeypatch):
+    # two daemons meet the same new body: the loser of the insert race reuses the row
+    from db.store import Store
+    from indexer.analyse import Task, analyse
+
+    path = F.write_jpeg(tmp_path / "p" / "a.jpg", F.scene(1), exif=F.exif_with(1, "Canon", "EOS 5D"))
+    session = open_session(str(tmp_path / "race.db"))
+    st = path.stat()
+    outcome = analyse(Task(str(path), st.st_size, st.st_mtime_ns), session.settings.index, frozenset())
+    first = Store(session.engine)
+    first.save_indexed(outcome)
+    second = Store(session.engine)
+    real = Store._find_camera
+    calls = []
+
+    def stale_then_real(conn, key):  # the second writer looked before the first committed
+        calls.append(key)
+        return None if len(calls) == 1 else real(conn, key)
+
+    monkeypatch.setattr(Store, "_find_camera", staticmethod(stale_then_real))
+    second.save_indexed(outcome)
+    assert len(calls) == 2
+    assert rows(session, "SELECT count(*) FROM cameras") == [(1,)]
+    assert rows(session, "SELECT count(DISTINCT camera_id) FROM images") == [(1,)]
+    session.engine.dispose()
