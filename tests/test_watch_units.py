@@ -16,7 +16,8 @@ from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, Fi
                              FileCreatedEvent, FileMovedEvent, FileOpenedEvent)
 
 from db import heartbeat as hb
-from indexer.watch.daemon import WatchError, WatchOptions, inotify_message, start_observer
+from indexer.watch.daemon import WatchOptions
+from indexer.watch.observe import WatchError, inotify_message, start_observer
 from indexer.watch.events import ChangeQueue, ignored
 from indexer.watch.settle import Pending
 from indexer.watch.status import is_running
