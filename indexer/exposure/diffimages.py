@@ -53,17 +53,44 @@ class DiffResult:
     ncc: float
 
 
+def _take(img: np.ndarray, ky: int, kx: int) -> np.ndarray:
+    """``out[y, x] = img[y + ky, x + kx]``, zero where that falls outside."""
+    out = np.zeros_like(img)
+    h, w = img.shape[:2]
+    ys, yd = slice(max(ky, 0), min(h, h + ky)), slice(max(-ky, 0), min(h, h - ky))
+    xs, xd = slice(max(kx, 0), min(w, w + kx)), slice(max(-kx, 0), min(w, w - kx))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        out[yd, xd] = img[ys, xs]
+    return out
+
+
+def _bilinear_shift(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Bilinear ``out[y, x] = a(y - dy, x - dx)`` with zeros outside: four weighted
+    integer translations (same values as ``ndimage.shift(order=1)``, ~5x faster)."""
+    ky, kx = math.floor(-dy), math.floor(-dx)
+    fy, fx = np.float32(-dy - ky), np.float32(-dx - kx)
+    out = _take(a, ky, kx) * ((1 - fy) * (1 - fx))
+    for wy, wx, oy, ox in ((1 - fy, fx, 0, 1), (fy, 1 - fx, 1, 0), (fy, fx, 1, 1)):
+        if wy * wx > 0:
+            out += _take(a, ky + oy, kx + ox) * np.float32(wy * wx)
+    return out
+
+
 def shift_image(img: np.ndarray, dy: float, dx: float, *, order: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """``out[y, x] = img[y - dy, x - dx]`` (spline ``order``), per channel; returns
-    (float32 like ``img``, bool (H, W) mask of output pixels whose source lies inside)."""
+    """``out[y, x] = img[y - dy, x - dx]`` (bilinear for ``order`` 1, else a scipy
+    spline of that order), per channel; returns (float32 like ``img``, bool (H, W)
+    mask of output pixels whose source lies inside ``img``)."""
     a = np.asarray(img, dtype=np.float32)
-    shift = (dy, dx) + (0,) * (a.ndim - 2)
-    out = ndimage.shift(a, shift, order=order, mode="constant", cval=0.0, prefilter=order > 1)
+    if order == 1:
+        out = _bilinear_shift(a, dy, dx)
+    else:
+        shift = (dy, dx) + (0,) * (a.ndim - 2)
+        out = ndimage.shift(a, shift, order=order, mode="constant", cval=0.0)
     ys = np.arange(a.shape[0], dtype=np.float64)[:, None] - dy
     xs = np.arange(a.shape[1], dtype=np.float64)[None, :] - dx
     eps = 1e-6
     mask = (ys >= -eps) & (ys <= a.shape[0] - 1 + eps) & (xs >= -eps) & (xs <= a.shape[1] - 1 + eps)
-    return out.astype(np.float32), mask
+    return out.astype(np.float32, copy=False), mask
 
 
 def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
@@ -144,7 +171,7 @@ def compare(a: np.ndarray, b: np.ndarray, *, linear: bool = False, align: bool =
 
 def _to_image(x: np.ndarray) -> Image.Image:
     """Linear float (H, W, 3) -> sRGB-encoded 8-bit RGB Pillow image."""
-    return Image.fromarray(np.rint(lin.linear_to_srgb(x) * 255).astype(np.uint8), "RGB")
+    return Image.fromarray(lin.linear_to_srgb8(x), "RGB")
 
 
 def difference_images(a_lin: np.ndarray, b_lin: np.ndarray, mask: np.ndarray | None = None,
@@ -224,19 +251,33 @@ def transfer_plot(a_lin: np.ndarray, b_lin: np.ndarray, mask: np.ndarray | None,
     return img
 
 
+def _channel_counts(values: np.ndarray, value_range, bins: int, mask) -> list[np.ndarray]:
+    """Per-channel counts over ``bins`` equal bins of ``value_range`` (bincount: no sort)."""
+    lo, hi = value_range
+    out = []
+    for k in range(3):
+        v = values[..., k] if mask is None else values[..., k][mask]
+        if v.dtype == np.uint8 and (lo, hi, bins) == (0.0, 1.0, 256):
+            idx = v
+        else:
+            idx = np.clip(((v - lo) * (bins / (hi - lo))).astype(np.int64), 0, bins - 1)
+        out.append(np.bincount(idx.ravel(), minlength=bins)[:bins])
+    return out
+
+
 def histogram_plot(values: np.ndarray, *, value_range: tuple[float, float] = (0.0, 1.0),
                    bins: int = 256, title: str = "", mask: np.ndarray | None = None,
                    size: tuple[int, int] = (640, 320)) -> Image.Image:
     """Per-channel histograms of (H, W, 3) ``values`` as R, G, B lines on sqrt(count)
-    axes (so small populations stay visible), over ``value_range``."""
-    v = np.asarray(values, dtype=np.float32)
+    axes (so small populations stay visible), over ``value_range``. uint8 input is
+    taken as codes 0..255 on a 0..1 scale (one bin per code)."""
+    v = np.asarray(values)
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     ax = _Axes(draw, (50, 25, size[0] - 15, size[1] - 40), value_range, (0.0, 1.0))
-    edges = np.linspace(value_range[0], value_range[1], bins + 1)
-    counts = [np.histogram(v[..., k][mask] if mask is not None else v[..., k], edges)[0]
-              for k in range(3)]
+    counts = _channel_counts(v, value_range, bins, mask)
     top = max(1.0, max(float(np.sqrt(c).max()) for c in counts))
+    edges = np.linspace(value_range[0], value_range[1], bins + 1)
     centres = 0.5 * (edges[:-1] + edges[1:])
     for c, colour in zip(counts, _RGB):
         ax.line(centres, np.sqrt(c) / top, colour, 1)
@@ -252,22 +293,24 @@ def render(result: DiffResult, *, gain: float = 1.0) -> dict[str, Image.Image]:
     a, b, m = result.a_lin, result.b_lin, result.aligned.mask
     out = difference_images(a, b, m, gain=gain)
     out["transfer_curve"] = transfer_plot(a, b, m, result.delta)
-    out["histogram_a"] = histogram_plot(lin.linear_to_srgb(a), title="A (sRGB)", mask=m)
-    out["histogram_b"] = histogram_plot(lin.linear_to_srgb(b), title="B (sRGB, aligned)", mask=m)
+    out["histogram_a"] = histogram_plot(lin.linear_to_srgb8(a), title="A (sRGB)", mask=m)
+    out["histogram_b"] = histogram_plot(lin.linear_to_srgb8(b), title="B (sRGB, aligned)", mask=m)
     out["histogram_diff"] = histogram_plot(a - b, value_range=(-0.5, 0.5),
                                            title="A - B (linear)", mask=m)
     return out
 
 
-def write_outputs(images: dict[str, Image.Image], out_dir: str | Path) -> list[Path]:
+def write_outputs(images: dict[str, Image.Image], out_dir: str | Path, *,
+                  compress_level: int = 1) -> list[Path]:
     """Save each image as ``<out_dir>/<name>.png`` (folder created); returns the paths
-    in :data:`OUTPUT_NAMES` order, then any other names in sorted order."""
+    in :data:`OUTPUT_NAMES` order, then any other names in sorted order.
+    ``compress_level`` 1 (zlib fast): Pillow's default 6 took ~4 s per 8 MP image here."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = [n for n in OUTPUT_NAMES if n in images] + sorted(set(images) - set(OUTPUT_NAMES))
     paths = []
     for name in names:
         path = out / f"{name}.png"
-        images[name].save(path, format="PNG")
+        images[name].save(path, format="PNG", compress_level=compress_level)
         paths.append(path)
     return paths

@@ -14,6 +14,7 @@ MID_GREY = 0.18  # linear reflectance of the photographic mid-grey card
 EV_FLOOR = -20.0  # EV reported for an all-black frame (log2 of 0 is -inf)
 
 _LUT8: np.ndarray | None = None
+_ENC16: np.ndarray | None = None
 
 
 def srgb_to_linear(v: np.ndarray) -> np.ndarray:
@@ -61,6 +62,18 @@ def srgb8_to_linear(codes: np.ndarray) -> np.ndarray:
     if _LUT8 is None:
         _LUT8 = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
     return _LUT8[np.asarray(codes, dtype=np.uint8)]
+
+
+def linear_to_srgb8(v: np.ndarray) -> np.ndarray:
+    """Linear light in [0, 1] (any shape) -> uint8 sRGB codes, via a 65536-entry table
+    (input quantised to 1/65535, far below one output code). ~10x faster than
+    ``rint(linear_to_srgb(v) * 255)`` on large images, and equal to it within 1 code."""
+    global _ENC16
+    if _ENC16 is None:
+        grid = np.arange(65536, dtype=np.float32) / np.float32(65535)
+        _ENC16 = np.rint(linear_to_srgb(grid) * 255).astype(np.uint8)
+    idx = np.clip(np.asarray(v, dtype=np.float32) * np.float32(65535) + np.float32(0.5), 0, 65535)
+    return _ENC16[idx.astype(np.uint16)]
 
 
 def luminance(linear_rgb: np.ndarray) -> np.ndarray:

@@ -68,15 +68,18 @@ def _grey_and_peak(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(img, dtype=np.float32)
     if a.ndim == 2:
         return a, a
-    return luminance(a), a.max(axis=-1)
+    # a chain of np.maximum is ~10x faster than max(axis=-1) over a 3-long last axis
+    return luminance(a), np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
 
 
 def usable_mask(a: np.ndarray, b: np.ndarray, *, low: float = LOW, high: float = HIGH,
                 mask: np.ndarray | None = None) -> np.ndarray:
     """bool (H, W): both images above ``low`` in luminance and below ``high`` in every
     channel (and inside ``mask`` when given). ``a``, ``b``: linear (H, W) or (H, W, 3)."""
-    ya, pa = _grey_and_peak(a)
-    yb, pb = _grey_and_peak(b)
+    return _usable(*_grey_and_peak(a), *_grey_and_peak(b), low, high, mask)
+
+
+def _usable(ya, pa, yb, pb, low, high, mask):
     ok = (ya > low) & (yb > low) & (pa < high) & (pb < high)
     return ok if mask is None else ok & mask
 
@@ -105,14 +108,14 @@ def delta_ev(a: np.ndarray, b: np.ndarray, *, low: float = LOW, high: float = HI
     """
     if np.shape(a) != np.shape(b):
         raise ValueError(f"shapes differ: {np.shape(a)} vs {np.shape(b)}")
-    ya, yb = _grey_and_peak(a)[0], _grey_and_peak(b)[0]
-    ok = usable_mask(a, b, low=low, high=high, mask=mask)
+    (ya, pa), (yb, pb) = _grey_and_peak(a), _grey_and_peak(b)
+    ok = _usable(ya, pa, yb, pb, low, high, mask)
     total = int(ya.size if mask is None else np.count_nonzero(mask))
-    log_ratio = np.log2(yb[ok]) - np.log2(ya[ok])
+    log_ratio = np.log2(yb[ok] / ya[ok])
     curve = None
     if with_curve:
-        curve = transfer_curve(a, b, low=low, high=high, mask=mask,
-                               n_levels=n_levels, max_samples=max_samples)
+        curve = _curve(ya, pa, yb, pb, low=low, high=high, mask=mask, n_levels=n_levels,
+                       min_count=10, max_samples=max_samples, min_ok=0.95)
     return _robust(log_ratio, total, min_pixels, curve)
 
 
@@ -136,8 +139,12 @@ def transfer_curve(a: np.ndarray, b: np.ndarray, *, low: float = LOW, high: floa
     than ``min_count`` pixels are dropped. At most ``max_samples`` pixels (evenly
     strided) are used, which bounds the cost on full-resolution images.
     """
-    ya, pa = _grey_and_peak(a)
-    yb, pb = _grey_and_peak(b)
+    (ya, pa), (yb, pb) = _grey_and_peak(a), _grey_and_peak(b)
+    return _curve(ya, pa, yb, pb, low=low, high=high, mask=mask, n_levels=n_levels,
+                  min_count=min_count, max_samples=max_samples, min_ok=min_ok)
+
+
+def _curve(ya, pa, yb, pb, *, low, high, mask, n_levels, min_count, max_samples, min_ok):
     ok = (ya > low) & (pa < high)
     if mask is not None:
         ok &= mask
