@@ -160,19 +160,37 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
         meta = exif.from_pillow(img.getexif())
     except Exception:  # broken EXIF must not lose the pixels; noqa: BLE001
         meta = exif.EMPTY
+    orientation, upright = _orientation(img, fmt, meta)
     width, height = img.width, img.height
+    if upright and orient.swaps_axes(orient.from_exif(orientation)):
+        width, height = height, width  # the stored (un-rotated) size
     # A frame for sensor statistics needs every stored pixel: no draft then (one full
     # decode serves both); only frames that name their camera can be attributed to one.
-    keep_frame = want_sensor and meta.camera is not None
+    # want_sensor: False (none), "raw" (RAW CFA only), "all" or True (rendered files too).
+    keep_frame = want_sensor not in (False, None, "", "raw") and meta.camera is not None
     if fmt == "JPEG" and not keep_frame:
         img.draft("L" if img.mode == "L" else "RGB", _draft_request(img.size, work_size))
     _load(img)
     frame = sensor_frame(_first_frame(img)) if keep_frame else None
     rgb = to_float_rgb(_first_frame(img), work_size)
-    rgb = np.ascontiguousarray(orient.apply(rgb, orient.from_exif(meta.orientation)))
-    decoder = f"pillow:{fmt.lower()}" + (f":draft{width // img.width}" if img.width < width else "")
-    return Decoded(digest, len(data), fmt, width, height, depth, meta.orientation, rgb, meta, decoder,
+    if not upright:
+        rgb = np.ascontiguousarray(orient.apply(rgb, orient.from_exif(orientation)))
+    reduced = max(width, height) // max(img.size)  # > 1 after a JPEG draft
+    decoder = f"pillow:{fmt.lower()}" + (f":draft{reduced}" if reduced > 1 else "")
+    return Decoded(digest, len(data), fmt, width, height, depth, orientation, rgb, meta, decoder,
                    frame=frame)
+
+
+def _orientation(img: Image.Image, fmt: str, meta: exif.Metadata) -> tuple[int, bool]:
+    """EXIF orientation, and whether the decoder already applied it.
+
+    pillow-heif turns HEIF images upright while decoding and resets the EXIF tag to 1,
+    keeping the original value in ``info['original_orientation']``.
+    """
+    original = img.info.get("original_orientation") if fmt == "HEIF" else None
+    if isinstance(original, int) and 2 <= original <= 8:
+        return original, True
+    return meta.orientation, False
 
 
 def sensor_frame(img: Image.Image) -> np.ndarray | None:

@@ -236,3 +236,18 @@ def test_16bit_rgb_png_reports_its_depth(tmp_path):
     assert np.allclose(d.rgb[0, :, 1] * 65535, values[0, :, 1], atol=300)
     plain = decode.decode_file(F.write(tmp_path / "rgb8.png", encoded(Image.fromarray(F.scene(0)), "PNG")))
     assert plain.bit_depth == 8
+
+
+def test_heif_orientation_keeps_stored_size(tmp_path):
+    pytest.importorskip("pillow_heif")
+    if not decode.HEIF_AVAILABLE:
+        pytest.skip("pillow-heif not registered")
+    stored = F.scene(6, 160, 120)
+    path = F.write(tmp_path / "o6.heic", encoded(Image.fromarray(stored), "HEIF", quality=95,
+                                                 exif=F.exif_with(6)))
+    d = decode.decode_file(path)
+    # pillow-heif decodes upright; we still report orientation 6 and the stored 160x120
+    assert (d.width, d.height, d.orientation) == (160, 120, 6)
+    got = features.to_uint8(d.rgb).astype(int)
+    assert got.shape == (160, 120, 3)
+    assert np.abs(got - np.rot90(stored, -1)).mean() < 8
