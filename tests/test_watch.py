@@ -226,3 +226,21 @@ def test_polling_observer_indexes_moves_and_deletes(tmp_path):
         (inbox / "renamed.jpg").unlink()
         d.wait_status(inbox / "renamed.jpg", "missing")
         assert d.statuses(inbox / "slow.jpg") == ["indexed"]
+
+
+def test_file_being_written_when_the_daemon_starts_is_read_once_whole(tmp_path):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    data = jpeg(19) + b"\0" * 30_000
+    with open(inbox / "during.jpg", "wb") as fh:
+        fh.write(data[:3000])
+        fh.flush()
+        # the catch-up scan sees a partial file written < 3 x settle ago: possibly still open
+        with ThreadedDaemon(tmp_path / "p.db", [inbox], settle=2.0) as d:
+            time.sleep(0.8)
+            fh.write(data[3000:])
+            fh.close()
+            d.wait_status(inbox / "during.jpg", "indexed")
+            time.sleep(0.5)
+            assert d.statuses(inbox / "during.jpg") == ["indexed"]
+    assert rows(tmp_path / "p.db", "SELECT size, sha256 FROM images") == [(len(data), sha(data))]

@@ -86,7 +86,7 @@ class Daemon:
         self.roots = [str(Path(r).expanduser().resolve()) for r in roots]
         self.stop = stop or threading.Event()
         self.hooks, self.observer_factory = hooks, observer_factory
-        self.backlog: deque[str] = deque()
+        self.backlog: deque[tuple[str, int]] = deque()  # (path, mtime_ns) from the catch-up scan
         self.attempts: dict[str, int] = {}
         self.rescan = False
 
@@ -149,7 +149,7 @@ class Daemon:
             for path in todo.gone:
                 self.log("missing", path, "")
         writer.refresh_moves()
-        self.backlog.extend(task.path for task in todo.todo)
+        self.backlog.extend((task.path, task.mtime_ns) for task in todo.todo)
         self.log("catch-up", ", ".join(self.roots),
                  f"{len(todo.todo)} to index, {todo.unchanged + todo.failed_unchanged} unchanged, "
                  f"{len(todo.gone)} missing")
@@ -182,10 +182,14 @@ class Daemon:
         for entry in pending.ready(now, limit=writer.free_slots, busy=writer.busy):
             writer.safe_handle(entry.path, entry.moved_from)
         busy = writer.busy
+        recent = time.time_ns() - int(self.options.open_factor * self.options.settle * 1e9)
         while self.backlog and writer.free_slots > 0 and not self.stop.is_set():
-            path = self.backlog.popleft()
+            path, mtime_ns = self.backlog.popleft()
             if path in pending.entries or path in busy:
                 continue  # an event is tracking it: it waits to be complete
+            if mtime_ns > recent:
+                pending.created(path, now)  # written moments ago: maybe still being written
+                continue
             writer.safe_handle(path)
         self._retry_errors(pending, writer, now)
 
