@@ -7,9 +7,10 @@ of ``photoqa diff``). Everything here is pure: arrays and numbers in, dataclasse
 Pillow images out; only :func:`.diffimages.write_outputs` touches the filesystem.
 """
 from indexer.exposure.flags import FLAG_NAMES, FLAGS_VERSION, Flag, FlagThresholds
-from indexer.exposure.transfer import (CfaDelta, ExposureDelta, TransferCurve, delta_ev,
-                                       delta_ev_cfa, delta_ev_exif, transfer_curve)
+from indexer.exposure.transfer import (CfaDelta, EncodedDelta, ExposureDelta, TransferCurve,
+                                       curve_bend, delta_ev, delta_ev_cfa, delta_ev_encoded,
+                                       delta_ev_exif, delta_ev_thumbs, transfer_curve)
 
-__all__ = ["FLAG_NAMES", "FLAGS_VERSION", "Flag", "FlagThresholds", "CfaDelta",
-           "ExposureDelta", "TransferCurve", "delta_ev", "delta_ev_cfa", "delta_ev_exif",
-           "transfer_curve"]
+__all__ = ["FLAG_NAMES", "FLAGS_VERSION", "Flag", "FlagThresholds", "CfaDelta", "EncodedDelta",
+           "ExposureDelta", "TransferCurve", "curve_bend", "delta_ev", "delta_ev_cfa",
+           "delta_ev_encoded", "delta_ev_exif", "delta_ev_thumbs", "transfer_curve"]

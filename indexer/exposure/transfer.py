@@ -170,6 +170,26 @@ def _curve(ya, pa, yb, pb, *, low, high, mask, n_levels, min_count, max_samples,
     return TransferCurve(level_a, median_b, count, usable)
 
 
+def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0,
+                    dx: float = 0.0, min_pixels: int = 100, **kwargs) -> ExposureDelta:
+    """:func:`delta_ev` of two stored thumbnails (uint8 sRGB, grey (h, w) or RGB
+    (h, w, 3), same shape and scale), B first shifted by (dy, dx) thumbnail pixels
+    (skimage convention, e.g. from ``indexer.match.align``) and compared on the overlap.
+
+    Grey thumbnails cannot show a clipped colour channel whose luma stays below the
+    clip level: on a saturated-red photo (kodim02) at +2 EV the grey path reads 0.16 EV
+    low, where RGB input is exact. Pass RGB thumbnails when you have them.
+    """
+    from indexer.exposure.diffimages import shift_image  # diffimages imports this module
+    from indexer.exposure.linear import srgb8_to_linear
+
+    a, b = srgb8_to_linear(thumb_a), srgb8_to_linear(thumb_b)
+    mask = None
+    if dy or dx:
+        b, mask = shift_image(b, dy, dx)
+    return delta_ev(a, b, mask=mask, min_pixels=min_pixels, **kwargs)
+
+
 def delta_ev_exif(t_a: float | None, iso_a: float | None, n_a: float | None,
                   t_b: float | None, iso_b: float | None, n_b: float | None) -> float | None:
     """EV of B over A predicted by EXIF: ``log2((tB*isoB/NB**2) / (tA*isoA/NA**2))``.
