@@ -47,7 +47,8 @@ class FlagThresholds:
     light: 5th-percentile luma above this (cleanvision light: 1 - p5 < 0.05).
     blurry: variance of the Laplacian at 256 px below this (grey 0..255 units);
         calibrated on the Kodak set: sharp photos 255-2930, Gaussian blur of radius
-        4 px at 768 px gives 9-77. Not evaluated on dark or low-contrast images.
+        4 px at 768 px gives 9-77 (radius 2: 47-578); the project's smooth synthetic
+        scenes read 50-60. Not evaluated on dark or low-contrast images.
     low_information: Shannon entropy (bits) of the concatenated R, G, B histograms
         below this (cleanvision: Pillow ``Image.entropy()`` x 0.1 < 0.3, i.e. 3 bits).
     grayscale: Hasler & Suesstrunk colourfulness M (0..255 units) below this.
@@ -64,7 +65,7 @@ class FlagThresholds:
 
     dark: float = 0.32
     light: float = 0.95
-    blurry: float = 50.0
+    blurry: float = 30.0
     low_information: float = 3.0
     grayscale: float = 2.0
     odd_aspect_ratio: float = 0.35
