@@ -127,14 +127,15 @@ class MultiIndex:
                  buffer_limit: int = 4096):
         self.radius = radius
         self.buffer_limit = buffer_limit
-        self.m = m or choose_m(max(len(hashes), 2), radius)
+        self._m_fixed = m
+        self._build(np.ascontiguousarray(hashes, dtype=np.int64))
+
+    def _build(self, hashes: np.ndarray) -> None:
+        self.m = self._m_fixed or choose_m(max(len(hashes), 2), self.radius)
         self.widths = split_bits(self.m)
         if max(self.widths) > _MAX_BITS:
             raise ValueError(f"m={self.m} gives {max(self.widths)}-bit tables; need <= {_MAX_BITS}")
         self.shifts = list(64 - np.cumsum(self.widths))
-        self._build(np.ascontiguousarray(hashes, dtype=np.int64))
-
-    def _build(self, hashes: np.ndarray) -> None:
         self.hashes = hashes
         self._buffer: list[int] = []
         self.tables = [_Table(self.keys(hashes, i), b, hashes) for i, b in enumerate(self.widths)]

@@ -114,7 +114,7 @@ def describe(ev: Evidence | None, verdict: str | None, *, hamming: int | None = 
         return "same pixels, different file (metadata or container changed)"
     if ev is None or verdict is None:
         return "different pictures"
-    words = [orient.DESCRIPTION.get(ev.transform, "")]
+    words = [orient.DESCRIPTION.get(orient.inverse(ev.transform), "")]  # what turned a into b
     if abs(ev.scale - 1) >= 0.03:
         words.append(f"resized {100 * ev.scale:.0f}%")
     if min(ev.overlap_a, ev.overlap_b) < 0.97:
