@@ -63,7 +63,7 @@ def test_catch_up_indexes_files_present_at_start(daemon):
 def test_slow_writer_is_indexed_once_and_whole(daemon, folder):
     data = jpeg(2) * 1 + b"\0" * 40_000  # trailing bytes after EOI: a bigger file, same image
     path = folder / "slow.jpg"
-    write_slowly(path, data, seconds=3.0)
+    write_slowly(path, data, seconds=3.0, chunks=20)  # 0.15 s between writes: > debounce
     daemon.wait_status(path, "indexed")
     time.sleep(1.0)  # a second, premature or late index would show up here
     assert daemon.statuses(path) == ["indexed"]
