@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.engine import URL, make_url
 
 DEFAULT_DB = "photoqa.db"
 ENV_DB = "PHOTOQA_DB"
@@ -34,7 +36,9 @@ def resolve_url(db: str | os.PathLike | None = None) -> str:
     value = str(db) if db else os.environ.get(ENV_DB) or DEFAULT_DB
     if "://" in value:
         return value
-    return "sqlite:///" + str(Path(value).expanduser().resolve())
+    # URL.create escapes '?', '#' and '%': pasted after "sqlite:///" they cut the path short
+    path = str(Path(value).expanduser().resolve())
+    return URL.create("sqlite", database=path).render_as_string(hide_password=False)
 
 
 def is_sqlite(url: str) -> bool:
@@ -84,15 +88,26 @@ def open_engine(url: str, *, readonly: bool = False, busy_timeout_ms: int = 30_0
     if readonly:
         if path is None or not path.exists():
             raise FileNotFoundError(f"no database at {path}; run `photoqa index` first")
-        engine = create_engine(
-            "sqlite+pysqlite:///file:" + str(path) + "?mode=ro&uri=true",
-        )
+        engine = create_engine("sqlite+pysqlite://", creator=_readonly_connector(path),
+                               poolclass=QueuePool)
     else:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url)
     event.listen(engine, "connect", _on_sqlite_connect(busy_timeout_ms, readonly))
     return engine
+
+
+def _readonly_connector(path: Path):
+    # A SQLite URI filename, percent-encoded: a '#' or '?' in the path would otherwise end
+    # it there and drop mode=ro. Passed to sqlite3 directly, since SQLAlchemy's URL parser
+    # would decode the escapes first.
+    uri = "file:" + quote(str(path)) + "?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    return connect
 
 
 def _pg_readonly(dbapi_conn, _record) -> None:

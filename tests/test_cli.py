@@ -215,3 +215,19 @@ def test_output_keeps_tiny_values():
     assert plain(1 / 16000) == 6.25e-05  # a fast shutter must not print as 6.2e-05 or 0.0
     assert plain(0.6161671234) == 0.616167 and plain(0.0) == 0.0
     assert plain(b"\x00" * 64) == "<64 bytes>"
+
+
+@pytest.mark.parametrize("folder", ["sp ace", "ha#sh", "pct%41", "q?m"])
+def test_database_paths_with_url_characters(tmp_path, folder):
+    # '#', '?' and '%' once moved the database elsewhere, and a read-only URI cut at '#'
+    # lost mode=ro
+    where = tmp_path / folder
+    F.write_jpeg(where / "p" / "a.jpg")
+    db = where / "x.db"
+    assert invoke("--db", str(db), "index", str(where / "p"), "-j", "1").exit_code == 0
+    assert db.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]
+    result = invoke("--db", str(db), "sql", "SELECT count(*) AS n FROM images", "--format", "json")
+    assert json.loads(result.output) == [{"n": 1}]
+    assert invoke("--db", str(db), "sql", "DELETE FROM images").exit_code == cli.EXIT_REFUSED
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]
