@@ -1,0 +1,166 @@
+"""The near-duplicate engine finds planted copies, names the transform, and rejects the rest."""
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from indexer import orient
+from indexer.features import measure
+from indexer.match.engine import Matcher, MatchRecord
+from indexer.match.verdict import MatchThresholds
+
+
+def scene(seed: int, shape=(256, 384)) -> np.ndarray:
+    """uint8 RGB texture with structure at several scales (no symmetry)."""
+    rng = np.random.default_rng(seed)
+    chans = []
+    for _ in range(3):
+        img = sum(ndimage.gaussian_filter(rng.normal(size=shape), s) * s for s in (2, 6, 18, 40))
+        chans.append((img - img.min()) / np.ptp(img))
+    return np.clip(np.stack(chans, -1) * 255, 0, 255).astype(np.uint8)
+
+
+def record(rid: int, rgb8: np.ndarray, sha: str | None = None) -> MatchRecord:
+    """What the indexer would store, computed from an in-memory image."""
+    img = Image.fromarray(rgb8)
+    if max(img.size) > 256:
+        s = 256 / max(img.size)
+        img = img.resize((round(img.width * s), round(img.height * s)), Image.Resampling.LANCZOS)
+    f = measure(np.asarray(img, dtype=np.float32) / 255.0)
+    return MatchRecord(
+        id=rid, sha256=sha or hashlib.sha256(rgb8.tobytes()).hexdigest(), phash=f.phash, dhash=f.dhash,
+        phash_d4=f.phash_d4, phash_crops=f.phash_crops, thumb=f.thumb, hist=f.hist,
+        width=rgb8.shape[1], height=rgb8.shape[0], entropy=f.entropy, luma_std=f.luma_std)
+
+
+def jpeg(rgb8: np.ndarray, q: int = 85) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb8).save(buf, "JPEG", quality=q)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def exposed(rgb8: np.ndarray, ev: float) -> np.ndarray:
+    v = rgb8 / 255.0
+    lin = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4) * 2.0**ev
+    lin = np.clip(lin, 0, 1)
+    out = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
+
+
+def moved_object(rgb8: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A burst neighbour: a 28% x 28% region moves sideways, the camera shakes 2 px."""
+    h, w = rgb8.shape[:2]
+    out = rgb8.copy()
+    bh, bw = int(h * 0.28), int(w * 0.28)
+    sy, sx = h // 3, w // 8
+    out[sy:sy + bh, sx + w // 3:sx + w // 3 + bw] = rgb8[sy:sy + bh, sx:sx + bw]
+    return np.roll(out, (2, -2), axis=(0, 1))
+
+
+def by_pair(pairs):
+    return {(p.a, p.b): p for p in pairs}
+
+
+def test_all_eight_orientations_found_with_their_transform():
+    base = scene(1)
+    recs = [record(0, base)] + [record(i + 1, np.ascontiguousarray(orient.apply(base, t)))
+                                for i, t in enumerate(orient.D4[1:])]
+    pairs = by_pair(Matcher.from_records(recs).batch_pairs())
+    for i, t in enumerate(orient.D4[1:], start=1):
+        p = pairs[(0, i)]
+        assert p.verdict == "derived", (t, p)
+        assert p.transform == t  # b = apply(a, transform)
+        assert p.correlation > 0.97 and p.scale == pytest.approx(1.0, abs=0.03)
+
+
+def test_resized_and_recompressed_copy_reports_scale():
+    base = scene(2, (400, 600))
+    small = np.asarray(Image.fromarray(base).resize((300, 200), Image.Resampling.LANCZOS))
+    pairs = by_pair(Matcher.from_records([record(0, base), record(1, jpeg(small, 60))]).batch_pairs())
+    p = pairs[(0, 1)]
+    assert p.verdict == "derived"
+    assert p.scale == pytest.approx(0.5, abs=0.02)
+    assert abs(p.shift[0]) < 3 and abs(p.shift[1]) < 3
+    assert "resized 50%" in p.description
+
+
+def test_burst_neighbour_is_similar_not_derived():
+    base = scene(3)
+    pairs = by_pair(Matcher.from_records([record(0, base), record(1, moved_object(base))]).batch_pairs())
+    assert pairs[(0, 1)].verdict == "similar"
+
+
+@pytest.mark.parametrize("ev", [-1.0, 0.7])
+def test_exposure_change_is_exposure_variant(ev):
+    base = scene(4)
+    pairs = by_pair(Matcher.from_records([record(0, base), record(1, exposed(base, ev))]).batch_pairs())
+    p = pairs[(0, 1)]
+    assert p.verdict == "exposure_variant"
+    assert p.delta_ev == pytest.approx(ev, abs=0.25)
+
+
+def test_flat_images_are_gated():
+    rng = np.random.default_rng(0)
+    flats = [np.full((200, 300, 3), v, np.uint8) + rng.integers(0, 2, (200, 300, 3), dtype=np.uint8)
+             for v in (90, 120, 160)]
+    recs = [record(i, f) for i, f in enumerate(flats)]
+    assert all(not Matcher().is_informative(r) for r in recs)
+    recs.append(record(3, flats[0], sha=recs[0].sha256))  # the same file twice still pairs
+    pairs = Matcher.from_records(recs).batch_pairs()
+    assert [(p.a, p.b, p.verdict) for p in pairs] == [(0, 3, "same_file")]
+    loose = MatchThresholds(min_entropy=0, min_luma_std=0)
+    assert Matcher(thresholds=loose).is_informative(recs[0])
+
+
+def test_same_pixels_uses_the_callable_only_for_untouched_looking_pairs():
+    base, other = scene(5), scene(6)
+    calls = []
+
+    def pixels_equal(a, b):
+        calls.append((a, b))
+        return (a, b) == (0, 1)
+
+    recs = [record(0, base, sha="x"), record(1, base, sha="y"), record(2, jpeg(base, 50)), record(3, other)]
+    pairs = by_pair(Matcher.from_records(recs, pixels_equal=pixels_equal).batch_pairs())
+    assert pairs[(0, 1)].verdict == "same_pixels"
+    assert pairs[(0, 2)].verdict == "derived" and pairs[(1, 2)].verdict == "derived"
+    assert (0, 3) not in pairs
+    assert (0, 1) in calls and len(calls) <= 3
+
+
+def test_incremental_equals_batch():
+    base = scene(7)
+    imgs = [base, jpeg(base, 70), np.ascontiguousarray(orient.apply(base, "rot90")), scene(8),
+            exposed(base, -0.8), np.ascontiguousarray(base[20:230, 30:350])]
+    recs = [record(i, im) for i, im in enumerate(imgs)]
+    batch = {(p.a, p.b, p.verdict, p.transform) for p in Matcher.from_records(recs).batch_pairs()}
+    inc, m = set(), Matcher()
+    for r in recs:
+        inc |= {(p.a, p.b, p.verdict, p.transform) for p in m.add_and_match(r)}
+    assert inc == batch
+    assert {(a, b) for a, b, *_ in batch} >= {(0, 1), (0, 2), (0, 4), (0, 5)}
+    assert not any(3 in (a, b) for a, b, *_ in batch)
+
+
+def test_distinct_kodak_photos_never_pair(shared_data):
+    paths = sorted((shared_data / "photos" / "kodak").glob("kodim*.png"))
+    assert len(paths) == 24
+    recs = [record(i, np.asarray(Image.open(p).convert("RGB"))) for i, p in enumerate(paths)]
+    assert Matcher.from_records(recs).batch_pairs() == []
+
+
+@pytest.mark.parametrize("keep, oy, ox", [(0.8, 40, 60), (0.9, 25, 38), (0.95, 0, 30)])
+def test_kodak_crops_verified(shared_data, keep, oy, ox):
+    full = np.asarray(Image.open(shared_data / "photos" / "kodak" / "kodim05.png").convert("RGB"))
+    h, w = round(full.shape[0] * keep), round(full.shape[1] * keep)
+    crop = jpeg(np.ascontiguousarray(full[oy:oy + h, ox:ox + w]), 90)
+    m = Matcher.from_records([record(0, full), record(1, crop)], radius=20)
+    p = by_pair(m.batch_pairs())[(0, 1)]
+    assert p.verdict == "derived"
+    assert p.scale == pytest.approx(1.0, abs=0.03)
+    assert p.shift == pytest.approx((ox, oy), abs=3.0)
