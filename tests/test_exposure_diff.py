@@ -87,3 +87,17 @@ def test_render_and_write(tmp_path):
     for p in paths:
         with Image.open(p) as im:
             assert im.format == "PNG"
+
+
+def test_auto_encoding_picks_bt709_for_bt709_pair():
+    rgb8 = synth.scene(9, 480, 320)
+    a_lin = linear.srgb8_to_linear(rgb8)
+    enc = lambda v: np.where(v < 0.018, 4.5 * v, 1.099 * np.clip(v, 0, 1) ** 0.45 - 0.099).astype(np.float32)
+    a = enc(a_lin)
+    b = enc(np.clip(ndimage.shift(a_lin, (4.2, -3.1, 0), order=3, mode="nearest") * 2.0**1.2, 0, 1))
+    srgb = diffimages.compare(a, b)
+    auto = diffimages.compare(a, b, encoding="auto")
+    assert auto.encoding == "bt709" and auto.bend < srgb.bend
+    assert auto.delta.delta_ev == pytest.approx(1.2, abs=0.05)
+    assert abs(srgb.delta.delta_ev - 1.2) > abs(auto.delta.delta_ev - 1.2)
+    assert (auto.aligned.dy, auto.aligned.dx) == (pytest.approx(-4.2, abs=0.5), pytest.approx(3.1, abs=0.5))

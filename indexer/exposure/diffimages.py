@@ -11,7 +11,7 @@ Output images are sRGB-encoded for viewing. Plots use ``PIL.ImageDraw`` only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from indexer.exposure import linear as lin
-from indexer.exposure.transfer import LOW, ExposureDelta, delta_ev
+from indexer.exposure.transfer import ExposureDelta, curve_bend, delta_ev, straighter
 from indexer.match.align import phase_shift, rank_normalise
 
 OUTPUT_NAMES = ("a_minus_b", "b_minus_a", "diff_sum", "transfer_curve",
@@ -33,8 +33,8 @@ class Aligned:
     bool (H, W) overlap; ``dy``, ``dx``: shift applied to B (pixels, skimage
     convention: B shifted by it registers onto A); ``peak``: phase-correlation peak."""
 
-    b: np.ndarray
-    mask: np.ndarray
+    b: np.ndarray = field(repr=False)
+    mask: np.ndarray = field(repr=False)
     dy: float
     dx: float
     peak: float
@@ -43,14 +43,18 @@ class Aligned:
 @dataclass(frozen=True)
 class DiffResult:
     """Everything ``diff`` prints and draws. ``a_lin``, ``b_lin``: float32 (H, W, 3)
-    linear light, B aligned; ``ncc``: Pearson correlation of the linear luminances over
-    the overlap (a pure exposure change leaves it at 1 up to clipping and noise)."""
+    linear light, B aligned (``aligned.b`` is the same array); ``ncc``: Pearson
+    correlation of the linear luminances over the overlap (a pure exposure change
+    leaves it at 1 up to clipping and noise); ``encoding``: the decoding used
+    ("linear" for linear input); ``bend``: :func:`curve_bend` of the transfer curve."""
 
-    a_lin: np.ndarray
-    b_lin: np.ndarray
+    a_lin: np.ndarray = field(repr=False)
+    b_lin: np.ndarray = field(repr=False)
     aligned: Aligned
-    delta: ExposureDelta
+    delta: ExposureDelta = field(repr=False)
     ncc: float
+    encoding: str = "srgb"
+    bend: float = math.nan
 
 
 def _take(img: np.ndarray, ky: int, kx: int) -> np.ndarray:
@@ -151,22 +155,42 @@ def _ncc(x: np.ndarray, y: np.ndarray) -> float:
     return float((x * y).sum()) / den if den > 0 else math.nan
 
 
-def compare(a: np.ndarray, b: np.ndarray, *, linear: bool = False, align: bool = True,
-            **delta_kwargs) -> DiffResult:
-    """Align B to A (unless ``align`` is False), then measure in linear light.
+def _measure(a_lin, b_lin, al: Aligned, encoding: str, delta_kwargs) -> DiffResult:
+    d = delta_ev(a_lin, b_lin, mask=al.mask, **delta_kwargs)
+    ncc = _ncc(lin.luminance(a_lin)[al.mask], lin.luminance(b_lin)[al.mask])
+    bend = curve_bend(d.curve) if d.curve is not None else math.nan
+    return DiffResult(a_lin, b_lin, Aligned(b_lin, al.mask, al.dy, al.dx, al.peak), d, ncc,
+                      encoding, bend)
 
-    ``a``, ``b``: float (H, W, 3) in [0, 1], same shape; sRGB-encoded unless
-    ``linear``. ``delta_kwargs`` go to :func:`indexer.exposure.transfer.delta_ev`.
+
+def compare(a: np.ndarray, b: np.ndarray, *, linear: bool = False, encoding: str = "srgb",
+            align: bool = True, ratio: float = 0.5, margin: float = 0.005,
+            **delta_kwargs) -> DiffResult:
+    """Align B to A (:func:`align_pair`, unless ``align`` is False), then measure in
+    linear light.
+
+    ``a``, ``b``: float (H, W, 3) in [0, 1], same shape; linear light when ``linear``
+    (RAW developed linearly), else decoded with ``encoding``: "srgb", "bt709", or
+    "auto" (each decoding tried; a later one replaces sRGB only when its transfer curve
+    is clearly straighter, :func:`transfer.straighter` with ``ratio`` and ``margin``). The shift is
+    measured once on rank-normalised grey, which no monotone decoding changes.
+    ``delta_kwargs`` go to :func:`indexer.exposure.transfer.delta_ev`.
     """
-    a_lin = np.asarray(a, dtype=np.float32) if linear else lin.srgb_to_linear(a)
-    b_lin = np.asarray(b, dtype=np.float32) if linear else lin.srgb_to_linear(b)
     if align:
-        al = align_pair(a_lin, b_lin)
+        al = align_pair(a, b)
+    elif np.shape(a) != np.shape(b):
+        raise ValueError(f"shapes differ: {np.shape(a)} vs {np.shape(b)}")
     else:
-        al = Aligned(b_lin, np.ones(a_lin.shape[:2], dtype=bool), 0.0, 0.0, math.nan)
-    d = delta_ev(a_lin, al.b, mask=al.mask, **delta_kwargs)
-    ncc = _ncc(lin.luminance(a_lin)[al.mask], lin.luminance(al.b)[al.mask])
-    return DiffResult(a_lin, al.b, al, d, ncc)
+        al = Aligned(np.asarray(b, np.float32), np.ones(np.shape(a)[:2], bool), 0.0, 0.0, math.nan)
+    if linear:
+        return _measure(np.asarray(a, np.float32), al.b, al, "linear", delta_kwargs)
+    best = None
+    for enc in (tuple(lin.DECODERS) if encoding == "auto" else (encoding,)):
+        res = _measure(lin.decode(a, enc), lin.decode(al.b, enc), al,
+                       enc, delta_kwargs)
+        if best is None or straighter(res.bend, best.bend, ratio=ratio, margin=margin):
+            best = res
+    return best
 
 
 def _to_image(x: np.ndarray) -> Image.Image:

@@ -245,6 +245,14 @@ def curve_bend(curve: TransferCurve) -> float:
     return float(np.sqrt(np.average((lr - mean) ** 2, weights=w)))
 
 
+def straighter(new: float, old: float, *, ratio: float = 0.5, margin: float = 0.005) -> bool:
+    """Whether a curve bend ``new`` clearly beats ``old`` (both EV, NaN = unknown):
+    below ``ratio`` times it and by more than ``margin``; any number beats NaN."""
+    if math.isnan(new):
+        return False
+    return math.isnan(old) or (new < ratio * old and old - new > margin)
+
+
 @dataclass(frozen=True)
 class EncodedDelta:
     """Result of :func:`delta_ev_encoded`: the chosen ``encoding``, its
@@ -257,11 +265,12 @@ class EncodedDelta:
 
 def delta_ev_encoded(a: np.ndarray, b: np.ndarray, *,
                      encodings: tuple[str, ...] = ("srgb", "bt709"),
-                     margin: float = 0.02, **kwargs) -> EncodedDelta:
+                     ratio: float = 0.5, margin: float = 0.005, **kwargs) -> EncodedDelta:
     """:func:`delta_ev` of two *encoded* images (values in [0, 1]), decoding both with
     each candidate transfer function and keeping the one whose transfer curve is
-    straightest (:func:`curve_bend`). A later candidate must beat the current choice by
-    more than ``margin`` EV, so ties and NaNs keep the first (sRGB by default).
+    straightest (:func:`curve_bend`). A later candidate must clearly beat the current
+    choice (:func:`straighter` with ``ratio``, ``margin``), so near-ties keep the first
+    (sRGB by default).
 
     Why: a pure exposure change is a straight line of slope 1 on log axes only when the
     decoding matches the encoding. On the frobisher bracket (BT.709-encoded JPEGs)
@@ -276,7 +285,6 @@ def delta_ev_encoded(a: np.ndarray, b: np.ndarray, *,
     for enc in encodings:
         res = delta_ev(decode(a, enc), decode(b, enc), with_curve=True, **kwargs)
         bends[enc] = curve_bend(res.curve)
-        if best is None or bends[enc] < bends[best[0]] - margin or (
-                math.isnan(bends[best[0]]) and not math.isnan(bends[enc])):
+        if best is None or straighter(bends[enc], bends[best[0]], ratio=ratio, margin=margin):
             best = (enc, res)
     return EncodedDelta(best[0], best[1], bends)
