@@ -197,3 +197,33 @@ def test_pg_index_then_sql_is_read_only(pg_url, tmp_path):
     assert refused.exit_code == 4, refused.output
     again = runner.invoke(main, ["--db", pg_url, "sql", "SELECT count(*) FROM images", "--format", "csv"])
     assert again.output.splitlines()[-1] == "3"
+
+
+def _open_at_once(path: str, barrier, results) -> None:
+    from indexer.session import open_session
+
+    barrier.wait()
+    try:
+        open_session(path).engine.dispose()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        results.put(f"{type(exc).__name__}: {exc}"[:200])
+
+
+def test_processes_opening_a_new_database_at_once(tmp_path):
+    # a daemon and an `index` started together on a new database: all of them must open it
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(3), ctx.Queue()
+    path = str(tmp_path / "fresh.db")
+    procs = [ctx.Process(target=_open_at_once, args=(path, barrier, results)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert outcomes == ["ok"] * 3
+    engine = fresh_engine(tmp_path, "fresh.db")
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    engine.dispose()
