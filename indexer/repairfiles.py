@@ -22,7 +22,7 @@ from db import sensors as dbsensors
 from indexer import decode, exif, sniff
 from indexer.errors import DecodeError
 from indexer.rawdecode import open_raw, raw_metadata
-from indexer.sensor import Defect, defect_mask, repair_cfa, repair_rgb
+from indexer.sensor import Defect, ResidualParams, defect_mask, repair_cfa, repair_rgb
 from indexer.session import Session
 from indexer.atomicfile import write_bytes
 from indexer.tiff16 import tiff16_bytes
@@ -42,13 +42,28 @@ def _defects(session: Session, sensor: int) -> list[Defect]:
     return [Defect(*row) for row in dbsensors.defects_of(session.engine, sensor)]
 
 
+_NO_SENSOR = "no sensor statistics for this camera and size (index more of its {what}, or pass --camera)"
+# modes written back unchanged; others (palette, alpha, CMYK...) would come back as RGB
+_REPAIRABLE_MODES = ("L", "RGB", "I;16", "I;16L", "I;16B", "I;16N")
+
+
 def _find(session: Session, camera: exif.Camera | None, width: int, height: int, kind: str,
-          forced: int | None) -> int | None:
+          forced: int | None, what: str) -> tuple[int | None, str]:
+    """(sensor id, "") or (None, why not). A forced sensor must have this file's geometry:
+    defect coordinates of another size would land on the wrong pixels (or outside)."""
     if forced is not None:
-        return forced
+        rows = dbsensors.list_sensors(session.engine, forced)
+        if not rows:
+            return None, f"no sensor with id {forced}; run `photoqa hotpixels` to list them"
+        row = rows[0]
+        if (row.width, row.height, row.kind) != (width, height, kind):
+            return None, (f"sensor {forced} is {row.width}x{row.height} {row.kind}, "
+                          f"this file is {width}x{height} {kind}")
+        return forced, ""
     if camera is None:
-        return None
-    return dbsensors.find_sensor(session.engine, camera.make, camera.model, camera.serial, width, height, kind)
+        return None, _NO_SENSOR.format(what=what)
+    sid = dbsensors.find_sensor(session.engine, camera.make, camera.model, camera.serial, width, height, kind)
+    return sid, "" if sid is not None else _NO_SENSOR.format(what=what)
 
 
 def _summary(defects: list[Defect]) -> str:
@@ -86,10 +101,9 @@ def _repair_raw(session, path, data, out_dir, forced, dry_run, force) -> RepairR
     target, problem = _target(path, out_dir, ".tiff", force)
     with open_raw(data) as raw:
         height, width = raw.raw_image_visible.shape
-        sid = _find(session, meta.camera, width, height, "cfa", forced)
+        sid, why = _find(session, meta.camera, width, height, "cfa", forced, "RAW frames")
         if sid is None:
-            return RepairResult(path, None, None, skipped="no sensor statistics for this camera and size "
-                                "(index more of its RAW frames, or pass --camera)")
+            return RepairResult(path, None, None, skipped=why)
         defects = _defects(session, sid)
         if not defects:
             return RepairResult(path, None, sid, skipped="the sensor has no known defects")
@@ -110,12 +124,14 @@ def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> Re
     img = decode._open_pillow(data, session.settings.index.max_pixels)
     decode._load(img)
     meta = exif.from_pillow(img.getexif())
+    if img.mode not in _REPAIRABLE_MODES:
+        return RepairResult(path, None, None, skipped=f"image mode {img.mode} is not supported by repair "
+                            "(grey, RGB and 16-bit grey are)")
     pixels = decode.sensor_frame(img)
     height, width = pixels.shape[:2]
-    sid = _find(session, meta.camera, width, height, "rgb", forced)
+    sid, why = _find(session, meta.camera, width, height, "rgb", forced, "photos")
     if sid is None:
-        return RepairResult(path, None, None, skipped="no sensor statistics for this camera and size "
-                            "(index more of its photos, or pass --camera)")
+        return RepairResult(path, None, None, skipped=why)
     defects = _defects(session, sid)
     if not defects:
         return RepairResult(path, None, sid, skipped="the sensor has no known defects")
@@ -125,21 +141,29 @@ def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> Re
     mask = defect_mask(defects, (height, width))
     if dry_run:
         return RepairResult(path, target, sid, int(mask.sum()), _summary(defects), skipped="dry run")
-    fixed = repair_rgb(pixels, mask)
+    # one channel: maybe a Bayer mosaic (a 16-bit grey PNG/TIFF of raw data); fill from the
+    # same-colour grid the residual used (rgb_step), not from sites of other colours
+    fixed = repair_rgb(pixels, mask, step=ResidualParams().rgb_step if pixels.ndim == 2 else 1)
     write_bytes(target, _encode_like(img, fixed))
     return RepairResult(path, target, sid, int(mask.sum()), _summary(defects))
 
 
 def _encode_like(original: Image.Image, pixels: np.ndarray) -> bytes:
     """``pixels`` in the original's format, with its EXIF and ICC profile."""
-    mode = "I;16" if pixels.dtype == np.uint16 else ("L" if pixels.ndim == 2 else "RGB")
-    out = Image.fromarray(pixels, mode=mode) if mode == "I;16" else Image.fromarray(pixels)
+    # Pillow picks the mode from the array: 2-D uint16 -> "I;16", uint8 -> "L" / "RGB"
+    # (Pillow 13 refuses an explicit mode= for these)
+    out = Image.fromarray(np.ascontiguousarray(pixels))
     options = {}
     if original.info.get("exif"):
         options["exif"] = original.info["exif"]
+    elif len(original.getexif()):  # TIFF: Make/Model live in IFD0, not in info["exif"]
+        options["exif"] = original.getexif()
     if original.info.get("icc_profile"):
         options["icc_profile"] = original.info["icc_profile"]
     fmt = original.format or "PNG"
+    if fmt == "TIFF" and original.info.get("compression") in ("raw", "tiff_lzw", "tiff_adobe_deflate",
+                                                               "packbits"):
+        options["compression"] = original.info["compression"]
     if fmt == "JPEG":
         options.update(qtables=original.quantization, subsampling=JpegImagePlugin.get_sampling(original))
         if options["subsampling"] == -1:

@@ -78,15 +78,20 @@ def repair_cfa(cfa: np.ndarray, mask: np.ndarray, *, step: int = 2) -> np.ndarra
     return out
 
 
-def repair_rgb(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def repair_rgb(image: np.ndarray, mask: np.ndarray, *, step: int = 1) -> np.ndarray:
     """A copy of the image ((H, W) or (H, W, C), any dtype) with defects replaced by the
-    normalised-convolution weighted mean of their non-defective 8-neighbours."""
+    normalised-convolution weighted mean of their non-defective 8-neighbours.
+
+    step: distance of those neighbours (default 1). Use 2 for a single-channel image that
+    is a Bayer mosaic (e.g. a 16-bit grey PNG/TIFF of raw data), so a red site is filled
+    from red sites; the residual of :mod:`.residual` uses the same grid (``rgb_step``).
+    """
     mask = _check(image, mask)
     out = image.copy()
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         return out
-    vals, usable = _gather(image, mask, ys, xs, [(dy, dx) for dy, dx, _ in _KERNEL])
+    vals, usable = _gather(image, mask, ys, xs, [(dy * step, dx * step) for dy, dx, _ in _KERNEL])
     weights = np.array([w for _, _, w in _KERNEL])[None] * usable  # (K, 8)
     total = weights.sum(axis=1)
     ok = total > 0
@@ -98,14 +103,19 @@ def repair_rgb(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def unrepaired(mask: np.ndarray, *, layout: str = "cfa", step: int = 2) -> np.ndarray:
-    """(K, 2) array of (y, x) defects the repair above leaves unchanged (no usable neighbour)."""
+def unrepaired(mask: np.ndarray, *, layout: str = "cfa", step: int | None = None) -> np.ndarray:
+    """(K, 2) array of (y, x) defects the repair above leaves unchanged (no usable neighbour).
+
+    step: as given to :func:`repair_cfa` ("cfa", default 2) or :func:`repair_rgb` ("rgb",
+    default 1).
+    """
     mask = np.asarray(mask, dtype=bool)
     ys, xs = np.nonzero(mask)
+    step = step if step is not None else (2 if layout == "cfa" else 1)
     if layout == "cfa":
         offsets = _ring(1, step) + _ring(2, step)
     else:
-        offsets = [(dy, dx) for dy, dx, _ in _KERNEL]
+        offsets = [(dy * step, dx * step) for dy, dx, _ in _KERNEL]
     _, usable = _gather(mask, mask, ys, xs, offsets)
     stuck = ~usable.any(axis=1)
     return np.stack([ys[stuck], xs[stuck]], axis=1)
