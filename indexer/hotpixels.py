@@ -8,7 +8,9 @@ from PIL import Image
 
 from db import sensors as dbsensors
 from indexer.sensor import Defect, dcraw_badpixels, defect_map, export_badpixels, rawtherapee_filename
+from indexer.sensor.accumulator import AccumulatorFileError, check_file
 from indexer.sensor.export import write_text
+from indexer.sensorstage import sensor_folder
 from indexer.session import Session
 
 
@@ -25,9 +27,12 @@ class SensorReport:
     frames: int
     required: int
     defects: list[Defect] = field(default_factory=list)
+    error: str = ""  # the statistics file is missing or unreadable
 
     @property
     def status(self) -> str:
+        if self.error:
+            return f"statistics file unusable: {self.error}"
         if self.frames < self.required:
             return f"not enough frames ({self.frames} of {self.required})"
         return f"{len(self.defects)} defects" if self.defects else "no defects"
@@ -36,20 +41,45 @@ class SensorReport:
         return {"id": self.id, "make": self.make, "model": self.model, "serial": self.serial,
                 "width": self.width, "height": self.height, "layout": self.kind,
                 "pattern": self.pattern, "frames": self.frames, "status": self.status,
+                "error": self.error or None,
                 "defects": [{"x": d.x, "y": d.y, "kind": d.kind, "rate": round(d.rate, 4),
                              "mean_residual": round(d.mean_residual, 2), "frames": d.frames}
                             for d in self.defects]}
 
 
+def file_problem(folder: Path, row: dbsensors.SensorRow) -> str:
+    """Why the sensor's accumulator file cannot carry on its statistics ('' when it can):
+    missing, unreadable, or disagreeing with the SQL row (header only: cheap)."""
+    if row.frames == 0 or not row.accumulator:
+        return ""
+    path = folder / row.accumulator
+    if not path.exists():
+        return f"{path} is missing ({row.frames} frames recorded)"
+    try:
+        height, width, frames = check_file(path)
+    except AccumulatorFileError as exc:
+        return str(exc)
+    if (height, width) != (row.height, row.width):
+        return f"{path} is {width}x{height}, the sensor {row.width}x{row.height}"
+    if frames < row.frames:
+        return f"{path} holds {frames} frames, the database recorded {row.frames}"
+    return ""
+
+
 def sensor_reports(session: Session, sensor: int | None = None) -> list[SensorReport]:
     """Every sensor (or one) with its defects as last classified."""
     required = session.settings.sensor.min_frames
+    folder = sensor_folder(session.url, session.settings.sensor.folder)
     out = []
     for row in dbsensors.list_sensors(session.engine, sensor):
+        # below min_frames a report says "not enough frames" and lists nothing, even if an
+        # earlier flush (under a lower min_frames) classified some: no guessing
         defects = [Defect(x, y, kind, rate, mean, frames)
-                   for x, y, kind, rate, mean, frames in dbsensors.defects_of(session.engine, row.id)]
+                   for x, y, kind, rate, mean, frames in dbsensors.defects_of(session.engine, row.id)
+                   ] if row.frames >= required else []
         out.append(SensorReport(row.id, row.make, row.model, row.serial, row.width, row.height,
-                                row.kind, row.pattern, row.frames, required, defects))
+                                row.kind, row.pattern, row.frames, required, defects,
+                                file_problem(folder, row)))
     return out
 
 

@@ -11,6 +11,7 @@ frames would make every site look permanent.
 from __future__ import annotations
 
 import fcntl
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from sqlalchemy import Engine
 from db import sensors as dbsensors
 from indexer.analyse import Indexed
 from indexer.config import SensorSettings
-from indexer.sensor import NotEnoughFrames, SensorAccumulator, classify_defects
+from indexer.sensor import AccumulatorFileError, NotEnoughFrames, SensorAccumulator, classify_defects
 from indexer.sensor.accumulator import FORMAT_VERSION
 
 _COLOURS = "RGBG"
@@ -63,11 +64,25 @@ def merge_into_file(path: Path, delta: SensorAccumulator) -> SensorAccumulator:
     return merged
 
 
-class SensorStage:
-    """Post-store hook; call :meth:`close` at the end of a run (flushes everything)."""
+def _stderr(message: str) -> None:
+    sys.stderr.write(f"photoqa: {message}\n")
+    sys.stderr.flush()
 
-    def __init__(self, engine: Engine, settings: SensorSettings, folder: Path):
+
+class SensorStage:
+    """Post-store hook; call :meth:`close` at the end of a run (flushes everything).
+
+    A sensor whose stored file cannot be merged (unreadable, truncated, of another
+    geometry or parameters) never stops the run and is never reset: its file is left
+    exactly as it was, the frames of this flush are not counted (nor entered in the
+    ledger), and the problem is reported through ``report`` (default: stderr) and kept
+    in :attr:`errors` as (sensor id, message).
+    """
+
+    def __init__(self, engine: Engine, settings: SensorSettings, folder: Path, *, report=_stderr):
         self.engine, self.settings, self.folder = engine, settings, folder
+        self.report = report
+        self.errors: list[tuple[int, str]] = []
         self._deltas: dict[int, SensorAccumulator] = {}
         self._ledger: dict[int, list[tuple[str, int]]] = {}
         self._since: dict[int, float] = {}
@@ -109,9 +124,17 @@ class SensorStage:
         delta = self._deltas.pop(sid, None)
         ledger = self._ledger.pop(sid, [])
         self._since.pop(sid, None)
+        self._seen.difference_update(sha for sha, _ in ledger)  # the SQL ledger has them from now on
         if delta is None or not ledger:
             return
-        merged = merge_into_file(self.path(sid), delta)
+        try:
+            merged = merge_into_file(self.path(sid), delta)
+        except (AccumulatorFileError, ValueError, OverflowError, OSError) as exc:
+            message = (f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: {exc} "
+                       f"(the file is left as it was; move it away to start this sensor afresh)")
+            self.errors.append((sid, message))
+            self.report(message)
+            return
         try:
             defects = classify_defects(merged, rate=self.settings.rate, min_frames=self.settings.min_frames)
         except NotEnoughFrames:

@@ -247,9 +247,28 @@ class SensorAccumulator:
             raise AccumulatorFileError(f"{path}: inconsistent sensor accumulator ({exc})") from exc
 
 
+def check_file(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(height, width, frames) from a stored accumulator's header, without reading its
+    arrays (cheap: for reports). Raises :class:`AccumulatorFileError` when the file is
+    missing, truncated (its zip directory is at the end) or of another format version;
+    corruption inside the arrays shows only on :meth:`SensorAccumulator.load`."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"meta", *_ARRAYS} - set(data.files)
+            meta = [int(v) for v in data["meta"]] if "meta" in data.files else []
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise AccumulatorFileError(f"{path}: not a readable sensor accumulator ({exc})") from exc
+    if missing:
+        raise AccumulatorFileError(f"{path}: sensor accumulator lacks {sorted(missing)}")
+    if len(meta) != 9 or meta[0] != FORMAT_VERSION:
+        raise AccumulatorFileError(f"{path}: format {meta[:1]}, expected [{FORMAT_VERSION}]")
+    return meta[1], meta[2], meta[4]
+
+
 def field_names() -> list[str]:
     """Names of the per-site arrays, in file order."""
     return list(_ARRAYS)
 
 
-__all__ = ["AccumulatorFileError", "FORMAT_VERSION", "MAX_FRAMES", "SensorAccumulator", "field_names"]
+__all__ = ["AccumulatorFileError", "FORMAT_VERSION", "MAX_FRAMES", "SensorAccumulator", "check_file",
+           "field_names"]
