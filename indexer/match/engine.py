@@ -8,7 +8,11 @@ Candidates. Every informative image puts three entries in one
 mirrored copies are found and the transform is known) and its two crop hashes. A probe
 ``crop_fq(t(q))`` hitting entry ``crop_fe(e)`` proposes "``e ~ t(q)``, with ``q``'s
 content at ``fq / fe`` times ``e``'s thumbnail scale"; crossing crop and full hashes is
-what finds crops of 80-95% that a global hash misses. Equal SHA-256 always pairs.
+what finds crops of 80-95% that a global hash misses. The 8 D4 probes search within
+``radius`` (default 10); pairs involving a crop hash within ``crop_radius`` (default 14:
+on the Kodak set it lifts crops found from 10/24 to 17/24 and 1-5% shifts from 13/24 to
+21/24; verification keeps precision). Equal SHA-256 always pairs. For archives of
+millions, set ``crop_radius = radius``: search cost grows steeply with the radius.
 
 Verification. Per image pair, the best (lowest Hamming distance) proposal of each
 transform is verified by :func:`indexer.match.verify.compare` (at most ``max_transforms``
@@ -34,6 +38,8 @@ from indexer.match.verify import Evidence, compare
 
 CROP_FRACTIONS = (0.9, 0.8)  # must match hashes.crop_phashes as stored
 DEFAULT_RADIUS = 10
+DEFAULT_CROP_RADIUS = 14
+_CROP_CHANNEL = np.array([0, 8, 9])  # probe rows searched at crop_radius: canonical + 2 crops
 
 
 @dataclass
@@ -109,9 +115,10 @@ class Matcher:
     is called only for pairs whose bytes differ but whose evidence looks untouched.
     """
 
-    def __init__(self, *, radius: int = DEFAULT_RADIUS, thresholds: MatchThresholds = MatchThresholds(),
+    def __init__(self, *, radius: int = DEFAULT_RADIUS, crop_radius: int = DEFAULT_CROP_RADIUS,
+                 thresholds: MatchThresholds = MatchThresholds(),
                  pixels_equal: Callable[[int, int], bool] | None = None, max_transforms: int = 2):
-        self.radius, self.th = radius, thresholds
+        self.radius, self.crop_radius, self.th = radius, max(crop_radius, radius), thresholds
         self.pixels_equal, self.max_transforms = pixels_equal, max_transforms
         self.records: dict[int, MatchRecord] = {}
         self.by_sha: dict[str, list[int]] = {}
@@ -146,13 +153,15 @@ class Matcher:
         recs = [r for r in self.records.values() if self.is_informative(r)]
         proposals: dict[tuple[int, int], dict[str, _Proposal]] = {}
         if recs and len(self.index):
-            probe_sets = [_probes(r) for r in recs]
-            probes = np.concatenate([p for p, _ in probe_sets])
-            owner = np.repeat([r.id for r in recs], [len(p) for p, _ in probe_sets])
-            kinds = [k for _, ks in probe_sets for k in ks]
-            pi, ei, d = self.index.join(probes)
-            for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
-                self._propose(proposals, owner[p], kinds[p], e, dist)
+            probes = np.stack([_probes(r)[0] for r in recs])  # (n, 10)
+            owners = [r.id for r in recs]
+            _, kinds = _probes(recs[0])
+            for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
+                pi, ei, d = self.index.join(probes[:, cols].ravel(), radius=radius)
+                for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
+                    col = int(cols[p % len(cols)])
+                    if self._keep_hit(col, e, dist):
+                        self._propose(proposals, owners[p // len(cols)], kinds[col], e, dist)
         self._propose_sha(proposals, self.records)
         return sorted(self._verify_all(proposals), key=lambda pe: (pe.a, pe.b))
 
@@ -161,9 +170,11 @@ class Matcher:
         proposals: dict[tuple[int, int], dict[str, _Proposal]] = {}
         if self.is_informative(rec) and len(self.index):
             probes, kinds = _probes(rec)
-            pi, ei, d = self.index.query(probes)
-            for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
-                self._propose(proposals, rec.id, kinds[p], e, dist)
+            for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
+                pi, ei, d = self.index.query(probes[cols], radius=radius)
+                for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
+                    if self._keep_hit(int(cols[p]), e, dist):
+                        self._propose(proposals, rec.id, kinds[int(cols[p])], e, dist)
         self._propose_sha(proposals, {rec.id: rec}, pool=self.by_sha)
         self._remember(rec)
         if self.is_informative(rec):
@@ -171,6 +182,11 @@ class Matcher:
             self.entry_owner.extend([rec.id] * 3)
             self.entry_fraction.extend(ENTRY_FRACTIONS)
         return sorted(self._verify_all(proposals), key=lambda pe: (pe.a, pe.b))
+
+    def _keep_hit(self, col: int, entry: int, dist: int) -> bool:
+        """Full-image hashes match within ``radius``; the crop channel (a crop hash on
+        either side) within ``crop_radius``."""
+        return dist <= self.radius or col >= 8 or self.entry_fraction[entry] < 1.0
 
     def _propose(self, proposals, q: int, kind: tuple[str, float], entry: int, dist: int) -> None:
         e = self.entry_owner[entry]

@@ -1,0 +1,64 @@
+"""Groups are connected components of chosen verdicts; the keeper rule is applied in order."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from indexer.match.groups import KeeperInfo, UnionFind, build_groups, components, keeper_key
+from indexer.match.verdict import describe
+from indexer.match.verify import Evidence
+
+
+@dataclass
+class P:
+    a: int
+    b: int
+    verdict: str
+
+
+def test_components_chain_and_isolate():
+    assert components([(1, 2), (2, 3), (7, 8), (3, 1)]) == [(1, 2, 3), (7, 8)]
+    uf = UnionFind()
+    for a, b in [(i, i + 1) for i in range(1000)]:
+        uf.union(a, b)
+    assert uf.find(0) == uf.find(1000)
+
+
+def test_similar_pairs_do_not_join_groups_by_default():
+    pairs = [P(1, 2, "derived"), P(2, 3, "similar"), P(3, 4, "exposure_variant"), P(5, 6, "same_file")]
+    groups = build_groups(pairs)
+    assert [g.members for g in groups] == [(1, 2), (3, 4), (5, 6)]
+    everything = build_groups(pairs, verdicts=("derived", "similar", "exposure_variant", "same_file"))
+    assert [g.members for g in everything] == [(1, 2, 3, 4), (5, 6)]
+    assert len(everything[0].pairs) == 3
+
+
+def test_keeper_rule_order():
+    t0, t1 = datetime(2020, 1, 1), datetime(2021, 1, 1)
+    big_jpeg = KeeperInfo(1, 4000, 3000, "JPEG", 3_000_000, 10.0, t1)
+    small_png = KeeperInfo(2, 2000, 1500, "PNG", 9_000_000, 50.0, t0)
+    raw = KeeperInfo(3, 4000, 3000, "DNG", 20_000_000, 5.0, t1)
+    tiff = KeeperInfo(4, 4000, 3000, "TIFF", 30_000_000, 5.0, t1)
+    sharp = KeeperInfo(5, 4000, 3000, "JPEG", 3_000_000, 99.0, t1)
+    early = KeeperInfo(6, 4000, 3000, "JPEG", 3_000_000, 10.0, t0)
+    pick = lambda *infos: min(infos, key=keeper_key).id  # noqa: E731
+    assert pick(big_jpeg, small_png) == 1  # pixels first
+    assert pick(big_jpeg, raw, tiff) == 3  # RAW before lossless before lossy
+    assert pick(big_jpeg, tiff) == 4
+    assert pick(big_jpeg, sharp) == 5
+    assert pick(big_jpeg, early) == 6
+    groups = build_groups([P(1, 2, "derived"), P(2, 3, "derived")],
+                          {i.id: i for i in (big_jpeg, small_png, raw)})
+    assert groups[0].keeper == 3
+
+
+def test_description_in_words():
+    ev = Evidence(transform="rot90", x=0, y=0, scale=0.5, overlap_a=1, overlap_b=1, peak=0.8,
+                  corr_rank=0.99, corr_grey=0.99, corr_tile=0.95, hist_sim=0.9, delta_ev=0.0)
+    text = describe(ev, "derived")
+    # ev.transform maps b onto a, so b is a rotated 90° clockwise (rot270) copy of a
+    assert text.startswith("rotated 90° clockwise") and "resized 50%" in text and "recompressed" in text
+    dark = Evidence(transform="identity", x=0, y=0, scale=1, overlap_a=1, overlap_b=1, peak=0.8,
+                    corr_rank=0.99, corr_grey=0.95, corr_tile=0.95, hist_sim=0.4, delta_ev=-1.04)
+    assert describe(dark, "exposure_variant") == "darker by 1.0 EV"
+    assert describe(None, "same_file") == "identical file"
