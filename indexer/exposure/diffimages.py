@@ -80,7 +80,8 @@ def _bilinear_shift(a: np.ndarray, dy: float, dx: float) -> np.ndarray:
     return out
 
 
-def shift_image(img: np.ndarray, dy: float, dx: float, *, order: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def shift_image(img: np.ndarray, dy: float, dx: float, *,
+                order: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """``out[y, x] = img[y - dy, x - dx]`` (bilinear for ``order`` 1, else a scipy
     spline of that order), per channel; returns (float32 like ``img``, bool (H, W)
     mask of output pixels whose source lies inside ``img``)."""
@@ -122,7 +123,9 @@ def measure_shift(ga: np.ndarray, gb: np.ndarray, *, upsample: int = 20, crop: i
     if size_y < 32 or size_x < 32:
         return dy, dx, peak
     y0, x0 = (h - size_y) // 2, (w - size_x) // 2
-    y0, x0 = min(max(y0, max(0, iy)), h - size_y + min(0, iy)), min(max(x0, max(0, ix)), w - size_x + min(0, ix))
+    # both windows inside their images: y0 in [max(0, iy), min(h, h + iy) - size_y]
+    y0 = min(max(y0, max(0, iy)), h - size_y + min(0, iy))
+    x0 = min(max(x0, max(0, ix)), w - size_x + min(0, ix))
     ref = ga[y0:y0 + size_y, x0:x0 + size_x]
     mov = gb[y0 - iy:y0 - iy + size_y, x0 - ix:x0 - ix + size_x]
     fine = phase_shift(rank_normalise(ref), rank_normalise(mov), upsample=upsample)
@@ -250,7 +253,8 @@ def transfer_plot(a_lin: np.ndarray, b_lin: np.ndarray, mask: np.ndarray | None,
     (red), the identity (black) and identity + delta EV (dashed blue)."""
     ya, yb = lin.luminance(a_lin), lin.luminance(b_lin)
     sel = np.flatnonzero(mask.ravel()) if mask is not None else np.arange(ya.size)
-    sel = sel[np.linspace(0, sel.size - 1, min(n_points, sel.size)).astype(np.int64)] if sel.size else sel
+    if sel.size:
+        sel = sel[np.linspace(0, sel.size - 1, min(n_points, sel.size)).astype(np.int64)]
     floor = 2.0 ** -stops
     lx = np.log2(np.maximum(ya.ravel()[sel], floor))
     ly = np.log2(np.maximum(yb.ravel()[sel], floor))
@@ -264,7 +268,7 @@ def transfer_plot(a_lin: np.ndarray, b_lin: np.ndarray, mask: np.ndarray | None,
     if np.isfinite(delta.delta_ev):
         d = delta.delta_ev
         for s in np.arange(max(-stops, -stops - d), min(0.0, -d) - 0.25, 0.5):
-            ax.line([s, s + 0.25], [s + delta.delta_ev, s + 0.25 + delta.delta_ev], (38, 110, 210), 2)
+            ax.line([s, s + 0.25], [s + d, s + 0.25 + d], (38, 110, 210), 2)
     c = delta.curve
     if c is not None and c.level_a.size:
         ax.line(np.log2(c.level_a), np.log2(np.maximum(c.median_b, floor)), (220, 50, 47), 3)

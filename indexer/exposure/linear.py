@@ -24,16 +24,18 @@ def srgb_to_linear(v: np.ndarray) -> np.ndarray:
     ``((v + 0.055) / 1.055) ** 2.4``. Values outside [0, 1] are clipped first.
     """
     v = np.clip(np.asarray(v, dtype=np.float32), 0.0, 1.0)
-    return np.where(v <= 0.04045, v / np.float32(12.92),
-                    ((v + np.float32(0.055)) / np.float32(1.055)) ** np.float32(2.4)).astype(np.float32)
+    out = np.where(v <= 0.04045, v / np.float32(12.92),
+                   ((v + np.float32(0.055)) / np.float32(1.055)) ** np.float32(2.4))
+    return out.astype(np.float32)
 
 
 def linear_to_srgb(v: np.ndarray) -> np.ndarray:
     """Encode linear light in [0, 1] to sRGB in [0, 1]; float32, same shape (inverse of
     :func:`srgb_to_linear`). Values outside [0, 1] are clipped first."""
     v = np.clip(np.asarray(v, dtype=np.float32), 0.0, 1.0)
-    return np.where(v <= 0.0031308, v * np.float32(12.92),
-                    np.float32(1.055) * v ** np.float32(1 / 2.4) - np.float32(0.055)).astype(np.float32)
+    out = np.where(v <= 0.0031308, v * np.float32(12.92),
+                   np.float32(1.055) * v ** np.float32(1 / 2.4) - np.float32(0.055))
+    return out.astype(np.float32)
 
 
 def bt709_to_linear(v: np.ndarray) -> np.ndarray:
@@ -41,8 +43,9 @@ def bt709_to_linear(v: np.ndarray) -> np.ndarray:
     above): float32 linear light in [0, 1], same shape. dcraw / LibRaw write this curve
     by default; some "sRGB" JPEGs made from RAW files carry it (the frobisher bracket)."""
     v = np.clip(np.asarray(v, dtype=np.float32), 0.0, 1.0)
-    return np.where(v < 0.081, v / np.float32(4.5),
-                    ((v + np.float32(0.099)) / np.float32(1.099)) ** np.float32(1 / 0.45)).astype(np.float32)
+    out = np.where(v < 0.081, v / np.float32(4.5),
+                   ((v + np.float32(0.099)) / np.float32(1.099)) ** np.float32(1 / 0.45))
+    return out.astype(np.float32)
 
 
 DECODERS = {"srgb": srgb_to_linear, "bt709": bt709_to_linear}
