@@ -134,6 +134,7 @@ def main() -> None:
     cores = worker_count(None)
     print(f"files: {len(files)} JPEG {SIZE[0]}x{SIZE[1]} q90, {total / len(files) / 1e6:.1f} MB each; "
           f"{cores} cores; features at {WORK_SIZE} px")
+    load_before = os.getloadavg()[0]
     bare = bare_decode(files)
     print(f"bare decode (open + draft + load), 1 process : {bare:7.1f} images/s")
     with tempfile.TemporaryDirectory(prefix="photoqa-bench-db-") as scratch:
@@ -143,6 +144,10 @@ def main() -> None:
         print(f"photoqa index, {cores} workers                     : {allw:7.1f} images/s")
     naive = naive_rate(files[: args.naive])
     print(f"naive imagehash.phash(Image.open(f)), {min(args.naive, len(files))} files: {naive:7.1f} images/s")
+    load_after = os.getloadavg()[0]
+    print(f"load average (1 min) before/after: {load_before:.2f} / {load_after:.2f}"
+          + ("  <- other processes share the cores: the parallel ratio is not meaningful"
+             if max(load_before, load_after) > 0.5 * cores + 1 else ""))
     print("ratios")
     print(f"  1 worker / bare decode        : {verdict(one / bare, 0.6)}")
     print(f"  {cores} workers / 1 worker          : {verdict(allw / one, 1.6)}")
