@@ -187,3 +187,21 @@ def test_thumbnail_path_with_shift():
     res = transfer.delta_ev_thumbs(ta, tb, dy=-12 * scale, dx=20 * scale)
     assert res.delta_ev == pytest.approx(-1.0, abs=0.05)
     assert res.n_used < ta.size - 4 * 128  # the non-overlapping border is left out
+
+
+@pytest.mark.parametrize("ev", [-1.3, 0.7])
+def test_cfa_on_real_raw_frame(shared_data, ev):
+    """Planted on real sensor data: a Canon S40 CRW's black-subtracted CFA plane against
+    itself times 2**ev, with photon-like noise and clipping at the white level."""
+    rawpy = pytest.importorskip("rawpy")
+    path = shared_data / "raw" / "digicam_corpus" / "Canon" / "PowerShot_S40" / "CRW_0101.CRW"
+    with rawpy.imread(str(path)) as raw:
+        black = np.asarray(raw.black_level_per_channel, dtype=np.float32)
+        colors = raw.raw_colors_visible.copy()
+        a = raw.raw_image_visible.astype(np.float32) - black[colors]
+        white = float(raw.white_level) - float(black.max())
+    rng = np.random.default_rng(0)
+    b = np.clip(a * 2.0**ev + rng.normal(0, np.sqrt(np.maximum(a * 2.0**ev, 0) + 4)), 0, white)
+    res = transfer.delta_ev_cfa(a, b, white=white, colors=colors)
+    assert res.pooled.delta_ev == pytest.approx(ev, abs=0.05)
+    assert all(d.delta_ev == pytest.approx(ev, abs=0.06) for d in res.per_colour.values())
