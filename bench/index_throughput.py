@@ -147,7 +147,7 @@ def main() -> None:
     load_after = os.getloadavg()[0]
     print(f"load average (1 min) before/after: {load_before:.2f} / {load_after:.2f}"
           + ("  <- other processes share the cores: the parallel ratio is not meaningful"
-             if max(load_before, load_after) > 0.5 * cores + 1 else ""))
+             if load_before > 0.5 * cores else ""))
     print("ratios")
     print(f"  1 worker / bare decode        : {verdict(one / bare, 0.6)}")
     print(f"  {cores} workers / 1 worker          : {verdict(allw / one, 1.6)}")
