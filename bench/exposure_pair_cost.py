@@ -17,6 +17,7 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -83,6 +84,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+          "(figures from a shared machine scale with it)")
     kodak = args.data / "photos" / "kodak" / "kodim05.png"
     pa, pb, _, _ = planted_pair(kodak)
     pair_rows("kodim05 vs planted -1.3 EV copy", pa, pb, args.repeat)
