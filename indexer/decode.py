@@ -97,9 +97,9 @@ def decode_bytes(data: bytes, path: Path, *, work_size: int = 256, raw_preview_m
         try:
             return _from_raw(data, path, digest, work_size, raw_preview_min, want_sensor)
         except DecodeError as raw_error:
-            if kind != "tiff":
-                raise
-            try:  # a TIFF that rawpy refuses may still be a plain TIFF
+            if kind != "tiff" or sniff.tiff_looks_like_camera_raw(data):
+                raise  # a RAW LibRaw cannot decode is a failure, not its thumbnail
+            try:  # a plain TIFF that only a RAW name sent to rawpy
                 return _from_pillow(data, digest, work_size, max_pixels, want_sensor)
             except DecodeError:
                 raise raw_error from None

@@ -67,6 +67,13 @@ def tiff_is_raw(data: bytes, suffix: str) -> bool:
     return _ifd0_has_tag(data, 0xC612)  # DNGVersion
 
 
+def tiff_looks_like_camera_raw(data: bytes) -> bool:
+    """Whether a TIFF-structured file carries a camera RAW's markers (the CR2 marker,
+    DNGVersion, SubIFDs, a camera Make). When LibRaw cannot decode such a file, its first
+    IFD is a thumbnail (a 256 px NEF/DNG preview, a 1x1 IIQ placeholder), not the photo."""
+    return data[8:10] == b"CR" or any(_ifd0_has_tag(data, t) for t in (0xC612, 0x014A, 0x010F))
+
+
 def _ifd0_has_tag(data: bytes, tag: int) -> bool:
     endian = "<" if data[:2] == b"II" else ">"
     try:

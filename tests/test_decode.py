@@ -251,3 +251,12 @@ def test_heif_orientation_keeps_stored_size(tmp_path):
     got = features.to_uint8(d.rgb).astype(int)
     assert got.shape == (160, 120, 3)
     assert np.abs(got - np.rot90(stored, -1)).mean() < 8
+
+
+def test_camera_tiff_named_raw_that_libraw_refuses_is_a_failure(tmp_path):
+    # its first IFD would be a thumbnail: indexing it as the photo would store wrong sizes
+    img = Image.fromarray(F.scene(0))
+    exif = Image.Exif()
+    exif[0x010F] = "NIKON CORPORATION"
+    path = F.write(tmp_path / "DSC_0001.NEF", encoded(img, "TIFF", exif=exif))
+    assert failure(path).kind in ("raw", "unsupported")

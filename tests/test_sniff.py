@@ -72,3 +72,11 @@ def test_tiff_is_raw():
 ])
 def test_is_candidate(name, head, expected):
     assert sniff.is_candidate(Path(name), head) is expected
+
+
+def test_tiff_looks_like_camera_raw():
+    assert not sniff.tiff_looks_like_camera_raw(encoded("TIFF"))
+    assert sniff.tiff_looks_like_camera_raw(_tiff_with_tag(0xC612))  # DNGVersion
+    assert sniff.tiff_looks_like_camera_raw(_tiff_with_tag(0x014A))  # SubIFDs (NEF, DNG)
+    assert sniff.tiff_looks_like_camera_raw(_tiff_with_tag(0x010F))  # a camera Make
+    assert sniff.tiff_looks_like_camera_raw(b"II*\x00\x10\x00\x00\x00CR\x02\x00" + b"\x00" * 20)
