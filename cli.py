@@ -258,6 +258,61 @@ def status(ctx, fmt):
 
 
 @main.command()
+@click.option("--format", "fmt", type=FORMAT, default="table",
+              help="Groups as a table, one JSON object, or CSV (one row per pair). Example: --format json")
+@click.option("--verdicts", default="same_file,same_pixels,derived,exposure_variant", show_default=True,
+              metavar="LIST", help="Comma-separated verdicts that join images into a group; add `similar` "
+                                   "to group burst neighbours too. Example: --verdicts same_file,same_pixels")
+@click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
+              help="Only groups with at least this many files. Example: --min-size 3")
+@click.option("--rematch", is_flag=True,
+              help="Search all pairs of the database again first (after changing [match] or [verdict] settings).")
+@click.pass_context
+def dupes(ctx, fmt, verdicts, min_size, rematch):
+    """Groups of copies and near-copies, each pair proven by aligned pixels.
+
+    Every pair says what it is: same_file (equal bytes), same_pixels (equal decoded
+    pixels), derived (resized, recompressed, cropped, shifted, rotated, mirrored,
+    converted), exposure_variant (same scene, clear exposure offset) or similar (same
+    scene with movement, e.g. a burst), with the evidence. Each group names a suggested
+    keeper (most pixels, RAW, least compressed, sharpest, earliest); nothing is moved
+    or deleted.
+
+    \b
+    Examples:
+      photoqa dupes
+      photoqa dupes --format json --verdicts same_file,same_pixels,derived
+      photoqa dupes --verdicts same_file,same_pixels,derived,exposure_variant,similar --min-size 3
+    """
+    from indexer.dupes import dupes_report, rematch as run_rematch
+    from indexer.match.verdict import VERDICTS
+    from indexer.output import emit, write_json
+
+    chosen = tuple(v.strip() for v in verdicts.split(",") if v.strip())
+    unknown = [v for v in chosen if v not in VERDICTS]
+    if unknown:
+        _fail(f"unknown verdict(s) {', '.join(unknown)}; choose from {', '.join(VERDICTS)}", EXIT_USAGE)
+    session = _session(ctx)
+    if rematch:
+        click.echo(f"rematched: {run_rematch(session)} pairs", err=True)
+    report = dupes_report(session, verdicts=chosen, min_size=min_size)
+    if fmt == "json":
+        write_json(report)
+        return
+    rows = [(g["id"], p["a"], p["b"], p["verdict"], p["evidence"], g["keeper"])
+            for g in report["groups"] for p in g["pairs"]]
+    if fmt == "csv":
+        emit(["group", "a", "b", "verdict", "evidence", "keeper"], rows, "csv")
+        return
+    if not report["groups"]:
+        click.echo("no duplicate groups")
+    for g in report["groups"]:
+        emit(["a", "b", "verdict", "evidence"],
+             [(p["a"], p["b"], p["verdict"], p["evidence"]) for p in g["pairs"]], "table",
+             title=f"group {g['id']}: {len(g['files'])} files, keep {g['keeper']}")
+
+
+@main.command()
 @click.option("--camera", "sensor", type=int, metavar="ID",
               help="Only this sensor (the id column of the report). Example: --camera 2")
 @click.option("--format", "fmt", type=FORMAT, default="table",

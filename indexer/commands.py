@@ -50,6 +50,10 @@ def post_store_hooks(session: Session) -> list:
     it called once at the end of the run (or daemon), where they flush their state.
     """
     hooks = []
+    if session.settings.match.enabled:
+        from indexer.dupes import MatchStage
+
+        hooks.append(MatchStage(session))
     if session.settings.sensor.enabled:
         from indexer.sensorstage import SensorStage, sensor_folder
 

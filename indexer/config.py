@@ -17,6 +17,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indexer.match.verdict import MatchThresholds
+
 
 class ConfigError(ValueError):
     """A configuration file is unreadable or names an unknown setting."""
@@ -76,10 +78,32 @@ class SensorSettings:
 
 
 @dataclass(frozen=True)
+class MatchSettings:
+    """Near-duplicate candidate search (thresholds of the verdicts: section [verdict]).
+
+    enabled: match every newly indexed image against the database while indexing.
+    radius: Hamming radius (bits of 64) within which the 8 rotated/flipped pHashes of an
+        image are candidates; exact search, cost grows steeply with it.
+    crop_radius: radius for the centre-crop hash channel (finds 80-95% crops).
+    max_transforms: how many distinct orientations of one candidate pair are verified.
+    group_verdicts: verdicts whose pairs join images into a stored group ("similar"
+        burst neighbours are left out by default).
+    """
+
+    enabled: bool = True
+    radius: int = 10
+    crop_radius: int = 14
+    max_transforms: int = 2
+    group_verdicts: tuple = ("same_file", "same_pixels", "derived", "exposure_variant")
+
+
+@dataclass(frozen=True)
 class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
+    match: MatchSettings = field(default_factory=MatchSettings)
+    verdict: MatchThresholds = field(default_factory=MatchThresholds)
 
     def section(self, name: str):
         return getattr(self, name)
@@ -112,6 +136,8 @@ def _coerce(default, value, where: str):
         if float(value).is_integer():
             return int(value)
         raise ConfigError(f"{where} must be a whole number, got {value!r}")
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)  # TOML arrays are lists; list settings are tuples (frozen)
     if default is not None and (not isinstance(value, type(default)) or numeric):  # bool is an int
         raise ConfigError(f"{where} must be {type(default).__name__}, got {value!r}")
     return value

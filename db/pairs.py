@@ -1,0 +1,132 @@
+"""Pairs and groups in SQL: loading what the matcher needs, storing what it found."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from db.models import Image, ImageGroup, Pair
+from db.store import unpack_hist, unpack_thumb, utcnow
+from indexer import hashes
+from indexer.match.engine import MatchRecord, PairEvidence
+from indexer.match.groups import Group, KeeperInfo
+
+MATCH_VERSION = 1
+_RECORD_COLS = (Image.id, Image.sha256, Image.phash, Image.phash_d4, Image.phash_crops, Image.thumb,
+                Image.thumb_width, Image.thumb_height, Image.hist, Image.display_width,
+                Image.display_height, Image.entropy, Image.luma_std, Image.dhash, Image.captured_at,
+                Image.format)
+
+
+def to_record(row) -> MatchRecord:
+    (iid, sha, phash, d4, crops, thumb, tw, th, hist, w, h, entropy, luma_std, dhash, captured, fmt) = row
+    return MatchRecord(id=iid, sha256=sha, phash=int(phash), phash_d4=hashes.unpack(d4),
+                       phash_crops=hashes.unpack(crops), thumb=unpack_thumb(thumb, tw, th),
+                       hist=unpack_hist(hist), width=w, height=h, entropy=entropy, luma_std=luma_std,
+                       dhash=int(dhash), captured_at=captured, format=fmt)
+
+
+def load_records(engine: Engine, ids: Iterable[int] | None = None) -> list[MatchRecord]:
+    """Match records of present images (all, or the given ids)."""
+    query = select(*_RECORD_COLS).where(Image.missing_since.is_(None)).order_by(Image.id)
+    if ids is not None:
+        query = query.where(Image.id.in_(list(ids)))
+    with engine.connect() as conn:
+        return [to_record(row) for row in conn.execute(query)]
+
+
+def exif_exposure(engine: Engine, ids: Iterable[int]) -> dict[int, tuple]:
+    """id -> (exposure_time, iso, f_number) for the given images."""
+    query = select(Image.id, Image.exposure_time, Image.iso, Image.f_number).where(Image.id.in_(list(ids)))
+    with engine.connect() as conn:
+        return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(query)}
+
+
+def predicted_delta_ev(a: tuple, b: tuple) -> float | None:
+    """log2 of B's exposure over A's from EXIF (time x ISO / N^2), None when incomplete."""
+    if any(v is None or v <= 0 for v in (*a, *b)):
+        return None
+    (ta, isoa, na), (tb, isob, nb) = a, b
+    return math.log2((tb * isob / nb**2) / (ta * isoa / na**2))
+
+
+def _values(pe: PairEvidence, exif: dict[int, tuple]) -> dict:
+    dev_exif = predicted_delta_ev(exif.get(pe.a, (None,) * 3), exif.get(pe.b, (None,) * 3))
+    return dict(a_id=pe.a, b_id=pe.b, verdict=pe.verdict, hamming=pe.hamming, transform=pe.transform,
+                shift_x=pe.shift[0], shift_y=pe.shift[1], scale=pe.scale, correlation=pe.correlation,
+                hist_similarity=pe.hist_sim, delta_ev=pe.delta_ev, delta_ev_exif=dev_exif,
+                time_gap_s=pe.time_gap_s, description=pe.description, match_version=MATCH_VERSION,
+                found_at=utcnow())
+
+
+def save_pairs(engine: Engine, pairs: list[PairEvidence]) -> None:
+    """Insert or replace the given pairs (one transaction)."""
+    if not pairs:
+        return
+    exif = exif_exposure(engine, {p.a for p in pairs} | {p.b for p in pairs})
+    with engine.begin() as conn:
+        for pe in pairs:
+            values = _values(pe, exif)
+            found = conn.execute(select(Pair.id).where((Pair.a_id == pe.a) & (Pair.b_id == pe.b))).scalar()
+            if found is None:
+                conn.execute(insert(Pair).values(**values))
+            else:
+                conn.execute(update(Pair).where(Pair.id == found).values(**values))
+
+
+def forget_pairs_of(engine: Engine, image_id: int) -> None:
+    """Drop the pairs of an image whose content changed (they are found again)."""
+    with engine.begin() as conn:
+        conn.execute(delete(Pair).where((Pair.a_id == image_id) | (Pair.b_id == image_id)))
+
+
+def clear_pairs(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(Pair))
+
+
+def all_pairs(engine: Engine) -> list:
+    """Every stored pair of present images, as row objects with ``a``, ``b``, ``verdict``..."""
+    a, b = Image.__table__.alias("a"), Image.__table__.alias("b")
+    query = (select(Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.hamming, Pair.transform,
+                    Pair.shift_x, Pair.shift_y, Pair.scale, Pair.correlation, Pair.hist_similarity,
+                    Pair.delta_ev, Pair.delta_ev_exif, Pair.time_gap_s, Pair.description)
+             .join(a, a.c.id == Pair.a_id).join(b, b.c.id == Pair.b_id)
+             .where(a.c.missing_since.is_(None) & b.c.missing_since.is_(None))
+             .order_by(Pair.a_id, Pair.b_id))
+    with engine.connect() as conn:
+        return list(conn.execute(query))
+
+
+def keeper_infos(engine: Engine, ids: Iterable[int]) -> dict[int, KeeperInfo]:
+    query = select(Image.id, Image.width, Image.height, Image.format, Image.size, Image.sharpness,
+                   Image.captured_at).where(Image.id.in_(list(ids)))
+    with engine.connect() as conn:
+        return {r[0]: KeeperInfo(*r) for r in conn.execute(query)}
+
+
+def paths(engine: Engine, ids: Iterable[int]) -> dict[int, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(Image.id, Image.path).where(Image.id.in_(list(ids)))).all())
+
+
+def save_groups(engine: Engine, groups: list[Group]) -> None:
+    """Replace the stored groups (the default verdict set) with ``groups``."""
+    with engine.begin() as conn:
+        conn.execute(delete(ImageGroup))
+        rows = [dict(image_id=m, group_id=g.id, is_keeper=(m == g.keeper)) for g in groups for m in g.members]
+        if rows:
+            conn.execute(insert(ImageGroup), rows)
+
+
+def set_pixel_digest(engine: Engine, image_id: int, digest: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(Image).where(Image.id == image_id).values(pixel_sha256=digest))
+
+
+def pixel_digest_of(engine: Engine, image_id: int) -> tuple[str, str | None]:
+    """(path, stored pixel digest or None)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Image.path, Image.pixel_sha256).where(Image.id == image_id)).one()
+    return row[0], row[1]

@@ -1,0 +1,127 @@
+"""Near-duplicates end to end: the matching stage of ``index``/``watch`` and ``photoqa dupes``.
+
+The engine (:mod:`indexer.match`) is pure; this module feeds it records from the
+database, stores the pairs it accepts, regroups, and renders the report.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from db import pairs as dbpairs
+from indexer import decode, orient
+from indexer.analyse import Indexed
+from indexer.match.engine import MatchRecord, Matcher
+from indexer.match.groups import build_groups
+from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
+from indexer.session import Session
+
+
+def record_of(image_id: int, result: Indexed) -> MatchRecord:
+    """The engine's view of a freshly analysed image."""
+    d, f = result.decoded, result.features
+    swap = orient.swaps_axes(orient.from_exif(d.orientation))
+    return MatchRecord(id=image_id, sha256=d.sha256, phash=f.phash, phash_d4=f.phash_d4,
+                       phash_crops=f.phash_crops, thumb=f.thumb, hist=f.hist,
+                       width=d.height if swap else d.width, height=d.width if swap else d.height,
+                       entropy=f.entropy, luma_std=f.luma_std, dhash=f.dhash,
+                       captured_at=d.meta.capture.captured_at, format=d.format)
+
+
+def pixels_equal_for(session: Session):
+    """A callable comparing two images' full-size decoded pixels (digests cached in SQL)."""
+    limit = session.settings.index.max_pixels
+
+    def digest(image_id: int) -> str | None:
+        path, stored = dbpairs.pixel_digest_of(session.engine, image_id)
+        if stored:
+            return stored
+        try:
+            value = decode.pixel_digest(path, max_pixels=limit)
+        except (decode.DecodeError, OSError):
+            return None
+        dbpairs.set_pixel_digest(session.engine, image_id, value)
+        return value
+
+    def equal(a: int, b: int) -> bool:
+        da, db = digest(a), digest(b)
+        return da is not None and da == db
+
+    return equal
+
+
+def new_matcher(session: Session, records: Iterable[MatchRecord] = ()) -> Matcher:
+    m = session.settings.match
+    return Matcher.from_records(records, radius=m.radius, crop_radius=m.crop_radius,
+                                thresholds=session.settings.verdict, max_transforms=m.max_transforms,
+                                pixels_equal=pixels_equal_for(session))
+
+
+def regroup(session: Session) -> int:
+    """Recompute the stored groups (default verdicts); returns the number of groups."""
+    pairs = dbpairs.all_pairs(session.engine)
+    ids = {p.a for p in pairs} | {p.b for p in pairs}
+    groups = build_groups(pairs, dbpairs.keeper_infos(session.engine, ids),
+                          verdicts=session.settings.match.group_verdicts)
+    dbpairs.save_groups(session.engine, groups)
+    return len(groups)
+
+
+class MatchStage:
+    """Post-store hook: match each stored image against everything indexed before it."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.matcher: Matcher | None = None
+        self.changed = False
+
+    def __call__(self, image_id: int, result: Indexed) -> None:
+        if self.matcher is None:
+            started = time.perf_counter()
+            known = [r for r in dbpairs.load_records(self.session.engine) if r.id != image_id]
+            self.matcher = new_matcher(self.session, known)
+            self.startup_seconds = time.perf_counter() - started
+        dbpairs.forget_pairs_of(self.session.engine, image_id)
+        found = self.matcher.add_and_match(record_of(image_id, result))
+        dbpairs.save_pairs(self.session.engine, found)
+        self.changed = True
+
+    def close(self) -> None:
+        if self.changed:
+            regroup(self.session)
+            self.changed = False
+
+
+def rematch(session: Session) -> int:
+    """Batch mode: forget every pair, search all pairs of the database again; returns the count."""
+    matcher = new_matcher(session, dbpairs.load_records(session.engine))
+    found = matcher.batch_pairs()
+    dbpairs.clear_pairs(session.engine)
+    dbpairs.save_pairs(session.engine, found)
+    regroup(session)
+    return len(found)
+
+
+def _pair_json(p, paths: dict[int, str]) -> dict:
+    return {"a": paths[p.a], "b": paths[p.b], "verdict": p.verdict, "hamming": p.hamming,
+            "transform": p.transform, "shift": [p.shift_x, p.shift_y], "scale": p.scale,
+            "correlation": p.correlation, "histogram_similarity": p.hist_similarity,
+            "delta_ev": p.delta_ev, "delta_ev_exif": p.delta_ev_exif, "time_gap_s": p.time_gap_s,
+            "evidence": p.description}
+
+
+def dupes_report(session: Session, *, verdicts: Iterable[str] = DEFAULT_GROUP_VERDICTS,
+                 min_size: int = 2) -> dict:
+    """``{"groups": [{"id", "keeper", "files", "pairs": [...]}]}`` for the chosen verdicts."""
+    pairs = dbpairs.all_pairs(session.engine)
+    ids = {p.a for p in pairs} | {p.b for p in pairs}
+    groups = build_groups(pairs, dbpairs.keeper_infos(session.engine, ids), verdicts=verdicts)
+    paths = dbpairs.paths(session.engine, ids)
+    out = []
+    for g in groups:
+        if len(g.members) < min_size:
+            continue
+        out.append({"id": g.id, "keeper": paths[g.keeper],
+                    "files": sorted(paths[m] for m in g.members),
+                    "pairs": [_pair_json(p, paths) for p in g.pairs]})
+    return {"groups": out}
