@@ -251,19 +251,22 @@ def _from_raw(data: bytes, path: Path, digest: str, work_size: int, preview_min:
                    np.ascontiguousarray(rgb), meta, frame.decoder, frame.cfa)
 
 
+_SIDECARS = (".THM", ".thm", ".JPG", ".jpg", ".JPEG", ".jpeg")
+
+
 def sidecar_meta(path: Path) -> exif.Metadata:
     """EXIF of a same-name ``.THM``/``.JPG`` beside a RAW (Canon CRW keeps it there)."""
-    try:
-        siblings = [p for p in path.parent.iterdir() if p.stem == path.stem and p != path]
-    except OSError:
-        return exif.EMPTY
-    for sibling in sorted(siblings, key=lambda p: p.suffix.lower() != ".thm"):
-        if sibling.suffix.lower() in (".thm", ".jpg", ".jpeg"):
-            try:
-                with Image.open(sibling) as img:
-                    return exif.from_pillow(img.getexif())
-            except Exception:  # noqa: BLE001 - a broken sidecar is just no sidecar
-                continue
+    # Named candidates, not a listing of the folder: listing it for every RAW made a
+    # folder of n RAW files cost n^2 directory entries.
+    for suffix in _SIDECARS:
+        sibling = path.with_suffix(suffix)
+        if sibling == path or not sibling.is_file():
+            continue
+        try:
+            with Image.open(sibling) as img:
+                return exif.from_pillow(img.getexif())
+        except Exception:  # noqa: BLE001 - a broken sidecar is just no sidecar
+            continue
     return exif.EMPTY
 
 
