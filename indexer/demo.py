@@ -9,6 +9,7 @@ from PIL import Image
 from indexer import synth
 
 SCENES = 6
+CAMERA_FRAMES = 10
 
 
 def write_sample(folder: Path) -> dict[str, str]:
@@ -34,7 +35,47 @@ def write_sample(folder: Path) -> dict[str, str]:
     save(d.convert("L"), "scene3_grey.jpg", "scene3 in greyscale", quality=90)
     (folder / "broken.jpg").write_bytes((folder / "scene4.jpg").read_bytes()[:600])
     made["broken.jpg"] = "truncated JPEG (a failure row)"
+    made.update(write_camera(folder / "camera"))
     return made
+
+
+def write_camera(folder: Path, frames: int = CAMERA_FRAMES) -> dict[str, str]:
+    """Raw-like 16-bit frames from a synthetic camera with planted hot and dead photosites."""
+    from indexer.sensor import synthetic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    camera = synthetic.make_camera(192, 256, hot=6, dead=3, stuck=0, seed=7)
+    scenes = synthetic.load_scenes(None, count=4, seed=3)
+    made = {}
+    for i, cfa in enumerate(synthetic.camera_frames(camera, scenes, frames, seed=5), start=1):
+        name = f"frame_{i:02d}.png"
+        synthetic.write_frame(folder / name, cfa, make="Photoqa", model="Demo Cam")
+        made[f"camera/{name}"] = f"synthetic camera frame (planted: {len(camera.hot)} hot, {len(camera.dead)} dead)"
+    return made
+
+
+def show_dupes(session) -> None:
+    from indexer.dupes import dupes_report
+    from indexer.output import emit
+
+    for g in dupes_report(session)["groups"]:
+        emit(["a", "b", "verdict", "evidence"],
+             [(Path(p["a"]).name, Path(p["b"]).name, p["verdict"], p["evidence"]) for p in g["pairs"]],
+             "table", title=f"\nduplicate group {g['id']}: keep {Path(g['keeper']).name}")
+
+
+def show_sensors(session) -> None:
+    from indexer.hotpixels import sensor_reports
+    from indexer.output import emit
+
+    reports = sensor_reports(session)
+    emit(["camera", "size", "frames", "status"],
+         [(f"{r.make} {r.model}", f"{r.width}x{r.height}", r.frames, r.status) for r in reports],
+         "table", title="\nsensors")
+    for r in reports:
+        if r.defects:
+            emit(["x", "y", "kind", "rate"], [(d.x, d.y, d.kind, f"{d.rate:.0%}") for d in r.defects],
+                 "table", title=f"defects of {r.make} {r.model}")
 
 
 def run_demo(folder: Path, *, workers: int | None = None, config: str | None = None) -> None:
@@ -45,7 +86,9 @@ def run_demo(folder: Path, *, workers: int | None = None, config: str | None = N
     from indexer.session import open_session
 
     made = write_sample(folder)
-    click.echo(f"wrote {len(made)} files into {folder}/")
+    click.echo(f"wrote {len(made)} files into {folder}/: 6 scenes, 8 copies of them (exact, resized,\n"
+               f"rotated, mirrored, cropped, -1 EV, greyscale), a truncated JPEG, and {CAMERA_FRAMES} frames\n"
+               f"of a synthetic camera with 6 hot and 3 dead photosites planted")
     session = open_session(str(folder / "photoqa.db"), config)
     summary = run_index(session, [folder], workers=workers)
     click.echo(f"indexed {summary.indexed}, failed {summary.failed} in {summary.seconds:.1f} s")
@@ -56,4 +99,9 @@ def run_demo(folder: Path, *, workers: int | None = None, config: str | None = N
     emit(cols, rows, "table", title="images")
     cols, rows = run_sql(session.engine, "SELECT path, kind, message FROM failures ORDER BY path")
     emit(cols, rows, "table", title="failures")
-    click.echo(f"\nTry: photoqa --db {folder / 'photoqa.db'} sql \"SELECT path, phash FROM images\"")
+    show_dupes(session)
+    show_sensors(session)
+    db = folder / "photoqa.db"
+    click.echo(f"\nNext: photoqa --db {db} dupes --format json")
+    click.echo(f"      photoqa --db {db} hotpixels --map {folder / 'defects.png'}")
+    click.echo(f"      photoqa --db {db} sql \"SELECT path, ev, sharpness FROM images ORDER BY ev\"")
