@@ -2,9 +2,11 @@
 the per-site statistics themselves live in accumulator files (indexer.sensor)."""
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Image, Sensor, SensorDefect, SensorFrame
 from db.store import utcnow
@@ -37,18 +39,35 @@ def frame_counted(engine: Engine, sha256: str) -> bool:
 
 def sensor_id(engine: Engine, camera_id: int, width: int, height: int, kind: str,
               pattern: str | None, version: int) -> int:
-    """The sensor row for this body and geometry, created on first sight."""
+    """The sensor row for this body and geometry, created on first sight.
+
+    Its accumulator file is named ``sensor-<id>-<random>.npz``: a database deleted and
+    rebuilt reuses ids, and must not merge into (and double-count) the old files left in
+    the sensor folder. Another writer creating the same sensor at the same moment (two
+    daemons) hits the unique constraint; its row is used.
+    """
     key = (Sensor.camera_id == camera_id) & (Sensor.width == width) & (Sensor.height == height) \
         & (Sensor.kind == kind)
-    with engine.begin() as conn:
-        found = conn.execute(select(Sensor.id).where(key)).scalar()
-        if found is not None:
-            return found
-        new_id = conn.execute(insert(Sensor).values(
-            camera_id=camera_id, width=width, height=height, kind=kind, pattern=pattern, frames=0,
-            accumulator="", stats_version=version, updated_at=utcnow()).returning(Sensor.id)).scalar_one()
-        conn.execute(update(Sensor).where(Sensor.id == new_id).values(accumulator=f"sensor-{new_id}.npz"))
-        return new_id
+    try:
+        with engine.begin() as conn:
+            found = conn.execute(select(Sensor.id).where(key)).scalar()
+            if found is not None:
+                return found
+            new_id = conn.execute(insert(Sensor).values(
+                camera_id=camera_id, width=width, height=height, kind=kind, pattern=pattern, frames=0,
+                accumulator="", stats_version=version, updated_at=utcnow()).returning(Sensor.id)).scalar_one()
+            name = f"sensor-{new_id}-{secrets.token_hex(4)}.npz"
+            conn.execute(update(Sensor).where(Sensor.id == new_id).values(accumulator=name))
+            return new_id
+    except IntegrityError:
+        with engine.connect() as conn:
+            return conn.execute(select(Sensor.id).where(key)).scalar_one()
+
+
+def accumulator_name(engine: Engine, sensor: int) -> str:
+    """The sensor's accumulator file name, relative to the sensor folder."""
+    with engine.connect() as conn:
+        return conn.execute(select(Sensor.accumulator).where(Sensor.id == sensor)).scalar_one()
 
 
 def record_flush(engine: Engine, sensor: int, frames: int, ledger: list[tuple[str, int]],

@@ -56,12 +56,16 @@ def locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _merge_locked(path: Path, delta: SensorAccumulator) -> SensorAccumulator:
+    merged = SensorAccumulator.load(path).merge(delta) if path.exists() else delta
+    merged.save(path)
+    return merged
+
+
 def merge_into_file(path: Path, delta: SensorAccumulator) -> SensorAccumulator:
     """Merge ``delta`` into the accumulator stored at ``path`` (created if absent); returns it."""
     with locked(path):
-        merged = SensorAccumulator.load(path).merge(delta) if path.exists() else delta
-        merged.save(path)
-    return merged
+        return _merge_locked(path, delta)
 
 
 def _stderr(message: str) -> None:
@@ -87,6 +91,7 @@ class SensorStage:
         self._ledger: dict[int, list[tuple[str, int]]] = {}
         self._since: dict[int, float] = {}
         self._seen: set[str] = set()
+        self._files: dict[int, str] = {}
 
     def __call__(self, image_id: int, result: Indexed) -> None:
         frame = frame_of(result)
@@ -118,7 +123,10 @@ class SensorStage:
             self.flush(sid)
 
     def path(self, sid: int) -> Path:
-        return self.folder / f"sensor-{sid}.npz"
+        name = self._files.get(sid)
+        if name is None:
+            name = self._files[sid] = dbsensors.accumulator_name(self.engine, sid)
+        return self.folder / name
 
     def flush(self, sid: int) -> None:
         delta = self._deltas.pop(sid, None)
@@ -127,19 +135,23 @@ class SensorStage:
         self._seen.difference_update(sha for sha, _ in ledger)  # the SQL ledger has them from now on
         if delta is None or not ledger:
             return
-        try:
-            merged = merge_into_file(self.path(sid), delta)
-        except (AccumulatorFileError, ValueError, OverflowError, OSError) as exc:
-            message = (f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: {exc} "
-                       f"(the file is left as it was; move it away to start this sensor afresh)")
-            self.errors.append((sid, message))
-            self.report(message)
-            return
-        try:
-            defects = classify_defects(merged, rate=self.settings.rate, min_frames=self.settings.min_frames)
-        except NotEnoughFrames:
-            defects = []
-        dbsensors.record_flush(self.engine, sid, merged.frames, ledger, defects)
+        path = self.path(sid)
+        # the SQL row is written under the file's lock too: two writers flushing one
+        # sensor must not leave the row with the older of their frame counts
+        with locked(path):
+            try:
+                merged = _merge_locked(path, delta)
+            except (AccumulatorFileError, ValueError, OverflowError, OSError) as exc:
+                message = (f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: "
+                           f"{exc} (the file is left as it was; move it away to start this sensor afresh)")
+                self.errors.append((sid, message))
+                self.report(message)
+                return
+            try:
+                defects = classify_defects(merged, rate=self.settings.rate, min_frames=self.settings.min_frames)
+            except NotEnoughFrames:
+                defects = []
+            dbsensors.record_flush(self.engine, sid, merged.frames, ledger, defects)
 
     def close(self) -> None:
         for sid in list(self._deltas):

@@ -83,7 +83,9 @@ def defect_set(sensor: dict) -> set[tuple[int, int, str]]:
 
 
 def accumulator_path(db: Path, sensor_id: int = 1) -> Path:
-    return db.with_name(db.name + ".sensors") / f"sensor-{sensor_id}.npz"
+    """The sensor's statistics file: ``<db>.sensors/sensor-<id>-<random>.npz``."""
+    (path,) = db.with_name(db.name + ".sensors").glob(f"sensor-{sensor_id}-*.npz")
+    return path
 
 
 def sha256(path: Path) -> str:
@@ -181,13 +183,29 @@ def test_worker_processes_feed_the_same_statistics(indexed, tmp_path):
     assert defect_set(sensor) == defect_set(one_run[0])
 
 
+def test_rebuilt_database_does_not_merge_into_old_files(indexed, tmp_path):
+    # deleting the database (not its .sensors folder) and indexing again must not add the
+    # same frames to the old statistics file of the sensor with the reused id
+    _, folder, _ = indexed
+    db = tmp_path / "p.db"
+    index(db, folder)
+    old_file = accumulator_path(db)
+    db.unlink()
+    index(db, folder)
+    sensor = hotpixels_json(db)[0]
+    assert sensor["frames"] == FRAMES and sensor["error"] is None
+    (new_file,) = set(old_file.parent.glob("sensor-1-*.npz")) - {old_file}
+    assert SensorAccumulator.load(new_file).frames == FRAMES
+    assert SensorAccumulator.load(old_file).frames == FRAMES  # left alone
+
+
 def test_sensor_settings_disabled_learns_nothing(indexed, tmp_path):
     _, folder, _ = indexed
     (tmp_path / "photoqa.toml").write_text("[sensor]\nenabled = false\n")
     db = tmp_path / "p.db"
     assert index(db, folder)["indexed"] == FRAMES
     assert hotpixels_json(db) == []
-    assert not accumulator_path(db).exists()
+    assert not db.with_name(db.name + ".sensors").exists()
 
 
 def test_corrupt_accumulator_is_reported_never_reset(camera, frames, tmp_path):
@@ -218,7 +236,7 @@ def test_corrupt_accumulator_is_reported_never_reset(camera, frames, tmp_path):
     assert "statistics file unusable" in table.stdout
 
     # moving the broken file away starts the sensor afresh with the next new frames
-    path.rename(path.with_name("broken.npz"))
+    path.rename(path.with_name("broken.npz.saved"))
     write_png_frames(tmp_path / "c", camera, frames[20:26], start=20)
     index(db, tmp_path / "c")
     sensor = hotpixels_json(db)[0]
