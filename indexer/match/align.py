@@ -152,10 +152,19 @@ def _embed(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _coarse_peak(rf_a: np.ndarray, b_win: np.ndarray) -> float:
-    """Integer-pixel phase-correlation peak from real FFTs (half the work of complex ones)."""
+    """Phase-correlation energy near the peak, from real FFTs (half the work of complex).
+
+    The 3x3 sum around the integer maximum, as OpenCV's ``phaseCorrelate`` response: a
+    sub-pixel shift spreads the peak over neighbours, and the bare maximum would then
+    favour a wrong scale that happens to land the shift on a whole pixel.
+    """
     product = rf_a * scipy.fft.rfft2(b_win).conj()
     product /= np.maximum(np.abs(product), 1e-9)
-    return float(scipy.fft.irfft2(product, s=b_win.shape).max())
+    corr = scipy.fft.irfft2(product, s=b_win.shape)
+    i, j = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    rows = np.arange(i - 1, i + 2) % corr.shape[0]
+    cols = np.arange(j - 1, j + 2) % corr.shape[1]
+    return float(np.clip(corr[np.ix_(rows, cols)], 0, None).sum())
 
 
 def _resampled(b: np.ndarray, scale: float, canvas: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
@@ -238,7 +247,10 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
 
 def _refine(a_win, f_a, rb, centre: float, k: int, step: float, canvas, upsample: int):
     """Best scale within ``centre * (1 + step) ** [-k..k]``, then the sub-pixel shift there."""
-    best = _best_scale(a_win, rb, [centre * (1 + step) ** i for i in range(-k, k + 1)], canvas)
+    # Fine scales are ranked by the sub-pixel (upsampled) peak: whole-pixel peaks favour
+    # a wrong scale that happens to put the shift on a whole pixel.
+    tried = {sc: _try_scale(f_a, rb, sc, canvas, 4) for sc in (centre * (1 + step) ** i for i in range(-k, k + 1))}
+    best = max(tried, key=lambda sc: tried[sc][0].peak)
     shift, shape = _try_scale(f_a, rb, best, canvas, upsample)
     return shift, shape, best
 

@@ -126,6 +126,25 @@ def exposure_offset(a: np.ndarray, b: np.ndarray, *, low: int = 8, high: int = 2
     return float(np.median(np.log2(srgb_linear(b[ok]) / srgb_linear(a[ok]))))
 
 
+def trim_borders(img: np.ndarray, *, tol: float = 2.0, max_frac: float = 0.25) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) bounds without uniform margins (padding, letterbox).
+
+    A margin row/column is one whose grey std is below ``tol`` levels and whose mean is
+    within ``tol`` of the outermost one; at most ``max_frac`` of a side is trimmed.
+    """
+    a = np.asarray(img, dtype=np.float64)
+
+    def margin(lines: np.ndarray) -> int:
+        limit = int(len(lines) * max_frac)
+        flat = (lines.std(axis=1) < tol) & (np.abs(lines.mean(axis=1) - lines[0].mean()) < tol)
+        n = int(np.argmin(flat[:limit])) if limit and not flat[:limit].all() else limit
+        return n if flat[0] else 0
+
+    top, bottom = margin(a), margin(a[::-1])
+    left, right = margin(a.T), margin(a.T[::-1])
+    return top, a.shape[0] - bottom, left, a.shape[1] - right
+
+
 def _full_geometry(al: Alignment, a_thumb, bt_thumb, a_size, b_size_t) -> tuple[float, float, float]:
     """Thumbnail alignment -> (x, y, scale) in ``a``'s full-size pixels."""
     fa = a_size[0] / a_thumb.shape[1]  # full px of a per thumbnail px
@@ -147,11 +166,16 @@ def compare(thumb_a: np.ndarray, thumb_b: np.ndarray, hist_a: np.ndarray, hist_b
     size_a = size_a or (a.shape[1], a.shape[0])
     size_b = size_b or (thumb_b.shape[1], thumb_b.shape[0])
     size_bt = (size_b[1], size_b[0]) if orient.swaps_axes(transform) else tuple(size_b)
-    al = align_thumbs(a, bt, scale_hint=scale_hint)
-    warped, mask = warp_onto(a.shape, bt, al)
-    av, bv = a[mask].astype(np.float64), warped[mask]
+    ta, tb = trim_borders(a), trim_borders(bt)  # padding must not steer the alignment
+    a_in, b_in = a[ta[0]:ta[1], ta[2]:ta[3]], bt[tb[0]:tb[1], tb[2]:tb[3]]
+    al = align_thumbs(a_in, b_in, scale_hint=scale_hint)
+    warped, mask = warp_onto(a_in.shape, b_in, al)
+    av, bv = a_in[mask].astype(np.float64), warped[mask]
     enough = mask.sum() >= 4 * _MIN_TILE_PIXELS
-    tiles = tile_correlations(a.astype(np.float64), warped, mask) if enough else np.zeros(0)
+    tiles = tile_correlations(a_in.astype(np.float64), warped, mask) if enough else np.zeros(0)
+    # Back to untrimmed thumbnail coordinates: p = p' + off_a, q = q' + off_b.
+    al = Alignment(x=al.x + ta[2] - tb[2] / al.scale, y=al.y + ta[0] - tb[0] / al.scale, scale=al.scale,
+                   overlap_a=al.overlap_a, overlap_b=al.overlap_b, peak=al.peak)
     x, y, scale = _full_geometry(al, a, bt, size_a, size_bt)
     return Evidence(
         transform=transform, x=x, y=y, scale=scale, overlap_a=al.overlap_a, overlap_b=al.overlap_b,
@@ -160,5 +184,5 @@ def compare(thumb_a: np.ndarray, thumb_b: np.ndarray, hist_a: np.ndarray, hist_b
         corr_grey=_pearson(av, bv) if enough else 0.0,
         corr_tile=float(np.sort(tiles)[1]) if len(tiles) >= 2 else 0.0,
         hist_sim=ruzicka(hist_a, hist_b),
-        delta_ev=exposure_offset(a[mask], np.clip(np.rint(bv), 0, 255)) if enough else 0.0,
+        delta_ev=exposure_offset(a_in[mask], np.clip(np.rint(bv), 0, 255)) if enough else 0.0,
     )
