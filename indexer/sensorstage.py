@@ -103,23 +103,32 @@ class SensorStage:
             return
         data, layout, pattern, black, white = frame
         height, width = data.shape[:2]
-        if min(height, width) < 6:
-            return
+        if min(height, width) < 6 or (layout == "cfa" and np.asarray(pattern).shape != (2, 2)):
+            return  # too small, or X-Trans (6x6): no statistics for it (documented limit)
         sid = dbsensors.sensor_id(self.engine, camera_id, width, height, layout,
                                   pattern_name(pattern, result.decoded.cfa.colors if result.decoded.cfa else _COLOURS),
                                   FORMAT_VERSION)
-        delta = self._deltas.get(sid)
-        if delta is None:
-            delta = self._deltas[sid] = SensorAccumulator(height, width, layout=layout, pattern=pattern)
-            self._since[sid] = time.monotonic()
         try:
+            delta = self._deltas.get(sid)
+            if delta is None:
+                delta = SensorAccumulator(height, width, layout=layout, pattern=pattern)
             delta.update(data, black_level=black, white_level=white)
-        except ValueError:
-            return  # e.g. an X-Trans pattern: no statistics for it (documented limit)
+        except (ValueError, OverflowError):
+            return
+        if sid not in self._deltas:
+            self._deltas[sid], self._since[sid] = delta, time.monotonic()
         self._seen.add(sha)
         self._ledger.setdefault(sid, []).append((sha, image_id))
-        if len(self._ledger[sid]) >= self.settings.flush_frames or \
-                time.monotonic() - self._since[sid] >= self.settings.flush_seconds:
+        if len(self._ledger[sid]) >= self.settings.flush_frames:
+            self.flush(sid)
+        self.flush_due()
+
+    def flush_due(self) -> None:
+        """Flush every sensor whose oldest unflushed frame is ``flush_seconds`` old. Runs on
+        each new frame; a daemon should also call it when idle, or frames wait for the next
+        frame of the same sensor (or the daemon's stop) to reach the file."""
+        now = time.monotonic()
+        for sid in [s for s, since in self._since.items() if now - since >= self.settings.flush_seconds]:
             self.flush(sid)
 
     def path(self, sid: int) -> Path:

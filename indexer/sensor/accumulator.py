@@ -27,6 +27,7 @@ the denominator, so the stuck *rate* stays an unbiased estimate.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -127,10 +128,13 @@ class SensorAccumulator:
                                      white_level=white_level, params=self.params)
         else:
             strips = iter_rgb_strips(frame, white_level=white_level, params=self.params)
+        # the strip generators check dtype and size on their first step: take it before
+        # counting the frame, so a refused frame leaves the accumulator as it was
+        head = next(strips)
         self.frames += 1
         inv_n = np.float32(1.0 / self.frames)
         first = self.frames == 1
-        for strip in strips:
+        for strip in itertools.chain([head], strips):
             self._update_strip(strip, inv_n, first)
         if not first:
             self.pairs += 1
