@@ -313,6 +313,98 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
 
 
 @main.command()
+@click.option("--format", "fmt", type=FORMAT, default="table",
+              help="Output as tables, one JSON object, or CSV (one row per flag and per pair). "
+                   "Example: --format json")
+@click.option("--flag", "flag", metavar="NAME",
+              help="Only images with this flag (dark, light, blurry, low_information, grayscale, odd_size, "
+                   "odd_aspect_ratio, clipped_highlights, crushed_shadows, low_contrast, underexposed, "
+                   "overexposed); pairs are still listed. Example: --flag dark")
+@click.option("--refresh", is_flag=True,
+              help="First recompute every image's flags (fresh dataset size quartiles, current [flags] "
+                   "thresholds) and every stored pair's delta EV from the stored measurements.")
+@click.pass_context
+def exposure(ctx, fmt, flag, refresh):
+    """Badly exposed images, and how shots of one scene differ in exposure.
+
+    Images: every flag raised while indexing, with the measured value and the threshold
+    it crossed (thresholds: section [flags] of photoqa.toml), and the exposure estimate
+    in EV (mean linear luminance against 18% grey). Pairs: exposure variants (and copies
+    or burst neighbours whose exposure differs) with delta EV measured on the pixels (B
+    over A, positive when B is brighter) and predicted by EXIF (time x ISO / f-number^2);
+    a large measured - predicted shows a misfired flash, exposure compensation or an
+    in-camera HDR merge.
+
+    \b
+    Examples:
+      photoqa exposure
+      photoqa exposure --flag dark --format json
+      photoqa exposure --refresh --format csv > exposure.csv
+    """
+    from indexer.exposurereport import (CSV_COLUMNS, ExposureError, check_flag, csv_rows,
+                                        exposure_report, image_rows, pair_rows, refresh as run_refresh)
+    from indexer.output import emit, write_json
+
+    try:
+        check_flag(flag)
+    except ExposureError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    session = _session(ctx, readonly=not refresh)
+    if refresh:
+        flagged, refined = run_refresh(session)
+        click.echo(f"refreshed: {flagged} images flagged, {refined} pairs measured", err=True)
+    report = exposure_report(session, flag=flag)
+    if fmt == "json":
+        write_json(report)
+    elif fmt == "csv":
+        emit(CSV_COLUMNS, csv_rows(report), "csv")
+    else:
+        emit(["path", "ev", "flags: value (threshold)"], image_rows(report), "table", title="flagged images")
+        emit(["a", "b", "delta EV", "EXIF", "measured - EXIF"], pair_rows(report), "table",
+             title="\nexposure pairs (delta EV of b over a)")
+
+
+@main.command()
+@click.argument("file_a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file_b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the PNG outputs (created if needed; inputs are never replaced). "
+                   "Example: --out diff-2600-2601/")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="Measurements as text lines or one JSON object. Example: --format json")
+@click.pass_context
+def diff(ctx, file_a, file_b, out_dir, fmt):
+    """Compare two shots of one scene: align FILE_B to FILE_A, show how they differ.
+
+    B is aligned to A at full resolution (sub-pixel shift), both are made linear (RAW
+    developed linearly: no auto-brightening, no white balance, linear gamma; JPEG/PNG
+    decoded from sRGB, or BT.709 when that fits the pair clearly better), then written
+    to --out: a_minus_b.png and b_minus_a.png (clipped differences), diff_sum.png (both
+    superimposed), transfer_curve.png (B against A per level, with the identity line),
+    histogram_a.png, histogram_b.png and histogram_diff.png (per channel). Prints the
+    shift, the correlation and delta EV (B over A), and the EXIF prediction when both
+    files carry exposure time, ISO and f-number.
+
+    \b
+    Examples:
+      photoqa diff IMG_2600.jpg IMG_2601.jpg --out diff/
+      photoqa diff a.CRW b.CRW --out diff/ --format json
+    """
+    from indexer.exposurereport import ExposureError, diff_files, diff_text
+    from indexer.output import write_json
+
+    try:
+        summary = diff_files(file_a, file_b, out_dir)
+    except ExposureError as exc:
+        _fail(str(exc))
+    if fmt == "json":
+        write_json(summary.as_dict())
+    else:
+        for line in diff_text(summary):
+            click.echo(line)
+
+
+@main.command()
 @click.option("--camera", "sensor", type=int, metavar="ID",
               help="Only this sensor (the id column of the report). Example: --camera 2")
 @click.option("--format", "fmt", type=FORMAT, default="table",

@@ -75,6 +75,17 @@ def save_pairs(engine: Engine, pairs: list[PairEvidence]) -> None:
                 conn.execute(update(Pair).where(Pair.id == found).values(**values))
 
 
+def set_delta_ev(engine: Engine, values: dict[tuple[int, int], tuple[float, str | None]]) -> None:
+    """Store refined measured delta EVs (and the description, when not None), keyed by
+    (a_id, b_id) of stored pairs; one transaction."""
+    if not values:
+        return
+    with engine.begin() as conn:
+        for (a, b), (value, description) in values.items():
+            change = {"delta_ev": value} if description is None else {"delta_ev": value, "description": description}
+            conn.execute(update(Pair).where((Pair.a_id == a) & (Pair.b_id == b)).values(**change))
+
+
 def forget_pairs_of(engine: Engine, image_id: int) -> None:
     """Drop the pairs of an image whose content changed (they are found again)."""
     with engine.begin() as conn:

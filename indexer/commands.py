@@ -59,6 +59,9 @@ def post_store_hooks(session: Session) -> list:
 
         hooks.append(SensorStage(session.engine, session.settings.sensor,
                                  sensor_folder(session.url, session.settings.sensor.folder)))
+    from indexer.exposurestage import FlagStage
+
+    hooks.append(FlagStage(session))
     return hooks
 
 

@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indexer.exposure.flags import FlagThresholds
 from indexer.match.verdict import MatchThresholds
 
 
@@ -104,6 +105,7 @@ class Settings:
     sensor: SensorSettings = field(default_factory=SensorSettings)
     match: MatchSettings = field(default_factory=MatchSettings)
     verdict: MatchThresholds = field(default_factory=MatchThresholds)
+    flags: FlagThresholds = field(default_factory=FlagThresholds)
 
     def section(self, name: str):
         return getattr(self, name)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from db import pairs as dbpairs
 from indexer import decode, orient
 from indexer.analyse import Indexed
+from indexer.exposurestage import refine_pairs
 from indexer.match.engine import MatchRecord, Matcher
 from indexer.match.groups import build_groups
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
@@ -83,6 +84,7 @@ class MatchStage:
             self.startup_seconds = time.perf_counter() - started
         dbpairs.forget_pairs_of(self.session.engine, image_id)
         found = self.matcher.add_and_match(record_of(image_id, result))
+        found = refine_pairs(self.session, self.matcher.records, found)
         dbpairs.save_pairs(self.session.engine, found)
         self.changed = True
 

@@ -227,6 +227,17 @@ def develop_linear(data: bytes) -> tuple[np.ndarray, int]:
     return out.astype(np.float32) / 65535.0, orientation
 
 
+def read_cfa(data: bytes) -> CfaPlane | None:
+    """The visible CFA plane of a RAW file (no demosaic, no development), or None when the
+    file has no CFA (linear DNG). For comparing the exposure of two frames."""
+    rawpy = _rawpy()
+    with open_raw(data) as raw:
+        try:
+            return _cfa(raw)
+        except rawpy.LibRawError as exc:
+            raise DecodeError("raw", f"LibRaw cannot unpack it: {_msg(exc)}") from exc
+
+
 def raw_pixel_bytes(data: bytes) -> bytes:
     """The visible raw sensor values, for a decoded-pixels digest."""
     with open_raw(data) as raw:

@@ -54,8 +54,9 @@ class FlagThresholds:
     grayscale: Hasler & Suesstrunk colourfulness M (0..255 units) below this.
     odd_aspect_ratio: min(w/h, h/w) below this (cleanvision: 0.35).
     odd_size_iqr_factor: fences q1 - k*IQR, q3 + k*IQR on sqrt(w*h) over the dataset
-        (cleanvision: k = 3). odd_size_min_side: without dataset quartiles, a shorter
-        side below this many pixels is odd.
+        (cleanvision: k = 3).
+    odd_size_min_side: without dataset quartiles, a shorter side below this many
+        pixels is odd.
     clipped_highlights / crushed_shadows: fraction of pixels with luma >= 250/255 or
         <= 5/255 above this.
     low_contrast: (p99 - p1) luma range below this (scikit-image ``is_low_contrast``

@@ -171,10 +171,16 @@ def _curve(ya, pa, yb, pb, *, low, high, mask, n_levels, min_count, max_samples,
 
 
 def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0,
-                    dx: float = 0.0, min_pixels: int = 100, **kwargs) -> ExposureDelta:
+                    dx: float = 0.0, min_pixels: int = 100, encoding: str = "srgb",
+                    **kwargs) -> ExposureDelta:
     """:func:`delta_ev` of two stored thumbnails (uint8 sRGB, grey (h, w) or RGB
     (h, w, 3), same shape and scale), B first shifted by (dy, dx) thumbnail pixels
     (skimage convention, e.g. from ``indexer.match.align``) and compared on the overlap.
+
+    ``encoding``: how the codes are decoded to linear light, "srgb" (default), "bt709"
+    or "auto" (each tried, the straightest transfer curve kept, as
+    :func:`delta_ev_encoded`: the frobisher bracket's thumbnails read +3.83 / +3.75 EV
+    for its two 3-stop steps decoded as sRGB, +3.06 / +3.05 with "auto").
 
     Grey thumbnails cannot show a clipped colour channel whose luma stays below the
     clip level: on a saturated-red photo (kodim02) at +2 EV the grey path reads 0.16 EV
@@ -183,6 +189,15 @@ def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0
     from indexer.exposure.diffimages import shift_image  # diffimages imports this module
     from indexer.exposure.linear import srgb8_to_linear
 
+    if encoding != "srgb":
+        a = np.asarray(thumb_a, dtype=np.float32) / np.float32(255)
+        b = np.asarray(thumb_b, dtype=np.float32) / np.float32(255)
+        mask = None
+        if dy or dx:
+            b, mask = shift_image(b, dy, dx)
+        encodings = ("srgb", "bt709") if encoding == "auto" else (encoding,)
+        return delta_ev_encoded(a, b, encodings=encodings, mask=mask, min_pixels=min_pixels,
+                                **kwargs).delta
     a, b = srgb8_to_linear(thumb_a), srgb8_to_linear(thumb_b)
     mask = None
     if dy or dx:

@@ -1,0 +1,232 @@
+"""Exposure QA inside ``index``/``watch``: per-image flags, and the measured delta EV of
+stored pairs refined by :mod:`indexer.exposure.transfer`.
+
+Flags. :class:`FlagStage` is a post-store hook: every stored image gets the checks of
+:func:`indexer.exposure.flags.evaluate` on its features, and the fired ones replace its
+rows in ``image_flags``. ``odd_size`` needs the dataset's size quartiles: read from the
+database when the stage starts (a run's own files count from the next run, or after
+:func:`refresh_flags`, which re-evaluates every image from its stored columns).
+
+Pairs. The matcher measures a rough delta EV on grey thumbnails (sRGB-decoded, fixed
+clip levels). :func:`refine_pairs` replaces it, for pairs of one scene, with the
+transfer-curve measure on the same thumbnails aligned by the pair's transform and shift
+(decoding chosen by the straightest curve, so BT.709-encoded camera JPEGs read right),
+and, for two RAW frames of one geometry judged exposure variants, with the median log
+ratio of their black-subtracted CFA data (:func:`indexer.exposure.transfer.delta_ev_cfa`).
+Cost: the thumbnail path is ~1 ms per pair; the CFA path unpacks both RAW files (about
+0.1-0.3 s each), and runs only for RAW exposure variants.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from types import SimpleNamespace
+
+import numpy as np
+
+from db import flags as dbflags
+from db import pairs as dbpairs
+from db.store import unpack_hist
+from indexer import orient
+from indexer.exposure import transfer
+from indexer.exposure.flags import FLAGS_VERSION, FlagThresholds, fired
+from indexer.match.engine import MatchRecord, PairEvidence
+from indexer.match.verdict import describe
+from indexer.session import Session
+
+REFINED_VERDICTS = ("exposure_variant", "derived", "similar")
+_UNSET = object()
+
+
+class FlagStage:
+    """Post-store hook: store the fired flags of each image (replacing its old ones)."""
+
+    def __init__(self, session: Session):
+        self.engine = session.engine
+        self.thresholds: FlagThresholds = session.settings.flags
+        self.quartiles = _UNSET
+
+    def __call__(self, image_id: int, result) -> None:
+        if self.quartiles is _UNSET:
+            self.quartiles = dbflags.size_quartiles(self.engine)
+        d = result.decoded
+        found = fired(result.features, d.width, d.height, thresholds=self.thresholds,
+                      size_quartiles=self.quartiles)
+        dbflags.replace_flags(self.engine, image_id, found, FLAGS_VERSION)
+
+
+def _stored_features(row: tuple) -> SimpleNamespace:
+    (_, _, _, hist, p1, p99, clip_high, clip_low, sharpness, colourfulness, ev) = row
+    return SimpleNamespace(hist=unpack_hist(hist), luma_p1=p1, luma_p99=p99, clip_high=clip_high,
+                           clip_low=clip_low, sharpness=sharpness, colourfulness=colourfulness, ev=ev)
+
+
+def refresh_flags(session: Session) -> int:
+    """Re-evaluate every present image's flags from its stored measurements with fresh
+    size quartiles and the session's thresholds (no decoding); returns how many images
+    have at least one flag."""
+    engine = session.engine
+    quartiles = dbflags.size_quartiles(engine)
+    out = {}
+    for row in dbflags.flag_inputs(engine):
+        out[row[0]] = fired(_stored_features(row), row[1], row[2], thresholds=session.settings.flags,
+                            size_quartiles=quartiles)
+    dbflags.replace_all_flags(engine, out, FLAGS_VERSION)
+    return sum(1 for f in out.values() if f)
+
+
+def thumb_delta_ev(ra: MatchRecord, rb: MatchRecord, *, transform: str, shift: tuple[float, float],
+                   scale: float, scale_tol: float = 0.03, min_pixels: int = 200) -> float | None:
+    """Delta EV (B over A) of two stored thumbnails aligned as a stored pair says, or None.
+
+    ``transform``: the pair's D4 transform (``b ~ orient.apply(a, transform)``);
+    ``shift``: (x, y) of B's top-left corner in A's full-size display pixels; ``scale``: B
+    pixels per A pixel at full size. Only a translation is applied, so None is returned
+    when the thumbnails' relative scale is off 1 by more than ``scale_tol`` (crops), when
+    the alignment data is missing, or when fewer than ``min_pixels`` are usable.
+    """
+    if shift is None or None in shift or not scale or not math.isfinite(scale):
+        return None
+    bt = orient.apply(rb.thumb, orient.inverse(transform))
+    fa = ra.width / ra.thumb.shape[1]  # full px of A per thumbnail px
+    size_bt = (rb.height, rb.width) if orient.swaps_axes(transform) else (rb.width, rb.height)
+    fb = size_bt[0] / bt.shape[1]
+    if abs(scale * fa / fb - 1.0) > scale_tol:
+        return None
+    b = np.zeros_like(ra.thumb)  # B's thumbnail on A's grid; zeros fall below the noise floor
+    h, w = min(b.shape[0], bt.shape[0]), min(b.shape[1], bt.shape[1])
+    b[:h, :w] = bt[:h, :w]
+    res = transfer.delta_ev_thumbs(ra.thumb, b, dy=shift[1] / fa, dx=shift[0] / fa,
+                                   encoding="auto", min_pixels=min_pixels)
+    return None if math.isnan(res.delta_ev) else float(res.delta_ev)
+
+
+def _cfa_signal(path: str):
+    """(black-subtracted float32 CFA plane, white - black) of a RAW file, or None."""
+    from indexer import decode, rawdecode
+
+    try:
+        plane = rawdecode.read_cfa(decode.read_bytes(path))
+    except (decode.DecodeError, OSError):
+        return None
+    if plane is None:
+        return None
+    h, w = plane.data.shape
+    black = plane.black[np.tile(plane.pattern, (h // 2 + 1, w // 2 + 1))[:h, :w]]
+    return plane.data.astype(np.float32) - black, float(plane.white - plane.black.max())
+
+
+def _overlap(a: np.ndarray, b: np.ndarray, ky: int, kx: int):
+    """Views of A and B where ``A[y, x]`` meets ``B[y - ky, x - kx]``."""
+    h, w = a.shape
+    ya, yb = slice(max(ky, 0), min(h, h + ky)), slice(max(-ky, 0), min(h, h - ky))
+    xa, xb = slice(max(kx, 0), min(w, w + kx)), slice(max(-kx, 0), min(w, w - kx))
+    return a[ya, xa], b[yb, xb]
+
+
+def cfa_delta_ev(path_a: str, path_b: str, *, shift: tuple[float, float] = (0.0, 0.0),
+                 cache: dict | None = None, min_pixels: int = 1000) -> float | None:
+    """Delta EV (B over A) of two RAW frames of one sensor geometry from their
+    black-subtracted CFA data, B displaced by ``shift`` (x, y) sensor pixels rounded to
+    even numbers (so same-colour sites meet). None when a file cannot be unpacked, has no
+    CFA, the geometries differ, or too few sites are usable. ``cache``: path -> signal,
+    so a file paired several times is unpacked once."""
+    cache = {} if cache is None else cache
+    for p in (path_a, path_b):
+        if p not in cache:
+            cache[p] = _cfa_signal(p)
+    sa, sb = cache[path_a], cache[path_b]
+    if sa is None or sb is None or sa[0].shape != sb[0].shape:
+        return None
+    ky, kx = 2 * round(shift[1] / 2), 2 * round(shift[0] / 2)
+    a, b = _overlap(sa[0], sb[0], ky, kx)
+    res = transfer.delta_ev_cfa(a, b, white=sa[1], min_pixels=min_pixels).pooled
+    return None if math.isnan(res.delta_ev) else float(res.delta_ev)
+
+
+def _cfa_eligible(src_a: tuple, src_b: tuple, verdict: str, transform: str) -> bool:
+    """Two RAW frames (format ``RAW-*``), same stored size and orientation, no rotation
+    between them, judged an exposure variant."""
+    return (verdict == "exposure_variant" and transform == "identity"
+            and src_a[1].startswith("RAW-") and src_b[1].startswith("RAW-")
+            and src_a[2:] == src_b[2:])
+
+
+def _sensor_shift(shift: tuple[float, float], orientation: int) -> tuple[float, float] | None:
+    """A display-pixel shift in sensor pixels; None for a rotated frame with a real shift."""
+    if orientation == 1 or max(abs(shift[0]), abs(shift[1])) < 1.0:
+        return shift if orientation == 1 else (0.0, 0.0)
+    return None
+
+
+def refined_delta_ev(ra: MatchRecord, rb: MatchRecord, *, verdict: str,
+                     transform: str, shift: tuple[float, float], scale: float,
+                     sources: dict[int, tuple], cache: dict) -> float | None:
+    """The best delta EV available for one pair (CFA, else thumbnails), or None to keep
+    the engine's value. ``sources``: id -> (path, format, width, height, orientation)."""
+    value = thumb_delta_ev(ra, rb, transform=transform, shift=shift, scale=scale)
+    src_a, src_b = sources.get(ra.id), sources.get(rb.id)
+    if src_a and src_b and _cfa_eligible(src_a, src_b, verdict, transform):
+        sensor_shift = _sensor_shift(shift or (0.0, 0.0), src_a[4])
+        if sensor_shift is not None:
+            cfa = cfa_delta_ev(src_a[0], src_b[0], shift=sensor_shift, cache=cache)
+            value = cfa if cfa is not None else value
+    return value
+
+
+def refine_pairs(session: Session, records: dict[int, MatchRecord],
+                 found: list[PairEvidence]) -> list[PairEvidence]:
+    """``found`` with ``delta_ev`` (and the description's EV) refined for pairs of one
+    scene; other pairs, and pairs that cannot be refined, are returned unchanged."""
+    todo = [pe for pe in found if pe.verdict in REFINED_VERDICTS
+            and pe.a in records and pe.b in records]
+    if not todo:
+        return found
+    sources = dbflags.pair_sources(session.engine, {p.a for p in todo} | {p.b for p in todo})
+    cache: dict = {}
+    refined = {}
+    for pe in todo:
+        value = refined_delta_ev(records[pe.a], records[pe.b], verdict=pe.verdict,
+                                 transform=pe.transform, shift=pe.shift, scale=pe.scale,
+                                 sources=sources, cache=cache)
+        if value is not None:
+            text = pe.description
+            if pe.evidence is not None:
+                text = describe(dataclasses.replace(pe.evidence, delta_ev=value), pe.verdict,
+                                hamming=pe.hamming)
+            refined[(pe.a, pe.b)] = dataclasses.replace(pe, delta_ev=round(value, 3), description=text)
+    return [refined.get((pe.a, pe.b), pe) for pe in found]
+
+
+_EV_WORDS = re.compile(r"(brighter|darker) by [0-9.]+ EV")
+
+
+def _redescribe(text: str | None, value: float) -> str | None:
+    if not text or not _EV_WORDS.search(text):
+        return None
+    return _EV_WORDS.sub(f"{'brighter' if value > 0 else 'darker'} by {abs(value):.1f} EV", text)
+
+
+def refresh_pair_ev(session: Session) -> int:
+    """Refine the measured delta EV of every stored pair of one scene (after a
+    ``dupes --rematch``, or pairs stored before this stage existed); returns the count."""
+    engine = session.engine
+    stored = [p for p in dbpairs.all_pairs(engine) if p.verdict in REFINED_VERDICTS]
+    if not stored:
+        return 0
+    ids = {p.a for p in stored} | {p.b for p in stored}
+    records = {r.id: r for r in dbpairs.load_records(engine, ids)}
+    sources = dbflags.pair_sources(engine, ids)
+    cache: dict = {}
+    values = {}
+    for p in stored:
+        if p.a not in records or p.b not in records:
+            continue
+        value = refined_delta_ev(records[p.a], records[p.b], verdict=p.verdict,
+                                 transform=p.transform, shift=(p.shift_x, p.shift_y), scale=p.scale,
+                                 sources=sources, cache=cache)
+        if value is not None:
+            values[(p.a, p.b)] = (round(value, 3), _redescribe(p.description, value))
+    dbpairs.set_delta_ev(engine, values)
+    return len(values)
