@@ -122,7 +122,11 @@ def _repair_raw(session, path, data, out_dir, forced, dry_run, force) -> RepairR
 
 def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> RepairResult:
     img = decode._open_pillow(data, session.settings.index.max_pixels)
+    depth = decode._bit_depth(img)  # before loading: it reads the tile descriptor
     decode._load(img)
+    if depth > 8 and img.mode == "RGB":
+        return RepairResult(path, None, None, skipped="16-bit colour image: Pillow reads it as 8 bits, "
+                            "a repaired copy would lose precision")
     meta = exif.from_pillow(img.getexif())
     if img.mode not in _REPAIRABLE_MODES:
         return RepairResult(path, None, None, skipped=f"image mode {img.mode} is not supported by repair "

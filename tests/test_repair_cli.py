@@ -268,3 +268,26 @@ def test_s40_raw_repair_writes_16_bit_tiff(shared_data, tmp_path):
     ys, xs = np.nonzero((fixed != reference).any(axis=2))
     assert _distance(ys, xs, sites).max() <= 6
     assert (fixed[sites[:, 0], sites[:, 1]] != reference[sites[:, 0], sites[:, 1]]).any(axis=1).all()
+
+
+def _png16_rgb(path, rgb: np.ndarray) -> None:
+    """A 48-bit RGB PNG (Pillow cannot write one; Pillow reads it as 8-bit RGB)."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\0" + rgb[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_colour_is_not_written_back_as_8_bit(png_case, tmp_path):
+    db, _, _ = png_case
+    source = tmp_path / "deep.png"
+    _png16_rgb(source, np.random.default_rng(0).integers(0, 65535, (112, 160, 3)))
+    result = run(db, "repair", source, "--out", tmp_path / "out", "--camera", "1")
+    assert result.exit_code == 1 and "16-bit colour image" in result.stderr
+    assert not (tmp_path / "out").exists()
