@@ -148,6 +148,19 @@ def test_byte_identical_copy_elsewhere_is_not_counted_twice(indexed, tmp_path):
     assert SensorAccumulator.load(accumulator_path(db)).frames == FRAMES
 
 
+@pytest.mark.parametrize("flush_frames", [32, 1])
+def test_identical_frames_in_one_run_count_once(indexed, tmp_path, flush_frames):
+    # flush_frames = 1: the first copy is already in the SQL ledger when the second comes
+    _, folder, _ = indexed
+    (tmp_path / "photoqa.toml").write_text(f"[sensor]\nflush_frames = {flush_frames}\n")
+    for name in ("a.png", "b.png", "c.png"):
+        shutil.copy2(folder / "f003.png", tmp_path / name)
+    shutil.copy2(folder / "f004.png", tmp_path / "d.png")
+    db = tmp_path / "p.db"
+    assert index(db, *(tmp_path / n for n in ("a.png", "b.png", "c.png", "d.png")))["indexed"] == 4
+    assert hotpixels_json(db)[0]["frames"] == 2
+
+
 def test_two_runs_of_15_equal_one_run_of_30(indexed, camera, frames, tmp_path):
     _, _, one_run = indexed
     db = tmp_path / "p.db"
