@@ -21,8 +21,8 @@ def test_every_setting_is_documented():
         cls = type(getattr(config.Settings(), section.name))
         doc = cls.__doc__ or ""
         for f in dataclasses.fields(cls):
-            # "name: what it does" at the start of a line, or "a / name:" for a pair
-            documented = re.search(rf"^\s*(\w+\s*/\s*)*{f.name}(\s*/\s*\w+)*:", doc, re.M)
+            # "name: what it does" at the start of a line, or "a / name:", "a, name:" for a group
+            documented = re.search(rf"^\s*(\w+\s*[/,]\s*)*{f.name}(\s*[/,]\s*\w+)*:", doc, re.M)
             assert documented, f"{cls.__name__}.{f.name} is not documented"
 
 
