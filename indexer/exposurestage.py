@@ -104,10 +104,12 @@ def thumb_delta_ev(ra: MatchRecord, rb: MatchRecord, *, transform: str, shift: t
 
 def _cfa_signal(path: str):
     """(black-subtracted float32 CFA plane, white - black) of a RAW file, or None."""
+    from pathlib import Path
+
     from indexer import decode, rawdecode
 
     try:
-        plane = rawdecode.read_cfa(decode.read_bytes(path))
+        plane = rawdecode.read_cfa(decode.read_bytes(Path(path)))
     except (decode.DecodeError, OSError):
         return None
     if plane is None:
