@@ -118,6 +118,7 @@ def test_jpeg_repair_changes_only_the_defect_blocks(jpeg_case, tmp_path):
     assert sha256(source) == before
 
     a, b = _same_file_kind(source, out)
+    assert b.getexif().get(0x0112) == a.getexif().get(0x0112) == 6  # still shot in portrait
     assert JpegImagePlugin.get_sampling(b) == JpegImagePlugin.get_sampling(a) == 2  # 4:2:0
     assert b.quantization == a.quantization
     orig, fixed = np.asarray(a).astype(np.int64), np.asarray(b).astype(np.int64)

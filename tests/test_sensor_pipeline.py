@@ -53,11 +53,22 @@ def write_png_frames(folder: Path, camera, frames, *, start: int = 0) -> list[Pa
             for i, f in enumerate(frames)]
 
 
-def write_jpeg_frames(folder: Path, camera, frames) -> list[Path]:
+def write_jpeg_frames(folder: Path, camera, frames, *, rotate_odd: bool = True) -> list[Path]:
+    """JPEG q95 of the developed frames; odd frames carry EXIF Orientation 6 (shot in
+    portrait: same stored pixels, so the same sensor and the same coordinates)."""
+    from PIL import Image
+
     folder.mkdir(parents=True, exist_ok=True)
-    return [synthetic.write_frame(folder / f"f{i:03d}.jpg", synthetic.develop(f, camera),
-                                  make=camera.make, model=camera.model, quality=95)
-            for i, f in enumerate(frames)]
+    paths = []
+    for i, f in enumerate(frames):
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = camera.make, camera.model
+        if rotate_odd and i % 2:
+            exif[0x0112] = 6
+        path = folder / f"f{i:03d}.jpg"
+        Image.fromarray(synthetic.develop(f, camera)).save(path, quality=95, exif=exif)
+        paths.append(path)
+    return paths
 
 
 def run(db: Path, *args: str, config: Path | None = None):
