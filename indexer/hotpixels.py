@@ -54,7 +54,9 @@ def file_problem(folder: Path, row: dbsensors.SensorRow) -> str:
         return ""
     path = folder / row.accumulator
     if not path.exists():
-        return f"{path} is missing ({row.frames} frames recorded)"
+        # no sensor folder at all: most likely a shared (PostgreSQL) database indexed on
+        # another machine, whose files live there; the defects in SQL are still valid
+        return f"{path} is missing ({row.frames} frames recorded)" if folder.is_dir() else ""
     try:
         height, width, frames = check_file(path)
     except AccumulatorFileError as exc:

@@ -312,3 +312,15 @@ def test_stage_skips_what_it_cannot_learn_from(indexed, tmp_path):
     (sensor,) = hotpixels_json(db)
     assert sensor["layout"] == "rgb" and sensor["frames"] == 1
     assert stage.errors == []
+
+
+def test_missing_statistics_file_is_reported(indexed, tmp_path):
+    _, folder, _ = indexed
+    db = tmp_path / "p.db"
+    index(db, folder / "f000.png", folder / "f001.png")
+    accumulator_path(db).unlink()
+    (sensor,) = hotpixels_json(db)
+    assert "is missing (2 frames recorded)" in sensor["error"]
+    # without any sensor folder (a shared database indexed elsewhere) it is no error
+    shutil.rmtree(db.with_name(db.name + ".sensors"))
+    assert hotpixels_json(db)[0]["error"] is None
