@@ -56,15 +56,17 @@ def image_values(result: Indexed, camera_id: int | None) -> dict:
     """Column values of an ``images`` row for an analysed file."""
     d, f, cap = result.decoded, result.features, result.decoded.meta.capture
     swap = orient.swaps_axes(orient.from_exif(d.orientation))
+    # strings cut to their column widths: PostgreSQL refuses longer ones (a RAW found by
+    # its magic keeps its odd extension in the format name)
     return dict(
         path=result.task.path, size=result.task.size, mtime_ns=result.task.mtime_ns,
-        missing_since=None, sha256=d.sha256, pixel_sha256=None, format=d.format,
+        missing_since=None, sha256=d.sha256, pixel_sha256=None, format=d.format[:16],
         width=d.width, height=d.height,
         display_width=d.height if swap else d.width, display_height=d.width if swap else d.height,
         bit_depth=d.bit_depth, orientation=d.orientation, camera_id=camera_id,
         captured_at=cap.captured_at, utc_offset=cap.utc_offset, exposure_time=cap.exposure_time,
         f_number=cap.f_number, iso=cap.iso, focal_length=cap.focal_length,
-        decoder=d.decoder, features_version=_features_version(), indexed_at=utcnow(),
+        decoder=d.decoder[:32], features_version=_features_version(), indexed_at=utcnow(),
         phash=f.phash, dhash=f.dhash, phash_d4=hashes.pack(f.phash_d4),
         phash_crops=hashes.pack(f.phash_crops), hist=pack_hist(f.hist),
         luma_mean=f.luma_mean, luma_std=f.luma_std, luma_p1=f.luma_p1, luma_p50=f.luma_p50,

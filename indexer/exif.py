@@ -91,6 +91,17 @@ def parse_datetime(stamp, subsec=None) -> datetime | None:
     return moment
 
 
+def _offset(value) -> str | None:
+    """An EXIF OffsetTime* value ('+02:00'), None when absent or malformed (the column is 8 wide)."""
+    text = _text(value)
+    return text if text and re.fullmatch(r"[+-]\d\d:\d\d", text) else None
+
+
+def _iso(value: float | None) -> int | None:
+    """ISO as an int; absurd values (a LONG of 0xFFFFFFFF) would overflow an INTEGER column."""
+    return int(value) if value and 1 <= value < 10_000_000 else None
+
+
 def clean_make_model(make: str | None, model: str | None) -> tuple[str, str] | None:
     """Normalise whitespace; drop a model's repeated make prefix only for display elsewhere."""
     make, model = _text(make), _text(model)
@@ -125,10 +136,10 @@ def from_pillow(exif) -> Metadata:
     capture = Capture(
         captured_at=parse_datetime(sub.get(EXIF_DATETIME_ORIGINAL) or exif.get(TAG_DATETIME),
                                    sub.get(EXIF_SUBSEC_ORIGINAL)),
-        utc_offset=_text(sub.get(EXIF_OFFSET_ORIGINAL)),
+        utc_offset=_offset(sub.get(EXIF_OFFSET_ORIGINAL)),
         exposure_time=_number(sub.get(EXIF_EXPOSURE_TIME)),
         f_number=_number(sub.get(EXIF_FNUMBER)),
-        iso=int(iso) if iso else None,
+        iso=_iso(iso),
         focal_length=_number(sub.get(EXIF_FOCAL)),
     )
     return Metadata(capture, camera, _orientation(exif.get(TAG_ORIENTATION)))
@@ -168,10 +179,10 @@ def from_exifread(tags: dict) -> Metadata:
     capture = Capture(
         captured_at=parse_datetime(_scalar(_tag(tags, "EXIF DateTimeOriginal", "Image DateTime")),
                                    _scalar(_tag(tags, "EXIF SubSecTimeOriginal"))),
-        utc_offset=_text(_scalar(_tag(tags, "EXIF OffsetTimeOriginal"))),
+        utc_offset=_offset(_scalar(_tag(tags, "EXIF OffsetTimeOriginal"))),
         exposure_time=_number(_tag(tags, "EXIF ExposureTime")),
         f_number=_number(_tag(tags, "EXIF FNumber")),
-        iso=int(iso) if iso else None,
+        iso=_iso(iso),
         focal_length=_number(_tag(tags, "EXIF FocalLength")),
     )
     orientation = _tag(tags, "Image Orientation")

@@ -191,3 +191,16 @@ def test_crw_identity_from_ciff_records():
     assert magic_metadata(ciff_file(b"Canon EOS D30", 1, 0)[:40]).camera is None  # truncated: no crash
     assert magic_metadata(b"qktn" + b"\0" * 40).camera == exif.Camera("Apple", "QuickTake 150")
     assert magic_metadata(b"\xff\xd8\xff" + b"\0" * 40) is exif.EMPTY
+
+
+def test_malformed_offset_and_absurd_iso_are_dropped():
+    # they would not fit the columns (utc_offset is 8 wide; iso an INTEGER) on PostgreSQL
+    sub = full_sub()
+    sub[exif.EXIF_OFFSET_ORIGINAL] = "+02:00 and some junk"
+    sub[exif.EXIF_ISO] = 0xFFFFFFFF
+    meta = exif.from_pillow(exif_block(sub))
+    assert meta.capture.utc_offset is None and meta.capture.iso is None
+    assert exif.from_pillow(exif_block(full_sub())).capture.utc_offset == "+02:00"
+    tags = {"Image Make": Tag("X"), "EXIF OffsetTimeOriginal": Tag("-05:30"), "EXIF ISOSpeedRatings": Tag([0])}
+    meta = exif.from_exifread(tags)
+    assert meta.capture.utc_offset == "-05:30" and meta.capture.iso is None
