@@ -260,3 +260,12 @@ def test_camera_inserted_by_another_writer_meanwhile(tmp_path, monkeypatch):
     assert rows(session, "SELECT count(*) FROM cameras") == [(1,)]
     assert rows(session, "SELECT count(DISTINCT camera_id) FROM images") == [(1,)]
     session.engine.dispose()
+
+
+def test_file_roots_and_overlapping_roots(session, folder):
+    s = run(session, folder / "s0.jpg", folder, folder / "sub")
+    assert (s.indexed, s.failed) == (5, 0)  # each file once
+    (folder / "s1.jpg").unlink()
+    s = run(session, folder / "s0.jpg")  # a single-file root says nothing about its siblings
+    assert (s.unchanged, s.missing) == (1, 0)
+    assert run(session, folder).missing == 1
