@@ -229,3 +229,23 @@ def test_diff_raw_against_srgb(shared_data, tmp_path):
     assert s["encoding"] == "linear"
     assert s["delta_ev"] == pytest.approx(-1.0, abs=0.05)
     assert abs(s["dx"]) < 0.5 and abs(s["dy"]) < 0.5
+
+
+def test_diff_subpixel_shift(tmp_path):
+    """B displaced by (-7.5, +12.25) px: a 4x box-downsampled scene cut at offsets 30 and 49
+    px apart at full size."""
+    big = synth.scene(12, 4 * 340, 4 * 260).astype(np.float32)
+
+    def down(y0, x0):
+        crop = big[y0:y0 + 4 * 240, x0:x0 + 4 * 320]
+        return np.rint(crop.reshape(240, 4, 320, 4, 3).mean(axis=(1, 3))).astype(np.uint8)
+
+    a = save(tmp_path / "a.png", down(20, 60))
+    b = save(tmp_path / "b.png", synth.change_exposure(down(50, 11), 0.7))
+    result = invoke("diff", a, b, "--out", tmp_path / "out", "--format", "json")
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.output)
+    print(f"\nsub-pixel (+7.5, -12.25) px, +0.7 EV: measured ({s['dy']:+.2f}, {s['dx']:+.2f}) px, "
+          f"{s['delta_ev']:+.3f} EV")
+    assert s["dy"] == pytest.approx(7.5, abs=0.15) and s["dx"] == pytest.approx(-12.25, abs=0.15)
+    assert s["delta_ev"] == pytest.approx(0.7, abs=0.05)
