@@ -94,6 +94,23 @@ def csv_rows(report: dict) -> list[tuple]:
     return rows
 
 
+def show_exposure(session: Session, root: Path | None = None) -> None:
+    """Print the exposure report as two tables (for ``photoqa demo``); paths relative
+    to ``root`` when given."""
+    from indexer.output import emit
+
+    report = exposure_report(session)
+
+    def short(path: str) -> str:
+        return str(Path(path).relative_to(root.resolve())) if root is not None else path
+
+    emit(["file", "ev", "flags: value (threshold)"],
+         [(short(p), ev, flags) for p, ev, flags in image_rows(report)], "table", title="\nflagged images")
+    emit(["a", "b", "delta EV", "EXIF", "measured - EXIF"],
+         [(short(a), short(b), *rest) for a, b, *rest in pair_rows(report)], "table",
+         title="\nexposure pairs (delta EV of b over a)")
+
+
 @dataclass(frozen=True)
 class DiffSummary:
     """What ``photoqa diff`` prints. ``dx``, ``dy``: shift applied to B to register it on

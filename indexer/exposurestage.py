@@ -40,16 +40,24 @@ _UNSET = object()
 
 
 class FlagStage:
-    """Post-store hook: store the fired flags of each image (replacing its old ones)."""
+    """Post-store hook: store the fired flags of each image (replacing its old ones).
 
-    def __init__(self, session: Session):
+    ``requery_every``: the size quartiles are read at the first image and again after
+    this many images, so a long-running ``watch`` follows its growing dataset (one
+    ``SELECT width, height`` over the images each time).
+    """
+
+    def __init__(self, session: Session, *, requery_every: int = 1000):
         self.engine = session.engine
         self.thresholds: FlagThresholds = session.settings.flags
         self.quartiles = _UNSET
+        self.requery_every, self.seen = requery_every, 0
 
     def __call__(self, image_id: int, result) -> None:
-        if self.quartiles is _UNSET:
+        if self.quartiles is _UNSET or self.seen >= self.requery_every:
             self.quartiles = dbflags.size_quartiles(self.engine)
+            self.seen = 0
+        self.seen += 1
         d = result.decoded
         found = fired(result.features, d.width, d.height, thresholds=self.thresholds,
                       size_quartiles=self.quartiles)
