@@ -179,5 +179,10 @@ class Store:
                          .values(missing_since=utcnow()))
 
     def forget_failure(self, path: str) -> None:
+        self.forget_failures([path])
+
+    def forget_failures(self, paths: list[str]) -> None:
+        """Drop the failure rows of ``paths`` (files deleted since they failed)."""
         with self.engine.begin() as conn:
-            conn.execute(delete(Failure).where(Failure.path == path))
+            for start in range(0, len(paths), 500):  # bound the IN list
+                conn.execute(delete(Failure).where(Failure.path.in_(paths[start:start + 500])))

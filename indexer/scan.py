@@ -81,6 +81,7 @@ class Plan:
     failed_unchanged: int = 0
     gone: dict[str, int] = field(default_factory=dict)  # path -> image id, no longer on disk
     move_candidates: dict[str, list[int]] = field(default_factory=dict)  # sha256 -> gone image ids
+    stale_failures: list[str] = field(default_factory=list)  # failure rows of files gone from the roots
 
 
 def plan(tasks: list[Task], known: dict, failures: dict, roots: list[Path], features_version: int) -> Plan:
@@ -109,4 +110,5 @@ def plan(tasks: list[Task], known: dict, failures: dict, roots: list[Path], feat
             result.move_candidates.setdefault(state.sha256, []).append(state.id)
             if not state.missing:
                 result.gone[path] = state.id
+    result.stale_failures = sorted(p for p in failures if p not in on_disk and _under(p, resolved))
     return result

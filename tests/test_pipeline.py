@@ -268,3 +268,19 @@ def test_file_roots_and_overlapping_roots(session, folder):
     s = run(session, folder / "s0.jpg")  # a single-file root says nothing about its siblings
     assert (s.unchanged, s.missing) == (1, 0)
     assert run(session, folder).missing == 1
+
+
+def test_plan_lists_failure_rows_of_deleted_files(session, folder):
+    from indexer import scan
+
+    F.write(folder / "broken.jpg", b"")
+    F.write(folder / "sub" / "bad.jpg", b"\xff\xd8\xff")
+    run(session, folder)
+    (folder / "broken.jpg").unlink()
+    tasks = scan.walk([folder])
+    plan = scan.plan(tasks, session.store.known_files(), session.store.known_failures(), [folder], 1)
+    assert plan.stale_failures == [str((folder / "broken.jpg").resolve())]
+    outside = scan.plan([], {}, session.store.known_failures(), [folder / "sub"], 1)
+    assert outside.stale_failures == [str((folder / "sub" / "bad.jpg").resolve())]
+    session.store.forget_failures(plan.stale_failures)
+    assert rows(session, "SELECT count(*) FROM failures") == [(1,)]
