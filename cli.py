@@ -147,7 +147,12 @@ def demo(ctx, folder, workers):
 
 @main.group("db")
 def db_group():
-    """Database maintenance."""
+    """Database maintenance.
+
+    \b
+    Example:
+      photoqa --db photos.db db upgrade
+    """
 
 
 @db_group.command("upgrade")
@@ -213,21 +218,14 @@ def watch(ctx, paths, workers, polling, settle, log_file):
       photoqa --db lab.db watch /data/incoming --workers 2
       photoqa --db postgresql+psycopg://me@host/photoqa watch /mnt/share --polling --settle 5
     """
-    import os
-
-    from indexer.commands import post_store_hooks
-    from indexer.watch import WatchError, WatchOptions, run_watch
+    from indexer.watch import WatchError, WatchOptions
+    from indexer.watch.daemon import watch_command
     from indexer.watch.log import LineLog
 
     session = _session(ctx)
     log = LineLog(log_file=log_file)
-    options = WatchOptions(workers=workers, settle=settle, polling=polling)
     try:
-        log("started", ", ".join(str(p) for p in paths), f"pid {os.getpid()}")
-        result = run_watch(session, list(paths), options, hooks=post_store_hooks(session), log=log)
-        summary = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "no files"
-        log("stopped", ", ".join(str(p) for p in paths),
-            f"{summary}; {result.abandoned} abandoned (picked up at next start)")
+        watch_command(session, list(paths), WatchOptions(workers=workers, settle=settle, polling=polling), log)
     except WatchError as exc:
         _fail(str(exc))
     finally:

@@ -3,6 +3,7 @@ on the same files as the baseline, in one run.
 
     PYTHONPATH=. /work/venv/bin/python bench/watch_latency.py            # N=300 at 10 files/s
     PYTHONPATH=. /work/venv/bin/python bench/watch_latency.py --n 5000   # memory over many files
+    PYTHONPATH=. /work/venv/bin/python bench/watch_latency.py --no-hooks # the daemon's own cost
 
 Phases (one daemon process, ``--workers`` decoding processes, ``--settle`` seconds):
 1. paced: N files copied into the watched folder at ``--rate`` files/s (each written
@@ -156,6 +157,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10.0, help="paced phase, files/s (default 10)")
     ap.add_argument("--settle", type=float, default=2.0, help="daemon --settle (default 2.0)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--config", help="photoqa --config FILE for both watch and index")
+    ap.add_argument("--no-hooks", action="store_true",
+                    help="turn matching and sensor statistics off (the daemon's own cost only)")
     args = ap.parse_args()
     srcs = sources()
     print(f"sources: {len(srcs)} JPEGs, mean {sum(map(len, srcs)) / len(srcs) / 1e6:.1f} MB; "
@@ -164,6 +168,12 @@ def main() -> None:
     cli = [sys.executable, "-m", "cli"]
     with tempfile.TemporaryDirectory(prefix="photoqa-bench-") as tmp:
         tmp = Path(tmp)
+        if args.no_hooks:
+            (tmp / "nohooks.toml").write_text("[match]\nenabled = false\n[sensor]\nenabled = false\n")
+            cli += ["--config", str(tmp / "nohooks.toml")]
+        elif args.config:
+            cli += ["--config", str(Path(args.config).resolve())]
+        print("config:", "matching and sensor statistics off" if args.no_hooks else args.config or "defaults")
         inbox, db, log = tmp / "inbox", tmp / "watch.db", tmp / "watch.log"
         (inbox / "paced").mkdir(parents=True)
         (inbox / "burst").mkdir()
@@ -199,6 +209,8 @@ def main() -> None:
                              cwd=REPO, env=env, capture_output=True, text=True, check=True)
         index_ips = json.loads(out.stdout)["images_per_second"]
 
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"({os.cpu_count()} cores; other jobs share them)")
     target = args.settle + 1.0
     print(f"\npaced {args.n} files at {args.rate}/s: committed {len(lat)}/{args.n}; latency from last "
           f"write to committed row: p50 {pct(lat, .5):.2f} s, p95 {pct(lat, .95):.2f} s, max {max(lat):.2f} s "

@@ -54,21 +54,21 @@ def _pool_context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _init_daemon_worker(settings: IndexSettings) -> None:
+def _init_daemon_worker(settings: IndexSettings, want_sensor) -> None:
     # Ctrl-C reaches the whole process group; the parent alone decides when to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    init_worker(settings, frozenset())
+    init_worker(settings, frozenset(), want_sensor)
 
 
-def start_pool(settings: IndexSettings, workers: int) -> ProcessPoolExecutor:
+def start_pool(settings: IndexSettings, workers: int, want_sensor=False) -> ProcessPoolExecutor:
     """A long-lived pool of ``workers`` processes running :func:`analyse` (for the daemon).
 
     Same start method as :func:`run_outcomes` (forkserver, else spawn: rawpy's OpenMP and
     fork do not mix); workers ignore SIGINT so a terminal Ctrl-C lets the parent finish
-    or abandon in-flight files itself.
+    or abandon in-flight files itself. ``want_sensor`` as for :func:`index_paths`.
     """
     return ProcessPoolExecutor(max(1, workers), mp_context=_pool_context(),
-                               initializer=_init_daemon_worker, initargs=(settings,))
+                               initializer=_init_daemon_worker, initargs=(settings, want_sensor))
 
 
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,

@@ -81,11 +81,11 @@ class Daemon:
 
     def __init__(self, session: Session, roots: list[Path], options: WatchOptions, *,
                  hooks: list[Hook], log: LogLine, stop: threading.Event | None = None,
-                 observer_factory: Callable = make_observer):
+                 observer_factory: Callable = make_observer, want_sensor=False):
         self.session, self.options, self.log = session, options, log
         self.roots = [str(Path(r).expanduser().resolve()) for r in roots]
         self.stop = stop or threading.Event()
-        self.hooks, self.observer_factory = hooks, observer_factory
+        self.hooks, self.observer_factory, self.want_sensor = hooks, observer_factory, want_sensor
         self.backlog: deque[tuple[str, int]] = deque()  # (path, mtime_ns) from the catch-up scan
         self.attempts: dict[str, int] = {}
         self.rescan = False
@@ -103,7 +103,7 @@ class Daemon:
             self._retire_dead(engine)
             writer = Writer(self.session.store, self.session.settings.index,
                             workers=worker_count(self.options.workers or self.session.settings.index.workers),
-                            hooks=self.hooks, log=self.log, stop=self.stop)
+                            hooks=self.hooks, log=self.log, stop=self.stop, want_sensor=self.want_sensor)
             pending = Pending(settle=self.options.settle, debounce=self.options.debounce,
                               open_factor=self.options.open_factor, closes_reported=closes,
                               max_pending=self.options.max_pending)
@@ -243,15 +243,17 @@ class Daemon:
 
 
 def run_watch(session: Session, roots: list[Path], options: WatchOptions, *, hooks: list[Hook],
-              log: LogLine, stop: threading.Event | None = None) -> WatchResult:
+              log: LogLine, stop: threading.Event | None = None, want_sensor=False) -> WatchResult:
     """Watch ``roots`` until SIGINT/SIGTERM (or ``stop`` is set); see :class:`Daemon`.
 
-    Raises :class:`WatchError` when watching cannot start (e.g. inotify limits).
+    ``hooks`` run after each stored image (the caller closes them); ``want_sensor`` is
+    what workers keep for the sensor hook, as for ``index``. Raises :class:`WatchError`
+    when watching cannot start (e.g. inotify limits).
     """
     for root in roots:
         if not Path(root).is_dir():
             raise WatchError(f"{root} is not a folder")
-    daemon = Daemon(session, roots, options, hooks=hooks, log=log, stop=stop)
+    daemon = Daemon(session, roots, options, hooks=hooks, log=log, stop=stop, want_sensor=want_sensor)
     with _signals_set(daemon.stop):
         return daemon.run()
 
@@ -272,3 +274,21 @@ class _signals_set:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         return False
+
+
+def watch_command(session: Session, roots: list[Path], options: WatchOptions, log: LogLine) -> WatchResult:
+    """``photoqa watch``: the same post-store hooks and worker data as ``index``, a start
+    and a stop line, hooks closed (flushed) at the end."""
+    from indexer.commands import close_hooks, post_store_hooks, wants_sensor_data
+
+    names = ", ".join(str(r) for r in roots)
+    hooks = post_store_hooks(session)
+    try:
+        log("started", names, f"pid {os.getpid()}")
+        result = run_watch(session, roots, options, hooks=hooks, log=log,
+                           want_sensor=wants_sensor_data(session))
+    finally:
+        close_hooks(hooks)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "no files"
+    log("stopped", names, f"{summary}; {result.abandoned} abandoned (picked up at next start)")
+    return result

@@ -39,13 +39,15 @@ class Writer:
     """Owns the worker pool and every database write of the daemon."""
 
     def __init__(self, store: Store, settings: IndexSettings, *, workers: int, hooks: Iterable[Hook],
-                 log: LogLine, move_candidate_limit: int = 1024, stop: threading.Event | None = None):
+                 log: LogLine, move_candidate_limit: int = 1024, stop: threading.Event | None = None,
+                 want_sensor=False):
         self.store, self.engine, self.settings = store, store.engine, settings
         self.workers, self.hooks, self.log = workers, list(hooks), log
+        self.want_sensor = want_sensor  # full-size data for the sensor hook, as `index` asks
         self.stop = stop or threading.Event()  # set on SIGTERM: stop waiting for workers to start
-        self.in_flight = workers * 2
+        self.in_flight = workers * 4  # as `index`: workers never wait for the writer
         self.move_candidate_limit = move_candidate_limit
-        self.pool = self._warm(start_pool(settings, workers))
+        self.pool = self._warm(start_pool(settings, workers, want_sensor))
         self.jobs: dict[Future, Job] = {}
         self.crashed: list[Job] = []  # in flight when a worker died: re-run one at a time
         self.broken = self.closing = False
@@ -158,11 +160,19 @@ class Writer:
 
     # --- storing -------------------------------------------------------------------------
 
-    def collect(self, timeout: float) -> None:
-        """Store every outcome that completes within ``timeout`` seconds."""
+    def collect(self, timeout: float, deadline: float | None = None) -> None:
+        """Store the outcomes that complete within ``timeout`` seconds.
+
+        Stops early (leaving finished outcomes in :attr:`jobs`) once ``stop`` is set or
+        ``deadline`` (monotonic) passes: post-store hooks may take a second per file,
+        and a stop must not wait for a whole batch of them.
+        """
         if self.jobs:
             done, _ = wait(list(self.jobs), timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
+                if (self.stop.is_set() and not self.closing) or \
+                        (deadline is not None and time.monotonic() >= deadline):
+                    break
                 job = self.jobs.pop(future)
                 try:
                     outcome = future.result()
@@ -180,7 +190,7 @@ class Writer:
     def _retry_alone(self) -> None:
         if self.broken:
             self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = self._warm(start_pool(self.settings, self.workers))
+            self.pool = self._warm(start_pool(self.settings, self.workers, self.want_sensor))
             self.broken = False
         job = self.crashed.pop(0)
         job.alone = True
@@ -224,7 +234,7 @@ class Writer:
         if self.jobs:
             self.collect_all(grace)
         abandoned = len(self.jobs)
-        if abandoned:
+        if any(not f.done() for f in self.jobs):
             # still decoding after the grace period: stop those workers (the files are
             # simply not stored; the next start's catch-up scan picks them up)
             for process in list(getattr(self.pool, "_processes", {}).values()):
@@ -236,4 +246,4 @@ class Writer:
     def collect_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self.jobs and (left := deadline - time.monotonic()) > 0:
-            self.collect(left)
+            self.collect(left, deadline)
