@@ -175,13 +175,16 @@ def refined_delta_ev(ra: MatchRecord, rb: MatchRecord, *, verdict: str,
                      sources: dict[int, tuple], cache: dict) -> float | None:
     """The best delta EV available for one pair (CFA, else thumbnails), or None to keep
     the engine's value. ``sources``: id -> (path, format, width, height, orientation)."""
-    value = thumb_delta_ev(ra, rb, transform=transform, shift=shift, scale=scale)
-    src_a, src_b = sources.get(ra.id), sources.get(rb.id)
-    if src_a and src_b and _cfa_eligible(src_a, src_b, verdict, transform):
-        sensor_shift = _sensor_shift(shift or (0.0, 0.0), src_a[4])
-        if sensor_shift is not None:
-            cfa = cfa_delta_ev(src_a[0], src_b[0], shift=sensor_shift, cache=cache)
-            value = cfa if cfa is not None else value
+    try:
+        value = thumb_delta_ev(ra, rb, transform=transform, shift=shift, scale=scale)
+        src_a, src_b = sources.get(ra.id), sources.get(rb.id)
+        if src_a and src_b and _cfa_eligible(src_a, src_b, verdict, transform):
+            sensor_shift = _sensor_shift(shift or (0.0, 0.0), src_a[4])
+            if sensor_shift is not None:
+                cfa = cfa_delta_ev(src_a[0], src_b[0], shift=sensor_shift, cache=cache)
+                value = cfa if cfa is not None else value
+    except Exception:  # noqa: BLE001 - a refinement must never lose the pair it refines
+        return None
     return value
 
 

@@ -218,6 +218,8 @@ def test_frobisher_bracket_pairs(shared_data, tmp_path):
         assert dexif == pytest.approx(predicted)
         assert dexif in (pytest.approx(3.0), pytest.approx(6.0))
         assert dev > 0 and abs(dev - dexif) < 0.5  # longer exposure is brighter, by the right amount
+    evs = [ev for _, ev in sorted(query(db, "SELECT path, ev FROM images"))]
+    assert evs == sorted(evs)  # 1/8 s, 1 s, 8 s: per-image exposure estimates in order
 
 
 def test_hdr_pairs_reported(shared_data, tmp_path):
