@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,26 +17,31 @@ def _is_hidden_or_partial(name: str) -> bool:
 
 
 def candidate(path: Path) -> Task | None:
-    """A Task for an image file (by content or name), None for anything else."""
+    """A Task for an image file (by content or name), None for anything else.
+
+    A file named as an image is not opened here (one stat per file keeps a re-run over a
+    large or networked tree cheap; an unreadable one still becomes a failure row); only
+    files with other names have their first bytes sniffed.
+    """
     if _is_hidden_or_partial(path.name):
         return None
     try:
         st = path.stat()
-        if not path.is_file():
-            return None
-        with open(path, "rb") as fh:
-            head = fh.read(32)
     except OSError:
-        # unreadable: still a candidate if its name says image, so the failure is recorded
-        if path.suffix.lower() in sniff.IMAGE_EXTENSIONS | sniff.RAW_EXTENSIONS:
-            try:
-                st = path.stat()
-            except OSError:
-                return None
-            return Task(str(path), st.st_size, st.st_mtime_ns)
         return None
-    if not sniff.is_candidate(path, head):
+    if not stat.S_ISREG(st.st_mode):
         return None
+    suffix = path.suffix.lower()
+    if suffix in sniff.SIDECAR_EXTENSIONS:
+        return None
+    if suffix not in sniff.IMAGE_EXTENSIONS and suffix not in sniff.RAW_EXTENSIONS:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(32)
+        except OSError:
+            return None
+        if sniff.sniff(head) is None:
+            return None
     return Task(str(path), st.st_size, st.st_mtime_ns)
 
 
