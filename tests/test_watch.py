@@ -159,6 +159,10 @@ def test_file_moved_in_from_an_unwatched_folder(daemon, folder, tmp_path):
     daemon.wait_status(folder / "tethered.jpg", "indexed")
     os.rename(folder / "tethered.jpg", tmp_path / "back.jpg")  # moved out: missing
     daemon.wait_status(folder / "tethered.jpg", "missing")
+    os.rename(tmp_path / "back.jpg", folder / "tethered.jpg")  # and back: the row returns
+    daemon.wait_status(folder / "tethered.jpg", "moved")
+    assert daemon.statuses(folder / "tethered.jpg") == ["indexed", "missing", "moved"]
+    assert image_rows(daemon, folder / "tethered.jpg")[0][3] is None
 
 
 def test_changed_file_is_updated_in_place(daemon, folder):

@@ -27,7 +27,6 @@ from indexer.pipeline import Hook, start_pool
 LogLine = Callable[[str, str, str], None]  # (status, path, detail)
 
 
-
 @dataclass
 class Job:
     task: Task
@@ -103,9 +102,13 @@ class Writer:
         if task is None:
             return  # not an image (or vanished in between)
         state = hb.retry_locked(lambda: hb.file_state(self.engine, path))
-        if state and not state.missing and (state.size, state.mtime_ns) == (task.size, task.mtime_ns) \
+        if state and (state.size, state.mtime_ns) == (task.size, task.mtime_ns) \
                 and state.features_version == FEATURES_VERSION:
-            self._done("unchanged", path)
+            if state.missing:  # moved away and back again: the row simply returns
+                hb.retry_locked(lambda: self.store.save_moved(state.id, task))
+                self._done("moved", path, "back in place")
+            else:
+                self._done("unchanged", path)
             return
         if state is None and hb.retry_locked(lambda: hb.failure_state(self.engine, path)) == \
                 (task.size, task.mtime_ns):
