@@ -100,6 +100,9 @@ def run_demo(folder: Path, *, workers: int | None = None, config: str | None = N
     cols, rows = run_sql(session.engine, "SELECT path, kind, message FROM failures ORDER BY path")
     emit(cols, rows, "table", title="failures")
     show_dupes(session)
+    from indexer.exposurereport import show_exposure
+
+    show_exposure(session, folder)
     show_sensors(session)
     db = folder / "photoqa.db"
     click.echo(f"\nNext: photoqa --db {db} dupes --format json")

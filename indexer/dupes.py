@@ -97,7 +97,7 @@ class MatchStage:
 def rematch(session: Session) -> int:
     """Batch mode: forget every pair, search all pairs of the database again; returns the count."""
     matcher = new_matcher(session, dbpairs.load_records(session.engine))
-    found = matcher.batch_pairs()
+    found = refine_pairs(session, matcher.records, matcher.batch_pairs())
     dbpairs.clear_pairs(session.engine)
     dbpairs.save_pairs(session.engine, found)
     regroup(session)
