@@ -248,3 +248,14 @@ def test_file_being_written_when_the_daemon_starts_is_read_once_whole(tmp_path):
             time.sleep(0.5)
             assert d.statuses(inbox / "during.jpg") == ["indexed"]
     assert rows(tmp_path / "p.db", "SELECT size, sha256 FROM images") == [(len(data), sha(data))]
+
+
+def test_event_flood_beyond_max_pending_falls_back_to_a_rescan(tmp_path):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    with ThreadedDaemon(tmp_path / "p.db", [inbox], max_pending=5) as d:
+        for i in range(30):
+            (inbox / f"flood{i:02}.jpg").write_bytes(jpeg(90 + i))
+        wait_for(lambda: rows(tmp_path / "p.db", "SELECT count(*) FROM images")[0][0] == 30, 30, "30 rows")
+        assert any(s == "rescan" for s, _, _ in d.lines)
+    assert rows(tmp_path / "p.db", "SELECT count(DISTINCT path) FROM images") == [(30,)]

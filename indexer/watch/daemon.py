@@ -88,7 +88,6 @@ class Daemon:
         self.hooks, self.observer_factory, self.want_sensor = hooks, observer_factory, want_sensor
         self.backlog: deque[tuple[str, int]] = deque()  # (path, mtime_ns) from the catch-up scan
         self.attempts: dict[str, int] = {}
-        self.rescan = False
 
     def run(self) -> WatchResult:
         started = time.monotonic()
@@ -161,10 +160,9 @@ class Daemon:
             now = time.monotonic()
             for change in handler.drain():
                 self.apply(change, pending, writer)
-            if pending.overflowed or self.rescan:
+            if pending.overflowed:
                 pending.clear()
                 self.backlog.clear()
-                self.rescan = False
                 self.log("rescan", ", ".join(self.roots), "too many events at once: scanning instead")
                 self.catch_up(writer)
             self.feed(pending, writer, now)
@@ -188,7 +186,7 @@ class Daemon:
             if path in pending.entries or path in busy:
                 continue  # an event is tracking it: it waits to be complete
             if mtime_ns > recent:
-                pending.created(path, now)  # written moments ago: maybe still being written
+                pending.created(path, now, bound=False)  # written moments ago: maybe still open
                 continue
             writer.safe_handle(path)
         self._retry_errors(pending, writer, now)

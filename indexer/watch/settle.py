@@ -62,20 +62,24 @@ class Pending:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _entry(self, path: str, now: float) -> Entry:
+    def _entry(self, path: str, now: float, bound: bool = True) -> Entry:
         entry = self.entries.get(path)
         if entry is None:
-            if len(self.entries) >= self.max_pending:
+            if bound and len(self.entries) >= self.max_pending:
                 self.overflowed = True  # the daemon rescans instead of growing without bound
             entry = self.entries[path] = Entry(path, now)
         entry.last_event = now
         entry.stable_since = None  # restart the stable window on every event
         return entry
 
-    def created(self, path: str, now: float) -> None:
+    def created(self, path: str, now: float, bound: bool = True) -> None:
         """A new file: taken as open for writing (its first writes may predate the watch
-        of a brand-new folder), unless it was just renamed into place whole."""
-        entry = self._entry(path, now)
+        of a brand-new folder), unless it was just renamed into place whole.
+
+        ``bound=False`` for paths from a scan already held in memory: they never count
+        towards ``max_pending`` (else a rescan could trigger the next one).
+        """
+        entry = self._entry(path, now, bound)
         if not entry.closed:
             entry.writing = self.closes_reported
 
