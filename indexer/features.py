@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from indexer import hashes
+from indexer.exposure import linear
 
 FEATURES_VERSION = 1
 SHARPNESS_SIZE = 256  # long side, px, at which sharpness is measured
@@ -80,19 +81,6 @@ def percentile_from_hist(counts: np.ndarray, q: float) -> float:
     return min(level, 255) / 255.0
 
 
-def srgb_to_linear(v: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1 sRGB decoding, values in [0, 1]."""
-    v = np.asarray(v, dtype=np.float32)
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def exposure_ev(rgb: np.ndarray) -> float:
-    """log2(mean Rec. 709 linear luminance / 0.18), floored at -20 EV for black frames."""
-    lin = srgb_to_linear(rgb)
-    y = float((lin @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)).mean())
-    return float(np.log2(max(y, 0.18 * 2.0**-20) / 0.18))
-
-
 def sharpness(grey: np.ndarray) -> float:
     """Variance of the 4-neighbour Laplacian of grey (0..255) at SHARPNESS_SIZE long side."""
     img = Image.fromarray(grey)
@@ -145,6 +133,6 @@ def measure(rgb: np.ndarray, *, thumb_size: int = 128) -> Features:
         clip_high=float(hist[3, CLIP_HIGH:].sum()) / total,
         clip_low=float(hist[3, :CLIP_LOW + 1].sum()) / total,
         entropy=entropy_bits(hist[3]), sharpness=sharpness(grey),
-        colourfulness=colourfulness(rgb8), ev=exposure_ev(rgb),
+        colourfulness=colourfulness(rgb8), ev=linear.exposure_ev(rgb),
         thumb=thumbnail(grey, thumb_size),
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from indexer.exposure import linear
+
 
 def scene(seed: int, width: int = 640, height: int = 480) -> np.ndarray:
     """A synthetic scene; uint8 (height, width, 3)."""
@@ -33,8 +35,5 @@ def scene(seed: int, width: int = 640, height: int = 480) -> np.ndarray:
 
 def change_exposure(rgb8: np.ndarray, ev: float) -> np.ndarray:
     """Scale linear light by 2**ev (sRGB decode, scale, clip, encode); uint8 in and out."""
-    v = rgb8.astype(np.float32) / 255.0
-    lin = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4) * (2.0 ** ev)
-    lin = np.clip(lin, 0.0, 1.0)
-    out = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055)
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    lin = linear.srgb_to_linear(rgb8.astype(np.float32) / 255.0) * np.float32(2.0 ** ev)
+    return np.clip(np.rint(linear.linear_to_srgb(lin) * 255.0), 0, 255).astype(np.uint8)

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from indexer import features, synth
+from indexer.exposure import linear
 
 
 def as_float(rgb8: np.ndarray) -> np.ndarray:
@@ -74,15 +75,15 @@ def test_percentiles_on_a_ramp():
 
 def test_exposure_of_mid_grey_and_one_stop():
     # sRGB 118 is ~18% linear: 0 EV. Doubling linear light is +1 EV.
-    lin = features.srgb_to_linear(np.array([118 / 255]))[0]
+    lin = linear.srgb_to_linear(np.array([118 / 255]))[0]
     assert lin == pytest.approx(0.18, abs=0.002)
-    base = features.exposure_ev(np.full((8, 8, 3), 118 / 255, dtype=np.float32))
+    base = linear.exposure_ev(np.full((8, 8, 3), 118 / 255, dtype=np.float32))
     assert base == pytest.approx(0.0, abs=0.02)
     scene = synth.scene(3, 120, 90)
     darker = synth.change_exposure(scene, -1.0)
-    delta = features.exposure_ev(as_float(darker)) - features.exposure_ev(as_float(scene))
+    delta = linear.exposure_ev(as_float(darker)) - linear.exposure_ev(as_float(scene))
     assert delta == pytest.approx(-1.0, abs=0.1)
-    assert features.exposure_ev(np.zeros((4, 4, 3), np.float32)) == pytest.approx(-20.0)
+    assert linear.exposure_ev(np.zeros((4, 4, 3), np.float32)) == pytest.approx(-20.0)
 
 
 def test_blur_lowers_sharpness():
