@@ -12,6 +12,9 @@ Measures, all on the aligned overlap (see :func:`indexer.match.align.align_thumb
 * ``corr_grey``: Pearson correlation of plain grey levels;
 * ``corr_tile``: the second-lowest rank correlation over a 4x4 grid of tiles; a moved
   object (a burst neighbour) drags one region down while a copy stays high everywhere;
+* ``changed``: fraction of overlap pixels whose rank (quantile) differs by more than
+  ``0.25`` after a 3x3 median: a small overlay (text, logo) changes a few percent, a
+  moved object far more;
 * ``hist_sim``: weighted Jaccard (Ruzicka) similarity of the stored histograms,
   ``sum(min(p, q)) / sum(max(p, q))`` per channel on normalised counts, averaged;
 * ``delta_ev``: median log2 ratio of linearised (IEC 61966-2-1) grey, ``b`` over ``a``,
@@ -55,6 +58,7 @@ class Evidence:
     corr_tile: float
     hist_sim: float
     delta_ev: float
+    changed: float = 0.0
 
 
 def ruzicka(hist_a: np.ndarray, hist_b: np.ndarray) -> float:
@@ -110,6 +114,14 @@ def tile_correlations(a: np.ndarray, b: np.ndarray, mask: np.ndarray, tiles: int
             if m.sum() >= _MIN_TILE_PIXELS and np.ptp(ta) > 2 and np.ptp(tb) > 2:
                 out.append(_spearman(ta, tb))
     return np.array(out)
+
+
+def changed_fraction(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, level: float = 0.25) -> float:
+    """Fraction of masked pixels whose rank differs by more than ``level`` (3x3 median)."""
+    ra, rb = np.zeros(a.shape), np.zeros(a.shape)
+    ra[mask], rb[mask] = rank_normalise(a[mask]), rank_normalise(b[mask])
+    diff = ndimage.median_filter(np.abs(ra - rb), size=3)
+    return float((diff[mask] > level).mean())
 
 
 def srgb_linear(v8: np.ndarray) -> np.ndarray:
@@ -184,5 +196,6 @@ def compare(thumb_a: np.ndarray, thumb_b: np.ndarray, hist_a: np.ndarray, hist_b
         corr_grey=_pearson(av, bv) if enough else 0.0,
         corr_tile=float(np.sort(tiles)[1]) if len(tiles) >= 2 else 0.0,
         hist_sim=ruzicka(hist_a, hist_b),
+        changed=changed_fraction(a_in, warped, mask) if enough else 1.0,
         delta_ev=exposure_offset(a_in[mask], np.clip(np.rint(bv), 0, 255)) if enough else 0.0,
     )
