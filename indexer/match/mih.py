@@ -90,6 +90,15 @@ class _Table:
         self.start32 = self.starts[:-1].astype(np.int32)
         self.size32 = counts.astype(np.int32)
         self.occ_start, self.occ_size = self.start32[self.occupied], self.size32[self.occupied]
+        self._halves: dict[int, tuple] = {}
+
+    def low_half(self, bit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Occupied keys with ``bit`` clear, and their bucket starts and sizes (cached)."""
+        if bit not in self._halves:
+            self._halves.clear()  # callers walk masks grouped by highest bit: keep one
+            sel = (self.occupied >> bit) & 1 == 0
+            self._halves[bit] = (self.occupied[sel], self.occ_start[sel], self.occ_size[sel])
+        return self._halves[bit]
 
     def count(self, keys: np.ndarray) -> np.ndarray:
         return self.starts[keys + 1] - self.starts[keys]
@@ -219,8 +228,9 @@ class MultiIndex:
             if t < 0:
                 continue
             mine, theirs = self.tables[i], other.tables[i]
-            for mask in neighbour_masks(self.widths[i], t):
-                found.extend(self._mask_pairs(mine, theirs, int(mask), r, same))
+            for mask in sorted(neighbour_masks(self.widths[i], t).tolist(), key=int.bit_length):
+                found.extend(self._mask_pairs(mine, theirs, mask, r, same))
+            mine._halves.clear()
         if not found:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
@@ -230,14 +240,13 @@ class MultiIndex:
 
     def _mask_pairs(self, mine: _Table, theirs: _Table, mask: int, r: int, same: bool):
         """Encoded pairs ``probe * n + entry`` whose keys differ by exactly ``mask``."""
-        partner = theirs.occupied ^ np.int32(mask)
-        sel = mine.hit[partner]
-        if same and mask:  # partner > u, so each bucket pair comes once
-            sel &= (theirs.occupied & np.int32(1 << (mask.bit_length() - 1))) == 0
-        idx = np.flatnonzero(sel)
+        keys, starts, sizes = theirs.occupied, theirs.occ_start, theirs.occ_size
+        if same and mask:  # walk only keys u with partner > u: each bucket pair once, half the work
+            keys, starts, sizes = theirs.low_half(mask.bit_length() - 1)
+        partner = keys ^ np.int32(mask)
+        idx = np.flatnonzero(mine.hit[partner])
         partner = partner[idx]
-        pa, pb = _expand(theirs.occ_start[idx], theirs.occ_size[idx],
-                         mine.start32[partner], mine.size32[partner])
+        pa, pb = _expand(starts[idx], sizes[idx], mine.start32[partner], mine.size32[partner])
         n = len(self.hashes)
         out = []
         for s in range(0, len(pa), _CHUNK):
