@@ -74,6 +74,7 @@ class WatchResult:
     counts: dict[str, int] = field(default_factory=dict)
     abandoned: int = 0
     seconds: float = 0.0
+    stopping: float = 0.0  # from the stop request (or error) to the daemon's return
 
 
 class Daemon:
@@ -110,6 +111,7 @@ class Daemon:
             self.catch_up(writer)
             self.loop(handler, pending, writer, daemon_id, observer)
         finally:
+            stopping = time.monotonic()
             observer.stop()
             observer.join(timeout=2.0)
             abandoned = writer.close(self.options.grace) if writer else 0
@@ -117,7 +119,7 @@ class Daemon:
                 last = writer.last_activity if writer else None
                 hb.retry_locked(lambda: hb.stopped(self.session.engine, daemon_id, last_activity=last))
         return WatchResult(dict(writer.counts) if writer else {}, abandoned,
-                           round(time.monotonic() - started, 3))
+                           round(time.monotonic() - started, 3), round(time.monotonic() - stopping, 3))
 
     def _retire_dead(self, engine) -> None:
         from indexer.watch.status import pid_alive
@@ -286,7 +288,10 @@ def watch_command(session: Session, roots: list[Path], options: WatchOptions, lo
         result = run_watch(session, roots, options, hooks=hooks, log=log,
                            want_sensor=wants_sensor_data(session))
     finally:
+        flushing = time.monotonic()
         close_hooks(hooks)
+        flushed = time.monotonic() - flushing
     summary = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "no files"
-    log("stopped", names, f"{summary}; {result.abandoned} abandoned (picked up at next start)")
+    log("stopped", names, f"{summary}; {result.abandoned} abandoned (picked up at next start); "
+                          f"daemon stopped in {result.stopping:.1f} s, post-store hooks flushed in {flushed:.1f} s")
     return result
