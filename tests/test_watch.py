@@ -35,8 +35,11 @@ def daemon(tmp_path_factory):
             raise RuntimeError("planted hook failure")
         hooked.append((image_id, outcome.task.path))
 
+    flushes = []
+    hook.flush_due = lambda: flushes.append(time.monotonic())  # called when idle, like SensorStage's
+
     with ThreadedDaemon(base / "p.db", [root], hooks=[hook]) as d:
-        d.hooked = hooked
+        d.hooked, d.flushes = hooked, flushes
         yield d
     time.sleep(0.2)
     leaked = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
@@ -217,6 +220,8 @@ def test_post_store_hooks_run_once_per_stored_image_and_cannot_stop_the_daemon(d
     daemon.wait_status(folder / "hooked.jpg", "indexed")
     (image_id, *_), = image_rows(daemon, folder / "hooked.jpg")
     assert [h for h in daemon.hooked if h[1].startswith(str(folder))] == [(image_id, str(folder / "hooked.jpg"))]
+    seen = len(daemon.flushes)
+    wait_for(lambda: len(daemon.flushes) > seen, 5, "an idle flush_due() call")  # heartbeat: 0.5 s
 
 
 def test_polling_observer_indexes_moves_and_deletes(tmp_path):

@@ -170,6 +170,7 @@ class Daemon:
             self.feed(pending, writer, now)
             if now >= next_beat:
                 self._beat(daemon_id, pending, writer)
+                writer.idle_hooks()
                 next_beat = now + self.options.heartbeat
                 self._check_observer(observer)
             if writer.jobs:

@@ -225,6 +225,15 @@ class Writer:
                                               f"{type(exc).__name__}: {exc}")
             self._done("updated" if job.known else "indexed", path)
 
+    def idle_hooks(self) -> None:
+        """Let hooks with a ``flush_due()`` (the sensor stage) write state that has waited
+        long enough, even when no new image arrives (called every heartbeat)."""
+        for hook in self.hooks:
+            flush_due = getattr(hook, "flush_due", None)
+            if flush_due is not None:
+                self._guarded(f"<{type(hook).__name__}.flush_due>", flush_due)
+        self.errors = [p for p in self.errors if not p.startswith("<")]  # not files: no retry
+
     # --- stopping ------------------------------------------------------------------------
 
     def close(self, grace: float) -> int:
