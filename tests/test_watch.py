@@ -264,3 +264,20 @@ def test_event_flood_beyond_max_pending_falls_back_to_a_rescan(tmp_path):
         wait_for(lambda: rows(tmp_path / "p.db", "SELECT count(*) FROM images")[0][0] == 30, 30, "30 rows")
         assert any(s == "rescan" for s, _, _ in d.lines)
     assert rows(tmp_path / "p.db", "SELECT count(DISTINCT path) FROM images") == [(30,)]
+
+
+def test_folder_renamed_inside_then_moved_out(daemon, folder, tmp_path):
+    album = folder / "album"
+    album.mkdir()
+    time.sleep(0.3)
+    for i in range(3):
+        (album / f"a{i}.jpg").write_bytes(jpeg(120 + i))
+    for i in range(3):
+        daemon.wait_status(album / f"a{i}.jpg", "indexed")
+    os.rename(album, folder / "renamed")  # its files report their own moves
+    for i in range(3):
+        daemon.wait_status(folder / "renamed" / f"a{i}.jpg", "moved")
+    os.rename(folder / "renamed", tmp_path / "away")  # out of the tree: one folder event
+    for i in range(3):
+        daemon.wait_status(folder / "renamed" / f"a{i}.jpg", "missing")
+    assert all(r[3] is not None for i in range(3) for r in image_rows(daemon, folder / "renamed" / f"a{i}.jpg"))
