@@ -245,3 +245,29 @@ def test_a_worker_crash_is_survived_and_innocent_files_are_retried(tmp_path, no_
         session.engine.dispose()
     assert rows(tmp_path / "p.db", "SELECT path FROM images") == [(str(path),)]
     assert rows(tmp_path / "p.db", "SELECT count(*) FROM failures") == [(0,)]
+
+
+def test_status_counts_pending_of_running_daemons_only(tmp_path):
+    from indexer.session import open_session
+    from indexer.watch.status import status
+
+    session = open_session(str(tmp_path / "p.db"))
+    engine = session.engine
+    live = hb.register(engine, host=socket.gethostname(), pid=os.getpid(), roots=["/a"])
+    gone = hb.register(engine, host="elsewhere", pid=1, roots=["/b"])
+    hb.beat(engine, live, pending=7, last_activity=None)
+    hb.beat(engine, gone, pending=5, last_activity=None)
+    with engine.begin() as conn:  # the other host's daemon stopped beating a minute ago
+        from sqlalchemy import update
+
+        from db.models import Daemon
+
+        conn.execute(update(Daemon).where(Daemon.id == gone)
+                     .values(heartbeat_at=datetime.utcnow() - timedelta(seconds=60)))
+    report = status(engine)
+    assert (report.daemon_running, report.pending) == (True, 7)
+    assert [d.running for d in report.daemons] == [True, False]
+    hb.stopped(engine, live, last_activity=None)
+    report = status(engine)
+    assert (report.daemon_running, report.pending, len(report.daemons)) == (False, 0, 1)
+    engine.dispose()
