@@ -248,6 +248,7 @@ def test_a_worker_crash_is_survived_and_innocent_files_are_retried(tmp_path, no_
 
 
 def test_status_counts_pending_of_running_daemons_only(tmp_path):
+    from db.store import utcnow
     from indexer.session import open_session
     from indexer.watch.status import status
 
@@ -263,7 +264,7 @@ def test_status_counts_pending_of_running_daemons_only(tmp_path):
         from db.models import Daemon
 
         conn.execute(update(Daemon).where(Daemon.id == gone)
-                     .values(heartbeat_at=datetime.utcnow() - timedelta(seconds=60)))
+                     .values(heartbeat_at=utcnow() - timedelta(seconds=60)))
     report = status(engine)
     assert (report.daemon_running, report.pending) == (True, 7)
     assert [d.running for d in report.daemons] == [True, False]
