@@ -164,3 +164,18 @@ def test_kodak_crops_verified(shared_data, keep, oy, ox):
     assert p.verdict == "derived"
     assert p.scale == pytest.approx(1.0, abs=0.03)
     assert p.shift == pytest.approx((ox, oy), abs=3.0)
+
+
+def test_separate_exposures_are_similar_not_derived():
+    from datetime import datetime, timedelta
+
+    base = scene(9)
+    t0 = datetime(2024, 5, 1, 12, 0, 0, 350000)
+    recs = [record(0, base), record(1, jpeg(base, 80)), record(2, jpeg(base, 75))]
+    recs[0].captured_at, recs[1].captured_at = t0, t0 + timedelta(seconds=0.118)  # a burst
+    recs[2].captured_at = t0.replace(microsecond=0)  # a copy that lost its sub-seconds
+    pairs = by_pair(Matcher.from_records(recs).batch_pairs())
+    assert pairs[(0, 1)].verdict == "similar" and pairs[(0, 1)].time_gap_s == pytest.approx(0.118)
+    assert pairs[(0, 2)].verdict == "derived"
+    loose = Matcher.from_records(recs, thresholds=MatchThresholds(shots_are_not_copies=False))
+    assert by_pair(loose.batch_pairs())[(0, 1)].verdict == "derived"

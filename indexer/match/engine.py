@@ -33,7 +33,7 @@ import numpy as np
 
 from indexer import orient
 from indexer.match.mih import MultiIndex
-from indexer.match.verdict import MatchThresholds, classify, decide, describe, informative
+from indexer.match.verdict import MatchThresholds, classify, decide, describe, informative, separate_shots
 from indexer.match.verify import Evidence, compare
 
 CROP_FRACTIONS = (0.9, 0.8)  # must match hashes.crop_phashes as stored
@@ -236,6 +236,8 @@ class Matcher:
         verdict = decide(sha_a=ra.sha256, sha_b=rb.sha256, evidence=ev, pixels_equal=eq, gated=gated, th=self.th)
         if verdict is None:
             return None
+        if verdict == "derived" and self.th.shots_are_not_copies and separate_shots(ra.captured_at, rb.captured_at):
+            verdict = "similar"  # two exposures of one scene, not a copy of one file
         ham = min(p.hamming for p in props)
         return _pair(ra, rb, verdict, ham, ev)
 

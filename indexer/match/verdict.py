@@ -10,6 +10,7 @@ or ``same_pixels``, never a perceptual match.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable
 
 from indexer import orient
@@ -59,6 +60,12 @@ class MatchThresholds:
         copies measure <= 0.03; the smallest planted change is 0.3 EV).
     exposure_corr_rank: rank correlation an exposure variant needs (clipping at
         +1.5 EV lowers it to 0.948).
+    shots_are_not_copies: two images whose EXIF capture times differ (beyond the
+        truncation of sub-seconds) are separate exposures, so ``derived`` becomes
+        ``similar``: on ``scenes/`` this turns the iPhone XR burst (0.118 s apart), the
+        Sony Mavica and Epson repeats and the Canon 350D series from ``derived`` into
+        ``similar``; copies keep their capture time (gap 0). Brackets stay
+        ``exposure_variant``.
     min_entropy, min_luma_std, min_side: the information gate (bits of the luma
         histogram, luma std on 0..1, thumbnail short side in px).
     """
@@ -70,6 +77,7 @@ class MatchThresholds:
     derived_corr_tile: float = 0.85
     exposure_ev: float = 0.2
     exposure_corr_rank: float = 0.93
+    shots_are_not_copies: bool = True
     min_entropy: float = 3.0
     min_luma_std: float = 0.04
     min_side: int = 16
@@ -106,6 +114,16 @@ def decide(*, sha_a: str, sha_b: str, evidence: Evidence | None,
     if gated or evidence is None:
         return None
     return classify(evidence, th)
+
+
+def separate_shots(ta: datetime | None, tb: datetime | None) -> bool:
+    """True when two capture times show two exposures: they differ in whole seconds, or
+    both carry sub-seconds and those differ (a copy may have lost its sub-seconds)."""
+    if ta is None or tb is None or ta == tb:
+        return False
+    if ta.replace(microsecond=0) != tb.replace(microsecond=0):
+        return True
+    return bool(ta.microsecond and tb.microsecond)
 
 
 def _looks_identical(ev: Evidence) -> bool:
