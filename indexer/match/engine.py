@@ -39,6 +39,7 @@ from indexer.match.verify import Evidence, compare
 CROP_FRACTIONS = (0.9, 0.8)  # must match hashes.crop_phashes as stored
 DEFAULT_RADIUS = 10
 DEFAULT_CROP_RADIUS = 14
+_COPY = ("derived", "exposure_variant")
 _CROP_CHANNEL = np.array([0, 8, 9])  # probe rows searched at crop_radius: canonical + 2 crops
 
 
@@ -224,12 +225,16 @@ class Matcher:
         best = None
         if ra.sha256 != rb.sha256 and not gated:
             for prop in props[: self.max_transforms]:
-                ev = compare(ra.thumb, rb.thumb, ra.hist, rb.hist, transform=prop.transform,
-                             size_a=(ra.width, ra.height), size_b=(rb.width, rb.height),
-                             scale_hint=prop.scale_hint)
-                if best is None or ev.peak > best[1].peak:
-                    best = (prop, ev)
-                if classify(ev, self.th) is not None:
+                # The hinted scale first; a full scale search when that does not verify as a
+                # copy (a crop found through the full-image hash carries the hint 1.0).
+                for hint in (prop.scale_hint, None):
+                    ev = compare(ra.thumb, rb.thumb, ra.hist, rb.hist, transform=prop.transform,
+                                 size_a=(ra.width, ra.height), size_b=(rb.width, rb.height), scale_hint=hint)
+                    if best is None or ev.peak > best[1].peak:
+                        best = (prop, ev)
+                    if classify(best[1], self.th) in _COPY:
+                        break
+                if classify(best[1], self.th) in _COPY:
                     break  # the best-hashing transform verified; others cannot do better
         ev = best[1] if best else None
         eq = (lambda: self.pixels_equal(ra.id, rb.id)) if self.pixels_equal else None
