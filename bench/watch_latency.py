@@ -188,7 +188,7 @@ def main() -> None:
         sampler.start()
 
         paced = copy_files(inbox / "paced", srcs, args.n, args.rate, "p")
-        wait_until(lambda: rows(db) >= args.n, 120 + args.n)
+        wait_until(lambda: len(committed(log)) >= args.n, 120 + args.n)  # logged after hooks
         done = committed(log)
         lat = [done[p] - t for p, t in paced.items() if p in done]
 
@@ -205,7 +205,7 @@ def main() -> None:
             os.rename(src, dest)
             burst[str(dest)] = time.time()
         copy_s = time.time() - t0
-        wait_until(lambda: rows(db) >= 2 * args.n, 120 + args.n)
+        wait_until(lambda: len(committed(log)) >= 2 * args.n, 120 + args.n)
         done = committed(log)
         ends = [done[p] for p in burst if p in done]
         watch_ips = len(ends) / (max(ends) - t0) if ends else 0.0
@@ -214,6 +214,7 @@ def main() -> None:
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(30)
         stop_s = time.monotonic() - stop_t
+        stop_line = [line for line in log.read_text().splitlines() if " stopped " in line][-1:]
         sampler.halt.set()
         sampler.join()
 
@@ -231,7 +232,8 @@ def main() -> None:
     print(f"burst {args.n} files (renamed in within {copy_s:.1f} s): watch sustained {watch_ips:.1f} images/s; "
           f"`photoqa index` same files {index_ips:.1f} images/s; ratio {watch_ips / index_ips:.2f} "
           f"(target >= 0.8: {'met' if watch_ips >= 0.8 * index_ips else 'MISSED'})")
-    print(f"SIGTERM -> exit {code} in {stop_s:.2f} s")
+    print(f"SIGTERM -> exit {code} in {stop_s:.2f} s; the daemon's last line: "
+          f"{stop_line[0].split(' (', 1)[-1].rstrip(')') if stop_line else '-'}")
     print("\nRSS over time (MB): t_s  rows  daemon  workers(total, n)")
     step = max(1, len(sampler.samples) // 12)
     for t, n, main_mb, kids_mb, nkids in sampler.samples[::step] + sampler.samples[-1:]:
