@@ -41,9 +41,9 @@ def _session(ctx: click.Context, readonly: bool = False):
 @click.option("--db", envvar="PHOTOQA_DB", metavar="PATH|URL",
               help="SQLite file or SQLAlchemy URL (default ./photoqa.db; env PHOTOQA_DB). "
                    "Example: --db ~/photos.db or --db postgresql+psycopg://me@localhost/photoqa")
-@click.option("--config", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--config", type=click.Path(dir_okay=False), metavar="FILE", envvar="PHOTOQA_CONFIG",
               help="TOML file of settings overriding the defaults and photoqa.toml beside the "
-                   "database. Example: --config strict.toml")
+                   "database (env PHOTOQA_CONFIG). Example: --config strict.toml")
 @click.version_option(package_name="photoqa")
 @click.pass_context
 def main(ctx: click.Context, db: str | None, config: str | None) -> None:

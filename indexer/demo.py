@@ -86,6 +86,9 @@ def run_demo(folder: Path, *, workers: int | None = None, config: str | None = N
     from indexer.session import open_session
 
     made = write_sample(folder)
+    settings_file = folder / "photoqa.toml"
+    if not settings_file.exists():  # the demo camera writes PNG frames: learn from them too
+        settings_file.write_text("[sensor]\nrendered_frames = true\n")
     click.echo(f"wrote {len(made)} files into {folder}/: 6 scenes, 8 copies of them (exact, resized,\n"
                f"rotated, mirrored, cropped, -1 EV, greyscale), a truncated JPEG, and {CAMERA_FRAMES} frames\n"
                f"of a synthetic camera with 6 hot and 3 dead photosites planted")

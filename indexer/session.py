@@ -1,6 +1,7 @@
 """Opening photoqa's database with its settings: the glue the commands share."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -26,6 +27,7 @@ def open_session(db: str | None = None, config: str | None = None, *, readonly: 
                  upgrade: bool = True) -> Session:
     """Resolve the URL, load settings, open the engine and (for writers) migrate to head."""
     url = dbengine.resolve_url(db)
+    config = config or os.environ.get("PHOTOQA_CONFIG") or None
     path = dbengine.sqlite_path(url)
     settings = load_settings(config, path)
     engine = dbengine.open_engine(url, readonly=readonly,

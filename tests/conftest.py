@@ -22,3 +22,17 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("../shared/data is absent (set PHOTOQA_SHARED_DATA to point at it)")
     return path
+
+
+@pytest.fixture(scope="module")
+def learn_from_rendered_frames(tmp_path_factory):
+    """Sensor statistics from PNG/JPEG frames too (off by default: it costs a full decode).
+
+    Module-scoped so that module-scoped fixtures which index frames see it: a module uses
+    it from an autouse module-scoped fixture of its own.
+    """
+    config = tmp_path_factory.mktemp("config") / "rendered.toml"
+    config.write_text("[sensor]\nrendered_frames = true\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PHOTOQA_CONFIG", str(config))
+        yield config

@@ -25,6 +25,11 @@ from test_sensor_pipeline import (FRAMES, HEIGHT, WIDTH, accumulator_path, defec
 from indexer.sensor.accumulator import SensorAccumulator
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _learn_from_rendered_frames(learn_from_rendered_frames):
+    """Frames here are PNG/JPEG: learn sensor statistics from them (off by default)."""
+
+
 def _scores(found: set, camera) -> tuple[float, float]:
     planted_anywhere = {(x, y) for x, y, _ in camera.truth()}
     hot_dead = camera.truth(("hot", "dead"))

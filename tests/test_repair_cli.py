@@ -21,6 +21,11 @@ from test_sensor_pipeline import (hotpixels_json, index, make_camera, raw_frames
 FRAME = "f005"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _learn_from_rendered_frames(learn_from_rendered_frames):
+    """Frames here are PNG/JPEG: learn sensor statistics from them (off by default)."""
+
+
 @pytest.fixture(scope="module")
 def camera():
     return make_camera(seed=0)

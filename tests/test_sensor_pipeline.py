@@ -20,6 +20,11 @@ from cli import main
 from indexer.sensor import synthetic
 from indexer.sensor.accumulator import SensorAccumulator
 
+@pytest.fixture(scope="module", autouse=True)
+def _learn_from_rendered_frames(learn_from_rendered_frames):
+    """Frames here are PNG/JPEG: learn sensor statistics from them (off by default)."""
+
+
 HEIGHT, WIDTH = 112, 160
 FRAMES = 30
 
