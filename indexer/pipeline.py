@@ -9,11 +9,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from db.store import Store
 from indexer import scan
@@ -125,6 +128,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
         if progress:
             progress(done, total)
     store.mark_missing(list(gone.values()))
+    store.forget_failures(todo.stale_failures)
     summary.missing = len(gone)
     summary.seconds = round(time.perf_counter() - started, 3)
     work = summary.indexed + summary.updated + summary.moved + summary.failed
@@ -149,7 +153,20 @@ def _store_outcome(outcome: Outcome, store: Store, settings: IndexSettings, upda
     if isinstance(outcome, Failed):
         store.save_failure(outcome)
         return "failed"
-    image_id = store.save_indexed(outcome)
-    for hook in hooks:
-        hook(image_id, outcome)
+    try:
+        image_id = store.save_indexed(outcome)
+    except SQLAlchemyError as exc:  # e.g. a value the database refuses: this file fails, not the run
+        store.save_failure(Failed(outcome.task, "database", f"{type(exc).__name__}: {exc}"[:2000]))
+        return "failed"
+    run_hooks(hooks, image_id, outcome)
     return "updated" if outcome.task.path in updates else "indexed"
+
+
+def run_hooks(hooks: Iterable[Hook], image_id: int, outcome: Indexed) -> None:
+    """Post-store stages; a stage that fails on one image is reported, the run goes on."""
+    for hook in hooks:
+        try:
+            hook(image_id, outcome)
+        except Exception as exc:  # noqa: BLE001
+            name = getattr(hook, "__class__", type(hook)).__name__
+            sys.stderr.write(f"photoqa: {name} failed on {outcome.task.path}: {type(exc).__name__}: {exc}\n")

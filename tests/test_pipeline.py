@@ -284,3 +284,41 @@ def test_plan_lists_failure_rows_of_deleted_files(session, folder):
     assert outside.stale_failures == [str((folder / "sub" / "bad.jpg").resolve())]
     session.store.forget_failures(plan.stale_failures)
     assert rows(session, "SELECT count(*) FROM failures") == [(1,)]
+
+
+def test_failure_row_of_a_deleted_file_is_forgotten(session, folder):
+    bad = folder / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    assert run(session, folder).failed == 1
+    assert rows(session, "SELECT count(*) FROM failures") == [(1,)]
+    bad.unlink()
+    run(session, folder)
+    assert rows(session, "SELECT count(*) FROM failures") == [(0,)]
+
+
+def test_a_failing_stage_does_not_stop_the_run(session, folder, capsys):
+    seen = []
+
+    def broken(image_id, outcome):
+        seen.append(image_id)
+        raise RuntimeError("stage bug")
+
+    s = index_paths([folder], session.store, session.settings.index, workers=1, hooks=[broken])
+    assert s.indexed == 5 and len(seen) == 5
+    assert capsys.readouterr().err.count("stage bug") == 5
+
+
+def test_a_row_the_database_refuses_becomes_a_failure(session, folder, monkeypatch):
+    from sqlalchemy.exc import DataError
+
+    original = dbstore.Store.save_indexed
+
+    def refuse_one(self, result):
+        if result.task.path.endswith("s2.jpg"):
+            raise DataError("INSERT", {}, ValueError("value out of range"))
+        return original(self, result)
+
+    monkeypatch.setattr(dbstore.Store, "save_indexed", refuse_one)
+    s = run(session, folder)
+    assert (s.indexed, s.failed) == (4, 1)
+    assert rows(session, "SELECT kind FROM failures WHERE path LIKE '%s2.jpg'") == [("database",)]
