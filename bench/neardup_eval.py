@@ -12,7 +12,14 @@ the (original, copy) pairs. Verdicts counted as found: photoqa's default group v
 
 Then indexes ``../shared/data/scenes`` and prints the groups ``photoqa dupes`` reports.
 
-    PYTHONPATH=. python bench/neardup_eval.py [--seed 0] [--workers 2] [--keep DIR]
+    PYTHONPATH=. python bench/neardup_eval.py [--seed 0] [--keep DIR] [--no-scenes]
+
+Measured (seed 0, 2 shared cores, 2026-11-24): photoqa precision 1.0000, recall 0.9412,
+F1 0.9697, 0 false pairs (0 among the 24 originals); per transform 1.00 except crop 0.46,
+shift 0.88, text 0.75 (overlays judged ``similar``), exposure 0.96, resize 0.96.
+Baseline pHash <= 10: precision 1.0000, recall 0.6152, F1 0.7618 (0.00 for rotations and
+flips, crop 0.17, shift 0.29). Crops are lost at the candidate stage: given the right
+pairing, verification accepts 47/48 crops; their crop-channel distances reach 24.
 """
 from __future__ import annotations
 
