@@ -12,8 +12,8 @@ from db import pairs as dbpairs
 from indexer import decode, orient
 from indexer.analyse import Indexed
 from indexer.exposurestage import refine_pairs
-from indexer.match.engine import MatchRecord, Matcher
-from indexer.match.groups import build_groups
+from indexer.match.engine import MatchRecord, Matcher, PairEvidence
+from indexer.match.groups import UnionFind, build_groups
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
 from indexer.session import Session
 
@@ -68,6 +68,34 @@ def regroup(session: Session) -> int:
     return len(groups)
 
 
+EQUAL_VERDICTS = ("same_file", "same_pixels")
+
+
+def spanning_equal(pairs: list[PairEvidence], *, new_id: int | None = None) -> list[PairEvidence]:
+    """Keep every pair except redundant equalities: of the ``same_file``/``same_pixels``
+    pairs, only a spanning forest (lowest ids first) is kept.
+
+    k byte- or pixel-identical copies form k(k-1)/2 pairs that say nothing the k-1 edges
+    of a tree do not (equality is transitive); storing all of them grows quadratically
+    with a much-copied file. Groups are connected components, so they are unchanged.
+    ``new_id``: incremental mode, all pairs involve this image and its equal partners are
+    already linked to each other, so one equality edge attaches it.
+    """
+    forest = UnionFind()
+    if new_id is not None:
+        partners = [p.a if p.b == new_id else p.b for p in pairs if p.verdict in EQUAL_VERDICTS]
+        for other in partners[1:]:
+            forest.union(partners[0], other)
+    kept = []
+    for pe in sorted(pairs, key=lambda p: (p.verdict not in EQUAL_VERDICTS, p.a, p.b)):
+        if pe.verdict in EQUAL_VERDICTS:
+            if forest.find(pe.a) == forest.find(pe.b):
+                continue
+            forest.union(pe.a, pe.b)
+        kept.append(pe)
+    return sorted(kept, key=lambda p: (p.a, p.b))
+
+
 class MatchStage:
     """Post-store hook: match each stored image against everything indexed before it."""
 
@@ -83,7 +111,7 @@ class MatchStage:
             self.matcher = new_matcher(self.session, known)
             self.startup_seconds = time.perf_counter() - started
         dbpairs.forget_pairs_of(self.session.engine, image_id)
-        found = self.matcher.add_and_match(record_of(image_id, result))
+        found = spanning_equal(self.matcher.add_and_match(record_of(image_id, result)), new_id=image_id)
         found = refine_pairs(self.session, self.matcher.records, found)
         dbpairs.save_pairs(self.session.engine, found)
         self.changed = True
@@ -97,7 +125,7 @@ class MatchStage:
 def rematch(session: Session) -> int:
     """Batch mode: forget every pair, search all pairs of the database again; returns the count."""
     matcher = new_matcher(session, dbpairs.load_records(session.engine))
-    found = refine_pairs(session, matcher.records, matcher.batch_pairs())
+    found = refine_pairs(session, matcher.records, spanning_equal(matcher.batch_pairs()))
     dbpairs.clear_pairs(session.engine)
     dbpairs.save_pairs(session.engine, found)
     regroup(session)

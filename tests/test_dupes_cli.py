@@ -1,0 +1,121 @@
+"""``photoqa dupes`` end to end: planted copies indexed, grouped, reported with evidence."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from sqlalchemy import text
+
+import imagefiles as F
+from cli import EXIT_USAGE, main
+from indexer import synth
+from indexer.session import open_session
+
+
+def run(db: Path, *args: str):
+    return CliRunner().invoke(main, ["--db", str(db), *map(str, args)], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> tuple[Path, Path]:
+    """Two scenes with planted copies, one unrelated scene; indexed once."""
+    root = tmp_path_factory.mktemp("photos")
+    a = Image.fromarray(synth.scene(11, 480, 360))
+    b = Image.fromarray(synth.scene(12, 480, 360))
+    F.save(root / "a.jpg", a, "JPEG", quality=92)
+    shutil.copy(root / "a.jpg", root / "a_copy.jpg")
+    shutil.copy(root / "a.jpg", root / "a_copy2.jpg")
+    F.save(root / "a_half.jpg", a.resize((240, 180), Image.Resampling.LANCZOS), "JPEG", quality=85)
+    F.save(root / "a_rot.png", a.rotate(90, expand=True), "PNG")
+    F.save(root / "b.jpg", b, "JPEG", quality=92)
+    F.save(root / "b_dark.jpg", Image.fromarray(synth.change_exposure(synth.scene(12, 480, 360), -1.0)),
+           "JPEG", quality=92)
+    F.save(root / "c.jpg", Image.fromarray(synth.scene(13, 480, 360)), "JPEG", quality=92)
+    db = tmp_path_factory.mktemp("db") / "photoqa.db"
+    result = run(db, "index", root, "--workers", "1")
+    assert result.exit_code == 0, result.output
+    return root, db
+
+
+def report(db: Path, *args: str) -> dict:
+    result = run(db, "dupes", "--format", "json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def names(paths) -> set[str]:
+    return {Path(p).name for p in paths}
+
+
+def test_groups_hold_the_planted_copies_and_nothing_else(library):
+    root, db = library
+    groups = report(db)["groups"]
+    found = sorted(sorted(names(g["files"])) for g in groups)
+    assert found == [["a.jpg", "a_copy.jpg", "a_copy2.jpg", "a_half.jpg", "a_rot.png"], ["b.jpg", "b_dark.jpg"]]
+    a_group = next(g for g in groups if "a.jpg" in names(g["files"]))
+    assert Path(a_group["keeper"]).name in ("a.jpg", "a_copy.jpg", "a_copy2.jpg", "a_rot.png")
+
+
+def test_every_pair_carries_its_evidence(library):
+    _, db = library
+    pairs = {frozenset((Path(p["a"]).name, Path(p["b"]).name)): p
+             for g in report(db)["groups"] for p in g["pairs"]}
+    half = next(p for k, p in pairs.items() if "a_half.jpg" in k)
+    assert half["verdict"] == "derived"
+    assert half["scale"] == pytest.approx(0.5, abs=0.02) or half["scale"] == pytest.approx(2.0, abs=0.08)
+    rot = next(p for k, p in pairs.items() if "a_rot.png" in k)
+    assert rot["verdict"] == "derived" and rot["transform"] in ("rot90", "rot270")
+    assert "rotated" in rot["evidence"]
+    dark = pairs[frozenset(("b.jpg", "b_dark.jpg"))]
+    assert dark["verdict"] == "exposure_variant"
+    sign = 1 if Path(dark["a"]).name == "b.jpg" else -1  # delta_ev is log2(B over A)
+    assert dark["delta_ev"] == pytest.approx(sign * -1.0, abs=0.1)
+    for p in pairs.values():
+        assert set(p) >= {"a", "b", "verdict", "hamming", "transform", "shift", "scale", "correlation", "delta_ev"}
+        assert len(p["shift"]) == 2
+
+
+def test_identical_copies_are_linked_by_a_tree_not_all_pairs(library):
+    _, db = library
+    session = open_session(str(db))
+    with session.engine.connect() as conn:
+        same = conn.execute(text("SELECT count(*) FROM pairs WHERE verdict = 'same_file'")).scalar()
+    session.engine.dispose()
+    assert same == 2  # three identical files: two edges keep them in one group
+
+
+def test_rematch_finds_the_same_groups(library):
+    _, db = library
+    before = sorted(sorted(names(g["files"])) for g in report(db)["groups"])
+    after = sorted(sorted(names(g["files"])) for g in report(db, "--rematch")["groups"])
+    assert before == after
+
+
+def test_verdict_choice_and_min_size(library):
+    _, db = library
+    only_equal = report(db, "--verdicts", "same_file,same_pixels")["groups"]
+    assert [sorted(names(g["files"])) for g in only_equal] == [["a.jpg", "a_copy.jpg", "a_copy2.jpg"]]
+    big = report(db, "--min-size", "3")["groups"]
+    assert all(len(g["files"]) >= 3 for g in big) and len(big) == 1
+
+
+def test_unknown_verdict_is_a_usage_error(library):
+    _, db = library
+    result = run(db, "dupes", "--verdicts", "derived,twins")
+    assert result.exit_code == EXIT_USAGE
+    assert "twins" in result.output
+
+
+def test_table_and_csv(library):
+    _, db = library
+    table = run(db, "dupes").stdout
+    assert "keep" in table and "rotated" in table
+    rows = list(csv.DictReader(io.StringIO(run(db, "dupes", "--format", "csv").stdout)))
+    assert {"group", "a", "b", "verdict", "evidence", "keeper"} <= set(rows[0])
+    assert any(r["verdict"] == "exposure_variant" for r in rows)
