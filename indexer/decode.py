@@ -291,6 +291,12 @@ def pixel_digest(path: str | Path, *, max_pixels: int = 250_000_000) -> str:
     return digest.hexdigest()
 
 
+def payload_digest(path: str | Path) -> str | None:
+    """Digest of a JPEG's coded image without its metadata (see sniff.jpeg_payload_digest);
+    None for other formats. Equal values prove equal pixels without decoding."""
+    return sniff.jpeg_payload_digest(read_bytes(Path(path)))
+
+
 @dataclass
 class FullImage:
     """A full-resolution image for pixel comparison.

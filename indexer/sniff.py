@@ -94,3 +94,39 @@ def is_candidate(path: Path, head: bytes) -> bool:
     if suffix in SIDECAR_EXTENSIONS:
         return False
     return sniff(head) is not None or suffix in RAW_EXTENSIONS or suffix in IMAGE_EXTENSIONS
+
+
+_JPEG_METADATA = set(range(0xE0, 0xF0)) | {0xFE}  # APP0-APP15 (EXIF, XMP, ICC...) and COM
+
+
+def jpeg_payload_digest(data: bytes) -> str | None:
+    """SHA-256 of a JPEG's coded image (tables, frame header, scans), metadata left out.
+
+    Two JPEGs with equal payloads decode to the same pixels whatever their EXIF, XMP,
+    comments or trailing bytes, so a rewritten-metadata copy is proven ``same_pixels``
+    without decoding. (ISO/IEC 10918-1 B.1: markers 0xFFxx, segments with a 2-byte
+    length; the entropy-coded data runs from SOS to EOI.) None when not a parseable JPEG.
+    """
+    import hashlib
+
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    digest, pos = hashlib.sha256(), 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # SOS: header, then entropy-coded data up to the last EOI
+            end = data.rfind(b"\xff\xd9")
+            if end < pos:
+                return None
+            digest.update(data[pos:end + 2])
+            return digest.hexdigest()
+        if marker not in _JPEG_METADATA:
+            digest.update(data[pos:pos + 2 + length])
+        pos += 2 + length
+    return None

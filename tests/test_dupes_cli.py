@@ -119,3 +119,22 @@ def test_table_and_csv(library):
     rows = list(csv.DictReader(io.StringIO(run(db, "dupes", "--format", "csv").stdout)))
     assert {"group", "a", "b", "verdict", "evidence", "keeper"} <= set(rows[0])
     assert any(r["verdict"] == "exposure_variant" for r in rows)
+
+
+def test_rewritten_metadata_is_same_pixels_without_a_full_decode(tmp_path, monkeypatch):
+    from indexer import decode
+
+    img = Image.fromarray(synth.scene(21, 320, 240))
+    F.save(tmp_path / "p" / "orig.jpg", img, "JPEG", quality=90)
+    exif = Image.Exif()
+    exif[0x010F] = "Rewritten"
+    F.save(tmp_path / "p" / "retagged.jpg", img, "JPEG", quality=90, exif=exif, comment=b"edited")
+
+    def no_full_decode(*a, **k):
+        raise AssertionError("a full decode was not needed")
+
+    monkeypatch.setattr(decode, "pixel_digest", no_full_decode)
+    db = tmp_path / "photoqa.db"
+    assert run(db, "index", tmp_path / "p", "--workers", "1").exit_code == 0
+    (group,) = report(db)["groups"]
+    assert [p["verdict"] for p in group["pairs"]] == ["same_pixels"]

@@ -80,3 +80,28 @@ def test_tiff_looks_like_camera_raw():
     assert sniff.tiff_looks_like_camera_raw(_tiff_with_tag(0x014A))  # SubIFDs (NEF, DNG)
     assert sniff.tiff_looks_like_camera_raw(_tiff_with_tag(0x010F))  # a camera Make
     assert sniff.tiff_looks_like_camera_raw(b"II*\x00\x10\x00\x00\x00CR\x02\x00" + b"\x00" * 20)
+
+
+def test_jpeg_payload_ignores_metadata_and_trailing_bytes_only():
+    import io
+
+    from PIL import Image
+
+    from indexer import synth
+
+    img = Image.fromarray(synth.scene(1, 200, 150))
+
+    def jpeg(**kw) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", **kw)
+        return buf.getvalue()
+
+    exif = Image.Exif()
+    exif[0x010F] = "Rewritten"
+    plain = sniff.jpeg_payload_digest(jpeg(quality=90))
+    assert plain is not None
+    assert sniff.jpeg_payload_digest(jpeg(quality=90, exif=exif, comment=b"note")) == plain
+    assert sniff.jpeg_payload_digest(jpeg(quality=90) + b"trailing junk") == plain
+    assert sniff.jpeg_payload_digest(jpeg(quality=89)) != plain
+    assert sniff.jpeg_payload_digest(b"\x89PNG\r\n\x1a\n") is None
+    assert sniff.jpeg_payload_digest(b"\xff\xd8\xff\xe0\x00") is None
