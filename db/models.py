@@ -67,7 +67,9 @@ class Image(Base):
     decoder: Mapped[str] = mapped_column(String(32))
     features_version: Mapped[int] = mapped_column(SmallInteger)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
-    # perceptual hashes (signed int64); BLOBs: 8 x int64 LE (D4 order), 2 x int64 LE (crops)
+    # perceptual hashes (signed int64); BLOBs: 8 x int64 LE (D4 order), 10 x int64 LE (crops in
+    # hashes.CROP_SPECS order: centred 90%, 80%, then 85% at 4 corners and 4 edge midpoints;
+    # features_version 1 stored the first 2)
     phash: Mapped[int] = mapped_column(BigInteger, index=True)
     dhash: Mapped[int] = mapped_column(BigInteger)
     phash_d4: Mapped[bytes] = mapped_column(LargeBinary)

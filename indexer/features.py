@@ -15,7 +15,7 @@ from PIL import Image
 from indexer import hashes
 from indexer.exposure import linear
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: phash_crops gained eight off-centre 85% crops
 SHARPNESS_SIZE = 256  # long side, px, at which sharpness is measured
 CLIP_HIGH, CLIP_LOW = 250, 5  # 8-bit luma levels counted as clipped
 
@@ -26,7 +26,9 @@ class Features:
 
     ``hist``: uint32 (4, 256) counts of R, G, B, luma. ``thumb``: uint8 grey (th, tw),
     long side ``thumb_size``. ``phash_d4``: int64 (8,) in ``orient.D4`` order.
-    ``phash_crops``: int64 (2,) for centred 90% and 80% crops. ``ev``: log2 of the mean
+    ``phash_crops``: int64 (10,) in ``hashes.CROP_SPECS`` order: centred 90% and 80%
+    crops, then 85% crops anchored top-left, top-right, bottom-left, bottom-right, top,
+    bottom, left and right (version 1 stored only the first two). ``ev``: log2 of the mean
     linear luminance over 18% grey. ``sharpness``: variance of the Laplacian of grey
     (0..255) at :data:`SHARPNESS_SIZE`. ``colourfulness``: Hasler & Süsstrunk (2003) M.
     """

@@ -90,20 +90,39 @@ def phash_d4(grey: np.ndarray | Image.Image) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-def crop_phashes(grey: np.ndarray | Image.Image, fractions=(0.9, 0.8)) -> np.ndarray:
-    """pHashes of centred crops keeping ``fraction`` of each side; int64 (len(fractions),).
+# (fraction of each side kept, anchor x, anchor y); anchor 0 = left/top edge, 1 = right/bottom.
+# The two centred crops come first (the layout of FEATURES_VERSION 1, still probed by the
+# engine); then 85% crops at the four corners and the four edge midpoints, so a crop or a
+# shift that keeps an off-centre part of the frame lands near one of them (Kodak, seed 0,
+# 80-95% crops at a random offset: worst crop-channel distance 24 -> 14).
+CROP_SPECS = (
+    (0.9, 0.5, 0.5), (0.8, 0.5, 0.5),
+    (0.85, 0.0, 0.0), (0.85, 1.0, 0.0), (0.85, 0.0, 1.0), (0.85, 1.0, 1.0),
+    (0.85, 0.5, 0.0), (0.85, 0.5, 1.0), (0.85, 0.0, 0.5), (0.85, 1.0, 0.5),
+)
 
-    Indexed beside the full-image hash so a cropped copy (80-95% kept) lands near the
-    original's crop hash: a global hash alone misses most crops (DESIGN.md, Kodak test).
+
+def crop_box(width: int, height: int, fraction: float, ax: float, ay: float) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) in px of the crop keeping ``fraction`` of each side,
+    its free margin split ``ax : 1 - ax`` horizontally and ``ay : 1 - ay`` vertically."""
+    cw, ch = max(1, round(width * fraction)), max(1, round(height * fraction))
+    # centred crops floor the margin as FEATURES_VERSION 1 did (same stored bits)
+    left = (width - cw) // 2 if ax == 0.5 else round((width - cw) * ax)
+    top = (height - ch) // 2 if ay == 0.5 else round((height - ch) * ay)
+    return left, top, left + cw, top + ch
+
+
+def crop_phashes(grey: np.ndarray | Image.Image, specs=CROP_SPECS) -> np.ndarray:
+    """pHashes of the crops ``specs`` ((fraction, ax, ay) as in :func:`crop_box`);
+    int64 (len(specs),), default (10,) in :data:`CROP_SPECS` order.
+
+    Indexed beside the full-image hash so a cropped or shifted copy (80-95% kept) lands
+    near one of the original's crop hashes: a global hash alone misses most crops
+    (DESIGN.md, Kodak test), centred crops alone miss off-centre ones.
     """
     img = _grey_image(grey)
     w, h = img.size
-    out = []
-    for f in fractions:
-        cw, ch = max(1, round(w * f)), max(1, round(h * f))
-        left, top = (w - cw) // 2, (h - ch) // 2
-        out.append(phash(img.crop((left, top, left + cw, top + ch))))
-    return np.array(out, dtype=np.int64)
+    return np.array([phash(img.crop(crop_box(w, h, *spec))) for spec in specs], dtype=np.int64)
 
 
 def dhash(grey: np.ndarray | Image.Image) -> int:

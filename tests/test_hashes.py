@@ -71,10 +71,29 @@ def test_d4_of_transformed_is_permutation_of_original():
 def test_crop_hash_of_a_centre_crop_matches():
     grey = grey_scene(5, 200, 200)
     crops = hashes.crop_phashes(grey)
-    assert crops.shape == (2,)
+    assert crops.shape == (len(hashes.CROP_SPECS),) == (10,)
     cut = grey[10:190, 10:190]  # centred 90%
     assert hashes.phash(cut) == crops[0]
+    assert hashes.phash(grey[20:180, 20:180]) == crops[1]  # centred 80%
     assert hashes.hamming(crops[0], hashes.phash(grey)) > 0
+
+
+@pytest.mark.parametrize("index, rows, cols", [
+    (2, (0, 170), (0, 136)), (3, (0, 170), (24, 160)), (4, (30, 200), (0, 136)), (5, (30, 200), (24, 160)),
+    (6, (0, 170), (12, 148)), (7, (30, 200), (12, 148)), (8, (15, 185), (0, 136)), (9, (15, 185), (24, 160)),
+])
+def test_off_centre_crop_hashes_are_anchored_where_documented(index, rows, cols):
+    grey = grey_scene(6, 160, 200)  # width 160, height 200: 85% is 136 x 170
+    crops = hashes.crop_phashes(grey)
+    assert hashes.phash(grey[rows[0]:rows[1], cols[0]:cols[1]]) == crops[index]
+
+
+def test_off_centre_crop_lands_nearest_its_corner_entry():
+    grey = grey_scene(7, 320, 240)
+    cut = grey[:204, 48:]  # 85% kept, top-right corner
+    crops = hashes.crop_phashes(grey)
+    d = [hashes.hamming(hashes.phash(cut), c) for c in crops]
+    assert d[3] == 0 and min(d[:3] + d[4:]) > 0
 
 
 # ---- int64 round-trips (Hypothesis) ----------------------------------------------

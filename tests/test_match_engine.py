@@ -179,3 +179,40 @@ def test_separate_exposures_are_similar_not_derived():
     assert pairs[(0, 2)].verdict == "derived"
     loose = Matcher.from_records(recs, thresholds=MatchThresholds(shots_are_not_copies=False))
     assert by_pair(loose.batch_pairs())[(0, 1)].verdict == "derived"
+
+
+def _centred_only(rec: MatchRecord) -> MatchRecord:
+    """The record as FEATURES_VERSION 1 stored it: only the two centred crop hashes."""
+    from dataclasses import replace
+    return replace(rec, phash_crops=rec.phash_crops[:2].copy())
+
+
+@pytest.mark.parametrize("keep, corner", [(0.82, (0, 0)), (0.85, (1, 1)), (0.8, (1, 0))])
+def test_kodak_off_centre_crops_found_at_default_radius(shared_data, keep, corner):
+    full = np.asarray(Image.open(shared_data / "photos" / "kodak" / "kodim05.png").convert("RGB"))
+    h, w = round(full.shape[0] * keep), round(full.shape[1] * keep)
+    oy, ox = corner[1] * (full.shape[0] - h), corner[0] * (full.shape[1] - w)
+    crop = jpeg(np.ascontiguousarray(full[oy:oy + h, ox:ox + w]), 90)
+    recs = [record(0, full), record(1, crop)]
+    p = by_pair(Matcher.from_records(recs).batch_pairs())[(0, 1)]
+    assert p.verdict == "derived"
+    assert p.shift == pytest.approx((ox, oy), abs=4.0)
+    # the centred crop hashes alone (the old layout) do not propose this pair
+    assert Matcher.from_records([_centred_only(r) for r in recs]).batch_pairs() == []
+
+
+def test_old_layout_records_mix_with_new_ones():
+    base = scene(11)
+    imgs = [base, jpeg(base, 70), np.ascontiguousarray(base[0:215, 0:326]), scene(12)]
+    recs = [record(i, im) for i, im in enumerate(imgs)]
+    recs[1] = _centred_only(recs[1])
+    recs.append(MatchRecord(id=9, sha256="x", phash=recs[0].phash, phash_d4=recs[0].phash_d4,
+                            phash_crops=np.zeros(0, np.int64), thumb=recs[0].thumb, hist=recs[0].hist,
+                            width=384, height=256, entropy=recs[0].entropy, luma_std=recs[0].luma_std))
+    batch = {(p.a, p.b, p.verdict) for p in Matcher.from_records(recs).batch_pairs()}
+    inc, m = set(), Matcher()
+    for r in recs:
+        inc |= {(p.a, p.b, p.verdict) for p in m.add_and_match(r)}
+    assert inc == batch
+    assert {(a, b) for a, b, _ in batch} >= {(0, 1), (0, 2), (0, 9), (1, 9)}
+    assert not any(3 in (a, b) for a, b, _ in batch)

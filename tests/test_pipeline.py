@@ -54,7 +54,7 @@ def test_first_run_indexes_everything(session, folder):
     (w, h, fmt, version, d4, hist, thumb, tw, th) = rows(
         session, "SELECT width, height, format, features_version, phash_d4, hist, thumb, thumb_width, "
                  "thumb_height FROM images WHERE path LIKE '%s0.jpg'")[0]
-    assert (w, h, fmt, version) == (160, 120, "JPEG", 1)
+    assert (w, h, fmt, version) == (160, 120, "JPEG", 2)
     assert len(d4) == 64
     assert dbstore.unpack_hist(hist).sum(axis=1).tolist() == [160 * 120] * 4
     assert dbstore.unpack_thumb(thumb, tw, th).shape == (th, tw) == (96, 128)

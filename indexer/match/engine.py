@@ -2,21 +2,31 @@
 
 Pure orchestration over in-memory :class:`MatchRecord` s (no database, no files).
 
-Candidates. Every informative image puts three entries in one
-:class:`~indexer.match.mih.MultiIndex`: its canonical pHash and the pHashes of its centred
-90% and 80% crops. Every image probes with its 8 D4 variants (``phash_d4``, so rotated and
-mirrored copies are found and the transform is known) and its two crop hashes. A probe
+Candidates. Every informative image puts eleven entries in one
+:class:`~indexer.match.mih.MultiIndex`: its canonical pHash and the pHashes of its crops
+(``hashes.CROP_SPECS``: centred 90% and 80%, and 85% anchored at the four corners and the
+four edge midpoints). Every image probes with its 8 D4 variants (``phash_d4``, so rotated
+and mirrored copies are found and the transform is known) and its two centred crop hashes:
+a copy's canonical or centred-crop probe meets the original's off-centre crop entries, so
+the off-centre crops are entries, not probes (probing with them too found no extra Kodak
+pair and tripled the query time; an added record instead queries its off-centre hashes
+against the crop-channel probes of the indexed records, so incremental matching finds
+what the batch join finds from either side). A probe
 ``crop_fq(t(q))`` hitting entry ``crop_fe(e)`` proposes "``e ~ t(q)``, with ``q``'s
 content at ``fq / fe`` times ``e``'s thumbnail scale"; crossing crop and full hashes is
 what finds crops of 80-95% that a global hash misses. The 8 D4 probes search within
 ``radius`` (default 10); pairs involving a crop hash within ``crop_radius`` (default 14:
 on the Kodak set it lifts crops found from 10/24 to 17/24 and 1-5% shifts from 13/24 to
-21/24; verification keeps precision). Equal SHA-256 always pairs. For archives of
-millions, set ``crop_radius = radius``: search cost grows steeply with the radius.
+21/24 with the centred crops alone; the off-centre entries bring the crop channel's worst
+distance for crops from 24 to 14 and for shifts from 18 to 10). Records stored with fewer
+crop hashes (an older ``FEATURES_VERSION``) index and probe those they have. Equal
+SHA-256 always pairs. For archives of millions, set ``crop_radius = radius``: search cost grows steeply with the radius.
 
 Verification. Per image pair, the best (lowest Hamming distance) proposal of each
 transform is verified by :func:`indexer.match.verify.compare` (at most ``max_transforms``
-transforms, best evidence kept), then :func:`indexer.match.verdict.decide`.
+transforms, best evidence kept) with its scale hint, then up to two other scale hints the
+other hits of that transform implied, then a full scale search, stopping at the first
+copy verdict; then :func:`indexer.match.verdict.decide`.
 
 Pairs are reported with ``a < b`` (ids) and ``transform`` = the D4 transform that turns
 ``a`` into ``b``'s orientation (``b ~ orient.apply(a, transform)``); ``shift``/``scale``
@@ -25,6 +35,7 @@ say where ``b`` sits on ``a``, in ``a``'s full-size display pixels (see
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable
@@ -32,15 +43,18 @@ from typing import Callable, Iterable
 import numpy as np
 
 from indexer import orient
+from indexer.hashes import CROP_SPECS
 from indexer.match.mih import MultiIndex
 from indexer.match.verdict import MatchThresholds, classify, decide, describe, informative, separate_shots
 from indexer.match.verify import Evidence, compare
 
-CROP_FRACTIONS = (0.9, 0.8)  # must match hashes.crop_phashes as stored
+CROP_FRACTIONS = tuple(f for f, _, _ in CROP_SPECS)  # per stored crop hash, in order
+PROBE_CROPS = 2  # the centred crops (CROP_SPECS[:2]) are probed; every crop is an entry
 DEFAULT_RADIUS = 10
 DEFAULT_CROP_RADIUS = 14
 _COPY = ("derived", "exposure_variant")
-_CROP_CHANNEL = np.array([0, 8, 9])  # probe rows searched at crop_radius: canonical + 2 crops
+_MAX_OTHER_HINTS = 2  # extra scale hints verified per transform before the full search
+_CROP_CHANNEL = np.array([0, *range(8, 8 + PROBE_CROPS)])  # probe rows searched at crop_radius
 
 
 @dataclass
@@ -48,7 +62,8 @@ class MatchRecord:
     """Per-image fields the engine needs (as stored by the indexer).
 
     ``phash``/``dhash``: signed int64; ``phash_d4``: int64 (8,) in ``orient.D4`` order;
-    ``phash_crops``: int64 (2,) for centred 90%/80% crops; ``thumb``: uint8 (h, w) grey,
+    ``phash_crops``: int64 (10,) in ``hashes.CROP_SPECS`` order (a shorter prefix from an
+    older features version is accepted); ``thumb``: uint8 (h, w) grey,
     long side 128, display orientation; ``hist``: uint32 (4, 256); ``width``/``height``:
     display size; ``entropy``: bits; ``luma_std``: 0..1.
     """
@@ -93,17 +108,24 @@ class _Proposal:
     hamming: int
     transform: str  # e ~ apply(q, transform)
     scale_hint: float  # q thumbnail px per e thumbnail px
+    other_hints: tuple[float, ...] = ()  # the scales other hits of this transform implied
 
 
 def _probes(rec: MatchRecord) -> tuple[np.ndarray, list[tuple[str, float]]]:
-    """Probe hashes of one image and, for each, (transform, crop fraction)."""
-    hashes = [int(h) for h in rec.phash_d4] + [int(h) for h in rec.phash_crops]
-    kinds = [(t, 1.0) for t in orient.D4] + [("identity", f) for f in CROP_FRACTIONS]
-    return np.array(hashes, dtype=np.int64), kinds
+    """Probe hashes of one image, int64 (8 + PROBE_CROPS,), and for each (transform, crop
+    fraction). A missing crop hash (older record) is replaced by the canonical hash as a
+    full-image probe: it only repeats row 0's hits."""
+    crops = [int(h) for h in rec.phash_crops[:PROBE_CROPS]]
+    kinds = [(t, 1.0) for t in orient.D4] + [("identity", f) for f in CROP_FRACTIONS[: len(crops)]]
+    pad = PROBE_CROPS - len(crops)
+    hashes = [int(h) for h in rec.phash_d4] + crops + [int(rec.phash)] * pad
+    return np.array(hashes, dtype=np.int64), kinds + [("identity", 1.0)] * pad
 
 
-def _entries(rec: MatchRecord) -> np.ndarray:
-    return np.array([rec.phash, *[int(h) for h in rec.phash_crops]], dtype=np.int64)
+def _entries(rec: MatchRecord) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Index entries of one image, int64 (1 + n_crops,), and their crop fractions."""
+    crops = [int(h) for h in rec.phash_crops[: len(CROP_FRACTIONS)]]
+    return np.array([rec.phash, *crops], dtype=np.int64), ENTRY_FRACTIONS[: 1 + len(crops)]
 
 
 ENTRY_FRACTIONS = (1.0, *CROP_FRACTIONS)
@@ -126,20 +148,27 @@ class Matcher:
         self.entry_owner: list[int] = []
         self.entry_fraction: list[float] = []
         self.index = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
+        # Crop-channel probes of the indexed records, so that an added record's off-centre
+        # crop entries meet the probes of records indexed before it, as the batch join does.
+        self.probe_owner: list[int] = []
+        self.probe_kind: list[tuple[str, float]] = []
+        self.crop_probes = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
 
     @classmethod
     def from_records(cls, records: Iterable[MatchRecord], **options) -> "Matcher":
         """Build the index in one go (batch start-up)."""
         m = cls(**options)
-        hashes = []
+        hashes, probes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
         for rec in records:
             m._remember(rec)
             if m.is_informative(rec):
-                hashes.append(_entries(rec))
-                m.entry_owner.extend([rec.id] * 3)
-                m.entry_fraction.extend(ENTRY_FRACTIONS)
-        all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.int64)
-        m.index = MultiIndex(all_hashes, radius=m.radius)
+                entries, fractions = _entries(rec)
+                hashes.append(entries)
+                m.entry_owner.extend([rec.id] * len(entries))
+                m.entry_fraction.extend(fractions)
+                probes.append(m._remember_probes(rec))
+        m.index = MultiIndex(np.concatenate(hashes), radius=m.radius)
+        m.crop_probes = MultiIndex(np.concatenate(probes), radius=m.radius)
         return m
 
     def is_informative(self, rec: MatchRecord) -> bool:
@@ -154,15 +183,16 @@ class Matcher:
         recs = [r for r in self.records.values() if self.is_informative(r)]
         proposals: dict[tuple[int, int], dict[str, _Proposal]] = {}
         if recs and len(self.index):
-            probes = np.stack([_probes(r)[0] for r in recs])  # (n, 10)
+            probed = [_probes(r) for r in recs]
+            probes = np.stack([p for p, _ in probed])  # (n, 8 + PROBE_CROPS)
             owners = [r.id for r in recs]
-            _, kinds = _probes(recs[0])
             for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
                 pi, ei, d = self.index.join(probes[:, cols].ravel(), radius=radius)
                 for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
-                    col = int(cols[p % len(cols)])
-                    if self._keep_hit(col, e, dist):
-                        self._propose(proposals, owners[p // len(cols)], kinds[col], e, dist)
+                    row, col = divmod(p, len(cols))
+                    kind = probed[row][1][int(cols[col])]
+                    if self._keep_hit(kind, e, dist):
+                        self._propose(proposals, owners[row], kind, e, dist)
         self._propose_sha(proposals, self.records)
         return sorted(self._verify_all(proposals), key=lambda pe: (pe.a, pe.b))
 
@@ -174,34 +204,65 @@ class Matcher:
             for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
                 pi, ei, d = self.index.query(probes[cols], radius=radius)
                 for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
-                    if self._keep_hit(int(cols[p]), e, dist):
+                    if self._keep_hit(kinds[int(cols[p])], e, dist):
                         self._propose(proposals, rec.id, kinds[int(cols[p])], e, dist)
+        if self.is_informative(rec) and len(self.crop_probes):
+            self._reverse_hits(proposals, rec)
         self._propose_sha(proposals, {rec.id: rec}, pool=self.by_sha)
         self._remember(rec)
         if self.is_informative(rec):
-            self.index.add(_entries(rec))
-            self.entry_owner.extend([rec.id] * 3)
-            self.entry_fraction.extend(ENTRY_FRACTIONS)
+            entries, fractions = _entries(rec)
+            self.index.add(entries)
+            self.entry_owner.extend([rec.id] * len(entries))
+            self.entry_fraction.extend(fractions)
+            self.crop_probes.add(self._remember_probes(rec))
         return sorted(self._verify_all(proposals), key=lambda pe: (pe.a, pe.b))
 
-    def _keep_hit(self, col: int, entry: int, dist: int) -> bool:
+    def _remember_probes(self, rec: MatchRecord) -> np.ndarray:
+        """Note ``rec``'s crop-channel probes (owner, kind); returns their hashes."""
+        probes, kinds = _probes(rec)
+        self.probe_owner.extend([rec.id] * len(_CROP_CHANNEL))
+        self.probe_kind.extend(kinds[int(c)] for c in _CROP_CHANNEL)
+        return probes[_CROP_CHANNEL]
+
+    def _reverse_hits(self, proposals, rec: MatchRecord) -> None:
+        """Crop-channel probes of indexed records that hit ``rec``'s off-centre crop
+        entries (the batch join finds these from the older record's side)."""
+        entries, fractions = _entries(rec)
+        off = slice(1 + PROBE_CROPS, len(entries))
+        pi, qi, d = self.crop_probes.query(entries[off], radius=self.crop_radius)
+        for p, j, dist in zip(pi.tolist(), qi.tolist(), d.tolist()):
+            self._propose_to(proposals, self.probe_owner[j], self.probe_kind[j], rec.id,
+                             fractions[off][p], dist)
+
+    def _keep_hit(self, kind: tuple[str, float], entry: int, dist: int) -> bool:
         """Full-image hashes match within ``radius``; the crop channel (a crop hash on
         either side) within ``crop_radius``."""
-        return dist <= self.radius or col >= 8 or self.entry_fraction[entry] < 1.0
+        return dist <= self.radius or kind[1] < 1.0 or self.entry_fraction[entry] < 1.0
 
     def _propose(self, proposals, q: int, kind: tuple[str, float], entry: int, dist: int) -> None:
-        e = self.entry_owner[entry]
+        self._propose_to(proposals, q, kind, self.entry_owner[entry], self.entry_fraction[entry], dist)
+
+    def _propose_to(self, proposals, q: int, kind: tuple[str, float], e: int, fe: float, dist: int) -> None:
+        """Probe ``kind`` = (transform, fraction) of ``q`` hit an entry of fraction ``fe`` of ``e``."""
         if e == q:
             return
         t, fq = kind
-        prop = _Proposal(dist, t, fq / self.entry_fraction[entry])
+        prop = _Proposal(dist, t, fq / fe)
         if e > q:  # store as (a, b) = (q, e): q ~ apply(e, inverse(t)), scales inverted
             key, prop = (q, e), _Proposal(dist, orient.inverse(t), 1.0 / prop.scale_hint)
         else:
             key = (e, q)
         slot = proposals.setdefault(key, {})
-        if prop.transform not in slot or prop.hamming < slot[prop.transform].hamming:
+        old = slot.get(prop.transform)
+        if old is None:
             slot[prop.transform] = prop
+            return
+        best, other = (prop, old) if prop.hamming < old.hamming else (old, prop)
+        hints = [h for h in (other.scale_hint, *old.other_hints, *prop.other_hints)
+                 if not math.isclose(h, best.scale_hint, rel_tol=0.01)]
+        kept = tuple(dict.fromkeys(round(h, 4) for h in hints))[: _MAX_OTHER_HINTS]
+        slot[prop.transform] = _Proposal(best.hamming, best.transform, best.scale_hint, kept)
 
     def _propose_sha(self, proposals, new: dict[int, MatchRecord], pool: dict | None = None) -> None:
         groups = pool if pool is not None else self.by_sha
@@ -225,9 +286,10 @@ class Matcher:
         best = None
         if ra.sha256 != rb.sha256 and not gated:
             for prop in props[: self.max_transforms]:
-                # The hinted scale first; a full scale search when that does not verify as a
-                # copy (a crop found through the full-image hash carries the hint 1.0).
-                for hint in (prop.scale_hint, None):
+                # The hinted scale first, then the scales other hash hits implied (crop
+                # fractions are coarse: a 95% crop meets an 85% entry, and a hint 12% off
+                # can drop a copy to ``similar``), then a full scale search.
+                for hint in (prop.scale_hint, *prop.other_hints, None):
                     ev = compare(ra.thumb, rb.thumb, ra.hist, rb.hist, transform=prop.transform,
                                  size_a=(ra.width, ra.height), size_b=(rb.width, rb.height), scale_hint=hint)
                     if best is None or ev.peak > best[1].peak:
