@@ -136,6 +136,26 @@ def stored(db: Path) -> tuple[dict[int, str], dict[int, int], list[tuple[int, in
     return names, hashes, pairs
 
 
+def with_equal_closure(found: set[frozenset], pairs) -> set[frozenset]:
+    """photoqa links byte- or pixel-identical files by a spanning tree, not by every pair
+    (equality is transitive): a file equal to one that is paired with X is paired with X."""
+    from indexer.match.groups import UnionFind
+
+    same = UnionFind()
+    for a, b, v in pairs:
+        if v in ("same_file", "same_pixels"):
+            same.union(a, b)
+    classes = defaultdict(set)
+    for a, b, _ in pairs:
+        for i in (a, b):
+            classes[same.find(i)].add(i)
+    out = set(found)
+    for pair in found:
+        a, b = tuple(pair)
+        out |= {frozenset((x, y)) for x in classes[same.find(a)] for y in classes[same.find(b)] if x != y}
+    return out
+
+
 def score(found: set[frozenset], truth: dict[str, tuple[int, str]], names: dict[int, str], label: str) -> None:
     src = {i: truth[n][0] for i, n in names.items() if n in truth}
     kind = {i: truth[n][1] for i, n in names.items() if n in truth}
@@ -186,7 +206,7 @@ def main() -> None:
         print(f"{len(truth)} files ({len(truth) // 24 - 1} copies of each of 24 Kodak photos) "
               f"indexed and matched in {time.perf_counter() - t0:.0f} s")
         names, hashes, pairs = stored(db)
-        found = {frozenset((a, b)) for a, b, v in pairs if v in FOUND}
+        found = with_equal_closure({frozenset((a, b)) for a, b, v in pairs if v in FOUND}, pairs)
         score(found, truth, names, "photoqa (default verdicts)")
         u = {i: np.int64(h).view(np.uint64) for i, h in hashes.items()}
         base = {frozenset((i, j)) for i, j in itertools.combinations(sorted(u), 2)
