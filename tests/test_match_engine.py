@@ -216,3 +216,24 @@ def test_old_layout_records_mix_with_new_ones():
     assert inc == batch
     assert {(a, b) for a, b, _ in batch} >= {(0, 1), (0, 2), (0, 9), (1, 9)}
     assert not any(3 in (a, b) for a, b, _ in batch)
+
+
+def test_identical_copies_are_verified_once(monkeypatch):
+    from indexer.match import engine
+
+    calls = []
+    real = engine.compare
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "compare", counting)
+    base = scene(3)
+    copies = [record(i, base, sha="same-bytes") for i in range(1, 6)]  # five byte-identical files
+    m = Matcher.from_records(copies)
+    found = m.add_and_match(record(9, jpeg(base, q=60)))
+    assert sorted((p.a, p.b) for p in found) == [(i, 9) for i in range(1, 6)]
+    assert {p.verdict for p in found} == {"derived"}
+    assert len({(p.correlation, p.scale, p.transform) for p in found}) == 1
+    assert len(calls) <= 2  # one verification (at most one per transform tried), not five

@@ -36,7 +36,7 @@ say where ``b`` sits on ``a``, in ``a``'s full-size display pixels (see
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Iterable
 
@@ -273,9 +273,20 @@ class Matcher:
                     proposals.setdefault(key, {}).setdefault("identity", _Proposal(0, "identity", 1.0))
 
     def _verify_all(self, proposals) -> list[PairEvidence]:
-        out = []
+        """Verify every proposed pair. Byte-identical files (equal SHA-256) carry the same
+        pixels, metadata and hashes, so a pair whose two files' contents were already
+        verified together reuses that result under its own ids instead of aligning again
+        (a folder with many copies of look-alike shots would otherwise repeat the work)."""
+        out, memo = [], {}
         for (a, b), slot in proposals.items():
-            pe = self.verify_pair(self.records[a], self.records[b], sorted(slot.values(), key=lambda p: p.hamming))
+            ra, rb = self.records[a], self.records[b]
+            props = sorted(slot.values(), key=lambda p: p.hamming)
+            key = (ra.sha256, rb.sha256, tuple((p.hamming, p.transform, p.scale_hint) for p in props))
+            if ra.sha256 != rb.sha256 and key in memo:
+                known = memo[key]
+                pe = None if known is None else replace(known, a=a, b=b)
+            else:
+                pe = memo[key] = self.verify_pair(ra, rb, props)
             if pe is not None:
                 out.append(pe)
         return out
