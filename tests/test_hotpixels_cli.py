@@ -19,15 +19,12 @@ from PIL import Image
 from indexer.sensor import synthetic
 from indexer.sensor.export import MAP_COLOURS
 from indexer.sensor.residual import rgb_residual
-from test_sensor_pipeline import (FRAMES, HEIGHT, WIDTH, accumulator_path, defect_set,
-                                  hotpixels_json, index, make_camera, make_scenes, raw_frames, run,
-                                  write_jpeg_frames, write_png_frames)
+# camera, frames and the rendered-frames setting are module fixtures shared with the pipeline tests
+from test_sensor_pipeline import (FRAMES, HEIGHT, WIDTH, _learn_from_rendered_frames,  # noqa: F401
+                                  accumulator_path, camera, defect_set, frames, hotpixels_json, index,
+                                  make_camera, make_scenes, raw_frames, run, write_jpeg_frames,
+                                  write_png_frames)
 from indexer.sensor.accumulator import SensorAccumulator
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _learn_from_rendered_frames(learn_from_rendered_frames):
-    """Frames here are PNG/JPEG: learn sensor statistics from them (off by default)."""
 
 
 def _scores(found: set, camera) -> tuple[float, float]:
@@ -36,16 +33,6 @@ def _scores(found: set, camera) -> tuple[float, float]:
     precision = sum((x, y) in planted_anywhere for x, y, _ in found) / max(1, len(found))
     recall = len(found & hot_dead) / len(hot_dead)
     return precision, recall
-
-
-@pytest.fixture(scope="module")
-def camera():
-    return make_camera(seed=0)
-
-
-@pytest.fixture(scope="module")
-def frames(camera):
-    return raw_frames(camera)
 
 
 @pytest.fixture(scope="module")

@@ -15,25 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from test_sensor_pipeline import (hotpixels_json, index, make_camera, raw_frames, run, sha256,
-                                  write_jpeg_frames, write_png_frames)
+# camera, frames and the rendered-frames setting are module fixtures shared with the pipeline tests
+from test_sensor_pipeline import (_learn_from_rendered_frames, camera, frames, hotpixels_json,  # noqa: F401
+                                  index, make_camera, run, sha256, write_jpeg_frames, write_png_frames)
 
 FRAME = "f005"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _learn_from_rendered_frames(learn_from_rendered_frames):
-    """Frames here are PNG/JPEG: learn sensor statistics from them (off by default)."""
-
-
-@pytest.fixture(scope="module")
-def camera():
-    return make_camera(seed=0)
-
-
-@pytest.fixture(scope="module")
-def frames(camera):
-    return raw_frames(camera)
 
 
 def _indexed(root, camera, frames, writer):
