@@ -237,3 +237,51 @@ def test_identical_copies_are_verified_once(monkeypatch):
     assert {p.verdict for p in found} == {"derived"}
     assert len({(p.correlation, p.scale, p.transform) for p in found}) == 1
     assert len(calls) <= 2  # one verification (at most one per transform tried), not five
+
+
+def _count_compares(monkeypatch) -> list:
+    from indexer.match import engine
+
+    calls, real = [], engine.compare
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "compare", counting)
+    return calls
+
+
+def test_byte_different_copies_of_one_picture_are_verified_once_across_adds(monkeypatch):
+    """Copies whose bytes differ (rewritten metadata) but whose pixels measure the same
+    are aligned against a new image once, and again never for later arrivals."""
+    calls = _count_compares(monkeypatch)
+    base = scene(3)
+    m = Matcher.from_records([record(i, base, sha=f"copy-{i}") for i in range(1, 4)])
+    first = m.add_and_match(record(9, jpeg(base, q=60), sha="recompressed-1"))
+    after_first = len(calls)
+    second = m.add_and_match(record(10, jpeg(base, q=60), sha="recompressed-2"))
+    assert {(p.a, p.b) for p in first} == {(1, 9), (2, 9), (3, 9)}
+    assert {(p.a, p.b) for p in second} >= {(1, 10), (2, 10), (3, 10), (9, 10)}
+    assert {p.verdict for p in first} == {"derived"}
+    assert after_first <= 2  # one pair's worth of alignment, not three
+    assert len(calls) - after_first <= 2  # 10 vs 1, 2, 3 reuse 9 vs 1's result
+
+
+def test_split_incremental_api_equals_add_and_match():
+    """``add`` + ``run_job`` + ``conclude`` (how a caller verifies in worker processes)
+    finds what ``add_and_match`` finds."""
+    from indexer.match.engine import run_job
+
+    base, other = scene(5), scene(6)
+    recs = [record(1, base), record(2, jpeg(base, q=50)), record(3, other), record(4, np.rot90(base).copy())]
+    whole, split = Matcher.from_records(recs[:1]), Matcher.from_records(recs[:1])
+    expected = {(p.a, p.b, p.verdict, p.transform) for r in recs[1:] for p in whole.add_and_match(r)}
+    got = set()
+    for r in recs[1:]:
+        for job in split.add(r):
+            pe = split.conclude(job, run_job(job, split.th, split.max_transforms))
+            if pe is not None:
+                got.add((pe.a, pe.b, pe.verdict, pe.transform))
+    assert got == expected
+    assert {(1, 2), (1, 4), (2, 4)} <= {(a, b) for a, b, _, _ in got}

@@ -26,7 +26,11 @@ Verification. Per image pair, the best (lowest Hamming distance) proposal of eac
 transform is verified by :func:`indexer.match.verify.compare` (at most ``max_transforms``
 transforms, best evidence kept) with its scale hint, then up to two other scale hints the
 other hits of that transform implied, then a full scale search, stopping at the first
-copy verdict; then :func:`indexer.match.verdict.decide`.
+copy verdict; then :func:`indexer.match.verdict.decide`. The pixel work is a pure
+:func:`run_job` on a picklable :class:`Job`, so a caller may run it in worker processes
+(:meth:`Matcher.add` returns the jobs, :meth:`Matcher.conclude` takes the result);
+results are memoised by the content of both records (:func:`content_key`), so copies of
+one picture whose bytes differ are aligned against a new image once.
 
 Pairs are reported with ``a < b`` (ids) and ``transform`` = the D4 transform that turns
 ``a`` into ``b``'s orientation (``b ~ orient.apply(a, transform)``); ``shift``/``scale``
@@ -35,8 +39,10 @@ say where ``b`` sits on ``a``, in ``a``'s full-size display pixels (see
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass, field, replace
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable
 
@@ -82,6 +88,7 @@ class MatchRecord:
     dhash: int = 0
     captured_at: datetime | None = None
     format: str | None = None
+    _content_key: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,7 @@ class Matcher:
         self.probe_owner: list[int] = []
         self.probe_kind: list[tuple[str, float]] = []
         self.crop_probes = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
+        self.memo = Memo()  # verifications by content: copies of one picture align once
 
     @classmethod
     def from_records(cls, records: Iterable[MatchRecord], **options) -> "Matcher":
@@ -198,6 +206,10 @@ class Matcher:
 
     def add_and_match(self, rec: MatchRecord) -> list[PairEvidence]:
         """Match one new record against everything indexed, then add it (incremental)."""
+        return sorted(self._verify_all(self._propose_and_add(rec)), key=lambda pe: (pe.a, pe.b))
+
+    def _propose_and_add(self, rec: MatchRecord) -> dict:
+        """Candidate proposals of ``rec`` against the index, then ``rec`` added to it."""
         proposals: dict[tuple[int, int], dict[str, _Proposal]] = {}
         if self.is_informative(rec) and len(self.index):
             probes, kinds = _probes(rec)
@@ -216,7 +228,7 @@ class Matcher:
             self.entry_owner.extend([rec.id] * len(entries))
             self.entry_fraction.extend(fractions)
             self.crop_probes.add(self._remember_probes(rec))
-        return sorted(self._verify_all(proposals), key=lambda pe: (pe.a, pe.b))
+        return proposals
 
     def _remember_probes(self, rec: MatchRecord) -> np.ndarray:
         """Note ``rec``'s crop-channel probes (owner, kind); returns their hashes."""
@@ -273,51 +285,134 @@ class Matcher:
                     proposals.setdefault(key, {}).setdefault("identity", _Proposal(0, "identity", 1.0))
 
     def _verify_all(self, proposals) -> list[PairEvidence]:
-        """Verify every proposed pair. Byte-identical files (equal SHA-256) carry the same
-        pixels, metadata and hashes, so a pair whose two files' contents were already
-        verified together reuses that result under its own ids instead of aligning again
-        (a folder with many copies of look-alike shots would otherwise repeat the work)."""
-        out, memo = [], {}
-        for (a, b), slot in proposals.items():
-            ra, rb = self.records[a], self.records[b]
-            props = sorted(slot.values(), key=lambda p: p.hamming)
-            key = (ra.sha256, rb.sha256, tuple((p.hamming, p.transform, p.scale_hint) for p in props))
-            if ra.sha256 != rb.sha256 and key in memo:
-                known = memo[key]
-                pe = None if known is None else replace(known, a=a, b=b)
-            else:
-                pe = memo[key] = self.verify_pair(ra, rb, props)
+        """Verify every proposed pair in this process (see :meth:`jobs_of`)."""
+        out = []
+        for job in self.jobs_of(proposals):
+            key = job.key(self.max_transforms)
+            verified = self.memo.get(key)
+            if verified is None:
+                verified = self.memo.put(key, run_job(job, self.th, self.max_transforms))
+            pe = self.conclude(job, verified)
             if pe is not None:
                 out.append(pe)
         return out
 
+    def jobs_of(self, proposals) -> list["Job"]:
+        """One :class:`Job` per proposed pair, its proposals best (lowest distance) first."""
+        return [Job(self.records[a], self.records[b], tuple(sorted(slot.values(), key=lambda p: p.hamming)))
+                for (a, b), slot in proposals.items()]
+
+    def add(self, rec: MatchRecord) -> list["Job"]:
+        """Incremental mode, split for a caller that verifies elsewhere (worker processes):
+        add ``rec`` and return the verification jobs of its candidate pairs."""
+        return self.jobs_of(self._propose_and_add(rec))
+
     def verify_pair(self, ra: MatchRecord, rb: MatchRecord, props: list[_Proposal]) -> PairEvidence | None:
         """Verify proposals for (a, b) (``a ~ apply(b, t)`` each); the accepted pair or None."""
-        gated = not (self.is_informative(ra) and self.is_informative(rb))
-        best = None
-        if ra.sha256 != rb.sha256 and not gated:
-            for prop in props[: self.max_transforms]:
-                # The hinted scale first, then the scales other hash hits implied (crop
-                # fractions are coarse: a 95% crop meets an 85% entry, and a hint 12% off
-                # can drop a copy to ``similar``), then a full scale search.
-                for hint in (prop.scale_hint, *prop.other_hints, None):
-                    ev = compare(ra.thumb, rb.thumb, ra.hist, rb.hist, transform=prop.transform,
-                                 size_a=(ra.width, ra.height), size_b=(rb.width, rb.height), scale_hint=hint)
-                    if best is None or ev.peak > best[1].peak:
-                        best = (prop, ev)
-                    if classify(best[1], self.th) in _COPY:
-                        break
-                if classify(best[1], self.th) in _COPY:
-                    break  # the best-hashing transform verified; others cannot do better
-        ev = best[1] if best else None
+        job = Job(ra, rb, tuple(props))
+        return self.conclude(job, run_job(job, self.th, self.max_transforms))
+
+    def conclude(self, job: "Job", verified: "Verified") -> PairEvidence | None:
+        """The verdict for a verified job (this process: it may compare full-size pixels)."""
+        ra, rb = job.a, job.b
+        ev = verified.evidence
         eq = (lambda: self.pixels_equal(ra.id, rb.id)) if self.pixels_equal else None
-        verdict = decide(sha_a=ra.sha256, sha_b=rb.sha256, evidence=ev, pixels_equal=eq, gated=gated, th=self.th)
+        verdict = decide(sha_a=ra.sha256, sha_b=rb.sha256, evidence=ev, pixels_equal=eq,
+                         gated=verified.gated, th=self.th)
         if verdict is None:
             return None
         if verdict == "derived" and self.th.shots_are_not_copies and separate_shots(ra.captured_at, rb.captured_at):
             verdict = "similar"  # two exposures of one scene, not a copy of one file
-        ham = min(p.hamming for p in props)
+        ham = min(p.hamming for p in job.props)
         return _pair(ra, rb, verdict, ham, ev)
+
+
+def content_key(rec: MatchRecord) -> bytes:
+    """Digest of everything :func:`run_job` reads from a record (thumbnail, histogram,
+    display size, information gate): records with equal keys verify identically, so
+    byte-different copies of one picture (rewritten metadata, trailing bytes) are aligned
+    once, not once per copy."""
+    if rec._content_key is None:
+        h = hashlib.blake2b(digest_size=16)
+        thumb = np.ascontiguousarray(rec.thumb)
+        for part in (repr((thumb.shape, rec.width, rec.height, rec.entropy, rec.luma_std)).encode(),
+                     thumb.tobytes(), np.ascontiguousarray(rec.hist).tobytes()):
+            h.update(part)
+        rec._content_key = h.digest()
+    return rec._content_key
+
+
+@dataclass(frozen=True)
+class Job:
+    """One candidate pair to verify: records ``a`` < ``b`` and their proposals, best first.
+    Picklable: :func:`run_job` may run it in a worker process."""
+
+    a: MatchRecord
+    b: MatchRecord
+    props: tuple[_Proposal, ...]
+
+    def key(self, max_transforms: int) -> tuple | None:
+        """Memo key (equal keys give equal :class:`Verified`); None for byte-identical
+        records, which need no pixels."""
+        if self.a.sha256 == self.b.sha256:
+            return None
+        tried = tuple((p.transform, p.scale_hint, p.other_hints) for p in self.props[:max_transforms])
+        return content_key(self.a), content_key(self.b), tried
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What the pixels said about a :class:`Job`: the best evidence (None when not
+    compared: same bytes, or an uninformative image) and whether the pair is gated."""
+
+    evidence: Evidence | None
+    gated: bool = False
+
+
+def run_job(job: Job, th: MatchThresholds, max_transforms: int) -> Verified:
+    """Pixel evidence for a job (pure: no database, no files; runs in any process).
+
+    Per proposal (at most ``max_transforms``, best first): the hinted scale, then the
+    scales other hash hits implied (crop fractions are coarse: a 95% crop meets an 85%
+    entry, and a hint 12% off can drop a copy to ``similar``), then a full scale search,
+    stopping at the first copy verdict; the highest-peak evidence is kept.
+    """
+    ra, rb = job.a, job.b
+    gated = not (informative(ra.entropy, ra.luma_std, ra.thumb.shape, th)
+                 and informative(rb.entropy, rb.luma_std, rb.thumb.shape, th))
+    if ra.sha256 == rb.sha256 or gated:
+        return Verified(None, gated)
+    best = None
+    for prop in job.props[:max_transforms]:
+        for hint in (prop.scale_hint, *prop.other_hints, None):
+            ev = compare(ra.thumb, rb.thumb, ra.hist, rb.hist, transform=prop.transform,
+                         size_a=(ra.width, ra.height), size_b=(rb.width, rb.height), scale_hint=hint)
+            if best is None or ev.peak > best.peak:
+                best = ev
+            if classify(best, th) in _COPY:
+                return Verified(best)  # the best-hashing transform verified; others cannot do better
+    return Verified(best)
+
+
+class Memo:
+    """A bounded least-recently-used map from :meth:`Job.key` to :class:`Verified`."""
+
+    def __init__(self, size: int = 50_000):
+        self.size, self.items = size, OrderedDict()
+
+    def get(self, key):
+        if key is None or key not in self.items:
+            return None
+        self.items.move_to_end(key)
+        return self.items[key]
+
+    def put(self, key, value):
+        if key is not None:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
 
 
 def _pair(ra: MatchRecord, rb: MatchRecord, verdict: str, hamming: int, ev: Evidence | None) -> PairEvidence:
