@@ -91,6 +91,9 @@ class MatchSettings:
     max_transforms: how many distinct orientations of one candidate pair are verified.
     group_verdicts: verdicts whose pairs join images into a stored group ("similar"
         burst neighbours are left out by default).
+    verify_workers: processes that verify candidate pairs by pixels (0: one per core).
+    pool_after: seconds of pixel verification done in the writer itself before those
+        processes start (small runs never pay their start-up; 0: always start them).
     """
 
     enabled: bool = True
@@ -98,6 +101,8 @@ class MatchSettings:
     crop_radius: int = 14
     max_transforms: int = 2
     group_verdicts: tuple = ("same_file", "same_pixels", "derived", "exposure_variant")
+    verify_workers: int = 0
+    pool_after: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from db import pairs as dbpairs
 from indexer import decode, orient
@@ -15,7 +16,9 @@ from indexer.exposurestage import refine_pairs
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
 from indexer.match.groups import UnionFind, build_groups
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
+from indexer.pipeline import worker_count
 from indexer.session import Session
+from indexer.verifypool import Verifier
 
 
 def record_of(image_id: int, result: Indexed) -> MatchRecord:
@@ -111,29 +114,85 @@ def spanning_equal(pairs: list[PairEvidence], *, new_id: int | None = None) -> l
 
 
 class MatchStage:
-    """Post-store hook: match each stored image against everything indexed before it."""
+    """Post-store hook: match each stored image against everything indexed before it.
+
+    Candidates are found here, in the writer; their pixel verification runs in a
+    :class:`~indexer.verifypool.Verifier` (worker processes once it costs more than a
+    second), so the writer goes on storing the next files meanwhile. An image's pairs
+    are stored when all its candidates are verified: at a later call, at
+    :meth:`flush_due` (the daemon's heartbeat) or at :meth:`close`, which waits for all.
+    """
+
+    regroup_every = 30.0  # seconds: how stale ``image_groups`` may get in a running daemon
 
     def __init__(self, session: Session):
         self.session = session
         self.matcher: Matcher | None = None
+        self.verifier: Verifier | None = None
+        self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
         self.changed = False
+        self.regrouped = time.monotonic()
 
     def __call__(self, image_id: int, result: Indexed) -> None:
         if self.matcher is None:
-            started = time.perf_counter()
-            known = [r for r in dbpairs.load_records(self.session.engine) if r.id != image_id]
-            self.matcher = new_matcher(self.session, known)
-            self.startup_seconds = time.perf_counter() - started
+            self._start(image_id)
         dbpairs.forget_pairs_of(self.session.engine, image_id)
-        found = spanning_equal(self.matcher.add_and_match(record_of(image_id, result)), new_id=image_id)
+        jobs = self.matcher.add(record_of(image_id, result))
+        self.waiting[image_id] = _Waiting(len(jobs))
+        for job in jobs:
+            self.verifier.submit(image_id, job)
+        self._store(self.verifier.results())
+        if not jobs:
+            self._finish(image_id)
+
+    def _start(self, image_id: int) -> None:
+        started = time.perf_counter()
+        known = [r for r in dbpairs.load_records(self.session.engine) if r.id != image_id]
+        self.matcher = new_matcher(self.session, known)
+        m = self.session.settings.match
+        self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
+                                 workers=worker_count(m.verify_workers), pool_after=m.pool_after)
+        self.startup_seconds = time.perf_counter() - started
+
+    def _store(self, done) -> None:
+        for image_id, job, verified in done:
+            waiting = self.waiting[image_id]
+            pe = self.matcher.conclude(job, verified)
+            if pe is not None:
+                waiting.found.append(pe)
+            waiting.left -= 1
+            if waiting.left == 0:
+                self._finish(image_id)
+
+    def _finish(self, image_id: int) -> None:
+        found = spanning_equal(self.waiting.pop(image_id).found, new_id=image_id)
         found = refine_pairs(self.session, self.matcher.records, found)
         dbpairs.save_pairs(self.session.engine, found)
         self.changed = True
 
+    def flush_due(self) -> None:
+        """Store the pairs verified meanwhile; regroup when groups are stale (idle daemon)."""
+        if self.verifier is not None:
+            self._store(self.verifier.results())
+        if self.changed and time.monotonic() - self.regrouped >= self.regroup_every:
+            self._regroup()
+
+    def _regroup(self) -> None:
+        regroup(self.session)
+        self.changed, self.regrouped = False, time.monotonic()
+
     def close(self) -> None:
+        if self.verifier is not None:
+            self._store(self.verifier.results(block=True))
+            self.verifier.close()
         if self.changed:
-            regroup(self.session)
-            self.changed = False
+            self._regroup()
+
+
+@dataclass
+class _Waiting:
+    left: int  # candidate pairs not verified yet
+    found: list[PairEvidence] = field(default_factory=list)
 
 
 def rematch(session: Session) -> int:

@@ -41,6 +41,17 @@ class Summary:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def worked(self) -> int:
+        """Files that needed work (decoded, hashed for a move, or failed)."""
+        return self.indexed + self.updated + self.moved + self.failed
+
+    def timed(self, seconds: float) -> "Summary":
+        """This summary over ``seconds`` of wall time."""
+        self.seconds = round(seconds, 3)
+        self.images_per_second = round(self.worked / seconds, 2) if seconds > 0 else 0.0
+        return self
+
 
 def worker_count(requested: int | None) -> int:
     """``requested`` workers, or one per available core when 0/None."""
@@ -130,10 +141,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     store.mark_missing(list(gone.values()))
     store.forget_failures(todo.stale_failures)
     summary.missing = len(gone)
-    summary.seconds = round(time.perf_counter() - started, 3)
-    work = summary.indexed + summary.updated + summary.moved + summary.failed
-    summary.images_per_second = round(work / summary.seconds, 2) if summary.seconds > 0 else 0.0
-    return summary
+    return summary.timed(time.perf_counter() - started)
 
 
 def _store_outcome(outcome: Outcome, store: Store, settings: IndexSettings, updates: set[str],

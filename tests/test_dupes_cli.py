@@ -138,3 +138,28 @@ def test_rewritten_metadata_is_same_pixels_without_a_full_decode(tmp_path, monke
     assert run(db, "index", tmp_path / "p", "--workers", "1").exit_code == 0
     (group,) = report(db)["groups"]
     assert [p["verdict"] for p in group["pairs"]] == ["same_pixels"]
+
+
+def _pair_rows(db: Path) -> list[tuple]:
+    session = open_session(str(db))
+    with session.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT a.path, b.path, p.verdict, p.transform, p.scale, p.correlation, p.delta_ev "
+            "FROM pairs p JOIN images a ON a.id = p.a_id JOIN images b ON b.id = p.b_id")).all()
+        groups = conn.execute(text("SELECT count(DISTINCT group_id) FROM image_groups")).scalar()
+    session.engine.dispose()
+    return sorted((Path(a).name, Path(b).name, *rest) for a, b, *rest in rows), groups
+
+
+def test_verification_in_worker_processes_stores_what_inline_verification_stores(library, tmp_path):
+    """``pool_after = 0``: every candidate is verified in the pool; same pairs, same groups."""
+    root, _ = library
+    dbs = {}
+    for name, pool_after in (("inline", "1e9"), ("pooled", "0")):
+        dbs[name] = tmp_path / name / "photoqa.db"
+        dbs[name].parent.mkdir()
+        (dbs[name].parent / "photoqa.toml").write_text(f"[match]\npool_after = {pool_after}\nverify_workers = 2\n")
+        assert run(dbs[name], "index", root, "--workers", "1").exit_code == 0
+    inline, groups = _pair_rows(dbs["inline"])
+    assert _pair_rows(dbs["pooled"]) == (inline, groups)
+    assert len(inline) >= 8 and groups == 2

@@ -1,0 +1,131 @@
+"""Pixel verification of candidate pairs off the writer's thread of work.
+
+The single writer (``index``'s main process, ``watch``'s writer) finds candidates in the
+Hamming index in microseconds, but aligning a pair's thumbnails costs tens of
+milliseconds; done inline, a folder of copies and look-alikes leaves the decoding workers
+waiting on the writer. :class:`Verifier` takes :class:`~indexer.match.engine.Job` s and
+runs :func:`~indexer.match.engine.run_job` inline while verification has cost the writer
+less than ``pool_after`` seconds (small runs never pay for starting processes), then in a
+pool of worker processes (forkserver, as the decoding pool: rawpy's OpenMP and fork do
+not mix). At most ``max_pending`` distinct jobs are in flight; a submit past that waits
+for the oldest, so memory and the time a stop waits for stay bounded.
+
+Results are memoised by :meth:`Job.key` (content of both records), and a job whose key
+is already in flight waits for that one instead of running again.
+"""
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Hashable
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from indexer.match.engine import Job, Memo, Verified, run_job
+from indexer.match.verdict import MatchThresholds
+
+Done = tuple[Hashable, Job, Verified]  # (caller's tag, job, result)
+
+
+def _init_worker() -> None:
+    # Ctrl-C reaches the whole process group; the writer decides when to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Verifier:
+    """Verification jobs in, ``(tag, job, verified)`` out (see module docstring).
+
+    ``workers``: processes of the pool once it starts (>= 1); ``pool_after``: seconds of
+    inline verification after which the pool starts (``float('inf')``: never, 0: at
+    once); ``memo``: shared with the matcher so batch and incremental results agree.
+    """
+
+    def __init__(self, th: MatchThresholds, max_transforms: int, *, workers: int, pool_after: float = 1.0,
+                 max_pending: int | None = None, memo: Memo | None = None):
+        self.th, self.max_transforms = th, max_transforms
+        self.workers, self.pool_after = max(1, workers), pool_after
+        self.max_pending = max_pending or 8 * self.workers
+        self.memo = memo if memo is not None else Memo()
+        self.pool: ProcessPoolExecutor | None = None
+        self.spent_inline = 0.0
+        self.in_flight: dict[Future, tuple[Hashable, list[tuple[Hashable, Job]]]] = {}  # future -> key, waiters
+        self.by_key: dict[Hashable, Future] = {}
+        self.ready: list[Done] = []
+
+    def submit(self, tag: Hashable, job: Job) -> None:
+        """Verify ``job`` for ``tag``; its result comes out of :meth:`results`."""
+        key = job.key(self.max_transforms)
+        known = self.memo.get(key)
+        if known is not None:
+            self.ready.append((tag, job, known))
+        elif key is not None and key in self.by_key:
+            self.in_flight[self.by_key[key]][1].append((tag, job))
+        elif key is None or self._inline():
+            self.ready.append((tag, job, self._run_here(key, job)))
+        else:
+            self._send(tag, key, job)
+
+    def _inline(self) -> bool:
+        return self.pool is None and self.spent_inline < self.pool_after
+
+    def _run_here(self, key, job: Job) -> Verified:
+        started = time.process_time()
+        verified = run_job(job, self.th, self.max_transforms)
+        self.spent_inline += time.process_time() - started
+        return self.memo.put(key, verified)
+
+    def _send(self, tag: Hashable, key, job: Job) -> None:
+        while len(self.in_flight) >= self.max_pending:
+            self._collect(FIRST_COMPLETED)
+        try:
+            future = self._pool().submit(run_job, job, self.th, self.max_transforms)
+        except BrokenProcessPool:
+            self._restart()
+            self.ready.append((tag, job, self._run_here(key, job)))
+            return
+        self.in_flight[future] = (key, [(tag, job)])
+        self.by_key[key] = future
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self.pool is None:
+            from indexer.pipeline import _pool_context
+
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=_pool_context(), initializer=_init_worker)
+        return self.pool
+
+    def _restart(self) -> None:
+        """A worker died (killed, out of memory): the pool is unusable; start afresh."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = None
+
+    def _collect(self, return_when: str, timeout: float | None = None) -> None:
+        if not self.in_flight:
+            return
+        done, _ = wait(list(self.in_flight), timeout=timeout, return_when=return_when)
+        for future in done:
+            key, waiters = self.in_flight.pop(future)
+            del self.by_key[key]
+            try:
+                verified = self.memo.put(key, future.result())
+            except BrokenProcessPool:
+                self._restart()
+                verified = None
+            for tag, job in waiters:
+                self.ready.append((tag, job, verified or self._run_here(key, job)))
+
+    def results(self, *, block: bool = False) -> list[Done]:
+        """Finished jobs since the last call; ``block``: wait for every job in flight."""
+        self._collect(ALL_COMPLETED if block else FIRST_COMPLETED, timeout=None if block else 0)
+        out, self.ready = self.ready, []
+        return out
+
+    @property
+    def pending(self) -> int:
+        return sum(len(waiters) for _, waiters in self.in_flight.values())
+
+    def close(self) -> None:
+        """Stop the pool (after :meth:`results` with ``block=True``, nothing is lost)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None

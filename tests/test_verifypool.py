@@ -1,0 +1,95 @@
+"""Verification in worker processes gives what inline verification gives, once per content."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer.match.engine import Matcher, run_job
+from indexer.verifypool import Verifier
+from test_match_engine import jpeg, record, scene
+
+
+def _jobs():
+    base, other = scene(11), scene(12)
+    m = Matcher.from_records([record(1, base), record(2, other), record(3, np.fliplr(base).copy())])
+    jobs = m.add(record(4, jpeg(base, q=55), sha="new"))
+    return m, jobs
+
+
+def _verdicts(m, done):
+    return {(job.a.id, job.b.id): (m.conclude(job, v).verdict if m.conclude(job, v) else None)
+            for _, job, v in done}
+
+
+@pytest.mark.parametrize("pool_after", [float("inf"), 0.0])
+def test_pool_and_inline_agree(pool_after):
+    m, jobs = _jobs()
+    assert len(jobs) >= 2
+    expected = {(j.a.id, j.b.id): run_job(j, m.th, m.max_transforms) for j in jobs}
+    v = Verifier(m.th, m.max_transforms, workers=2, pool_after=pool_after)
+    try:
+        for job in jobs:
+            v.submit("img4", job)
+        done = v.results(block=True)
+        assert (v.pool is not None) == (pool_after == 0.0)
+    finally:
+        v.close()
+    assert {(j.a.id, j.b.id) for _, j, _ in done} == set(expected)
+    for tag, job, verified in done:
+        assert tag == "img4"
+        assert verified == expected[(job.a.id, job.b.id)]
+    assert _verdicts(m, done)[(1, 4)] == "derived"
+    assert _verdicts(m, done)[(3, 4)] == "derived"
+
+
+def test_same_content_in_flight_runs_once_and_answers_every_waiter():
+    m, jobs = _jobs()
+    v = Verifier(m.th, m.max_transforms, workers=1, pool_after=0.0)
+    try:
+        for tag in ("first", "second", "third"):
+            v.submit(tag, jobs[0])
+        assert len(v.in_flight) == 1 and v.pending == 3
+        done = v.results(block=True)
+        v.submit("later", jobs[0])  # answered from the memo, no new work
+        assert not v.in_flight
+        done += v.results()
+    finally:
+        v.close()
+    assert [tag for tag, _, _ in done] == ["first", "second", "third", "later"]
+    assert len({verified for _, _, verified in done}) == 1
+
+
+def test_a_dead_worker_costs_nothing(monkeypatch):
+    """A pool whose worker died (OOM killer, kill -9) is replaced; the jobs still verify."""
+    m, jobs = _jobs()
+    v = Verifier(m.th, m.max_transforms, workers=1, pool_after=0.0)
+    try:
+        v.submit("warm", jobs[0])
+        v.results(block=True)
+        for process in list(v.pool._processes.values()):
+            process.kill()
+            process.join()
+        for job in jobs[1:]:
+            v.submit("after", job)
+        done = v.results(block=True)
+        for job in jobs[1:]:
+            v.submit("again", job)
+        done += v.results(block=True)
+    finally:
+        v.close()
+    expected = {(j.a.id, j.b.id): run_job(j, m.th, m.max_transforms) for j in jobs[1:]}
+    assert len(done) == 2 * len(jobs[1:])
+    for _, job, verified in done:
+        assert verified == expected[(job.a.id, job.b.id)]
+
+
+def test_bounded_in_flight():
+    m, jobs = _jobs()
+    v = Verifier(m.th, m.max_transforms, workers=1, pool_after=0.0, max_pending=1)
+    try:
+        for job in jobs:
+            v.submit("x", job)
+            assert len(v.in_flight) <= 1
+        assert len(v.results(block=True)) + 0 >= 1
+    finally:
+        v.close()
