@@ -67,6 +67,8 @@ class Image(Base):
     decoder: Mapped[str] = mapped_column(String(32))
     features_version: Mapped[int] = mapped_column(SmallInteger)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
+    # when its candidate pairs were verified and stored; NULL: waiting for matching
+    matched_at: Mapped[datetime | None] = mapped_column(DateTime)
     # perceptual hashes (signed int64); BLOBs: 8 x int64 LE (D4 order), 10 x int64 LE (crops in
     # hashes.CROP_SPECS order: centred 90%, 80%, then 85% at 4 corners and 4 edge midpoints;
     # features_version 1 stored the first 2)

@@ -60,12 +60,15 @@ def _values(pe: PairEvidence, exif: dict[int, tuple]) -> dict:
                 found_at=utcnow())
 
 
-def save_pairs(engine: Engine, pairs: list[PairEvidence]) -> None:
-    """Insert or replace the given pairs (one transaction)."""
-    if not pairs:
+def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = ()) -> None:
+    """Insert or replace the given pairs, and mark the images ``matched`` (one transaction)."""
+    matched = list(matched)
+    if not pairs and not matched:
         return
-    exif = exif_exposure(engine, {p.a for p in pairs} | {p.b for p in pairs})
+    exif = exif_exposure(engine, {p.a for p in pairs} | {p.b for p in pairs}) if pairs else {}
     with engine.begin() as conn:
+        if matched:
+            conn.execute(update(Image).where(Image.id.in_(matched)).values(matched_at=utcnow()))
         for pe in pairs:
             values = _values(pe, exif)
             found = conn.execute(select(Pair.id).where((Pair.a_id == pe.a) & (Pair.b_id == pe.b))).scalar()
@@ -84,6 +87,13 @@ def set_delta_ev(engine: Engine, values: dict[tuple[int, int], tuple[float, str 
         for (a, b), (value, description) in values.items():
             change = {"delta_ev": value} if description is None else {"delta_ev": value, "description": description}
             conn.execute(update(Pair).where((Pair.a_id == a) & (Pair.b_id == b)).values(**change))
+
+
+def unmatched_ids(engine: Engine) -> list[int]:
+    """Present images whose pairs were never stored (the matching stage stopped first)."""
+    query = select(Image.id).where(Image.matched_at.is_(None) & Image.missing_since.is_(None))
+    with engine.connect() as conn:
+        return list(conn.execute(query.order_by(Image.id)).scalars())
 
 
 def forget_pairs_of(engine: Engine, image_id: int) -> None:

@@ -130,29 +130,39 @@ class MatchStage:
         self.matcher: Matcher | None = None
         self.verifier: Verifier | None = None
         self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
-        self.changed = False
+        self.changed = self.looked = False
         self.regrouped = time.monotonic()
 
     def __call__(self, image_id: int, result: Indexed) -> None:
         if self.matcher is None:
-            self._start(image_id)
-        dbpairs.forget_pairs_of(self.session.engine, image_id)
-        jobs = self.matcher.add(record_of(image_id, result))
-        self.waiting[image_id] = _Waiting(len(jobs))
+            self._start(skip=image_id)
+        self._match(record_of(image_id, result))
+
+    def _match(self, rec: MatchRecord) -> None:
+        """Forget ``rec``'s old pairs, index it, send its candidates to verification."""
+        dbpairs.forget_pairs_of(self.session.engine, rec.id)
+        jobs = self.matcher.add(rec)
+        self.waiting[rec.id] = _Waiting(len(jobs))
         for job in jobs:
-            self.verifier.submit(image_id, job)
+            self.verifier.submit(rec.id, job)
         self._store(self.verifier.results())
         if not jobs:
-            self._finish(image_id)
+            self._finish(rec.id)
 
-    def _start(self, image_id: int) -> None:
+    def _start(self, skip: int | None = None) -> None:
+        """Index the stored images, then match those whose pairs were never stored (an
+        earlier run stopped while verifying them, or matched with matching off)."""
         started = time.perf_counter()
-        known = [r for r in dbpairs.load_records(self.session.engine) if r.id != image_id]
-        self.matcher = new_matcher(self.session, known)
+        engine = self.session.engine
+        waiting = set(dbpairs.unmatched_ids(engine)) - {skip}
+        known = [r for r in dbpairs.load_records(engine) if r.id != skip]
+        self.matcher = new_matcher(self.session, [r for r in known if r.id not in waiting])
         m = self.session.settings.match
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
                                  workers=worker_count(m.verify_workers), pool_after=m.pool_after)
         self.startup_seconds = time.perf_counter() - started
+        for rec in (r for r in known if r.id in waiting):
+            self._match(rec)
 
     def _store(self, done) -> None:
         for image_id, job, verified in done:
@@ -167,11 +177,17 @@ class MatchStage:
     def _finish(self, image_id: int) -> None:
         found = spanning_equal(self.waiting.pop(image_id).found, new_id=image_id)
         found = refine_pairs(self.session, self.matcher.records, found)
-        dbpairs.save_pairs(self.session.engine, found)
+        dbpairs.save_pairs(self.session.engine, found, matched=[image_id])
         self.changed = True
 
     def flush_due(self) -> None:
-        """Store the pairs verified meanwhile; regroup when groups are stale (idle daemon)."""
+        """Store the pairs verified meanwhile; regroup when groups are stale (idle daemon).
+        At the first call, a daemon that has stored nothing yet matches the images an
+        earlier run left unmatched."""
+        if self.matcher is None and not self.looked:
+            self.looked = True
+            if dbpairs.unmatched_ids(self.session.engine):
+                self._start()
         if self.verifier is not None:
             self._store(self.verifier.results())
         if self.changed and time.monotonic() - self.regrouped >= self.regroup_every:
@@ -182,6 +198,8 @@ class MatchStage:
         self.changed, self.regrouped = False, time.monotonic()
 
     def close(self) -> None:
+        if self.verifier is None and dbpairs.unmatched_ids(self.session.engine):
+            self._start()  # no new image this run, but some wait for their pairs
         if self.verifier is not None:
             self._store(self.verifier.results(block=True))
             self.verifier.close()
@@ -200,7 +218,7 @@ def rematch(session: Session) -> int:
     matcher = new_matcher(session, dbpairs.load_records(session.engine))
     found = refine_pairs(session, matcher.records, spanning_equal(matcher.batch_pairs()))
     dbpairs.clear_pairs(session.engine)
-    dbpairs.save_pairs(session.engine, found)
+    dbpairs.save_pairs(session.engine, found, matched=list(matcher.records))
     regroup(session)
     return len(found)
 

@@ -163,3 +163,30 @@ def test_verification_in_worker_processes_stores_what_inline_verification_stores
     inline, groups = _pair_rows(dbs["inline"])
     assert _pair_rows(dbs["pooled"]) == (inline, groups)
     assert len(inline) >= 8 and groups == 2
+
+
+def test_images_left_unmatched_by_a_stopped_run_are_matched_by_the_next(library, tmp_path):
+    """A run that stopped after storing an image but before storing its pairs (kill -9
+    while its candidates were in worker processes) leaves ``matched_at`` NULL; the next
+    run, with no new file to index, finds those pairs."""
+    root, _ = library
+    db = tmp_path / "photoqa.db"
+    assert run(db, "index", root, "--workers", "1").exit_code == 0
+    before, _ = _pair_rows(db)
+    session = open_session(str(db))
+    with session.engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM images WHERE matched_at IS NULL")).scalar() == 0
+        ids = conn.execute(text("SELECT id FROM images WHERE path LIKE '%a_half.jpg' "
+                                "OR path LIKE '%b_dark.jpg'")).scalars().all()
+        for image_id in ids:
+            conn.execute(text("DELETE FROM pairs WHERE a_id = :i OR b_id = :i"), {"i": image_id})
+            conn.execute(text("UPDATE images SET matched_at = NULL WHERE id = :i"), {"i": image_id})
+    session.engine.dispose()
+    assert len(_pair_rows(db)[0]) < len(before)
+    result = run(db, "index", root, "--workers", "1", "--format", "json")
+    assert json.loads(result.stdout)["indexed"] == 0
+    assert _pair_rows(db)[0] == before
+    session = open_session(str(db))
+    with session.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM images WHERE matched_at IS NULL")).scalar() == 0
+    session.engine.dispose()

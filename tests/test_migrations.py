@@ -227,3 +227,22 @@ def test_processes_opening_a_new_database_at_once(tmp_path):
     engine = fresh_engine(tmp_path, "fresh.db")
     assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
+
+
+def test_upgrade_from_0002_marks_existing_images_matched(tmp_path):
+    """Rows stored before 0003 were matched synchronously: they keep their pairs and are
+    not matched again (matched_at = indexed_at); new rows start unmatched."""
+    engine = fresh_engine(tmp_path)
+    migrate.upgrade(engine, "0002")
+    cols = [c.name for c in Base.metadata.tables["images"].columns if c.name not in ("id", "matched_at")]
+    values = {c: 0 for c in cols}
+    values.update(path="old.jpg", sha256="0", format="JPEG", decoder="d", indexed_at="2026-11-30 10:00:00",
+                  missing_since=None, captured_at=None, camera_id=None)
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO images ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"),
+                     values)
+    assert migrate.upgrade(engine) == migrate.head_revision()
+    with engine.connect() as conn:
+        matched, indexed = conn.execute(text("SELECT matched_at, indexed_at FROM images")).one()
+    engine.dispose()
+    assert matched is not None and str(matched) == str(indexed)
