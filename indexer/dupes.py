@@ -68,11 +68,14 @@ def pixels_equal_for(session: Session):
     return equal
 
 
-def new_matcher(session: Session, records: Iterable[MatchRecord] = ()) -> Matcher:
+def matcher_options(session: Session) -> dict:
     m = session.settings.match
-    return Matcher.from_records(records, radius=m.radius, crop_radius=m.crop_radius,
-                                thresholds=session.settings.verdict, max_transforms=m.max_transforms,
-                                pixels_equal=pixels_equal_for(session))
+    return dict(radius=m.radius, crop_radius=m.crop_radius, thresholds=session.settings.verdict,
+                max_transforms=m.max_transforms, pixels_equal=pixels_equal_for(session))
+
+
+def new_matcher(session: Session, records: Iterable[MatchRecord] = ()) -> Matcher:
+    return Matcher.from_records(records, **matcher_options(session))
 
 
 def regroup(session: Session) -> int:
@@ -154,14 +157,14 @@ class MatchStage:
         earlier run stopped while verifying them, or matched with matching off)."""
         started = time.perf_counter()
         engine = self.session.engine
-        waiting = set(dbpairs.unmatched_ids(engine)) - {skip}
-        known = [r for r in dbpairs.load_records(engine) if r.id != skip]
-        self.matcher = new_matcher(self.session, [r for r in known if r.id not in waiting])
+        waiting = sorted(set(dbpairs.unmatched_ids(engine)) - {skip})
         m = self.session.settings.match
+        rows = dbpairs.load_index_rows(engine, self.session.settings.verdict, exclude=[*waiting, skip])
+        self.matcher = Matcher.from_rows(rows, loader=dbpairs.loader(engine), **matcher_options(self.session))
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
                                  workers=worker_count(m.verify_workers), pool_after=m.pool_after)
         self.startup_seconds = time.perf_counter() - started
-        for rec in (r for r in known if r.id in waiting):
+        for rec in dbpairs.load_records(engine, waiting):
             self._match(rec)
 
     def _store(self, done) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Hashable
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from indexer.match.engine import Job, Memo, Verified, run_job
+from indexer.match.jobs import Job, Memo, Verified, run_job
 from indexer.match.verdict import MatchThresholds
 
 Done = tuple[Hashable, Job, Verified]  # (caller's tag, job, result)

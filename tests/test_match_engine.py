@@ -219,7 +219,7 @@ def test_old_layout_records_mix_with_new_ones():
 
 
 def test_identical_copies_are_verified_once(monkeypatch):
-    from indexer.match import engine
+    from indexer.match import jobs as engine
 
     calls = []
     real = engine.compare
@@ -240,7 +240,7 @@ def test_identical_copies_are_verified_once(monkeypatch):
 
 
 def _count_compares(monkeypatch) -> list:
-    from indexer.match import engine
+    from indexer.match import jobs as engine
 
     calls, real = [], engine.compare
 
@@ -285,3 +285,28 @@ def test_split_incremental_api_equals_add_and_match():
                 got.add((pe.a, pe.b, pe.verdict, pe.transform))
     assert got == expected
     assert {(1, 2), (1, 4), (2, 4)} <= {(a, b) for a, b, _, _ in got}
+
+
+def test_index_from_rows_fetches_records_of_candidates_only():
+    """Start-up from index columns: the thumbnails of candidate pairs are fetched on
+    demand (a bounded cache), and the pairs equal those of a matcher holding every record."""
+    from indexer.match.engine import rows_of
+
+    base, other = scene(21), scene(22)
+    recs = [record(i, scene(30 + i)) for i in range(1, 7)] + [record(7, base), record(8, other)]
+    fetched: list[int] = []
+
+    new = [record(9, jpeg(base, q=50)), record(10, np.rot90(other).copy()), record(11, base, sha=recs[6].sha256)]
+
+    def loader(ids):  # the database: new images are stored before they are matched
+        fetched.extend(ids)
+        return [r for r in recs + new if r.id in ids]
+
+    lazy = Matcher.from_rows(rows_of(recs, MatchThresholds()), loader=loader, cache_size=2)
+    full = Matcher.from_records(recs)
+    got = [{(p.a, p.b, p.verdict, p.transform) for p in lazy.add_and_match(r)} for r in new]
+    want = [{(p.a, p.b, p.verdict, p.transform) for p in full.add_and_match(r)} for r in new]
+    assert got == want
+    assert (7, 9, "derived", "identity") in got[0] and (7, 11, "same_file", "identity") in got[2]
+    assert set(fetched) <= {7, 8, 9, 10}  # never the unrelated images
+    assert len(lazy.records.items) <= 2

@@ -27,10 +27,15 @@ transform is verified by :func:`indexer.match.verify.compare` (at most ``max_tra
 transforms, best evidence kept) with its scale hint, then up to two other scale hints the
 other hits of that transform implied, then a full scale search, stopping at the first
 copy verdict; then :func:`indexer.match.verdict.decide`. The pixel work is a pure
-:func:`run_job` on a picklable :class:`Job`, so a caller may run it in worker processes
-(:meth:`Matcher.add` returns the jobs, :meth:`Matcher.conclude` takes the result);
-results are memoised by the content of both records (:func:`content_key`), so copies of
-one picture whose bytes differ are aligned against a new image once.
+:func:`~indexer.match.jobs.run_job` on a picklable :class:`~indexer.match.jobs.Job`, so
+a caller may run it in worker processes (:meth:`Matcher.add` returns the jobs,
+:meth:`Matcher.conclude` takes the result); results are memoised by the content of both
+records, so copies of one picture whose bytes differ are aligned against a new image once.
+
+Memory. The index keeps arrays only (entry hashes, owners, crop fractions; a few hundred
+bytes per image); full records (thumbnails) are fetched for candidate pairs through a
+:class:`~indexer.match.records.RecordCache`, so :meth:`Matcher.from_rows` starts on a
+1 M-image archive from its index columns alone.
 
 Pairs are reported with ``a < b`` (ids) and ``transform`` = the D4 transform that turns
 ``a`` into ``b``'s orientation (``b ~ orient.apply(a, transform)``); ``shift``/``scale``
@@ -39,56 +44,31 @@ say where ``b`` sits on ``a``, in ``a``'s full-size display pixels (see
 """
 from __future__ import annotations
 
-import hashlib
 import math
-from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Callable, Iterable
 
 import numpy as np
 
 from indexer import orient
 from indexer.hashes import CROP_SPECS
+from indexer.match.jobs import Job, Memo, Proposal, Verified, run_job
 from indexer.match.mih import MultiIndex
-from indexer.match.verdict import MatchThresholds, classify, decide, describe, informative, separate_shots
-from indexer.match.verify import Evidence, compare
+from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, sha_prefix
+from indexer.match.verdict import MatchThresholds, decide, describe, informative, separate_shots
+from indexer.match.verify import Evidence
+
+__all__ = ["DEFAULT_CROP_RADIUS", "DEFAULT_RADIUS", "IndexRows", "Job", "MatchRecord", "Matcher", "Memo",
+           "PairEvidence", "Verified", "run_job"]
 
 CROP_FRACTIONS = tuple(f for f, _, _ in CROP_SPECS)  # per stored crop hash, in order
+ENTRY_FRACTIONS = np.array((1.0, *CROP_FRACTIONS))
 PROBE_CROPS = 2  # the centred crops (CROP_SPECS[:2]) are probed; every crop is an entry
 DEFAULT_RADIUS = 10
 DEFAULT_CROP_RADIUS = 14
-_COPY = ("derived", "exposure_variant")
 _MAX_OTHER_HINTS = 2  # extra scale hints verified per transform before the full search
 _CROP_CHANNEL = np.array([0, *range(8, 8 + PROBE_CROPS)])  # probe rows searched at crop_radius
-
-
-@dataclass
-class MatchRecord:
-    """Per-image fields the engine needs (as stored by the indexer).
-
-    ``phash``/``dhash``: signed int64; ``phash_d4``: int64 (8,) in ``orient.D4`` order;
-    ``phash_crops``: int64 (10,) in ``hashes.CROP_SPECS`` order (a shorter prefix from an
-    older features version is accepted); ``thumb``: uint8 (h, w) grey,
-    long side 128, display orientation; ``hist``: uint32 (4, 256); ``width``/``height``:
-    display size; ``entropy``: bits; ``luma_std``: 0..1.
-    """
-
-    id: int
-    sha256: str
-    phash: int
-    phash_d4: np.ndarray
-    phash_crops: np.ndarray
-    thumb: np.ndarray
-    hist: np.ndarray
-    width: int
-    height: int
-    entropy: float
-    luma_std: float
-    dhash: int = 0
-    captured_at: datetime | None = None
-    format: str | None = None
-    _content_key: bytes | None = field(default=None, compare=False, repr=False)
+_PROBE_KINDS = [(t, 1.0) for t in orient.D4] + [("identity", f) for f in CROP_FRACTIONS[:PROBE_CROPS]]
 
 
 @dataclass(frozen=True)
@@ -110,142 +90,190 @@ class PairEvidence:
     evidence: Evidence | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
-class _Proposal:
-    hamming: int
-    transform: str  # e ~ apply(q, transform)
-    scale_hint: float  # q thumbnail px per e thumbnail px
-    other_hints: tuple[float, ...] = ()  # the scales other hits of this transform implied
+def rows_of(records: list[MatchRecord], th: MatchThresholds) -> IndexRows:
+    """The :class:`IndexRows` of in-memory records."""
+    n, k = len(records), len(CROP_FRACTIONS)
+    crops = np.zeros((n, k), dtype=np.int64)
+    n_crops = np.zeros(n, dtype=np.int64)
+    for i, r in enumerate(records):
+        c = np.asarray(r.phash_crops[:k], dtype=np.int64)
+        crops[i, :len(c)], crops[i, len(c):], n_crops[i] = c, r.phash, len(c)
+    return IndexRows(
+        ids=np.array([r.id for r in records], dtype=np.int64),
+        sha=np.array([sha_prefix(r.sha256) for r in records], dtype=np.int64),
+        phash=np.array([r.phash for r in records], dtype=np.int64),
+        d4=np.array([r.phash_d4 for r in records], dtype=np.int64).reshape(n, 8),
+        crops=crops, n_crops=n_crops,
+        informative=np.array([informative(r.entropy, r.luma_std, r.thumb.shape, th) for r in records], dtype=bool))
 
 
-def _probes(rec: MatchRecord) -> tuple[np.ndarray, list[tuple[str, float]]]:
-    """Probe hashes of one image, int64 (8 + PROBE_CROPS,), and for each (transform, crop
-    fraction). A missing crop hash (older record) is replaced by the canonical hash as a
-    full-image probe: it only repeats row 0's hits."""
-    crops = [int(h) for h in rec.phash_crops[:PROBE_CROPS]]
-    kinds = [(t, 1.0) for t in orient.D4] + [("identity", f) for f in CROP_FRACTIONS[: len(crops)]]
-    pad = PROBE_CROPS - len(crops)
-    hashes = [int(h) for h in rec.phash_d4] + crops + [int(rec.phash)] * pad
-    return np.array(hashes, dtype=np.int64), kinds + [("identity", 1.0)] * pad
+def _probe_hashes(rows: IndexRows) -> np.ndarray:
+    """Probe hashes, int64 (n, 8 + PROBE_CROPS): the 8 D4 pHashes, then the centred crop
+    hashes (a missing one, from an older record, repeats the canonical hash: it only
+    repeats row 0's hits)."""
+    crops = np.where(np.arange(PROBE_CROPS) < rows.n_crops[:, None], rows.crops[:, :PROBE_CROPS],
+                     rows.phash[:, None])
+    return np.concatenate([rows.d4, crops], axis=1)
 
 
-def _entries(rec: MatchRecord) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Index entries of one image, int64 (1 + n_crops,), and their crop fractions."""
-    crops = [int(h) for h in rec.phash_crops[: len(CROP_FRACTIONS)]]
-    return np.array([rec.phash, *crops], dtype=np.int64), ENTRY_FRACTIONS[: 1 + len(crops)]
+def _probe_fractions(rows: IndexRows) -> np.ndarray:
+    """Crop fraction of each probe, float (n, 8 + PROBE_CROPS) (padding probes: 1.0)."""
+    f = np.ones((len(rows), 8 + PROBE_CROPS))
+    f[:, 8:] = np.where(np.arange(PROBE_CROPS) < rows.n_crops[:, None], ENTRY_FRACTIONS[1:1 + PROBE_CROPS], 1.0)
+    return f
 
 
-ENTRY_FRACTIONS = (1.0, *CROP_FRACTIONS)
+class _Column:
+    """A growable 1-D array (amortised doubling)."""
+
+    def __init__(self, dtype, values=()):
+        self.data = np.asarray(values, dtype=dtype)
+        self.n = len(self.data)
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=self.data.dtype)
+        if self.n + len(values) > len(self.data):
+            grown = np.empty(max(2 * len(self.data), self.n + len(values), 16), dtype=self.data.dtype)
+            grown[:self.n] = self.data[:self.n]
+            self.data = grown
+        self.data[self.n:self.n + len(values)] = values
+        self.n += len(values)
+
+    def __getitem__(self, i):
+        return self.data[:self.n][i]
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class Matcher:
-    """The index over a set of records; batch and incremental matching.
+    """The index over a set of images; batch and incremental matching.
 
     ``pixels_equal(a_id, b_id) -> bool`` (optional) compares full-size decoded pixels; it
     is called only for pairs whose bytes differ but whose evidence looks untouched.
+    ``loader(ids) -> records`` (optional) fetches full records of indexed images that are
+    not in memory (see :meth:`from_rows`).
     """
 
     def __init__(self, *, radius: int = DEFAULT_RADIUS, crop_radius: int = DEFAULT_CROP_RADIUS,
                  thresholds: MatchThresholds = MatchThresholds(),
-                 pixels_equal: Callable[[int, int], bool] | None = None, max_transforms: int = 2):
+                 pixels_equal: Callable[[int, int], bool] | None = None, max_transforms: int = 2,
+                 loader: Loader | None = None, cache_size: int = 20_000):
         self.radius, self.crop_radius, self.th = radius, max(crop_radius, radius), thresholds
         self.pixels_equal, self.max_transforms = pixels_equal, max_transforms
-        self.records: dict[int, MatchRecord] = {}
-        self.by_sha: dict[str, list[int]] = {}
-        self.entry_owner: list[int] = []
-        self.entry_fraction: list[float] = []
+        self.records = RecordCache(loader, cache_size)
+        self.by_sha: dict[int, list[int]] = {}
+        # index entries (canonical and crop hashes of informative images): owner, fraction
         self.index = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
-        # Crop-channel probes of the indexed records, so that an added record's off-centre
-        # crop entries meet the probes of records indexed before it, as the batch join does.
-        self.probe_owner: list[int] = []
-        self.probe_kind: list[tuple[str, float]] = []
+        self.entry_owner, self.entry_fraction = _Column(np.int64), _Column(np.float64)
+        # crop-channel probes of the indexed images, so that an added image's off-centre
+        # crop entries meet the probes of images indexed before it, as the batch join does
         self.crop_probes = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
+        self.probe_owner, self.probe_fraction = _Column(np.int64), _Column(np.float64)
         self.memo = Memo()  # verifications by content: copies of one picture align once
+        self.rows: IndexRows | None = None  # batch mode: the rows it was built from
 
     @classmethod
     def from_records(cls, records: Iterable[MatchRecord], **options) -> "Matcher":
-        """Build the index in one go (batch start-up)."""
-        m = cls(**options)
-        hashes, probes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        """Build the index in one go from in-memory records (kept in memory)."""
+        records = list(records)
+        m = cls.from_rows(rows_of(records, options.get("thresholds", MatchThresholds())), **options)
+        m.records.size = max(m.records.size, len(records))
         for rec in records:
-            m._remember(rec)
-            if m.is_informative(rec):
-                entries, fractions = _entries(rec)
-                hashes.append(entries)
-                m.entry_owner.extend([rec.id] * len(entries))
-                m.entry_fraction.extend(fractions)
-                probes.append(m._remember_probes(rec))
-        m.index = MultiIndex(np.concatenate(hashes), radius=m.radius)
-        m.crop_probes = MultiIndex(np.concatenate(probes), radius=m.radius)
+            m.records.put(rec)
+        return m
+
+    @classmethod
+    def from_rows(cls, rows: IndexRows, **options) -> "Matcher":
+        """Build the index in one go from index columns (start-up: full records come
+        later, from ``loader``, for candidate pairs only)."""
+        m = cls(**options)
+        for sha, image_id in zip(rows.sha.tolist(), rows.ids.tolist()):
+            m.by_sha.setdefault(sha, []).append(image_id)
+        ok = rows.informative
+        n_entries = 1 + rows.n_crops[ok]
+        entries = np.concatenate([rows.phash[ok, None], rows.crops[ok]], axis=1)
+        real = np.arange(entries.shape[1]) < n_entries[:, None]  # drop padding of old rows
+        m.index = MultiIndex(entries[real], radius=m.radius)
+        m.entry_owner.extend(np.broadcast_to(rows.ids[ok, None], entries.shape)[real])
+        m.entry_fraction.extend(np.broadcast_to(ENTRY_FRACTIONS[:entries.shape[1]], entries.shape)[real])
+        probes = _probe_hashes(rows)[ok][:, _CROP_CHANNEL]
+        m.crop_probes = MultiIndex(probes.ravel(), radius=m.radius)
+        m.probe_owner.extend(np.repeat(rows.ids[ok], len(_CROP_CHANNEL)))
+        m.probe_fraction.extend(_probe_fractions(rows)[ok][:, _CROP_CHANNEL].ravel())
+        m.rows = rows
         return m
 
     def is_informative(self, rec: MatchRecord) -> bool:
         return informative(rec.entropy, rec.luma_std, rec.thumb.shape, self.th)
 
-    def _remember(self, rec: MatchRecord) -> None:
-        self.records[rec.id] = rec
-        self.by_sha.setdefault(rec.sha256, []).append(rec.id)
-
     def batch_pairs(self) -> list[PairEvidence]:
-        """All accepted pairs among the indexed records (each pair once, sorted by (a, b))."""
-        recs = [r for r in self.records.values() if self.is_informative(r)]
-        proposals: dict[tuple[int, int], dict[str, _Proposal]] = {}
-        if recs and len(self.index):
-            probed = [_probes(r) for r in recs]
-            probes = np.stack([p for p, _ in probed])  # (n, 8 + PROBE_CROPS)
-            owners = [r.id for r in recs]
+        """All accepted pairs among the images the index was built with (each pair once,
+        sorted by (a, b))."""
+        # built by from_rows and not added to since: its rows; else the records in memory
+        rows = self.rows if self.rows is not None else rows_of(self.records.values(), self.th)
+        proposals: dict[tuple[int, int], dict[str, Proposal]] = {}
+        ok = rows.informative
+        if ok.any() and len(self.index):
+            probes, fractions, owners = _probe_hashes(rows)[ok], _probe_fractions(rows)[ok], rows.ids[ok]
             for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
                 pi, ei, d = self.index.join(probes[:, cols].ravel(), radius=radius)
                 for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
                     row, col = divmod(p, len(cols))
-                    kind = probed[row][1][int(cols[col])]
+                    kind = (_PROBE_KINDS[int(cols[col])][0], float(fractions[row, cols[col]]))
                     if self._keep_hit(kind, e, dist):
-                        self._propose(proposals, owners[row], kind, e, dist)
-        self._propose_sha(proposals, self.records)
+                        self._propose(proposals, int(owners[row]), kind, e, dist)
+        for ids in self.by_sha.values():
+            for i, image_id in enumerate(ids):
+                self._propose_equal(proposals, image_id, ids[i + 1:])
         return sorted(self._verify_all(proposals), key=lambda pe: (pe.a, pe.b))
 
     def add_and_match(self, rec: MatchRecord) -> list[PairEvidence]:
         """Match one new record against everything indexed, then add it (incremental)."""
         return sorted(self._verify_all(self._propose_and_add(rec)), key=lambda pe: (pe.a, pe.b))
 
+    def add(self, rec: MatchRecord) -> list[Job]:
+        """Incremental mode, split for a caller that verifies elsewhere (worker processes):
+        add ``rec`` and return the verification jobs of its candidate pairs."""
+        return self.jobs_of(self._propose_and_add(rec))
+
     def _propose_and_add(self, rec: MatchRecord) -> dict:
         """Candidate proposals of ``rec`` against the index, then ``rec`` added to it."""
-        proposals: dict[tuple[int, int], dict[str, _Proposal]] = {}
-        if self.is_informative(rec) and len(self.index):
-            probes, kinds = _probes(rec)
+        proposals: dict[tuple[int, int], dict[str, Proposal]] = {}
+        rows = rows_of([rec], self.th)
+        probes, fractions = _probe_hashes(rows)[0], _probe_fractions(rows)[0]
+        if rows.informative[0] and len(self.index):
             for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
                 pi, ei, d = self.index.query(probes[cols], radius=radius)
                 for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
-                    if self._keep_hit(kinds[int(cols[p])], e, dist):
-                        self._propose(proposals, rec.id, kinds[int(cols[p])], e, dist)
-        if self.is_informative(rec) and len(self.crop_probes):
-            self._reverse_hits(proposals, rec)
-        self._propose_sha(proposals, {rec.id: rec}, pool=self.by_sha)
-        self._remember(rec)
-        if self.is_informative(rec):
-            entries, fractions = _entries(rec)
-            self.index.add(entries)
-            self.entry_owner.extend([rec.id] * len(entries))
-            self.entry_fraction.extend(fractions)
-            self.crop_probes.add(self._remember_probes(rec))
+                    kind = (_PROBE_KINDS[int(cols[p])][0], float(fractions[cols[p]]))
+                    if self._keep_hit(kind, e, dist):
+                        self._propose(proposals, rec.id, kind, e, dist)
+        if rows.informative[0] and len(self.crop_probes):
+            self._reverse_hits(proposals, rec, rows)
+        same = self.by_sha.setdefault(int(rows.sha[0]), [])
+        self._propose_equal(proposals, rec.id, same)
+        same.append(rec.id)
+        self.records.put(rec)
+        self.rows = None
+        if rows.informative[0]:
+            n = 1 + int(rows.n_crops[0])
+            self.index.add(np.concatenate([rows.phash, rows.crops[0]])[:n])
+            self.entry_owner.extend([rec.id] * n)
+            self.entry_fraction.extend(ENTRY_FRACTIONS[:n])
+            self.crop_probes.add(probes[_CROP_CHANNEL])
+            self.probe_owner.extend([rec.id] * len(_CROP_CHANNEL))
+            self.probe_fraction.extend(fractions[_CROP_CHANNEL])
         return proposals
 
-    def _remember_probes(self, rec: MatchRecord) -> np.ndarray:
-        """Note ``rec``'s crop-channel probes (owner, kind); returns their hashes."""
-        probes, kinds = _probes(rec)
-        self.probe_owner.extend([rec.id] * len(_CROP_CHANNEL))
-        self.probe_kind.extend(kinds[int(c)] for c in _CROP_CHANNEL)
-        return probes[_CROP_CHANNEL]
-
-    def _reverse_hits(self, proposals, rec: MatchRecord) -> None:
-        """Crop-channel probes of indexed records that hit ``rec``'s off-centre crop
-        entries (the batch join finds these from the older record's side)."""
-        entries, fractions = _entries(rec)
-        off = slice(1 + PROBE_CROPS, len(entries))
-        pi, qi, d = self.crop_probes.query(entries[off], radius=self.crop_radius)
+    def _reverse_hits(self, proposals, rec: MatchRecord, rows: IndexRows) -> None:
+        """Crop-channel probes of indexed images that hit ``rec``'s off-centre crop
+        entries (the batch join finds these from the older image's side)."""
+        off = rows.crops[0, PROBE_CROPS:int(rows.n_crops[0])]
+        pi, qi, d = self.crop_probes.query(off, radius=self.crop_radius)
         for p, j, dist in zip(pi.tolist(), qi.tolist(), d.tolist()):
-            self._propose_to(proposals, self.probe_owner[j], self.probe_kind[j], rec.id,
-                             fractions[off][p], dist)
+            self._propose_to(proposals, int(self.probe_owner[j]), ("identity", float(self.probe_fraction[j])),
+                             rec.id, float(ENTRY_FRACTIONS[1 + PROBE_CROPS + p]), dist)
 
     def _keep_hit(self, kind: tuple[str, float], entry: int, dist: int) -> bool:
         """Full-image hashes match within ``radius``; the crop channel (a crop hash on
@@ -253,16 +281,16 @@ class Matcher:
         return dist <= self.radius or kind[1] < 1.0 or self.entry_fraction[entry] < 1.0
 
     def _propose(self, proposals, q: int, kind: tuple[str, float], entry: int, dist: int) -> None:
-        self._propose_to(proposals, q, kind, self.entry_owner[entry], self.entry_fraction[entry], dist)
+        self._propose_to(proposals, q, kind, int(self.entry_owner[entry]), float(self.entry_fraction[entry]), dist)
 
     def _propose_to(self, proposals, q: int, kind: tuple[str, float], e: int, fe: float, dist: int) -> None:
         """Probe ``kind`` = (transform, fraction) of ``q`` hit an entry of fraction ``fe`` of ``e``."""
         if e == q:
             return
         t, fq = kind
-        prop = _Proposal(dist, t, fq / fe)
+        prop = Proposal(dist, t, fq / fe)
         if e > q:  # store as (a, b) = (q, e): q ~ apply(e, inverse(t)), scales inverted
-            key, prop = (q, e), _Proposal(dist, orient.inverse(t), 1.0 / prop.scale_hint)
+            key, prop = (q, e), Proposal(dist, orient.inverse(t), 1.0 / prop.scale_hint)
         else:
             key = (e, q)
         slot = proposals.setdefault(key, {})
@@ -274,15 +302,15 @@ class Matcher:
         hints = [h for h in (other.scale_hint, *old.other_hints, *prop.other_hints)
                  if not math.isclose(h, best.scale_hint, rel_tol=0.01)]
         kept = tuple(dict.fromkeys(round(h, 4) for h in hints))[: _MAX_OTHER_HINTS]
-        slot[prop.transform] = _Proposal(best.hamming, best.transform, best.scale_hint, kept)
+        slot[prop.transform] = Proposal(best.hamming, best.transform, best.scale_hint, kept)
 
-    def _propose_sha(self, proposals, new: dict[int, MatchRecord], pool: dict | None = None) -> None:
-        groups = pool if pool is not None else self.by_sha
-        for rec in new.values():
-            for other in groups.get(rec.sha256, []):
-                if other != rec.id:
-                    key = (min(other, rec.id), max(other, rec.id))
-                    proposals.setdefault(key, {}).setdefault("identity", _Proposal(0, "identity", 1.0))
+    @staticmethod
+    def _propose_equal(proposals, image_id: int, others: Iterable[int]) -> None:
+        """Images whose SHA-256 prefix equals ``image_id``'s always pair (verified: same bytes)."""
+        for other in others:
+            if other != image_id:
+                key = (min(other, image_id), max(other, image_id))
+                proposals.setdefault(key, {}).setdefault("identity", Proposal(0, "identity", 1.0))
 
     def _verify_all(self, proposals) -> list[PairEvidence]:
         """Verify every proposed pair in this process (see :meth:`jobs_of`)."""
@@ -297,22 +325,19 @@ class Matcher:
                 out.append(pe)
         return out
 
-    def jobs_of(self, proposals) -> list["Job"]:
-        """One :class:`Job` per proposed pair, its proposals best (lowest distance) first."""
-        return [Job(self.records[a], self.records[b], tuple(sorted(slot.values(), key=lambda p: p.hamming)))
-                for (a, b), slot in proposals.items()]
+    def jobs_of(self, proposals) -> list[Job]:
+        """One :class:`Job` per proposed pair, its proposals best (lowest distance) first
+        (the records of both images fetched, in one loader call for all pairs)."""
+        recs = self.records.get_many(i for pair in proposals for i in pair)
+        return [Job(recs[a], recs[b], tuple(sorted(slot.values(), key=lambda p: p.hamming)))
+                for (a, b), slot in proposals.items() if a in recs and b in recs]
 
-    def add(self, rec: MatchRecord) -> list["Job"]:
-        """Incremental mode, split for a caller that verifies elsewhere (worker processes):
-        add ``rec`` and return the verification jobs of its candidate pairs."""
-        return self.jobs_of(self._propose_and_add(rec))
-
-    def verify_pair(self, ra: MatchRecord, rb: MatchRecord, props: list[_Proposal]) -> PairEvidence | None:
+    def verify_pair(self, ra: MatchRecord, rb: MatchRecord, props: list[Proposal]) -> PairEvidence | None:
         """Verify proposals for (a, b) (``a ~ apply(b, t)`` each); the accepted pair or None."""
         job = Job(ra, rb, tuple(props))
         return self.conclude(job, run_job(job, self.th, self.max_transforms))
 
-    def conclude(self, job: "Job", verified: "Verified") -> PairEvidence | None:
+    def conclude(self, job: Job, verified: Verified) -> PairEvidence | None:
         """The verdict for a verified job (this process: it may compare full-size pixels)."""
         ra, rb = job.a, job.b
         ev = verified.evidence
@@ -323,97 +348,7 @@ class Matcher:
             return None
         if verdict == "derived" and self.th.shots_are_not_copies and separate_shots(ra.captured_at, rb.captured_at):
             verdict = "similar"  # two exposures of one scene, not a copy of one file
-        ham = min(p.hamming for p in job.props)
-        return _pair(ra, rb, verdict, ham, ev)
-
-
-def content_key(rec: MatchRecord) -> bytes:
-    """Digest of everything :func:`run_job` reads from a record (thumbnail, histogram,
-    display size, information gate): records with equal keys verify identically, so
-    byte-different copies of one picture (rewritten metadata, trailing bytes) are aligned
-    once, not once per copy."""
-    if rec._content_key is None:
-        h = hashlib.blake2b(digest_size=16)
-        thumb = np.ascontiguousarray(rec.thumb)
-        for part in (repr((thumb.shape, rec.width, rec.height, rec.entropy, rec.luma_std)).encode(),
-                     thumb.tobytes(), np.ascontiguousarray(rec.hist).tobytes()):
-            h.update(part)
-        rec._content_key = h.digest()
-    return rec._content_key
-
-
-@dataclass(frozen=True)
-class Job:
-    """One candidate pair to verify: records ``a`` < ``b`` and their proposals, best first.
-    Picklable: :func:`run_job` may run it in a worker process."""
-
-    a: MatchRecord
-    b: MatchRecord
-    props: tuple[_Proposal, ...]
-
-    def key(self, max_transforms: int) -> tuple | None:
-        """Memo key (equal keys give equal :class:`Verified`); None for byte-identical
-        records, which need no pixels."""
-        if self.a.sha256 == self.b.sha256:
-            return None
-        tried = tuple((p.transform, p.scale_hint, p.other_hints) for p in self.props[:max_transforms])
-        return content_key(self.a), content_key(self.b), tried
-
-
-@dataclass(frozen=True)
-class Verified:
-    """What the pixels said about a :class:`Job`: the best evidence (None when not
-    compared: same bytes, or an uninformative image) and whether the pair is gated."""
-
-    evidence: Evidence | None
-    gated: bool = False
-
-
-def run_job(job: Job, th: MatchThresholds, max_transforms: int) -> Verified:
-    """Pixel evidence for a job (pure: no database, no files; runs in any process).
-
-    Per proposal (at most ``max_transforms``, best first): the hinted scale, then the
-    scales other hash hits implied (crop fractions are coarse: a 95% crop meets an 85%
-    entry, and a hint 12% off can drop a copy to ``similar``), then a full scale search,
-    stopping at the first copy verdict; the highest-peak evidence is kept.
-    """
-    ra, rb = job.a, job.b
-    gated = not (informative(ra.entropy, ra.luma_std, ra.thumb.shape, th)
-                 and informative(rb.entropy, rb.luma_std, rb.thumb.shape, th))
-    if ra.sha256 == rb.sha256 or gated:
-        return Verified(None, gated)
-    best = None
-    for prop in job.props[:max_transforms]:
-        for hint in (prop.scale_hint, *prop.other_hints, None):
-            ev = compare(ra.thumb, rb.thumb, ra.hist, rb.hist, transform=prop.transform,
-                         size_a=(ra.width, ra.height), size_b=(rb.width, rb.height), scale_hint=hint)
-            if best is None or ev.peak > best.peak:
-                best = ev
-            if classify(best, th) in _COPY:
-                return Verified(best)  # the best-hashing transform verified; others cannot do better
-    return Verified(best)
-
-
-class Memo:
-    """A bounded least-recently-used map from :meth:`Job.key` to :class:`Verified`."""
-
-    def __init__(self, size: int = 50_000):
-        self.size, self.items = size, OrderedDict()
-
-    def get(self, key):
-        if key is None or key not in self.items:
-            return None
-        self.items.move_to_end(key)
-        return self.items[key]
-
-    def put(self, key, value):
-        if key is not None:
-            self.items[key] = value
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return value
-
+        return _pair(ra, rb, verdict, min(p.hamming for p in job.props), ev)
 
 def _pair(ra: MatchRecord, rb: MatchRecord, verdict: str, hamming: int, ev: Evidence | None) -> PairEvidence:
     gap = None
