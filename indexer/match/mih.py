@@ -32,11 +32,15 @@ _MAX_BITS = 22
 
 @lru_cache(maxsize=None)
 def neighbour_masks(bits: int, radius: int) -> np.ndarray:
-    """All ``bits``-bit XOR masks of popcount <= ``radius``, popcount 0 first; int64."""
+    """All ``bits``-bit XOR masks of popcount <= ``radius``, ascending (0 first); int64.
+
+    Ascending, consecutive masks mostly differ in low bits, so a probe's buckets
+    ``key ^ mask`` come in clusters close in memory.
+    """
     out = [0]
     for k in range(1, max(radius, 0) + 1):
         out.extend(sum(1 << i for i in c) for c in combinations(range(bits), k))
-    return np.array(out if radius >= 0 else [], dtype=np.int64)
+    return np.sort(np.array(out if radius >= 0 else [], dtype=np.int64))
 
 
 def split_bits(m: int) -> list[int]:
@@ -85,7 +89,7 @@ def mask_blocks(bits: int, radius: int, block_bits: int) -> tuple[np.ndarray, np
     Returns (hi, ptr, lo), int64: group ``g`` holds the masks
     ``hi[g] << block_bits | lo[ptr[g]:ptr[g + 1]]``.
     """
-    masks = np.sort(neighbour_masks(bits, radius))
+    masks = neighbour_masks(bits, radius)
     hi, first = np.unique(masks >> block_bits, return_index=True)
     return hi, np.append(first, len(masks)), masks & ((1 << block_bits) - 1)
 
@@ -93,14 +97,15 @@ def mask_blocks(bits: int, radius: int, block_bits: int) -> tuple[np.ndarray, np
 class _Table:
     """One substring table (``bits`` wide, at ``shift``): see :mod:`~indexer.match.mih_kernels`.
 
-    ``starts`` int64 (2**b + 1), ``order`` int64 (n,), ``sorted_hashes`` uint64 (n,),
+    ``starts`` int64 (2**b + 1), ``order`` int32 (n,) (int64 past 2**31 entries), ``sorted_hashes`` uint64 (n,),
     ``bitmap`` uint64 (2**b / 64,). Built by a compiled counting sort, O(n + 2**b).
     """
 
     def __init__(self, hashes: np.ndarray, shift: int, bits: int):
         self.shift, self.bits, self.block_bits = shift, bits, min(_BLOCK_BITS, bits)
-        self.starts, self.order, self.sorted_hashes, self.bitmap = kernels.build_table(
-            hashes.view(np.uint64), shift, bits)
+        self.order = np.empty(len(hashes), dtype=np.int32 if len(hashes) < 2**31 else np.int64)
+        self.starts, self.sorted_hashes, self.bitmap = kernels.build_table(
+            hashes.view(np.uint64), shift, bits, self.order)
         self._blocks: tuple[np.ndarray, np.ndarray] | None = None
 
     def blocks(self) -> tuple[np.ndarray, np.ndarray]:
