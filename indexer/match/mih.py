@@ -88,7 +88,9 @@ def popcount64(x: np.ndarray) -> np.ndarray:
     return np.bitwise_count(x.view(np.uint64))
 
 
-_BLOCK_BITS = 10  # join blocks of 2**10 keys: at 1 M codes in 16-bit tables, 16 k hashes (128 KB) a side
+# Join blocks of 2**10 keys: at 1 M codes in 16-bit tables, 16 k hashes (128 KB) a side,
+# so a block pair stays in L2 (13 bits measured 14 s against 9 s for m = 4).
+_BLOCK_BITS = 10
 
 
 @lru_cache(maxsize=None)
@@ -106,8 +108,9 @@ def mask_blocks(bits: int, radius: int, block_bits: int) -> tuple[np.ndarray, np
 class _Table:
     """One substring table (``bits`` wide, at ``shift``): see :mod:`~indexer.match.mih_kernels`.
 
-    ``starts`` int64 (2**b + 1), ``order`` int32 (n,) (int64 past 2**31 entries), ``sorted_hashes`` uint64 (n,),
-    ``bitmap`` uint64 (2**b / 64,). Built by a compiled counting sort, O(n + 2**b).
+    ``starts`` int64 (2**b + 1), ``order`` int32 (n,) (int64 past 2**31 entries),
+    ``sorted_hashes`` uint64 (n,), ``bitmap`` uint64 (2**b / 64,). Built by a compiled
+    counting sort, O(n + 2**b).
     """
 
     def __init__(self, hashes: np.ndarray, shift: int, bits: int):
