@@ -96,3 +96,25 @@ def test_empty_and_tiny_index():
     assert len(index.self_pairs()[0]) == 0
     p, e, d = index.query([5, 4])
     assert e.tolist() == [0, 0] and d.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("m", [3, 4])
+def test_dense_buckets_and_resumed_output(m, monkeypatch):
+    """Repeated codes (pairs inside one bucket) and an output buffer of one slot, so every
+    kernel stops at each unit and resumes with a grown buffer."""
+    from indexer.match import mih
+
+    monkeypatch.setattr(mih._Found.__init__, "__defaults__", (1,))
+    rng = np.random.default_rng(11)
+    base = rng.integers(-(2**63), 2**63 - 1, 40, dtype=np.int64)
+    hashes = np.array([_flip(int(base[i % 40]), rng.choice(64, i % 5, replace=False)) for i in range(400)],
+                      dtype=np.int64)
+    index = MultiIndex(hashes, radius=6, m=m)
+    a, b, d = index.self_pairs()
+    assert set(zip(a.tolist(), b.tolist())) == brute_pairs(hashes, 6)
+    assert np.array_equal(d, np.bitwise_count((hashes[a] ^ hashes[b]).view(np.uint64)))
+    p, e, _ = index.join(hashes[:50])
+    q_p, q_e, _ = index.query(hashes[:50])
+    want = {(i, j) for i in range(50)
+            for j in np.flatnonzero(np.bitwise_count((hashes ^ hashes[i]).view(np.uint64)) <= 6).tolist()}
+    assert set(zip(p.tolist(), e.tolist())) == want == set(zip(q_p.tolist(), q_e.tolist()))
