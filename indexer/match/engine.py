@@ -127,7 +127,7 @@ class _Column:
     """A growable 1-D array (amortised doubling)."""
 
     def __init__(self, dtype, values=()):
-        self.data = np.asarray(values, dtype=dtype)
+        self.data = np.array(values, dtype=dtype)
         self.n = len(self.data)
 
     def extend(self, values) -> None:
@@ -146,6 +146,31 @@ class _Column:
         return self.n
 
 
+class _ShaIndex:
+    """Image ids by SHA-256 prefix: a sorted array from start-up, a dict for later adds
+    (a dict of a million keys costs seconds to build and ~100 MB)."""
+
+    def __init__(self, sha: np.ndarray, ids: np.ndarray):
+        order = np.argsort(sha, kind="stable")
+        self.sha, self.ids = sha[order], ids[order]
+        self.added: dict[int, list[int]] = {}
+
+    def get(self, key: int) -> list[int]:
+        lo, hi = np.searchsorted(self.sha, key, side="left"), np.searchsorted(self.sha, key, side="right")
+        return [*self.ids[lo:hi].tolist(), *self.added.get(key, [])]
+
+    def add(self, key: int, image_id: int) -> None:
+        self.added.setdefault(key, []).append(image_id)
+
+    def groups(self) -> Iterable[list[int]]:
+        """Every set of two or more ids sharing a prefix."""
+        keys, first, counts = np.unique(self.sha, return_index=True, return_counts=True)
+        for key in set(keys[counts > 1].tolist()) | set(self.added):
+            ids = self.get(key)
+            if len(ids) > 1:
+                yield ids
+
+
 class Matcher:
     """The index over a set of images; batch and incremental matching.
 
@@ -162,7 +187,7 @@ class Matcher:
         self.radius, self.crop_radius, self.th = radius, max(crop_radius, radius), thresholds
         self.pixels_equal, self.max_transforms = pixels_equal, max_transforms
         self.records = RecordCache(loader, cache_size)
-        self.by_sha: dict[int, list[int]] = {}
+        self.by_sha = _ShaIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         # index entries (canonical and crop hashes of informative images): owner, fraction
         self.index = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
         self.entry_owner, self.entry_fraction = _Column(np.int64), _Column(np.float64)
@@ -188,19 +213,24 @@ class Matcher:
         """Build the index in one go from index columns (start-up: full records come
         later, from ``loader``, for candidate pairs only)."""
         m = cls(**options)
-        for sha, image_id in zip(rows.sha.tolist(), rows.ids.tolist()):
-            m.by_sha.setdefault(sha, []).append(image_id)
+        m.by_sha = _ShaIndex(rows.sha, rows.ids)
         ok = rows.informative
-        n_entries = 1 + rows.n_crops[ok]
         entries = np.concatenate([rows.phash[ok, None], rows.crops[ok]], axis=1)
-        real = np.arange(entries.shape[1]) < n_entries[:, None]  # drop padding of old rows
-        m.index = MultiIndex(entries[real], radius=m.radius)
-        m.entry_owner.extend(np.broadcast_to(rows.ids[ok, None], entries.shape)[real])
-        m.entry_fraction.extend(np.broadcast_to(ENTRY_FRACTIONS[:entries.shape[1]], entries.shape)[real])
+        width = entries.shape[1]
+        if (rows.n_crops[ok] == width - 1).all():  # the usual case: no padding to drop
+            owners, fractions = np.repeat(rows.ids[ok], width), np.tile(ENTRY_FRACTIONS[:width], len(entries))
+            entries = entries.ravel()
+        else:
+            real = np.arange(width) < 1 + rows.n_crops[ok][:, None]  # drop padding of old rows
+            owners = np.broadcast_to(rows.ids[ok, None], entries.shape)[real]
+            fractions = np.broadcast_to(ENTRY_FRACTIONS[:width], entries.shape)[real]
+            entries = entries[real]
+        m.index = MultiIndex(entries, radius=m.radius)
+        m.entry_owner, m.entry_fraction = _Column(np.int64, owners), _Column(np.float64, fractions)
         probes = _probe_hashes(rows)[ok][:, _CROP_CHANNEL]
         m.crop_probes = MultiIndex(probes.ravel(), radius=m.radius)
-        m.probe_owner.extend(np.repeat(rows.ids[ok], len(_CROP_CHANNEL)))
-        m.probe_fraction.extend(_probe_fractions(rows)[ok][:, _CROP_CHANNEL].ravel())
+        m.probe_owner = _Column(np.int64, np.repeat(rows.ids[ok], len(_CROP_CHANNEL)))
+        m.probe_fraction = _Column(np.float64, _probe_fractions(rows)[ok][:, _CROP_CHANNEL].ravel())
         m.rows = rows
         return m
 
@@ -223,7 +253,7 @@ class Matcher:
                     kind = (_PROBE_KINDS[int(cols[col])][0], float(fractions[row, cols[col]]))
                     if self._keep_hit(kind, e, dist):
                         self._propose(proposals, int(owners[row]), kind, e, dist)
-        for ids in self.by_sha.values():
+        for ids in self.by_sha.groups():
             for i, image_id in enumerate(ids):
                 self._propose_equal(proposals, image_id, ids[i + 1:])
         return sorted(self._verify_all(proposals), key=lambda pe: (pe.a, pe.b))
@@ -251,9 +281,8 @@ class Matcher:
                         self._propose(proposals, rec.id, kind, e, dist)
         if rows.informative[0] and len(self.crop_probes):
             self._reverse_hits(proposals, rec, rows)
-        same = self.by_sha.setdefault(int(rows.sha[0]), [])
-        self._propose_equal(proposals, rec.id, same)
-        same.append(rec.id)
+        self._propose_equal(proposals, rec.id, self.by_sha.get(int(rows.sha[0])))
+        self.by_sha.add(int(rows.sha[0]), rec.id)
         self.records.put(rec)
         self.rows = None
         if rows.informative[0]:
