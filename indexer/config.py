@@ -88,6 +88,10 @@ class MatchSettings:
     radius: Hamming radius (bits of 64) within which the 8 rotated/flipped pHashes of an
         image are candidates; exact search, cost grows steeply with it.
     crop_radius: radius for the centre-crop hash channel (finds 80-95% crops).
+    crop_hits, lone_radius: a pair whose best hash distance is beyond ``lone_radius``
+        (the crop channel reaches ``crop_radius``) needs ``crop_hits`` hash hits: one is
+        mostly chance at archive scale (see ``Matcher._corroborated``); ``crop_hits = 1``
+        restores every lone hit up to ``crop_radius`` (small archives, extreme crops).
     max_transforms: how many distinct orientations of one candidate pair are verified.
     group_verdicts: verdicts whose pairs join images into a stored group ("similar"
         burst neighbours are left out by default).
@@ -99,6 +103,8 @@ class MatchSettings:
     enabled: bool = True
     radius: int = 10
     crop_radius: int = 14
+    crop_hits: int = 2
+    lone_radius: int = 12
     max_transforms: int = 2
     group_verdicts: tuple = ("same_file", "same_pixels", "derived", "exposure_variant")
     verify_workers: int = 0

@@ -71,7 +71,8 @@ def pixels_equal_for(session: Session):
 def matcher_options(session: Session) -> dict:
     m = session.settings.match
     return dict(radius=m.radius, crop_radius=m.crop_radius, thresholds=session.settings.verdict,
-                max_transforms=m.max_transforms, pixels_equal=pixels_equal_for(session))
+                max_transforms=m.max_transforms, crop_hits=m.crop_hits,
+                lone_radius=m.lone_radius, pixels_equal=pixels_equal_for(session))
 
 
 def new_matcher(session: Session, records: Iterable[MatchRecord] = ()) -> Matcher:

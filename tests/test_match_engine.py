@@ -187,7 +187,7 @@ def _centred_only(rec: MatchRecord) -> MatchRecord:
     return replace(rec, phash_crops=rec.phash_crops[:2].copy())
 
 
-@pytest.mark.parametrize("keep, corner", [(0.82, (0, 0)), (0.85, (1, 1)), (0.8, (1, 0))])
+@pytest.mark.parametrize("keep, corner", [(0.82, (0, 0)), (0.85, (1, 1)), (0.8, (0, 1))])
 def test_kodak_off_centre_crops_found_at_default_radius(shared_data, keep, corner):
     full = np.asarray(Image.open(shared_data / "photos" / "kodak" / "kodim05.png").convert("RGB"))
     h, w = round(full.shape[0] * keep), round(full.shape[1] * keep)
@@ -310,3 +310,46 @@ def test_index_from_rows_fetches_records_of_candidates_only():
     assert (7, 9, "derived", "identity") in got[0] and (7, 11, "same_file", "identity") in got[2]
     assert set(fetched) <= {7, 8, 9, 10}  # never the unrelated images
     assert len(lazy.records.items) <= 2
+
+
+def test_a_lone_far_crop_hit_needs_corroboration_unless_asked(shared_data):
+    """kodim05 cropped to 80% at its top-right corner meets the original through one
+    crop-channel hit at 14 bits: by default (archive scale) that is not enough, with
+    ``crop_hits = 1`` it is proposed and verified."""
+    full = np.asarray(Image.open(shared_data / "photos" / "kodak" / "kodim05.png").convert("RGB"))
+    h, w = round(full.shape[0] * 0.8), round(full.shape[1] * 0.8)
+    crop = jpeg(np.ascontiguousarray(full[:h, full.shape[1] - w:]), 90)
+    recs = [record(0, full), record(1, crop)]
+    assert Matcher.from_records(recs).batch_pairs() == []
+    (p,) = Matcher.from_records(recs, crop_hits=1).batch_pairs()
+    assert p.verdict == "derived" and p.hamming == 14
+
+
+def _hash_record(rid: int, phash: int, crops: np.ndarray, rng) -> MatchRecord:
+    d4 = rng.integers(-(2**63), 2**63 - 1, 8, dtype=np.int64)
+    d4[0] = phash
+    return MatchRecord(id=rid, sha256=f"{rid:064x}"[::-1], phash=phash, phash_d4=d4, phash_crops=crops,
+                       thumb=np.zeros((96, 128), np.uint8), hist=np.zeros((4, 256), np.uint32),
+                       width=1024, height=768, entropy=7.0, luma_std=0.2)
+
+
+def _flip(h: int, bits: int, rng) -> int:
+    """``h`` with ``bits`` distinct random bits flipped (signed int64)."""
+    mask = np.uint64(sum(1 << int(b) for b in rng.choice(64, bits, replace=False)))
+    return int((np.array([h], dtype=np.int64).view(np.uint64) ^ mask).view(np.int64)[0])
+
+
+def test_far_crop_channel_hits_are_proposed_only_when_corroborated():
+    """Planted hashes: one hit at 13 bits (beyond lone_radius 12) is chance, two are a
+    crop; one at 12 bits is enough."""
+    rng = np.random.default_rng(5)
+    a = _hash_record(1, int(rng.integers(-(2**63), 2**63 - 1)), rng.integers(-(2**63), 2**63 - 1, 10), rng)
+    lone = _hash_record(2, _flip(int(a.phash_crops[0]), 13, rng), rng.integers(-(2**63), 2**63 - 1, 10), rng)
+    crops = rng.integers(-(2**63), 2**63 - 1, 10)
+    crops[0] = _flip(int(a.phash_crops[1]), 13, rng)  # its 90% crop meets a's 80% crop too
+    twice = _hash_record(3, _flip(int(a.phash_crops[0]), 13, rng), crops, rng)
+    near = _hash_record(4, _flip(int(a.phash_crops[0]), 12, rng), rng.integers(-(2**63), 2**63 - 1, 10), rng)
+    for rec, proposed in ((lone, False), (twice, True), (near, True)):
+        m = Matcher.from_records([a])
+        assert bool([j for j in m.add(rec) if j.a.id == 1]) is proposed, rec.id
+        assert bool(Matcher.from_records([a], crop_hits=1).add(rec)) is True

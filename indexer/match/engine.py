@@ -45,6 +45,7 @@ say where ``b`` sits on ``a``, in ``a``'s full-size display pixels (see
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -146,6 +147,14 @@ class _Column:
         return self.n
 
 
+class _Proposals(dict):
+    """(a, b) -> {transform: Proposal}, and how many hash hits proposed each pair."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits: Counter[tuple[int, int]] = Counter()
+
+
 class _ShaIndex:
     """Image ids by SHA-256 prefix: a sorted array from start-up, a dict for later adds
     (a dict of a million keys costs seconds to build and ~100 MB)."""
@@ -183,8 +192,10 @@ class Matcher:
     def __init__(self, *, radius: int = DEFAULT_RADIUS, crop_radius: int = DEFAULT_CROP_RADIUS,
                  thresholds: MatchThresholds = MatchThresholds(),
                  pixels_equal: Callable[[int, int], bool] | None = None, max_transforms: int = 2,
-                 loader: Loader | None = None, cache_size: int = 20_000):
+                 loader: Loader | None = None, cache_size: int = 20_000, crop_hits: int = 2,
+                 lone_radius: int = 12):
         self.radius, self.crop_radius, self.th = radius, max(crop_radius, radius), thresholds
+        self.crop_hits, self.lone_radius = crop_hits, lone_radius
         self.pixels_equal, self.max_transforms = pixels_equal, max_transforms
         self.records = RecordCache(loader, cache_size)
         self.by_sha = _ShaIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
@@ -242,7 +253,7 @@ class Matcher:
         sorted by (a, b))."""
         # built by from_rows and not added to since: its rows; else the records in memory
         rows = self.rows if self.rows is not None else rows_of(self.records.values(), self.th)
-        proposals: dict[tuple[int, int], dict[str, Proposal]] = {}
+        proposals = _Proposals()
         ok = rows.informative
         if ok.any() and len(self.index):
             probes, fractions, owners = _probe_hashes(rows)[ok], _probe_fractions(rows)[ok], rows.ids[ok]
@@ -256,7 +267,7 @@ class Matcher:
         for ids in self.by_sha.groups():
             for i, image_id in enumerate(ids):
                 self._propose_equal(proposals, image_id, ids[i + 1:])
-        return sorted(self._verify_all(proposals), key=lambda pe: (pe.a, pe.b))
+        return sorted(self._verify_all(self._corroborated(proposals)), key=lambda pe: (pe.a, pe.b))
 
     def add_and_match(self, rec: MatchRecord) -> list[PairEvidence]:
         """Match one new record against everything indexed, then add it (incremental)."""
@@ -269,7 +280,7 @@ class Matcher:
 
     def _propose_and_add(self, rec: MatchRecord) -> dict:
         """Candidate proposals of ``rec`` against the index, then ``rec`` added to it."""
-        proposals: dict[tuple[int, int], dict[str, Proposal]] = {}
+        proposals = _Proposals()
         rows = rows_of([rec], self.th)
         probes, fractions = _probe_hashes(rows)[0], _probe_fractions(rows)[0]
         if rows.informative[0] and len(self.index):
@@ -293,7 +304,28 @@ class Matcher:
             self.crop_probes.add(probes[_CROP_CHANNEL])
             self.probe_owner.extend([rec.id] * len(_CROP_CHANNEL))
             self.probe_fraction.extend(fractions[_CROP_CHANNEL])
-        return proposals
+        return self._corroborated(proposals)
+
+    def _corroborated(self, proposals: "_Proposals") -> "_Proposals":
+        """Pairs whose best hash distance is within ``lone_radius`` (at least ``radius``),
+        or that the crop channel found through at least ``crop_hits`` hash hits.
+
+        Far out, a single hit is mostly chance: two uniform 64-bit hashes fall within 14
+        bits of each other with probability 3.4e-6 (within 12: 2.3e-7), and with 11
+        entries and 3 crop-channel probes per image a million random hashes propose ~250
+        chance candidates per new image (bench/match_startup.py), each costing a
+        verification; real pHashes collide ~7x more often (8 single-hit proposals among
+        144 Kodak images and copies). A real crop or shift usually meets several of the
+        original's overlapping crop entries: every Kodak 80-95% crop and 1-5% shift copy
+        that no hash found within 10 bits had 2 to 14 hits within 14. The exceptions are
+        extreme crops (80% at a corner: one hit at 12-14 bits), hence ``lone_radius``.
+        """
+        lone = max(self.radius, self.lone_radius)
+        out = _Proposals()
+        for key, slot in proposals.items():
+            if min(p.hamming for p in slot.values()) <= lone or proposals.hits[key] >= self.crop_hits:
+                out[key] = slot
+        return out
 
     def _reverse_hits(self, proposals, rec: MatchRecord, rows: IndexRows) -> None:
         """Crop-channel probes of indexed images that hit ``rec``'s off-centre crop
@@ -322,6 +354,7 @@ class Matcher:
             key, prop = (q, e), Proposal(dist, orient.inverse(t), 1.0 / prop.scale_hint)
         else:
             key = (e, q)
+        proposals.hits[key] += 1
         slot = proposals.setdefault(key, {})
         old = slot.get(prop.transform)
         if old is None:
