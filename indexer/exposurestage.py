@@ -30,12 +30,12 @@ from db import pairs as dbpairs
 from db.store import unpack_hist
 from indexer import orient
 from indexer.exposure import transfer
+from indexer.exposure.pairev import REFINED_VERDICTS, thumb_delta_ev  # noqa: F401 - re-exported
 from indexer.exposure.flags import FLAGS_VERSION, FlagThresholds, fired
 from indexer.match.engine import MatchRecord, PairEvidence
 from indexer.match.verdict import describe
 from indexer.session import Session
 
-REFINED_VERDICTS = ("exposure_variant", "derived", "similar")
 _UNSET = object()
 
 
@@ -82,32 +82,6 @@ def refresh_flags(session: Session) -> int:
                             size_quartiles=quartiles)
     dbflags.replace_all_flags(engine, out, FLAGS_VERSION)
     return sum(1 for f in out.values() if f)
-
-
-def thumb_delta_ev(ra: MatchRecord, rb: MatchRecord, *, transform: str, shift: tuple[float, float],
-                   scale: float, scale_tol: float = 0.03, min_pixels: int = 200) -> float | None:
-    """Delta EV (B over A) of two stored thumbnails aligned as a stored pair says, or None.
-
-    ``transform``: the pair's D4 transform (``b ~ orient.apply(a, transform)``);
-    ``shift``: (x, y) of B's top-left corner in A's full-size display pixels; ``scale``: B
-    pixels per A pixel at full size. Only a translation is applied, so None is returned
-    when the thumbnails' relative scale is off 1 by more than ``scale_tol`` (crops), when
-    the alignment data is missing, or when fewer than ``min_pixels`` are usable.
-    """
-    if shift is None or None in shift or not scale or not math.isfinite(scale):
-        return None
-    bt = orient.apply(rb.thumb, orient.inverse(transform))
-    fa = ra.width / ra.thumb.shape[1]  # full px of A per thumbnail px
-    size_bt = (rb.height, rb.width) if orient.swaps_axes(transform) else (rb.width, rb.height)
-    fb = size_bt[0] / bt.shape[1]
-    if abs(scale * fa / fb - 1.0) > scale_tol:
-        return None
-    b = np.zeros_like(ra.thumb)  # B's thumbnail on A's grid; zeros fall below the noise floor
-    h, w = min(b.shape[0], bt.shape[0]), min(b.shape[1], bt.shape[1])
-    b[:h, :w] = bt[:h, :w]
-    res = transfer.delta_ev_thumbs(ra.thumb, b, dy=shift[1] / fa, dx=shift[0] / fa,
-                                   encoding="auto", min_pixels=min_pixels)
-    return None if math.isnan(res.delta_ev) else float(res.delta_ev)
 
 
 def _cfa_signal(path: str):
@@ -172,11 +146,13 @@ def _sensor_shift(shift: tuple[float, float], orientation: int) -> tuple[float, 
 
 def refined_delta_ev(ra: MatchRecord, rb: MatchRecord, *, verdict: str,
                      transform: str, shift: tuple[float, float], scale: float,
-                     sources: dict[int, tuple], cache: dict) -> float | None:
+                     sources: dict[int, tuple], cache: dict, thumbs_done: bool = False) -> float | None:
     """The best delta EV available for one pair (CFA, else thumbnails), or None to keep
-    the engine's value. ``sources``: id -> (path, format, width, height, orientation)."""
+    the engine's value. ``sources``: id -> (path, format, width, height, orientation);
+    ``thumbs_done``: the engine's value is already the thumbnail measure (computed with
+    the verification, in a worker), so only the CFA path is tried."""
     try:
-        value = thumb_delta_ev(ra, rb, transform=transform, shift=shift, scale=scale)
+        value = None if thumbs_done else thumb_delta_ev(ra, rb, transform=transform, shift=shift, scale=scale)
         src_a, src_b = sources.get(ra.id), sources.get(rb.id)
         if src_a and src_b and _cfa_eligible(src_a, src_b, verdict, transform):
             sensor_shift = _sensor_shift(shift or (0.0, 0.0), src_a[4])
@@ -193,6 +169,7 @@ def refine_pairs(session: Session, records: dict[int, MatchRecord],
     """``found`` with ``delta_ev`` (and the description's EV) refined for pairs of one
     scene; other pairs, and pairs that cannot be refined, are returned unchanged."""
     todo = [pe for pe in found if pe.verdict in REFINED_VERDICTS
+            and not (pe.refined and pe.verdict != "exposure_variant")  # only those may go on to CFA
             and pe.a in records and pe.b in records]
     if not todo:
         return found
@@ -202,7 +179,7 @@ def refine_pairs(session: Session, records: dict[int, MatchRecord],
     for pe in todo:
         value = refined_delta_ev(records[pe.a], records[pe.b], verdict=pe.verdict,
                                  transform=pe.transform, shift=pe.shift, scale=pe.scale,
-                                 sources=sources, cache=cache)
+                                 sources=sources, cache=cache, thumbs_done=pe.refined)
         if value is not None:
             text = pe.description
             if pe.evidence is not None:

@@ -47,12 +47,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from indexer import orient
 from indexer.hashes import CROP_SPECS
+from indexer.exposure.pairev import REFINED_VERDICTS
 from indexer.match.jobs import Job, Memo, Proposal, Verified, run_job
 from indexer.match.mih import MultiIndex
 from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, sha_prefix
@@ -89,6 +90,7 @@ class PairEvidence:
     time_gap_s: float | None
     description: str = ""
     evidence: Evidence | None = field(default=None, compare=False, repr=False)
+    refined: bool = field(default=False, compare=False)  # delta_ev is the thumbnails' transfer-curve measure
 
 
 def rows_of(records: list[MatchRecord], th: MatchThresholds) -> IndexRows:
@@ -410,7 +412,11 @@ class Matcher:
             return None
         if verdict == "derived" and self.th.shots_are_not_copies and separate_shots(ra.captured_at, rb.captured_at):
             verdict = "similar"  # two exposures of one scene, not a copy of one file
-        return _pair(ra, rb, verdict, min(p.hamming for p in job.props), ev)
+        refined = verified.thumb_ev is not None and verdict in REFINED_VERDICTS
+        if refined:
+            ev = replace(ev, delta_ev=verified.thumb_ev)
+        pe = _pair(ra, rb, verdict, min(p.hamming for p in job.props), ev)
+        return replace(pe, refined=True) if refined else pe
 
 def _pair(ra: MatchRecord, rb: MatchRecord, verdict: str, hamming: int, ev: Evidence | None) -> PairEvidence:
     gap = None

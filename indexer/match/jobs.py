@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer import orient
+from indexer.exposure.pairev import REFINED_VERDICTS, thumb_delta_ev
 from indexer.match.records import MatchRecord
 from indexer.match.verdict import MatchThresholds, classify, informative
 from indexer.match.verify import Evidence, compare
@@ -66,6 +68,7 @@ class Verified:
 
     evidence: Evidence | None
     gated: bool = False
+    thumb_ev: float | None = None  # delta EV from the thumbnails' transfer curve, see run_job
 
 
 def run_job(job: Job, th: MatchThresholds, max_transforms: int) -> Verified:
@@ -89,8 +92,22 @@ def run_job(job: Job, th: MatchThresholds, max_transforms: int) -> Verified:
             if best is None or ev.peak > best.peak:
                 best = ev
             if classify(best, th) in COPY_VERDICTS:
-                return Verified(best)  # the best-hashing transform verified; others cannot do better
-    return Verified(best)
+                return _with_exposure(job, best, th)  # the best-hashing transform verified
+    return _with_exposure(job, best, th)
+
+
+def _with_exposure(job: Job, ev: Evidence | None, th: MatchThresholds) -> Verified:
+    """The result, with the thumbnails' transfer-curve delta EV for a pair of one scene
+    (:func:`indexer.exposure.pairev.thumb_delta_ev`, in the pair's stored geometry), so
+    the writer does not measure it again."""
+    if ev is None or classify(ev, th) not in REFINED_VERDICTS:
+        return Verified(ev)
+    try:
+        value = thumb_delta_ev(job.a, job.b, transform=orient.inverse(ev.transform),
+                               shift=(round(ev.x, 2), round(ev.y, 2)), scale=round(ev.scale, 4))
+    except Exception:  # noqa: BLE001 - a refinement never loses the pair: the rough value stays
+        value = None
+    return Verified(ev, thumb_ev=value)
 
 
 class Memo:
