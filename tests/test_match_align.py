@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from indexer.match import align
 from indexer.match.align import align_thumbs, phase_shift, rank_normalise
 
 
@@ -93,3 +94,22 @@ def test_align_thumbs_exposure_and_resize():
     assert got.scale == pytest.approx(1.0, rel=0.02)
     assert (got.x, got.y) == pytest.approx((0, 0), abs=0.6)
     assert got.peak > 0.3
+
+
+@pytest.mark.parametrize("shape", [(180, 120), (96, 64), (33, 47), (34, 47), (33, 46), (7, 8)])
+@pytest.mark.parametrize("factor", [4, 10])
+def test_half_spectrum_surface_equals_full_upsampled_dft(shape, factor):
+    """The registration's sub-pixel surface from the rfft2 half spectrum equals the
+    matrix-multiply DFT of the full spectrum (Guizar-Sicairos et al. 2008), Nyquist rows
+    and columns of even sizes included."""
+    rng = np.random.default_rng(sum(shape) + factor)
+    a, b = rng.normal(size=shape), rng.normal(size=shape)
+    full = np.fft.fft2(a) * np.fft.fft2(b).conj()
+    full /= np.abs(full)
+    half = align._spectrum(a) * align._spectrum(b).conj()
+    half /= np.abs(half)
+    region = int(np.ceil(factor * 1.5))
+    offsets = rng.uniform(-shape[0], shape[0], 2).round() * factor / 4
+    want = np.abs(align._upsampled_dft(full.conj(), region, factor, offsets).conj())
+    got = align._upsampled_surface(half, shape, region, factor, offsets)
+    assert np.abs(got - want).max() <= 1e-12 * want.max()
