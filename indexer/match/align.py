@@ -225,23 +225,66 @@ def rank_normalise(img: np.ndarray) -> np.ndarray:
     exposures of one scene give nearly the same array. Ties share their mean rank.
     """
     flat = np.asarray(img).ravel()
+    levels = _small_levels(flat)
+    if levels is not None:  # counting instead of sorting: the same numbers, ~10x sooner
+        counts = np.bincount(levels)
+        return ((np.cumsum(counts) - 0.5 * counts) / flat.size)[levels].reshape(np.shape(img))
     values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
     mid = (np.cumsum(counts) - 0.5 * counts) / flat.size
     return mid[inverse].reshape(np.shape(img))
+
+
+def _small_levels(flat: np.ndarray) -> np.ndarray | None:
+    """``flat`` as int64 levels 0..65535 when it holds only such values (uint8/uint16
+    thumbnails, or floats converted from them, as the verification measures pass), else
+    None. For those, cumulative counts over all levels equal ``np.unique``'s over the
+    levels present (absent levels count 0), so the mid-ranks are identical."""
+    if flat.size == 0:
+        return None
+    if flat.dtype.kind == "u" and flat.dtype.itemsize <= 2:
+        return flat
+    if flat.dtype.kind != "f" or not 0 <= flat.min() <= flat.max() <= 65535:  # NaN fails too
+        return None
+    levels = flat.astype(np.int64)
+    return levels if np.array_equal(levels, flat) else None
 
 
 def resample(img: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
     """``out(u) = img(scale * u)`` on an output grid of ``shape`` (pixel-centre convention).
 
     Bilinear; a Gaussian pre-blur of sigma ``0.4 * scale`` when shrinking (scale > 1)
-    limits aliasing. Points outside ``img`` are 0.
+    limits aliasing. Points outside ``img`` are 0. float64 ``shape``. The same samples
+    as ``ndimage.affine_transform(..., order=1, mode="constant")`` (within 1e-15, see
+    tests), interpolated separably (rows, then columns): ~2.5x faster at thumbnail size.
     """
     src = np.asarray(img, dtype=np.float64)
     if scale > 1.05:
         src = ndimage.gaussian_filter(src, 0.4 * scale)
     offset = 0.5 * scale - 0.5
-    return ndimage.affine_transform(src, [scale, scale], offset=offset, output_shape=shape,
-                                    order=1, mode="constant", cval=0.0)
+    y0, y1, wy0, wy1 = _linear_taps(src.shape[0], shape[0], scale, offset)
+    x0, x1, wx0, wx1 = _linear_taps(src.shape[1], shape[1], scale, offset)
+    rows = src[y0] * wy0[:, None]
+    rows += src[y1] * wy1[:, None]
+    out = np.take(rows, x0, axis=1) * wx0
+    out += np.take(rows, x1, axis=1) * wx1
+    return out
+
+
+def _linear_taps(n_in: int, n_out: int, scale: float, offset: float):
+    """Linear interpolation along one axis at source positions ``scale * k + offset``,
+    ``k`` in ``range(n_out)``: two source indices (intp) and two weights (float64) each.
+
+    Positions are computed as ndimage's ``zoom_shift`` does, ``(k + offset / scale) *
+    scale``, so the same samples fall outside ``[0, n_in - 1]``; theirs get weights 0
+    (mode "constant", cval 0).
+    """
+    pos = (np.arange(n_out) + offset / scale) * scale
+    inside = (pos >= 0) & (pos <= n_in - 1)
+    pos = np.where(inside, pos, 0.0)
+    start = np.floor(pos).astype(np.intp)
+    frac = pos - start
+    return (start, np.minimum(start + 1, n_in - 1),
+            np.where(inside, 1.0 - frac, 0.0), np.where(inside, frac, 0.0))
 
 
 def _coarse_peak(f_a: np.ndarray, b_win: np.ndarray, canvas: tuple[int, int]) -> float:
