@@ -200,7 +200,9 @@ def _spectrum_shift(f_ref: np.ndarray, f_mov: np.ndarray, shape: tuple[int, int]
     product = f_mov.conj()
     product *= f_ref
     mag = np.abs(product)
-    product /= np.maximum(mag, eps, out=mag)
+    # Times the reciprocal: numpy divides a complex by (c + 0i) as times 1 / c (Smith's
+    # method), so this is the same to the bit, without casting ``mag`` to complex.
+    product *= np.reciprocal(np.maximum(mag, eps, out=mag), out=mag)
     corr = scipy.fft.irfft2(product, s=shape, workers=1)  # real: the spectrum is Hermitian
     corr = np.abs(corr, out=corr)
     shape_a = np.array(shape)
