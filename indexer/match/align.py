@@ -61,15 +61,22 @@ class Alignment:
     peak: float
 
 
-@functools.lru_cache(maxsize=64)
 def hann2d(shape: tuple[int, int]) -> np.ndarray:
-    """Separable Hann window (float64, ``shape``); all ones along an axis of length < 3.
-
-    Cached per shape (the scale search windows many images of one size); read-only.
-    """
+    """Separable Hann window (float64, ``shape``); all ones along an axis of length < 3."""
     def win(n: int) -> np.ndarray:
         return np.hanning(n + 2)[1:-1] if n >= 3 else np.ones(n)
-    out = np.outer(win(shape[0]), win(shape[1]))
+    return np.outer(win(shape[0]), win(shape[1]))
+
+
+def _window(shape: tuple[int, int]) -> np.ndarray:
+    """:func:`hann2d`, cached for thumbnail-sized shapes (the scale search windows many
+    images of a few sizes; a full-resolution window is made afresh, not kept)."""
+    return _small_window(shape) if shape[0] * shape[1] <= 1 << 16 else hann2d(shape)
+
+
+@functools.lru_cache(maxsize=64)  # at most 64 x 512 KiB
+def _small_window(shape: tuple[int, int]) -> np.ndarray:
+    out = hann2d(shape)
     out.flags.writeable = False
     return out
 
@@ -77,7 +84,7 @@ def hann2d(shape: tuple[int, int]) -> np.ndarray:
 def _prepare(img: np.ndarray, window: bool) -> np.ndarray:
     a = np.asarray(img, dtype=np.float64)
     a = a - a.mean()
-    return a * hann2d(a.shape) if window else a
+    return a * _window(a.shape) if window else a
 
 
 def _spectrum(real: np.ndarray, canvas: tuple[int, int] | None = None) -> np.ndarray:
@@ -102,7 +109,7 @@ def _signed_freqs(n: int) -> np.ndarray:
     return np.where(k > (n - 1) // 2, k - n, k)
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=64)  # region x n: <= 30 x 1024 x 16 B each for the exposure module's sizes
 def _grid_kernel(n: int, factor: int, region: int, half: bool) -> tuple[np.ndarray, np.ndarray]:
     """``exp(2 pi i g r / (factor n))`` for grid rows ``r`` in ``range(region)`` and bin
     frequencies ``g`` (:func:`_signed_freqs`, the first ``n // 2 + 1`` when ``half``);
