@@ -16,24 +16,32 @@ shared), and the same for baselines measured in the same run:
   cost unit of one registration;
 * ``--against REV`` (e.g. ``main``): ``compare`` with ``indexer/match/align.py`` as of
   git revision ``REV`` (loaded from ``git show``; verify.py as checked out), so
-  before/after figures come from one run on the same pairs; every Evidence field is
-  also checked equal within 1e-6.
+  before/after figures come from one run on the same pairs; the largest difference of
+  any Evidence field between the two is printed.
 
     PYTHONPATH=. python bench/verify_cost.py [--data ../shared/data] [--pairs 48] [--repeat 3] [--against main]
 
-Measured 2026-12-01 on the shared 2-core machine (load average ~4-6 from other agents,
-so absolute figures are noisy; ratios from the same run hold better), 48 pairs, repeat 3,
-``--against main`` (main at 50466c5), in ms of CPU per call (median / p90):
+Measured 2026-12-01 on the shared 2-core machine (load average 3-5 from other agents,
+so absolute figures move by ~30% between runs; ratios within a run hold better), 48
+pairs, repeat 3, ``--against main`` (align.py as of 50466c5), CPU ms per call, median /
+p90 over pairs:
 
-    hinted          this 15.4 / 17.3    main 73.7 / 81.7    x4.8
-    full search     this 29.4 / 31.7    main 154.3 / 170.9  x5.2
-    plain           1.9 / 2.0 (one single-scale registration)
+    default environment       this              main               ratio
+      hinted                  19.4 / 42.0       90.3 / 186.2       x4.7
+      full search             31.1 / 35.3       113.6 / 128.8      x3.7
+      plain                   1.4 / 1.5
+    OPENBLAS_NUM_THREADS=1
+      hinted                  18.3 / 45.1       25.4 / 53.9        x1.4
+      full search             26.3 / 36.7       35.2 / 48.0        x1.3
+      plain                   0.8 / 1.3
 
-main's figures depend on OpenBLAS's threads: its upsampled DFT's complex products went
-to threaded zgemm, which on two busy cores spends several times the product's CPU on
-thread hand-off; with ``OPENBLAS_NUM_THREADS=1`` main measured 34.6 / 69.0 (hinted /
-full search median), so x2.2-2.3 is what is left without that. Evidence equal on all
-96 calls (max |diff| 7.8e-16, in peak).
+Evidence equal on all 96 calls (max |field difference| 6.7e-16, in ``peak``). Most of
+main's cost was OpenBLAS threading: its upsampled DFT's complex products (~0.1-0.3 M
+multiply-adds) went to threaded zgemm, which on two busy cores spent ~10x the product's
+single-thread CPU on thread hand-off. With that removed the alignment itself is ~1.8x
+faster (align_thumbs alone, BLAS pinned to one thread, 128 similar Kodak calls of a
+throw-away check: 31.0 -> 17.0 ms median); the rest of compare (warp, rank and tile correlations, median filter,
+~7 ms) is verify.py's and unchanged.
 """
 from __future__ import annotations
 
@@ -167,6 +175,20 @@ def summary(ms: list[float]) -> str:
     return f"{statistics.median(ms):7.1f} / {p90:6.1f}"
 
 
+MODES = ("hinted", "full search")
+
+
+def timed_calls(fn, pairs: list[dict], repeat: int) -> tuple[dict[str, list[float]], list[tuple]]:
+    """CPU ms of ``fn`` (compare's signature) per pair and mode, and the Evidence tuples."""
+    times, evidence = {mode: [] for mode in MODES}, []
+    for p in pairs:
+        for mode, hint in zip(MODES, (p["kw"]["scale_hint"], None)):
+            kw = dict(p["kw"], scale_hint=hint)
+            times[mode].append(cpu_ms(lambda: fn(*p["args"], **kw), repeat))
+            evidence.append(dataclasses.astuple(fn(*p["args"], **kw)))
+    return times, evidence
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -177,36 +199,25 @@ def main() -> None:
     print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
           "(figures from a shared machine scale with it)")
     pairs = build(args.data / "photos" / "kodak", args.pairs)
-    impls = {"this": verify.compare}
-    if args.against:
-        impls[args.against] = with_align(align_at(args.against))
-    times = {(name, mode): [] for name in impls for mode in ("hinted", "full search")}
-    worst = 0.0
-    for p in pairs:
-        for mode, hint in (("hinted", p["kw"]["scale_hint"]), ("full search", None)):
-            kw = dict(p["kw"], scale_hint=hint)
-            evs = {}
-            for name, fn in impls.items():
-                times[name, mode].append(cpu_ms(lambda: fn(*p["args"], **kw), args.repeat))
-                evs[name] = dataclasses.astuple(fn(*p["args"], **kw))
-            if args.against:
-                worst = max([worst] + [abs(x - y) for x, y in zip(*evs.values()) if isinstance(x, float)])
-    ta, tb = pairs[0]["args"][:2]
+    # Each implementation in its own pass, ``REV`` last: threaded OpenBLAS calls leave
+    # worker threads spinning for a while, CPU that would be charged to the next call.
     plain = [cpu_ms(lambda: plain_phase_correlation(p["args"][0].astype(float), p["args"][1].astype(float)),
                     args.repeat) for p in pairs]
-    print(f"{len(pairs)} pairs ({', '.join(sorted(set(KINDS)))}), thumbnails {ta.shape}/{tb.shape}..., "
-          f"CPU ms per call, median / p90 over pairs")
-    for mode in ("hinted", "full search"):
-        line = f"  {mode:12s} this {summary(times['this', mode])}"
+    this, this_ev = timed_calls(verify.compare, pairs, args.repeat)
+    if args.against:
+        other, other_ev = timed_calls(with_align(align_at(args.against)), pairs, args.repeat)
+    print(f"{len(pairs)} pairs ({', '.join(sorted(set(KINDS)))}), 128-px thumbnails, "
+          "CPU ms per call, median / p90 over pairs")
+    for mode in MODES:
+        line = f"  {mode:12s} this {summary(this[mode])}"
         if args.against:
-            other = times[args.against, mode]
-            ratio = statistics.median(other) / statistics.median(times["this", mode])
-            line += f"    {args.against} {summary(other)}   x{ratio:.1f}"
-        line += f"    = x{statistics.median(times['this', mode]) / statistics.median(plain):.1f} plain"
-        print(line)
+            ratio = statistics.median(other[mode]) / statistics.median(this[mode])
+            line += f"    {args.against} {summary(other[mode])}   x{ratio:.1f}"
+        print(line + f"    = x{statistics.median(this[mode]) / statistics.median(plain):.1f} plain")
     print(f"  plain        {summary(plain)}  (one single-scale registration, the baseline unit)")
     if args.against:
-        print(f"  Evidence this vs {args.against}: max |field difference| {worst:.2g} over {2 * len(pairs)} calls")
+        worst = max(abs(x - y) for ev, ov in zip(this_ev, other_ev) for x, y in zip(ev, ov) if isinstance(x, float))
+        print(f"  Evidence this vs {args.against}: max |field difference| {worst:.2g} over {len(this_ev)} calls")
 
 
 if __name__ == "__main__":
