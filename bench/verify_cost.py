@@ -1,0 +1,224 @@
+"""Per-pair cost of pixel verification (``indexer.match.verify.compare``), CPU time.
+
+Builds seeded pairs from the 24 Kodak photos (``../shared/data/photos/kodak``): copies
+(resize 0.3-0.9, crop keeping 80-95%, shift 1-5% with black fill, exposure +-0.3-1.5 EV,
+a rotation or flip, Gaussian blur 1-2 px) and distinct pairs. Each image is reduced to
+the indexer's working size (long side 256) and measured with ``features.measure`` for
+its 128-px grey thumbnail and histograms. Each pair is compared as the engine first
+does (its true scale as the hint; copies then stop) and with the full scale search
+(``scale_hint=None``, what a pair whose hints fail costs in addition). Prints, per
+kind of call, the median and 90th percentile over pairs of the per-call CPU time
+(``time.process_time``; each call's minimum over ``--repeat`` runs, as the machine is
+shared), and the same for baselines measured in the same run:
+
+* ``plain``: one plain whole-pixel phase correlation of the two thumbnails at one
+  scale (numpy complex FFTs, no windowing, no sub-pixel step, no scale search): the
+  cost unit of one registration;
+* ``--against REV`` (e.g. ``main``): ``compare`` with ``indexer/match/align.py`` as of
+  git revision ``REV`` (loaded from ``git show``; verify.py as checked out), so
+  before/after figures come from one run on the same pairs; the largest difference of
+  any Evidence field between the two is printed.
+
+    PYTHONPATH=. python bench/verify_cost.py [--data ../shared/data] [--pairs 48] [--repeat 3] [--against main]
+
+Measured 2026-12-01 on the shared 2-core machine (load average 3-5 from other agents,
+so absolute figures move by ~30% between runs; ratios within a run hold better), 48
+pairs, repeat 3, ``--against main`` (align.py as of 50466c5), CPU ms per call, median /
+p90 over pairs:
+
+    default environment       this              main               ratio
+      hinted                  19.4 / 42.0       90.3 / 186.2       x4.7
+      full search             31.1 / 35.3       113.6 / 128.8      x3.7
+      plain                   1.4 / 1.5
+    OPENBLAS_NUM_THREADS=1
+      hinted                  18.3 / 45.1       25.4 / 53.9        x1.4
+      full search             26.3 / 36.7       35.2 / 48.0        x1.3
+      plain                   0.8 / 1.3
+
+Evidence equal on all 96 calls (max |field difference| 6.7e-16, in ``peak``). Most of
+main's cost was OpenBLAS threading: its upsampled DFT's complex products (~0.1-0.3 M
+multiply-adds) went to threaded zgemm, which on two busy cores spent ~10x the product's
+single-thread CPU on thread hand-off. With that removed the alignment itself is ~1.8x
+faster (align_thumbs alone, BLAS pinned to one thread, 128 similar Kodak calls of a
+throw-away check: 31.0 -> 17.0 ms median); the rest of compare (warp, rank and tile correlations, median filter,
+~7 ms) is verify.py's and unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from indexer import features, orient
+from indexer.match import verify
+
+KINDS = ("resize", "crop", "shift", "exposure", "rotate", "blur", "distinct", "distinct")
+
+
+def working(img: Image.Image) -> np.ndarray:
+    """The indexer's working-size input: long side 256, float32 RGB in [0, 1]."""
+    s = 256 / max(img.size)
+    small = img.convert("RGB").resize((round(img.width * s), round(img.height * s)), Image.Resampling.LANCZOS)
+    return np.asarray(small, dtype=np.float32) / 255.0
+
+
+def exposed(img: Image.Image, ev: float) -> Image.Image:
+    """``img`` brightened by ``ev`` stops in linear light (IEC 61966-2-1), clipped."""
+    v = np.asarray(img, dtype=np.float64) / 255.0
+    lin = np.clip(np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4) * 2.0**ev, 0, 1)
+    out = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return Image.fromarray(np.clip(np.rint(out * 255), 0, 255).astype(np.uint8))
+
+
+def variant(kind: str, img: Image.Image, other: Image.Image, rng) -> tuple[Image.Image, str, float]:
+    """(second image, transform mapping it onto ``img``'s orientation, scale hint)."""
+    w, h = img.size
+    if kind == "resize":
+        s = rng.uniform(0.3, 0.9)
+        return img.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS), "identity", 1.0
+    if kind == "crop":
+        k = rng.uniform(0.8, 0.95)
+        cw, ch = round(w * k), round(h * k)
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        return img.crop((x0, y0, x0 + cw, y0 + ch)), "identity", 1 / k
+    if kind == "shift":
+        dx = round(rng.uniform(0.01, 0.05) * w * rng.choice([-1, 1]))
+        dy = round(rng.uniform(0.01, 0.05) * h * rng.choice([-1, 1]))
+        moved = img.transform(img.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy), fillcolor=(0, 0, 0))
+        return moved, "identity", 1.0
+    if kind == "exposure":
+        return exposed(img, rng.uniform(0.3, 1.5) * rng.choice([-1, 1])), "identity", 1.0
+    if kind == "rotate":
+        t = ("rot90", "rot180", "rot270", "flip_h", "flip_v")[int(rng.integers(0, 5))]
+        return Image.fromarray(np.ascontiguousarray(orient.apply(np.asarray(img), t))), orient.inverse(t), 1.0
+    if kind == "blur":
+        return img.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 2.0))), "identity", 1.0
+    return other, "identity", 1.0
+
+
+def build(kodak: Path, n: int, seed: int = 0) -> list[dict]:
+    """``n`` pairs as compare() arguments: thumbs, histograms, sizes, transform, hint."""
+    rng = np.random.default_rng(seed)
+    imgs = [Image.open(p).convert("RGB") for p in sorted(kodak.glob("kodim*.png"))]
+    pairs = []
+    for i in range(n):
+        kind = KINDS[i % len(KINDS)]
+        img, other = imgs[i % len(imgs)], imgs[(i * 7 + 5) % len(imgs)]
+        b, transform, hint = variant(kind, img, other if other is not img else imgs[(i + 1) % len(imgs)], rng)
+        fa, fb = features.measure(working(img)), features.measure(working(b))
+        size_a = (round(img.width * 256 / max(img.size)), round(img.height * 256 / max(img.size)))
+        size_b = (round(b.width * 256 / max(b.size)), round(b.height * 256 / max(b.size)))
+        pairs.append(dict(kind=kind, args=(fa.thumb, fb.thumb, fa.hist, fb.hist),
+                          kw=dict(transform=transform, size_a=size_a, size_b=size_b, scale_hint=hint)))
+    return pairs
+
+
+def plain_phase_correlation(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """Baseline: one whole-pixel registration of ``b`` onto ``a`` (grey (h, w) arrays,
+    ``b`` cropped or zero-padded to ``a``'s shape): numpy complex FFTs, phase
+    normalisation, the inverse FFT's peak; (dy, dx)."""
+    fb = np.zeros(a.shape)
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    fb[:h, :w] = b[:h, :w]
+    product = np.fft.fft2(a - a.mean()) * np.fft.fft2(fb - fb.mean()).conj()
+    product /= np.maximum(np.abs(product), 1e-9)
+    corr = np.abs(np.fft.ifft2(product))
+    dy, dx = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    return int(dy), int(dx)
+
+
+def align_at(rev: str) -> types.ModuleType:
+    """``indexer/match/align.py`` as of git revision ``rev``, as a separate module."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "show", f"{rev}:indexer/match/align.py"], cwd=root, check=True,
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType(f"align_at_{rev}")
+    module.__file__ = f"{rev}:indexer/match/align.py"
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module
+
+
+def with_align(module: types.ModuleType):
+    """compare() with verify's align functions taken from ``module``."""
+    def run(*args, **kw):
+        saved = verify.align_thumbs, verify.rank_normalise
+        verify.align_thumbs, verify.rank_normalise = module.align_thumbs, module.rank_normalise
+        try:
+            return verify.compare(*args, **kw)
+        finally:
+            verify.align_thumbs, verify.rank_normalise = saved
+    return run
+
+
+def cpu_ms(fn, repeat: int) -> float:
+    """Minimum CPU time of ``fn()`` over ``repeat`` runs, in ms."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t)
+    return best * 1000.0
+
+
+def summary(ms: list[float]) -> str:
+    p90 = float(np.percentile(ms, 90))
+    return f"{statistics.median(ms):7.1f} / {p90:6.1f}"
+
+
+MODES = ("hinted", "full search")
+
+
+def timed_calls(fn, pairs: list[dict], repeat: int) -> tuple[dict[str, list[float]], list[tuple]]:
+    """CPU ms of ``fn`` (compare's signature) per pair and mode, and the Evidence tuples."""
+    times, evidence = {mode: [] for mode in MODES}, []
+    for p in pairs:
+        for mode, hint in zip(MODES, (p["kw"]["scale_hint"], None)):
+            kw = dict(p["kw"], scale_hint=hint)
+            times[mode].append(cpu_ms(lambda: fn(*p["args"], **kw), repeat))
+            evidence.append(dataclasses.astuple(fn(*p["args"], **kw)))
+    return times, evidence
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--pairs", type=int, default=48)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--against", metavar="REV", help="also time compare() with align.py from this git revision")
+    args = ap.parse_args()
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+          "(figures from a shared machine scale with it)")
+    pairs = build(args.data / "photos" / "kodak", args.pairs)
+    # Each implementation in its own pass, ``REV`` last: threaded OpenBLAS calls leave
+    # worker threads spinning for a while, CPU that would be charged to the next call.
+    plain = [cpu_ms(lambda: plain_phase_correlation(p["args"][0].astype(float), p["args"][1].astype(float)),
+                    args.repeat) for p in pairs]
+    this, this_ev = timed_calls(verify.compare, pairs, args.repeat)
+    if args.against:
+        other, other_ev = timed_calls(with_align(align_at(args.against)), pairs, args.repeat)
+    print(f"{len(pairs)} pairs ({', '.join(sorted(set(KINDS)))}), 128-px thumbnails, "
+          "CPU ms per call, median / p90 over pairs")
+    for mode in MODES:
+        line = f"  {mode:12s} this {summary(this[mode])}"
+        if args.against:
+            ratio = statistics.median(other[mode]) / statistics.median(this[mode])
+            line += f"    {args.against} {summary(other[mode])}   x{ratio:.1f}"
+        print(line + f"    = x{statistics.median(this[mode]) / statistics.median(plain):.1f} plain")
+    print(f"  plain        {summary(plain)}  (one single-scale registration, the baseline unit)")
+    if args.against:
+        worst = max(abs(x - y) for ev, ov in zip(this_ev, other_ev) for x, y in zip(ev, ov) if isinstance(x, float))
+        print(f"  Evidence this vs {args.against}: max |field difference| {worst:.2g} over {len(this_ev)} calls")
+
+
+if __name__ == "__main__":
+    main()
