@@ -201,10 +201,14 @@ def show_config(ctx):
 @click.option("--settle", type=click.FloatRange(0.1), default=2.0, show_default=True, metavar="SECONDS",
               help="A file whose size and mtime hold still this long is complete (used where no "
                    "close-after-write is reported, e.g. with --polling). Example: --settle 5")
+@click.option("--rescan", type=click.FloatRange(0), default=60.0, show_default=True, metavar="MINUTES",
+              help="Scan the folders again every MINUTES while watching (0: never), for changes no "
+                   "event reported (inotify queue overflow, other machines writing to a share). "
+                   "Example: --rescan 10")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also append the per-file log lines to FILE. Example: --log-file /var/log/photoqa.log")
 @click.pass_context
-def watch(ctx, paths, workers, polling, settle, log_file):
+def watch(ctx, paths, workers, polling, settle, rescan, log_file):
     """Index PATHS now and then every photo as it lands, until SIGINT/SIGTERM.
 
     First a catch-up scan (same rules as `index`), then file-system events: a file is
@@ -225,7 +229,8 @@ def watch(ctx, paths, workers, polling, settle, log_file):
     session = _session(ctx)
     log = LineLog(log_file=log_file)
     try:
-        watch_command(session, list(paths), WatchOptions(workers=workers, settle=settle, polling=polling), log)
+        options = WatchOptions(workers=workers, settle=settle, polling=polling, rescan=rescan * 60)
+        watch_command(session, list(paths), options, log)
     except WatchError as exc:
         _fail(str(exc))
     finally:

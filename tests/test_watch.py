@@ -281,3 +281,19 @@ def test_folder_renamed_inside_then_moved_out(daemon, folder, tmp_path):
     for i in range(3):
         daemon.wait_status(folder / "renamed" / f"a{i}.jpg", "missing")
     assert all(r[3] is not None for i in range(3) for r in image_rows(daemon, folder / "renamed" / f"a{i}.jpg"))
+
+
+def test_periodic_rescan_finds_files_no_event_reported(tmp_path):
+    """An observer that reports nothing (a polling interval of an hour stands in for an
+    overflowed inotify queue or a share written by another machine): the periodic scan
+    indexes the file anyway, once, whole."""
+    inbox = tmp_path / "share"
+    inbox.mkdir()
+    with ThreadedDaemon(tmp_path / "r.db", [inbox], polling=True, poll_interval=3600, settle=0.3,
+                        rescan=1.0) as d:
+        time.sleep(0.5)
+        (inbox / "unseen.jpg").write_bytes(jpeg(23))
+        d.wait_status(inbox / "unseen.jpg", "indexed")
+        assert any(status == "rescan" and "periodic" in detail for status, _, detail in d.lines)
+        time.sleep(1.5)  # later scans find it unchanged: indexed once
+        assert d.statuses(inbox / "unseen.jpg") == ["indexed"]

@@ -56,6 +56,10 @@ class WatchOptions:
     grace: on SIGINT/SIGTERM, how long in-flight files may still finish (then abandoned).
     max_pending: distinct paths waiting before the daemon stops tracking events one by
         one and rescans its folders instead (bounded memory under event floods).
+    rescan: seconds between catch-up scans while running (0: never). Events can be lost
+        without a word: Linux drops inotify events when its queue overflows and watchdog
+        does not report that (watchdog issue 654), a network share may not report
+        changes made by other machines; a periodic scan picks up whatever they missed.
     """
 
     workers: int | None = None
@@ -67,6 +71,7 @@ class WatchOptions:
     heartbeat: float = 5.0
     grace: float = 2.0
     max_pending: int = 50_000
+    rescan: float = 3600.0
 
 
 @dataclass
@@ -158,6 +163,7 @@ class Daemon:
     def loop(self, handler: ChangeQueue, pending: Pending, writer: Writer, daemon_id: int,
              observer) -> None:
         next_beat = 0.0
+        next_scan = time.monotonic() + self.options.rescan
         while not self.stop.is_set():
             now = time.monotonic()
             for change in handler.drain():
@@ -167,6 +173,10 @@ class Daemon:
                 self.backlog.clear()
                 self.log("rescan", ", ".join(self.roots), "too many events at once: scanning instead")
                 self.catch_up(writer)
+            elif self.options.rescan and now >= next_scan and not self.backlog:
+                self.log("rescan", ", ".join(self.roots), f"periodic scan (every {self.options.rescan:g} s)")
+                self.catch_up(writer)
+                next_scan = now + self.options.rescan
             self.feed(pending, writer, now)
             if now >= next_beat:
                 self._beat(daemon_id, pending, writer)
