@@ -118,3 +118,25 @@ def test_dense_buckets_and_resumed_output(m, monkeypatch):
     want = {(i, j) for i in range(50)
             for j in np.flatnonzero(np.bitwise_count((hashes ^ hashes[i]).view(np.uint64)) <= 6).tolist()}
     assert set(zip(p.tolist(), e.tolist())) == want == set(zip(q_p.tolist(), q_e.tolist()))
+
+
+def test_adds_through_buffer_recent_index_and_rebuilds_equal_brute_force():
+    """One image at a time (buffer of 8, recent index up to a quarter of the tables):
+    every query after every add equals brute force over all entries so far, and entry
+    numbers never change."""
+    hashes, _ = _planted(400, seed=11)
+    index = MultiIndex(hashes[:200], radius=10, buffer_limit=8, recent_fraction=0.25)
+    rng = np.random.default_rng(5)
+    seen_recent = seen_rebuild = False
+    for i in range(200, len(hashes)):
+        n_main = index.n_indexed
+        assert index.add(hashes[i:i + 1]).tolist() == [i]
+        seen_recent |= index.n_recent > 0
+        seen_rebuild |= index.n_indexed > n_main
+        probe = np.array([_flip(int(hashes[rng.integers(0, i + 1)]), rng.choice(64, 6, replace=False))])
+        _, e, d = index.query(probe)
+        close = np.flatnonzero(np.bitwise_count((hashes[:i + 1] ^ probe[0]).view(np.uint64)) <= 10)
+        assert e.tolist() == close.tolist()
+        assert d.tolist() == np.bitwise_count((hashes[close] ^ probe[0]).view(np.uint64)).tolist()
+    assert seen_recent and seen_rebuild
+    assert index.all_hashes().tolist() == hashes.tolist()
