@@ -131,6 +131,11 @@ def _looks_identical(ev: Evidence) -> bool:
             and ev.corr_grey > 0.995 and abs(ev.delta_ev) < 0.05)
 
 
+# Colour spread (verify.colour_spread, levels) of a greyscale image / of a colour one:
+# greyscale copies measure 0.0, the 24 Kodak photos 9.1-111.7.
+_GREY, _COLOUR = 1.0, 3.0
+
+
 def describe(ev: Evidence | None, verdict: str | None, *, hamming: int | None = None) -> str:
     """A pair in a photographer's words: "rotated 90° clockwise, resized 50%, cropped"."""
     if verdict == "same_file":
@@ -152,7 +157,11 @@ def describe(ev: Evidence | None, verdict: str | None, *, hamming: int | None = 
         words.append("recompressed or retouched")
     if verdict == "similar":
         words.append("same scene with movement or edits")
-    if ev.hist_sim < 0.5 and verdict != "exposure_variant":
-        words.append("colours changed (e.g. greyscale)")
+    if ev.colour_a >= _COLOUR and ev.colour_b <= _GREY:
+        words.append("converted to greyscale")
+    elif ev.colour_b >= _COLOUR and ev.colour_a <= _GREY:
+        words.append("in colour: the first is a greyscale copy")
+    elif ev.hist_sim < 0.5 and verdict != "exposure_variant":
+        words.append("colours changed")
     text = ", ".join(w for w in words if w)
     return text or "same picture, re-encoded"

@@ -17,6 +17,10 @@ Measures, all on the aligned overlap (see :func:`indexer.match.align.align_thumb
   moved object far more;
 * ``hist_sim``: weighted Jaccard (Ruzicka) similarity of the stored histograms,
   ``sum(min(p, q)) / sum(max(p, q))`` per channel on normalised counts, averaged;
+* ``colour_a``, ``colour_b``: how far apart each image's R, G and B histograms are (the
+  largest earth mover's distance between two of them, in levels): exactly 0 for a
+  greyscale image decoded to RGB, 9-112 on the 24 Kodak photos, so a copy converted to
+  greyscale is told by one side near 0 and the other well above it;
 * ``delta_ev``: median log2 ratio of linearised (IEC 61966-2-1) grey, ``b`` over ``a``,
   over unclipped overlap pixels: positive when ``b`` is brighter. A quick estimate; the
   exposure module measures it precisely.
@@ -59,6 +63,8 @@ class Evidence:
     hist_sim: float
     delta_ev: float
     changed: float = 0.0
+    colour_a: float = 0.0
+    colour_b: float = 0.0
 
 
 def ruzicka(hist_a: np.ndarray, hist_b: np.ndarray) -> float:
@@ -69,6 +75,14 @@ def ruzicka(hist_a: np.ndarray, hist_b: np.ndarray) -> float:
     q = q / np.maximum(q.sum(axis=-1, keepdims=True), 1)
     sims = np.minimum(p, q).sum(axis=-1) / np.maximum(np.maximum(p, q).sum(axis=-1), 1e-12)
     return float(np.mean(sims))
+
+
+def colour_spread(hist: np.ndarray) -> float:
+    """Largest earth mover's distance (levels) between two of the R, G, B histograms of a
+    (4, 256) R/G/B/luma count histogram: 0.0 for a greyscale image."""
+    p = np.asarray(hist, dtype=np.float64)[:3]
+    cdf = np.cumsum(p / np.maximum(p.sum(axis=1, keepdims=True), 1), axis=1)
+    return float(max(np.abs(cdf[i] - cdf[j]).sum() for i, j in ((0, 1), (0, 2), (1, 2))))
 
 
 def warp_onto(a_shape: tuple[int, int], b: np.ndarray, al: Alignment) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +209,7 @@ def compare(thumb_a: np.ndarray, thumb_b: np.ndarray, hist_a: np.ndarray, hist_b
         corr_rank=_spearman(av, bv) if enough else 0.0,
         corr_grey=_pearson(av, bv) if enough else 0.0,
         corr_tile=float(np.sort(tiles)[1]) if len(tiles) >= 2 else 0.0,
-        hist_sim=ruzicka(hist_a, hist_b),
+        hist_sim=ruzicka(hist_a, hist_b), colour_a=colour_spread(hist_a), colour_b=colour_spread(hist_b),
         changed=changed_fraction(a_in, warped, mask) if enough else 1.0,
         delta_ev=exposure_offset(a_in[mask], np.clip(np.rint(bv), 0, 255)) if enough else 0.0,
     )
