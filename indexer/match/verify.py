@@ -171,19 +171,28 @@ def _second_lowest(tiles: np.ndarray) -> float:
     return float(np.sort(tiles)[1]) if len(tiles) >= 2 else 0.0
 
 
-def smooth_correlations(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """(rank correlation, second-lowest tile rank correlation) of both images blurred by
-    ``_SMOOTH_SIGMA`` on ``mask``, measured on the mask eroded by 2 sigma."""
+def _blurred(a: np.ndarray, b: np.ndarray, mask: np.ndarray):
+    """Both images blurred on ``mask``, and the mask eroded by 2 sigma (where the blur
+    saw only valid pixels)."""
     inner = ndimage.binary_erosion(mask, iterations=int(np.ceil(2 * _SMOOTH_SIGMA)))
+    return _blur_on(a, mask), _blur_on(b, mask), inner
+
+
+def smooth_correlations(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *,
+                        blurred=None) -> tuple[float, float]:
+    """(rank correlation, second-lowest tile rank correlation) of both images blurred by
+    ``_SMOOTH_SIGMA`` on ``mask``, measured on the mask eroded by 2 sigma. ``blurred``:
+    :func:`_blurred` of the same arguments, if already computed."""
+    sa, sb, inner = blurred or _blurred(a, b, mask)
     if inner.sum() < 4 * _MIN_TILE_PIXELS:
         return 0.0, 0.0
-    sa, sb = _blur_on(a, mask), _blur_on(b, mask)
     return _spearman(sa[inner], sb[inner]), _second_lowest(tile_correlations(sa, sb, inner))
 
 
 def edit_measures(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, level: float = 0.25,
-                  margin: int = 3) -> tuple[float, float, float]:
-    """(edit_area, edit_sign, outside_corr) of an aligned pair (see module docstring)."""
+                  margin: int = 3, blurred=None) -> tuple[float, float, float]:
+    """(edit_area, edit_sign, outside_corr) of an aligned pair (see module docstring);
+    ``blurred`` as for :func:`smooth_correlations`."""
     ra, rb = np.zeros(a.shape), np.zeros(a.shape)
     ra[mask], rb[mask] = rank_normalise(a[mask]), rank_normalise(b[mask])
     d = rb - ra
@@ -191,11 +200,10 @@ def edit_measures(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, level: floa
     edit = ndimage.binary_dilation(edit) & mask
     area = float(edit.sum() / max(mask.sum(), 1))
     sign = float(abs(d[edit].sum()) / max(np.abs(d[edit]).sum(), 1e-12)) if edit.any() else 0.0
-    outside = mask & ~ndimage.binary_dilation(edit, iterations=margin)
-    outside &= ndimage.binary_erosion(mask, iterations=int(np.ceil(2 * _SMOOTH_SIGMA)))
+    sa, sb, inner = blurred or _blurred(a, b, mask)
+    outside = inner & ~ndimage.binary_dilation(edit, iterations=margin)
     if outside.sum() < 4 * _MIN_TILE_PIXELS:
         return area, sign, 0.0
-    sa, sb = _blur_on(a, mask), _blur_on(b, mask)
     return area, sign, _spearman(sa[outside], sb[outside])
 
 
@@ -261,8 +269,11 @@ def compare(thumb_a: np.ndarray, thumb_b: np.ndarray, hist_a: np.ndarray, hist_b
     enough = mask.sum() >= 4 * _MIN_TILE_PIXELS
     a_f = a_in.astype(np.float64)
     tiles = tile_correlations(a_f, warped, mask) if enough else np.zeros(0)
-    corr_smooth, tile_smooth = smooth_correlations(a_f, warped, mask) if enough else (0.0, 0.0)
-    edit_area, edit_sign, outside_corr = edit_measures(a_f, warped, mask) if enough else (1.0, 0.0, 0.0)
+    corr_smooth, tile_smooth, edit_area, edit_sign, outside_corr = 0.0, 0.0, 1.0, 0.0, 0.0
+    if enough:
+        blurred = _blurred(a_f, warped, mask)
+        corr_smooth, tile_smooth = smooth_correlations(a_f, warped, mask, blurred=blurred)
+        edit_area, edit_sign, outside_corr = edit_measures(a_f, warped, mask, blurred=blurred)
     # Back to untrimmed thumbnail coordinates: p = p' + off_a, q = q' + off_b.
     al = Alignment(x=al.x + ta[2] - tb[2] / al.scale, y=al.y + ta[0] - tb[0] / al.scale, scale=al.scale,
                    overlap_a=al.overlap_a, overlap_b=al.overlap_b, peak=al.peak)
