@@ -104,7 +104,7 @@ def neighbour(phash: int, rng, bits: int = 4) -> MatchRecord:
     h = int(np.bitwise_xor(np.int64(phash).view(np.uint64), np.uint64(sum(1 << int(b) for b in flips))).view(np.int64))
     d4 = rng.integers(-(2**63), 2**63 - 1, 8, dtype=np.int64)
     d4[0] = h
-    return MatchRecord(id=0, sha256=f"{rng.integers(2**62):064x}", phash=h, phash_d4=d4,
+    return MatchRecord(id=0, sha256=f"{int(rng.integers(2**63)):016x}" * 4, phash=h, phash_d4=d4,
                        phash_crops=rng.integers(-(2**63), 2**63 - 1, 10, dtype=np.int64),
                        thumb=np.zeros((96, 128), np.uint8), hist=np.zeros((4, 256), np.uint32), width=4000,
                        height=3000, entropy=7.0, luma_std=0.2)
