@@ -32,6 +32,13 @@ a caller may run it in worker processes (:meth:`Matcher.add` returns the jobs,
 :meth:`Matcher.conclude` takes the result); results are memoised by the content of both
 records, so copies of one picture whose bytes differ are aligned against a new image once.
 
+Copies. An image whose 19 hashes equal an indexed image's (a re-wrapped, retagged or
+re-saved copy: the index could not tell them apart) is linked to that representative by
+one verified pair and is neither indexed nor probed; images sharing a SHA-256 are linked
+as a star. Later candidates meet the representative only, so a folder holding hundreds
+of copies of a few pictures costs a few verifications per new file, not hundreds (groups
+are connected components, so they are the same).
+
 Memory. The index keeps arrays only (entry hashes, owners, crop fractions; a few hundred
 bytes per image); full records (thumbnails) are fetched for candidate pairs through a
 :class:`~indexer.match.records.RecordCache`, so :meth:`Matcher.from_rows` starts on a
@@ -126,6 +133,15 @@ def _probe_fractions(rows: IndexRows) -> np.ndarray:
     return f
 
 
+def _first_of_each(keys: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """bool (n,): True at the first masked row of each distinct key (rows are by id)."""
+    out = np.zeros(len(keys), dtype=bool)
+    idx = np.flatnonzero(mask)
+    _, first = np.unique(keys[idx], return_index=True)
+    out[idx[first]] = True
+    return out
+
+
 class _Column:
     """A growable 1-D array (amortised doubling)."""
 
@@ -157,8 +173,19 @@ class _Proposals(dict):
         self.hits: Counter[tuple[int, int]] = Counter()
 
 
-class _ShaIndex:
-    """Image ids by SHA-256 prefix: a sorted array from start-up, a dict for later adds
+def _signatures(rows: IndexRows) -> np.ndarray:
+    """A 64-bit digest of each row's 19 hashes (pHash, 8 D4, 10 crops), int64 (n,):
+    equal for images the Hamming index cannot tell apart (copies whose pixels measure the
+    same). Multiply-xor mixing with the 64-bit golden-ratio constant, wrapping."""
+    acc = rows.phash.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        for col in (*rows.d4.T, *rows.crops.T):
+            acc = (acc ^ col.astype(np.uint64)) * np.uint64(0x9E3779B97F4A7C15)
+    return acc.view(np.int64)
+
+
+class _KeyIndex:
+    """Image ids by an int64 key: a sorted array from start-up, a dict for later adds
     (a dict of a million keys costs seconds to build and ~100 MB)."""
 
     def __init__(self, sha: np.ndarray, ids: np.ndarray):
@@ -200,7 +227,10 @@ class Matcher:
         self.crop_hits, self.lone_radius = crop_hits, lone_radius
         self.pixels_equal, self.max_transforms = pixels_equal, max_transforms
         self.records = RecordCache(loader, cache_size)
-        self.by_sha = _ShaIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self.by_sha = _KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        # indexed images by hash signature: a copy whose 19 hashes equal an indexed image's
+        # is represented by it (linked to it, not indexed, never probed again)
+        self.twins = _KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         # index entries (canonical and crop hashes of informative images): owner, fraction
         self.index = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
         self.entry_owner, self.entry_fraction = _Column(np.int64), _Column(np.float64)
@@ -226,8 +256,10 @@ class Matcher:
         """Build the index in one go from index columns (start-up: full records come
         later, from ``loader``, for candidate pairs only)."""
         m = cls(**options)
-        m.by_sha = _ShaIndex(rows.sha, rows.ids)
-        ok = rows.informative
+        m.by_sha = _KeyIndex(rows.sha, rows.ids)
+        sig = _signatures(rows)
+        ok = rows.informative & _first_of_each(sig, rows.informative)
+        m.twins = _KeyIndex(sig[ok], rows.ids[ok])
         entries = np.concatenate([rows.phash[ok, None], rows.crops[ok]], axis=1)
         width = entries.shape[1]
         if (rows.n_crops[ok] == width - 1).all():  # the usual case: no padding to drop
@@ -256,7 +288,10 @@ class Matcher:
         # built by from_rows and not added to since: its rows; else the records in memory
         rows = self.rows if self.rows is not None else rows_of(self.records.values(), self.th)
         proposals = _Proposals()
-        ok = rows.informative
+        sig = _signatures(rows)
+        ok = rows.informative & _first_of_each(sig, rows.informative)
+        for twin in np.flatnonzero(rows.informative & ~ok).tolist():  # linked to its representative only
+            self._propose_equal(proposals, int(rows.ids[twin]), self.twins.get(int(sig[twin]))[:1])
         if ok.any() and len(self.index):
             probes, fractions, owners = _probe_hashes(rows)[ok], _probe_fractions(rows)[ok], rows.ids[ok]
             for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
@@ -266,9 +301,8 @@ class Matcher:
                     kind = (_PROBE_KINDS[int(cols[col])][0], float(fractions[row, cols[col]]))
                     if self._keep_hit(kind, e, dist):
                         self._propose(proposals, int(owners[row]), kind, e, dist)
-        for ids in self.by_sha.groups():
-            for i, image_id in enumerate(ids):
-                self._propose_equal(proposals, image_id, ids[i + 1:])
+        for ids in self.by_sha.groups():  # a star per set of identical files: groups need no more
+            self._propose_equal(proposals, ids[0], ids[1:])
         return sorted(self._verify_all(self._corroborated(proposals)), key=lambda pe: (pe.a, pe.b))
 
     def add_and_match(self, rec: MatchRecord) -> list[PairEvidence]:
@@ -285,6 +319,15 @@ class Matcher:
         proposals = _Proposals()
         rows = rows_of([rec], self.th)
         probes, fractions = _probe_hashes(rows)[0], _probe_fractions(rows)[0]
+        sig = int(_signatures(rows)[0])
+        twin_of = self.twins.get(sig)[:1] if rows.informative[0] else []
+        if twin_of:  # the index cannot tell it from an indexed image: link the two, nothing more
+            self._propose_equal(proposals, rec.id, twin_of)
+            self._propose_equal(proposals, rec.id, self.by_sha.get(int(rows.sha[0]))[:1])
+            self.by_sha.add(int(rows.sha[0]), rec.id)
+            self.records.put(rec)
+            self.rows = None
+            return proposals
         if rows.informative[0] and len(self.index):
             for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
                 pi, ei, d = self.index.query(probes[cols], radius=radius)
@@ -294,11 +337,12 @@ class Matcher:
                         self._propose(proposals, rec.id, kind, e, dist)
         if rows.informative[0] and len(self.crop_probes):
             self._reverse_hits(proposals, rec, rows)
-        self._propose_equal(proposals, rec.id, self.by_sha.get(int(rows.sha[0])))
+        self._propose_equal(proposals, rec.id, self.by_sha.get(int(rows.sha[0]))[:1])
         self.by_sha.add(int(rows.sha[0]), rec.id)
         self.records.put(rec)
         self.rows = None
         if rows.informative[0]:
+            self.twins.add(sig, rec.id)
             n = 1 + int(rows.n_crops[0])
             self.index.add(np.concatenate([rows.phash, rows.crops[0]])[:n])
             self.entry_owner.extend([rec.id] * n)
