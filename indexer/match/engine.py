@@ -32,10 +32,11 @@ a caller may run it in worker processes (:meth:`Matcher.add` returns the jobs,
 :meth:`Matcher.conclude` takes the result); results are memoised by the content of both
 records, so copies of one picture whose bytes differ are aligned against a new image once.
 
-Copies. An image whose 19 hashes equal an indexed image's (a re-wrapped, retagged or
-re-saved copy: the index could not tell them apart) is linked to that representative by
-one verified pair and is neither indexed nor probed; images sharing a SHA-256 are linked
-as a star. Later candidates meet the representative only, so a folder holding hundreds
+Copies. An image whose 19 hashes *and* content (thumbnail, histogram, size: what
+verification reads) equal an indexed image's (a byte copy, a retagged or re-wrapped one)
+is that image's twin: linked to it by one verified pair, neither indexed nor probed;
+images sharing a SHA-256 are linked as a star. At start-up only rows sharing a hash
+signature are fetched to tell twins apart. Later candidates meet the representative only, so a folder holding hundreds
 of copies of a few pictures costs a few verifications per new file, not hundreds (groups
 are connected components, so they are the same).
 
@@ -61,7 +62,7 @@ import numpy as np
 from indexer import orient
 from indexer.hashes import CROP_SPECS
 from indexer.exposure.pairev import REFINED_VERDICTS
-from indexer.match.jobs import Job, Memo, Proposal, Verified, run_job
+from indexer.match.jobs import Job, Memo, Proposal, Verified, content_key, run_job
 from indexer.match.mih import MultiIndex
 from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, sha_prefix
 from indexer.match.verdict import MatchThresholds, decide, describe, informative, separate_shots
@@ -228,9 +229,11 @@ class Matcher:
         self.pixels_equal, self.max_transforms = pixels_equal, max_transforms
         self.records = RecordCache(loader, cache_size)
         self.by_sha = _KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        # indexed images by hash signature: a copy whose 19 hashes equal an indexed image's
-        # is represented by it (linked to it, not indexed, never probed again)
+        # indexed images by hash signature: a copy with an indexed image's 19 hashes and
+        # content (what verification reads) is its twin: linked to it, not indexed, not probed
         self.twins = _KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self.twin_of: dict[int, int] = {}  # batch mode: twin id -> representative id
+        self.indexed: np.ndarray | None = None  # batch mode: rows of self.rows in the index
         # index entries (canonical and crop hashes of informative images): owner, fraction
         self.index = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
         self.entry_owner, self.entry_fraction = _Column(np.int64), _Column(np.float64)
@@ -245,21 +248,23 @@ class Matcher:
     def from_records(cls, records: Iterable[MatchRecord], **options) -> "Matcher":
         """Build the index in one go from in-memory records (kept in memory)."""
         records = list(records)
-        m = cls.from_rows(rows_of(records, options.get("thresholds", MatchThresholds())), **options)
-        m.records.size = max(m.records.size, len(records))
-        for rec in records:
-            m.records.put(rec)
-        return m
+        return cls.from_rows(rows_of(records, options.get("thresholds", MatchThresholds())), records=records,
+                             **options)
 
     @classmethod
-    def from_rows(cls, rows: IndexRows, **options) -> "Matcher":
+    def from_rows(cls, rows: IndexRows, records: list[MatchRecord] | None = None, **options) -> "Matcher":
         """Build the index in one go from index columns (start-up: full records come
-        later, from ``loader``, for candidate pairs only)."""
+        later, from ``loader``, for candidate pairs and hash-identical rows only);
+        ``records``: all of them, kept in memory instead."""
         m = cls(**options)
+        if records is not None:
+            m.records.size = max(m.records.size, len(records))
+            for rec in records:
+                m.records.put(rec)
         m.by_sha = _KeyIndex(rows.sha, rows.ids)
         sig = _signatures(rows)
-        ok = rows.informative & _first_of_each(sig, rows.informative)
-        m.twins = _KeyIndex(sig[ok], rows.ids[ok])
+        ok = m._representatives(rows, sig)
+        m.twins, m.indexed = _KeyIndex(sig[ok], rows.ids[ok]), ok
         entries = np.concatenate([rows.phash[ok, None], rows.crops[ok]], axis=1)
         width = entries.shape[1]
         if (rows.n_crops[ok] == width - 1).all():  # the usual case: no padding to drop
@@ -279,6 +284,35 @@ class Matcher:
         m.rows = rows
         return m
 
+    def _representatives(self, rows: IndexRows, sig: np.ndarray) -> np.ndarray:
+        """bool (n,): informative rows that are no twin of an earlier row (rows by id).
+        Only rows sharing a hash signature are fetched, to compare their content."""
+        ok = rows.informative.copy()
+        shared = ok & ~_first_of_each(sig, ok)
+        if not shared.any():
+            return ok
+        suspects = ok & np.isin(sig, sig[shared])
+        recs = self.records.get_many(rows.ids[suspects].tolist())
+        reps: dict[int, list[tuple[int, bytes]]] = {}
+        for i in np.flatnonzero(suspects).tolist():
+            image_id, rec = int(rows.ids[i]), recs.get(int(rows.ids[i]))
+            key = content_key(rec) if rec is not None else bytes(image_id.to_bytes(8, "little", signed=True))
+            same = [r for r, k in reps.get(int(sig[i]), []) if k == key]
+            if same:
+                ok[i] = False
+                self.twin_of[image_id] = same[0]
+            else:
+                reps.setdefault(int(sig[i]), []).append((image_id, key))
+        return ok
+
+    def _twin(self, rec: MatchRecord, sig: int) -> int | None:
+        """The indexed image ``rec`` is a twin of (equal hashes and content), or None."""
+        for rid in self.twins.get(sig):
+            other = self.records.get(rid)
+            if other is not None and content_key(other) == content_key(rec):
+                return rid
+        return None
+
     def is_informative(self, rec: MatchRecord) -> bool:
         return informative(rec.entropy, rec.luma_std, rec.thumb.shape, self.th)
 
@@ -288,10 +322,13 @@ class Matcher:
         # built by from_rows and not added to since: its rows; else the records in memory
         rows = self.rows if self.rows is not None else rows_of(self.records.values(), self.th)
         proposals = _Proposals()
-        sig = _signatures(rows)
-        ok = rows.informative & _first_of_each(sig, rows.informative)
-        for twin in np.flatnonzero(rows.informative & ~ok).tolist():  # linked to its representative only
-            self._propose_equal(proposals, int(rows.ids[twin]), self.twins.get(int(sig[twin]))[:1])
+        if self.rows is None:  # records added since the build: find their twins again
+            self.twin_of = {}
+            ok = self._representatives(rows, _signatures(rows))
+        else:
+            ok = self.indexed
+        for twin, representative in self.twin_of.items():  # linked to its representative only
+            self._propose_equal(proposals, twin, [representative])
         if ok.any() and len(self.index):
             probes, fractions, owners = _probe_hashes(rows)[ok], _probe_fractions(rows)[ok], rows.ids[ok]
             for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
@@ -320,9 +357,9 @@ class Matcher:
         rows = rows_of([rec], self.th)
         probes, fractions = _probe_hashes(rows)[0], _probe_fractions(rows)[0]
         sig = int(_signatures(rows)[0])
-        twin_of = self.twins.get(sig)[:1] if rows.informative[0] else []
-        if twin_of:  # the index cannot tell it from an indexed image: link the two, nothing more
-            self._propose_equal(proposals, rec.id, twin_of)
+        twin_of = self._twin(rec, sig) if rows.informative[0] else None
+        if twin_of is not None:  # the same picture as an indexed image: link the two, nothing more
+            self._propose_equal(proposals, rec.id, [twin_of])
             self._propose_equal(proposals, rec.id, self.by_sha.get(int(rows.sha[0]))[:1])
             self.by_sha.add(int(rows.sha[0]), rec.id)
             self.records.put(rec)
