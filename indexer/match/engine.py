@@ -222,7 +222,7 @@ class Matcher:
     def __init__(self, *, radius: int = DEFAULT_RADIUS, crop_radius: int = DEFAULT_CROP_RADIUS,
                  thresholds: MatchThresholds = MatchThresholds(),
                  pixels_equal: Callable[[int, int], bool] | None = None, max_transforms: int = 2,
-                 loader: Loader | None = None, cache_size: int = 4096, crop_hits: int = 2,
+                 loader: Loader | None = None, cache_size: int = 1024, crop_hits: int = 2,
                  lone_radius: int = 12):
         self.radius, self.crop_radius, self.th = radius, max(crop_radius, radius), thresholds
         self.crop_hits, self.lone_radius = crop_hits, lone_radius

@@ -113,7 +113,7 @@ def _with_exposure(job: Job, ev: Evidence | None, th: MatchThresholds) -> Verifi
 class Memo:
     """A bounded least-recently-used map from :meth:`Job.key` to :class:`Verified`."""
 
-    def __init__(self, size: int = 20_000):  # ~1 KB an entry
+    def __init__(self, size: int = 10_000):  # ~1 KB an entry
         self.size, self.items = size, OrderedDict()
 
     def get(self, key):

@@ -87,7 +87,7 @@ class RecordCache:
     """Full records by id: those put here stay until ``size`` newer ones push them out;
     the others come from ``loader(ids)`` (None: only what was put)."""
 
-    def __init__(self, loader: Loader | None = None, size: int = 4096):  # ~17 KB a record
+    def __init__(self, loader: Loader | None = None, size: int = 1024):  # ~17 KB a record
         self.loader, self.size = loader, size
         self.items: OrderedDict[int, MatchRecord] = OrderedDict()
 
