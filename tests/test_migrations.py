@@ -246,3 +246,35 @@ def test_upgrade_from_0002_marks_existing_images_matched(tmp_path):
         matched, indexed = conn.execute(text("SELECT matched_at, indexed_at FROM images")).one()
     engine.dispose()
     assert matched is not None and str(matched) == str(indexed)
+
+
+@needs_pg
+def test_pg_matching_starts_from_stored_rows(pg_url, tmp_path):
+    """The matching stage's start-up query (driver cursor, %s parameters) on PostgreSQL:
+    a copy indexed in a second run pairs with the image stored by the first."""
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from cli import main
+    from indexer import synth
+
+    scene = Image.fromarray(synth.scene(31, 480, 360))
+    (tmp_path / "p").mkdir()
+    scene.save(tmp_path / "p" / "a.jpg", quality=92)
+    Image.fromarray(synth.scene(32, 480, 360)).save(tmp_path / "p" / "b.jpg", quality=92)
+    run = lambda: CliRunner().invoke(main, ["--db", pg_url, "index", str(tmp_path / "p"), "--workers", "1",
+                                            "--format", "json"], catch_exceptions=False)
+    assert json.loads(run().stdout)["indexed"] == 2
+    scene.resize((240, 180)).save(tmp_path / "p" / "a_half.jpg", quality=85)
+    first = run()
+    assert json.loads(first.stdout)["indexed"] == 1 and "failed on" not in first.output
+    engine = open_engine(pg_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT a.path, b.path, p.verdict FROM pairs p JOIN images a ON a.id = p.a_id "
+                                 "JOIN images b ON b.id = p.b_id")).all()
+        unmatched = conn.execute(text("SELECT count(*) FROM images WHERE matched_at IS NULL")).scalar()
+    engine.dispose()
+    assert [(a.rsplit("/", 1)[1], b.rsplit("/", 1)[1], v) for a, b, v in rows] == [("a.jpg", "a_half.jpg", "derived")]
+    assert unmatched == 0
