@@ -46,6 +46,7 @@ def test_text_overlay_copy_is_derived(shared_data):
     assert p.verdict == "derived"
     ev = p.evidence
     assert ev.edit_area < 0.05 and ev.edit_sign > 0.85 and ev.outside_corr > 0.99
+    assert "marked over" in p.description and "(text, logo)" in p.description
 
 
 @pytest.mark.parametrize("n", [1, 5, 14, 17, 20])

@@ -199,6 +199,11 @@ def _looks_identical(ev: Evidence) -> bool:
 _GREY, _COLOUR = 1.0, 3.0
 
 
+def _marked(ev: Evidence, th: MatchThresholds = MatchThresholds()) -> bool:
+    """Derived because of the drawn-mark rule alone (the plain rule would say similar)."""
+    return overlaid(ev, th) and ev.corr_tile < th.derived_corr_tile
+
+
 def describe(ev: Evidence | None, verdict: str | None, *, hamming: int | None = None) -> str:
     """A pair in a photographer's words: "rotated 90° clockwise, resized 50%, cropped"."""
     if verdict == "same_file":
@@ -216,6 +221,8 @@ def describe(ev: Evidence | None, verdict: str | None, *, hamming: int | None = 
                      else f"shifted ({ev.x:+.0f}, {ev.y:+.0f}) px")
     if verdict == "exposure_variant":
         words.append(f"{'brighter' if ev.delta_ev > 0 else 'darker'} by {abs(ev.delta_ev):.1f} EV")
+    elif verdict == "derived" and _marked(ev):
+        words.append(f"marked over {max(1, round(100 * ev.edit_area))}% of the picture (text, logo)")
     elif verdict == "derived" and ev.corr_grey < 0.999:
         words.append("recompressed or retouched")
     if verdict == "similar":
