@@ -16,6 +16,7 @@ is already in flight waits for that one instead of running again.
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Hashable
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -69,8 +70,16 @@ class Verifier:
         return self.pool is None and self.spent_inline < self.pool_after
 
     def _run_here(self, key, job: Job) -> Verified:
+        known = self.memo.get(key)  # a waiter of a failed pool job after the first re-ran it
+        if known is not None:
+            return known
         started = time.process_time()
-        verified = run_job(job, self.th, self.max_transforms)
+        try:
+            verified = run_job(job, self.th, self.max_transforms)
+        except Exception as exc:  # noqa: BLE001 - one pair that cannot be verified is not found; the run goes on
+            sys.stderr.write(f"photoqa: verifying images {job.a.id} and {job.b.id} failed: "
+                             f"{type(exc).__name__}: {exc}\n")
+            return Verified(None)
         self.spent_inline += time.process_time() - started
         return self.memo.put(key, verified)
 
@@ -110,6 +119,8 @@ class Verifier:
                 verified = self.memo.put(key, future.result())
             except BrokenProcessPool:
                 self._restart()
+                verified = None
+            except Exception:  # noqa: BLE001 - raised by run_job in the worker: run here, which reports it
                 verified = None
             for tag, job in waiters:
                 self.ready.append((tag, job, verified or self._run_here(key, job)))

@@ -93,3 +93,25 @@ def test_bounded_in_flight():
         assert len(v.results(block=True)) + 0 >= 1
     finally:
         v.close()
+
+
+def test_a_job_that_raises_is_reported_and_the_others_verify(monkeypatch, capsys):
+    from indexer import verifypool
+
+    m, jobs = _jobs()
+    real = verifypool.run_job
+    bad = jobs[0]
+
+    def flaky(job, th, max_transforms):
+        if job is bad:
+            raise ValueError("odd thumbnail")
+        return real(job, th, max_transforms)
+
+    monkeypatch.setattr(verifypool, "run_job", flaky)
+    v = Verifier(m.th, m.max_transforms, workers=1, pool_after=float("inf"))
+    for job in jobs:
+        v.submit("x", job)
+    done = {(j.a.id, j.b.id): verified for _, j, verified in v.results()}
+    assert done[(bad.a.id, bad.b.id)].evidence is None
+    assert all(verified.evidence is not None for k, verified in done.items() if k != (bad.a.id, bad.b.id))
+    assert "odd thumbnail" in capsys.readouterr().err

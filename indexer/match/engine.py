@@ -189,21 +189,21 @@ class _KeyIndex:
     """Image ids by an int64 key: a sorted array from start-up, a dict for later adds
     (a dict of a million keys costs seconds to build and ~100 MB)."""
 
-    def __init__(self, sha: np.ndarray, ids: np.ndarray):
-        order = np.argsort(sha, kind="stable")
-        self.sha, self.ids = sha[order], ids[order]
+    def __init__(self, keys: np.ndarray, ids: np.ndarray):
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.ids = keys[order], ids[order]
         self.added: dict[int, list[int]] = {}
 
     def get(self, key: int) -> list[int]:
-        lo, hi = np.searchsorted(self.sha, key, side="left"), np.searchsorted(self.sha, key, side="right")
+        lo, hi = np.searchsorted(self.keys, key, side="left"), np.searchsorted(self.keys, key, side="right")
         return [*self.ids[lo:hi].tolist(), *self.added.get(key, [])]
 
     def add(self, key: int, image_id: int) -> None:
         self.added.setdefault(key, []).append(image_id)
 
     def groups(self) -> Iterable[list[int]]:
-        """Every set of two or more ids sharing a prefix."""
-        keys, first, counts = np.unique(self.sha, return_index=True, return_counts=True)
+        """Every set of two or more ids sharing a key."""
+        keys, counts = np.unique(self.keys, return_counts=True)
         for key in set(keys[counts > 1].tolist()) | set(self.added):
             ids = self.get(key)
             if len(ids) > 1:
@@ -296,8 +296,8 @@ class Matcher:
         reps: dict[int, list[tuple[int, bytes]]] = {}
         for i in np.flatnonzero(suspects).tolist():
             image_id, rec = int(rows.ids[i]), recs.get(int(rows.ids[i]))
-            key = content_key(rec) if rec is not None else bytes(image_id.to_bytes(8, "little", signed=True))
-            same = [r for r, k in reps.get(int(sig[i]), []) if k == key]
+            key = content_key(rec) if rec is not None else None  # unreadable: nobody's twin
+            same = [r for r, k in reps.get(int(sig[i]), []) if key is not None and k == key]
             if same:
                 ok[i] = False
                 self.twin_of[image_id] = same[0]
@@ -356,14 +356,14 @@ class Matcher:
         proposals = _Proposals()
         rows = rows_of([rec], self.th)
         probes, fractions = _probe_hashes(rows)[0], _probe_fractions(rows)[0]
-        sig = int(_signatures(rows)[0])
+        sig, sha = int(_signatures(rows)[0]), int(rows.sha[0])
         twin_of = self._twin(rec, sig) if rows.informative[0] else None
+        self._propose_equal(proposals, rec.id, self.by_sha.get(sha)[:1])
+        self.by_sha.add(sha, rec.id)
+        self.records.put(rec)
+        self.rows = None
         if twin_of is not None:  # the same picture as an indexed image: link the two, nothing more
             self._propose_equal(proposals, rec.id, [twin_of])
-            self._propose_equal(proposals, rec.id, self.by_sha.get(int(rows.sha[0]))[:1])
-            self.by_sha.add(int(rows.sha[0]), rec.id)
-            self.records.put(rec)
-            self.rows = None
             return proposals
         if rows.informative[0] and len(self.index):
             for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
@@ -374,10 +374,6 @@ class Matcher:
                         self._propose(proposals, rec.id, kind, e, dist)
         if rows.informative[0] and len(self.crop_probes):
             self._reverse_hits(proposals, rec, rows)
-        self._propose_equal(proposals, rec.id, self.by_sha.get(int(rows.sha[0]))[:1])
-        self.by_sha.add(int(rows.sha[0]), rec.id)
-        self.records.put(rec)
-        self.rows = None
         if rows.informative[0]:
             self.twins.add(sig, rec.id)
             n = 1 + int(rows.n_crops[0])
@@ -476,11 +472,6 @@ class Matcher:
         recs = self.records.get_many(i for pair in proposals for i in pair)
         return [Job(recs[a], recs[b], tuple(sorted(slot.values(), key=lambda p: p.hamming)))
                 for (a, b), slot in proposals.items() if a in recs and b in recs]
-
-    def verify_pair(self, ra: MatchRecord, rb: MatchRecord, props: list[Proposal]) -> PairEvidence | None:
-        """Verify proposals for (a, b) (``a ~ apply(b, t)`` each); the accepted pair or None."""
-        job = Job(ra, rb, tuple(props))
-        return self.conclude(job, run_job(job, self.th, self.max_transforms))
 
     def conclude(self, job: Job, verified: Verified) -> PairEvidence | None:
         """The verdict for a verified job (this process: it may compare full-size pixels)."""
