@@ -69,6 +69,10 @@ class Image(Base):
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
     # when its candidate pairs were verified and stored; NULL: waiting for matching
     matched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # change number: one more than the table's highest by every write that changes what
+    # matching sees of the row (stored, re-indexed, moved back, marked missing); a saved
+    # matching index catches up on the rows changed since it was saved
+    revision: Mapped[int | None] = mapped_column(BigInteger, index=True)
     # perceptual hashes (signed int64); BLOBs: 8 x int64 LE (D4 order), 10 x int64 LE (crops in
     # hashes.CROP_SPECS order: centred 90%, 80%, then 85% at 4 corners and 4 edge midpoints;
     # features_version 1 stored the first 2)
@@ -93,6 +97,16 @@ class Image(Base):
     thumb: Mapped[bytes] = mapped_column(LargeBinary)
     thumb_width: Mapped[int] = mapped_column(SmallInteger)
     thumb_height: Mapped[int] = mapped_column(SmallInteger)
+
+
+class Meta(Base):
+    """Facts about the database itself: ``instance`` is a random id made when the table
+    was (a saved matching index belongs to one database, whatever its path)."""
+
+    __tablename__ = "photoqa_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class Failure(Base):

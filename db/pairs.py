@@ -4,15 +4,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import numpy as np
 from sqlalchemy import Engine, delete, insert, select, update
 
+from db.indexrows import load_index_rows  # noqa: F401 - re-exported: callers read rows here
 from db.models import Image, ImageGroup, Pair
 from db.store import unpack_hist, unpack_thumb, utcnow
 from indexer import hashes
-from indexer.match.engine import IndexRows, MatchRecord, PairEvidence
-from indexer.match.records import sha_prefix
-from indexer.match.verdict import MatchThresholds
+from indexer.match.engine import MatchRecord, PairEvidence
 from indexer.match.groups import Group, KeeperInfo
 
 MATCH_VERSION = 1
@@ -37,60 +35,6 @@ def load_records(engine: Engine, ids: Iterable[int] | None = None) -> list[Match
         query = query.where(Image.id.in_(list(ids)))
     with engine.connect() as conn:
         return [to_record(row) for row in conn.execute(query)]
-
-
-def load_index_rows(engine: Engine, th: MatchThresholds, exclude: Iterable[int] = ()) -> IndexRows:
-    """The index columns of every present image but ``exclude``, as arrays.
-
-    One query through the driver's own cursor (SQLAlchemy's row objects cost more than
-    the read itself at a million rows), six values a row: the information gate and the
-    SHA-256 prefix are computed in SQL; no thumbnails (the matcher fetches those of
-    candidate pairs through :func:`loader`).
-    """
-    sql = ("SELECT id, substr(sha256, 1, 16), phash, phash_d4, phash_crops, "
-           "CASE WHEN entropy >= ? AND luma_std >= ? AND thumb_width >= ? AND thumb_height >= ? "
-           "THEN 1 ELSE 0 END FROM images WHERE missing_since IS NULL ORDER BY id")
-    params = (th.min_entropy, th.min_luma_std, th.min_side, th.min_side)
-    with engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        cursor = raw.cursor()
-        cursor.execute(sql if engine.dialect.paramstyle == "qmark" else sql.replace("?", "%s"), params)
-        rows = cursor.fetchall()
-        cursor.close()
-    skip = set(exclude)
-    if skip:
-        rows = [r for r in rows if r[0] not in skip]
-    ids, shas, phash, d4, crops, gate = (list(c) for c in zip(*rows)) if rows else [[]] * 6
-    n = len(ids)
-    crops_arr, n_crops = _crop_matrix(crops, phash)
-    return IndexRows(
-        ids=np.array(ids, dtype=np.int64), sha=_sha_prefixes(shas), phash=np.array(phash, dtype=np.int64),
-        d4=np.frombuffer(b"".join(d4), dtype="<i8").astype(np.int64).reshape(n, 8),
-        crops=crops_arr, n_crops=n_crops, informative=np.array(gate, dtype=bool))
-
-
-def _sha_prefixes(prefixes: list[str]) -> np.ndarray:
-    """16-hex-digit SHA-256 prefixes -> signed int64 (n,), as :func:`sha_prefix`."""
-    if all(len(p) == 16 for p in prefixes):
-        try:
-            return np.frombuffer(bytes.fromhex("".join(prefixes)), dtype=">i8").astype(np.int64)
-        except ValueError:
-            pass
-    return np.array([sha_prefix(p) for p in prefixes], dtype=np.int64)
-
-
-def _crop_matrix(blobs: list[bytes], phash: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Stored crop-hash BLOBs -> int64 (n, 10) padded with the pHash, and counts (n,)."""
-    k = len(hashes.CROP_SPECS)
-    n = len(blobs)
-    if all(len(b) == 8 * k for b in blobs):  # the usual case: one buffer, no Python loop
-        return np.frombuffer(b"".join(blobs), dtype="<i8").astype(np.int64).reshape(n, k), np.full(n, k)
-    out = np.repeat(np.array(phash, dtype=np.int64)[:, None], k, axis=1)
-    counts = np.zeros(n, dtype=np.int64)
-    for i, blob in enumerate(blobs):
-        c = hashes.unpack(blob)[:k]
-        out[i, :len(c)], counts[i] = c, len(c)
-    return out, counts
 
 
 def loader(engine: Engine):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Failure, Image
@@ -85,8 +85,11 @@ def _features_version() -> int:
 # Statements built once, values passed as parameters: building ``insert().values(**row)``
 # per file re-generated a cache key over ~45 values each time (~2 ms of a ~30 ms file).
 _IMAGES = Image.__table__
-_INSERT_IMAGE = insert(_IMAGES).returning(_IMAGES.c.id)
-_UPDATE_IMAGE = update(_IMAGES).where(_IMAGES.c.id == bindparam("image_id_"))
+# images.revision: one more than the table's highest, set by every write that changes what
+# matching sees of a row (see migration 0004); O(log n) through its index
+_NEXT_REVISION = select(func.coalesce(func.max(_IMAGES.c.revision), 0) + 1).scalar_subquery()
+_INSERT_IMAGE = insert(_IMAGES).values(revision=_NEXT_REVISION).returning(_IMAGES.c.id)
+_UPDATE_IMAGE = update(_IMAGES).where(_IMAGES.c.id == bindparam("image_id_")).values(revision=_NEXT_REVISION)
 _IMAGE_ID_BY_PATH = select(_IMAGES.c.id).where(_IMAGES.c.path == bindparam("p"))
 _DELETE_FAILURE = delete(Failure.__table__).where(Failure.__table__.c.path == bindparam("p"))
 
@@ -168,7 +171,8 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(delete(Image).where((Image.path == task.path) & (Image.id != image_id)))
             conn.execute(update(Image).where(Image.id == image_id).values(
-                path=task.path, size=task.size, mtime_ns=task.mtime_ns, missing_since=None))
+                path=task.path, size=task.size, mtime_ns=task.mtime_ns, missing_since=None,
+                revision=_NEXT_REVISION))
             conn.execute(delete(Failure).where(Failure.path == task.path))
 
     def mark_missing(self, image_ids: list[int]) -> None:
@@ -176,7 +180,7 @@ class Store:
             return
         with self.engine.begin() as conn:
             conn.execute(update(Image).where(Image.id.in_(image_ids) & Image.missing_since.is_(None))
-                         .values(missing_since=utcnow()))
+                         .values(missing_since=utcnow(), revision=_NEXT_REVISION))
 
     def forget_failure(self, path: str) -> None:
         self.forget_failures([path])

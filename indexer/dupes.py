@@ -16,6 +16,7 @@ from indexer.exposurestage import refine_pairs
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
 from indexer.match.groups import UnionFind, build_groups
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
+from indexer.matchindex import IndexKeeper, Started, index_file
 from indexer.pipeline import worker_count
 from indexer.session import Session
 from indexer.verifypool import Verifier
@@ -132,6 +133,8 @@ class MatchStage:
     def __init__(self, session: Session):
         self.session = session
         self.matcher: Matcher | None = None
+        self.keeper: IndexKeeper | None = None
+        self.started: Started | None = None  # how the index was opened, and the mark it is up to date with
         self.verifier: Verifier | None = None
         self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
         self.changed = self.looked = False
@@ -154,17 +157,18 @@ class MatchStage:
             self._finish(rec.id)
 
     def _start(self, skip: int | None = None) -> None:
-        """Index the stored images, then match those whose pairs were never stored (an
-        earlier run stopped while verifying them, or matched with matching off)."""
-        started = time.perf_counter()
+        """Open the index (the saved one brought up to date, else built from every row),
+        then match the images whose pairs were never stored (an earlier run stopped while
+        verifying them, or matched with matching off)."""
         engine = self.session.engine
         waiting = sorted(set(dbpairs.unmatched_ids(engine)) - {skip})
         m = self.session.settings.match
-        rows = dbpairs.load_index_rows(engine, self.session.settings.verdict, exclude=[*waiting, skip])
-        self.matcher = Matcher.from_rows(rows, loader=dbpairs.loader(engine), **matcher_options(self.session))
+        self.keeper = IndexKeeper(engine, index_file(self.session.url, m.index_file), matcher_options(self.session),
+                                  min_images=m.index_file_min)
+        self.started = self.keeper.open(exclude=[*waiting, *([] if skip is None else [skip])])
+        self.matcher = self.started.matcher
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
                                  workers=worker_count(m.verify_workers), pool_after=m.pool_after)
-        self.startup_seconds = time.perf_counter() - started
         for rec in dbpairs.load_records(engine, waiting):
             self._match(rec)
 
@@ -209,6 +213,8 @@ class MatchStage:
             self.verifier.close()
         if self.changed:
             self._regroup()
+        if self.keeper is not None:
+            self.keeper.close(self.matcher, self.started.mark)
 
 
 @dataclass

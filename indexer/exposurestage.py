@@ -28,7 +28,6 @@ import numpy as np
 from db import flags as dbflags
 from db import pairs as dbpairs
 from db.store import unpack_hist
-from indexer import orient
 from indexer.exposure import transfer
 from indexer.exposure.pairev import REFINED_VERDICTS, thumb_delta_ev  # noqa: F401 - re-exported
 from indexer.exposure.flags import FLAGS_VERSION, FlagThresholds, fired

@@ -234,7 +234,7 @@ def test_upgrade_from_0002_marks_existing_images_matched(tmp_path):
     not matched again (matched_at = indexed_at); new rows start unmatched."""
     engine = fresh_engine(tmp_path)
     migrate.upgrade(engine, "0002")
-    cols = [c.name for c in Base.metadata.tables["images"].columns if c.name not in ("id", "matched_at")]
+    cols = [c.name for c in Base.metadata.tables["images"].columns if c.name not in ("id", "matched_at", "revision")]
     values = {c: 0 for c in cols}
     values.update(path="old.jpg", sha256="0", format="JPEG", decoder="d", indexed_at="2026-11-30 10:00:00",
                   missing_since=None, captured_at=None, camera_id=None)
@@ -246,6 +246,29 @@ def test_upgrade_from_0002_marks_existing_images_matched(tmp_path):
         matched, indexed = conn.execute(text("SELECT matched_at, indexed_at FROM images")).one()
     engine.dispose()
     assert matched is not None and str(matched) == str(indexed)
+
+
+def test_upgrade_from_0003_numbers_existing_rows_and_names_the_database(tmp_path):
+    """0004: rows that exist get revision = id (the saved matching index's catch-up starts
+    from them); every database gets its own random instance id."""
+    ids = []
+    for name in ("a.db", "b.db"):
+        engine = fresh_engine(tmp_path, name)
+        migrate.upgrade(engine, "0003")
+        cols = [c.name for c in Base.metadata.tables["images"].columns if c.name not in ("id", "revision")]
+        values = {c: 0 for c in cols}
+        values.update(sha256="0", format="JPEG", decoder="d", indexed_at="2026-11-30 10:00:00",
+                      matched_at=None, missing_since=None, captured_at=None, camera_id=None)
+        with engine.begin() as conn:
+            for path in ("x.jpg", "y.jpg"):
+                conn.execute(text(f"INSERT INTO images ({', '.join(cols)}) "
+                                  f"VALUES ({', '.join(':' + c for c in cols)})"), {**values, "path": path})
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, revision FROM images ORDER BY id")).all() == [(1, 1), (2, 2)]
+            ids.append(conn.execute(text("SELECT value FROM photoqa_meta WHERE key = 'instance'")).scalar())
+        engine.dispose()
+    assert all(len(i) == 32 for i in ids) and ids[0] != ids[1]
 
 
 @needs_pg

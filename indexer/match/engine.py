@@ -65,6 +65,7 @@ from indexer.exposure.pairev import REFINED_VERDICTS
 from indexer.match.jobs import Job, Memo, Proposal, Verified, content_key, run_job
 from indexer.match.mih import MultiIndex
 from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, sha_prefix
+from indexer.match.tables import Column, Held, HeldTable, KeyIndex
 from indexer.match.verdict import MatchThresholds, decide, describe, informative, separate_shots
 from indexer.match.verify import Evidence
 
@@ -143,27 +144,36 @@ def _first_of_each(keys: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-class _Column:
-    """A growable 1-D array (amortised doubling)."""
+def _entries(rows: IndexRows, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Index entries of rows ``sel`` (bool (n,)): canonical pHash then stored crop hashes.
+    Returns (hashes int64, owners int64, fractions float64, entries per row int64 (n,),
+    0 for rows not selected); a row's entries are consecutive, rows in order."""
+    entries = np.concatenate([rows.phash[sel, None], rows.crops[sel]], axis=1)
+    width = entries.shape[1]
+    counts = np.zeros(len(rows), dtype=np.int64)
+    counts[sel] = 1 + rows.n_crops[sel]
+    if (counts[sel] == width).all():  # the usual case: no padding to drop
+        return (entries.ravel(), np.repeat(rows.ids[sel], width), np.tile(ENTRY_FRACTIONS[:width], len(entries)),
+                counts)
+    real = np.arange(width) < counts[sel][:, None]  # drop padding of old rows
+    return (entries[real], np.broadcast_to(rows.ids[sel, None], entries.shape)[real],
+            np.broadcast_to(ENTRY_FRACTIONS[:width], entries.shape)[real], counts)
 
-    def __init__(self, dtype, values=()):
-        self.data = np.array(values, dtype=dtype)
-        self.n = len(self.data)
 
-    def extend(self, values) -> None:
-        values = np.asarray(values, dtype=self.data.dtype)
-        if self.n + len(values) > len(self.data):
-            grown = np.empty(max(2 * len(self.data), self.n + len(values), 16), dtype=self.data.dtype)
-            grown[:self.n] = self.data[:self.n]
-            self.data = grown
-        self.data[self.n:self.n + len(values)] = values
-        self.n += len(values)
+def _crop_channel(rows: IndexRows, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crop-channel probes of rows ``sel`` (3 a row, in order) and their fractions."""
+    return (_probe_hashes(rows)[sel][:, _CROP_CHANNEL].ravel(),
+            _probe_fractions(rows)[sel][:, _CROP_CHANNEL].ravel())
 
-    def __getitem__(self, i):
-        return self.data[:self.n][i]
 
-    def __len__(self) -> int:
-        return self.n
+def _held_columns(rows: IndexRows, sig: np.ndarray, indexed: np.ndarray, counts: np.ndarray,
+                  first_entry: int, first_probe: int) -> dict[str, np.ndarray]:
+    """:class:`~indexer.match.tables.Held` columns of ``rows`` whose ``indexed`` ones had
+    their entries appended from ``first_entry`` and probes from ``first_probe``."""
+    starts = first_entry + np.cumsum(counts) - counts
+    probe_starts = first_probe + len(_CROP_CHANNEL) * (np.cumsum(indexed) - indexed)
+    return dict(sig=sig, sha=rows.sha, estart=np.where(indexed, starts, -1), ecount=np.where(indexed, counts, 0),
+                pstart=np.where(indexed, probe_starts, -1))
 
 
 class _Proposals(dict):
@@ -185,31 +195,6 @@ def _signatures(rows: IndexRows) -> np.ndarray:
     return acc.view(np.int64)
 
 
-class _KeyIndex:
-    """Image ids by an int64 key: a sorted array from start-up, a dict for later adds
-    (a dict of a million keys costs seconds to build and ~100 MB)."""
-
-    def __init__(self, keys: np.ndarray, ids: np.ndarray):
-        order = np.argsort(keys, kind="stable")
-        self.keys, self.ids = keys[order], ids[order]
-        self.added: dict[int, list[int]] = {}
-
-    def get(self, key: int) -> list[int]:
-        lo, hi = np.searchsorted(self.keys, key, side="left"), np.searchsorted(self.keys, key, side="right")
-        return [*self.ids[lo:hi].tolist(), *self.added.get(key, [])]
-
-    def add(self, key: int, image_id: int) -> None:
-        self.added.setdefault(key, []).append(image_id)
-
-    def groups(self) -> Iterable[list[int]]:
-        """Every set of two or more ids sharing a key."""
-        keys, counts = np.unique(self.keys, return_counts=True)
-        for key in set(keys[counts > 1].tolist()) | set(self.added):
-            ids = self.get(key)
-            if len(ids) > 1:
-                yield ids
-
-
 class Matcher:
     """The index over a set of images; batch and incremental matching.
 
@@ -228,21 +213,23 @@ class Matcher:
         self.crop_hits, self.lone_radius = crop_hits, lone_radius
         self.pixels_equal, self.max_transforms = pixels_equal, max_transforms
         self.records = RecordCache(loader, cache_size)
-        self.by_sha = _KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self.by_sha = KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         # indexed images by hash signature: a copy with an indexed image's 19 hashes and
         # content (what verification reads) is its twin: linked to it, not indexed, not probed
-        self.twins = _KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        self.twin_of: dict[int, int] = {}  # batch mode: twin id -> representative id
+        self.twins = KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self.twin_of: dict[int, int] = {}  # twin id -> representative id
         self.indexed: np.ndarray | None = None  # batch mode: rows of self.rows in the index
         # index entries (canonical and crop hashes of informative images): owner, fraction
         self.index = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
-        self.entry_owner, self.entry_fraction = _Column(np.int64), _Column(np.float64)
+        self.entry_owner, self.entry_fraction = Column(np.int64), Column(np.float64)
         # crop-channel probes of the indexed images, so that an added image's off-centre
         # crop entries meet the probes of images indexed before it, as the batch join does
         self.crop_probes = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
-        self.probe_owner, self.probe_fraction = _Column(np.int64), _Column(np.float64)
+        self.probe_owner, self.probe_fraction = Column(np.int64), Column(np.float64)
         self.memo = Memo()  # verifications by content: copies of one picture align once
         self.rows: IndexRows | None = None  # batch mode: the rows it was built from
+        self.held = HeldTable.empty()  # every image it holds: signature, SHA-256, entries
+        self.dead_entries = 0  # entries of forgotten images still in the tables (owner -1)
 
     @classmethod
     def from_records(cls, records: Iterable[MatchRecord], **options) -> "Matcher":
@@ -261,26 +248,18 @@ class Matcher:
             m.records.size = max(m.records.size, len(records))
             for rec in records:
                 m.records.put(rec)
-        m.by_sha = _KeyIndex(rows.sha, rows.ids)
+        m.by_sha = KeyIndex(rows.sha, rows.ids)
         sig = _signatures(rows)
         ok = m._representatives(rows, sig)
-        m.twins, m.indexed = _KeyIndex(sig[ok], rows.ids[ok]), ok
-        entries = np.concatenate([rows.phash[ok, None], rows.crops[ok]], axis=1)
-        width = entries.shape[1]
-        if (rows.n_crops[ok] == width - 1).all():  # the usual case: no padding to drop
-            owners, fractions = np.repeat(rows.ids[ok], width), np.tile(ENTRY_FRACTIONS[:width], len(entries))
-            entries = entries.ravel()
-        else:
-            real = np.arange(width) < 1 + rows.n_crops[ok][:, None]  # drop padding of old rows
-            owners = np.broadcast_to(rows.ids[ok, None], entries.shape)[real]
-            fractions = np.broadcast_to(ENTRY_FRACTIONS[:width], entries.shape)[real]
-            entries = entries[real]
+        m.twins, m.indexed = KeyIndex(sig[ok], rows.ids[ok]), ok
+        entries, owners, fractions, counts = _entries(rows, ok)
         m.index = MultiIndex(entries, radius=m.radius)
-        m.entry_owner, m.entry_fraction = _Column(np.int64, owners), _Column(np.float64, fractions)
-        probes = _probe_hashes(rows)[ok][:, _CROP_CHANNEL]
-        m.crop_probes = MultiIndex(probes.ravel(), radius=m.radius)
-        m.probe_owner = _Column(np.int64, np.repeat(rows.ids[ok], len(_CROP_CHANNEL)))
-        m.probe_fraction = _Column(np.float64, _probe_fractions(rows)[ok][:, _CROP_CHANNEL].ravel())
+        m.entry_owner, m.entry_fraction = Column(np.int64, owners), Column(np.float64, fractions)
+        probes, probe_fractions = _crop_channel(rows, ok)
+        m.crop_probes = MultiIndex(probes, radius=m.radius)
+        m.probe_owner = Column(np.int64, np.repeat(rows.ids[ok], len(_CROP_CHANNEL)))
+        m.probe_fraction = Column(np.float64, probe_fractions)
+        m.held = HeldTable(rows.ids, **_held_columns(rows, sig, ok, counts, 0, 0))
         m.rows = rows
         return m
 
@@ -353,17 +332,18 @@ class Matcher:
 
     def _propose_and_add(self, rec: MatchRecord) -> dict:
         """Candidate proposals of ``rec`` against the index, then ``rec`` added to it."""
+        self._forget_for_update([rec.id])
         proposals = _Proposals()
         rows = rows_of([rec], self.th)
         probes, fractions = _probe_hashes(rows)[0], _probe_fractions(rows)[0]
-        sig, sha = int(_signatures(rows)[0]), int(rows.sha[0])
-        twin_of = self._twin(rec, sig) if rows.informative[0] else None
+        sig, sha = _signatures(rows), int(rows.sha[0])
+        twin_of = self._twin(rec, int(sig[0])) if rows.informative[0] else None
         self._propose_equal(proposals, rec.id, self.by_sha.get(sha)[:1])
-        self.by_sha.add(sha, rec.id)
         self.records.put(rec)
         self.rows = None
         if twin_of is not None:  # the same picture as an indexed image: link the two, nothing more
             self._propose_equal(proposals, rec.id, [twin_of])
+            self._hold(rows, sig, np.zeros(1, dtype=bool), {rec.id: twin_of})
             return proposals
         if rows.informative[0] and len(self.index):
             for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
@@ -374,16 +354,134 @@ class Matcher:
                         self._propose(proposals, rec.id, kind, e, dist)
         if rows.informative[0] and len(self.crop_probes):
             self._reverse_hits(proposals, rec, rows)
-        if rows.informative[0]:
-            self.twins.add(sig, rec.id)
-            n = 1 + int(rows.n_crops[0])
-            self.index.add(np.concatenate([rows.phash, rows.crops[0]])[:n])
-            self.entry_owner.extend([rec.id] * n)
-            self.entry_fraction.extend(ENTRY_FRACTIONS[:n])
-            self.crop_probes.add(probes[_CROP_CHANNEL])
-            self.probe_owner.extend([rec.id] * len(_CROP_CHANNEL))
-            self.probe_fraction.extend(fractions[_CROP_CHANNEL])
+        self._hold(rows, sig, rows.informative.copy(), {})
         return self._corroborated(proposals)
+
+    def _hold(self, rows: IndexRows, sig: np.ndarray, indexed: np.ndarray, twin_of: dict[int, int]) -> None:
+        """Hold new ``rows`` (none held now): index the entries and crop-channel probes of
+        the ``indexed`` ones, link the twins in ``twin_of`` (id -> representative)."""
+        entries, owners, fractions, counts = _entries(rows, indexed)
+        first_entry = int(self.index.add(entries)[0]) if len(entries) else len(self.index)
+        self.entry_owner.extend(owners)
+        self.entry_fraction.extend(fractions)
+        probes, probe_fractions = _crop_channel(rows, indexed)
+        first_probe = int(self.crop_probes.add(probes)[0]) if len(probes) else len(self.crop_probes)
+        self.probe_owner.extend(np.repeat(rows.ids[indexed], len(_CROP_CHANNEL)))
+        self.probe_fraction.extend(probe_fractions)
+        cols = _held_columns(rows, sig, indexed, counts, first_entry, first_probe)
+        for i, image_id in enumerate(rows.ids.tolist()):
+            self.held.set(image_id, Held(*(int(cols[f][i]) for f in Held._fields)))
+            self.by_sha.add(int(rows.sha[i]), image_id)
+            if indexed[i]:
+                self.twins.add(int(sig[i]), image_id)
+        self.twin_of.update(twin_of)
+
+    def insert(self, rows: IndexRows) -> None:
+        """Hold images matched elsewhere (a saved index catching up on the database):
+        indexed as at start-up, twins linked to their representative, nothing proposed.
+        Images held already are replaced (their rows changed)."""
+        self._forget_for_update(rows.ids.tolist())
+        if not len(rows):
+            return
+        sig = _signatures(rows)
+        ok = rows.informative.copy()
+        twin_of: dict[int, int] = {}
+        values, inverse, counts = np.unique(sig, return_inverse=True, return_counts=True)
+        repeated = counts[inverse] > 1  # rows sharing a signature within this batch
+        suspects = [i for i in np.flatnonzero(ok).tolist() if repeated[i] or self.twins.get(int(sig[i]))]
+        if suspects:
+            known = {int(r) for i in suspects for r in self.twins.get(int(sig[i]))}
+            recs = self.records.get_many([*known, *(int(rows.ids[i]) for i in suspects)])
+            reps: dict[int, list[tuple[int, bytes]]] = {}
+            for i in suspects:
+                rec = recs.get(int(rows.ids[i]))
+                key = content_key(rec) if rec is not None else None
+                same = [r for r in self.twins.get(int(sig[i])) if r in recs and key is not None
+                        and content_key(recs[r]) == key]
+                same += [r for r, k in reps.get(int(sig[i]), []) if key is not None and k == key]
+                if same:
+                    ok[i] = False
+                    twin_of[int(rows.ids[i])] = same[0]
+                else:
+                    reps.setdefault(int(sig[i]), []).append((int(rows.ids[i]), key))
+        self.rows = None
+        self._hold(rows, sig, ok, twin_of)
+
+    def sync(self, present: IndexRows, gone: Iterable[int] = ()) -> int:
+        """Bring the index up to date with rows that changed in the database: images in
+        ``gone`` are forgotten, rows of ``present`` that are new or whose hashes or
+        SHA-256 changed are held again (:meth:`insert`); rows equal to what is held are
+        left alone. Returns how many images changed."""
+        gone = [i for i in dict.fromkeys(int(i) for i in gone) if i in self.held]
+        sig = _signatures(present)
+        stale = np.ones(len(present), dtype=bool)
+        for k, image_id in enumerate(present.ids.tolist()):
+            held = self.held.get(image_id)
+            stale[k] = held is None or held.sig != int(sig[k]) or held.sha != int(present.sha[k])
+        self.forget(gone)
+        self.insert(present.take(stale))
+        return len(gone) + int(stale.sum())
+
+    def forget(self, ids: Iterable[int]) -> None:
+        """Take images out of the index (gone from disk, re-indexed): their entries stay in
+        the tables with no owner (:meth:`compact` drops them) and their twins take over."""
+        ids = [i for i in dict.fromkeys(int(i) for i in ids) if i in self.held]
+        if not ids:
+            return
+        gone = set(ids)
+        heirs = {}  # forgotten representative -> its first twin not forgotten too
+        for twin, rep in sorted(self.twin_of.items()):
+            if rep in gone and twin not in gone:
+                heirs.setdefault(rep, twin)
+        owner, probe_owner = self.entry_owner.view(), self.probe_owner.view()
+        for image_id in ids:
+            held = self.held.get(image_id)
+            self.by_sha.remove(held.sha, image_id)
+            self.held.set(image_id, None)
+            self.twin_of.pop(image_id, None)
+            self.records.items.pop(image_id, None)
+            if held.estart < 0:
+                continue
+            self.twins.remove(held.sig, image_id)
+            heir = heirs.get(image_id, -1)  # a twin has the same hashes: it takes the entries over
+            owner[held.estart:held.estart + held.ecount] = heir
+            probe_owner[held.pstart:held.pstart + len(_CROP_CHANNEL)] = heir
+            if heir < 0:
+                self.dead_entries += held.ecount
+                continue
+            self.twins.add(held.sig, heir)
+            self.held.set(heir, self.held.get(heir)._replace(estart=held.estart, ecount=held.ecount,
+                                                              pstart=held.pstart))
+            for twin, rep in list(self.twin_of.items()):
+                if rep == image_id:
+                    self.twin_of[twin] = heir
+            del self.twin_of[heir]
+        self.rows = None
+
+    def compact(self) -> None:
+        """Rebuild the tables without the entries of forgotten images (``dead_entries``);
+        entry numbers change, each image's entries stay consecutive."""
+        if not self.dead_entries:
+            return
+        alive, probe_alive = self.entry_owner.view() >= 0, self.probe_owner.view() >= 0
+        moved, probe_moved = np.cumsum(alive) - 1, np.cumsum(probe_alive) - 1
+        self.index = MultiIndex(self.index.all_hashes()[alive], radius=self.radius)
+        self.entry_owner = Column(np.int64, self.entry_owner.view()[alive])
+        self.entry_fraction = Column(np.float64, self.entry_fraction.view()[alive])
+        self.crop_probes = MultiIndex(self.crop_probes.all_hashes()[probe_alive], radius=self.radius)
+        self.probe_owner = Column(np.int64, self.probe_owner.view()[probe_alive])
+        self.probe_fraction = Column(np.float64, self.probe_fraction.view()[probe_alive])
+        ids, cols = self.held.arrays()
+        on = cols["estart"] >= 0
+        cols["estart"][on], cols["pstart"][on] = moved[cols["estart"][on]], probe_moved[cols["pstart"][on]]
+        self.held = HeldTable(ids, **cols)
+        self.dead_entries = 0
+
+    def _forget_for_update(self, ids: list[int]) -> None:
+        """Forget those of ``ids`` held now (their rows are about to be held again)."""
+        held = [i for i in ids if i in self.held]
+        if held:
+            self.forget(held)
 
     def _corroborated(self, proposals: "_Proposals") -> "_Proposals":
         """Pairs whose best hash distance is within ``lone_radius`` (at least ``radius``),
@@ -412,6 +510,8 @@ class Matcher:
         off = rows.crops[0, PROBE_CROPS:int(rows.n_crops[0])]
         pi, qi, d = self.crop_probes.query(off, radius=self.crop_radius)
         for p, j, dist in zip(pi.tolist(), qi.tolist(), d.tolist()):
+            if self.probe_owner[j] < 0:
+                continue
             self._propose_to(proposals, int(self.probe_owner[j]), ("identity", float(self.probe_fraction[j])),
                              rec.id, float(ENTRY_FRACTIONS[1 + PROBE_CROPS + p]), dist)
 
@@ -421,7 +521,9 @@ class Matcher:
         return dist <= self.radius or kind[1] < 1.0 or self.entry_fraction[entry] < 1.0
 
     def _propose(self, proposals, q: int, kind: tuple[str, float], entry: int, dist: int) -> None:
-        self._propose_to(proposals, q, kind, int(self.entry_owner[entry]), float(self.entry_fraction[entry]), dist)
+        owner = int(self.entry_owner[entry])
+        if owner >= 0:  # -1: an entry of a forgotten image
+            self._propose_to(proposals, q, kind, owner, float(self.entry_fraction[entry]), dist)
 
     def _propose_to(self, proposals, q: int, kind: tuple[str, float], e: int, fe: float, dist: int) -> None:
         """Probe ``kind`` = (transform, fraction) of ``q`` hit an entry of fraction ``fe`` of ``e``."""

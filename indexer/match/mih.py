@@ -120,6 +120,16 @@ class _Table:
             hashes.view(np.uint64), shift, bits, self.order)
         self._blocks: tuple[np.ndarray, np.ndarray] | None = None
 
+    @classmethod
+    def from_arrays(cls, shift: int, bits: int, order: np.ndarray, starts: np.ndarray,
+                    sorted_hashes: np.ndarray, bitmap: np.ndarray) -> "_Table":
+        """A table from the arrays of a saved one (no counting sort)."""
+        table = cls.__new__(cls)
+        table.shift, table.bits, table.block_bits = shift, bits, min(_BLOCK_BITS, bits)
+        table.order, table.starts, table.sorted_hashes, table.bitmap = order, starts, sorted_hashes, bitmap
+        table._blocks = None
+        return table
+
     def blocks(self) -> tuple[np.ndarray, np.ndarray]:
         """Non-empty bucket keys, ascending (int64), and where each join block of
         ``2**block_bits`` keys starts among them (int64, blocks + 1); cached."""
@@ -185,6 +195,35 @@ class MultiIndex:
         self._recent: MultiIndex | None = None  # entries n_indexed .. n_indexed + n_recent - 1
         self.tables = [_Table(hashes, int(s), b) for s, b in zip(shifts, self.widths)]
         self.n_indexed = len(hashes)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every array of this index by name, for :meth:`from_state` (saving an index
+        spares the counting sorts: ~0.5 s per table of 11 M entries)."""
+        out = {"params": np.array([self.radius, self.m, self.buffer_limit, self._m_fixed or 0], dtype=np.int64),
+               "recent_fraction": np.array([self.recent_fraction]), "hashes": self.hashes, "buffer": self._buffer}
+        for i, t in enumerate(self.tables):
+            out.update({f"t{i}.order": t.order, f"t{i}.starts": t.starts, f"t{i}.sorted": t.sorted_hashes,
+                        f"t{i}.bitmap": t.bitmap})
+        if self._recent is not None:
+            out.update({f"recent.{k}": v for k, v in self._recent.state().items()})
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "MultiIndex":
+        """The index :meth:`state` described (arrays used as given, not copied)."""
+        radius, m, buffer_limit, fixed = (int(v) for v in state["params"])
+        ix = cls.__new__(cls)
+        ix.radius, ix.m, ix.buffer_limit, ix._m_fixed = radius, m, buffer_limit, fixed or None
+        ix.recent_fraction = float(state["recent_fraction"][0])
+        ix.widths = split_bits(m)
+        ix.hashes, ix._buffer = state["hashes"], state["buffer"]
+        ix.tables = [_Table.from_arrays(int(shift), bits, state[f"t{i}.order"], state[f"t{i}.starts"],
+                                        state[f"t{i}.sorted"], state[f"t{i}.bitmap"])
+                     for i, (shift, bits) in enumerate(zip(64 - np.cumsum(ix.widths), ix.widths))]
+        ix.n_indexed = len(ix.hashes)
+        recent = {k[len("recent."):]: v for k, v in state.items() if k.startswith("recent.")}
+        ix._recent = cls.from_state(recent) if recent else None
+        return ix
 
     @property
     def n_recent(self) -> int:

@@ -70,6 +70,11 @@ class IndexRows:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, sel: np.ndarray) -> "IndexRows":
+        """The rows ``sel`` selects (bool mask or indices), as a new ``IndexRows``."""
+        return IndexRows(*(getattr(self, f)[sel] for f in ("ids", "sha", "phash", "d4", "crops", "n_crops",
+                                                           "informative")))
+
 
 def sha_prefix(sha256: str) -> int:
     """First 8 bytes of a hex SHA-256 as a signed int64 (any other string: 8 bytes of

@@ -1,0 +1,148 @@
+"""The matcher's bookkeeping tables: growable columns, ids by key, and what the index
+holds of each image. Arrays from start-up (sorted, compact), small dicts for later
+changes: a dict of a million keys costs seconds to build and ~100 MB.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Column:
+    """A growable 1-D array (amortised doubling); :meth:`view` is writable in place."""
+
+    def __init__(self, dtype, values=()):
+        self.data = np.array(values, dtype=dtype)
+        self.n = len(self.data)
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=self.data.dtype)
+        if self.n + len(values) > len(self.data):
+            grown = np.empty(max(2 * len(self.data), self.n + len(values), 16), dtype=self.data.dtype)
+            grown[:self.n] = self.data[:self.n]
+            self.data = grown
+        self.data[self.n:self.n + len(values)] = values
+        self.n += len(values)
+
+    def view(self) -> np.ndarray:
+        return self.data[:self.n]
+
+    def __getitem__(self, i):
+        return self.data[:self.n][i]
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class KeyIndex:
+    """Image ids by an int64 key: a sorted array from start-up, a dict for later adds,
+    and the (key, id) pairs of the array removed since."""
+
+    def __init__(self, keys: np.ndarray, ids: np.ndarray):
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.ids = np.asarray(keys)[order], np.asarray(ids)[order]
+        self.added: dict[int, list[int]] = {}
+        self.dropped: set[tuple[int, int]] = set()
+
+    def get(self, key: int) -> list[int]:
+        lo, hi = np.searchsorted(self.keys, key, side="left"), np.searchsorted(self.keys, key, side="right")
+        base = self.ids[lo:hi].tolist()
+        if self.dropped:
+            base = [i for i in base if (key, i) not in self.dropped]
+        return [*base, *self.added.get(key, [])]
+
+    def add(self, key: int, image_id: int) -> None:
+        self.added.setdefault(key, []).append(image_id)
+
+    def remove(self, key: int, image_id: int) -> None:
+        """Forget ``image_id`` under ``key`` (nothing if it is not there)."""
+        later = self.added.get(key)
+        if later and image_id in later:
+            later.remove(image_id)
+            if not later:
+                del self.added[key]
+            return
+        lo, hi = np.searchsorted(self.keys, key, side="left"), np.searchsorted(self.keys, key, side="right")
+        if image_id in self.ids[lo:hi].tolist():
+            self.dropped.add((key, image_id))
+
+    def groups(self) -> Iterable[list[int]]:
+        """Every set of two or more ids sharing a key."""
+        keys, counts = np.unique(self.keys, return_counts=True)
+        for key in set(keys[counts > 1].tolist()) | set(self.added):
+            ids = self.get(key)
+            if len(ids) > 1:
+                yield ids
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, ids) of every current entry, int64, keys ascending: what a new
+        ``KeyIndex`` needs (no dict, nothing dropped)."""
+        keep = np.ones(len(self.keys), dtype=bool)
+        if self.dropped:
+            gone = {(int(k), int(i)) for k, i in self.dropped}
+            idx = np.flatnonzero(np.isin(self.ids, np.array([i for _, i in gone], dtype=np.int64)))
+            keep[[j for j in idx.tolist() if (int(self.keys[j]), int(self.ids[j])) in gone]] = False
+        extra = [(k, i) for k, ids in self.added.items() for i in ids]
+        keys = np.concatenate([self.keys[keep], np.array([k for k, _ in extra], dtype=np.int64)])
+        ids = np.concatenate([self.ids[keep], np.array([i for _, i in extra], dtype=np.int64)])
+        order = np.argsort(keys, kind="stable")
+        return keys[order], ids[order]
+
+
+class Held(NamedTuple):
+    """What the index holds of one image: its hash signature and SHA-256 prefix, and
+    where its entries are (``estart``/``ecount`` in the main index, ``pstart`` in the
+    crop-probe index; ``estart`` = -1: none, a gated image or a twin)."""
+
+    sig: int
+    sha: int
+    estart: int
+    ecount: int
+    pstart: int
+
+
+HELD_FIELDS = Held._fields
+
+
+class HeldTable:
+    """image id -> :class:`Held`: sorted arrays from start-up, a dict of later changes
+    (``None``: forgotten)."""
+
+    def __init__(self, ids: np.ndarray, **columns: np.ndarray):
+        order = np.argsort(ids, kind="stable")
+        self.ids = np.asarray(ids, dtype=np.int64)[order]
+        self.cols = {f: np.asarray(columns[f], dtype=np.int64)[order] for f in HELD_FIELDS}
+        self.changed: dict[int, Held | None] = {}
+
+    @classmethod
+    def empty(cls) -> "HeldTable":
+        return cls(np.zeros(0, dtype=np.int64), **{f: np.zeros(0, dtype=np.int64) for f in HELD_FIELDS})
+
+    def get(self, image_id: int) -> Held | None:
+        if image_id in self.changed:
+            return self.changed[image_id]
+        i = int(np.searchsorted(self.ids, image_id))
+        if i < len(self.ids) and self.ids[i] == image_id:
+            return Held(*(int(self.cols[f][i]) for f in HELD_FIELDS))
+        return None
+
+    def set(self, image_id: int, held: Held | None) -> None:
+        self.changed[image_id] = held
+
+    def __contains__(self, image_id: int) -> bool:
+        return self.get(image_id) is not None
+
+    def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(ids, columns) of every image held now, ids ascending."""
+        keep = ~np.isin(self.ids, np.fromiter(self.changed, dtype=np.int64, count=len(self.changed)))
+        later = sorted((i, h) for i, h in self.changed.items() if h is not None)
+        ids = np.concatenate([self.ids[keep], np.array([i for i, _ in later], dtype=np.int64)])
+        cols = {f: np.concatenate([self.cols[f][keep], np.array([getattr(h, f) for _, h in later], dtype=np.int64)])
+                for f in HELD_FIELDS}
+        order = np.argsort(ids, kind="stable")
+        return ids[order], {f: c[order] for f, c in cols.items()}
+
+    def __len__(self) -> int:
+        return len(self.arrays()[0])

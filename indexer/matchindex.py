@@ -1,0 +1,164 @@
+"""The matching stage's index across runs: saved beside the database, loaded at the next
+start and brought up to date from the rows changed since (``images.revision``).
+
+Reading a million rows and building their index costs ~11 s (bench/match_startup.py);
+loading the saved index and reading the few rows changed since costs a fraction of it.
+The saved file is a cache of the database, checked before use: it must belong to this
+database (``photoqa_meta.instance``), have been built with the same index settings, and
+it is replayed from a little before its revision (writers on PostgreSQL may commit
+out of revision order; replaying a row already held costs a comparison). Rows deleted
+since (a moved file replacing another's row) are found by counting the table's rows,
+and then by listing its ids. Anything unusable is rebuilt from the database.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine
+
+from db import indexrows
+from db import pairs as dbpairs
+from indexer.match import snapshot
+from indexer.match.engine import Matcher
+from indexer.match.verdict import MatchThresholds
+
+REPLAY = 1000  # revisions replayed before the saved one (out-of-order commits)
+
+
+def index_file(url: str, configured: str) -> Path | None:
+    """Where the saved index lives (``[match] index_file``): '' beside a SQLite database
+    (``<database>.match-index.npz``) or under ``~/.cache/photoqa/match/`` for other URLs;
+    'off' never saves one."""
+    from db.engine import sqlite_path
+
+    if configured == "off":
+        return None
+    if configured:
+        return Path(configured).expanduser()
+    db_file = sqlite_path(url)
+    if db_file is not None:
+        return db_file.with_name(db_file.name + ".match-index.npz")
+    return Path.home() / ".cache" / "photoqa" / "match" / (hashlib.sha1(url.encode()).hexdigest()[:12] + ".npz")
+
+
+@dataclass
+class Mark:
+    """The database state an index is up to date with: highest revision read, rows in
+    the table (present or not) and highest id then."""
+
+    revision: int
+    total: int
+    max_id: int
+
+
+@dataclass
+class Started:
+    matcher: Matcher
+    mark: Mark
+    how: str  # "loaded" (saved index + catch-up) or "built" (every row read), and why
+    seconds: float
+    changed: int = 0  # images the catch-up changed
+
+
+class IndexKeeper:
+    """Opens the matching index for a stage and saves it for the next one.
+
+    ``options`` are the :class:`~indexer.match.engine.Matcher` options; ``min_images``:
+    smaller archives are rebuilt every time (under a second) and leave no file behind.
+    """
+
+    def __init__(self, engine: Engine, path: Path | None, options: dict, *, min_images: int = 20_000):
+        self.engine, self.path, self.min_images = engine, path, min_images
+        self.options = {"loader": dbpairs.loader(engine), **options}
+        self.th: MatchThresholds = options.get("thresholds", MatchThresholds())
+        self.key = snapshot.config_key(options.get("radius", 10), self.th)
+        self.instance = indexrows.instance_id(engine)
+        self._saving: threading.Thread | None = None
+        self.error: str | None = None  # why the last save failed
+
+    def open(self, exclude: list[int]) -> Started:
+        """A matcher holding every present image but ``exclude`` (they are about to be
+        matched): the saved one brought up to date, else one built from every row."""
+        started = time.perf_counter()
+        reason = "no saved index" if self.path is None else ""
+        if self.path is not None:
+            try:
+                m, info = snapshot.load(self.path, self.key, **self.options)
+                if info.get("instance") != self.instance:
+                    raise snapshot.Unusable("saved for another database")
+                mark = Mark(**info["mark"])
+                mark, changed = self.catch_up(m, mark, exclude)
+                return Started(m, mark, "loaded", time.perf_counter() - started, changed)
+            except snapshot.Unusable as exc:
+                reason = str(exc)
+        mark = self.read_mark()  # before the rows: rows written meanwhile are replayed next time
+        rows = indexrows.load_index_rows(self.engine, self.th, exclude=exclude)
+        m = Matcher.from_rows(rows, **self.options)
+        m.rows = None  # incremental mode only: no batch join over these rows
+        out = Started(m, mark, f"built ({reason})", time.perf_counter() - started, len(rows))
+        if self.path is not None and len(rows) >= self.min_images:
+            self.save(m, mark, background=True)
+        return out
+
+    def read_mark(self) -> Mark:
+        head = indexrows.changes_since(self.engine, self.th, 2**62)
+        return Mark(head.revision, head.total, head.max_id)
+
+    def catch_up(self, m: Matcher, mark: Mark, exclude: list[int] = ()) -> tuple[Mark, int]:
+        """Apply the rows changed after ``mark`` to ``m``; returns the new mark and how
+        many images changed."""
+        ch = indexrows.changes_since(self.engine, self.th, max(0, mark.revision - REPLAY))
+        changed_ids = np.concatenate([ch.present.ids, np.array(ch.gone, dtype=np.int64)])
+        gone = list(ch.gone)
+        if ch.total != mark.total + int((changed_ids > mark.max_id).sum()):  # rows were deleted
+            held_ids, _ = m.held.arrays()
+            gone += held_ids[~np.isin(held_ids, indexrows.all_ids(self.engine))].tolist()
+        skip = set(exclude)
+        present = ch.present.take(~np.isin(ch.present.ids, list(skip))) if skip else ch.present
+        changed = m.sync(present, [*gone, *skip])
+        return Mark(ch.revision, ch.total, ch.max_id), changed
+
+    def save(self, m: Matcher, mark: Mark, *, background: bool = False) -> None:
+        """Save ``m`` as up to date with ``mark`` (compacted first if a fifth of its entries
+        are dead). ``background``: the file is written by a thread (the arrays are taken
+        now); a later save or :meth:`wait` waits for it."""
+        if self.path is None:
+            return
+        if m.dead_entries > len(m.index) // 5:
+            m.compact()
+        info = {"config": self.key, "instance": self.instance, "mark": vars(mark),
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        state = snapshot.state_of(m)
+        self.wait()
+        if background:
+            self._saving = threading.Thread(target=self._write, args=(state, info), daemon=True)
+            self._saving.start()
+        else:
+            self._write(state, info)
+
+    def _write(self, state: dict, info: dict) -> None:
+        try:
+            snapshot.save(self.path, state, info)
+        except OSError as exc:  # a cache: the next start rebuilds it from the database
+            self.error = f"could not save the matching index to {self.path}: {exc}"
+            sys.stderr.write(f"photoqa: {self.error} (the next start rebuilds it)\n")
+
+    def close(self, m: Matcher | None, mark: Mark | None) -> None:
+        """At the end of a run: bring ``m`` up to date (its own adds are rows it holds
+        already) and save it, when the archive is large enough to be worth it."""
+        if m is not None and mark is not None and self.path is not None and len(m.held) >= self.min_images:
+            mark, _ = self.catch_up(m, mark)
+            self.save(m, mark)
+        self.wait()
+
+    def wait(self) -> None:
+        if self._saving is not None:
+            self._saving.join()
+            self._saving = None
+
