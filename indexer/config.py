@@ -101,7 +101,7 @@ class MatchSettings:
     index_file: where the built candidate index is saved between runs, so the next
         ``index``/``watch`` loads it and reads only the rows changed since instead of
         every row (a million images: ~11 s to rebuild); '' means
-        ``<database>.match-index.npz`` beside a SQLite database, or
+        ``<database>.match-index`` beside a SQLite database, or
         ``~/.cache/photoqa/match/`` for other URLs; 'off' never saves it. A cache: when
         missing, damaged or of other settings it is rebuilt from the database.
     index_file_min: archives of fewer present images are rebuilt at every start (well

@@ -33,7 +33,7 @@ REPLAY = 1000  # revisions replayed before the saved one (out-of-order commits)
 
 def index_file(url: str, configured: str) -> Path | None:
     """Where the saved index lives (``[match] index_file``): '' beside a SQLite database
-    (``<database>.match-index.npz``) or under ``~/.cache/photoqa/match/`` for other URLs;
+    (``<database>.match-index``) or under ``~/.cache/photoqa/match/`` for other URLs;
     'off' never saves one."""
     from db.engine import sqlite_path
 
@@ -43,8 +43,8 @@ def index_file(url: str, configured: str) -> Path | None:
         return Path(configured).expanduser()
     db_file = sqlite_path(url)
     if db_file is not None:
-        return db_file.with_name(db_file.name + ".match-index.npz")
-    return Path.home() / ".cache" / "photoqa" / "match" / (hashlib.sha1(url.encode()).hexdigest()[:12] + ".npz")
+        return db_file.with_name(db_file.name + ".match-index")
+    return Path.home() / ".cache" / "photoqa" / "match" / (hashlib.sha1(url.encode()).hexdigest()[:12] + "")
 
 
 @dataclass

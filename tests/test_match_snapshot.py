@@ -72,7 +72,7 @@ def base():
 def test_saved_index_loads_equal(tmp_path, base):
     rows, _ = base
     m = Matcher.from_rows(rows)
-    path = snapshot.save(tmp_path / "x.npz", snapshot.state_of(m), {"config": snapshot.config_key(10, m.th)})
+    path = snapshot.save(tmp_path / "x.idx", snapshot.state_of(m), {"config": snapshot.config_key(10, m.th)})
     loaded, info = snapshot.load(path, snapshot.config_key(10, MatchThresholds()))
     probes = [probe_record(rows, k, 10_000 + k) for k in range(0, 60, 3)]
     expected = proposals(m, probes)
@@ -85,12 +85,19 @@ def test_unusable_files_are_refused(tmp_path, base):
     m = Matcher.from_rows(rows)
     key = snapshot.config_key(10, m.th)
     with pytest.raises(snapshot.Unusable, match="no saved index"):
-        snapshot.load(tmp_path / "none.npz", key)
-    path = snapshot.save(tmp_path / "x.npz", snapshot.state_of(m), {"config": key})
+        snapshot.load(tmp_path / "none.idx", key)
+    path = snapshot.save(tmp_path / "x.idx", snapshot.state_of(m), {"config": key})
     with pytest.raises(snapshot.Unusable, match="other settings"):
         snapshot.load(path, snapshot.config_key(8, m.th))
-    path.write_bytes(path.read_bytes()[:5000])  # truncated
+    whole = path.read_bytes()
+    path.write_bytes(whole[:5000])  # truncated
+    with pytest.raises(snapshot.Unusable, match="truncated"):
+        snapshot.load(path, key)
+    path.write_bytes(whole[:40])  # cut in its header
     with pytest.raises(snapshot.Unusable, match="unreadable"):
+        snapshot.load(path, key)
+    path.write_bytes(b"PK\x03\x04" + whole[4:])  # not ours
+    with pytest.raises(snapshot.Unusable, match="not a photoqa matching index"):
         snapshot.load(path, key)
 
 
@@ -115,7 +122,7 @@ def test_sync_equals_a_fresh_build(tmp_path, base):
     m.compact()
     assert m.dead_entries == 0 and len(m.index) == len(fresh.index) - fresh.dead_entries
     assert proposals(m, probes) == expected
-    path = snapshot.save(tmp_path / "x.npz", snapshot.state_of(m), {"config": snapshot.config_key(10, m.th)})
+    path = snapshot.save(tmp_path / "x.idx", snapshot.state_of(m), {"config": snapshot.config_key(10, m.th)})
     loaded, _ = snapshot.load(path, snapshot.config_key(10, m.th))
     assert proposals(loaded, probes) == expected
     assert m.sync(final) == 0  # nothing changed since

@@ -11,10 +11,11 @@ import numpy as np
 
 
 class Column:
-    """A growable 1-D array (amortised doubling); :meth:`view` is writable in place."""
+    """A growable 1-D array (amortised doubling); :meth:`view` is writable in place.
+    An array of the right dtype is used as given, not copied."""
 
     def __init__(self, dtype, values=()):
-        self.data = np.array(values, dtype=dtype)
+        self.data = np.asarray(values, dtype=dtype)
         self.n = len(self.data)
 
     def extend(self, values) -> None:
