@@ -301,3 +301,51 @@ def test_pg_matching_starts_from_stored_rows(pg_url, tmp_path):
     engine.dispose()
     assert [(a.rsplit("/", 1)[1], b.rsplit("/", 1)[1], v) for a, b, v in rows] == [("a.jpg", "a_half.jpg", "derived")]
     assert unmatched == 0
+
+
+@needs_pg
+def test_pg_saved_matching_index_catches_up(pg_url, tmp_path, monkeypatch):
+    """On PostgreSQL the saved index is found, loaded and brought up to date (the
+    changed-rows statement: UNION ALL of rows and counters, %s parameters): a copy
+    indexed in a later run pairs with an image the first run stored, a deleted file's
+    row leaves the index."""
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from cli import main
+    from indexer import matchindex, synth
+
+    saved = tmp_path / "pg.match-index"
+    (tmp_path / "photoqa.toml").write_text(f'[match]\nindex_file = "{saved}"\nindex_file_min = 0\n')
+    monkeypatch.setenv("PHOTOQA_CONFIG", str(tmp_path / "photoqa.toml"))
+    hows = []
+    real_open = matchindex.IndexKeeper.open
+    monkeypatch.setattr(matchindex.IndexKeeper, "open", lambda self, exclude: hows.append(
+        (started := real_open(self, exclude)).how) or started)
+    photos = tmp_path / "p"
+    photos.mkdir()
+    scene = Image.fromarray(synth.scene(41, 480, 360))
+    scene.save(photos / "a.jpg", quality=92)
+    Image.fromarray(synth.scene(42, 480, 360)).save(photos / "b.jpg", quality=92)
+    run = lambda: json.loads(CliRunner().invoke(main, ["--db", pg_url, "index", str(photos), "--workers", "1",
+                                                       "--format", "json"], catch_exceptions=False).stdout)
+    assert run()["indexed"] == 2 and saved.exists()
+    scene.resize((240, 180)).save(photos / "a_half.jpg", quality=85)
+    (photos / "b.jpg").unlink()
+    assert run()["indexed"] == 1
+    assert hows == ["built (no saved index)", "loaded"]
+    engine = open_engine(pg_url)
+    with engine.connect() as conn:
+        mine = f"{photos}/%"  # the schema may hold other tests' rows
+        rows = conn.execute(text("SELECT a.path, b.path, p.verdict FROM pairs p JOIN images a ON a.id = p.a_id "
+                                 "JOIN images b ON b.id = p.b_id WHERE a.path LIKE :m"), {"m": mine}).all()
+        present = conn.execute(text("SELECT id FROM images WHERE missing_since IS NULL")).scalars().all()
+        total = conn.execute(text("SELECT count(*) FROM images")).scalar()
+    engine.dispose()
+    assert [(a.rsplit("/", 1)[1], b.rsplit("/", 1)[1], v) for a, b, v in rows] == [("a.jpg", "a_half.jpg", "derived")]
+    from indexer.match import snapshot
+
+    state, info = snapshot.read(saved)  # saved at the end of the second run: up to date
+    assert sorted(state["held.ids"].tolist()) == sorted(present) and info["mark"]["total"] == total
