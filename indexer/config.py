@@ -106,6 +106,9 @@ class MatchSettings:
         missing, damaged or of other settings it is rebuilt from the database.
     index_file_min: archives of fewer present images are rebuilt at every start (well
         under a second) and leave no file.
+    index_file_resave: a run saves the index again at its end only when at least this
+        many images changed since the saved one (writing a million-image index takes
+        ~4 s; replaying 10,000 changed rows at the next start ~0.3 s).
     """
 
     enabled: bool = True
@@ -119,6 +122,7 @@ class MatchSettings:
     pool_after: float = 1.0
     index_file: str = ""
     index_file_min: int = 20_000
+    index_file_resave: int = 10_000
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ class MatchStage:
         self.verifier: Verifier | None = None
         self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
         self.changed = self.looked = False
+        self.added = 0  # images matched (added to the index) this run
         self.regrouped = time.monotonic()
 
     def __call__(self, image_id: int, result: Indexed) -> None:
@@ -149,6 +150,7 @@ class MatchStage:
         """Forget ``rec``'s old pairs, index it, send its candidates to verification."""
         dbpairs.forget_pairs_of(self.session.engine, rec.id)
         jobs = self.matcher.add(rec)
+        self.added += 1
         self.waiting[rec.id] = _Waiting(len(jobs))
         for job in jobs:
             self.verifier.submit(rec.id, job)
@@ -164,8 +166,8 @@ class MatchStage:
         waiting = sorted(set(dbpairs.unmatched_ids(engine)) - {skip})
         m = self.session.settings.match
         self.keeper = IndexKeeper(engine, index_file(self.session.url, m.index_file), matcher_options(self.session),
-                                  min_images=m.index_file_min)
-        self.started = self.keeper.open(exclude=[*waiting, *([] if skip is None else [skip])])
+                                  min_images=m.index_file_min, resave_after=m.index_file_resave)
+        self.started = self.keeper.open()
         self.matcher = self.started.matcher
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
                                  workers=worker_count(m.verify_workers), pool_after=m.pool_after)
@@ -214,7 +216,7 @@ class MatchStage:
         if self.changed:
             self._regroup()
         if self.keeper is not None:
-            self.keeper.close(self.matcher, self.started.mark)
+            self.keeper.close(self.matcher, self.started, self.added)
 
 
 @dataclass

@@ -55,7 +55,7 @@ def assert_open_equals_fresh_build(db: Path) -> str:
     session = open_session(str(db))
     options = matcher_options(session)
     keeper = matchindex.IndexKeeper(session.engine, matchindex.index_file(session.url, ""), options, min_images=0)
-    started = keeper.open(exclude=[])
+    started = keeper.open()
     fresh = Matcher.from_rows(indexrows.load_index_rows(session.engine, session.settings.verdict),
                               loader=dbpairs.loader(session.engine), **options)
     assert proposals_of_every_image(started.matcher, session) == proposals_of_every_image(fresh, session)
@@ -77,12 +77,13 @@ def folders(tmp_path, monkeypatch):
     kept, control = tmp_path / "kept" / "photoqa.db", tmp_path / "control" / "photoqa.db"
     for db, value in ((kept, ""), (control, "off")):
         db.parent.mkdir()
-        (db.parent / "photoqa.toml").write_text(f'[match]\nindex_file = "{value}"\nindex_file_min = 0\n')
+        (db.parent / "photoqa.toml").write_text(f'[match]\nindex_file = "{value}"\nindex_file_min = 0\n'
+                                                "index_file_resave = 0\n")
     hows = []
     real_open = matchindex.IndexKeeper.open
 
-    def recording_open(self, exclude):
-        started = real_open(self, exclude)
+    def recording_open(self):
+        started = real_open(self)
         hows.append(started.how)
         return started
 
@@ -158,3 +159,22 @@ def test_small_archives_leave_no_file(tmp_path):
     db = tmp_path / "photoqa.db"
     run(db, "index", photos, "--workers", "1")
     assert not db.with_name("photoqa.db.match-index").exists()
+
+
+def test_a_run_that_changed_little_leaves_the_saved_index_for_the_next_to_replay(folders):
+    """With the default ``index_file_resave`` a run adding a few images does not rewrite
+    the file; the next start replays those rows and proposes what a fresh build does."""
+    photos, kept, control, hows = folders
+    (kept.parent / "photoqa.toml").write_text("[match]\nindex_file_min = 0\n")
+    index_both(photos, kept, control)  # first start: built and saved
+    saved = kept.with_name("photoqa.db.match-index")
+    before = saved.read_bytes()
+    a = Image.open(photos / "a.jpg")
+    F.save(photos / "a_rot.png", a.rotate(90, expand=True), "PNG")
+    index_both(photos, kept, control)
+    assert saved.read_bytes() == before
+    F.save(photos / "a_flip.png", a.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "PNG")
+    (photos / "c.jpg").unlink()
+    index_both(photos, kept, control)  # replays a_rot's row, and the new ones
+    assert saved.read_bytes() == before and hows[-2] == "loaded"
+    assert assert_open_equals_fresh_build(kept) == "loaded"

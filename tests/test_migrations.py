@@ -318,12 +318,13 @@ def test_pg_saved_matching_index_catches_up(pg_url, tmp_path, monkeypatch):
     from indexer import matchindex, synth
 
     saved = tmp_path / "pg.match-index"
-    (tmp_path / "photoqa.toml").write_text(f'[match]\nindex_file = "{saved}"\nindex_file_min = 0\n')
+    (tmp_path / "photoqa.toml").write_text(f'[match]\nindex_file = "{saved}"\nindex_file_min = 0\n'
+                                           "index_file_resave = 0\n")
     monkeypatch.setenv("PHOTOQA_CONFIG", str(tmp_path / "photoqa.toml"))
     hows = []
     real_open = matchindex.IndexKeeper.open
-    monkeypatch.setattr(matchindex.IndexKeeper, "open", lambda self, exclude: hows.append(
-        (started := real_open(self, exclude)).how) or started)
+    monkeypatch.setattr(matchindex.IndexKeeper, "open", lambda self: hows.append(
+        (started := real_open(self)).how) or started)
     photos = tmp_path / "p"
     photos.mkdir()
     scene = Image.fromarray(synth.scene(41, 480, 360))
