@@ -171,6 +171,19 @@ class Pair(Base):
     description: Mapped[str | None] = mapped_column(Text)
     match_version: Mapped[int] = mapped_column(SmallInteger)
     found_at: Mapped[datetime] = mapped_column(DateTime)
+    # the other pixel measures the verdict reads (indexer.match.verify.Evidence); NULL for
+    # equal files and pairs found before schema revision 0005
+    peak: Mapped[float | None] = mapped_column(Float)  # phase-correlation peak, 0..1
+    overlap_a: Mapped[float | None] = mapped_column(Float)  # fraction of A covered by B
+    overlap_b: Mapped[float | None] = mapped_column(Float)
+    corr_grey: Mapped[float | None] = mapped_column(Float)  # plain grey NCC on the overlap
+    corr_tile: Mapped[float | None] = mapped_column(Float)  # second-lowest rank NCC of 4x4 tiles
+    corr_smooth: Mapped[float | None] = mapped_column(Float)  # rank NCC after a 1-px blur
+    tile_smooth: Mapped[float | None] = mapped_column(Float)  # corr_tile after a 1-px blur
+    changed: Mapped[float | None] = mapped_column(Float)  # fraction of overlap pixels whose rank differs > 0.25
+    edit_area: Mapped[float | None] = mapped_column(Float)  # changed region grown 1 px, fraction of overlap
+    edit_sign: Mapped[float | None] = mapped_column(Float)  # |sum d| / sum |d| in it (1: drawn over)
+    outside_corr: Mapped[float | None] = mapped_column(Float)  # blurred rank NCC beyond 3 px of it
 
 
 class ImageGroup(Base):

@@ -57,9 +57,15 @@ def predicted_delta_ev(a: tuple, b: tuple) -> float | None:
     return math.log2((tb * isob / nb**2) / (ta * isoa / na**2))
 
 
+MEASURES = ("peak", "overlap_a", "overlap_b", "corr_grey", "corr_tile", "corr_smooth", "tile_smooth", "changed",
+            "edit_area", "edit_sign", "outside_corr")  # Evidence fields stored as pairs columns
+
+
 def _values(pe: PairEvidence, exif: dict[int, tuple]) -> dict:
     dev_exif = predicted_delta_ev(exif.get(pe.a, (None,) * 3), exif.get(pe.b, (None,) * 3))
-    return dict(a_id=pe.a, b_id=pe.b, verdict=pe.verdict, hamming=pe.hamming, transform=pe.transform,
+    ev = pe.evidence
+    measures = {m: None if ev is None else round(float(getattr(ev, m)), 4) for m in MEASURES}
+    return dict(**measures,a_id=pe.a, b_id=pe.b, verdict=pe.verdict, hamming=pe.hamming, transform=pe.transform,
                 shift_x=pe.shift[0], shift_y=pe.shift[1], scale=pe.scale, correlation=pe.correlation,
                 hist_similarity=pe.hist_sim, delta_ev=pe.delta_ev, delta_ev_exif=dev_exif,
                 time_gap_s=pe.time_gap_s, description=pe.description, match_version=MATCH_VERSION,

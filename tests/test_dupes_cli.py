@@ -81,6 +81,25 @@ def test_every_pair_carries_its_evidence(library):
         assert len(p["shift"]) == 2
 
 
+def test_the_measures_behind_each_verdict_are_in_sql(library):
+    """Every measured pair keeps the pixel measures its verdict read; equal files none."""
+    _, db = library
+    session = open_session(str(db))
+    with session.engine.connect() as conn:
+        rows = conn.execute(text("SELECT p.verdict, p.peak, p.overlap_a, p.overlap_b, p.corr_grey, p.corr_tile, "
+                                 "p.corr_smooth, p.tile_smooth, p.changed, p.edit_area, p.edit_sign, "
+                                 "p.outside_corr, b.path FROM pairs p JOIN images b ON b.id = p.b_id")).all()
+    session.engine.dispose()
+    measured = [r for r in rows if r[0] != "same_file"]
+    assert measured and all(r[0] == "same_file" for r in rows if r[1] is None)
+    for verdict, peak, ov_a, ov_b, grey, tile, smooth, tile_smooth, changed, area, sign, outside, path in measured:
+        assert 0 < peak <= 1 and 0.9 <= ov_a <= 1 and 0.9 <= ov_b <= 1, path  # whole-picture copies
+        assert all(-1 <= v <= 1 for v in (grey, tile, smooth, tile_smooth, outside))
+        assert 0 <= changed <= 1 and 0 <= area <= 1 and 0 <= sign <= 1
+        if verdict == "derived":
+            assert smooth > 0.9 and changed < 0.2, path
+
+
 def test_identical_copies_are_linked_by_a_tree_not_all_pairs(library):
     _, db = library
     session = open_session(str(db))
