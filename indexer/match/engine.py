@@ -45,6 +45,14 @@ bytes per image); full records (thumbnails) are fetched for candidate pairs thro
 :class:`~indexer.match.records.RecordCache`, so :meth:`Matcher.from_rows` starts on a
 1 M-image archive from its index columns alone.
 
+Changes. :meth:`Matcher.forget` takes images out (their entries stay in the tables with
+no owner until :meth:`Matcher.compact`; a forgotten representative's twin takes its
+entries over, having the same hashes); :meth:`Matcher.insert` holds images matched
+elsewhere without proposing; :meth:`Matcher.sync` applies rows changed in the database;
+adding an image held already replaces it (a re-indexed file keeps no stale hashes). With
+these a saved index (:mod:`indexer.match.snapshot`, :mod:`indexer.matchindex`) is brought
+up to date at start-up instead of rebuilt.
+
 Pairs are reported with ``a < b`` (ids) and ``transform`` = the D4 transform that turns
 ``a`` into ``b``'s orientation (``b ~ orient.apply(a, transform)``); ``shift``/``scale``
 say where ``b`` sits on ``a``, in ``a``'s full-size display pixels (see
