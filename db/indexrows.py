@@ -61,37 +61,37 @@ class Changes:
 
     ``present``: index rows of the changed rows that are present now (ordered by id);
     ``gone``: ids of changed rows that are missing now; ``revision``: the table's highest
-    revision (the next catch-up starts there); ``total``: rows in the table, present or
-    not, and ``max_id`` the highest id (deleted rows are found by counting: see
-    :func:`all_ids`).
+    revision (the next catch-up starts there); ``n_present``: present rows in the table
+    (a caught-up index holding another number missed deleted rows: see :func:`present_ids`).
     """
 
     present: IndexRows
     gone: list[int]
     revision: int
-    total: int
-    max_id: int
+    n_present: int
 
 
 def changes_since(engine: Engine, th: MatchThresholds, revision: int) -> Changes:
-    """Rows whose ``revision`` exceeds ``revision``, and the table's counters.
+    """Rows whose ``revision`` exceeds ``revision``, and the table's counters (both
+    through indexes: ``ix_images_revision``, ``ix_images_missing_since``).
 
     A ``UNION ALL`` with the counters' row makes it one statement, so the counters and
     the rows are of one snapshot (a SQLite read transaction, a PostgreSQL statement)."""
     sql = (f"SELECT {_COLUMNS}, CASE WHEN missing_since IS NULL THEN 1 ELSE 0 END FROM images "
            "WHERE revision > ? UNION ALL "
-           "SELECT -1, NULL, coalesce(max(revision), 0), NULL, NULL, count(*), coalesce(max(id), 0) FROM images")
+           "SELECT -1, NULL, (SELECT coalesce(max(revision), 0) FROM images), NULL, NULL, "
+           "(SELECT count(*) FROM images WHERE missing_since IS NULL), 0")
     rows = _fetch(engine, sql, (*_gate(th), int(revision)))
     head = next(r for r in rows if r[0] == -1)
     changed = sorted((r for r in rows if r[0] != -1), key=lambda r: r[0])
     return Changes(present=to_index_rows([r[:6] for r in changed if r[6]]),
                    gone=[int(r[0]) for r in changed if not r[6]],
-                   revision=int(head[2]), total=int(head[5]), max_id=int(head[6]))
+                   revision=int(head[2]), n_present=int(head[5]))
 
 
-def all_ids(engine: Engine) -> np.ndarray:
-    """Every image id, present or not, int64 sorted (the primary key's order)."""
-    rows = _fetch(engine, "SELECT id FROM images ORDER BY id", ())
+def present_ids(engine: Engine) -> np.ndarray:
+    """Every present image's id, int64 ascending."""
+    rows = _fetch(engine, "SELECT id FROM images WHERE missing_since IS NULL ORDER BY id", ())
     return np.array([r[0] for r in rows], dtype=np.int64)
 
 

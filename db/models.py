@@ -47,7 +47,7 @@ class Image(Base):
     path: Mapped[str] = mapped_column(Text, unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
-    missing_since: Mapped[datetime | None] = mapped_column(DateTime)
+    missing_since: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     pixel_sha256: Mapped[str | None] = mapped_column(String(64))
     format: Mapped[str] = mapped_column(String(16))

@@ -7,8 +7,8 @@ The saved file is a cache of the database, checked before use: it must belong to
 database (``photoqa_meta.instance``), have been built with the same index settings, and
 it is replayed from a little before its revision (writers on PostgreSQL may commit
 out of revision order; replaying a row already held costs a comparison). Rows deleted
-since (a moved file replacing another's row) are found by counting the table's rows,
-and then by listing its ids. Anything unusable is rebuilt from the database.
+since (a moved file replacing another's row) are found by counting the present rows,
+and then by listing their ids. Anything unusable is rebuilt from the database.
 """
 from __future__ import annotations
 
@@ -49,12 +49,11 @@ def index_file(url: str, configured: str) -> Path | None:
 
 @dataclass
 class Mark:
-    """The database state an index is up to date with: highest revision read, rows in
-    the table (present or not) and highest id then."""
+    """The database state an index is up to date with: the highest revision read and
+    how many rows were present then."""
 
     revision: int
-    total: int
-    max_id: int
+    present: int
 
 
 @dataclass
@@ -113,19 +112,26 @@ class IndexKeeper:
 
     def read_mark(self) -> Mark:
         head = indexrows.changes_since(self.engine, self.th, 2**62)
-        return Mark(head.revision, head.total, head.max_id)
+        return Mark(head.revision, head.n_present)
 
     def catch_up(self, m: Matcher, mark: Mark) -> tuple[Mark, int]:
         """Apply the rows changed after ``mark`` to ``m``; returns the new mark and how
-        many images changed."""
+        many images changed.
+
+        Deleted rows leave no changed row behind: when ``m`` then holds another number of
+        images than the table has present rows, the two id sets are compared (one read
+        of the ids, ~0.3 s at a million) and reconciled."""
         ch = indexrows.changes_since(self.engine, self.th, max(0, mark.revision - REPLAY))
-        changed_ids = np.concatenate([ch.present.ids, np.array(ch.gone, dtype=np.int64)])
-        gone = list(ch.gone)
-        if ch.total != mark.total + int((changed_ids > mark.max_id).sum()):  # rows were deleted
+        changed = m.sync(ch.present, ch.gone)
+        if len(m.held) != ch.n_present:
             held_ids, _ = m.held.arrays()
-            gone += held_ids[~np.isin(held_ids, indexrows.all_ids(self.engine))].tolist()
-        changed = m.sync(ch.present, gone)
-        return Mark(ch.revision, ch.total, ch.max_id), changed
+            alive = indexrows.present_ids(self.engine)
+            stale, unheld = held_ids[~np.isin(held_ids, alive)], alive[~np.isin(alive, held_ids)]
+            m.forget(stale.tolist())
+            for start in range(0, len(unheld), 500):  # bound the IN list
+                m.insert(indexrows.load_index_rows(self.engine, self.th, ids=unheld[start:start + 500].tolist()))
+            changed += len(stale) + len(unheld)
+        return Mark(ch.revision, ch.n_present), changed
 
     def save(self, m: Matcher, mark: Mark, *, background: bool = False) -> None:
         """Save ``m`` as up to date with ``mark`` (compacted first if a fifth of its entries

@@ -139,13 +139,21 @@ def test_twin_takes_over_when_its_representative_goes(base):
     recs = [probe_record(all_rows, int(np.flatnonzero(all_rows.ids == i)[0]), i) for i in (500, 501, 502)]
     m = Matcher.from_rows(all_rows, records=recs)
     assert m.twin_of == {501: 500, 502: 500}
-    probe = probe_record(twins, 0, 9_999)
+    probe = probe_record(twins, 0, 9_999)  # near them, but another picture: searches the index
+    probe.phash ^= 1
+    probe.phash_d4 = probe.phash_d4 ^ 1
+    probe.thumb = np.ones((96, 128), np.uint8)
     assert set(proposals(m, [probe])[9_999]) == {(500, 9_999)}
     m.forget([500])
     assert m.twin_of == {502: 501}
     assert set(proposals(m, [probe])[9_999]) == {(501, 9_999)}
-    m.forget([501, 502])
-    assert proposals(m, [probe])[9_999] == {}
+    for rec in recs[:1]:
+        m.records.put(rec)
+    m.insert(twins.take(np.array([0])))  # the lowest id comes back: it represents them again
+    assert m.twin_of == {501: 500, 502: 500}
+    assert set(proposals(m, [probe])[9_999]) == {(500, 9_999)}
+    m.forget([500, 501, 502])
+    assert proposals(m, [probe])[9_999] == {} and m.twin_of == {}
     for rec in recs[1:]:  # back, as catch-up would bring them (their records from the loader)
         m.records.put(rec)
     m.insert(twins.take(np.array([1, 2])))

@@ -73,7 +73,7 @@ from indexer.exposure.pairev import REFINED_VERDICTS
 from indexer.match.jobs import Job, Memo, Proposal, Verified, content_key, run_job
 from indexer.match.mih import MultiIndex
 from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, sha_prefix
-from indexer.match.tables import Column, Held, HeldTable, KeyIndex
+from indexer.match.tables import Column, Held, HeldTable, KeyIndex, TwinLinks
 from indexer.match.verdict import MatchThresholds, decide, describe, informative, separate_shots
 from indexer.match.verify import Evidence
 
@@ -86,7 +86,7 @@ PROBE_CROPS = 2  # the centred crops (CROP_SPECS[:2]) are probed; every crop is 
 DEFAULT_RADIUS = 10
 DEFAULT_CROP_RADIUS = 14
 _MAX_OTHER_HINTS = 2  # extra scale hints verified per transform before the full search
-_CROP_CHANNEL = np.array([0, *range(8, 8 + PROBE_CROPS)])  # probe rows searched at crop_radius
+CROP_CHANNEL = np.array([0, *range(8, 8 + PROBE_CROPS)])  # probe rows searched at crop_radius
 _PROBE_KINDS = [(t, 1.0) for t in orient.D4] + [("identity", f) for f in CROP_FRACTIONS[:PROBE_CROPS]]
 
 
@@ -170,8 +170,8 @@ def _entries(rows: IndexRows, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 def _crop_channel(rows: IndexRows, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Crop-channel probes of rows ``sel`` (3 a row, in order) and their fractions."""
-    return (_probe_hashes(rows)[sel][:, _CROP_CHANNEL].ravel(),
-            _probe_fractions(rows)[sel][:, _CROP_CHANNEL].ravel())
+    return (_probe_hashes(rows)[sel][:, CROP_CHANNEL].ravel(),
+            _probe_fractions(rows)[sel][:, CROP_CHANNEL].ravel())
 
 
 def _held_columns(rows: IndexRows, sig: np.ndarray, indexed: np.ndarray, counts: np.ndarray,
@@ -179,7 +179,7 @@ def _held_columns(rows: IndexRows, sig: np.ndarray, indexed: np.ndarray, counts:
     """:class:`~indexer.match.tables.Held` columns of ``rows`` whose ``indexed`` ones had
     their entries appended from ``first_entry`` and probes from ``first_probe``."""
     starts = first_entry + np.cumsum(counts) - counts
-    probe_starts = first_probe + len(_CROP_CHANNEL) * (np.cumsum(indexed) - indexed)
+    probe_starts = first_probe + len(CROP_CHANNEL) * (np.cumsum(indexed) - indexed)
     return dict(sig=sig, sha=rows.sha, estart=np.where(indexed, starts, -1), ecount=np.where(indexed, counts, 0),
                 pstart=np.where(indexed, probe_starts, -1))
 
@@ -225,7 +225,7 @@ class Matcher:
         # indexed images by hash signature: a copy with an indexed image's 19 hashes and
         # content (what verification reads) is its twin: linked to it, not indexed, not probed
         self.twins = KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        self.twin_of: dict[int, int] = {}  # twin id -> representative id
+        self.twin_of = TwinLinks()  # twin id -> representative id
         self.indexed: np.ndarray | None = None  # batch mode: rows of self.rows in the index
         # index entries (canonical and crop hashes of informative images): owner, fraction
         self.index = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
@@ -265,7 +265,7 @@ class Matcher:
         m.entry_owner, m.entry_fraction = Column(np.int64, owners), Column(np.float64, fractions)
         probes, probe_fractions = _crop_channel(rows, ok)
         m.crop_probes = MultiIndex(probes, radius=m.radius)
-        m.probe_owner = Column(np.int64, np.repeat(rows.ids[ok], len(_CROP_CHANNEL)))
+        m.probe_owner = Column(np.int64, np.repeat(rows.ids[ok], len(CROP_CHANNEL)))
         m.probe_fraction = Column(np.float64, probe_fractions)
         m.held = HeldTable(rows.ids, **_held_columns(rows, sig, ok, counts, 0, 0))
         m.rows = rows
@@ -310,7 +310,7 @@ class Matcher:
         rows = self.rows if self.rows is not None else rows_of(self.records.values(), self.th)
         proposals = _Proposals()
         if self.rows is None:  # records added since the build: find their twins again
-            self.twin_of = {}
+            self.twin_of = TwinLinks()
             ok = self._representatives(rows, _signatures(rows))
         else:
             ok = self.indexed
@@ -318,7 +318,7 @@ class Matcher:
             self._propose_equal(proposals, twin, [representative])
         if ok.any() and len(self.index):
             probes, fractions, owners = _probe_hashes(rows)[ok], _probe_fractions(rows)[ok], rows.ids[ok]
-            for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
+            for cols, radius in ((np.arange(8), self.radius), (CROP_CHANNEL, self.crop_radius)):
                 pi, ei, d = self.index.join(probes[:, cols].ravel(), radius=radius)
                 for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
                     row, col = divmod(p, len(cols))
@@ -352,9 +352,10 @@ class Matcher:
         if twin_of is not None:  # the same picture as an indexed image: link the two, nothing more
             self._propose_equal(proposals, rec.id, [twin_of])
             self._hold(rows, sig, np.zeros(1, dtype=bool), {rec.id: twin_of})
+            self._lowest_represents({rec.id: twin_of})
             return proposals
         if rows.informative[0] and len(self.index):
-            for cols, radius in ((np.arange(8), self.radius), (_CROP_CHANNEL, self.crop_radius)):
+            for cols, radius in ((np.arange(8), self.radius), (CROP_CHANNEL, self.crop_radius)):
                 pi, ei, d = self.index.query(probes[cols], radius=radius)
                 for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
                     kind = (_PROBE_KINDS[int(cols[p])][0], float(fractions[cols[p]]))
@@ -374,7 +375,7 @@ class Matcher:
         self.entry_fraction.extend(fractions)
         probes, probe_fractions = _crop_channel(rows, indexed)
         first_probe = int(self.crop_probes.add(probes)[0]) if len(probes) else len(self.crop_probes)
-        self.probe_owner.extend(np.repeat(rows.ids[indexed], len(_CROP_CHANNEL)))
+        self.probe_owner.extend(np.repeat(rows.ids[indexed], len(CROP_CHANNEL)))
         self.probe_fraction.extend(probe_fractions)
         cols = _held_columns(rows, sig, indexed, counts, first_entry, first_probe)
         for i, image_id in enumerate(rows.ids.tolist()):
@@ -414,6 +415,15 @@ class Matcher:
                     reps.setdefault(int(sig[i]), []).append((int(rows.ids[i]), key))
         self.rows = None
         self._hold(rows, sig, ok, twin_of)
+        self._lowest_represents(twin_of)
+
+    def _lowest_represents(self, twin_of: dict[int, int]) -> None:
+        """Of images with equal hashes and content the lowest id is the representative
+        (as at start-up): a new twin with a lower id than its representative takes over."""
+        for twin in sorted(twin_of):
+            rep = self.twin_of.get(twin)
+            if rep is not None and twin < rep:
+                self._hand_over(rep, twin)
 
     def sync(self, present: IndexRows, gone: Iterable[int] = ()) -> int:
         """Bring the index up to date with rows that changed in the database: images in
@@ -432,39 +442,45 @@ class Matcher:
 
     def forget(self, ids: Iterable[int]) -> None:
         """Take images out of the index (gone from disk, re-indexed): their entries stay in
-        the tables with no owner (:meth:`compact` drops them) and their twins take over."""
+        the tables with no owner (:meth:`compact` drops them) and a representative's
+        lowest-id twin takes them over (it has the same hashes)."""
         ids = [i for i in dict.fromkeys(int(i) for i in ids) if i in self.held]
-        if not ids:
-            return
         gone = set(ids)
-        heirs = {}  # forgotten representative -> its first twin not forgotten too
-        for twin, rep in sorted(self.twin_of.items()):
-            if rep in gone and twin not in gone:
-                heirs.setdefault(rep, twin)
-        owner, probe_owner = self.entry_owner.view(), self.probe_owner.view()
         for image_id in ids:
             held = self.held.get(image_id)
+            if held.estart >= 0:  # a representative: its entries go to a twin, or to nobody
+                heirs = [t for t in self.twin_of.twins_of(image_id) if t not in gone]
+                if heirs:
+                    self._hand_over(image_id, heirs[0])
+                    held = self.held.get(image_id)
+                else:
+                    self._own(held, -1)
+                    self.twins.remove(held.sig, image_id)
+                    self.dead_entries += held.ecount
             self.by_sha.remove(held.sha, image_id)
             self.held.set(image_id, None)
             self.twin_of.pop(image_id, None)
             self.records.items.pop(image_id, None)
-            if held.estart < 0:
-                continue
-            self.twins.remove(held.sig, image_id)
-            heir = heirs.get(image_id, -1)  # a twin has the same hashes: it takes the entries over
-            owner[held.estart:held.estart + held.ecount] = heir
-            probe_owner[held.pstart:held.pstart + len(_CROP_CHANNEL)] = heir
-            if heir < 0:
-                self.dead_entries += held.ecount
-                continue
-            self.twins.add(held.sig, heir)
-            self.held.set(heir, self.held.get(heir)._replace(estart=held.estart, ecount=held.ecount,
-                                                              pstart=held.pstart))
-            for twin, rep in list(self.twin_of.items()):
-                if rep == image_id:
-                    self.twin_of[twin] = heir
-            del self.twin_of[heir]
         self.rows = None
+
+    def _own(self, held: Held, owner: int) -> None:
+        """Give the entries and crop-channel probes ``held`` describes to ``owner`` (-1: none)."""
+        self.entry_owner.view()[held.estart:held.estart + held.ecount] = owner
+        self.probe_owner.view()[held.pstart:held.pstart + len(CROP_CHANNEL)] = owner
+
+    def _hand_over(self, rep: int, twin: int) -> None:
+        """``twin`` (equal hashes and content) becomes the representative instead of
+        ``rep``, which becomes its twin: entries, twin table and links move over."""
+        old, new = self.held.get(rep), self.held.get(twin)
+        self._own(old, twin)
+        self.held.set(twin, new._replace(estart=old.estart, ecount=old.ecount, pstart=old.pstart))
+        self.held.set(rep, old._replace(estart=-1, ecount=0, pstart=-1))
+        self.twins.remove(old.sig, rep)
+        self.twins.add(old.sig, twin)
+        for other in self.twin_of.twins_of(rep):
+            self.twin_of[other] = twin
+        del self.twin_of[twin]
+        self.twin_of[rep] = twin
 
     def compact(self) -> None:
         """Rebuild the tables without the entries of forgotten images (``dead_entries``);

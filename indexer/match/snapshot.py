@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer import atomicfile
-from indexer.match.engine import ENTRY_FRACTIONS, Matcher
+from indexer.match.engine import CROP_CHANNEL, ENTRY_FRACTIONS, PROBE_CROPS, Matcher
 from indexer.match.mih import MultiIndex
-from indexer.match.tables import HELD_FIELDS, Column, HeldTable, KeyIndex
+from indexer.match.tables import HELD_FIELDS, Column, HeldTable, KeyIndex, TwinLinks
 from indexer.match.verdict import MatchThresholds
 
 FORMAT = 1
@@ -34,6 +34,7 @@ def config_key(radius: int, th: MatchThresholds) -> dict:
     table layout, the information gate which images are indexed): a file built with
     another value of any of these is not used."""
     return {"format": FORMAT, "radius": radius, "entry_fractions": ENTRY_FRACTIONS.round(6).tolist(),
+            "crop_channel": CROP_CHANNEL.tolist(), "probe_fractions": ENTRY_FRACTIONS[1:1 + PROBE_CROPS].tolist(),
             "gate": [th.min_entropy, th.min_luma_std, th.min_side]}
 
 
@@ -65,11 +66,18 @@ def from_state(state: dict[str, np.ndarray], **options) -> Matcher:
     m.index, m.crop_probes = MultiIndex.from_state(part("index.")), MultiIndex.from_state(part("probes."))
     m.entry_owner, m.entry_fraction = Column(np.int64, state["entry_owner"]), Column(np.float64, state["entry_fraction"])
     m.probe_owner, m.probe_fraction = Column(np.int64, state["probe_owner"]), Column(np.float64, state["probe_fraction"])
-    m.by_sha = KeyIndex(state["by_sha.keys"], state["by_sha.ids"])
-    m.twins = KeyIndex(state["twins.keys"], state["twins.ids"])
+    m.by_sha = KeyIndex(state["by_sha.keys"], state["by_sha.ids"], presorted=True)
+    m.twins = KeyIndex(state["twins.keys"], state["twins.ids"], presorted=True)
     m.held = HeldTable(state["held.ids"], **{f: state[f"held.{f}"] for f in HELD_FIELDS})
-    m.twin_of = {int(t): int(r) for t, r in state["twin_of"].tolist()}
+    m.twin_of = TwinLinks((int(t), int(r)) for t, r in state["twin_of"].tolist())
     m.dead_entries = int(state["dead_entries"][0])
+    sizes = {"entries": (len(m.index), len(m.entry_owner), len(m.entry_fraction)),
+             "probes": (len(m.crop_probes), len(m.probe_owner), len(m.probe_fraction)),
+             "held": tuple(len(state[f"held.{f}"]) for f in ("ids", *HELD_FIELDS)),
+             "keys": (len(state["by_sha.keys"]), len(state["by_sha.ids"]), len(m.held))}
+    for name, lengths in sizes.items():
+        if len(set(lengths)) != 1:
+            raise ValueError(f"{name} arrays of unequal lengths {lengths}")
     return m
 
 

@@ -41,9 +41,14 @@ class KeyIndex:
     """Image ids by an int64 key: a sorted array from start-up, a dict for later adds,
     and the (key, id) pairs of the array removed since."""
 
-    def __init__(self, keys: np.ndarray, ids: np.ndarray):
-        order = np.argsort(keys, kind="stable")
-        self.keys, self.ids = np.asarray(keys)[order], np.asarray(ids)[order]
+    def __init__(self, keys: np.ndarray, ids: np.ndarray, *, presorted: bool = False):
+        """``presorted``: already ordered by key, then id (as :meth:`arrays` returns them)."""
+        keys, ids = np.asarray(keys), np.asarray(ids)
+        if not presorted:  # by key, then id: get() lists ids ascending
+            ascending = len(ids) < 2 or bool((ids[1:] >= ids[:-1]).all())
+            order = np.argsort(keys, kind="stable") if ascending else np.lexsort((ids, keys))
+            keys, ids = keys[order], ids[order]
+        self.keys, self.ids = keys, ids
         self.added: dict[int, list[int]] = {}
         self.dropped: set[tuple[int, int]] = set()
 
@@ -52,7 +57,8 @@ class KeyIndex:
         base = self.ids[lo:hi].tolist()
         if self.dropped:
             base = [i for i in base if (key, i) not in self.dropped]
-        return [*base, *self.added.get(key, [])]
+        later = self.added.get(key)
+        return sorted([*base, *later]) if later else base
 
     def add(self, key: int, image_id: int) -> None:
         self.added.setdefault(key, []).append(image_id)
@@ -88,7 +94,7 @@ class KeyIndex:
         extra = [(k, i) for k, ids in self.added.items() for i in ids]
         keys = np.concatenate([self.keys[keep], np.array([k for k, _ in extra], dtype=np.int64)])
         ids = np.concatenate([self.ids[keep], np.array([i for _, i in extra], dtype=np.int64)])
-        order = np.argsort(keys, kind="stable")
+        order = np.lexsort((ids, keys))
         return keys[order], ids[order]
 
 
@@ -116,6 +122,7 @@ class HeldTable:
         self.ids = np.asarray(ids, dtype=np.int64)[order]
         self.cols = {f: np.asarray(columns[f], dtype=np.int64)[order] for f in HELD_FIELDS}
         self.changed: dict[int, Held | None] = {}
+        self.count = len(self.ids)
 
     @classmethod
     def empty(cls) -> "HeldTable":
@@ -130,6 +137,7 @@ class HeldTable:
         return None
 
     def set(self, image_id: int, held: Held | None) -> None:
+        self.count += (held is not None) - (self.get(image_id) is not None)
         self.changed[image_id] = held
 
     def __contains__(self, image_id: int) -> bool:
@@ -146,4 +154,47 @@ class HeldTable:
         return ids[order], {f: c[order] for f, c in cols.items()}
 
     def __len__(self) -> int:
-        return len(self.arrays()[0])
+        return self.count
+
+
+class TwinLinks(dict):
+    """twin id -> representative id, with the reverse (representative -> its twins) kept
+    alongside, so taking a representative out costs its own twins, not a scan of all."""
+
+    def __init__(self, items: Iterable[tuple[int, int]] = ()):
+        super().__init__()
+        self.copies: dict[int, set[int]] = {}
+        for twin, rep in items:
+            self[twin] = rep
+
+    def __setitem__(self, twin: int, rep: int) -> None:
+        self.pop(twin, None)
+        super().__setitem__(twin, rep)
+        self.copies.setdefault(rep, set()).add(twin)
+
+    def __delitem__(self, twin: int) -> None:
+        rep = super().pop(twin)
+        self.copies[rep].discard(twin)
+        if not self.copies[rep]:
+            del self.copies[rep]
+
+    def pop(self, twin: int, *default):
+        if twin not in self:
+            if default:
+                return default[0]
+            raise KeyError(twin)
+        rep = self[twin]
+        del self[twin]
+        return rep
+
+    def update(self, other=(), **kw) -> None:
+        for twin, rep in (other.items() if hasattr(other, "items") else other):
+            self[twin] = rep
+
+    def clear(self) -> None:
+        super().clear()
+        self.copies.clear()
+
+    def twins_of(self, rep: int) -> list[int]:
+        """The twins of ``rep``, ascending."""
+        return sorted(self.copies.get(rep, ()))
