@@ -126,6 +126,10 @@ def test_sync_equals_a_fresh_build(tmp_path, base):
     loaded, _ = snapshot.load(path, snapshot.config_key(10, m.th))
     assert proposals(loaded, probes) == expected
     assert m.sync(final) == 0  # nothing changed since
+    flat = final.take(np.array([3]))
+    flat.informative[:] = False  # re-indexed as a flat picture with the same hashes: not indexed now
+    assert m.sync(flat) == 1
+    assert proposals(m, [probe_record(final, 3, 20_000)])[20_000] == {}
 
 
 def test_twin_takes_over_when_its_representative_goes(base):

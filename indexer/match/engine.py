@@ -427,15 +427,16 @@ class Matcher:
 
     def sync(self, present: IndexRows, gone: Iterable[int] = ()) -> int:
         """Bring the index up to date with rows that changed in the database: images in
-        ``gone`` are forgotten, rows of ``present`` that are new or whose hashes or
-        SHA-256 changed are held again (:meth:`insert`); rows equal to what is held are
-        left alone. Returns how many images changed."""
+        ``gone`` are forgotten, rows of ``present`` that are new or whose hashes, SHA-256
+        or information gate changed are held again (:meth:`insert`); rows equal to what
+        is held are left alone. Returns how many images changed."""
         gone = [i for i in dict.fromkeys(int(i) for i in gone) if i in self.held]
         sig = _signatures(present)
         stale = np.ones(len(present), dtype=bool)
         for k, image_id in enumerate(present.ids.tolist()):
             held = self.held.get(image_id)
-            stale[k] = held is None or held.sig != int(sig[k]) or held.sha != int(present.sha[k])
+            stale[k] = (held is None or held.sig != int(sig[k]) or held.sha != int(present.sha[k])
+                        or (held.estart >= 0 or image_id in self.twin_of) != bool(present.informative[k]))
         self.forget(gone)
         self.insert(present.take(stale))
         return len(gone) + int(stale.sum())
