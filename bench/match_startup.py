@@ -24,13 +24,14 @@ that file and reads only the rows changed since (``images.revision``).
 Target (issue 3): the index ready at start-up in <= 2 s for 1 M images.
 
 Measured (2026-12-01, 2 cores, quiet machine; ``--n 1000000 --sample 20000 --adds 200``):
-20 k images 0.59 s against 2.50 s for full records (4.3x); 1 M images rebuilt from
-every row: columns read in 6.24 s, index built in 5.45 s, 11.69 s in all, peak RSS
-1.6 GB; the index saved in 4.35 s by a thread (1,026 MB); next start 0.23 s (50.2x),
-after 1,000 new + 100 missing + 100 re-indexed rows 0.48 s (24.3x; 1,200 images
-changed) (target met); incremental add median 16.7 ms against the rebuilt index and
-17.2 ms against the loaded one (p99 21.1 / 29.3 ms: its pages touched first), 14.4
-candidates per add (the planted neighbour and chance hits of uniform random hashes).
+20 k images 0.51 s against 2.31 s for full records (4.5x); 1 M images rebuilt from
+every row: columns read in 4.36 s, index built in 5.96 s, 10.32 s in all, peak RSS
+1.6 GB; a first start 12.96 s (the build, then the arrays taken for the save), the file
+written in 3.95 s by a thread (1,026 MB); next start 0.06 s (169x), after 1,000 new +
+100 missing + 100 re-indexed rows 0.22 s (46x; 1,200 images changed) (target met);
+incremental add median 11.7 ms against the rebuilt index and 11.1 ms against the loaded
+one (p99 19.1 / 17.2 ms), 14.4 candidates per add (the planted neighbour and chance hits
+of uniform random hashes).
 """
 from __future__ import annotations
 
