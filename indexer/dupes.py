@@ -129,6 +129,7 @@ class MatchStage:
     """
 
     regroup_every = 30.0  # seconds: how stale ``image_groups`` may get in a running daemon
+    save_idle = 10.0  # seconds without a new image before a running daemon saves its index (if due)
 
     def __init__(self, session: Session):
         self.session = session
@@ -138,7 +139,9 @@ class MatchStage:
         self.verifier: Verifier | None = None
         self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
         self.changed = self.looked = False
-        self.added = 0  # images matched (added to the index) this run
+        self.mark = None  # what the saved index is up to date with
+        self.unsaved = 0  # images changed since the saved index (the catch-up's, then each match)
+        self.last_add = time.monotonic()
         self.regrouped = time.monotonic()
 
     def __call__(self, image_id: int, result: Indexed) -> None:
@@ -150,7 +153,8 @@ class MatchStage:
         """Forget ``rec``'s old pairs, index it, send its candidates to verification."""
         dbpairs.forget_pairs_of(self.session.engine, rec.id)
         jobs = self.matcher.add(rec)
-        self.added += 1
+        self.unsaved += 1
+        self.last_add = time.monotonic()
         self.waiting[rec.id] = _Waiting(len(jobs))
         for job in jobs:
             self.verifier.submit(rec.id, job)
@@ -168,7 +172,7 @@ class MatchStage:
         self.keeper = IndexKeeper(engine, index_file(self.session.url, m.index_file), matcher_options(self.session),
                                   min_images=m.index_file_min, resave_after=m.index_file_resave)
         self.started = self.keeper.open()
-        self.matcher = self.started.matcher
+        self.matcher, self.mark, self.unsaved = self.started.matcher, self.started.mark, self.started.changed
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
                                  workers=worker_count(m.verify_workers), pool_after=m.pool_after)
         for rec in dbpairs.load_records(engine, waiting):
@@ -202,6 +206,10 @@ class MatchStage:
             self._store(self.verifier.results())
         if self.changed and time.monotonic() - self.regrouped >= self.regroup_every:
             self._regroup()
+        if self.keeper is not None and not self.waiting and time.monotonic() - self.last_add >= self.save_idle:
+            mark = self.keeper.save_if_due(self.matcher, self.mark, self.unsaved, background=True)
+            if mark is not None:  # a daemon saves its index when idle, not only when it stops
+                self.mark, self.unsaved = mark, 0
 
     def _regroup(self) -> None:
         regroup(self.session)
@@ -216,7 +224,7 @@ class MatchStage:
         if self.changed:
             self._regroup()
         if self.keeper is not None:
-            self.keeper.close(self.matcher, self.started, self.added)
+            self.keeper.close(self.matcher, self.mark, self.unsaved)
 
 
 @dataclass

@@ -158,14 +158,21 @@ class IndexKeeper:
             self.error = f"could not save the matching index to {self.path}: {exc}"
             sys.stderr.write(f"photoqa: {self.error} (the next start rebuilds it)\n")
 
-    def close(self, m: Matcher | None, started: Started | None, added: int = 0) -> None:
-        """At the end of a run that ``added`` images to ``m``: bring it up to date (its own
-        adds are rows it holds already) and save it, when the archive is large enough to
-        be worth it and ``resave_after`` images changed since the saved index."""
-        if (m is not None and started is not None and self.path is not None
-                and started.changed + added >= self.resave_after and len(m.held) >= self.min_images):
-            mark, _ = self.catch_up(m, started.mark)
-            self.save(m, mark)
+    def save_if_due(self, m: Matcher | None, mark: Mark | None, unsaved: int, *,
+                    background: bool = False) -> Mark | None:
+        """Bring ``m`` up to date (its own adds are rows it holds already) and save it, when
+        ``unsaved`` images changed since the saved index (``resave_after``) and the
+        archive is large enough to be worth it; returns the mark saved, else None."""
+        if (m is None or mark is None or self.path is None or unsaved < self.resave_after
+                or len(m.held) < self.min_images):
+            return None
+        mark, _ = self.catch_up(m, mark)
+        self.save(m, mark, background=background)
+        return mark
+
+    def close(self, m: Matcher | None, mark: Mark | None, unsaved: int) -> None:
+        """At the end of a run: :meth:`save_if_due`, and wait for any save in progress."""
+        self.save_if_due(m, mark, unsaved)
         self.wait()
 
     def wait(self) -> None:

@@ -199,3 +199,30 @@ def test_rows_deleted_behind_its_back_are_noticed(folders):
     assert assert_open_equals_fresh_build(kept) == "loaded"
     held = snapshot.read(kept.with_name("photoqa.db.match-index"))[0]["held.ids"]
     assert gone in held.tolist()  # the file still has it; the opened index did not (checked above)
+
+
+def test_a_running_daemon_saves_its_index_when_idle(folders, tmp_path):
+    """The matching stage of a long-running ``watch`` saves the index once enough images
+    changed and no new one came for ``save_idle`` seconds, not only when it stops."""
+    from indexer.dupes import MatchStage
+    from indexer.pipeline import index_paths
+
+    photos, kept, control, hows = folders
+    run(kept, "index", photos, "--workers", "1")
+    saved = kept.with_name("photoqa.db.match-index")
+    before = saved.read_bytes()
+    session = open_session(str(kept))
+    stage = MatchStage(session)
+    F.save(photos / "e.jpg", Image.fromarray(synth.scene(26, 320, 240)), "JPEG", quality=90)
+    index_paths([photos], session.store, session.settings.index, workers=1, hooks=[stage])
+    stage.flush_due()
+    assert stage.unsaved >= 1 and saved.read_bytes() == before  # not idle yet
+    stage.last_add -= stage.save_idle
+    stage.flush_due()
+    stage.keeper.wait()
+    assert stage.unsaved == 0 and saved.read_bytes() != before
+    held = snapshot.read(saved)[0]["held.ids"].tolist()
+    with session.engine.connect() as conn:
+        assert held == conn.execute(text("SELECT id FROM images WHERE missing_since IS NULL ORDER BY id")).scalars().all()
+    stage.close()
+    session.engine.dispose()
