@@ -226,3 +226,16 @@ def test_a_running_daemon_saves_its_index_when_idle(folders, tmp_path):
         assert held == conn.execute(text("SELECT id FROM images WHERE missing_since IS NULL ORDER BY id")).scalars().all()
     stage.close()
     session.engine.dispose()
+
+
+def test_an_index_file_that_cannot_be_written_is_a_message_not_a_failure(tmp_path):
+    photos = tmp_path / "photos"
+    F.save(photos / "a.jpg", Image.fromarray(synth.scene(21, 320, 240)), "JPEG", quality=92)
+    db = tmp_path / "photoqa.db"
+    (tmp_path / "photoqa.toml").write_text('[match]\nindex_file = "/proc/photoqa/none/x.match-index"\n'
+                                           "index_file_min = 0\n")
+    result = CliRunner().invoke(main, ["--db", str(db), "index", str(photos), "--workers", "1"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "could not save the matching index to /proc/photoqa/none/x.match-index" in result.stderr
+    assert "the next start rebuilds it" in result.stderr
