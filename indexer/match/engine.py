@@ -432,11 +432,10 @@ class Matcher:
         is held are left alone. Returns how many images changed."""
         gone = [i for i in dict.fromkeys(int(i) for i in gone) if i in self.held]
         sig = _signatures(present)
-        stale = np.ones(len(present), dtype=bool)
-        for k, image_id in enumerate(present.ids.tolist()):
-            held = self.held.get(image_id)
-            stale[k] = (held is None or held.sig != int(sig[k]) or held.sha != int(present.sha[k])
-                        or (held.estart >= 0 or image_id in self.twin_of) != bool(present.informative[k]))
+        found, held = self.held.lookup(present.ids)
+        twins = np.fromiter(self.twin_of, dtype=np.int64, count=len(self.twin_of))
+        gated_in = (held["estart"] >= 0) | np.isin(present.ids, twins)  # indexed, or a twin of one that is
+        stale = ~found | (held["sig"] != sig) | (held["sha"] != present.sha) | (gated_in != present.informative)
         self.forget(gone)
         self.insert(present.take(stale))
         return len(gone) + int(stale.sum())

@@ -136,6 +136,26 @@ class HeldTable:
             return Held(*(int(self.cols[f][i]) for f in HELD_FIELDS))
         return None
 
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Vectorised :meth:`get`: (bool (n,) held or not, :class:`Held` columns int64 (n,),
+        0 where not held) for int64 ``ids``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        found = np.zeros(len(ids), dtype=bool)
+        out = {f: np.zeros(len(ids), dtype=np.int64) for f in HELD_FIELDS}
+        if len(self.ids) and len(ids):
+            pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+            found = self.ids[pos] == ids
+            for f in HELD_FIELDS:
+                out[f][found] = self.cols[f][pos[found]]
+        if self.changed and len(ids):
+            later = np.fromiter(self.changed, dtype=np.int64, count=len(self.changed))
+            for k in np.flatnonzero(np.isin(ids, later)).tolist():
+                held = self.changed[int(ids[k])]
+                found[k] = held is not None
+                for f in HELD_FIELDS:
+                    out[f][k] = getattr(held, f) if held is not None else 0
+        return found, out
+
     def set(self, image_id: int, held: Held | None) -> None:
         self.count += (held is not None) - (self.get(image_id) is not None)
         self.changed[image_id] = held
