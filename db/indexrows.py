@@ -38,10 +38,9 @@ def _fetch(engine: Engine, sql: str, params: tuple) -> list[tuple]:
             cursor.close()
 
 
-def load_index_rows(engine: Engine, th: MatchThresholds, exclude: Iterable[int] = (),
-                    ids: Iterable[int] | None = None) -> IndexRows:
-    """The index columns of every present image (or of the present ones among ``ids``)
-    but ``exclude``, as arrays ordered by id."""
+def load_index_rows(engine: Engine, th: MatchThresholds, ids: Iterable[int] | None = None) -> IndexRows:
+    """The index columns of every present image (or of the present ones among ``ids``),
+    as arrays ordered by id."""
     where = "missing_since IS NULL"
     params = _gate(th)
     if ids is not None:
@@ -50,9 +49,7 @@ def load_index_rows(engine: Engine, th: MatchThresholds, exclude: Iterable[int] 
             return to_index_rows([])
         where += f" AND id IN ({', '.join('?' * len(wanted))})"
         params += tuple(wanted)
-    rows = _fetch(engine, f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY id", params)
-    skip = set(exclude)
-    return to_index_rows([r for r in rows if r[0] not in skip] if skip else rows)
+    return to_index_rows(_fetch(engine, f"SELECT {_COLUMNS} FROM images WHERE {where} ORDER BY id", params))
 
 
 @dataclass

@@ -16,7 +16,7 @@ from indexer.exposurestage import refine_pairs
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
 from indexer.match.groups import UnionFind, build_groups
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
-from indexer.matchindex import IndexKeeper, Started, index_file
+from indexer.matchindex import IndexKeeper, index_file
 from indexer.pipeline import worker_count
 from indexer.session import Session
 from indexer.verifypool import Verifier
@@ -135,7 +135,6 @@ class MatchStage:
         self.session = session
         self.matcher: Matcher | None = None
         self.keeper: IndexKeeper | None = None
-        self.started: Started | None = None  # how the index was opened, and the mark it is up to date with
         self.verifier: Verifier | None = None
         self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
         self.changed = self.looked = False
@@ -171,8 +170,8 @@ class MatchStage:
         m = self.session.settings.match
         self.keeper = IndexKeeper(engine, index_file(self.session.url, m.index_file), matcher_options(self.session),
                                   min_images=m.index_file_min, resave_after=m.index_file_resave)
-        self.started = self.keeper.open()
-        self.matcher, self.mark, self.unsaved = self.started.matcher, self.started.mark, self.started.changed
+        started = self.keeper.open()
+        self.matcher, self.mark, self.unsaved = started.matcher, started.mark, started.changed
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
                                  workers=worker_count(m.verify_workers), pool_after=m.pool_after)
         for rec in dbpairs.load_records(engine, waiting):

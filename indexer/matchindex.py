@@ -44,7 +44,7 @@ def index_file(url: str, configured: str) -> Path | None:
     db_file = sqlite_path(url)
     if db_file is not None:
         return db_file.with_name(db_file.name + ".match-index")
-    return Path.home() / ".cache" / "photoqa" / "match" / (hashlib.sha1(url.encode()).hexdigest()[:12] + "")
+    return Path.home() / ".cache" / "photoqa" / "match" / hashlib.sha1(url.encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -61,7 +61,6 @@ class Started:
     matcher: Matcher
     mark: Mark
     how: str  # "loaded" (saved index + catch-up) or "built" (every row read), and why
-    seconds: float
     changed: int = 0  # images not in the saved index: all of them when built, else those the catch-up changed
 
 
@@ -83,13 +82,11 @@ class IndexKeeper:
         self.key = snapshot.config_key(options.get("radius", 10), self.th)
         self.instance = indexrows.instance_id(engine)
         self._saving: threading.Thread | None = None
-        self.error: str | None = None  # why the last save failed
 
     def open(self) -> Started:
         """A matcher holding every present image: the saved one brought up to date, else
         one built from every row. (Images about to be matched again are held too: adding
         an image the matcher holds replaces it.)"""
-        started = time.perf_counter()
         reason = "no saved index" if self.path is None else ""
         if self.path is not None:
             try:
@@ -98,14 +95,14 @@ class IndexKeeper:
                     raise snapshot.Unusable("saved for another database")
                 mark = Mark(**info["mark"])
                 mark, changed = self.catch_up(m, mark)
-                return Started(m, mark, "loaded", time.perf_counter() - started, changed)
+                return Started(m, mark, "loaded", changed)
             except snapshot.Unusable as exc:
                 reason = str(exc)
         mark = self.read_mark()  # before the rows: rows written meanwhile are replayed next time
         rows = indexrows.load_index_rows(self.engine, self.th)
         m = Matcher.from_rows(rows, **self.options)
         m.rows = None  # incremental mode only: no batch join over these rows
-        out = Started(m, mark, f"built ({reason})", time.perf_counter() - started, len(rows))
+        out = Started(m, mark, f"built ({reason})", len(rows))
         if self.path is not None and len(rows) >= self.min_images:
             self.save(m, mark, background=True)
         return out
@@ -155,8 +152,8 @@ class IndexKeeper:
         try:
             snapshot.save(self.path, state, info)
         except OSError as exc:  # a cache: the next start rebuilds it from the database
-            self.error = f"could not save the matching index to {self.path}: {exc}"
-            sys.stderr.write(f"photoqa: {self.error} (the next start rebuilds it)\n")
+            sys.stderr.write(f"photoqa: could not save the matching index to {self.path}: {exc} "
+                             "(the next start rebuilds it)\n")
 
     def save_if_due(self, m: Matcher | None, mark: Mark | None, unsaved: int, *,
                     background: bool = False) -> Mark | None:

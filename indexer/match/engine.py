@@ -143,15 +143,6 @@ def _probe_fractions(rows: IndexRows) -> np.ndarray:
     return f
 
 
-def _first_of_each(keys: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """bool (n,): True at the first masked row of each distinct key (rows are by id)."""
-    out = np.zeros(len(keys), dtype=bool)
-    idx = np.flatnonzero(mask)
-    _, first = np.unique(keys[idx], return_index=True)
-    out[idx[first]] = True
-    return out
-
-
 def _entries(rows: IndexRows, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Index entries of rows ``sel`` (bool (n,)): canonical pHash then stored crop hashes.
     Returns (hashes int64, owners int64, fractions float64, entries per row int64 (n,),
@@ -258,7 +249,8 @@ class Matcher:
                 m.records.put(rec)
         m.by_sha = KeyIndex(rows.sha, rows.ids)
         sig = _signatures(rows)
-        ok = m._representatives(rows, sig)
+        ok, twin_of = m._representatives(rows, sig)
+        m.twin_of = TwinLinks(twin_of.items())
         m.twins, m.indexed = KeyIndex(sig[ok], rows.ids[ok]), ok
         entries, owners, fractions, counts = _entries(rows, ok)
         m.index = MultiIndex(entries, radius=m.radius)
@@ -271,26 +263,34 @@ class Matcher:
         m.rows = rows
         return m
 
-    def _representatives(self, rows: IndexRows, sig: np.ndarray) -> np.ndarray:
-        """bool (n,): informative rows that are no twin of an earlier row (rows by id).
-        Only rows sharing a hash signature are fetched, to compare their content."""
+    def _representatives(self, rows: IndexRows, sig: np.ndarray,
+                         indexed: KeyIndex | None = None) -> tuple[np.ndarray, dict[int, int]]:
+        """Which informative ``rows`` (by id) are no twin of an earlier row, or of an image
+        in ``indexed`` (by signature): bool (n,), and twin id -> representative. Only rows
+        whose signature repeats are fetched, to compare their content."""
         ok = rows.informative.copy()
-        shared = ok & ~_first_of_each(sig, ok)
-        if not shared.any():
-            return ok
-        suspects = ok & np.isin(sig, sig[shared])
-        recs = self.records.get_many(rows.ids[suspects].tolist())
+        twin_of: dict[int, int] = {}
+        _, inverse, counts = np.unique(sig[ok], return_inverse=True, return_counts=True)
+        repeated = np.zeros(len(rows), dtype=bool)
+        repeated[ok] = counts[inverse] > 1
+        listed = (lambda key: indexed.get(key)) if indexed is not None else (lambda key: [])
+        suspects = [i for i in np.flatnonzero(ok).tolist() if repeated[i] or listed(int(sig[i]))]
+        if not suspects:
+            return ok, twin_of
+        known = {r for i in suspects for r in listed(int(sig[i]))}
+        recs = self.records.get_many([*known, *(int(rows.ids[i]) for i in suspects)])
         reps: dict[int, list[tuple[int, bytes]]] = {}
-        for i in np.flatnonzero(suspects).tolist():
+        for i in suspects:
             image_id, rec = int(rows.ids[i]), recs.get(int(rows.ids[i]))
             key = content_key(rec) if rec is not None else None  # unreadable: nobody's twin
-            same = [r for r, k in reps.get(int(sig[i]), []) if key is not None and k == key]
+            same = [r for r in listed(int(sig[i])) if key is not None and r in recs and content_key(recs[r]) == key]
+            same += [r for r, k in reps.get(int(sig[i]), []) if key is not None and k == key]
             if same:
                 ok[i] = False
-                self.twin_of[image_id] = same[0]
+                twin_of[image_id] = same[0]
             else:
                 reps.setdefault(int(sig[i]), []).append((image_id, key))
-        return ok
+        return ok, twin_of
 
     def _twin(self, rec: MatchRecord, sig: int) -> int | None:
         """The indexed image ``rec`` is a twin of (equal hashes and content), or None."""
@@ -310,8 +310,8 @@ class Matcher:
         rows = self.rows if self.rows is not None else rows_of(self.records.values(), self.th)
         proposals = _Proposals()
         if self.rows is None:  # records added since the build: find their twins again
-            self.twin_of = TwinLinks()
-            ok = self._representatives(rows, _signatures(rows))
+            ok, twin_of = self._representatives(rows, _signatures(rows))
+            self.twin_of = TwinLinks(twin_of.items())
         else:
             ok = self.indexed
         for twin, representative in self.twin_of.items():  # linked to its representative only
@@ -393,26 +393,7 @@ class Matcher:
         if not len(rows):
             return
         sig = _signatures(rows)
-        ok = rows.informative.copy()
-        twin_of: dict[int, int] = {}
-        values, inverse, counts = np.unique(sig, return_inverse=True, return_counts=True)
-        repeated = counts[inverse] > 1  # rows sharing a signature within this batch
-        suspects = [i for i in np.flatnonzero(ok).tolist() if repeated[i] or self.twins.get(int(sig[i]))]
-        if suspects:
-            known = {int(r) for i in suspects for r in self.twins.get(int(sig[i]))}
-            recs = self.records.get_many([*known, *(int(rows.ids[i]) for i in suspects)])
-            reps: dict[int, list[tuple[int, bytes]]] = {}
-            for i in suspects:
-                rec = recs.get(int(rows.ids[i]))
-                key = content_key(rec) if rec is not None else None
-                same = [r for r in self.twins.get(int(sig[i])) if r in recs and key is not None
-                        and content_key(recs[r]) == key]
-                same += [r for r, k in reps.get(int(sig[i]), []) if key is not None and k == key]
-                if same:
-                    ok[i] = False
-                    twin_of[int(rows.ids[i])] = same[0]
-                else:
-                    reps.setdefault(int(sig[i]), []).append((int(rows.ids[i]), key))
+        ok, twin_of = self._representatives(rows, sig, self.twins)
         self.rows = None
         self._hold(rows, sig, ok, twin_of)
         self._lowest_represents(twin_of)

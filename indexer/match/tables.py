@@ -207,7 +207,7 @@ class TwinLinks(dict):
         del self[twin]
         return rep
 
-    def update(self, other=(), **kw) -> None:
+    def update(self, other=()) -> None:
         for twin, rep in (other.items() if hasattr(other, "items") else other):
             self[twin] = rep
 
