@@ -81,12 +81,12 @@ def index(ctx, paths, workers, fmt, strict, verbose):
       photoqa index ~/Pictures /mnt/card
       photoqa --db lab.db index frames/ --workers 2 --format json
     """
-    from indexer.commands import run_index
+    from indexer.commands.index import run_index
 
     session = _session(ctx)
     summary = run_index(session, list(paths), workers=workers, verbose=verbose)
     if fmt == "json":
-        from indexer.output import write_json
+        from indexer.commands.output import write_json
 
         write_json(summary.as_dict())
     else:
@@ -114,7 +114,7 @@ def sql(ctx, statement, fmt):
                    WHERE hamming(a.phash, b.phash) <= 6" --format csv
     """
     from db.queries import QueryError, ReadOnlyViolation, run_sql
-    from indexer.output import emit
+    from indexer.commands.output import emit
 
     session = _session(ctx, readonly=True)
     try:
@@ -140,7 +140,7 @@ def demo(ctx, folder, workers):
     Example:
       photoqa demo /tmp/demo && photoqa --db /tmp/demo/photoqa.db sql "SELECT * FROM failures"
     """
-    from indexer.demo import run_demo
+    from indexer.commands.demo import run_demo
 
     run_demo(folder or Path("photoqa-demo"), workers=workers, config=ctx.obj["config"])
 
@@ -181,7 +181,7 @@ def show_config(ctx):
     """
     from indexer.config import ConfigError, as_dict, load_settings
     from db.engine import resolve_url, sqlite_path
-    from indexer.output import write_json
+    from indexer.commands.output import write_json
 
     try:
         settings = load_settings(ctx.obj["config"], sqlite_path(resolve_url(ctx.obj["db"])))
@@ -249,7 +249,7 @@ def status(ctx, fmt):
     Example:
       photoqa --db lab.db status --format json
     """
-    from indexer.output import emit, write_json
+    from indexer.commands.output import emit, write_json
     from indexer.watch.status import rows, status as watch_status
 
     session = _session(ctx, readonly=True)
@@ -287,9 +287,9 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
       photoqa dupes --format json --verdicts same_file,same_pixels,derived
       photoqa dupes --verdicts same_file,same_pixels,derived,exposure_variant,similar --min-size 3
     """
-    from indexer.dupes import dupes_report, rematch as run_rematch
+    from indexer.pipeline.matchstage import dupes_report, rematch as run_rematch
     from indexer.match.verdict import VERDICTS
-    from indexer.output import emit, write_json
+    from indexer.commands.output import emit, write_json
 
     chosen = tuple(v.strip() for v in verdicts.split(",") if v.strip())
     unknown = [v for v in chosen if v not in VERDICTS]
@@ -344,9 +344,9 @@ def exposure(ctx, fmt, flag, refresh):
       photoqa exposure --flag dark --format json
       photoqa exposure --refresh --format csv > exposure.csv
     """
-    from indexer.exposurereport import (CSV_COLUMNS, ExposureError, check_flag, csv_rows,
+    from indexer.commands.exposure import (CSV_COLUMNS, ExposureError, check_flag, csv_rows,
                                         exposure_report, image_rows, pair_rows, refresh as run_refresh)
-    from indexer.output import emit, write_json
+    from indexer.commands.output import emit, write_json
 
     try:
         check_flag(flag)
@@ -393,8 +393,8 @@ def diff(ctx, file_a, file_b, out_dir, fmt):
       photoqa diff IMG_2600.jpg IMG_2601.jpg --out diff/
       photoqa diff a.CRW b.CRW --out diff/ --format json
     """
-    from indexer.exposurereport import ExposureError, diff_files, diff_text
-    from indexer.output import write_json
+    from indexer.commands.exposure import ExposureError, diff_files, diff_text
+    from indexer.commands.output import write_json
 
     try:
         summary = diff_files(file_a, file_b, out_dir)
@@ -433,8 +433,8 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
       photoqa hotpixels
       photoqa hotpixels --camera 2 --format json --export-badpixels badpixels/ --map s40.png
     """
-    from indexer.hotpixels import export_all, sensor_reports, write_maps
-    from indexer.output import emit, write_json
+    from indexer.commands.hotpixels import export_all, sensor_reports, write_maps
+    from indexer.commands.output import emit, write_json
 
     session = _session(ctx)
     reports = sensor_reports(session, sensor)
@@ -484,7 +484,7 @@ def repair(ctx, files, out_dir, sensor, dry_run, force):
       photoqa repair IMG_0101.CRW IMG_0102.CRW --out fixed/
       photoqa repair *.JPG --out fixed/ --camera 3 --dry-run
     """
-    from indexer.repairfiles import repair_file
+    from indexer.commands.repair import repair_file
 
     session = _session(ctx)
     failures = 0

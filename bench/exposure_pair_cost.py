@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from indexer import features
-from indexer.exposure import diffimages, linear, transfer
+from indexer.measure import features
+from indexer.exposure import diffimages, transfer
+from indexer.measure import linear
 
 
 def timed(fn, repeat: int) -> float:

@@ -10,7 +10,7 @@ distinct, with mild grain so entropy decoding costs what it costs on a real phot
 ``--dir`` (default ``$TMPDIR/photoqa-bench-12mp-cam``), reused by later runs. Each file
 names its camera in EXIF, as a real photo does. Then prints, in images per second:
 
-* bare decode: Pillow open + ``draft`` to the features' size (``indexer.decode._draft_request``,
+* bare decode: Pillow open + ``draft`` to the features' size (``indexer.decode.draft_request``,
   256 px long side) + load: the floor any indexer pays;
 * ``index_paths`` on a fresh SQLite database with 1 worker and with all cores;
 * a naive ``imagehash.phash(Image.open(f))`` loop (on ``--naive`` files: it is slow);
@@ -38,7 +38,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 # photoqa modules are imported inside the functions: worker processes (forkserver/spawn)
-# re-import this main module, and `photoqa index` workers only import indexer.analyse.
+# re-import this main module, and `photoqa index` workers only import indexer.pipeline.analyse.
 
 KODAK = REPO.parent / "shared" / "data" / "photos" / "kodak"
 SIZE = (4000, 3000)
@@ -63,7 +63,7 @@ def make_one(job: tuple[Path, Path, int]) -> None:
 
 
 def ensure_files(folder: Path, count: int) -> list[Path]:
-    from indexer.pipeline import worker_count
+    from indexer.pipeline.run import worker_count
 
     folder.mkdir(parents=True, exist_ok=True)
     sources = sorted(KODAK.glob("*.png"))
@@ -91,19 +91,19 @@ CPU: dict[str, float] = {}  # CPU seconds of this process per loop: robust to sh
 
 
 def bare_decode(files: list[Path]) -> float:
-    from indexer.decode import _draft_request
+    from indexer.decode import draft_request
 
     start, cpu = time.perf_counter(), time.process_time()
     for f in files:
         with Image.open(f) as img:
-            img.draft("RGB", _draft_request(img.size, WORK_SIZE))
+            img.draft("RGB", draft_request(img.size, WORK_SIZE))
             img.load()
     CPU["bare"] = time.process_time() - cpu
     return rate(len(files), time.perf_counter() - start)
 
 
 def index_rate(files: list[Path], workers: int, scratch: Path) -> float:
-    from indexer.pipeline import index_paths
+    from indexer.pipeline.run import index_paths
     from indexer.session import open_session
 
     db = scratch / f"bench-{workers}-{time.monotonic_ns()}.db"
@@ -120,7 +120,7 @@ def index_rate(files: list[Path], workers: int, scratch: Path) -> float:
 
 def cli_rate(files: list[Path], scratch: Path) -> float:
     """``photoqa index`` on ``files`` (copied by hard link into a folder of their own)."""
-    from indexer.commands import run_index
+    from indexer.commands.index import run_index
     from indexer.session import open_session
 
     folder = scratch / "cli-files"
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "photoqa-bench-12mp-cam")
     args = parser.parse_args()
 
-    from indexer.pipeline import worker_count
+    from indexer.pipeline.run import worker_count
 
     files = ensure_files(args.dir, args.count)
     total = warm(files)

@@ -4,7 +4,7 @@ The matching stage of ``index``/``watch`` needs a Hamming index over every prese
 Rebuilt from the database (the baseline here, and what a first start does) it reads the
 index columns of every row (ids, SHA-256, 8 D4 pHashes, 10 crop hashes, information gate:
 ~200 bytes per image) and builds the tables; at the end of a run, and after a first
-build, it is saved beside the database (``indexer.matchindex``), and the next start maps
+build, it is saved beside the database (``indexer.pipeline.matchindex``), and the next start maps
 that file and reads only the rows changed since (``images.revision``).
 
 1. A ``--sample``-image database with real-size 128x96 thumbnails: index columns +
@@ -51,7 +51,7 @@ from db.store import pack_hist, pack_thumb
 from indexer.match.engine import Matcher
 from indexer.match.records import MatchRecord
 from indexer.match.verdict import MatchThresholds
-from indexer.matchindex import IndexKeeper
+from indexer.pipeline.matchindex import IndexKeeper
 
 COLUMNS = ("revision", "path", "size", "mtime_ns", "sha256", "format", "width", "height", "display_width", "display_height",
            "bit_depth", "orientation", "decoder", "features_version", "indexed_at", "matched_at", "phash", "dhash",

@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from indexer import orient
+from indexer.measure import orient
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 FOUND = ("same_file", "same_pixels", "derived", "exposure_variant")

@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from indexer import features, orient
+from indexer.measure import features, orient
 from indexer.match import verify
 
 KINDS = ("resize", "crop", "shift", "exposure", "rotate", "blur", "distinct", "distinct")

@@ -60,7 +60,7 @@ def sources(limit: int = 12) -> list[bytes]:
             break
     if found:
         return found
-    from indexer import synth
+    from indexer.synthetic import scenes as synth
 
     out = []
     for seed in range(4):

@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from db.models import Meta
-from indexer import hashes
+from indexer.measure import hashes
 from indexer.match.records import IndexRows, sha_prefix
 from indexer.match.verdict import MatchThresholds
 

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from db.indexrows import load_index_rows  # noqa: F401 - re-exported: callers read rows here
 from db.models import Image, ImageGroup, Pair
 from db.store import unpack_hist, unpack_thumb, utcnow
-from indexer import hashes
+from indexer.measure import hashes
 from indexer.match.engine import MatchRecord, PairEvidence
 from indexer.match.groups import Group, KeeperInfo
 

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Failure, Image
-from indexer import hashes, orient
-from indexer.analyse import Failed, Indexed, Task
+from indexer.measure import hashes, orient
+from indexer.pipeline.analyse import Failed, Indexed, Task
 
 
 def utcnow() -> datetime:
@@ -77,7 +77,7 @@ def image_values(result: Indexed, camera_id: int | None) -> dict:
 
 
 def _features_version() -> int:
-    from indexer.features import FEATURES_VERSION
+    from indexer.measure.features import FEATURES_VERSION
 
     return FEATURES_VERSION
 

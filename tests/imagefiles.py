@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from indexer import synth
+from indexer.synthetic import scenes as synth
 
 
 def scene(seed: int = 0, width: int = 160, height: int = 120) -> np.ndarray:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import cli
 import imagefiles as F
 from cli import main
-from indexer.pipeline import index_paths
+from indexer.pipeline.run import index_paths
 from indexer.session import open_session
 
 REPO = Path(__file__).resolve().parent.parent
@@ -216,7 +216,7 @@ def test_index_strict_exit_code(tmp_path):
 
 
 def test_output_keeps_tiny_values():
-    from indexer.output import plain
+    from indexer.commands.output import plain
 
     assert plain(1 / 16000) == 6.25e-05  # a fast shutter must not print as 6.2e-05 or 0.0
     assert plain(0.6161671234) == 0.616167 and plain(0.0) == 0.0

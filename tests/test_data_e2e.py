@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer import hashes
-from indexer.pipeline import index_paths
+from indexer.measure import hashes
+from indexer.pipeline.run import index_paths
 from indexer.session import open_session
 
 pytestmark = pytest.mark.data

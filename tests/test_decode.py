@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import decode, features, orient
+from indexer import decode
+
+from indexer.measure import features, orient
 from indexer.errors import DecodeError
 import imagefiles as F
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 import imagefiles as F
 from cli import EXIT_USAGE, main
-from indexer import synth
+from indexer.synthetic import scenes as synth
 from indexer.session import open_session
 
 

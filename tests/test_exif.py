@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, TiffImagePlugin
 
-from indexer import decode, exif
+from indexer import decode
+
+from indexer.decode import exif
 import imagefiles as F
 
 
@@ -179,7 +181,7 @@ def ciff_file(model: bytes, serial: int, stamp: int) -> bytes:
 
 
 def test_crw_identity_from_ciff_records():
-    from indexer.rawdecode import magic_metadata
+    from indexer.decode.raw import magic_metadata
 
     d30 = magic_metadata(ciff_file(b"Canon EOS D30", (0xA32 << 16) | 1, 1038150682))
     assert d30.camera == exif.Camera("Canon", "Canon EOS D30", "a32-00001")

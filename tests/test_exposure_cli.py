@@ -18,7 +18,7 @@ from PIL import ExifTags, Image
 
 import cli
 from cli import main
-from indexer import synth
+from indexer.synthetic import scenes as synth
 from indexer.exposure.diffimages import OUTPUT_NAMES
 from indexer.exposure.flags import FLAG_NAMES
 
@@ -215,7 +215,7 @@ def test_diff_raw_against_srgb(shared_data, tmp_path):
     """Mixed inputs: a RAW (developed linearly) and an sRGB PNG rendered from that
     development at -1 EV; the PNG is linearised, so -1 EV comes back."""
     from indexer.decode import load_full
-    from indexer.exposure.linear import linear_to_srgb8
+    from indexer.measure.linear import linear_to_srgb8
 
     crw = shared_data / "raw" / "digicam_corpus" / "Canon" / "PowerShot_S40" / "CRW_0104.CRW"
     lin = load_full(crw, raw_linear=True)

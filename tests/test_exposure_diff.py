@@ -6,8 +6,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from indexer import synth
-from indexer.exposure import diffimages, linear
+from indexer.synthetic import scenes as synth
+from indexer.exposure import diffimages
+from indexer.measure import linear
 
 
 def displaced(a_lin: np.ndarray, dy: float, dx: float, ev: float) -> np.ndarray:

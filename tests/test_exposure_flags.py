@@ -1,5 +1,5 @@
 """Per-image flags: planted dark, bright, blurred, flat, grey and odd-shaped images fire
-their flags; clean photos raise none. Metrics come from indexer.features.measure on a
+their flags; clean photos raise none. Metrics come from indexer.measure.features.measure on a
 256-px working image, as the indexer computes them."""
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from indexer import features, synth
+from indexer.measure import features
+
+from indexer.synthetic import scenes as synth
 from indexer.exposure import flags
 
 WORK = 256

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer import features
-from indexer.exposure import linear
+from indexer.measure import features
+from indexer.measure import linear
 
 
 def test_srgb_known_values():

@@ -11,7 +11,7 @@ import pytest
 from PIL import ExifTags, Image
 
 from indexer.exposure import diffimages, transfer
-from indexer.exposure.linear import srgb_to_linear
+from indexer.measure.linear import srgb_to_linear
 
 BRACKET = ("IMG_2600.jpg", "IMG_2601.jpg", "IMG_2602.jpg")  # 1/8 s, 1 s, 8 s at f/8
 

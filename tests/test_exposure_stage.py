@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from PIL import Image, ImageFilter
 
 from cli import main
-from indexer import synth
+from indexer.synthetic import scenes as synth
 from indexer.exposure.flags import FLAGS_VERSION
-from indexer.exposurestage import _cfa_eligible, cfa_delta_ev, thumb_delta_ev
+from indexer.pipeline.exposurestage import _cfa_eligible, cfa_delta_ev, thumb_delta_ev
 from indexer.match.engine import MatchRecord
 
 
@@ -158,7 +158,7 @@ def test_thumb_delta_ev_uses_the_pair_shift_and_transform():
     b = moved[4:100, 16:144]  # b's corner sits at x +6, y -6 thumbnail px in a (60 full px)
     ra, rb = _record(1, a, 1280, 960), _record(2, np.rot90(b).copy(), 960, 1280)
     # b ~ apply(a, transform): b is a rotated 90 degrees counter-clockwise
-    from indexer import orient
+    from indexer.measure import orient
     t = next(t for t in orient.D4 if np.array_equal(orient.apply(b, t), rb.thumb))
     value = thumb_delta_ev(ra, rb, transform=t, shift=(60.0, -60.0), scale=1.0)
     assert value == pytest.approx(1.0, abs=0.05)
@@ -168,7 +168,7 @@ def test_thumb_delta_ev_uses_the_pair_shift_and_transform():
 
 def test_cfa_delta_ev_planted(monkeypatch):
     """Two synthetic CFA planes, B = 2x A shifted by (2, 4) sites: +1 EV."""
-    from indexer import exposurestage
+    from indexer.pipeline import exposurestage
 
     rng = np.random.default_rng(1)
     ramp = 30 * 2 ** (np.arange(200)[:, None] / 40.0)  # +0.1 EV per 4 rows: misalignment shows

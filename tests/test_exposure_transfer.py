@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import synth
-from indexer.exposure import linear, transfer
+from indexer.synthetic import scenes as synth
+from indexer.measure import linear
+from indexer.exposure import transfer
 
 KODAK = ("kodim01", "kodim03", "kodim05", "kodim13", "kodim20", "kodim23")
 EVS = (-2.0, -1.3, -0.5, 0.7, 2.0)
@@ -151,7 +152,7 @@ def test_cfa_delta_pooled_and_per_colour(ev):
 
 
 def _thumb(rgb_float: np.ndarray, *, grey: bool) -> np.ndarray:
-    from indexer import features
+    from indexer.measure import features
     rgb8 = features.to_uint8(rgb_float)
     if grey:
         return features.thumbnail(features.luma8(rgb8), 128)
@@ -178,7 +179,7 @@ def test_thumbnail_path(kodak, grey):
 def test_thumbnail_path_with_shift():
     rgb8 = synth.scene(7, 640, 480)
     from scipy import ndimage
-    from indexer import features
+    from indexer.measure import features
     b8 = synth.change_exposure(rgb8, -1.0)
     moved = ndimage.shift(b8.astype(np.float32), (12, -20, 0), order=1, mode="nearest")
     ta = features.thumbnail(features.luma8(rgb8), 128)

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from indexer import features, synth
-from indexer.exposure import linear
+from indexer.measure import features
+
+from indexer.synthetic import scenes as synth
+from indexer.measure import linear
 
 
 def as_float(rgb8: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ from sqlalchemy import text
 
 from db import store
 from db.engine import open_engine
-from indexer import features, hashes, orient, synth
+from indexer.measure import features, hashes, orient
+from indexer.synthetic import scenes as synth
 
 INT64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 UINT64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
@@ -183,7 +184,7 @@ def test_sqlite_hamming_null_and_stored_values(sqlite_engine):
 
 # ---- golden values ---------------------------------------------------------------
 # Pinned with Pillow 13.0.0, numpy 2.4.6, scipy 1.17.1, ImageHash 4.3.2 on
-# indexer.synth.scene(seed) at 640x480, measured at full size. If a library upgrade
+# indexer.synthetic.scenes.scene(seed) at 640x480, measured at full size. If a library upgrade
 # changes any of these, stored hashes and metrics are no longer comparable with new
 # ones: notice it, bump FEATURES_VERSION / HASH_VERSION, and only then re-pin.
 GOLDEN = {

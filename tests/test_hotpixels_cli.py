@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.sensor import synthetic
+from indexer.synthetic import camera as synthetic
 from indexer.sensor.export import MAP_COLOURS
 from indexer.sensor.residual import rgb_residual
 # camera, frames and the rendered-frames setting are module fixtures shared with the pipeline tests

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from indexer.match import align
-from indexer.match.align import align_thumbs, phase_shift, rank_normalise
+from indexer.measure import align
+from indexer.measure.align import align_thumbs, phase_shift, rank_normalise
 
 
 def _kodak(shared_data, n=5) -> np.ndarray:

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from indexer import orient
-from indexer.features import measure
+from indexer.measure import orient
+from indexer.measure.features import measure
 from indexer.match.engine import Matcher, MatchRecord, run_job
 from indexer.match.verdict import MatchThresholds
 

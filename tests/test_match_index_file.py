@@ -18,8 +18,9 @@ import imagefiles as F
 from cli import main
 from db import indexrows
 from db import pairs as dbpairs
-from indexer import matchindex, synth
-from indexer.dupes import matcher_options
+from indexer.pipeline import matchindex
+from indexer.synthetic import scenes as synth
+from indexer.pipeline.matchstage import matcher_options
 from indexer.match import snapshot
 from indexer.match.engine import Matcher
 from indexer.session import open_session
@@ -204,8 +205,8 @@ def test_rows_deleted_behind_its_back_are_noticed(folders):
 def test_a_running_daemon_saves_its_index_when_idle(folders, tmp_path):
     """The matching stage of a long-running ``watch`` saves the index once enough images
     changed and no new one came for ``save_idle`` seconds, not only when it stops."""
-    from indexer.dupes import MatchStage
-    from indexer.pipeline import index_paths
+    from indexer.pipeline.matchstage import MatchStage
+    from indexer.pipeline.run import index_paths
 
     photos, kept, control, hows = folders
     run(kept, "index", photos, "--workers", "1")

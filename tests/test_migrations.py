@@ -156,7 +156,7 @@ INT64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 @settings(max_examples=40, deadline=None)
 @given(INT64, INT64)
 def test_pg_hamming_equals_python(pg_url, a, b):
-    from indexer import hashes
+    from indexer.measure import hashes
 
     engine = _pg_engine(pg_url)
     with engine.connect() as conn:
@@ -177,7 +177,7 @@ def _pg_engine(url):
 def test_pg_index_then_sql_is_read_only(pg_url, tmp_path):
     import imagefiles as F
     from cli import main
-    from indexer.pipeline import index_paths
+    from indexer.pipeline.run import index_paths
     from indexer.session import open_session
 
     for i in range(3):
@@ -281,7 +281,7 @@ def test_pg_matching_starts_from_stored_rows(pg_url, tmp_path):
     from PIL import Image
 
     from cli import main
-    from indexer import synth
+    from indexer.synthetic import scenes as synth
 
     scene = Image.fromarray(synth.scene(31, 480, 360))
     (tmp_path / "p").mkdir()
@@ -315,7 +315,8 @@ def test_pg_saved_matching_index_catches_up(pg_url, tmp_path, monkeypatch):
     from PIL import Image
 
     from cli import main
-    from indexer import matchindex, synth
+    from indexer.pipeline import matchindex
+    from indexer.synthetic import scenes as synth
 
     saved = tmp_path / "pg.match-index"
     (tmp_path / "photoqa.toml").write_text(f'[match]\nindex_file = "{saved}"\nindex_file_min = 0\n'

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from indexer import orient
+from indexer.measure import orient
 
 PROBE = np.arange(12).reshape(3, 4)
 

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 import imagefiles as F
 from db import store as dbstore
-from indexer.pipeline import index_paths
+from indexer.pipeline.run import index_paths
 from indexer.session import open_session
 
 
@@ -226,7 +226,7 @@ def test_index_format_json(tmp_path, folder):
 def test_plan_with_many_rows_outside_the_roots_is_fast_and_marks_nothing():
     # indexing a new card into a big database: rows elsewhere are neither gone nor moves
     from db.store import FileState
-    from indexer import scan
+    from indexer.pipeline import scan
 
     known = {f"/elsewhere/x{i}.jpg": FileState(i, 1, 1, f"s{i}", 1, False) for i in range(50_000)}
     plan = scan.plan([], known, {}, [Path("/card")], 1)
@@ -237,7 +237,7 @@ def test_plan_with_many_rows_outside_the_roots_is_fast_and_marks_nothing():
 def test_camera_inserted_by_another_writer_meanwhile(tmp_path, monkeypatch):
     # two daemons meet the same new body: the loser of the insert race reuses the row
     from db.store import Store
-    from indexer.analyse import Task, analyse
+    from indexer.pipeline.analyse import Task, analyse
 
     path = F.write_jpeg(tmp_path / "p" / "a.jpg", F.scene(1), exif=F.exif_with(1, "Canon", "EOS 5D"))
     session = open_session(str(tmp_path / "race.db"))
@@ -271,7 +271,7 @@ def test_file_roots_and_overlapping_roots(session, folder):
 
 
 def test_plan_lists_failure_rows_of_deleted_files(session, folder):
-    from indexer import scan
+    from indexer.pipeline import scan
 
     F.write(folder / "broken.jpg", b"")
     F.write(folder / "sub" / "bad.jpg", b"\xff\xd8\xff")

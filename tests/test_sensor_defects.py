@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import shared_data_dir
-from indexer.sensor import synthetic
+from indexer.synthetic import camera as synthetic
 from indexer.sensor.accumulator import SensorAccumulator
 from indexer.sensor.defects import NotEnoughFrames, classify_defects, defect_mask
 

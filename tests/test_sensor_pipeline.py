@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from indexer.sensor import synthetic
+from indexer.synthetic import camera as synthetic
 from indexer.sensor.accumulator import SensorAccumulator
 
 @pytest.fixture(scope="module", autouse=True)
@@ -298,8 +298,8 @@ def test_stage_skips_what_it_cannot_learn_from(indexed, tmp_path):
     the run nor leave a sensor row or a half-counted frame behind."""
     from types import SimpleNamespace
 
-    from indexer.commands import close_hooks, post_store_hooks
-    from indexer.sensorstage import SensorStage
+    from indexer.commands.index import close_hooks, post_store_hooks
+    from indexer.pipeline.sensorstage import SensorStage
     from indexer.session import open_session
 
     _, folder, _ = indexed

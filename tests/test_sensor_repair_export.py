@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.sensor import synthetic
+from indexer.synthetic import camera as synthetic
 from indexer.sensor.defects import Defect
 from indexer.sensor.export import (MAP_COLOURS, dcraw_badpixels, defect_map, export_badpixels,
                                    rawtherapee_badpixels, rawtherapee_filename)

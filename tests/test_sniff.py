@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import sniff
+from indexer.decode import sniff
 
 RGB = np.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=np.uint8)
 
@@ -87,7 +87,7 @@ def test_jpeg_payload_ignores_metadata_and_trailing_bytes_only():
 
     from PIL import Image
 
-    from indexer import synth
+    from indexer.synthetic import scenes as synth
 
     img = Image.fromarray(synth.scene(1, 200, 150))
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from indexer.match.engine import Matcher, run_job
-from indexer.verifypool import Verifier
+from indexer.pipeline.verifypool import Verifier
 from test_match_engine import jpeg, record, scene
 
 
@@ -96,7 +96,7 @@ def test_bounded_in_flight():
 
 
 def test_a_job_that_raises_is_reported_and_the_others_verify(monkeypatch, capsys):
-    from indexer import verifypool
+    from indexer.pipeline import verifypool
 
     m, jobs = _jobs()
     real = verifypool.run_job

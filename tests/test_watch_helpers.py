@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from indexer import synth
+from indexer.synthetic import scenes as synth
 
 
 @lru_cache(maxsize=None)

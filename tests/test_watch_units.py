@@ -214,7 +214,7 @@ def _writer(tmp_path, lines):
 def test_writer_close_abandons_files_still_decoding_after_the_grace(tmp_path, no_thread_leak):
     import time
 
-    from indexer.analyse import Task
+    from indexer.pipeline.analyse import Task
     from indexer.watch.writer import Job
 
     session, writer = _writer(tmp_path, [])
@@ -227,7 +227,7 @@ def test_writer_close_abandons_files_still_decoding_after_the_grace(tmp_path, no
 
 
 def test_a_worker_crash_is_survived_and_innocent_files_are_retried(tmp_path, no_thread_leak):
-    from indexer.analyse import Task
+    from indexer.pipeline.analyse import Task
     from indexer.watch.writer import Job
     from test_watch_helpers import jpeg, rows, wait_for
 

@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from indexer.exposure import linear as lin
+from indexer.measure import linear as lin
 from indexer.exposure.transfer import ExposureDelta, curve_bend, delta_ev, straighter
-from indexer.match.align import phase_shift, rank_normalise
+from indexer.measure.align import phase_shift, rank_normalise
 
 OUTPUT_NAMES = ("a_minus_b", "b_minus_a", "diff_sum", "transfer_curve",
                 "histogram_a", "histogram_b", "histogram_diff")
@@ -139,7 +139,7 @@ def align_pair(a: np.ndarray, b: np.ndarray, *, upsample: int = 20, crop: int = 
     """Register B onto A by a sub-pixel translation and resample B onto A's grid.
 
     ``a``, ``b``: float (H, W, 3) or (H, W), same shape, any encoding. The shift comes
-    from :func:`measure_shift` (:func:`indexer.match.align.phase_shift` on
+    from :func:`measure_shift` (:func:`indexer.measure.align.phase_shift` on
     rank-normalised grey: each pixel replaced by its quantile, so exposure and tone
     differences do not bias it); B is then resampled by :func:`shift_image`.
     """

@@ -1,6 +1,6 @@
 """Per-image quality flags as pure functions of stored metrics.
 
-Inputs are the per-image measurements of :mod:`indexer.features` (luma on a 0..1 scale,
+Inputs are the per-image measurements of :mod:`indexer.measure.features` (luma on a 0..1 scale,
 Rec. 601 luma of 8-bit sRGB; ``hist`` uint32 (4, 256) counts of R, G, B, luma) plus the
 image's width and height in pixels. Every check returns a :class:`Flag` carrying the
 measured value and the threshold it was compared with, fired or not, so a report can say
@@ -89,7 +89,7 @@ def _above(name: str, value: float, threshold: float) -> Flag:
 
 def hist_percentile(counts: np.ndarray, q: float) -> float:
     """The q-th percentile (0..100) level of a 256-bin histogram, on a 0..1 scale
-    (same rule as ``indexer.features.percentile_from_hist``: first level whose
+    (same rule as ``indexer.measure.features.percentile_from_hist``: first level whose
     cumulative count reaches q% of the total)."""
     cdf = np.cumsum(np.asarray(counts, dtype=np.float64))
     if cdf[-1] <= 0:
@@ -211,7 +211,7 @@ def evaluate(m, width: int, height: int, *, thresholds: FlagThresholds = FlagThr
              size_quartiles: tuple[float, float] | None = None) -> list[Flag]:
     """All checks in :data:`FLAG_NAMES` order, fired or not.
 
-    ``m``: any object with the attributes of ``indexer.features.Features`` used here
+    ``m``: any object with the attributes of ``indexer.measure.features.Features`` used here
     (hist, luma_p1, luma_p99, clip_high, clip_low, sharpness, colourfulness,
     ev). ``width``, ``height``: the image's pixel size (not the working size).
     """

@@ -1,7 +1,7 @@
 """Delta EV of a matched pair from its two stored thumbnails (pure: arrays in, a number out).
 
 Used by the verification job (worker processes) right after the pair's alignment, and by
-:mod:`indexer.exposurestage` for pairs stored earlier. See
+:mod:`indexer.pipeline.exposurestage` for pairs stored earlier. See
 :func:`indexer.exposure.transfer.delta_ev_thumbs` for the transfer-curve method.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from indexer import orient
+from indexer.measure import orient
 from indexer.exposure import transfer
 from indexer.match.records import MatchRecord
 

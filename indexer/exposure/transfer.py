@@ -7,7 +7,7 @@ The transfer curve bins A's levels (log-spaced in linear light) and takes, per l
 the median of B over the pixels at that level: a straight line of slope 1 on log axes
 is a pure exposure change; a bend shows a tone curve, clipping or a local edit.
 
-Inputs must be linear: sRGB images go through :func:`indexer.exposure.linear.srgb_to_linear`
+Inputs must be linear: sRGB images go through :func:`indexer.measure.linear.srgb_to_linear`
 first (ratios of sRGB codes understate EV about 2x); RAW data is linear once its black
 level is subtracted (:func:`delta_ev_cfa`). The EXIF prediction follows the exposure
 equation: recorded signal is proportional to ``t * ISO / N**2``.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexer.exposure.linear import luminance
+from indexer.measure.linear import luminance
 
 LOW = 0.005  # linear level below which a pixel is treated as noise floor (~sRGB code 16)
 HIGH = 0.95  # linear level at or above which a pixel (any channel) counts as clipped
@@ -175,7 +175,7 @@ def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0
                     **kwargs) -> ExposureDelta:
     """:func:`delta_ev` of two stored thumbnails (uint8 sRGB, grey (h, w) or RGB
     (h, w, 3), same shape and scale), B first shifted by (dy, dx) thumbnail pixels
-    (skimage convention, e.g. from ``indexer.match.align``) and compared on the overlap.
+    (skimage convention, e.g. from ``indexer.measure.align``) and compared on the overlap.
 
     ``encoding``: how the codes are decoded to linear light, "srgb" (default), "bt709"
     or "auto" (each tried, the straightest transfer curve kept, as
@@ -187,7 +187,7 @@ def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0
     low, where RGB input is exact. Pass RGB thumbnails when you have them.
     """
     from indexer.exposure.diffimages import shift_image  # diffimages imports this module
-    from indexer.exposure.linear import srgb8_to_linear
+    from indexer.measure.linear import srgb8_to_linear
 
     if encoding != "srgb":
         a = np.asarray(thumb_a, dtype=np.float32) / np.float32(255)
@@ -294,7 +294,7 @@ def delta_ev_encoded(a: np.ndarray, b: np.ndarray, *,
     camera tone curve that is a pure power (that ambiguity is exact, see Grossberg &
     Nayar 2003), so treat delta EV of camera JPEGs as approximate.
     """
-    from indexer.exposure.linear import decode
+    from indexer.measure.linear import decode
 
     best, bends = None, {}
     for enc in encodings:

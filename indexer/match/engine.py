@@ -50,7 +50,7 @@ no owner until :meth:`Matcher.compact`; a forgotten representative's twin takes 
 entries over, having the same hashes); :meth:`Matcher.insert` holds images matched
 elsewhere without proposing; :meth:`Matcher.sync` applies rows changed in the database;
 adding an image held already replaces it (a re-indexed file keeps no stale hashes). With
-these a saved index (:mod:`indexer.match.snapshot`, :mod:`indexer.matchindex`) is brought
+these a saved index (:mod:`indexer.match.snapshot`, :mod:`indexer.pipeline.matchindex`) is brought
 up to date at start-up instead of rebuilt.
 
 Pairs are reported with ``a < b`` (ids) and ``transform`` = the D4 transform that turns
@@ -67,8 +67,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from indexer import orient
-from indexer.hashes import CROP_SPECS
+from indexer.measure import orient
+from indexer.measure.hashes import CROP_SPECS
 from indexer.exposure.pairev import REFINED_VERDICTS
 from indexer.match.jobs import Job, Memo, Proposal, Verified, content_key, run_job
 from indexer.match.mih import MultiIndex

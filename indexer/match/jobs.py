@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer import orient
+from indexer.measure import orient
 from indexer.exposure.pairev import REFINED_VERDICTS, thumb_delta_ev
 from indexer.match.records import MatchRecord
 from indexer.match.verdict import MatchThresholds, classify, informative

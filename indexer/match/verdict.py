@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from indexer import orient
+from indexer.measure import orient
 from indexer.match.verify import Evidence
 
 VERDICTS = ("same_file", "same_pixels", "derived", "exposure_variant", "similar")

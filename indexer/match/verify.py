@@ -2,10 +2,10 @@
 
 Inputs are what the index stores per image: a uint8 grey thumbnail (long side ~128 px,
 display orientation), the uint32 (4, 256) R/G/B/luma histogram and the display size.
-``transform`` (a name from :data:`indexer.orient.D4`) is the rotation/flip that brings
+``transform`` (a name from :data:`indexer.measure.orient.D4`) is the rotation/flip that brings
 ``b`` into ``a``'s orientation: ``a ~ orient.apply(b, transform)``.
 
-Measures, all on the aligned overlap (see :func:`indexer.match.align.align_thumbs`):
+Measures, all on the aligned overlap (see :func:`indexer.measure.align.align_thumbs`):
 
 * ``corr_rank``: Spearman's rank correlation (Pearson on ranks), invariant to any
   monotonic tone change, so an exposure variant keeps it near 1;
@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from indexer import orient
-from indexer.match.align import Alignment, align_thumbs, rank_normalise
+from indexer.measure import orient
+from indexer.measure.align import Alignment, align_thumbs, rank_normalise
 
 _TILES = 4
 _MIN_TILE_PIXELS = 24

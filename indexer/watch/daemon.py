@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import heartbeat as hb
-from indexer import scan
-from indexer.features import FEATURES_VERSION
-from indexer.pipeline import Hook, worker_count
+from indexer.pipeline import scan
+from indexer.measure.features import FEATURES_VERSION
+from indexer.pipeline.run import Hook, worker_count
 from indexer.session import Session
 from indexer.watch.events import Change, ChangeQueue
 from indexer.watch.observe import (WatchError, count_dirs, inotify_limit, inotify_message,
@@ -290,7 +290,7 @@ class _signals_set:
 def watch_command(session: Session, roots: list[Path], options: WatchOptions, log: LogLine) -> WatchResult:
     """``photoqa watch``: the same post-store hooks and worker data as ``index``, a start
     and a stop line, hooks closed (flushed) at the end."""
-    from indexer.commands import close_hooks, post_store_hooks, wants_sensor_data
+    from indexer.commands.index import close_hooks, post_store_hooks, wants_sensor_data
 
     names = ", ".join(str(r) for r in roots)
     hooks = post_store_hooks(session)

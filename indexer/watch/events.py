@@ -3,7 +3,7 @@
 The handler runs on watchdog's dispatcher thread and only appends tuples to a queue;
 the daemon's main thread drains it into :class:`indexer.watch.settle.Pending`. Names
 ``index`` would skip are dropped here: temporary and partial names (``.tmp``, ``.part``,
-``.crdownload``, ``~`` suffixes, dotfiles; see :func:`indexer.scan._is_hidden_or_partial`)
+``.crdownload``, ``~`` suffixes, dotfiles; see :func:`indexer.pipeline.scan._is_hidden_or_partial`)
 and anything inside a hidden folder. Our own workers' reads (open, close-without-write)
 are never subscribed, so reading a file cannot trigger its own re-index.
 """
@@ -20,7 +20,7 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
                              FileModifiedEvent, FileMovedEvent, FileSystemEvent,
                              FileSystemEventHandler)
 
-from indexer.scan import _is_hidden_or_partial
+from indexer.pipeline.scan import _is_hidden_or_partial
 
 # Event classes the observer must deliver (inotify is asked for nothing else).
 WANTED = [FileCreatedEvent, FileModifiedEvent, FileAttribEvent, FileClosedEvent, FileDeletedEvent,

@@ -2,7 +2,7 @@
 process, store the outcome in one transaction, log one line.
 
 Runs on the daemon's main thread only (``Store`` is not thread-safe). Decoding happens
-in the long-lived pool of :func:`indexer.pipeline.start_pool`; at most ``in_flight``
+in the long-lived pool of :func:`indexer.pipeline.run.start_pool`; at most ``in_flight``
 files are in the pool at once, so memory stays flat however fast files arrive.
 """
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from db import heartbeat as hb
 from db.store import Store, utcnow
-from indexer import scan
-from indexer.analyse import Failed, Indexed, Moved, Outcome, Task, analyse
+from indexer.pipeline import scan
+from indexer.pipeline.analyse import Failed, Indexed, Moved, Outcome, Task, analyse
 from indexer.config import IndexSettings
-from indexer.features import FEATURES_VERSION
-from indexer.pipeline import Hook, start_pool
+from indexer.measure.features import FEATURES_VERSION
+from indexer.pipeline.run import Hook, start_pool
 
 LogLine = Callable[[str, str, str], None]  # (status, path, detail)
 

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.fft
 from PIL import Image
 
-from indexer import orient
+from indexer.measure import orient
 
 HASH_VERSION = 1
 _LANCZOS = Image.Resampling.LANCZOS

@@ -10,7 +10,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer import decode, features
+from indexer import decode
+
+from indexer.measure import features
 from indexer.config import IndexSettings
 from indexer.errors import DecodeError
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from indexer import synth
+from indexer.synthetic import scenes as synth
 
 SCENES = 6
 CAMERA_FRAMES = 10
@@ -41,7 +41,7 @@ def write_sample(folder: Path) -> dict[str, str]:
 
 def write_camera(folder: Path, frames: int = CAMERA_FRAMES) -> dict[str, str]:
     """Raw-like 16-bit frames from a synthetic camera with planted hot and dead photosites."""
-    from indexer.sensor import synthetic
+    from indexer.synthetic import camera as synthetic
 
     folder.mkdir(parents=True, exist_ok=True)
     camera = synthetic.make_camera(192, 256, hot=6, dead=3, stuck=0, seed=7)
@@ -55,8 +55,8 @@ def write_camera(folder: Path, frames: int = CAMERA_FRAMES) -> dict[str, str]:
 
 
 def show_dupes(session) -> None:
-    from indexer.dupes import dupes_report
-    from indexer.output import emit
+    from indexer.pipeline.matchstage import dupes_report
+    from indexer.commands.output import emit
 
     for g in dupes_report(session)["groups"]:
         emit(["a", "b", "verdict", "evidence"],
@@ -65,8 +65,8 @@ def show_dupes(session) -> None:
 
 
 def show_sensors(session) -> None:
-    from indexer.hotpixels import sensor_reports
-    from indexer.output import emit
+    from indexer.commands.hotpixels import sensor_reports
+    from indexer.commands.output import emit
 
     reports = sensor_reports(session)
     emit(["camera", "size", "frames", "status"],
@@ -81,8 +81,8 @@ def show_sensors(session) -> None:
 def run_demo(folder: Path, *, workers: int | None = None, config: str | None = None) -> None:
     """Write the sample, index it into ``folder/photoqa.db`` and print what was found."""
     from db.queries import run_sql
-    from indexer.commands import run_index
-    from indexer.output import emit
+    from indexer.commands.index import run_index
+    from indexer.commands.output import emit
     from indexer.session import open_session
 
     made = write_sample(folder)
@@ -103,7 +103,7 @@ def run_demo(folder: Path, *, workers: int | None = None, config: str | None = N
     cols, rows = run_sql(session.engine, "SELECT path, kind, message FROM failures ORDER BY path")
     emit(cols, rows, "table", title="failures")
     show_dupes(session)
-    from indexer.exposurereport import show_exposure
+    from indexer.commands.exposure import show_exposure
 
     show_exposure(session, folder)
     show_sensors(session)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from indexer import exif
+from indexer.decode import exif
 from indexer.errors import DecodeError
 
 # exifread logs "File format not recognized." (WARNING) for every RAW without EXIF (CRW,

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from indexer.analyse import Failed, Outcome
-from indexer.pipeline import Summary, index_paths
+from indexer.pipeline.analyse import Failed, Outcome
+from indexer.pipeline.run import Summary, index_paths
 from indexer.session import Session
 
 
@@ -52,15 +52,15 @@ def post_store_hooks(session: Session) -> list:
     """
     hooks = []
     if session.settings.match.enabled:
-        from indexer.dupes import MatchStage
+        from indexer.pipeline.matchstage import MatchStage
 
         hooks.append(MatchStage(session))
     if session.settings.sensor.enabled:
-        from indexer.sensorstage import SensorStage, sensor_folder
+        from indexer.pipeline.sensorstage import SensorStage, sensor_folder
 
         hooks.append(SensorStage(session.engine, session.settings.sensor,
                                  sensor_folder(session.url, session.settings.sensor.folder)))
-    from indexer.exposurestage import FlagStage
+    from indexer.pipeline.exposurestage import FlagStage
 
     hooks.append(FlagStage(session))
     return hooks

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from indexer.exposure import linear
+from indexer.measure import linear
 
 
 def scene(seed: int, width: int = 640, height: int = 480) -> np.ndarray:

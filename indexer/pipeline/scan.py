@@ -6,8 +6,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer import sniff
-from indexer.analyse import Task
+from indexer.decode import sniff
+from indexer.pipeline.analyse import Task
 
 
 def _is_hidden_or_partial(name: str) -> bool:

@@ -87,7 +87,9 @@ def _cfa_signal(path: str):
     """(black-subtracted float32 CFA plane, white - black) of a RAW file, or None."""
     from pathlib import Path
 
-    from indexer import decode, rawdecode
+    from indexer import decode
+
+    from indexer.decode import raw as rawdecode
 
     try:
         plane = rawdecode.read_cfa(decode.read_bytes(Path(path)))

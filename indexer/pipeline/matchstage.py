@@ -10,16 +10,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from db import pairs as dbpairs
-from indexer import decode, orient
-from indexer.analyse import Indexed
-from indexer.exposurestage import refine_pairs
+from indexer import decode
+from indexer.measure import orient
+from indexer.pipeline.analyse import Indexed
+from indexer.pipeline.exposurestage import refine_pairs
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
 from indexer.match.groups import UnionFind, build_groups
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
-from indexer.matchindex import IndexKeeper, index_file
-from indexer.pipeline import worker_count
+from indexer.pipeline.matchindex import IndexKeeper, index_file
+from indexer.pipeline.run import worker_count
 from indexer.session import Session
-from indexer.verifypool import Verifier
+from indexer.pipeline.verifypool import Verifier
 
 
 def record_of(image_id: int, result: Indexed) -> MatchRecord:
@@ -122,7 +123,7 @@ class MatchStage:
     """Post-store hook: match each stored image against everything indexed before it.
 
     Candidates are found here, in the writer; their pixel verification runs in a
-    :class:`~indexer.verifypool.Verifier` (worker processes once it costs more than a
+    :class:`~indexer.pipeline.verifypool.Verifier` (worker processes once it costs more than a
     second), so the writer goes on storing the next files meanwhile. An image's pairs
     are stored when all its candidates are verified: at a later call, at
     :meth:`flush_due` (the daemon's heartbeat) or at :meth:`close`, which waits for all.

@@ -97,7 +97,7 @@ class Verifier:
 
     def _pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
-            from indexer.pipeline import _pool_context
+            from indexer.pipeline.run import _pool_context
 
             self.pool = ProcessPoolExecutor(self.workers, mp_context=_pool_context(), initializer=_init_worker)
         return self.pool

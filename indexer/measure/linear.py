@@ -106,7 +106,7 @@ def exposure_ev(rgb: np.ndarray, *, linear: bool = False) -> float:
     luminance in linear light over 0.18.
 
     ``rgb``: float (H, W, 3) or grey (H, W) in [0, 1]; sRGB-encoded unless ``linear``.
-    Matches ``indexer.features.exposure_ev`` for sRGB input.
+    Matches ``indexer.measure.features.exposure_ev`` for sRGB input.
     """
     lin = np.asarray(rgb, dtype=np.float32) if linear else srgb_to_linear(rgb)
     return ev_of_mean(float(luminance(lin).mean()))

@@ -1,7 +1,7 @@
 """``photoqa index``: walk, plan, analyse in worker processes, store with one writer.
 
-The stages, in order: :func:`indexer.scan.walk` -> :func:`indexer.scan.plan` ->
-:func:`indexer.analyse.analyse` (workers) -> :class:`db.store.Store` (this process) ->
+The stages, in order: :func:`indexer.pipeline.scan.walk` -> :func:`indexer.pipeline.scan.plan` ->
+:func:`indexer.pipeline.analyse.analyse` (workers) -> :class:`db.store.Store` (this process) ->
 post-store hooks (matching, sensor statistics) -> mark rows whose files are gone.
 """
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.store import Store
-from indexer import scan
-from indexer.analyse import Failed, Indexed, Moved, Outcome, Task, analyse, init_worker
+from indexer.pipeline import scan
+from indexer.pipeline.analyse import Failed, Indexed, Moved, Outcome, Task, analyse, init_worker
 from indexer.config import IndexSettings
-from indexer.features import FEATURES_VERSION
+from indexer.measure.features import FEATURES_VERSION
 
 Hook = Callable[[int, Indexed], None]
 

@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from indexer import exif, orient, sniff
-from indexer.rawdecode import CfaPlane, decode_raw, develop_linear, raw_metadata, raw_pixel_bytes
+from indexer.decode import exif, sniff
+
+from indexer.measure import orient
+from indexer.decode.raw import CfaPlane, decode_raw, develop_linear, raw_metadata, raw_pixel_bytes
 from indexer.errors import DecodeError
 
 Image.MAX_IMAGE_PIXELS = None  # we check the limit ourselves, with a clear message
@@ -108,7 +110,7 @@ def decode_bytes(data: bytes, path: Path, *, work_size: int = 256, raw_preview_m
     return _from_pillow(data, digest, work_size, max_pixels, want_sensor)
 
 
-def _open_pillow(data: bytes, max_pixels: int) -> Image.Image:
+def open_pillow(data: bytes, max_pixels: int) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
@@ -127,7 +129,7 @@ def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.0f} MP" if pixels >= 10_000_000 else f"{pixels / 1e6:.3g} MP"
 
 
-def _load(img: Image.Image) -> None:
+def load_pixels(img: Image.Image) -> None:
     try:
         img.load()
     except OSError as exc:
@@ -138,7 +140,7 @@ def _load(img: Image.Image) -> None:
         raise DecodeError("corrupt", f"{type(exc).__name__}: {exc}") from exc
 
 
-def _bit_depth(img: Image.Image) -> int:
+def bit_depth(img: Image.Image) -> int:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         return 16
     if img.mode == "F":
@@ -153,9 +155,9 @@ def _bit_depth(img: Image.Image) -> int:
 
 def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
                  want_sensor: bool = False) -> Decoded:
-    img = _open_pillow(data, max_pixels)
+    img = open_pillow(data, max_pixels)
     fmt = (img.format or "UNKNOWN").upper()
-    depth = _bit_depth(img)  # before getexif(): on a PNG it loads the pixels, emptying img.tile
+    depth = bit_depth(img)  # before getexif(): on a PNG it loads the pixels, emptying img.tile
     try:
         meta = exif.from_pillow(img.getexif())
     except Exception:  # broken EXIF must not lose the pixels; noqa: BLE001
@@ -169,8 +171,8 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     # want_sensor: False (none), "raw" (RAW CFA only), "all" or True (rendered files too).
     keep_frame = want_sensor not in (False, None, "", "raw") and meta.camera is not None
     if fmt == "JPEG" and not keep_frame:
-        img.draft("L" if img.mode == "L" else "RGB", _draft_request(img.size, work_size))
-    _load(img)
+        img.draft("L" if img.mode == "L" else "RGB", draft_request(img.size, work_size))
+    load_pixels(img)
     frame = sensor_frame(_first_frame(img)) if keep_frame else None
     rgb = to_float_rgb(_first_frame(img), work_size)
     if not upright:
@@ -214,7 +216,7 @@ def _first_frame(img: Image.Image) -> Image.Image:
     return img
 
 
-def _draft_request(size: tuple[int, int], work_size: int) -> tuple[int, int]:
+def draft_request(size: tuple[int, int], work_size: int) -> tuple[int, int]:
     """Smallest (w, h) whose long side is ``work_size``, aspect kept: draft never goes below it."""
     w, h = size
     scale = work_size / max(w, h)
@@ -231,12 +233,12 @@ def to_float_rgb(img: Image.Image, work_size: int | None) -> np.ndarray:
         peak = 65535.0 if img.mode != "F" else max(float(arr.max()), 1.0)
         grey = Image.fromarray(arr / peak, mode="F")
         if work_size and max(grey.size) > work_size:
-            grey = grey.resize(_draft_request(grey.size, work_size), Image.Resampling.BOX)
+            grey = grey.resize(draft_request(grey.size, work_size), Image.Resampling.BOX)
         plane = np.clip(np.asarray(grey, dtype=np.float32), 0.0, 1.0)
         return np.repeat(plane[:, :, None], 3, axis=2)
     rgb = img.convert("RGB")
     if work_size and max(rgb.size) > work_size:
-        rgb = rgb.resize(_draft_request(rgb.size, work_size), Image.Resampling.BOX)
+        rgb = rgb.resize(draft_request(rgb.size, work_size), Image.Resampling.BOX)
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
@@ -283,8 +285,8 @@ def pixel_digest(path: str | Path, *, max_pixels: int = 250_000_000) -> str:
     if kind == "raw" or (kind == "tiff" and sniff.tiff_is_raw(data, path.suffix)):
         digest.update(b"raw:" + raw_pixel_bytes(data))
         return digest.hexdigest()
-    img = _open_pillow(data, max_pixels)
-    _load(_first_frame(img))
+    img = open_pillow(data, max_pixels)
+    load_pixels(_first_frame(img))
     mode = "RGB" if img.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA", "PA") else img.mode
     img = img.convert(mode) if mode != img.mode else img
     digest.update(f"{img.mode}:{img.width}x{img.height}:".encode() + img.tobytes())
@@ -323,12 +325,12 @@ def load_full(path: str | Path, *, raw_linear: bool = True,
         meta = raw_metadata(data, sidecar_meta(path))
         cap = meta.capture
         return FullImage(pixels, True, cap.exposure_time, cap.f_number, cap.iso)
-    img = _open_pillow(data, max_pixels)
+    img = open_pillow(data, max_pixels)
     try:
         meta = exif.from_pillow(img.getexif())
     except Exception:  # noqa: BLE001
         meta = exif.EMPTY
-    _load(_first_frame(img))
+    load_pixels(_first_frame(img))
     rgb = orient.apply(to_float_rgb(img, None), orient.from_exif(meta.orientation))
     cap = meta.capture
     return FullImage(np.ascontiguousarray(rgb), False, cap.exposure_time, cap.f_number, cap.iso)

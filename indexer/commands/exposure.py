@@ -20,7 +20,7 @@ from db import flags as dbflags
 from indexer import decode
 from indexer.exposure import diffimages
 from indexer.exposure.flags import FLAG_NAMES
-from indexer.exposure.linear import srgb_to_linear
+from indexer.measure.linear import srgb_to_linear
 from indexer.exposure.transfer import delta_ev_exif
 from indexer.session import Session
 
@@ -51,7 +51,7 @@ def exposure_report(session: Session, *, flag: str | None = None) -> dict:
 def refresh(session: Session) -> tuple[int, int]:
     """Recompute every image's flags and every stored pair's delta EV from stored data
     (no decoding except RAW exposure variants); returns (images flagged, pairs refined)."""
-    from indexer.exposurestage import refresh_flags, refresh_pair_ev
+    from indexer.pipeline.exposurestage import refresh_flags, refresh_pair_ev
 
     return refresh_flags(session), refresh_pair_ev(session)
 
@@ -97,7 +97,7 @@ def csv_rows(report: dict) -> list[tuple]:
 def show_exposure(session: Session, root: Path | None = None) -> None:
     """Print the exposure report as two tables (for ``photoqa demo``); paths relative
     to ``root`` when given."""
-    from indexer.output import emit
+    from indexer.commands.output import emit
 
     report = exposure_report(session)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from indexer import hashes
-from indexer.exposure import linear
+from indexer.measure import hashes
+from indexer.measure import linear
 
 FEATURES_VERSION = 2  # 2: phash_crops gained eight off-centre 85% crops
 SHARPNESS_SIZE = 256  # long side, px, at which sharpness is measured

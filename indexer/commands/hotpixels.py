@@ -10,7 +10,7 @@ from db import sensors as dbsensors
 from indexer.sensor import Defect, dcraw_badpixels, defect_map, export_badpixels, rawtherapee_filename
 from indexer.sensor.accumulator import AccumulatorFileError, check_file
 from indexer.sensor.export import write_text
-from indexer.sensorstage import sensor_folder
+from indexer.pipeline.sensorstage import sensor_folder
 from indexer.session import Session
 
 

@@ -19,13 +19,14 @@ import numpy as np
 from PIL import Image, JpegImagePlugin
 
 from db import sensors as dbsensors
-from indexer import decode, exif, sniff
+from indexer import decode
+from indexer.decode import exif, sniff
 from indexer.errors import DecodeError
-from indexer.rawdecode import open_raw, raw_metadata
+from indexer.decode.raw import open_raw, raw_metadata
 from indexer.sensor import Defect, ResidualParams, defect_mask, repair_cfa, repair_rgb
 from indexer.session import Session
 from indexer.atomicfile import write_bytes
-from indexer.tiff16 import tiff16_bytes
+from indexer.decode.tiff16 import tiff16_bytes
 
 
 @dataclass
@@ -121,9 +122,9 @@ def _repair_raw(session, path, data, out_dir, forced, dry_run, force) -> RepairR
 
 
 def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> RepairResult:
-    img = decode._open_pillow(data, session.settings.index.max_pixels)
-    depth = decode._bit_depth(img)  # before loading: it reads the tile descriptor
-    decode._load(img)
+    img = decode.open_pillow(data, session.settings.index.max_pixels)
+    depth = decode.bit_depth(img)  # before loading: it reads the tile descriptor
+    decode.load_pixels(img)
     if depth > 8 and img.mode == "RGB":
         return RepairResult(path, None, None, skipped="16-bit colour image: Pillow reads it as 8 bits, "
                             "a repaired copy would lose precision")
