@@ -7,7 +7,7 @@ from PIL import Image
 from scipy import ndimage
 
 from indexer.synthetic import scenes as synth
-from indexer.exposure import diffimages
+from indexer.exposure import diffimages, shift
 from indexer.measure import linear
 
 
@@ -48,7 +48,7 @@ def test_planted_shift_on_kodak(shared_data, name, dy, dx, ev):
 def test_shift_image_mask_and_direction():
     img = np.zeros((10, 12), np.float32)
     img[2, 3] = 1.0
-    out, mask = diffimages.shift_image(img, 2, -1)
+    out, mask = shift.shift_image(img, 2, -1)
     assert out[4, 2] == pytest.approx(1.0)
     assert not mask[:2].any()
     assert mask[2:, :-1].all() and not mask[:, -1].any()

@@ -19,7 +19,8 @@ from PIL import Image, ImageFilter
 from cli import main
 from indexer.synthetic import scenes as synth
 from indexer.exposure.flags import FLAGS_VERSION
-from indexer.pipeline.exposurestage import _cfa_eligible, cfa_delta_ev, thumb_delta_ev
+from indexer.exposure.pairev import thumb_delta_ev
+from indexer.pipeline.exposurestage import cfa_eligible, cfa_delta_ev
 from indexer.match.engine import MatchRecord
 
 
@@ -180,9 +181,9 @@ def test_cfa_delta_ev_planted(monkeypatch):
     assert cfa_delta_ev("a", "b", shift=(-2.2, 3.9)) == pytest.approx(1.0, abs=1e-6)
     assert abs(cfa_delta_ev("a", "b", shift=(0.0, 0.0)) - 1.0) > 0.05  # misaligned: wrong
     src = ("x.CRW", "RAW-CRW", 2312, 1720, 1)
-    assert _cfa_eligible(src, src, "exposure_variant", "identity")
-    assert not _cfa_eligible(src, src, "derived", "identity")
-    assert not _cfa_eligible(src, ("y.jpg", "JPEG", 2312, 1720, 1), "exposure_variant", "identity")
+    assert cfa_eligible(src, src, "exposure_variant", "identity")
+    assert not cfa_eligible(src, src, "derived", "identity")
+    assert not cfa_eligible(src, ("y.jpg", "JPEG", 2312, 1720, 1), "exposure_variant", "identity")
 
 
 def test_cfa_delta_ev_of_a_real_raw_with_itself(shared_data):

@@ -7,17 +7,23 @@ Used by the verification job (worker processes) right after the pair's alignment
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 
-from indexer.measure import orient
 from indexer.exposure import transfer
-from indexer.match.records import MatchRecord
-
-REFINED_VERDICTS = ("exposure_variant", "derived", "similar")
+from indexer.measure import orient
 
 
-def thumb_delta_ev(ra: MatchRecord, rb: MatchRecord, *, transform: str, shift: tuple[float, float],
+class Thumbnailed(Protocol):
+    """What this module reads of an image's stored record (a match record fits)."""
+
+    thumb: np.ndarray  # uint8 (h, w) grey thumbnail, display orientation
+    width: int  # stored pixel size, before orientation
+    height: int
+
+
+def thumb_delta_ev(ra: Thumbnailed, rb: Thumbnailed, *, transform: str, shift: tuple[float, float],
                    scale: float, scale_tol: float = 0.03, min_pixels: int = 200) -> float | None:
     """Delta EV (B over A) of two stored thumbnails aligned as a stored pair says, or None.
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from indexer.exposure.shift import shift_image
 from indexer.measure.linear import luminance
 
 LOW = 0.005  # linear level below which a pixel is treated as noise floor (~sRGB code 16)
@@ -186,7 +187,6 @@ def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0
     clip level: on a saturated-red photo (kodim02) at +2 EV the grey path reads 0.16 EV
     low, where RGB input is exact. Pass RGB thumbnails when you have them.
     """
-    from indexer.exposure.diffimages import shift_image  # diffimages imports this module
     from indexer.measure.linear import srgb8_to_linear
 
     if encoding != "srgb":

@@ -69,12 +69,11 @@ import numpy as np
 
 from indexer.measure import orient
 from indexer.measure.hashes import CROP_SPECS
-from indexer.exposure.pairev import REFINED_VERDICTS
 from indexer.match.jobs import Job, Memo, Proposal, Verified, content_key, run_job
 from indexer.match.mih import MultiIndex
 from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, sha_prefix
 from indexer.match.tables import Column, Held, HeldTable, KeyIndex, TwinLinks
-from indexer.match.verdict import MatchThresholds, decide, describe, informative, separate_shots
+from indexer.match.verdict import REFINED_VERDICTS, MatchThresholds, decide, describe, informative, separate_shots
 from indexer.match.verify import Evidence
 
 __all__ = ["DEFAULT_CROP_RADIUS", "DEFAULT_RADIUS", "IndexRows", "Job", "MatchRecord", "Matcher", "Memo",

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.measure import orient
-from indexer.exposure.pairev import REFINED_VERDICTS, thumb_delta_ev
+from indexer.exposure.pairev import thumb_delta_ev
 from indexer.match.records import MatchRecord
-from indexer.match.verdict import MatchThresholds, classify, informative
+from indexer.match.verdict import REFINED_VERDICTS, MatchThresholds, classify, informative
 from indexer.match.verify import Evidence, compare
 
 COPY_VERDICTS = ("derived", "exposure_variant")

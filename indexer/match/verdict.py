@@ -18,6 +18,8 @@ from indexer.match.verify import Evidence
 
 VERDICTS = ("same_file", "same_pixels", "derived", "exposure_variant", "similar")
 DEFAULT_GROUP_VERDICTS = ("same_file", "same_pixels", "derived", "exposure_variant")
+# verdicts whose pair gets a measured delta EV (equal files and pixels differ by 0 EV)
+REFINED_VERDICTS = ("exposure_variant", "derived", "similar")
 
 
 @dataclass(frozen=True)

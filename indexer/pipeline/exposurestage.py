@@ -29,10 +29,10 @@ from db import flags as dbflags
 from db import pairs as dbpairs
 from db.store import unpack_hist
 from indexer.exposure import transfer
-from indexer.exposure.pairev import REFINED_VERDICTS, thumb_delta_ev  # noqa: F401 - re-exported
+from indexer.exposure.pairev import thumb_delta_ev
 from indexer.exposure.flags import FLAGS_VERSION, FlagThresholds, fired
 from indexer.match.engine import MatchRecord, PairEvidence
-from indexer.match.verdict import describe
+from indexer.match.verdict import REFINED_VERDICTS, describe
 from indexer.session import Session
 
 _UNSET = object()
@@ -130,7 +130,7 @@ def cfa_delta_ev(path_a: str, path_b: str, *, shift: tuple[float, float] = (0.0,
     return None if math.isnan(res.delta_ev) else float(res.delta_ev)
 
 
-def _cfa_eligible(src_a: tuple, src_b: tuple, verdict: str, transform: str) -> bool:
+def cfa_eligible(src_a: tuple, src_b: tuple, verdict: str, transform: str) -> bool:
     """Two RAW frames (format ``RAW-*``), same stored size and orientation, no rotation
     between them, judged an exposure variant."""
     return (verdict == "exposure_variant" and transform == "identity"
@@ -155,7 +155,7 @@ def refined_delta_ev(ra: MatchRecord, rb: MatchRecord, *, verdict: str,
     try:
         value = None if thumbs_done else thumb_delta_ev(ra, rb, transform=transform, shift=shift, scale=scale)
         src_a, src_b = sources.get(ra.id), sources.get(rb.id)
-        if src_a and src_b and _cfa_eligible(src_a, src_b, verdict, transform):
+        if src_a and src_b and cfa_eligible(src_a, src_b, verdict, transform):
             sensor_shift = _sensor_shift(shift or (0.0, 0.0), src_a[4])
             if sensor_shift is not None:
                 cfa = cfa_delta_ev(src_a[0], src_b[0], shift=sensor_shift, cache=cache)
