@@ -263,9 +263,10 @@ def status(ctx, fmt):
 @main.command()
 @click.option("--format", "fmt", type=FORMAT, default="table",
               help="Groups as a table, one JSON object, or CSV (one row per pair). Example: --format json")
-@click.option("--verdicts", default="same_file,same_pixels,derived,exposure_variant", show_default=True,
-              metavar="LIST", help="Comma-separated verdicts that join images into a group; add `similar` "
-                                   "to group burst neighbours too. Example: --verdicts same_file,same_pixels")
+@click.option("--verdicts", default=None, metavar="LIST",
+              help="Comma-separated verdicts that join images into a group (default: [match] group_verdicts, "
+                   "same_file,same_pixels,derived,exposure_variant); add `similar` to group burst "
+                   "neighbours too. Example: --verdicts same_file,same_pixels")
 @click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
               help="Only groups with at least this many files. Example: --min-size 3")
 @click.option("--rematch", is_flag=True,
@@ -287,12 +288,12 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
       photoqa dupes --format json --verdicts same_file,same_pixels,derived
       photoqa dupes --verdicts same_file,same_pixels,derived,exposure_variant,similar --min-size 3
     """
-    from indexer.pipeline.matchstage import dupes_report, rematch as run_rematch
-    from indexer.match.verdict import VERDICTS
+    from indexer.commands.dupes import dupes_report, rematch as run_rematch
     from indexer.commands.output import emit, write_json
+    from indexer.match.verdict import VERDICTS
 
-    chosen = tuple(v.strip() for v in verdicts.split(",") if v.strip())
-    unknown = [v for v in chosen if v not in VERDICTS]
+    chosen = None if verdicts is None else tuple(v.strip() for v in verdicts.split(",") if v.strip())
+    unknown = [v for v in chosen or () if v not in VERDICTS]
     if unknown:
         _fail(f"unknown verdict(s) {', '.join(unknown)}; choose from {', '.join(VERDICTS)}", EXIT_USAGE)
     session = _session(ctx)

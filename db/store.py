@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Failure, Image
 from indexer.measure import hashes, orient
-from indexer.pipeline.analyse import Failed, Indexed, Task
+from indexer.outcomes import Failed, Indexed, Task
 
 
 def utcnow() -> datetime:

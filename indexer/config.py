@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.exposure.flags import FlagThresholds
-from indexer.match.verdict import MatchThresholds
+from indexer.match.verdict import DEFAULT_GROUP_VERDICTS, MatchThresholds
 
 
 class ConfigError(ValueError):
@@ -117,7 +117,7 @@ class MatchSettings:
     crop_hits: int = 2
     lone_radius: int = 12
     max_transforms: int = 2
-    group_verdicts: tuple = ("same_file", "same_pixels", "derived", "exposure_variant")
+    group_verdicts: tuple = DEFAULT_GROUP_VERDICTS
     verify_workers: int = 0
     pool_after: float = 1.0
     index_file: str = ""

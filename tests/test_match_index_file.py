@@ -215,7 +215,7 @@ def test_a_running_daemon_saves_its_index_when_idle(folders, tmp_path):
     session = open_session(str(kept))
     stage = MatchStage(session)
     F.save(photos / "e.jpg", Image.fromarray(synth.scene(26, 320, 240)), "JPEG", quality=90)
-    index_paths([photos], session.store, session.settings.index, workers=1, hooks=[stage])
+    index_paths([photos], session.store, session.settings.index, workers=1, stages=[stage])
     stage.flush_due()
     assert stage.unsaved >= 1 and saved.read_bytes() == before  # not idle yet
     stage.last_add -= stage.save_idle

@@ -237,7 +237,8 @@ def test_plan_with_many_rows_outside_the_roots_is_fast_and_marks_nothing():
 def test_camera_inserted_by_another_writer_meanwhile(tmp_path, monkeypatch):
     # two daemons meet the same new body: the loser of the insert race reuses the row
     from db.store import Store
-    from indexer.pipeline.analyse import Task, analyse
+    from indexer.pipeline.analyse import analyse
+    from indexer.outcomes import Task
 
     path = F.write_jpeg(tmp_path / "p" / "a.jpg", F.scene(1), exif=F.exif_with(1, "Canon", "EOS 5D"))
     session = open_session(str(tmp_path / "race.db"))
@@ -299,11 +300,18 @@ def test_failure_row_of_a_deleted_file_is_forgotten(session, folder):
 def test_a_failing_stage_does_not_stop_the_run(session, folder, capsys):
     seen = []
 
-    def broken(image_id, outcome):
-        seen.append(image_id)
-        raise RuntimeError("stage bug")
+    class Broken:
+        def __call__(self, image_id, outcome):
+            seen.append(image_id)
+            raise RuntimeError("stage bug")
 
-    s = index_paths([folder], session.store, session.settings.index, workers=1, hooks=[broken])
+        def flush_due(self):
+            pass
+
+        def close(self):
+            pass
+
+    s = index_paths([folder], session.store, session.settings.index, workers=1, stages=[Broken()])
     assert s.indexed == 5 and len(seen) == 5
     assert capsys.readouterr().err.count("stage bug") == 5
 

@@ -298,7 +298,7 @@ def test_stage_skips_what_it_cannot_learn_from(indexed, tmp_path):
     the run nor leave a sensor row or a half-counted frame behind."""
     from types import SimpleNamespace
 
-    from indexer.commands.index import close_hooks, post_store_hooks
+    from indexer.pipeline.stages import build_stages, close_stages
     from indexer.pipeline.sensorstage import SensorStage
     from indexer.session import open_session
 
@@ -306,14 +306,14 @@ def test_stage_skips_what_it_cannot_learn_from(indexed, tmp_path):
     db = tmp_path / "p.db"
     index(db, folder / "f000.png")  # image 1, with a camera
     session = open_session(str(db))
-    hooks = post_store_hooks(session)
-    (stage,) = [h for h in hooks if isinstance(h, SensorStage)]
+    stages = build_stages(session)
+    (stage,) = [s for s in stages if isinstance(s, SensorStage)]
     xtrans = SimpleNamespace(data=np.zeros((60, 60), np.uint16), pattern=np.zeros((6, 6), np.int8),
                              black=np.zeros(4), white=4095.0, colors="RGBG")
     stage(1, SimpleNamespace(decoded=SimpleNamespace(sha256="a" * 64, cfa=xtrans, frame=None)))
     odd = np.zeros((HEIGHT, WIDTH), np.float32)  # no decoder makes this; refused before counting
     stage(1, SimpleNamespace(decoded=SimpleNamespace(sha256="b" * 64, cfa=None, frame=odd)))
-    close_hooks(hooks)
+    assert close_stages(stages) == []
     (sensor,) = hotpixels_json(db)
     assert sensor["layout"] == "rgb" and sensor["frames"] == 1
     assert stage.errors == []

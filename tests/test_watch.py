@@ -30,15 +30,21 @@ def daemon(tmp_path_factory):
     before = set(threading.enumerate())
     hooked = []
 
-    def hook(image_id, outcome):  # like the lead's post-store hooks: runs after each stored image
-        if Path(outcome.task.path).name.startswith("hookfail"):
-            raise RuntimeError("planted hook failure")
-        hooked.append((image_id, outcome.task.path))
-
     flushes = []
-    hook.flush_due = lambda: flushes.append(time.monotonic())  # called when idle, like SensorStage's
 
-    with ThreadedDaemon(base / "p.db", [root], hooks=[hook]) as d:
+    class Recorder:  # a Stage, like the matching or sensor stage: runs after each stored image
+        def __call__(self, image_id, outcome):
+            if Path(outcome.task.path).name.startswith("hookfail"):
+                raise RuntimeError("planted hook failure")
+            hooked.append((image_id, outcome.task.path))
+
+        def flush_due(self):  # called when idle, like SensorStage's
+            flushes.append(time.monotonic())
+
+        def close(self):
+            pass
+
+    with ThreadedDaemon(base / "p.db", [root], stages=[Recorder()]) as d:
         d.hooked, d.flushes = hooked, flushes
         yield d
     time.sleep(0.2)
@@ -212,7 +218,7 @@ def test_dotfiles_partials_and_hidden_folders_are_ignored(daemon, folder):
     assert [p for _, p, _ in list(daemon.lines) if p.startswith(str(folder))] == [str(folder / "marker.jpg")]
 
 
-def test_post_store_hooks_run_once_per_stored_image_and_cannot_stop_the_daemon(daemon, folder):
+def test_stages_run_once_per_stored_image_and_cannot_stop_the_daemon(daemon, folder):
     (folder / "hookfail.jpg").write_bytes(jpeg(15))
     daemon.wait_status(folder / "hookfail.jpg", "indexed")
     assert "warning" in daemon.statuses(folder / "hookfail.jpg")

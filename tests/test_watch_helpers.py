@@ -52,7 +52,7 @@ def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
 class ThreadedDaemon:
     """``run_watch`` on a background thread with a log captured as tuples."""
 
-    def __init__(self, db: Path, roots: list[Path], hooks: list | None = None, **options):
+    def __init__(self, db: Path, roots: list[Path], stages: list | None = None, **options):
         from indexer.session import open_session
         from indexer.watch import WatchOptions
 
@@ -62,7 +62,7 @@ class ThreadedDaemon:
         defaults.update(options)
         self.options = WatchOptions(**defaults)
         self.lines: list[tuple[str, str, str]] = []
-        self.hooks = hooks or []
+        self.stages = stages or []
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.result = None
@@ -75,7 +75,7 @@ class ThreadedDaemon:
         from indexer.watch import run_watch
 
         try:
-            self.result = run_watch(self.session, self.roots, self.options, hooks=self.hooks, log=self._log,
+            self.result = run_watch(self.session, self.roots, self.options, stages=self.stages, log=self._log,
                                     stop=self.stop)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
             self.error = exc

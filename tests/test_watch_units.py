@@ -208,13 +208,13 @@ def _writer(tmp_path, lines):
 
     session = open_session(str(tmp_path / "p.db"))
     log = lambda status, path, detail="": lines.append((status, path, detail))  # noqa: E731
-    return session, Writer(session.store, session.settings.index, workers=1, hooks=[], log=log)
+    return session, Writer(session.store, session.settings.index, workers=1, stages=[], log=log)
 
 
 def test_writer_close_abandons_files_still_decoding_after_the_grace(tmp_path, no_thread_leak):
     import time
 
-    from indexer.pipeline.analyse import Task
+    from indexer.outcomes import Task
     from indexer.watch.writer import Job
 
     session, writer = _writer(tmp_path, [])
@@ -227,7 +227,7 @@ def test_writer_close_abandons_files_still_decoding_after_the_grace(tmp_path, no
 
 
 def test_a_worker_crash_is_survived_and_innocent_files_are_retried(tmp_path, no_thread_leak):
-    from indexer.pipeline.analyse import Task
+    from indexer.outcomes import Task
     from indexer.watch.writer import Job
     from test_watch_helpers import jpeg, rows, wait_for
 

@@ -55,7 +55,7 @@ def write_camera(folder: Path, frames: int = CAMERA_FRAMES) -> dict[str, str]:
 
 
 def show_dupes(session) -> None:
-    from indexer.pipeline.matchstage import dupes_report
+    from indexer.commands.dupes import dupes_report
     from indexer.commands.output import emit
 
     for g in dupes_report(session)["groups"]:

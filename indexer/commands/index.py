@@ -1,4 +1,5 @@
-"""Library functions behind the CLI commands (the CLI only parses and renders)."""
+"""``photoqa index``: index paths with the stages of the session's settings, a progress bar
+on a terminal, and a line per file when asked."""
 from __future__ import annotations
 
 import sys
@@ -7,8 +8,9 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from indexer.pipeline.analyse import Failed, Outcome
+from indexer.outcomes import Failed, Outcome
 from indexer.pipeline.run import Summary, index_paths
+from indexer.pipeline.stages import build_stages, close_stages, sensor_data
 from indexer.session import Session
 
 
@@ -44,58 +46,22 @@ def file_logger(stream=None) -> Callable[[str, Outcome], None]:
     return log
 
 
-def post_store_hooks(session: Session) -> list:
-    """Stages that run after each stored image (matching, sensor statistics).
-
-    A hook is called as ``hook(image_id, indexed)``; hooks with a ``close()`` method get
-    it called once at the end of the run (or daemon), where they flush their state.
-    """
-    hooks = []
-    if session.settings.match.enabled:
-        from indexer.pipeline.matchstage import MatchStage
-
-        hooks.append(MatchStage(session))
-    if session.settings.sensor.enabled:
-        from indexer.pipeline.sensorstage import SensorStage, sensor_folder
-
-        hooks.append(SensorStage(session.engine, session.settings.sensor,
-                                 sensor_folder(session.url, session.settings.sensor.folder)))
-    from indexer.pipeline.exposurestage import FlagStage
-
-    hooks.append(FlagStage(session))
-    return hooks
-
-
-def wants_sensor_data(session: Session) -> str | bool:
-    """What full-size data workers keep for the sensor stage: False, "raw" or "all"."""
-    sensor = session.settings.sensor
-    if not sensor.enabled:
-        return False
-    return "all" if sensor.rendered_frames else "raw"
-
-
-def close_hooks(hooks: list) -> None:
-    for hook in hooks:
-        close = getattr(hook, "close", None)
-        if close:
-            close()
-
-
 def run_index(session: Session, paths: list[Path], *, workers: int | None = None,
               verbose: bool = False, show_progress: bool | None = None) -> Summary:
     """Index ``paths`` into the session's database, with a progress bar on a terminal."""
     settings = session.settings.index
-    hooks = post_store_hooks(session)
+    stages = build_stages(session)
     started = time.perf_counter()
     try:
         with progress_bar("indexing", show_progress) as progress:
             summary = index_paths(paths, session.store, settings,
                                   workers=workers if workers is not None else settings.workers,
-                                  progress=progress, hooks=hooks,
+                                  progress=progress, stages=stages,
                                   log=file_logger() if verbose else None,
-                                  want_sensor=wants_sensor_data(session))
+                                  sensor_data=sensor_data(session))
     finally:
-        close_hooks(hooks)
-    # the hooks' last work (pairs still being verified, groups, sensor statistics) is
+        for error in close_stages(stages):
+            sys.stderr.write(f"photoqa: {error}\n")
+    # the stages' last work (pairs still being verified, groups, sensor statistics) is
     # part of the run the user waits for
     return summary.timed(time.perf_counter() - started)

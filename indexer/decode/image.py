@@ -14,6 +14,7 @@ Failures raise :class:`DecodeError` with a short ``kind`` that becomes a failure
 """
 from __future__ import annotations
 
+import enum
 import hashlib
 import io
 from dataclasses import dataclass
@@ -39,7 +40,17 @@ try:  # HEIF/HEIC support is an optional extra
 except ImportError:  # pragma: no cover - depends on the installed extras
     HEIF_AVAILABLE = False
 
-__all__ = ["DecodeError", "Decoded", "decode_file", "decode_bytes", "pixel_digest", "load_full"]
+
+
+class SensorData(enum.Enum):
+    """Which files keep full-size data for the sensor statistics stage."""
+
+    NONE = "none"  # none: features only
+    RAW = "raw"  # the CFA plane of RAW files
+    ALL = "all"  # RAW CFA planes, and full-size frames of rendered files (JPEG, PNG...) with a camera
+
+
+__all__ = ["DecodeError", "Decoded", "SensorData", "decode_file", "decode_bytes", "pixel_digest", "load_full"]
 
 
 @dataclass
@@ -81,15 +92,15 @@ def read_bytes(path: Path) -> bytes:
 
 
 def decode_file(path: str | Path, *, work_size: int = 256, raw_preview_min: int = 512,
-                max_pixels: int = 250_000_000, want_sensor: bool = False) -> Decoded:
+                max_pixels: int = 250_000_000, sensor_data: SensorData = SensorData.NONE) -> Decoded:
     """Read and decode one file (see :func:`decode_bytes`)."""
     path = Path(path)
     return decode_bytes(read_bytes(path), path, work_size=work_size, raw_preview_min=raw_preview_min,
-                        max_pixels=max_pixels, want_sensor=want_sensor)
+                        max_pixels=max_pixels, sensor_data=sensor_data)
 
 
 def decode_bytes(data: bytes, path: Path, *, work_size: int = 256, raw_preview_min: int = 512,
-                 max_pixels: int = 250_000_000, want_sensor: bool = False) -> Decoded:
+                 max_pixels: int = 250_000_000, sensor_data: SensorData = SensorData.NONE) -> Decoded:
     """Decode ``data`` (the bytes of ``path``) to a :class:`Decoded` at the working size."""
     kind = sniff.sniff(data[:32])
     digest = hashlib.sha256(data).hexdigest()
@@ -97,17 +108,18 @@ def decode_bytes(data: bytes, path: Path, *, work_size: int = 256, raw_preview_m
         kind is None and path.suffix.lower() in sniff.RAW_EXTENSIONS
     ):
         try:
-            return _from_raw(data, path, digest, work_size, raw_preview_min, want_sensor)
+            return _from_raw(data, path, digest, work_size, raw_preview_min,
+                             want_cfa=sensor_data is not SensorData.NONE)
         except DecodeError as raw_error:
             if kind != "tiff" or sniff.tiff_looks_like_camera_raw(data):
                 raise  # a RAW LibRaw cannot decode is a failure, not its thumbnail
             try:  # a plain TIFF that only a RAW name sent to rawpy
-                return _from_pillow(data, digest, work_size, max_pixels, want_sensor)
+                return _from_pillow(data, digest, work_size, max_pixels, sensor_data)
             except DecodeError:
                 raise raw_error from None
     if kind == "heif" and not HEIF_AVAILABLE:
         raise DecodeError("unsupported", "HEIF/HEIC needs the optional extra: pip install 'photoqa[heif]'")
-    return _from_pillow(data, digest, work_size, max_pixels, want_sensor)
+    return _from_pillow(data, digest, work_size, max_pixels, sensor_data)
 
 
 def open_pillow(data: bytes, max_pixels: int) -> Image.Image:
@@ -154,7 +166,7 @@ def bit_depth(img: Image.Image) -> int:
 
 
 def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
-                 want_sensor: bool = False) -> Decoded:
+                 sensor_data: SensorData = SensorData.NONE) -> Decoded:
     img = open_pillow(data, max_pixels)
     fmt = (img.format or "UNKNOWN").upper()
     depth = bit_depth(img)  # before getexif(): on a PNG it loads the pixels, emptying img.tile
@@ -168,8 +180,7 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
         width, height = height, width  # the stored (un-rotated) size
     # A frame for sensor statistics needs every stored pixel: no draft then (one full
     # decode serves both); only frames that name their camera can be attributed to one.
-    # want_sensor: False (none), "raw" (RAW CFA only), "all" or True (rendered files too).
-    keep_frame = want_sensor not in (False, None, "", "raw") and meta.camera is not None
+    keep_frame = sensor_data is SensorData.ALL and meta.camera is not None
     if fmt == "JPEG" and not keep_frame:
         img.draft("L" if img.mode == "L" else "RGB", draft_request(img.size, work_size))
     load_pixels(img)
@@ -242,7 +253,7 @@ def to_float_rgb(img: Image.Image, work_size: int | None) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
-def _from_raw(data: bytes, path: Path, digest: str, work_size: int, preview_min: int,
+def _from_raw(data: bytes, path: Path, digest: str, work_size: int, preview_min: int, *,
               want_cfa: bool) -> Decoded:
     meta = raw_metadata(data, sidecar_meta(path))
     frame = decode_raw(data, work_size=work_size, preview_min=preview_min, want_cfa=want_cfa)

@@ -7,62 +7,30 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer import decode
-
-from indexer.measure import features
+from indexer.decode import SensorData
 from indexer.config import IndexSettings
 from indexer.errors import DecodeError
-
-
-@dataclass
-class Task:
-    path: str
-    size: int
-    mtime_ns: int
-
-
-@dataclass
-class Indexed:
-    task: Task
-    decoded: decode.Decoded  # rgb dropped before crossing the process boundary
-    features: features.Features
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Moved:
-    """The file's bytes equal a row whose file left the disk: a move, not a new image."""
-
-    task: Task
-    sha256: str
-
-
-@dataclass
-class Failed:
-    task: Task
-    kind: str
-    message: str
-
-
-Outcome = Indexed | Moved | Failed
+from indexer.measure import features
+from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task
 
 _MOVE_CANDIDATES: frozenset[str] = frozenset()
 _SETTINGS = IndexSettings()
-_WANT_SENSOR = False
+_SENSOR_DATA = SensorData.NONE
 
 
-def init_worker(settings: IndexSettings, move_candidates: frozenset[str], want_sensor: bool = False) -> None:
+def init_worker(settings: IndexSettings, move_candidates: frozenset[str],
+                sensor_data: SensorData = SensorData.NONE) -> None:
     """Process initialiser: settings, the SHA-256s of rows whose files are gone, and
-    whether to keep full-size sensor data for sensor statistics."""
-    global _SETTINGS, _MOVE_CANDIDATES, _WANT_SENSOR
-    _SETTINGS, _MOVE_CANDIDATES, _WANT_SENSOR = settings, move_candidates, want_sensor
+    which full-size data to keep for sensor statistics."""
+    global _SETTINGS, _MOVE_CANDIDATES, _SENSOR_DATA
+    _SETTINGS, _MOVE_CANDIDATES, _SENSOR_DATA = settings, move_candidates, sensor_data
 
 
 def analyse(task: Task, settings: IndexSettings | None = None,
-            move_candidates: frozenset[str] | None = None, want_sensor: bool | None = None) -> Outcome:
+            move_candidates: frozenset[str] | None = None, sensor_data: SensorData | None = None) -> Outcome:
     """Decode and measure one file; every error becomes a :class:`Failed` outcome."""
     settings = settings or _SETTINGS
     moves = _MOVE_CANDIDATES if move_candidates is None else move_candidates
@@ -78,7 +46,7 @@ def analyse(task: Task, settings: IndexSettings | None = None,
             decoded = decode.decode_bytes(
                 data, path, work_size=settings.work_size, raw_preview_min=settings.raw_preview_min,
                 max_pixels=settings.max_pixels,
-                want_sensor=_WANT_SENSOR if want_sensor is None else want_sensor)
+                sensor_data=_SENSOR_DATA if sensor_data is None else sensor_data)
             measured = features.measure(decoded.rgb, thumb_size=settings.thumb_size)
         decoded.rgb = decoded.rgb[:0, :0]
         return Indexed(task, decoded, measured, sorted({str(w.message)[:200] for w in caught}))

@@ -39,7 +39,7 @@ _UNSET = object()
 
 
 class FlagStage:
-    """Post-store hook: store the fired flags of each image (replacing its old ones).
+    """A :class:`~indexer.pipeline.stages.Stage`: store the fired flags of each image (replacing its old ones).
 
     ``requery_every``: the size quartiles are read at the first image and again after
     this many images, so a long-running ``watch`` follows its growing dataset (one
@@ -61,6 +61,12 @@ class FlagStage:
         found = fired(result.features, d.width, d.height, thresholds=self.thresholds,
                       size_quartiles=self.quartiles)
         dbflags.replace_flags(self.engine, image_id, found, FLAGS_VERSION)
+
+    def flush_due(self) -> None:
+        """Nothing waits: each image's flags are stored as it comes."""
+
+    def close(self) -> None:
+        """Nothing held."""
 
 
 def _stored_features(row: tuple) -> SimpleNamespace:

@@ -1,7 +1,8 @@
-"""Near-duplicates end to end: the matching stage of ``index``/``watch`` and ``photoqa dupes``.
+"""The matching stage of ``index``/``watch``, and ``rematch`` (batch mode over the database).
 
 The engine (:mod:`indexer.match`) is pure; this module feeds it records from the
-database, stores the pairs it accepts, regroups, and renders the report.
+database, has candidate pairs verified (:mod:`indexer.pipeline.verifypool`), stores the
+pairs it accepts and regroups. The report is :mod:`indexer.commands.dupes`.
 """
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ from dataclasses import dataclass, field
 from db import pairs as dbpairs
 from indexer import decode
 from indexer.measure import orient
-from indexer.pipeline.analyse import Indexed
+from indexer.outcomes import Indexed
 from indexer.pipeline.exposurestage import refine_pairs
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
 from indexer.match.groups import UnionFind, build_groups
-from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
 from indexer.pipeline.matchindex import IndexKeeper, index_file
-from indexer.pipeline.run import worker_count
+from indexer.pipeline.pools import worker_count
 from indexer.session import Session
 from indexer.pipeline.verifypool import Verifier
 
@@ -241,28 +241,3 @@ def rematch(session: Session) -> int:
     dbpairs.save_pairs(session.engine, found, matched=list(matcher.records))
     regroup(session)
     return len(found)
-
-
-def _pair_json(p, paths: dict[int, str]) -> dict:
-    return {"a": paths[p.a], "b": paths[p.b], "verdict": p.verdict, "hamming": p.hamming,
-            "transform": p.transform, "shift": [p.shift_x, p.shift_y], "scale": p.scale,
-            "correlation": p.correlation, "histogram_similarity": p.hist_similarity,
-            "delta_ev": p.delta_ev, "delta_ev_exif": p.delta_ev_exif, "time_gap_s": p.time_gap_s,
-            "evidence": p.description}
-
-
-def dupes_report(session: Session, *, verdicts: Iterable[str] = DEFAULT_GROUP_VERDICTS,
-                 min_size: int = 2) -> dict:
-    """``{"groups": [{"id", "keeper", "files", "pairs": [...]}]}`` for the chosen verdicts."""
-    pairs = dbpairs.all_pairs(session.engine)
-    ids = {p.a for p in pairs} | {p.b for p in pairs}
-    groups = build_groups(pairs, dbpairs.keeper_infos(session.engine, ids), verdicts=verdicts)
-    paths = dbpairs.paths(session.engine, ids)
-    out = []
-    for g in groups:
-        if len(g.members) < min_size:
-            continue
-        out.append({"id": g.id, "keeper": paths[g.keeper],
-                    "files": sorted(paths[m] for m in g.members),
-                    "pairs": [_pair_json(p, paths) for p in g.pairs]})
-    return {"groups": out}

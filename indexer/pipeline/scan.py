@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.decode import sniff
-from indexer.pipeline.analyse import Task
+from indexer.outcomes import Task
 
 
-def _is_hidden_or_partial(name: str) -> bool:
+def is_hidden_or_partial(name: str) -> bool:
     lower = name.lower()
     return (name.startswith(".") or name.endswith("~")
             or lower.endswith((".tmp", ".part", ".crdownload", ".partial", ".download")))
@@ -23,7 +23,7 @@ def candidate(path: Path) -> Task | None:
     large or networked tree cheap; an unreadable one still becomes a failure row); only
     files with other names have their first bytes sniffed.
     """
-    if _is_hidden_or_partial(path.name):
+    if is_hidden_or_partial(path.name):
         return None
     try:
         st = path.stat()

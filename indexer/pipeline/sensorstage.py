@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from db import sensors as dbsensors
-from indexer.pipeline.analyse import Indexed
+from indexer.outcomes import Indexed
 from indexer.config import SensorSettings
 from indexer.sensor import AccumulatorFileError, NotEnoughFrames, SensorAccumulator, classify_defects
 from indexer.sensor.accumulator import FORMAT_VERSION

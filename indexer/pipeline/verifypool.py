@@ -15,7 +15,6 @@ is already in flight waits for that one instead of running again.
 """
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections.abc import Hashable
@@ -24,13 +23,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 from indexer.match.jobs import Job, Memo, Verified, run_job
 from indexer.match.verdict import MatchThresholds
+from indexer.pipeline.pools import WorkerPool
 
 Done = tuple[Hashable, Job, Verified]  # (caller's tag, job, result)
-
-
-def _init_worker() -> None:
-    # Ctrl-C reaches the whole process group; the writer decides when to stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Verifier:
@@ -97,9 +92,7 @@ class Verifier:
 
     def _pool(self) -> ProcessPoolExecutor:
         if self.pool is None:
-            from indexer.pipeline.run import _pool_context
-
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=_pool_context(), initializer=_init_worker)
+            self.pool = WorkerPool(self.workers)
         return self.pool
 
     def _restart(self) -> None:

@@ -4,7 +4,7 @@ The loop, on the main thread (the single writer)::
 
     observer (watchdog threads) -> ChangeQueue -> Pending (debounce, settle)
         -> Writer.handle (skip / move / mark missing / submit to worker processes)
-        -> Writer.collect (one transaction per file, post-store hooks, one log line)
+        -> Writer.collect (one transaction per file, then the stages, one log line)
         -> heartbeat every few seconds
 
 The observer starts before the catch-up scan so nothing that lands during the scan is
@@ -27,8 +27,10 @@ from pathlib import Path
 
 from db import heartbeat as hb
 from indexer.pipeline import scan
+from indexer.decode import SensorData
 from indexer.measure.features import FEATURES_VERSION
-from indexer.pipeline.run import Hook, worker_count
+from indexer.pipeline.pools import worker_count
+from indexer.pipeline.stages import Stage, build_stages, close_stages, sensor_data as stage_data
 from indexer.session import Session
 from indexer.watch.events import Change, ChangeQueue
 from indexer.watch.observe import (WatchError, count_dirs, inotify_limit, inotify_message,
@@ -86,12 +88,12 @@ class Daemon:
     """One ``photoqa watch`` process: see the module docstring."""
 
     def __init__(self, session: Session, roots: list[Path], options: WatchOptions, *,
-                 hooks: list[Hook], log: LogLine, stop: threading.Event | None = None,
-                 observer_factory: Callable = make_observer, want_sensor=False):
+                 stages: list[Stage], log: LogLine, stop: threading.Event | None = None,
+                 observer_factory: Callable = make_observer, sensor_data: SensorData = SensorData.NONE):
         self.session, self.options, self.log = session, options, log
         self.roots = [str(Path(r).expanduser().resolve()) for r in roots]
         self.stop = stop or threading.Event()
-        self.hooks, self.observer_factory, self.want_sensor = hooks, observer_factory, want_sensor
+        self.stages, self.observer_factory, self.sensor_data = stages, observer_factory, sensor_data
         self.backlog: deque[tuple[str, int]] = deque()  # (path, mtime_ns) from the catch-up scan
         self.attempts: dict[str, int] = {}
 
@@ -108,7 +110,7 @@ class Daemon:
             self._retire_dead(engine)
             writer = Writer(self.session.store, self.session.settings.index,
                             workers=worker_count(self.options.workers or self.session.settings.index.workers),
-                            hooks=self.hooks, log=self.log, stop=self.stop, want_sensor=self.want_sensor)
+                            stages=self.stages, log=self.log, stop=self.stop, sensor_data=self.sensor_data)
             pending = Pending(settle=self.options.settle, debounce=self.options.debounce,
                               open_factor=self.options.open_factor, closes_reported=closes,
                               max_pending=self.options.max_pending)
@@ -180,7 +182,7 @@ class Daemon:
             self.feed(pending, writer, now)
             if now >= next_beat:
                 self._beat(daemon_id, pending, writer)
-                writer.idle_hooks()
+                writer.idle_stages()
                 next_beat = now + self.options.heartbeat
                 self._check_observer(observer)
             if writer.jobs:
@@ -253,18 +255,19 @@ class Daemon:
                              "became unreadable); restart `photoqa watch` once it is back, or use --polling")
 
 
-def run_watch(session: Session, roots: list[Path], options: WatchOptions, *, hooks: list[Hook],
-              log: LogLine, stop: threading.Event | None = None, want_sensor=False) -> WatchResult:
+def run_watch(session: Session, roots: list[Path], options: WatchOptions, *, stages: list[Stage],
+              log: LogLine, stop: threading.Event | None = None,
+              sensor_data: SensorData = SensorData.NONE) -> WatchResult:
     """Watch ``roots`` until SIGINT/SIGTERM (or ``stop`` is set); see :class:`Daemon`.
 
-    ``hooks`` run after each stored image (the caller closes them); ``want_sensor`` is
+    ``stages`` run after each stored image (the caller closes them); ``sensor_data`` is
     what workers keep for the sensor hook, as for ``index``. Raises :class:`WatchError`
     when watching cannot start (e.g. inotify limits).
     """
     for root in roots:
         if not Path(root).is_dir():
             raise WatchError(f"{root} is not a folder")
-    daemon = Daemon(session, roots, options, hooks=hooks, log=log, stop=stop, want_sensor=want_sensor)
+    daemon = Daemon(session, roots, options, stages=stages, log=log, stop=stop, sensor_data=sensor_data)
     with _signals_set(daemon.stop):
         return daemon.run()
 
@@ -288,21 +291,19 @@ class _signals_set:
 
 
 def watch_command(session: Session, roots: list[Path], options: WatchOptions, log: LogLine) -> WatchResult:
-    """``photoqa watch``: the same post-store hooks and worker data as ``index``, a start
-    and a stop line, hooks closed (flushed) at the end."""
-    from indexer.commands.index import close_hooks, post_store_hooks, wants_sensor_data
-
+    """``photoqa watch``: the same stages and worker data as ``index``, a start and a stop
+    line, stages closed (flushed) at the end."""
     names = ", ".join(str(r) for r in roots)
-    hooks = post_store_hooks(session)
+    stages = build_stages(session)
     try:
         log("started", names, f"pid {os.getpid()}")
-        result = run_watch(session, roots, options, hooks=hooks, log=log,
-                           want_sensor=wants_sensor_data(session))
+        result = run_watch(session, roots, options, stages=stages, log=log, sensor_data=stage_data(session))
     finally:
         flushing = time.monotonic()
-        close_hooks(hooks)
+        for error in close_stages(stages):
+            log("error", names, str(error))
         flushed = time.monotonic() - flushing
     summary = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "no files"
     log("stopped", names, f"{summary}; {result.abandoned} abandoned (picked up at next start); "
-                          f"daemon stopped in {result.stopping:.1f} s, post-store hooks flushed in {flushed:.1f} s")
+                          f"daemon stopped in {result.stopping:.1f} s, stages flushed in {flushed:.1f} s")
     return result

@@ -3,7 +3,7 @@
 The handler runs on watchdog's dispatcher thread and only appends tuples to a queue;
 the daemon's main thread drains it into :class:`indexer.watch.settle.Pending`. Names
 ``index`` would skip are dropped here: temporary and partial names (``.tmp``, ``.part``,
-``.crdownload``, ``~`` suffixes, dotfiles; see :func:`indexer.pipeline.scan._is_hidden_or_partial`)
+``.crdownload``, ``~`` suffixes, dotfiles; see :func:`indexer.pipeline.scan.is_hidden_or_partial`)
 and anything inside a hidden folder. Our own workers' reads (open, close-without-write)
 are never subscribed, so reading a file cannot trigger its own re-index.
 """
@@ -20,7 +20,7 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
                              FileModifiedEvent, FileMovedEvent, FileSystemEvent,
                              FileSystemEventHandler)
 
-from indexer.pipeline.scan import _is_hidden_or_partial
+from indexer.pipeline.scan import is_hidden_or_partial
 
 # Event classes the observer must deliver (inotify is asked for nothing else).
 WANTED = [FileCreatedEvent, FileModifiedEvent, FileAttribEvent, FileClosedEvent, FileDeletedEvent,
@@ -52,7 +52,7 @@ def ignored(path: str, roots: list[str]) -> bool:
         if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
             rel = Path(path[len(root):].lstrip(os.sep)).parts
             return any(part.startswith(".") for part in rel[:-1]) or (
-                bool(rel) and _is_hidden_or_partial(rel[-1]))
+                bool(rel) and is_hidden_or_partial(rel[-1]))
     return True
 
 

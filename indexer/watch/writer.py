@@ -19,10 +19,13 @@ from pathlib import Path
 from db import heartbeat as hb
 from db.store import Store, utcnow
 from indexer.pipeline import scan
-from indexer.pipeline.analyse import Failed, Indexed, Moved, Outcome, Task, analyse
+from indexer.pipeline.analyse import analyse
+from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task
 from indexer.config import IndexSettings
+from indexer.decode import SensorData
 from indexer.measure.features import FEATURES_VERSION
-from indexer.pipeline.run import Hook, start_pool
+from indexer.pipeline.run import start_pool
+from indexer.pipeline.stages import Stage, flush_due, store_outcome
 
 LogLine = Callable[[str, str, str], None]  # (status, path, detail)
 
@@ -37,16 +40,16 @@ class Job:
 class Writer:
     """Owns the worker pool and every database write of the daemon."""
 
-    def __init__(self, store: Store, settings: IndexSettings, *, workers: int, hooks: Iterable[Hook],
+    def __init__(self, store: Store, settings: IndexSettings, *, workers: int, stages: Iterable[Stage],
                  log: LogLine, move_candidate_limit: int = 1024, stop: threading.Event | None = None,
-                 want_sensor=False):
+                 sensor_data: SensorData = SensorData.NONE):
         self.store, self.engine, self.settings = store, store.engine, settings
-        self.workers, self.hooks, self.log = workers, list(hooks), log
-        self.want_sensor = want_sensor  # full-size data for the sensor hook, as `index` asks
+        self.workers, self.stages, self.log = workers, list(stages), log
+        self.sensor_data = sensor_data  # full-size data for the sensor stage, as `index` asks
         self.stop = stop or threading.Event()  # set on SIGTERM: stop waiting for workers to start
         self.in_flight = workers * 4  # as `index`: workers never wait for the writer
         self.move_candidate_limit = move_candidate_limit
-        self.pool = self._warm(start_pool(settings, workers, want_sensor))
+        self.pool = self._warm(start_pool(settings, workers, sensor_data))
         self.jobs: dict[Future, Job] = {}
         self.crashed: list[Job] = []  # in flight when a worker died: re-run one at a time
         self.broken = self.closing = False
@@ -167,7 +170,7 @@ class Writer:
         """Store the outcomes that complete within ``timeout`` seconds.
 
         Stops early (leaving finished outcomes in :attr:`jobs`) once ``stop`` is set or
-        ``deadline`` (monotonic) passes: post-store hooks may take a second per file,
+        ``deadline`` (monotonic) passes: post-store stages may take a second per file,
         and a stop must not wait for a whole batch of them.
         """
         if self.jobs:
@@ -193,7 +196,7 @@ class Writer:
     def _retry_alone(self) -> None:
         if self.broken:
             self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = self._warm(start_pool(self.settings, self.workers, self.want_sensor))
+            self.pool = self._warm(start_pool(self.settings, self.workers, self.sensor_data))
             self.broken = False
         job = self.crashed.pop(0)
         job.alone = True
@@ -205,34 +208,25 @@ class Writer:
             ids = hb.retry_locked(lambda: hb.missing_ids_with_sha(self.engine, outcome.decoded.sha256))
             if ids:  # bytes of a row whose file left: a move seen as delete + create
                 outcome = Moved(outcome.task, outcome.decoded.sha256)
-        if isinstance(outcome, Moved):
-            ids = hb.retry_locked(lambda: hb.missing_ids_with_sha(self.engine, outcome.sha256))
-            if not ids:  # claimed meanwhile: analyse it fully
-                self.submit(job, moves=frozenset())
-                return
-            hb.retry_locked(lambda: self.store.save_moved(ids[0], outcome.task))
-            self._done("moved", path)
-        elif isinstance(outcome, Failed):
-            hb.retry_locked(lambda: self.store.save_failure(outcome))
-            self._done("failed", path, f"{outcome.kind}: {outcome.message}")
-        else:
-            image_id = hb.retry_locked(lambda: self.store.save_indexed(outcome))
-            for hook in self.hooks:
-                try:
-                    hook(image_id, outcome)
-                except Exception as exc:  # noqa: BLE001 - the row is stored; a hook never stops the daemon
-                    self.log("warning", path, f"post-store hook {getattr(hook, '__name__', hook)}: "
-                                              f"{type(exc).__name__}: {exc}")
-            self._done("updated" if job.known else "indexed", path)
 
-    def idle_hooks(self) -> None:
-        """Let hooks with a ``flush_due()`` (the sensor stage) write state that has waited
-        long enough, even when no new image arrives (called every heartbeat)."""
-        for hook in self.hooks:
-            flush_due = getattr(hook, "flush_due", None)
-            if flush_due is not None:
-                self._guarded(f"<{type(hook).__name__}.flush_due>", flush_due)
-        self.errors = [p for p in self.errors if not p.startswith("<")]  # not files: no retry
+        def claim_move(sha256: str) -> int | None:
+            ids = hb.retry_locked(lambda: hb.missing_ids_with_sha(self.engine, sha256))
+            return ids[0] if ids else None
+
+        stored = store_outcome(self.store, outcome, self.stages, known=job.known, claim_move=claim_move,
+                               retry=hb.retry_locked, refused=())
+        if stored.status == "reanalyse":  # claimed meanwhile: analyse it fully
+            self.submit(job, moves=frozenset())
+            return
+        for error in stored.stage_errors:  # the row is stored; a stage never stops the daemon
+            self.log("warning", path, str(error))
+        self._done(stored.status, path, stored.detail)
+
+    def idle_stages(self) -> None:
+        """Let stages write state that has waited long enough (the sensor stage's
+        accumulators), even when no new image arrives (called every heartbeat)."""
+        for error in flush_due(self.stages):
+            self.log("error", "", str(error))
 
     # --- stopping ------------------------------------------------------------------------
 
@@ -249,8 +243,7 @@ class Writer:
         if any(not f.done() for f in self.jobs):
             # still decoding after the grace period: stop those workers (the files are
             # simply not stored; the next start's catch-up scan picks them up)
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                process.terminate()
+            self.pool.terminate_workers()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.jobs.clear()
         return abandoned + dropped

@@ -1,0 +1,47 @@
+"""What a worker sends the writer about one file: the messages between the layers.
+
+A :class:`Task` (a file seen on disk) goes to a worker; an :class:`Outcome` comes back:
+:class:`Indexed` (decoded and measured), :class:`Moved` (its bytes equal a row whose file
+left) or :class:`Failed` (an error that becomes a ``failures`` row). Plain dataclasses,
+picklable, with no behaviour, so the writer (``db.store``) and the workers
+(``indexer.pipeline.analyse``) agree on them without importing each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from indexer.decode import Decoded
+from indexer.measure.features import Features
+
+
+@dataclass
+class Task:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Indexed:
+    task: Task
+    decoded: Decoded  # rgb dropped before crossing the process boundary
+    features: Features
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Moved:
+    """The file's bytes equal a row whose file left the disk: a move, not a new image."""
+
+    task: Task
+    sha256: str
+
+
+@dataclass
+class Failed:
+    task: Task
+    kind: str
+    message: str
+
+
+Outcome = Indexed | Moved | Failed

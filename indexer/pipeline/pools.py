@@ -1,0 +1,73 @@
+"""Worker processes: how many, how they start, and how a stop ends them.
+
+Every pool uses forkserver (else spawn): rawpy's Linux wheels use OpenMP, and a process
+forked from one that has started OpenMP threads can deadlock in them.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+
+def worker_count(requested: int | None) -> int:
+    """``requested`` workers, or one per available core when 0/None."""
+    if requested:
+        return max(1, requested)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def pool_context():
+    """The multiprocessing context of every pool (see module docstring)."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def ignore_sigint() -> None:
+    """Worker initialiser: Ctrl-C reaches the whole process group; the parent alone
+    decides when to stop, and finishes or abandons the work in flight itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_worker(pids, initializer: Callable | None, initargs: tuple) -> None:
+    pids.put(os.getpid())
+    ignore_sigint()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+class WorkerPool(ProcessPoolExecutor):
+    """A process pool whose workers ignore SIGINT and report their pids, so that a
+    stop can end workers still busy after its grace period (:meth:`terminate_workers`;
+    ``ProcessPoolExecutor`` offers no public way before Python 3.14)."""
+
+    def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = ()):
+        context = pool_context()
+        self.pids: set[int] = set()
+        self.pid_queue = context.SimpleQueue()
+        super().__init__(max(1, workers), mp_context=context, initializer=_start_worker,
+                         initargs=(self.pid_queue, initializer, initargs))
+
+    def terminate_workers(self) -> int:
+        """SIGTERM every worker that has started; returns how many were signalled."""
+        while True:
+            try:
+                if self.pid_queue.empty():
+                    break
+                self.pids.add(self.pid_queue.get())
+            except (OSError, EOFError, queue.Empty):  # pragma: no cover - queue closed
+                break
+        signalled = 0
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                signalled += 1
+            except ProcessLookupError:
+                pass
+        return signalled

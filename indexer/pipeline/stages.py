@@ -1,0 +1,154 @@
+"""What happens to a worker's outcome in the writer: store it, then run the stages.
+
+One function, :func:`store_outcome`, is used by ``photoqa index`` (:mod:`indexer.pipeline.run`)
+and ``photoqa watch`` (:mod:`indexer.watch.writer`): the row is written in one transaction,
+then every :class:`Stage` sees the stored image. The stage list is built in one place,
+:func:`build_stages`; to add a stage, write a class with the three methods of
+:class:`Stage` and append it there.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.store import Store
+from indexer.decode import SensorData
+from indexer.outcomes import Failed, Indexed, Moved, Outcome
+from indexer.session import Session
+
+T = TypeVar("T")
+
+
+class Stage(Protocol):
+    """A step that runs in the writer's process after each stored image."""
+
+    def __call__(self, image_id: int, indexed: Indexed) -> None:
+        """Work on one image just stored (``indexed.decoded.rgb`` is empty by now)."""
+
+    def flush_due(self) -> None:
+        """Write state that has waited long enough (a daemon calls this when idle)."""
+
+    def close(self) -> None:
+        """Write everything still held; called once at the end of a run or daemon."""
+
+
+@dataclass
+class StageError:
+    """A stage that raised: reported, never allowed to stop the run."""
+
+    stage: str
+    path: str  # the image's path, or "" for flush_due/close
+    error: str
+
+    def __str__(self) -> str:
+        where = f" on {self.path}" if self.path else ""
+        return f"{self.stage} failed{where}: {self.error}"
+
+
+def _stage_name(stage: Stage) -> str:
+    return type(stage).__name__
+
+
+def _guard(stage: Stage, path: str, call: Callable[[], None]) -> StageError | None:
+    try:
+        call()
+        return None
+    except Exception as exc:  # noqa: BLE001 - one stage on one image never stops a run
+        return StageError(_stage_name(stage), path, f"{type(exc).__name__}: {exc}"[:500])
+
+
+def build_stages(session: Session) -> list[Stage]:
+    """The stages of ``index`` and ``watch``, in order: near-duplicate matching (when
+    ``[match] enabled``), sensor statistics (when ``[sensor] enabled``), exposure flags."""
+    stages: list[Stage] = []
+    if session.settings.match.enabled:
+        from indexer.pipeline.matchstage import MatchStage
+
+        stages.append(MatchStage(session))
+    if session.settings.sensor.enabled:
+        from indexer.pipeline.sensorstage import SensorStage, sensor_folder
+
+        stages.append(SensorStage(session.engine, session.settings.sensor,
+                                  sensor_folder(session.url, session.settings.sensor.folder)))
+    from indexer.pipeline.exposurestage import FlagStage
+
+    stages.append(FlagStage(session))
+    return stages
+
+
+def sensor_data(session: Session) -> SensorData:
+    """What full-size data the workers keep for the sensor stage."""
+    sensor = session.settings.sensor
+    if not sensor.enabled:
+        return SensorData.NONE
+    return SensorData.ALL if sensor.rendered_frames else SensorData.RAW
+
+
+def run_stages(stages: Iterable[Stage], image_id: int, indexed: Indexed) -> list[StageError]:
+    """Every stage on one stored image; a stage that raises is reported and the others run."""
+    path = indexed.task.path
+    errors = [_guard(s, path, lambda s=s: s(image_id, indexed)) for s in stages]
+    return [e for e in errors if e is not None]
+
+
+def flush_due(stages: Iterable[Stage]) -> list[StageError]:
+    errors = [_guard(s, "", s.flush_due) for s in stages]
+    return [e for e in errors if e is not None]
+
+
+def close_stages(stages: Iterable[Stage]) -> list[StageError]:
+    errors = [_guard(s, "", s.close) for s in stages]
+    return [e for e in errors if e is not None]
+
+
+@dataclass
+class Stored:
+    """What :func:`store_outcome` did with one outcome.
+
+    ``status``: "indexed", "updated", "moved", "failed", or "reanalyse" (a :class:`Moved`
+    whose row was claimed meanwhile: the caller analyses the file fully and stores again).
+    """
+
+    status: str
+    image_id: int | None = None
+    detail: str = ""
+    stage_errors: list[StageError] = field(default_factory=list)
+
+
+def _direct(call: Callable[[], T]) -> T:
+    return call()
+
+
+def store_outcome(store: Store, outcome: Outcome, stages: Iterable[Stage], *, known: bool,
+                  claim_move: Callable[[str], int | None],
+                  retry: Callable[[Callable[[], T]], T] = _direct,
+                  refused: tuple[type[Exception], ...] = (SQLAlchemyError,)) -> Stored:
+    """Store one worker outcome in one transaction, then run the stages on it.
+
+    ``known``: the path had a row before (an update). ``claim_move(sha256)``: the id of a
+    row whose file left with these bytes, taken so no other file claims it, or None.
+    ``retry(call)``: how each database call is made (the daemon retries on a locked
+    SQLite). ``refused``: errors of saving the row that fail this file instead of being
+    raised (``index``: a value the database refuses fails the file, not the run; the
+    daemon passes none and retries the file later).
+    """
+    if isinstance(outcome, Moved):
+        image_id = claim_move(outcome.sha256)
+        if image_id is None:
+            return Stored("reanalyse")
+        retry(lambda: store.save_moved(image_id, outcome.task))
+        return Stored("moved", image_id)
+    if isinstance(outcome, Failed):
+        retry(lambda: store.save_failure(outcome))
+        return Stored("failed", detail=f"{outcome.kind}: {outcome.message}")
+    try:
+        image_id = retry(lambda: store.save_indexed(outcome))
+    except refused as exc:
+        failed = Failed(outcome.task, "database", f"{type(exc).__name__}: {exc}"[:2000])
+        retry(lambda: store.save_failure(failed))
+        return Stored("failed", detail=f"{failed.kind}: {failed.message}")
+    return Stored("updated" if known else "indexed", image_id,
+                  stage_errors=run_stages(stages, image_id, outcome))
