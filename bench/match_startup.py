@@ -183,7 +183,7 @@ def main() -> None:
               f"({c_rows:.2f} s CPU), index built in {w_idx:.2f} s ({c_idx:.2f} s CPU); start-up {cold:.2f} s; "
               f"peak RSS {peak_mb():.0f} MB (+{peak_mb() - rss0:.0f} MB); full records would hold "
               f"~{args.n * (128 * 96 + 4 * 256 * 4) / 2**20:,.0f} MiB of thumbnails and histograms alone")
-        del rows
+        rows = None  # free the columns before the next measurement
         cold_matcher = m
 
         saved = Path(tmp) / "big.db.match-index"
@@ -192,11 +192,11 @@ def main() -> None:
         _, w_save, _ = timed(keeper.wait)
         print(f"first start ({started.how}): {w_first:.2f} s, then the index saved in {w_save:.2f} s "
               f"(a thread, while matching goes on): {saved.stat().st_size / 1e6:,.0f} MB")
-        del started
+        started = None
         warm, w_warm, c_warm = timed(lambda: IndexKeeper(engine, saved, {}, min_images=0).open())
         print(f"next start ({warm.how}, nothing changed): {w_warm:.2f} s wall ({c_warm:.2f} s CPU) "
               f"(target <= 2 s: {'met' if w_warm <= 2 else 'MISSED'}); {cold / w_warm:.1f}x faster than rebuilding")
-        del warm
+        warm = None
         change_rows(big, args.n, new=args.changes, gone=args.changes // 10, rehashed=args.changes // 10)
         m_keep = IndexKeeper(engine, saved, {}, min_images=0)
         warm, w_warm, c_warm = timed(lambda: m_keep.open())
@@ -205,7 +205,7 @@ def main() -> None:
               f"({c_warm:.2f} s CPU) (target <= 2 s: {'met' if w_warm <= 2 else 'MISSED'}); "
               f"{cold / w_warm:.1f}x faster than rebuilding")
         m = warm.matcher
-        del m_keep
+        m_keep = None
 
         def adds(matcher, first_id: int) -> tuple[list[float], list[int]]:
             lat, cands = [], []

@@ -42,7 +42,6 @@ against 1060 s for the earlier run on the shared cores (load differs between run
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import json
 import sqlite3

@@ -99,7 +99,7 @@ def test_plausible_serial(serial, make, expected):
     ("x", None), ("1/0", None), (0, None), (-1, None), (float("nan"), None),
 ])
 def test_number(value, expected):
-    got = exif._number(value)
+    got = exif.number(value)
     assert got == (pytest.approx(expected) if expected is not None else None)
 
 

@@ -106,12 +106,12 @@ def test_half_spectrum_surface_equals_full_upsampled_dft(shape, factor):
     a, b = rng.normal(size=shape), rng.normal(size=shape)
     full = np.fft.fft2(a) * np.fft.fft2(b).conj()
     full /= np.abs(full)
-    half = align._spectrum(a) * align._spectrum(b).conj()
+    half = align.spectrum(a) * align.spectrum(b).conj()
     half /= np.abs(half)
     region = int(np.ceil(factor * 1.5))
     offsets = rng.uniform(-shape[0], shape[0], 2).round() * factor / 4
-    want = np.abs(align._upsampled_dft(full.conj(), region, factor, offsets).conj())
-    got = align._upsampled_surface(half, shape, region, factor, offsets)
+    want = np.abs(align.upsampled_dft(full.conj(), region, factor, offsets).conj())
+    got = align.upsampled_surface(half, shape, region, factor, offsets)
     assert np.abs(got - want).max() <= 1e-12 * want.max()
 
 
@@ -147,7 +147,7 @@ def test_rank_normalise_counting_path_equals_unique(values):
 
 def _full_spectrum_phase_shift(ref, mov, upsample):
     """The registration on full complex spectra, as before the half-spectrum version."""
-    f_ref, f_mov = (np.fft.fft2(align._prepare(x, True)) for x in (ref, mov))
+    f_ref, f_mov = (np.fft.fft2(align.prepare(x, True)) for x in (ref, mov))
     product = f_ref * f_mov.conj()
     product /= np.maximum(np.abs(product), 1e-9)
     corr = np.abs(np.fft.ifft2(product))
@@ -156,7 +156,7 @@ def _full_spectrum_phase_shift(ref, mov, upsample):
     shifts = np.round(np.where(idx > shape // 2, idx - shape, idx) * upsample) / upsample
     region = int(np.ceil(upsample * 1.5))
     centre = np.fix(region / 2.0)
-    up = np.abs(align._upsampled_dft(product.conj(), region, upsample, centre - shifts * upsample))
+    up = np.abs(align.upsampled_dft(product.conj(), region, upsample, centre - shifts * upsample))
     peak_idx = np.array(np.unravel_index(int(np.argmax(up)), up.shape))
     best = max(float(corr.max()), float(up.max()) / product.size)
     return shifts + (peak_idx - centre) / upsample, min(best, 1.0)

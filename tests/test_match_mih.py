@@ -104,7 +104,7 @@ def test_dense_buckets_and_resumed_output(m, monkeypatch):
     kernel stops at each unit and resumes with a grown buffer."""
     from indexer.match import mih
 
-    monkeypatch.setattr(mih._Found.__init__, "__defaults__", (1,))
+    monkeypatch.setattr(mih.Found.__init__, "__defaults__", (1,))
     rng = np.random.default_rng(11)
     base = rng.integers(-(2**63), 2**63 - 1, 40, dtype=np.int64)
     hashes = np.array([_flip(int(base[i % 40]), rng.choice(64, i % 5, replace=False)) for i in range(400)],

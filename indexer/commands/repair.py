@@ -78,10 +78,7 @@ def repair_file(session: Session, path: Path, out_dir: Path, *, sensor: int | No
     path = path.resolve()
     try:
         data = decode.read_bytes(path)
-        kind = sniff.sniff(data[:32])
-        is_raw = kind == "raw" or (kind == "tiff" and sniff.tiff_is_raw(data, path.suffix)) \
-            or (kind is None and path.suffix.lower() in sniff.RAW_EXTENSIONS)
-        if is_raw:
+        if sniff.is_raw(data, path.suffix):
             return _repair_raw(session, path, data, out_dir, sensor, dry_run, force)
         return _repair_rendered(session, path, data, out_dir, sensor, dry_run, force)
     except DecodeError as exc:

@@ -61,7 +61,7 @@ def _text(value) -> str | None:
     return text or None
 
 
-def _number(value) -> float | None:
+def number(value) -> float | None:
     """A rational, number, or 'a/b' string as float; None when absent or malformed."""
     if isinstance(value, (list, tuple)):
         value = value[0] if value else None
@@ -70,10 +70,10 @@ def _number(value) -> float | None:
     try:
         if hasattr(value, "num") and hasattr(value, "den"):  # exifread Ratio
             return float(value.num) / float(value.den) if value.den else None
-        number = float(Fraction(str(value).strip())) if isinstance(value, str) else float(value)
+        got = float(Fraction(str(value).strip())) if isinstance(value, str) else float(value)
     except (ValueError, ZeroDivisionError, TypeError, OverflowError):
         return None
-    return number if number == number and number > 0 else None
+    return got if got == got and got > 0 else None
 
 
 def parse_datetime(stamp, subsec=None) -> datetime | None:
@@ -132,25 +132,25 @@ def from_pillow(exif) -> Metadata:
     if names:
         serial = plausible_serial(sub.get(EXIF_BODY_SERIAL) or exif.get(TAG_DNG_SERIAL), names[0])
         camera = Camera(names[0], names[1], serial)
-    iso = _number(sub.get(EXIF_ISO))
+    iso = number(sub.get(EXIF_ISO))
     capture = Capture(
         captured_at=parse_datetime(sub.get(EXIF_DATETIME_ORIGINAL) or exif.get(TAG_DATETIME),
                                    sub.get(EXIF_SUBSEC_ORIGINAL)),
         utc_offset=_offset(sub.get(EXIF_OFFSET_ORIGINAL)),
-        exposure_time=_number(sub.get(EXIF_EXPOSURE_TIME)),
-        f_number=_number(sub.get(EXIF_FNUMBER)),
+        exposure_time=number(sub.get(EXIF_EXPOSURE_TIME)),
+        f_number=number(sub.get(EXIF_FNUMBER)),
         iso=_iso(iso),
-        focal_length=_number(sub.get(EXIF_FOCAL)),
+        focal_length=number(sub.get(EXIF_FOCAL)),
     )
     return Metadata(capture, camera, _orientation(exif.get(TAG_ORIENTATION)))
 
 
 def _orientation(value) -> int:
     try:
-        number = int(str(value).split()[0]) if value is not None else 1
+        got = int(str(value).split()[0]) if value is not None else 1
     except ValueError:
         return 1
-    return number if 1 <= number <= 8 else 1
+    return got if 1 <= got <= 8 else 1
 
 
 def _tag(tags: dict, *names):
@@ -175,15 +175,15 @@ def from_exifread(tags: dict) -> Metadata:
             if serial:
                 break
         camera = Camera(names[0], names[1], serial)
-    iso = _number(_tag(tags, "EXIF ISOSpeedRatings", "EXIF PhotographicSensitivity"))
+    iso = number(_tag(tags, "EXIF ISOSpeedRatings", "EXIF PhotographicSensitivity"))
     capture = Capture(
         captured_at=parse_datetime(_scalar(_tag(tags, "EXIF DateTimeOriginal", "Image DateTime")),
                                    _scalar(_tag(tags, "EXIF SubSecTimeOriginal"))),
         utc_offset=_offset(_scalar(_tag(tags, "EXIF OffsetTimeOriginal"))),
-        exposure_time=_number(_tag(tags, "EXIF ExposureTime")),
-        f_number=_number(_tag(tags, "EXIF FNumber")),
+        exposure_time=number(_tag(tags, "EXIF ExposureTime")),
+        f_number=number(_tag(tags, "EXIF FNumber")),
         iso=_iso(iso),
-        focal_length=_number(_tag(tags, "EXIF FocalLength")),
+        focal_length=number(_tag(tags, "EXIF FocalLength")),
     )
     orientation = _tag(tags, "Image Orientation")
     return Metadata(capture, camera, _orientation(_scalar(orientation)))

@@ -104,9 +104,7 @@ def decode_bytes(data: bytes, path: Path, *, work_size: int = 256, raw_preview_m
     """Decode ``data`` (the bytes of ``path``) to a :class:`Decoded` at the working size."""
     kind = sniff.sniff(data[:32])
     digest = hashlib.sha256(data).hexdigest()
-    if kind == "raw" or (kind == "tiff" and sniff.tiff_is_raw(data, path.suffix)) or (
-        kind is None and path.suffix.lower() in sniff.RAW_EXTENSIONS
-    ):
+    if sniff.is_raw(data, path.suffix):
         try:
             return _from_raw(data, path, digest, work_size, raw_preview_min,
                              want_cfa=sensor_data is not SensorData.NONE)
@@ -291,9 +289,8 @@ def pixel_digest(path: str | Path, *, max_pixels: int = 250_000_000) -> str:
     """
     path = Path(path)
     data = read_bytes(path)
-    kind = sniff.sniff(data[:32])
     digest = hashlib.sha256()
-    if kind == "raw" or (kind == "tiff" and sniff.tiff_is_raw(data, path.suffix)):
+    if sniff.is_raw(data, path.suffix):
         digest.update(b"raw:" + raw_pixel_bytes(data))
         return digest.hexdigest()
     img = open_pillow(data, max_pixels)
@@ -330,8 +327,7 @@ def load_full(path: str | Path, *, raw_linear: bool = True,
     """Decode ``path`` at full resolution (RAW linearly developed when ``raw_linear``)."""
     path = Path(path)
     data = read_bytes(path)
-    kind = sniff.sniff(data[:32])
-    if raw_linear and (kind == "raw" or (kind == "tiff" and sniff.tiff_is_raw(data, path.suffix))):
+    if raw_linear and sniff.is_raw(data, path.suffix):
         pixels, _ = develop_linear(data)
         meta = raw_metadata(data, sidecar_meta(path))
         cap = meta.capture

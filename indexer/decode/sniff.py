@@ -58,6 +58,15 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def is_raw(data: bytes, suffix: str) -> bool:
+    """Whether a file (its bytes and its name's suffix) goes to the RAW decoder: a RAW
+    signature, a TIFF that is a camera RAW (:func:`tiff_is_raw`), or no signature we know
+    with a RAW file name (formats whose header has no fixed magic, e.g. Kodak KDC)."""
+    kind = sniff(data[:32])
+    return kind == "raw" or (kind == "tiff" and tiff_is_raw(data, suffix)) or (
+        kind is None and suffix.lower() in RAW_EXTENSIONS)
+
+
 def tiff_is_raw(data: bytes, suffix: str) -> bool:
     """Whether a TIFF-structured file is a camera RAW (CR2 marker, DNGVersion, RAW name)."""
     if data[8:10] == b"CR":

@@ -140,7 +140,7 @@ class _Table:
         return self._blocks
 
 
-class _Found:
+class Found:
     """Growing int64 buffer filled by the resumable kernels of ``mih_kernels``."""
 
     def __init__(self, capacity: int = 1024):
@@ -280,7 +280,7 @@ class MultiIndex:
         """
         r = self.radius if radius is None else radius
         probes = np.atleast_1d(np.asarray(probes, dtype=np.int64))
-        n, found = len(self), _Found()
+        n, found = len(self), Found()
         for table, t in zip(self.tables, thresholds(r, self.widths)):
             if t >= 0:
                 found.run(len(probes), kernels.query_table, probes.view(np.uint64), table.shift, table.bits,
@@ -320,7 +320,7 @@ class MultiIndex:
     def _pairs(self, other: MultiIndex, probes: np.ndarray, radius, same: bool):
         """Bucket-level join of ``other``'s tables (walked) with this index's tables."""
         r = self.radius if radius is None else radius
-        n, found = len(self.hashes), _Found()
+        n, found = len(self.hashes), Found()
         for mine, theirs, t in zip(self.tables, other.tables, thresholds(r, self.widths)):
             if t < 0:
                 continue

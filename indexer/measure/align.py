@@ -13,7 +13,7 @@ image, ~0.3-0.9 for real copies (windowing and non-overlapping borders lower it)
 ~0.01-0.05 for unrelated images. Inputs are Hann-windowed (mean removed first) so the
 image borders do not produce a spurious peak at zero shift. The inputs are real, so
 everything runs on ``rfft2`` half spectra, the sub-pixel DFT included
-(:func:`_upsampled_surface`); results equal the full-spectrum computation to rounding.
+(:func:`upsampled_surface`); results equal the full-spectrum computation to rounding.
 
 :func:`align_thumbs` registers two small grey thumbnails (uint8, long side ~128 px) that
 may differ by exposure (tone curve), size, and crops of up to ~20% per side. Both are
@@ -81,13 +81,13 @@ def _small_window(shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _prepare(img: np.ndarray, window: bool) -> np.ndarray:
+def prepare(img: np.ndarray, window: bool) -> np.ndarray:
     a = np.asarray(img, dtype=np.float64)
     a = a - a.mean()
     return a * _window(a.shape) if window else a
 
 
-def _spectrum(real: np.ndarray, canvas: tuple[int, int] | None = None) -> np.ndarray:
+def spectrum(real: np.ndarray, canvas: tuple[int, int] | None = None) -> np.ndarray:
     """Half spectrum (``rfft2``, complex128 (H, W // 2 + 1)) of a real (h, w) array
     zero-padded at the bottom and right to ``canvas`` (H, W) (default: its own shape).
 
@@ -145,12 +145,12 @@ def _contract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b.T
 
 
-def _upsampled_dft(data: np.ndarray, region: int, factor: int, offsets: np.ndarray) -> np.ndarray:
+def upsampled_dft(data: np.ndarray, region: int, factor: int, offsets: np.ndarray) -> np.ndarray:
     """DFT of ``data`` (2-D spectrum) sampled on a ``region``-square grid ``factor`` finer.
 
     Matrix-multiply form of Guizar-Sicairos et al. (2008); ``offsets`` (2,) place the
-    grid's origin in upsampled pixels, as skimage's ``_upsampled_dft``. The reference
-    for :func:`_upsampled_surface`, which the registration uses.
+    grid's origin in upsampled pixels, as skimage's ``upsampled_dft``. The reference
+    for :func:`upsampled_surface`, which the registration uses.
     """
     out = data
     for n, off in zip(data.shape[::-1], offsets[::-1]):
@@ -159,9 +159,9 @@ def _upsampled_dft(data: np.ndarray, region: int, factor: int, offsets: np.ndarr
     return out
 
 
-def _upsampled_surface(half: np.ndarray, shape: tuple[int, int], region: int, factor: int,
+def upsampled_surface(half: np.ndarray, shape: tuple[int, int], region: int, factor: int,
                        offsets: np.ndarray) -> np.ndarray:
-    """``|_upsampled_dft(full.conj(), ...)|`` from the half spectrum: float64 (region, region).
+    """``|upsampled_dft(full.conj(), ...)|`` from the half spectrum: float64 (region, region).
 
     ``half``: complex128 (h, w // 2 + 1), the ``rfft2`` layout of a Hermitian full
     spectrum ``P`` of ``shape`` (h, w). The surface is ``S(u) = sum_k P(k) e^{2 pi i k.u}``.
@@ -199,13 +199,13 @@ def phase_shift(reference: np.ndarray, moving: np.ndarray, *, upsample: int = 20
     ref, mov = np.asarray(reference), np.asarray(moving)
     if ref.shape != mov.shape or ref.ndim != 2:
         raise ValueError(f"need two 2-D arrays of one shape, got {ref.shape} and {mov.shape}")
-    return _spectrum_shift(_spectrum(_prepare(ref, window)), _spectrum(_prepare(mov, window)), ref.shape,
+    return _spectrum_shift(spectrum(prepare(ref, window)), spectrum(prepare(mov, window)), ref.shape,
                            upsample=upsample, eps=eps)
 
 
 def _spectrum_shift(f_ref: np.ndarray, f_mov: np.ndarray, shape: tuple[int, int], *, upsample: int,
                     eps: float = 1e-9) -> Shift:
-    """:func:`phase_shift` on precomputed half spectra (:func:`_spectrum`) of real
+    """:func:`phase_shift` on precomputed half spectra (:func:`spectrum`) of real
     ``shape`` arrays, so a reference is transformed once."""
     # In place where possible: each fresh array of this size is a page-faulting mmap.
     product = f_mov.conj()
@@ -224,7 +224,7 @@ def _spectrum_shift(f_ref: np.ndarray, f_mov: np.ndarray, shape: tuple[int, int]
         region = int(np.ceil(upsample * 1.5))
         centre = np.fix(region / 2.0)
         shifts = np.round(shifts * upsample) / upsample
-        up = _upsampled_surface(product, shape, region, upsample, centre - shifts * upsample)
+        up = upsampled_surface(product, shape, region, upsample, centre - shifts * upsample)
         peak_idx = np.array(np.unravel_index(int(np.argmax(up)), up.shape), dtype=np.float64)
         shifts = shifts + (peak_idx - centre) / upsample
         best = max(best, float(up[tuple(peak_idx.astype(int))]) / (shape[0] * shape[1]))
@@ -307,7 +307,7 @@ def _coarse_peak(f_a: np.ndarray, b_win: np.ndarray, canvas: tuple[int, int]) ->
     pixel, and sums around the maximum favour the broad peaks of wrong scales; the
     amplitude at the refined position is comparable across scales.
     """
-    return _spectrum_shift(f_a, _spectrum(b_win, canvas), canvas, upsample=4).peak
+    return _spectrum_shift(f_a, spectrum(b_win, canvas), canvas, upsample=4).peak
 
 
 def _resampled(b: np.ndarray, scale: float, canvas: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
@@ -315,7 +315,7 @@ def _resampled(b: np.ndarray, scale: float, canvas: tuple[int, int]) -> tuple[np
     Hann-windowed (float64), and its shape."""
     shape = (max(1, round(b.shape[0] / scale)), max(1, round(b.shape[1] / scale)))
     shape = (min(shape[0], canvas[0]), min(shape[1], canvas[1]))
-    return _prepare(resample(b, scale, shape), True), shape
+    return prepare(resample(b, scale, shape), True), shape
 
 
 def _try_scale(f_a: np.ndarray, b: np.ndarray, scale: float, canvas: tuple[int, int],
@@ -323,7 +323,7 @@ def _try_scale(f_a: np.ndarray, b: np.ndarray, scale: float, canvas: tuple[int, 
     """Phase-correlate ``a`` (half spectrum ``f_a``) with ``b`` resampled to ``a``'s pixel
     scale; also returns that resampled ``b``'s half spectrum, for a finer rerun."""
     b_win, shape = _resampled(b, scale, canvas)
-    f_b = _spectrum(b_win, canvas)
+    f_b = spectrum(b_win, canvas)
     return _spectrum_shift(f_a, f_b, canvas, upsample=upsample), shape, f_b
 
 
@@ -347,7 +347,7 @@ def _coarse_scale(ra: np.ndarray, rb: np.ndarray, grid: list[float], max_scale: 
     """Best magnification on the grid, searched on half-resolution images."""
     ha, hb = _halve(ra), _halve(rb)
     canvas = _canvas(ha.shape, hb.shape, max_scale)
-    return _best_scale(_spectrum(_prepare(ha, True), canvas), hb, grid, canvas)
+    return _best_scale(spectrum(prepare(ha, True), canvas), hb, grid, canvas)
 
 
 def _overlap(a_shape, b_shape_in_a, x: float, y: float) -> tuple[float, float]:
@@ -373,7 +373,7 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
     """
     ra, rb = rank_normalise(a), rank_normalise(b)
     canvas = _canvas(a.shape, b.shape, max_scale)
-    f_a = _spectrum(_prepare(ra, True), canvas)
+    f_a = spectrum(prepare(ra, True), canvas)
     half_span = max_scale ** (1 / coarse_steps)
     k = int(np.ceil(np.log(half_span) / np.log1p(fine_step)))
     if scale_hint is not None:  # a good hint (from the hash channel) skips the coarse search
