@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Failure, Image
 from indexer.measure import hashes, orient
-from indexer.outcomes import Failed, Indexed, Task
+from indexer.outcomes import Failed, Indexed, Task, Unchanged
 
 
 def utcnow() -> datetime:
@@ -173,6 +173,15 @@ class Store:
             conn.execute(update(Image).where(Image.id == image_id).values(
                 path=task.path, size=task.size, mtime_ns=task.mtime_ns, missing_since=None,
                 revision=_NEXT_REVISION))
+            conn.execute(delete(Failure).where(Failure.path == task.path))
+
+    def save_unchanged(self, result: Unchanged) -> None:
+        """``result.task.path`` holds the bytes of its row still: record its new size/time
+        (nothing matching or reports read changes, so no new revision)."""
+        task = result.task
+        with self.engine.begin() as conn:
+            conn.execute(update(Image).where((Image.path == task.path) & (Image.sha256 == result.sha256))
+                         .values(size=task.size, mtime_ns=task.mtime_ns))
             conn.execute(delete(Failure).where(Failure.path == task.path))
 
     def mark_missing(self, image_ids: list[int]) -> None:

@@ -2,7 +2,7 @@
 
 A :class:`Task` (a file seen on disk) goes to a worker; an :class:`Outcome` comes back:
 :class:`Indexed` (decoded and measured), :class:`Moved` (its bytes equal a row whose file
-left) or :class:`Failed` (an error that becomes a ``failures`` row). Plain dataclasses,
+left), :class:`Unchanged` (its bytes equal its own row's) or :class:`Failed` (an error that becomes a ``failures`` row). Plain dataclasses,
 picklable, with no behaviour, so the writer (``db.store``) and the workers
 (``indexer.pipeline.analyse``) agree on them without importing each other.
 """
@@ -19,6 +19,9 @@ class Task:
     path: str
     size: int
     mtime_ns: int
+    # the SHA-256 of the row this path has, when only its size or time changed since and
+    # its features are current: equal bytes make the outcome Unchanged, with no decode
+    sha256: str | None = None
 
 
 @dataclass
@@ -38,10 +41,19 @@ class Moved:
 
 
 @dataclass
+class Unchanged:
+    """The file's bytes equal its own row's (touched, or the same bytes copied over it):
+    only its size/time bookkeeping is updated."""
+
+    task: Task
+    sha256: str
+
+
+@dataclass
 class Failed:
     task: Task
     kind: str
     message: str
 
 
-Outcome = Indexed | Moved | Failed
+Outcome = Indexed | Moved | Unchanged | Failed

@@ -81,11 +81,31 @@ def test_changed_file_is_updated(session, folder):
     assert rows(session, "SELECT count(*) FROM images") == [(5,)]
 
 
-def test_touched_but_same_bytes_is_remeasured_not_duplicated(session, folder):
+def test_touched_but_same_bytes_is_unchanged_and_not_decoded(session, folder, monkeypatch):
     run(session, folder)
+    (before,) = rows(session, "SELECT indexed_at, revision FROM images WHERE path LIKE '%s2.jpg'")
     touch(folder / "s2.jpg")
+    from indexer import decode
+
+    decoded = []
+    original = decode.decode_bytes
+    monkeypatch.setattr(decode, "decode_bytes", lambda *a, **k: decoded.append(a[1]) or original(*a, **k))
     s = run(session, folder)
-    assert s.updated == 1 and rows(session, "SELECT count(*) FROM images") == [(5,)]
+    assert (s.unchanged, s.updated, s.indexed) == (5, 0, 0) and decoded == []
+    mtime = (folder / "s2.jpg").stat().st_mtime_ns
+    assert rows(session, "SELECT mtime_ns, indexed_at, revision FROM images WHERE path LIKE '%s2.jpg'") == \
+        [(mtime, *before)]
+    assert run(session, folder).unchanged == 5  # the row now has the new time: not even hashed
+
+
+def test_same_size_new_bytes_is_updated(session, folder):
+    run(session, folder)
+    data = bytearray((folder / "s2.jpg").read_bytes())
+    data[-3] ^= 0xFF  # inside the entropy-coded data, before EOI: same size, new bytes
+    (folder / "s2.jpg").write_bytes(bytes(data))
+    s = run(session, folder)
+    assert s.unchanged == 4 and s.updated + s.failed == 1
+    assert rows(session, "SELECT count(*) FROM images") == [(5,)]
 
 
 def test_moved_file_keeps_its_row(session, folder):

@@ -230,6 +230,14 @@ def test_stages_run_once_per_stored_image_and_cannot_stop_the_daemon(daemon, fol
     wait_for(lambda: len(daemon.flushes) > seen, 5, "an idle flush_due() call")  # heartbeat: 0.5 s
 
 
+def test_same_bytes_written_over_a_file_are_unchanged(daemon, folder):
+    (folder / "again.jpg").write_bytes(jpeg(18))
+    daemon.wait_status(folder / "again.jpg", "indexed")
+    (folder / "again.jpg").write_bytes(jpeg(18))  # a copy of the same bytes over it: new mtime
+    daemon.wait_status(folder / "again.jpg", "unchanged")
+    assert "updated" not in daemon.statuses(folder / "again.jpg")
+
+
 def test_polling_observer_indexes_moves_and_deletes(tmp_path):
     inbox = tmp_path / "share"
     inbox.mkdir()

@@ -14,7 +14,7 @@ from indexer.decode import SensorData
 from indexer.config import IndexSettings
 from indexer.errors import DecodeError
 from indexer.measure import features
-from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task
+from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task, Unchanged
 
 _MOVE_CANDIDATES: frozenset[str] = frozenset()
 _SETTINGS = IndexSettings()
@@ -37,8 +37,10 @@ def analyse(task: Task, settings: IndexSettings | None = None,
     path = Path(task.path)
     try:
         data = decode.read_bytes(path)
-        if moves:
+        if moves or task.sha256:
             digest = hashlib.sha256(data).hexdigest()
+            if digest == task.sha256:
+                return Unchanged(task, digest)
             if digest in moves:
                 return Moved(task, digest)
         with warnings.catch_warnings(record=True) as caught:

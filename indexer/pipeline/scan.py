@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import dataclasses
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,8 @@ def plan(tasks: list[Task], known: dict, failures: dict, roots: list[Path], feat
             continue
         if state is not None:
             result.updates.add(task.path)
+            if not state.missing and state.features_version == features_version:
+                task = dataclasses.replace(task, sha256=state.sha256)  # touched? hashed, not decoded
         result.todo.append(task)
     resolved = _resolved(roots)  # once: resolve() per known row cost 30 µs x every row outside the roots
     for path, state in known.items():

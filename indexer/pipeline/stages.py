@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.store import Store
 from indexer.decode import SensorData
-from indexer.outcomes import Failed, Indexed, Moved, Outcome
+from indexer.outcomes import Failed, Indexed, Moved, Outcome, Unchanged
 from indexer.session import Session
 
 T = TypeVar("T")
@@ -108,7 +108,7 @@ def close_stages(stages: Iterable[Stage]) -> list[StageError]:
 class Stored:
     """What :func:`store_outcome` did with one outcome.
 
-    ``status``: "indexed", "updated", "moved", "failed", or "reanalyse" (a :class:`Moved`
+    ``status``: "indexed", "updated", "moved", "unchanged", "failed", or "reanalyse" (a :class:`Moved`
     whose row was claimed meanwhile: the caller analyses the file fully and stores again).
     """
 
@@ -141,6 +141,9 @@ def store_outcome(store: Store, outcome: Outcome, stages: Iterable[Stage], *, kn
             return Stored("reanalyse")
         retry(lambda: store.save_moved(image_id, outcome.task))
         return Stored("moved", image_id)
+    if isinstance(outcome, Unchanged):
+        retry(lambda: store.save_unchanged(outcome))
+        return Stored("unchanged", detail="same bytes as indexed (touched or copied over)")
     if isinstance(outcome, Failed):
         retry(lambda: store.save_failure(outcome))
         return Stored("failed", detail=f"{outcome.kind}: {outcome.message}")

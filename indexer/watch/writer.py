@@ -7,6 +7,7 @@ files are in the pool at once, so memory stays flat however fast files arrive.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -117,6 +118,8 @@ class Writer:
                 (task.size, task.mtime_ns):
             self._done("unchanged", path, "failed before, not changed since")
             return
+        if state is not None and not state.missing and state.features_version == FEATURES_VERSION:
+            task = dataclasses.replace(task, sha256=state.sha256)  # touched? hashed, not decoded
         self.submit(Job(task, state is not None))
 
     def _guarded(self, path: str, action: Callable[[], None]) -> bool:
