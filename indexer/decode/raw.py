@@ -2,7 +2,7 @@
 
 Facts this relies on (checked with rawpy 0.28 / LibRaw 0.22): rawpy exposes no camera
 make/model/serial (LibRaw has them; rawpy does not wrap them), so they come from EXIF via
-exifread, or from the ``.THM`` sidecar JPEG for Canon CRW, which has no EXIF block;
+exifread, or from the ``.THM`` sidecar JPEG for Canon CRW (no EXIF block exifread reads);
 ``raw_image_visible`` is a view valid only while the file is open, so it is copied;
 ``raw_pattern`` gives the CFA colour index of each site of the 2x2 tile; ``postprocess``
 output is already rotated by LibRaw's ``flip``; ``extract_thumb`` reads the embedded

@@ -7,9 +7,9 @@ DFT evaluated on an ``upsample``-times finer grid in a 1.5-pixel neighbourhood o
 Sign convention as skimage: the returned (dy, dx) is the shift that, applied to
 ``moving``, registers it onto ``reference`` (``moving = roll(reference, (3, -2))`` gives
 (-3, 2)). Unlike skimage (whose ``error`` is 1.0 for every input under its default
-``normalization='phase'``, so it says nothing), ``peak`` here is the height of the normalised
-phase-correlation surface at the refined peak: 1.0 for a circular shift of the same
-image, ~0.3-0.9 for real copies (windowing and non-overlapping borders lower it),
+``normalization='phase'``, so it says nothing), ``peak`` here is the height of the
+normalised phase-correlation surface at the refined peak: 1.0 for a circular shift of the
+same image, ~0.3-0.9 for real copies (windowing and non-overlapping borders lower it),
 ~0.01-0.05 for unrelated images. Inputs are Hann-windowed (mean removed first) so the
 image borders do not produce a spurious peak at zero shift. The inputs are real, so
 everything runs on ``rfft2`` half spectra, the sub-pixel DFT included

@@ -145,7 +145,7 @@ def _tile_noise(residual: np.ndarray, tile: int, period: int, floor: float) -> n
     n, q = tile // period, tile // period // 4
     rowsum = np.abs(residual).reshape(4, q, period, width).sum(axis=1)  # (4, p, W)
     cols = rowsum.reshape(4, period, width // tile, 4, q, period)
-    sub = cols[..., 0, :].copy()  # (4, p, nt, 4, p); slice adds beat a strided .sum(axis=4) 4x (2026-11)
+    sub = cols[..., 0, :].copy()  # (4, p, nt, 4, p); slice adds beat strided .sum(axis=4) 4x (2026-11)
     for j in range(1, q):
         sub += cols[..., j, :]
     sub = sub.transpose(1, 2, 4, 0, 3).reshape(period, width // tile, period, 16)
