@@ -10,6 +10,10 @@ Measures, in one run on the same frames, pinned to one core:
   3x3 on each of the four CFA planes, timed on one frame.
 
 Targets: <= 0.3 s per 24 MP frame on one core; <= 16 bytes per site.
+
+Figures behind ``indexer/sensor/residual.py`` (2026-11-24, when it was written): the
+3x3 ``median_filter`` on one 6 MP colour plane ~650 ms, the reason for the ninther; the
+tile-noise pass (``_tile_noise``) ~10 ms per 24 MP frame.
 Usage: PYTHONPATH=. python bench/sensor_update.py [--frames 5] [--height 4000 --width 6000]
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Latency, throughput and memory of ``photoqa watch`` on real-size JPEGs, with ``index``
 on the same files as the baseline, in one run.
 
-    PYTHONPATH=. /work/venv/bin/python bench/watch_latency.py            # N=300 at 10 files/s
-    PYTHONPATH=. /work/venv/bin/python bench/watch_latency.py --n 5000   # memory over many files
-    PYTHONPATH=. /work/venv/bin/python bench/watch_latency.py --no-hooks # the daemon's own cost
+    PYTHONPATH=. python bench/watch_latency.py            # N=300 at 10 files/s
+    PYTHONPATH=. python bench/watch_latency.py --n 5000   # memory over many files
+    PYTHONPATH=. python bench/watch_latency.py --no-hooks # the daemon's own cost
 
 Phases (one daemon process, ``--workers`` decoding processes, ``--settle`` seconds):
 1. paced: N files copied into the watched folder at ``--rate`` files/s (each written

@@ -83,7 +83,7 @@ def _features_version() -> int:
 
 
 # Statements built once, values passed as parameters: building ``insert().values(**row)``
-# per file re-generated a cache key over ~45 values each time (~2 ms of a ~30 ms file).
+# per file re-generated a cache key over ~45 values each time (~2 ms of a ~30 ms file, measured 2026-11-24).
 _IMAGES = Image.__table__
 # images.revision: one more than the table's highest, set by every write that changes what
 # matching sees of a row (see migration 0004); O(log n) through its index

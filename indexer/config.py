@@ -60,8 +60,9 @@ class SensorSettings:
         their camera).
     rendered_frames: also learn from JPEG/PNG/TIFF files that name their camera. Off by
         default: it costs a full-size decode instead of a draft one plus a per-pixel
-        update in the writer (measured 16x slower indexing of 12 MP camera JPEGs); turn it
-        on for cameras that shoot no RAW, or for mosaiced frames saved as 16-bit PNG/TIFF.
+        update in the writer, which makes indexing camera JPEGs many times slower; turn
+        it on for cameras that shoot no RAW, or for mosaiced frames saved as 16-bit
+        PNG/TIFF.
     folder: where per-sensor accumulator files live; '' means ``<database>.sensors/``
         beside a SQLite database, or ``~/.cache/photoqa/sensors/`` for other URLs.
     rate: a site is hot (dead) when it stood out bright (dark) in at least this fraction
@@ -72,7 +73,7 @@ class SensorSettings:
     """
 
     enabled: bool = True
-    rendered_frames: bool = False
+    rendered_frames: bool = False  # on: 16x slower indexing of 12 MP camera JPEGs (2026-11-24)
     folder: str = ""
     rate: float = 0.9
     min_frames: int = 5
@@ -100,15 +101,15 @@ class MatchSettings:
         processes start (small runs never pay their start-up; 0: always start them).
     index_file: where the built candidate index is saved between runs, so the next
         ``index``/``watch`` loads it and reads only the rows changed since instead of
-        every row (a million images: ~11 s to rebuild); '' means
+        every row (docs/BENCHMARKS.md: ``bench/match_startup.py``); '' means
         ``<database>.match-index`` beside a SQLite database, or
         ``~/.cache/photoqa/match/`` for other URLs; 'off' never saves it. A cache: when
         missing, damaged or of other settings it is rebuilt from the database.
     index_file_min: archives of fewer present images are rebuilt at every start (well
         under a second) and leave no file.
     index_file_resave: a run saves the index again at its end only when at least this
-        many images changed since the saved one (writing a million-image index takes
-        ~4 s; replaying 10,000 changed rows at the next start ~0.3 s).
+        many images changed since the saved one (writing a large archive's file costs
+        more than replaying that many changed rows at the next start).
     """
 
     enabled: bool = True
@@ -122,7 +123,7 @@ class MatchSettings:
     pool_after: float = 1.0
     index_file: str = ""
     index_file_min: int = 20_000
-    index_file_resave: int = 10_000
+    index_file_resave: int = 10_000  # 1 M images: save ~4 s, replay 10,000 rows ~0.3 s (2026-12-01)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """``photoqa watch`` with a real inotify observer on temporary folders (daemon in a thread).
 
-One daemon serves the module (starting worker processes costs ~1 s); each test works in
-its own subfolder, which also exercises folders created after the daemon started. The
-``no_thread_leak`` fixture checks every test, and the last test checks the daemon leaves
-no thread behind once stopped.
+One daemon serves the module (each worker process starts an interpreter and imports
+NumPy and Pillow: slow); each test works in its own subfolder, which also exercises
+folders created after the daemon started. The ``no_thread_leak`` fixture checks every
+test, and the last test checks the daemon leaves no thread behind once stopped.
 """
 from __future__ import annotations
 

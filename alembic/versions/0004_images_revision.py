@@ -10,8 +10,8 @@ marked missing). The matching stage saves its built index beside the database wi
 highest revision it had read, and at the next start reads only the rows changed since
 (an index on the column): a million-image archive starts in a fraction of a second
 instead of reading every row. Rows that exist at upgrade time get their id. An index on
-``missing_since`` lets it count the present rows in ~0.07 s instead of a 1.2 s table
-scan (1 M rows), which is how it notices rows deleted since.
+``missing_since`` lets it count the present rows from that index instead of scanning the
+table (docs/BENCHMARKS.md has the figures), which is how it notices rows deleted since.
 
 ``photoqa_meta`` holds key/value facts about the database itself; ``instance`` is a
 random id made here, so a saved index is never applied to another database that

@@ -2,9 +2,10 @@
 
 Two sources, one shape: Pillow's ``Image.Exif`` (JPEG, TIFF, PNG, WebP, HEIF) and the
 tag dictionary of ``exifread.process_file`` (RAW files Pillow cannot open). Known
-traps (PITFALLS.md): exifread misreads some Nikon maker-note ASCII values, so body
-serials prefer EXIF ``BodySerialNumber`` (0xA431) and DNG ``CameraSerialNumber``
-(0xC62F), and a maker-note serial is accepted only when it looks like one.
+trap (ExifRead 3.5): on some JPEGs exifread reads Nikon maker-note ASCII values 18 bytes
+late (a D300 sample gave serial ``00STANDA`` instead of ``3105364``), so body serials
+prefer EXIF ``BodySerialNumber`` (0xA431) and DNG ``CameraSerialNumber`` (0xC62F), and a
+maker-note serial is accepted only when it looks like one.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Camera RAW through rawpy (LibRaw), from bytes in memory.
 
-Facts this relies on (PITFALLS.md, checked with rawpy 0.28 / LibRaw 0.22): rawpy exposes
-no make/model/serial (read EXIF with exifread, or a ``.THM`` sidecar for Canon CRW);
+Facts this relies on (checked with rawpy 0.28 / LibRaw 0.22): rawpy exposes no camera
+make/model/serial (LibRaw has them; rawpy does not wrap them), so they come from EXIF via
+exifread, or from the ``.THM`` sidecar JPEG for Canon CRW (no EXIF block exifread reads);
 ``raw_image_visible`` is a view valid only while the file is open, so it is copied;
 ``raw_pattern`` gives the CFA colour index of each site of the 2x2 tile; ``postprocess``
 output is already rotated by LibRaw's ``flip``; ``extract_thumb`` reads the embedded
@@ -213,7 +214,8 @@ def develop_linear(data: bytes) -> tuple[np.ndarray, int]:
     """Full-size linear development: float32 (H, W, 3) in [0, 1] and the EXIF orientation.
 
     ``gamma=(1, 1), no_auto_bright, user_wb=[1, 1, 1, 1], output_color=raw`` reproduces
-    (raw - black) / (white - black) within 0.4% (PITFALLS.md), so ratios are exposure ratios.
+    (raw - black) / (white - black) within 0.4% (checked with rawpy 0.28 / LibRaw 0.22), so
+    ratios are exposure ratios.
     LibRaw applies the orientation itself.
     """
     rawpy = _rawpy()

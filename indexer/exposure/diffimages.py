@@ -254,7 +254,8 @@ def write_outputs(images: dict[str, Image.Image], out_dir: str | Path, *,
                   compress_level: int = 1) -> list[Path]:
     """Save each image as ``<out_dir>/<name>.png`` (folder created); returns the paths
     in :data:`OUTPUT_NAMES` order, then any other names in sorted order.
-    ``compress_level`` 1 (zlib fast): Pillow's default 6 took ~4 s per 8 MP image here."""
+    ``compress_level`` 1 (zlib fast): these are files to look at, not to archive, and
+    Pillow's default 6 is much slower on large images (figures: docs/BENCHMARKS.md)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = [n for n in OUTPUT_NAMES if n in images] + sorted(set(images) - set(OUTPUT_NAMES))

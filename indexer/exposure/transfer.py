@@ -69,7 +69,7 @@ def _grey_and_peak(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(img, dtype=np.float32)
     if a.ndim == 2:
         return a, a
-    # a chain of np.maximum is ~10x faster than max(axis=-1) over a 3-long last axis
+    # a chain of np.maximum is ~10x faster than max(axis=-1) over a 3-long last axis (2026-11)
     return luminance(a), np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
 
 

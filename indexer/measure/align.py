@@ -6,10 +6,10 @@ Thurman & Fienup, "Efficient subpixel image registration algorithms", Opt. Lett.
 DFT evaluated on an ``upsample``-times finer grid in a 1.5-pixel neighbourhood of it.
 Sign convention as skimage: the returned (dy, dx) is the shift that, applied to
 ``moving``, registers it onto ``reference`` (``moving = roll(reference, (3, -2))`` gives
-(-3, 2)). Unlike skimage (whose ``error`` is 1.0 for every input under phase
-normalisation, see PITFALLS.md), ``peak`` here is the height of the normalised
-phase-correlation surface at the refined peak: 1.0 for a circular shift of the same
-image, ~0.3-0.9 for real copies (windowing and non-overlapping borders lower it),
+(-3, 2)). Unlike skimage (whose ``error`` is 1.0 for every input under its default
+``normalization='phase'``, so it says nothing), ``peak`` here is the height of the
+normalised phase-correlation surface at the refined peak: 1.0 for a circular shift of the
+same image, ~0.3-0.9 for real copies (windowing and non-overlapping borders lower it),
 ~0.01-0.05 for unrelated images. Inputs are Hann-windowed (mean removed first) so the
 image borders do not produce a spurious peak at zero shift. The inputs are real, so
 everything runs on ``rfft2`` half spectra, the sub-pixel DFT included
@@ -134,12 +134,13 @@ def _axis_kernel(n: int, factor: int, region: int, off: float, half: bool) -> np
 def _contract(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b.T`` for the complex products of the upsampled DFT.
 
-    At thumbnail sizes (< 0.3 M multiply-adds) OpenBLAS's threaded zgemm spent ~10x the
-    single-thread CPU on thread hand-off (two busy cores); einsum's own loop never
-    threads. Measured there, CPU per product: 2.9 M multiply-adds einsum 4.8 ms,
-    zgemm 8.4 ms; 11.8 M einsum 13.6 ms, zgemm 8.0 ms. So einsum below ~4 M, BLAS above
-    (the exposure module's full-resolution registration).
+    At thumbnail sizes OpenBLAS's threaded zgemm spends far more CPU on thread hand-off
+    than on the product itself when the cores are busy; einsum's own loop never threads.
+    On large products (the exposure module's full-resolution registration) BLAS is
+    faster again, so einsum below ~4 M multiply-adds, BLAS above (figures:
+    docs/BENCHMARKS.md, ``bench/verify_cost.py``).
     """
+    # CPU per product, 2026-12-01: 2.9 M einsum 4.8 / zgemm 8.4 ms; 11.8 M 13.6 / 8.0 ms
     if a.shape[0] * a.shape[1] * b.shape[0] < 1 << 22:
         return np.einsum("ij,kj->ik", a, b)
     return a @ b.T
@@ -239,7 +240,7 @@ def rank_normalise(img: np.ndarray) -> np.ndarray:
     """
     flat = np.asarray(img).ravel()
     levels = _small_levels(flat)
-    if levels is not None:  # counting instead of sorting: the same numbers, ~10x sooner
+    if levels is not None:  # counting, not sorting: the same numbers, ~10x sooner (2026-12-01)
         counts = np.bincount(levels)
         return ((np.cumsum(counts) - 0.5 * counts) / flat.size)[levels].reshape(np.shape(img))
     values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
@@ -268,7 +269,8 @@ def resample(img: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarra
     Bilinear; a Gaussian pre-blur of sigma ``0.4 * scale`` when shrinking (scale > 1)
     limits aliasing. Points outside ``img`` are 0. float64 ``shape``. The same samples
     as ``ndimage.affine_transform(..., order=1, mode="constant")`` (within 1e-15, see
-    tests), interpolated separably (rows, then columns): ~2.5x faster at thumbnail size.
+    tests), interpolated separably (rows, then columns), which is cheaper than the general
+    affine transform at thumbnail size.
     """
     src = np.asarray(img, dtype=np.float64)
     if scale > 1.05:

@@ -69,8 +69,9 @@ def srgb8_to_linear(codes: np.ndarray) -> np.ndarray:
 
 def linear_to_srgb8(v: np.ndarray) -> np.ndarray:
     """Linear light in [0, 1] (any shape) -> uint8 sRGB codes, via a 65536-entry table
-    (input quantised to 1/65535, far below one output code). ~10x faster than
-    ``rint(linear_to_srgb(v) * 255)`` on large images, and equal to it within 1 code."""
+    (input quantised to 1/65535, far below one output code). A lookup instead of the sRGB
+    power curve per pixel that ``rint(linear_to_srgb(v) * 255)`` evaluates, so much faster
+    on large images, and equal to it within 1 code."""
     global _ENC16
     if _ENC16 is None:
         grid = np.arange(65536, dtype=np.float32) / np.float32(65535)

@@ -13,8 +13,9 @@ transfer-curve measure on the same thumbnails aligned by the pair's transform an
 (decoding chosen by the straightest curve, so BT.709-encoded camera JPEGs read right),
 and, for two RAW frames of one geometry judged exposure variants, with the median log
 ratio of their black-subtracted CFA data (:func:`indexer.exposure.transfer.delta_ev_cfa`).
-Cost: the thumbnail path is ~1 ms per pair; the CFA path unpacks both RAW files (about
-0.1-0.3 s each), and runs only for RAW exposure variants.
+Cost: the thumbnail path works on stored thumbnails and stays cheap; the CFA path
+unpacks both RAW files (a full LibRaw unpack each, far dearer), so it runs only for RAW
+exposure variants (figures: docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 

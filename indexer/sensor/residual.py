@@ -5,10 +5,10 @@ median of the three row-medians) of the 3x3 grid of same-colour sites around it:
 Bayer CFA plane those sit 2 pixels apart (RawTherapee's hot/dead filter and
 ``rawpy.enhance.find_bad_pixels`` use the same 3x3 same-colour grid with a full median);
 on a demosaiced image, per channel, ``rgb_step`` (default 2) pixels apart. The ninther
-costs 8 min/max passes on the integer data, against ~650 ms for
-``scipy.ndimage.median_filter`` on one 6 MP colour plane, and is as robust to a lone
-defect, a defect pair, or a bad row/column (the other two rows or columns outvote it). See Tukey (1977) and Rousseeuw & Bassett (1990),
-"The remedian".
+costs 8 min/max passes on the integer data, far less than a full 3x3
+``scipy.ndimage.median_filter`` (timed by ``bench/sensor_update.py --median-filter``),
+and is as robust to a lone defect, a defect pair, or a bad row/column (the other two rows
+or columns outvote it). See Tukey (1977) and Rousseeuw & Bassett (1990), "The remedian".
 
 *Local noise* is a robust mean absolute residual over a tile (default 32x32 sensor pixels,
 taken per CFA colour, i.e. 256 same-colour sites): the lower quartile of the mean
@@ -139,13 +139,13 @@ def _tile_noise(residual: np.ndarray, tile: int, period: int, floor: float) -> n
     16) of the sub-tiles' mean |residual|. A scene edge or a defect only raises the
     sub-tiles it crosses, so it does not inflate the tile's noise (a plain tile mean, and
     even the median, let texture hide defects in the synthetic Kodak test).
-    Reductions run along the contiguous axis first, which keeps this ~10 ms per 24 MP.
+    Reductions run along the contiguous axis first, which keeps this pass cheap.
     """
     rows, width = residual.shape
     n, q = tile // period, tile // period // 4
     rowsum = np.abs(residual).reshape(4, q, period, width).sum(axis=1)  # (4, p, W)
     cols = rowsum.reshape(4, period, width // tile, 4, q, period)
-    sub = cols[..., 0, :].copy()  # (4, p, nt, 4, p); slice adds beat a strided .sum(axis=4) 4x
+    sub = cols[..., 0, :].copy()  # (4, p, nt, 4, p); slice adds beat strided .sum(axis=4) 4x (2026-11)
     for j in range(1, q):
         sub += cols[..., j, :]
     sub = sub.transpose(1, 2, 4, 0, 3).reshape(period, width // tile, period, 16)
