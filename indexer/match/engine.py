@@ -16,8 +16,9 @@ what the batch join finds from either side). A probe
 content at ``fq / fe`` times ``e``'s thumbnail scale"; crossing crop and full hashes is
 what finds crops of 80-95% that a global hash misses. The 8 D4 probes search within
 ``radius``; pairs involving a crop hash within ``crop_radius`` (defaults:
-:class:`~indexer.match.params.MatchParams`; 14 rather than 10 on the Kodak set lifts crops found from 10/24 to 17/24 and 1-5% shifts from 13/24 to
-21/24 with the centred crops alone; the off-centre entries bring the crop channel's worst
+:class:`~indexer.match.params.MatchParams`; 14 rather than 10 on the Kodak set lifts
+crops found from 10/24 to 17/24 and 1-5% shifts from 13/24 to 21/24 with the centred
+crops alone; the off-centre entries bring the crop channel's worst
 distance for crops from 24 to 14 and for shifts from 18 to 10). Records stored with fewer
 crop hashes (an older ``FEATURES_VERSION``) index and probe those they have. Equal
 SHA-256 always pairs. For archives of millions, set ``crop_radius = radius``: search cost grows steeply with the radius.

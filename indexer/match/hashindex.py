@@ -173,8 +173,8 @@ class HashIndex:
     @classmethod
     def empty(cls, radius: int) -> "HashIndex":
         """An index holding nothing; ``radius`` picks the tables' layout."""
-        return cls(_Table.of(_empty(), _empty(), np.zeros(0), radius), _Table.of(_empty(), _empty(), np.zeros(0), radius),
-                   KeyIndex(_empty(), _empty()), KeyIndex(_empty(), _empty()), TwinLinks(), HeldTable.empty())
+        return cls(_Table.of(_empty(), _empty(), np.zeros(0), radius),
+                   _Table.of(_empty(), _empty(), np.zeros(0), radius), KeyIndex(_empty(), _empty()), KeyIndex(_empty(), _empty()), TwinLinks(), HeldTable.empty())
 
     @classmethod
     def build(cls, rows: IndexRows, sig: np.ndarray, indexed: np.ndarray, twin_of: dict[int, int],
