@@ -187,18 +187,18 @@ def main() -> None:
         cold_matcher = m
 
         saved = Path(tmp) / "big.db.match-index"
-        keeper = IndexKeeper(engine, saved, {}, min_images=0)
+        keeper = IndexKeeper(engine, saved, min_images=0)
         (started, w_first, _) = timed(lambda: keeper.open())
         _, w_save, _ = timed(keeper.wait)
         print(f"first start ({started.how}): {w_first:.2f} s, then the index saved in {w_save:.2f} s "
               f"(a thread, while matching goes on): {saved.stat().st_size / 1e6:,.0f} MB")
         started = None
-        warm, w_warm, c_warm = timed(lambda: IndexKeeper(engine, saved, {}, min_images=0).open())
+        warm, w_warm, c_warm = timed(lambda: IndexKeeper(engine, saved, min_images=0).open())
         print(f"next start ({warm.how}, nothing changed): {w_warm:.2f} s wall ({c_warm:.2f} s CPU) "
               f"(target <= 2 s: {'met' if w_warm <= 2 else 'MISSED'}); {cold / w_warm:.1f}x faster than rebuilding")
         warm = None
         change_rows(big, args.n, new=args.changes, gone=args.changes // 10, rehashed=args.changes // 10)
-        m_keep = IndexKeeper(engine, saved, {}, min_images=0)
+        m_keep = IndexKeeper(engine, saved, min_images=0)
         warm, w_warm, c_warm = timed(lambda: m_keep.open())
         print(f"start after {args.changes:,} new, {args.changes // 10:,} missing and {args.changes // 10:,} "
               f"re-indexed rows ({warm.how}, {warm.changed:,} images changed): {w_warm:.2f} s wall "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.exposure.flags import FlagThresholds
+from indexer.match.params import MatchParams
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS, MatchThresholds
 
 
@@ -91,7 +92,7 @@ class MatchSettings:
     crop_radius: radius for the centre-crop hash channel (finds 80-95% crops).
     crop_hits, lone_radius: a pair whose best hash distance is beyond ``lone_radius``
         (the crop channel reaches ``crop_radius``) needs ``crop_hits`` hash hits: one is
-        mostly chance at archive scale (see ``Matcher._corroborated``); ``crop_hits = 1``
+        mostly chance at archive scale (see ``indexer.match.engine.Matcher``); ``crop_hits = 1``
         restores every lone hit up to ``crop_radius`` (small archives, extreme crops).
     max_transforms: how many distinct orientations of one candidate pair are verified.
     group_verdicts: verdicts whose pairs join images into a stored group ("similar"
@@ -113,17 +114,22 @@ class MatchSettings:
     """
 
     enabled: bool = True
-    radius: int = 10
-    crop_radius: int = 14
-    crop_hits: int = 2
-    lone_radius: int = 12
-    max_transforms: int = 2
+    radius: int = MatchParams.radius  # the matcher's defaults (indexer.match.params)
+    crop_radius: int = MatchParams.crop_radius
+    crop_hits: int = MatchParams.crop_hits
+    lone_radius: int = MatchParams.lone_radius
+    max_transforms: int = MatchParams.max_transforms
     group_verdicts: tuple = DEFAULT_GROUP_VERDICTS
     verify_workers: int = 0
     pool_after: float = 1.0
     index_file: str = ""
     index_file_min: int = 20_000
     index_file_resave: int = 10_000  # 1 M images: save ~4 s, replay 10,000 rows ~0.3 s (2026-12-01)
+
+    def params(self, thresholds: MatchThresholds) -> MatchParams:
+        """The matcher's settings: these, with the verdicts' ``thresholds``."""
+        return MatchParams(radius=self.radius, crop_radius=self.crop_radius, crop_hits=self.crop_hits,
+                           lone_radius=self.lone_radius, max_transforms=self.max_transforms, thresholds=thresholds)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from indexer.measure import orient
 from indexer.measure.features import measure
-from indexer.match.engine import Matcher, MatchRecord, run_job
+from indexer.match.engine import Matcher, MatchParams, MatchRecord, run_job
 from indexer.match.verdict import MatchThresholds
 
 
@@ -114,7 +114,7 @@ def test_flat_images_are_gated():
     pairs = Matcher.from_records(recs).batch_pairs()
     assert [(p.a, p.b, p.verdict) for p in pairs] == [(0, 3, "same_file")]
     loose = MatchThresholds(min_entropy=0, min_luma_std=0)
-    assert Matcher(thresholds=loose).is_informative(recs[0])
+    assert Matcher(MatchParams(thresholds=loose)).is_informative(recs[0])
 
 
 def test_same_pixels_uses_the_callable_only_for_untouched_looking_pairs():
@@ -160,7 +160,7 @@ def test_kodak_crops_verified(shared_data, keep, oy, ox):
     full = np.asarray(Image.open(shared_data / "photos" / "kodak" / "kodim05.png").convert("RGB"))
     h, w = round(full.shape[0] * keep), round(full.shape[1] * keep)
     crop = jpeg(np.ascontiguousarray(full[oy:oy + h, ox:ox + w]), 90)
-    m = Matcher.from_records([record(0, full), record(1, crop)], radius=20)
+    m = Matcher.from_records([record(0, full), record(1, crop)], MatchParams(radius=20))
     p = by_pair(m.batch_pairs())[(0, 1)]
     assert p.verdict == "derived"
     assert p.scale == pytest.approx(1.0, abs=0.03)
@@ -178,7 +178,7 @@ def test_separate_exposures_are_similar_not_derived():
     pairs = by_pair(Matcher.from_records(recs).batch_pairs())
     assert pairs[(0, 1)].verdict == "similar" and pairs[(0, 1)].time_gap_s == pytest.approx(0.118)
     assert pairs[(0, 2)].verdict == "derived"
-    loose = Matcher.from_records(recs, thresholds=MatchThresholds(shots_are_not_copies=False))
+    loose = Matcher.from_records(recs, MatchParams(thresholds=MatchThresholds(shots_are_not_copies=False)))
     assert by_pair(loose.batch_pairs())[(0, 1)].verdict == "derived"
 
 
@@ -337,7 +337,7 @@ def test_a_lone_far_crop_hit_needs_corroboration_unless_asked(shared_data):
     crop = jpeg(np.ascontiguousarray(full[:h, full.shape[1] - w:]), 90)
     recs = [record(0, full), record(1, crop)]
     assert Matcher.from_records(recs).batch_pairs() == []
-    (p,) = Matcher.from_records(recs, crop_hits=1).batch_pairs()
+    (p,) = Matcher.from_records(recs, MatchParams(crop_hits=1)).batch_pairs()
     assert p.verdict == "derived" and p.hamming == 14
 
 
@@ -368,7 +368,7 @@ def test_far_crop_channel_hits_are_proposed_only_when_corroborated():
     for rec, proposed in ((lone, False), (twice, True), (near, True)):
         m = Matcher.from_records([a])
         assert bool([j for j in m.add(rec) if j.a.id == 1]) is proposed, rec.id
-        assert bool(Matcher.from_records([a], crop_hits=1).add(rec)) is True
+        assert bool(Matcher.from_records([a], MatchParams(crop_hits=1)).add(rec)) is True
 
 
 def test_a_twin_is_linked_to_its_representative_and_reached_through_it():
@@ -379,7 +379,7 @@ def test_a_twin_is_linked_to_its_representative_and_reached_through_it():
     base = scene(8)
     m = Matcher.from_records([record(1, base, sha="original")])
     twin = m.add_and_match(record(2, base, sha="rewrapped"))
-    entries = len(m.index)
+    entries = m.index.entry_count
     small = np.asarray(Image.fromarray(base).resize((192, 128), Image.Resampling.LANCZOS))
     later = m.add_and_match(record(3, jpeg(small, q=80)))
     assert [(p.a, p.b) for p in twin] == [(1, 2)] and entries == 11  # only X's entries

@@ -20,7 +20,7 @@ from db import indexrows
 from db import pairs as dbpairs
 from indexer.pipeline import matchindex
 from indexer.synthetic import scenes as synth
-from indexer.pipeline.matchstage import matcher_options
+from indexer.pipeline.matchstage import matcher_params
 from indexer.match import snapshot
 from indexer.match.engine import Matcher
 from indexer.session import open_session
@@ -47,7 +47,7 @@ def proposals_of_every_image(m: Matcher, session) -> dict:
         rec.id += 100_000
         rec.sha256 = "f" * 64  # no equal-SHA proposals: the hash index is what is compared
         rec.thumb = rec.thumb ^ np.uint8(1)  # other content: not a twin, so the index is searched
-        out[rec.id] = set(m._propose_and_add(rec))
+        out[rec.id] = set(m.propose_and_add(rec))
         m.forget([rec.id])
     return out
 
@@ -56,14 +56,14 @@ def assert_open_equals_fresh_build(db: Path) -> str:
     """The saved index opened and brought up to date proposes what a build from every row
     does; returns how it was opened."""
     session = open_session(str(db))
-    options = matcher_options(session)
-    keeper = matchindex.IndexKeeper(session.engine, matchindex.index_file(session.url, ""), options, min_images=0)
+    params = matcher_params(session)
+    keeper = matchindex.IndexKeeper(session.engine, matchindex.index_file(session.url, ""), params, min_images=0)
     started = keeper.open()
     fresh = Matcher.from_rows(indexrows.load_index_rows(session.engine, session.settings.verdict),
-                              loader=dbpairs.loader(session.engine), **options)
+                              params, loader=dbpairs.loader(session.engine))
     assert proposals_of_every_image(started.matcher, session) == proposals_of_every_image(fresh, session)
-    assert sorted(started.matcher.twin_of.items()) == sorted(fresh.twin_of.items())
-    assert started.matcher.held.arrays()[0].tolist() == fresh.held.arrays()[0].tolist()
+    assert sorted(started.matcher.index.twin_links().items()) == sorted(fresh.index.twin_links().items())
+    assert started.matcher.index.held_ids().tolist() == fresh.index.held_ids().tolist()
     session.engine.dispose()
     return started.how
 

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from indexer.match import snapshot
-from indexer.match.engine import Matcher, MatchRecord
+from indexer.match.engine import Matcher, MatchParams, MatchRecord
 from indexer.match.records import IndexRows
-from indexer.match.verdict import MatchThresholds
 
 
 def rand_rows(ids, rng, *, near: dict[int, IndexRows] | None = None, bits: int = 3) -> IndexRows:
@@ -55,7 +54,7 @@ def proposals(m: Matcher, probes: list[MatchRecord]) -> dict:
     """(pair -> best distance) proposed by each probe, each against the same state."""
     out = {}
     for rec in probes:
-        props = m._propose_and_add(rec)
+        props = m.propose_and_add(rec)
         out[rec.id] = {key: min(p.hamming for p in slot.values()) for key, slot in props.items()}
         m.forget([rec.id])
     return out
@@ -72,8 +71,8 @@ def base():
 def test_saved_index_loads_equal(tmp_path, base):
     rows, _ = base
     m = Matcher.from_rows(rows)
-    path = snapshot.save(tmp_path / "x.idx", snapshot.state_of(m), {"config": snapshot.config_key(10, m.th)})
-    loaded, info = snapshot.load(path, snapshot.config_key(10, MatchThresholds()))
+    path = snapshot.save(tmp_path / "x.idx", snapshot.state_of(m), {"config": snapshot.config_key(m.params)})
+    loaded, info = snapshot.load(path, snapshot.config_key(MatchParams()))
     probes = [probe_record(rows, k, 10_000 + k) for k in range(0, 60, 3)]
     expected = proposals(m, probes)
     assert any(len(v) > 1 for v in expected.values())  # the planted neighbours are proposed
@@ -83,12 +82,12 @@ def test_saved_index_loads_equal(tmp_path, base):
 def test_unusable_files_are_refused(tmp_path, base):
     rows, _ = base
     m = Matcher.from_rows(rows)
-    key = snapshot.config_key(10, m.th)
+    key = snapshot.config_key(m.params)
     with pytest.raises(snapshot.Unusable, match="no saved index"):
         snapshot.load(tmp_path / "none.idx", key)
     path = snapshot.save(tmp_path / "x.idx", snapshot.state_of(m), {"config": key})
     with pytest.raises(snapshot.Unusable, match="other settings"):
-        snapshot.load(path, snapshot.config_key(8, m.th))
+        snapshot.load(path, snapshot.config_key(MatchParams(radius=8)))
     whole = path.read_bytes()
     path.write_bytes(whole[:5000])  # truncated
     with pytest.raises(snapshot.Unusable, match="truncated"):
@@ -114,16 +113,16 @@ def test_sync_equals_a_fresh_build(tmp_path, base):
     keep = ~np.isin(rows.ids, [*gone, *rehashed.ids.tolist()])
     final = concat(rows.take(keep), rehashed, new)
     assert m.sync(concat(rehashed, same, new), gone) == len(gone) + len(rehashed) + len(new)
-    assert m.dead_entries == 11 * (len(gone) + len(rehashed))
+    assert m.index.dead_entries == 11 * (len(gone) + len(rehashed))
     fresh = Matcher.from_rows(final)
     probes = [probe_record(final, k, 10_000 + k) for k in range(0, len(final), 7)]
     expected = proposals(fresh, probes)
     assert proposals(m, probes) == expected
     m.compact()
-    assert m.dead_entries == 0 and len(m.index) == len(fresh.index) - fresh.dead_entries
+    assert m.index.dead_entries == 0 and m.index.entry_count == fresh.index.entry_count - fresh.index.dead_entries
     assert proposals(m, probes) == expected
-    path = snapshot.save(tmp_path / "x.idx", snapshot.state_of(m), {"config": snapshot.config_key(10, m.th)})
-    loaded, _ = snapshot.load(path, snapshot.config_key(10, m.th))
+    path = snapshot.save(tmp_path / "x.idx", snapshot.state_of(m), {"config": snapshot.config_key(m.params)})
+    loaded, _ = snapshot.load(path, snapshot.config_key(m.params))
     assert proposals(loaded, probes) == expected
     assert m.sync(final) == 0  # nothing changed since
     flat = final.take(np.array([3]))
@@ -142,26 +141,26 @@ def test_twin_takes_over_when_its_representative_goes(base):
     all_rows = concat(rows, twins)
     recs = [probe_record(all_rows, int(np.flatnonzero(all_rows.ids == i)[0]), i) for i in (500, 501, 502)]
     m = Matcher.from_rows(all_rows, records=recs)
-    assert m.twin_of == {501: 500, 502: 500}
+    assert m.index.twin_links() == {501: 500, 502: 500}
     probe = probe_record(twins, 0, 9_999)  # near them, but another picture: searches the index
     probe.phash ^= 1
     probe.phash_d4 = probe.phash_d4 ^ 1
     probe.thumb = np.ones((96, 128), np.uint8)
     assert set(proposals(m, [probe])[9_999]) == {(500, 9_999)}
     m.forget([500])
-    assert m.twin_of == {502: 501}
+    assert m.index.twin_links() == {502: 501}
     assert set(proposals(m, [probe])[9_999]) == {(501, 9_999)}
     for rec in recs[:1]:
         m.records.put(rec)
     m.insert(twins.take(np.array([0])))  # the lowest id comes back: it represents them again
-    assert m.twin_of == {501: 500, 502: 500}
+    assert m.index.twin_links() == {501: 500, 502: 500}
     assert set(proposals(m, [probe])[9_999]) == {(500, 9_999)}
     m.forget([500, 501, 502])
-    assert proposals(m, [probe])[9_999] == {} and m.twin_of == {}
+    assert proposals(m, [probe])[9_999] == {} and m.index.twin_links() == {}
     for rec in recs[1:]:  # back, as catch-up would bring them (their records from the loader)
         m.records.put(rec)
     m.insert(twins.take(np.array([1, 2])))
-    assert m.twin_of == {502: 501}
+    assert m.index.twin_links() == {502: 501}
     assert set(proposals(m, [probe])[9_999]) == {(501, 9_999)}
 
 
@@ -173,7 +172,7 @@ def test_reindexed_image_leaves_no_stale_entries(base):
     old = probe_record(rows, 0, int(rows.ids[0]))
     other = rand_rows([int(rows.ids[0])], rng)
     changed = probe_record(other, 0, int(rows.ids[0]))
-    assert m._propose_and_add(changed) == {}  # its old self is not a candidate
+    assert m.propose_and_add(changed) == {}  # its old self is not a candidate
     probe = probe_record(rows, 0, 9_000)  # the old hashes: only row 301, planted near them
     assert set(proposals(m, [probe])[9_000]) == {(301, 9_000)}
-    assert old.id in m.held
+    assert old.id in m.index

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from test_match_engine import jpeg, moved_object, record, scene
 
-from indexer.match.engine import Matcher
+from indexer.match.engine import Matcher, MatchParams
 from indexer.match.verdict import MatchThresholds, classify, describe
 from indexer.match.verify import Evidence, colour_spread, edit_measures, smooth_correlations
 
@@ -31,7 +31,7 @@ def with_text(rgb8: np.ndarray, y: float) -> np.ndarray:
 
 
 def pair(a: np.ndarray, b: np.ndarray, th: MatchThresholds = MatchThresholds()):
-    found = Matcher.from_records([record(0, a), record(1, b)], thresholds=th).batch_pairs()
+    found = Matcher.from_records([record(0, a), record(1, b)], MatchParams(thresholds=th)).batch_pairs()
     assert len(found) == 1
     return found[0]
 

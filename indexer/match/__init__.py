@@ -3,13 +3,15 @@
 Pure code over in-memory records (see :mod:`indexer.match.engine`); the database and the
 CLI wire it in. Modules: ``mih`` (multi-index hashing), ``align`` (phase correlation),
 ``verify`` (evidence), ``verdict`` (thresholds, verdicts, descriptions), ``groups``
-(components and keeper), ``engine`` (orchestration).
+(components and keeper), ``params`` (settings), ``hashindex`` (the candidate index),
+``engine`` (orchestration).
 """
-from indexer.match.engine import DEFAULT_CROP_RADIUS, DEFAULT_RADIUS, Matcher, MatchRecord, PairEvidence
+from indexer.match.engine import Matcher, MatchRecord, PairEvidence
 from indexer.match.groups import Group, KeeperInfo, build_groups
+from indexer.match.params import MatchParams
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS, VERDICTS, MatchThresholds, describe
 
 __all__ = [
-    "DEFAULT_CROP_RADIUS", "DEFAULT_GROUP_VERDICTS", "DEFAULT_RADIUS", "Group", "KeeperInfo",
+    "DEFAULT_GROUP_VERDICTS", "Group", "KeeperInfo", "MatchParams",
     "MatchRecord", "MatchThresholds", "Matcher", "PairEvidence", "VERDICTS", "build_groups", "describe",
 ]

@@ -15,9 +15,10 @@ what the batch join finds from either side). A probe
 ``crop_fq(t(q))`` hitting entry ``crop_fe(e)`` proposes "``e ~ t(q)``, with ``q``'s
 content at ``fq / fe`` times ``e``'s thumbnail scale"; crossing crop and full hashes is
 what finds crops of 80-95% that a global hash misses. The 8 D4 probes search within
-``radius`` (default 10); pairs involving a crop hash within ``crop_radius`` (default 14:
-on the Kodak set it lifts crops found from 10/24 to 17/24 and 1-5% shifts from 13/24 to
-21/24 with the centred crops alone; the off-centre entries bring the crop channel's worst
+``radius``; pairs involving a crop hash within ``crop_radius`` (defaults:
+:class:`~indexer.match.params.MatchParams`; 14 rather than 10 on the Kodak set lifts
+crops found from 10/24 to 17/24 and 1-5% shifts from 13/24 to 21/24 with the centred
+crops alone; the off-centre entries bring the crop channel's worst
 distance for crops from 24 to 14 and for shifts from 18 to 10). Records stored with fewer
 crop hashes (an older ``FEATURES_VERSION``) index and probe those they have. Equal
 SHA-256 always pairs. For archives of millions, set ``crop_radius = radius``: search cost grows steeply with the radius.
@@ -40,18 +41,18 @@ signature are fetched to tell twins apart. Later candidates meet the representat
 of copies of a few pictures costs a few verifications per new file, not hundreds (groups
 are connected components, so they are the same).
 
-Memory. The index keeps arrays only (entry hashes, owners, crop fractions; a few hundred
-bytes per image); full records (thumbnails) are fetched for candidate pairs through a
+Memory. The candidate index (:class:`~indexer.match.hashindex.HashIndex`) keeps arrays
+only; full records (thumbnails) are fetched for candidate pairs through a
 :class:`~indexer.match.records.RecordCache`, so :meth:`Matcher.from_rows` starts on a
 1 M-image archive from its index columns alone.
 
-Changes. :meth:`Matcher.forget` takes images out (their entries stay in the tables with
-no owner until :meth:`Matcher.compact`; a forgotten representative's twin takes its
-entries over, having the same hashes); :meth:`Matcher.insert` holds images matched
-elsewhere without proposing; :meth:`Matcher.sync` applies rows changed in the database;
-adding an image held already replaces it (a re-indexed file keeps no stale hashes). With
-these a saved index (:mod:`indexer.match.snapshot`, :mod:`indexer.pipeline.matchindex`) is brought
-up to date at start-up instead of rebuilt.
+Changes. :meth:`Matcher.forget` takes images out (:meth:`Matcher.compact` drops their
+entries later); :meth:`Matcher.insert` holds images matched elsewhere without proposing;
+:meth:`Matcher.sync` applies rows changed in the database; adding an image held already
+replaces it (a re-indexed file keeps no stale hashes). With these a saved index
+(:mod:`indexer.match.snapshot`, :mod:`indexer.pipeline.matchindex`) is brought up to date
+at start-up instead of rebuilt. A matcher built in one go is in batch mode
+(:class:`Mode`) until it changes or :meth:`Matcher.end_batch` is called.
 
 Pairs are reported with ``a < b`` (ids) and ``transform`` = the D4 transform that turns
 ``a`` into ``b``'s orientation (``b ~ orient.apply(a, transform)``); ``shift``/``scale``
@@ -64,28 +65,23 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from enum import Enum
 
 import numpy as np
 
 from indexer.measure import orient
-from indexer.measure.hashes import CROP_SPECS
-from indexer.match.jobs import Job, Memo, Proposal, Verified, content_key, run_job
-from indexer.match.mih import MultiIndex
-from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, sha_prefix
-from indexer.match.tables import Column, Held, HeldTable, KeyIndex, TwinLinks
+from indexer.match.hashindex import (CROP_CHANNEL, CROP_FRACTIONS, ENTRY_FRACTIONS, PROBE_CROPS, HashIndex,
+                                     probe_fractions, probe_hashes, signatures)
+from indexer.match.jobs import Job, Memo, Proposal, Verified, run_job
+from indexer.match.params import MatchParams
+from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, content_key, sha_prefix
 from indexer.match.verdict import REFINED_VERDICTS, MatchThresholds, decide, describe, informative, separate_shots
 from indexer.match.verify import Evidence
 
-__all__ = ["DEFAULT_CROP_RADIUS", "DEFAULT_RADIUS", "IndexRows", "Job", "MatchRecord", "Matcher", "Memo",
-           "PairEvidence", "Verified", "run_job"]
+__all__ = ["IndexRows", "Job", "MatchParams", "MatchRecord", "Matcher", "Memo", "Mode", "PairEvidence", "Verified",
+           "run_job"]
 
-CROP_FRACTIONS = tuple(f for f, _, _ in CROP_SPECS)  # per stored crop hash, in order
-ENTRY_FRACTIONS = np.array((1.0, *CROP_FRACTIONS))
-PROBE_CROPS = 2  # the centred crops (CROP_SPECS[:2]) are probed; every crop is an entry
-DEFAULT_RADIUS = 10
-DEFAULT_CROP_RADIUS = 14
 _MAX_OTHER_HINTS = 2  # extra scale hints verified per transform before the full search
-CROP_CHANNEL = np.array([0, *range(8, 8 + PROBE_CROPS)])  # probe rows searched at crop_radius
 _PROBE_KINDS = [(t, 1.0) for t in orient.D4] + [("identity", f) for f in CROP_FRACTIONS[:PROBE_CROPS]]
 
 
@@ -126,54 +122,6 @@ def rows_of(records: list[MatchRecord], th: MatchThresholds) -> IndexRows:
         informative=np.array([informative(r.entropy, r.luma_std, r.thumb.shape, th) for r in records], dtype=bool))
 
 
-def _probe_hashes(rows: IndexRows) -> np.ndarray:
-    """Probe hashes, int64 (n, 8 + PROBE_CROPS): the 8 D4 pHashes, then the centred crop
-    hashes (a missing one, from an older record, repeats the canonical hash: it only
-    repeats row 0's hits)."""
-    crops = np.where(np.arange(PROBE_CROPS) < rows.n_crops[:, None], rows.crops[:, :PROBE_CROPS],
-                     rows.phash[:, None])
-    return np.concatenate([rows.d4, crops], axis=1)
-
-
-def _probe_fractions(rows: IndexRows) -> np.ndarray:
-    """Crop fraction of each probe, float (n, 8 + PROBE_CROPS) (padding probes: 1.0)."""
-    f = np.ones((len(rows), 8 + PROBE_CROPS))
-    f[:, 8:] = np.where(np.arange(PROBE_CROPS) < rows.n_crops[:, None], ENTRY_FRACTIONS[1:1 + PROBE_CROPS], 1.0)
-    return f
-
-
-def _entries(rows: IndexRows, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Index entries of rows ``sel`` (bool (n,)): canonical pHash then stored crop hashes.
-    Returns (hashes int64, owners int64, fractions float64, entries per row int64 (n,),
-    0 for rows not selected); a row's entries are consecutive, rows in order."""
-    entries = np.concatenate([rows.phash[sel, None], rows.crops[sel]], axis=1)
-    width = entries.shape[1]
-    counts = np.zeros(len(rows), dtype=np.int64)
-    counts[sel] = 1 + rows.n_crops[sel]
-    if (counts[sel] == width).all():  # the usual case: no padding to drop
-        return (entries.ravel(), np.repeat(rows.ids[sel], width), np.tile(ENTRY_FRACTIONS[:width], len(entries)),
-                counts)
-    real = np.arange(width) < counts[sel][:, None]  # drop padding of old rows
-    return (entries[real], np.broadcast_to(rows.ids[sel, None], entries.shape)[real],
-            np.broadcast_to(ENTRY_FRACTIONS[:width], entries.shape)[real], counts)
-
-
-def _crop_channel(rows: IndexRows, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Crop-channel probes of rows ``sel`` (3 a row, in order) and their fractions."""
-    return (_probe_hashes(rows)[sel][:, CROP_CHANNEL].ravel(),
-            _probe_fractions(rows)[sel][:, CROP_CHANNEL].ravel())
-
-
-def _held_columns(rows: IndexRows, sig: np.ndarray, indexed: np.ndarray, counts: np.ndarray,
-                  first_entry: int, first_probe: int) -> dict[str, np.ndarray]:
-    """:class:`~indexer.match.tables.Held` columns of ``rows`` whose ``indexed`` ones had
-    their entries appended from ``first_entry`` and probes from ``first_probe``."""
-    starts = first_entry + np.cumsum(counts) - counts
-    probe_starts = first_probe + len(CROP_CHANNEL) * (np.cumsum(indexed) - indexed)
-    return dict(sig=sig, sha=rows.sha, estart=np.where(indexed, starts, -1), ecount=np.where(indexed, counts, 0),
-                pstart=np.where(indexed, probe_starts, -1))
-
-
 class _Proposals(dict):
     """(a, b) -> {transform: Proposal}, and how many hash hits proposed each pair."""
 
@@ -182,97 +130,107 @@ class _Proposals(dict):
         self.hits: Counter[tuple[int, int]] = Counter()
 
 
-def _signatures(rows: IndexRows) -> np.ndarray:
-    """A 64-bit digest of each row's 19 hashes (pHash, 8 D4, 10 crops), int64 (n,):
-    equal for images the Hamming index cannot tell apart (copies whose pixels measure the
-    same). Multiply-xor mixing with the 64-bit golden-ratio constant, wrapping."""
-    acc = rows.phash.astype(np.uint64)
-    with np.errstate(over="ignore"):
-        for col in (*rows.d4.T, *rows.crops.T):
-            acc = (acc ^ col.astype(np.uint64)) * np.uint64(0x9E3779B97F4A7C15)
-    return acc.view(np.int64)
+class Mode(Enum):
+    """What :meth:`Matcher.batch_pairs` joins."""
+
+    BATCH = "batch"  # built in one go (from_rows) and unchanged since: the rows of the build
+    INCREMENTAL = "incremental"  # images added, held or forgotten since, or never built: the records in memory
 
 
 class Matcher:
     """The index over a set of images; batch and incremental matching.
 
-    ``pixels_equal(a_id, b_id) -> bool`` (optional) compares full-size decoded pixels; it
-    is called only for pairs whose bytes differ but whose evidence looks untouched.
-    ``loader(ids) -> records`` (optional) fetches full records of indexed images that are
-    not in memory (see :meth:`from_rows`).
+    ``params``: what it searches and verifies with. ``pixels_equal(a_id, b_id) -> bool``
+    (optional) compares full-size decoded pixels; it is called only for pairs whose bytes
+    differ but whose evidence looks untouched. ``loader(ids) -> records`` (optional)
+    fetches full records of indexed images that are not in memory (see :meth:`from_rows`).
     """
 
-    def __init__(self, *, radius: int = DEFAULT_RADIUS, crop_radius: int = DEFAULT_CROP_RADIUS,
-                 thresholds: MatchThresholds = MatchThresholds(),
-                 pixels_equal: Callable[[int, int], bool] | None = None, max_transforms: int = 2,
-                 loader: Loader | None = None, cache_size: int = 1024, crop_hits: int = 2,
-                 lone_radius: int = 12):
-        self.radius, self.crop_radius, self.th = radius, max(crop_radius, radius), thresholds
-        self.crop_hits, self.lone_radius = crop_hits, lone_radius
-        self.pixels_equal, self.max_transforms = pixels_equal, max_transforms
+    def __init__(self, params: MatchParams = MatchParams(), *,
+                 pixels_equal: Callable[[int, int], bool] | None = None, loader: Loader | None = None,
+                 cache_size: int = 1024):
+        self.params = params
+        self.pixels_equal = pixels_equal
         self.records = RecordCache(loader, cache_size)
-        self.by_sha = KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        # indexed images by hash signature: a copy with an indexed image's 19 hashes and
-        # content (what verification reads) is its twin: linked to it, not indexed, not probed
-        self.twins = KeyIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        self.twin_of = TwinLinks()  # twin id -> representative id
-        self.indexed: np.ndarray | None = None  # batch mode: rows of self.rows in the index
-        # index entries (canonical and crop hashes of informative images): owner, fraction
-        self.index = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
-        self.entry_owner, self.entry_fraction = Column(np.int64), Column(np.float64)
-        # crop-channel probes of the indexed images, so that an added image's off-centre
-        # crop entries meet the probes of images indexed before it, as the batch join does
-        self.crop_probes = MultiIndex(np.zeros(0, dtype=np.int64), radius=radius)
-        self.probe_owner, self.probe_fraction = Column(np.int64), Column(np.float64)
         self.memo = Memo()  # verifications by content: copies of one picture align once
-        self.rows: IndexRows | None = None  # batch mode: the rows it was built from
-        self.held = HeldTable.empty()  # every image it holds: signature, SHA-256, entries
-        self.dead_entries = 0  # entries of forgotten images still in the tables (owner -1)
+        self._index = HashIndex.empty(params.radius)
+        self._mode = Mode.INCREMENTAL
+        self._built: tuple[IndexRows, np.ndarray] | None = None  # BATCH: the rows, and which of them are indexed
+
+    @property
+    def th(self) -> MatchThresholds:
+        return self.params.thresholds
+
+    @property
+    def max_transforms(self) -> int:
+        return self.params.max_transforms
+
+    @property
+    def radius(self) -> int:
+        return self.params.radius
+
+    @property
+    def crop_radius(self) -> int:
+        return max(self.params.crop_radius, self.params.radius)
+
+    @property
+    def index(self) -> HashIndex:
+        """The candidate index (read it; change it through the matcher)."""
+        return self._index
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def end_batch(self) -> None:
+        """Incremental mode from here on: the rows of the build are let go (a matcher that
+        only adds and never batch-joins the images it was built with)."""
+        self._mode, self._built = Mode.INCREMENTAL, None
 
     @classmethod
-    def from_records(cls, records: Iterable[MatchRecord], **options) -> "Matcher":
-        """Build the index in one go from in-memory records (kept in memory)."""
+    def from_records(cls, records: Iterable[MatchRecord], params: MatchParams = MatchParams(),
+                     **keywords) -> "Matcher":
+        """Build the index in one go from in-memory records (kept in memory); ``keywords``
+        as for the constructor."""
         records = list(records)
-        return cls.from_rows(rows_of(records, options.get("thresholds", MatchThresholds())), records=records,
-                             **options)
+        return cls.from_rows(rows_of(records, params.thresholds), params, records=records, **keywords)
 
     @classmethod
-    def from_rows(cls, rows: IndexRows, records: list[MatchRecord] | None = None, **options) -> "Matcher":
+    def from_rows(cls, rows: IndexRows, params: MatchParams = MatchParams(),
+                  records: list[MatchRecord] | None = None, **keywords) -> "Matcher":
         """Build the index in one go from index columns (start-up: full records come
         later, from ``loader``, for candidate pairs and hash-identical rows only);
         ``records``: all of them, kept in memory instead."""
-        m = cls(**options)
+        m = cls(params, **keywords)
         if records is not None:
             m.records.size = max(m.records.size, len(records))
             for rec in records:
                 m.records.put(rec)
-        m.by_sha = KeyIndex(rows.sha, rows.ids)
-        sig = _signatures(rows)
+        sig = signatures(rows)
         ok, twin_of = m._representatives(rows, sig)
-        m.twin_of = TwinLinks(twin_of.items())
-        m.twins, m.indexed = KeyIndex(sig[ok], rows.ids[ok]), ok
-        entries, owners, fractions, counts = _entries(rows, ok)
-        m.index = MultiIndex(entries, radius=m.radius)
-        m.entry_owner, m.entry_fraction = Column(np.int64, owners), Column(np.float64, fractions)
-        probes, probe_fractions = _crop_channel(rows, ok)
-        m.crop_probes = MultiIndex(probes, radius=m.radius)
-        m.probe_owner = Column(np.int64, np.repeat(rows.ids[ok], len(CROP_CHANNEL)))
-        m.probe_fraction = Column(np.float64, probe_fractions)
-        m.held = HeldTable(rows.ids, **_held_columns(rows, sig, ok, counts, 0, 0))
-        m.rows = rows
+        m._index = HashIndex.build(rows, sig, ok, twin_of, params.radius)
+        m._mode, m._built = Mode.BATCH, (rows, ok)
+        return m
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray], params: MatchParams = MatchParams(),
+                   **keywords) -> "Matcher":
+        """A matcher (incremental mode) over a saved index (:meth:`HashIndex.state`)."""
+        m = cls(params, **keywords)
+        m._index = HashIndex.from_state(state)
         return m
 
     def _representatives(self, rows: IndexRows, sig: np.ndarray,
-                         indexed: KeyIndex | None = None) -> tuple[np.ndarray, dict[int, int]]:
-        """Which informative ``rows`` (by id) are no twin of an earlier row, or of an image
-        in ``indexed`` (by signature): bool (n,), and twin id -> representative. Only rows
-        whose signature repeats are fetched, to compare their content."""
+                         against_index: bool = False) -> tuple[np.ndarray, dict[int, int]]:
+        """Which informative ``rows`` (by id) are no twin of an earlier row, or (``against_index``)
+        of an indexed image: bool (n,), and twin id -> representative. Only rows whose
+        signature repeats are fetched, to compare their content."""
         ok = rows.informative.copy()
         twin_of: dict[int, int] = {}
         _, inverse, counts = np.unique(sig[ok], return_inverse=True, return_counts=True)
         repeated = np.zeros(len(rows), dtype=bool)
         repeated[ok] = counts[inverse] > 1
-        listed = (lambda key: indexed.get(key)) if indexed is not None else (lambda key: [])
+        listed = self._index.same_signature if against_index else (lambda key: [])
         suspects = [i for i in np.flatnonzero(ok).tolist() if repeated[i] or listed(int(sig[i]))]
         if not suspects:
             return ok, twin_of
@@ -293,7 +251,7 @@ class Matcher:
 
     def _twin(self, rec: MatchRecord, sig: int) -> int | None:
         """The indexed image ``rec`` is a twin of (equal hashes and content), or None."""
-        for rid in self.twins.get(sig):
+        for rid in self._index.same_signature(sig):
             other = self.records.get(rid)
             if other is not None and content_key(other) == content_key(rec):
                 return rid
@@ -305,84 +263,64 @@ class Matcher:
     def batch_pairs(self) -> list[PairEvidence]:
         """All accepted pairs among the images the index was built with (each pair once,
         sorted by (a, b))."""
-        # built by from_rows and not added to since: its rows; else the records in memory
-        rows = self.rows if self.rows is not None else rows_of(self.records.values(), self.th)
         proposals = _Proposals()
-        if self.rows is None:  # records added since the build: find their twins again
-            ok, twin_of = self._representatives(rows, _signatures(rows))
-            self.twin_of = TwinLinks(twin_of.items())
-        else:
-            ok = self.indexed
-        for twin, representative in self.twin_of.items():  # linked to its representative only
+        if self._mode is Mode.BATCH:
+            rows, ok = self._built
+            twin_of = self._index.twin_links()
+        else:  # records added since the build: find their twins again, among the records in memory
+            rows = rows_of(self.records.values(), self.th)
+            ok, twin_of = self._representatives(rows, signatures(rows))
+        for twin, representative in twin_of.items():  # linked to its representative only
             self._propose_equal(proposals, twin, [representative])
-        if ok.any() and len(self.index):
-            probes, fractions, owners = _probe_hashes(rows)[ok], _probe_fractions(rows)[ok], rows.ids[ok]
+        if ok.any() and self._index.entry_count:
+            probes, fractions, owners = probe_hashes(rows)[ok], probe_fractions(rows)[ok], rows.ids[ok]
             for cols, radius in ((np.arange(8), self.radius), (CROP_CHANNEL, self.crop_radius)):
-                pi, ei, d = self.index.join(probes[:, cols].ravel(), radius=radius)
-                for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
+                hits = self._index.join(probes[:, cols].ravel(), radius)
+                for p, owner, fe, dist in hits.rows():
                     row, col = divmod(p, len(cols))
                     kind = (_PROBE_KINDS[int(cols[col])][0], float(fractions[row, cols[col]]))
-                    if self._keep_hit(kind, e, dist):
-                        self._propose(proposals, int(owners[row]), kind, e, dist)
-        for ids in self.by_sha.groups():  # a star per set of identical files: groups need no more
+                    if self._keep_hit(kind, fe, dist):
+                        self._propose_to(proposals, int(owners[row]), kind, owner, fe, dist)
+        for ids in self._index.sha_groups():  # a star per set of identical files: groups need no more
             self._propose_equal(proposals, ids[0], ids[1:])
         return sorted(self._verify_all(self._corroborated(proposals)), key=lambda pe: (pe.a, pe.b))
 
     def add_and_match(self, rec: MatchRecord) -> list[PairEvidence]:
         """Match one new record against everything indexed, then add it (incremental)."""
-        return sorted(self._verify_all(self._propose_and_add(rec)), key=lambda pe: (pe.a, pe.b))
+        return sorted(self._verify_all(self.propose_and_add(rec)), key=lambda pe: (pe.a, pe.b))
 
     def add(self, rec: MatchRecord) -> list[Job]:
         """Incremental mode, split for a caller that verifies elsewhere (worker processes):
         add ``rec`` and return the verification jobs of its candidate pairs."""
-        return self.jobs_of(self._propose_and_add(rec))
+        return self.jobs_of(self.propose_and_add(rec))
 
-    def _propose_and_add(self, rec: MatchRecord) -> dict:
-        """Candidate proposals of ``rec`` against the index, then ``rec`` added to it."""
+    def propose_and_add(self, rec: MatchRecord) -> dict:
+        """Candidate proposals of ``rec`` against the index ((a, b) -> {transform:
+        :class:`~indexer.match.jobs.Proposal`}, not verified), then ``rec`` added to it."""
         self._forget_for_update([rec.id])
         proposals = _Proposals()
         rows = rows_of([rec], self.th)
-        probes, fractions = _probe_hashes(rows)[0], _probe_fractions(rows)[0]
-        sig, sha = _signatures(rows), int(rows.sha[0])
+        probes, fractions = probe_hashes(rows)[0], probe_fractions(rows)[0]
+        sig, sha = signatures(rows), int(rows.sha[0])
         twin_of = self._twin(rec, int(sig[0])) if rows.informative[0] else None
-        self._propose_equal(proposals, rec.id, self.by_sha.get(sha)[:1])
+        self._propose_equal(proposals, rec.id, self._index.same_sha(sha)[:1])
         self.records.put(rec)
-        self.rows = None
+        self.end_batch()
         if twin_of is not None:  # the same picture as an indexed image: link the two, nothing more
             self._propose_equal(proposals, rec.id, [twin_of])
-            self._hold(rows, sig, np.zeros(1, dtype=bool), {rec.id: twin_of})
-            self._lowest_represents({rec.id: twin_of})
+            self._index.hold(rows, sig, np.zeros(1, dtype=bool), {rec.id: twin_of})
+            self._index.promote_lowest({rec.id: twin_of})
             return proposals
-        if rows.informative[0] and len(self.index):
+        if rows.informative[0] and self._index.entry_count:
             for cols, radius in ((np.arange(8), self.radius), (CROP_CHANNEL, self.crop_radius)):
-                pi, ei, d = self.index.query(probes[cols], radius=radius)
-                for p, e, dist in zip(pi.tolist(), ei.tolist(), d.tolist()):
+                for p, owner, fe, dist in self._index.query(probes[cols], radius).rows():
                     kind = (_PROBE_KINDS[int(cols[p])][0], float(fractions[cols[p]]))
-                    if self._keep_hit(kind, e, dist):
-                        self._propose(proposals, rec.id, kind, e, dist)
-        if rows.informative[0] and len(self.crop_probes):
+                    if self._keep_hit(kind, fe, dist):
+                        self._propose_to(proposals, rec.id, kind, owner, fe, dist)
+        if rows.informative[0] and self._index.probe_count:
             self._reverse_hits(proposals, rec, rows)
-        self._hold(rows, sig, rows.informative.copy(), {})
+        self._index.hold(rows, sig, rows.informative.copy(), {})
         return self._corroborated(proposals)
-
-    def _hold(self, rows: IndexRows, sig: np.ndarray, indexed: np.ndarray, twin_of: dict[int, int]) -> None:
-        """Hold new ``rows`` (none held now): index the entries and crop-channel probes of
-        the ``indexed`` ones, link the twins in ``twin_of`` (id -> representative)."""
-        entries, owners, fractions, counts = _entries(rows, indexed)
-        first_entry = int(self.index.add(entries)[0]) if len(entries) else len(self.index)
-        self.entry_owner.extend(owners)
-        self.entry_fraction.extend(fractions)
-        probes, probe_fractions = _crop_channel(rows, indexed)
-        first_probe = int(self.crop_probes.add(probes)[0]) if len(probes) else len(self.crop_probes)
-        self.probe_owner.extend(np.repeat(rows.ids[indexed], len(CROP_CHANNEL)))
-        self.probe_fraction.extend(probe_fractions)
-        cols = _held_columns(rows, sig, indexed, counts, first_entry, first_probe)
-        for i, image_id in enumerate(rows.ids.tolist()):
-            self.held.set(image_id, Held(*(int(cols[f][i]) for f in Held._fields)))
-            self.by_sha.add(int(rows.sha[i]), image_id)
-            if indexed[i]:
-                self.twins.add(int(sig[i]), image_id)
-        self.twin_of.update(twin_of)
 
     def insert(self, rows: IndexRows) -> None:
         """Hold images matched elsewhere (a saved index catching up on the database):
@@ -391,99 +329,37 @@ class Matcher:
         self._forget_for_update(rows.ids.tolist())
         if not len(rows):
             return
-        sig = _signatures(rows)
-        ok, twin_of = self._representatives(rows, sig, self.twins)
-        self.rows = None
-        self._hold(rows, sig, ok, twin_of)
-        self._lowest_represents(twin_of)
-
-    def _lowest_represents(self, twin_of: dict[int, int]) -> None:
-        """Of images with equal hashes and content the lowest id is the representative
-        (as at start-up): a new twin with a lower id than its representative takes over."""
-        for twin in sorted(twin_of):
-            rep = self.twin_of.get(twin)
-            if rep is not None and twin < rep:
-                self._hand_over(rep, twin)
+        sig = signatures(rows)
+        ok, twin_of = self._representatives(rows, sig, against_index=True)
+        self.end_batch()
+        self._index.hold(rows, sig, ok, twin_of)
+        self._index.promote_lowest(twin_of)
 
     def sync(self, present: IndexRows, gone: Iterable[int] = ()) -> int:
         """Bring the index up to date with rows that changed in the database: images in
         ``gone`` are forgotten, rows of ``present`` that are new or whose hashes, SHA-256
         or information gate changed are held again (:meth:`insert`); rows equal to what
         is held are left alone. Returns how many images changed."""
-        gone = [i for i in dict.fromkeys(int(i) for i in gone) if i in self.held]
-        sig = _signatures(present)
-        found, held = self.held.lookup(present.ids)
-        twins = np.fromiter(self.twin_of, dtype=np.int64, count=len(self.twin_of))
-        gated_in = (held["estart"] >= 0) | np.isin(present.ids, twins)  # indexed, or a twin of one that is
-        stale = ~found | (held["sig"] != sig) | (held["sha"] != present.sha) | (gated_in != present.informative)
+        gone = [i for i in dict.fromkeys(int(i) for i in gone) if i in self._index]
+        stale = self._index.stale(present)
         self.forget(gone)
         self.insert(present.take(stale))
         return len(gone) + int(stale.sum())
 
     def forget(self, ids: Iterable[int]) -> None:
-        """Take images out of the index (gone from disk, re-indexed): their entries stay in
-        the tables with no owner (:meth:`compact` drops them) and a representative's
-        lowest-id twin takes them over (it has the same hashes)."""
-        ids = [i for i in dict.fromkeys(int(i) for i in ids) if i in self.held]
-        gone = set(ids)
-        for image_id in ids:
-            held = self.held.get(image_id)
-            if held.estart >= 0:  # a representative: its entries go to a twin, or to nobody
-                heirs = [t for t in self.twin_of.twins_of(image_id) if t not in gone]
-                if heirs:
-                    self._hand_over(image_id, heirs[0])
-                    held = self.held.get(image_id)
-                else:
-                    self._own(held, -1)
-                    self.twins.remove(held.sig, image_id)
-                    self.dead_entries += held.ecount
-            self.by_sha.remove(held.sha, image_id)
-            self.held.set(image_id, None)
-            self.twin_of.pop(image_id, None)
-            self.records.items.pop(image_id, None)
-        self.rows = None
-
-    def _own(self, held: Held, owner: int) -> None:
-        """Give the entries and crop-channel probes ``held`` describes to ``owner`` (-1: none)."""
-        self.entry_owner.view()[held.estart:held.estart + held.ecount] = owner
-        self.probe_owner.view()[held.pstart:held.pstart + len(CROP_CHANNEL)] = owner
-
-    def _hand_over(self, rep: int, twin: int) -> None:
-        """``twin`` (equal hashes and content) becomes the representative instead of
-        ``rep``, which becomes its twin: entries, twin table and links move over."""
-        old, new = self.held.get(rep), self.held.get(twin)
-        self._own(old, twin)
-        self.held.set(twin, new._replace(estart=old.estart, ecount=old.ecount, pstart=old.pstart))
-        self.held.set(rep, old._replace(estart=-1, ecount=0, pstart=-1))
-        self.twins.remove(old.sig, rep)
-        self.twins.add(old.sig, twin)
-        for other in self.twin_of.twins_of(rep):
-            self.twin_of[other] = twin
-        del self.twin_of[twin]
-        self.twin_of[rep] = twin
+        """Take images out of the index (gone from disk, re-indexed): see
+        :meth:`HashIndex.forget`."""
+        for image_id in self._index.forget(ids):
+            self.records.drop(image_id)
+        self.end_batch()
 
     def compact(self) -> None:
-        """Rebuild the tables without the entries of forgotten images (``dead_entries``);
-        entry numbers change, each image's entries stay consecutive."""
-        if not self.dead_entries:
-            return
-        alive, probe_alive = self.entry_owner.view() >= 0, self.probe_owner.view() >= 0
-        moved, probe_moved = np.cumsum(alive) - 1, np.cumsum(probe_alive) - 1
-        self.index = MultiIndex(self.index.all_hashes()[alive], radius=self.radius)
-        self.entry_owner = Column(np.int64, self.entry_owner.view()[alive])
-        self.entry_fraction = Column(np.float64, self.entry_fraction.view()[alive])
-        self.crop_probes = MultiIndex(self.crop_probes.all_hashes()[probe_alive], radius=self.radius)
-        self.probe_owner = Column(np.int64, self.probe_owner.view()[probe_alive])
-        self.probe_fraction = Column(np.float64, self.probe_fraction.view()[probe_alive])
-        ids, cols = self.held.arrays()
-        on = cols["estart"] >= 0
-        cols["estart"][on], cols["pstart"][on] = moved[cols["estart"][on]], probe_moved[cols["pstart"][on]]
-        self.held = HeldTable(ids, **cols)
-        self.dead_entries = 0
+        """Drop the entries of forgotten images from the tables (:meth:`HashIndex.compact`)."""
+        self._index.compact()
 
     def _forget_for_update(self, ids: list[int]) -> None:
         """Forget those of ``ids`` held now (their rows are about to be held again)."""
-        held = [i for i in ids if i in self.held]
+        held = [i for i in ids if i in self._index]
         if held:
             self.forget(held)
 
@@ -501,10 +377,10 @@ class Matcher:
         that no hash found within 10 bits had 2 to 14 hits within 14. The exceptions are
         extreme crops (80% at a corner: one hit at 12-14 bits), hence ``lone_radius``.
         """
-        lone = max(self.radius, self.lone_radius)
+        lone = max(self.radius, self.params.lone_radius)
         out = _Proposals()
         for key, slot in proposals.items():
-            if min(p.hamming for p in slot.values()) <= lone or proposals.hits[key] >= self.crop_hits:
+            if min(p.hamming for p in slot.values()) <= lone or proposals.hits[key] >= self.params.crop_hits:
                 out[key] = slot
         return out
 
@@ -512,22 +388,14 @@ class Matcher:
         """Crop-channel probes of indexed images that hit ``rec``'s off-centre crop
         entries (the batch join finds these from the older image's side)."""
         off = rows.crops[0, PROBE_CROPS:int(rows.n_crops[0])]
-        pi, qi, d = self.crop_probes.query(off, radius=self.crop_radius)
-        for p, j, dist in zip(pi.tolist(), qi.tolist(), d.tolist()):
-            if self.probe_owner[j] < 0:
-                continue
-            self._propose_to(proposals, int(self.probe_owner[j]), ("identity", float(self.probe_fraction[j])),
-                             rec.id, float(ENTRY_FRACTIONS[1 + PROBE_CROPS + p]), dist)
+        for p, owner, fq, dist in self._index.query_probes(off, self.crop_radius).rows():
+            self._propose_to(proposals, owner, ("identity", fq), rec.id, float(ENTRY_FRACTIONS[1 + PROBE_CROPS + p]),
+                             dist)
 
-    def _keep_hit(self, kind: tuple[str, float], entry: int, dist: int) -> bool:
+    def _keep_hit(self, kind: tuple[str, float], fe: float, dist: int) -> bool:
         """Full-image hashes match within ``radius``; the crop channel (a crop hash on
-        either side) within ``crop_radius``."""
-        return dist <= self.radius or kind[1] < 1.0 or self.entry_fraction[entry] < 1.0
-
-    def _propose(self, proposals, q: int, kind: tuple[str, float], entry: int, dist: int) -> None:
-        owner = int(self.entry_owner[entry])
-        if owner >= 0:  # -1: an entry of a forgotten image
-            self._propose_to(proposals, q, kind, owner, float(self.entry_fraction[entry]), dist)
+        either side: ``kind``'s fraction or the entry's, ``fe``) within ``crop_radius``."""
+        return dist <= self.radius or kind[1] < 1.0 or fe < 1.0
 
     def _propose_to(self, proposals, q: int, kind: tuple[str, float], e: int, fe: float, dist: int) -> None:
         """Probe ``kind`` = (transform, fraction) of ``q`` hit an entry of fraction ``fe`` of ``e``."""

@@ -6,15 +6,13 @@ so copies of one picture whose bytes differ are aligned against a new image once
 """
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import numpy as np
 
 from indexer.measure import orient
 from indexer.exposure.pairev import thumb_delta_ev
-from indexer.match.records import MatchRecord
+from indexer.match.records import MatchRecord, content_key
 from indexer.match.verdict import REFINED_VERDICTS, MatchThresholds, classify, informative
 from indexer.match.verify import Evidence, compare
 
@@ -29,19 +27,6 @@ class Proposal:
     transform: str
     scale_hint: float  # b thumbnail px per a thumbnail px, as the hashes' crop fractions imply
     other_hints: tuple[float, ...] = ()  # the scales other hits of this transform implied
-
-
-def content_key(rec: MatchRecord) -> bytes:
-    """Digest of everything :func:`run_job` reads from a record (thumbnail, histogram,
-    display size, information gate): records with equal keys verify identically."""
-    if rec._content_key is None:
-        h = hashlib.blake2b(digest_size=16)
-        thumb = np.ascontiguousarray(rec.thumb)
-        for part in (repr((thumb.shape, rec.width, rec.height, rec.entropy, rec.luma_std)).encode(),
-                     thumb.tobytes(), np.ascontiguousarray(rec.hist).tobytes()):
-            h.update(part)
-        rec._content_key = h.digest()
-    return rec._content_key
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,11 @@ blocks of keys, so a whole join costs about ``U * sum(V(b_i, t_i))`` bucket look
 the candidate checks (a vectorised popcount loop), never N². Hashes are stored as signed int64
 (SQL-friendly) and compared as their 64-bit patterns.
 
-Measured by ``PYTHONPATH=. python bench/match_scale.py`` (2 shared cores, CPU time; see
-that file for all figures): 1 M planted hashes, self-join at radius 10 in 8.0 s (m = 4;
-46.4 s with the former NumPy loops, m = 3), radius 8 in 5.1 s, pair sets identical to
-brute force; one image's 10 probes against that index 0.72 ms median. At the engine's
-layout, 11 M entries for 1 M images (m = 3): build 2.8 s for both indexes and 4.7 ms per
-image (8 probes at radius 10, 2 at radius 14; 1.5 ms at 100 k images = 1.1 M entries):
-at that size the 2 ms target needs a smaller crop radius, or tables wider than the dense
-22-bit ones. First use compiles the kernels (1.3 s CPU); numba caches them.
+Figures (self-join and query times, the engine's layout, the compiled kernels against
+the former NumPy loops): ``bench/match_scale.py``. At the engine's layout with a million
+images, one image's look-ups miss a 2 ms target; meeting it needs a smaller crop radius,
+or tables wider than the dense 22-bit ones. First use compiles the kernels; numba caches
+them.
 """
 from __future__ import annotations
 
@@ -177,7 +174,7 @@ class MultiIndex:
     ``recent_fraction * n`` entries. Entries keep their numbers throughout.
     """
 
-    def __init__(self, hashes: np.ndarray, *, radius: int = 10, m: int | None = None,
+    def __init__(self, hashes: np.ndarray, *, radius: int, m: int | None = None,
                  buffer_limit: int = 4096, recent_fraction: float = 0.125):
         self.radius = radius
         self.buffer_limit, self.recent_fraction = buffer_limit, recent_fraction

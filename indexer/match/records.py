@@ -76,6 +76,19 @@ class IndexRows:
                                                            "informative")))
 
 
+def content_key(rec: MatchRecord) -> bytes:
+    """Digest of everything :func:`~indexer.match.jobs.run_job` reads from a record (thumbnail, histogram,
+    display size, information gate): records with equal keys verify identically."""
+    if rec._content_key is None:
+        h = hashlib.blake2b(digest_size=16)
+        thumb = np.ascontiguousarray(rec.thumb)
+        for part in (repr((thumb.shape, rec.width, rec.height, rec.entropy, rec.luma_std)).encode(),
+                     thumb.tobytes(), np.ascontiguousarray(rec.hist).tobytes()):
+            h.update(part)
+        rec._content_key = h.digest()
+    return rec._content_key
+
+
 def sha_prefix(sha256: str) -> int:
     """First 8 bytes of a hex SHA-256 as a signed int64 (any other string: 8 bytes of
     its BLAKE2b digest, so callers may use their own identities)."""
@@ -102,6 +115,10 @@ class RecordCache:
         if self.loader is not None:
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
+
+    def drop(self, image_id: int) -> None:
+        """Forget ``image_id``'s record, if held."""
+        self.items.pop(image_id, None)
 
     def get_many(self, ids: Iterable[int]) -> dict[int, MatchRecord]:
         """The records of ``ids`` (those not in memory in one call of the loader), held

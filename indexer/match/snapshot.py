@@ -7,9 +7,9 @@ replaced atomically, so a reader sees the old file or the new one. It is a cache
 unreadable, of another format or built with other index settings is ignored (the
 caller rebuilds from the database), never trusted.
 
-Only the incremental-mode state is kept: the entries and their owners, the crop-probe
-index, the SHA-256 and twin tables, and what each image's entries are
-(:class:`~indexer.match.tables.HeldTable`); not the records cache, not the batch rows.
+Only the candidate index is kept (:meth:`~indexer.match.hashindex.HashIndex.state`: the
+entries and their owners, the crop-probe index, the SHA-256 and twin tables, and what
+each image's entries are); not the records cache, not the batch rows.
 """
 from __future__ import annotations
 
@@ -21,64 +21,28 @@ from pathlib import Path
 import numpy as np
 
 from indexer import atomicfile
-from indexer.match.engine import CROP_CHANNEL, ENTRY_FRACTIONS, PROBE_CROPS, Matcher
-from indexer.match.mih import MultiIndex
-from indexer.match.tables import HELD_FIELDS, Column, HeldTable, KeyIndex, TwinLinks
-from indexer.match.verdict import MatchThresholds
+from indexer.match.engine import Matcher
+from indexer.match.hashindex import CROP_CHANNEL, ENTRY_FRACTIONS, PROBE_CROPS
+from indexer.match.params import MatchParams
+from indexer.match.records import Loader
 
 FORMAT = 1
 
 
-def config_key(radius: int, th: MatchThresholds) -> dict:
+def config_key(params: MatchParams) -> dict:
     """What the saved arrays depend on besides the images (the index radius picks the
     table layout, the information gate which images are indexed): a file built with
     another value of any of these is not used."""
-    return {"format": FORMAT, "radius": radius, "entry_fractions": ENTRY_FRACTIONS.round(6).tolist(),
+    th = params.thresholds
+    return {"format": FORMAT, "radius": params.radius, "entry_fractions": ENTRY_FRACTIONS.round(6).tolist(),
             "crop_channel": CROP_CHANNEL.tolist(), "probe_fractions": ENTRY_FRACTIONS[1:1 + PROBE_CROPS].tolist(),
             "gate": [th.min_entropy, th.min_luma_std, th.min_side]}
 
 
 def state_of(m: Matcher) -> dict[str, np.ndarray]:
-    """The matcher's arrays by name. Columns it changes in place are copied, so the
-    result may be written by another thread while the matcher goes on."""
-    out = {f"index.{k}": v for k, v in m.index.state().items()}
-    out.update({f"probes.{k}": v for k, v in m.crop_probes.state().items()})
-    out.update({"entry_owner": m.entry_owner.view().copy(), "entry_fraction": m.entry_fraction.view().copy(),
-                "probe_owner": m.probe_owner.view().copy(), "probe_fraction": m.probe_fraction.view().copy()})
-    out["by_sha.keys"], out["by_sha.ids"] = m.by_sha.arrays()
-    out["twins.keys"], out["twins.ids"] = m.twins.arrays()
-    ids, cols = m.held.arrays()
-    out["held.ids"] = ids
-    out.update({f"held.{f}": cols[f] for f in HELD_FIELDS})
-    twins = sorted(m.twin_of.items())
-    out["twin_of"] = np.array(twins, dtype=np.int64).reshape(len(twins), 2)
-    out["dead_entries"] = np.array([m.dead_entries], dtype=np.int64)
-    return out
-
-
-def from_state(state: dict[str, np.ndarray], **options) -> Matcher:
-    """A matcher over the arrays of :func:`state_of` (``options`` as for ``Matcher``)."""
-    m = Matcher(**options)
-
-    def part(prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-    m.index, m.crop_probes = MultiIndex.from_state(part("index.")), MultiIndex.from_state(part("probes."))
-    m.entry_owner, m.entry_fraction = Column(np.int64, state["entry_owner"]), Column(np.float64, state["entry_fraction"])
-    m.probe_owner, m.probe_fraction = Column(np.int64, state["probe_owner"]), Column(np.float64, state["probe_fraction"])
-    m.by_sha = KeyIndex(state["by_sha.keys"], state["by_sha.ids"], presorted=True)
-    m.twins = KeyIndex(state["twins.keys"], state["twins.ids"], presorted=True)
-    m.held = HeldTable(state["held.ids"], **{f: state[f"held.{f}"] for f in HELD_FIELDS})
-    m.twin_of = TwinLinks((int(t), int(r)) for t, r in state["twin_of"].tolist())
-    m.dead_entries = int(state["dead_entries"][0])
-    sizes = {"entries": (len(m.index), len(m.entry_owner), len(m.entry_fraction)),
-             "probes": (len(m.crop_probes), len(m.probe_owner), len(m.probe_fraction)),
-             "held": tuple(len(state[f"held.{f}"]) for f in ("ids", *HELD_FIELDS)),
-             "keys": (len(state["by_sha.keys"]), len(state["by_sha.ids"]), len(m.held))}
-    for name, lengths in sizes.items():
-        if len(set(lengths)) != 1:
-            raise ValueError(f"{name} arrays of unequal lengths {lengths}")
-    return m
+    """The matcher's saved arrays by name (its candidate index's), safe to write from
+    another thread while the matcher goes on."""
+    return m.index.state()
 
 
 MAGIC = b"PHOTOQA-MATCH-INDEX\n"
@@ -147,13 +111,15 @@ def read(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     return state, header["info"]
 
 
-def load(path: str | Path, expect: dict, **options) -> tuple[Matcher, dict]:
-    """The matcher saved at ``path`` and its ``info``; raises :class:`Unusable` unless
-    the file is whole and its ``info["config"]`` equals ``expect``."""
+def load(path: str | Path, expect: dict, params: MatchParams = MatchParams(), *, loader: Loader | None = None,
+         pixels_equal=None) -> tuple[Matcher, dict]:
+    """The matcher saved at ``path`` (with ``params``, ``loader`` and ``pixels_equal`` as
+    for :class:`~indexer.match.engine.Matcher`) and its ``info``; raises :class:`Unusable`
+    unless the file is whole and its ``info["config"]`` equals ``expect``."""
     state, info = read(path)
     if info.get("config") != expect:
         raise Unusable(f"built with other settings: {info.get('config')} (now {expect})")
     try:
-        return from_state(state, **options), info
+        return Matcher.from_state(state, params, loader=loader, pixels_equal=pixels_equal), info
     except (KeyError, ValueError, IndexError) as exc:
         raise Unusable(f"incomplete ({exc})") from exc

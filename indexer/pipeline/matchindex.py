@@ -1,8 +1,9 @@
 """The matching stage's index across runs: saved beside the database, loaded at the next
 start and brought up to date from the rows changed since (``images.revision``).
 
-Reading a million rows and building their index costs ~11 s (bench/match_startup.py);
-loading the saved index and reading the few rows changed since costs a fraction of it.
+Reading every row and building their index costs seconds at a million images; loading
+the saved index and reading the few rows changed since costs a fraction of it
+(bench/match_startup.py has the figures).
 The saved file is a cache of the database, checked before use: it must belong to this
 database (``photoqa_meta.instance``), have been built with the same index settings, and
 it is replayed from a little before its revision (writers on PostgreSQL may commit
@@ -26,7 +27,7 @@ from db import indexrows
 from db import pairs as dbpairs
 from indexer.match import snapshot
 from indexer.match.engine import Matcher
-from indexer.match.verdict import MatchThresholds
+from indexer.match.params import MatchParams
 
 REPLAY = 1000  # revisions replayed before the saved one (out-of-order commits)
 
@@ -67,19 +68,20 @@ class Started:
 class IndexKeeper:
     """Opens the matching index for a stage and saves it for the next one.
 
-    ``options`` are the :class:`~indexer.match.engine.Matcher` options; ``min_images``:
-    smaller archives are rebuilt every time (under a second) and leave no file behind;
-    ``resave_after``: a run saves the index at its end only when at least this many
-    images changed since the saved one (a million-image index costs ~4 s to write; the
-    next start replays fewer rows in a fraction of a second).
+    ``params``, ``pixels_equal``: the :class:`~indexer.match.engine.Matcher`'s (its
+    records come from the database); ``min_images``: smaller archives are rebuilt every
+    time (under a second) and leave no file behind; ``resave_after``: a run saves the
+    index at its end only when at least this many images changed since the saved one (a
+    million-image index costs ~4 s to write; the next start replays fewer rows in a
+    fraction of a second).
     """
 
-    def __init__(self, engine: Engine, path: Path | None, options: dict, *, min_images: int = 20_000,
-                 resave_after: int = 10_000):
+    def __init__(self, engine: Engine, path: Path | None, params: MatchParams = MatchParams(), *,
+                 pixels_equal=None, min_images: int = 20_000, resave_after: int = 10_000):
         self.engine, self.path, self.min_images, self.resave_after = engine, path, min_images, resave_after
-        self.options = {"loader": dbpairs.loader(engine), **options}
-        self.th: MatchThresholds = options.get("thresholds", MatchThresholds())
-        self.key = snapshot.config_key(options.get("radius", 10), self.th)
+        self.params, self.pixels_equal, self.loader = params, pixels_equal, dbpairs.loader(engine)
+        self.th = params.thresholds
+        self.key = snapshot.config_key(params)
         self.instance = indexrows.instance_id(engine)
         self._saving: threading.Thread | None = None
 
@@ -90,7 +92,8 @@ class IndexKeeper:
         reason = "no saved index" if self.path is None else ""
         if self.path is not None:
             try:
-                m, info = snapshot.load(self.path, self.key, **self.options)
+                m, info = snapshot.load(self.path, self.key, self.params, loader=self.loader,
+                                        pixels_equal=self.pixels_equal)
                 if info.get("instance") != self.instance:
                     raise snapshot.Unusable("saved for another database")
                 mark = Mark(**info["mark"])
@@ -100,8 +103,8 @@ class IndexKeeper:
                 reason = str(exc)
         mark = self.read_mark()  # before the rows: rows written meanwhile are replayed next time
         rows = indexrows.load_index_rows(self.engine, self.th)
-        m = Matcher.from_rows(rows, **self.options)
-        m.rows = None  # incremental mode only: no batch join over these rows
+        m = Matcher.from_rows(rows, self.params, loader=self.loader, pixels_equal=self.pixels_equal)
+        m.end_batch()  # incremental mode only: no batch join over these rows
         out = Started(m, mark, f"built ({reason})", len(rows))
         if self.path is not None and len(rows) >= self.min_images:
             self.save(m, mark, background=True)
@@ -120,8 +123,8 @@ class IndexKeeper:
         of the ids, ~0.3 s at a million) and reconciled."""
         ch = indexrows.changes_since(self.engine, self.th, max(0, mark.revision - REPLAY))
         changed = m.sync(ch.present, ch.gone)
-        if len(m.held) != ch.n_present:
-            held_ids, _ = m.held.arrays()
+        if len(m.index) != ch.n_present:
+            held_ids = m.index.held_ids()
             alive = indexrows.present_ids(self.engine)
             stale, unheld = held_ids[~np.isin(held_ids, alive)], alive[~np.isin(alive, held_ids)]
             m.forget(stale.tolist())
@@ -136,7 +139,7 @@ class IndexKeeper:
         now); a later save or :meth:`wait` waits for it."""
         if self.path is None:
             return
-        if m.dead_entries > len(m.index) // 5:
+        if m.index.dead_entries > m.index.entry_count // 5:
             m.compact()
         info = {"config": self.key, "instance": self.instance, "mark": vars(mark),
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -161,7 +164,7 @@ class IndexKeeper:
         ``unsaved`` images changed since the saved index (``resave_after``) and the
         archive is large enough to be worth it; returns the mark saved, else None."""
         if (m is None or mark is None or self.path is None or unsaved < self.resave_after
-                or len(m.held) < self.min_images):
+                or len(m.index) < self.min_images):
             return None
         mark, _ = self.catch_up(m, mark)
         self.save(m, mark, background=background)

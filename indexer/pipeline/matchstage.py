@@ -17,6 +17,7 @@ from indexer.outcomes import Indexed
 from indexer.pipeline.exposurestage import refine_pairs
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
 from indexer.match.groups import UnionFind, build_groups
+from indexer.match.params import MatchParams
 from indexer.pipeline.matchindex import IndexKeeper, index_file
 from indexer.pipeline.pools import worker_count
 from indexer.session import Session
@@ -70,15 +71,12 @@ def pixels_equal_for(session: Session):
     return equal
 
 
-def matcher_options(session: Session) -> dict:
-    m = session.settings.match
-    return dict(radius=m.radius, crop_radius=m.crop_radius, thresholds=session.settings.verdict,
-                max_transforms=m.max_transforms, crop_hits=m.crop_hits,
-                lone_radius=m.lone_radius, pixels_equal=pixels_equal_for(session))
+def matcher_params(session: Session) -> MatchParams:
+    return session.settings.match.params(session.settings.verdict)
 
 
 def new_matcher(session: Session, records: Iterable[MatchRecord] = ()) -> Matcher:
-    return Matcher.from_records(records, **matcher_options(session))
+    return Matcher.from_records(records, matcher_params(session), pixels_equal=pixels_equal_for(session))
 
 
 def regroup(session: Session) -> int:
@@ -169,8 +167,9 @@ class MatchStage:
         engine = self.session.engine
         waiting = sorted(set(dbpairs.unmatched_ids(engine)) - {skip})
         m = self.session.settings.match
-        self.keeper = IndexKeeper(engine, index_file(self.session.url, m.index_file), matcher_options(self.session),
-                                  min_images=m.index_file_min, resave_after=m.index_file_resave)
+        self.keeper = IndexKeeper(engine, index_file(self.session.url, m.index_file), matcher_params(self.session),
+                                  pixels_equal=pixels_equal_for(self.session), min_images=m.index_file_min,
+                                  resave_after=m.index_file_resave)
         started = self.keeper.open()
         self.matcher, self.mark, self.unsaved = started.matcher, started.mark, started.changed
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
