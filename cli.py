@@ -371,34 +371,40 @@ def exposure(ctx, fmt, flag, refresh):
 @click.argument("file_a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("file_b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the PNG outputs (created if needed; inputs are never replaced). "
-                   "Example: --out diff-2600-2601/")
+              help="Folder for the PNG outputs (created if needed; refused when not empty unless "
+                   "--force; inputs are never replaced). Example: --out diff-2600-2601/")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty --out folder, replacing outputs of the same names. "
+                   "Example: --out diff/ --force")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="Measurements as text lines or one JSON object. Example: --format json")
 @click.pass_context
-def diff(ctx, file_a, file_b, out_dir, fmt):
+def diff(ctx, file_a, file_b, out_dir, force, fmt):
     """Compare two shots of one scene: align FILE_B to FILE_A, show how they differ.
 
-    B is aligned to A at full resolution (sub-pixel shift), both are made linear (RAW
-    developed linearly: no auto-brightening, no white balance, linear gamma; JPEG/PNG
-    decoded from sRGB, or BT.709 when that fits the pair clearly better), then written
-    to --out: a_minus_b.png and b_minus_a.png (clipped differences), diff_sum.png (both
-    superimposed), transfer_curve.png (B against A per level, with the identity line),
-    histogram_a.png, histogram_b.png and histogram_diff.png (per channel). Prints the
-    shift, the correlation and delta EV (B over A), and the EXIF prediction when both
-    files carry exposure time, ISO and f-number.
+    Any pair `photoqa dupes` reports can be compared: B is first turned, scaled and moved
+    onto A (rotation/flip, scale and offset measured on thumbnails), both are brought to
+    the coarser of the two pixel grids and cut to their overlap, then B is aligned to a
+    sub-pixel. Both are made linear (RAW developed linearly: no auto-brightening, no white
+    balance, linear gamma; JPEG/PNG decoded from sRGB, or BT.709 when that fits the pair
+    clearly better), then written to --out: a_minus_b.png and b_minus_a.png (clipped
+    differences), diff_sum.png (both superimposed), transfer_curve.png (B against A per
+    level, with the identity line), histogram_a.png, histogram_b.png and
+    histogram_diff.png (per channel). Prints the shift, the correlation and delta EV (B
+    over A), and the EXIF prediction when both files carry exposure time, ISO and
+    f-number. Two files that do not show one scene are refused (no delta EV).
 
     \b
     Examples:
       photoqa diff IMG_2600.jpg IMG_2601.jpg --out diff/
       photoqa diff a.CRW b.CRW --out diff/ --format json
     """
-    from indexer.commands.exposure import ExposureError, diff_files, diff_text
+    from indexer.commands.diff import DiffError, diff_files, diff_text
     from indexer.commands.output import write_json
 
     try:
-        summary = diff_files(file_a, file_b, out_dir)
-    except ExposureError as exc:
+        summary = diff_files(file_a, file_b, out_dir, force=force)
+    except DiffError as exc:
         _fail(str(exc))
     if fmt == "json":
         write_json(summary.as_dict())

@@ -10,9 +10,25 @@ import json
 import math
 import sys
 from datetime import date, datetime
+from pathlib import Path
 from typing import IO, Any
 
 FORMATS = ("table", "json", "csv")
+
+
+class OutputDirError(ValueError):
+    """An ``--out`` folder a command must not write into."""
+
+
+def check_out_dir(out_dir: Path, *, force: bool = False) -> None:
+    """The one ``--out`` rule of the commands that write files (``diff``, ``repair``):
+    a missing or empty folder is used; a file is refused; a folder holding anything is
+    refused unless ``force`` (its files of the same names are then replaced)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputDirError(f"--out {out_dir} is a file, not a folder")
+    if not force and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise OutputDirError(f"--out {out_dir} is not empty (use --force to write into it anyway)")
 
 
 def plain(value: Any) -> Any:
