@@ -440,7 +440,7 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
       photoqa hotpixels --camera 2 --format json --export-badpixels badpixels/ --map s40.png
     """
     from indexer.commands.hotpixels import export_all, sensor_reports, write_maps
-    from indexer.commands.output import emit, write_json
+    from indexer.commands.output import camera_name, emit, write_json
 
     session = _session(ctx)
     reports = sensor_reports(session, sensor)
@@ -453,7 +453,7 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
                 for r in reports for d in r.defects]
         emit(["sensor", "make", "model", "serial", "x", "y", "kind", "rate", "frames"], rows, "csv")
     else:
-        rows = [(r.id, f"{r.make} {r.model}".strip(), r.serial, f"{r.width}x{r.height}", r.kind,
+        rows = [(r.id, camera_name(r.make, r.model), r.serial, f"{r.width}x{r.height}", r.kind,
                  r.frames, r.status) for r in reports]
         emit(["id", "camera", "serial", "size", "layout", "frames", "status"], rows, "table", title="sensors")
         for r in reports:
@@ -473,10 +473,12 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the repaired copies (created if needed). Example: --out repaired/")
 @click.option("--camera", "sensor", type=int, metavar="ID",
-              help="Use this sensor's defects instead of the one matching each file's camera and size. "
-                   "Example: --camera 2")
-@click.option("--dry-run", is_flag=True, help="Say what would be repaired; write nothing.")
-@click.option("--force", is_flag=True, help="Replace outputs that already exist.")
+              help="Use this sensor's defects instead of the one matching each file's camera and size "
+                   "(files of another camera are refused without --force). Example: --camera 2")
+@click.option("--dry-run", is_flag=True, help="Say what would be repaired; write nothing. Example: --dry-run")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty --out folder (replacing outputs of the same names), and apply "
+                   "--camera's defects to another camera's files. Example: --out fixed/ --force")
 @click.pass_context
 def repair(ctx, files, out_dir, sensor, dry_run, force):
     """Write copies of FILES with the camera's known defects fixed; originals are never touched.
@@ -490,8 +492,14 @@ def repair(ctx, files, out_dir, sensor, dry_run, force):
       photoqa repair IMG_0101.CRW IMG_0102.CRW --out fixed/
       photoqa repair *.JPG --out fixed/ --camera 3 --dry-run
     """
+    from indexer.commands.output import OutputDirError, check_out_dir
     from indexer.commands.repair import repair_file
 
+    if not dry_run:
+        try:
+            check_out_dir(out_dir, force=force)
+        except OutputDirError as exc:
+            _fail(str(exc))
     session = _session(ctx)
     failures = 0
     for path in files:

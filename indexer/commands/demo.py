@@ -66,16 +66,16 @@ def show_dupes(session) -> None:
 
 def show_sensors(session) -> None:
     from indexer.commands.hotpixels import sensor_reports
-    from indexer.commands.output import emit
+    from indexer.commands.output import camera_name, emit
 
     reports = sensor_reports(session)
     emit(["camera", "size", "frames", "status"],
-         [(f"{r.make} {r.model}", f"{r.width}x{r.height}", r.frames, r.status) for r in reports],
+         [(camera_name(r.make, r.model), f"{r.width}x{r.height}", r.frames, r.status) for r in reports],
          "table", title="\nsensors")
     for r in reports:
         if r.defects:
             emit(["x", "y", "kind", "rate"], [(d.x, d.y, d.kind, f"{d.rate:.0%}") for d in r.defects],
-                 "table", title=f"defects of {r.make} {r.model}")
+                 "table", title=f"defects of {camera_name(r.make, r.model)}")
 
 
 def run_demo(folder: Path, *, workers: int | None = None, config: str | None = None) -> None:

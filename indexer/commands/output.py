@@ -31,6 +31,17 @@ def check_out_dir(out_dir: Path, *, force: bool = False) -> None:
         raise OutputDirError(f"--out {out_dir} is not empty (use --force to write into it anyway)")
 
 
+def camera_name(make: str | None, model: str | None, serial: str | None = None) -> str:
+    """How every report names a camera: the model alone when it already starts with the
+    make's first word ('Canon' + 'Canon PowerShot G2' -> 'Canon PowerShot G2', 'NIKON
+    CORPORATION' + 'NIKON D70' -> 'NIKON D70'), else make and model; then the serial
+    when given."""
+    make, model = (make or "").strip(), (model or "").strip()
+    first = make.split()[0].lower() if make.split() else ""
+    name = model if first and model.lower().startswith(first) else f"{make} {model}".strip()
+    return f"{name} {serial}" if serial else name
+
+
 def plain(value: Any) -> Any:
     """A JSON/CSV-safe rendering of one cell."""
     if isinstance(value, (bytes, bytearray, memoryview)):
