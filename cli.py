@@ -322,10 +322,10 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
 @click.option("--flag", "flag", metavar="NAME",
               help="Only images with this flag (dark, light, blurry, low_information, grayscale, odd_size, "
                    "odd_aspect_ratio, clipped_highlights, crushed_shadows, low_contrast, underexposed, "
-                   "overexposed); pairs are still listed. Example: --flag dark")
+                   "overexposed), and only the exposure pairs with such an image. Example: --flag dark")
 @click.option("--refresh", is_flag=True,
-              help="First recompute every image's flags (fresh dataset size quartiles, current [flags] "
-                   "thresholds) and every stored pair's delta EV from the stored measurements.")
+              help="First recompute every image's stored flags (current [flags] thresholds) and every "
+                   "stored pair's delta EV from the stored measurements. Example: --refresh")
 @click.pass_context
 def exposure(ctx, fmt, flag, refresh):
     """Badly exposed images, and how shots of one scene differ in exposure.
@@ -336,7 +336,9 @@ def exposure(ctx, fmt, flag, refresh):
     or burst neighbours whose exposure differs) with delta EV measured on the pixels (B
     over A, positive when B is brighter) and predicted by EXIF (time x ISO / f-number^2);
     a large measured - predicted shows a misfired flash, exposure compensation or an
-    in-camera HDR merge.
+    in-camera HDR merge. odd_size is judged against the images present when the report
+    is read: a size is odd when fewer than [flags] odd_size_min_share (2%) of the other
+    images are within a factor of 2 of it (value: that share).
 
     \b
     Examples:

@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 
 from db import flags as dbflags
-from indexer.exposure.flags import FLAG_NAMES
+from db.queries import present_sizes
+from indexer.exposure.flags import FLAG_NAMES, odd_sizes
 from indexer.session import Session
 
 
@@ -27,16 +28,40 @@ def check_flag(name: str | None) -> None:
 
 def exposure_report(session: Session, *, flag: str | None = None) -> dict:
     """``{"images": [{"path", "flags": [{"name", "value", "threshold"}], "ev"}],
-    "pairs": [{"a", "b", "delta_ev", "delta_ev_exif"}]}``: images with flags (only
-    ``flag`` when given), by path; exposure pairs (:func:`db.flags.exposure_pairs`)."""
+    "pairs": [{"a", "b", "delta_ev", "delta_ev_exif"}]}``: images with flags, by path;
+    exposure pairs (:func:`db.flags.exposure_pairs`). With ``flag``: only that flag, and
+    only the pairs with an image carrying it.
+
+    ``odd_size`` is dataset-relative, so it is computed here, over the images present
+    now (:func:`indexer.exposure.flags.odd_sizes`), not read from ``image_flags``
+    (written while indexing, against the dataset of that moment)."""
     check_flag(flag)
     images: dict[str, dict] = {}
     for path, ev, name, value, threshold in dbflags.flagged_images(session.engine, flag):
+        if name == "odd_size":
+            continue
         entry = images.setdefault(path, {"path": path, "flags": [], "ev": ev})
         entry["flags"].append({"name": name, "value": value, "threshold": threshold})
+    if flag in (None, "odd_size"):
+        for (path, ev, _, _), f in zip(*dataset_flags(session)):
+            if f.fired:
+                entry = images.setdefault(path, {"path": path, "flags": [], "ev": ev})
+                entry["flags"].append({"name": f.name, "value": f.value, "threshold": f.threshold})
+                entry["flags"].sort(key=lambda x: x["name"])
+    flagged = set(images)
     pairs = [{"a": a, "b": b, "delta_ev": dev, "delta_ev_exif": dexif}
-             for a, b, _, dev, dexif in dbflags.exposure_pairs(session.engine)]
-    return {"images": list(images.values()), "pairs": pairs}
+             for a, b, _, dev, dexif in dbflags.exposure_pairs(session.engine)
+             if flag is None or a in flagged or b in flagged]
+    return {"images": sorted(images.values(), key=lambda im: im["path"]), "pairs": pairs}
+
+
+def dataset_flags(session: Session) -> tuple[list[tuple], list]:
+    """(rows (path, ev, width, height) of the present images, their ``odd_size`` checks)."""
+    rows = present_sizes(session.engine)
+    t = session.settings.flags
+    checks = odd_sizes([r[2] for r in rows], [r[3] for r in rows], min_share=t.odd_size_min_share,
+                       min_side=t.odd_size_min_side)
+    return rows, checks
 
 
 def refresh(session: Session) -> tuple[int, int]:
