@@ -171,15 +171,18 @@ def db_upgrade(ctx):
 
 
 @main.command("config")
+@click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="toml",
+              help="TOML to paste into photoqa.toml, or one JSON object. Example: --format json")
 @click.pass_context
-def show_config(ctx):
+def show_config(ctx, fmt):
     """Print every setting with its value after photoqa.toml and --config are applied.
 
     \b
-    Example:
+    Examples:
       photoqa --config mine.toml config
+      photoqa config > photoqa.toml      # then edit the values to change
     """
-    from indexer.config import ConfigError, as_dict, load_settings
+    from indexer.config import ConfigError, as_dict, load_settings, to_toml
     from db.engine import resolve_url, sqlite_path
     from indexer.commands.output import write_json
 
@@ -187,7 +190,10 @@ def show_config(ctx):
         settings = load_settings(ctx.obj["config"], sqlite_path(resolve_url(ctx.obj["db"])))
     except ConfigError as exc:
         _fail(f"configuration: {exc}")
-    write_json(as_dict(settings))
+    if fmt == "json":
+        write_json(as_dict(settings))
+    else:
+        click.echo(to_toml(as_dict(settings)), nl=False)
 
 
 @main.command()

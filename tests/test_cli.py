@@ -199,7 +199,7 @@ def test_demo_runs_and_reports_the_broken_file(tmp_path):
 
 def test_config_command_and_bad_config(tmp_path):
     good = F.write(tmp_path / "good.toml", b"[index]\nwork_size = 300\n")
-    result = invoke("--db", str(tmp_path / "x.db"), "--config", str(good), "config")
+    result = invoke("--db", str(tmp_path / "x.db"), "--config", str(good), "config", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["index"]["work_size"] == 300
     bad = F.write(tmp_path / "bad.toml", b"[index]\nwork_sise = 300\n")
