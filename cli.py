@@ -99,22 +99,27 @@ def index(ctx, paths, workers, fmt, strict, verbose):
 @click.argument("statement")
 @click.option("--format", "fmt", type=FORMAT, default="table",
               help="Output as an aligned table, JSON (a list of objects) or CSV. Example: --format csv")
+@click.option("--blobs", type=click.Choice(["size", "hex", "base64"]), default="size", show_default=True,
+              help="BLOB columns (thumb, hist, phash_d4...) as <N bytes>, or their content in hex or "
+                   "base64 (or select hex(column) in the statement). Example: --blobs base64")
 @click.pass_context
-def sql(ctx, statement, fmt):
+def sql(ctx, statement, fmt, blobs):
     """Run one read-only SQL STATEMENT against the database.
 
     The database is opened read-only: INSERT, UPDATE, DELETE and DDL are refused and
     change nothing. `hamming(a, b)` counts differing bits of two hashes. Tables and
-    example queries: docs/SCHEMA.md.
+    example queries: docs/SCHEMA.md. BLOB columns print as <N bytes> unless --blobs
+    hex|base64 (layouts: docs/SCHEMA.md).
 
     \b
     Examples:
       photoqa sql "SELECT path, luma_mean FROM images WHERE luma_mean < 0.15"
+      photoqa sql "SELECT path, thumb FROM images LIMIT 1" --format json --blobs base64
       photoqa sql "SELECT a.path, b.path FROM images a JOIN images b ON a.id < b.id
                    WHERE hamming(a.phash, b.phash) <= 6" --format csv
     """
     from db.queries import QueryError, ReadOnlyViolation, run_sql
-    from indexer.commands.output import emit
+    from indexer.commands.output import emit, encode_blobs
 
     session = _session(ctx, readonly=True)
     try:
@@ -123,7 +128,11 @@ def sql(ctx, statement, fmt):
         _fail(str(exc), EXIT_REFUSED)
     except QueryError as exc:
         _fail(f"SQL error: {exc}")
+    rows, had_blobs = encode_blobs(rows, blobs)
     emit(columns, rows, fmt)
+    if had_blobs and blobs == "size":
+        click.echo("photoqa: BLOB columns are shown as <N bytes>; --blobs hex or --blobs base64 "
+                   "(or hex(column) in the statement) gives their content", err=True)
 
 
 @main.command()

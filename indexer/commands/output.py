@@ -5,6 +5,7 @@ one object; CSV has a header row. Bytes are shown as ``<N bytes>`` (BLOB columns
 """
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import math
@@ -40,6 +41,25 @@ def camera_name(make: str | None, model: str | None, serial: str | None = None) 
     first = make.split()[0].lower() if make.split() else ""
     name = model if first and model.lower().startswith(first) else f"{make} {model}".strip()
     return f"{name} {serial}" if serial else name
+
+
+BLOB_ENCODINGS = ("size", "hex", "base64")
+
+
+def encode_blobs(rows: list[tuple], how: str) -> tuple[list[tuple], bool]:
+    """(rows with BLOB cells as ``how``: "size" keeps them for :func:`plain` to show as
+    ``<N bytes>``, "hex" or "base64" gives their content as text; whether any cell was a BLOB)."""
+    found = False
+
+    def cell(v):
+        nonlocal found
+        if not isinstance(v, (bytes, bytearray, memoryview)):
+            return v
+        found = True
+        data = bytes(v)
+        return data if how == "size" else data.hex() if how == "hex" else base64.b64encode(data).decode("ascii")
+
+    return [tuple(cell(v) for v in row) for row in rows], found
 
 
 def plain(value: Any) -> Any:
