@@ -137,13 +137,15 @@ def sql(ctx, statement, fmt, blobs):
 
 @main.command()
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--workers", "-j", type=click.IntRange(0), default=None, help="Worker processes (default: all cores).")
+@click.option("--workers", "-j", type=click.IntRange(0), default=None,
+              help="Worker processes (default: all cores). Example: -j 2")
 @click.pass_context
 def demo(ctx, folder, workers):
     """Generate a sample folder and run photoqa on it end to end.
 
     Writes synthetic scenes, copies of them and one corrupt file into FOLDER (default
-    ./photoqa-demo), indexes them into FOLDER/photoqa.db and prints what it found.
+    ./photoqa-demo), indexes them into FOLDER/photoqa.db and prints what it found. The
+    demo uses its own settings (FOLDER/photoqa-demo.toml), not photoqa.toml or --config.
 
     \b
     Example:
@@ -151,7 +153,7 @@ def demo(ctx, folder, workers):
     """
     from indexer.commands.demo import run_demo
 
-    run_demo(folder or Path("photoqa-demo"), workers=workers, config=ctx.obj["config"])
+    run_demo(folder or Path("photoqa-demo"), workers=workers)
 
 
 @main.group("db")
