@@ -66,15 +66,17 @@ def main(ctx: click.Context, db: str | None, config: str | None) -> None:
               help="Worker processes (default: one per core; 1 runs in this process). Example: -j 4")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="Summary as text or as one JSON object. Example: --format json")
-@click.option("--strict", is_flag=True, help=f"Exit with {EXIT_FILES_FAILED} if any file failed.")
-@click.option("--verbose", "-v", is_flag=True, help="One line per file on stderr.")
+@click.option("--strict", is_flag=True,
+              help=f"Exit with {EXIT_FILES_FAILED} if any file failed. Example: --strict")
+@click.option("--verbose", "-v", is_flag=True, help="One line per file on stderr. Example: -v")
 @click.pass_context
 def index(ctx, paths, workers, fmt, strict, verbose):
     """Index PATHS (files or folders, recursively) into the database.
 
     Unchanged files (same path, size and mtime) are skipped; changed ones re-measured;
     a moved file keeps its row; a file gone from disk is marked missing. Files that
-    cannot be decoded become rows in `failures` and never stop the run.
+    cannot be decoded become rows in `failures` and never stop the run; the first five
+    are named on stderr, with the query that lists them all.
 
     \b
     Examples:
@@ -91,6 +93,15 @@ def index(ctx, paths, workers, fmt, strict, verbose):
         write_json(summary.as_dict())
     else:
         click.echo(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.as_dict().items()))
+    if summary.failed:
+        from db.queries import recent_failures
+
+        shown = 5
+        for path, kind, message in recent_failures(session.engine, min(summary.failed, shown)):
+            click.echo(f"failed: {path} ({kind}: {message})", err=True)
+        more = summary.failed - shown
+        listing = 'photoqa sql "SELECT path, kind, message FROM failures"'
+        click.echo(f"{more} more: {listing}" if more > 0 else f"all failures: {listing}", err=True)
     if strict and summary.failed:
         sys.exit(EXIT_FILES_FAILED)
 

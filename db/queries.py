@@ -47,3 +47,11 @@ def present_sizes(engine: Engine) -> list[tuple]:
     _, rows = run_sql(engine, "SELECT path, ev, width, height FROM images "
                               "WHERE missing_since IS NULL ORDER BY path")
     return rows
+
+
+def recent_failures(engine: Engine, limit: int) -> list[tuple]:
+    """(path, kind, message) of the ``limit`` files that failed last (a run's own
+    failures when ``limit`` is its failed count), by path."""
+    _, rows = run_sql(engine, "SELECT path, kind, message FROM failures ORDER BY failed_at DESC, path "
+                              "LIMIT :n", {"n": int(limit)})
+    return sorted(rows)

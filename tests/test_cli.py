@@ -255,3 +255,15 @@ def test_sql_blobs_hint_and_content(tmp_path):
                                                                 "--blobs", how])
         (obj,) = json.loads(result.stdout)
         assert decode(obj["thumb"]) == bytes.fromhex(obj["h"]) and result.stderr == ""
+
+
+def test_index_names_failed_files(tmp_path):
+    for i in range(7):
+        F.write(tmp_path / "p" / f"bad{i}.jpg", b"")
+    F.write_jpeg(tmp_path / "p" / "ok.jpg")
+    result = CliRunner().invoke(cli.main, ["--db", str(tmp_path / "f.db"), "index", str(tmp_path / "p"), "-j", "1"])
+    assert result.exit_code == 0
+    named = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(named) == 5 and all(".jpg (empty: zero-byte file)" in line for line in named)
+    assert result.stderr.splitlines()[-1] == '2 more: photoqa sql "SELECT path, kind, message FROM failures"'
+    assert "failed: 7" in result.stdout
