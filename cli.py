@@ -66,15 +66,17 @@ def main(ctx: click.Context, db: str | None, config: str | None) -> None:
               help="Worker processes (default: one per core; 1 runs in this process). Example: -j 4")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="Summary as text or as one JSON object. Example: --format json")
-@click.option("--strict", is_flag=True, help=f"Exit with {EXIT_FILES_FAILED} if any file failed.")
-@click.option("--verbose", "-v", is_flag=True, help="One line per file on stderr.")
+@click.option("--strict", is_flag=True,
+              help=f"Exit with {EXIT_FILES_FAILED} if any file failed. Example: --strict")
+@click.option("--verbose", "-v", is_flag=True, help="One line per file on stderr. Example: -v")
 @click.pass_context
 def index(ctx, paths, workers, fmt, strict, verbose):
     """Index PATHS (files or folders, recursively) into the database.
 
     Unchanged files (same path, size and mtime) are skipped; changed ones re-measured;
     a moved file keeps its row; a file gone from disk is marked missing. Files that
-    cannot be decoded become rows in `failures` and never stop the run.
+    cannot be decoded become rows in `failures` and never stop the run; the first five
+    are named on stderr, with the query that lists them all.
 
     \b
     Examples:
@@ -91,6 +93,15 @@ def index(ctx, paths, workers, fmt, strict, verbose):
         write_json(summary.as_dict())
     else:
         click.echo(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.as_dict().items()))
+    if summary.failed:
+        from db.queries import recent_failures
+
+        shown = 5
+        for path, kind, message in recent_failures(session.engine, min(summary.failed, shown)):
+            click.echo(f"failed: {path} ({kind}: {message})", err=True)
+        more = summary.failed - shown
+        listing = 'photoqa sql "SELECT path, kind, message FROM failures"'
+        click.echo(f"{more} more: {listing}" if more > 0 else f"all failures: {listing}", err=True)
     if strict and summary.failed:
         sys.exit(EXIT_FILES_FAILED)
 
@@ -99,22 +110,27 @@ def index(ctx, paths, workers, fmt, strict, verbose):
 @click.argument("statement")
 @click.option("--format", "fmt", type=FORMAT, default="table",
               help="Output as an aligned table, JSON (a list of objects) or CSV. Example: --format csv")
+@click.option("--blobs", type=click.Choice(["size", "hex", "base64"]), default="size", show_default=True,
+              help="BLOB columns (thumb, hist, phash_d4...) as <N bytes>, or their content in hex or "
+                   "base64 (or select hex(column) in the statement). Example: --blobs base64")
 @click.pass_context
-def sql(ctx, statement, fmt):
+def sql(ctx, statement, fmt, blobs):
     """Run one read-only SQL STATEMENT against the database.
 
     The database is opened read-only: INSERT, UPDATE, DELETE and DDL are refused and
     change nothing. `hamming(a, b)` counts differing bits of two hashes. Tables and
-    example queries: docs/SCHEMA.md.
+    example queries: docs/SCHEMA.md. BLOB columns print as <N bytes> unless --blobs
+    hex|base64 (layouts: docs/SCHEMA.md).
 
     \b
     Examples:
       photoqa sql "SELECT path, luma_mean FROM images WHERE luma_mean < 0.15"
+      photoqa sql "SELECT path, thumb FROM images LIMIT 1" --format json --blobs base64
       photoqa sql "SELECT a.path, b.path FROM images a JOIN images b ON a.id < b.id
                    WHERE hamming(a.phash, b.phash) <= 6" --format csv
     """
     from db.queries import QueryError, ReadOnlyViolation, run_sql
-    from indexer.commands.output import emit
+    from indexer.commands.output import emit, encode_blobs
 
     session = _session(ctx, readonly=True)
     try:
@@ -123,18 +139,24 @@ def sql(ctx, statement, fmt):
         _fail(str(exc), EXIT_REFUSED)
     except QueryError as exc:
         _fail(f"SQL error: {exc}")
+    rows, had_blobs = encode_blobs(rows, blobs)
     emit(columns, rows, fmt)
+    if had_blobs and blobs == "size":
+        click.echo("photoqa: BLOB columns are shown as <N bytes>; --blobs hex or --blobs base64 "
+                   "(or hex(column) in the statement) gives their content", err=True)
 
 
 @main.command()
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--workers", "-j", type=click.IntRange(0), default=None, help="Worker processes (default: all cores).")
+@click.option("--workers", "-j", type=click.IntRange(0), default=None,
+              help="Worker processes (default: all cores). Example: -j 2")
 @click.pass_context
 def demo(ctx, folder, workers):
     """Generate a sample folder and run photoqa on it end to end.
 
     Writes synthetic scenes, copies of them and one corrupt file into FOLDER (default
-    ./photoqa-demo), indexes them into FOLDER/photoqa.db and prints what it found.
+    ./photoqa-demo), indexes them into FOLDER/photoqa.db and prints what it found. The
+    demo uses its own settings (FOLDER/photoqa-demo.toml), not photoqa.toml or --config.
 
     \b
     Example:
@@ -142,7 +164,7 @@ def demo(ctx, folder, workers):
     """
     from indexer.commands.demo import run_demo
 
-    run_demo(folder or Path("photoqa-demo"), workers=workers, config=ctx.obj["config"])
+    run_demo(folder or Path("photoqa-demo"), workers=workers)
 
 
 @main.group("db")
@@ -171,15 +193,18 @@ def db_upgrade(ctx):
 
 
 @main.command("config")
+@click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="toml",
+              help="TOML to paste into photoqa.toml, or one JSON object. Example: --format json")
 @click.pass_context
-def show_config(ctx):
+def show_config(ctx, fmt):
     """Print every setting with its value after photoqa.toml and --config are applied.
 
     \b
-    Example:
+    Examples:
       photoqa --config mine.toml config
+      photoqa config > photoqa.toml      # then edit the values to change
     """
-    from indexer.config import ConfigError, as_dict, load_settings
+    from indexer.config import ConfigError, as_dict, load_settings, to_toml
     from db.engine import resolve_url, sqlite_path
     from indexer.commands.output import write_json
 
@@ -187,7 +212,10 @@ def show_config(ctx):
         settings = load_settings(ctx.obj["config"], sqlite_path(resolve_url(ctx.obj["db"])))
     except ConfigError as exc:
         _fail(f"configuration: {exc}")
-    write_json(as_dict(settings))
+    if fmt == "json":
+        write_json(as_dict(settings))
+    else:
+        click.echo(to_toml(as_dict(settings)), nl=False)
 
 
 @main.command()
@@ -323,10 +351,10 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
 @click.option("--flag", "flag", metavar="NAME",
               help="Only images with this flag (dark, light, blurry, low_information, grayscale, odd_size, "
                    "odd_aspect_ratio, clipped_highlights, crushed_shadows, low_contrast, underexposed, "
-                   "overexposed); pairs are still listed. Example: --flag dark")
+                   "overexposed), and only the exposure pairs with such an image. Example: --flag dark")
 @click.option("--refresh", is_flag=True,
-              help="First recompute every image's flags (fresh dataset size quartiles, current [flags] "
-                   "thresholds) and every stored pair's delta EV from the stored measurements.")
+              help="First recompute every image's stored flags (current [flags] thresholds) and every "
+                   "stored pair's delta EV from the stored measurements. Example: --refresh")
 @click.pass_context
 def exposure(ctx, fmt, flag, refresh):
     """Badly exposed images, and how shots of one scene differ in exposure.
@@ -337,7 +365,9 @@ def exposure(ctx, fmt, flag, refresh):
     or burst neighbours whose exposure differs) with delta EV measured on the pixels (B
     over A, positive when B is brighter) and predicted by EXIF (time x ISO / f-number^2);
     a large measured - predicted shows a misfired flash, exposure compensation or an
-    in-camera HDR merge.
+    in-camera HDR merge. odd_size is judged against the images present when the report
+    is read: a size is odd when fewer than [flags] odd_size_min_share (2%) of the other
+    images are within a factor of 2 of it (value: that share).
 
     \b
     Examples:
@@ -372,34 +402,40 @@ def exposure(ctx, fmt, flag, refresh):
 @click.argument("file_a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("file_b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the PNG outputs (created if needed; inputs are never replaced). "
-                   "Example: --out diff-2600-2601/")
+              help="Folder for the PNG outputs (created if needed; refused when not empty unless "
+                   "--force; inputs are never replaced). Example: --out diff-2600-2601/")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty --out folder, replacing outputs of the same names. "
+                   "Example: --out diff/ --force")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="Measurements as text lines or one JSON object. Example: --format json")
 @click.pass_context
-def diff(ctx, file_a, file_b, out_dir, fmt):
+def diff(ctx, file_a, file_b, out_dir, force, fmt):
     """Compare two shots of one scene: align FILE_B to FILE_A, show how they differ.
 
-    B is aligned to A at full resolution (sub-pixel shift), both are made linear (RAW
-    developed linearly: no auto-brightening, no white balance, linear gamma; JPEG/PNG
-    decoded from sRGB, or BT.709 when that fits the pair clearly better), then written
-    to --out: a_minus_b.png and b_minus_a.png (clipped differences), diff_sum.png (both
-    superimposed), transfer_curve.png (B against A per level, with the identity line),
-    histogram_a.png, histogram_b.png and histogram_diff.png (per channel). Prints the
-    shift, the correlation and delta EV (B over A), and the EXIF prediction when both
-    files carry exposure time, ISO and f-number.
+    Any pair `photoqa dupes` reports can be compared: B is first turned, scaled and moved
+    onto A (rotation/flip, scale and offset measured on thumbnails), both are brought to
+    the coarser of the two pixel grids and cut to their overlap, then B is aligned to a
+    sub-pixel. Both are made linear (RAW developed linearly: no auto-brightening, no white
+    balance, linear gamma; JPEG/PNG decoded from sRGB, or BT.709 when that fits the pair
+    clearly better), then written to --out: a_minus_b.png and b_minus_a.png (clipped
+    differences), diff_sum.png (both superimposed), transfer_curve.png (B against A per
+    level, with the identity line), histogram_a.png, histogram_b.png and
+    histogram_diff.png (per channel). Prints the shift, the correlation and delta EV (B
+    over A), and the EXIF prediction when both files carry exposure time, ISO and
+    f-number. Two files that do not show one scene are refused (no delta EV).
 
     \b
     Examples:
       photoqa diff IMG_2600.jpg IMG_2601.jpg --out diff/
       photoqa diff a.CRW b.CRW --out diff/ --format json
     """
-    from indexer.commands.exposure import ExposureError, diff_files, diff_text
+    from indexer.commands.diff import DiffError, diff_files, diff_text
     from indexer.commands.output import write_json
 
     try:
-        summary = diff_files(file_a, file_b, out_dir)
-    except ExposureError as exc:
+        summary = diff_files(file_a, file_b, out_dir, force=force)
+    except DiffError as exc:
         _fail(str(exc))
     if fmt == "json":
         write_json(summary.as_dict())
@@ -435,7 +471,7 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
       photoqa hotpixels --camera 2 --format json --export-badpixels badpixels/ --map s40.png
     """
     from indexer.commands.hotpixels import export_all, sensor_reports, write_maps
-    from indexer.commands.output import emit, write_json
+    from indexer.commands.output import camera_name, emit, write_json
 
     session = _session(ctx)
     reports = sensor_reports(session, sensor)
@@ -448,7 +484,7 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
                 for r in reports for d in r.defects]
         emit(["sensor", "make", "model", "serial", "x", "y", "kind", "rate", "frames"], rows, "csv")
     else:
-        rows = [(r.id, f"{r.make} {r.model}".strip(), r.serial, f"{r.width}x{r.height}", r.kind,
+        rows = [(r.id, camera_name(r.make, r.model), r.serial, f"{r.width}x{r.height}", r.kind,
                  r.frames, r.status) for r in reports]
         emit(["id", "camera", "serial", "size", "layout", "frames", "status"], rows, "table", title="sensors")
         for r in reports:
@@ -468,10 +504,12 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the repaired copies (created if needed). Example: --out repaired/")
 @click.option("--camera", "sensor", type=int, metavar="ID",
-              help="Use this sensor's defects instead of the one matching each file's camera and size. "
-                   "Example: --camera 2")
-@click.option("--dry-run", is_flag=True, help="Say what would be repaired; write nothing.")
-@click.option("--force", is_flag=True, help="Replace outputs that already exist.")
+              help="Use this sensor's defects instead of the one matching each file's camera and size "
+                   "(files of another camera are refused without --force). Example: --camera 2")
+@click.option("--dry-run", is_flag=True, help="Say what would be repaired; write nothing. Example: --dry-run")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty --out folder (replacing outputs of the same names), and apply "
+                   "--camera's defects to another camera's files. Example: --out fixed/ --force")
 @click.pass_context
 def repair(ctx, files, out_dir, sensor, dry_run, force):
     """Write copies of FILES with the camera's known defects fixed; originals are never touched.
@@ -485,8 +523,14 @@ def repair(ctx, files, out_dir, sensor, dry_run, force):
       photoqa repair IMG_0101.CRW IMG_0102.CRW --out fixed/
       photoqa repair *.JPG --out fixed/ --camera 3 --dry-run
     """
+    from indexer.commands.output import OutputDirError, check_out_dir
     from indexer.commands.repair import repair_file
 
+    if not dry_run:
+        try:
+            check_out_dir(out_dir, force=force)
+        except OutputDirError as exc:
+            _fail(str(exc))
     session = _session(ctx)
     failures = 0
     for path in files:

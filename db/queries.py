@@ -39,3 +39,19 @@ def run_sql(engine: Engine, statement: str, params: dict | None = None) -> tuple
         raise QueryError(message) from exc
     except StatementError as exc:
         raise QueryError(str(exc.orig or exc)) from exc
+
+
+def present_sizes(engine: Engine) -> list[tuple]:
+    """(path, ev, width, height) of every present image, by path: the dataset that
+    dataset-relative flags (``odd_size``) are computed over when a report reads them."""
+    _, rows = run_sql(engine, "SELECT path, ev, width, height FROM images "
+                              "WHERE missing_since IS NULL ORDER BY path")
+    return rows
+
+
+def recent_failures(engine: Engine, limit: int) -> list[tuple]:
+    """(path, kind, message) of the ``limit`` files that failed last (a run's own
+    failures when ``limit`` is its failed count), by path."""
+    _, rows = run_sql(engine, "SELECT path, kind, message FROM failures ORDER BY failed_at DESC, path "
+                              "LIMIT :n", {"n": int(limit)})
+    return sorted(rows)

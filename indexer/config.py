@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,3 +204,27 @@ def load_settings(config: str | os.PathLike | None = None, db_path: str | os.Pat
 def as_dict(settings: Settings) -> dict:
     """Every setting with its current value, for ``photoqa config``."""
     return dataclasses.asdict(settings)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # floats keep their '.', so they read back as floats
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def to_toml(tables: dict) -> str:
+    """The settings tables of :func:`as_dict` as TOML that :func:`load_settings` reads back
+    (flat tables of strings, numbers, booleans and lists of them: all the settings are;
+    a small writer instead of a dependency, tomllib only reads)."""
+    lines = []
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+        lines.append("")
+    return "\n".join(lines)

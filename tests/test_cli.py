@@ -126,7 +126,7 @@ def test_sql_blobs_and_failures(indexed_db):
                     "phash_d4 FROM failures LEFT JOIN images USING (path)", "--format", "json")
     assert json.loads(result.output) == [{"kind": "corrupt", "has_message": 1, "phash_d4": None}]
     result = invoke("--db", str(indexed_db), "sql", "SELECT phash_d4 FROM images LIMIT 1", "--format", "json")
-    assert json.loads(result.output) == [{"phash_d4": "<64 bytes>"}]
+    assert json.loads(result.stdout) == [{"phash_d4": "<64 bytes>"}]
 
 
 def _commands(group: click.Group, prefix=()):
@@ -199,7 +199,7 @@ def test_demo_runs_and_reports_the_broken_file(tmp_path):
 
 def test_config_command_and_bad_config(tmp_path):
     good = F.write(tmp_path / "good.toml", b"[index]\nwork_size = 300\n")
-    result = invoke("--db", str(tmp_path / "x.db"), "--config", str(good), "config")
+    result = invoke("--db", str(tmp_path / "x.db"), "--config", str(good), "config", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["index"]["work_size"] == 300
     bad = F.write(tmp_path / "bad.toml", b"[index]\nwork_sise = 300\n")
@@ -237,3 +237,33 @@ def test_database_paths_with_url_characters(tmp_path, folder):
     assert json.loads(result.output) == [{"n": 1}]
     assert invoke("--db", str(db), "sql", "DELETE FROM images").exit_code == cli.EXIT_REFUSED
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder]
+
+
+def test_sql_blobs_hint_and_content(tmp_path):
+    import base64
+
+    F.write_jpeg(tmp_path / "p" / "ok.jpg")
+    db = str(tmp_path / "b.db")
+    assert invoke("--db", db, "index", str(tmp_path / "p"), "-j", "1").exit_code == 0
+    query = "SELECT thumb, hex(thumb) AS h FROM images"
+    result = CliRunner().invoke(cli.main, ["--db", db, "sql", query, "--format", "csv"])
+    assert result.exit_code == 0
+    row = list(csv.reader(io.StringIO(result.stdout)))[1]
+    assert re.fullmatch(r"<\d+ bytes>", row[0]) and "--blobs hex" in result.stderr
+    for how, decode in (("hex", bytes.fromhex), ("base64", base64.b64decode)):
+        result = CliRunner().invoke(cli.main, ["--db", db, "sql", query, "--format", "json",
+                                                                "--blobs", how])
+        (obj,) = json.loads(result.stdout)
+        assert decode(obj["thumb"]) == bytes.fromhex(obj["h"]) and result.stderr == ""
+
+
+def test_index_names_failed_files(tmp_path):
+    for i in range(7):
+        F.write(tmp_path / "p" / f"bad{i}.jpg", b"")
+    F.write_jpeg(tmp_path / "p" / "ok.jpg")
+    result = CliRunner().invoke(cli.main, ["--db", str(tmp_path / "f.db"), "index", str(tmp_path / "p"), "-j", "1"])
+    assert result.exit_code == 0
+    named = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(named) == 5 and all(".jpg (empty: zero-byte file)" in line for line in named)
+    assert result.stderr.splitlines()[-1] == '2 more: photoqa sql "SELECT path, kind, message FROM failures"'
+    assert "failed: 7" in result.stdout

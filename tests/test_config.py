@@ -82,3 +82,24 @@ def test_bool_is_not_a_number(tmp_path):
     path.write_text("[index]\nworkers = true\n")
     with pytest.raises(config.ConfigError):
         config.load_settings(path)
+
+
+def test_config_prints_toml_that_reads_back(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import main
+    from indexer.config import as_dict, load_settings
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[flags]\ndark = 0.5\n[sensor]\nfolder = "a \\\\ \\"b\\""\n')
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "x.db"), "--config", str(mine), "config"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("[index]\n") and "dark = 0.5\n" in result.output
+    pasted = tmp_path / "photoqa.toml"
+    pasted.write_text(result.output)
+    assert as_dict(load_settings(pasted)) == as_dict(load_settings(mine))
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "x.db"), "--config", str(mine), "config",
+                                       "--format", "json"])
+    assert json.loads(result.output)["flags"]["dark"] == 0.5

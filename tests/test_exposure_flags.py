@@ -131,3 +131,17 @@ def test_blurred_kodak_is_blurry(shared_data):
     img = Image.open(shared_data / "photos" / "kodak" / "kodim23.png").convert("RGB")
     assert fired_names(np.asarray(img)) == set()
     assert fired_names(np.asarray(img.filter(ImageFilter.GaussianBlur(8)))) == {"blurry"}
+
+
+def test_odd_sizes_in_a_mixed_archive():
+    """40 camera originals among 112 web copies: neither size is odd; one thumbnail is."""
+    widths = [4000] * 40 + [800] * 112 + [96]
+    heights = [3000] * 40 + [600] * 112 + [64]
+    checks = flags.odd_sizes(widths, heights)
+    fired = [i for i, f in enumerate(checks) if f.fired]
+    assert fired == [152]
+    assert checks[152].value == 0.0 and checks[152].threshold == pytest.approx(0.02)
+    assert checks[0].value == pytest.approx(39 / 152)
+    # a handful of images: the minimum-side rule
+    small = flags.odd_sizes([4000, 800, 20], [3000, 600, 20])
+    assert [f.fired for f in small] == [False, False, True]

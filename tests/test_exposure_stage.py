@@ -6,6 +6,7 @@ stored delta EV is -1. Real: the frobisher bracket and the camera-HDR pairs.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -236,3 +237,27 @@ def test_hdr_pairs_reported(shared_data, tmp_path):
     iphone = pairs[("iphone_hdr_NO.jpg", "iphone_hdr_YES.jpg")]
     assert iphone["delta_ev_exif"] == 0.0  # same settings: the HDR merge shows as measured - predicted
     assert abs(iphone["delta_ev"]) > 0.3
+
+
+def test_report_judges_odd_size_when_read_and_flag_filters_pairs(tmp_path):
+    """odd_size needs no --refresh (the run's own files count); 4 big originals among
+    24 small copies are not odd; --flag limits the pairs too."""
+    img = tmp_path / "img"
+    for i in range(24):
+        save(img, f"s{i:02d}.png", synth.scene(i, 160, 120))
+    for i in range(4):
+        save(img, f"big{i}.png", synth.scene(50 + i, 1280, 960))
+    save(img, "tiny.png", synth.scene(98, 40, 30))
+    save(img, "dark.png", synth.change_exposure(synth.scene(3, 160, 120), -1.0))
+    db = tmp_path / "photoqa.db"
+    index(db, img)
+    result = CliRunner().invoke(main, ["--db", str(db), "exposure", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    odd = sorted(Path(im["path"]).name for im in report["images"]
+                 if any(f["name"] == "odd_size" for f in im["flags"]))
+    assert odd == ["tiny.png"]
+    assert report["pairs"], "s03/dark is an exposure pair"
+    result = CliRunner().invoke(main, ["--db", str(db), "exposure", "--flag", "odd_size", "--format", "json"])
+    only = json.loads(result.output)
+    assert [Path(im["path"]).name for im in only["images"]] == ["tiny.png"] and only["pairs"] == []

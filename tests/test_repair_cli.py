@@ -147,6 +147,7 @@ def test_jpeg_repair_changes_only_the_defect_blocks(jpeg_case, tmp_path):
 
 
 def test_existing_output_is_kept_without_force(png_case, tmp_path):
+    """One --out rule with `diff`: a non-empty folder is refused without --force."""
     db, folder, _ = png_case
     source, out = folder / f"{FRAME}.png", tmp_path / "out"
     target = out / f"{FRAME}.png"
@@ -154,8 +155,8 @@ def test_existing_output_is_kept_without_force(png_case, tmp_path):
     target.write_bytes(b"keep me")
     result = run(db, "repair", source, "--out", out)
     assert result.exit_code == 1
-    assert f"skipped   {source}: {target} exists (use --force to replace it)" in result.stderr
-    assert target.read_bytes() == b"keep me"
+    assert result.stderr.strip() == f"photoqa: --out {out} is not empty (use --force to write into it anyway)"
+    assert result.stdout == "" and target.read_bytes() == b"keep me"
     result = run(db, "repair", source, "--out", out, "--force")
     assert result.exit_code == 0 and "repaired" in result.stdout
     with Image.open(target) as im:
@@ -204,6 +205,29 @@ def test_forced_sensor_of_another_size_is_refused(png_case, tmp_path):
     assert "sensor 1 is 160x112 rgb, this file is 60x40 rgb" in result.stderr
     result = run(db, "repair", small, "--out", tmp_path / "out", "--camera", "7")
     assert result.exit_code == 1 and "no sensor with id 7" in result.stderr
+
+
+def test_forced_sensor_of_another_camera_needs_force(png_case, camera, frames, tmp_path):
+    """--camera N on a file of the same size from another body: refused, unless --force."""
+    db, _, _ = png_case
+    other = make_camera(seed=0, model="Synthetic S2")
+    (stranger,) = write_png_frames(tmp_path / "other", other, frames[:1])
+    result = run(db, "repair", stranger, "--out", tmp_path / "out", "--camera", "1")
+    assert result.exit_code == 1
+    assert "sensor 1 is a " in result.stderr and "this file comes from a " in result.stderr
+    assert "Synthetic S2" in result.stderr and "(use --force to apply its defects anyway)" in result.stderr
+    assert not (tmp_path / "out").exists()
+    result = run(db, "repair", stranger, "--out", tmp_path / "out", "--camera", "1", "--force")
+    assert result.exit_code == 0 and "repaired" in result.stdout, result.stderr
+
+
+def test_camera_name_drops_a_repeated_make():
+    from indexer.commands.output import camera_name
+
+    assert camera_name("Canon", "Canon PowerShot G2") == "Canon PowerShot G2"
+    assert camera_name("NIKON CORPORATION", "NIKON D70", "123") == "NIKON D70 123"
+    assert camera_name("Photoqa", "Demo Cam") == "Photoqa Demo Cam"
+    assert camera_name("", "Model X") == "Model X" and camera_name(None, None) == ""
 
 
 # ---------------------------------------------------------------- RAW (shared data)

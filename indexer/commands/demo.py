@@ -66,33 +66,48 @@ def show_dupes(session) -> None:
 
 def show_sensors(session) -> None:
     from indexer.commands.hotpixels import sensor_reports
-    from indexer.commands.output import emit
+    from indexer.commands.output import camera_name, emit
 
     reports = sensor_reports(session)
     emit(["camera", "size", "frames", "status"],
-         [(f"{r.make} {r.model}", f"{r.width}x{r.height}", r.frames, r.status) for r in reports],
+         [(camera_name(r.make, r.model), f"{r.width}x{r.height}", r.frames, r.status) for r in reports],
          "table", title="\nsensors")
     for r in reports:
         if r.defects:
             emit(["x", "y", "kind", "rate"], [(d.x, d.y, d.kind, f"{d.rate:.0%}") for d in r.defects],
-                 "table", title=f"defects of {r.make} {r.model}")
+                 "table", title=f"defects of {camera_name(r.make, r.model)}")
 
 
-def run_demo(folder: Path, *, workers: int | None = None, config: str | None = None) -> None:
-    """Write the sample, index it into ``folder/photoqa.db`` and print what was found."""
+SETTINGS_FILE = "photoqa-demo.toml"
+
+
+def write_settings(folder: Path) -> Path:
+    """``folder/photoqa-demo.toml``: every setting at its default, except that the demo
+    camera's PNG frames feed the sensor statistics. Every key is written, so a
+    photoqa.toml already in the folder (or --config) changes nothing of the demo."""
+    from indexer.config import Settings, as_dict, to_toml
+
+    tables = as_dict(Settings())
+    tables["sensor"]["rendered_frames"] = True
+    path = folder / SETTINGS_FILE
+    path.write_text(to_toml(tables), encoding="utf-8")
+    return path
+
+
+def run_demo(folder: Path, *, workers: int | None = None) -> None:
+    """Write the sample, index it into ``folder/photoqa.db`` with the demo's own settings
+    (:func:`write_settings`, whatever photoqa.toml the folder holds) and print what was found."""
     from db.queries import run_sql
     from indexer.commands.index import run_index
     from indexer.commands.output import emit
     from indexer.session import open_session
 
     made = write_sample(folder)
-    settings_file = folder / "photoqa.toml"
-    if not settings_file.exists():  # the demo camera writes PNG frames: learn from them too
-        settings_file.write_text("[sensor]\nrendered_frames = true\n")
+    settings_file = write_settings(folder)
     click.echo(f"wrote {len(made)} files into {folder}/: 6 scenes, 8 copies of them (exact, resized,\n"
                f"rotated, mirrored, cropped, -1 EV, greyscale), a truncated JPEG, and {CAMERA_FRAMES} frames\n"
                f"of a synthetic camera with 6 hot and 3 dead photosites planted")
-    session = open_session(str(folder / "photoqa.db"), config)
+    session = open_session(str(folder / "photoqa.db"), str(settings_file))
     summary = run_index(session, [folder], workers=workers)
     click.echo(f"indexed {summary.indexed}, failed {summary.failed} in {summary.seconds:.1f} s")
     cols, rows = run_sql(session.engine, """
@@ -108,6 +123,6 @@ def run_demo(folder: Path, *, workers: int | None = None, config: str | None = N
     show_exposure(session, folder)
     show_sensors(session)
     db = folder / "photoqa.db"
-    click.echo(f"\nNext: photoqa --db {db} dupes --format json")
-    click.echo(f"      photoqa --db {db} hotpixels --map {folder / 'defects.png'}")
+    click.echo(f"\nNext: photoqa --db {db} --config {settings_file} dupes --format json")
+    click.echo(f"      photoqa --db {db} --config {settings_file} hotpixels --map {folder / 'defects.png'}")
     click.echo(f"      photoqa --db {db} sql \"SELECT path, ev, sharpness FROM images ORDER BY ev\"")

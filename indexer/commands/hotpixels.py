@@ -10,6 +10,7 @@ from db import sensors as dbsensors
 from indexer.sensor import Defect, dcraw_badpixels, defect_map, export_badpixels, rawtherapee_filename
 from indexer.sensor.accumulator import AccumulatorFileError, check_file
 from indexer.sensor.export import write_text
+from indexer.commands.output import camera_name
 from indexer.pipeline.sensorstage import sensor_folder
 from indexer.session import Session
 
@@ -100,7 +101,7 @@ def export_all(reports: list[SensorReport], folder: Path) -> list[Path]:
     for r in reports:
         if r.frames < r.required:
             continue
-        title = f"{r.make} {r.model} {r.serial}".strip() + f", {r.width}x{r.height} {r.kind}, {r.frames} frames"
+        title = camera_name(r.make, r.model, r.serial) + f", {r.width}x{r.height} {r.kind}, {r.frames} frames"
         if r.kind == "cfa":
             written.extend(export_badpixels(r.defects, folder, make=r.make, model=short_model(r.make, r.model),
                                             serial=r.serial or None, title=title))

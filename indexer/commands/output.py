@@ -5,14 +5,61 @@ one object; CSV has a header row. Bytes are shown as ``<N bytes>`` (BLOB columns
 """
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import math
 import sys
 from datetime import date, datetime
+from pathlib import Path
 from typing import IO, Any
 
 FORMATS = ("table", "json", "csv")
+
+
+class OutputDirError(ValueError):
+    """An ``--out`` folder a command must not write into."""
+
+
+def check_out_dir(out_dir: Path, *, force: bool = False) -> None:
+    """The one ``--out`` rule of the commands that write files (``diff``, ``repair``):
+    a missing or empty folder is used; a file is refused; a folder holding anything is
+    refused unless ``force`` (its files of the same names are then replaced)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputDirError(f"--out {out_dir} is a file, not a folder")
+    if not force and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise OutputDirError(f"--out {out_dir} is not empty (use --force to write into it anyway)")
+
+
+def camera_name(make: str | None, model: str | None, serial: str | None = None) -> str:
+    """How every report names a camera: the model alone when it already starts with the
+    make's first word ('Canon' + 'Canon PowerShot G2' -> 'Canon PowerShot G2', 'NIKON
+    CORPORATION' + 'NIKON D70' -> 'NIKON D70'), else make and model; then the serial
+    when given."""
+    make, model = (make or "").strip(), (model or "").strip()
+    first = make.split()[0].lower() if make.split() else ""
+    name = model if first and model.lower().startswith(first) else f"{make} {model}".strip()
+    return f"{name} {serial}" if serial else name
+
+
+BLOB_ENCODINGS = ("size", "hex", "base64")
+
+
+def encode_blobs(rows: list[tuple], how: str) -> tuple[list[tuple], bool]:
+    """(rows with BLOB cells as ``how``: "size" keeps them for :func:`plain` to show as
+    ``<N bytes>``, "hex" or "base64" gives their content as text; whether any cell was a BLOB)."""
+    found = False
+
+    def cell(v):
+        nonlocal found
+        if not isinstance(v, (bytes, bytearray, memoryview)):
+            return v
+        found = True
+        data = bytes(v)
+        return data if how == "size" else data.hex() if how == "hex" else base64.b64encode(data).decode("ascii")
+
+    return [tuple(cell(v) for v in row) for row in rows], found
 
 
 def plain(value: Any) -> Any:

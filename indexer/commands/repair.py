@@ -6,7 +6,9 @@ defect in the stored (un-rotated) pixels is replaced by the normalised-convoluti
 its neighbours (direct 1, diagonal 1/sqrt 2, other defects left out) and the file is
 written in its own format with its EXIF (JPEGs keep their quantisation tables and
 subsampling). Originals are never opened for writing; an existing output is kept unless
-``force``.
+``force`` (the CLI refuses a non-empty ``--out`` folder first, :func:`check_out_dir`).
+``--camera`` uses one sensor's defects for every file of its geometry, but refuses a file
+that names another camera unless ``force``.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from PIL import Image, JpegImagePlugin
 from db import sensors as dbsensors
 from indexer import decode
 from indexer.decode import exif, sniff
+from indexer.commands.output import camera_name
 from indexer.errors import DecodeError
 from indexer.decode.raw import open_raw, raw_metadata
 from indexer.sensor import Defect, ResidualParams, defect_mask, repair_cfa, repair_rgb
@@ -48,10 +51,21 @@ _NO_SENSOR = "no sensor statistics for this camera and size (index more of its {
 _REPAIRABLE_MODES = ("L", "RGB", "I;16", "I;16L", "I;16B", "I;16N")
 
 
+def same_camera(camera: exif.Camera | None, make: str, model: str, serial: str) -> bool:
+    """True when the file names no camera or the sensor's body (the serial counts only
+    when both sides record one)."""
+    if camera is None or not (camera.make or camera.model):
+        return True
+    if (camera.make.strip().lower(), camera.model.strip().lower()) != (make.strip().lower(), model.strip().lower()):
+        return False
+    return not (camera.serial and serial) or camera.serial == serial
+
+
 def _find(session: Session, camera: exif.Camera | None, width: int, height: int, kind: str,
-          forced: int | None, what: str) -> tuple[int | None, str]:
+          forced: int | None, what: str, force: bool = False) -> tuple[int | None, str]:
     """(sensor id, "") or (None, why not). A forced sensor must have this file's geometry:
-    defect coordinates of another size would land on the wrong pixels (or outside)."""
+    defect coordinates of another size would land on the wrong pixels (or outside); and,
+    unless ``force``, this file's camera: another body's defects are not this one's."""
     if forced is not None:
         rows = dbsensors.list_sensors(session.engine, forced)
         if not rows:
@@ -60,6 +74,10 @@ def _find(session: Session, camera: exif.Camera | None, width: int, height: int,
         if (row.width, row.height, row.kind) != (width, height, kind):
             return None, (f"sensor {forced} is {row.width}x{row.height} {row.kind}, "
                           f"this file is {width}x{height} {kind}")
+        if not force and not same_camera(camera, row.make, row.model, row.serial):
+            return None, (f"sensor {forced} is a {camera_name(row.make, row.model, row.serial)}, this file "
+                          f"comes from a {camera_name(camera.make, camera.model, camera.serial)} "
+                          "(use --force to apply its defects anyway)")
         return forced, ""
     if camera is None:
         return None, _NO_SENSOR.format(what=what)
@@ -99,7 +117,7 @@ def _repair_raw(session, path, data, out_dir, forced, dry_run, force) -> RepairR
     target, problem = _target(path, out_dir, ".tiff", force)
     with open_raw(data) as raw:
         height, width = raw.raw_image_visible.shape
-        sid, why = _find(session, meta.camera, width, height, "cfa", forced, "RAW frames")
+        sid, why = _find(session, meta.camera, width, height, "cfa", forced, "RAW frames", force)
         if sid is None:
             return RepairResult(path, None, None, skipped=why)
         defects = _defects(session, sid)
@@ -131,7 +149,7 @@ def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> Re
                             "(grey, RGB and 16-bit grey are)")
     pixels = decode.sensor_frame(img)
     height, width = pixels.shape[:2]
-    sid, why = _find(session, meta.camera, width, height, "rgb", forced, "photos")
+    sid, why = _find(session, meta.camera, width, height, "rgb", forced, "photos", force)
     if sid is None:
         return RepairResult(path, None, None, skipped=why)
     defects = _defects(session, sid)

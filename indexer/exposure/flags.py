@@ -57,6 +57,10 @@ class FlagThresholds:
         (cleanvision: k = 3).
     odd_size_min_side: without dataset quartiles, a shorter side below this many
         pixels is odd.
+    odd_size_min_share: the reports' dataset rule (:func:`odd_sizes`): a size is odd
+        when fewer than this share of the other images are within a factor of 2 of it
+        (sqrt(w*h)), so an archive mixing camera originals and web copies has two
+        ordinary sizes.
     clipped_highlights / crushed_shadows: fraction of pixels with luma >= 250/255 or
         <= 5/255 above this.
     low_contrast: (p99 - p1) luma range below this (scikit-image ``is_low_contrast``
@@ -72,6 +76,7 @@ class FlagThresholds:
     odd_aspect_ratio: float = 0.35
     odd_size_iqr_factor: float = 3.0
     odd_size_min_side: int = 32
+    odd_size_min_share: float = 0.02
     clipped_highlights: float = 0.05
     crushed_shadows: float = 0.05
     low_contrast: float = 0.25
@@ -178,6 +183,31 @@ def odd_size(width: int, height: int, *, quartiles: tuple[float, float] | None =
     if size > hi or (size >= lo and hi - size < size - lo):
         return _above("odd_size", size, hi)
     return _below("odd_size", size, lo)
+
+
+def odd_sizes(widths, heights, *, min_share: float = FlagThresholds.odd_size_min_share,
+              min_side: int = FlagThresholds.odd_size_min_side, min_images: int = 20,
+              factor: float = 2.0) -> list[Flag]:
+    """``odd_size`` for every image of a dataset at once, robust to several ordinary sizes.
+
+    Unlike cleanvision's interquartile fences (:func:`odd_size` with quartiles), which
+    call every camera original odd in an archive of mostly small web copies, a size is
+    odd here when fewer than ``min_share`` of the other images have a sqrt(w*h) within
+    ``factor`` of it: ``value`` is that share, ``threshold`` ``min_share``. With fewer
+    than ``min_images`` images the share means nothing and the minimum-side rule of
+    :func:`odd_size` applies instead.
+    """
+    w = np.asarray(widths, dtype=np.float64)
+    h = np.asarray(heights, dtype=np.float64)
+    n = len(w)
+    if n < max(min_images, 2):
+        return [odd_size(int(a), int(b), min_side=min_side) for a, b in zip(w, h)]
+    size = np.log2(np.sqrt(np.maximum(w * h, 1.0)))
+    order = np.sort(size)
+    span = math.log2(factor)
+    near = np.searchsorted(order, size + span, side="right") - np.searchsorted(order, size - span, side="left")
+    share = (near - 1) / (n - 1)
+    return [_below("odd_size", float(v), min_share) for v in share]
 
 
 def clipped_highlights(clip_high: float, *,
