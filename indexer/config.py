@@ -18,9 +18,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indexer.decode.image import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE
 from indexer.exposure.flags import FlagThresholds
 from indexer.match.params import MatchParams
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS, MatchThresholds
+from indexer.measure.features import THUMB_SIZE
 
 
 class ConfigError(ValueError):
@@ -40,10 +42,10 @@ class IndexSettings:
     workers: worker processes; 0 means one per CPU core.
     """
 
-    work_size: int = 256
-    thumb_size: int = 128
-    raw_preview_min: int = 512
-    max_pixels: int = 250_000_000
+    work_size: int = WORK_SIZE
+    thumb_size: int = THUMB_SIZE
+    raw_preview_min: int = RAW_PREVIEW_MIN
+    max_pixels: int = MAX_PIXELS
     workers: int = 0
 
 

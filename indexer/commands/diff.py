@@ -27,12 +27,12 @@ from indexer.exposure.transfer import delta_ev_exif
 from indexer.match.verify import compare as compare_thumbs
 from indexer.measure import orient
 from indexer.measure.align import resample
-from indexer.measure.features import histograms, luma8, thumbnail, to_uint8
+from indexer.decode import MAX_PIXELS
+from indexer.measure.features import THUMB_SIZE, histograms, luma8, thumbnail, to_uint8
 from indexer.measure.linear import srgb_to_linear
 
 MIN_CORRELATION = 0.3  # linear-luminance correlation on the overlap; unrelated photos read ~0.0-0.1
 MIN_OVERLAP_PIXELS = 4096
-THUMB_SIZE = 128
 
 
 class DiffError(ExposureError):
@@ -165,7 +165,7 @@ def on_common_grid(a: np.ndarray, b: np.ndarray, g: Geometry) -> tuple[np.ndarra
 
 
 def diff_files(path_a: Path, path_b: Path, out_dir: Path, *, force: bool = False,
-               max_pixels: int = 250_000_000) -> DiffSummary:
+               max_pixels: int = MAX_PIXELS) -> DiffSummary:
     """Bring B onto A (orientation, scale, offset), measure, write the PNGs into ``out_dir``.
 
     RAW files are developed linearly (:func:`indexer.decode.load_full`); two sRGB-encoded

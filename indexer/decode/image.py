@@ -41,6 +41,11 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     HEIF_AVAILABLE = False
 
 
+# Defaults of the decode functions, and of [index] in indexer.config (defined here, once)
+WORK_SIZE = 256  # long side (px) of the working image features are measured on
+RAW_PREVIEW_MIN = 512  # an embedded RAW preview at least this long is used instead of developing
+MAX_PIXELS = 250_000_000  # larger images are refused (decompression bombs)
+
 
 class SensorData(enum.Enum):
     """Which files keep full-size data for the sensor statistics stage."""
@@ -91,16 +96,16 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def decode_file(path: str | Path, *, work_size: int = 256, raw_preview_min: int = 512,
-                max_pixels: int = 250_000_000, sensor_data: SensorData = SensorData.NONE) -> Decoded:
+def decode_file(path: str | Path, *, work_size: int = WORK_SIZE, raw_preview_min: int = RAW_PREVIEW_MIN,
+                max_pixels: int = MAX_PIXELS, sensor_data: SensorData = SensorData.NONE) -> Decoded:
     """Read and decode one file (see :func:`decode_bytes`)."""
     path = Path(path)
     return decode_bytes(read_bytes(path), path, work_size=work_size, raw_preview_min=raw_preview_min,
                         max_pixels=max_pixels, sensor_data=sensor_data)
 
 
-def decode_bytes(data: bytes, path: Path, *, work_size: int = 256, raw_preview_min: int = 512,
-                 max_pixels: int = 250_000_000, sensor_data: SensorData = SensorData.NONE) -> Decoded:
+def decode_bytes(data: bytes, path: Path, *, work_size: int = WORK_SIZE, raw_preview_min: int = RAW_PREVIEW_MIN,
+                 max_pixels: int = MAX_PIXELS, sensor_data: SensorData = SensorData.NONE) -> Decoded:
     """Decode ``data`` (the bytes of ``path``) to a :class:`Decoded` at the working size."""
     kind = sniff.sniff(data[:32])
     digest = hashlib.sha256(data).hexdigest()
@@ -281,7 +286,7 @@ def sidecar_meta(path: Path) -> exif.Metadata:
     return exif.EMPTY
 
 
-def pixel_digest(path: str | Path, *, max_pixels: int = 250_000_000) -> str:
+def pixel_digest(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> str:
     """SHA-256 of the full-size decoded pixels (stored orientation, mode and size included).
 
     Two files with equal digests hold the same picture whatever their metadata or
@@ -323,7 +328,7 @@ class FullImage:
 
 
 def load_full(path: str | Path, *, raw_linear: bool = True,
-              max_pixels: int = 250_000_000) -> FullImage:
+              max_pixels: int = MAX_PIXELS) -> FullImage:
     """Decode ``path`` at full resolution (RAW linearly developed when ``raw_linear``)."""
     path = Path(path)
     data = read_bytes(path)

@@ -16,6 +16,7 @@ from indexer.measure import hashes
 from indexer.measure import linear
 
 FEATURES_VERSION = 2  # 2: phash_crops gained eight off-centre 85% crops
+THUMB_SIZE = 128  # long side (px) of the grey thumbnail kept for alignment ([index] thumb_size)
 SHARPNESS_SIZE = 256  # long side, px, at which sharpness is measured
 CLIP_HIGH, CLIP_LOW = 250, 5  # 8-bit luma levels counted as clipped
 
@@ -117,7 +118,7 @@ def thumbnail(grey: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
-def measure(rgb: np.ndarray, *, thumb_size: int = 128) -> Features:
+def measure(rgb: np.ndarray, *, thumb_size: int = THUMB_SIZE) -> Features:
     """All features of one working-size image (see module docstring for the input)."""
     rgb8 = to_uint8(rgb)
     grey = luma8(rgb8)

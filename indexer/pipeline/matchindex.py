@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from db import indexrows
 from db import pairs as dbpairs
+from indexer.config import MatchSettings
 from indexer.match import snapshot
 from indexer.match.engine import Matcher
 from indexer.match.params import MatchParams
@@ -77,7 +78,8 @@ class IndexKeeper:
     """
 
     def __init__(self, engine: Engine, path: Path | None, params: MatchParams = MatchParams(), *,
-                 pixels_equal=None, min_images: int = 20_000, resave_after: int = 10_000):
+                 pixels_equal=None, min_images: int = MatchSettings.index_file_min,
+                 resave_after: int = MatchSettings.index_file_resave):
         self.engine, self.path, self.min_images, self.resave_after = engine, path, min_images, resave_after
         self.params, self.pixels_equal, self.loader = params, pixels_equal, dbpairs.loader(engine)
         self.th = params.thresholds
