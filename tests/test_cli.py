@@ -267,3 +267,20 @@ def test_index_names_failed_files(tmp_path):
     assert len(named) == 5 and all(".jpg (empty: zero-byte file)" in line for line in named)
     assert result.stderr.splitlines()[-1] == '2 more: photoqa sql "SELECT path, kind, message FROM failures"'
     assert "failed: 7" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["sql", "select count(*) from images"], ["status"]])
+def test_read_commands_start_without_heavy_modules(tmp_path, command):
+    """``sql`` and ``status`` on an existing database import neither scipy, numba, rawpy
+    nor alembic: those cost seconds at start-up and these commands need none of them."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "photoqa.db"
+    open_session(str(db)).engine.dispose()  # created at head
+    code = ("import sys\nfrom cli import main\n"
+            f"try:\n    main({['--db', str(db), *command]!r})\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('scipy', 'numba', 'rawpy', 'alembic') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr

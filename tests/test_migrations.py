@@ -1,6 +1,8 @@
 """Alembic: one head, upgrade from empty, models equal the migrated schema."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -20,6 +22,20 @@ def test_single_head():
     heads = ScriptDirectory.from_config(migrate.alembic_config()).get_heads()
     assert len(heads) == 1
     assert migrate.head_revision() == heads[0]
+    assert migrate.newest_revision() == heads[0]  # the fast at-head check reads file names
+
+
+def test_opening_a_database_at_head_does_not_import_alembic(tmp_path):
+    import subprocess
+    import sys
+
+    db = tmp_path / "at_head.db"
+    migrate.upgrade(open_engine(f"sqlite:///{db}"))
+    code = ("import sys; from db.engine import open_engine; from db import migrate; "
+            f"migrate.upgrade(open_engine('sqlite:///{db}')); print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "False"
 
 
 def test_revisions_form_one_chain():

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from indexer.measure import orient
-from indexer.match.verify import Evidence
+
+if TYPE_CHECKING:  # verify pulls in scipy.ndimage; settings read the thresholds here
+    from indexer.match.verify import Evidence
 
 VERDICTS = ("same_file", "same_pixels", "derived", "raw_jpeg", "exposure_variant", "similar")
 # copies of one shot: what a duplicate group holds by default (an exposure edit of one

@@ -13,7 +13,6 @@ variant of the original (see :func:`phash_d4`).
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 from PIL import Image
 
 from indexer.measure import orient
@@ -58,7 +57,10 @@ def _resized(grey, size: tuple[int, int]) -> np.ndarray:
 
 
 def _phash_bits(small32: np.ndarray) -> np.ndarray:
-    # scipy.fftpack.dct (what imagehash calls) is scipy.fft.dct with norm=None.
+    # scipy.fftpack.dct (what imagehash calls) is scipy.fft.dct with norm=None. Imported
+    # here: scipy.fft costs ~0.25 s to import, which commands that never hash must not pay.
+    import scipy.fft
+
     coeffs = scipy.fft.dct(scipy.fft.dct(small32, axis=0), axis=1)[:8, :8]
     return coeffs > np.median(coeffs)
 
