@@ -20,7 +20,7 @@ class Session:
 
     @property
     def store(self) -> Store:
-        return Store(self.engine)
+        return Store(self.engine, group_verdicts=self.settings.match.group_verdicts)
 
 
 def open_session(db: str | None = None, config: str | None = None, *, readonly: bool = False,
