@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select
 
-from db.models import Image, ImageGroup, Pair
+from db.models import Image, ImageGroup, Meta, Pair
 from indexer.match.groups import Group, KeeperInfo, build_groups, components, keeper_of
 
 CHUNK = 500  # ids per IN list: far below every database's parameter limit
+VERDICTS_KEY = "group_verdicts"  # photoqa_meta: the verdicts image_groups was computed with
 
 _A, _B = Image.__table__.alias("ga"), Image.__table__.alias("gb")
 
@@ -137,4 +138,24 @@ def rebuild_groups(conn: Connection, verdicts: Iterable[str]) -> list[Group]:
                           verdicts=verdicts)
     clear_groups(conn)
     _write(conn, ((g.keeper, g.members) for g in groups))
+    conn.execute(delete(Meta).where(Meta.key == VERDICTS_KEY))
+    conn.execute(insert(Meta).values(key=VERDICTS_KEY, value=_verdicts_value(verdicts)))
     return groups
+
+
+def _verdicts_value(verdicts: Iterable[str]) -> str:
+    return ",".join(sorted(set(verdicts)))
+
+
+def ensure_groups(engine: Engine, verdicts: Iterable[str]) -> bool:
+    """Rebuild every group if ``image_groups`` was computed with other verdicts than
+    ``verdicts`` (``[match] group_verdicts`` changed), or by a version that numbered groups
+    1..n instead of by keeper (no record in ``photoqa_meta``): an incremental refresh must
+    start from groups of the same rule. Returns whether it rebuilt. Writers call it once
+    when they open the database."""
+    verdicts = sorted(set(verdicts))
+    with engine.begin() as conn:
+        if conn.execute(select(Meta.value).where(Meta.key == VERDICTS_KEY)).scalar() == _verdicts_value(verdicts):
+            return False
+        rebuild_groups(conn, verdicts)
+        return True

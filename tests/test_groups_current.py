@@ -262,3 +262,25 @@ def test_daemon_keeps_groups_current(tmp_path, no_thread_leak):  # noqa: F811
         daemon.wait_status(root / "a.png", "missing")
         assert stored(daemon.session) == set()  # in the transaction that marked it missing
         check_current(daemon.session)
+
+
+def test_groups_of_other_verdicts_or_old_numbering_are_rebuilt_at_open(tmp_path, folder):
+    from db.groups import VERDICTS_KEY
+
+    session = new_session(tmp_path)
+    picture(7).save(folder / "a.png")
+    picture(7, 0.75).save(folder / "small.png")
+    index(session, folder)
+    a = image_id(session, folder / "a.png")
+    with session.engine.begin() as conn:  # as an older version left them: numbered from 1, no record
+        conn.execute(text("UPDATE image_groups SET group_id = 1"))
+        conn.execute(text("DELETE FROM photoqa_meta WHERE key = :k"), {"k": VERDICTS_KEY})
+    session.engine.dispose()
+    session = new_session(tmp_path)
+    assert {g for _, g, _ in stored(session)} == {a}
+    session.engine.dispose()
+    (tmp_path / "photoqa-test.toml").write_text(CONFIG + 'group_verdicts = ["same_file"]\n')
+    session = open_session(str(tmp_path / "db" / "photoqa.db"), str(tmp_path / "photoqa-test.toml"))
+    assert stored(session) == set()  # the resized copy is "derived": no group of same_file pairs
+    check_current(session)
+    session.engine.dispose()
