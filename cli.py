@@ -308,7 +308,7 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
     converted), exposure_variant (same scene, clear exposure offset) or similar (same
     scene with movement, e.g. a burst), with the evidence. Each group names a suggested
     keeper (most pixels, RAW, least compressed, sharpest, earliest); nothing is moved
-    or deleted.
+    or deleted. A group's id is its keeper's image id, as in the image_groups table.
 
     \b
     Examples:
