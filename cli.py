@@ -293,8 +293,9 @@ def status(ctx, fmt):
               help="Groups as a table, one JSON object, or CSV (one row per pair). Example: --format json")
 @click.option("--verdicts", default=None, metavar="LIST",
               help="Comma-separated verdicts that join images into a group (default: [match] group_verdicts, "
-                   "same_file,same_pixels,derived,exposure_variant); add `similar` to group burst "
-                   "neighbours too. Example: --verdicts same_file,same_pixels")
+                   "same_file,same_pixels,derived: copies of one shot); add raw_jpeg to group a RAW with "
+                   "the camera's JPEG of it, exposure_variant or similar to group related shots too. "
+                   "Example: --verdicts same_file,same_pixels")
 @click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
               help="Only groups with at least this many files. Example: --min-size 3")
 @click.option("--rematch", is_flag=True,
@@ -305,8 +306,10 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
 
     Every pair says what it is: same_file (equal bytes), same_pixels (equal decoded
     pixels), derived (resized, recompressed, cropped, shifted, rotated, mirrored,
-    converted), exposure_variant (same scene, clear exposure offset) or similar (same
-    scene with movement, e.g. a burst), with the evidence. Each group names a suggested
+    converted, or an exposure edit of one capture), raw_jpeg (one capture as RAW and
+    JPEG), exposure_variant (another exposure of the scene: a bracket frame, an HDR
+    source) or similar (another shot: a burst neighbour, a re-shoot), with the evidence.
+    Files whose camera body or capture time differ are never copies of each other. Each group names a suggested
     keeper (most pixels, RAW, least compressed, sharpest, earliest); nothing is moved
     or deleted. A group's id is its keeper's image id, as in the image_groups table.
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, or_, select
 
 from db.models import Image, ImageFlag, Pair
 
-EXPOSURE_VERDICTS = ("exposure_variant", "derived", "similar")
+EXPOSURE_VERDICTS = ("exposure_variant", "derived", "similar", "raw_jpeg")
 _FLAG_INPUT_COLS = (Image.id, Image.width, Image.height, Image.hist, Image.luma_p1, Image.luma_p99,
                     Image.clip_high, Image.clip_low, Image.sharpness, Image.colourfulness, Image.ev)
 
@@ -87,14 +87,17 @@ def exposure_pairs(engine: Engine, *, verdicts: Sequence[str] = EXPOSURE_VERDICT
                    min_abs_ev: float = 0.25) -> list[tuple]:
     """(a path, b path, verdict, delta_ev, delta_ev_exif) of stored pairs of one scene
     that differ in exposure: every ``exposure_variant`` pair, and other ``verdicts``
-    pairs whose measured or predicted |delta EV| reaches ``min_abs_ev``; by path."""
+    pairs whose measured or predicted |delta EV| reaches ``min_abs_ev``; by path. Pairs
+    from two camera bodies (``same_camera`` false: look-alike photos of one chart taken
+    years apart) are not shots of one scene and are left out."""
     a, b = Image.__table__.alias("a"), Image.__table__.alias("b")
     differs = or_(func.abs(Pair.delta_ev) >= min_abs_ev, func.abs(Pair.delta_ev_exif) >= min_abs_ev)
     chosen = or_(Pair.verdict == "exposure_variant", and_(Pair.verdict.in_(list(verdicts)), differs))
     query = (select(a.c.path, b.c.path, Pair.verdict, Pair.delta_ev, Pair.delta_ev_exif)
              .join(a, a.c.id == Pair.a_id).join(b, b.c.id == Pair.b_id)
              .where(a.c.missing_since.is_(None) & b.c.missing_since.is_(None)
-                    & Pair.verdict.in_(list(verdicts)) & chosen)
+                    & Pair.verdict.in_(list(verdicts)) & chosen
+                    & or_(Pair.same_camera.is_(None), Pair.same_camera.is_(True)))
              .order_by(a.c.path, b.c.path))
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(query)]

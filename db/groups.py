@@ -1,16 +1,19 @@
 """``image_groups`` kept current: recomputed inside the transaction of every write that
 changes it, for the groups it touches only.
 
-A group is a connected component (size >= 2) of the pairs whose verdict is one of the
-group verdicts (``[match] group_verdicts``) and whose two images are present
-(``images.missing_since`` NULL); its id is its keeper's image id
-(:func:`indexer.match.groups.keeper_of`), so ``photoqa dupes`` prints the same ids and an
-id survives a move, a rename or a new member that does not outrank the keeper.
+Groups are :func:`indexer.match.groups.build_groups` over the pairs whose verdict is one
+of the group verdicts (``[match] group_verdicts``) and whose two images are present
+(``images.missing_since`` NULL): connected components, split where metadata shows two
+different shots (joined strongest edge first, so a component's groups depend on all of
+its pairs). A group's id is its keeper's image id, so ``photoqa dupes`` prints the same
+ids and an id survives a move, a rename or a new member that does not outrank the keeper.
 
 Writers call :func:`refresh_groups` with the images whose pairs, presence or keeper
 facts they changed, on the connection of their open transaction (``engine.begin()``).
-The cost is proportional to the affected components (their members and pairs), never
-to the archive. :func:`rebuild_groups` is the full recomputation (``rematch``, repair).
+It recomputes whole connected components (the unit on which ``build_groups`` decides),
+those of these images, of their pair partners and of their old groups' members: the
+cost is proportional to the affected components, never to the archive.
+:func:`rebuild_groups` is the full recomputation (``rematch``, repair).
 """
 from __future__ import annotations
 
@@ -18,8 +21,9 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, delete, insert, select
 
-from db.models import Image, ImageGroup, Meta, Pair
-from indexer.match.groups import Group, KeeperInfo, build_groups, components, keeper_of
+from db.models import Camera, Image, ImageGroup, Meta, Pair
+from indexer.match.groups import Group, KeeperInfo, build_groups
+from indexer.match.shots import body_key
 
 CHUNK = 500  # ids per IN list: far below every database's parameter limit
 VERDICTS_KEY = "group_verdicts"  # photoqa_meta: the verdicts image_groups was computed with
@@ -55,38 +59,60 @@ def _present(conn: Connection, ids: set[int]) -> set[int]:
     return found
 
 
-def _edges(conn: Connection, ids: list[int], verdicts: list[str]) -> list[tuple[int, int]]:
+_EDGE_COLS = (Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.correlation, Pair.hist_similarity)
+
+
+def _pairs_query(verdicts: list[str]):
+    """Pairs of the group verdicts between present images, with what ``build_groups`` reads."""
+    both_present = _A.c.missing_since.is_(None) & _B.c.missing_since.is_(None)
+    return (select(*_EDGE_COLS).join(_A, _A.c.id == Pair.a_id).join(_B, _B.c.id == Pair.b_id)
+            .where(Pair.verdict.in_(verdicts) & both_present))
+
+
+def _edges(conn: Connection, ids: list[int], verdicts: list[str]) -> list:
     """Group-verdict pairs of present images with an end in ``ids`` (two queries, so
     each uses its index: ``uq_pairs_a_id_b_id`` and ``ix_pairs_b_id``)."""
-    both_present = _A.c.missing_since.is_(None) & _B.c.missing_since.is_(None)
-    base = (select(Pair.a_id, Pair.b_id).join(_A, _A.c.id == Pair.a_id).join(_B, _B.c.id == Pair.b_id)
-            .where(Pair.verdict.in_(verdicts) & both_present))
-    return [(int(a), int(b)) for where in (Pair.a_id.in_(ids), Pair.b_id.in_(ids))
-            for a, b in conn.execute(base.where(where))]
+    base = _pairs_query(verdicts)
+    return [row for where in (Pair.a_id.in_(ids), Pair.b_id.in_(ids)) for row in conn.execute(base.where(where))]
 
 
-def _walk(conn: Connection, start: set[int], verdicts: list[str], seen: set[int],
-          edges: set[tuple[int, int]]) -> set[int]:
+def _partners(conn: Connection, ids: set[int], verdicts: list[str]) -> set[int]:
+    """The other ends of the group-verdict pairs of ``ids``, present or not (a seed just
+    marked missing is not walked from, but its former neighbours are)."""
+    out: set[int] = set()
+    for chunk in _chunks(ids):
+        where = Pair.verdict.in_(verdicts)
+        out.update(conn.execute(select(Pair.b_id).where(where & Pair.a_id.in_(chunk))).scalars())
+        out.update(conn.execute(select(Pair.a_id).where(where & Pair.b_id.in_(chunk))).scalars())
+    return out
+
+
+def _walk(conn: Connection, start: set[int], verdicts: list[str], seen: set[int], edges: dict) -> set[int]:
     """Breadth first from ``start`` over the group-verdict pairs of present images, adding
-    to ``seen`` and ``edges``; returns the images reached (``start`` included)."""
+    to ``seen`` and ``edges`` ((a, b) -> pair row); returns the images reached (``start``
+    included)."""
     frontier = set(start) - seen
     reached = set(frontier)
     seen |= frontier
     while frontier:
         found = [e for chunk in _chunks(frontier) for e in _edges(conn, chunk, verdicts)]
-        edges.update(found)
-        frontier = {x for e in found for x in e} - seen
+        edges.update(((e.a, e.b), e) for e in found)
+        frontier = {x for e in found for x in (e.a, e.b)} - seen
         seen |= frontier
         reached |= frontier
     return reached
 
 
 def keeper_infos(conn: Connection, ids: Iterable[int]) -> dict[int, KeeperInfo]:
-    """What the keeper rule reads of each image (``width``/``height``: stored pixels)."""
-    cols = (Image.id, Image.width, Image.height, Image.format, Image.size, Image.sharpness, Image.captured_at)
+    """What the keeper rule and the shot constraint of groups read, per image id
+    (``width``/``height``: stored pixels)."""
+    query = (select(Image.id, Image.width, Image.height, Image.format, Image.size, Image.sharpness,
+                    Image.captured_at, Camera.make, Camera.model, Camera.serial)
+             .outerjoin(Camera, Camera.id == Image.camera_id))
     out: dict[int, KeeperInfo] = {}
     for chunk in _chunks(ids):
-        out.update((r[0], KeeperInfo(*r)) for r in conn.execute(select(*cols).where(Image.id.in_(chunk))))
+        out.update((r[0], KeeperInfo(*r[:7], camera=body_key(*r[7:])))
+                   for r in conn.execute(query.where(Image.id.in_(chunk))))
     return out
 
 
@@ -106,10 +132,11 @@ def refresh_groups(conn: Connection, image_ids: Iterable[int], verdicts: Iterabl
     components now reachable from them are regrouped; the rest is not read.
     """
     verdicts = sorted(set(verdicts))
-    affected = old_members(conn, image_ids)  # rows to replace
+    seeds = set(image_ids)
+    affected = old_members(conn, seeds)  # rows to replace
     reached: set[int] = set()
-    edges: set[tuple[int, int]] = set()
-    todo = set(affected)
+    edges: dict = {}
+    todo = affected | _partners(conn, seeds, verdicts)
     while todo:  # an image reached that is still filed under another old group: regroup that too
         new = _walk(conn, _present(conn, todo), verdicts, reached, edges)
         more = old_members(conn, new) - affected
@@ -117,9 +144,9 @@ def refresh_groups(conn: Connection, image_ids: Iterable[int], verdicts: Iterabl
         todo = more - reached
     for chunk in _chunks(affected):
         conn.execute(delete(ImageGroup).where(ImageGroup.image_id.in_(chunk)))
-    comps = components(sorted(edges))
-    infos = keeper_infos(conn, {m for c in comps for m in c})
-    _write(conn, ((keeper_of(c, infos), c) for c in comps))
+    pairs = [edges[k] for k in sorted(edges)]
+    groups = build_groups(pairs, keeper_infos(conn, {x for k in edges for x in k}), verdicts=verdicts)
+    _write(conn, ((g.keeper, g.members) for g in groups))
 
 
 def clear_groups(conn: Connection) -> None:
@@ -129,11 +156,7 @@ def clear_groups(conn: Connection) -> None:
 def rebuild_groups(conn: Connection, verdicts: Iterable[str]) -> list[Group]:
     """Replace every stored group by a full recomputation (``rematch``, repair); returns them."""
     verdicts = sorted(set(verdicts))
-    both_present = _A.c.missing_since.is_(None) & _B.c.missing_since.is_(None)
-    query = (select(Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict)
-             .join(_A, _A.c.id == Pair.a_id).join(_B, _B.c.id == Pair.b_id)
-             .where(Pair.verdict.in_(verdicts) & both_present))
-    pairs = list(conn.execute(query))
+    pairs = list(conn.execute(_pairs_query(verdicts).order_by(Pair.a_id, Pair.b_id)))
     groups = build_groups(pairs, keeper_infos(conn, {p.a for p in pairs} | {p.b for p in pairs}),
                           verdicts=verdicts)
     clear_groups(conn)

@@ -169,6 +169,9 @@ class Pair(Base):
     delta_ev_exif: Mapped[float | None] = mapped_column(Float)
     time_gap_s: Mapped[float | None] = mapped_column(Float)
     description: Mapped[str | None] = mapped_column(Text)
+    # shot identity from metadata (indexer.match.shots): true, false, NULL = unknown
+    same_camera: Mapped[bool | None] = mapped_column(Boolean)
+    same_shot: Mapped[bool | None] = mapped_column(Boolean)
     match_version: Mapped[int] = mapped_column(SmallInteger)
     found_at: Mapped[datetime] = mapped_column(DateTime)
     # the other pixel measures the verdict reads (indexer.match.verify.Evidence); NULL for

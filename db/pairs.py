@@ -11,30 +11,33 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from db import groups as dbgroups
 from db.indexrows import load_index_rows  # noqa: F401 - re-exported: callers read rows here
-from db.models import Image, Pair
+from db.models import Camera, Image, Pair
 from db.store import delete_pairs_of, unpack_hist, unpack_thumb, utcnow
 from indexer.measure import hashes
 from indexer.match.engine import MatchRecord, PairEvidence
 from indexer.match.groups import KeeperInfo
+from indexer.match.shots import body_key
 
-MATCH_VERSION = 1
+MATCH_VERSION = 2  # 2: shot identity (same_camera, same_shot), raw_jpeg, exposure edits derived
 _RECORD_COLS = (Image.id, Image.sha256, Image.phash, Image.phash_d4, Image.phash_crops, Image.thumb,
                 Image.thumb_width, Image.thumb_height, Image.hist, Image.display_width,
                 Image.display_height, Image.entropy, Image.luma_std, Image.dhash, Image.captured_at,
-                Image.format)
+                Image.format, Camera.make, Camera.model, Camera.serial)
 
 
 def to_record(row) -> MatchRecord:
-    (iid, sha, phash, d4, crops, thumb, tw, th, hist, w, h, entropy, luma_std, dhash, captured, fmt) = row
+    (iid, sha, phash, d4, crops, thumb, tw, th, hist, w, h, entropy, luma_std, dhash, captured, fmt,
+     make, model, serial) = row
     return MatchRecord(id=iid, sha256=sha, phash=int(phash), phash_d4=hashes.unpack(d4),
                        phash_crops=hashes.unpack(crops), thumb=unpack_thumb(thumb, tw, th),
                        hist=unpack_hist(hist), width=w, height=h, entropy=entropy, luma_std=luma_std,
-                       dhash=int(dhash), captured_at=captured, format=fmt)
+                       dhash=int(dhash), captured_at=captured, format=fmt, camera=body_key(make, model, serial))
 
 
 def load_records(engine: Engine, ids: Iterable[int] | None = None) -> list[MatchRecord]:
-    """Match records of present images (all, or the given ids)."""
-    query = select(*_RECORD_COLS).where(Image.missing_since.is_(None)).order_by(Image.id)
+    """Match records of present images (all, or the given ids), with their camera body."""
+    query = (select(*_RECORD_COLS).outerjoin(Camera, Camera.id == Image.camera_id)
+             .where(Image.missing_since.is_(None)).order_by(Image.id))
     if ids is not None:
         query = query.where(Image.id.in_(list(ids)))
     with engine.connect() as conn:
@@ -72,7 +75,8 @@ def _values(pe: PairEvidence, exif: dict[int, tuple]) -> dict:
     return dict(**measures,a_id=pe.a, b_id=pe.b, verdict=pe.verdict, hamming=pe.hamming, transform=pe.transform,
                 shift_x=pe.shift[0], shift_y=pe.shift[1], scale=pe.scale, correlation=pe.correlation,
                 hist_similarity=pe.hist_sim, delta_ev=pe.delta_ev, delta_ev_exif=dev_exif,
-                time_gap_s=pe.time_gap_s, description=pe.description, match_version=MATCH_VERSION,
+                time_gap_s=pe.time_gap_s, description=pe.description, same_camera=pe.same_camera,
+                same_shot=pe.same_shot, match_version=MATCH_VERSION,
                 found_at=utcnow())
 
 
@@ -137,7 +141,8 @@ def all_pairs(engine: Engine) -> list:
     a, b = Image.__table__.alias("a"), Image.__table__.alias("b")
     query = (select(Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.hamming, Pair.transform,
                     Pair.shift_x, Pair.shift_y, Pair.scale, Pair.correlation, Pair.hist_similarity,
-                    Pair.delta_ev, Pair.delta_ev_exif, Pair.time_gap_s, Pair.description)
+                    Pair.delta_ev, Pair.delta_ev_exif, Pair.time_gap_s, Pair.description, Pair.same_camera,
+                    Pair.same_shot)
              .join(a, a.c.id == Pair.a_id).join(b, b.c.id == Pair.b_id)
              .where(a.c.missing_since.is_(None) & b.c.missing_since.is_(None))
              .order_by(Pair.a_id, Pair.b_id))

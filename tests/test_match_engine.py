@@ -388,3 +388,29 @@ def test_a_twin_is_linked_to_its_representative_and_reached_through_it():
     for p in twin + later:
         uf.union(p.a, p.b)
     assert uf.find(2) == uf.find(3)
+
+
+def test_shot_identity_settles_the_pixel_verdict():
+    """Planted metadata on one picture's copies: two bodies are never copies; one
+    body and one capture time make an exposure change an edit and RAW + JPEG a pair."""
+    from datetime import datetime
+
+    base = scene(10)
+    t = datetime(2021, 4, 8, 14, 51, 12)
+    s40, sony = ("canon", "canon powershot s40", ""), ("sony", "fdmavica", "")
+    recs = [record(0, base), record(1, jpeg(base, 80)), record(2, exposed(base, 1.0)), record(3, jpeg(base, 90))]
+    for r, cam in zip(recs, (s40, sony, s40, s40)):
+        r.captured_at, r.camera = t, cam
+    recs[0].format, recs[3].format = "JPEG", "RAW-CRW"
+    pairs = by_pair(Matcher.from_records(recs).batch_pairs())
+    assert pairs[(0, 1)].verdict == "similar" and pairs[(0, 1)].same_camera is False
+    assert "different cameras" in pairs[(0, 1)].description
+    assert pairs[(0, 2)].verdict == "derived" and pairs[(0, 2)].same_shot is True
+    assert "brighter by 1.0 EV" in pairs[(0, 2)].description
+    assert pairs[(0, 3)].verdict == "raw_jpeg" and pairs[(0, 3)].description.startswith("RAW+JPEG pair")
+    for r in recs:  # the same files without metadata: pixels alone decide
+        r.captured_at = r.camera = None
+    pairs = by_pair(Matcher.from_records(recs).batch_pairs())
+    assert pairs[(0, 1)].verdict == "derived" and pairs[(0, 1)].same_camera is None
+    assert pairs[(0, 2)].verdict == "exposure_variant"  # an edit or another exposure: unknown, not grouped
+    assert pairs[(0, 3)].verdict == "derived"

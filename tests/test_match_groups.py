@@ -1,8 +1,9 @@
 """Groups are connected components of chosen verdicts; the keeper rule is applied in order."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from indexer.match.groups import KeeperInfo, UnionFind, build_groups, components, keeper_key
 from indexer.match.verdict import describe
@@ -14,6 +15,7 @@ class P:
     a: int
     b: int
     verdict: str
+    correlation: float | None = None
 
 
 def test_components_chain_and_isolate():
@@ -24,10 +26,11 @@ def test_components_chain_and_isolate():
     assert uf.find(0) == uf.find(1000)
 
 
-def test_similar_pairs_do_not_join_groups_by_default():
-    pairs = [P(1, 2, "derived"), P(2, 3, "similar"), P(3, 4, "exposure_variant"), P(5, 6, "same_file")]
+def test_related_shots_do_not_join_groups_by_default():
+    pairs = [P(1, 2, "derived"), P(2, 3, "similar"), P(3, 4, "exposure_variant"), P(5, 6, "same_file"),
+             P(7, 8, "raw_jpeg")]
     groups = build_groups(pairs)
-    assert [g.members for g in groups] == [(1, 2), (3, 4), (5, 6)]
+    assert [g.members for g in groups] == [(1, 2), (5, 6)]
     everything = build_groups(pairs, verdicts=("derived", "similar", "exposure_variant", "same_file"))
     assert [g.members for g in everything] == [(1, 2, 3, 4), (5, 6)]
     assert len(everything[0].pairs) == 3
@@ -47,8 +50,8 @@ def test_keeper_rule_order():
     assert pick(big_jpeg, tiff) == 4
     assert pick(big_jpeg, sharp) == 5
     assert pick(big_jpeg, early) == 6
-    groups = build_groups([P(1, 2, "derived"), P(2, 3, "derived")],
-                          {i.id: i for i in (big_jpeg, small_png, raw)})
+    undated = [dataclasses.replace(i, captured_at=None) for i in (big_jpeg, small_png, raw)]
+    groups = build_groups([P(1, 2, "derived"), P(2, 3, "derived")], {i.id: i for i in undated})
     assert groups[0].keeper == 3
     assert groups[0].id == 3  # a group's id is its keeper's id
 
@@ -60,6 +63,37 @@ def test_group_ids_are_keeper_ids_largest_group_first():
     groups = build_groups(pairs, infos)
     assert [(g.id, g.members, g.keeper) for g in groups] == [(8, (2, 5, 8), 8), (7, (7, 9), 7)]
     assert [g.id for g in build_groups(pairs)] == [2, 7]  # no infos: the smallest id keeps
+
+
+def test_raw_format_names_as_stored_count_as_raw():
+    jpeg = KeeperInfo(1, 2312, 1720, "JPEG", 9_000_000)
+    crw = KeeperInfo(2, 2312, 1720, "RAW-CRW", 2_600_000)
+    assert min((jpeg, crw), key=keeper_key).id == 2
+
+
+def test_groups_never_join_two_shots_a_copy_without_exif_joins_its_best_match():
+    """The Sony Mavica case: an e-mail copy without EXIF (4) matches three frames of one
+    body taken seconds apart (1, 2, 3) about equally; it joins the best, the frames stay apart."""
+    t = datetime(2022, 1, 25, 10, 12, 53)
+    sony = ("sony", "fdmavica", "")
+    frames = [KeeperInfo(i, 640, 480, "JPEG", 60_000, 1.0, t + timedelta(seconds=14 * i), sony) for i in (1, 2, 3)]
+    copy = KeeperInfo(4, 320, 240, "JPEG", 9_000, 1.0)
+    infos = {i.id: i for i in (*frames, copy)}
+    pairs = [P(1, 4, "derived", correlation=0.995), P(2, 4, "derived", correlation=0.9956),
+             P(3, 4, "derived", correlation=0.9953), P(1, 2, "derived", correlation=0.999)]
+    groups = build_groups(pairs, infos)
+    assert [g.members for g in groups] == [(2, 4)]
+    assert [(p.a, p.b) for p in groups[0].pairs] == [(2, 4)]
+
+
+def test_groups_never_join_two_camera_bodies():
+    t = datetime(2021, 4, 8, 14, 51, 12)
+    infos = {1: KeeperInfo(1, 2312, 1720, "RAW-CRW", 2_600_000, 1.0, t, ("canon", "canon powershot s40", "")),
+             2: KeeperInfo(2, 640, 480, "JPEG", 60_000, 1.0, None, ("sony", "fdmavica", "")),
+             3: KeeperInfo(3, 640, 480, "JPEG", 60_000, 1.0, None, None)}
+    assert build_groups([P(1, 2, "derived")], infos) == []
+    assert [g.members for g in build_groups([P(1, 3, "derived"), P(2, 3, "derived", correlation=0.9)], infos)] \
+        == [(1, 3)]
 
 
 def test_description_in_words():

@@ -119,3 +119,19 @@ def test_greyscale_copy_is_described_as_greyscale():
     assert colour_spread(hist) == 0.0 and colour_spread(record(0, base).hist) > 3
     ev = dataclasses.replace(p.evidence, colour_a=p.evidence.colour_b, colour_b=p.evidence.colour_a)
     assert "first is a greyscale copy" in describe(ev, "derived")
+
+
+def test_another_cameras_colours_are_not_a_copy():
+    """Measured: Canon S40 CRW_0101 against the Sony Mavica e-mail copy MVC-177E, two
+    cameras' photos of one colour chart; the plain rule alone made them ``derived``."""
+    from indexer.match.verdict import classify
+    from indexer.match.verify import Evidence
+
+    chart = Evidence(transform="identity", x=0, y=0, scale=0.14, overlap_a=0.96, overlap_b=1.0, peak=0.551,
+                     corr_rank=0.966, corr_grey=0.97, corr_tile=0.898, hist_sim=0.377, delta_ev=0.1,
+                     colour_a=40.0, colour_b=35.0)
+    assert classify(chart) == "similar"
+    grey_copy = Evidence(transform="identity", x=0, y=0, scale=1.0, overlap_a=1.0, overlap_b=1.0, peak=0.8,
+                         corr_rank=0.99, corr_grey=0.99, corr_tile=0.95, hist_sim=0.4, delta_ev=0.0,
+                         colour_a=40.0, colour_b=0.0)
+    assert classify(grey_copy) == "derived"

@@ -241,11 +241,15 @@ def test_upgrade_from_0002_marks_existing_images_matched(tmp_path):
     with engine.begin() as conn:
         conn.execute(text(f"INSERT INTO images ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"),
                      values)
-    assert migrate.upgrade(engine) == migrate.head_revision()
+    assert migrate.upgrade(engine, "0005") == "0005"
     with engine.connect() as conn:
         matched, indexed = conn.execute(text("SELECT matched_at, indexed_at FROM images")).one()
-    engine.dispose()
     assert matched is not None and str(matched) == str(indexed)
+    assert migrate.upgrade(engine) == migrate.head_revision()  # 0006: the new verdict rules match again
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT matched_at FROM images")).scalar() is None
+        assert conn.execute(text("SELECT count(*) FROM pairs")).scalar() == 0
+    engine.dispose()
 
 
 def test_upgrade_from_0003_numbers_existing_rows_and_names_the_database(tmp_path):

@@ -75,12 +75,14 @@ from indexer.match.hashindex import (CROP_CHANNEL, CROP_FRACTIONS, ENTRY_FRACTIO
 from indexer.match.jobs import Job, Memo, Proposal, Verified, run_job
 from indexer.match.params import MatchParams
 from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, content_key, sha_prefix
-from indexer.match.verdict import REFINED_VERDICTS, MatchThresholds, decide, describe, informative, separate_shots
+from indexer.match.shots import ShotRelation, is_raw, relate, settle
+from indexer.match.verdict import REFINED_VERDICTS, MatchThresholds, decide, describe, informative
 from indexer.match.verify import Evidence
 
 __all__ = ["IndexRows", "Job", "MatchParams", "MatchRecord", "Matcher", "Memo", "Mode", "PairEvidence", "Verified",
            "run_job"]
 
+_UNKNOWN = ShotRelation(None, None)  # no metadata consulted
 _MAX_OTHER_HINTS = 2  # extra scale hints verified per transform before the full search
 _PROBE_KINDS = [(t, 1.0) for t in orient.D4] + [("identity", f) for f in CROP_FRACTIONS[:PROBE_CROPS]]
 
@@ -101,6 +103,9 @@ class PairEvidence:
     delta_ev: float
     time_gap_s: float | None
     description: str = ""
+    same_camera: bool | None = None  # shot identity from metadata (indexer.match.shots)
+    same_shot: bool | None = None
+    shot: str = field(default="", compare=False)  # the shot relation in words ("taken 26 s apart")
     evidence: Evidence | None = field(default=None, compare=False, repr=False)
     refined: bool = field(default=False, compare=False)  # delta_ev is the thumbnails' transfer-curve measure
 
@@ -456,24 +461,33 @@ class Matcher:
                          gated=verified.gated, th=self.th)
         if verdict is None:
             return None
-        if verdict == "derived" and self.th.shots_are_not_copies and separate_shots(ra.captured_at, rb.captured_at):
-            verdict = "similar"  # two exposures of one scene, not a copy of one file
+        rel = shot_relation(ra, rb) if self.th.shots_are_not_copies else _UNKNOWN
+        verdict = settle(verdict, rel, raw_a=is_raw(ra.format), raw_b=is_raw(rb.format))
         refined = verified.thumb_ev is not None and verdict in REFINED_VERDICTS
         if refined:
             ev = replace(ev, delta_ev=verified.thumb_ev)
-        pe = _pair(ra, rb, verdict, min(p.hamming for p in job.props), ev)
+        pe = _pair(ra, rb, verdict, min(p.hamming for p in job.props), ev, rel)
         return replace(pe, refined=True) if refined else pe
 
-def _pair(ra: MatchRecord, rb: MatchRecord, verdict: str, hamming: int, ev: Evidence | None) -> PairEvidence:
+
+def shot_relation(ra: MatchRecord, rb: MatchRecord) -> ShotRelation:
+    """What the two records' camera bodies and capture times say (:func:`relate`)."""
+    return relate(ra.camera, rb.camera, ra.captured_at, rb.captured_at,
+                  raw_pair=is_raw(ra.format) != is_raw(rb.format))
+
+
+def _pair(ra: MatchRecord, rb: MatchRecord, verdict: str, hamming: int, ev: Evidence | None,
+          rel: ShotRelation = _UNKNOWN) -> PairEvidence:
     gap = None
     if ra.captured_at is not None and rb.captured_at is not None:
         gap = abs((rb.captured_at - ra.captured_at).total_seconds())
     if ev is None:  # same bytes: nothing to measure
         return PairEvidence(ra.id, rb.id, verdict, hamming, "identity", (0.0, 0.0), 1.0, 1.0, 1.0, 0.0, gap,
-                            describe(None, verdict))
+                            describe(None, verdict), rel.same_camera, rel.same_shot, rel.reason)
     return PairEvidence(
         a=ra.id, b=rb.id, verdict=verdict, hamming=hamming, transform=orient.inverse(ev.transform),
         shift=(round(ev.x, 2), round(ev.y, 2)), scale=round(ev.scale, 4), correlation=round(ev.corr_rank, 4),
         hist_sim=round(ev.hist_sim, 4), delta_ev=round(ev.delta_ev, 3), time_gap_s=gap,
-        description=describe(ev, verdict, hamming=hamming), evidence=ev,
+        description=describe(ev, verdict, hamming=hamming, shot=rel.reason), same_camera=rel.same_camera,
+        same_shot=rel.same_shot, shot=rel.reason, evidence=ev,
     )

@@ -1,8 +1,16 @@
 """Duplicate groups: connected components over accepted pairs, and a suggested keeper.
 
 Groups are the connected components (union-find with path halving and union by size,
-Tarjan 1975) of the graph whose edges are the pairs with a chosen verdict (default: all
-but ``similar``, so burst neighbours do not chain whole sessions together).
+Tarjan 1975) of the graph whose edges are the pairs with a chosen verdict (default: the
+copies of one shot, ``same_file``, ``same_pixels``, ``derived``), with one constraint: a
+group never holds two images that metadata shows to be different shots
+(:func:`indexer.match.shots.relate`: other camera body, or capture times apart). A copy
+without EXIF can match several shots of a still scene equally well (the Sony Mavica
+e-mail copy ``MVC-177E`` correlates 0.995-0.996 with the three frames ``MVC-176F``,
+``177F``, ``178F`` taken 14-35 s apart); edges are therefore joined strongest first
+(equal bytes or pixels, then by correlation, then histogram similarity) and an edge that
+would bring two different shots together is left out, so the copy joins the one shot it
+matches best (``177F``: correlation 0.9956 against 0.9950 and 0.9953).
 
 Keeper rule (:func:`keeper_key`; only a suggestion, nothing is moved or deleted), the
 first difference decides:
@@ -21,12 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
+from indexer.match.shots import Body, is_raw, relate
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
 
 LOSSLESS = frozenset({"png", "tiff", "tif", "bmp", "gif", "ppm", "pgm", "pbm", "pnm"})
-RAW = frozenset({"raw", "dng", "cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "raf", "rw2",
-                 "orf", "pef", "srw", "kdc", "dcr", "mrw", "iiq", "x3f", "3fr", "erf", "mef",
-                 "mos", "qtk", "gpr"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class KeeperInfo:
     bytes: int | None = None
     sharpness: float | None = None
     captured_at: datetime | None = None
+    camera: Body | None = None  # shots.body_key of its camera, None when unknown
 
 
 @dataclass(frozen=True)
@@ -88,13 +95,52 @@ def components(edges: Iterable[tuple[int, int]]) -> list[tuple[int, ...]]:
     return sorted((tuple(sorted(c)) for c in comps.values() if len(c) > 1), key=lambda c: (-len(c), c))
 
 
+def different_shots(a: KeeperInfo, b: KeeperInfo) -> bool:
+    """Whether metadata shows ``a`` and ``b`` to be two shots (never one group)."""
+    rel = relate(a.camera, b.camera, a.captured_at, b.captured_at,
+                 raw_pair=is_raw(a.format) != is_raw(b.format))
+    return rel.same_shot is False
+
+
+def _strength(pair) -> tuple:
+    """Sort key, strongest edge first: equal bytes, equal pixels, then correlation and
+    histogram similarity (None, as for equal files: 1)."""
+    rank = {"same_file": 0, "same_pixels": 1}.get(pair.verdict, 2)
+    corr = getattr(pair, "correlation", None)
+    hist = getattr(pair, "hist_similarity", getattr(pair, "hist_sim", None))
+    return (rank, -(1.0 if corr is None else corr), -(1.0 if hist is None else hist), pair.a, pair.b)
+
+
+def shot_components(pairs: Sequence, infos: dict[int, KeeperInfo]) -> tuple[list[tuple[int, ...]], list]:
+    """Components of ``pairs`` joined strongest first, leaving out every edge that would
+    put two different shots in one component; returns (components as in
+    :func:`components`, the pairs kept)."""
+    uf = UnionFind()
+    members: dict = {}
+    kept = []
+    for p in sorted(pairs, key=_strength):
+        ra, rb = uf.find(p.a), uf.find(p.b)
+        if ra != rb:
+            left, right = members.get(ra, [p.a]), members.get(rb, [p.b])
+            if any(different_shots(infos[x], infos[y]) for x in left if x in infos for y in right if y in infos):
+                continue
+            uf.union(ra, rb)
+            members[uf.find(ra)] = left + right
+        kept.append(p)
+    comps: dict = {}
+    for x in uf.parent:
+        comps.setdefault(uf.find(x), []).append(x)
+    out = sorted((tuple(sorted(c)) for c in comps.values() if len(c) > 1), key=lambda c: (-len(c), c))
+    return out, kept
+
+
 def keeper_key(info: KeeperInfo) -> tuple:
     """Sort key: the smallest key is the suggested keeper (module docstring rule)."""
     fmt = (info.format or "").lower()
     return (
         -(info.width * info.height),
-        0 if fmt in RAW else 1,
-        0 if fmt in LOSSLESS or fmt in RAW else 1,
+        0 if is_raw(fmt) else 1,
+        0 if fmt in LOSSLESS or is_raw(fmt) else 1,
         -(info.bytes or 0),
         -(info.sharpness or 0.0),
         info.captured_at is None,
@@ -121,7 +167,10 @@ def build_groups(pairs: Sequence, infos: dict[int, KeeperInfo] | None = None, *,
     """
     chosen = set(verdicts)
     kept = [p for p in pairs if p.verdict in chosen]
-    comps = components((p.a, p.b) for p in kept)
+    if infos:
+        comps, kept = shot_components(kept, infos)
+    else:
+        comps = components((p.a, p.b) for p in kept)
     keepers = [keeper_of(members, infos) for members in comps]
     gid_of = {m: keeper for keeper, members in zip(keepers, comps) for m in members}
     inside: dict[int, list] = {}

@@ -28,7 +28,9 @@ class MatchRecord:
     ``phash_crops``: int64 (10,) in ``hashes.CROP_SPECS`` order (a shorter prefix from an
     older features version is accepted); ``thumb``: uint8 (h, w) grey,
     long side 128, display orientation; ``hist``: uint32 (4, 256); ``width``/``height``:
-    display size; ``entropy``: bits; ``luma_std``: 0..1.
+    display size; ``entropy``: bits; ``luma_std``: 0..1; ``camera``: the body
+    (:func:`indexer.match.shots.body_key`), None when unknown; ``captured_at``: EXIF
+    capture time with sub-seconds, naive local time.
     """
 
     id: int
@@ -45,6 +47,7 @@ class MatchRecord:
     dhash: int = 0
     captured_at: datetime | None = None
     format: str | None = None
+    camera: tuple[str, str, str] | None = None
     _content_key: bytes | None = field(default=None, compare=False, repr=False)
 
 

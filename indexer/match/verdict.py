@@ -16,10 +16,21 @@ from typing import Callable
 from indexer.measure import orient
 from indexer.match.verify import Evidence
 
-VERDICTS = ("same_file", "same_pixels", "derived", "exposure_variant", "similar")
-DEFAULT_GROUP_VERDICTS = ("same_file", "same_pixels", "derived", "exposure_variant")
+VERDICTS = ("same_file", "same_pixels", "derived", "raw_jpeg", "exposure_variant", "similar")
+# copies of one shot: what a duplicate group holds by default (an exposure edit of one
+# capture is ``derived``; see indexer.match.shots)
+COPY_VERDICTS = ("same_file", "same_pixels", "derived")
+DEFAULT_GROUP_VERDICTS = COPY_VERDICTS
+# related shots: one capture as RAW and camera JPEG, another exposure of the scene
+# (bracket, HDR source), the same scene shot again (burst, re-shoot): never a keeper
+RELATED_VERDICTS = ("raw_jpeg", "exposure_variant", "similar")
 # verdicts whose pair gets a measured delta EV (equal files and pixels differ by 0 EV)
-REFINED_VERDICTS = ("exposure_variant", "derived", "similar")
+REFINED_VERDICTS = ("exposure_variant", "derived", "similar", "raw_jpeg")
+
+
+# Colour spread (verify.colour_spread, levels) of a greyscale image / of a colour one:
+# greyscale copies measure 0.0, the 24 Kodak photos 9.1-111.7.
+_GREY, _COLOUR = 1.0, 3.0
 
 
 @dataclass(frozen=True)
@@ -82,9 +93,13 @@ class MatchThresholds:
     overlays of one caption: drawn at 18 other positions on 6 Kodak photos it turned
     2 more ``derived`` (8/18 in all), and a paste brighter than what it covers meets it.
 
-    copy_hist_sim: the blurred and the edit rule apply only to pairs whose colour
-        histograms overlap this much (Ruzicka; geometric copies and captions >= 0.73,
-        the same chart from another camera 0.27-0.29).
+    copy_hist_sim: a pair is ``derived`` only when its colour histograms overlap this
+        much (Ruzicka; geometric copies and captions >= 0.73, the same chart from another
+        camera 0.17-0.41 over the 26 cross-camera chart pairs of ``raw/digicam_corpus`` and
+        ``scenes/digicam_corpus``, same-camera repeats 0.49-0.87), or one is a greyscale
+        conversion of the other. Until 2026-12 the plain rule skipped this guard, and
+        the Canon S40 ``CRW_0101`` and the Sony Mavica e-mail copy ``MVC-177E``
+        (corr_rank 0.966, corr_tile 0.898, hist_sim 0.38) were ``derived``.
     smooth_corr_rank, smooth_corr_tile: a copy resampled on another grid (crop, shift,
         strong resize) must correlate this well, globally and in its second-worst tile,
         once both thumbnails are blurred by one pixel.
@@ -105,12 +120,12 @@ class MatchThresholds:
         copies measure <= 0.03; the smallest planted change is 0.3 EV).
     exposure_corr_rank: rank correlation an exposure variant needs (clipping at
         +1.5 EV lowers it to 0.948).
-    shots_are_not_copies: two images whose EXIF capture times differ (beyond the
-        truncation of sub-seconds) are separate exposures, so ``derived`` becomes
-        ``similar``: on ``scenes/`` this turns the iPhone XR burst (0.118 s apart), the
-        Sony Mavica and Epson repeats and the Canon 350D series from ``derived`` into
-        ``similar``; copies keep their capture time (gap 0). Brackets stay
-        ``exposure_variant``.
+    shots_are_not_copies: apply the shot identity of :mod:`indexer.match.shots` (camera
+        body, capture time) to the pixel verdict (:func:`indexer.match.shots.settle`):
+        different shots are never copies (``derived`` becomes ``similar``: the iPhone
+        XR burst 0.118 s apart, the Sony Mavica and Epson repeats, the Canon 350D
+        series); one shot in two exposures is an edit (``exposure_variant`` becomes
+        ``derived``) and one shot as RAW and JPEG is ``raw_jpeg``.
     min_entropy, min_luma_std, min_side: the information gate (bits of the luma
         histogram, luma std on 0..1, thumbnail short side in px).
     """
@@ -149,14 +164,24 @@ def classify(ev: Evidence, th: MatchThresholds = MatchThresholds()) -> str | Non
         return None
     if abs(ev.delta_ev) >= th.exposure_ev and ev.corr_rank >= th.exposure_corr_rank:
         return "exposure_variant"
+    if not copy_colours(ev, th):  # the colours of another camera, not of a copy
+        return "similar"
     if ev.corr_rank >= th.derived_corr_rank and ev.corr_tile >= th.derived_corr_tile:
         return "derived"
-    if ev.hist_sim >= th.copy_hist_sim:  # the colours of a copy, not of another camera
-        if ev.corr_smooth >= th.smooth_corr_rank and ev.tile_smooth >= th.smooth_corr_tile:
-            return "derived"  # a copy resampled on another grid (crop, shift)
-        if overlaid(ev, th):
-            return "derived"  # a copy with text or a logo drawn on it
+    if ev.corr_smooth >= th.smooth_corr_rank and ev.tile_smooth >= th.smooth_corr_tile:
+        return "derived"  # a copy resampled on another grid (crop, shift)
+    if overlaid(ev, th):
+        return "derived"  # a copy with text or a logo drawn on it
     return "similar"
+
+
+def copy_colours(ev: Evidence, th: MatchThresholds = MatchThresholds()) -> bool:
+    """Whether a pair's colours allow a copy: histograms that overlap at least
+    ``copy_hist_sim``, or one image a greyscale conversion of the other (greyscale
+    copies measure 0.0 colour spread, which moves their R, G, B histograms)."""
+    if ev.hist_sim >= th.copy_hist_sim:
+        return True
+    return (ev.colour_a >= _COLOUR and ev.colour_b <= _GREY) or (ev.colour_b >= _COLOUR and ev.colour_a <= _GREY)
 
 
 def overlaid(ev: Evidence, th: MatchThresholds = MatchThresholds()) -> bool:
@@ -191,14 +216,13 @@ def separate_shots(ta: datetime | None, tb: datetime | None) -> bool:
     return bool(ta.microsecond and tb.microsecond)
 
 
+_RELATED_WORDS = {"raw_jpeg": "RAW+JPEG pair", "exposure_variant": "another exposure", "similar": "another shot"}
+
+
 def _looks_identical(ev: Evidence) -> bool:
     return (abs(ev.scale - 1) < 0.02 and abs(ev.x) < 1.5 and abs(ev.y) < 1.5
             and ev.corr_grey > 0.995 and abs(ev.delta_ev) < 0.05)
 
-
-# Colour spread (verify.colour_spread, levels) of a greyscale image / of a colour one:
-# greyscale copies measure 0.0, the 24 Kodak photos 9.1-111.7.
-_GREY, _COLOUR = 1.0, 3.0
 
 
 def _marked(ev: Evidence, th: MatchThresholds = MatchThresholds()) -> bool:
@@ -206,34 +230,38 @@ def _marked(ev: Evidence, th: MatchThresholds = MatchThresholds()) -> bool:
     return overlaid(ev, th) and ev.corr_tile < th.derived_corr_tile
 
 
-def describe(ev: Evidence | None, verdict: str | None, *, hamming: int | None = None) -> str:
-    """A pair in a photographer's words: "rotated 90° clockwise, resized 50%, cropped"."""
+def describe(ev: Evidence | None, verdict: str | None, *, hamming: int | None = None, shot: str = "") -> str:
+    """A pair in a photographer's words: "rotated 90° clockwise, resized 50%, cropped";
+    ``shot``: what metadata says of the two shots ("taken 26 s apart"), said first for
+    related shots."""
     if verdict == "same_file":
         return "identical file"
     if verdict == "same_pixels":
         return "same pixels, different file (metadata or container changed)"
     if ev is None or verdict is None:
         return "different pictures"
-    words = [orient.DESCRIPTION.get(orient.inverse(ev.transform), "")]  # what turned a into b
+    lead = _RELATED_WORDS.get(verdict, "") if shot else ""
+    words = [f"{lead} ({shot})" if lead else ""]
+    words.append(orient.DESCRIPTION.get(orient.inverse(ev.transform), ""))  # what turned a into b
     if abs(ev.scale - 1) >= 0.03:
         words.append(f"resized {100 * ev.scale:.0f}%")
     if min(ev.overlap_a, ev.overlap_b) < 0.97:
         kept = 100 * min(ev.overlap_a, ev.overlap_b)
         words.append(f"cropped to {kept:.0f}% of the area" if max(ev.overlap_a, ev.overlap_b) > 0.97
                      else f"shifted ({ev.x:+.0f}, {ev.y:+.0f}) px")
-    if verdict == "exposure_variant":
+    if verdict == "exposure_variant" or (verdict in ("derived", "raw_jpeg") and abs(ev.delta_ev) >= 0.2):
         words.append(f"{'brighter' if ev.delta_ev > 0 else 'darker'} by {abs(ev.delta_ev):.1f} EV")
     elif verdict == "derived" and _marked(ev):
         words.append(f"marked over {max(1, round(100 * ev.edit_area))}% of the picture (text, logo)")
     elif verdict == "derived" and ev.corr_grey < 0.999:
         words.append("recompressed or retouched")
-    if verdict == "similar":
+    if verdict == "similar" and not shot:
         words.append("same scene with movement or edits")
     if ev.colour_a >= _COLOUR and ev.colour_b <= _GREY:
         words.append("converted to greyscale")
     elif ev.colour_b >= _COLOUR and ev.colour_a <= _GREY:
         words.append("in colour: the first is a greyscale copy")
-    elif ev.hist_sim < 0.5 and verdict != "exposure_variant":
+    elif ev.hist_sim < 0.5 and verdict == "derived" and abs(ev.delta_ev) < 0.2:
         words.append("colours changed")
     text = ", ".join(w for w in words if w)
     return text or "same picture, re-encoded"

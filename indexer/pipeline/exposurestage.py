@@ -192,7 +192,7 @@ def refine_pairs(session: Session, records: dict[int, MatchRecord],
             text = pe.description
             if pe.evidence is not None:
                 text = describe(dataclasses.replace(pe.evidence, delta_ev=value), pe.verdict,
-                                hamming=pe.hamming)
+                                hamming=pe.hamming, shot=pe.shot)
             refined[(pe.a, pe.b)] = dataclasses.replace(pe, delta_ev=round(value, 3), description=text)
     return [refined.get((pe.a, pe.b), pe) for pe in found]
 

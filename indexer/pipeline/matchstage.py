@@ -19,6 +19,7 @@ from indexer.pipeline.exposurestage import refine_pairs
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
 from indexer.match.groups import UnionFind
 from indexer.match.params import MatchParams
+from indexer.match.shots import body_key
 from indexer.pipeline.matchindex import IndexKeeper, index_file
 from indexer.pipeline.pools import worker_count
 from indexer.session import Session
@@ -29,11 +30,13 @@ def record_of(image_id: int, result: Indexed) -> MatchRecord:
     """The engine's view of a freshly analysed image."""
     d, f = result.decoded, result.features
     swap = orient.swaps_axes(orient.from_exif(d.orientation))
+    cam = d.meta.camera
     return MatchRecord(id=image_id, sha256=d.sha256, phash=f.phash, phash_d4=f.phash_d4,
                        phash_crops=f.phash_crops, thumb=f.thumb, hist=f.hist,
                        width=d.height if swap else d.width, height=d.width if swap else d.height,
                        entropy=f.entropy, luma_std=f.luma_std, dhash=f.dhash,
-                       captured_at=d.meta.capture.captured_at, format=d.format)
+                       captured_at=d.meta.capture.captured_at, format=d.format,
+                       camera=None if cam is None else body_key(cam.make, cam.model, cam.serial))
 
 
 def pixels_equal_for(session: Session):
