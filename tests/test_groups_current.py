@@ -39,6 +39,17 @@ def picture(seed: int, scale: float = 1.0) -> Image.Image:
     return img
 
 
+STAMPS = [None, ("Acme", "One", "2020:01:01 10:00:00"), ("Acme", "One", "2020:01:01 11:00:00"),
+          ("Other", "Two", "2020:01:01 10:00:00")]  # EXIF of JPEG copies: shots, cameras, keeper times
+
+
+def exif(stamp) -> bytes:
+    info = Image.Exif()
+    if stamp is not None:
+        info[0x010F], info[0x0110], info[0x0132] = stamp  # Make, Model, DateTime
+    return info.tobytes()
+
+
 def new_session(base: Path) -> Session:
     config = base / "photoqa-test.toml"
     config.write_text(CONFIG)
@@ -122,8 +133,8 @@ class GroupsStayCurrent(RuleBasedStateMachine):
         self.done()
 
     @precondition(lambda self: any(self.root.iterdir()))
-    @rule(data=st.data(), how=st.sampled_from(["copy", "smaller", "larger", "jpeg"]))
-    def add_copy(self, data, how: str) -> None:
+    @rule(data=st.data(), how=st.sampled_from(["copy", "smaller", "larger", "jpeg"]), stamp=st.sampled_from(STAMPS))
+    def add_copy(self, data, how: str, stamp) -> None:
         src = data.draw(st.sampled_from(self.files()))
         if how == "copy":
             dst = self.name(src.suffix)
@@ -134,7 +145,7 @@ class GroupsStayCurrent(RuleBasedStateMachine):
                 scale = {"smaller": 0.75, "larger": 1.25, "jpeg": 1.0}[how]
                 img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
                 dst = self.name(".jpg" if how == "jpeg" else ".png")
-                img.save(dst, quality=90) if how == "jpeg" else img.save(dst)
+                img.save(dst, quality=90, exif=exif(stamp)) if how == "jpeg" else img.save(dst)
             self.written(dst)
         self.done()
 
