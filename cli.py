@@ -311,7 +311,7 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
     source) or similar (another shot: a burst neighbour, a re-shoot), with the evidence.
     Files whose camera body or capture time differ are never copies of each other. Each group names a suggested
     keeper (most pixels, RAW, least compressed, sharpest, earliest); nothing is moved
-    or deleted.
+    or deleted. A group's id is its keeper's image id, as in the image_groups table.
 
     \b
     Examples:

@@ -1,4 +1,7 @@
-"""Pairs and groups in SQL: loading what the matcher needs, storing what it found."""
+"""Pairs and groups in SQL: loading what the matcher needs, storing what it found.
+
+Every write here that changes pairs refreshes the groups they touch in the same
+transaction (:mod:`db.groups`); ``group_verdicts`` is ``[match] group_verdicts``."""
 from __future__ import annotations
 
 import math
@@ -6,12 +9,13 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine, delete, insert, select, update
 
+from db import groups as dbgroups
 from db.indexrows import load_index_rows  # noqa: F401 - re-exported: callers read rows here
-from db.models import Camera, Image, ImageGroup, Pair
-from db.store import unpack_hist, unpack_thumb, utcnow
+from db.models import Camera, Image, Pair
+from db.store import delete_pairs_of, unpack_hist, unpack_thumb, utcnow
 from indexer.measure import hashes
 from indexer.match.engine import MatchRecord, PairEvidence
-from indexer.match.groups import Group, KeeperInfo
+from indexer.match.groups import KeeperInfo
 from indexer.match.shots import body_key
 
 MATCH_VERSION = 2  # 2: shot identity (same_camera, same_shot), raw_jpeg, exposure edits derived
@@ -76,8 +80,10 @@ def _values(pe: PairEvidence, exif: dict[int, tuple]) -> dict:
                 found_at=utcnow())
 
 
-def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = ()) -> None:
-    """Insert or replace the given pairs, and mark the images ``matched`` (one transaction)."""
+def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = (),
+               group_verdicts: Iterable[str]) -> None:
+    """Insert or replace the given pairs, mark the images ``matched`` and refresh the groups
+    of the pairs' images (one transaction)."""
     matched = list(matched)
     if not pairs and not matched:
         return
@@ -92,6 +98,8 @@ def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[i
                 conn.execute(insert(Pair).values(**values))
             else:
                 conn.execute(update(Pair).where(Pair.id == found).values(**values))
+        if pairs:
+            dbgroups.refresh_groups(conn, {p.a for p in pairs} | {p.b for p in pairs}, group_verdicts)
 
 
 def set_delta_ev(engine: Engine, values: dict[tuple[int, int], tuple[float, str | None]]) -> None:
@@ -112,15 +120,20 @@ def unmatched_ids(engine: Engine) -> list[int]:
         return list(conn.execute(query.order_by(Image.id)).scalars())
 
 
-def forget_pairs_of(engine: Engine, image_id: int) -> None:
-    """Drop the pairs of an image whose content changed (they are found again)."""
+def forget_pairs_of(engine: Engine, image_id: int, *, group_verdicts: Iterable[str]) -> None:
+    """Drop the pairs of an image about to be matched again (they are found again) and
+    refresh the groups they joined."""
     with engine.begin() as conn:
-        conn.execute(delete(Pair).where((Pair.a_id == image_id) | (Pair.b_id == image_id)))
+        partners = delete_pairs_of(conn, image_id)
+        if partners:
+            dbgroups.refresh_groups(conn, partners | {image_id}, group_verdicts)
 
 
 def clear_pairs(engine: Engine) -> None:
+    """Drop every pair, and so every group."""
     with engine.begin() as conn:
         conn.execute(delete(Pair))
+        dbgroups.clear_groups(conn)
 
 
 def all_pairs(engine: Engine) -> list:
@@ -138,12 +151,8 @@ def all_pairs(engine: Engine) -> list:
 
 
 def keeper_infos(engine: Engine, ids: Iterable[int]) -> dict[int, KeeperInfo]:
-    """What the keeper rule and the shot constraint of groups read, per image id."""
-    query = (select(Image.id, Image.width, Image.height, Image.format, Image.size, Image.sharpness,
-                    Image.captured_at, Camera.make, Camera.model, Camera.serial)
-             .outerjoin(Camera, Camera.id == Image.camera_id).where(Image.id.in_(list(ids))))
     with engine.connect() as conn:
-        return {r[0]: KeeperInfo(*r[:7], camera=body_key(*r[7:])) for r in conn.execute(query)}
+        return dbgroups.keeper_infos(conn, ids)
 
 
 def paths(engine: Engine, ids: Iterable[int]) -> dict[int, str]:
@@ -151,13 +160,10 @@ def paths(engine: Engine, ids: Iterable[int]) -> dict[int, str]:
         return dict(conn.execute(select(Image.id, Image.path).where(Image.id.in_(list(ids)))).all())
 
 
-def save_groups(engine: Engine, groups: list[Group]) -> None:
-    """Replace the stored groups (the default verdict set) with ``groups``."""
+def rebuild_groups(engine: Engine, *, group_verdicts: Iterable[str]) -> int:
+    """Recompute every stored group from the pairs (one transaction); returns how many."""
     with engine.begin() as conn:
-        conn.execute(delete(ImageGroup))
-        rows = [dict(image_id=m, group_id=g.id, is_keeper=(m == g.keeper)) for g in groups for m in g.members]
-        if rows:
-            conn.execute(insert(ImageGroup), rows)
+        return len(dbgroups.rebuild_groups(conn, group_verdicts))
 
 
 def set_pixel_digest(engine: Engine, image_id: int, digest: str) -> None:

@@ -6,6 +6,7 @@ connections elsewhere.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -13,7 +14,9 @@ import numpy as np
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from db.models import Camera, Failure, Image
+from db.groups import old_members, refresh_groups
+from db.models import Camera, Failure, Image, Pair
+from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
 from indexer.measure import hashes, orient
 from indexer.outcomes import Failed, Indexed, Task, Unchanged
 
@@ -76,6 +79,25 @@ def image_values(result: Indexed, camera_id: int | None) -> dict:
     )
 
 
+def pair_partners(conn, image_ids: Iterable[int]) -> set[int]:
+    """The other ends of the pairs of ``image_ids``."""
+    out: set[int] = set()
+    ids = sorted(set(image_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        out.update(conn.execute(select(Pair.b_id).where(Pair.a_id.in_(chunk))).scalars())
+        out.update(conn.execute(select(Pair.a_id).where(Pair.b_id.in_(chunk))).scalars())
+    return out
+
+
+def delete_pairs_of(conn, image_id: int) -> set[int]:
+    """Delete the pairs of ``image_id`` (its bytes changed); returns their other ends,
+    whose groups the caller refreshes."""
+    partners = pair_partners(conn, [image_id])
+    conn.execute(delete(Pair).where((Pair.a_id == image_id) | (Pair.b_id == image_id)))
+    return partners
+
+
 def _features_version() -> int:
     from indexer.measure.features import FEATURES_VERSION
 
@@ -90,15 +112,21 @@ _IMAGES = Image.__table__
 _NEXT_REVISION = select(func.coalesce(func.max(_IMAGES.c.revision), 0) + 1).scalar_subquery()
 _INSERT_IMAGE = insert(_IMAGES).values(revision=_NEXT_REVISION).returning(_IMAGES.c.id)
 _UPDATE_IMAGE = update(_IMAGES).where(_IMAGES.c.id == bindparam("image_id_")).values(revision=_NEXT_REVISION)
-_IMAGE_ID_BY_PATH = select(_IMAGES.c.id).where(_IMAGES.c.path == bindparam("p"))
+_IMAGE_BY_PATH = select(_IMAGES.c.id, _IMAGES.c.sha256).where(_IMAGES.c.path == bindparam("p"))
 _DELETE_FAILURE = delete(Failure.__table__).where(Failure.__table__.c.path == bindparam("p"))
 
 
 class Store:
-    """Writes for one database. Not thread-safe: one writer owns it."""
+    """Writes for one database. Not thread-safe: one writer owns it.
 
-    def __init__(self, engine: Engine):
+    Every write that changes what ``image_groups`` says (an image's presence, its pairs,
+    what the keeper rule reads) refreshes the groups it touches in its own transaction
+    (:func:`db.groups.refresh_groups`); ``group_verdicts``: ``[match] group_verdicts``.
+    """
+
+    def __init__(self, engine: Engine, *, group_verdicts: Iterable[str] = DEFAULT_GROUP_VERDICTS):
         self.engine = engine
+        self.group_verdicts = tuple(group_verdicts)
         self._cameras: dict[tuple[str, str, str], int] = {}
 
     def known_files(self) -> dict[str, FileState]:
@@ -138,16 +166,23 @@ class Store:
             return self._find_camera(conn, key)
 
     def save_indexed(self, result: Indexed) -> int:
-        """Insert or replace the row for ``result.task.path``; returns the image id."""
+        """Insert or replace the row for ``result.task.path``; returns the image id.
+
+        A replaced row whose bytes changed loses its pairs (they are found again); its
+        groups are refreshed (presence, pairs and the keeper's facts may have changed)."""
         try:
             with self.engine.begin() as conn:
                 values = image_values(result, self._camera_id(conn, result.decoded.meta.camera))
-                existing = conn.execute(_IMAGE_ID_BY_PATH, {"p": values["path"]}).scalar()
+                existing = conn.execute(_IMAGE_BY_PATH, {"p": values["path"]}).first()
                 if existing is None:
                     image_id = conn.execute(_INSERT_IMAGE, values).scalar_one()
                 else:
-                    conn.execute(_UPDATE_IMAGE, {**values, "image_id_": existing})
-                    image_id = existing
+                    image_id, old_sha = existing
+                    conn.execute(_UPDATE_IMAGE, {**values, "image_id_": image_id})
+                    partners = {image_id}
+                    if old_sha != values["sha256"]:
+                        partners |= delete_pairs_of(conn, image_id)
+                    refresh_groups(conn, partners, self.group_verdicts)
                 conn.execute(_DELETE_FAILURE, {"p": values["path"]})
         except Exception:
             self._cameras.clear()  # a rolled-back camera insert must not stay cached
@@ -169,11 +204,15 @@ class Store:
     def save_moved(self, image_id: int, task: Task) -> None:
         """The row ``image_id`` now lives at ``task.path`` (same bytes, no re-decode)."""
         with self.engine.begin() as conn:
+            replaced = set(conn.execute(select(Image.id).where((Image.path == task.path) & (Image.id != image_id)))
+                           .scalars())
+            affected = old_members(conn, replaced) | pair_partners(conn, replaced) | {image_id}
             conn.execute(delete(Image).where((Image.path == task.path) & (Image.id != image_id)))
             conn.execute(update(Image).where(Image.id == image_id).values(
                 path=task.path, size=task.size, mtime_ns=task.mtime_ns, missing_since=None,
                 revision=_NEXT_REVISION))
             conn.execute(delete(Failure).where(Failure.path == task.path))
+            refresh_groups(conn, affected - replaced, self.group_verdicts)
 
     def save_unchanged(self, result: Unchanged) -> None:
         """``result.task.path`` holds the bytes of its row still: record its new size/time
@@ -190,6 +229,7 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(update(Image).where(Image.id.in_(image_ids) & Image.missing_since.is_(None))
                          .values(missing_since=utcnow(), revision=_NEXT_REVISION))
+            refresh_groups(conn, image_ids, self.group_verdicts)
 
     def forget_failure(self, path: str) -> None:
         self.forget_failures([path])

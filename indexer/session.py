@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from db import engine as dbengine
+from db import groups as dbgroups
 from db import migrate
 from db.store import Store
 from indexer.config import Settings, load_settings
@@ -20,7 +21,7 @@ class Session:
 
     @property
     def store(self) -> Store:
-        return Store(self.engine)
+        return Store(self.engine, group_verdicts=self.settings.match.group_verdicts)
 
 
 def open_session(db: str | None = None, config: str | None = None, *, readonly: bool = False,
@@ -34,4 +35,6 @@ def open_session(db: str | None = None, config: str | None = None, *, readonly: 
                                   busy_timeout_ms=settings.database.busy_timeout_ms)
     if upgrade and not readonly:
         migrate.upgrade(engine)
+        # image_groups of other verdicts (or numbered 1..n by an older version): rebuilt once
+        dbgroups.ensure_groups(engine, settings.match.group_verdicts)
     return Session(url, settings, engine)

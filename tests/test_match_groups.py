@@ -53,6 +53,16 @@ def test_keeper_rule_order():
     undated = [dataclasses.replace(i, captured_at=None) for i in (big_jpeg, small_png, raw)]
     groups = build_groups([P(1, 2, "derived"), P(2, 3, "derived")], {i.id: i for i in undated})
     assert groups[0].keeper == 3
+    assert groups[0].id == 3  # a group's id is its keeper's id
+
+
+def test_group_ids_are_keeper_ids_largest_group_first():
+    pairs = [P(7, 9, "derived"), P(2, 5, "same_file"), P(5, 8, "derived"), P(1, 4, "similar")]
+    infos = {i: KeeperInfo(i, 100, 100) for i in (2, 5, 7, 8, 9)}
+    infos[8] = KeeperInfo(8, 200, 100)  # most pixels
+    groups = build_groups(pairs, infos)
+    assert [(g.id, g.members, g.keeper) for g in groups] == [(8, (2, 5, 8), 8), (7, (7, 9), 7)]
+    assert [g.id for g in build_groups(pairs)] == [2, 7]  # no infos: the smallest id keeps
 
 
 def test_raw_format_names_as_stored_count_as_raw():

@@ -149,12 +149,21 @@ def keeper_key(info: KeeperInfo) -> tuple:
     )
 
 
+def keeper_of(members: Iterable[int], infos: dict[int, KeeperInfo] | None = None) -> int:
+    """The suggested keeper of ``members`` by :func:`keeper_key` (smallest id without ``infos``)."""
+    members = list(members)
+    if not infos:
+        return min(members)
+    return min(members, key=lambda i: keeper_key(infos[i]) if i in infos else (1,) * 7 + (i,))
+
+
 def build_groups(pairs: Sequence, infos: dict[int, KeeperInfo] | None = None, *,
                  verdicts: Iterable[str] = DEFAULT_GROUP_VERDICTS) -> list[Group]:
     """Groups from pairs (objects with ``a``, ``b``, ``verdict``) of the chosen verdicts.
 
     ``infos`` maps id -> :class:`KeeperInfo`; without it the smallest id is the keeper.
-    Group ids count from 1, largest group first.
+    A group's id is its keeper's id (stable while the keeper stays, the same in the
+    report and in ``image_groups``); largest group first.
     """
     chosen = set(verdicts)
     kept = [p for p in pairs if p.verdict in chosen]
@@ -162,15 +171,10 @@ def build_groups(pairs: Sequence, infos: dict[int, KeeperInfo] | None = None, *,
         comps, kept = shot_components(kept, infos)
     else:
         comps = components((p.a, p.b) for p in kept)
-    gid_of = {m: g for g, members in enumerate(comps, start=1) for m in members}
+    keepers = [keeper_of(members, infos) for members in comps]
+    gid_of = {m: keeper for keeper, members in zip(keepers, comps) for m in members}
     inside: dict[int, list] = {}
     for p in kept:
         inside.setdefault(gid_of[p.a], []).append(p)
-    out = []
-    for gid, members in enumerate(comps, start=1):
-        if infos:
-            keeper = min(members, key=lambda i: keeper_key(infos[i]) if i in infos else (1,) * 7 + (i,))
-        else:
-            keeper = members[0]
-        out.append(Group(id=gid, members=members, keeper=keeper, pairs=tuple(inside[gid])))
-    return out
+    return [Group(id=keeper, members=members, keeper=keeper, pairs=tuple(inside[keeper]))
+            for keeper, members in zip(keepers, comps)]

@@ -2,7 +2,8 @@
 
 The engine (:mod:`indexer.match`) is pure; this module feeds it records from the
 database, has candidate pairs verified (:mod:`indexer.pipeline.verifypool`), stores the
-pairs it accepts and regroups. The report is :mod:`indexer.commands.dupes`.
+pairs it accepts; each write of pairs refreshes the groups it touches in its transaction
+(:mod:`db.groups`). The report is :mod:`indexer.commands.dupes`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from indexer.measure import orient
 from indexer.outcomes import Indexed
 from indexer.pipeline.exposurestage import refine_pairs
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
-from indexer.match.groups import UnionFind, build_groups
+from indexer.match.groups import UnionFind
 from indexer.match.params import MatchParams
 from indexer.match.shots import body_key
 from indexer.pipeline.matchindex import IndexKeeper, index_file
@@ -83,13 +84,11 @@ def new_matcher(session: Session, records: Iterable[MatchRecord] = ()) -> Matche
 
 
 def regroup(session: Session) -> int:
-    """Recompute the stored groups (default verdicts); returns the number of groups."""
-    pairs = dbpairs.all_pairs(session.engine)
-    ids = {p.a for p in pairs} | {p.b for p in pairs}
-    groups = build_groups(pairs, dbpairs.keeper_infos(session.engine, ids),
-                          verdicts=session.settings.match.group_verdicts)
-    dbpairs.save_groups(session.engine, groups)
-    return len(groups)
+    """Recompute every stored group (``[match] group_verdicts``); returns how many.
+
+    Writers keep ``image_groups`` current in their transactions; this full
+    recomputation is for ``rematch`` and repair (e.g. after ``group_verdicts`` changed)."""
+    return dbpairs.rebuild_groups(session.engine, group_verdicts=session.settings.match.group_verdicts)
 
 
 EQUAL_VERDICTS = ("same_file", "same_pixels")
@@ -130,7 +129,6 @@ class MatchStage:
     :meth:`flush_due` (the daemon's heartbeat) or at :meth:`close`, which waits for all.
     """
 
-    regroup_every = 30.0  # seconds: how stale ``image_groups`` may get in a running daemon
     save_idle = 10.0  # seconds without a new image before a running daemon saves its index (if due)
 
     def __init__(self, session: Session):
@@ -139,11 +137,11 @@ class MatchStage:
         self.keeper: IndexKeeper | None = None
         self.verifier: Verifier | None = None
         self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
-        self.changed = self.looked = False
+        self.looked = False
         self.mark = None  # what the saved index is up to date with
         self.unsaved = 0  # images changed since the saved index (the catch-up's, then each match)
         self.last_add = time.monotonic()
-        self.regrouped = time.monotonic()
+        self.group_verdicts = session.settings.match.group_verdicts
 
     def __call__(self, image_id: int, result: Indexed) -> None:
         if self.matcher is None:
@@ -152,7 +150,7 @@ class MatchStage:
 
     def _match(self, rec: MatchRecord) -> None:
         """Forget ``rec``'s old pairs, index it, send its candidates to verification."""
-        dbpairs.forget_pairs_of(self.session.engine, rec.id)
+        dbpairs.forget_pairs_of(self.session.engine, rec.id, group_verdicts=self.group_verdicts)
         jobs = self.matcher.add(rec)
         self.unsaved += 1
         self.last_add = time.monotonic()
@@ -193,11 +191,10 @@ class MatchStage:
     def _finish(self, image_id: int) -> None:
         found = spanning_equal(self.waiting.pop(image_id).found, new_id=image_id)
         found = refine_pairs(self.session, self.matcher.records, found)
-        dbpairs.save_pairs(self.session.engine, found, matched=[image_id])
-        self.changed = True
+        dbpairs.save_pairs(self.session.engine, found, matched=[image_id], group_verdicts=self.group_verdicts)
 
     def flush_due(self) -> None:
-        """Store the pairs verified meanwhile; regroup when groups are stale (idle daemon).
+        """Store the pairs verified meanwhile (an idle daemon's heartbeat).
         At the first call, a daemon that has stored nothing yet matches the images an
         earlier run left unmatched."""
         if self.matcher is None and not self.looked:
@@ -206,16 +203,10 @@ class MatchStage:
                 self._start()
         if self.verifier is not None:
             self._store(self.verifier.results())
-        if self.changed and time.monotonic() - self.regrouped >= self.regroup_every:
-            self._regroup()
         if self.keeper is not None and not self.waiting and time.monotonic() - self.last_add >= self.save_idle:
             mark = self.keeper.save_if_due(self.matcher, self.mark, self.unsaved, background=True)
             if mark is not None:  # a daemon saves its index when idle, not only when it stops
                 self.mark, self.unsaved = mark, 0
-
-    def _regroup(self) -> None:
-        regroup(self.session)
-        self.changed, self.regrouped = False, time.monotonic()
 
     def close(self) -> None:
         if self.verifier is None and dbpairs.unmatched_ids(self.session.engine):
@@ -223,8 +214,6 @@ class MatchStage:
         if self.verifier is not None:
             self._store(self.verifier.results(block=True))
             self.verifier.close()
-        if self.changed:
-            self._regroup()
         if self.keeper is not None:
             self.keeper.close(self.matcher, self.mark, self.unsaved)
 
@@ -240,6 +229,7 @@ def rematch(session: Session) -> int:
     matcher = new_matcher(session, dbpairs.load_records(session.engine))
     found = refine_pairs(session, matcher.records, spanning_equal(matcher.batch_pairs()))
     dbpairs.clear_pairs(session.engine)
-    dbpairs.save_pairs(session.engine, found, matched=list(matcher.records))
+    dbpairs.save_pairs(session.engine, found, matched=list(matcher.records),
+                       group_verdicts=session.settings.match.group_verdicts)
     regroup(session)
     return len(found)

@@ -1,0 +1,184 @@
+"""``image_groups`` kept current: recomputed inside the transaction of every write that
+changes it, for the groups it touches only.
+
+Groups are :func:`indexer.match.groups.build_groups` over the pairs whose verdict is one
+of the group verdicts (``[match] group_verdicts``) and whose two images are present
+(``images.missing_since`` NULL): connected components, split where metadata shows two
+different shots (joined strongest edge first, so a component's groups depend on all of
+its pairs). A group's id is its keeper's image id, so ``photoqa dupes`` prints the same
+ids and an id survives a move, a rename or a new member that does not outrank the keeper.
+
+Writers call :func:`refresh_groups` with the images whose pairs, presence or keeper
+facts they changed, on the connection of their open transaction (``engine.begin()``).
+It recomputes whole connected components (the unit on which ``build_groups`` decides),
+those of these images, of their pair partners and of their old groups' members: the
+cost is proportional to the affected components, never to the archive.
+:func:`rebuild_groups` is the full recomputation (``rematch``, repair).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from sqlalchemy import Connection, Engine, delete, insert, select
+
+from db.models import Camera, Image, ImageGroup, Meta, Pair
+from indexer.match.groups import Group, KeeperInfo, build_groups
+from indexer.match.shots import body_key
+
+CHUNK = 500  # ids per IN list: far below every database's parameter limit
+VERDICTS_KEY = "group_verdicts"  # photoqa_meta: the verdicts image_groups was computed with
+
+_A, _B = Image.__table__.alias("ga"), Image.__table__.alias("gb")
+
+
+def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+    ids = sorted(set(ids))
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start:start + CHUNK]
+
+
+def old_members(conn: Connection, image_ids: Iterable[int]) -> set[int]:
+    """``image_ids`` and every member of the stored groups they belong to.
+
+    Call it before deleting image rows (their ``image_groups`` rows go with them, and
+    with them the only record of which groups they were in)."""
+    out = set(image_ids)
+    group_ids: set[int] = set()
+    for chunk in _chunks(out):
+        group_ids.update(conn.execute(select(ImageGroup.group_id).where(ImageGroup.image_id.in_(chunk))).scalars())
+    for chunk in _chunks(group_ids):
+        out.update(conn.execute(select(ImageGroup.image_id).where(ImageGroup.group_id.in_(chunk))).scalars())
+    return out
+
+
+def _present(conn: Connection, ids: set[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in _chunks(ids):
+        found.update(conn.execute(select(Image.id).where(Image.id.in_(chunk) & Image.missing_since.is_(None)))
+                     .scalars())
+    return found
+
+
+_EDGE_COLS = (Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.correlation, Pair.hist_similarity)
+
+
+def _pairs_query(verdicts: list[str]):
+    """Pairs of the group verdicts between present images, with what ``build_groups`` reads."""
+    both_present = _A.c.missing_since.is_(None) & _B.c.missing_since.is_(None)
+    return (select(*_EDGE_COLS).join(_A, _A.c.id == Pair.a_id).join(_B, _B.c.id == Pair.b_id)
+            .where(Pair.verdict.in_(verdicts) & both_present))
+
+
+def _edges(conn: Connection, ids: list[int], verdicts: list[str]) -> list:
+    """Group-verdict pairs of present images with an end in ``ids`` (two queries, so
+    each uses its index: ``uq_pairs_a_id_b_id`` and ``ix_pairs_b_id``)."""
+    base = _pairs_query(verdicts)
+    return [row for where in (Pair.a_id.in_(ids), Pair.b_id.in_(ids)) for row in conn.execute(base.where(where))]
+
+
+def _partners(conn: Connection, ids: set[int], verdicts: list[str]) -> set[int]:
+    """The other ends of the group-verdict pairs of ``ids``, present or not (a seed just
+    marked missing is not walked from, but its former neighbours are)."""
+    out: set[int] = set()
+    for chunk in _chunks(ids):
+        where = Pair.verdict.in_(verdicts)
+        out.update(conn.execute(select(Pair.b_id).where(where & Pair.a_id.in_(chunk))).scalars())
+        out.update(conn.execute(select(Pair.a_id).where(where & Pair.b_id.in_(chunk))).scalars())
+    return out
+
+
+def _walk(conn: Connection, start: set[int], verdicts: list[str], seen: set[int], edges: dict) -> set[int]:
+    """Breadth first from ``start`` over the group-verdict pairs of present images, adding
+    to ``seen`` and ``edges`` ((a, b) -> pair row); returns the images reached (``start``
+    included)."""
+    frontier = set(start) - seen
+    reached = set(frontier)
+    seen |= frontier
+    while frontier:
+        found = [e for chunk in _chunks(frontier) for e in _edges(conn, chunk, verdicts)]
+        edges.update(((e.a, e.b), e) for e in found)
+        frontier = {x for e in found for x in (e.a, e.b)} - seen
+        seen |= frontier
+        reached |= frontier
+    return reached
+
+
+def keeper_infos(conn: Connection, ids: Iterable[int]) -> dict[int, KeeperInfo]:
+    """What the keeper rule and the shot constraint of groups read, per image id
+    (``width``/``height``: stored pixels)."""
+    query = (select(Image.id, Image.width, Image.height, Image.format, Image.size, Image.sharpness,
+                    Image.captured_at, Camera.make, Camera.model, Camera.serial)
+             .outerjoin(Camera, Camera.id == Image.camera_id))
+    out: dict[int, KeeperInfo] = {}
+    for chunk in _chunks(ids):
+        out.update((r[0], KeeperInfo(*r[:7], camera=body_key(*r[7:])))
+                   for r in conn.execute(query.where(Image.id.in_(chunk))))
+    return out
+
+
+def _write(conn: Connection, groups: Iterable[tuple[int, Iterable[int]]]) -> None:
+    rows = [dict(image_id=m, group_id=keeper, is_keeper=(m == keeper)) for keeper, members in groups
+            for m in members]
+    for start in range(0, len(rows), CHUNK):
+        conn.execute(insert(ImageGroup), rows[start:start + CHUNK])
+
+
+def refresh_groups(conn: Connection, image_ids: Iterable[int], verdicts: Iterable[str]) -> None:
+    """Recompute the groups touching ``image_ids`` in the caller's transaction.
+
+    ``image_ids``: every image whose pairs (an end of a pair inserted, deleted or whose
+    verdict changed), presence or keeper facts changed, plus, for deleted rows, their
+    :func:`old_members` taken before the delete. Their old groups' members and the
+    components now reachable from them are regrouped; the rest is not read.
+    """
+    verdicts = sorted(set(verdicts))
+    seeds = set(image_ids)
+    affected = old_members(conn, seeds)  # rows to replace
+    reached: set[int] = set()
+    edges: dict = {}
+    todo = affected | _partners(conn, seeds, verdicts)
+    while todo:  # an image reached that is still filed under another old group: regroup that too
+        new = _walk(conn, _present(conn, todo), verdicts, reached, edges)
+        more = old_members(conn, new) - affected
+        affected |= new | more
+        todo = more - reached
+    for chunk in _chunks(affected):
+        conn.execute(delete(ImageGroup).where(ImageGroup.image_id.in_(chunk)))
+    pairs = [edges[k] for k in sorted(edges)]
+    groups = build_groups(pairs, keeper_infos(conn, {x for k in edges for x in k}), verdicts=verdicts)
+    _write(conn, ((g.keeper, g.members) for g in groups))
+
+
+def clear_groups(conn: Connection) -> None:
+    conn.execute(delete(ImageGroup))
+
+
+def rebuild_groups(conn: Connection, verdicts: Iterable[str]) -> list[Group]:
+    """Replace every stored group by a full recomputation (``rematch``, repair); returns them."""
+    verdicts = sorted(set(verdicts))
+    pairs = list(conn.execute(_pairs_query(verdicts).order_by(Pair.a_id, Pair.b_id)))
+    groups = build_groups(pairs, keeper_infos(conn, {p.a for p in pairs} | {p.b for p in pairs}),
+                          verdicts=verdicts)
+    clear_groups(conn)
+    _write(conn, ((g.keeper, g.members) for g in groups))
+    conn.execute(delete(Meta).where(Meta.key == VERDICTS_KEY))
+    conn.execute(insert(Meta).values(key=VERDICTS_KEY, value=_verdicts_value(verdicts)))
+    return groups
+
+
+def _verdicts_value(verdicts: Iterable[str]) -> str:
+    return ",".join(sorted(set(verdicts)))
+
+
+def ensure_groups(engine: Engine, verdicts: Iterable[str]) -> bool:
+    """Rebuild every group if ``image_groups`` was computed with other verdicts than
+    ``verdicts`` (``[match] group_verdicts`` changed), or by a version that numbered groups
+    1..n instead of by keeper (no record in ``photoqa_meta``): an incremental refresh must
+    start from groups of the same rule. Returns whether it rebuilt. Writers call it once
+    when they open the database."""
+    verdicts = sorted(set(verdicts))
+    with engine.begin() as conn:
+        if conn.execute(select(Meta.value).where(Meta.key == VERDICTS_KEY)).scalar() == _verdicts_value(verdicts):
+            return False
+        rebuild_groups(conn, verdicts)
+        return True
