@@ -257,34 +257,3 @@ class SensorDefect(Base):
     rate: Mapped[float] = mapped_column(Float)
     mean_residual: Mapped[float] = mapped_column(Float)
     frames: Mapped[int] = mapped_column(Integer)
-
-
-class Action(Base):
-    """The journal of ``photoqa dupes --apply``: one row per file acted on, written
-    ``planned`` before the file is touched and ``done`` after (each in its own
-    transaction), ``undone`` by ``photoqa undo``, ``skipped`` with a reason.
-
-    ``destination``: where the file went (trash, move) or the keeper it was linked to
-    (hardlink, symlink); ``size``, ``mtime_ns``, ``sha256``: the file as it was, which
-    undo restores; ``link_target``: the path was itself a symbolic link to this;
-    ``sidecar_of``: the action id of the photo a sidecar travelled with.
-    """
-
-    __tablename__ = "actions"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    batch: Mapped[int] = mapped_column(Integer, index=True)
-    at: Mapped[datetime] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    action: Mapped[str] = mapped_column(String(16))
-    path: Mapped[str] = mapped_column(Text)
-    destination: Mapped[str | None] = mapped_column(Text, index=True)
-    size: Mapped[int | None] = mapped_column(BigInteger)
-    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
-    sha256: Mapped[str | None] = mapped_column(String(64))
-    image_id: Mapped[int | None] = mapped_column(Integer)
-    group_id: Mapped[int | None] = mapped_column(Integer)
-    sidecar_of: Mapped[int | None] = mapped_column(Integer)
-    link_target: Mapped[str | None] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(8), index=True)
-    reason: Mapped[str | None] = mapped_column(Text)
