@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine, delete, insert, select, update
 
 from db import groups as dbgroups
@@ -14,9 +16,12 @@ from db.indexrows import load_index_rows  # noqa: F401 - re-exported: callers re
 from db.models import Camera, Image, Pair
 from db.store import delete_pairs_of, unpack_hist, unpack_thumb, utcnow
 from indexer.measure import hashes
-from indexer.match.engine import MatchRecord, PairEvidence
 from indexer.match.groups import KeeperInfo
+from indexer.match.records import MatchRecord
 from indexer.match.shots import body_key
+
+if TYPE_CHECKING:  # the engine pulls in numba and scipy; reports read pairs without it
+    from indexer.match.engine import PairEvidence
 
 MATCH_VERSION = 2  # 2: shot identity (same_camera, same_shot), raw_jpeg, exposure edits derived
 _RECORD_COLS = (Image.id, Image.sha256, Image.phash, Image.phash_d4, Image.phash_crops, Image.thumb,
