@@ -290,7 +290,8 @@ def status(ctx, fmt):
 
 @main.command()
 @click.option("--format", "fmt", type=FORMAT, default="table",
-              help="Groups as a table, one JSON object, or CSV (one row per pair). Example: --format json")
+              help="A table (one line per file), one JSON object (groups with every pair's evidence), or CSV "
+                   "(one row per file: group, role, path, relation, bytes, verdict). Example: --format csv")
 @click.option("--verdicts", default=None, metavar="LIST",
               help="Comma-separated verdicts that join images into a group (default: [match] group_verdicts, "
                    "same_file,same_pixels,derived: copies of one shot); add raw_jpeg to group a RAW with "
@@ -298,28 +299,46 @@ def status(ctx, fmt):
                    "Example: --verdicts same_file,same_pixels")
 @click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
               help="Only groups with at least this many files. Example: --min-size 3")
+@click.option("--sort", type=click.Choice(["bytes", "size", "count", "path"]), default="bytes", show_default=True,
+              help="Order of the groups: bytes that could be freed, the keeper's file size, number of files, "
+                   "or the keeper's path. Example: --sort count")
+@click.option("--under", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Only groups with a file under DIR (each such group is shown whole). Example: --under ~/Pictures/2024")
+@click.option("--absolute", is_flag=True,
+              help="Print full paths instead of paths relative to the folder all listed files share. "
+                   "Example: --absolute")
+@click.option("--related", is_flag=True,
+              help="List related shots instead of copies: brackets and HDR sources, RAW+JPEG pairs, bursts "
+                   "and re-shoots of one camera, with time and exposure steps; nothing to remove. "
+                   "Example: --related")
 @click.option("--rematch", is_flag=True,
-              help="Search all pairs of the database again first (after changing [match] or [verdict] settings).")
+              help="Search all pairs of the database again first (after changing [match] or [verdict] settings). "
+                   "Example: --rematch")
 @click.pass_context
-def dupes(ctx, fmt, verdicts, min_size, rematch):
-    """Groups of copies and near-copies, each pair proven by aligned pixels.
+def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, related, rematch):
+    """Groups of copies of one shot, each file listed once against the keeper.
 
-    Every pair says what it is: same_file (equal bytes), same_pixels (equal decoded
-    pixels), derived (resized, recompressed, cropped, shifted, rotated, mirrored,
-    converted, or an exposure edit of one capture), raw_jpeg (one capture as RAW and
-    JPEG), exposure_variant (another exposure of the scene: a bracket frame, an HDR
-    source) or similar (another shot: a burst neighbour, a re-shoot), with the evidence.
-    Files whose camera body or capture time differ are never copies of each other. Each group names a suggested
-    keeper (most pixels, RAW, least compressed, sharpest, earliest); nothing is moved
-    or deleted. A group's id is its keeper's image id, as in the image_groups table.
+    Every pair is proven by aligned pixels and says what it is: same_file (equal
+    bytes), same_pixels (equal decoded pixels), derived (resized, recompressed, cropped,
+    shifted, rotated, mirrored, converted, or an exposure edit of one capture); related
+    shots are raw_jpeg (one capture as RAW and JPEG), exposure_variant (another
+    exposure: a bracket frame, an HDR source) and similar (a burst neighbour, a
+    re-shoot). Files whose camera body or capture time differ are never copies of each
+    other. Each group names a suggested keeper and why (most pixels, RAW, lossless,
+    largest file, sharpest, earliest capture), then each other file with its size and
+    what it is relative to the keeper; the summary says how many files could be removed
+    and the bytes they hold. Nothing is moved or deleted. A group's id is its keeper's
+    image id, as in the image_groups table.
 
     \b
     Examples:
       photoqa dupes
-      photoqa dupes --format json --verdicts same_file,same_pixels,derived
-      photoqa dupes --verdicts same_file,same_pixels,derived,exposure_variant,similar --min-size 3
+      photoqa dupes --sort count --under ~/Pictures/2024
+      photoqa dupes --format csv > dupes.csv
+      photoqa dupes --related
+      photoqa dupes --format json --verdicts same_file,same_pixels,derived,raw_jpeg
     """
-    from indexer.commands.dupes import dupes_report, rematch as run_rematch
+    from indexer.commands import dupes as report_of
     from indexer.commands.output import emit, write_json
     from indexer.match.verdict import VERDICTS
 
@@ -327,24 +346,26 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
     unknown = [v for v in chosen or () if v not in VERDICTS]
     if unknown:
         _fail(f"unknown verdict(s) {', '.join(unknown)}; choose from {', '.join(VERDICTS)}", EXIT_USAGE)
+    if under is not None and not under.expanduser().is_dir():
+        _fail(f"--under {under}: no such folder", EXIT_USAGE)
+    under = None if under is None else under.expanduser()
     session = _session(ctx)
     if rematch:
-        click.echo(f"rematched: {run_rematch(session)} pairs", err=True)
-    report = dupes_report(session, verdicts=chosen, min_size=min_size)
+        click.echo(f"rematched: {report_of.rematch(session)} pairs", err=True)
+    if related:
+        report = report_of.related_report(session, under=under)
+        header, rows = report_of.related_csv_rows(report)
+        lines = report_of.render_related(report, absolute=absolute)
+    else:
+        report = report_of.dupes_report(session, verdicts=chosen, min_size=min_size, sort=sort, under=under)
+        header, rows = report_of.csv_rows(report)
+        lines = report_of.render_groups(report, absolute=absolute)
     if fmt == "json":
         write_json(report)
-        return
-    rows = [(g["id"], p["a"], p["b"], p["verdict"], p["evidence"], g["keeper"])
-            for g in report["groups"] for p in g["pairs"]]
-    if fmt == "csv":
-        emit(["group", "a", "b", "verdict", "evidence", "keeper"], rows, "csv")
-        return
-    if not report["groups"]:
-        click.echo("no duplicate groups")
-    for g in report["groups"]:
-        emit(["a", "b", "verdict", "evidence"],
-             [(p["a"], p["b"], p["verdict"], p["evidence"]) for p in g["pairs"]], "table",
-             title=f"group {g['id']}: {len(g['files'])} files, keep {g['keeper']}")
+    elif fmt == "csv":
+        emit(header, rows, "csv")
+    else:
+        click.echo("\n".join(lines))
 
 
 @main.command()

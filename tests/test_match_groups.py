@@ -101,7 +101,7 @@ def test_description_in_words():
                   corr_rank=0.99, corr_grey=0.99, corr_tile=0.95, hist_sim=0.9, delta_ev=0.0)
     text = describe(ev, "derived")
     # ev.transform maps b onto a, so b is a rotated 90° clockwise (rot270) copy of a
-    assert text.startswith("rotated 90° clockwise") and "resized 50%" in text and "recompressed" in text
+    assert text.startswith("rotated 90° clockwise") and "resized 50%" in text and "re-encoded" in text
     dark = Evidence(transform="identity", x=0, y=0, scale=1, overlap_a=1, overlap_b=1, peak=0.8,
                     corr_rank=0.99, corr_grey=0.95, corr_tile=0.95, hist_sim=0.4, delta_ev=-1.04)
     assert describe(dark, "exposure_variant") == "darker by 1.0 EV"

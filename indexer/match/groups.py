@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from indexer.match.shots import Body, is_raw, relate
+from indexer.match.shots import Body, is_raw, relate, same_body
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
 
 LOSSLESS = frozenset({"png", "tiff", "tif", "bmp", "gif", "ppm", "pgm", "pbm", "pnm"})
@@ -111,10 +111,16 @@ def _strength(pair) -> tuple:
     return (rank, -(1.0 if corr is None else corr), -(1.0 if hist is None else hist), pair.a, pair.b)
 
 
-def shot_components(pairs: Sequence, infos: dict[int, KeeperInfo]) -> tuple[list[tuple[int, ...]], list]:
+def different_cameras(a: KeeperInfo, b: KeeperInfo) -> bool:
+    """Whether metadata shows ``a`` and ``b`` to come from two camera bodies."""
+    return same_body(a.camera, b.camera) is False
+
+
+def shot_components(pairs: Sequence, infos: dict[int, KeeperInfo],
+                    apart=different_shots) -> tuple[list[tuple[int, ...]], list]:
     """Components of ``pairs`` joined strongest first, leaving out every edge that would
-    put two different shots in one component; returns (components as in
-    :func:`components`, the pairs kept)."""
+    put two images ``apart`` says must stay apart (default: two different shots) in one
+    component; returns (components as in :func:`components`, the pairs kept)."""
     uf = UnionFind()
     members: dict = {}
     kept = []
@@ -122,7 +128,7 @@ def shot_components(pairs: Sequence, infos: dict[int, KeeperInfo]) -> tuple[list
         ra, rb = uf.find(p.a), uf.find(p.b)
         if ra != rb:
             left, right = members.get(ra, [p.a]), members.get(rb, [p.b])
-            if any(different_shots(infos[x], infos[y]) for x in left if x in infos for y in right if y in infos):
+            if any(apart(infos[x], infos[y]) for x in left if x in infos for y in right if y in infos):
                 continue
             uf.union(ra, rb)
             members[uf.find(ra)] = left + right
@@ -147,6 +153,22 @@ def keeper_key(info: KeeperInfo) -> tuple:
         info.captured_at.timestamp() if info.captured_at else 0.0,
         info.id,
     )
+
+
+# what each position of keeper_key means, said when it decided
+KEEPER_REASONS = ("most pixels", "RAW", "lossless", "largest file", "sharpest", "capture time known",
+                  "earliest capture", "indexed first")
+
+
+def keeper_reason(keeper: KeeperInfo, others: Iterable[KeeperInfo]) -> str:
+    """Why ``keeper`` won over ``others``, in words: the rule that decided against each
+    other member (:data:`KEEPER_REASONS`), most important first ("most pixels, RAW")."""
+    mine = keeper_key(keeper)
+    decided = set()
+    for other in others:
+        theirs = keeper_key(other)
+        decided.add(next((i for i, (x, y) in enumerate(zip(mine, theirs)) if x != y), len(mine) - 1))
+    return ", ".join(KEEPER_REASONS[i] for i in sorted(decided))
 
 
 def keeper_of(members: Iterable[int], infos: dict[int, KeeperInfo] | None = None) -> int:
