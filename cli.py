@@ -14,6 +14,7 @@ EXIT_ERROR = 1  # the command could not do its job (bad database, bad config...)
 EXIT_USAGE = 2  # wrong options or arguments (click's own code)
 EXIT_FILES_FAILED = 3  # with --strict: some files could not be indexed
 EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
+EXIT_BUSY = 5  # `watch`: another live daemon already watches these folders for this database
 
 FORMAT = click.Choice(["table", "json", "csv"])
 
@@ -235,8 +236,12 @@ def show_config(ctx, fmt):
                    "Example: --rescan 10")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also append the per-file log lines to FILE. Example: --log-file /var/log/photoqa.log")
+@click.option("--force", is_flag=True,
+              help="Start even if another live `photoqa watch` already watches these folders (or folders "
+                   "around or inside them) for this database; without it that is refused with exit code 5. "
+                   "Example: --force")
 @click.pass_context
-def watch(ctx, paths, workers, polling, settle, rescan, log_file):
+def watch(ctx, paths, workers, polling, settle, rescan, log_file, force):
     """Index PATHS now and then every photo as it lands, until SIGINT/SIGTERM.
 
     First a catch-up scan (same rules as `index`), then file-system events: a file is
@@ -251,14 +256,16 @@ def watch(ctx, paths, workers, polling, settle, rescan, log_file):
       photoqa --db postgresql+psycopg://me@host/photoqa watch /mnt/share --polling --settle 5
     """
     from indexer.watch import WatchError, WatchOptions
-    from indexer.watch.daemon import watch_command
+    from indexer.watch.daemon import AlreadyWatched, watch_command
     from indexer.watch.log import LineLog
 
     session = _session(ctx)
     log = LineLog(log_file=log_file)
     try:
-        options = WatchOptions(workers=workers, settle=settle, polling=polling, rescan=rescan * 60)
+        options = WatchOptions(workers=workers, settle=settle, polling=polling, rescan=rescan * 60, force=force)
         watch_command(session, list(paths), options, log)
+    except AlreadyWatched as exc:
+        _fail(str(exc), EXIT_BUSY)
     except WatchError as exc:
         _fail(str(exc))
     finally:
