@@ -99,7 +99,7 @@ class Daemon:
                  stages: list[Stage], log: LogLine, stop: threading.Event | None = None,
                  observer_factory: Callable = make_observer, sensor_data: SensorData = SensorData.NONE):
         self.session, self.options, self.log = session, options, log
-        self.roots = [str(Path(r).expanduser().resolve()) for r in roots]
+        self.roots = [str(scan.absolute(r)) for r in roots]  # links kept, as index stores paths
         self.stop = stop or threading.Event()
         self.stages, self.observer_factory, self.sensor_data = stages, observer_factory, sensor_data
         self.backlog: deque[tuple[str, int]] = deque()  # (path, mtime_ns) from the catch-up scan
