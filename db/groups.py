@@ -59,7 +59,8 @@ def _present(conn: Connection, ids: set[int]) -> set[int]:
     return found
 
 
-_EDGE_COLS = (Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.correlation, Pair.hist_similarity)
+_EDGE_COLS = (Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.correlation, Pair.hist_similarity,
+              Pair.transform)
 
 
 def _pairs_query(verdicts: list[str]):
@@ -107,11 +108,13 @@ def keeper_infos(conn: Connection, ids: Iterable[int]) -> dict[int, KeeperInfo]:
     """What the keeper rule and the shot constraint of groups read, per image id
     (``width``/``height``: stored pixels)."""
     query = (select(Image.id, Image.width, Image.height, Image.format, Image.size, Image.sharpness,
-                    Image.captured_at, Camera.make, Camera.model, Camera.serial)
+                    Image.captured_at, Camera.make, Camera.model, Camera.serial, Image.path, Image.mtime_ns,
+                    Image.colourfulness)
              .outerjoin(Camera, Camera.id == Image.camera_id))
     out: dict[int, KeeperInfo] = {}
     for chunk in _chunks(ids):
-        out.update((r[0], KeeperInfo(*r[:7], camera=body_key(*r[7:])))
+        out.update((r[0], KeeperInfo(*r[:7], camera=body_key(*r[7:10]), path=r[10], mtime_ns=r[11],
+                                     colourfulness=r[12]))
                    for r in conn.execute(query.where(Image.id.in_(chunk))))
     return out
 

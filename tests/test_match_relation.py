@@ -43,4 +43,4 @@ def test_keeper_reason_names_the_rule_that_decided():
     small = KeeperInfo(2, 2000, 1500, "JPEG", 900_000, 10.0, t)
     raw = KeeperInfo(3, 4000, 3000, "RAW-CRW", 9_000_000, 5.0, t)
     assert keeper_reason(big, [small]) == "most pixels"
-    assert keeper_reason(raw, [big, small]) == "most pixels, RAW"
+    assert keeper_reason(raw, [big, small]) == "RAW"

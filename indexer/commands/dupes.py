@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from db import pairs as dbpairs
-from indexer.match.groups import build_groups, components, keeper_reason
+from indexer.match.groups import GroupContext, build_groups, components, keeper_reason
 from indexer.match.relation import path_to, relation_to_keeper, words_from
 from indexer.match.shots import gap_words
 from indexer.match.verdict import RELATED_VERDICTS
@@ -87,7 +87,8 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
                             "verdict": _weakest(path_to(g.keeper, m, g.pairs))})
         out.append({"id": g.id, "keeper": paths[g.keeper], "files": sorted(paths[m] for m in g.members),
                     "pairs": [_pair_json(p, paths) for p in g.pairs],
-                    "keeper_reason": keeper_reason(infos[g.keeper], [infos[m] for m in others]),
+                    "keeper_reason": keeper_reason(infos[g.keeper], [infos[m] for m in others],
+                                                   GroupContext.of(g.members, infos, g.pairs)),
                     "bytes_reclaimable": sum(x["bytes"] or 0 for x in members[1:]), "members": members})
     out.sort(key={"bytes": lambda g: (-g["bytes_reclaimable"], g["keeper"]),
                   "size": lambda g: (-(g["members"][0]["bytes"] or 0), g["keeper"]),
