@@ -314,6 +314,9 @@ def status(ctx, fmt):
 @click.option("--absolute", is_flag=True,
               help="Print full paths instead of paths relative to the folder all listed files share. "
                    "Example: --absolute")
+@click.option("--prefer-in", "prefer_in", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Suggest files under DIR as keepers first (repeatable; adds to [dupes] prefer_in, "
+                                  "for this report). Example: --prefer-in ~/Pictures/masters")
 @click.option("--related", is_flag=True,
               help="List related shots instead of copies: brackets and HDR sources, RAW+JPEG pairs, bursts "
                    "and re-shoots of one camera, with time and exposure steps; nothing to remove. "
@@ -322,7 +325,7 @@ def status(ctx, fmt):
               help="Search all pairs of the database again first (after changing [match] or [verdict] settings). "
                    "Example: --rematch")
 @click.pass_context
-def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, related, rematch):
+def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, related, rematch):
     """Groups of copies of one shot, each file listed once against the keeper.
 
     Every pair is proven by aligned pixels and says what it is: same_file (equal
@@ -364,7 +367,8 @@ def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, related, rematch)
         header, rows = report_of.related_csv_rows(report)
         lines = report_of.render_related(report, absolute=absolute)
     else:
-        report = report_of.dupes_report(session, verdicts=chosen, min_size=min_size, sort=sort, under=under)
+        report = report_of.dupes_report(session, verdicts=chosen, min_size=min_size, sort=sort, under=under,
+                                        prefer_in=[str(p) for p in prefer_in])
         header, rows = report_of.csv_rows(report)
         lines = report_of.render_groups(report, absolute=absolute)
     if fmt == "json":

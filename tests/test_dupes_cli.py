@@ -299,3 +299,23 @@ def test_a_300_file_folder_reads_one_line_per_file(tmp_path):
     freed = sum(Path(m["path"]).stat().st_size for m in listed if m["role"] == "copy")
     assert rep["summary"]["bytes_reclaimable"] == freed
     assert rep["summary"]["removable_files"] == len(files) - len(headers)
+
+
+def test_prefer_in_picks_the_keeper_in_that_folder(tmp_path):
+    folder = tmp_path / "p"
+    img = Image.fromarray(synth.scene(41, 320, 240))
+    F.save(folder / "work" / "a.jpg", img, "JPEG", quality=90)
+    F.save(folder / "masters" / "a_small.jpg", img.resize((160, 120), Image.Resampling.LANCZOS), "JPEG", quality=90)
+    db = tmp_path / "photoqa.db"
+    assert run(db, "index", folder, "--workers", "1").exit_code == 0
+    assert Path(report(db)["groups"][0]["keeper"]).parent.name == "work"  # most pixels
+    (g,) = report(db, "--prefer-in", str(folder / "masters"))["groups"]
+    assert Path(g["keeper"]).parent.name == "masters" and g["keeper_reason"] == "in a preferred folder"
+    (tmp_path / "photoqa.toml").write_text(f'[dupes]\nprefer_in = ["{folder / "masters"}"]\n')
+    assert run(db, "index", folder, "--workers", "1").exit_code == 0  # the writer rebuilds for the new rule
+    session = open_session(str(db))
+    with session.engine.connect() as conn:
+        keeper = conn.execute(text("SELECT i.path FROM image_groups g JOIN images i ON i.id = g.image_id "
+                                   "WHERE g.is_keeper")).scalar()
+    session.engine.dispose()
+    assert Path(keeper).parent.name == "masters"

@@ -60,10 +60,11 @@ def _weakest(hops) -> str:
 
 
 def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min_size: int = 2,
-                 sort: str = "bytes", under: str | Path | None = None) -> dict:
+                 sort: str = "bytes", under: str | Path | None = None, prefer_in: Iterable[str] = ()) -> dict:
     """Groups of the chosen verdicts (``[match] group_verdicts`` when None), each with its
     keeper and every member once: ``members`` = [{path, role, relation, bytes, verdict}],
     keeper first. ``under``: only groups with a member under that folder (shown whole).
+    ``prefer_in``: folders whose files are preferred as keepers, besides ``[dupes] prefer_in``.
     ``summary``: groups, files, files that could be removed, bytes they hold, and the
     common folder of every listed path (``root``)."""
     if verdicts is None:
@@ -74,7 +75,8 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
     infos = dbpairs.keeper_infos(session.engine, ids)
     paths = dbpairs.paths(session.engine, ids)
     out = []
-    for g in build_groups(pairs, infos, verdicts=verdicts):
+    preferred = (*session.settings.dupes.folders(), *(os.path.abspath(os.path.expanduser(p)) for p in prefer_in))
+    for g in build_groups(pairs, infos, verdicts=verdicts, prefer_in=preferred):
         if len(g.members) < min_size or not any(_under(paths[m], root) for m in g.members):
             continue
         names = {m: Path(paths[m]).name for m in g.members}
@@ -88,7 +90,7 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
         out.append({"id": g.id, "keeper": paths[g.keeper], "files": sorted(paths[m] for m in g.members),
                     "pairs": [_pair_json(p, paths) for p in g.pairs],
                     "keeper_reason": keeper_reason(infos[g.keeper], [infos[m] for m in others],
-                                                   GroupContext.of(g.members, infos, g.pairs)),
+                                                   GroupContext.of(g.members, infos, g.pairs, preferred)),
                     "bytes_reclaimable": sum(x["bytes"] or 0 for x in members[1:]), "members": members})
     out.sort(key={"bytes": lambda g: (-g["bytes_reclaimable"], g["keeper"]),
                   "size": lambda g: (-(g["members"][0]["bytes"] or 0), g["keeper"]),

@@ -70,6 +70,23 @@ class KeeperInfo:
     colourfulness: float | None = None  # Hasler & Suesstrunk M; below the grayscale flag's threshold: grey
 
 
+KEEPER_RULE_VERSION = 2  # 2: the original first (issue 14); stored groups of another version are rebuilt
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """What decides the stored groups: the verdicts whose pairs join images, and folders
+    whose files are preferred as keepers (absolute paths)."""
+
+    verdicts: tuple[str, ...] = DEFAULT_GROUP_VERDICTS
+    prefer_in: tuple[str, ...] = ()
+
+    def key(self) -> str:
+        """The rule as text (stored beside ``image_groups``: another rule rebuilds them)."""
+        return (f"keeper{KEEPER_RULE_VERSION}:" + ",".join(sorted(set(self.verdicts)))
+                + ("|" + "|".join(sorted(self.prefer_in)) if self.prefer_in else ""))
+
+
 @dataclass(frozen=True)
 class Group:
     """One group: member ids (sorted), the suggested keeper, and the pairs inside it."""
