@@ -15,6 +15,7 @@ EXIT_USAGE = 2  # wrong options or arguments (click's own code)
 EXIT_FILES_FAILED = 3  # with --strict: some files could not be indexed
 EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
 EXIT_BUSY = 5  # `watch`: another live daemon already watches these folders for this database
+EXIT_SKIPPED = 6  # `dupes --apply` / `undo`: some planned operations were skipped (each says why)
 
 FORMAT = click.Choice(["table", "json", "csv"])
 
@@ -324,8 +325,19 @@ def status(ctx, fmt):
 @click.option("--rematch", is_flag=True,
               help="Search all pairs of the database again first (after changing [match] or [verdict] settings). "
                    "Example: --rematch")
+@click.option("--apply", "apply_action", metavar="ACTION",
+              help="Act on every copy of the listed groups (never a keeper): trash (freedesktop.org trash), "
+                   "move:DIR (keeps the paths below the files' shared folder) or delete (cannot be undone). "
+                   "Prints the plan and changes nothing without --yes; journalled, `photoqa undo` reverses it. "
+                   "Example: --apply trash")
+@click.option("--yes", is_flag=True, help="Carry out the --apply plan. Example: --apply move:/mnt/dupes --yes")
+@click.option("--reference", multiple=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="With --apply: never touch files under DIR (repeatable). Example: --reference ~/Pictures/masters")
+@click.option("--group", "group_id", type=int, default=None, metavar="ID",
+              help="With --apply: only this group (its id as listed). Example: --group 1204")
 @click.pass_context
-def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, related, rematch):
+def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, related, rematch, apply_action, yes,
+          reference, group_id):
     """Groups of copies of one shot, each file listed once against the keeper.
 
     Every pair is proven by aligned pixels and says what it is: same_file (equal
@@ -371,12 +383,98 @@ def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, relate
                                         prefer_in=[str(p) for p in prefer_in])
         header, rows = report_of.csv_rows(report)
         lines = report_of.render_groups(report, absolute=absolute)
+    if apply_action:
+        if related:
+            _fail("--apply acts on duplicate groups, not on --related shots", EXIT_USAGE)
+        _apply(session, report, apply_action, yes, reference, group_id, fmt)
+        return
     if fmt == "json":
         write_json(report)
     elif fmt == "csv":
         emit(header, rows, "csv")
     else:
         click.echo("\n".join(lines))
+
+
+def _apply(session, report, action_text, yes, reference, group_id, fmt):
+    """``dupes --apply``: print the plan; with --yes carry it out (indexer.commands.act)."""
+    from indexer.commands import act
+    from indexer.commands.dupes import human_bytes
+    from indexer.commands.output import emit, write_json
+
+    try:
+        action, dest = act.parse_action(action_text)
+    except act.ActError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if action == "delete" and not yes:
+        click.echo("delete cannot be undone: nothing is deleted without --yes", err=True)
+    planned = act.plan(session, report, action, dest, reference=[str(r) for r in reference], group=group_id)
+    outcome = act.apply(session, planned) if yes else act.Outcome(None, planned)
+    rows = [(p.action, p.path, p.destination or "", p.keeper_path, p.size,
+             "skipped: " + p.reason if p.reason else ("done" if yes else "planned")) for p in planned]
+    freed = outcome.bytes_freed if yes else sum(p.size for p in planned if not p.reason)
+    if fmt == "json":
+        write_json({"batch": outcome.batch, "applied": bool(yes), "bytes": freed,
+                    "actions": [dict(zip(("action", "path", "destination", "keeper", "bytes", "state"), r))
+                                for r in rows]})
+    elif fmt == "csv":
+        emit(["action", "path", "destination", "keeper", "bytes", "state"], rows, "csv")
+    else:
+        emit(["action", "path", "destination", "keeper", "bytes", "state"], rows, "table",
+             title=f"{'applied' if yes else 'plan'}: {len(planned)} files, {human_bytes(freed)}")
+        if yes:
+            click.echo(f"batch {outcome.batch}: {outcome.done} done, {outcome.skipped} skipped; "
+                       f"undo with: photoqa undo {outcome.batch}")
+        else:
+            click.echo("nothing changed: add --yes to carry it out")
+    if any(p.reason for p in planned):
+        sys.exit(EXIT_SKIPPED)
+
+
+@main.command()
+@click.argument("batch", required=False)
+@click.pass_context
+def undo(ctx, batch):
+    """Put back the files of an `--apply` batch (default: the last one), byte for byte
+    with their modification times; the index follows. Deleted files cannot come back.
+
+    \b
+    Examples:
+      photoqa undo
+      photoqa undo 20261202-184501-3fa2
+    """
+    from indexer.commands import act
+
+    session = _session(ctx)
+    done = act.undo(session, batch)
+    if done.batch is None:
+        _fail("nothing to undo: no batch in the journal", EXIT_USAGE)
+    click.echo(f"batch {done.batch}: {done.restored} files restored, {len(done.skipped)} skipped")
+    for path, why in done.skipped:
+        click.echo(f"skipped: {path} ({why})", err=True)
+    if done.skipped:
+        sys.exit(EXIT_SKIPPED)
+
+
+@main.command()
+@click.option("--format", "fmt", type=FORMAT, default="table", help="Output format. Example: --format json")
+@click.pass_context
+def actions(ctx, fmt):
+    """The batches of `photoqa dupes --apply`, oldest first: action, files done, skipped
+    and undone, bytes.
+
+    \b
+    Example:
+      photoqa actions --format json
+    """
+    from db import actions as dbactions
+    from indexer.commands.act import reconcile
+    from indexer.commands.output import emit
+
+    session = _session(ctx)
+    reconcile(session)
+    emit(["batch", "started", "action", "files", "done", "skipped", "undone", "bytes"],
+         dbactions.batches(session.engine), fmt)
 
 
 @main.command()
