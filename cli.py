@@ -14,6 +14,8 @@ EXIT_ERROR = 1  # the command could not do its job (bad database, bad config...)
 EXIT_USAGE = 2  # wrong options or arguments (click's own code)
 EXIT_FILES_FAILED = 3  # with --strict: some files could not be indexed
 EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
+EXIT_BUSY = 5  # `watch`: another live daemon already watches these folders for this database
+EXIT_SKIPPED = 6  # `dupes --apply` / `undo`: some planned operations were skipped (each says why)
 
 FORMAT = click.Choice(["table", "json", "csv"])
 
@@ -235,8 +237,12 @@ def show_config(ctx, fmt):
                    "Example: --rescan 10")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also append the per-file log lines to FILE. Example: --log-file /var/log/photoqa.log")
+@click.option("--force", is_flag=True,
+              help="Start even if another live `photoqa watch` already watches these folders (or folders "
+                   "around or inside them) for this database; without it that is refused with exit code 5. "
+                   "Example: --force")
 @click.pass_context
-def watch(ctx, paths, workers, polling, settle, rescan, log_file):
+def watch(ctx, paths, workers, polling, settle, rescan, log_file, force):
     """Index PATHS now and then every photo as it lands, until SIGINT/SIGTERM.
 
     First a catch-up scan (same rules as `index`), then file-system events: a file is
@@ -251,14 +257,16 @@ def watch(ctx, paths, workers, polling, settle, rescan, log_file):
       photoqa --db postgresql+psycopg://me@host/photoqa watch /mnt/share --polling --settle 5
     """
     from indexer.watch import WatchError, WatchOptions
-    from indexer.watch.daemon import watch_command
+    from indexer.watch.daemon import AlreadyWatched, watch_command
     from indexer.watch.log import LineLog
 
     session = _session(ctx)
     log = LineLog(log_file=log_file)
     try:
-        options = WatchOptions(workers=workers, settle=settle, polling=polling, rescan=rescan * 60)
+        options = WatchOptions(workers=workers, settle=settle, polling=polling, rescan=rescan * 60, force=force)
         watch_command(session, list(paths), options, log)
+    except AlreadyWatched as exc:
+        _fail(str(exc), EXIT_BUSY)
     except WatchError as exc:
         _fail(str(exc))
     finally:
@@ -290,7 +298,8 @@ def status(ctx, fmt):
 
 @main.command()
 @click.option("--format", "fmt", type=FORMAT, default="table",
-              help="Groups as a table, one JSON object, or CSV (one row per pair). Example: --format json")
+              help="A table (one line per file), one JSON object (groups with every pair's evidence), or CSV "
+                   "(one row per file: group, role, path, relation, bytes, verdict). Example: --format csv")
 @click.option("--verdicts", default=None, metavar="LIST",
               help="Comma-separated verdicts that join images into a group (default: [match] group_verdicts, "
                    "same_file,same_pixels,derived: copies of one shot); add raw_jpeg to group a RAW with "
@@ -298,28 +307,60 @@ def status(ctx, fmt):
                    "Example: --verdicts same_file,same_pixels")
 @click.option("--min-size", type=click.IntRange(2), default=2, show_default=True,
               help="Only groups with at least this many files. Example: --min-size 3")
+@click.option("--sort", type=click.Choice(["bytes", "size", "count", "path"]), default="bytes", show_default=True,
+              help="Order of the groups: bytes that could be freed, the keeper's file size, number of files, "
+                   "or the keeper's path. Example: --sort count")
+@click.option("--under", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Only groups with a file under DIR (each such group is shown whole). Example: --under ~/Pictures/2024")
+@click.option("--absolute", is_flag=True,
+              help="Print full paths instead of paths relative to the folder all listed files share. "
+                   "Example: --absolute")
+@click.option("--prefer-in", "prefer_in", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Suggest files under DIR as keepers first (repeatable; adds to [dupes] prefer_in, "
+                                  "for this report). Example: --prefer-in ~/Pictures/masters")
+@click.option("--related", is_flag=True,
+              help="List related shots instead of copies: brackets and HDR sources, RAW+JPEG pairs, bursts "
+                   "and re-shoots of one camera, with time and exposure steps; nothing to remove. "
+                   "Example: --related")
 @click.option("--rematch", is_flag=True,
-              help="Search all pairs of the database again first (after changing [match] or [verdict] settings).")
+              help="Search all pairs of the database again first (after changing [match] or [verdict] settings). "
+                   "Example: --rematch")
+@click.option("--apply", "apply_action", metavar="ACTION",
+              help="Act on every copy of the listed groups (never a keeper): trash (freedesktop.org trash), "
+                   "move:DIR (keeps the paths below the files' shared folder) or delete (cannot be undone). "
+                   "Prints the plan and changes nothing without --yes; journalled, `photoqa undo` reverses it. "
+                   "Example: --apply trash")
+@click.option("--yes", is_flag=True, help="Carry out the --apply plan. Example: --apply move:/mnt/dupes --yes")
+@click.option("--reference", multiple=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="With --apply: never touch files under DIR (repeatable). Example: --reference ~/Pictures/masters")
+@click.option("--group", "group_id", type=int, default=None, metavar="ID",
+              help="With --apply: only this group (its id as listed). Example: --group 1204")
 @click.pass_context
-def dupes(ctx, fmt, verdicts, min_size, rematch):
-    """Groups of copies and near-copies, each pair proven by aligned pixels.
+def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, related, rematch, apply_action, yes,
+          reference, group_id):
+    """Groups of copies of one shot, each file listed once against the keeper.
 
-    Every pair says what it is: same_file (equal bytes), same_pixels (equal decoded
-    pixels), derived (resized, recompressed, cropped, shifted, rotated, mirrored,
-    converted, or an exposure edit of one capture), raw_jpeg (one capture as RAW and
-    JPEG), exposure_variant (another exposure of the scene: a bracket frame, an HDR
-    source) or similar (another shot: a burst neighbour, a re-shoot), with the evidence.
-    Files whose camera body or capture time differ are never copies of each other. Each group names a suggested
-    keeper (most pixels, RAW, least compressed, sharpest, earliest); nothing is moved
-    or deleted. A group's id is its keeper's image id, as in the image_groups table.
+    Every pair is proven by aligned pixels and says what it is: same_file (equal
+    bytes), same_pixels (equal decoded pixels), derived (resized, recompressed, cropped,
+    shifted, rotated, mirrored, converted, or an exposure edit of one capture); related
+    shots are raw_jpeg (one capture as RAW and JPEG), exposure_variant (another
+    exposure: a bracket frame, an HDR source) and similar (a burst neighbour, a
+    re-shoot). Files whose camera body or capture time differ are never copies of each
+    other. Each group names a suggested keeper and why (most pixels, RAW, lossless,
+    largest file, sharpest, earliest capture), then each other file with its size and
+    what it is relative to the keeper; the summary says how many files could be removed
+    and the bytes they hold. Nothing is moved or deleted. A group's id is its keeper's
+    image id, as in the image_groups table.
 
     \b
     Examples:
       photoqa dupes
-      photoqa dupes --format json --verdicts same_file,same_pixels,derived
-      photoqa dupes --verdicts same_file,same_pixels,derived,exposure_variant,similar --min-size 3
+      photoqa dupes --sort count --under ~/Pictures/2024
+      photoqa dupes --format csv > dupes.csv
+      photoqa dupes --related
+      photoqa dupes --format json --verdicts same_file,same_pixels,derived,raw_jpeg
     """
-    from indexer.commands.dupes import dupes_report, rematch as run_rematch
+    from indexer.commands import dupes as report_of
     from indexer.commands.output import emit, write_json
     from indexer.match.verdict import VERDICTS
 
@@ -327,24 +368,113 @@ def dupes(ctx, fmt, verdicts, min_size, rematch):
     unknown = [v for v in chosen or () if v not in VERDICTS]
     if unknown:
         _fail(f"unknown verdict(s) {', '.join(unknown)}; choose from {', '.join(VERDICTS)}", EXIT_USAGE)
+    if under is not None and not under.expanduser().is_dir():
+        _fail(f"--under {under}: no such folder", EXIT_USAGE)
+    under = None if under is None else under.expanduser()
     session = _session(ctx)
     if rematch:
-        click.echo(f"rematched: {run_rematch(session)} pairs", err=True)
-    report = dupes_report(session, verdicts=chosen, min_size=min_size)
+        click.echo(f"rematched: {report_of.rematch(session)} pairs", err=True)
+    if related:
+        report = report_of.related_report(session, under=under)
+        header, rows = report_of.related_csv_rows(report)
+        lines = report_of.render_related(report, absolute=absolute)
+    else:
+        report = report_of.dupes_report(session, verdicts=chosen, min_size=min_size, sort=sort, under=under,
+                                        prefer_in=[str(p) for p in prefer_in])
+        header, rows = report_of.csv_rows(report)
+        lines = report_of.render_groups(report, absolute=absolute)
+    if apply_action:
+        if related:
+            _fail("--apply acts on duplicate groups, not on --related shots", EXIT_USAGE)
+        _apply(session, report, apply_action, yes, reference, group_id, fmt)
+        return
     if fmt == "json":
         write_json(report)
-        return
-    rows = [(g["id"], p["a"], p["b"], p["verdict"], p["evidence"], g["keeper"])
-            for g in report["groups"] for p in g["pairs"]]
-    if fmt == "csv":
-        emit(["group", "a", "b", "verdict", "evidence", "keeper"], rows, "csv")
-        return
-    if not report["groups"]:
-        click.echo("no duplicate groups")
-    for g in report["groups"]:
-        emit(["a", "b", "verdict", "evidence"],
-             [(p["a"], p["b"], p["verdict"], p["evidence"]) for p in g["pairs"]], "table",
-             title=f"group {g['id']}: {len(g['files'])} files, keep {g['keeper']}")
+    elif fmt == "csv":
+        emit(header, rows, "csv")
+    else:
+        click.echo("\n".join(lines))
+
+
+def _apply(session, report, action_text, yes, reference, group_id, fmt):
+    """``dupes --apply``: print the plan; with --yes carry it out (indexer.commands.act)."""
+    from indexer.commands import act
+    from indexer.commands.dupes import human_bytes
+    from indexer.commands.output import emit, write_json
+
+    try:
+        action, dest = act.parse_action(action_text)
+    except act.ActError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if action == "delete" and not yes:
+        click.echo("delete cannot be undone: nothing is deleted without --yes", err=True)
+    planned = act.plan(session, report, action, dest, reference=[str(r) for r in reference], group=group_id)
+    outcome = act.apply(session, planned) if yes else act.Outcome(None, planned)
+    rows = [(p.action, p.path, p.destination or "", p.keeper_path, p.size,
+             "skipped: " + p.reason if p.reason else ("done" if yes else "planned")) for p in planned]
+    freed = outcome.bytes_freed if yes else sum(p.size for p in planned if not p.reason)
+    if fmt == "json":
+        write_json({"batch": outcome.batch, "applied": bool(yes), "bytes": freed,
+                    "actions": [dict(zip(("action", "path", "destination", "keeper", "bytes", "state"), r))
+                                for r in rows]})
+    elif fmt == "csv":
+        emit(["action", "path", "destination", "keeper", "bytes", "state"], rows, "csv")
+    else:
+        emit(["action", "path", "destination", "keeper", "bytes", "state"], rows, "table",
+             title=f"{'applied' if yes else 'plan'}: {len(planned)} files, {human_bytes(freed)}")
+        if yes:
+            click.echo(f"batch {outcome.batch}: {outcome.done} done, {outcome.skipped} skipped; "
+                       f"undo with: photoqa undo {outcome.batch}")
+        else:
+            click.echo("nothing changed: add --yes to carry it out")
+    if any(p.reason for p in planned):
+        sys.exit(EXIT_SKIPPED)
+
+
+@main.command()
+@click.argument("batch", required=False)
+@click.pass_context
+def undo(ctx, batch):
+    """Put back the files of an `--apply` batch (default: the last one), byte for byte
+    with their modification times; the index follows. Deleted files cannot come back.
+
+    \b
+    Examples:
+      photoqa undo
+      photoqa undo 20261202-184501-3fa2
+    """
+    from indexer.commands import act
+
+    session = _session(ctx)
+    done = act.undo(session, batch)
+    if done.batch is None:
+        _fail("nothing to undo: no batch in the journal", EXIT_USAGE)
+    click.echo(f"batch {done.batch}: {done.restored} files restored, {len(done.skipped)} skipped")
+    for path, why in done.skipped:
+        click.echo(f"skipped: {path} ({why})", err=True)
+    if done.skipped:
+        sys.exit(EXIT_SKIPPED)
+
+
+@main.command()
+@click.option("--format", "fmt", type=FORMAT, default="table", help="Output format. Example: --format json")
+@click.pass_context
+def actions(ctx, fmt):
+    """The batches of `photoqa dupes --apply`, oldest first: action, files done, skipped
+    and undone, bytes.
+
+    \b
+    Example:
+      photoqa actions --format json
+    """
+    from db import actions as dbactions
+    from indexer.commands.act import reconcile
+    from indexer.commands.output import emit
+
+    session = _session(ctx)
+    reconcile(session)
+    emit(["batch", "started", "action", "files", "done", "skipped", "undone", "bytes"],
+         dbactions.batches(session.engine), fmt)
 
 
 @main.command()

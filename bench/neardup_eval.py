@@ -7,12 +7,28 @@ rotations 90/180/270, mirror left-right and top-bottom, EXIF-orientation-only ch
 greyscale, Gaussian blur 1-2 px, text overlay, PNG/WebP/TIFF conversion). Indexes it
 with ``photoqa index`` (matching included), reads the ``pairs`` table and scores pairs:
 a found pair is correct when both files come from the same Kodak photo; recall counts
-the (original, copy) pairs. Verdicts counted as found: photoqa's default group verdicts
-(everything but ``similar``). The originals are 276 distinct negatives.
+the (original, copy) pairs. Verdicts counted as found: the copies (``same_file``,
+``same_pixels``, ``derived``) and ``exposure_variant``: since the shot-identity rules
+(2026-12-02) an exposure change between files without EXIF is reported as a related
+shot, not grouped, because a bracket frame and a brightened copy measure alike; the
+pair is still found and proven. The originals are 276 distinct negatives.
 
-Then indexes ``../shared/data/scenes`` and prints the groups ``photoqa dupes`` reports.
+Then indexes ``../shared/data/scenes`` and prints the groups ``photoqa dupes`` reports,
+and the hard negatives (:func:`negatives_report`: a dozen cameras' photos of one colour
+chart, repeats seconds apart, a bracket, HDR pairs; with EXIF and with every file's
+metadata stripped): how many default groups join two camera bodies or two capture times.
 
     PYTHONPATH=. python bench/neardup_eval.py [--seed 0] [--keep DIR] [--no-scenes]
+                                              [--no-negatives | --negatives-only]
+
+With shot identity and the colour guard on ``derived`` (2026-12-02, seed 0,
+``--no-scenes``): precision 1.0000, recall 0.9926, F1 0.9963, per transform unchanged
+(exposure 0.96, text 0.92, the rest 1.00); baseline unchanged. ``--negatives-only``:
+with EXIF, 51 files, 1 default group (the Sony e-mail copy and its frame), 0 groups join
+two camera bodies, 0 join capture times >= 1 s apart (before: one group of 13 files from
+six cameras, the bracket and HDR pairs grouped); metadata stripped, 9 groups, 0 join two
+bodies, 8 join frames of one camera taken 13-126 s apart (tripod repeats of a still
+chart: on 128-px thumbnails indistinguishable from a recompressed copy).
 
 Measured (seed 0, 2 shared cores, 2026-11-24): photoqa precision 1.0000, recall 0.9412,
 F1 0.9697, 0 false pairs (0 among the 24 originals); per transform 1.00 except crop 0.46,
@@ -198,14 +214,64 @@ def scenes_report(workdir: Path) -> None:
         print(f"  group {g['id']} ({', '.join(verdicts)}): {', '.join(files)}")
 
 
+NEGATIVE_SETS = ("raw/digicam_corpus", "scenes/digicam_corpus", "scenes/brackets", "exif-samples/jpg/hdr")
+
+
+def negatives_report(workdir: Path) -> None:
+    """Hard negatives: separate shots of one colour chart by a dozen cameras, repeats
+    seconds apart, a bracket, HDR pairs; indexed as they are and with every file's
+    metadata stripped (tests/stripexif.py). Counts the default groups that join two
+    camera bodies or two capture times >= 1 s apart (truth from the originals)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import stripexif
+    from indexer import decode
+    from indexer.decode import sniff
+    from indexer.match.shots import body_key
+
+    exts = sniff.IMAGE_EXTENSIONS | sniff.RAW_EXTENSIONS
+    originals = sorted(p for s in NEGATIVE_SETS for p in (DATA / s).rglob("*") if p.suffix.lower() in exts)
+    truth = {}
+    for src in originals:
+        try:
+            meta = decode.decode_file(src).meta
+        except decode.DecodeError:
+            continue
+        cam = meta.camera
+        truth[str(src)] = (None if cam is None else body_key(cam.make, cam.model, cam.serial),
+                           meta.capture.captured_at)
+    stripped_dir = workdir / "stripped"
+    stripped = {str(stripexif.strip_file(Path(src), stripped_dir / f"{i:03d}")): t
+                for i, (src, t) in enumerate(sorted(truth.items()))}
+    for label, paths, where, known in (("with EXIF", [str(DATA / s) for s in NEGATIVE_SETS], "neg.db", truth),
+                                       ("metadata stripped", [str(stripped_dir)], "neg_stripped.db", stripped)):
+        db = workdir / where
+        t0 = time.perf_counter()
+        photoqa(db, "index", *paths)
+        groups = json.loads(photoqa(db, "dupes", "--format", "json"))["groups"]
+        bodies = times = 0
+        for g in groups:
+            facts = [known[f] for f in g["files"] if f in known]
+            bodies += len({b for b, _ in facts if b is not None}) > 1
+            stamps = [t for _, t in facts if t is not None]
+            times += bool(stamps) and (max(stamps) - min(stamps)).total_seconds() >= 1.0
+        print(f"\nhard negatives, {label}: {len(known)} files indexed in {time.perf_counter() - t0:.0f} s; "
+              f"{len(groups)} default groups, {bodies} join two camera bodies, {times} join capture times "
+              f">= 1 s apart")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, help="build in this folder and keep it")
     ap.add_argument("--no-scenes", action="store_true")
+    ap.add_argument("--no-negatives", action="store_true", help="skip the hard-negative sets")
+    ap.add_argument("--negatives-only", action="store_true", help="only the hard-negative sets")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
+        if args.negatives_only:
+            negatives_report(work)
+            return
         files = work / "files"
         files.mkdir(parents=True, exist_ok=True)
         truth = build(files, args.seed)
@@ -223,6 +289,8 @@ def main() -> None:
         score(base, truth, names, "baseline pHash <= 10")
         if not args.no_scenes:
             scenes_report(work)
+        if not args.no_negatives:
+            negatives_report(work)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy import Connection, Engine, delete, insert, select
 
 from db.models import Camera, Image, ImageGroup, Meta, Pair
-from indexer.match.groups import Group, KeeperInfo, build_groups
+from indexer.match.groups import Group, GroupRule, KeeperInfo, build_groups
 from indexer.match.shots import body_key
 
 CHUNK = 500  # ids per IN list: far below every database's parameter limit
@@ -59,7 +59,8 @@ def _present(conn: Connection, ids: set[int]) -> set[int]:
     return found
 
 
-_EDGE_COLS = (Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.correlation, Pair.hist_similarity)
+_EDGE_COLS = (Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.correlation, Pair.hist_similarity,
+              Pair.transform)
 
 
 def _pairs_query(verdicts: list[str]):
@@ -107,11 +108,13 @@ def keeper_infos(conn: Connection, ids: Iterable[int]) -> dict[int, KeeperInfo]:
     """What the keeper rule and the shot constraint of groups read, per image id
     (``width``/``height``: stored pixels)."""
     query = (select(Image.id, Image.width, Image.height, Image.format, Image.size, Image.sharpness,
-                    Image.captured_at, Camera.make, Camera.model, Camera.serial)
+                    Image.captured_at, Camera.make, Camera.model, Camera.serial, Image.path, Image.mtime_ns,
+                    Image.colourfulness)
              .outerjoin(Camera, Camera.id == Image.camera_id))
     out: dict[int, KeeperInfo] = {}
     for chunk in _chunks(ids):
-        out.update((r[0], KeeperInfo(*r[:7], camera=body_key(*r[7:])))
+        out.update((r[0], KeeperInfo(*r[:7], camera=body_key(*r[7:10]), path=r[10], mtime_ns=r[11],
+                                     colourfulness=r[12]))
                    for r in conn.execute(query.where(Image.id.in_(chunk))))
     return out
 
@@ -123,7 +126,7 @@ def _write(conn: Connection, groups: Iterable[tuple[int, Iterable[int]]]) -> Non
         conn.execute(insert(ImageGroup), rows[start:start + CHUNK])
 
 
-def refresh_groups(conn: Connection, image_ids: Iterable[int], verdicts: Iterable[str]) -> None:
+def refresh_groups(conn: Connection, image_ids: Iterable[int], rule: GroupRule) -> None:
     """Recompute the groups touching ``image_ids`` in the caller's transaction.
 
     ``image_ids``: every image whose pairs (an end of a pair inserted, deleted or whose
@@ -131,7 +134,7 @@ def refresh_groups(conn: Connection, image_ids: Iterable[int], verdicts: Iterabl
     :func:`old_members` taken before the delete. Their old groups' members and the
     components now reachable from them are regrouped; the rest is not read.
     """
-    verdicts = sorted(set(verdicts))
+    verdicts = sorted(set(rule.verdicts))
     seeds = set(image_ids)
     affected = old_members(conn, seeds)  # rows to replace
     reached: set[int] = set()
@@ -145,7 +148,8 @@ def refresh_groups(conn: Connection, image_ids: Iterable[int], verdicts: Iterabl
     for chunk in _chunks(affected):
         conn.execute(delete(ImageGroup).where(ImageGroup.image_id.in_(chunk)))
     pairs = [edges[k] for k in sorted(edges)]
-    groups = build_groups(pairs, keeper_infos(conn, {x for k in edges for x in k}), verdicts=verdicts)
+    groups = build_groups(pairs, keeper_infos(conn, {x for k in edges for x in k}), verdicts=verdicts,
+                          prefer_in=rule.prefer_in)
     _write(conn, ((g.keeper, g.members) for g in groups))
 
 
@@ -153,32 +157,27 @@ def clear_groups(conn: Connection) -> None:
     conn.execute(delete(ImageGroup))
 
 
-def rebuild_groups(conn: Connection, verdicts: Iterable[str]) -> list[Group]:
+def rebuild_groups(conn: Connection, rule: GroupRule) -> list[Group]:
     """Replace every stored group by a full recomputation (``rematch``, repair); returns them."""
-    verdicts = sorted(set(verdicts))
+    verdicts = sorted(set(rule.verdicts))
     pairs = list(conn.execute(_pairs_query(verdicts).order_by(Pair.a_id, Pair.b_id)))
     groups = build_groups(pairs, keeper_infos(conn, {p.a for p in pairs} | {p.b for p in pairs}),
-                          verdicts=verdicts)
+                          verdicts=verdicts, prefer_in=rule.prefer_in)
     clear_groups(conn)
     _write(conn, ((g.keeper, g.members) for g in groups))
     conn.execute(delete(Meta).where(Meta.key == VERDICTS_KEY))
-    conn.execute(insert(Meta).values(key=VERDICTS_KEY, value=_verdicts_value(verdicts)))
+    conn.execute(insert(Meta).values(key=VERDICTS_KEY, value=rule.key()))
     return groups
 
 
-def _verdicts_value(verdicts: Iterable[str]) -> str:
-    return ",".join(sorted(set(verdicts)))
-
-
-def ensure_groups(engine: Engine, verdicts: Iterable[str]) -> bool:
+def ensure_groups(engine: Engine, rule: GroupRule) -> bool:
     """Rebuild every group if ``image_groups`` was computed with other verdicts than
     ``verdicts`` (``[match] group_verdicts`` changed), or by a version that numbered groups
     1..n instead of by keeper (no record in ``photoqa_meta``): an incremental refresh must
     start from groups of the same rule. Returns whether it rebuilt. Writers call it once
     when they open the database."""
-    verdicts = sorted(set(verdicts))
     with engine.begin() as conn:
-        if conn.execute(select(Meta.value).where(Meta.key == VERDICTS_KEY)).scalar() == _verdicts_value(verdicts):
+        if conn.execute(select(Meta.value).where(Meta.key == VERDICTS_KEY)).scalar() == rule.key():
             return False
-        rebuild_groups(conn, verdicts)
+        rebuild_groups(conn, rule)
         return True

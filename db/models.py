@@ -257,3 +257,25 @@ class SensorDefect(Base):
     rate: Mapped[float] = mapped_column(Float)
     mean_residual: Mapped[float] = mapped_column(Float)
     frames: Mapped[int] = mapped_column(Integer)
+
+
+class Action(Base):
+    """One file operation of ``photoqa dupes --apply`` (journal: written ``planned`` before
+    the file is touched, ``done`` after; ``photoqa undo`` reverses ``done`` rows)."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    action: Mapped[str] = mapped_column(String(12))  # trash, move, delete
+    path: Mapped[str] = mapped_column(Text)  # where the file was
+    destination: Mapped[str | None] = mapped_column(Text)  # where it went (trash or move), None for delete
+    image_id: Mapped[int | None] = mapped_column(Integer)
+    keeper_path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(12), index=True)  # planned, done, skipped, undone
+    reason: Mapped[str | None] = mapped_column(Text)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -1,11 +1,13 @@
 """Pairs and groups in SQL: loading what the matcher needs, storing what it found.
 
 Every write here that changes pairs refreshes the groups they touch in the same
-transaction (:mod:`db.groups`); ``group_verdicts`` is ``[match] group_verdicts``."""
+transaction (:mod:`db.groups`); ``group_rule`` is ``[match] group_verdicts`` and ``[dupes] prefer_in``."""
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, delete, insert, select, update
 
@@ -14,9 +16,12 @@ from db.indexrows import load_index_rows  # noqa: F401 - re-exported: callers re
 from db.models import Camera, Image, Pair
 from db.store import delete_pairs_of, unpack_hist, unpack_thumb, utcnow
 from indexer.measure import hashes
-from indexer.match.engine import MatchRecord, PairEvidence
-from indexer.match.groups import KeeperInfo
+from indexer.match.groups import GroupRule, KeeperInfo
+from indexer.match.records import MatchRecord
 from indexer.match.shots import body_key
+
+if TYPE_CHECKING:  # the engine pulls in numba and scipy; reports read pairs without it
+    from indexer.match.engine import PairEvidence
 
 MATCH_VERSION = 2  # 2: shot identity (same_camera, same_shot), raw_jpeg, exposure edits derived
 _RECORD_COLS = (Image.id, Image.sha256, Image.phash, Image.phash_d4, Image.phash_crops, Image.thumb,
@@ -81,7 +86,7 @@ def _values(pe: PairEvidence, exif: dict[int, tuple]) -> dict:
 
 
 def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = (),
-               group_verdicts: Iterable[str]) -> None:
+               group_rule: GroupRule) -> None:
     """Insert or replace the given pairs, mark the images ``matched`` and refresh the groups
     of the pairs' images (one transaction)."""
     matched = list(matched)
@@ -99,7 +104,7 @@ def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[i
             else:
                 conn.execute(update(Pair).where(Pair.id == found).values(**values))
         if pairs:
-            dbgroups.refresh_groups(conn, {p.a for p in pairs} | {p.b for p in pairs}, group_verdicts)
+            dbgroups.refresh_groups(conn, {p.a for p in pairs} | {p.b for p in pairs}, group_rule)
 
 
 def set_delta_ev(engine: Engine, values: dict[tuple[int, int], tuple[float, str | None]]) -> None:
@@ -120,13 +125,13 @@ def unmatched_ids(engine: Engine) -> list[int]:
         return list(conn.execute(query.order_by(Image.id)).scalars())
 
 
-def forget_pairs_of(engine: Engine, image_id: int, *, group_verdicts: Iterable[str]) -> None:
+def forget_pairs_of(engine: Engine, image_id: int, *, group_rule: GroupRule) -> None:
     """Drop the pairs of an image about to be matched again (they are found again) and
     refresh the groups they joined."""
     with engine.begin() as conn:
         partners = delete_pairs_of(conn, image_id)
         if partners:
-            dbgroups.refresh_groups(conn, partners | {image_id}, group_verdicts)
+            dbgroups.refresh_groups(conn, partners | {image_id}, group_rule)
 
 
 def clear_pairs(engine: Engine) -> None:
@@ -160,10 +165,10 @@ def paths(engine: Engine, ids: Iterable[int]) -> dict[int, str]:
         return dict(conn.execute(select(Image.id, Image.path).where(Image.id.in_(list(ids)))).all())
 
 
-def rebuild_groups(engine: Engine, *, group_verdicts: Iterable[str]) -> int:
+def rebuild_groups(engine: Engine, *, group_rule: GroupRule) -> int:
     """Recompute every stored group from the pairs (one transaction); returns how many."""
     with engine.begin() as conn:
-        return len(dbgroups.rebuild_groups(conn, group_verdicts))
+        return len(dbgroups.rebuild_groups(conn, group_rule))
 
 
 def set_pixel_digest(engine: Engine, image_id: int, digest: str) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from db.groups import old_members, refresh_groups
 from db.models import Camera, Failure, Image, Pair
-from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
+from indexer.match.groups import GroupRule
 from indexer.measure import hashes, orient
 from indexer.outcomes import Failed, Indexed, Task, Unchanged
 
@@ -116,17 +116,20 @@ _IMAGE_BY_PATH = select(_IMAGES.c.id, _IMAGES.c.sha256).where(_IMAGES.c.path == 
 _DELETE_FAILURE = delete(Failure.__table__).where(Failure.__table__.c.path == bindparam("p"))
 
 
+_DEFAULT_RULE = GroupRule()
+
+
 class Store:
     """Writes for one database. Not thread-safe: one writer owns it.
 
     Every write that changes what ``image_groups`` says (an image's presence, its pairs,
     what the keeper rule reads) refreshes the groups it touches in its own transaction
-    (:func:`db.groups.refresh_groups`); ``group_verdicts``: ``[match] group_verdicts``.
+    (:func:`db.groups.refresh_groups`); ``group_rule``: ``[match] group_verdicts`` and ``[dupes] prefer_in``.
     """
 
-    def __init__(self, engine: Engine, *, group_verdicts: Iterable[str] = DEFAULT_GROUP_VERDICTS):
+    def __init__(self, engine: Engine, *, group_rule: GroupRule = _DEFAULT_RULE):
         self.engine = engine
-        self.group_verdicts = tuple(group_verdicts)
+        self.group_rule = group_rule
         self._cameras: dict[tuple[str, str, str], int] = {}
 
     def known_files(self) -> dict[str, FileState]:
@@ -182,7 +185,7 @@ class Store:
                     partners = {image_id}
                     if old_sha != values["sha256"]:
                         partners |= delete_pairs_of(conn, image_id)
-                    refresh_groups(conn, partners, self.group_verdicts)
+                    refresh_groups(conn, partners, self.group_rule)
                 conn.execute(_DELETE_FAILURE, {"p": values["path"]})
         except Exception:
             self._cameras.clear()  # a rolled-back camera insert must not stay cached
@@ -212,7 +215,7 @@ class Store:
                 path=task.path, size=task.size, mtime_ns=task.mtime_ns, missing_since=None,
                 revision=_NEXT_REVISION))
             conn.execute(delete(Failure).where(Failure.path == task.path))
-            refresh_groups(conn, affected - replaced, self.group_verdicts)
+            refresh_groups(conn, affected - replaced, self.group_rule)
 
     def save_unchanged(self, result: Unchanged) -> None:
         """``result.task.path`` holds the bytes of its row still: record its new size/time
@@ -229,7 +232,7 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(update(Image).where(Image.id.in_(image_ids) & Image.missing_since.is_(None))
                          .values(missing_since=utcnow(), revision=_NEXT_REVISION))
-            refresh_groups(conn, image_ids, self.group_verdicts)
+            refresh_groups(conn, image_ids, self.group_rule)
 
     def forget_failure(self, path: str) -> None:
         self.forget_failures([path])

@@ -136,6 +136,22 @@ class MatchSettings:
 
 
 @dataclass(frozen=True)
+class DupesSettings:
+    """``[dupes]``: acting on duplicate groups.
+
+    prefer_in: folders whose files are suggested as keepers before any other rule (e.g.
+        the archive's master folder; ``photoqa dupes --prefer-in`` adds folders for one
+        report); ``~`` is expanded, relative folders are taken from the current one.
+    """
+
+    prefer_in: tuple = ()
+
+    def folders(self) -> tuple[str, ...]:
+        """``prefer_in`` as absolute folder paths."""
+        return tuple(os.path.abspath(os.path.expanduser(p)) for p in self.prefer_in)
+
+
+@dataclass(frozen=True)
 class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -143,9 +159,16 @@ class Settings:
     match: MatchSettings = field(default_factory=MatchSettings)
     verdict: MatchThresholds = field(default_factory=MatchThresholds)
     flags: FlagThresholds = field(default_factory=FlagThresholds)
+    dupes: DupesSettings = field(default_factory=DupesSettings)
 
     def section(self, name: str):
         return getattr(self, name)
+
+    def group_rule(self):
+        """The stored groups' rule: ``[match] group_verdicts`` and ``[dupes] prefer_in``."""
+        from indexer.match.groups import GroupRule
+
+        return GroupRule(tuple(self.match.group_verdicts), self.dupes.folders())
 
 
 def _apply(settings: Settings, overrides: dict, source: str) -> Settings:

@@ -21,7 +21,7 @@ class Session:
 
     @property
     def store(self) -> Store:
-        return Store(self.engine, group_verdicts=self.settings.match.group_verdicts)
+        return Store(self.engine, group_rule=self.settings.group_rule())
 
 
 def open_session(db: str | None = None, config: str | None = None, *, readonly: bool = False,
@@ -36,5 +36,5 @@ def open_session(db: str | None = None, config: str | None = None, *, readonly: 
     if upgrade and not readonly:
         migrate.upgrade(engine)
         # image_groups of other verdicts (or numbered 1..n by an older version): rebuilt once
-        dbgroups.ensure_groups(engine, settings.match.group_verdicts)
+        dbgroups.ensure_groups(engine, settings.group_rule())
     return Session(url, settings, engine)

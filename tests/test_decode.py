@@ -262,3 +262,26 @@ def test_camera_tiff_named_raw_that_libraw_refuses_is_a_failure(tmp_path):
     exif[0x010F] = "NIKON CORPORATION"
     path = F.write(tmp_path / "DSC_0001.NEF", encoded(img, "TIFF", exif=exif))
     assert failure(path).kind in ("raw", "unsupported")
+
+
+def test_libraw_messages_land_in_the_failure_not_on_stderr(shared_data, capfd, tmp_path):
+    """LibRaw prints "unknown file: Unexpected end of file" to file descriptor 2 from C;
+    photoqa captures it around LibRaw calls and puts it in the failure's message."""
+    from click.testing import CliRunner
+
+    from cli import main
+    from indexer.session import open_session
+
+    stub = next((shared_data / "raw" / "stubs").rglob("CanonRaw.crw"))
+    with pytest.raises(decode.DecodeError) as err:
+        decode.decode_file(stub)
+    assert "(LibRaw: unknown file: Unexpected end of file)" in err.value.message
+    assert "Unexpected end of file" not in capfd.readouterr().err
+    db = tmp_path / "photoqa.db"
+    CliRunner().invoke(main, ["--db", str(db), "index", str(stub), "--workers", "1"])
+    assert "unknown file" not in capfd.readouterr().err
+    session = open_session(str(db))
+    with session.engine.connect() as conn:
+        (message,) = conn.exec_driver_sql("SELECT message FROM failures").scalars().all()
+    session.engine.dispose()
+    assert "LibRaw: unknown file: Unexpected end of file" in message

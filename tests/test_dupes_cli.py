@@ -134,13 +134,71 @@ def test_unknown_verdict_is_a_usage_error(library):
     assert "twins" in result.output
 
 
-def test_table_and_csv(library):
-    _, db = library
-    table = run(db, "dupes").stdout
-    assert "keep" in table and "rotated" in table
+def test_table_and_csv_list_each_file_once(library):
+    root, db = library
+    table = run(db, "dupes").stdout.splitlines()
+    members = [ln for ln in table if ln.startswith(("  keep ", "  copy "))]
+    assert len(members) == 5 and sum(ln.startswith("  keep ") for ln in members) == 1
+    assert table[0] == table[-1] and table[0].startswith("1 group · 4 files could be removed")
+    assert f"paths under {root}" in table[0]
+    assert any("rotated" in ln for ln in members) and not any(str(root) in ln for ln in members)
+    assert all(str(root) in ln for ln in run(db, "dupes", "--absolute").stdout.splitlines()
+               if ln.startswith(("  keep ", "  copy ")))
     rows = list(csv.DictReader(io.StringIO(run(db, "dupes", "--format", "csv").stdout)))
-    assert {"group", "a", "b", "verdict", "evidence", "keeper"} <= set(rows[0])
-    assert any(r["verdict"] == "derived" for r in rows)
+    assert [r["role"] for r in rows].count("keeper") == 1 and len(rows) == 5
+    assert set(rows[0]) == {"group", "role", "path", "relation", "bytes", "verdict"}
+    for r in rows:  # bytes are the files' sizes on disk, paths absolute
+        assert int(r["bytes"]) == Path(r["path"]).stat().st_size
+    half = next(r for r in rows if r["path"].endswith("a_half.jpg"))
+    keeper = next(r for r in rows if r["role"] == "keeper")
+    assert keeper["path"].endswith((".jpg", ".png")) and "a_half" not in keeper["path"]
+    assert half["verdict"] == "derived" and "resized 50%" in half["relation"]  # against the keeper
+
+
+def test_json_is_a_superset_of_the_old_shape_with_members_and_summary(library):
+    _, db = library
+    rep = report(db)
+    (g,) = rep["groups"]
+    assert {"id", "keeper", "files", "pairs", "members", "bytes_reclaimable", "keeper_reason"} <= set(g)
+    assert [m["path"] for m in g["members"] if m["role"] == "keeper"] == [g["keeper"]]
+    assert sorted(m["path"] for m in g["members"]) == g["files"]
+    freed = sum(Path(m["path"]).stat().st_size for m in g["members"] if m["role"] != "keeper")
+    assert g["bytes_reclaimable"] == freed == rep["summary"]["bytes_reclaimable"]
+    assert rep["summary"]["removable_files"] == 4 and g["keeper_reason"]
+
+
+def test_under_sort_and_bad_folder(library, tmp_path):
+    root, db = library
+    assert report(db, "--under", str(root))["summary"]["groups"] == 1
+    assert report(db, "--under", str(tmp_path))["groups"] == []
+    for key in ("bytes", "size", "count", "path"):
+        assert len(report(db, "--sort", key)["groups"]) == 1
+    result = run(db, "dupes", "--under", str(tmp_path / "nowhere"))
+    assert result.exit_code == EXIT_USAGE and "no such folder" in result.output
+
+
+def test_related_shots_are_listed_without_a_keeper(tmp_path):
+    """A planted bracket (three exposures 1 s apart, one body) is not a duplicate group but
+    a set of related shots with its +1 EV steps; its frames have no keeper."""
+    base = synth.scene(31, 320, 240)
+    folder = tmp_path / "bracket"
+    for i, ev in enumerate((-1.0, 0.0, 1.0)):
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = "Canon", "Canon EOS 5D Mark II"
+        exif.get_ifd(0x8769)[0x9003] = f"2015:09:19 03:39:2{i}"
+        F.save(folder / f"IMG_{i}.jpg", Image.fromarray(synth.change_exposure(base, ev)), "JPEG", quality=92,
+               exif=exif)
+    db = tmp_path / "photoqa.db"
+    assert run(db, "index", folder, "--workers", "1").exit_code == 0
+    assert report(db)["groups"] == []
+    rel = json.loads(run(db, "dupes", "--related", "--format", "json").stdout)
+    (shots,) = rel["related"]
+    assert [Path(m["path"]).name for m in shots["members"]] == ["IMG_0.jpg", "IMG_1.jpg", "IMG_2.jpg"]
+    assert [m["seconds_from_first"] for m in shots["members"]] == [0.0, 1.0, 2.0]
+    assert [m["delta_ev"] for m in shots["members"]] == pytest.approx([0.0, 1.0, 2.0], abs=0.2)
+    assert shots["verdicts"] == ["exposure_variant"] and "keeper" not in json.dumps(shots)
+    table = run(db, "dupes", "--related").stdout
+    assert "bracket" in table and "nothing to remove" in table
 
 
 def test_rewritten_metadata_is_same_pixels_without_a_full_decode(tmp_path, monkeypatch):
@@ -212,3 +270,52 @@ def test_images_left_unmatched_by_a_stopped_run_are_matched_by_the_next(library,
     with session.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM images WHERE matched_at IS NULL")).scalar() == 0
     session.engine.dispose()
+
+
+def test_a_300_file_folder_reads_one_line_per_file(tmp_path):
+    """60 pictures, each with a byte copy, a 75% JPEG, a rotated PNG and a greyscale
+    PNG: 300 files, 60 groups of 5; the table has one line per file, a header per group
+    and the summary twice; the summary's bytes are the non-keepers' sizes on disk."""
+    folder = tmp_path / "p"
+    for i in range(60):
+        img = Image.fromarray(synth.scene(1000 + i, 128, 96))
+        sub = folder / f"roll{i // 20}"
+        F.save(sub / f"p{i:02d}.jpg", img, "JPEG", quality=90)
+        shutil.copy(sub / f"p{i:02d}.jpg", sub / f"p{i:02d} (1).jpg")
+        F.save(sub / f"p{i:02d}_small.jpg", img.resize((96, 72), Image.Resampling.LANCZOS), "JPEG", quality=90)
+        F.save(sub / f"p{i:02d}_rot.png", img.rotate(90, expand=True), "PNG")
+        F.save(sub / f"p{i:02d}_grey.png", img.convert("L"), "PNG")
+    db = tmp_path / "photoqa.db"
+    assert run(db, "index", folder, "--workers", "2").exit_code == 0
+    lines = run(db, "dupes").stdout.splitlines()
+    files = [ln for ln in lines if ln.startswith(("  keep ", "  copy "))]
+    headers = [ln for ln in lines if ln.startswith("group ")]
+    rep = report(db)
+    listed = [m for g in rep["groups"] for m in g["members"]]
+    assert len(listed) == len(files) == len({m["path"] for m in listed})
+    assert len(lines) == len(files) + len(headers) + len(rep["groups"]) + 3  # blank line per group, summaries
+    assert len(files) >= 290 and len(headers) == len(rep["groups"]) >= 58  # a tiny picture may stay apart
+    assert max(map(len, files)) <= 130  # 76 characters of relation at most here
+    freed = sum(Path(m["path"]).stat().st_size for m in listed if m["role"] == "copy")
+    assert rep["summary"]["bytes_reclaimable"] == freed
+    assert rep["summary"]["removable_files"] == len(files) - len(headers)
+
+
+def test_prefer_in_picks_the_keeper_in_that_folder(tmp_path):
+    folder = tmp_path / "p"
+    img = Image.fromarray(synth.scene(41, 320, 240))
+    F.save(folder / "work" / "a.jpg", img, "JPEG", quality=90)
+    F.save(folder / "masters" / "a_small.jpg", img.resize((160, 120), Image.Resampling.LANCZOS), "JPEG", quality=90)
+    db = tmp_path / "photoqa.db"
+    assert run(db, "index", folder, "--workers", "1").exit_code == 0
+    assert Path(report(db)["groups"][0]["keeper"]).parent.name == "work"  # most pixels
+    (g,) = report(db, "--prefer-in", str(folder / "masters"))["groups"]
+    assert Path(g["keeper"]).parent.name == "masters" and g["keeper_reason"] == "in a preferred folder"
+    (tmp_path / "photoqa.toml").write_text(f'[dupes]\nprefer_in = ["{folder / "masters"}"]\n')
+    assert run(db, "index", folder, "--workers", "1").exit_code == 0  # the writer rebuilds for the new rule
+    session = open_session(str(db))
+    with session.engine.connect() as conn:
+        keeper = conn.execute(text("SELECT i.path FROM image_groups g JOIN images i ON i.id = g.image_id "
+                                   "WHERE g.is_keeper")).scalar()
+    session.engine.dispose()
+    assert Path(keeper).parent.name == "masters"

@@ -5,7 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from indexer.match.groups import KeeperInfo, UnionFind, build_groups, components, keeper_key
+from indexer.match.groups import (GroupContext, KeeperInfo, UnionFind, build_groups, components, copy_like_name,
+                                  keeper_key)
 from indexer.match.verdict import describe
 from indexer.match.verify import Evidence
 
@@ -16,6 +17,7 @@ class P:
     b: int
     verdict: str
     correlation: float | None = None
+    transform: str = "identity"
 
 
 def test_components_chain_and_isolate():
@@ -45,11 +47,11 @@ def test_keeper_rule_order():
     sharp = KeeperInfo(5, 4000, 3000, "JPEG", 3_000_000, 99.0, t1)
     early = KeeperInfo(6, 4000, 3000, "JPEG", 3_000_000, 10.0, t0)
     pick = lambda *infos: min(infos, key=keeper_key).id  # noqa: E731
-    assert pick(big_jpeg, small_png) == 1  # pixels first
+    assert pick(big_jpeg, small_png) == 1  # pixels first (neither carries a camera)
     assert pick(big_jpeg, raw, tiff) == 3  # RAW before lossless before lossy
     assert pick(big_jpeg, tiff) == 4
+    assert pick(big_jpeg, early) == 6  # an earlier capture before a sharper file
     assert pick(big_jpeg, sharp) == 5
-    assert pick(big_jpeg, early) == 6
     undated = [dataclasses.replace(i, captured_at=None) for i in (big_jpeg, small_png, raw)]
     groups = build_groups([P(1, 2, "derived"), P(2, 3, "derived")], {i.id: i for i in undated})
     assert groups[0].keeper == 3
@@ -101,8 +103,46 @@ def test_description_in_words():
                   corr_rank=0.99, corr_grey=0.99, corr_tile=0.95, hist_sim=0.9, delta_ev=0.0)
     text = describe(ev, "derived")
     # ev.transform maps b onto a, so b is a rotated 90° clockwise (rot270) copy of a
-    assert text.startswith("rotated 90° clockwise") and "resized 50%" in text and "recompressed" in text
+    assert text.startswith("rotated 90° clockwise") and "resized 50%" in text and "re-encoded" in text
     dark = Evidence(transform="identity", x=0, y=0, scale=1, overlap_a=1, overlap_b=1, peak=0.8,
                     corr_rank=0.99, corr_grey=0.95, corr_tile=0.95, hist_sim=0.4, delta_ev=-1.04)
     assert describe(dark, "exposure_variant") == "darker by 1.0 EV"
     assert describe(None, "same_file") == "identical file"
+
+
+def _group(infos, pairs):
+    (g,) = build_groups(pairs, {i.id: i for i in infos})
+    return g.keeper
+
+
+def test_the_original_is_kept_over_larger_or_lossless_copies():
+    """Issue 14's cases: the camera file (EXIF) over an upscaled export without it; a JPEG
+    over the PNG conversion of it (same pixel size) and its mirrored copy; colour over a
+    greyscale conversion; "Copy of" and "(1)" names lose ties."""
+    t, canon = datetime(2021, 4, 8, 14, 51, 12), ("canon", "canon powershot s40", "")
+    camera_jpeg = KeeperInfo(1, 2272, 1704, "JPEG", 2_000_000, 5.0, t, canon, "/p/IMG_0108.JPG", 10, 40.0)
+    upscale = KeeperInfo(2, 3408, 2556, "JPEG", 3_000_000, 5.0, None, None, "/p/export.jpg", 20, 40.0)
+    raw = KeeperInfo(3, 2312, 1720, "RAW-CRW", 2_600_000, 5.0, t, canon, "/p/CRW_0108.CRW", 10, 35.0)
+    pairs = [P(1, 2, "derived"), P(1, 3, "derived")]
+    assert _group([camera_jpeg, upscale], pairs[:1]) == 1
+    assert _group([camera_jpeg, upscale, raw], pairs) == 3
+    jpeg = KeeperInfo(4, 640, 480, "JPEG", 60_000, 5.0, path="/d/scene1.jpg", mtime_ns=5, colourfulness=40.0)
+    png = KeeperInfo(5, 640, 480, "PNG", 500_000, 5.0, path="/d/scene1 (1).png", mtime_ns=5, colourfulness=40.0)
+    mirror = KeeperInfo(6, 640, 480, "PNG", 520_000, 5.0, path="/d/flipped.png", mtime_ns=5, colourfulness=40.0)
+    grey = KeeperInfo(7, 640, 480, "PNG", 300_000, 5.0, path="/d/scene1g.png", mtime_ns=5, colourfulness=0.0)
+    rows = [P(4, 5, "same_pixels"), P(4, 6, "derived", transform="flip_h"), P(4, 7, "derived"),
+            P(5, 6, "derived", transform="flip_h")]
+    g = build_groups(rows, {i.id: i for i in (jpeg, png, mirror, grey)})[0]
+    assert g.keeper == 4
+    ctx = GroupContext.of(g.members, {i.id: i for i in (jpeg, png, mirror, grey)}, g.pairs)
+    assert ctx.outliers == {6} and ctx.colour
+    copy_named = KeeperInfo(8, 640, 480, "JPEG", 60_000, 5.0, path="/d/Copy of scene1.jpg", mtime_ns=1)
+    assert _group([dataclasses.replace(jpeg, mtime_ns=9), copy_named], [P(4, 8, "same_file")]) == 4
+    assert copy_like_name("/x/IMG_1 (2).jpg") and copy_like_name("/x/a_copy.png") and not copy_like_name("/x/a.jpg")
+
+
+def test_a_preferred_folder_wins():
+    a = KeeperInfo(1, 4000, 3000, "JPEG", 3_000_000, path="/photos/a.jpg")
+    b = KeeperInfo(2, 2000, 1500, "JPEG", 900_000, path="/keep/a.jpg")
+    (g,) = build_groups([P(1, 2, "derived")], {1: a, 2: b}, prefer_in=["/keep"])
+    assert g.keeper == 2

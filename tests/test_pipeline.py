@@ -350,3 +350,24 @@ def test_a_row_the_database_refuses_becomes_a_failure(session, folder, monkeypat
     s = run(session, folder)
     assert (s.indexed, s.failed) == (4, 1)
     assert rows(session, "SELECT kind FROM failures WHERE path LIKE '%s2.jpg'") == [("database",)]
+
+
+def test_symbolic_links_one_rule_for_walks_and_arguments(session, folder, tmp_path, caplog):
+    """Paths are stored as found, links not resolved: a linked folder is walked under the
+    link's name, a linked file given as an argument keeps the link's path, and a link
+    back to a parent folder is walked once with a warning, not forever."""
+    outside = tmp_path / "elsewhere"
+    F.write_jpeg(outside / "far.jpg", F.scene(20))
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    (folder / "sub" / "loop").symlink_to(folder, target_is_directory=True)
+    single = tmp_path / "single.jpg"
+    single.symlink_to(folder / "s0.jpg")
+    with caplog.at_level("WARNING", logger="photoqa.scan"):
+        run(session, folder)
+    paths = {Path(p).relative_to(folder).as_posix() for (p,) in rows(session, "SELECT path FROM images")}
+    assert paths == {"s0.jpg", "s1.jpg", "s2.jpg", "s3.jpg", "sub/deep.jpg", "linked/far.jpg"}
+    assert "loop" in caplog.text and "skipped" in caplog.text
+    run(session, single)
+    assert (str(single),) in rows(session, "SELECT path FROM images")
+    run(session, folder)  # walking again finds every file where it was: nothing marked missing
+    assert rows(session, "SELECT count(*) FROM images WHERE missing_since IS NULL") == [(7,)]

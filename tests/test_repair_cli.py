@@ -227,6 +227,8 @@ def test_camera_name_drops_a_repeated_make():
     assert camera_name("Canon", "Canon PowerShot G2") == "Canon PowerShot G2"
     assert camera_name("NIKON CORPORATION", "NIKON D70", "123") == "NIKON D70 123"
     assert camera_name("Photoqa", "Demo Cam") == "Photoqa Demo Cam"
+    assert camera_name("Eastman Kodak Company", "Kodak DC120 ZOOM Digital Camera") == "Kodak DC120 ZOOM Digital Camera"
+    assert camera_name("SEIKO EPSON CORP.", "PhotoPC 3100Z") == "SEIKO EPSON CORP. PhotoPC 3100Z"
     assert camera_name("", "Model X") == "Model X" and camera_name(None, None) == ""
 
 

@@ -272,3 +272,43 @@ def test_status_counts_pending_of_running_daemons_only(tmp_path):
     report = status(engine)
     assert (report.daemon_running, report.pending, len(report.daemons)) == (False, 0, 1)
     engine.dispose()
+
+
+def test_a_second_watch_on_watched_folders_is_refused(tmp_path):
+    """A live daemon (fresh heartbeat, pid alive on this host) watching the folder, or
+    one around it, makes a second `photoqa watch` exit 5 with its host and pid; a dead
+    one (pid gone) or an unrelated folder does not."""
+    from click.testing import CliRunner
+
+    from cli import EXIT_BUSY, main
+    from db import heartbeat as hb
+    from indexer.session import open_session
+    from indexer.watch.daemon import AlreadyWatched, Daemon, WatchOptions
+
+    photos = tmp_path / "photos"
+    (photos / "2024").mkdir(parents=True)
+    db = tmp_path / "photoqa.db"
+    session = open_session(str(db))
+    hb.register(session.engine, host=socket.gethostname(), pid=os.getppid(), roots=[str(photos)])
+    result = CliRunner().invoke(main, ["--db", str(db), "watch", str(photos / "2024")])
+    assert result.exit_code == EXIT_BUSY
+    assert f"pid {os.getppid()}" in result.output and "--force" in result.output
+
+    def check(roots):
+        d = Daemon.__new__(Daemon)
+        d.roots, d.options = [str(r) for r in roots], WatchOptions()
+        d._refuse_if_watched(session.engine)
+
+    with pytest.raises(AlreadyWatched):
+        check([tmp_path])  # around the watched folder
+    check([tmp_path / "elsewhere"])  # unrelated: allowed
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    from sqlalchemy import update
+
+    from db.models import Daemon as DaemonModel
+
+    with session.engine.begin() as conn:
+        conn.execute(update(DaemonModel).values(pid=gone.pid))
+    check([photos])  # the watching process is gone: not blocking
+    session.engine.dispose()

@@ -1,14 +1,39 @@
-"""``photoqa dupes``: duplicate groups with their keeper and the evidence of every pair."""
+"""``photoqa dupes``: duplicate groups, each file once with its relation to the keeper;
+``--related``: related shots (brackets, RAW+JPEG, bursts), never given a keeper.
+
+The report is data (:func:`dupes_report`, :func:`related_report`); ``cli.py`` renders it
+with :func:`render_groups` / :func:`render_related` or as JSON/CSV. JSON keeps the shape
+scripts used before (``{"groups": [{"id", "keeper", "files", "pairs"}]}``, absolute
+paths, every pair with its evidence) and adds ``members``, ``keeper_reason``,
+``bytes_reclaimable`` and a ``summary``.
+"""
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 
 from db import pairs as dbpairs
-from indexer.match.groups import build_groups
-from indexer.pipeline.matchstage import rematch
+from indexer.match.groups import GroupContext, build_groups, components, keeper_reason
+from indexer.match.relation import path_to, relation_to_keeper, words_from
+from indexer.match.shots import gap_words
+from indexer.match.verdict import RELATED_VERDICTS
 from indexer.session import Session
 
-__all__ = ["dupes_report", "rematch"]
+__all__ = ["SORTS", "dupes_report", "related_report", "rematch", "render_groups", "render_related"]
+
+SORTS = ("bytes", "size", "count", "path")
+_KINDS = {"raw_jpeg": "RAW+JPEG pair", "exposure_variant": "exposures (bracket, HDR)",
+          "similar": "shots of one scene (burst, re-shoot)"}
+
+
+def rematch(session: Session) -> int:
+    """Forget every pair and match the whole database again (imported on demand: the
+    matcher loads numba and scipy, which a report does not need)."""
+    from indexer.pipeline.matchstage import rematch as run
+
+    return run(session)
 
 
 def _pair_json(p, paths: dict[int, str]) -> dict:
@@ -19,20 +44,204 @@ def _pair_json(p, paths: dict[int, str]) -> dict:
             "evidence": p.description}
 
 
-def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min_size: int = 2) -> dict:
-    """``{"groups": [{"id", "keeper", "files", "pairs": [...]}]}`` for the chosen verdicts
-    (``[match] group_verdicts`` of the session's settings when None)."""
+def _under(path: str, root: str | None) -> bool:
+    return root is None or path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _common_root(paths: Iterable[str]) -> str:
+    dirs = [os.path.dirname(p) for p in paths]
+    return os.path.commonpath(dirs) if dirs else ""
+
+
+def _weakest(hops) -> str:
+    """The verdict a member is reached by: ``derived`` if any hop is, else the last hop's."""
+    verdicts = [p.verdict for _, p in hops]
+    return "derived" if "derived" in verdicts else (verdicts[-1] if verdicts else "")
+
+
+def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min_size: int = 2,
+                 sort: str = "bytes", under: str | Path | None = None, prefer_in: Iterable[str] = ()) -> dict:
+    """Groups of the chosen verdicts (``[match] group_verdicts`` when None), each with its
+    keeper and every member once: ``members`` = [{path, role, relation, bytes, verdict}],
+    keeper first. ``under``: only groups with a member under that folder (shown whole).
+    ``prefer_in``: folders whose files are preferred as keepers, besides ``[dupes] prefer_in``.
+    ``summary``: groups, files, files that could be removed, bytes they hold, and the
+    common folder of every listed path (``root``)."""
     if verdicts is None:
         verdicts = session.settings.match.group_verdicts
+    root = None if under is None else os.path.abspath(under)
     pairs = dbpairs.all_pairs(session.engine)
     ids = {p.a for p in pairs} | {p.b for p in pairs}
-    groups = build_groups(pairs, dbpairs.keeper_infos(session.engine, ids), verdicts=verdicts)
+    infos = dbpairs.keeper_infos(session.engine, ids)
     paths = dbpairs.paths(session.engine, ids)
     out = []
-    for g in groups:
-        if len(g.members) < min_size:
+    preferred = (*session.settings.dupes.folders(), *(os.path.abspath(os.path.expanduser(p)) for p in prefer_in))
+    for g in build_groups(pairs, infos, verdicts=verdicts, prefer_in=preferred):
+        if len(g.members) < min_size or not any(_under(paths[m], root) for m in g.members):
             continue
-        out.append({"id": g.id, "keeper": paths[g.keeper],
-                    "files": sorted(paths[m] for m in g.members),
-                    "pairs": [_pair_json(p, paths) for p in g.pairs]})
-    return {"groups": out}
+        names = {m: Path(paths[m]).name for m in g.members}
+        others = sorted((m for m in g.members if m != g.keeper), key=lambda m: paths[m])
+        members = [{"path": paths[g.keeper], "role": "keeper", "relation": "", "verdict": "",
+                    "bytes": infos[g.keeper].bytes}]
+        for m in others:
+            members.append({"path": paths[m], "role": "copy", "bytes": infos[m].bytes,
+                            "relation": relation_to_keeper(g.keeper, m, g.pairs, names),
+                            "verdict": _weakest(path_to(g.keeper, m, g.pairs))})
+        out.append({"id": g.id, "keeper": paths[g.keeper], "files": sorted(paths[m] for m in g.members),
+                    "pairs": [_pair_json(p, paths) for p in g.pairs],
+                    "keeper_reason": keeper_reason(infos[g.keeper], [infos[m] for m in others],
+                                                   GroupContext.of(g.members, infos, g.pairs, preferred)),
+                    "bytes_reclaimable": sum(x["bytes"] or 0 for x in members[1:]), "members": members})
+    out.sort(key={"bytes": lambda g: (-g["bytes_reclaimable"], g["keeper"]),
+                  "size": lambda g: (-(g["members"][0]["bytes"] or 0), g["keeper"]),
+                  "count": lambda g: (-len(g["members"]), g["keeper"]),
+                  "path": lambda g: g["keeper"]}[sort])
+    listed = [m["path"] for g in out for m in g["members"]]
+    summary = {"groups": len(out), "files": len(listed), "removable_files": len(listed) - len(out),
+               "bytes_reclaimable": sum(g["bytes_reclaimable"] for g in out), "root": _common_root(listed)}
+    return {"summary": summary, "groups": out}
+
+
+def related_report(session: Session, *, under: str | Path | None = None) -> dict:
+    """Related shots: components of the ``raw_jpeg``, ``exposure_variant`` and ``similar``
+    pairs whose metadata names one camera body (``same_camera`` true: look-alikes from
+    two bodies are not related shots, and a file without EXIF, which resembles every
+    camera's photo of a colour chart, cannot be told to be one). Each set lists its members by capture
+    time with the time from the first and the exposure relative to it (delta EV summed
+    along the pairs' path, EV), and the pair that links each to the set in words; no
+    keeper: every frame of a bracket is kept."""
+    root = None if under is None else os.path.abspath(under)
+    pairs = [p for p in dbpairs.all_pairs(session.engine) if p.verdict in RELATED_VERDICTS and p.same_camera]
+    ids = {p.a for p in pairs} | {p.b for p in pairs}
+    infos = dbpairs.keeper_infos(session.engine, ids)
+    paths = dbpairs.paths(session.engine, ids)
+    sets = []
+    for comp in components((p.a, p.b) for p in pairs):
+        if not any(_under(paths[m], root) for m in comp):
+            continue
+        inside = [p for p in pairs if p.a in comp and p.b in comp]
+        order = sorted(comp, key=lambda m: (infos[m].captured_at is None, infos[m].captured_at or 0, paths[m]))
+        first = order[0]
+        ev, t0 = _ev_from(first, inside), infos[first].captured_at
+        names = {m: Path(paths[m]).name for m in comp}
+        members = []
+        for m in order:
+            t = infos[m].captured_at
+            members.append({"path": paths[m], "captured_at": t, "bytes": infos[m].bytes,
+                            "seconds_from_first": None if t is None or t0 is None else (t - t0).total_seconds(),
+                            "delta_ev": None if m not in ev else round(ev[m], 2),
+                            "relation": "" if m == first else _last_hop(first, m, inside, names)})
+        kinds = sorted({p.verdict for p in inside}, key=RELATED_VERDICTS.index)
+        sets.append({"kind": ", ".join(_KINDS[k] for k in kinds), "verdicts": kinds, "members": members,
+                     "pairs": [_pair_json(p, paths) for p in inside]})
+    sets.sort(key=lambda s: s["members"][0]["path"])
+    listed = [m["path"] for s in sets for m in s["members"]]
+    return {"summary": {"sets": len(sets), "files": len(listed), "root": _common_root(listed)}, "related": sets}
+
+
+def _last_hop(first: int, member: int, pairs, names: dict[int, str]) -> str:
+    """The pair that links ``member`` to its set, in words (and the file it links to,
+    when that is not the set's first)."""
+    hops = path_to(first, member, pairs)
+    if not hops:
+        return ""
+    start, p = hops[-1]
+    text = words_from(p, start, ref="the other")
+    return text if start == first else f"{text} (from {names.get(start, start)})"
+
+
+def _ev_from(start: int, pairs) -> dict[int, float]:
+    """Exposure of every image reachable from ``start`` relative to it: delta EV (log2 of
+    B over A) summed along a breadth-first path; pairs without a measure are not crossed."""
+    links: dict[int, list] = {}
+    for p in pairs:
+        if p.delta_ev is not None:
+            links.setdefault(p.a, []).append((p.b, p.delta_ev))
+            links.setdefault(p.b, []).append((p.a, -p.delta_ev))
+    ev, todo = {start: 0.0}, deque([start])
+    while todo:
+        x = todo.popleft()
+        for y, step in links.get(x, ()):
+            if y not in ev:
+                ev[y] = ev[x] + step
+                todo.append(y)
+    return ev
+
+
+def human_bytes(n: int | None) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as file managers show them)."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def _shown(path: str, root: str, absolute: bool) -> str:
+    return path if absolute or not root else os.path.relpath(path, root)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _summary_line(s: dict, absolute: bool) -> str:
+    where = "" if absolute or not s["root"] else f" · paths under {s['root']}"
+    return (f"{_count(s['groups'], 'group')} · {_count(s['removable_files'], 'file')} could be removed · "
+            f"{human_bytes(s['bytes_reclaimable'])} would be freed{where}")
+
+
+def render_groups(report: dict, *, absolute: bool = False) -> list[str]:
+    """The table: a summary line, then per group a header, the keeper and each other
+    member once with its size and relation to the keeper, then the summary again."""
+    s = report["summary"]
+    if not report["groups"]:
+        return ["no duplicate groups"]
+    lines = [_summary_line(s, absolute)]
+    for g in report["groups"]:
+        lines.append("")
+        lines.append(f"group {g['id']} · {_count(len(g['members']), 'file')} · {human_bytes(g['bytes_reclaimable'])} to free"
+                     f" · keeper: {g['keeper_reason'] or 'the only candidate'}")
+        shown = [_shown(m["path"], s["root"], absolute) for m in g["members"]]
+        width = max(len(p) for p in shown)
+        for m, p in zip(g["members"], shown):
+            role = "keep" if m["role"] == "keeper" else "copy"
+            lines.append(f"  {role}  {p:<{width}}  {human_bytes(m['bytes']):>8}  {m['relation']}".rstrip())
+    lines += ["", _summary_line(s, absolute)]
+    return lines
+
+
+def render_related(report: dict, *, absolute: bool = False) -> list[str]:
+    """Related shots: per set, its kind and each member with the time from the first
+    frame and its exposure relative to it; no keeper."""
+    s = report["summary"]
+    if not report["related"]:
+        return ["no related shots"]
+    where = "" if absolute or not s["root"] else f" · paths under {s['root']}"
+    lines = [f"{_count(s['sets'], 'set')} of related shots · {_count(s['files'], 'file')} · nothing to remove{where}"]
+    for r in report["related"]:
+        lines += ["", f"related · {_count(len(r['members']), 'file')} · {r['kind']}"]
+        shown = [_shown(m["path"], s["root"], absolute) for m in r["members"]]
+        width = max(len(p) for p in shown)
+        for m, p in zip(r["members"], shown):
+            gap = "" if m["seconds_from_first"] is None else f"+{gap_words(abs(m['seconds_from_first']))}"
+            dev = "" if m["delta_ev"] is None else f"{m['delta_ev']:+.1f} EV"
+            lines.append(f"  {p:<{width}}  {gap:>9}  {dev:>8}  {m['relation']}".rstrip())
+    return lines
+
+
+def csv_rows(report: dict) -> tuple[list[str], list[tuple]]:
+    """One row per file: group, role, path (absolute), relation, bytes, verdict."""
+    rows = [(g["id"], m["role"], m["path"], m["relation"], m["bytes"], m["verdict"])
+            for g in report["groups"] for m in g["members"]]
+    return ["group", "role", "path", "relation", "bytes", "verdict"], rows
+
+
+def related_csv_rows(report: dict) -> tuple[list[str], list[tuple]]:
+    """One row per file of each related set (numbered from 1 in report order)."""
+    rows = [(i, r["kind"], m["path"], m["captured_at"], m["seconds_from_first"], m["delta_ev"], m["relation"])
+            for i, r in enumerate(report["related"], start=1) for m in r["members"]]
+    return ["set", "kind", "path", "captured_at", "seconds_from_first", "delta_ev", "relation"], rows

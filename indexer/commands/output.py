@@ -33,13 +33,14 @@ def check_out_dir(out_dir: Path, *, force: bool = False) -> None:
 
 
 def camera_name(make: str | None, model: str | None, serial: str | None = None) -> str:
-    """How every report names a camera: the model alone when it already starts with the
-    make's first word ('Canon' + 'Canon PowerShot G2' -> 'Canon PowerShot G2', 'NIKON
-    CORPORATION' + 'NIKON D70' -> 'NIKON D70'), else make and model; then the serial
-    when given."""
+    """How every report names a camera: the model alone when its first word is a word of
+    the make ('Canon' + 'Canon PowerShot G2' -> 'Canon PowerShot G2', 'NIKON CORPORATION'
+    + 'NIKON D70' -> 'NIKON D70', 'Eastman Kodak Company' + 'Kodak DC120 ZOOM Digital
+    Camera' -> the model), else make and model; then the serial when given."""
     make, model = (make or "").strip(), (model or "").strip()
-    first = make.split()[0].lower() if make.split() else ""
-    name = model if first and model.lower().startswith(first) else f"{make} {model}".strip()
+    words = {w.lower().strip(".,") for w in make.split()}
+    first = model.split()[0].lower().strip(".,") if model.split() else ""
+    name = model if first and first in words else f"{make} {model}".strip()
     return f"{name} {serial}" if serial else name
 
 

@@ -11,10 +11,17 @@ preview without decoding the raw data. Linux wheels use OpenMP: never fork after
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
+import os
 import struct
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from dataclasses import dataclass
 
@@ -60,6 +67,47 @@ class RawFrame:
     cfa: CfaPlane | None
 
 
+_FD2 = threading.Lock()  # file descriptor 2 is the process's: one capture at a time
+
+
+@contextmanager
+def libraw_messages() -> Iterator[list[str]]:
+    """Capture what C code writes to file descriptor 2 meanwhile (LibRaw prints "unknown
+    file: Unexpected end of file" or "data corrupted at 1378" there itself, past Python's
+    sys.stderr); the text is in the yielded list once the block ends. Serialised by a
+    lock, restored whatever happens."""
+    said: list[str] = []
+    with _FD2, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said.append(sink.read().decode("utf-8", "replace").strip())
+
+
+def _quiet(fn):
+    """Run ``fn`` with LibRaw's own stderr messages captured: dropped when it succeeds,
+    added to the :class:`DecodeError` (hence to the ``failures`` row) when it fails."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        failure = None
+        with libraw_messages() as said:
+            try:
+                return fn(*args, **kwargs)
+            except DecodeError as exc:
+                failure = exc
+        text = " / ".join(line.strip() for line in said[0].splitlines() if line.strip()) if said else ""
+        if text:
+            raise DecodeError(failure.kind, f"{failure.message} (LibRaw: {text[:300]})") from failure
+        raise failure
+    return wrapper
+
+
 def _rawpy():
     import rawpy  # imported lazily: OpenMP must not be initialised before a fork
 
@@ -82,6 +130,7 @@ def _msg(exc: Exception) -> str:
     return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
 
 
+@_quiet
 def decode_raw(data: bytes, *, work_size: int, preview_min: int, want_cfa: bool) -> RawFrame:
     """Working-size RGB from the embedded preview (if large enough) or a half-size development."""
     rawpy = _rawpy()
@@ -210,6 +259,7 @@ def _ciff_metadata(records: dict) -> exif.Metadata:
                          if camera else None, 1)
 
 
+@_quiet
 def develop_linear(data: bytes) -> tuple[np.ndarray, int]:
     """Full-size linear development: float32 (H, W, 3) in [0, 1] and the EXIF orientation.
 
@@ -229,6 +279,7 @@ def develop_linear(data: bytes) -> tuple[np.ndarray, int]:
     return out.astype(np.float32) / 65535.0, orientation
 
 
+@_quiet
 def read_cfa(data: bytes) -> CfaPlane | None:
     """The visible CFA plane of a RAW file (no demosaic, no development), or None when the
     file has no CFA (linear DNG). For comparing the exposure of two frames."""
@@ -240,6 +291,7 @@ def read_cfa(data: bytes) -> CfaPlane | None:
             raise DecodeError("raw", f"LibRaw cannot unpack it: {_msg(exc)}") from exc
 
 
+@_quiet
 def raw_pixel_bytes(data: bytes) -> bytes:
     """The visible raw sensor values, for a decoded-pixels digest."""
     with open_raw(data) as raw:

@@ -12,24 +12,42 @@ e-mail copy ``MVC-177E`` correlates 0.995-0.996 with the three frames ``MVC-176F
 would bring two different shots together is left out, so the copy joins the one shot it
 matches best (``177F``: correlation 0.9956 against 0.9950 and 0.9953).
 
-Keeper rule (:func:`keeper_key`; only a suggestion, nothing is moved or deleted), the
-first difference decides:
+Keeper rule (:func:`keeper_key`; only a suggestion, nothing is moved or deleted): the
+file a photographer shot and kept, not the largest copy. The first difference decides:
 
-1. most pixels (width x height);
-2. RAW before other formats (the negative holds more than any rendering of it);
-3. least compressed: lossless formats (PNG, TIFF, BMP, ...) before lossy (JPEG, WebP,
-   HEIF), then the larger file (more bytes per pixel);
-4. sharpest (larger variance of the Laplacian);
-5. earliest capture time (an original predates its copies); unknown times last;
-6. smallest id (stable).
+1. in a folder the user prefers (``[dupes] prefer_in``);
+2. RAW before its renderings (the negative holds more than any of them);
+3. carrying the camera's EXIF (a body and a capture time) before files without: exports,
+   conversions and downloads lose it, an upscale made from the camera JPEG included;
+4. in colour when a member is (a greyscale conversion is a copy);
+5. most pixels;
+6. oriented as most members are (a mirrored or rotated copy of a group is the outlier:
+   each member's D4 orientation relative to one of them, composed along the pairs);
+7. lossless, unless it is a conversion of a lossy member (a PNG of the same pixel size as
+   a JPEG of the group holds the JPEG's pixels, no more);
+8. a name that does not say copy ("Copy of ...", "... (1)", "..._copy", "_mirror",
+   "_small", "_edited" ...);
+9. earliest capture time, then earliest file modification time;
+10. largest file, sharpest, smallest id (stable).
+
+Measured before this rule (issue 14): ``photoqa demo`` kept a mirrored PNG over the JPEG
+it came from, a 1.5x upscaled export won over the Canon CRW and the camera JPEG, a
+greyscale PNG over its colour original, mirrored copies won 13 of 26 groups of a dataset
+folder on file size.
 """
 from __future__ import annotations
 
+import re
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 from typing import Iterable, Sequence
 
-from indexer.match.shots import Body, is_raw, relate
+from indexer.exposure.flags import FlagThresholds
+from indexer.measure import orient
+
+from indexer.match.shots import Body, is_raw, relate, same_body
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
 
 LOSSLESS = frozenset({"png", "tiff", "tif", "bmp", "gif", "ppm", "pgm", "pbm", "pnm"})
@@ -47,6 +65,26 @@ class KeeperInfo:
     sharpness: float | None = None
     captured_at: datetime | None = None
     camera: Body | None = None  # shots.body_key of its camera, None when unknown
+    path: str | None = None
+    mtime_ns: int | None = None
+    colourfulness: float | None = None  # Hasler & Suesstrunk M; below the grayscale flag's threshold: grey
+
+
+KEEPER_RULE_VERSION = 2  # 2: the original first (issue 14); stored groups of another version are rebuilt
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """What decides the stored groups: the verdicts whose pairs join images, and folders
+    whose files are preferred as keepers (absolute paths)."""
+
+    verdicts: tuple[str, ...] = DEFAULT_GROUP_VERDICTS
+    prefer_in: tuple[str, ...] = ()
+
+    def key(self) -> str:
+        """The rule as text (stored beside ``image_groups``: another rule rebuilds them)."""
+        return (f"keeper{KEEPER_RULE_VERSION}:" + ",".join(sorted(set(self.verdicts)))
+                + ("|" + "|".join(sorted(self.prefer_in)) if self.prefer_in else ""))
 
 
 @dataclass(frozen=True)
@@ -111,10 +149,16 @@ def _strength(pair) -> tuple:
     return (rank, -(1.0 if corr is None else corr), -(1.0 if hist is None else hist), pair.a, pair.b)
 
 
-def shot_components(pairs: Sequence, infos: dict[int, KeeperInfo]) -> tuple[list[tuple[int, ...]], list]:
+def different_cameras(a: KeeperInfo, b: KeeperInfo) -> bool:
+    """Whether metadata shows ``a`` and ``b`` to come from two camera bodies."""
+    return same_body(a.camera, b.camera) is False
+
+
+def shot_components(pairs: Sequence, infos: dict[int, KeeperInfo],
+                    apart=different_shots) -> tuple[list[tuple[int, ...]], list]:
     """Components of ``pairs`` joined strongest first, leaving out every edge that would
-    put two different shots in one component; returns (components as in
-    :func:`components`, the pairs kept)."""
+    put two images ``apart`` says must stay apart (default: two different shots) in one
+    component; returns (components as in :func:`components`, the pairs kept)."""
     uf = UnionFind()
     members: dict = {}
     kept = []
@@ -122,7 +166,7 @@ def shot_components(pairs: Sequence, infos: dict[int, KeeperInfo]) -> tuple[list
         ra, rb = uf.find(p.a), uf.find(p.b)
         if ra != rb:
             left, right = members.get(ra, [p.a]), members.get(rb, [p.b])
-            if any(different_shots(infos[x], infos[y]) for x in left if x in infos for y in right if y in infos):
+            if any(apart(infos[x], infos[y]) for x in left if x in infos for y in right if y in infos):
                 continue
             uf.union(ra, rb)
             members[uf.find(ra)] = left + right
@@ -134,31 +178,126 @@ def shot_components(pairs: Sequence, infos: dict[int, KeeperInfo]) -> tuple[list
     return out, kept
 
 
-def keeper_key(info: KeeperInfo) -> tuple:
-    """Sort key: the smallest key is the suggested keeper (module docstring rule)."""
+_COPY_NAME = re.compile(
+    r"(^copy of |^copy_|\bcopy\b|\(\d+\)$|[ _-](\d|copy\d*|mirror(ed)?|flip(ped)?|rot(ated)?\d*|small|thumb(nail)?|"
+    r"resized?|scaled|crop(ped)?|gr[ae]y(scale)?|edit(ed)?|export(ed)?|web|upscaled?|large)$)")
+
+
+def copy_like_name(path: str | None) -> bool:
+    """Whether a file's name says it is a copy: "Copy of x.jpg", "x (1).jpg",
+    "x_copy.jpg", "x_mirror.png", "x_small.jpg", "x-edited.jpg"..."""
+    return bool(path) and bool(_COPY_NAME.search(PurePath(path).stem.lower()))
+
+
+@dataclass(frozen=True)
+class GroupContext:
+    """What the keeper rule compares across a group's members (:meth:`of`)."""
+
+    colour: bool = False  # some member is in colour
+    lossy_sizes: frozenset = frozenset()  # pixel sizes (w, h) of lossy members, either way round
+    outliers: frozenset = frozenset()  # members oriented unlike the plurality
+    preferred: frozenset = frozenset()  # members under a preferred folder
+
+    @classmethod
+    def of(cls, members: Iterable[int], infos: dict[int, KeeperInfo], pairs: Sequence = (),
+           prefer_in: Iterable[str] = ()) -> "GroupContext":
+        members = [m for m in members if m in infos]
+        grey = FlagThresholds.grayscale
+        colour = any((infos[m].colourfulness or 0.0) >= grey for m in members)
+        lossy = frozenset(s for m in members if not _lossless(infos[m].format)
+                          for s in ((infos[m].width, infos[m].height), (infos[m].height, infos[m].width)))
+        roots = [r.rstrip("/") + "/" for r in prefer_in]
+        preferred = frozenset(m for m in members if infos[m].path and any(infos[m].path.startswith(r) for r in roots))
+        return cls(colour, lossy, frozenset(_orientation_outliers(members, pairs)), preferred)
+
+
+def _lossless(fmt: str | None) -> bool:
+    name = (fmt or "").lower()
+    return name in LOSSLESS or is_raw(name)
+
+
+def _orientation_outliers(members: list[int], pairs: Sequence) -> set[int]:
+    """Members whose D4 orientation (relative to the first member, composed along the
+    pairs' ``transform``: b = apply(a, transform)) is not the plurality's; none when no
+    orientation has a strict plurality."""
+    if len(members) < 3 or not pairs:
+        return set()
+    links: dict[int, list] = {}
+    for p in pairs:
+        t = getattr(p, "transform", None) or "identity"
+        links.setdefault(p.a, []).append((p.b, t))
+        links.setdefault(p.b, []).append((p.a, orient.inverse(t)))
+    start = members[0]
+    seen, todo = {start: "identity"}, deque([start])
+    while todo:
+        x = todo.popleft()
+        for y, t in links.get(x, ()):
+            if y not in seen:
+                seen[y] = orient.compose(seen[x], t)
+                todo.append(y)
+    counts = Counter(seen.values()).most_common()
+    if len(counts) < 2 or counts[0][1] == counts[1][1]:
+        return set()
+    return {m for m, o in seen.items() if o != counts[0][0]}
+
+
+_NO_CONTEXT = GroupContext()
+
+
+def keeper_key(info: KeeperInfo, ctx: GroupContext = _NO_CONTEXT) -> tuple:
+    """Sort key: the smallest key is the suggested keeper (module docstring rule; the
+    positions are named by :data:`KEEPER_REASONS`)."""
     fmt = (info.format or "").lower()
+    grey = (info.colourfulness or 0.0) < FlagThresholds.grayscale if info.colourfulness is not None else False
+    conversion = not is_raw(fmt) and (info.width, info.height) in ctx.lossy_sizes
     return (
-        -(info.width * info.height),
+        info.id not in ctx.preferred if ctx.preferred else False,
         0 if is_raw(fmt) else 1,
-        0 if fmt in LOSSLESS or is_raw(fmt) else 1,
-        -(info.bytes or 0),
-        -(info.sharpness or 0.0),
+        0 if info.camera is not None and info.captured_at is not None else 1,
+        ctx.colour and grey,
+        -(info.width * info.height),
+        info.id in ctx.outliers,
+        0 if _lossless(fmt) and not conversion else 1,
+        copy_like_name(info.path),
         info.captured_at is None,
         info.captured_at.timestamp() if info.captured_at else 0.0,
+        info.mtime_ns if info.mtime_ns is not None else 2**63,
+        -(info.bytes or 0),
+        -(info.sharpness or 0.0),
         info.id,
     )
 
 
-def keeper_of(members: Iterable[int], infos: dict[int, KeeperInfo] | None = None) -> int:
-    """The suggested keeper of ``members`` by :func:`keeper_key` (smallest id without ``infos``)."""
+# what each position of keeper_key means, said when it decided
+KEEPER_REASONS = ("in a preferred folder", "RAW", "camera EXIF", "in colour", "most pixels",
+                  "oriented as the others", "lossless", "original name", "capture time known",
+                  "earliest capture", "oldest file", "largest file", "sharpest", "indexed first")
+
+
+def keeper_reason(keeper: KeeperInfo, others: Iterable[KeeperInfo], ctx: GroupContext = _NO_CONTEXT) -> str:
+    """Why ``keeper`` won over ``others``, in words: the rule that decided against each
+    other member (:data:`KEEPER_REASONS`), most important first ("RAW, camera EXIF")."""
+    mine = keeper_key(keeper, ctx)
+    decided = set()
+    for other in others:
+        theirs = keeper_key(other, ctx)
+        decided.add(next((i for i, (x, y) in enumerate(zip(mine, theirs)) if x != y), len(mine) - 1))
+    return ", ".join(KEEPER_REASONS[i] for i in sorted(decided))
+
+
+def keeper_of(members: Iterable[int], infos: dict[int, KeeperInfo] | None = None, pairs: Sequence = (),
+              prefer_in: Iterable[str] = ()) -> int:
+    """The suggested keeper of ``members`` by :func:`keeper_key` in the context of the
+    group's ``pairs`` (smallest id without ``infos``)."""
     members = list(members)
     if not infos:
         return min(members)
-    return min(members, key=lambda i: keeper_key(infos[i]) if i in infos else (1,) * 7 + (i,))
+    ctx = GroupContext.of(members, infos, pairs, prefer_in)
+    return min(members, key=lambda i: keeper_key(infos[i], ctx) if i in infos else (True,) * 13 + (i,))
 
 
 def build_groups(pairs: Sequence, infos: dict[int, KeeperInfo] | None = None, *,
-                 verdicts: Iterable[str] = DEFAULT_GROUP_VERDICTS) -> list[Group]:
+                 verdicts: Iterable[str] = DEFAULT_GROUP_VERDICTS, prefer_in: Iterable[str] = ()) -> list[Group]:
     """Groups from pairs (objects with ``a``, ``b``, ``verdict``) of the chosen verdicts.
 
     ``infos`` maps id -> :class:`KeeperInfo`; without it the smallest id is the keeper.
@@ -171,10 +310,10 @@ def build_groups(pairs: Sequence, infos: dict[int, KeeperInfo] | None = None, *,
         comps, kept = shot_components(kept, infos)
     else:
         comps = components((p.a, p.b) for p in kept)
-    keepers = [keeper_of(members, infos) for members in comps]
-    gid_of = {m: keeper for keeper, members in zip(keepers, comps) for m in members}
-    inside: dict[int, list] = {}
+    index_of = {m: i for i, members in enumerate(comps) for m in members}
+    inside: list[list] = [[] for _ in comps]
     for p in kept:
-        inside.setdefault(gid_of[p.a], []).append(p)
-    return [Group(id=keeper, members=members, keeper=keeper, pairs=tuple(inside[keeper]))
-            for keeper, members in zip(keepers, comps)]
+        inside[index_of[p.a]].append(p)
+    keepers = [keeper_of(members, infos, inside[i], prefer_in) for i, members in enumerate(comps)]
+    return [Group(id=keeper, members=members, keeper=keeper, pairs=tuple(pairs))
+            for keeper, members, pairs in zip(keepers, comps, inside)]

@@ -83,7 +83,7 @@ def relate(body_a: Body | None, body_b: Body | None, time_a: datetime | None, ti
         return ShotRelation(True, True, "same camera, same capture")
     if separate_shots(time_a, time_b):
         gap = abs((time_b - time_a).total_seconds())
-        return ShotRelation(camera, False, f"taken {_gap_words(gap)} apart")
+        return ShotRelation(camera, False, f"taken {gap_words(gap)} apart")
     if camera and time_a is not None and time_b is not None:
         return ShotRelation(True, True, "same camera, same capture time")
     return ShotRelation(camera, None, "")
@@ -95,8 +95,8 @@ def _within_a_second(ta: datetime | None, tb: datetime | None) -> bool:
     return abs((tb - ta).total_seconds()) <= 1.0
 
 
-def _gap_words(seconds: float) -> str:
-    """'0.12 s', '26 s', '4.8 min', '3.2 h', '287 days'."""
+def gap_words(seconds: float) -> str:
+    """A time gap in words: '0.12 s', '26 s', '48 min', '3.2 h', '287 days'."""
     if seconds < 10:
         return f"{seconds:.2g} s" if seconds < 1 else f"{seconds:.0f} s"
     if seconds < 600:

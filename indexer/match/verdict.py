@@ -256,7 +256,7 @@ def describe(ev: Evidence | None, verdict: str | None, *, hamming: int | None = 
     elif verdict == "derived" and _marked(ev):
         words.append(f"marked over {max(1, round(100 * ev.edit_area))}% of the picture (text, logo)")
     elif verdict == "derived" and ev.corr_grey < 0.999:
-        words.append("recompressed or retouched")
+        words.append("re-encoded")  # recompressed, or retouched too lightly to tell
     if verdict == "similar" and not shot:
         words.append("same scene with movement or edits")
     if ev.colour_a >= _COLOUR and ev.colour_b <= _GREY:

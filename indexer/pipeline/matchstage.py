@@ -88,7 +88,7 @@ def regroup(session: Session) -> int:
 
     Writers keep ``image_groups`` current in their transactions; this full
     recomputation is for ``rematch`` and repair (e.g. after ``group_verdicts`` changed)."""
-    return dbpairs.rebuild_groups(session.engine, group_verdicts=session.settings.match.group_verdicts)
+    return dbpairs.rebuild_groups(session.engine, group_rule=session.settings.group_rule())
 
 
 EQUAL_VERDICTS = ("same_file", "same_pixels")
@@ -141,7 +141,7 @@ class MatchStage:
         self.mark = None  # what the saved index is up to date with
         self.unsaved = 0  # images changed since the saved index (the catch-up's, then each match)
         self.last_add = time.monotonic()
-        self.group_verdicts = session.settings.match.group_verdicts
+        self.group_rule = session.settings.group_rule()
 
     def __call__(self, image_id: int, result: Indexed) -> None:
         if self.matcher is None:
@@ -150,7 +150,7 @@ class MatchStage:
 
     def _match(self, rec: MatchRecord) -> None:
         """Forget ``rec``'s old pairs, index it, send its candidates to verification."""
-        dbpairs.forget_pairs_of(self.session.engine, rec.id, group_verdicts=self.group_verdicts)
+        dbpairs.forget_pairs_of(self.session.engine, rec.id, group_rule=self.group_rule)
         jobs = self.matcher.add(rec)
         self.unsaved += 1
         self.last_add = time.monotonic()
@@ -191,7 +191,7 @@ class MatchStage:
     def _finish(self, image_id: int) -> None:
         found = spanning_equal(self.waiting.pop(image_id).found, new_id=image_id)
         found = refine_pairs(self.session, self.matcher.records, found)
-        dbpairs.save_pairs(self.session.engine, found, matched=[image_id], group_verdicts=self.group_verdicts)
+        dbpairs.save_pairs(self.session.engine, found, matched=[image_id], group_rule=self.group_rule)
 
     def flush_due(self) -> None:
         """Store the pairs verified meanwhile (an idle daemon's heartbeat).
@@ -230,6 +230,6 @@ def rematch(session: Session) -> int:
     found = refine_pairs(session, matcher.records, spanning_equal(matcher.batch_pairs()))
     dbpairs.clear_pairs(session.engine)
     dbpairs.save_pairs(session.engine, found, matched=list(matcher.records),
-                       group_verdicts=session.settings.match.group_verdicts)
+                       group_rule=session.settings.group_rule())
     regroup(session)
     return len(found)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from db import heartbeat as hb
+from db.store import utcnow
 from indexer.pipeline import scan
 from indexer.decode import SensorData
 from indexer.measure.features import FEATURES_VERSION
@@ -62,6 +63,8 @@ class WatchOptions:
         without a word: Linux drops inotify events when its queue overflows and watchdog
         does not report that (watchdog issue 654), a network share may not report
         changes made by other machines; a periodic scan picks up whatever they missed.
+    force: start even when another daemon with a live heartbeat watches an overlapping
+        folder of the same database (both would decode every new file).
     """
 
     workers: int | None = None
@@ -74,6 +77,11 @@ class WatchOptions:
     grace: float = 2.0
     max_pending: int = 50_000
     rescan: float = 3600.0
+    force: bool = False
+
+
+class AlreadyWatched(WatchError):
+    """Another live daemon watches an overlapping folder of the same database."""
 
 
 @dataclass
@@ -91,7 +99,7 @@ class Daemon:
                  stages: list[Stage], log: LogLine, stop: threading.Event | None = None,
                  observer_factory: Callable = make_observer, sensor_data: SensorData = SensorData.NONE):
         self.session, self.options, self.log = session, options, log
-        self.roots = [str(Path(r).expanduser().resolve()) for r in roots]
+        self.roots = [str(scan.absolute(r)) for r in roots]  # links kept, as index stores paths
         self.stop = stop or threading.Event()
         self.stages, self.observer_factory, self.sensor_data = stages, observer_factory, sensor_data
         self.backlog: deque[tuple[str, int]] = deque()  # (path, mtime_ns) from the catch-up scan
@@ -105,6 +113,8 @@ class Daemon:
         daemon_id = None
         try:
             engine = self.session.engine
+            if not self.options.force:
+                self._refuse_if_watched(engine)
             daemon_id = hb.retry_locked(lambda: hb.register(
                 engine, host=socket.gethostname(), pid=os.getpid(), roots=self.roots))
             self._retire_dead(engine)
@@ -127,6 +137,22 @@ class Daemon:
                 hb.retry_locked(lambda: hb.stopped(self.session.engine, daemon_id, last_activity=last))
         return WatchResult(dict(writer.counts) if writer else {}, abandoned,
                            round(time.monotonic() - started, 3), round(time.monotonic() - stopping, 3))
+
+    def _refuse_if_watched(self, engine) -> None:
+        """:class:`WatchError` when a live daemon (fresh heartbeat; on this host, its pid
+        alive) already watches one of our folders, a folder inside one, or one around it."""
+        from indexer.watch.status import is_running
+
+        now = utcnow()
+        mine = [Path(r) for r in self.roots]
+        for row in hb.retry_locked(lambda: hb.active_daemons(engine)):
+            if row.pid == os.getpid() or not is_running(row, now, interval=self.options.heartbeat):
+                continue
+            theirs = [Path(r) for r in row.roots]
+            if any(a == b or a in b.parents or b in a.parents for a in mine for b in theirs):
+                raise AlreadyWatched(f"another photoqa watch (host {row.host}, pid {row.pid}) already watches "
+                                 f"{', '.join(row.roots)} for this database; stop it first, or pass --force "
+                                 "to run both (each would decode every new file)")
 
     def _retire_dead(self, engine) -> None:
         from indexer.watch.status import pid_alive
