@@ -327,12 +327,15 @@ def status(ctx, fmt):
                    "Example: --rematch")
 @click.option("--apply", "apply_action", metavar="ACTION",
               help="Act on every copy of the listed groups (never a keeper): trash (freedesktop.org trash), "
-                   "move:DIR (keeps the paths below the files' shared folder) or delete (cannot be undone). "
-                   "Prints the plan and changes nothing without --yes; journalled, `photoqa undo` reverses it. "
-                   "Example: --apply trash")
+                   "move:DIR (keeps the paths below the files' shared folder), hardlink or symlink (replace a "
+                   "byte-identical copy by a link to its keeper; undo copies the keeper's bytes back, so it needs "
+                   "the keeper to still hold them) or delete (cannot be undone). Sidecars (.xmp, .THM, .AAE) "
+                   "travel with a trashed or moved photo. Prints the plan and changes nothing without --yes; "
+                   "journalled, `photoqa undo` reverses it. Example: --apply trash")
 @click.option("--yes", is_flag=True, help="Carry out the --apply plan. Example: --apply move:/mnt/dupes --yes")
 @click.option("--reference", multiple=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="With --apply: never touch files under DIR (repeatable). Example: --reference ~/Pictures/masters")
+              help="With --apply: never touch files under DIR (repeatable; adds to [dupes] reference). "
+                   "Example: --reference ~/Pictures/masters")
 @click.option("--group", "group_id", type=int, default=None, metavar="ID",
               help="With --apply: only this group (its id as listed). Example: --group 1204")
 @click.pass_context
@@ -408,15 +411,18 @@ def _apply(session, report, action_text, yes, reference, group_id, fmt):
         _fail(str(exc), EXIT_USAGE)
     if action == "delete" and not yes:
         click.echo("delete cannot be undone: nothing is deleted without --yes", err=True)
-    planned = act.plan(session, report, action, dest, reference=[str(r) for r in reference], group=group_id)
+    try:
+        planned = act.plan(session, report, action, dest, reference=[str(r) for r in reference], group=group_id)
+    except act.ActError as exc:
+        _fail(str(exc), EXIT_USAGE)
     outcome = act.apply(session, planned) if yes else act.Outcome(None, planned)
-    rows = [(p.action, p.path, p.destination or "", p.keeper_path, p.size,
+    rows = [(p.action + (" (sidecar)" if p.sidecar_of else ""), p.path, p.destination or "", p.keeper_path, p.size,
              "skipped: " + p.reason if p.reason else ("done" if yes else "planned")) for p in planned]
     freed = outcome.bytes_freed if yes else sum(p.size for p in planned if not p.reason)
     if fmt == "json":
         write_json({"batch": outcome.batch, "applied": bool(yes), "bytes": freed,
-                    "actions": [dict(zip(("action", "path", "destination", "keeper", "bytes", "state"), r))
-                                for r in rows]})
+                    "actions": [dict(zip(("action", "path", "destination", "keeper", "bytes", "state"), r),
+                                     action=p.action, sidecar_of=p.sidecar_of) for r, p in zip(rows, planned)]})
     elif fmt == "csv":
         emit(["action", "path", "destination", "keeper", "bytes", "state"], rows, "csv")
     else:
@@ -436,7 +442,10 @@ def _apply(session, report, action_text, yes, reference, group_id, fmt):
 @click.pass_context
 def undo(ctx, batch):
     """Put back the files of an `--apply` batch (default: the last one), byte for byte
-    with their modification times; the index follows. Deleted files cannot come back.
+    with their modification times; the index follows. Trashed and moved files (and their
+    sidecars) are moved back; a path replaced by a hardlink or symlink gets its own bytes
+    back, copied from the keeper and checked against the journalled SHA-256, so that
+    needs the keeper to still hold them. Deleted files cannot come back.
 
     \b
     Examples:

@@ -142,9 +142,17 @@ class DupesSettings:
     prefer_in: folders whose files are suggested as keepers before any other rule (e.g.
         the archive's master folder; ``photoqa dupes --prefer-in`` adds folders for one
         report); ``~`` is expanded, relative folders are taken from the current one.
+    reference: folders whose files ``photoqa dupes --apply`` never trashes, moves, links or
+        deletes, whatever the plan says (an archive, a backup); ``--reference DIR`` adds
+        folders for one run. Same path rules as ``prefer_in``.
     """
 
     prefer_in: tuple = ()
+    reference: tuple = ()
+
+    def reference_folders(self) -> tuple[str, ...]:
+        """``reference`` as absolute folder paths."""
+        return tuple(os.path.abspath(os.path.expanduser(p)) for p in self.reference)
 
     def folders(self) -> tuple[str, ...]:
         """``prefer_in`` as absolute folder paths."""

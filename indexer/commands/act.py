@@ -4,37 +4,45 @@ and ``photoqa undo``.
 Nothing is touched without ``--yes``: the plan says what would happen to which file and
 the bytes freed. Applying, each copy (never a keeper) is checked again first: its size,
 modification time and SHA-256 must still be the indexed row's, its keeper must still
-exist with its indexed SHA-256, and it must not lie under a reference folder; a file
-that fails a check is skipped with the reason. Every operation is journalled
-(:mod:`db.actions`) ``planned`` before the file moves and ``done`` after, and the index
-follows (a trashed or deleted file's row is marked missing, a moved file's row moves).
+exist with its indexed SHA-256, and it must not lie under a reference folder
+(``--reference`` and ``[dupes] reference``); a file that fails a check is skipped with
+the reason. Every operation is journalled (:mod:`db.actions`) ``planned`` before the file
+is touched and ``done`` after, and the index follows (a trashed or deleted file's row is
+marked missing, a moved file's row moves, a linked one keeps its row with the new size
+and time).
 
-``trash`` follows the freedesktop.org Trash specification 1.0: the file goes to
-``$XDG_DATA_HOME/Trash/files`` (default ``~/.local/share/Trash``) when it lives on the
-same file system as that folder, else to ``$topdir/.Trash-$uid`` at the top of its own
-file system; ``info/NAME.trashinfo`` (``Path=`` the URL-quoted original path,
-``DeletionDate=``) is written before the file is renamed, under a name unique in both
-folders, so desktop trash tools list and restore it too. ``move:DIR`` keeps the path
-below the files' common folder under ``DIR``. ``delete`` cannot be undone.
+``trash`` follows the freedesktop.org Trash specification 1.0 (:mod:`indexer.fileops.trash`).
+``move:DIR`` keeps the path below the files' common folder under ``DIR``; across file
+systems the copy is checked against the SHA-256 before the original goes.
+``hardlink`` / ``symlink`` replace a byte-identical copy by a link to its keeper (a copy
+whose bytes differ is skipped: a link would lose them); a hard link never crosses file
+systems. Undoing a link copies the keeper's bytes back, checked against the journalled
+SHA-256, so it needs the keeper to still hold them. ``delete`` cannot be undone.
+
+Sidecars (``NAME.EXT.xmp``, ``NAME.xmp``, ``NAME.THM``, ``NAME.AAE``:
+:mod:`indexer.fileops.sidecars`) are trashed or moved with their photo, journalled as
+rows of their own (no ``image_id``), and come back with it; ``delete`` and the links
+leave them where they are.
 
 A symbolic link is acted on as a link (renamed or unlinked itself, its target untouched).
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote
 
 from db import actions as dbactions
-from indexer.outcomes import Task
+from indexer.fileops import files, trash
+from indexer.fileops.sidecars import sidecars_of
+from indexer.outcomes import Task, Unchanged
 from indexer.session import Session
 
-ACTIONS = ("trash", "move", "delete")
+ACTIONS = ("trash", "move", "hardlink", "symlink", "delete")
+LINKS = ("hardlink", "symlink")
+TRAVELLING = ("trash", "move")  # sidecars go with the photo
+PAUSE_ENV = "PHOTOQA_TEST_APPLY_PAUSE"  # tests: seconds to sleep after each file (to kill a run between two)
 
 
 class ActError(ValueError):
@@ -42,10 +50,10 @@ class ActError(ValueError):
 
 
 def parse_action(text: str) -> tuple[str, Path | None]:
-    """``trash`` | ``delete`` | ``move:DIR`` -> (action, destination folder)."""
+    """``trash`` | ``hardlink`` | ``symlink`` | ``delete`` | ``move:DIR`` -> (action, destination folder)."""
     name, _, where = text.partition(":")
     if name not in ACTIONS:
-        raise ActError(f"--apply {text}: choose trash, move:DIR or delete")
+        raise ActError(f"--apply {text}: choose trash, move:DIR, hardlink, symlink or delete")
     if name == "move":
         if not where:
             raise ActError("--apply move needs a folder: move:DIR")
@@ -60,12 +68,14 @@ class Planned:
     action: str
     path: str
     keeper_path: str
-    image_id: int
+    image_id: int | None  # None: a sidecar
     size: int
     mtime_ns: int
     sha256: str
     destination: str | None = None
     reason: str | None = None  # why it will be (or was) skipped
+    sidecar_of: str | None = None  # the photo a sidecar travels with
+    keeper_sha256: str | None = None
 
 
 @dataclass
@@ -81,35 +91,83 @@ def _under(path: str, folders) -> bool:
     return any(path == str(f) or path.startswith(str(f).rstrip(os.sep) + os.sep) for f in folders)
 
 
+def reference_folders(session: Session, extra=()) -> list[str]:
+    """``[dupes] reference`` and ``extra`` (``--reference``) as absolute folders."""
+    extra = [os.path.abspath(os.path.expanduser(r)) for r in extra]
+    return sorted({*session.settings.dupes.reference_folders(), *extra})
+
+
+def _link_reason(action: str, path: str, sha: str, keeper: str, keeper_sha: str | None) -> str | None:
+    """Why ``path`` cannot become a ``action`` link to ``keeper``, or None."""
+    if keeper_sha is not None and sha != keeper_sha:
+        return "not byte-identical to its keeper: a link would lose its own bytes (use trash or move)"
+    if os.path.islink(path):
+        return "already a symbolic link: it takes no space (use trash or delete to remove it)"
+    if action == "hardlink":
+        try:
+            if os.lstat(path).st_dev != os.stat(keeper).st_dev:
+                return ("on another file system than its keeper: a hard link cannot cross file systems "
+                        "(use symlink, trash or move)")
+        except OSError:
+            return None  # gone: check() says so
+    return None
+
+
+def _already_linked(action: str, path: str, keeper: str) -> bool:
+    """Whether ``path`` already is the link to ``keeper`` that ``action`` would make."""
+    if action == "symlink":
+        return os.path.islink(path) and files.same_file(path, keeper)
+    return not os.path.islink(path) and not os.path.islink(keeper) and files.same_file(path, keeper)
+
+
 def plan(session: Session, report: dict, action: str, dest: Path | None, *, reference=(),
          group: int | None = None) -> list[Planned]:
     """What ``action`` would do to the copies of the report's groups (keepers untouched;
-    files under ``reference`` folders listed as skipped)."""
+    files under reference folders listed as skipped; sidecars listed after their photo)."""
     groups = [g for g in report["groups"] if group is None or g["id"] == group]
     copies = [(m["path"], g["keeper"]) for g in groups for m in g["members"] if m["role"] != "keeper"]
-    facts = dbactions.indexed_files(session.engine, [p for p, _ in copies])
+    facts = dbactions.indexed_files(session.engine, [p for p, _ in copies] + [k for _, k in copies])
     root = os.path.commonpath([os.path.dirname(p) for p, _ in copies]) if copies else ""
-    refs = [os.path.abspath(os.path.expanduser(r)) for r in reference]
+    refs = reference_folders(session, reference)
+    if dest is not None and _under(str(dest), refs):
+        raise ActError(f"move:{dest} lies under a reference folder")
     out = []
     for path, keeper in copies:
         if path not in facts:
             continue
         image_id, size, mtime_ns, sha = facts[path]
-        p = Planned(action, path, keeper, image_id, size, mtime_ns, sha)
+        keeper_sha = facts[keeper][3] if keeper in facts else None
+        if action in LINKS and _already_linked(action, path, keeper):
+            continue  # nothing to do
+        p = Planned(action, path, keeper, image_id, size, mtime_ns, sha, keeper_sha256=keeper_sha)
         if dest is not None:
             p.destination = str(dest / os.path.relpath(path, root))
-        if _under(path, refs):
+        elif action in LINKS:
+            p.destination = keeper
+        if _under(path, refs) or _under(os.path.realpath(os.path.dirname(path)), refs):
             p.reason = "under a reference folder"
+        elif action in LINKS:
+            p.reason = _link_reason(action, path, sha, keeper, keeper_sha)
         out.append(p)
+        if action in TRAVELLING and not p.reason:
+            out += _sidecars(p, dest, root)
     return out
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _sidecars(photo: Planned, dest: Path | None, root: str) -> list[Planned]:
+    out = []
+    for sidecar in sidecars_of(Path(photo.path)):
+        try:
+            st = os.stat(sidecar)
+            sha = files.sha256_file(sidecar)
+        except OSError:
+            continue
+        s = Planned(photo.action, str(sidecar), photo.keeper_path, None, st.st_size, st.st_mtime_ns, sha,
+                    sidecar_of=photo.path)
+        if dest is not None:
+            s.destination = str(dest / os.path.relpath(sidecar, root))
+        out.append(s)
+    return out
 
 
 def check(p: Planned, keeper_sha: str | None) -> str | None:
@@ -119,22 +177,26 @@ def check(p: Planned, keeper_sha: str | None) -> str | None:
     try:
         st = os.stat(p.path)  # a link: its target, as indexed
     except OSError:
-        return "gone since indexing"
+        return "gone since indexing" if p.sidecar_of is None else "gone since the plan was made"
     if (st.st_size, st.st_mtime_ns) != (p.size, p.mtime_ns):
         return "changed since indexing (size or modification time)"
-    if _sha256(p.path) != p.sha256:
+    if files.sha256_file(p.path) != p.sha256:
         return "changed since indexing (content)"
-    if keeper_sha is None or not os.path.exists(p.keeper_path) or _sha256(p.keeper_path) != keeper_sha:
+    if p.sidecar_of is None and (keeper_sha is None or not os.path.exists(p.keeper_path)
+                                 or files.sha256_file(p.keeper_path) != keeper_sha):
         return "its keeper is gone or changed since indexing"
-    if p.destination and os.path.lexists(p.destination):
+    if p.action in LINKS and (why := _link_reason(p.action, p.path, p.sha256, p.keeper_path, keeper_sha)):
+        return why
+    if p.action == "move" and p.destination and os.path.lexists(p.destination):
         return f"{p.destination} exists"
     return None
 
 
 def apply(session: Session, planned: list[Planned]) -> Outcome:
-    """Journal ``planned``, then carry each out that passes :func:`check`."""
+    """Journal ``planned``, then carry each out that passes :func:`check`; a sidecar only
+    when its photo was carried out."""
     reconcile(session)
-    batch = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    batch = datetime.now().strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()
     keepers = dbactions.indexed_files(session.engine, {p.keeper_path for p in planned})
     for p in planned:
         if p.action == "trash":
@@ -144,9 +206,14 @@ def apply(session: Session, planned: list[Planned]) -> Outcome:
                                                 mtime_ns=p.mtime_ns, sha256=p.sha256) for p in planned])
     rows = dbactions.rows_of(session.engine, batch)
     out = Outcome(batch, planned)
+    done: set[str] = set()
+    pause = float(os.environ.get(PAUSE_ENV) or 0)
     for p, row in zip(planned, rows):
         keeper = keepers.get(p.keeper_path)
-        p.reason = check(p, keeper[3] if keeper else None)
+        if p.sidecar_of is not None and p.sidecar_of not in done:
+            p.reason = "its photo was not moved"
+        else:
+            p.reason = check(p, keeper[3] if keeper else None)
         if p.reason:
             dbactions.mark(session.engine, row.id, "skipped", reason=p.reason)
             out.skipped += 1
@@ -160,81 +227,54 @@ def apply(session: Session, planned: list[Planned]) -> Outcome:
             continue
         p.destination = where
         _index_follows(session, p, where)
+        done.add(p.path)
         out.done += 1
         out.bytes_freed += p.size
-        if os.environ.get("PHOTOQA_TEST_APPLY_PAUSE"):  # tests kill a run between two files
+        if pause:
             import time
-            time.sleep(float(os.environ["PHOTOQA_TEST_APPLY_PAUSE"]))
+            time.sleep(pause)
     return out
 
 
 def _carry_out(p: Planned, action_id: int, session: Session) -> str | None:
-    """Move, trash or delete one file; journal it done; returns where it went."""
+    """Trash, move, link or delete one file; journal it done; returns where it went (the
+    keeper for a link)."""
+    engine = session.engine
     if p.action == "delete":
         os.unlink(p.path)
-        dbactions.mark(session.engine, action_id, "done")
+        dbactions.mark(engine, action_id, "done")
         return None
+    if p.action in LINKS:
+        dbactions.mark(engine, action_id, "planned", destination=p.keeper_path)
+        files.replace_with_link(Path(p.path), Path(p.keeper_path), p.action)
+        dbactions.mark(engine, action_id, "done", destination=p.keeper_path)
+        return p.keeper_path
     if p.action == "trash":
-        target, info = _trash_slot(p.path)
-        dbactions.mark(session.engine, action_id, "planned", destination=target)  # known before it moves
-        info.write_text(f"[Trash Info]\nPath={quote(p.path)}\nDeletionDate="
-                        f"{datetime.now().strftime('%Y-%m-%dT%H:%M:%S')}\n")
-        _move(p.path, target)
-        dbactions.mark(session.engine, action_id, "done", destination=target)
+        slot = trash.reserve(Path(p.path))  # the .trashinfo written: the name is ours
+        target = str(slot.file)
+        dbactions.mark(engine, action_id, "planned", destination=target)  # known before it moves
+        try:
+            files.move(Path(p.path), slot.file, sha256=p.sha256)
+        except OSError:
+            slot.release()
+            raise
+        dbactions.mark(engine, action_id, "done", destination=target)
         return target
-    dbactions.mark(session.engine, action_id, "planned", destination=p.destination)
-    _move(p.path, p.destination)
-    dbactions.mark(session.engine, action_id, "done", destination=p.destination)
+    Path(p.destination).parent.mkdir(parents=True, exist_ok=True)
+    files.move(Path(p.path), Path(p.destination), sha256=p.sha256)
+    dbactions.mark(engine, action_id, "done", destination=p.destination)
     return p.destination
 
 
-def _move(src: str, dst: str) -> None:
-    """Rename (a link stays a link); across file systems copy then remove, keeping times."""
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(src, dst)
-    except OSError as exc:
-        if exc.errno != 18:  # EXDEV: another file system
-            raise
-        shutil.move(src, dst, copy_function=shutil.copy2)
-
-
-def trash_dir(path: str) -> Path:
-    """The trash a file goes to (module docstring: home trash on its file system, else
-    ``$topdir/.Trash-$uid``)."""
-    home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "Trash"
-    home.mkdir(parents=True, exist_ok=True)
-    if os.stat(home).st_dev == os.lstat(os.path.dirname(path) or ".").st_dev:
-        return home
-    top = Path(path).parent
-    while not os.path.ismount(top) and top.parent != top:
-        top = top.parent
-    return top / f".Trash-{os.getuid()}"
-
-
-def _trash_slot(path: str) -> tuple[str, Path]:
-    """A name free in the trash's files/ and info/ (the info file created, O_EXCL)."""
-    trash = trash_dir(path)
-    (trash / "files").mkdir(parents=True, exist_ok=True)
-    (trash / "info").mkdir(parents=True, exist_ok=True)
-    stem, suffix = os.path.splitext(os.path.basename(path))
-    for n in range(1, 10_000):
-        name = f"{stem}{suffix}" if n == 1 else f"{stem}.{n}{suffix}"
-        info = trash / "info" / f"{name}.trashinfo"
-        try:
-            os.close(os.open(info, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        except FileExistsError:
-            continue
-        if os.path.lexists(trash / "files" / name):
-            info.unlink()
-            continue
-        return str(trash / "files" / name), info
-    raise OSError(f"no free name in {trash} for {path}")
-
-
 def _index_follows(session: Session, p: Planned, where: str | None) -> None:
-    """Trashed or deleted: the row is marked missing; moved: the row moves with the file."""
-    if p.action == "move" and where:
+    """Trashed or deleted: the row is marked missing; moved: the row moves with the file;
+    linked: the row stays, with the link's size and time. Sidecars have no row."""
+    if p.image_id is None:
+        return
+    if p.action in LINKS:
+        st = os.stat(p.path)
+        session.store.save_unchanged(Unchanged(Task(p.path, st.st_size, st.st_mtime_ns), p.sha256))
+    elif p.action == "move" and where:
         st = os.lstat(where) if os.path.islink(where) else os.stat(where)
         session.store.save_moved(p.image_id, Task(where, st.st_size, st.st_mtime_ns, p.sha256))
     else:
@@ -242,30 +282,38 @@ def _index_follows(session: Session, p: Planned, where: str | None) -> None:
 
 
 def reconcile(session: Session) -> int:
-    """Settle rows left ``planned`` by a run that was killed: a file back at its path
-    (or never moved) is ``skipped``; a file at its destination is ``done``. Returns how
-    many rows it settled."""
+    """Settle rows left ``planned`` by a run that was killed: a file still at its path is
+    ``skipped`` (a reserved trash name, a partial copy or a temporary link is removed; a
+    complete copy whose original was not yet removed too: the original stays the one
+    copy); a file at its destination, or a path that is already the link, is ``done``.
+    Returns how many rows it settled."""
     settled = 0
     for row in dbactions.rows_of(session.engine, states=["planned"]):
-        at_source = os.path.lexists(row.path)
-        at_dest = bool(row.destination) and os.path.lexists(row.destination)
-        if at_dest and not at_source:
-            dbactions.mark(session.engine, row.id, "done", destination=row.destination)
-            if row.image_id is not None:
-                planned = Planned(row.action, row.path, row.keeper_path, row.image_id, row.size, row.mtime_ns,
-                                  row.sha256, row.destination)
-                _index_follows(session, planned, row.destination)
+        planned = Planned(row.action, row.path, row.keeper_path, row.image_id, row.size, row.mtime_ns,
+                          row.sha256, row.destination)
+        if row.action in LINKS:
+            files.link_temp_name(Path(row.path)).unlink(missing_ok=True)
+            done = os.path.lexists(row.path) and files.is_link_to(Path(row.path), Path(row.keeper_path), row.action)
+        elif row.action == "delete":
+            done = not os.path.lexists(row.path)
         else:
-            if row.action == "trash" and row.destination:
-                _drop_info(row.destination)
-            dbactions.mark(session.engine, row.id, "skipped", reason="interrupted before it moved")
+            at_source = os.path.lexists(row.path)
+            at_dest = bool(row.destination) and os.path.lexists(row.destination)
+            if row.destination:
+                files.partial_name(Path(row.destination)).unlink(missing_ok=True)
+            if at_dest and at_source and not os.path.islink(row.destination) \
+                    and files.sha256_file(row.destination) == row.sha256:
+                os.unlink(row.destination)  # a cross-file-system copy, complete, the original not yet removed
+            done = at_dest and not at_source
+            if not done and row.action == "trash" and row.destination:
+                trash.info_of(Path(row.destination)).unlink(missing_ok=True)
+        if done:
+            dbactions.mark(session.engine, row.id, "done", destination=row.destination)
+            _index_follows(session, planned, row.destination)
+        else:
+            dbactions.mark(session.engine, row.id, "skipped", reason="interrupted before it was carried out")
         settled += 1
     return settled
-
-
-def _drop_info(trashed: str) -> None:
-    info = Path(trashed).parent.parent / "info" / (Path(trashed).name + ".trashinfo")
-    info.unlink(missing_ok=True)
 
 
 @dataclass
@@ -277,29 +325,57 @@ class Undone:
 
 def undo(session: Session, batch: str | None = None) -> Undone:
     """Put the files of ``batch`` (default: the last) back where they were, byte for byte
-    with their modification time, newest operation first; the rows follow."""
+    with their modification time, newest operation first; the rows follow. A path that
+    was replaced by a link gets its bytes back from the keeper (checked against the
+    journalled SHA-256: the keeper must still hold them)."""
     reconcile(session)
     batch = batch or dbactions.last_batch(session.engine)
     out = Undone(batch)
     if batch is None:
         return out
     for row in reversed(dbactions.rows_of(session.engine, batch, states=["done"])):
-        if row.action == "delete" or not row.destination:
-            out.skipped.append((row.path, "deleted: cannot be undone"))
+        why = _undo_links(session, row) if row.action in LINKS else _undo_move(session, row)
+        if why:
+            out.skipped.append((row.path, why))
             continue
-        if os.path.lexists(row.path):
-            out.skipped.append((row.path, "a file is back at that path already"))
-            continue
-        if not os.path.lexists(row.destination):
-            out.skipped.append((row.path, f"{row.destination} is gone"))
-            continue
-        _move(row.destination, row.path)
-        if not os.path.islink(row.path):
-            os.utime(row.path, ns=(os.stat(row.path).st_atime_ns, row.mtime_ns))
-        if row.action == "trash":
-            _drop_info(row.destination)
         dbactions.mark(session.engine, row.id, "undone")
-        if row.image_id is not None:
-            session.store.save_moved(row.image_id, Task(row.path, row.size, row.mtime_ns, row.sha256))
         out.restored += 1
     return out
+
+
+def _undo_move(session: Session, row) -> str | None:
+    """Move a trashed or moved file back; None when done, else why not."""
+    if row.action == "delete" or not row.destination:
+        return "deleted: cannot be undone"
+    if os.path.lexists(row.path):
+        return "a file is back at that path already"
+    if not os.path.lexists(row.destination):
+        return f"{row.destination} is gone"
+    is_link = os.path.islink(row.destination)
+    if not is_link and (os.stat(row.destination).st_size != row.size
+                        or files.sha256_file(row.destination) != row.sha256):
+        return f"{row.destination} changed since it was put there; left there"
+    Path(row.path).parent.mkdir(parents=True, exist_ok=True)
+    files.move(Path(row.destination), Path(row.path), sha256=None if is_link else row.sha256)
+    if not is_link:
+        os.utime(row.path, ns=(os.stat(row.path).st_atime_ns, row.mtime_ns))
+    if row.action == "trash":
+        trash.info_of(Path(row.destination)).unlink(missing_ok=True)
+    if row.image_id is not None:
+        session.store.save_moved(row.image_id, Task(row.path, row.size, row.mtime_ns, row.sha256))
+    return None
+
+
+def _undo_links(session: Session, row) -> str | None:
+    """Give a path that became a link its own bytes back, copied from the keeper."""
+    path = Path(row.path)
+    if os.path.lexists(path) and not files.is_link_to(path, Path(row.keeper_path), row.action):
+        return f"{path} changed since it was linked; left as it is"
+    try:
+        files.restore_copy(Path(row.keeper_path), path, sha256=row.sha256, mtime_ns=row.mtime_ns)
+    except OSError as exc:
+        return (f"not restored: {exc.strerror or exc} (undoing a {row.action} copies the bytes back from "
+                f"the keeper {row.keeper_path}, which must still hold them)")
+    if row.image_id is not None:
+        session.store.save_unchanged(Unchanged(Task(row.path, row.size, row.mtime_ns), row.sha256))
+    return None

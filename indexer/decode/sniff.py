@@ -18,8 +18,10 @@ RAW_EXTENSIONS = frozenset(
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .gif .bmp .dib .tif .tiff .webp .heic .heif .hif .avif".split()
 )
-# Sidecar previews written by cameras next to a RAW: metadata, not photos of their own.
-SIDECAR_EXTENSIONS = frozenset({".thm"})
+# Sidecars beside a photo: camera previews next to a RAW (.thm), XMP metadata (.xmp),
+# Apple edit lists (.aae). Metadata, not photos of their own; they travel with their
+# photo when `photoqa dupes --apply` moves it (indexer.fileops.sidecars).
+SIDECAR_EXTENSIONS = frozenset({".thm", ".xmp", ".aae"})
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif"}
 _RAW_MAGIC = (
