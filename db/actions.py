@@ -100,3 +100,22 @@ def batches(engine: Engine) -> list[tuple]:
 def when(engine: Engine, batch: str) -> datetime | None:
     with engine.connect() as conn:
         return conn.execute(select(func.min(Action.created_at)).where(Action.batch == batch)).scalar()
+
+
+def placed(engine: Engine, paths: Iterable[str]) -> set[str]:
+    """Those of ``paths`` where ``dupes --apply`` is putting a file right now (the
+    destination of a ``planned`` trash or move): not new photos for ``index``/``watch``.
+    (A moved file's row follows it there once done, so done rows need no skipping.)"""
+    paths = sorted(set(paths))
+    found: set[str] = set()
+    if not paths:
+        return found
+    with engine.connect() as conn:
+        if not conn.execute(select(Action.id).where(Action.state == "planned").limit(1)).first():
+            return found  # the usual case: nothing in flight (one indexed lookup)
+        for start in range(0, len(paths), 500):
+            chunk = paths[start:start + 500]
+            found.update(conn.execute(select(Action.destination).where(
+                Action.destination.in_(chunk) & (Action.state == "planned")
+                & Action.action.in_(("trash", "move")))).scalars())
+    return found

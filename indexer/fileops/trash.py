@@ -44,16 +44,17 @@ def home_trash() -> Path:
 
 
 @lru_cache(maxsize=8)
-def _home_trash_text(data_home_value: str) -> str:
-    return os.path.realpath(os.path.join(data_home_value, "Trash"))
+def _home_trash_texts(data_home_value: str) -> tuple[str, ...]:
+    folder = os.path.join(os.path.abspath(data_home_value), "Trash")
+    return tuple({folder, os.path.realpath(folder)})
 
 
 def in_trash(path: str) -> bool:
-    """Whether ``path`` (absolute) lies in a trash can: the home trash, or a folder
-    ``.Trash`` / ``.Trash-*`` of a filesystem's top directory."""
-    home = _home_trash_text(str(data_home()))
-    if path == home or path.startswith(home.rstrip(os.sep) + os.sep):
-        return True
+    """Whether ``path`` (absolute) lies in a trash can: the home trash (as written or
+    with links resolved), or a folder ``.Trash`` / ``.Trash-*`` of a filesystem's top."""
+    for home in _home_trash_texts(str(data_home())):
+        if path == home or path.startswith(home.rstrip(os.sep) + os.sep):
+            return True
     return any(part == ".Trash" or part.startswith(".Trash-") for part in Path(path).parts)
 
 

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from db import actions as dbactions
 from db.store import Store
 from indexer.config import IndexSettings
 from indexer.decode import SensorData
@@ -100,6 +101,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     started = time.perf_counter()
     tasks = scan.walk(roots)
     todo = scan.plan(tasks, store.known_files(), store.known_failures(), roots, FEATURES_VERSION)
+    scan.drop(todo, dbactions.placed(store.engine, [t.path for t in todo.todo]))  # dupes --apply in flight
     summary = Summary(unchanged=todo.unchanged + todo.failed_unchanged)
     moves = {sha: list(ids) for sha, ids in todo.move_candidates.items()}
     gone = dict(todo.gone)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.decode import sniff
+from indexer.fileops import trash
 from indexer.outcomes import Task
 
 
@@ -86,6 +87,9 @@ def walk(roots: list[Path]) -> list[Task]:
                 dirs[:] = []
                 continue
             seen[(st.st_dev, st.st_ino)] = folder
+            if trash.in_trash(folder):  # files trashed by `dupes --apply` or a desktop are not photos to index
+                dirs[:] = []
+                continue
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in files:
                 found = candidate(Path(folder) / name)
@@ -118,6 +122,13 @@ class Plan:
     gone: dict[str, int] = field(default_factory=dict)  # path -> image id, no longer on disk
     move_candidates: dict[str, list[int]] = field(default_factory=dict)  # sha256 -> gone image ids
     stale_failures: list[str] = field(default_factory=list)  # failure rows of files gone from the roots
+
+
+def drop(todo: Plan, paths: set[str]) -> None:
+    """Leave ``paths`` out of ``todo`` (files ``photoqa dupes --apply`` is putting there)."""
+    if paths:
+        todo.todo = [t for t in todo.todo if t.path not in paths]
+        todo.updates -= paths
 
 
 def plan(tasks: list[Task], known: dict, failures: dict, roots: list[Path], features_version: int) -> Plan:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from db import actions as dbactions
 from db import heartbeat as hb
 from db.store import utcnow
 from indexer.pipeline import scan
@@ -178,6 +179,7 @@ class Daemon:
         tasks = scan.walk(roots)
         todo = scan.plan(tasks, hb.retry_locked(store.known_files), hb.retry_locked(store.known_failures),
                          roots, FEATURES_VERSION)
+        scan.drop(todo, hb.retry_locked(lambda: dbactions.placed(store.engine, [t.path for t in todo.todo])))
         if todo.gone:
             hb.retry_locked(lambda: store.mark_missing(list(todo.gone.values())))
             for path in todo.gone:

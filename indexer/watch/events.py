@@ -20,6 +20,7 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
                              FileModifiedEvent, FileMovedEvent, FileSystemEvent,
                              FileSystemEventHandler)
 
+from indexer.fileops.trash import in_trash
 from indexer.pipeline.scan import is_hidden_or_partial
 
 # Event classes the observer must deliver (inotify is asked for nothing else).
@@ -44,10 +45,13 @@ class Change:
 
 
 def ignored(path: str, roots: list[str]) -> bool:
-    """Whether ``index`` would skip ``path``: a partial/hidden name or a hidden folder.
+    """Whether ``index`` would skip ``path``: a partial/hidden name, a hidden folder, or a
+    trash can (``indexer.fileops.trash.in_trash``: where ``dupes --apply trash`` puts files).
 
     ``roots`` are resolved absolute folders; a path outside all of them is ignored too.
     """
+    if in_trash(path):
+        return True
     for root in roots:
         if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
             rel = Path(path[len(root):].lstrip(os.sep)).parts

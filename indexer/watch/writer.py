@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from db import actions as dbactions
 from db import heartbeat as hb
 from db.store import Store, utcnow
 from indexer.pipeline import scan
@@ -105,6 +106,9 @@ class Writer:
                 self.gone(moved_from)  # changed on the way: the old row is retired
         if task is None:
             return  # not an image (or vanished in between)
+        if hb.retry_locked(lambda: dbactions.placed(self.engine, [path])):
+            self._done("unchanged", path, "being put there by photoqa dupes --apply")
+            return
         state = hb.retry_locked(lambda: hb.file_state(self.engine, path))
         if state and (state.size, state.mtime_ns) == (task.size, task.mtime_ns) \
                 and state.features_version == FEATURES_VERSION:
