@@ -170,8 +170,9 @@ def _sidecars(photo: Planned, dest: Path | None, root: str) -> list[Planned]:
     return out
 
 
-def check(p: Planned, keeper_sha: str | None) -> str | None:
-    """Why ``p`` must not be carried out now, or None."""
+def check(p: Planned, keeper_sha: str | None, keepers_seen: dict[str, str] | None = None) -> str | None:
+    """Why ``p`` must not be carried out now, or None. ``keepers_seen`` (keeper path ->
+    its SHA-256 as read in this run) spares hashing one keeper for each of its copies."""
     if p.reason:
         return p.reason
     try:
@@ -182,9 +183,12 @@ def check(p: Planned, keeper_sha: str | None) -> str | None:
         return "changed since indexing (size or modification time)"
     if files.sha256_file(p.path) != p.sha256:
         return "changed since indexing (content)"
-    if p.sidecar_of is None and (keeper_sha is None or not os.path.exists(p.keeper_path)
-                                 or files.sha256_file(p.keeper_path) != keeper_sha):
-        return "its keeper is gone or changed since indexing"
+    if p.sidecar_of is None:
+        seen = {} if keepers_seen is None else keepers_seen
+        if keeper_sha is not None and os.path.exists(p.keeper_path) and p.keeper_path not in seen:
+            seen[p.keeper_path] = files.sha256_file(p.keeper_path)
+        if keeper_sha is None or seen.get(p.keeper_path) != keeper_sha or not os.path.exists(p.keeper_path):
+            return "its keeper is gone or changed since indexing"
     if p.action in LINKS and (why := _link_reason(p.action, p.path, p.sha256, p.keeper_path, keeper_sha)):
         return why
     if p.action == "move" and p.destination and os.path.lexists(p.destination):
@@ -207,13 +211,14 @@ def apply(session: Session, planned: list[Planned]) -> Outcome:
     rows = dbactions.rows_of(session.engine, batch)
     out = Outcome(batch, planned)
     done: set[str] = set()
+    keepers_seen: dict[str, str] = {}
     pause = float(os.environ.get(PAUSE_ENV) or 0)
     for p, row in zip(planned, rows):
         keeper = keepers.get(p.keeper_path)
         if p.sidecar_of is not None and p.sidecar_of not in done:
             p.reason = "its photo was not moved"
         else:
-            p.reason = check(p, keeper[3] if keeper else None)
+            p.reason = check(p, keeper[3] if keeper else None, keepers_seen)
         if p.reason:
             dbactions.mark(session.engine, row.id, "skipped", reason=p.reason)
             out.skipped += 1
