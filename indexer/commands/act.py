@@ -92,9 +92,10 @@ def _under(path: str, folders) -> bool:
 
 
 def reference_folders(session: Session, extra=()) -> list[str]:
-    """``[dupes] reference`` and ``extra`` (``--reference``) as absolute folders."""
-    extra = [os.path.abspath(os.path.expanduser(r)) for r in extra]
-    return sorted({*session.settings.dupes.reference_folders(), *extra})
+    """``[dupes] reference`` and ``extra`` (``--reference``) as absolute folders, each as
+    written and with links resolved (a file is under one when either form contains it)."""
+    folders = [*session.settings.dupes.reference_folders(), *(os.path.abspath(os.path.expanduser(r)) for r in extra)]
+    return sorted({*folders, *map(os.path.realpath, folders)})
 
 
 def _link_reason(action: str, path: str, sha: str, keeper: str, keeper_sha: str | None) -> str | None:
