@@ -201,6 +201,13 @@ def test_related_shots_are_listed_without_a_keeper(tmp_path):
     assert shots["verdicts"] == ["exposure_variant"] and "keeper" not in json.dumps(shots)
     table = run(db, "dupes", "--related").stdout
     assert "bracket" in table and "nothing to remove" in table
+    (second,) = [ln for ln in table.splitlines() if "IMG_1.jpg" in ln]
+    # the time and EV columns count from the first frame; the words say the step, not the kind again
+    assert second.split()[1:4] == ["+1", "s", "+1.0"] and second.endswith("brighter by 1.0 EV")
+    assert "another exposure" not in table and "keep" not in table
+    rows = list(csv.DictReader(io.StringIO(run(db, "dupes", "--related", "--format", "csv").stdout)))
+    assert [Path(r["path"]).name for r in rows] == ["IMG_0.jpg", "IMG_1.jpg", "IMG_2.jpg"]
+    assert {r["set"] for r in rows} == {"1"} and [float(r["delta_ev"]) for r in rows] == pytest.approx([0, 1, 2], abs=0.2)
 
 
 def test_rewritten_metadata_is_same_pixels_without_a_full_decode(tmp_path, monkeypatch):

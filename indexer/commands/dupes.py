@@ -10,6 +10,7 @@ paths, every pair with its evidence) and adds ``members``, ``keeper_reason``,
 from __future__ import annotations
 
 import os
+import re
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
@@ -160,15 +161,20 @@ def related_report(session: Session, *, under: str | Path | None = None) -> dict
     return {"summary": {"sets": len(sets), "files": len(listed), "root": _common_root(listed)}, "related": sets}
 
 
+# "another exposure (taken 1 s apart), ": the set's kind and the time column say it already
+_RELATED_LEAD = re.compile(r"^(?:RAW\+JPEG pair|another exposure|another shot) \([^)]*\)(?:, )?")
+
+
 def _last_hop(first: int, member: int, pairs, names: dict[int, str], overlaps=None) -> str:
-    """The pair that links ``member`` to its set, in words (and the file it links to,
-    when that is not the set's first)."""
+    """The pair that links ``member`` to its set, in words without the related-shot lead
+    (and the file it links to, when that is not the set's first)."""
     hops = path_to(first, member, pairs)
     if not hops:
         return ""
     start, p = hops[-1]
-    text = words_from(p, start, ref="the other", overlaps=overlaps)
-    return text if start == first else f"{text} (from {names.get(start, start)})"
+    ref = "the first" if start == first else names.get(start, f"image {start}")
+    text = _RELATED_LEAD.sub("", words_from(p, start, ref=ref, overlaps=overlaps))
+    return text if start == first or not text else f"{text} (from {names.get(start, start)})"
 
 
 def _ev_from(start: int, pairs) -> dict[int, float]:
@@ -255,7 +261,7 @@ def render_related(report: dict, *, absolute: bool = False) -> list[str]:
         width = max(len(p) for p in shown)
         for m, p in zip(r["members"], shown):
             gap = "" if m["seconds_from_first"] is None else f"+{gap_words(abs(m['seconds_from_first']))}"
-            dev = "" if m["delta_ev"] is None else f"{m['delta_ev']:+.1f} EV"
+            dev = "" if m["delta_ev"] is None else f"{m['delta_ev']:+.1f} EV" if round(m["delta_ev"], 1) else "0.0 EV"
             lines.append(f"  {p:<{width}}  {gap:>9}  {dev:>8}  {m['relation']}".rstrip())
     return lines
 
