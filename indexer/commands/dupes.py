@@ -138,10 +138,15 @@ def related_report(session: Session, *, under: str | Path | None = None) -> dict
     paths = dbpairs.paths(session.engine, ids)
     overlaps = pair_overlaps(session.engine)
     sets = []
-    for comp in components((p.a, p.b) for p in pairs):
+    comps = components((p.a, p.b) for p in pairs)
+    comp_of = {m: i for i, comp in enumerate(comps) for m in comp}
+    pairs_of: dict[int, list] = {}
+    for p in pairs:  # each component's pairs in one pass, not a scan of all pairs per component
+        pairs_of.setdefault(comp_of[p.a], []).append(p)
+    for i, comp in enumerate(comps):
         if not any(_under(paths[m], root) for m in comp):
             continue
-        inside = [p for p in pairs if p.a in comp and p.b in comp]
+        inside = pairs_of.get(i, [])
         order = sorted(comp, key=lambda m: (infos[m].captured_at is None, infos[m].captured_at or 0, paths[m]))
         first = order[0]
         ev, t0 = _ev_from(first, inside), infos[first].captured_at
