@@ -311,7 +311,8 @@ def status(ctx, fmt):
               help="Order of the groups: bytes that could be freed, the keeper's file size, number of files, "
                    "or the keeper's path. Example: --sort count")
 @click.option("--under", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
-              help="Only groups with a file under DIR (each such group is shown whole). Example: --under ~/Pictures/2024")
+              help="Only groups with a file under DIR; such a group is shown whole, its header saying how many of "
+                   "its files lie outside DIR (JSON: outside_under). Example: --under ~/Pictures/2024")
 @click.option("--absolute", is_flag=True,
               help="Print full paths instead of paths relative to the folder all listed files share. "
                    "Example: --absolute")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, StatementError
+
+from db.models import Pair
 
 # "not authorized" / "authorization denied": ATTACH / VACUUM INTO, denied by db.engine's authorizer on read-only SQLite
 _WRITE_HINT = re.compile(r"readonly|read-only|read only|query_only|not authorized|authorization denied", re.I)
@@ -55,3 +57,12 @@ def recent_failures(engine: Engine, limit: int) -> list[tuple]:
     _, rows = run_sql(engine, "SELECT path, kind, message FROM failures ORDER BY failed_at DESC, path "
                               "LIMIT :n", {"n": int(limit)})
     return sorted(rows)
+
+
+def pair_overlaps(engine: Engine) -> dict[tuple[int, int], tuple[float | None, float | None]]:
+    """(a_id, b_id) -> (overlap_a, overlap_b) of every stored pair: which side of a crop
+    is the crop (the side whose overlap is whole), which the stored description
+    ("cropped to 81% of the area") does not say."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Pair.a_id, Pair.b_id, Pair.overlap_a, Pair.overlap_b)).all()
+    return {(a, b): (oa, ob) for a, b, oa, ob in rows}

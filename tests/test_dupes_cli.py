@@ -140,8 +140,10 @@ def test_table_and_csv_list_each_file_once(library):
     members = [ln for ln in table if ln.startswith(("  keep ", "  copy "))]
     assert len(members) == 5 and sum(ln.startswith("  keep ") for ln in members) == 1
     assert table[0] == table[-1] and table[0].startswith("1 group · 4 files could be removed")
-    assert f"paths under {root}" in table[0]
+    assert table[1] == f"paths under {root}"
     assert any("rotated" in ln for ln in members) and not any(str(root) in ln for ln in members)
+    rot = next(ln for ln in members if "a_rot.png" in ln)
+    assert rot.split()[-1] == "PNG" and "rotated" in rot  # another format than the keeper's is said
     assert all(str(root) in ln for ln in run(db, "dupes", "--absolute").stdout.splitlines()
                if ln.startswith(("  keep ", "  copy ")))
     rows = list(csv.DictReader(io.StringIO(run(db, "dupes", "--format", "csv").stdout)))
@@ -199,6 +201,13 @@ def test_related_shots_are_listed_without_a_keeper(tmp_path):
     assert shots["verdicts"] == ["exposure_variant"] and "keeper" not in json.dumps(shots)
     table = run(db, "dupes", "--related").stdout
     assert "bracket" in table and "nothing to remove" in table
+    (second,) = [ln for ln in table.splitlines() if "IMG_1.jpg" in ln]
+    # the time and EV columns count from the first frame; the words say the step, not the kind again
+    assert second.split()[1:4] == ["+1", "s", "+1.0"] and second.endswith("brighter by 1.0 EV")
+    assert "another exposure" not in table and "keep" not in table
+    rows = list(csv.DictReader(io.StringIO(run(db, "dupes", "--related", "--format", "csv").stdout)))
+    assert [Path(r["path"]).name for r in rows] == ["IMG_0.jpg", "IMG_1.jpg", "IMG_2.jpg"]
+    assert {r["set"] for r in rows} == {"1"} and [float(r["delta_ev"]) for r in rows] == pytest.approx([0, 1, 2], abs=0.2)
 
 
 def test_rewritten_metadata_is_same_pixels_without_a_full_decode(tmp_path, monkeypatch):
@@ -274,8 +283,11 @@ def test_images_left_unmatched_by_a_stopped_run_are_matched_by_the_next(library,
 
 def test_a_300_file_folder_reads_one_line_per_file(tmp_path):
     """60 pictures, each with a byte copy, a 75% JPEG, a rotated PNG and a greyscale
-    PNG: 300 files, 60 groups of 5; the table has one line per file, a header per group
-    and the summary twice; the summary's bytes are the non-keepers' sizes on disk."""
+    PNG: 300 files, 60 groups of 5 in three folders, plus one more byte copy of p00 in
+    another folder; the table has one line per file, a header per group and the summary
+    twice, the folder paths are shown under once, no other line wider than 120 characters; the summary's bytes are the non-keepers'
+    sizes on disk; --sort orders, --under keeps whole groups and marks those partly
+    outside the folder."""
     folder = tmp_path / "p"
     for i in range(60):
         img = Image.fromarray(synth.scene(1000 + i, 128, 96))
@@ -285,6 +297,7 @@ def test_a_300_file_folder_reads_one_line_per_file(tmp_path):
         F.save(sub / f"p{i:02d}_small.jpg", img.resize((96, 72), Image.Resampling.LANCZOS), "JPEG", quality=90)
         F.save(sub / f"p{i:02d}_rot.png", img.rotate(90, expand=True), "PNG")
         F.save(sub / f"p{i:02d}_grey.png", img.convert("L"), "PNG")
+    shutil.copy(folder / "roll0" / "p00.jpg", folder / "roll2" / "from_roll0.jpg")
     db = tmp_path / "photoqa.db"
     assert run(db, "index", folder, "--workers", "2").exit_code == 0
     lines = run(db, "dupes").stdout.splitlines()
@@ -293,12 +306,30 @@ def test_a_300_file_folder_reads_one_line_per_file(tmp_path):
     rep = report(db)
     listed = [m for g in rep["groups"] for m in g["members"]]
     assert len(listed) == len(files) == len({m["path"] for m in listed})
-    assert len(lines) == len(files) + len(headers) + len(rep["groups"]) + 3  # blank line per group, summaries
+    assert len(lines) == len(files) + len(headers) + len(rep["groups"]) + 4  # blank line per group, summaries, root
     assert len(files) >= 290 and len(headers) == len(rep["groups"]) >= 58  # a tiny picture may stay apart
-    assert max(map(len, files)) <= 130  # 76 characters of relation at most here
+    assert lines[0] == lines[-1] and lines[0].startswith(f"{len(headers)} groups · {len(files) - len(headers)} files")
+    assert lines[1] == f"paths under {folder}"
+    assert max(map(len, lines[2:])) <= 120, max(lines[2:], key=len)
     freed = sum(Path(m["path"]).stat().st_size for m in listed if m["role"] == "copy")
     assert rep["summary"]["bytes_reclaimable"] == freed
     assert rep["summary"]["removable_files"] == len(files) - len(headers)
+    for m in listed:  # every copy said against its keeper, chained copies included
+        assert m["role"] == "keeper" or (m["relation"] and "; then" not in m["relation"]), m
+    keys = {"bytes": lambda g: -g["bytes_reclaimable"], "size": lambda g: -g["members"][0]["bytes"],
+            "count": lambda g: -len(g["members"]), "path": lambda g: g["keeper"]}
+    for key, of in keys.items():
+        shown = [of(g) for g in report(db, "--sort", key)["groups"]]
+        assert shown == sorted(shown) and len(shown) == len(headers), key
+    (biggest,) = [g for g in rep["groups"] if len(g["members"]) == 6]  # default sort: most bytes first
+    assert rep["groups"][0] is not biggest or biggest["bytes_reclaimable"] >= rep["groups"][1]["bytes_reclaimable"]
+    roll2 = report(db, "--under", str(folder / "roll2"))
+    assert len(roll2["groups"]) == 21 and roll2["summary"]["files"] == sum(len(g["members"]) for g in roll2["groups"])
+    partial = [g for g in roll2["groups"] if g["outside_under"]]
+    assert [(len(g["members"]), g["outside_under"]) for g in partial] == [(6, 5)]  # shown whole, marked
+    table = run(db, "dupes", "--under", str(folder / "roll2")).stdout.splitlines()
+    assert sum("5 outside --under" in ln for ln in table) == 1
+    assert sum(ln.startswith(("  keep ", "  copy ")) for ln in table) == roll2["summary"]["files"]
 
 
 def test_prefer_in_picks_the_keeper_in_that_folder(tmp_path):

@@ -10,11 +10,13 @@ paths, every pair with its evidence) and adds ``members``, ``keeper_reason``,
 from __future__ import annotations
 
 import os
+import re
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
 from db import pairs as dbpairs
+from db.queries import pair_overlaps
 from indexer.match.groups import GroupContext, build_groups, components, keeper_reason
 from indexer.match.relation import path_to, relation_to_keeper, words_from
 from indexer.match.shots import gap_words
@@ -53,6 +55,21 @@ def _common_root(paths: Iterable[str]) -> str:
     return os.path.commonpath(dirs) if dirs else ""
 
 
+def _with_format(relation: str, keeper_format: str | None, member_format: str | None) -> str:
+    """Say the file format when it differs from the keeper's: "same pixels, re-encoded as
+    PNG", "rotated 90° clockwise, re-encoded as PNG", "resized 50%, as WEBP"."""
+    if not relation or not member_format or not keeper_format or member_format == keeper_format:
+        return relation
+    name = member_format.split("-")[0]
+    if relation.startswith("same pixels, different file"):
+        return f"same pixels, re-encoded as {name}"
+    if relation == "identical file" or "; then " in relation:
+        return relation
+    if relation.endswith("re-encoded"):
+        return f"{relation} as {name}"
+    return f"{relation}, as {name}"
+
+
 def _weakest(hops) -> str:
     """The verdict a member is reached by: ``derived`` if any hop is, else the last hop's."""
     verdicts = [p.verdict for _, p in hops]
@@ -63,7 +80,8 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
                  sort: str = "bytes", under: str | Path | None = None, prefer_in: Iterable[str] = ()) -> dict:
     """Groups of the chosen verdicts (``[match] group_verdicts`` when None), each with its
     keeper and every member once: ``members`` = [{path, role, relation, bytes, verdict}],
-    keeper first. ``under``: only groups with a member under that folder (shown whole).
+    keeper first. ``under``: only groups with a member under that folder; such a group is
+    shown whole, and ``outside_under`` counts its members outside the folder (0 otherwise).
     ``prefer_in``: folders whose files are preferred as keepers, besides ``[dupes] prefer_in``.
     ``summary``: groups, files, files that could be removed, bytes they hold, and the
     common folder of every listed path (``root``)."""
@@ -74,6 +92,7 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
     ids = {p.a for p in pairs} | {p.b for p in pairs}
     infos = dbpairs.keeper_infos(session.engine, ids)
     paths = dbpairs.paths(session.engine, ids)
+    overlaps = pair_overlaps(session.engine)
     out = []
     preferred = (*session.settings.dupes.folders(), *(os.path.abspath(os.path.expanduser(p)) for p in prefer_in))
     for g in build_groups(pairs, infos, verdicts=verdicts, prefer_in=preferred):
@@ -84,14 +103,16 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
         members = [{"path": paths[g.keeper], "role": "keeper", "relation": "", "verdict": "",
                     "bytes": infos[g.keeper].bytes}]
         for m in others:
+            relation = relation_to_keeper(g.keeper, m, g.pairs, names, overlaps)
             members.append({"path": paths[m], "role": "copy", "bytes": infos[m].bytes,
-                            "relation": relation_to_keeper(g.keeper, m, g.pairs, names),
+                            "relation": _with_format(relation, infos[g.keeper].format, infos[m].format),
                             "verdict": _weakest(path_to(g.keeper, m, g.pairs))})
         out.append({"id": g.id, "keeper": paths[g.keeper], "files": sorted(paths[m] for m in g.members),
                     "pairs": [_pair_json(p, paths) for p in g.pairs],
                     "keeper_reason": keeper_reason(infos[g.keeper], [infos[m] for m in others],
                                                    GroupContext.of(g.members, infos, g.pairs, preferred)),
-                    "bytes_reclaimable": sum(x["bytes"] or 0 for x in members[1:]), "members": members})
+                    "bytes_reclaimable": sum(x["bytes"] or 0 for x in members[1:]), "members": members,
+                    "outside_under": sum(not _under(paths[m], root) for m in g.members)})
     out.sort(key={"bytes": lambda g: (-g["bytes_reclaimable"], g["keeper"]),
                   "size": lambda g: (-(g["members"][0]["bytes"] or 0), g["keeper"]),
                   "count": lambda g: (-len(g["members"]), g["keeper"]),
@@ -115,11 +136,17 @@ def related_report(session: Session, *, under: str | Path | None = None) -> dict
     ids = {p.a for p in pairs} | {p.b for p in pairs}
     infos = dbpairs.keeper_infos(session.engine, ids)
     paths = dbpairs.paths(session.engine, ids)
+    overlaps = pair_overlaps(session.engine)
     sets = []
-    for comp in components((p.a, p.b) for p in pairs):
+    comps = components((p.a, p.b) for p in pairs)
+    comp_of = {m: i for i, comp in enumerate(comps) for m in comp}
+    pairs_of: dict[int, list] = {}
+    for p in pairs:  # each component's pairs in one pass, not a scan of all pairs per component
+        pairs_of.setdefault(comp_of[p.a], []).append(p)
+    for i, comp in enumerate(comps):
         if not any(_under(paths[m], root) for m in comp):
             continue
-        inside = [p for p in pairs if p.a in comp and p.b in comp]
+        inside = pairs_of.get(i, [])
         order = sorted(comp, key=lambda m: (infos[m].captured_at is None, infos[m].captured_at or 0, paths[m]))
         first = order[0]
         ev, t0 = _ev_from(first, inside), infos[first].captured_at
@@ -130,7 +157,7 @@ def related_report(session: Session, *, under: str | Path | None = None) -> dict
             members.append({"path": paths[m], "captured_at": t, "bytes": infos[m].bytes,
                             "seconds_from_first": None if t is None or t0 is None else (t - t0).total_seconds(),
                             "delta_ev": None if m not in ev else round(ev[m], 2),
-                            "relation": "" if m == first else _last_hop(first, m, inside, names)})
+                            "relation": "" if m == first else _last_hop(first, m, inside, names, overlaps)})
         kinds = sorted({p.verdict for p in inside}, key=RELATED_VERDICTS.index)
         sets.append({"kind": ", ".join(_KINDS[k] for k in kinds), "verdicts": kinds, "members": members,
                      "pairs": [_pair_json(p, paths) for p in inside]})
@@ -139,15 +166,20 @@ def related_report(session: Session, *, under: str | Path | None = None) -> dict
     return {"summary": {"sets": len(sets), "files": len(listed), "root": _common_root(listed)}, "related": sets}
 
 
-def _last_hop(first: int, member: int, pairs, names: dict[int, str]) -> str:
-    """The pair that links ``member`` to its set, in words (and the file it links to,
-    when that is not the set's first)."""
+# "another exposure (taken 1 s apart), ": the set's kind and the time column say it already
+_RELATED_LEAD = re.compile(r"^(?:RAW\+JPEG pair|another exposure|another shot) \([^)]*\)(?:, )?")
+
+
+def _last_hop(first: int, member: int, pairs, names: dict[int, str], overlaps=None) -> str:
+    """The pair that links ``member`` to its set, in words without the related-shot lead
+    (and the file it links to, when that is not the set's first)."""
     hops = path_to(first, member, pairs)
     if not hops:
         return ""
     start, p = hops[-1]
-    text = words_from(p, start, ref="the other")
-    return text if start == first else f"{text} (from {names.get(start, start)})"
+    ref = "the first" if start == first else names.get(start, f"image {start}")
+    text = _RELATED_LEAD.sub("", words_from(p, start, ref=ref, overlaps=overlaps))
+    return text if start == first or not text else f"{text} (from {names.get(start, start)})"
 
 
 def _ev_from(start: int, pairs) -> dict[int, float]:
@@ -188,29 +220,35 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _summary_line(s: dict, absolute: bool) -> str:
-    where = "" if absolute or not s["root"] else f" · paths under {s['root']}"
+def _summary_line(s: dict) -> str:
     return (f"{_count(s['groups'], 'group')} · {_count(s['removable_files'], 'file')} could be removed · "
-            f"{human_bytes(s['bytes_reclaimable'])} would be freed{where}")
+            f"{human_bytes(s['bytes_reclaimable'])} would be freed")
+
+
+def _root_lines(s: dict, absolute: bool) -> list[str]:
+    """The folder the shown paths are relative to, on a line of its own (it may be long)."""
+    return [] if absolute or not s["root"] else [f"paths under {s['root']}"]
 
 
 def render_groups(report: dict, *, absolute: bool = False) -> list[str]:
-    """The table: a summary line, then per group a header, the keeper and each other
-    member once with its size and relation to the keeper, then the summary again."""
+    """The table: a summary line and the folder paths are shown under, then per group a
+    header, the keeper and each other member once with its size and relation to the
+    keeper, then the summary again."""
     s = report["summary"]
     if not report["groups"]:
         return ["no duplicate groups"]
-    lines = [_summary_line(s, absolute)]
+    lines = [_summary_line(s), *_root_lines(s, absolute)]
     for g in report["groups"]:
         lines.append("")
+        outside = f" · {g['outside_under']} outside --under" if g.get("outside_under") else ""
         lines.append(f"group {g['id']} · {_count(len(g['members']), 'file')} · {human_bytes(g['bytes_reclaimable'])} to free"
-                     f" · keeper: {g['keeper_reason'] or 'the only candidate'}")
+                     f" · keeper: {g['keeper_reason'] or 'the only candidate'}{outside}")
         shown = [_shown(m["path"], s["root"], absolute) for m in g["members"]]
         width = max(len(p) for p in shown)
         for m, p in zip(g["members"], shown):
             role = "keep" if m["role"] == "keeper" else "copy"
             lines.append(f"  {role}  {p:<{width}}  {human_bytes(m['bytes']):>8}  {m['relation']}".rstrip())
-    lines += ["", _summary_line(s, absolute)]
+    lines += ["", _summary_line(s)]
     return lines
 
 
@@ -220,15 +258,15 @@ def render_related(report: dict, *, absolute: bool = False) -> list[str]:
     s = report["summary"]
     if not report["related"]:
         return ["no related shots"]
-    where = "" if absolute or not s["root"] else f" · paths under {s['root']}"
-    lines = [f"{_count(s['sets'], 'set')} of related shots · {_count(s['files'], 'file')} · nothing to remove{where}"]
+    lines = [f"{_count(s['sets'], 'set')} of related shots · {_count(s['files'], 'file')} · nothing to remove",
+             *_root_lines(s, absolute)]
     for r in report["related"]:
         lines += ["", f"related · {_count(len(r['members']), 'file')} · {r['kind']}"]
         shown = [_shown(m["path"], s["root"], absolute) for m in r["members"]]
         width = max(len(p) for p in shown)
         for m, p in zip(r["members"], shown):
             gap = "" if m["seconds_from_first"] is None else f"+{gap_words(abs(m['seconds_from_first']))}"
-            dev = "" if m["delta_ev"] is None else f"{m['delta_ev']:+.1f} EV"
+            dev = "" if m["delta_ev"] is None else f"{m['delta_ev']:+.1f} EV" if round(m["delta_ev"], 1) else "0.0 EV"
             lines.append(f"  {p:<{width}}  {gap:>9}  {dev:>8}  {m['relation']}".rstrip())
     return lines
 
