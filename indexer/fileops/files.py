@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from indexer.atomicfile import fsync_dir
+
 BLOCK = 1 << 20
 
 
@@ -63,19 +65,6 @@ def partial_name(dest: Path) -> Path:
 def link_temp_name(path: Path) -> Path:
     """Where a link that replaces ``path`` is made before it is renamed over it."""
     return path.parent / f".{path.name}.photoqa-link"
-
-
-def fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _copy_verified(src: Path, dest: Path, sha256: str | None, mtime_ns: int | None) -> None:
