@@ -326,6 +326,12 @@ def status(ctx, fmt):
 @click.option("--rematch", is_flag=True,
               help="Search all pairs of the database again first (after changing [match] or [verdict] settings). "
                    "Example: --rematch")
+@click.option("--not-duplicates", "not_duplicates", nargs=2, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="A B", help="Record that files A and B are not duplicates: they never share a group again, "
+                                  "whatever matching finds later. Example: --not-duplicates a.jpg b.jpg")
+@click.option("--keep", "keep_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Record FILE as its group's keeper, over the suggested one (lasts across runs). "
+                   "Example: --keep ~/Pictures/IMG_0108.JPG")
 @click.option("--apply", "apply_action", metavar="ACTION",
               help="Act on every copy of the listed groups (never a keeper): trash (freedesktop.org trash), "
                    "move:DIR (keeps the paths below the files' shared folder), hardlink or symlink (replace a "
@@ -340,8 +346,8 @@ def status(ctx, fmt):
 @click.option("--group", "group_id", type=int, default=None, metavar="ID",
               help="With --apply: only this group (its id as listed). Example: --group 1204")
 @click.pass_context
-def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, related, rematch, apply_action, yes,
-          reference, group_id):
+def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, related, rematch, not_duplicates,
+          keep_file, apply_action, yes, reference, group_id):
     """Groups of copies of one shot, each file listed once against the keeper.
 
     Every pair is proven by aligned pixels and says what it is: same_file (equal
@@ -378,6 +384,15 @@ def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, relate
     session = _session(ctx)
     if rematch:
         click.echo(f"rematched: {report_of.rematch(session)} pairs", err=True)
+    try:
+        if not_duplicates:
+            report_of.decide(session, "not_duplicates", [str(p) for p in not_duplicates])
+            click.echo("recorded: not duplicates", err=True)
+        if keep_file:
+            report_of.decide(session, "keep", [str(keep_file)])
+            click.echo(f"recorded: keep {keep_file}", err=True)
+    except report_of.DecisionError as exc:
+        _fail(str(exc), EXIT_USAGE)
     if related:
         report = report_of.related_report(session, under=under)
         header, rows = report_of.related_csv_rows(report)

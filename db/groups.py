@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, delete, insert, select
 
-from db.models import Camera, Image, ImageGroup, Meta, Pair
+from db.models import Camera, Decision, Image, ImageGroup, Meta, Pair
 from indexer.match.groups import Group, GroupRule, KeeperInfo, build_groups
 from indexer.match.shots import body_key
 
@@ -112,11 +112,50 @@ def keeper_infos(conn: Connection, ids: Iterable[int]) -> dict[int, KeeperInfo]:
                     Image.colourfulness)
              .outerjoin(Camera, Camera.id == Image.camera_id))
     out: dict[int, KeeperInfo] = {}
+    ids = list(ids)
+    apart, kept = _decisions(conn, ids)
     for chunk in _chunks(ids):
         out.update((r[0], KeeperInfo(*r[:7], camera=body_key(*r[7:10]), path=r[10], mtime_ns=r[11],
-                                     colourfulness=r[12]))
+                                     colourfulness=r[12], apart_from=frozenset(apart.get(r[0], ())),
+                                     keep=r[0] in kept))
                    for r in conn.execute(query.where(Image.id.in_(chunk))))
     return out
+
+
+def _decisions(conn: Connection, ids: list[int]) -> tuple[dict[int, set[int]], set[int]]:
+    """The user's decisions about ``ids``: id -> ids declared not its duplicates, and the
+    ids chosen as keepers."""
+    apart: dict[int, set[int]] = {}
+    kept: set[int] = set()
+    for chunk in _chunks(ids):
+        rows = conn.execute(select(Decision.kind, Decision.image_id, Decision.other_id).where(
+            Decision.image_id.in_(chunk) | Decision.other_id.in_(chunk)))
+        for kind, a, b in rows:
+            if kind == "keep":
+                kept.add(a)
+            elif b is not None:
+                apart.setdefault(a, set()).add(b)
+                apart.setdefault(b, set()).add(a)
+    return apart, kept
+
+
+def save_decision(engine: Engine, kind: str, image_id: int, other_id: int | None, rule: GroupRule) -> None:
+    """:func:`record_decision` in a transaction of its own."""
+    with engine.begin() as conn:
+        record_decision(conn, kind, image_id, other_id, rule)
+
+
+def record_decision(conn: Connection, kind: str, image_id: int, other_id: int | None, rule: GroupRule) -> None:
+    """Store a user's decision and regroup what it touches, in the caller's transaction.
+    ``keep`` replaces earlier keep decisions of the same group."""
+    from db.store import utcnow
+
+    if kind == "keep":
+        mates = old_members(conn, {image_id}) - {image_id}
+        if mates:
+            conn.execute(delete(Decision).where((Decision.kind == "keep") & Decision.image_id.in_(list(mates))))
+    conn.execute(insert(Decision).values(kind=kind, image_id=image_id, other_id=other_id, created_at=utcnow()))
+    refresh_groups(conn, {image_id} | ({other_id} if other_id is not None else set()), rule)
 
 
 def _write(conn: Connection, groups: Iterable[tuple[int, Iterable[int]]]) -> None:

@@ -279,3 +279,17 @@ class Action(Base):
     state: Mapped[str] = mapped_column(String(12), index=True)  # planned, done, skipped, undone
     reason: Mapped[str | None] = mapped_column(Text)
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Decision(Base):
+    """A user's word on a group that matching never overrides (``photoqa dupes
+    --not-duplicates A B``, ``--keep FILE``): ``kind`` ``not_duplicates`` (``image_id`` and
+    ``other_id`` never share a group) or ``keep`` (``image_id`` is its group's keeper)."""
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    other_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

@@ -350,3 +350,39 @@ def test_prefer_in_picks_the_keeper_in_that_folder(tmp_path):
                                    "WHERE g.is_keeper")).scalar()
     session.engine.dispose()
     assert Path(keeper).parent.name == "masters"
+
+
+def test_decisions_last_across_rematch_and_reindex(tmp_path):
+    """--not-duplicates keeps two files apart and --keep names the keeper; both survive
+    --rematch and a re-index of a changed file, in the report and in image_groups."""
+    folder = tmp_path / "p"
+    img = Image.fromarray(synth.scene(61, 320, 240))
+    F.save(folder / "a.jpg", img, "JPEG", quality=90)
+    shutil.copy(folder / "a.jpg", folder / "a_copy.jpg")
+    F.save(folder / "a_small.jpg", img.resize((160, 120), Image.Resampling.LANCZOS), "JPEG", quality=90)
+    db = tmp_path / "photoqa.db"
+    assert run(db, "index", folder, "--workers", "1").exit_code == 0
+    (g,) = report(db)["groups"]
+    assert len(g["files"]) == 3 and Path(g["keeper"]).name == "a.jpg"
+    assert run(db, "dupes", "--not-duplicates", folder / "a.jpg", folder / "a_small.jpg").exit_code == 0
+    assert run(db, "dupes", "--keep", folder / "a_copy.jpg").exit_code == 0
+
+    def check():
+        groups = report(db)["groups"]
+        assert [sorted(names(g["files"])) for g in groups] == [["a.jpg", "a_copy.jpg"]]
+        assert Path(groups[0]["keeper"]).name == "a_copy.jpg" and groups[0]["keeper_reason"] == "chosen by you"
+        session = open_session(str(db))
+        with session.engine.connect() as conn:
+            stored = conn.execute(text("SELECT i.path, g.is_keeper FROM image_groups g "
+                                       "JOIN images i ON i.id = g.image_id ORDER BY i.path")).all()
+        session.engine.dispose()
+        assert [(Path(p).name, bool(k)) for p, k in stored] == [("a.jpg", False), ("a_copy.jpg", True)]
+
+    check()
+    report(db, "--rematch")
+    check()
+    F.save(folder / "a_small.jpg", img.resize((200, 150), Image.Resampling.LANCZOS), "JPEG", quality=90)
+    assert run(db, "index", folder, "--workers", "1").exit_code == 0
+    check()
+    result = run(db, "dupes", "--keep", tmp_path / "nowhere.jpg")
+    assert result.exit_code == EXIT_USAGE and "not an indexed image" in result.output

@@ -38,6 +38,27 @@ def rematch(session: Session) -> int:
     return run(session)
 
 
+class DecisionError(ValueError):
+    """A --keep / --not-duplicates naming a file that is not an indexed image."""
+
+
+def decide(session: Session, kind: str, paths: list[str]) -> None:
+    """Record a user's decision: ``not_duplicates`` (two files never share a group) or
+    ``keep`` (this file is its group's keeper); groups are regrouped at once, and later
+    matching, re-indexing and ``--rematch`` never undo it."""
+    from db import actions as dbactions
+    from db import groups as dbgroups
+
+    wanted = [os.path.abspath(os.path.expanduser(p)) for p in paths]
+    known = dbactions.indexed_files(session.engine, wanted)
+    missing = [p for p in wanted if p not in known]
+    if missing:
+        raise DecisionError(f"not an indexed image: {missing[0]}")
+    ids = [known[p][0] for p in wanted]
+    dbgroups.save_decision(session.engine, kind, ids[0], ids[1] if len(ids) > 1 else None,
+                           session.settings.group_rule())
+
+
 def _pair_json(p, paths: dict[int, str]) -> dict:
     return {"a": paths[p.a], "b": paths[p.b], "verdict": p.verdict, "hamming": p.hamming,
             "transform": p.transform, "shift": [p.shift_x, p.shift_y], "scale": p.scale,

@@ -15,6 +15,7 @@ matches best (``177F``: correlation 0.9956 against 0.9950 and 0.9953).
 Keeper rule (:func:`keeper_key`; only a suggestion, nothing is moved or deleted): the
 file a photographer shot and kept, not the largest copy. The first difference decides:
 
+0. chosen by the user (``photoqa dupes --keep FILE``);
 1. in a folder the user prefers (``[dupes] prefer_in``);
 2. RAW before its renderings (the negative holds more than any of them);
 3. carrying the camera's EXIF (a body and a capture time) before files without: exports,
@@ -68,6 +69,8 @@ class KeeperInfo:
     path: str | None = None
     mtime_ns: int | None = None
     colourfulness: float | None = None  # Hasler & Suesstrunk M; below the grayscale flag's threshold: grey
+    apart_from: frozenset = frozenset()  # ids the user declared not its duplicates
+    keep: bool = False  # the user chose it as its group's keeper
 
 
 KEEPER_RULE_VERSION = 2  # 2: the original first (issue 14); stored groups of another version are rebuilt
@@ -134,7 +137,10 @@ def components(edges: Iterable[tuple[int, int]]) -> list[tuple[int, ...]]:
 
 
 def different_shots(a: KeeperInfo, b: KeeperInfo) -> bool:
-    """Whether metadata shows ``a`` and ``b`` to be two shots (never one group)."""
+    """Whether ``a`` and ``b`` must never share a group: the user said they are not
+    duplicates, or metadata shows them to be two shots."""
+    if b.id in a.apart_from or a.id in b.apart_from:
+        return True
     rel = relate(a.camera, b.camera, a.captured_at, b.captured_at,
                  raw_pair=is_raw(a.format) != is_raw(b.format))
     return rel.same_shot is False
@@ -251,6 +257,7 @@ def keeper_key(info: KeeperInfo, ctx: GroupContext = _NO_CONTEXT) -> tuple:
     grey = (info.colourfulness or 0.0) < FlagThresholds.grayscale if info.colourfulness is not None else False
     conversion = not is_raw(fmt) and (info.width, info.height) in ctx.lossy_sizes
     return (
+        not info.keep,
         info.id not in ctx.preferred if ctx.preferred else False,
         0 if is_raw(fmt) else 1,
         0 if info.camera is not None and info.captured_at is not None else 1,
@@ -269,7 +276,7 @@ def keeper_key(info: KeeperInfo, ctx: GroupContext = _NO_CONTEXT) -> tuple:
 
 
 # what each position of keeper_key means, said when it decided
-KEEPER_REASONS = ("in a preferred folder", "RAW", "camera EXIF", "in colour", "most pixels",
+KEEPER_REASONS = ("chosen by you", "in a preferred folder", "RAW", "camera EXIF", "in colour", "most pixels",
                   "oriented as the others", "lossless", "original name", "capture time known",
                   "earliest capture", "oldest file", "largest file", "sharpest", "indexed first")
 
@@ -293,7 +300,7 @@ def keeper_of(members: Iterable[int], infos: dict[int, KeeperInfo] | None = None
     if not infos:
         return min(members)
     ctx = GroupContext.of(members, infos, pairs, prefer_in)
-    return min(members, key=lambda i: keeper_key(infos[i], ctx) if i in infos else (True,) * 13 + (i,))
+    return min(members, key=lambda i: keeper_key(infos[i], ctx) if i in infos else (True,) * 14 + (i,))
 
 
 def build_groups(pairs: Sequence, infos: dict[int, KeeperInfo] | None = None, *,
