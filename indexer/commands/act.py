@@ -37,6 +37,7 @@ from db import actions as dbactions
 from indexer.fileops import files, trash
 from indexer.fileops.sidecars import sidecars_of
 from indexer.outcomes import Task, Unchanged
+from indexer.pipeline.scan import within
 from indexer.session import Session
 
 ACTIONS = ("trash", "move", "hardlink", "symlink", "delete")
@@ -87,10 +88,6 @@ class Outcome:
     bytes_freed: int = 0
 
 
-def _under(path: str, folders) -> bool:
-    return any(path == str(f) or path.startswith(str(f).rstrip(os.sep) + os.sep) for f in folders)
-
-
 def reference_folders(session: Session, extra=()) -> list[str]:
     """``[dupes] reference`` and ``extra`` (``--reference``) as absolute folders, each as
     written and with links resolved (a file is under one when either form contains it)."""
@@ -130,7 +127,7 @@ def plan(session: Session, report: dict, action: str, dest: Path | None, *, refe
     facts = dbactions.indexed_files(session.engine, [p for p, _ in copies] + [k for _, k in copies])
     root = os.path.commonpath([os.path.dirname(p) for p, _ in copies]) if copies else ""
     refs = reference_folders(session, reference)
-    if dest is not None and _under(str(dest), refs):
+    if dest is not None and within(str(dest), refs):
         raise ActError(f"move:{dest} lies under a reference folder")
     out = []
     for path, keeper in copies:
@@ -145,7 +142,7 @@ def plan(session: Session, report: dict, action: str, dest: Path | None, *, refe
             p.destination = str(dest / os.path.relpath(path, root))
         elif action in LINKS:
             p.destination = keeper
-        if _under(path, refs) or _under(os.path.realpath(os.path.dirname(path)), refs):
+        if within(path, refs) or within(os.path.realpath(os.path.dirname(path)), refs):
             p.reason = "under a reference folder"
         elif action in LINKS:
             p.reason = _link_reason(action, path, sha, keeper, keeper_sha)

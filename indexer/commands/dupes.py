@@ -21,6 +21,7 @@ from indexer.match.groups import GroupContext, build_groups, components, keeper_
 from indexer.match.relation import path_to, relation_to_keeper, words_from
 from indexer.match.shots import gap_words
 from indexer.match.verdict import RELATED_VERDICTS
+from indexer.pipeline.scan import within
 from indexer.session import Session
 
 __all__ = ["SORTS", "dupes_report", "related_report", "rematch", "render_groups", "render_related"]
@@ -68,7 +69,7 @@ def _pair_json(p, paths: dict[int, str]) -> dict:
 
 
 def _under(path: str, root: str | None) -> bool:
-    return root is None or path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+    return root is None or within(path, [root])
 
 
 def _common_root(paths: Iterable[str]) -> str:

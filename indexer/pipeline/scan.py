@@ -100,15 +100,16 @@ def walk(roots: list[Path]) -> list[Task]:
 
 def under(path: str, roots: list[Path]) -> bool:
     """Whether ``path`` lies in one of ``roots`` (as absolute, unresolved paths)."""
-    return _under(path, _resolved(roots))
+    return within(path, _resolved(roots))
 
 
 def _resolved(roots: list[Path]) -> list[str]:
     return [str(absolute(root)) for root in roots]
 
 
-def _under(path: str, resolved: list[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in resolved)
+def within(path: str, folders: list[str]) -> bool:
+    """Whether ``path`` is one of ``folders`` or lies below one (absolute path strings)."""
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in folders)
 
 
 @dataclass
@@ -155,9 +156,9 @@ def plan(tasks: list[Task], known: dict, failures: dict, roots: list[Path], feat
     for path, state in known.items():
         if path in on_disk:
             continue
-        if state.missing or _under(path, resolved):
+        if state.missing or within(path, resolved):
             result.move_candidates.setdefault(state.sha256, []).append(state.id)
             if not state.missing:
                 result.gone[path] = state.id
-    result.stale_failures = sorted(p for p in failures if p not in on_disk and _under(p, resolved))
+    result.stale_failures = sorted(p for p in failures if p not in on_disk and within(p, resolved))
     return result
