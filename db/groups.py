@@ -31,7 +31,7 @@ VERDICTS_KEY = "group_verdicts"  # photoqa_meta: the verdicts image_groups was c
 _A, _B = Image.__table__.alias("ga"), Image.__table__.alias("gb")
 
 
-def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+def chunks(ids: Iterable[int]) -> Iterator[list[int]]:
     ids = sorted(set(ids))
     for start in range(0, len(ids), CHUNK):
         yield ids[start:start + CHUNK]
@@ -44,16 +44,16 @@ def old_members(conn: Connection, image_ids: Iterable[int]) -> set[int]:
     with them the only record of which groups they were in)."""
     out = set(image_ids)
     group_ids: set[int] = set()
-    for chunk in _chunks(out):
+    for chunk in chunks(out):
         group_ids.update(conn.execute(select(ImageGroup.group_id).where(ImageGroup.image_id.in_(chunk))).scalars())
-    for chunk in _chunks(group_ids):
+    for chunk in chunks(group_ids):
         out.update(conn.execute(select(ImageGroup.image_id).where(ImageGroup.group_id.in_(chunk))).scalars())
     return out
 
 
 def _present(conn: Connection, ids: set[int]) -> set[int]:
     found: set[int] = set()
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         found.update(conn.execute(select(Image.id).where(Image.id.in_(chunk) & Image.missing_since.is_(None)))
                      .scalars())
     return found
@@ -81,7 +81,7 @@ def _partners(conn: Connection, ids: set[int], verdicts: list[str]) -> set[int]:
     """The other ends of the group-verdict pairs of ``ids``, present or not (a seed just
     marked missing is not walked from, but its former neighbours are)."""
     out: set[int] = set()
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         where = Pair.verdict.in_(verdicts)
         out.update(conn.execute(select(Pair.b_id).where(where & Pair.a_id.in_(chunk))).scalars())
         out.update(conn.execute(select(Pair.a_id).where(where & Pair.b_id.in_(chunk))).scalars())
@@ -96,7 +96,7 @@ def _walk(conn: Connection, start: set[int], verdicts: list[str], seen: set[int]
     reached = set(frontier)
     seen |= frontier
     while frontier:
-        found = [e for chunk in _chunks(frontier) for e in _edges(conn, chunk, verdicts)]
+        found = [e for chunk in chunks(frontier) for e in _edges(conn, chunk, verdicts)]
         edges.update(((e.a, e.b), e) for e in found)
         frontier = {x for e in found for x in (e.a, e.b)} - seen
         seen |= frontier
@@ -114,7 +114,7 @@ def keeper_infos(conn: Connection, ids: Iterable[int]) -> dict[int, KeeperInfo]:
     out: dict[int, KeeperInfo] = {}
     ids = list(ids)
     apart, kept = _decisions(conn, ids)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         out.update((r[0], KeeperInfo(*r[:7], camera=body_key(*r[7:10]), path=r[10], mtime_ns=r[11],
                                      colourfulness=r[12], apart_from=frozenset(apart.get(r[0], ())),
                                      keep=r[0] in kept))
@@ -127,7 +127,7 @@ def _decisions(conn: Connection, ids: list[int]) -> tuple[dict[int, set[int]], s
     ids chosen as keepers."""
     apart: dict[int, set[int]] = {}
     kept: set[int] = set()
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         rows = conn.execute(select(Decision.kind, Decision.image_id, Decision.other_id).where(
             Decision.image_id.in_(chunk) | Decision.other_id.in_(chunk)))
         for kind, a, b in rows:
@@ -184,7 +184,7 @@ def refresh_groups(conn: Connection, image_ids: Iterable[int], rule: GroupRule) 
         more = old_members(conn, new) - affected
         affected |= new | more
         todo = more - reached
-    for chunk in _chunks(affected):
+    for chunk in chunks(affected):
         conn.execute(delete(ImageGroup).where(ImageGroup.image_id.in_(chunk)))
     pairs = [edges[k] for k in sorted(edges)]
     groups = build_groups(pairs, keeper_infos(conn, {x for k in edges for x in k}), verdicts=verdicts,

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from db import groups as dbgroups
 from db.indexrows import load_index_rows  # noqa: F401 - re-exported: callers read rows here
-from db.models import Camera, Image, Pair
+from db.models import Camera, Image, ImageGroup, Pair
 from db.store import delete_pairs_of, unpack_hist, unpack_thumb, utcnow
 from indexer.measure import hashes
 from indexer.match.groups import GroupRule, KeeperInfo
@@ -169,6 +169,16 @@ def rebuild_groups(engine: Engine, *, group_rule: GroupRule) -> int:
     """Recompute every stored group from the pairs (one transaction); returns how many."""
     with engine.begin() as conn:
         return len(dbgroups.rebuild_groups(conn, group_rule))
+
+
+def group_ids(engine: Engine, ids: Iterable[int]) -> dict[int, int]:
+    """image id -> its group's id (``image_groups``), for those of ``ids`` in a group."""
+    out: dict[int, int] = {}
+    with engine.connect() as conn:
+        for chunk in dbgroups.chunks(ids):
+            out.update(conn.execute(select(ImageGroup.image_id, ImageGroup.group_id)
+                                    .where(ImageGroup.image_id.in_(chunk))).all())
+    return out
 
 
 def set_pixel_digest(engine: Engine, image_id: int, digest: str) -> None:

@@ -100,6 +100,10 @@ class MatchSettings:
     max_transforms: how many distinct orientations of one candidate pair are verified.
     group_verdicts: verdicts whose pairs join images into a stored group ("similar"
         burst neighbours are left out by default).
+    group_tries: members of one existing duplicate group a new image is verified against
+        at most (the best-hashing one first, the next only while none gave a group
+        verdict; ``indexer.match.fanout``): verification work grows with the number of
+        images, not with the square of a group's size. 0: every candidate pair.
     verify_workers: processes that verify candidate pairs by pixels (0: one per core).
     pool_after: seconds of pixel verification done in the writer itself before those
         processes start (small runs never pay their start-up; 0: always start them).
@@ -123,6 +127,7 @@ class MatchSettings:
     lone_radius: int = MatchParams.lone_radius
     max_transforms: int = MatchParams.max_transforms
     group_verdicts: tuple = DEFAULT_GROUP_VERDICTS
+    group_tries: int = 2
     verify_workers: int = 0
     pool_after: float = 1.0
     index_file: str = ""

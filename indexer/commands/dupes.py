@@ -18,7 +18,7 @@ from pathlib import Path
 from db import pairs as dbpairs
 from db.queries import pair_overlaps
 from indexer.match.groups import GroupContext, build_groups, components, keeper_reason
-from indexer.match.relation import path_to, relation_to_keeper, words_from
+from indexer.match.relation import composed_geometry, path_to, relation_to_keeper, words_from
 from indexer.match.shots import gap_words
 from indexer.match.verdict import RELATED_VERDICTS
 from indexer.pipeline.scan import within
@@ -102,7 +102,9 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
                  sort: str = "bytes", under: str | Path | None = None, prefer_in: Iterable[str] = ()) -> dict:
     """Groups of the chosen verdicts (``[match] group_verdicts`` when None), each with its
     keeper and every member once: ``members`` = [{path, role, relation, bytes, verdict}],
-    keeper first. ``under``: only groups with a member under that folder; such a group is
+    keeper first; each also has ``transform`` and ``scale`` (keeper to member, composed
+    along the stored pairs that link them) and ``via`` (the paths in between, [] for a
+    direct pair). ``under``: only groups with a member under that folder; such a group is
     shown whole, and ``outside_under`` counts its members outside the folder (0 otherwise).
     ``prefer_in``: folders whose files are preferred as keepers, besides ``[dupes] prefer_in``.
     ``summary``: groups, files, files that could be removed, bytes they hold, and the
@@ -123,12 +125,15 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
         names = {m: Path(paths[m]).name for m in g.members}
         others = sorted((m for m in g.members if m != g.keeper), key=lambda m: paths[m])
         members = [{"path": paths[g.keeper], "role": "keeper", "relation": "", "verdict": "",
-                    "bytes": infos[g.keeper].bytes}]
+                    "bytes": infos[g.keeper].bytes, "transform": "identity", "scale": 1.0, "via": []}]
         for m in others:
             relation = relation_to_keeper(g.keeper, m, g.pairs, names, overlaps)
+            hops = path_to(g.keeper, m, g.pairs)
+            turn, scale = composed_geometry(g.keeper, m, g.pairs) or ("identity", 1.0)
             members.append({"path": paths[m], "role": "copy", "bytes": infos[m].bytes,
                             "relation": _with_format(relation, infos[g.keeper].format, infos[m].format),
-                            "verdict": _weakest(path_to(g.keeper, m, g.pairs))})
+                            "verdict": _weakest(hops), "transform": turn, "scale": round(scale, 4),
+                            "via": [paths[p.b if p.a == start else p.a] for start, p in hops[:-1]]})
         out.append({"id": g.id, "keeper": paths[g.keeper], "files": sorted(paths[m] for m in g.members),
                     "pairs": [_pair_json(p, paths) for p in g.pairs],
                     "keeper_reason": keeper_reason(infos[g.keeper], [infos[m] for m in others],

@@ -120,6 +120,26 @@ def path_to(keeper: int, member: int, pairs: Sequence) -> list:
     return hops[::-1]
 
 
+def composed_geometry(keeper: int, member: int, pairs: Sequence) -> tuple[str, float] | None:
+    """The D4 transform and scale that take ``keeper`` to ``member``, composed along the
+    shortest path of ``pairs`` (each pair: ``b ~ orient.apply(a, transform)``, ``b`` at
+    ``scale`` times ``a``'s size): turns composed in path order, scales multiplied, a hop
+    read from its ``b`` side inverted. ``("identity", 1.0)`` for the keeper itself; None
+    when not connected."""
+    if keeper == member:
+        return "identity", 1.0
+    hops = path_to(keeper, member, pairs)
+    if not hops:
+        return None
+    turn, scale = "identity", 1.0
+    for start, p in hops:
+        step_turn, step_scale = p.transform or "identity", p.scale or 1.0
+        if start != p.a:
+            step_turn, step_scale = orient.inverse(step_turn), 1.0 / step_scale
+        turn, scale = orient.compose(turn, step_turn), scale * step_scale
+    return turn, scale
+
+
 def relation_to_keeper(keeper: int, member: int, pairs: Sequence, names: dict[int, str] | None = None,
                        overlaps: Mapping | None = None) -> str:
     """``member`` in words relative to ``keeper``, along the shortest path of ``pairs``.
@@ -155,8 +175,9 @@ def relation_to_keeper(keeper: int, member: int, pairs: Sequence, names: dict[in
 def _compose(changes: list, overlaps: Mapping | None) -> str | None:
     """One description for several changes in a row (each ``(start, pair)``, read from
     ``start``): D4 turns composed, scales multiplied, EV steps summed, "re-encoded" and
-    "converted to greyscale" kept; None when a change is of another kind (a crop, a
-    shift, a mark, colour added back), which a list of hops says better."""
+    "converted to greyscale" kept (and dropped when a later hop is in colour again: a
+    path through a greyscale copy); None when a change is of another kind (a crop, a
+    shift, a mark), which a list of hops says better."""
     turn, scale, ev, recoded, grey = "identity", 1.0, 0.0, False, False
     for start, p in changes:
         for phrase in _phrases(words_from(p, start, overlaps=overlaps)):
@@ -171,6 +192,8 @@ def _compose(changes: list, overlaps: Mapping | None) -> str | None:
                 recoded = True
             elif phrase == "converted to greyscale":
                 grey = True
+            elif grey and phrase.startswith("in colour"):
+                grey = False  # colour on both ends: a hop through a greyscale copy changes nothing
             else:
                 return None
     words = [orient.DESCRIPTION[turn], f"resized {100 * scale:.0f}%" if abs(scale - 1) >= 0.03 else "",

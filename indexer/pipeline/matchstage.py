@@ -16,6 +16,7 @@ from indexer import decode
 from indexer.measure import orient
 from indexer.outcomes import Indexed
 from indexer.pipeline.exposurestage import refine_pairs
+from indexer.match import fanout
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
 from indexer.match.groups import UnionFind
 from indexer.match.params import MatchParams
@@ -149,12 +150,18 @@ class MatchStage:
         self._match(record_of(image_id, result))
 
     def _match(self, rec: MatchRecord) -> None:
-        """Forget ``rec``'s old pairs, index it, send its candidates to verification."""
+        """Forget ``rec``'s old pairs, index it, send its candidates to verification: one
+        member of each existing group they hit at a time (:mod:`indexer.match.fanout`)."""
         dbpairs.forget_pairs_of(self.session.engine, rec.id, group_rule=self.group_rule)
-        jobs = self.matcher.add(rec)
+        proposals = self.matcher.propose_and_add(rec)
         self.unsaved += 1
         self.last_add = time.monotonic()
-        self.waiting[rec.id] = _Waiting(len(jobs))
+        tries = self.session.settings.match.group_tries
+        best = {key: min(p.hamming for p in slot.values()) for key, slot in proposals.items()}
+        grouped = dbpairs.group_ids(self.session.engine, {x for k in best for x in k} - {rec.id}) if tries else {}
+        plan = fanout.plan(rec.id, best, grouped, tries=max(tries, 1))
+        jobs = self.matcher.jobs_of({key: proposals[key] for key in plan.now})
+        self.waiting[rec.id] = _Waiting(len(jobs), plan=plan, proposals=proposals)
         for job in jobs:
             self.verifier.submit(rec.id, job)
         self._store(self.verifier.results())
@@ -184,6 +191,12 @@ class MatchStage:
             pe = self.matcher.conclude(job, verified)
             if pe is not None:
                 waiting.found.append(pe)
+            joined = pe is not None and pe.verdict in self.group_rule.verdicts
+            following = waiting.plan.concluded((job.a.id, job.b.id), joined) if waiting.plan else None
+            if following is not None:  # that member gave no group verdict: try the next one
+                for nxt in self.matcher.jobs_of({following: waiting.proposals[following]}):
+                    waiting.left += 1
+                    self.verifier.submit(image_id, nxt)
             waiting.left -= 1
             if waiting.left == 0:
                 self._finish(image_id)
@@ -212,7 +225,11 @@ class MatchStage:
         if self.verifier is None and dbpairs.unmatched_ids(self.session.engine):
             self._start()  # no new image this run, but some wait for their pairs
         if self.verifier is not None:
-            self._store(self.verifier.results(block=True))
+            while self.waiting:  # a result may send the next member of its group
+                done = self.verifier.results(block=True)
+                if not done:
+                    break  # nothing in flight: those left keep matched_at NULL, matched next run
+                self._store(done)
             self.verifier.close()
         if self.keeper is not None:
             self.keeper.close(self.matcher, self.mark, self.unsaved)
@@ -222,6 +239,8 @@ class MatchStage:
 class _Waiting:
     left: int  # candidate pairs not verified yet
     found: list[PairEvidence] = field(default_factory=list)
+    plan: fanout.Plan | None = None  # which group members are left to try
+    proposals: dict = field(default_factory=dict)  # pair key -> its hash proposals
 
 
 def rematch(session: Session) -> int:
