@@ -19,7 +19,6 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import tests.imagefiles as F
 from cli import main
 from indexer.match import fanout
 from indexer.match.relation import composed_geometry
