@@ -105,6 +105,9 @@ class MatchSettings:
         verdict; ``indexer.match.fanout``): verification work grows with the number of
         images, not with the square of a group's size. 0: every candidate pair.
     verify_workers: processes that verify candidate pairs by pixels (0: one per core).
+    digest_inline_pixels: a ``same_pixels`` proof needs full-size pixel digests; files of
+        more pixels are decoded for it by the verification processes, never the writer
+        (``indexer.pipeline.pixelproof``); smaller ones in the writer until those start.
     pool_after: seconds of pixel verification done in the writer itself before those
         processes start (small runs never pay their start-up; 0: always start them).
     index_file: where the built candidate index is saved between runs, so the next
@@ -129,6 +132,7 @@ class MatchSettings:
     group_verdicts: tuple = DEFAULT_GROUP_VERDICTS
     group_tries: int = 2
     verify_workers: int = 0
+    digest_inline_pixels: int = 1_000_000  # a 1 MP decode costs the writer ~15 ms
     pool_after: float = 1.0
     index_file: str = ""
     index_file_min: int = 20_000

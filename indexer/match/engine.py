@@ -76,7 +76,7 @@ from indexer.match.jobs import Job, Memo, Proposal, Verified, run_job
 from indexer.match.params import MatchParams
 from indexer.match.records import IndexRows, Loader, MatchRecord, RecordCache, content_key, sha_prefix
 from indexer.match.shots import ShotRelation, is_raw, relate, settle
-from indexer.match.verdict import REFINED_VERDICTS, MatchThresholds, decide, describe, informative
+from indexer.match.verdict import REFINED_VERDICTS, MatchThresholds, decide, describe, informative, needs_pixels
 from indexer.match.verify import Evidence
 
 __all__ = ["IndexRows", "Job", "MatchParams", "MatchRecord", "Matcher", "Memo", "Mode", "PairEvidence", "Verified",
@@ -452,11 +452,18 @@ class Matcher:
         return [Job(recs[a], recs[b], tuple(sorted(slot.values(), key=lambda p: p.hamming)))
                 for (a, b), slot in proposals.items() if a in recs and b in recs]
 
-    def conclude(self, job: Job, verified: Verified) -> PairEvidence | None:
-        """The verdict for a verified job (this process: it may compare full-size pixels)."""
+    def needs_pixels(self, job: Job, verified: Verified) -> bool:
+        """Whether :meth:`conclude` would compare the pair's full-size pixels."""
+        return needs_pixels(job.a.sha256, job.b.sha256, verified.evidence)
+
+    def conclude(self, job: Job, verified: Verified, *,
+                 pixels_equal: Callable[[], bool] | None = None) -> PairEvidence | None:
+        """The verdict for a verified job. Full-size pixels are compared (when
+        :meth:`needs_pixels`) by ``pixels_equal()`` if given, else by the matcher's own
+        ``pixels_equal(a_id, b_id)`` in this process."""
         ra, rb = job.a, job.b
         ev = verified.evidence
-        eq = (lambda: self.pixels_equal(ra.id, rb.id)) if self.pixels_equal else None
+        eq = pixels_equal or ((lambda: self.pixels_equal(ra.id, rb.id)) if self.pixels_equal else None)
         verdict = decide(sha_a=ra.sha256, sha_b=rb.sha256, evidence=ev, pixels_equal=eq,
                          gated=verified.gated, th=self.th)
         if verdict is None:

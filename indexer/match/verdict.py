@@ -201,7 +201,7 @@ def decide(*, sha_a: str, sha_b: str, evidence: Evidence | None,
     the evidence looks like an untouched copy (same size, no shift, correlation ~1)."""
     if sha_a == sha_b:
         return "same_file"
-    if pixels_equal is not None and evidence is not None and _looks_identical(evidence) and pixels_equal():
+    if pixels_equal is not None and needs_pixels(sha_a, sha_b, evidence) and pixels_equal():
         return "same_pixels"
     if gated or evidence is None:
         return None
@@ -219,6 +219,12 @@ def separate_shots(ta: datetime | None, tb: datetime | None) -> bool:
 
 
 _RELATED_WORDS = {"raw_jpeg": "RAW+JPEG pair", "exposure_variant": "another exposure", "similar": "another shot"}
+
+
+def needs_pixels(sha_a: str, sha_b: str, evidence: Evidence | None) -> bool:
+    """Whether :func:`decide` asks for full-size pixels: different bytes whose evidence
+    looks like an untouched copy (same size, no shift, correlation ~1)."""
+    return sha_a != sha_b and evidence is not None and _looks_identical(evidence)
 
 
 def _looks_identical(ev: Evidence) -> bool:

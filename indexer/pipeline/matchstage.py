@@ -22,6 +22,7 @@ from indexer.match.groups import UnionFind
 from indexer.match.params import MatchParams
 from indexer.match.shots import body_key
 from indexer.pipeline.matchindex import IndexKeeper, index_file
+from indexer.pipeline.pixelproof import PixelProof
 from indexer.pipeline.pools import worker_count
 from indexer.session import Session
 from indexer.pipeline.verifypool import Verifier
@@ -138,6 +139,8 @@ class MatchStage:
         self.keeper: IndexKeeper | None = None
         self.verifier: Verifier | None = None
         self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
+        self.parked: list = []  # (image id, job, verified) waiting for a pixel digest
+        self.proof: PixelProof | None = None
         self.looked = False
         self.mark = None  # what the saved index is up to date with
         self.unsaved = 0  # images changed since the saved index (the catch-up's, then each match)
@@ -153,6 +156,7 @@ class MatchStage:
         """Forget ``rec``'s old pairs, index it, send its candidates to verification: one
         member of each existing group they hit at a time (:mod:`indexer.match.fanout`)."""
         dbpairs.forget_pairs_of(self.session.engine, rec.id, group_rule=self.group_rule)
+        self.proof.forget(rec.id)
         proposals = self.matcher.propose_and_add(rec)
         self.unsaved += 1
         self.last_add = time.monotonic()
@@ -165,6 +169,7 @@ class MatchStage:
         for job in jobs:
             self.verifier.submit(rec.id, job)
         self._store(self.verifier.results())
+        self._unpark()
         if not jobs:
             self._finish(rec.id)
 
@@ -182,24 +187,45 @@ class MatchStage:
         self.matcher, self.mark, self.unsaved = started.matcher, started.mark, started.changed
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
                                  workers=worker_count(m.verify_workers), pool_after=m.pool_after)
+        self.proof = PixelProof(engine, self.verifier, max_pixels=self.session.settings.index.max_pixels,
+                                inline_pixels=m.digest_inline_pixels)
         for rec in dbpairs.load_records(engine, waiting):
             self._match(rec)
 
     def _store(self, done) -> None:
+        """Conclude verified jobs; a pair that needs a pixel digest not computed yet
+        waits (parked) until :meth:`_unpark` finds it."""
         for image_id, job, verified in done:
-            waiting = self.waiting[image_id]
-            pe = self.matcher.conclude(job, verified)
-            if pe is not None:
-                waiting.found.append(pe)
-            joined = pe is not None and pe.verdict in self.group_rule.verdicts
-            following = waiting.plan.concluded((job.a.id, job.b.id), joined) if waiting.plan else None
-            if following is not None:  # that member gave no group verdict: try the next one
-                for nxt in self.matcher.jobs_of({following: waiting.proposals[following]}):
-                    waiting.left += 1
-                    self.verifier.submit(image_id, nxt)
-            waiting.left -= 1
-            if waiting.left == 0:
-                self._finish(image_id)
+            if self.matcher.needs_pixels(job, verified):
+                equal = self.proof.answer(job.a, job.b)
+                if equal is None:
+                    self.parked.append((image_id, job, verified))
+                    continue
+                self._conclude(image_id, job, verified, lambda equal=equal: equal)
+            else:
+                self._conclude(image_id, job, verified, None)
+
+    def _unpark(self, *, block: bool = False) -> None:
+        """Conclude the parked pairs whose digests arrived."""
+        if not self.proof.collect(block=block):
+            return
+        parked, self.parked = self.parked, []
+        self._store(parked)
+
+    def _conclude(self, image_id: int, job, verified, pixels_equal) -> None:
+        waiting = self.waiting[image_id]
+        pe = self.matcher.conclude(job, verified, pixels_equal=pixels_equal or (lambda: False))
+        if pe is not None:
+            waiting.found.append(pe)
+        joined = pe is not None and pe.verdict in self.group_rule.verdicts
+        following = waiting.plan.concluded((job.a.id, job.b.id), joined) if waiting.plan else None
+        if following is not None:  # that member gave no group verdict: try the next one
+            for nxt in self.matcher.jobs_of({following: waiting.proposals[following]}):
+                waiting.left += 1
+                self.verifier.submit(image_id, nxt)
+        waiting.left -= 1
+        if waiting.left == 0:
+            self._finish(image_id)
 
     def _finish(self, image_id: int) -> None:
         found = spanning_equal(self.waiting.pop(image_id).found, new_id=image_id)
@@ -216,6 +242,7 @@ class MatchStage:
                 self._start()
         if self.verifier is not None:
             self._store(self.verifier.results())
+            self._unpark()
         if self.keeper is not None and not self.waiting and time.monotonic() - self.last_add >= self.save_idle:
             mark = self.keeper.save_if_due(self.matcher, self.mark, self.unsaved, background=True)
             if mark is not None:  # a daemon saves its index when idle, not only when it stops
@@ -225,11 +252,14 @@ class MatchStage:
         if self.verifier is None and dbpairs.unmatched_ids(self.session.engine):
             self._start()  # no new image this run, but some wait for their pairs
         if self.verifier is not None:
-            while self.waiting:  # a result may send the next member of its group
+            while self.waiting:  # a result may send the next member of its group, or ask for digests
                 done = self.verifier.results(block=True)
-                if not done:
-                    break  # nothing in flight: those left keep matched_at NULL, matched next run
                 self._store(done)
+                digests = self.proof.collect(block=True)
+                if not done and not digests:
+                    break  # nothing in flight: those left keep matched_at NULL, matched next run
+                parked, self.parked = self.parked, []
+                self._store(parked)
             self.verifier.close()
         if self.keeper is not None:
             self.keeper.close(self.matcher, self.mark, self.unsaved)

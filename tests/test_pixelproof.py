@@ -1,0 +1,78 @@
+"""``same_pixels`` proofs: each file fully decoded for its digest at most once, and never
+in the writer when it is large (indexer.pipeline.pixelproof, verifypool digests)."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from click.testing import CliRunner
+from PIL import Image
+
+from cli import main
+from indexer import decode
+from indexer.synthetic import scenes as synth
+
+
+def _run(db: Path, *args) -> str:
+    result = CliRunner().invoke(main, ["--db", str(db), *map(str, args)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _same_pixels_copies(folder: Path, names: list[str], seed: int = 31) -> None:
+    """PNG/TIFF files of one picture: equal pixels, different bytes (text chunk, container)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(synth.scene(seed, 320, 240))
+    for name in names:
+        if name.endswith(".png"):
+            from PIL.PngImagePlugin import PngInfo
+
+            info = PngInfo()
+            info.add_text("Comment", f"copy {name}")
+            img.save(folder / name, pnginfo=info)
+        else:
+            img.save(folder / name)
+
+
+def _verdicts(db: Path) -> list[str]:
+    (group,) = json.loads(_run(db, "dupes", "--format", "json"))["groups"]
+    return sorted(p["verdict"] for p in group["pairs"])
+
+
+def test_each_file_is_digested_at_most_once_across_runs(tmp_path, monkeypatch):
+    calls: Counter[str] = Counter()
+    real = decode.pixel_digest
+
+    def counted(path, **kw):
+        calls[Path(path).name] += 1
+        return real(path, **kw)
+
+    monkeypatch.setattr(decode, "pixel_digest", counted)
+    folder, db = tmp_path / "p", tmp_path / "photoqa.db"
+    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 1e9\n")  # small files: digested here, counted
+    _same_pixels_copies(folder, ["a.png", "b.png", "c.tif"])
+    _run(db, "index", folder, "--workers", "1")
+    assert _verdicts(db) == ["same_pixels", "same_pixels"]
+    assert calls and max(calls.values()) == 1, calls
+    first = dict(calls)
+    _same_pixels_copies(folder, ["d.png"])  # a new copy: only it is decoded, the others' digests are stored
+    _run(db, "index", folder, "--workers", "1")
+    assert _verdicts(db) == ["same_pixels"] * 3
+    assert calls - Counter(first) == Counter({"d.png": 1}), calls
+
+
+def test_large_files_are_digested_by_the_verification_workers_not_the_writer(tmp_path, monkeypatch):
+    """``digest_inline_pixels = 0``: every file counts as large. The writer's
+    ``pixel_digest`` raises if called; the pair is proven same_pixels all the same, by
+    digests computed in the verification pool (worker processes start from a fresh
+    interpreter: the patch does not reach them)."""
+    def not_here(*a, **k):
+        raise AssertionError("the writer decoded a large file for its digest")
+
+    monkeypatch.setattr(decode, "pixel_digest", not_here)
+    folder, db = tmp_path / "p", tmp_path / "photoqa.db"
+    (tmp_path / "photoqa.toml").write_text("[match]\ndigest_inline_pixels = 0\nverify_workers = 1\n")
+    _same_pixels_copies(folder, ["a.png", "b.png"])
+    _run(db, "index", folder, "--workers", "1")
+    assert _verdicts(db) == ["same_pixels"]
