@@ -85,6 +85,19 @@ def _values(pe: PairEvidence, exif: dict[int, tuple]) -> dict:
                 found_at=utcnow())
 
 
+def _stored_pair_ids(conn, keys: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """(a, b) -> pair id, for those of ``keys`` stored already."""
+    out: dict[tuple[int, int], int] = {}
+    by_a: dict[int, set[int]] = {}
+    for a, b in keys:
+        by_a.setdefault(a, set()).add(b)
+    for chunk in dbgroups.chunks(by_a):
+        for pid, a, b in conn.execute(select(Pair.id, Pair.a_id, Pair.b_id).where(Pair.a_id.in_(chunk))):
+            if b in by_a[a]:
+                out[(a, b)] = pid
+    return out
+
+
 def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = (),
                group_rule: GroupRule) -> None:
     """Insert or replace the given pairs, mark the images ``matched`` and refresh the groups
@@ -96,13 +109,17 @@ def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[i
     with engine.begin() as conn:
         if matched:
             conn.execute(update(Image).where(Image.id.in_(matched)).values(matched_at=utcnow()))
-        for pe in pairs:
-            values = _values(pe, exif)
-            found = conn.execute(select(Pair.id).where((Pair.a_id == pe.a) & (Pair.b_id == pe.b))).scalar()
-            if found is None:
-                conn.execute(insert(Pair).values(**values))
-            else:
-                conn.execute(update(Pair).where(Pair.id == found).values(**values))
+        # one executemany for the new pairs: a statement per pair, each compiled anew for
+        # its values, cost ~7 ms a pair in SQLAlchemy (12 s of a 432-image run, 2026-12-07)
+        rows = [_values(pe, exif) for pe in pairs]
+        stored = _stored_pair_ids(conn, [(pe.a, pe.b) for pe in pairs])
+        new = [r for r in rows if (r["a_id"], r["b_id"]) not in stored]
+        if new:
+            conn.execute(insert(Pair), new)
+        for r in rows:
+            found = stored.get((r["a_id"], r["b_id"]))
+            if found is not None:
+                conn.execute(update(Pair).where(Pair.id == found).values(**r))
         if pairs:
             dbgroups.refresh_groups(conn, {p.a for p in pairs} | {p.b for p in pairs}, group_rule)
 

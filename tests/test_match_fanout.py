@@ -27,26 +27,29 @@ from indexer.pipeline import verifypool
 from indexer.synthetic import scenes as synth
 
 
-def test_one_member_per_group_best_hamming_first_and_the_rest_in_reserve():
+def test_one_member_per_group_keeper_or_best_hamming_first_and_the_rest_in_reserve():
     new = 50
-    best = {(1, new): 6, (2, new): 3, (3, new): 3, (4, new): 9, (new, 60): 12, (new, 70): 4}
+    best = {(2, new): 3, (3, new): 3, (4, new): 9, (new, 60): 12, (new, 70): 4}
     group_of = {1: 1, 2: 1, 3: 1, 4: 4, 70: 4}  # group 1: {1, 2, 3}; group 4: {4, 70}; 60 in none
     p = fanout.plan(new, best, group_of, tries=2)
-    # ungrouped 60 always; group 1: 2 and 3 tie at 3 bits, neither is the keeper: lowest id;
-    # group 4: 70 hashes closer than the keeper 4
-    assert sorted(p.now) == [(2, new), (new, 60), (new, 70)]
-    assert p.reserve == {1: [(3, new)], 4: [(4, new)]}
+    # ungrouped 60 always; group 1's keeper is no candidate: 2 and 3 tie at 3 bits, lowest
+    # id first; group 4: its keeper 4 first, though 70 hashes closer
+    assert sorted(p.now) == [(2, new), (4, new), (new, 60)]
+    assert p.reserve == {1: [(3, new)], 4: [(new, 70)]}
     # a member that gave a group verdict settles its group: its reserve is dropped
-    assert p.concluded((new, 70), joined=True) is None and 4 not in p.reserve
+    assert p.concluded((4, new), joined=True) is None and 4 not in p.reserve
     # one that did not: the next member of its group, then no more (tries = 2)
     assert p.concluded((2, new), joined=False) == (3, new)
     assert p.concluded((3, new), joined=False) is None
     assert p.concluded((new, 60), joined=False) is None  # no group: nothing follows
 
 
-def test_ties_go_to_the_keeper_and_one_try_has_no_reserve():
-    p = fanout.plan(9, {(5, 9): 4, (7, 9): 4}, {5: 7, 7: 7}, tries=1)
+def test_the_keeper_goes_first_and_one_try_has_no_reserve():
+    p = fanout.plan(9, {(5, 9): 2, (7, 9): 4}, {5: 7, 7: 7}, tries=1)
     assert p.now == [(7, 9)] and p.reserve == {}
+    # the keeper 7 is a twin indexed through 6: 6 stands for it
+    p = fanout.plan(9, {(5, 9): 2, (6, 9): 4}, {5: 7, 6: 7}, tries=1, stands_for={7: 6})
+    assert p.now == [(6, 9)]
     with pytest.raises(ValueError):
         fanout.plan(9, {}, {}, tries=0)
 

@@ -59,9 +59,12 @@ def test_a_member_reached_through_another_copy_gets_the_words_of_the_path():
     chain = [Row(4, 1, "derived", "rotated 90° counter-clockwise"), half]
     assert relation_to_keeper(4, 2, chain, {1: "rot.png"}) == "rotated 90° counter-clockwise, resized 50%"
     assert relation_to_keeper(2, 4, chain, {1: "rot.png"}) == "rotated 90° clockwise, resized 200%"
-    # a crop does not compose: each hop, naming the file between, joined with "; then "
+    # a crop composes too (kept areas multiply); an uncrop (read from the cropped side)
+    # or a shift does not: each hop, naming the file between, joined with "; then "
     crop = [Row(4, 1, "derived", "cropped to 50% of the area"), half]
-    assert relation_to_keeper(4, 2, crop, {1: "crop.jpg"}) == "cropped to 50% of the area (crop.jpg); then resized 50%"
+    assert relation_to_keeper(4, 2, crop, {1: "crop.jpg"}) == "resized 50%, cropped to 50% of the area"
+    shifted = [Row(4, 1, "derived", "shifted (+3, -2) px"), half]
+    assert relation_to_keeper(4, 2, shifted, {1: "s.jpg"}) == "shifted (+3, -2) px (s.jpg); then resized 50%"
 
 
 def test_keeper_reason_names_the_rule_that_decided():
@@ -80,5 +83,7 @@ def test_changes_in_a_row_are_composed_when_they_are_turns_sizes_and_exposure():
     assert relation_to_keeper(1, 3, [rot, small], {2: "rot.png"}) == "resized 75%, brighter by 0.5 EV, re-encoded"
     assert relation_to_keeper(3, 1, [rot, small], {2: "rot.png"}) == "resized 133%, darker by 0.5 EV, re-encoded"
     crop = Row(2, 4, "derived", "cropped to 50% of the area", 1.0)
-    assert relation_to_keeper(1, 4, [rot, crop], {2: "rot.png"}) == ("rotated 90° counter-clockwise, re-encoded "
-                                                                    "(rot.png); then cropped to 50% of the area")
+    assert relation_to_keeper(1, 4, [rot, crop], {2: "rot.png"}) == ("rotated 90° counter-clockwise, "
+                                                                    "cropped to 50% of the area, re-encoded")
+    uncrop = Row(4, 2, "derived", "cropped to 50% of the area", 1.0)  # 4 is the crop: read from 2, an uncrop
+    assert "; then" in relation_to_keeper(1, 4, [rot, uncrop], {2: "rot.png"})

@@ -6,8 +6,10 @@ one by one costs n(n-1)/2 and the archive's matching grows with the square of it
 largest group (1,644 pairs stored for 437 images of 60 groups before this). Groups are
 connected components of the copy pairs, so one verified copy edge into a group joins
 the new image to all of it: :func:`plan` sends, per group its candidates hit, the
-best-hashing member first (lowest Hamming distance; ties: the group's keeper, then the
-lowest id) and keeps up to ``tries - 1`` others in reserve, verified one at a time only
+group's keeper when it is a candidate (the original, so the pair stored is the one a
+report shows: a copy of the keeper read through a greyscale member came out as
+"converted to greyscale; then ... in colour"), else the best-hashing member (lowest
+Hamming distance, then lowest id), and keeps up to ``tries - 1`` others in reserve, verified one at a time only
 while the members tried gave no group verdict (a crop of a crop may align with one
 member and not another). Candidates in no group are all verified. With ``tries = 2`` a
 group of n copies costs at most 2(n-1) verifications; a look-alike that is no copy
@@ -55,13 +57,16 @@ class Plan:
 
 
 def plan(new_id: int, best_hamming: Mapping[PairKey, int], group_of: Mapping[int, int], *,
-         tries: int = 2) -> Plan:
+         tries: int = 2, stands_for: Mapping[int, int] | None = None) -> Plan:
     """Plan the verification of ``new_id``'s candidate pairs.
 
     ``best_hamming``: pair key (a < b, one side ``new_id``) -> the lowest Hamming
     distance among its hash hits; ``group_of``: image id -> group id (the keeper's id)
     for partners that belong to a group of two or more; ``tries`` >= 1: members of one
-    group verified at most."""
+    group verified at most; ``stands_for``: group id -> the member that stands for its
+    keeper among the candidates (a byte or content twin of the keeper is indexed in its
+    place), preferred as the keeper is."""
+    stands_for = stands_for or {}
     if tries < 1:
         raise ValueError("tries must be at least 1")
     now: list[PairKey] = []
@@ -72,7 +77,7 @@ def plan(new_id: int, best_hamming: Mapping[PairKey, int], group_of: Mapping[int
         if g is None:
             now.append(key)
         else:
-            by_group.setdefault(g, []).append((hamming, partner != g, partner, key))
+            by_group.setdefault(g, []).append((partner not in (g, stands_for.get(g)), hamming, partner, key))
     out = Plan(now)
     for g, members in sorted(by_group.items()):
         ranked = [key for *_, key in sorted(members)]

@@ -252,6 +252,11 @@ class HashIndex:
         """twin id -> representative id (a copy)."""
         return dict(self._twin_of)
 
+    def representative(self, image_id: int) -> int:
+        """The indexed image that stands for ``image_id`` (its representative when it is a
+        twin, else itself)."""
+        return self._twin_of.get(image_id, image_id)
+
     def same_sha(self, sha: int) -> list[int]:
         """Images held with this SHA-256 prefix, ascending."""
         return self._by_sha.get(sha)

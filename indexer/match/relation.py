@@ -176,9 +176,9 @@ def _compose(changes: list, overlaps: Mapping | None) -> str | None:
     """One description for several changes in a row (each ``(start, pair)``, read from
     ``start``): D4 turns composed, scales multiplied, EV steps summed, "re-encoded" and
     "converted to greyscale" kept (and dropped when a later hop is in colour again: a
-    path through a greyscale copy); None when a change is of another kind (a crop, a
-    shift, a mark), which a list of hops says better."""
-    turn, scale, ev, recoded, grey = "identity", 1.0, 0.0, False, False
+    path through a greyscale copy), crops' kept areas multiplied; None when a change is
+    of another kind (an uncrop, a shift, a mark), which a list of hops says better."""
+    turn, scale, ev, recoded, grey, area = "identity", 1.0, 0.0, False, False, 1.0
     for start, p in changes:
         for phrase in _phrases(words_from(p, start, overlaps=overlaps)):
             if phrase in _TRANSFORM_OF:
@@ -192,11 +192,14 @@ def _compose(changes: list, overlaps: Mapping | None) -> str | None:
                 recoded = True
             elif phrase == "converted to greyscale":
                 grey = True
+            elif m := _CROPPED.match(phrase):
+                area *= int(m.group(1)) / 100  # crops in a row keep the product of their areas
             elif grey and phrase.startswith("in colour"):
                 grey = False  # colour on both ends: a hop through a greyscale copy changes nothing
             else:
                 return None
     words = [orient.DESCRIPTION[turn], f"resized {100 * scale:.0f}%" if abs(scale - 1) >= 0.03 else "",
+             f"cropped to {100 * area:.0f}% of the area" if area < 0.995 else "",
              f"{'brighter' if ev > 0 else 'darker'} by {abs(ev):.1f} EV" if abs(ev) >= 0.05 else "",
              "re-encoded" if recoded else "", "converted to greyscale" if grey else ""]
     return ", ".join(w for w in words if w) or "same picture, re-encoded"

@@ -1,0 +1,188 @@
+"""End to end: ``photoqa index`` with every default stage, as a user runs it, against baselines.
+
+Each run of photoqa is the real command in a separate process on a fresh SQLite
+database (``python cli.py --db DB index FOLDER``, default worker count), so start-up,
+decoding, measuring, matching, verification, sensor and exposure stages are all paid.
+Three sets are generated from ``../shared/data/photos/kodak`` (cached in ``--work``):
+
+* (a) ``camera``: 24 Kodak photos upscaled to 4300 x 2867 (12.3 MP) JPEGs with camera
+  EXIF, each with a mirrored copy and a copy re-framed by 1% (crop 1% per side, scaled
+  back): 72 files, 48 true pairs;
+* (b) ``dense``: the set ``bench/neardup_eval.py`` builds (24 photos and 17 transformed
+  copies each, ~0.4 MP PNG/JPEG/WebP/TIFF: 432 files);
+* (c) ``distinct``: the 24 originals of (a) alone, no duplicates.
+
+Columns, measured in the same run on the same files (page cache warmed first):
+``photoqa`` (defaults), ``match off`` (``[match] enabled = false`` in a photoqa.toml
+beside the database), ``draft loop`` (one process: Pillow open, JPEG draft to 256 px,
+load, convert: the floor of any indexer that decodes), ``imagehash loop`` (one process:
+``imagehash.phash(Image.open(p))``, what a user scripts), and ``czkawka``
+(``czkawka.ImageSimilarity`` over the folder, similarity 15; PyPI ``czkawka``, Rust) when
+it is installed, else skipped with a note. Prints img/s per column and the ratios the
+targets of issue 13 name: (a), (c) photoqa >= 0.8 x match off; (a) photoqa >= 1.5 x
+imagehash loop; (b) photoqa >= 0.5 x match off.
+
+    PYTHONPATH=. python bench/end_to_end.py [--work /tmp/photoqa-e2e] [--sets camera,dense,distinct]
+
+Figures of the final run are in this docstring below (2 cores shared with other jobs:
+absolute figures move with the load; ratios within one run hold better).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("PHOTOQA_SHARED_DATA", REPO.parent / "shared" / "data"))
+SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
+CAMERA_SIZE = (4300, 2867)  # 12.3 MP
+
+
+def _exif(i: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "Canon EOS 5D Mark II"  # Make, Model
+    ifd = exif.get_ifd(0x8769)
+    ifd[0x9003] = f"2024:06:{1 + i % 28:02d} 12:{i % 60:02d}:00"  # DateTimeOriginal
+    return exif.tobytes()
+
+
+def build_camera(folder: Path, distinct: Path) -> None:
+    """Sets (a) and (c): 12 MP camera JPEGs, with (a) a mirrored and a 1% re-framed copy."""
+    folder.mkdir(parents=True)
+    distinct.mkdir(parents=True)
+    w, h = CAMERA_SIZE
+    for i, src in enumerate(sorted((DATA / "photos" / "kodak").glob("kodim*.png"))):
+        img = Image.open(src).convert("RGB")
+        if img.height > img.width:
+            img = img.rotate(90, expand=True)
+        big = img.resize((w, h), Image.Resampling.BICUBIC)
+        exif = _exif(i)
+        big.save(folder / f"{src.stem}.jpg", quality=92, exif=exif)
+        shutil.copy(folder / f"{src.stem}.jpg", distinct / f"{src.stem}.jpg")
+        big.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / f"{src.stem}_mirror.jpg", quality=90, exif=exif)
+        dx, dy = w // 100, h // 100
+        big.crop((dx, dy, w - dx, h - dy)).resize((w, h), Image.Resampling.BICUBIC).save(
+            folder / f"{src.stem}_reframed.jpg", quality=90, exif=exif)
+
+
+def build_dense(folder: Path) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    import neardup_eval
+
+    folder.mkdir(parents=True)
+    neardup_eval.build(folder, seed=0)
+
+
+def files_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
+
+
+def photoqa_rate(folder: Path, n: int, *, match: bool) -> float:
+    """img/s of ``photoqa index`` (a fresh database, a separate process)."""
+    with tempfile.TemporaryDirectory(prefix="photoqa-e2e-db-") as tmp:
+        db = Path(tmp) / "photoqa.db"
+        if not match:
+            (Path(tmp) / "photoqa.toml").write_text("[match]\nenabled = false\n")
+        cmd = [sys.executable, str(REPO / "cli.py"), "--db", str(db), "index", str(folder)]
+        started = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        seconds = time.perf_counter() - started
+        if done.returncode not in (0, 3):
+            raise SystemExit(f"photoqa index failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return n / seconds
+
+
+def draft_rate(files: list[Path]) -> float:
+    started = time.perf_counter()
+    for p in files:
+        with Image.open(p) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (256, 256))
+            img.load()
+            img.convert("RGB")
+    return len(files) / (time.perf_counter() - started)
+
+
+def imagehash_rate(files: list[Path]) -> float:
+    import imagehash
+
+    started = time.perf_counter()
+    for p in files:
+        with Image.open(p) as img:
+            imagehash.phash(img)
+    return len(files) / (time.perf_counter() - started)
+
+
+def czkawka_rate(folder: Path, n: int) -> float | None:
+    try:
+        from czkawka import ImageSimilarity
+    except ImportError:
+        return None
+    started = time.perf_counter()
+    finder = ImageSimilarity()
+    finder.set_directories([folder])
+    finder.set_similarity(15)
+    finder.find_similar()
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "photoqa-e2e")
+    ap.add_argument("--sets", default="camera,dense,distinct")
+    args = ap.parse_args()
+    if not (DATA / "photos" / "kodak").is_dir():
+        raise SystemExit(f"needs the Kodak photos at {DATA / 'photos' / 'kodak'}")
+    sets = {"camera": args.work / "camera", "dense": args.work / "dense", "distinct": args.work / "distinct"}
+    if not sets["camera"].is_dir() or not sets["distinct"].is_dir():
+        shutil.rmtree(sets["camera"], ignore_errors=True)
+        shutil.rmtree(sets["distinct"], ignore_errors=True)
+        print("generating (a) and (c) ...", flush=True)
+        build_camera(sets["camera"], sets["distinct"])
+    if not sets["dense"].is_dir():
+        print("generating (b) ...", flush=True)
+        build_dense(sets["dense"])
+    targets = {"camera": 0.8, "dense": 0.5, "distinct": 0.8}
+    print(f"{'set':<10}{'files':>6}{'photoqa':>10}{'match off':>11}{'draft loop':>12}{'imagehash':>11}"
+          f"{'czkawka':>10}   photoqa / match off (target)   photoqa / imagehash")
+    for name in args.sets.split(","):
+        folder = sets[name]
+        files = files_of(folder)
+        for p in files:  # warm the page cache: every column reads from memory
+            p.read_bytes()
+        off = photoqa_rate(folder, len(files), match=False)
+        on = photoqa_rate(folder, len(files), match=True)
+        draft = draft_rate(files)
+        ih = imagehash_rate(files)
+        cz = czkawka_rate(folder, len(files))
+        ratio = on / off
+        flag = "ok" if ratio >= targets[name] else "MISSED"
+        ih_ratio = on / ih
+        ih_note = f"{ih_ratio:.2f} ({'ok' if ih_ratio >= 1.5 else 'MISSED'} >= 1.5)" if name == "camera" else \
+            f"{ih_ratio:.2f}"
+        cz_text = f"{cz:10.1f}" if cz is not None else f"{'n/a':>10}"
+        print(f"{name:<10}{len(files):>6}{on:10.1f}{off:11.1f}{draft:12.1f}{ih:11.1f}{cz_text}   "
+              f"{ratio:.2f} ({flag} >= {targets[name]})".ljust(34) + f"   {ih_note}", flush=True)
+    if _missing_czkawka():
+        print("czkawka: not installed (pip install czkawka) - its column is skipped")
+    print("img/s; load average at the end:", " ".join(f"{x:.1f}" for x in os.getloadavg()))
+
+
+def _missing_czkawka() -> bool:
+    try:
+        import czkawka  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+if __name__ == "__main__":
+    main()
