@@ -136,28 +136,35 @@ def plain_phase_correlation(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     return int(dy), int(dx)
 
 
-def align_at(rev: str) -> types.ModuleType:
-    """``indexer/match/align.py`` as of git revision ``rev``, as a separate module."""
+# The modules whose code a verification runs, as of ``--against REV``; imported from one
+# another in this order (a later one's imports of an earlier one get the REV version).
+AT_REV = ("indexer/measure/align.py", "indexer/match/verify.py")
+
+
+def compare_at(rev: str):
+    """``verify.compare`` with :data:`AT_REV` as of git revision ``rev`` (each loaded from
+    ``git show`` as a separate module; any other import is the checked-out one)."""
     root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(["git", "show", f"{rev}:indexer/match/align.py"], cwd=root, check=True,
-                            capture_output=True, text=True).stdout
-    module = types.ModuleType(f"align_at_{rev}")
-    module.__file__ = f"{rev}:indexer/match/align.py"
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, module.__file__, "exec"), module.__dict__)
-    return module
-
-
-def with_align(module: types.ModuleType):
-    """compare() with verify's align functions taken from ``module``."""
-    def run(*args, **kw):
-        saved = verify.align_thumbs, verify.rank_normalise
-        verify.align_thumbs, verify.rank_normalise = module.align_thumbs, module.rank_normalise
+    loaded: dict[str, types.ModuleType] = {}
+    for path in AT_REV:
+        source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, check=True,
+                                capture_output=True, text=True).stdout
+        name = path.removesuffix(".py").replace("/", ".")
+        module = types.ModuleType(f"{name}_at_{rev}")
+        module.__file__ = f"{rev}:{path}"
+        sys.modules[module.__name__] = module  # dataclasses look their module up
+        saved = {n: sys.modules.get(n) for n in loaded}
+        sys.modules.update(loaded)  # ``from indexer.measure.align import ...`` gets REV's
         try:
-            return verify.compare(*args, **kw)
+            exec(compile(source, module.__file__, "exec"), module.__dict__)
         finally:
-            verify.align_thumbs, verify.rank_normalise = saved
-    return run
+            for n, m in saved.items():
+                if m is None:
+                    sys.modules.pop(n, None)
+                else:
+                    sys.modules[n] = m
+        loaded[name] = module
+    return loaded["indexer.match.verify"].compare
 
 
 def cpu_ms(fn, repeat: int) -> float:
@@ -205,7 +212,7 @@ def main() -> None:
                     args.repeat) for p in pairs]
     this, this_ev = timed_calls(verify.compare, pairs, args.repeat)
     if args.against:
-        other, other_ev = timed_calls(with_align(align_at(args.against)), pairs, args.repeat)
+        other, other_ev = timed_calls(compare_at(args.against), pairs, args.repeat)
     print(f"{len(pairs)} pairs ({', '.join(sorted(set(KINDS)))}), 128-px thumbnails, "
           "CPU ms per call, median / p90 over pairs")
     for mode in MODES:
