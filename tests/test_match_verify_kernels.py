@@ -57,3 +57,10 @@ def test_tile_spearman_skips_sparse_and_flat_tiles():
     b[20:, 20:] = 7.0  # bottom-right tile flat in b
     out = k.tile_spearman(a, b, mask, np.array([0, 20, 40]), np.array([0, 20, 40]), 24, 2.0)
     assert out == pytest.approx([1.0, -1.0])
+
+
+@pytest.mark.parametrize("level", [0.1, 0.25, 0.5])
+def test_median3_above_equals_thresholded_median(level):
+    img = np.random.default_rng(4).random((41, 29))
+    img[10:14, :] = level  # values exactly at the level do not count as above
+    assert np.array_equal(k.median3_above(img, level), ndimage.median_filter(img, size=3) > level)

@@ -165,8 +165,7 @@ def _integer_levels(v: np.ndarray) -> bool:
 
 def changed_fraction(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, level: float = 0.25) -> float:
     """Fraction of masked pixels whose rank differs by more than ``level`` (3x3 median)."""
-    diff = kernels.median3(np.abs(_rank_difference(a, b, mask)))
-    return float((diff[mask] > level).mean())
+    return float(kernels.median3_above(np.abs(_rank_difference(a, b, mask)), level)[mask].mean())
 
 
 _SMOOTH_SIGMA = 1.0  # thumbnail px
@@ -206,18 +205,23 @@ def edit_measures(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, level: floa
     """(edit_area, edit_sign, outside_corr) of an aligned pair (see module docstring);
     ``blurred`` as for :func:`smooth_correlations`."""
     d = _rank_difference(a, b, mask)
-    return _edit(d, kernels.median3(np.abs(d)), mask, blurred or _blurred(a, b, mask), level=level, margin=margin)
+    return _edit(d, kernels.median3_above(np.abs(d), level), mask, blurred or _blurred(a, b, mask),
+                 margin=margin)
 
 
-def _edit(d: np.ndarray, med: np.ndarray, mask: np.ndarray, blurred, *, level: float = 0.25,
-          margin: int = 3) -> tuple[float, float, float]:
+def _edit(d: np.ndarray, changed: np.ndarray, mask: np.ndarray, blurred, *, margin: int = 3,
+          smooth: float | None = None) -> tuple[float, float, float]:
     """:func:`edit_measures` from the rank difference ``d`` (:func:`_rank_difference`),
-    its 3x3 median ``med`` of ``|d|`` and :func:`_blurred`."""
-    edit = (med > level) & mask
+    where its 3x3 median of ``|d|`` exceeds the level (``changed``, bool) and
+    :func:`_blurred`; ``smooth``: the blurred rank correlation on the whole eroded mask,
+    when known (``outside_corr`` equals it when there is no edit)."""
+    edit = changed & mask
     edit = ndimage.binary_dilation(edit) & mask
     area = float(edit.sum() / max(mask.sum(), 1))
     sign = float(abs(d[edit].sum()) / max(np.abs(d[edit]).sum(), 1e-12)) if edit.any() else 0.0
     sa, sb, inner = blurred
+    if not edit.any() and smooth is not None:
+        return area, sign, smooth if inner.sum() >= 4 * _MIN_TILE_PIXELS else 0.0
     outside = inner & ~ndimage.binary_dilation(edit, iterations=margin)
     if outside.sum() < 4 * _MIN_TILE_PIXELS:
         return area, sign, 0.0
@@ -247,6 +251,8 @@ def trim_borders(img: np.ndarray, *, tol: float = 2.0, max_frac: float = 0.25) -
     a = np.asarray(img, dtype=np.float64)
 
     def margin(lines: np.ndarray) -> int:
+        if lines[0].std() >= tol:  # most pictures: no margin, and no need to scan every line
+            return 0
         limit = int(len(lines) * max_frac)
         flat = (lines.std(axis=1) < tol) & (np.abs(lines.mean(axis=1) - lines[0].mean()) < tol)
         n = int(np.argmin(flat[:limit])) if limit and not flat[:limit].all() else limit
@@ -293,12 +299,12 @@ def compare(thumb_a: np.ndarray, thumb_b: np.ndarray, hist_a: np.ndarray, hist_b
         corr_rank, corr_grey = float(kernels.pearson(rav, rbv)), _pearson(av, bv)
         d = np.zeros(a_in.shape)
         d[mask] = rbv - rav
-        med = kernels.median3(np.abs(d))
-        changed = float((med[mask] > 0.25).mean())
+        above = kernels.median3_above(np.abs(d), 0.25)
+        changed = float(above[mask].mean())
         tiles = tile_correlations(a_f, warped, mask)
         blurred = _blurred(a_f, warped, mask)
         corr_smooth, tile_smooth = smooth_correlations(a_f, warped, mask, blurred=blurred)
-        edit_area, edit_sign, outside_corr = _edit(d, med, mask, blurred)
+        edit_area, edit_sign, outside_corr = _edit(d, above, mask, blurred, smooth=corr_smooth)
     # Back to untrimmed thumbnail coordinates: p = p' + off_a, q = q' + off_b.
     al = Alignment(x=al.x + ta[2] - tb[2] / al.scale, y=al.y + ta[0] - tb[0] / al.scale, scale=al.scale,
                    overlap_a=al.overlap_a, overlap_b=al.overlap_b, peak=al.peak)
