@@ -46,7 +46,9 @@ throw-away check: 31.0 -> 17.0 ms median); the rest of compare (warp, rank and t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib
 import os
 import statistics
 import subprocess
@@ -136,9 +138,11 @@ def plain_phase_correlation(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     return int(dy), int(dx)
 
 
-# The modules whose code a verification runs, as of ``--against REV``; imported from one
-# another in this order (a later one's imports of an earlier one get the REV version).
-AT_REV = ("indexer/measure/align.py", "indexer/match/verify.py")
+# The modules whose code a verification runs, as of ``--against REV`` (those that exist
+# there); imported from one another in this order (a later one's imports of an earlier
+# one get the REV version).
+AT_REV = ("indexer/measure/align_kernels.py", "indexer/match/verify_kernels.py", "indexer/measure/align.py",
+          "indexer/match/verify.py")
 
 
 def compare_at(rev: str):
@@ -147,24 +151,44 @@ def compare_at(rev: str):
     root = Path(__file__).resolve().parents[1]
     loaded: dict[str, types.ModuleType] = {}
     for path in AT_REV:
-        source = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, check=True,
-                                capture_output=True, text=True).stdout
+        done = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+        if done.returncode:
+            continue  # not at REV
+        # numba caches only functions of a real file
+        source = done.stdout.replace("cache=True", "cache=False")
         name = path.removesuffix(".py").replace("/", ".")
         module = types.ModuleType(f"{name}_at_{rev}")
         module.__file__ = f"{rev}:{path}"
         sys.modules[module.__name__] = module  # dataclasses look their module up
-        saved = {n: sys.modules.get(n) for n in loaded}
-        sys.modules.update(loaded)  # ``from indexer.measure.align import ...`` gets REV's
-        try:
+        with modules_as(loaded):
             exec(compile(source, module.__file__, "exec"), module.__dict__)
-        finally:
-            for n, m in saved.items():
-                if m is None:
-                    sys.modules.pop(n, None)
-                else:
-                    sys.modules[n] = m
         loaded[name] = module
     return loaded["indexer.match.verify"].compare
+
+
+@contextlib.contextmanager
+def modules_as(replacements: dict[str, types.ModuleType]):
+    """Imports of the named modules (``import``, ``from package import module``) give the
+    replacements, within the block."""
+    saved = []
+    for name, module in replacements.items():
+        parent, _, leaf = name.rpartition(".")
+        package = importlib.import_module(parent)
+        saved.append((name, sys.modules.get(name), package, leaf, getattr(package, leaf, None)))
+        sys.modules[name] = module
+        setattr(package, leaf, module)
+    try:
+        yield
+    finally:
+        for name, module, package, leaf, attr in reversed(saved):
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+            if attr is None:
+                delattr(package, leaf)
+            else:
+                setattr(package, leaf, attr)
 
 
 def cpu_ms(fn, repeat: int) -> float:

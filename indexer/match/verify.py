@@ -49,6 +49,7 @@ from scipy import ndimage
 from indexer.match import verify_kernels as kernels
 from indexer.measure import orient
 from indexer.measure.align import Alignment, align_thumbs, rank_normalise
+from indexer.measure.align_kernels import resample_linear
 
 _TILES = 4
 _MIN_TILE_PIXELS = 24
@@ -108,18 +109,20 @@ def colour_spread(hist: np.ndarray) -> float:
 def warp_onto(a_shape: tuple[int, int], b: np.ndarray, al: Alignment) -> tuple[np.ndarray, np.ndarray]:
     """``b`` resampled onto ``a``'s thumbnail grid, and the mask of valid pixels.
 
-    Continuous pixel-centre coordinates: ``q = scale * (p - t)``; bilinear; the mask is
-    eroded by one pixel so interpolated borders do not count.
+    Continuous pixel-centre coordinates: ``q = scale * (p - t)``; bilinear, 0 outside
+    ``b`` (the samples of ``ndimage.affine_transform(order=1, mode="constant")``, by the
+    compiled separable loop of the scale search: two affine transforms cost ~0.5 ms at
+    thumbnail size, 2026-12-03); the mask is eroded by one pixel so interpolated borders
+    do not count.
     """
-    s, t = al.scale, np.array([al.y, al.x])
+    s = al.scale
     src = np.asarray(b, dtype=np.float64)
     if s > 1.05:
         src = ndimage.gaussian_filter(src, 0.4 * s)
-    offset = s * (0.5 - t) - 0.5
-    warped = ndimage.affine_transform(src, [s, s], offset=offset, output_shape=a_shape, order=1,
-                                      mode="constant", cval=0.0)
-    ones = ndimage.affine_transform(np.ones(b.shape), [s, s], offset=offset, output_shape=a_shape,
-                                    order=1, mode="constant", cval=0.0)
+    off_y, off_x = s * (0.5 - al.y) - 0.5, s * (0.5 - al.x) - 0.5
+    h, w = int(a_shape[0]), int(a_shape[1])
+    warped = resample_linear(np.ascontiguousarray(src), float(s), off_y, off_x, h, w)
+    ones = resample_linear(np.ones(b.shape), float(s), off_y, off_x, h, w)
     return warped, ndimage.binary_erosion(ones > 0.999)
 
 

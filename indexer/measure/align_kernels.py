@@ -86,12 +86,13 @@ def _taps(n_in: int, n_out: int, scale: float, offset: float):
 
 
 @njit(cache=True, nogil=True)
-def resample_linear(src: np.ndarray, scale: float, offset: float, out_h: int, out_w: int) -> np.ndarray:
-    """Separable bilinear resampling of float64 ``src`` at positions ``scale * k + offset``
-    per axis, rows first, 0 outside: ``align.resample``'s interpolation, the same
-    operations in the same order (equal to the bit)."""
-    y0, y1, wy0, wy1 = _taps(src.shape[0], out_h, scale, offset)
-    x0, x1, wx0, wx1 = _taps(src.shape[1], out_w, scale, offset)
+def resample_linear(src: np.ndarray, scale: float, off_y: float, off_x: float, out_h: int,
+                    out_w: int) -> np.ndarray:
+    """Separable bilinear resampling of float64 ``src`` at positions ``scale * k + off``
+    (``off_y`` for rows, ``off_x`` for columns), rows first, 0 outside: ``align.resample``'s
+    interpolation, the same operations in the same order (equal to the bit)."""
+    y0, y1, wy0, wy1 = _taps(src.shape[0], out_h, scale, off_y)
+    x0, x1, wx0, wx1 = _taps(src.shape[1], out_w, scale, off_x)
     rows = np.empty((out_h, src.shape[1]))
     for i in range(out_h):
         for j in range(src.shape[1]):
