@@ -61,7 +61,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from indexer.measure import features, orient
-from indexer.match import verify
+from indexer.match import verdict, verify
 
 KINDS = ("resize", "crop", "shift", "exposure", "rotate", "blur", "distinct", "distinct")
 
@@ -247,8 +247,13 @@ def main() -> None:
         print(line + f"    = x{statistics.median(this[mode]) / statistics.median(plain):.1f} plain")
     print(f"  plain        {summary(plain)}  (one single-scale registration, the baseline unit)")
     if args.against:
-        worst = max(abs(x - y) for ev, ov in zip(this_ev, other_ev) for x, y in zip(ev, ov) if isinstance(x, float))
-        print(f"  Evidence this vs {args.against}: max |field difference| {worst:.2g} over {len(this_ev)} calls")
+        kinds = [p["kind"] for p in pairs for _ in MODES]
+        for group in ("copies", "distinct"):
+            sel = [(ev, ov) for ev, ov, kind in zip(this_ev, other_ev, kinds) if (kind == "distinct") == (group == "distinct")]
+            worst = max(abs(x - y) for ev, ov in sel for x, y in zip(ev, ov) if isinstance(x, float))
+            flips = sum(verdict.classify(verify.Evidence(*ev)) != verdict.classify(verify.Evidence(*ov)) for ev, ov in sel)
+            print(f"  Evidence this vs {args.against}, {group}: max |field difference| {worst:.2g} over "
+                  f"{len(sel)} calls, {flips} verdicts differ")
 
 
 if __name__ == "__main__":
