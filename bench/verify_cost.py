@@ -14,19 +14,43 @@ shared), and the same for baselines measured in the same run:
 * ``plain``: one plain whole-pixel phase correlation of the two thumbnails at one
   scale (numpy complex FFTs, no windowing, no sub-pixel step, no scale search): the
   cost unit of one registration;
-* ``--against REV`` (e.g. ``main``): ``compare`` with ``indexer/match/align.py`` as of
-  git revision ``REV`` (loaded from ``git show``; verify.py as checked out), so
-  before/after figures come from one run on the same pairs; the largest difference of
-  any Evidence field between the two is printed.
+* ``--against REV`` (e.g. ``main``): ``compare`` with the verification code
+  (:data:`AT_REV`: align, verify and their kernels) as of git revision ``REV`` (loaded
+  from ``git show``), so before/after figures come from one run on the same pairs; the
+  largest difference of any Evidence field between the two, and the verdicts that
+  differ, are printed for copies and for distinct pairs.
 
     PYTHONPATH=. python bench/verify_cost.py [--data ../shared/data] [--pairs 48] [--repeat 3] [--against main]
 
-Measured 2026-12-01 on the shared 2-core machine (load average 3-5 from other agents,
-so absolute figures move by ~30% between runs; ratios within a run hold better), 48
-pairs, repeat 3, ``--against main`` (align.py as of 50466c5), CPU ms per call, median /
-p90 over pairs:
+Measured 2026-12-03 (issue 13 item 2), shared 2-core machine at load average 7-10,
+48 pairs, repeat 3, ``--against main`` (main = ddadb1b), CPU ms per call, median / p90:
 
-    default environment       this              main               ratio
+    this              main              ratio
+    hinted            5.9 / 14.4        18.2 / 28.9      x3.1
+    full search       10.7 / 11.8       24.1 / 26.3      x2.3
+    plain             0.6 / 0.6
+
+Evidence on the 72 copy calls within 1.4e-5 of main's (rank ties between resampled
+values 1e-15 apart), 0 verdicts differ; on the 24 distinct calls the scale may differ
+(the fine ladder is climbed from the hint, so a distinct pair can stop at a lower local
+peak: peaks 0.06-0.09 instead of 0.08-0.11), 0 verdicts differ. ``neardup_eval.py
+--no-scenes --no-negatives``: precision 1.0000, recall 0.9926, per transform the same
+as main's (exposure 0.96, text 0.92, the rest 1.00).
+
+Where the time went (cProfile of ``compare`` on these pairs, before: ~22 ms a call):
+alignment ~45% (7 fine scales tried per hint, each a resample, two FFTs and a 6x6
+sub-pixel surface whose ~15 NumPy calls were mostly overhead), ranks by ``np.unique``
+sorts (~20%: 32 tile correlations, plain and blurred, plus whole-overlap ones, three of
+them the same ranks), two 3x3 ``median_filter`` s of one array (~10%), two affine
+transforms for the warp. Now: the ladder climbed (3-4 scales), resampling, surfaces,
+ranks (bucket sort), rank correlations and the median test compiled
+(``indexer/match/verify_kernels.py``, ``indexer/measure/align_kernels.py``), shared
+intermediates computed once; what is left is ~40 small NumPy/SciPy calls (FFTs, blurs,
+morphology), ~2 ms for the alignment and ~3.5 ms for the measures at this load.
+
+Before (2026-12-01, load average 3-5, ``--against`` 50466c5, align.py only):
+
+    default environment       this              50466c5            ratio
       hinted                  19.4 / 42.0       90.3 / 186.2       x4.7
       full search             31.1 / 35.3       113.6 / 128.8      x3.7
       plain                   1.4 / 1.5
@@ -35,13 +59,9 @@ p90 over pairs:
       full search             26.3 / 36.7       35.2 / 48.0        x1.3
       plain                   0.8 / 1.3
 
-Evidence equal on all 96 calls (max |field difference| 6.7e-16, in ``peak``). Most of
-main's cost was OpenBLAS threading: its upsampled DFT's complex products (~0.1-0.3 M
-multiply-adds) went to threaded zgemm, which on two busy cores spent ~10x the product's
-single-thread CPU on thread hand-off. With that removed the alignment itself is ~1.8x
-faster (align_thumbs alone, BLAS pinned to one thread, 128 similar Kodak calls of a
-throw-away check: 31.0 -> 17.0 ms median); the rest of compare (warp, rank and tile correlations, median filter,
-~7 ms) is verify.py's and unchanged.
+Most of 50466c5's cost was OpenBLAS threading: its upsampled DFT's complex products
+(~0.1-0.3 M multiply-adds) went to threaded zgemm, which on two busy cores spent ~10x
+the product's single-thread CPU on thread hand-off.
 """
 from __future__ import annotations
 

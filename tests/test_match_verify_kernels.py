@@ -41,12 +41,6 @@ def test_spearman_and_pearson_match_reference():
     assert k.pearson(x, np.full(x.size, 2.0)) == 0.0
 
 
-def test_median3_equals_scipy_median_filter():
-    img = np.random.default_rng(2).random((37, 53))
-    img[5:9, 5:30] = 0.5  # ties
-    assert np.array_equal(k.median3(img), ndimage.median_filter(img, size=3))
-
-
 def test_tile_spearman_skips_sparse_and_flat_tiles():
     rng = np.random.default_rng(3)
     a = rng.random((40, 40)) * 255

@@ -10,7 +10,7 @@ calls on ~700 values, and a compare measured 32 of them (plain and blurred 4x4 g
 which :func:`median3_above` answers by counting, ~0.03 ms.
 
 Every kernel computes the same numbers as the NumPy reference it replaces (ranks and
-medians exactly; correlations up to summation order, ~1e-16), see tests/test_match_verify_kernels.py.
+the median test exactly; correlations up to summation order, ~1e-16), see tests/test_match_verify_kernels.py.
 """
 from __future__ import annotations
 
@@ -154,36 +154,8 @@ def tile_spearman(a: np.ndarray, b: np.ndarray, mask: np.ndarray, ys: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def median3(img: np.ndarray) -> np.ndarray:
-    """3x3 median of a float64 (h, w) image, borders mirrored as
-    ``scipy.ndimage.median_filter(img, size=3)`` (mode "reflect": index -1 reads 0)."""
-    h, w = img.shape
-    out = np.empty((h, w))
-    win = np.empty(9)
-    for y in range(h):
-        for x in range(w):
-            k = 0
-            for dy in range(-1, 2):
-                yy = min(max(y + dy, 0), h - 1)  # reflect at a 3-wide window = clamp
-                for dx in range(-1, 2):
-                    xx = min(max(x + dx, 0), w - 1)
-                    win[k] = img[yy, xx]
-                    k += 1
-            # insertion sort of 9: cheaper than a general selection at this size
-            for i in range(1, 9):
-                v = win[i]
-                j = i - 1
-                while j >= 0 and win[j] > v:
-                    win[j + 1] = win[j]
-                    j -= 1
-                win[j + 1] = v
-            out[y, x] = win[4]
-    return out
-
-
-@njit(cache=True, nogil=True)
 def median3_above(img: np.ndarray, level: float) -> np.ndarray:
-    """``median3(img) > level`` (bool (h, w)) without sorting: a median of 9 values exceeds
+    """``ndimage.median_filter(img, size=3) > level`` (bool (h, w)) without sorting: a median of 9 values exceeds
     ``level`` exactly when at least 5 of them do."""
     h, w = img.shape
     above = np.empty((h, w), dtype=np.uint8)
