@@ -14,19 +14,43 @@ shared), and the same for baselines measured in the same run:
 * ``plain``: one plain whole-pixel phase correlation of the two thumbnails at one
   scale (numpy complex FFTs, no windowing, no sub-pixel step, no scale search): the
   cost unit of one registration;
-* ``--against REV`` (e.g. ``main``): ``compare`` with ``indexer/match/align.py`` as of
-  git revision ``REV`` (loaded from ``git show``; verify.py as checked out), so
-  before/after figures come from one run on the same pairs; the largest difference of
-  any Evidence field between the two is printed.
+* ``--against REV`` (e.g. ``main``): ``compare`` with the verification code
+  (:data:`AT_REV`: align, verify and their kernels) as of git revision ``REV`` (loaded
+  from ``git show``), so before/after figures come from one run on the same pairs; the
+  largest difference of any Evidence field between the two, and the verdicts that
+  differ, are printed for copies and for distinct pairs.
 
     PYTHONPATH=. python bench/verify_cost.py [--data ../shared/data] [--pairs 48] [--repeat 3] [--against main]
 
-Measured 2026-12-01 on the shared 2-core machine (load average 3-5 from other agents,
-so absolute figures move by ~30% between runs; ratios within a run hold better), 48
-pairs, repeat 3, ``--against main`` (align.py as of 50466c5), CPU ms per call, median /
-p90 over pairs:
+Measured 2026-12-03 (issue 13 item 2), shared 2-core machine at load average 7-10,
+48 pairs, repeat 3, ``--against main`` (main = ddadb1b), CPU ms per call, median / p90:
 
-    default environment       this              main               ratio
+    this              main              ratio
+    hinted            5.9 / 14.4        18.2 / 28.9      x3.1
+    full search       10.7 / 11.8       24.1 / 26.3      x2.3
+    plain             0.6 / 0.6
+
+Evidence on the 72 copy calls within 1.4e-5 of main's (rank ties between resampled
+values 1e-15 apart), 0 verdicts differ; on the 24 distinct calls the scale may differ
+(the fine ladder is climbed from the hint, so a distinct pair can stop at a lower local
+peak: peaks 0.06-0.09 instead of 0.08-0.11), 0 verdicts differ. ``neardup_eval.py
+--no-scenes --no-negatives``: precision 1.0000, recall 0.9926, per transform the same
+as main's (exposure 0.96, text 0.92, the rest 1.00).
+
+Where the time went (cProfile of ``compare`` on these pairs, before: ~22 ms a call):
+alignment ~45% (7 fine scales tried per hint, each a resample, two FFTs and a 6x6
+sub-pixel surface whose ~15 NumPy calls were mostly overhead), ranks by ``np.unique``
+sorts (~20%: 32 tile correlations, plain and blurred, plus whole-overlap ones, three of
+them the same ranks), two 3x3 ``median_filter`` s of one array (~10%), two affine
+transforms for the warp. Now: the ladder climbed (3-4 scales), resampling, surfaces,
+ranks (bucket sort), rank correlations and the median test compiled
+(``indexer/match/verify_kernels.py``, ``indexer/measure/align_kernels.py``), shared
+intermediates computed once; what is left is ~40 small NumPy/SciPy calls (FFTs, blurs,
+morphology), ~2 ms for the alignment and ~3.5 ms for the measures at this load.
+
+Before (2026-12-01, load average 3-5, ``--against`` 50466c5, align.py only):
+
+    default environment       this              50466c5            ratio
       hinted                  19.4 / 42.0       90.3 / 186.2       x4.7
       full search             31.1 / 35.3       113.6 / 128.8      x3.7
       plain                   1.4 / 1.5
@@ -35,18 +59,16 @@ p90 over pairs:
       full search             26.3 / 36.7       35.2 / 48.0        x1.3
       plain                   0.8 / 1.3
 
-Evidence equal on all 96 calls (max |field difference| 6.7e-16, in ``peak``). Most of
-main's cost was OpenBLAS threading: its upsampled DFT's complex products (~0.1-0.3 M
-multiply-adds) went to threaded zgemm, which on two busy cores spent ~10x the product's
-single-thread CPU on thread hand-off. With that removed the alignment itself is ~1.8x
-faster (align_thumbs alone, BLAS pinned to one thread, 128 similar Kodak calls of a
-throw-away check: 31.0 -> 17.0 ms median); the rest of compare (warp, rank and tile correlations, median filter,
-~7 ms) is verify.py's and unchanged.
+Most of 50466c5's cost was OpenBLAS threading: its upsampled DFT's complex products
+(~0.1-0.3 M multiply-adds) went to threaded zgemm, which on two busy cores spent ~10x
+the product's single-thread CPU on thread hand-off.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib
 import os
 import statistics
 import subprocess
@@ -59,7 +81,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from indexer.measure import features, orient
-from indexer.match import verify
+from indexer.match import verdict, verify
 
 KINDS = ("resize", "crop", "shift", "exposure", "rotate", "blur", "distinct", "distinct")
 
@@ -136,28 +158,57 @@ def plain_phase_correlation(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     return int(dy), int(dx)
 
 
-def align_at(rev: str) -> types.ModuleType:
-    """``indexer/match/align.py`` as of git revision ``rev``, as a separate module."""
+# The modules whose code a verification runs, as of ``--against REV`` (those that exist
+# there); imported from one another in this order (a later one's imports of an earlier
+# one get the REV version).
+AT_REV = ("indexer/measure/align_kernels.py", "indexer/match/verify_kernels.py", "indexer/measure/align.py",
+          "indexer/match/verify.py")
+
+
+def compare_at(rev: str):
+    """``verify.compare`` with :data:`AT_REV` as of git revision ``rev`` (each loaded from
+    ``git show`` as a separate module; any other import is the checked-out one)."""
     root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(["git", "show", f"{rev}:indexer/match/align.py"], cwd=root, check=True,
-                            capture_output=True, text=True).stdout
-    module = types.ModuleType(f"align_at_{rev}")
-    module.__file__ = f"{rev}:indexer/match/align.py"
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, module.__file__, "exec"), module.__dict__)
-    return module
+    loaded: dict[str, types.ModuleType] = {}
+    for path in AT_REV:
+        done = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+        if done.returncode:
+            continue  # not at REV
+        # numba caches only functions of a real file
+        source = done.stdout.replace("cache=True", "cache=False")
+        name = path.removesuffix(".py").replace("/", ".")
+        module = types.ModuleType(f"{name}_at_{rev}")
+        module.__file__ = f"{rev}:{path}"
+        sys.modules[module.__name__] = module  # dataclasses look their module up
+        with modules_as(loaded):
+            exec(compile(source, module.__file__, "exec"), module.__dict__)
+        loaded[name] = module
+    return loaded["indexer.match.verify"].compare
 
 
-def with_align(module: types.ModuleType):
-    """compare() with verify's align functions taken from ``module``."""
-    def run(*args, **kw):
-        saved = verify.align_thumbs, verify.rank_normalise
-        verify.align_thumbs, verify.rank_normalise = module.align_thumbs, module.rank_normalise
-        try:
-            return verify.compare(*args, **kw)
-        finally:
-            verify.align_thumbs, verify.rank_normalise = saved
-    return run
+@contextlib.contextmanager
+def modules_as(replacements: dict[str, types.ModuleType]):
+    """Imports of the named modules (``import``, ``from package import module``) give the
+    replacements, within the block."""
+    saved = []
+    for name, module in replacements.items():
+        parent, _, leaf = name.rpartition(".")
+        package = importlib.import_module(parent)
+        saved.append((name, sys.modules.get(name), package, leaf, getattr(package, leaf, None)))
+        sys.modules[name] = module
+        setattr(package, leaf, module)
+    try:
+        yield
+    finally:
+        for name, module, package, leaf, attr in reversed(saved):
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+            if attr is None:
+                delattr(package, leaf)
+            else:
+                setattr(package, leaf, attr)
 
 
 def cpu_ms(fn, repeat: int) -> float:
@@ -205,7 +256,7 @@ def main() -> None:
                     args.repeat) for p in pairs]
     this, this_ev = timed_calls(verify.compare, pairs, args.repeat)
     if args.against:
-        other, other_ev = timed_calls(with_align(align_at(args.against)), pairs, args.repeat)
+        other, other_ev = timed_calls(compare_at(args.against), pairs, args.repeat)
     print(f"{len(pairs)} pairs ({', '.join(sorted(set(KINDS)))}), 128-px thumbnails, "
           "CPU ms per call, median / p90 over pairs")
     for mode in MODES:
@@ -216,8 +267,13 @@ def main() -> None:
         print(line + f"    = x{statistics.median(this[mode]) / statistics.median(plain):.1f} plain")
     print(f"  plain        {summary(plain)}  (one single-scale registration, the baseline unit)")
     if args.against:
-        worst = max(abs(x - y) for ev, ov in zip(this_ev, other_ev) for x, y in zip(ev, ov) if isinstance(x, float))
-        print(f"  Evidence this vs {args.against}: max |field difference| {worst:.2g} over {len(this_ev)} calls")
+        kinds = [p["kind"] for p in pairs for _ in MODES]
+        for group in ("copies", "distinct"):
+            sel = [(ev, ov) for ev, ov, kind in zip(this_ev, other_ev, kinds) if (kind == "distinct") == (group == "distinct")]
+            worst = max(abs(x - y) for ev, ov in sel for x, y in zip(ev, ov) if isinstance(x, float))
+            flips = sum(verdict.classify(verify.Evidence(*ev)) != verdict.classify(verify.Evidence(*ov)) for ev, ov in sel)
+            print(f"  Evidence this vs {args.against}, {group}: max |field difference| {worst:.2g} over "
+                  f"{len(sel)} calls, {flips} verdicts differ")
 
 
 if __name__ == "__main__":

@@ -96,7 +96,9 @@ def test_align_thumbs_exposure_and_resize():
     assert got.peak > 0.3
 
 
-@pytest.mark.parametrize("shape", [(180, 120), (96, 64), (33, 47), (34, 47), (33, 46), (7, 8)])
+# (1000, 601): past 4 M multiply-adds at factor 10, the matrix-product path; the others
+# take the compiled loop
+@pytest.mark.parametrize("shape", [(180, 120), (96, 64), (33, 47), (34, 47), (33, 46), (7, 8), (1000, 601)])
 @pytest.mark.parametrize("factor", [4, 10])
 def test_half_spectrum_surface_equals_full_upsampled_dft(shape, factor):
     """The registration's sub-pixel surface from the rfft2 half spectrum equals the

@@ -31,6 +31,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
+from indexer.measure import align_kernels
+
 
 @dataclass(frozen=True)
 class Shift:
@@ -172,9 +174,16 @@ def upsampled_surface(half: np.ndarray, shape: tuple[int, int], region: int, fac
     ``A_r`` is the row kernel with ``ky -> -ky``: equal to the row kernel except on an
     even ``h``'s Nyquist row, whose frequency ``-h/2`` maps to itself (so it is
     conjugated there). Columns 0 and an even ``w``'s Nyquist column have no mirror and
-    count once, as in the full sum. Exact up to rounding (see tests).
+    count once, as in the full sum. Exact up to rounding (see tests). Below ~4 M
+    multiply-adds by the compiled loop :func:`indexer.measure.align_kernels.upsampled_surface`
+    (the NumPy form cost ~0.19 ms, mostly call overhead, per 6 x 6 surface of the
+    thumbnail scale search); above, as matrix products (:func:`_contract`: BLAS at the
+    exposure module's full-resolution sizes).
     """
     h, w = shape
+    if h * half.shape[1] * region < 1 << 22:  # see below, and _contract for large products
+        return align_kernels.upsampled_surface(np.ascontiguousarray(half, dtype=np.complex128), int(h), int(w),
+                                               int(region), int(factor), float(offsets[0]), float(offsets[1]))
     ay = _axis_kernel(h, factor, region, float(offsets[0]), half=False)  # (region, h)
     ax = _axis_kernel(w, factor, region, float(offsets[1]), half=True)  # (region, w // 2 + 1)
     m = (w - 1) // 2  # columns 1..m have mirrors
@@ -275,31 +284,12 @@ def resample(img: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarra
     src = np.asarray(img, dtype=np.float64)
     if scale > 1.05:
         src = ndimage.gaussian_filter(src, 0.4 * scale)
+    # Compiled (align_kernels.resample_linear): positions as ndimage's zoom_shift computes
+    # them, ``(k + offset / scale) * scale``, so the same samples fall outside; the NumPy
+    # form spent ~0.1 ms a call on ~20 calls of overhead at thumbnail size (2026-12-03).
     offset = 0.5 * scale - 0.5
-    y0, y1, wy0, wy1 = _linear_taps(src.shape[0], shape[0], scale, offset)
-    x0, x1, wx0, wx1 = _linear_taps(src.shape[1], shape[1], scale, offset)
-    rows = src[y0] * wy0[:, None]
-    rows += src[y1] * wy1[:, None]
-    out = np.take(rows, x0, axis=1) * wx0
-    out += np.take(rows, x1, axis=1) * wx1
-    return out
-
-
-def _linear_taps(n_in: int, n_out: int, scale: float, offset: float):
-    """Linear interpolation along one axis at source positions ``scale * k + offset``,
-    ``k`` in ``range(n_out)``: two source indices (intp) and two weights (float64) each.
-
-    Positions are computed as ndimage's ``zoom_shift`` does, ``(k + offset / scale) *
-    scale``, so the same samples fall outside ``[0, n_in - 1]``; theirs get weights 0
-    (mode "constant", cval 0).
-    """
-    pos = (np.arange(n_out) + offset / scale) * scale
-    inside = (pos >= 0) & (pos <= n_in - 1)
-    pos = np.where(inside, pos, 0.0)
-    start = np.floor(pos).astype(np.intp)
-    frac = pos - start
-    return (start, np.minimum(start + 1, n_in - 1),
-            np.where(inside, 1.0 - frac, 0.0), np.where(inside, frac, 0.0))
+    return align_kernels.resample_linear(np.ascontiguousarray(src), float(scale), offset, offset,
+                                         int(shape[0]), int(shape[1]))
 
 
 def _coarse_peak(f_a: np.ndarray, b_win: np.ndarray, canvas: tuple[int, int]) -> float:
@@ -393,13 +383,28 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
 
 
 def _refine(f_a, rb, centre: float, k: int, step: float, canvas, upsample: int):
-    """Best scale within ``centre * (1 + step) ** [-k..k]``, then the sub-pixel shift there."""
+    """Best scale within ``centre * (1 + step) ** [-k..k]``, then the sub-pixel shift there.
+
+    The peak rises towards the true scale and falls past it, so the ladder is climbed from
+    ``centre`` towards its higher neighbour while the peak rises, not tried in full:
+    3-4 scales instead of ``2k + 1`` = 7 (each a resample, two FFTs and a sub-pixel peak),
+    the same scale on the copies of ``bench/verify_cost.py`` (2026-12-03).
+    """
     # Fine scales are ranked by the sub-pixel (upsampled) peak: whole-pixel peaks favour
     # a wrong scale that happens to put the shift on a whole pixel.
-    tried = {sc: _try_scale(f_a, rb, sc, canvas, 4) for sc in (centre * (1 + step) ** i for i in range(-k, k + 1))}
-    best = max(tried, key=lambda sc: tried[sc][0].peak)
+    tried = {}
+
+    def peak(i: int) -> float:
+        if i not in tried:
+            tried[i] = _try_scale(f_a, rb, centre * (1 + step) ** i, canvas, 4)
+        return tried[i][0].peak
+
+    best = max((-1, 0, 1) if k >= 1 else (0,), key=peak)
+    direction = best  # -1 or 1 when a neighbour beat the centre, else 0 (stay)
+    while direction and abs(best + direction) <= k and peak(best + direction) > peak(best):
+        best += direction
     _, shape, f_b = tried[best]  # the finer rerun reuses the resampled spectrum
-    return _spectrum_shift(f_a, f_b, canvas, upsample=upsample), shape, best
+    return _spectrum_shift(f_a, f_b, canvas, upsample=upsample), shape, centre * (1 + step) ** best
 
 
 def _result(a_shape, shift: Shift, shape, scale: float) -> Alignment:

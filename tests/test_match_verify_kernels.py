@@ -1,0 +1,60 @@
+"""The compiled verification kernels give the NumPy/SciPy references' numbers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from indexer.match import verify_kernels as k
+
+
+def reference_ranks(x: np.ndarray) -> np.ndarray:
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return ((np.cumsum(counts) - 0.5 * counts) / x.size)[inverse]
+
+
+def samples(rng, n: int, kind: str) -> np.ndarray:
+    if kind == "continuous":
+        return rng.random(n) * 255
+    if kind == "ties":
+        return np.round(rng.random(n) * 255, 1)
+    if kind == "clustered":  # most values in one bucket: the argsort branch
+        return np.concatenate([100 + 1e-6 * rng.random(n // 2), 255 * rng.random(n - n // 2)])
+    return np.full(n, 3.0)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "clustered", "constant"])
+@pytest.mark.parametrize("n", [1, 2, 33, 700, 12_000])
+def test_mid_ranks_equal_numpy(kind, n):
+    x = samples(np.random.default_rng(n), n, kind)
+    assert np.array_equal(k.mid_ranks(x), reference_ranks(x))
+
+
+def test_spearman_and_pearson_match_reference():
+    rng = np.random.default_rng(1)
+    x = rng.random(5000) * 255
+    y = np.sqrt(x) + rng.normal(0, 0.5, x.size)
+    rx, ry = reference_ranks(x), reference_ranks(y)
+    expected = np.corrcoef(rx, ry)[0, 1]
+    assert k.spearman(x, y) == pytest.approx(expected, abs=1e-12)
+    assert 0.9 < expected < 1.0  # a monotone relation with noise: high, not perfect
+    assert k.pearson(x, np.full(x.size, 2.0)) == 0.0
+
+
+def test_tile_spearman_skips_sparse_and_flat_tiles():
+    rng = np.random.default_rng(3)
+    a = rng.random((40, 40)) * 255
+    b = a.copy()
+    b[:20, 20:] = 255 - b[:20, 20:]  # top-right tile anti-correlated
+    mask = np.ones_like(a, dtype=bool)
+    mask[20:, :20] = False  # bottom-left tile empty
+    b[20:, 20:] = 7.0  # bottom-right tile flat in b
+    out = k.tile_spearman(a, b, mask, np.array([0, 20, 40]), np.array([0, 20, 40]), 24, 2.0)
+    assert out == pytest.approx([1.0, -1.0])
+
+
+@pytest.mark.parametrize("level", [0.1, 0.25, 0.5])
+def test_median3_above_equals_thresholded_median(level):
+    img = np.random.default_rng(4).random((41, 29))
+    img[10:14, :] = level  # values exactly at the level do not count as above
+    assert np.array_equal(k.median3_above(img, level), ndimage.median_filter(img, size=3) > level)
