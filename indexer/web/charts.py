@@ -30,7 +30,7 @@ def _num(v: float) -> str:
 
 
 def _tick(v: float) -> str:
-    return f"{v:g}" if abs(v) >= 0.01 or v == 0 else f"{v:.1e}"
+    return f"{v:.3g}" if abs(v) >= 0.01 or v == 0 else f"{v:.1e}"
 
 
 def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str = "", width: int = 420,
