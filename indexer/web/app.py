@@ -32,7 +32,7 @@ from starlette.templating import Jinja2Templates
 
 from db import browse
 from indexer.session import Session, open_session
-from indexer.web import charts, thumbs
+from indexer.web import charts, groupview, thumbs
 
 HERE = Path(__file__).resolve().parent
 LOOPBACK_NAMES = ("localhost",)
@@ -79,6 +79,7 @@ class State:
     scratch: Path
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     pair_images: dict = field(default_factory=dict)
+    reports: groupview.ReportCache = field(default_factory=lambda: groupview.ReportCache())
 
 
 def state_of(request: Request) -> State:

@@ -53,7 +53,7 @@ def done_page(request: Request, title: str, lines: list[str], back: str, status_
     return page(request, "done.html", {"title": title, "lines": lines, "back": back}, status_code=status_code)
 
 
-async def keep(request: Request) -> Response:
+def keep(request: Request) -> Response:
     refused = refuse_unless_enabled(request)
     if refused:
         return refused
@@ -75,7 +75,7 @@ async def keep(request: Request) -> Response:
                      f"/groups/{new_group[0]}" if new_group else "/groups")
 
 
-async def not_duplicates(request: Request) -> Response:
+def not_duplicates(request: Request) -> Response:
     refused = refuse_unless_enabled(request)
     if refused:
         return refused
@@ -101,7 +101,7 @@ def plan_digest(planned: list[act.Planned]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-async def trash(request: Request) -> Response:
+def trash(request: Request) -> Response:
     refused = refuse_unless_enabled(request)
     if refused:
         return refused
@@ -125,7 +125,7 @@ async def trash(request: Request) -> Response:
                      [f"undo on the actions page, or: photoqa undo {outcome.batch}"], "/actions")
 
 
-async def undo(request: Request) -> Response:
+def undo(request: Request) -> Response:
     refused = refuse_unless_enabled(request)
     if refused:
         return refused
@@ -143,7 +143,7 @@ async def undo(request: Request) -> Response:
                      + [f"skipped: {p} ({why})" for p, why in done.skipped], "/actions")
 
 
-async def actions(request: Request) -> Response:
+def actions(request: Request) -> Response:
     s = state_of(request)
     return page(request, "actions.html", {"batches": dbactions.batches(s.reader.engine)})
 

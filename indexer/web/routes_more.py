@@ -40,7 +40,7 @@ def example_queries() -> list[tuple[str, str]]:
     return [(m.group(1).strip(), m.group(2).strip()) for m in re.finditer(r"^-- ([^\n]*)\n(.*?;)", text, re.M | re.S)]
 
 
-async def pair(request: Request) -> Response:
+def pair(request: Request) -> Response:
     s = state_of(request)
     a_id, b_id = request.path_params["a"], request.path_params["b"]
     row = browse.pair_row(s.reader.engine, a_id, b_id)
@@ -80,15 +80,13 @@ def pair_images(state, a_id: int, b_id: int) -> dict[str, bytes] | str:
         return encoded
 
 
-async def pair_image(request: Request) -> Response:
+def pair_image(request: Request) -> Response:
     s = state_of(request)
     a_id, b_id, name = request.path_params["a"], request.path_params["b"], request.path_params["name"]
     row = browse.pair_row(s.reader.engine, a_id, b_id)
     if row is None or name not in PAIR_IMAGES:
         return Response("no such picture", status_code=404, media_type="text/plain")
-    from starlette.concurrency import run_in_threadpool
-
-    got = await run_in_threadpool(pair_images, s, row["a_id"], row["b_id"])
+    got = pair_images(s, row["a_id"], row["b_id"])
     if isinstance(got, str):
         return Response(got, status_code=422, media_type="text/plain")
     return Response(got[name], media_type="image/png")
@@ -99,7 +97,7 @@ def severity(flags: list[dict]) -> float:
     return max((abs(f["value"] - f["threshold"]) / max(abs(f["threshold"]), 1e-6) for f in flags), default=0.0)
 
 
-async def exposure(request: Request) -> Response:
+def exposure(request: Request) -> Response:
     s = state_of(request)
     report = exposure_report(s.reader)
     ids = browse.ids_of(s.reader.engine, [im["path"] for im in report["images"]] +
@@ -110,7 +108,7 @@ async def exposure(request: Request) -> Response:
     return page(request, "exposure.html", {"images": images, "pairs": pairs})
 
 
-async def sensors(request: Request) -> Response:
+def sensors(request: Request) -> Response:
     s = state_of(request)
     shown = []
     for r in sensor_reports(s.reader):
@@ -134,7 +132,7 @@ def run_query(request: Request) -> tuple[str, list[str], list[tuple], str]:
     return statement, columns, rows, ""
 
 
-async def sql(request: Request) -> Response:
+def sql(request: Request) -> Response:
     statement, columns, rows, error = run_query(request)
     cells = [["" if v is None else plain(v) for v in row] for row in rows[:SQL_ROWS_SHOWN]]
     return page(request, "sql.html", {"q": statement, "columns": columns, "rows": cells, "total": len(rows),
@@ -142,7 +140,7 @@ async def sql(request: Request) -> Response:
                 status_code=400 if error else 200)
 
 
-async def sql_csv(request: Request) -> Response:
+def sql_csv(request: Request) -> Response:
     statement, columns, rows, error = run_query(request)
     if error or not statement:
         return Response(error or "no query", status_code=400, media_type="text/plain")

@@ -28,7 +28,7 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
         return default
 
 
-async def overview(request: Request) -> Response:
+def overview(request: Request) -> Response:
     s = state_of(request)
     engine = s.reader.engine
     counts = browse.overview_counts(engine)
@@ -48,12 +48,13 @@ async def overview(request: Request) -> Response:
                                            "status": watch_status(engine)})
 
 
-async def groups(request: Request) -> Response:
+def groups(request: Request) -> Response:
     s = state_of(request)
     sort = request.query_params.get("sort", "bytes")
     sort = sort if sort in groupview.WEB_SORTS else "bytes"
     per = int_param(request, "per", 25, 1, max(groupview.PAGE_SIZES))
-    got = groupview.page_of_groups(s.reader, page=int_param(request, "page", 1, 1, 10**9), per_page=per, sort=sort)
+    got = groupview.page_of_groups(s.reader, page=int_param(request, "page", 1, 1, 10**9), per_page=per, sort=sort,
+                                     cache=s.reports)
     if request.query_params.get("format") == "json":
         return JSONResponse(jsonable({"summary": got.summary, "page": got.page, "pages": got.pages,
                                       "sort": got.sort, "groups": got.groups}))
@@ -71,9 +72,9 @@ def jsonable(value):
     return str(value)
 
 
-async def group(request: Request) -> Response:
+def group(request: Request) -> Response:
     s = state_of(request)
-    found = groupview.find_group(s.reader, request.path_params["group_id"])
+    found = groupview.find_group(s.reader, request.path_params["group_id"], s.reports)
     if found is None:
         return page(request, "message.html", {"title": "No such group",
                                               "message": "no duplicate group has this id (it may have been "
@@ -81,7 +82,7 @@ async def group(request: Request) -> Response:
     return page(request, "group.html", {"g": found})
 
 
-async def image(request: Request) -> Response:
+def image(request: Request) -> Response:
     s = state_of(request)
     image_id = request.path_params["image_id"]
     row = browse.image_row(s.reader.engine, image_id)
@@ -97,7 +98,7 @@ async def image(request: Request) -> Response:
         "group": browse.group_of(s.reader.engine, image_id)})
 
 
-async def thumb(request: Request) -> Response:
+def thumb(request: Request) -> Response:
     s = state_of(request)
     size = int_param(request, "size", 320, 16, 4096)
     data = s.thumbs.get(request.path_params["image_id"], size)
