@@ -687,19 +687,20 @@ def serve(ctx, port, host, token, allow_actions):
       photoqa serve --host 0.0.0.0 --port 9000  # prints the URL with its token
     """
     from indexer.web.app import ServeOptions
-    from indexer.web.server import prepare, run, url_of
+    from indexer.web.server import ServeError, check_port, prepare, run, url_of
 
     options, made = prepare(ServeOptions(db=ctx.obj["db"], config=ctx.obj["config"], host=host, port=port,
                                          token=token, actions=True if allow_actions else None))
-    _session(ctx).engine.dispose()  # a bad database or config: one line and an exit code, before binding
+    _session(ctx, readonly=True).engine.dispose()  # no database, a bad one or bad config: one line, before binding
+    try:
+        check_port(host, port)
+    except ServeError as exc:
+        _fail(str(exc))
     if made:
         click.echo("photoqa: bound beyond localhost without --token: made one up", err=True)
     click.echo(f"photoqa serve: {url_of(options)} (actions {'on' if options.actions_enabled else 'off'}; "
                "Ctrl-C stops)", err=True)
-    try:
-        run(options)
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    run(options)
 
 
 @main.command()

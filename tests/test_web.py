@@ -237,3 +237,67 @@ def test_charts_draw_the_numbers_given():
     assert heights[1] == pytest.approx(2 * heights[0]) and "a&lt;b" in bars and "a<b" not in bars
     dmap = charts.defect_map([(10, 20, "hot"), (30, 5, "dead")], 100, 50, max_side=200)
     assert 'class="defect hot" x="17" y="37"' in dmap and dmap.count('class="defect') == 2
+
+
+def test_serve_command_refuses_in_one_line(tmp_path, demo):
+    from indexer.web.server import prepare, url_of
+
+    missing = CliRunner().invoke(main, ["--db", str(tmp_path / "none.db"), "serve"])
+    assert missing.exit_code == 1 and "no database" in missing.stderr and not (tmp_path / "none.db").exists()
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = CliRunner().invoke(main, ["--db", str(demo / "photoqa.db"), "serve", "--port", str(port)])
+    assert refused.exit_code == 1 and refused.stderr.startswith("photoqa: cannot listen on 127.0.0.1:")
+    options, made = prepare(ServeOptions(host="0.0.0.0", port=9000))
+    assert made and options.token == made and url_of(options) == f"http://0.0.0.0:9000/?token={made}"
+    assert not options.actions_enabled
+    options, made = prepare(ServeOptions(host="::1"))
+    assert made is None and url_of(options) == "http://[::1]:8765/" and options.actions_enabled
+
+
+def test_pages_on_postgresql(tmp_path):
+    """The same pages on PostgreSQL (when $PHOTOQA_TEST_PG_URL names a database we may
+    write): a planted group, the overview's counts, the read-only SQL box."""
+    import os
+    import uuid
+
+    from sqlalchemy import text
+
+    from db.engine import open_engine
+
+    url = os.environ.get("PHOTOQA_TEST_PG_URL")
+    if not url:
+        pytest.skip("set PHOTOQA_TEST_PG_URL (a PostgreSQL database we may write)")
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = open_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    db = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    try:
+        folder = tmp_path / "photos"
+        img = Image.fromarray(synth.scene(63, 480, 360))
+        F.save(folder / "a.jpg", img, "JPEG", quality=92)
+        F.save(folder / "b.jpg", img, "JPEG", quality=92)
+        F.save(folder / "dark.jpg", Image.fromarray(synth.change_exposure(synth.scene(64, 480, 360), -2.0)),
+               "JPEG", quality=92)
+        assert CliRunner().invoke(main, ["--db", db, "index", str(folder), "-j", "1"]).exit_code == 0
+        app = create_app(ServeOptions(db=db))
+        with TestClient(app, base_url=LOCAL) as c:
+            assert re.search(r'id="count-images"><b>3</b>', c.get("/").text)
+            (g,) = c.get("/groups?format=json").json()["groups"]
+            assert {Path(m["path"]).name for m in g["members"]} == {"a.jpg", "b.jpg"}
+            assert c.get(f"/thumb/{g['id']}.jpg").status_code == 200
+            assert c.get("/sql", params={"q": "DELETE FROM images"}).status_code == 400
+            assert c.get("/sql", params={"q": "SELECT count(*) AS n FROM images"}).status_code == 200
+            for url_ in ("/exposure", "/sensors", f"/image/{g['id']}", "/actions"):
+                assert c.get(url_).status_code == 200, url_
+            app.state.photoqa.session.engine.dispose()
+            app.state.photoqa.reader.engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

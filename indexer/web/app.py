@@ -49,6 +49,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_name(header: str) -> str:
+    """The host of a Host header without its port ('[::1]:8765' -> '[::1]', 'a:80' -> 'a')."""
+    if header.startswith("["):
+        return header.split("]")[0] + "]"
+    return header.rsplit(":", 1)[0]
+
+
 @dataclass
 class ServeOptions:
     """How ``photoqa serve`` runs: database and settings, the address it binds, the token
@@ -122,8 +129,7 @@ class Guard:
 
     def check(self, request: Request) -> tuple[str | None, bool]:
         """(why the request is refused or None, whether to set the token cookie)."""
-        host = (request.headers.get("host") or "").rsplit(":", 1)[0] if "]" not in (request.headers.get("host") or "") \
-            else request.headers["host"].split("]")[0] + "]"
+        host = host_name(request.headers.get("host", ""))
         if is_loopback(self.options.host) and not is_loopback(host):
             return f"refused: this server answers only to localhost, not to host {host!r}", False
         origin = request.headers.get("origin")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 
 from indexer.web.app import ServeOptions, create_app, is_loopback
 
@@ -18,6 +19,19 @@ def prepare(options: ServeOptions) -> tuple[ServeOptions, str | None]:
     token = secrets.token_urlsafe(18)
     options.token = token
     return options, token
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`ServeError` when ``host:port`` cannot be bound now (in use, no such
+    address), so the command says so in one line instead of uvicorn's log and exit code."""
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def url_of(options: ServeOptions) -> str:
