@@ -227,6 +227,9 @@ def test_keep_and_not_duplicates_through_the_page(tmp_path):
         c.post("/act/not-duplicates", data={"a": small["id"], "b": other["id"], "csrf": csrf, "confirm": "yes"})
         groups = c.get("/groups?format=json").json()["groups"]
         assert all(not {small["path"], other["path"]} <= {m["path"] for m in x["members"]} for x in groups)
+        # a decision made outside the server (the CLI) shows on the next page: the cached report is dropped
+        assert CliRunner().invoke(main, ["--db", str(db), "dupes", "--keep", str(folder / "b.png")]).exit_code == 0
+        assert any(x["keeper"].endswith("b.png") for x in c.get("/groups?format=json").json()["groups"])
 
 
 def test_charts_draw_the_numbers_given():
