@@ -658,6 +658,52 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
 
 
 @main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="TCP port to listen on. Example: --port 9000")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but a loopback address needs --token (one is made up and "
+                   "printed when missing) and turns actions off unless --allow-actions. Example: --host 0.0.0.0")
+@click.option("--token", envvar="PHOTOQA_SERVE_TOKEN", default=None,
+              help="Secret every request must carry (?token=... once, then a cookie; env PHOTOQA_SERVE_TOKEN). "
+                   "Example: --token \"$(openssl rand -hex 16)\"")
+@click.option("--allow-actions", is_flag=True,
+              help="Allow keep / not duplicates / trash / undo from the pages when bound beyond localhost "
+                   "(on by default on localhost). Example: --host 0.0.0.0 --allow-actions")
+@click.pass_context
+def serve(ctx, port, host, token, allow_actions):
+    """Browse the database: duplicate groups side by side, exposure, sensors, SQL.
+
+    A local web application (Starlette on uvicorn; nothing loaded from the network):
+    overview with charts, duplicate groups with thumbnails, keepers and each pair's
+    evidence, a pair view with the two pictures aligned and their differences, every
+    image's measurements, flagged exposures, sensor defect maps, and a read-only SQL
+    box. Decisions and actions (keep this one, not duplicates, trash the others, undo)
+    go through the same code as `photoqa dupes --keep/--not-duplicates/--apply` and
+    `photoqa undo`, each after a confirmation page. Ctrl-C stops it.
+
+    \b
+    Examples:
+      photoqa --db ~/photos.db serve            # then open http://127.0.0.1:8765/
+      photoqa serve --host 0.0.0.0 --port 9000  # prints the URL with its token
+    """
+    from indexer.web.app import ServeOptions
+    from indexer.web.server import ServeError, check_port, prepare, run, url_of
+
+    options, made = prepare(ServeOptions(db=ctx.obj["db"], config=ctx.obj["config"], host=host, port=port,
+                                         token=token, actions=True if allow_actions else None))
+    _session(ctx, readonly=True).engine.dispose()  # no database, a bad one or bad config: one line, before binding
+    try:
+        check_port(host, port)
+    except ServeError as exc:
+        _fail(str(exc))
+    if made:
+        click.echo("photoqa: bound beyond localhost without --token: made one up", err=True)
+    click.echo(f"photoqa serve: {url_of(options)} (actions {'on' if options.actions_enabled else 'off'}; "
+               "Ctrl-C stops)", err=True)
+    run(options)
+
+
+@main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the repaired copies (created if needed). Example: --out repaired/")

@@ -272,7 +272,8 @@ def test_index_names_failed_files(tmp_path):
 @pytest.mark.parametrize("command", [["sql", "select count(*) from images"], ["status"]])
 def test_read_commands_start_without_heavy_modules(tmp_path, command):
     """``sql`` and ``status`` on an existing database import neither scipy, numba, rawpy
-    nor alembic: those cost seconds at start-up and these commands need none of them."""
+    nor alembic, nor the web stack of ``serve``: those cost seconds at start-up and these
+    commands need none of them."""
     import subprocess
     import sys
 
@@ -280,7 +281,8 @@ def test_read_commands_start_without_heavy_modules(tmp_path, command):
     open_session(str(db)).engine.dispose()  # created at head
     code = ("import sys\nfrom cli import main\n"
             f"try:\n    main({['--db', str(db), *command]!r})\nexcept SystemExit:\n    pass\n"
-            "print([m for m in ('scipy', 'numba', 'rawpy', 'alembic') if m in sys.modules])")
+            "print([m for m in ('scipy', 'numba', 'rawpy', 'alembic', 'starlette', 'uvicorn', 'jinja2') "
+            "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr

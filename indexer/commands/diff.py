@@ -164,6 +164,38 @@ def on_common_grid(a: np.ndarray, b: np.ndarray, g: Geometry) -> tuple[np.ndarra
             np.ascontiguousarray(bc[y0 - oy:y1 - oy, x0 - ox:x1 - ox]), (ox, oy))
 
 
+@dataclass(frozen=True)
+class Compared:
+    """Two files brought onto one grid and measured (:func:`compare_files`): the
+    :class:`diffimages.DiffResult`, how B was placed on A, B's offset in the common grid,
+    and the EXIF delta EV (None unless both files carry time, ISO and f-number)."""
+
+    result: diffimages.DiffResult
+    geometry: Geometry
+    offset: tuple[int, int]
+    delta_ev_exif: float | None
+
+
+def compare_files(path_a: Path, path_b: Path, *, max_pixels: int = MAX_PIXELS) -> Compared:
+    """Decode both files at full size, bring B onto A (orientation, scale, offset) and
+    measure; raises :class:`DiffError` for unreadable files and unrelated scenes. The
+    part of ``photoqa diff`` that writes nothing (``photoqa serve``'s pair view uses it)."""
+    path_a, path_b = Path(path_a), Path(path_b)
+    fa, fb = load(path_a, max_pixels), load(path_b, max_pixels)
+    a, b, linear = linear_pair(fa, fb)
+    geometry = measure_geometry(fa.pixels, fb.pixels)
+    offset = (0, 0)
+    if not (geometry.plain and a.shape == b.shape):
+        a, b, offset = on_common_grid(a, b, geometry)
+    result = diffimages.compare(a, b, linear=linear, encoding="auto")
+    if not math.isfinite(result.ncc) or result.ncc < MIN_CORRELATION:
+        raise DiffError(f"{path_a.name} and {path_b.name} do not align (correlation {result.ncc:.2f}, "
+                        f"below {MIN_CORRELATION}): not two shots of one scene, so no delta EV")
+    predicted = delta_ev_exif(fa.exposure_time, fa.iso, fa.f_number,
+                              fb.exposure_time, fb.iso, fb.f_number)
+    return Compared(result, geometry, offset, predicted)
+
+
 def diff_files(path_a: Path, path_b: Path, out_dir: Path, *, force: bool = False,
                max_pixels: int = MAX_PIXELS) -> DiffSummary:
     """Bring B onto A (orientation, scale, offset), measure, write the PNGs into ``out_dir``.
@@ -177,25 +209,16 @@ def diff_files(path_a: Path, path_b: Path, out_dir: Path, *, force: bool = False
     started = time.perf_counter()
     path_a, path_b, out_dir = Path(path_a), Path(path_b), Path(out_dir)
     check_outputs(out_dir, (path_a, path_b), force)
-    fa, fb = load(path_a, max_pixels), load(path_b, max_pixels)
-    a, b, linear = linear_pair(fa, fb)
-    geometry = measure_geometry(fa.pixels, fb.pixels)
-    offset = (0, 0)
-    if not (geometry.plain and a.shape == b.shape):
-        a, b, offset = on_common_grid(a, b, geometry)
-    result = diffimages.compare(a, b, linear=linear, encoding="auto")
-    if not math.isfinite(result.ncc) or result.ncc < MIN_CORRELATION:
-        raise DiffError(f"{path_a.name} and {path_b.name} do not align (correlation {result.ncc:.2f}, "
-                        f"below {MIN_CORRELATION}): not two shots of one scene, so no delta EV")
+    c = compare_files(path_a, path_b, max_pixels=max_pixels)
+    result, geometry, offset = c.result, c.geometry, c.offset
     written = diffimages.write_outputs(diffimages.render(result), out_dir)
     al, d = result.aligned, result.delta
-    predicted = delta_ev_exif(fa.exposure_time, fa.iso, fa.f_number,
-                              fb.exposure_time, fb.iso, fb.f_number)
+    height, width = result.a_lin.shape[:2]
     return DiffSummary(str(path_a), str(path_b), geometry.transform if not geometry.plain else "identity",
                        round(geometry.scale, 4) if not geometry.plain else 1.0,
-                       int(a.shape[1]), int(a.shape[0]), float(al.dx) + offset[0], float(al.dy) + offset[1],
+                       int(width), int(height), float(al.dx) + offset[0], float(al.dy) + offset[1],
                        float(result.ncc), float(d.delta_ev), float(d.spread_ev), int(d.n_used),
-                       result.encoding, predicted, tuple(str(p) for p in written),
+                       result.encoding, c.delta_ev_exif, tuple(str(p) for p in written),
                        time.perf_counter() - started)
 
 
