@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 from indexer.measure.align import phase_shift, rank_normalise
 
@@ -47,6 +46,8 @@ def shift_image(img: np.ndarray, dy: float, dx: float, *,
     if order == 1:
         out = _bilinear_shift(a, dy, dx)
     else:
+        from scipy import ndimage  # only spline orders need it; its import costs ~0.3 s
+
         shift = (dy, dx) + (0,) * (a.ndim - 2)
         out = ndimage.shift(a, shift, order=order, mode="constant", cval=0.0)
     ys = np.arange(a.shape[0], dtype=np.float64)[:, None] - dy
