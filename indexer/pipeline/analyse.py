@@ -15,6 +15,7 @@ from indexer.config import IndexSettings
 from indexer.errors import DecodeError
 from indexer.measure import features
 from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task, Unchanged
+from indexer.pipeline.pools import lower_priority
 
 _MOVE_CANDIDATES: frozenset[str] = frozenset()
 _SETTINGS = IndexSettings()
@@ -27,6 +28,7 @@ def init_worker(settings: IndexSettings, move_candidates: frozenset[str],
     which full-size data to keep for sensor statistics."""
     global _SETTINGS, _MOVE_CANDIDATES, _SENSOR_DATA
     _SETTINGS, _MOVE_CANDIDATES, _SENSOR_DATA = settings, move_candidates, sensor_data
+    lower_priority()
 
 
 def analyse(task: Task, settings: IndexSettings | None = None,
