@@ -62,6 +62,41 @@ def main(ctx: click.Context, db: str | None, config: str | None) -> None:
     ctx.obj.update(db=db, config=config)
 
 
+@main.command("stack-stats")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="OUT.npz",
+              help="Where to write the per-pixel arrays (default ./<FILE name>.stats.npz). "
+                   "Example: --out det.stats.npz")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="Grids as text, or one JSON object per stack. Example: --format json")
+def stack_stats(file, out, fmt):
+    """Per-pixel statistics of the frames of an array stack FILE (.npy/.npz): mean,
+    variance, minimum, maximum, a per-pixel histogram of counts, hot and dead sites.
+    Reads the stack in batches from a memory map; no database.
+
+    \b
+    Examples:
+      photoqa stack-stats detector.npy
+      photoqa stack-stats set.npz --out set.stats.npz --format json
+    """
+    from indexer.commands.stackstats import render_text, stack_stats as compute, write_npz
+    from indexer.errors import DecodeError
+
+    try:
+        results = compute(file)
+    except DecodeError as exc:
+        _fail(f"{file}: {exc.message}", EXIT_USAGE)
+    target = out or Path(file.name + ".stats.npz")
+    write_npz(results, target)
+    if fmt == "json":
+        from indexer.commands.output import write_json
+
+        write_json([r.as_dict() for r in results])
+    else:
+        click.echo(render_text(results))
+    click.echo(f"per-pixel statistics written to {target}", err=True)
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--workers", "-j", type=click.IntRange(0), default=None,
@@ -71,12 +106,17 @@ def main(ctx: click.Context, db: str | None, config: str | None) -> None:
 @click.option("--strict", is_flag=True,
               help=f"Exit with {EXIT_FILES_FAILED} if any file failed. Example: --strict")
 @click.option("--verbose", "-v", is_flag=True, help="One line per file on stderr. Example: -v")
+@click.option("--sensor", metavar="NAME", default=None,
+              help="Array stacks (.npy/.npz) are raw frames of the detector NAME: per-pixel "
+                   "statistics and its hot and dead sites are kept. Example: --sensor det7x7")
 @click.pass_context
-def index(ctx, paths, workers, fmt, strict, verbose):
+def index(ctx, paths, workers, fmt, strict, verbose, sensor):
     """Index PATHS (files or folders, recursively) into the database.
 
     Unchanged files (same path, size and mtime) are skipped; changed ones re-measured;
-    a moved file keeps its row; a file gone from disk is marked missing. Files that
+    a moved file keeps its row; a file gone from disk is marked missing. Array stacks
+    (.npy, .npz: (H, W), (N, H, W) or (N, C, H, W)) give one row per frame, path
+    FILE#FRAME (FILE#KEY:FRAME in a .npz). Files that
     cannot be decoded become rows in `failures` and never stop the run; the first five
     are named on stderr, with the query that lists them all.
 
@@ -88,7 +128,7 @@ def index(ctx, paths, workers, fmt, strict, verbose):
     from indexer.commands.index import run_index
 
     session = _session(ctx)
-    summary = run_index(session, list(paths), workers=workers, verbose=verbose)
+    summary = run_index(session, list(paths), workers=workers, verbose=verbose, sensor=sensor)
     if fmt == "json":
         from indexer.commands.output import write_json
 

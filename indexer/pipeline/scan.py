@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.decode import sniff
+from indexer.decode import arrays, sniff
 from indexer.fileops import trash
 from indexer.outcomes import Task
 
@@ -44,7 +44,8 @@ def candidate(path: Path) -> Task | None:
     suffix = path.suffix.lower()
     if suffix in sniff.SIDECAR_EXTENSIONS:
         return None
-    if suffix not in sniff.IMAGE_EXTENSIONS and suffix not in sniff.RAW_EXTENSIONS:
+    if suffix not in sniff.IMAGE_EXTENSIONS and suffix not in sniff.RAW_EXTENSIONS \
+            and suffix not in arrays.ARRAY_EXTENSIONS:
         try:
             with open(path, "rb") as fh:
                 head = fh.read(32)

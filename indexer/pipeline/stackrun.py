@@ -1,0 +1,187 @@
+"""``photoqa index`` for array stacks: frames measured and stored in vectorised batches.
+
+A stack file (:mod:`indexer.decode.arrays`) is not one task per frame for the worker
+pool: per-frame tasks would pickle 96,108 tiny arrays and make 96,108 transactions. Each
+stack is read in batches of :data:`BATCH` frames from its memory map, measured with
+:func:`indexer.stacks.frames.measure_batch`, stored with one executemany per batch
+(:mod:`db.frames`), and, with ``--sensor NAME``, reduced to per-pixel statistics
+(:mod:`indexer.stacks.pixelstats`) whose hot and dead sites go to ``sensor_defects``.
+
+Frames with equal pixels (equal ``sha256``, here or in rows already stored) become
+``same_pixels`` pairs, so they group like copies of a file. Near-duplicate (perceptual)
+matching of frames is not run: their hashes are stored, and ``matched_at`` is set.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from db import frames as dbframes
+from db import sensors as dbsensors
+from db.pairs import save_pairs
+from db.store import Store, pack_hist, pack_thumb, utcnow
+from indexer.decode import arrays
+from indexer.errors import DecodeError
+from indexer.match.engine import PairEvidence
+from indexer.measure import hashes
+from indexer.measure.features import FEATURES_VERSION
+from indexer.outcomes import Failed, Task
+from indexer.pipeline import scan
+from indexer.stacks import pixelstats, sites
+from indexer.stacks.frames import FrameBatch, measure_batch
+
+BATCH = 8192  # frames per batch: 8192 x 7 x 7 uint16 is 0.8 MB; a (8192, 1, 96, 96) float32 batch 300 MB
+STATS_VERSION = 1
+
+
+@dataclass
+class StackSummary:
+    files: int = 0
+    frames: int = 0
+    unchanged_frames: int = 0
+    failed: int = 0
+    duplicate_pairs: int = 0
+    sensor_frames: int = 0
+    defects: list = field(default_factory=list)
+
+
+def batch_size(stack: arrays.ArrayStack, budget_bytes: int = 64 << 20) -> int:
+    """Frames per batch: :data:`BATCH`, fewer when frames are large (~64 MB of float32)."""
+    per_frame = max(1, stack.shape.channels * stack.shape.height * stack.shape.width * 4 * 6)
+    return max(1, min(BATCH, budget_bytes // per_frame))
+
+
+def frame_rows(stack: arrays.ArrayStack, start: int, fb: FrameBatch, task: Task, fmt: str) -> list[dict]:
+    """``images`` rows of one measured batch (columns as :func:`db.store.image_values`)."""
+    s, now = stack.shape, utcnow()
+    thumbs = fb.thumbs
+    common = dict(size=task.size, mtime_ns=task.mtime_ns, missing_since=None, format=fmt,
+                  width=s.width, height=s.height, display_width=s.width, display_height=s.height,
+                  bit_depth=stack.dtype.itemsize * 8, orientation=1, camera_id=None, captured_at=None,
+                  utc_offset=None, exposure_time=None, f_number=None, iso=None, focal_length=None,
+                  decoder="numpy", features_version=FEATURES_VERSION, indexed_at=now, matched_at=now,
+                  thumb_width=int(thumbs.shape[2]), thumb_height=int(thumbs.shape[1]),
+                  container=task.path, array_key=stack.key)
+    cols = {name: getattr(fb, name).tolist() for name in (
+        "phash", "dhash", "luma_mean", "luma_std", "luma_p1", "luma_p50", "luma_p99", "clip_high",
+        "clip_low", "entropy", "sharpness", "colourfulness", "ev")}
+    rows = []
+    for i, sha in enumerate(fb.sha256):
+        frame = start + i
+        row = dict(common, path=arrays.frame_path(task.path, stack.key, frame), frame=frame, sha256=sha,
+                   pixel_sha256=sha, phash_d4=hashes.pack(fb.phash_d4[i]), phash_crops=hashes.pack(fb.phash_crops[i]),
+                   hist=pack_hist(fb.hist[i]), thumb=pack_thumb(thumbs[i]))
+        row.update({name: values[i] for name, values in cols.items()})
+        rows.append(row)
+    return rows
+
+
+def equal_pixel_pairs(ids_by_sha: dict[str, list[int]]) -> list[PairEvidence]:
+    """A ``same_pixels`` pair from the first row of each sha256 to every other one (a
+    spanning star: the groups are the same as with all pairs, at n-1 rows, not n^2/2)."""
+    out = []
+    for ids in ids_by_sha.values():
+        for other in ids[1:]:
+            out.append(PairEvidence(ids[0], other, "same_pixels", 0, "identity", (0.0, 0.0), 1.0, 1.0, 1.0,
+                                    0.0, None, description="identical frame pixels"))
+    return out
+
+
+def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "SensorSink | None") -> None:
+    """Store every frame of one stack file (its old rows replaced)."""
+    stacks = arrays.open_stacks(task.path)
+    dbframes.forget_stack(store.engine, task.path, store.group_rule)
+    fmt = "npz" if task.path.lower().endswith(".npz") else "npy"
+    shas: set[str] = set()
+    for stack in stacks:
+        integer = stack.dtype.kind in "biu"
+        stats = pixelstats.PixelStats.empty((stack.shape.channels, stack.shape.height, stack.shape.width),
+                                            integer=integer) if sensor else None
+        for start, batch in stack.batches(batch_size(stack)):
+            batch = np.asarray(batch)
+            fb = measure_batch(batch)
+            dbframes.insert_frames(store.engine, frame_rows(stack, start, fb, task, fmt))
+            shas.update(fb.sha256)
+            summary.frames += len(batch)
+            if stats is not None:
+                stats = stats.merge(pixelstats.PixelStats.of_batch(batch))
+        if sensor is not None:
+            sensor.add(task, stack, stats)
+    dupes = {sha: ids for sha, ids in dbframes.ids_by_sha(store.engine, shas).items() if len(ids) > 1}
+    pairs = equal_pixel_pairs(dupes)
+    save_pairs(store.engine, pairs, group_rule=store.group_rule)
+    summary.duplicate_pairs += len(pairs)
+    summary.files += 1
+
+
+class SensorSink:
+    """Per-pixel statistics of the stacks of one named detector, merged into its file
+    beside the database and classified into ``sensor_defects`` (:meth:`close`)."""
+
+    def __init__(self, store: Store, name: str, folder: Path):
+        self.store, self.name, self.folder = store, name, folder
+        self.stats: dict[tuple[int, int, int], pixelstats.PixelStats] = {}
+        self.ledger: dict[tuple[int, int, int], list[str]] = {}
+
+    def add(self, task: Task, stack: arrays.ArrayStack, stats: pixelstats.PixelStats) -> None:
+        key = stats.mean.shape
+        self.stats[key] = self.stats[key].merge(stats) if key in self.stats else stats
+        self.ledger.setdefault(key, []).append(f"{task.path}#{stack.key}@{task.size}:{task.mtime_ns}")
+
+    def close(self, summary: StackSummary) -> None:
+        from indexer.atomicfile import replace_with
+        from indexer.sensor.defects import Defect
+
+        for shape, stats in self.stats.items():
+            _, h, w = shape
+            sensor = dbframes.stack_sensor(self.store.engine, self.name, w, h, STATS_VERSION)
+            path = self.folder / dbsensors.accumulator_name(self.store.engine, sensor)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            replace_with(path, lambda fh, s=stats: np.savez(fh, **s.as_arrays()))
+            found = sites.classify(stats.mean, stats.variance())
+            frames = stats.frames
+            defects = [Defect(s.x, s.y, s.kind, 1.0, s.mean - s.centre, frames) for s in found if s.channel == 0]
+            ledger = [(hash_key(k), None) for k in self.ledger[shape]]
+            dbsensors.record_flush(self.store.engine, sensor, frames, ledger, defects)
+            summary.sensor_frames += frames
+            summary.defects.extend(found)
+
+
+def hash_key(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def index_stacks(tasks: Iterable[Task], store: Store, roots: list[Path], *, sensor_name: str | None = None,
+                 sensor_dir: Path | None = None) -> StackSummary:
+    """Index the stack files ``tasks`` (found under ``roots``): unchanged ones skipped,
+    changed ones replaced, gone ones marked missing. One bad file becomes a failure row."""
+    summary = StackSummary()
+    known = dbframes.known_stacks(store.engine)
+    sink = SensorSink(store, sensor_name, sensor_dir) if sensor_name else None
+    seen = set()
+    for task in tasks:
+        seen.add(task.path)
+        state = known.get(task.path)
+        if (state and not state.missing and (state.size, state.mtime_ns) == (task.size, task.mtime_ns)
+                and state.features_version == FEATURES_VERSION and sink is None):
+            summary.unchanged_frames += state.frames
+            continue
+        try:
+            index_stack_file(task, store, summary, sink)
+        except DecodeError as exc:
+            store.save_failure(Failed(task, exc.kind, exc.message))
+            summary.failed += 1
+        except (MemoryError, OSError, ValueError) as exc:
+            store.save_failure(Failed(task, "internal", f"{type(exc).__name__}: {exc}"))
+            summary.failed += 1
+    resolved = [str(scan.absolute(r)) for r in roots]
+    gone = [c for c, st in known.items() if c not in seen and not st.missing and scan.within(c, resolved)]
+    dbframes.mark_stacks_missing(store.engine, gone, store.group_rule)
+    if sink is not None:
+        sink.close(summary)
+    return summary
