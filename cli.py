@@ -15,6 +15,7 @@ EXIT_USAGE = 2  # wrong options or arguments (click's own code)
 EXIT_FILES_FAILED = 3  # with --strict: some files could not be indexed
 EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
 EXIT_BUSY = 5  # `watch`: another live daemon already watches these folders for this database
+EXIT_LEAKAGE = 5  # `leakage`: near-duplicates found across dataset splits (a CI gate; 5 as for `watch`, another command)
 EXIT_SKIPPED = 6  # `dupes --apply` / `undo`: some planned operations were skipped (each says why)
 
 FORMAT = click.Choice(["table", "json", "csv"])
@@ -60,6 +61,75 @@ def main(ctx: click.Context, db: str | None, config: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj.update(db=db, config=config)
+
+
+@main.command()
+@click.argument("split_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Splits from a CSV (path,split) or JSON ({path: split}) file instead of "
+                                   "folders. Example: --manifest splits.csv")
+@click.option("--verdicts", default=None, metavar="LIST",
+              help="Pair verdicts that count as leakage (default same_file,same_pixels,derived). "
+                   "Example: --verdicts same_file,same_pixels,derived,similar")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
+              help="Report as text, one JSON object, or CSV rows. Example: --format json")
+@click.option("--no-index", is_flag=True, help="Use the database as it is; do not index the splits first. "
+                                               "Example: --no-index")
+@click.option("--workers", "-j", type=click.IntRange(0), default=None,
+              help="Worker processes for the indexing. Example: -j 2")
+@click.pass_context
+def leakage(ctx, split_dirs, manifest, verdicts, fmt, no_index, workers):
+    """Near-duplicates across dataset splits: SPLIT_DIRs (each folder a split, named by
+    the folder) or a --manifest. Indexes them first (incremental), then lists each pair
+    whose images lie in different splits with its evidence, per split pair. Exits with
+    5 when anything leaks, so a dataset repository can use it as a CI check.
+
+    \b
+    Examples:
+      photoqa leakage data/train data/val data/test
+      photoqa leakage --manifest splits.csv --format json
+    """
+    from indexer.commands import leakage as lk
+    from indexer.match.verdict import VERDICTS
+
+    if bool(split_dirs) == bool(manifest):
+        _fail("give split folders or --manifest FILE (one of the two)", EXIT_USAGE)
+    chosen = tuple(v.strip() for v in verdicts.split(",") if v.strip()) if verdicts else lk.DEFAULT_VERDICTS
+    unknown = [v for v in chosen if v not in VERDICTS]
+    if unknown:
+        _fail(f"unknown verdict(s) {', '.join(unknown)}; choose from {', '.join(VERDICTS)}", EXIT_USAGE)
+    if manifest:
+        try:
+            table = lk.read_manifest(manifest)
+        except lk.ManifestError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        split, roots = table.get, sorted({Path(p).parent for p in table})
+    else:
+        split, roots = lk.split_of_folders(list(split_dirs)), list(split_dirs)
+    session = _session(ctx)
+    if not no_index:
+        from indexer.commands.index import run_index
+
+        run_index(session, [r for r in roots if r.exists()], workers=workers, show_progress=False)
+    report = lk.find_leaks(session.engine, split, chosen)
+    report.splits = lk.count_splits(session.engine, split)
+    if fmt == "json":
+        from indexer.commands.output import write_json
+
+        write_json(report.as_dict())
+    elif fmt == "csv":
+        import csv as csvmod
+
+        out = csvmod.writer(sys.stdout)
+        out.writerow(["split_a", "split_b", "path_a", "path_b", "verdict", "hamming", "transform",
+                      "correlation", "description"])
+        for x in report.leaks:
+            out.writerow([x.split_a, x.split_b, x.path_a, x.path_b, x.verdict, x.hamming, x.transform,
+                          x.correlation, x.description])
+    else:
+        click.echo(lk.render_text(report))
+    if report.leaks:
+        sys.exit(EXIT_LEAKAGE)
 
 
 @main.command("stack-stats")

@@ -66,3 +66,13 @@ def pair_overlaps(engine: Engine) -> dict[tuple[int, int], tuple[float | None, f
     with engine.connect() as conn:
         rows = conn.execute(select(Pair.a_id, Pair.b_id, Pair.overlap_a, Pair.overlap_b)).all()
     return {(a, b): (oa, ob) for a, b, oa, ob in rows}
+
+
+def present_paths(engine: Engine) -> list[str]:
+    """``path`` of every image still on disk (files and stack frames)."""
+    from sqlalchemy import select
+
+    from db.models import Image
+
+    with engine.connect() as conn:
+        return list(conn.execute(select(Image.path).where(Image.missing_since.is_(None))).scalars())
