@@ -132,6 +132,80 @@ def leakage(ctx, split_dirs, manifest, verdicts, fmt, no_index, workers):
         sys.exit(EXIT_LEAKAGE)
 
 
+@main.command("export")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--where", default=None, metavar="SQL",
+              help="Only images matching this SQL condition over the images columns. "
+                   "Example: --where \"width >= 64 AND path LIKE '%/train/%'\"")
+@click.option("--exclude-flags", default=None, metavar="LIST",
+              help="Leave out images with any of these QA flags. Example: --exclude-flags dark,blurry")
+@click.option("--exclude-verdicts", default=None, metavar="LIST",
+              help="Also leave out the later image of every pair with these verdicts (beyond one "
+                   "per duplicate group). Example: --exclude-verdicts similar")
+@click.option("--all-members", is_flag=True,
+              help="Keep every member of a duplicate group, not only its keeper. Example: --all-members")
+@click.option("--size", nargs=2, type=click.IntRange(1), default=(224, 224), show_default=True,
+              metavar="H W", help="Output height and width. Example: --size 96 96")
+@click.option("--fit", "fit_mode", type=click.Choice(["pad", "crop"]), default="pad", show_default=True,
+              help="Keep the aspect by padding, or by cropping the centre. Example: --fit crop")
+@click.option("--dtype", type=click.Choice(["float32", "uint8"]), default="float32", show_default=True,
+              help="Element type of the array (uint8: normalised values x 255). Example: --dtype uint8")
+@click.option("--normalize", "method", type=click.Choice(["dtype", "minmax", "zscore", "equalize"]),
+              default="dtype", show_default=True,
+              help="dtype: scale by the type's range; minmax: each image to 0..1; zscore: per channel "
+                   "over the dataset; equalize: histogram-equalise each image. Example: --normalize minmax")
+@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True,
+              help="Channels per image (grey or RGB). Example: --channels 1")
+@click.option("--split-dir", "split_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Name the split column of the index by folder. Example: --split-dir data/train")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="Summary as text or JSON. Example: --format json")
+@click.pass_context
+def export_cmd(ctx, out, where, exclude_flags, exclude_verdicts, all_members, size, fit_mode, dtype, method,
+               channels, split_dirs, fmt):
+    """Write the database's images (one per duplicate group by default) as one N x C x H x W
+    array in OUT.npz (key x), with OUT.csv mapping each row to its file, frame, split,
+    group and keeper. Streams in chunks: memory holds one chunk, whatever N.
+
+    \b
+    Examples:
+      photoqa export clean.npz --size 224 224 --normalize equalize
+      photoqa export train.npz --where "path LIKE '%/train/%'" --exclude-flags dark,blurry --dtype uint8
+    """
+    from indexer.commands.export import ExportOptions, export
+    from indexer.commands.leakage import split_of_folders
+    from indexer.exposure.flags import FLAG_NAMES
+    from indexer.match.verdict import VERDICTS
+
+    flags = tuple(f.strip() for f in exclude_flags.split(",") if f.strip()) if exclude_flags else ()
+    verdicts = tuple(v.strip() for v in exclude_verdicts.split(",") if v.strip()) if exclude_verdicts else ()
+    if [f for f in flags if f not in FLAG_NAMES] or [v for v in verdicts if v not in VERDICTS]:
+        _fail(f"unknown flag or verdict; flags: {', '.join(FLAG_NAMES)}; verdicts: {', '.join(VERDICTS)}",
+              EXIT_USAGE)
+    if dtype == "uint8" and method == "zscore":
+        _fail("--normalize zscore gives negative values: use --dtype float32", EXIT_USAGE)
+    session = _session(ctx, readonly=True)
+    opts = ExportOptions(size=tuple(size), fit=fit_mode, dtype=dtype, normalize=method, channels=int(channels))
+    try:
+        result = export(session.engine, out, opts, where=where, exclude_flags=flags, exclude_verdicts=verdicts,
+                        keepers_only=not all_members,
+                        split=split_of_folders(list(split_dirs)) if split_dirs else None)
+    except Exception as exc:  # noqa: BLE001 - a bad --where is a message
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(exc, SQLAlchemyError):
+            _fail(f"--where: {str(exc).splitlines()[0]}", EXIT_USAGE)
+        raise
+    if fmt == "json":
+        from indexer.commands.output import write_json
+
+        write_json(result.as_dict())
+    else:
+        click.echo(f"{result.rows} images -> {result.out} {tuple(result.shape)} {dtype}; index {result.index}")
+    for path, why in result.skipped[:5]:
+        click.echo(f"skipped: {path} ({why})", err=True)
+
+
 @main.command("stack-stats")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="OUT.npz",

@@ -61,8 +61,16 @@ def zscore(batch: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((batch.astype(np.float32) - m) / np.where(s > 0, s, 1)).astype(np.float32)
 
 
-def equalize(batch: np.ndarray) -> np.ndarray:
-    """Each frame's values replaced by their empirical CDF in 0..1 (see module docstring)."""
+def equalize(batch: np.ndarray, *, levels: int | None = None) -> np.ndarray:
+    """Each frame's values replaced by their empirical CDF in 0..1 (see module docstring).
+
+    Integer batches, or float ones in 0..1 with ``levels`` (quantised to that many levels,
+    e.g. 256 for 8-bit sources), take the CDF-lookup road: one ``bincount`` over the whole
+    batch (frame i's levels offset by ``levels * i``), a cumulative sum per frame and a
+    gather, O(pixels); other float batches are sorted (O(pixels log pixels)).
+    """
+    if batch.dtype.kind in "biu" or levels is not None:
+        return _equalize_levels(batch, levels)
     n = len(batch)
     x = batch.reshape(n, -1).astype(np.float64)
     nan = np.isnan(x)
@@ -72,7 +80,8 @@ def equalize(batch: np.ndarray) -> np.ndarray:
     ranked = np.take_along_axis(x, order, axis=1)
     # the CDF at a value counts every value <= it: the last index of its run of ties + 1
     size = x.shape[1]
-    last = np.where(np.diff(ranked, axis=1, append=np.nan) != 0, np.arange(size)[None, :], size)
+    with np.errstate(invalid="ignore"):  # inf - inf among the NaN placeholders at the end
+        last = np.where(np.diff(ranked, axis=1, append=np.nan) != 0, np.arange(size)[None, :], size)
     last = np.minimum.accumulate(last[:, ::-1], axis=1)[:, ::-1]
     cdf = (last + 1) / np.maximum(valid, 1)
     out = np.empty_like(cdf)
@@ -81,8 +90,41 @@ def equalize(batch: np.ndarray) -> np.ndarray:
     return out.reshape(batch.shape).astype(np.float32)
 
 
-def normalize(batch: np.ndarray, method: str, *, mean=None, std=None) -> np.ndarray:
-    """Dispatch by ``method`` (one of :data:`METHODS`); ``zscore`` needs ``mean``/``std``."""
+def _equalize_levels(batch: np.ndarray, levels: int | None) -> np.ndarray:
+    n = len(batch)
+    flat = batch.reshape(n, -1)
+    nan = None
+    if batch.dtype.kind in "biu":
+        lo = int(flat.min()) if flat.size else 0
+        levels = (int(flat.max()) - lo + 1) if flat.size else 1
+        index = flat.astype(np.intp)
+        if lo:
+            index -= lo
+    else:
+        nan = np.isnan(flat)
+        scaled = np.multiply(flat, np.float32(levels - 1), dtype=np.float32)
+        np.clip(np.rint(scaled, out=scaled), 0, levels - 1, out=scaled)
+        if nan.any():
+            scaled[nan] = 0
+        else:
+            nan = None
+        index = scaled.astype(np.intp)
+    # one flat index per pixel into an (n, levels) table: frame i's level l is i*levels + l;
+    # the same array serves the bincount and the gather (take_along_axis built index
+    # arrays of its own and was 1.5x slower on (256, 3, 224, 224) uint8)
+    index += (np.arange(n, dtype=np.intp) * levels)[:, None]
+    weights = None if nan is None else (~nan).ravel().astype(np.float32)
+    counts = np.bincount(index.ravel(), weights=weights, minlength=n * levels).reshape(n, levels)
+    cdf = (np.cumsum(counts, axis=1) / np.maximum(counts.sum(axis=1, keepdims=True), 1)).astype(np.float32)
+    out = cdf.ravel()[index]
+    if nan is not None:
+        out[nan] = np.nan
+    return out.reshape(batch.shape)
+
+
+def normalize(batch: np.ndarray, method: str, *, mean=None, std=None, levels: int | None = None) -> np.ndarray:
+    """Dispatch by ``method`` (one of :data:`METHODS`); ``zscore`` needs ``mean``/``std``,
+    ``equalize`` takes ``levels`` for float input."""
     if method == "dtype":
         return by_dtype(batch)
     if method == "minmax":
@@ -90,5 +132,5 @@ def normalize(batch: np.ndarray, method: str, *, mean=None, std=None) -> np.ndar
     if method == "zscore":
         return zscore(batch, mean, std)
     if method == "equalize":
-        return equalize(batch)
+        return equalize(batch, levels=levels)
     raise ValueError(f"unknown normalisation {method!r}; choose from {', '.join(METHODS)}")

@@ -63,3 +63,50 @@ def resize(batch: np.ndarray, height: int, width: int,
     if like_pillow:
         np.clip(np.rint(out, out=out), 0, 255, out=out)
     return out
+
+
+FITS = ("pad", "crop")
+
+
+def fit(image: np.ndarray, height: int, width: int, mode: str = "pad", *, fill: float = 0.0) -> np.ndarray:
+    """float32 (C, height, width) from ``image`` (C, h, w) float, aspect kept: ``pad``
+    scales the whole image inside and pads with ``fill`` (centred; NaN keeps the padding
+    out of later statistics), ``crop`` scales it to cover and cuts the centre. NaN pixels are missing values: resized by normalised convolution
+    (sum of weights x values over sum of weights of the present ones), NaN only where no
+    present pixel contributes, so one NaN never spreads over its neighbours."""
+    c, h, w = image.shape
+    top, left, rh, rw = placement(h, w, height, width, mode)
+    missing = np.isnan(image)
+    if missing.any():
+        num = resize(np.where(missing, 0.0, image), rh, rw)
+        den = resize((~missing).astype(np.float64), rh, rw)
+        small = np.where(den > 1e-6, num / np.where(den > 1e-6, den, 1), np.nan)
+    else:
+        small = resize(image.astype(np.float64), rh, rw)
+    out = np.full((c, height, width), fill, np.float32)
+    if mode == "pad":
+        out[:, top:top + rh, left:left + rw] = small
+    else:
+        out[:] = small[:, -top:-top + height, -left:-left + width]
+    return out
+
+
+def placement(h: int, w: int, height: int, width: int, mode: str = "pad") -> tuple[int, int, int, int]:
+    """(top, left, resized height, resized width) of an (h, w) image fitted into
+    (height, width) by :func:`fit`; top/left are <= 0 when cropping (the offset of the
+    kept window, negated)."""
+    scale = min(height / h, width / w) if mode == "pad" else max(height / h, width / w)
+    rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
+    if mode == "pad":
+        return (height - rh) // 2, (width - rw) // 2, rh, rw
+    return -((rh - height) // 2), -((rw - width) // 2), rh, rw
+
+
+def padding_mask(h: int, w: int, height: int, width: int, mode: str = "pad") -> np.ndarray:
+    """bool (height, width): True where :func:`fit` pads (never when cropping)."""
+    mask = np.zeros((height, width), bool)
+    if mode == "pad":
+        top, left, rh, rw = placement(h, w, height, width, mode)
+        mask[:] = True
+        mask[top:top + rh, left:left + rw] = False
+    return mask
