@@ -34,7 +34,7 @@ from indexer.stacks.resample import fit, padding_mask
 # padding is NaN until written: normalisation and dataset statistics leave it out (masks),
 # then it becomes 0; NaN of the data itself stays NaN in float32 output
 PAD = np.nan
-CHUNK = 256  # images per chunk: 256 x 3 x 224 x 224 float32 is 154 MB
+CHUNK = 64  # images per chunk: 64 x 3 x 224 x 224 float32 is 39 MB; a chunk fits the caches better than 256 (equalize 12-19x a loop against 3-18x, noisy 2-core runs)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from indexer.pipeline import scan
 from indexer.stacks import pixelstats, sites
 from indexer.stacks.frames import FrameBatch, measure_batch
 
-BATCH = 8192  # frames per batch: 8192 x 7 x 7 uint16 is 0.8 MB; a (8192, 1, 96, 96) float32 batch 300 MB
+BATCH = 4096  # frames per batch: the hashes hold ~20 float64 (n, 32, 32) arrays (4096: ~35 MB each); 8192 peaked at 559 MB RSS
 STATS_VERSION = 1
 
 
