@@ -144,3 +144,23 @@ def test_stack_stats_command_prints_and_writes_npz(tmp_path):
     bad = tmp_path / "x.npy"
     bad.write_bytes(b"not an array")
     assert run(tmp_path / "unused.db", "stack-stats", bad).exit_code == 2
+
+
+def test_frames_get_qa_flags_unless_raw_sensor_data(tmp_path):
+    rng = np.random.default_rng(4)
+    vision = rng.integers(60, 200, (4, 1, 48, 48)).astype(np.uint8)
+    vision[1] = 3  # a black frame: dark, low information
+    np.save(tmp_path / "vision.npy", vision)
+    db = tmp_path / "v.db"
+    assert run(db, "index", tmp_path / "vision.npy", "-j", "1").exit_code == 0
+    con = sqlite3.connect(db)
+    flagged = {(r[0], r[1]) for r in con.execute(
+        "SELECT i.frame, f.name FROM image_flags f JOIN images i ON i.id = f.image_id")}
+    assert (1, "dark") in flagged
+    assert not any(frame != 1 and name == "dark" for frame, name in flagged)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    np.save(raw / "det.npy", planted_stack(50))
+    db2 = tmp_path / "r.db"
+    assert run(db2, "index", raw, "--sensor", "d", "-j", "1").exit_code == 0
+    assert sqlite3.connect(db2).execute("SELECT COUNT(*) FROM image_flags").fetchone()[0] == 0

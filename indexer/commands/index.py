@@ -54,7 +54,8 @@ def stack_indexer(session: Session, paths: list[Path], sensor: str | None):
 
     def run(tasks) -> int:
         folder = sensor_folder(session.url, session.settings.sensor.folder)
-        result = index_stacks(tasks, session.store, paths, sensor_name=sensor, sensor_dir=folder)
+        result = index_stacks(tasks, session.store, paths, sensor_name=sensor, sensor_dir=folder,
+                              thresholds=session.settings.flags)
         for s in result.defects:
             sys.stderr.write(f"photoqa: sensor {sensor}: {s.kind} site at x={s.x} y={s.y} "
                              f"(mean {s.mean:.4g}, sites' median {s.centre:.4g})\n")

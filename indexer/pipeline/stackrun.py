@@ -10,21 +10,27 @@ stack is read in batches of :data:`BATCH` frames from its memory map, measured w
 Frames with equal pixels (equal ``sha256``, here or in rows already stored) become
 ``same_pixels`` pairs, so they group like copies of a file. Near-duplicate (perceptual)
 matching of frames is not run: their hashes are stored, and ``matched_at`` is set.
+QA flags (``image_flags``, thresholds of ``[flags]``) are evaluated per frame, except
+for raw sensor data (``--sensor``: a 7x7 frame of photon counts is "dark" and "odd
+size" by every photo's measure, and 96,108 frames would cost ~100 us each).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
+from db import flags as dbflags
 from db import frames as dbframes
 from db import sensors as dbsensors
 from db.pairs import save_pairs
 from db.store import Store, pack_hist, pack_thumb, utcnow
 from indexer.decode import arrays
 from indexer.errors import DecodeError
+from indexer.exposure.flags import FLAGS_VERSION, FlagThresholds, fired
 from indexer.match.engine import PairEvidence
 from indexer.measure import hashes
 from indexer.measure.features import FEATURES_VERSION
@@ -90,12 +96,27 @@ def equal_pixel_pairs(ids_by_sha: dict[str, list[int]]) -> list[PairEvidence]:
     return out
 
 
-def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "SensorSink | None") -> None:
-    """Store every frame of one stack file (its old rows replaced)."""
+def frame_flags(stack: arrays.ArrayStack, fb: FrameBatch, thresholds: FlagThresholds) -> list[list]:
+    """The fired QA flags of each frame of a measured batch (exposure.flags per frame)."""
+    s = stack.shape
+    out = []
+    for i in range(len(fb.sha256)):
+        m = SimpleNamespace(hist=fb.hist[i], luma_p1=fb.luma_p1[i], luma_p99=fb.luma_p99[i],
+                            clip_high=fb.clip_high[i], clip_low=fb.clip_low[i], sharpness=fb.sharpness[i],
+                            colourfulness=fb.colourfulness[i], ev=fb.ev[i])
+        out.append(fired(m, s.width, s.height, thresholds=thresholds))
+    return out
+
+
+def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "SensorSink | None",
+                     thresholds: FlagThresholds | None = None) -> None:
+    """Store every frame of one stack file (its old rows replaced); ``thresholds``: QA
+    flags of every frame (None: no flags)."""
     stacks = arrays.open_stacks(task.path)
     dbframes.forget_stack(store.engine, task.path, store.group_rule)
     fmt = "npz" if task.path.lower().endswith(".npz") else "npy"
     shas: set[str] = set()
+    flags: dict[tuple[str, int], list] = {}
     for stack in stacks:
         integer = stack.dtype.kind in "biu"
         stats = pixelstats.PixelStats.empty((stack.shape.channels, stack.shape.height, stack.shape.width),
@@ -105,11 +126,18 @@ def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "S
             fb = measure_batch(batch)
             dbframes.insert_frames(store.engine, frame_rows(stack, start, fb, task, fmt))
             shas.update(fb.sha256)
+            if thresholds is not None:
+                for i, found in enumerate(frame_flags(stack, fb, thresholds)):
+                    if found:
+                        flags[(stack.key, start + i)] = found
             summary.frames += len(batch)
             if stats is not None:
                 stats = stats.merge(pixelstats.PixelStats.of_batch(batch))
         if sensor is not None:
             sensor.add(task, stack, stats)
+    if flags:
+        ids = dbframes.frame_ids(store.engine, task.path)
+        dbflags.add_flags(store.engine, {ids[k]: found for k, found in flags.items()}, FLAGS_VERSION)
     dupes = {sha: ids for sha, ids in dbframes.ids_by_sha(store.engine, shas).items() if len(ids) > 1}
     pairs = equal_pixel_pairs(dupes)
     save_pairs(store.engine, pairs, group_rule=store.group_rule)
@@ -157,9 +185,11 @@ def hash_key(text: str) -> str:
 
 
 def index_stacks(tasks: Iterable[Task], store: Store, roots: list[Path], *, sensor_name: str | None = None,
-                 sensor_dir: Path | None = None) -> StackSummary:
+                 sensor_dir: Path | None = None, thresholds: FlagThresholds | None = None) -> StackSummary:
     """Index the stack files ``tasks`` (found under ``roots``): unchanged ones skipped,
-    changed ones replaced, gone ones marked missing. One bad file becomes a failure row."""
+    changed ones replaced, gone ones marked missing. One bad file becomes a failure row.
+    ``thresholds``: QA flags per frame, unless ``sensor_name`` says the frames are raw
+    sensor data."""
     summary = StackSummary()
     known = dbframes.known_stacks(store.engine)
     sink = SensorSink(store, sensor_name, sensor_dir) if sensor_name else None
@@ -172,7 +202,7 @@ def index_stacks(tasks: Iterable[Task], store: Store, roots: list[Path], *, sens
             summary.unchanged_frames += state.frames
             continue
         try:
-            index_stack_file(task, store, summary, sink)
+            index_stack_file(task, store, summary, sink, None if sink is not None else thresholds)
         except DecodeError as exc:
             store.save_failure(Failed(task, exc.kind, exc.message))
             summary.failed += 1
