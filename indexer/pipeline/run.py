@@ -104,7 +104,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     it they are left alone.
     """
     started = time.perf_counter()
-    tasks = scan.walk(roots)
+    tasks = scan.walk(roots, stacks=stacks is not None)
     stack_tasks = [t for t in tasks if arrays.is_array_file(t.path)]
     tasks = [t for t in tasks if not arrays.is_array_file(t.path)]
     todo = scan.plan(tasks, store.known_files(), store.known_failures(), roots, FEATURES_VERSION)
