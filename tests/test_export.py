@@ -142,3 +142,17 @@ def test_export_bad_where_is_one_line(planted, tmp_path):
     db, _, _ = planted
     result = run(db, "export", tmp_path / "x.npz", "--where", "no_such_column = 1")
     assert result.exit_code == 2
+
+
+def test_fit_pads_or_crops_keeping_the_aspect():
+    from indexer.stacks.resample import padding_mask
+
+    wide = np.zeros((1, 20, 40))
+    wide[:, :, 20:] = 1.0  # right half bright
+    padded = fit(wide, 20, 20, "pad")  # 10 rows of picture, 5 of padding above and below
+    assert padding_mask(20, 40, 20, 20, "pad")[:5].all() and not padding_mask(20, 40, 20, 20, "pad")[5:15].any()
+    assert np.all(padded[0, :5] == 0) and np.all(padded[0, 15:] == 0)
+    assert padded[0, 10, :8].max() < 0.05 and padded[0, 10, 12:].min() > 0.95
+    cropped = fit(wide, 20, 20, "crop")  # the centre 20x20: left half dark, right half bright
+    assert not padding_mask(20, 40, 20, 20, "crop").any()
+    assert cropped[0, :, :8].max() < 0.05 and cropped[0, :, 12:].min() > 0.95

@@ -125,10 +125,14 @@ def test_index_stack_rows_groups_and_sensor_defects(tmp_path):
     assert members == {10, 20}
     defects = {(r[1], r[0], r[2]) for r in con.execute("SELECT x, y, kind FROM sensor_defects")}
     assert defects == {(y, x, "hot") for y, x in HOT} | {(y, x, "dead") for y, x in DEAD}
-    # unchanged on a second run (without --sensor): no rows rewritten
-    again = run(db, "index", folder, "-j", "1", "--format", "json")
-    assert json.loads(again.stdout)["frames"] == 0
-    assert con.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1000
+    # unchanged on a second run: no rows rewritten; with --sensor its statistics read again
+    ids = con.execute("SELECT MIN(id), MAX(id) FROM images").fetchone()
+    for extra in ((), ("--sensor", "det7")):
+        again = run(db, "index", folder, "-j", "1", "--format", "json", *extra)
+        assert json.loads(again.stdout)["frames"] == 0
+        assert con.execute("SELECT COUNT(*), MIN(id), MAX(id) FROM images").fetchone() == (1000, *ids)
+    assert len(con.execute("SELECT * FROM sensor_defects").fetchall()) == 5
+    assert con.execute("SELECT frames FROM sensors").fetchone()[0] == 1000
 
 
 def test_stack_stats_command_prints_and_writes_npz(tmp_path):

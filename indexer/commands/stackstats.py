@@ -15,7 +15,7 @@ import numpy as np
 
 from indexer.atomicfile import replace_with
 from indexer.decode import arrays
-from indexer.pipeline.stackrun import batch_size
+from indexer.pipeline.stackrun import stack_pixelstats
 from indexer.stacks import pixelstats, sites
 
 
@@ -46,9 +46,7 @@ def stack_stats(path: Path) -> list[StackStats]:
     out = []
     for stack in arrays.open_stacks(path):
         started = time.perf_counter()
-        s = stack.shape
-        stats = pixelstats.stack_statistics((b for _, b in stack.batches(batch_size(stack))),
-                                            (s.channels, s.height, s.width), integer=stack.dtype.kind in "biu")
+        stats = stack_pixelstats(stack)
         found = sites.classify(stats.mean, stats.variance())
         out.append(StackStats(str(path), stack.key, stack.raw_shape, str(stack.dtype), stats, found,
                               time.perf_counter() - started))

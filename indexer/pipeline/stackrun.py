@@ -145,6 +145,13 @@ def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "S
     summary.files += 1
 
 
+def stack_pixelstats(stack: arrays.ArrayStack) -> pixelstats.PixelStats:
+    """Per-pixel statistics of a whole stack, batch by batch from its memory map."""
+    s = stack.shape
+    return pixelstats.stack_statistics((b for _, b in stack.batches(batch_size(stack))),
+                                       (s.channels, s.height, s.width), integer=stack.dtype.kind in "biu")
+
+
 class SensorSink:
     """Per-pixel statistics of the stacks of one named detector, merged into its file
     beside the database and classified into ``sensor_defects`` (:meth:`close`)."""
@@ -197,11 +204,15 @@ def index_stacks(tasks: Iterable[Task], store: Store, roots: list[Path], *, sens
     for task in tasks:
         seen.add(task.path)
         state = known.get(task.path)
-        if (state and not state.missing and (state.size, state.mtime_ns) == (task.size, task.mtime_ns)
-                and state.features_version == FEATURES_VERSION and sink is None):
-            summary.unchanged_frames += state.frames
-            continue
+        unchanged = (state is not None and not state.missing and state.features_version == FEATURES_VERSION
+                     and (state.size, state.mtime_ns) == (task.size, task.mtime_ns))
         try:
+            if unchanged:
+                summary.unchanged_frames += state.frames
+                if sink is not None:  # its rows stand; the detector's statistics read it again
+                    for stack in arrays.open_stacks(task.path):
+                        sink.add(task, stack, stack_pixelstats(stack))
+                continue
             index_stack_file(task, store, summary, sink, None if sink is not None else thresholds)
         except DecodeError as exc:
             store.save_failure(Failed(task, exc.kind, exc.message))
