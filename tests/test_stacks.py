@@ -168,3 +168,22 @@ def test_frames_get_qa_flags_unless_raw_sensor_data(tmp_path):
     db2 = tmp_path / "r.db"
     assert run(db2, "index", raw, "--sensor", "d", "-j", "1").exit_code == 0
     assert sqlite3.connect(db2).execute("SELECT COUNT(*) FROM image_flags").fetchone()[0] == 0
+
+
+def test_damaged_stacks_are_failure_rows_with_no_frames_left(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.savez_compressed(folder / "cut.npz", x=planted_stack(10000))  # damage at ~5000: after a batch of 4096
+    data = (folder / "cut.npz").read_bytes()
+    (folder / "cut.npz").write_bytes(data[: len(data) // 2])  # the zip directory is gone
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF  # deflate data damaged half-way: found after batches were stored
+    (folder / "crc.npz").write_bytes(bytes(damaged))
+    np.save(folder / "ok.npy", planted_stack(30))
+    db = tmp_path / "t.db"
+    result = run(db, "index", folder, "-j", "1", "--format", "json")
+    assert result.exit_code == 0
+    con = sqlite3.connect(db)
+    assert sorted(con.execute("SELECT path, kind FROM failures")) == [
+        (str(folder / "crc.npz"), "corrupt"), (str(folder / "cut.npz"), "corrupt")]
+    assert con.execute("SELECT DISTINCT container FROM images").fetchall() == [(str(folder / "ok.npy"),)]

@@ -17,6 +17,7 @@ member name without ``.npy`` for ``.npz``. How its frames appear as rows: see
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,14 +127,17 @@ class ArrayStack:
 
     def _stream_batches(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
         s = self.shape
-        with zipfile.ZipFile(self.path) as zf, zf.open(self._member) as fh:
-            fh.seek(self._data_offset)
-            for start in range(0, s.frames, size):
-                n = min(size, s.frames - start)
-                data = fh.read(n * self.frame_bytes)
-                if len(data) != n * self.frame_bytes:
-                    raise DecodeError("truncated", f"{self.path}#{self.key}: member ends early")
-                yield start, np.frombuffer(data, dtype=self.dtype).reshape(n, s.channels, s.height, s.width)
+        try:
+            with zipfile.ZipFile(self.path) as zf, zf.open(self._member) as fh:
+                fh.seek(self._data_offset)
+                for start in range(0, s.frames, size):
+                    n = min(size, s.frames - start)
+                    data = fh.read(n * self.frame_bytes)
+                    if len(data) != n * self.frame_bytes:
+                        raise DecodeError("truncated", f"{self.path}#{self.key}: member ends early")
+                    yield start, np.frombuffer(data, dtype=self.dtype).reshape(n, s.channels, s.height, s.width)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:  # CRC, inflate, a short file
+            raise DecodeError("corrupt", f"{self.path}#{self.key}: {exc}") from exc
 
 
 def _check_dtype(path: str, dtype: np.dtype) -> None:

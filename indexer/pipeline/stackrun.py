@@ -214,11 +214,12 @@ def index_stacks(tasks: Iterable[Task], store: Store, roots: list[Path], *, sens
                         sink.add(task, stack, stack_pixelstats(stack))
                 continue
             index_stack_file(task, store, summary, sink, None if sink is not None else thresholds)
-        except DecodeError as exc:
-            store.save_failure(Failed(task, exc.kind, exc.message))
-            summary.failed += 1
-        except (MemoryError, OSError, ValueError) as exc:
-            store.save_failure(Failed(task, "internal", f"{type(exc).__name__}: {exc}"))
+        except (DecodeError, MemoryError, OSError, ValueError) as exc:
+            # a file that breaks half-way (truncated member) keeps no half of its frames
+            dbframes.forget_stack(store.engine, task.path, store.group_rule)
+            kind, message = (exc.kind, exc.message) if isinstance(exc, DecodeError) else (
+                "internal", f"{type(exc).__name__}: {exc}")
+            store.save_failure(Failed(task, kind, message))
             summary.failed += 1
     resolved = [str(scan.absolute(r)) for r in roots]
     gone = [c for c, st in known.items() if c not in seen and not st.missing and scan.within(c, resolved)]
