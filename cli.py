@@ -15,6 +15,7 @@ EXIT_USAGE = 2  # wrong options or arguments (click's own code)
 EXIT_FILES_FAILED = 3  # with --strict: some files could not be indexed
 EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
 EXIT_BUSY = 5  # `watch`: another live daemon already watches these folders for this database
+EXIT_LEAKAGE = 5  # `leakage`: near-duplicates found across dataset splits (a CI gate; 5 as for `watch`, another command)
 EXIT_SKIPPED = 6  # `dupes --apply` / `undo`: some planned operations were skipped (each says why)
 
 FORMAT = click.Choice(["table", "json", "csv"])
@@ -63,6 +64,184 @@ def main(ctx: click.Context, db: str | None, config: str | None) -> None:
 
 
 @main.command()
+@click.argument("split_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Splits from a CSV (path,split) or JSON ({path: split}) file instead of "
+                                   "folders. Example: --manifest splits.csv")
+@click.option("--verdicts", default=None, metavar="LIST",
+              help="Pair verdicts that count as leakage (default same_file,same_pixels,derived). "
+                   "Example: --verdicts same_file,same_pixels,derived,similar")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
+              help="Report as text, one JSON object, or CSV rows. Example: --format json")
+@click.option("--no-index", is_flag=True, help="Use the database as it is; do not index the splits first. "
+                                               "Example: --no-index")
+@click.option("--workers", "-j", type=click.IntRange(0), default=None,
+              help="Worker processes for the indexing. Example: -j 2")
+@click.pass_context
+def leakage(ctx, split_dirs, manifest, verdicts, fmt, no_index, workers):
+    """Near-duplicates across dataset splits: SPLIT_DIRs (each folder a split, named by
+    the folder) or a --manifest. Indexes them first (incremental), then lists each pair
+    whose images lie in different splits with its evidence, per split pair. Exits with
+    5 when anything leaks, so a dataset repository can use it as a CI check.
+
+    \b
+    Examples:
+      photoqa leakage data/train data/val data/test
+      photoqa leakage --manifest splits.csv --format json
+    """
+    from indexer.commands import leakage as lk
+    from indexer.match.verdict import VERDICTS
+
+    if bool(split_dirs) == bool(manifest):
+        _fail("give split folders or --manifest FILE (one of the two)", EXIT_USAGE)
+    chosen = tuple(v.strip() for v in verdicts.split(",") if v.strip()) if verdicts else lk.DEFAULT_VERDICTS
+    unknown = [v for v in chosen if v not in VERDICTS]
+    if unknown:
+        _fail(f"unknown verdict(s) {', '.join(unknown)}; choose from {', '.join(VERDICTS)}", EXIT_USAGE)
+    if manifest:
+        try:
+            table = lk.read_manifest(manifest)
+        except lk.ManifestError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        split, roots = table.get, sorted({Path(p).parent for p in table})
+    else:
+        split, roots = lk.split_of_folders(list(split_dirs)), list(split_dirs)
+    session = _session(ctx)
+    if not no_index:
+        from indexer.commands.index import run_index
+
+        run_index(session, [r for r in roots if r.exists()], workers=workers, show_progress=False)
+    report = lk.find_leaks(session.engine, split, chosen)
+    report.splits = lk.count_splits(session.engine, split)
+    if fmt == "json":
+        from indexer.commands.output import write_json
+
+        write_json(report.as_dict())
+    elif fmt == "csv":
+        import csv as csvmod
+
+        out = csvmod.writer(sys.stdout)
+        out.writerow(["split_a", "split_b", "path_a", "path_b", "verdict", "hamming", "transform",
+                      "correlation", "description"])
+        for x in report.leaks:
+            out.writerow([x.split_a, x.split_b, x.path_a, x.path_b, x.verdict, x.hamming, x.transform,
+                          x.correlation, x.description])
+    else:
+        click.echo(lk.render_text(report))
+    if report.leaks:
+        sys.exit(EXIT_LEAKAGE)
+
+
+@main.command("export")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--where", default=None, metavar="SQL",
+              help="Only images matching this SQL condition over the images columns. "
+                   "Example: --where \"width >= 64 AND path LIKE '%/train/%'\"")
+@click.option("--exclude-flags", default=None, metavar="LIST",
+              help="Leave out images with any of these QA flags. Example: --exclude-flags dark,blurry")
+@click.option("--exclude-verdicts", default=None, metavar="LIST",
+              help="Also leave out the later image of every pair with these verdicts (beyond one "
+                   "per duplicate group). Example: --exclude-verdicts similar")
+@click.option("--all-members", is_flag=True,
+              help="Keep every member of a duplicate group, not only its keeper. Example: --all-members")
+@click.option("--size", nargs=2, type=click.IntRange(1), default=(224, 224), show_default=True,
+              metavar="H W", help="Output height and width. Example: --size 96 96")
+@click.option("--fit", "fit_mode", type=click.Choice(["pad", "crop"]), default="pad", show_default=True,
+              help="Keep the aspect by padding, or by cropping the centre. Example: --fit crop")
+@click.option("--dtype", type=click.Choice(["float32", "uint8"]), default="float32", show_default=True,
+              help="Element type of the array (uint8: normalised values x 255). Example: --dtype uint8")
+@click.option("--normalize", "method", type=click.Choice(["dtype", "minmax", "zscore", "equalize"]),
+              default="dtype", show_default=True,
+              help="dtype: scale by the type's range; minmax: each image to 0..1; zscore: per channel "
+                   "over the dataset; equalize: histogram-equalise each image. Example: --normalize minmax")
+@click.option("--channels", type=click.Choice(["1", "3"]), default="3", show_default=True,
+              help="Channels per image (grey or RGB). Example: --channels 1")
+@click.option("--split-dir", "split_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Name the split column of the index by folder. Example: --split-dir data/train")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="Summary as text or JSON. Example: --format json")
+@click.pass_context
+def export_cmd(ctx, out, where, exclude_flags, exclude_verdicts, all_members, size, fit_mode, dtype, method,
+               channels, split_dirs, fmt):
+    """Write the database's images (one per duplicate group by default) as one N x C x H x W
+    array in OUT.npz (key x), with OUT.csv mapping each row to its file, frame, split,
+    group and keeper. Streams in chunks: memory holds one chunk, whatever N.
+
+    \b
+    Examples:
+      photoqa export clean.npz --size 224 224 --normalize equalize
+      photoqa export train.npz --where "path LIKE '%/train/%'" --exclude-flags dark,blurry --dtype uint8
+    """
+    from indexer.commands.export import ExportOptions, export
+    from indexer.commands.leakage import split_of_folders
+    from indexer.exposure.flags import FLAG_NAMES
+    from indexer.match.verdict import VERDICTS
+
+    flags = tuple(f.strip() for f in exclude_flags.split(",") if f.strip()) if exclude_flags else ()
+    verdicts = tuple(v.strip() for v in exclude_verdicts.split(",") if v.strip()) if exclude_verdicts else ()
+    if [f for f in flags if f not in FLAG_NAMES] or [v for v in verdicts if v not in VERDICTS]:
+        _fail(f"unknown flag or verdict; flags: {', '.join(FLAG_NAMES)}; verdicts: {', '.join(VERDICTS)}",
+              EXIT_USAGE)
+    if dtype == "uint8" and method == "zscore":
+        _fail("--normalize zscore gives negative values: use --dtype float32", EXIT_USAGE)
+    session = _session(ctx, readonly=True)
+    opts = ExportOptions(size=tuple(size), fit=fit_mode, dtype=dtype, normalize=method, channels=int(channels))
+    try:
+        result = export(session.engine, out, opts, where=where, exclude_flags=flags, exclude_verdicts=verdicts,
+                        keepers_only=not all_members,
+                        split=split_of_folders(list(split_dirs)) if split_dirs else None)
+    except Exception as exc:  # noqa: BLE001 - a bad --where is a message
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(exc, SQLAlchemyError):
+            _fail(f"--where: {str(exc).splitlines()[0]}", EXIT_USAGE)
+        raise
+    if fmt == "json":
+        from indexer.commands.output import write_json
+
+        write_json(result.as_dict())
+    else:
+        click.echo(f"{result.rows} images -> {result.out} {tuple(result.shape)} {dtype}; index {result.index}")
+    for path, why in result.skipped[:5]:
+        click.echo(f"skipped: {path} ({why})", err=True)
+
+
+@main.command("stack-stats")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="OUT.npz",
+              help="Where to write the per-pixel arrays (default ./<FILE name>.stats.npz). "
+                   "Example: --out det.stats.npz")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="Grids as text, or one JSON object per stack. Example: --format json")
+def stack_stats(file, out, fmt):
+    """Per-pixel statistics of the frames of an array stack FILE (.npy/.npz): mean,
+    variance, minimum, maximum, a per-pixel histogram of counts, hot and dead sites.
+    Reads the stack in batches from a memory map; no database.
+
+    \b
+    Examples:
+      photoqa stack-stats detector.npy
+      photoqa stack-stats set.npz --out set.stats.npz --format json
+    """
+    from indexer.commands.stackstats import render_text, stack_stats as compute, write_npz
+    from indexer.errors import DecodeError
+
+    try:
+        results = compute(file)
+    except DecodeError as exc:
+        _fail(f"{file}: {exc.message}", EXIT_USAGE)
+    target = out or Path(file.name + ".stats.npz")
+    write_npz(results, target)
+    if fmt == "json":
+        from indexer.commands.output import write_json
+
+        write_json([r.as_dict() for r in results])
+    else:
+        click.echo(render_text(results))
+    click.echo(f"per-pixel statistics written to {target}", err=True)
+
+
+@main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--workers", "-j", type=click.IntRange(0), default=None,
               help="Worker processes (default: one per core; 1 runs in this process). Example: -j 4")
@@ -71,12 +250,17 @@ def main(ctx: click.Context, db: str | None, config: str | None) -> None:
 @click.option("--strict", is_flag=True,
               help=f"Exit with {EXIT_FILES_FAILED} if any file failed. Example: --strict")
 @click.option("--verbose", "-v", is_flag=True, help="One line per file on stderr. Example: -v")
+@click.option("--sensor", metavar="NAME", default=None,
+              help="Array stacks (.npy/.npz) are raw frames of the detector NAME: per-pixel "
+                   "statistics and its hot and dead sites are kept. Example: --sensor det7x7")
 @click.pass_context
-def index(ctx, paths, workers, fmt, strict, verbose):
+def index(ctx, paths, workers, fmt, strict, verbose, sensor):
     """Index PATHS (files or folders, recursively) into the database.
 
     Unchanged files (same path, size and mtime) are skipped; changed ones re-measured;
-    a moved file keeps its row; a file gone from disk is marked missing. Files that
+    a moved file keeps its row; a file gone from disk is marked missing. Array stacks
+    (.npy, .npz: (H, W), (N, H, W) or (N, C, H, W)) give one row per frame, path
+    FILE#FRAME (FILE#KEY:FRAME in a .npz). Files that
     cannot be decoded become rows in `failures` and never stop the run; the first five
     are named on stderr, with the query that lists them all.
 
@@ -88,7 +272,7 @@ def index(ctx, paths, workers, fmt, strict, verbose):
     from indexer.commands.index import run_index
 
     session = _session(ctx)
-    summary = run_index(session, list(paths), workers=workers, verbose=verbose)
+    summary = run_index(session, list(paths), workers=workers, verbose=verbose, sensor=sensor)
     if fmt == "json":
         from indexer.commands.output import write_json
 

@@ -109,3 +109,13 @@ def pair_sources(engine: Engine, ids: Iterable[int]) -> dict[int, tuple]:
                    Image.orientation).where(Image.id.in_(list(ids)))
     with engine.connect() as conn:
         return {r[0]: tuple(r[1:]) for r in conn.execute(query)}
+
+
+def add_flags(engine: Engine, flags_by_image: dict[int, list], version: int) -> None:
+    """Store the flags of images that have none yet (new rows: frames of a stack), in one
+    transaction."""
+    rows = [dict(image_id=i, name=f.name, value=float(f.value), threshold=float(f.threshold),
+                 flags_version=version) for i, flags in flags_by_image.items() for f in flags]
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert(ImageFlag), rows)

@@ -97,6 +97,12 @@ class Image(Base):
     thumb: Mapped[bytes] = mapped_column(LargeBinary)
     thumb_width: Mapped[int] = mapped_column(SmallInteger)
     thumb_height: Mapped[int] = mapped_column(SmallInteger)
+    # frames of array stacks (.npy/.npz, indexer.decode.arrays): path is "<file>#<frame>"
+    # or "<file>#<key>:<frame>"; container the file, array_key the .npz member ('' for
+    # .npy), frame the index along the first axis. NULL for image files.
+    container: Mapped[str | None] = mapped_column(Text, index=True)
+    array_key: Mapped[str | None] = mapped_column(String(64))
+    frame: Mapped[int | None] = mapped_column(Integer)
 
 
 class Meta(Base):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, StatementError
@@ -66,3 +68,63 @@ def pair_overlaps(engine: Engine) -> dict[tuple[int, int], tuple[float | None, f
     with engine.connect() as conn:
         rows = conn.execute(select(Pair.a_id, Pair.b_id, Pair.overlap_a, Pair.overlap_b)).all()
     return {(a, b): (oa, ob) for a, b, oa, ob in rows}
+
+
+def present_paths(engine: Engine) -> list[str]:
+    """``path`` of every image still on disk (files and stack frames)."""
+    from sqlalchemy import select
+
+    from db.models import Image
+
+    with engine.connect() as conn:
+        return list(conn.execute(select(Image.path).where(Image.missing_since.is_(None))).scalars())
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One image chosen for ``photoqa export``: its row id, path, stack address (NULLs
+    for files), duplicate group (its own id when alone) and whether it is the keeper."""
+
+    id: int
+    path: str
+    container: str | None
+    array_key: str | None
+    frame: int | None
+    group_id: int
+    keeper: bool
+
+
+def export_rows(engine: Engine, *, where: str | None = None, exclude_flags: Sequence[str] = (),
+                exclude_verdicts: Sequence[str] = (), keepers_only: bool = True) -> list[ExportRow]:
+    """Present images in id order, filtered: ``where`` is an SQL condition over the
+    ``images`` columns (run on the caller's read-only connection); ``exclude_flags``
+    drops images with any of those flags raised; ``keepers_only`` keeps one image per
+    duplicate group (its keeper); ``exclude_verdicts`` also drops the later image (higher
+    id) of every pair with one of those verdicts whose earlier image is kept."""
+    sql = ("SELECT images.id, images.path, images.container, images.array_key, images.frame, "
+           "COALESCE(g.group_id, images.id), COALESCE(g.is_keeper, 1) FROM images "
+           "LEFT JOIN image_groups g ON g.image_id = images.id WHERE images.missing_since IS NULL")
+    if where:
+        sql += f" AND ({where})"
+    if exclude_flags:
+        names = ", ".join(f":f{i}" for i in range(len(exclude_flags)))
+        sql += f" AND images.id NOT IN (SELECT image_id FROM image_flags WHERE name IN ({names}))"
+    params = {f"f{i}": name for i, name in enumerate(exclude_flags)}
+    with engine.connect() as conn:
+        rows = [ExportRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), bool(r[6]))
+                for r in conn.execute(text(sql + " ORDER BY images.id"), params)]
+        if keepers_only:
+            rows = [r for r in rows if r.keeper]
+        if exclude_verdicts:
+            names = ", ".join(f":v{i}" for i in range(len(exclude_verdicts)))
+            pairs = conn.execute(text(f"SELECT a_id, b_id FROM pairs WHERE verdict IN ({names})"),
+                                 {f"v{i}": v for i, v in enumerate(exclude_verdicts)}).all()
+            earlier: dict[int, set[int]] = {}
+            for a, b in pairs:
+                earlier.setdefault(max(a, b), set()).add(min(a, b))
+            kept: set[int] = set()
+            for r in rows:  # id order: an image goes when an earlier one it pairs with stays
+                if not earlier.get(r.id, set()) & kept:
+                    kept.add(r.id)
+            rows = [r for r in rows if r.id in kept]
+    return rows

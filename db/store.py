@@ -136,8 +136,9 @@ class Store:
         cols = (Image.path, Image.id, Image.size, Image.mtime_ns, Image.sha256,
                 Image.features_version, Image.missing_since)
         with self.engine.connect() as conn:
+            # frames of array stacks are not files: db.frames keeps their bookkeeping
             return {r[0]: FileState(r[1], r[2], r[3], r[4], r[5], r[6] is not None)
-                    for r in conn.execute(select(*cols))}
+                    for r in conn.execute(select(*cols).where(Image.container.is_(None)))}
 
     def known_failures(self) -> dict[str, tuple[int | None, int | None]]:
         with self.engine.connect() as conn:

@@ -51,8 +51,8 @@ class SensorReport:
 def file_problem(folder: Path, row: dbsensors.SensorRow) -> str:
     """Why the sensor's accumulator file cannot carry on its statistics ('' when it can):
     missing, unreadable, or disagreeing with the SQL row (header only: cheap)."""
-    if row.frames == 0 or not row.accumulator:
-        return ""
+    if row.frames == 0 or not row.accumulator or row.kind == "stack":
+        return ""  # a stack detector's file holds per-pixel statistics (photoqa stack-stats)
     path = folder / row.accumulator
     if not path.exists():
         # no sensor folder at all: most likely a shared (PostgreSQL) database indexed on

@@ -46,9 +46,28 @@ def file_logger(stream=None) -> Callable[[str, Outcome], None]:
     return log
 
 
+def stack_indexer(session: Session, paths: list[Path], sensor: str | None):
+    """The ``stacks`` callback of :func:`index_paths`: array stacks stored in batches,
+    with per-pixel sensor statistics under the name ``sensor`` when given."""
+    from indexer.pipeline.sensorstage import sensor_folder
+    from indexer.pipeline.stackrun import index_stacks
+
+    def run(tasks) -> int:
+        folder = sensor_folder(session.url, session.settings.sensor.folder)
+        result = index_stacks(tasks, session.store, paths, sensor_name=sensor, sensor_dir=folder,
+                              thresholds=session.settings.flags)
+        for s in result.defects:
+            sys.stderr.write(f"photoqa: sensor {sensor}: {s.kind} site at x={s.x} y={s.y} "
+                             f"(mean {s.mean:.4g}, sites' median {s.centre:.4g})\n")
+        return result.frames
+
+    return run
+
+
 def run_index(session: Session, paths: list[Path], *, workers: int | None = None,
-              verbose: bool = False, show_progress: bool | None = None) -> Summary:
-    """Index ``paths`` into the session's database, with a progress bar on a terminal."""
+              verbose: bool = False, show_progress: bool | None = None, sensor: str | None = None) -> Summary:
+    """Index ``paths`` into the session's database, with a progress bar on a terminal;
+    array stacks (.npy/.npz) frame by frame, ``sensor`` naming their detector."""
     settings = session.settings.index
     stages = build_stages(session)
     started = time.perf_counter()
@@ -58,7 +77,8 @@ def run_index(session: Session, paths: list[Path], *, workers: int | None = None
                                   workers=workers if workers is not None else settings.workers,
                                   progress=progress, stages=stages,
                                   log=file_logger() if verbose else None,
-                                  sensor_data=sensor_data(session))
+                                  sensor_data=sensor_data(session),
+                                  stacks=stack_indexer(session, paths, sensor))
     finally:
         for error in close_stages(stages):
             sys.stderr.write(f"photoqa: {error}\n")

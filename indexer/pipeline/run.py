@@ -17,7 +17,7 @@ from pathlib import Path
 from db import actions as dbactions
 from db.store import Store
 from indexer.config import IndexSettings
-from indexer.decode import SensorData
+from indexer.decode import SensorData, arrays
 from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Outcome, Task
 from indexer.pipeline import scan
@@ -34,6 +34,7 @@ class Summary:
     moved: int = 0
     missing: int = 0
     failed: int = 0
+    frames: int = 0  # frames of array stacks stored (indexer.pipeline.stackrun)
     seconds: float = 0.0
     images_per_second: float = 0.0
 
@@ -92,14 +93,20 @@ def _as_done(futures: set) -> Iterable:
 def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, workers: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 stages: Iterable[Stage] = (), log: Callable[[str, Outcome], None] | None = None,
-                sensor_data: SensorData = SensorData.NONE) -> Summary:
+                sensor_data: SensorData = SensorData.NONE,
+                stacks: Callable[[list[Task]], int] | None = None) -> Summary:
     """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
 
     ``progress(done, total)`` is called after each file; ``stages`` run after each stored
     image (in this process); ``log(status, outcome)`` gets one line's worth per file.
+    ``stacks(tasks)``: stores the array-stack files found (.npy/.npz) in batches and
+    returns the frames stored (:func:`indexer.pipeline.stackrun.index_stacks`); without
+    it they are left alone.
     """
     started = time.perf_counter()
-    tasks = scan.walk(roots)
+    tasks = scan.walk(roots, stacks=stacks is not None)
+    stack_tasks = [t for t in tasks if arrays.is_array_file(t.path)]
+    tasks = [t for t in tasks if not arrays.is_array_file(t.path)]
     todo = scan.plan(tasks, store.known_files(), store.known_failures(), roots, FEATURES_VERSION)
     scan.drop(todo, dbactions.placed(store.engine, [t.path for t in todo.todo]))  # dupes --apply in flight
     summary = Summary(unchanged=todo.unchanged + todo.failed_unchanged)
@@ -119,6 +126,8 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     store.mark_missing(list(gone.values()))
     store.forget_failures(todo.stale_failures)
     summary.missing = len(gone)
+    if stacks is not None:
+        summary.frames = stacks(stack_tasks)
     return summary.timed(time.perf_counter() - started)
 
 

@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.decode import sniff
+from indexer.decode import arrays, sniff
 from indexer.fileops import trash
 from indexer.outcomes import Task
 
@@ -26,8 +26,10 @@ def is_hidden_or_partial(name: str) -> bool:
             or lower.endswith((".tmp", ".part", ".crdownload", ".partial", ".download")))
 
 
-def candidate(path: Path) -> Task | None:
-    """A Task for an image file (by content or name), None for anything else.
+def candidate(path: Path, *, stacks: bool = False) -> Task | None:
+    """A Task for an image file (by content or name), None for anything else;
+    ``stacks``: array stacks (``.npy``/``.npz``, by name) too (``index`` stores them
+    frame by frame; ``watch`` does not handle them yet, so leaves them alone).
 
     A file named as an image is not opened here (one stat per file keeps a re-run over a
     large or networked tree cheap; an unreadable one still becomes a failure row); only
@@ -44,6 +46,8 @@ def candidate(path: Path) -> Task | None:
     suffix = path.suffix.lower()
     if suffix in sniff.SIDECAR_EXTENSIONS:
         return None
+    if suffix in arrays.ARRAY_EXTENSIONS:
+        return Task(str(path), st.st_size, st.st_mtime_ns) if stacks else None
     if suffix not in sniff.IMAGE_EXTENSIONS and suffix not in sniff.RAW_EXTENSIONS:
         try:
             with open(path, "rb") as fh:
@@ -63,15 +67,15 @@ def absolute(path: Path | str) -> Path:
     return Path(os.path.abspath(os.path.expanduser(path)))
 
 
-def walk(roots: list[Path]) -> list[Task]:
+def walk(roots: list[Path], *, stacks: bool = False) -> list[Task]:
     """Every candidate image under ``roots`` (files or folders), recursively, sorted by
-    path; links followed by the module docstring's rule."""
+    path; links followed by the module docstring's rule; array stacks when ``stacks``."""
     tasks: dict[str, Task] = {}
     seen: dict[tuple[int, int], str] = {}  # (device, inode) of each folder walked -> where
     for root in roots:
         root = absolute(root)
         if root.is_file():
-            found = candidate(root)
+            found = candidate(root, stacks=stacks)
             if found:
                 tasks[found.path] = found
             continue
@@ -92,7 +96,7 @@ def walk(roots: list[Path]) -> list[Task]:
                 continue
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in files:
-                found = candidate(Path(folder) / name)
+                found = candidate(Path(folder) / name, stacks=stacks)
                 if found:
                     tasks[found.path] = found
     return [tasks[p] for p in sorted(tasks)]

@@ -1,0 +1,150 @@
+"""Datasets: a (96108, 7, 7) uint16 detector stack, and export with equalisation.
+
+Prints rates and the ratio to baselines measured in the same run (absolute times move
+with the machine's load):
+
+  stack-stats  per-pixel mean/variance/min/max/count histograms over the whole stack
+               (photoqa stack-stats, in a child process: frames/s and its peak RSS)
+               against a per-frame Python loop of Welford updates (first 5,000 frames).
+  index        photoqa index --sensor of the stack (rows, hashes, statistics, defects;
+               child process: frames/s, peak RSS) against the per-image feature path
+               (features.measure on each frame as an RGB image: one worker task per
+               frame would do this; first 300 frames).
+  equalize     histogram equalisation of N images 3x224x224 in chunks of 64 as export
+               does it (normalize.equalize of 0..1 floats at 256 levels) against a
+               per-image loop of np.histogram + np.interp on the same images as uint8.
+  export       photoqa export --normalize equalize of --photos PNG photos (decode, fit,
+               normalise, stream) in img/s (no baseline: decode dominates).
+
+    PYTHONPATH=. python bench/datasets.py [--frames 96108] [--images 10000] [--photos 300]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from indexer.measure import features
+from indexer.stacks import normalize as nz
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def child(*args: str) -> tuple[float, float, str]:
+    """(seconds, peak RSS MB, stdout) of ``python cli.py args`` in a child process. The
+    RSS is the largest of any child so far (ru_maxrss of RUSAGE_CHILDREN), so the
+    children run smallest first."""
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, str(REPO / "cli.py"), *args], check=True, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    seconds = time.perf_counter() - t
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, done.stdout
+
+
+def welford_loop(stack: np.ndarray) -> float:
+    """Frames/s of a per-frame Welford update in Python (the baseline)."""
+    mean = np.zeros(stack.shape[1:])
+    m2 = np.zeros(stack.shape[1:])
+    t = time.perf_counter()
+    for n, frame in enumerate(stack, start=1):
+        x = frame.astype(np.float64)
+        delta = x - mean
+        mean += delta / n
+        m2 += delta * (x - mean)
+    return len(stack) / (time.perf_counter() - t)
+
+
+def per_image_features(stack: np.ndarray) -> float:
+    t = time.perf_counter()
+    for frame in stack:
+        rgb = np.repeat((frame / 65535.0).astype(np.float32)[..., None], 3, axis=2)
+        features.measure(rgb)
+    return len(stack) / (time.perf_counter() - t)
+
+
+def loop_equalize(batch: np.ndarray) -> np.ndarray:
+    out = np.empty(batch.shape, np.float32)
+    for i, im in enumerate(batch):
+        counts, edges = np.histogram(im, bins=256, range=(0, 256))
+        cdf = np.cumsum(counts) / im.size
+        out[i] = np.interp(im, np.arange(256), cdf)
+    return out
+
+
+def bench_equalize(n: int, chunk: int = 64) -> tuple[float, float]:
+    """img/s of export's equalisation (0..1 floats from 8-bit sources, 256 levels, in
+    chunks) and of the per-image loop on the same values as uint8."""
+    rng = np.random.default_rng(0)
+    block = np.clip(rng.normal(110, 40, (chunk, 3, 224, 224)), 0, 255).astype(np.uint8)
+    unit = block.astype(np.float32) / 255.0
+    fast = slow = 0.0
+    for start in range(0, n, chunk):
+        b = block[: min(chunk, n - start)]
+        t = time.perf_counter()
+        nz.equalize(unit[: len(b)], levels=256)
+        fast += time.perf_counter() - t
+        t = time.perf_counter()
+        loop_equalize(b)
+        slow += time.perf_counter() - t
+    return n / fast, n / slow
+
+
+def make_photos(folder: Path, n: int) -> None:
+    from PIL import Image
+
+    from indexer.synthetic import scenes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(scenes.scene(i, 320, 240)).save(folder / f"p{i:05d}.png")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=96108)
+    ap.add_argument("--images", type=int, default=10000)
+    ap.add_argument("--photos", type=int, default=300)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rng = np.random.default_rng(0)
+        stack = rng.poisson(20, (args.frames, 7, 7)).astype(np.uint16)
+        stack[:, 1, 2] += 200
+        stack[:, 4, 5] = 0
+        np.save(tmp / "det.npy", stack)
+        print(f"stack {stack.shape} {stack.dtype}, {stack.nbytes / 1e6:.1f} MB")
+
+        base = welford_loop(stack[:5000])
+        secs, rss, out = child("stack-stats", str(tmp / "det.npy"), "--out", str(tmp / "s.npz"), "--format", "json")
+        rate = json.loads(out)[0]["frames_per_second"]  # the statistics alone, without start-up
+        print(f"stack-stats  {rate:10,.0f} frames/s (statistics; whole command {args.frames / secs:,.0f})  "
+              f"peak RSS {rss:6.0f} MB  per-frame Welford loop {base:9,.0f} frames/s  ratio {rate / base:5.1f}x")
+
+        base = per_image_features(stack[:300])
+        secs, rss, _ = child("--db", str(tmp / "b.db"), "index", str(tmp / "det.npy"), "--sensor", "det", "-j", "1")
+        print(f"index        {args.frames / secs:10,.0f} frames/s (whole command)  peak RSS {rss:6.0f} MB  "
+              f"per-frame features.measure {base:9,.0f} frames/s  ratio {args.frames / secs / base:5.1f}x")
+
+        fast, slow = bench_equalize(args.images)
+        print(f"equalize     {fast:10,.0f} img/s ({args.images} x 3x224x224 uint8)  "
+              f"np.histogram+np.interp loop {slow:9,.0f} img/s  ratio {fast / slow:5.1f}x")
+
+        make_photos(tmp / "photos", args.photos)
+        subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(tmp / "p.db"), "index",
+                        str(tmp / "photos")], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        secs, rss, _ = child("--db", str(tmp / "p.db"), "export", str(tmp / "out.npz"), "--size", "224", "224",
+                          "--normalize", "equalize", "--where", "container IS NULL")
+        print(f"export       {args.photos / secs:10,.1f} img/s ({args.photos} PNG 320x240 -> 224x224, equalize, "
+              f"whole command)  peak RSS so far {rss:6.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

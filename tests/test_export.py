@@ -1,0 +1,158 @@
+"""Normalisation (planted answers) and `photoqa export`: one image per group, the index
+CSV maps rows back to files, chunked streaming writes the same array, NaN stays masked."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli import main
+from imagefiles import scene
+from indexer.stacks import normalize as nz
+from indexer.stacks.resample import fit
+
+
+def run(db: Path, *args: str):
+    return CliRunner().invoke(main, ["--db", str(db), *map(str, args)], catch_exceptions=False)
+
+
+def frames_with_maxima() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    base = rng.integers(1, 1000, (1, 1, 8, 8)).astype(np.uint16)  # one pattern, four brightnesses
+    return base * np.array([1, 3, 10, 50], np.uint16)[:, None, None, None]
+
+
+def test_minmax_brings_every_frame_to_0_and_1():
+    out = nz.minmax(frames_with_maxima())
+    assert out.reshape(4, -1).min(axis=1).tolist() == [0, 0, 0, 0]
+    np.testing.assert_allclose(out.reshape(4, -1).max(axis=1), 1.0)
+
+
+def test_dtype_scaling_keeps_relative_brightness():
+    f = frames_with_maxima()
+    out = nz.by_dtype(f)
+    np.testing.assert_allclose(out[1], 3 * out[0], rtol=1e-6)
+    np.testing.assert_allclose(out, f / 65535.0, rtol=1e-6)
+
+
+def reference_equalize(image: np.ndarray, levels: int) -> np.ndarray:
+    """Per image: np.histogram over the levels, cumulative share, looked up with np.interp."""
+    counts, _ = np.histogram(image, bins=levels, range=(-0.5, levels - 0.5))
+    cdf = np.cumsum(counts) / image.size
+    return np.interp(image, np.arange(levels), cdf)
+
+
+def test_equalize_matches_the_per_image_reference_and_is_flat():
+    rng = np.random.default_rng(1)
+    batch = np.clip(rng.normal(60, 15, (5, 3, 32, 32)), 0, 255).astype(np.uint8)  # a narrow histogram
+    out = nz.equalize(batch)
+    for i in range(5):
+        np.testing.assert_allclose(out[i], reference_equalize(batch[i], 256), atol=1e-6)
+        # flat CDF: the share of values <= q is q, within the largest tie's share
+        ranked = np.sort(out[i].ravel())
+        ideal = np.arange(1, ranked.size + 1) / ranked.size
+        assert np.abs(ranked - ideal).max() < 0.05
+    # float frames (sorted road) agree with the level road on the same values
+    np.testing.assert_allclose(nz.equalize(batch.astype(np.float64)), out, atol=1e-6)
+    np.testing.assert_allclose(nz.equalize(batch / 255.0, levels=256), out, atol=1e-6)
+
+
+def test_nan_region_stays_masked():
+    f = frames_with_maxima().astype(np.float32)
+    f[1, 0, 2:4, 2:4] = np.nan
+    for out in (nz.minmax(f), nz.equalize(f), nz.equalize(f / np.nanmax(f), levels=256)):
+        assert np.isnan(out[1, 0, 2:4, 2:4]).all()
+        assert np.isnan(out).sum() == 4  # nothing spread
+        assert np.nanmax(out[1]) == pytest.approx(1.0)
+    fitted = fit(f[1], 16, 16)
+    assert np.isnan(fitted).sum() > 0 and np.isnan(fitted).sum() <= 4 * 4 + 12  # the hole, not the frame
+    assert np.isfinite(fitted[0, 0, 0])
+
+
+def test_zscore_over_the_dataset():
+    f = frames_with_maxima().astype(np.float32)
+    mean, std = nz.moments_to_mean_std(*nz.channel_moments(f))
+    out = nz.zscore(f, mean, std)
+    assert abs(out.mean()) < 1e-5 and out.std() == pytest.approx(1.0, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    folder = root / "set"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(scene(300 + i, 96, 64)).save(folder / f"p{i}.png")
+    shutil.copy(folder / "p1.png", folder / "p1_copy.png")
+    Image.open(folder / "p2.png").resize((72, 48), Image.Resampling.LANCZOS).save(folder / "p2_small.png")
+    stack = np.random.default_rng(2).integers(0, 65535, (3, 12, 12)).astype(np.uint16)
+    stack[2] = stack[0]
+    np.save(folder / "s.npy", stack)
+    db = root / "e.db"
+    assert run(db, "index", folder, "-j", "1").exit_code == 0
+    return db, folder, stack
+
+
+def test_export_keeps_one_per_group_and_maps_rows_back(planted, tmp_path):
+    db, folder, stack = planted
+    out = tmp_path / "clean.npz"
+    result = run(db, "export", out, "--size", "32", "48", "--format", "json", "--split-dir", folder)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    with np.load(out) as data:
+        x = data["x"]
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    names = [Path(r["path"]).name for r in rows]
+    # 4 photos + 2 distinct frames; the copy, the resize and the repeated frame are gone
+    assert sorted(names) == ["p0.png", "p1.png", "p2.png", "p3.png", "s.npy#0", "s.npy#1"]
+    assert summary["rows"] == 6 and x.shape == (6, 3, 32, 48) and x.dtype == np.float32
+    assert all(r["keeper"] == "1" and r["split"] == "set" for r in rows)
+    for i, r in enumerate(rows):
+        if r["frame"]:
+            expected = fit(np.repeat(stack[int(r["frame"])][None] / 65535.0, 3, axis=0), 32, 48)
+        else:
+            rgb = np.asarray(Image.open(r["path"]), np.float32) / 255.0
+            expected = fit(np.moveaxis(rgb, -1, 0), 32, 48)
+        np.testing.assert_allclose(x[i], expected, atol=1e-5)
+
+
+def test_export_streams_chunks_to_the_same_array(planted, tmp_path):
+    from indexer.commands.export import ExportOptions, export
+    from indexer.session import open_session
+
+    db, _, _ = planted
+    session = open_session(str(db), None, readonly=True)
+    one = export(session.engine, tmp_path / "a.npz", ExportOptions(size=(16, 16), chunk=2, normalize="equalize"))
+    two = export(session.engine, tmp_path / "b.npz", ExportOptions(size=(16, 16), chunk=256, normalize="equalize"))
+    assert one.rows == two.rows == 6
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        np.testing.assert_array_equal(a["x"], b["x"])
+    everyone = export(session.engine, tmp_path / "c.npz", ExportOptions(size=(16, 16), dtype="uint8"),
+                      keepers_only=False)
+    assert everyone.rows == 9
+
+
+def test_export_bad_where_is_one_line(planted, tmp_path):
+    db, _, _ = planted
+    result = run(db, "export", tmp_path / "x.npz", "--where", "no_such_column = 1")
+    assert result.exit_code == 2
+
+
+def test_fit_pads_or_crops_keeping_the_aspect():
+    from indexer.stacks.resample import padding_mask
+
+    wide = np.zeros((1, 20, 40))
+    wide[:, :, 20:] = 1.0  # right half bright
+    padded = fit(wide, 20, 20, "pad")  # 10 rows of picture, 5 of padding above and below
+    assert padding_mask(20, 40, 20, 20, "pad")[:5].all() and not padding_mask(20, 40, 20, 20, "pad")[5:15].any()
+    assert np.all(padded[0, :5] == 0) and np.all(padded[0, 15:] == 0)
+    assert padded[0, 10, :8].max() < 0.05 and padded[0, 10, 12:].min() > 0.95
+    cropped = fit(wide, 20, 20, "crop")  # the centre 20x20: left half dark, right half bright
+    assert not padding_mask(20, 40, 20, 20, "crop").any()
+    assert cropped[0, :, :8].max() < 0.05 and cropped[0, :, 12:].min() > 0.95
