@@ -133,7 +133,7 @@ class MatchSettings:
     group_tries: int = 2
     verify_workers: int = 0
     digest_inline_pixels: int = 1_000_000  # a 1 MP decode costs the writer ~15 ms
-    pool_after: float = 1.0
+    pool_after: float = 5.0  # see the docstring
     index_file: str = ""
     index_file_min: int = 20_000
     index_file_resave: int = 10_000  # 1 M images: save ~4 s, replay 10,000 rows ~0.3 s (2026-12-01)
