@@ -4,6 +4,7 @@ Pure array code (arrays in, dataclasses out). The database, the ``index`` pipeli
 CLI call into these modules; nothing here touches SQL or image decoders.
 
 - :mod:`.residual`    per-frame residual against same-colour neighbours, local noise, outliers
+- :mod:`.kernels`     the same residual of rendered frames, compiled (numba)
 - :mod:`.accumulator` per-sensor running statistics (Welford + counters), exact merge, atomic files
 - :mod:`.defects`     hot / dead / stuck classification
 - :mod:`.export`      dcraw/LibRaw and RawTherapee ``.badpixels`` text
