@@ -139,6 +139,31 @@ class SensorAccumulator:
         if not first:
             self.pairs += 1
 
+    def add(self, delta) -> None:
+        """Add one frame's :class:`indexer.sensor.delta.FrameDelta` (computed by a decode
+        worker) in place: the same result, bit for bit, as :meth:`update` with the frame.
+        Raises ValueError when geometry, layout, pattern or params differ, OverflowError
+        past 65,535 frames; a refused delta leaves the accumulator as it was."""
+        theirs = (delta.shape, delta.layout, delta.params)
+        if theirs != (self.shape, self.layout, self.params) or (
+                self.layout == "cfa" and not np.array_equal(self.pattern, delta.pattern)):
+            raise ValueError(f"frame delta {theirs} does not fit sensor {(self.shape, self.layout, self.params)}")
+        if self.frames >= MAX_FRAMES:
+            raise OverflowError(f"accumulator already holds {self.frames} frames (uint16 counters)")
+        bright, dark, judge = (delta.mask(name) for name in ("bright", "dark", "judgeable"))
+        self.frames += 1
+        inv_n = np.float32(1.0 / self.frames)
+        first = self.frames == 1
+        tile = self.params.tile  # the strips update() walks: same cache behaviour
+        for y in range(0, self.height, tile):
+            rows = slice(y, min(y + tile, self.height))
+            strip = Strip(rows.start, rows.stop, delta.residual_rows(rows.start, rows.stop), None,
+                          bright[rows], dark[rows], delta.value[rows].astype(np.uint16, copy=False),
+                          judge[rows])
+            self._update_strip(strip, inv_n, first)
+        if not first:
+            self.pairs += 1
+
     def _update_strip(self, s: Strip, inv_n: np.float32, first: bool) -> None:
         rows = slice(s.y0, s.y1)
         mean, m2 = self.mean[rows], self.m2[rows]

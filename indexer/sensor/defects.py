@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
-from scipy.stats import binom
 
 from indexer.sensor.accumulator import SensorAccumulator
 
@@ -85,6 +84,8 @@ def _stuck_sites(acc: SensorAccumulator, rate: float, neighbour_max: float,
     """Boolean map of stuck sites (see module docstring)."""
     if acc.pairs < 1:
         return np.zeros(acc.shape, bool)
+    from scipy.stats import binom  # here: read commands import this package, never scipy
+
     ys, xs = np.nonzero(acc.unchanged >= _needed(rate, acc.pairs))
     step = 2 if acc.layout == "cfa" else 1
     out = np.zeros(acc.shape, bool)

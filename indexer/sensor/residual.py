@@ -240,11 +240,17 @@ def iter_cfa_strips(cfa, pattern, *, black_level, white_level, params=ResidualPa
                              margin=params.margin, params=params)
 
 
+def check_rendered(image: np.ndarray) -> None:
+    """ValueError unless ``image`` is (H, W) or (H, W, C) uint8/uint16 with C in 1..4."""
+    if image.ndim not in (2, 3) or image.dtype not in (np.uint8, np.uint16) \
+            or (image.ndim == 3 and not 1 <= image.shape[2] <= 4):
+        raise ValueError(f"image must be (H, W) or (H, W, C<=4) uint8/uint16, got {image.shape} {image.dtype}")
+
+
 def _rgb_planes(image: np.ndarray) -> list[np.ndarray]:
+    check_rendered(image)
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.ndim != 3 or image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"image must be (H, W) or (H, W, C) uint8/uint16, got {image.shape} {image.dtype}")
     return [np.ascontiguousarray(image[:, :, c]) for c in range(image.shape[2])]
 
 
@@ -261,7 +267,7 @@ def iter_rgb_strips(image, *, white_level=None, params=ResidualParams()):
     heavy); :func:`reference_rgb_strips` is the NumPy definition it equals element for
     element.
     """
-    _rgb_planes(image)  # checks shape and dtype
+    check_rendered(image)
     white = int(white_level if white_level is not None else np.iinfo(image.dtype).max)
     from indexer.sensor.kernels import rgb_strip_arrays
 
