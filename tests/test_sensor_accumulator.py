@@ -79,7 +79,7 @@ def test_counts_and_stuck_pairs():
     acc = _run(frames)
     assert acc.frames == 5 and acc.pairs == 4
     assert acc.unchanged[4, 6] == 4
-    assert acc.nbytes == 16 * acc.height * acc.width
+    assert acc.nbytes == 26 * acc.height * acc.width
 
 
 def test_merge_refuses_mismatch():
@@ -133,8 +133,14 @@ def test_save_replaces_atomically_and_truncated_file_raises(tmp_path):
 def test_corrupted_bytes_raise(tmp_path):
     path = tmp_path / "sensor.npz"
     _run(_frames(2, 3)).save(path)
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        member = zf.getinfo("mean.npy")
     data = bytearray(path.read_bytes())
-    data[len(data) // 3] ^= 0xFF  # flip a byte inside an array member: zip CRC catches it
+    # flip the last byte of the mean array's data (past its local header and npy header)
+    data[member.header_offset + 30 + len(member.filename) + member.compress_size - 1] ^= 0xFF
+    # zip CRC catches it
     path.write_bytes(bytes(data))
     with pytest.raises(AccumulatorFileError):
         SensorAccumulator.load(path)

@@ -7,7 +7,7 @@ import pytest
 from indexer.sensor.residual import ResidualParams, iter_rgb_strips, reference_rgb_strips
 from indexer.synthetic import camera as synthetic
 
-FIELDS = ("y0", "y1", "residual", "noise_rows", "bright", "dark", "value", "judgeable")
+FIELDS = ("y0", "y1", "residual", "noise_rows", "bright", "dark", "value", "judgeable", "strong")
 
 
 def _frames():

@@ -9,6 +9,7 @@ the full-size data, so only the delta crosses the process boundary.
 """
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +52,14 @@ class SensorPlan:
         return None if self.settings.learn_every_frame else self.learns
 
 
+def capture_seconds(meta: Metadata) -> int | None:
+    """The capture time as seconds since 1970, the camera's clock read as UTC (cameras
+    record local time, mostly without a zone; dcraw/LibRaw compare a ``.badpixels`` date
+    with the file's own timestamp read the same way), None when absent."""
+    when = meta.capture.captured_at if meta is not None else None
+    return calendar.timegm(when.timetuple()) if when is not None else None
+
+
 def take_delta(decoded: Decoded) -> FrameDelta | None:
     """The delta of a decoded file's full-size sensor data, which it then drops (the
     outcome stays small); None when it has none, or it is too small or not Bayer 2x2."""
@@ -60,9 +69,9 @@ def take_delta(decoded: Decoded) -> FrameDelta | None:
         if cfa is not None and cfa.data.ndim == 2 and min(cfa.data.shape) >= 6 \
                 and np.asarray(cfa.pattern).shape == (2, 2):  # X-Trans (6x6): no statistics (documented)
             return cfa_delta(cfa.data, cfa.pattern, black_level=list(cfa.black), white_level=cfa.white,
-                             colors=cfa.colors)
+                             colors=cfa.colors, time=capture_seconds(decoded.meta))
         if frame is not None and min(frame.shape[:2]) >= 6:
-            return rgb_delta(frame)
+            return rgb_delta(frame, time=capture_seconds(decoded.meta))
     except ValueError:  # data the statistics cannot take (checked shapes, dtypes): no delta
         return None
     return None

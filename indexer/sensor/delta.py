@@ -35,7 +35,9 @@ class FrameDelta:
     flat indices ``wide_at`` (int64) whose residuals are ``wide_values`` (int32); see
     :meth:`residual_rows`.
     value uint8/uint16: raw value (green channel for "rgb"), for stuck detection.
-    bright, dark, judgeable: ``np.packbits`` of the (H, W) bool masks, row-major.
+    bright, dark, judgeable, strong: ``np.packbits`` of the (H, W) bool masks, row-major.
+    time: capture time of the frame (seconds since 1970, camera clock read as UTC), or
+    None when the file records none; it dates the defects (first / last seen).
     """
 
     layout: str
@@ -48,11 +50,15 @@ class FrameDelta:
     bright: np.ndarray
     dark: np.ndarray
     judgeable: np.ndarray
+    strong: np.ndarray = None
+    time: int | None = None
     wide_at: np.ndarray = None
     wide_values: np.ndarray = None
     colors: str = "RGBG"  # rawpy's colour letters of the pattern's indices ("cfa")
 
     def __post_init__(self) -> None:
+        if self.strong is None:
+            self.strong = np.zeros_like(self.bright)
         if self.wide_at is None:
             self.wide_at, self.wide_values = np.empty(0, np.int64), np.empty(0, np.int32)
 
@@ -71,10 +77,10 @@ class FrameDelta:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.residual, self.value, self.bright, self.dark, self.judgeable,
-                                      self.wide_at, self.wide_values))
+                                      self.strong, self.wide_at, self.wide_values))
 
     def mask(self, name: str) -> np.ndarray:
-        """One of "bright", "dark", "judgeable" as bool (H, W)."""
+        """One of "bright", "dark", "judgeable", "strong" as bool (H, W)."""
         packed = getattr(self, name)
         return np.unpackbits(packed, count=self.height * self.width).view(bool).reshape(self.shape)
 
@@ -99,7 +105,7 @@ def _collect(strips, shape, layout, pattern, params, value_dtype) -> FrameDelta:
     height, width = shape
     residual = np.empty(shape, np.float32)
     value = np.empty(shape, value_dtype)
-    masks = {name: np.empty(shape, bool) for name in ("bright", "dark", "judgeable")}
+    masks = {name: np.empty(shape, bool) for name in ("bright", "dark", "judgeable", "strong")}
     for s in strips:
         rows = slice(s.y0, s.y1)
         residual[rows], value[rows] = s.residual, s.value
@@ -110,27 +116,29 @@ def _collect(strips, shape, layout, pattern, params, value_dtype) -> FrameDelta:
                       **_packed_residual(residual))
 
 
-def rgb_delta(image: np.ndarray, *, white_level=None, params: ResidualParams = _DEFAULT) -> FrameDelta:
-    """Delta of a rendered frame: (H, W) or (H, W, C) uint8/uint16, stored orientation."""
+def rgb_delta(image: np.ndarray, *, white_level=None, time: int | None = None,
+              params: ResidualParams = _DEFAULT) -> FrameDelta:
+    """Delta of a rendered frame: (H, W) or (H, W, C) uint8/uint16, stored orientation;
+    ``time`` its capture time (see :class:`FrameDelta`)."""
     check_rendered(image)
     from indexer.sensor.kernels import rgb_strip_arrays
 
     white = int(white_level if white_level is not None else np.iinfo(image.dtype).max)
-    residual, _, bright, dark, value, judge = rgb_strip_arrays(
+    residual, _, bright, dark, value, judge, strong = rgb_strip_arrays(
         image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,
         margin=params.rgb_margin, white=white)
     if image.dtype == np.uint8:
         value = value.astype(np.uint8)
     packed = {name: np.packbits(arr, axis=None) for name, arr in
-              (("bright", bright), ("dark", dark), ("judgeable", judge))}
-    return FrameDelta("rgb", *image.shape[:2], None, params, value=value, **packed,
+              (("bright", bright), ("dark", dark), ("judgeable", judge), ("strong", strong))}
+    return FrameDelta("rgb", *image.shape[:2], None, params, value=value, time=time, **packed,
                       **_packed_residual(residual))
 
 
 def cfa_delta(cfa: np.ndarray, pattern, *, black_level, white_level, colors: str = "RGBG",
-              params: ResidualParams = _DEFAULT) -> FrameDelta:
+              time: int | None = None, params: ResidualParams = _DEFAULT) -> FrameDelta:
     """Delta of a RAW frame's visible CFA plane (arguments as :func:`iter_cfa_strips`)."""
     strips = iter_cfa_strips(cfa, pattern, black_level=black_level, white_level=white_level, params=params)
     delta = _collect(strips, cfa.shape, "cfa", np.asarray(pattern, dtype=np.int8), params, np.uint16)
-    delta.colors = colors
+    delta.colors, delta.time = colors, time
     return delta

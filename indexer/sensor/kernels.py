@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from indexer.sensor.residual import STRONG
+
 
 @njit(cache=True, inline="always")
 def _med3(a, b, c):
@@ -79,8 +81,9 @@ def _tile_noise(res, tile, floor, colsum, sums, noise):
 
 
 @njit(cache=True, error_model="numpy")
-def _combine_row(res, noise, i, width, margin, best_r, best_z, up, down):
-    """Row ``i`` of the strip: the channel with the largest |r| / noise and the outlier masks."""
+def _combine_row(res, noise, i, width, margin, factor, best_r, best_z, up, down, strong):
+    """Row ``i`` of the strip: the channel with the largest |r| / noise and the outlier masks
+    (``strong``: |r| beyond ``factor`` times the threshold in some channel)."""
     row, n = res[0, i][:width], noise[0][:width]
     for x in range(width):
         r = np.float32(row[x])
@@ -89,6 +92,7 @@ def _combine_row(res, noise, i, width, margin, best_r, best_z, up, down):
         best_z[x] = abs(r) / n[x]
         up[x] = r > thr
         down[x] = r < -thr
+        strong[x] = abs(r) > thr * factor
     for c in range(1, res.shape[0]):
         row, n = res[c, i][:width], noise[c][:width]
         for x in range(width):
@@ -100,11 +104,12 @@ def _combine_row(res, noise, i, width, margin, best_r, best_z, up, down):
             best_z[x] = z if better else best_z[x]
             up[x] = up[x] | (r > thr)
             down[x] = down[x] | (r < -thr)
+            strong[x] = strong[x] | (abs(r) > thr * factor)
 
 
 @njit(cache=True, error_model="numpy")
-def _rgb_strips(pads, height, width, tile, step, floor, margin, white, green, res,
-                residual, noise_out, bright, dark, value, judge):
+def _rgb_strips(pads, height, width, tile, step, floor, margin, factor, white, green, res,
+                residual, noise_out, bright, dark, value, judge, strong):
     """``res`` (C, tile, Wp) int16 (8-bit input) or int32 scratch; outputs as returned by
     :func:`rgb_strip_arrays`."""
     channels = pads.shape[0]
@@ -121,7 +126,8 @@ def _rgb_strips(pads, height, width, tile, step, floor, margin, white, green, re
             _tile_noise(res[c], tile, floor, colsum, sums, noise[c])
         noise_out[s] = noise[green, :width]
         for i in range(min(tile, height - y)):
-            _combine_row(res, noise, i, width, fmargin, residual[y + i], best_z, bright[y + i], dark[y + i])
+            _combine_row(res, noise, i, width, fmargin, factor, residual[y + i], best_z, bright[y + i], dark[y + i],
+                         strong[y + i])
             centre = pads[green, y + i + step][step : step + width]
             vrow, jrow = value[y + i], judge[y + i]
             for x in range(width):
@@ -162,7 +168,8 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     image: (H, W) or (H, W, C) uint8/uint16, C in 1..4, channel 1 green when C > 1.
     Returns residual float32 (H, W), noise_rows float32 (ceil(H / tile), W) (the green
     channel's noise of each strip, as :class:`indexer.sensor.residual.Strip` keeps it),
-    bright, dark bool (H, W), value uint16 (H, W) (green), judgeable bool (H, W).
+    bright, dark bool (H, W), value uint16 (H, W) (green), judgeable bool (H, W), strong
+    bool (H, W) (see :data:`indexer.sensor.residual.STRONG`).
     """
     height, width = image.shape[:2]
     pads = padded_planes(image, tile, step)
@@ -175,8 +182,10 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     dark = np.empty((height, width), np.bool_)
     value = np.empty((height, width), np.uint16)
     judge = np.empty((height, width), np.bool_)
+    strong = np.empty((height, width), np.bool_)
     # 8-bit residuals lie in [-255, 255]: int16 halves the scratch the strip loops stream
     res = np.empty((channels, tile, pads.shape[2] - 2 * step), np.int16 if image.dtype == np.uint8 else np.int32)
-    _rgb_strips(pads, height, width, tile, step, float(floor), float(margin), int(white), green, res,
-                residual, noise, bright, dark, value, judge)
-    return residual, noise, bright, dark, value, judge
+    # STRONG goes in as an argument: numba's cache would keep a global's old value
+    _rgb_strips(pads, height, width, tile, step, float(floor), float(margin), STRONG, int(white), green, res,
+                residual, noise, bright, dark, value, judge, strong)
+    return residual, noise, bright, dark, value, judge, strong
