@@ -9,8 +9,11 @@
          that repeats as often as its neighbours (binomial tail < ``stuck_chance``,
          default 1e-9). In dark areas with ~1-2 DN of noise a normal site repeats its
          value in 1 pair of 4 or 5, so 5 pairs prove nothing; ~15 pairs do. Clipped values
-         (<= black, >= white) never count as unchanged. On by default for RAW only: a
-         demosaiced pixel mixes its neighbours.
+         (<= black, >= white) never count as unchanged. On for RAW and rendered frames
+         alike: on a rendered frame the value is the green channel and the neighbours are
+         ``rgb_step`` pixels away, so a mosaiced 16-bit PNG/TIFF is judged as RAW is; in
+         a JPEG, demosaicing and re-quantisation make a stuck site's value wander by a
+         code or two, so it mostly shows up as hot or dead instead.
 
 A rate of 90% over fewer than ``min_frames`` frames (default 5) is not evidence: such a
 sensor raises :class:`NotEnoughFrames` ("not enough frames (n of m)"); at least 2 frames
@@ -100,7 +103,7 @@ def _stuck_sites(acc: SensorAccumulator, rate: float, neighbour_max: float,
     from scipy.stats import binom  # here: read commands import this package, never scipy
 
     ys, xs = np.nonzero(acc.unchanged >= _needed(rate, acc.pairs))
-    step = 2 if acc.layout == "cfa" else 1
+    step = 2 if acc.layout == "cfa" else acc.params.rgb_step
     out = np.zeros(acc.shape, bool)
     for start in range(0, ys.size, _CHUNK):  # bounded memory even if every site repeats
         y, x = ys[start : start + _CHUNK], xs[start : start + _CHUNK]
@@ -148,7 +151,7 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
     neighbour_stuck_max: max share of pairs the neighbours may be unchanged (default 0.5).
     stuck_chance:        max binomial probability of the site's unchanged count for a
                          site that repeats as often as its neighbours (default 1e-9).
-    stuck:               detect stuck sites (default: True for "cfa", False for "rgb").
+    stuck:               detect stuck sites (default True).
     suppress_spread:     one record per demosaic/JPEG blob (default: True for "rgb").
     spread_radius:       Chebyshev radius of that suppression, pixels (default 3).
     min_window:          frames between first and last strong sighting a dated (late or
@@ -160,7 +163,7 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
     if acc.frames < min_frames:
         raise NotEnoughFrames(acc.frames, min_frames)
     is_rgb = acc.layout == "rgb"
-    stuck = (not is_rgb) if stuck is None else stuck
+    stuck = True if stuck is None else stuck
     spread = is_rgb if suppress_spread is None else suppress_spread
     need = _needed(rate, acc.frames)
     # stuck first: a site frozen at a bright value also stands out bright, but "stuck"
