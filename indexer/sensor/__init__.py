@@ -15,11 +15,13 @@ from indexer.sensor.accumulator import AccumulatorFileError, SensorAccumulator
 from indexer.sensor.defects import Defect, NotEnoughFrames, classify_defects, defect_mask
 from indexer.sensor.export import (dcraw_badpixels, defect_map, export_badpixels,
                                    rawtherapee_badpixels, rawtherapee_filename)
-from indexer.sensor.repair import repair_cfa, repair_rgb, unrepaired
+from indexer.sensor.repair import blob_mask, repair_blobs, repair_cfa, repair_rgb, unrepaired
 from indexer.sensor.residual import FrameResidual, ResidualParams, cfa_residual, rgb_residual
 
 __all__ = [
     "AccumulatorFileError",
+    "blob_mask",
+    "repair_blobs",
     "Defect",
     "FrameResidual",
     "NotEnoughFrames",
