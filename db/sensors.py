@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Image, Sensor, SensorDefect, SensorFrame
@@ -121,6 +121,15 @@ def defects_of(engine: Engine, sensor: int) -> list[tuple]:
         rows = conn.execute(select(*cols).where(SensorDefect.sensor_id == sensor)
                             .order_by(SensorDefect.y, SensorDefect.x))
         return [(*r[:6], as_seconds(r[6]), as_seconds(r[7])) for r in rows]
+
+
+def frames_per_body(engine: Engine) -> dict[tuple[str, str, str], int]:
+    """Frames learnt so far per camera body (make, model, serial), all its sensors together."""
+    query = (select(Camera.make, Camera.model, Camera.serial, func.sum(Sensor.frames))
+             .join(Sensor, Sensor.camera_id == Camera.id)
+             .group_by(Camera.make, Camera.model, Camera.serial))
+    with engine.connect() as conn:
+        return {(make, model, serial): int(n or 0) for make, model, serial, n in conn.execute(query)}
 
 
 def find_sensor(engine: Engine, make: str, model: str, serial: str, width: int, height: int,

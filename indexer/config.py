@@ -75,6 +75,10 @@ class SensorSettings:
         decided by its content hash, so each indexed frame pays on average for this many
         megapixels of learning. 0.25: frames up to 500x500 always, a 12 MP frame 1 in 48;
         measured cost on 12 MP JPEGs in bench/sensor_cost.py.
+    learn_first: a body is learnt from every rendered frame until it rests on this many
+        frames (counted at the start of each `index` run, or of `watch`), then from the
+        sample; 0 by default, as every frame of a new 12 MP body would cost ~6x its
+        indexing time (set e.g. 64 to map a new camera in its first run).
     reveal_iso / reveal_seconds / reveal_factor: frames shot at ISO >= reveal_iso or
         exposed for >= reveal_seconds show defects most (hot pixels grow with gain and
         exposure time) and are reveal_factor times as likely to be learnt.
@@ -91,6 +95,7 @@ class SensorSettings:
     rendered_frames: bool = True
     learn_every_frame: bool = False
     sample_megapixels: float = 0.25
+    learn_first: int = 0
     reveal_iso: int = 1600
     reveal_seconds: float = 1.0
     reveal_factor: float = 8.0

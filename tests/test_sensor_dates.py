@@ -111,3 +111,22 @@ def test_budgeted_camera_finds_a_late_defect(plain_defaults, folder, late, tmp_p
     dated = {(d["x"], d["y"]): d for d in sensor["defects"]}[(late[1], late[0])]
     first_learnt = min(i for i in drawn if i >= ONSET)
     assert dated["kind"] == "hot" and dated["first_seen"] == _when(first_learnt).isoformat()
+
+
+def test_learn_first_maps_a_new_body_in_full_then_samples(plain_defaults, folder, tmp_path):
+    """learn_first = 25 with a sample of ~1 frame in 180: a new body's first run learns
+    every frame; once it rests on 25 frames, later runs learn only the drawn ones."""
+    share = 1e-4 / (HEIGHT * WIDTH / 1e6)
+    config = tmp_path / "first.toml"
+    config.write_text("[sensor]\nsample_megapixels = 0.0001\nlearn_first = 25\n")
+    first_run, later = tmp_path / "first", tmp_path / "later"
+    first_run.mkdir()
+    later.mkdir()
+    for i in range(FRAMES):
+        (first_run if i < 30 else later).joinpath(f"f{i:03d}.png").symlink_to(folder / f"f{i:03d}.png")
+    db = tmp_path / "f.db"
+    assert run(db, "index", first_run, "--workers", "1", config=config).exit_code == 0
+    assert hotpixels_json(db, config=config)[0]["frames"] == 30
+    assert run(db, "index", later, "--workers", "1", config=config).exit_code == 0
+    drawn = sum(budget.drawn(sha256(folder / f"f{i:03d}.png"), share) for i in range(30, FRAMES))
+    assert hotpixels_json(db, config=config)[0]["frames"] == 30 + drawn

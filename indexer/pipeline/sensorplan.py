@@ -23,10 +23,12 @@ from indexer.sensor.delta import FrameDelta, cfa_delta, rgb_delta
 
 @dataclass(frozen=True)
 class SensorPlan:
-    """data: which full-size data to keep; settings: the [sensor] budget."""
+    """data: which full-size data to keep; settings: the [sensor] budget; known: frames
+    learnt per body (make, model, serial) when the workers started (``learn_first``)."""
 
     data: SensorData = SensorData.NONE
     settings: SensorSettings = field(default_factory=SensorSettings)
+    known: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, value: "SensorPlan | SensorData | None") -> "SensorPlan":
@@ -40,6 +42,9 @@ class SensorPlan:
         """Whether this rendered frame is learnt (see :mod:`indexer.sensor.budget`)."""
         s = self.settings
         if s.learn_every_frame:
+            return True
+        camera = meta.camera
+        if camera is not None and self.known.get((camera.make, camera.model, camera.serial), 0) < s.learn_first:
             return True
         share = budget.learn_share(width * height / 1e6, sample_megapixels=s.sample_megapixels,
                                    iso=meta.capture.iso, exposure_time=meta.capture.exposure_time,

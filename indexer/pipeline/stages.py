@@ -85,7 +85,12 @@ def sensor_data(session: Session) -> SensorPlan:
     sensor = session.settings.sensor
     if not sensor.enabled:
         return SensorPlan(SensorData.NONE, sensor)
-    return SensorPlan(SensorData.ALL if sensor.rendered_frames else SensorData.RAW, sensor)
+    known = {}
+    if sensor.learn_first > 0 and sensor.rendered_frames:
+        from db.sensors import frames_per_body
+
+        known = frames_per_body(session.engine)
+    return SensorPlan(SensorData.ALL if sensor.rendered_frames else SensorData.RAW, sensor, known)
 
 
 def run_stages(stages: Iterable[Stage], image_id: int, indexed: Indexed) -> list[StageError]:

@@ -12,6 +12,8 @@ frames, sized so that the extra work stays a small share of indexing:
 - frames where defects show most (``iso >= reveal_iso`` or an exposure of at least
   ``reveal_seconds``: hot pixels grow with gain and exposure time) are ``reveal_factor``
   times as likely;
+- a new body can be mapped in full first: every frame until it rests on ``learn_first``
+  frames (0 by default: counted when a run starts, from the database);
 - the draw is the frame's SHA-256 read as a number in [0, 1): the same frames are learnt
   in every run, every process, and by ``index`` and ``watch`` alike, and a copy of a
   frame is never learnt twice (the writer's ledger counts each content once).
