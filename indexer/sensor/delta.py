@@ -90,7 +90,7 @@ class FrameDelta:
 
 
 def _packed_residual(residual: np.ndarray) -> dict:
-    """float32 residual of integer data -> the ``residual``/``wide_*`` fields (exact)."""
+    """Integral residual (float32 or int) -> the ``residual``/``wide_*`` fields (exact)."""
     flat = residual.reshape(-1)
     wide = np.flatnonzero((flat > 127) | (flat < -128))
     if wide.size <= flat.size // 16:
@@ -127,8 +127,6 @@ def rgb_delta(image: np.ndarray, *, white_level=None, time: int | None = None,
     residual, _, bright, dark, value, judge, strong = rgb_strip_arrays(
         image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,
         margin=params.rgb_margin, white=white)
-    if image.dtype == np.uint8:
-        value = value.astype(np.uint8)
     packed = {name: np.packbits(arr, axis=None) for name, arr in
               (("bright", bright), ("dark", dark), ("judgeable", judge), ("strong", strong))}
     return FrameDelta("rgb", *image.shape[:2], None, params, value=value, time=time, **packed,

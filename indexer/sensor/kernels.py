@@ -88,7 +88,7 @@ def _combine_row(res, noise, i, width, margin, factor, best_r, best_z, up, down,
     for x in range(width):
         r = np.float32(row[x])
         thr = n[x] * margin
-        best_r[x] = r
+        best_r[x] = row[x]
         best_z[x] = abs(r) / n[x]
         up[x] = r > thr
         down[x] = r < -thr
@@ -100,7 +100,7 @@ def _combine_row(res, noise, i, width, margin, factor, best_r, best_z, up, down,
             thr = n[x] * margin
             z = abs(r) / n[x]
             better = z > best_z[x]
-            best_r[x] = r if better else best_r[x]
+            best_r[x] = row[x] if better else best_r[x]
             best_z[x] = z if better else best_z[x]
             up[x] = up[x] | (r > thr)
             down[x] = down[x] | (r < -thr)
@@ -166,9 +166,10 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     """Whole-frame arrays of a demosaiced frame, strip by strip, compiled.
 
     image: (H, W) or (H, W, C) uint8/uint16, C in 1..4, channel 1 green when C > 1.
-    Returns residual float32 (H, W), noise_rows float32 (ceil(H / tile), W) (the green
-    channel's noise of each strip, as :class:`indexer.sensor.residual.Strip` keeps it),
-    bright, dark bool (H, W), value uint16 (H, W) (green), judgeable bool (H, W), strong
+    Returns residual (H, W) int16 (8-bit input) or int32, exact; noise_rows float32
+    (ceil(H / tile), W) (the green channel's noise of each strip, as
+    :class:`indexer.sensor.residual.Strip` keeps it); bright, dark bool (H, W); value
+    (H, W) green, in the input's dtype; judgeable bool (H, W); strong
     bool (H, W) (see :data:`indexer.sensor.residual.STRONG`).
     """
     height, width = image.shape[:2]
@@ -176,15 +177,16 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     channels = pads.shape[0]
     green = min(1, channels - 1)
     strips = -(-height // tile)
-    residual = np.empty((height, width), np.float32)
+    # 8-bit residuals lie in [-255, 255]: int16 halves the bytes the loops stream; exact
+    int_type = np.int16 if image.dtype == np.uint8 else np.int32
+    residual = np.empty((height, width), int_type)
     noise = np.empty((strips, width), np.float32)
     bright = np.empty((height, width), np.bool_)
     dark = np.empty((height, width), np.bool_)
-    value = np.empty((height, width), np.uint16)
+    value = np.empty((height, width), image.dtype)
     judge = np.empty((height, width), np.bool_)
     strong = np.empty((height, width), np.bool_)
-    # 8-bit residuals lie in [-255, 255]: int16 halves the scratch the strip loops stream
-    res = np.empty((channels, tile, pads.shape[2] - 2 * step), np.int16 if image.dtype == np.uint8 else np.int32)
+    res = np.empty((channels, tile, pads.shape[2] - 2 * step), int_type)
     # STRONG goes in as an argument: numba's cache would keep a global's old value
     _rgb_strips(pads, height, width, tile, step, float(floor), float(margin), STRONG, int(white), green, res,
                 residual, noise, bright, dark, value, judge, strong)

@@ -285,8 +285,8 @@ def iter_rgb_strips(image, *, white_level=None, params=ResidualParams()):
     height = image.shape[0]
     for k, y in enumerate(range(0, height, params.tile)):
         rows = slice(y, min(y + params.tile, height))
-        yield Strip(y, rows.stop, residual[rows], noise[k : k + 1], bright[rows], dark[rows],
-                    value[rows], judge[rows], strong[rows])
+        yield Strip(y, rows.stop, residual[rows].astype(np.float32), noise[k : k + 1], bright[rows],
+                    dark[rows], value[rows].astype(np.uint16), judge[rows], strong[rows])
 
 
 def reference_rgb_strips(image, *, white_level=None, params=ResidualParams()):
