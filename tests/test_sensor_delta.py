@@ -92,3 +92,18 @@ def test_delta_is_compact(cam_frames):
     delta = rgb_delta(image)
     assert delta.nbytes < image.nbytes  # less than the decoded frame itself
     assert len(delta.stood_out()) == int((delta.mask("bright") | delta.mask("dark")).sum()) > 0
+
+
+def test_features_do_not_depend_on_whether_the_frame_is_learnt(cam_frames, tmp_path):
+    """A camera JPEG's working image (hence its hashes) is the same draft decode whether
+    the budget drew its frame or not; only the drawn one carries the full-size frame."""
+    from indexer.decode import SensorData, decode_bytes
+
+    cam, frames = cam_frames
+    big = np.kron(synthetic.develop(frames[0], cam), np.ones((8, 8, 1), np.uint8))  # 576 x 800
+    path = synthetic.write_frame(tmp_path / "f.jpg", big, make=cam.make, model=cam.model)
+    data = path.read_bytes()
+    kept = decode_bytes(data, path, sensor_data=SensorData.ALL, frame_wanted=lambda *a: True)
+    skipped = decode_bytes(data, path, sensor_data=SensorData.ALL, frame_wanted=lambda *a: False)
+    assert kept.frame is not None and kept.frame.shape == big.shape and skipped.frame is None
+    assert np.array_equal(kept.rgb, skipped.rgb) and kept.decoder == skipped.decoder

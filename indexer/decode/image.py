@@ -192,14 +192,23 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     width, height = img.width, img.height
     if upright and orient.swaps_axes(orient.from_exif(orientation)):
         width, height = height, width  # the stored (un-rotated) size
-    # A frame for sensor statistics needs every stored pixel: no draft then (one full
-    # decode serves both); only frames that name their camera can be attributed to one.
+    # A frame for sensor statistics needs every stored pixel; only frames that name their
+    # camera can be attributed to one. A JPEG's features still come from its draft decode,
+    # whether or not its frame is kept: the stored hashes must not depend on which frames
+    # the sensor budget drew (a full decode resized gives slightly different hashes), so a
+    # kept JPEG frame costs a second, full-size decode.
     keep_frame = sensor_data is SensorData.ALL and meta.camera is not None and (
         frame_wanted is None or frame_wanted(meta, width, height, digest))
-    if fmt == "JPEG" and not keep_frame:
+    frame = None
+    if fmt == "JPEG":
+        if keep_frame:
+            full = open_pillow(data, max_pixels)
+            load_pixels(full)
+            frame = sensor_frame(_first_frame(full))
         img.draft("L" if img.mode == "L" else "RGB", draft_request(img.size, work_size))
     load_pixels(img)
-    frame = sensor_frame(_first_frame(img)) if keep_frame else None
+    if keep_frame and frame is None:
+        frame = sensor_frame(_first_frame(img))
     rgb = to_float_rgb(_first_frame(img), work_size)
     if not upright:
         rgb = np.ascontiguousarray(orient.apply(rgb, orient.from_exif(orientation)))
