@@ -14,7 +14,7 @@ EXIT_ERROR = 1  # the command could not do its job (bad database, bad config...)
 EXIT_USAGE = 2  # wrong options or arguments (click's own code)
 EXIT_FILES_FAILED = 3  # with --strict: some files could not be indexed
 EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
-EXIT_BUSY = 5  # `watch`: another live daemon already watches these folders for this database
+EXIT_BUSY = 5  # `watch`: another live daemon watches these folders; `dupes --apply`/`undo`: another is acting
 EXIT_LEAKAGE = 5  # `leakage`: near-duplicates found across dataset splits (a CI gate; 5 as for `watch`, another command)
 EXIT_SKIPPED = 6  # `dupes --apply` / `undo`: some planned operations were skipped (each says why)
 
@@ -615,7 +615,12 @@ def _apply(session, report, action_text, yes, reference, group_id, fmt):
         planned = act.plan(session, report, action, dest, reference=[str(r) for r in reference], group=group_id)
     except act.ActError as exc:
         _fail(str(exc), EXIT_USAGE)
-    outcome = act.apply(session, planned) if yes else act.Outcome(None, planned)
+    from db.actions import Busy
+
+    try:
+        outcome = act.apply(session, planned) if yes else act.Outcome(None, planned)
+    except Busy as exc:
+        _fail(str(exc), EXIT_BUSY)
     rows = [(p.action + (" (sidecar)" if p.sidecar_of else ""), p.path, p.destination or "", p.keeper_path, p.size,
              "skipped: " + p.reason if p.reason else ("done" if yes else "planned")) for p in planned]
     freed = outcome.bytes_freed if yes else sum(p.size for p in planned if not p.reason)
@@ -654,8 +659,13 @@ def undo(ctx, batch):
     """
     from indexer.commands import act
 
+    from db.actions import Busy
+
     session = _session(ctx)
-    done = act.undo(session, batch)
+    try:
+        done = act.undo(session, batch)
+    except Busy as exc:
+        _fail(str(exc), EXIT_BUSY)
     if done.batch is None:
         _fail("nothing to undo: no batch in the journal", EXIT_USAGE)
     click.echo(f"batch {done.batch}: {done.restored} files restored, {len(done.skipped)} skipped")

@@ -167,3 +167,25 @@ def test_a_running_watch_does_not_index_the_trash(tmp_path, monkeypatch):
     assert len(list((root / "xdg" / "Trash" / "files").iterdir())) == 3
     assert not any("Trash" in p for p in stored), (stored, lines)
     assert sorted(p for p, gone in stored.items() if gone) == ["a 0.jpg", "a 1.jpg", "a 2.jpg"]
+
+
+def test_a_second_apply_or_undo_waits_for_none_and_touches_nothing(group, trash_home):
+    """While one apply holds the database's action lock, another apply and an undo exit
+    with EXIT_BUSY and a one-line message, and no file moves; afterwards both work."""
+    from cli import EXIT_BUSY
+    from db import actions as dbactions
+    from indexer.session import open_session
+
+    folder, db = group
+    before = files_of(folder)
+    session = open_session(str(db))
+    with dbactions.exclusive(session.engine):
+        busy = run(db, "dupes", "--apply", "trash", "--yes")
+        assert busy.exit_code == EXIT_BUSY, busy.output
+        assert "another photoqa apply or undo" in busy.output and len(busy.output.strip().splitlines()) == 1
+        assert files_of(folder) == before
+        assert run(db, "undo").exit_code == EXIT_BUSY
+    session.engine.dispose()
+    assert run(db, "dupes", "--apply", "trash", "--yes").exit_code == 0
+    assert list(files_of(folder)) == ["IMG_2601.jpg"]
+    assert run(db, "undo").exit_code == 0 and files_of(folder) == before
