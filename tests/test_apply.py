@@ -189,3 +189,22 @@ def test_a_second_apply_or_undo_waits_for_none_and_touches_nothing(group, trash_
     assert run(db, "dupes", "--apply", "trash", "--yes").exit_code == 0
     assert list(files_of(folder)) == ["IMG_2601.jpg"]
     assert run(db, "undo").exit_code == 0 and files_of(folder) == before
+
+
+def test_the_report_marks_copies_already_linked_to_their_keeper(group, trash_home):
+    """After ``--apply hardlink`` the byte copy is another name of the keeper's file: the
+    report says so and counts no bytes to free for it; a symlink likewise."""
+    folder, db = group
+    keeper = folder / "IMG_2601.jpg"
+    os.link(keeper, folder / "IMG_2601 (1).jpg")
+    os.symlink(keeper, folder / "IMG_2601 link.jpg")
+    assert run(db, "index", folder, "--workers", "1").exit_code == 0
+    (g,) = json.loads(run(db, "dupes", "--format", "json").stdout)["groups"]
+    by_name = {Path(m["path"]).name: m for m in g["members"]}
+    assert by_name["IMG_2601 (1).jpg"]["linked"] == "hardlink"
+    assert by_name["IMG_2601 link.jpg"]["linked"] == "symlink"
+    assert by_name["IMG_2601 (1).jpg"]["relation"] == "already a hard link to the keeper"
+    assert by_name["IMG_2601.png"]["linked"] is None
+    assert g["bytes_reclaimable"] == sum(m["bytes"] for m in g["members"][1:] if not m["linked"])
+    table = run(db, "dupes").stdout
+    assert "already a symbolic link to the keeper" in table
