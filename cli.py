@@ -513,6 +513,9 @@ def status(ctx, fmt):
 @click.option("--not-duplicates", "not_duplicates", nargs=2, type=click.Path(dir_okay=False, path_type=Path),
               metavar="A B", help="Record that files A and B are not duplicates: they never share a group again, "
                                   "whatever matching finds later. Example: --not-duplicates a.jpg b.jpg")
+@click.option("--not-duplicates-group", "split_id", type=int, default=None, metavar="ID",
+              help="Record that no two files of group ID are duplicates: the group falls apart for good. "
+                   "Example: --not-duplicates-group 1204")
 @click.option("--keep", "keep_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Record FILE as its group's keeper, over the suggested one (lasts across runs). "
                    "Example: --keep ~/Pictures/IMG_0108.JPG")
@@ -531,7 +534,7 @@ def status(ctx, fmt):
               help="With --apply: only this group (its id as listed). Example: --group 1204")
 @click.pass_context
 def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, related, rematch, not_duplicates,
-          keep_file, apply_action, yes, reference, group_id):
+          split_id, keep_file, apply_action, yes, reference, group_id):
     """Groups of copies of one shot, each file listed once against the keeper.
 
     Every pair is proven by aligned pixels and says what it is: same_file (equal
@@ -572,6 +575,9 @@ def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, relate
         if not_duplicates:
             report_of.decide(session, "not_duplicates", [str(p) for p in not_duplicates])
             click.echo("recorded: not duplicates", err=True)
+        if split_id is not None:
+            count = report_of.split_group(session, split_id)
+            click.echo(f"recorded: the {count} files of group {split_id} are not duplicates of each other", err=True)
         if keep_file:
             report_of.decide(session, "keep", [str(keep_file)])
             click.echo(f"recorded: keep {keep_file}", err=True)

@@ -208,3 +208,15 @@ def test_the_report_marks_copies_already_linked_to_their_keeper(group, trash_hom
     assert g["bytes_reclaimable"] == sum(m["bytes"] for m in g["members"][1:] if not m["linked"])
     table = run(db, "dupes").stdout
     assert "already a symbolic link to the keeper" in table
+
+
+def test_a_whole_group_declared_not_duplicates_stays_apart(group):
+    """``--not-duplicates-group ID`` splits the group for good: no group after it, nor after
+    --rematch; an unknown id is a one-line usage error."""
+    folder, db = group
+    (g,) = json.loads(run(db, "dupes", "--format", "json").stdout)["groups"]
+    split = run(db, "dupes", "--not-duplicates-group", g["id"], "--format", "json")
+    assert split.exit_code == 0 and json.loads(split.stdout)["groups"] == []
+    assert json.loads(run(db, "dupes", "--rematch", "--format", "json").stdout)["groups"] == []
+    bad = run(db, "dupes", "--not-duplicates-group", 999999)
+    assert bad.exit_code != 0 and "no duplicate group 999999" in bad.output

@@ -64,6 +64,19 @@ def decide(session: Session, kind: str, paths: list[str]) -> None:
                            session.settings.group_rule())
 
 
+def split_group(session: Session, group_id: int) -> int:
+    """Record that no two members of group ``group_id`` are duplicates (``dupes
+    --not-duplicates-group``): the group falls apart for good, whatever matching finds
+    later; returns how many files it held."""
+    from db import groups as dbgroups
+
+    ids = dbgroups.members_of(session.engine, group_id)
+    if len(ids) < 2:
+        raise DecisionError(f"no duplicate group {group_id} (its id is its keeper's image id, as listed)")
+    dbgroups.save_apart(session.engine, ids, session.settings.group_rule())
+    return len(ids)
+
+
 def _pair_json(p, paths: dict[int, str]) -> dict:
     return {"a": paths[p.a], "b": paths[p.b], "verdict": p.verdict, "hamming": p.hamming,
             "transform": p.transform, "shift": [p.shift_x, p.shift_y], "scale": p.scale,
