@@ -909,6 +909,52 @@ def serve(ctx, port, host, token, allow_actions):
 
 
 @main.command()
+@click.option("--html", "html_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the static pages (created if needed; must be empty unless --force). "
+                   "Example: --html photoqa-report/")
+@click.option("--pair-pictures/--no-pair-pictures", default=True, show_default=True,
+              help="Include each pair page's aligned pictures and differences (both files decoded again "
+                   "at full size: the slow part). Example: --no-pair-pictures")
+@click.option("--force", is_flag=True, help="Write into a non-empty folder (files of the same names replaced). "
+                                            "Example: --html report/ --force")
+@click.pass_context
+def report(ctx, html_dir, pair_pictures, force):
+    """Write the pages of `photoqa serve` as static files: for sharing or as a CI artifact.
+
+    The overview, the duplicate groups (25 a page), every group, image and pair page,
+    exposure, sensors and the example queries, with their thumbnails, linked by relative
+    file names: open index.html in a browser, no server needed. Nothing can be acted on
+    from the copy (the buttons are shown disabled). Progress goes to stderr.
+
+    \b
+    Examples:
+      photoqa --db ~/photos.db report --html photoqa-report/
+      photoqa report --html ci-artifact/ --no-pair-pictures
+    """
+    import time
+
+    from indexer.commands.output import OutputDirError, check_out_dir
+    from indexer.web.report import export_html
+
+    try:
+        check_out_dir(html_dir, force=force)
+    except OutputDirError as exc:
+        _fail(str(exc).replace("--out", "--html"))
+    _session(ctx, readonly=True).engine.dispose()  # no database, a bad one or bad config: one line
+    last = [time.monotonic()]
+
+    def progress(done, queued):
+        if time.monotonic() - last[0] >= 1.0 or queued == 0:
+            last[0] = time.monotonic()
+            click.echo(f"report: {done} pages written, {queued} to go", err=True)
+
+    result = export_html(ctx.obj["db"], ctx.obj["config"], html_dir, pair_pictures=pair_pictures, progress=progress)
+    for url, status in sorted(result.failed.items()):
+        click.echo(f"report: {url} answered {status}; left out", err=True)
+    click.echo(f"wrote {html_dir / 'index.html'}: {result.pages} pages, {result.pictures} pictures")
+
+
+@main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the repaired copies (created if needed). Example: --out repaired/")

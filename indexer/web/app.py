@@ -59,7 +59,8 @@ def host_name(header: str) -> str:
 @dataclass
 class ServeOptions:
     """How ``photoqa serve`` runs: database and settings, the address it binds, the token
-    every request must carry (None: none), and whether actions on files are allowed."""
+    every request must carry (None: none), whether actions on files are allowed, and
+    whether the pages are rendered for the static copy (``photoqa report --html``)."""
 
     db: str | None = None
     config: str | None = None
@@ -67,6 +68,7 @@ class ServeOptions:
     port: int = 8765
     token: str | None = None
     actions: bool | None = None  # None: on when bound to loopback
+    static: bool = False  # rendering for `report --html`: no sorting form, no SQL box, no actions page
 
     @property
     def actions_enabled(self) -> bool:
@@ -96,7 +98,8 @@ def state_of(request: Request) -> State:
 def page(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
     """Render template ``name`` with the shared context (CSRF secret, whether actions run)."""
     s = state_of(request)
-    base = {"csrf": s.csrf, "actions": s.options.actions_enabled, "charts": charts, "nav": name}
+    base = {"csrf": s.csrf, "actions": s.options.actions_enabled, "charts": charts, "nav": name,
+            "static": s.options.static}
     return s.templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
 
 
