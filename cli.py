@@ -915,13 +915,16 @@ def serve(ctx, port, host, token, allow_actions):
 @click.option("--pair-pictures/--no-pair-pictures", default=True, show_default=True,
               help="Include each pair page's aligned pictures and differences (both files decoded again "
                    "at full size: the slow part). Example: --no-pair-pictures")
+@click.option("--per-page", type=click.IntRange(1, 1000), default=None,
+              help="Duplicate groups on each groups-N.html page (default: as many as photoqa serve shows). "
+                   "Example: --per-page 100")
 @click.option("--force", is_flag=True, help="Write into a non-empty folder (files of the same names replaced). "
                                             "Example: --html report/ --force")
 @click.pass_context
-def report(ctx, html_dir, pair_pictures, force):
+def report(ctx, html_dir, pair_pictures, per_page, force):
     """Write the pages of `photoqa serve` as static files: for sharing or as a CI artifact.
 
-    The overview, the duplicate groups (25 a page), every group, image and pair page,
+    The overview, the duplicate groups (--per-page a page), every group, image and pair page,
     exposure, sensors and the example queries, with their thumbnails, linked by relative
     file names: open index.html in a browser, no server needed. Nothing can be acted on
     from the copy (the buttons are shown disabled). Progress goes to stderr.
@@ -934,6 +937,7 @@ def report(ctx, html_dir, pair_pictures, force):
     import time
 
     from indexer.commands.output import OutputDirError, check_out_dir
+    from indexer.web.groupview import PER_PAGE
     from indexer.web.report import export_html
 
     try:
@@ -948,7 +952,8 @@ def report(ctx, html_dir, pair_pictures, force):
             last[0] = time.monotonic()
             click.echo(f"report: {done} pages written, {queued} to go", err=True)
 
-    result = export_html(ctx.obj["db"], ctx.obj["config"], html_dir, pair_pictures=pair_pictures, progress=progress)
+    result = export_html(ctx.obj["db"], ctx.obj["config"], html_dir, pair_pictures=pair_pictures,
+                         per_page=per_page or PER_PAGE, progress=progress)
     for url, status in sorted(result.failed.items()):
         click.echo(f"report: {url} answered {status}; left out", err=True)
     click.echo(f"wrote {html_dir / 'index.html'}: {result.pages} pages, {result.pictures} pictures")

@@ -95,10 +95,28 @@ def test_progress_goes_to_stderr_and_a_non_empty_folder_is_refused(exported):
     assert again.exit_code == 1 and "is not empty" in again.stderr and "--html" in again.stderr
 
 
+def test_groups_are_paged_and_pair_pictures_can_be_left_out(exported, tmp_path):
+    folder, _, dupes, _ = exported
+    out = tmp_path / "paged"
+    result = CliRunner().invoke(main, ["--db", str(folder / "photoqa.db"), "--config", str(folder / "photoqa-demo.toml"),
+                                       "report", "--html", str(out), "--per-page", "3", "--no-pair-pictures"])
+    assert result.exit_code == 0, result.output
+    first, second = (out / "groups-1.html").read_text(), (out / "groups-2.html").read_text()
+    assert not (out / "groups-3.html").exists() and not (out / "pairs").exists()
+    assert 'href="groups-2.html">next</a>' in first and 'href="groups-1.html">previous</a>' in second
+    ids = [int(g) for page in (first, second) for g in re.findall(r'<section class="group" id="group-(\d+)"', page)]
+    assert len(ids) == 4 and sorted(ids) == sorted(g["id"] for g in dupes["groups"])
+    assert 'href="groups-1.html"' in (out / "index.html").read_text()  # the menu's Duplicates
+    pair = next(out.glob("pair-*.html")).read_text()
+    assert "pairs/" not in pair and re.search(r'<img\s+alt="A, overlap"', pair)  # the picture left out
+
+
 def test_static_names():
     assert static_name("/") == "index.html"
     assert static_name("/groups?sort=bytes&per=25&page=2") == "groups-2.html"
     assert static_name("/groups?sort=size&page=2") is None  # only the default order is exported
+    assert static_name("/groups") == static_name("/groups?per=10", per_page=10) == "groups-1.html"
+    assert static_name("/groups?page=2", per_page=10) is None  # 25 a page: not what was exported
     assert static_name("/groups/14") == "group-14.html" and static_name("/image/3") == "image-3.html"
     assert static_name("/thumb/3.jpg?size=320") == "thumbs/3.jpg"
     assert static_name("/thumb/3.jpg?size=640") == "thumbs/3-640.jpg"

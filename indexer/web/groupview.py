@@ -16,6 +16,7 @@ from indexer.match.verdict import VERDICTS
 from indexer.session import Session
 
 PAGE_SIZES = (10, 25, 50, 100)
+PER_PAGE = 25  # groups a page shows unless ?per= (or report --per-page) says otherwise
 WEB_SORTS = (*SORTS, "verdict")  # verdict: groups with the loosest copies (derived) first
 
 
@@ -57,7 +58,7 @@ class ReportCache:
             return self.reports[sort]
 
 
-def page_of_groups(session: Session, *, page: int = 1, per_page: int = 25, sort: str = "bytes",
+def page_of_groups(session: Session, *, page: int = 1, per_page: int = PER_PAGE, sort: str = "bytes",
                    cache: ReportCache | None = None) -> GroupPage:
     """One page of the groups (1-based; clamped to the last page), each with ids and facts."""
     report = (cache or ReportCache()).report(session, sort)

@@ -7,7 +7,7 @@ overview and the first groups page, follows every link that has a static name
 static copy cannot disagree. Files written::
 
     index.html                 /
-    groups-N.html              /groups?page=N (25 a page, sorted by bytes to free)
+    groups-N.html              /groups?page=N (25 a page unless ``per_page``, by bytes to free)
     group-ID.html              /groups/ID
     image-ID.html              /image/ID
     pair-A-B.html              /pair/A/B
@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 from indexer.web.app import ServeOptions, create_app
+from indexer.web.groupview import PER_PAGE
 
 HOST = "127.0.0.1"
 THUMB_SIZE = 320  # the size the group cards ask for: thumbs/ID.jpg
@@ -50,7 +51,7 @@ class ReportResult:
     failed: dict[str, int] = field(default_factory=dict)
 
 
-def static_name(url: str, *, pair_pictures: bool = True) -> str | None:
+def static_name(url: str, *, pair_pictures: bool = True, per_page: int = PER_PAGE) -> str | None:
     """The relative file name of a server URL in the static copy, or None when it has none.
 
     >>> static_name("/groups?sort=bytes&per=25&page=3"), static_name("/thumb/7.jpg?size=640")
@@ -63,9 +64,11 @@ def static_name(url: str, *, pair_pictures: bool = True) -> str | None:
     if path == "/" and not query:
         return "index.html"
     if path == "/groups":
-        if query.get("sort", "bytes") != "bytes" or query.get("per", "25") != "25" or "format" in query:
+        page, per = query.get("page", "1"), query.get("per")
+        if query.get("sort", "bytes") != "bytes" or "format" in query:
             return None
-        page = query.get("page", "1")
+        if (per is None and page != "1") or (per is not None and per != str(per_page)):
+            return None  # plain /groups (the menu) is the first page whatever its size
         return f"groups-{page}.html" if page.isdigit() and int(page) >= 1 else None
     if path in ("/exposure", "/sensors") and not query:
         return path[1:] + ".html"
@@ -133,10 +136,12 @@ async def fetch(app, url: str) -> tuple[int, str, bytes]:
     return status, ctype, b"".join(body)
 
 
-async def crawl(app, out_dir: Path, *, pair_pictures: bool, progress: Callable[[int, int], None]) -> ReportResult:
+async def crawl(app, out_dir: Path, *, pair_pictures: bool, per_page: int,
+                progress: Callable[[int, int], None]) -> ReportResult:
     result = ReportResult(out_dir)
-    queue = ["/", "/groups"]
-    seen = {static_name(u) for u in queue}
+    # the first groups page with its page size first: the menu's plain /groups is then that file
+    queue = [f"/groups?sort=bytes&per={per_page}&page=1", "/"]
+    seen = {static_name(u, per_page=per_page) for u in queue}
     files: dict[str, bool] = {}  # non-page file name -> written
 
     async def resource(url: str, name: str) -> bool:
@@ -162,7 +167,7 @@ async def crawl(app, out_dir: Path, *, pair_pictures: bool, progress: Callable[[
         last = 0
         for m in LINK.finditer(text):
             target = urljoin(url, html.unescape(m.group(2)))
-            name = static_name(target, pair_pictures=pair_pictures)
+            name = static_name(target, pair_pictures=pair_pictures, per_page=per_page)
             if name is not None and not name.endswith(".html") and not await resource(target, name):
                 name = None
             if name is not None and name.endswith(".html") and name not in seen:
@@ -172,22 +177,23 @@ async def crawl(app, out_dir: Path, *, pair_pictures: bool, progress: Callable[[
             out.append(f'{m.group(1)}="{html.escape(name)}"' if name else "")
             last = m.end()
         out.append(text[last:])
-        (out_dir / static_name(url)).write_text(disable_forms("".join(out)), encoding="utf-8")
+        (out_dir / static_name(url, per_page=per_page)).write_text(disable_forms("".join(out)), encoding="utf-8")
         result.pages += 1
         progress(result.pages, len(queue))
     return result
 
 
 def export_html(db: str | None, config: str | None, out_dir: Path, *, pair_pictures: bool = True,
-                progress: Callable[[int, int], None] = lambda done, queued: None) -> ReportResult:
-    """Write the static copy of the pages into ``out_dir`` (created when missing);
-    ``progress(pages written, pages queued)`` after each page."""
+                per_page: int = PER_PAGE, progress: Callable[[int, int], None] = lambda done, queued: None) -> ReportResult:
+    """Write the static copy of the pages into ``out_dir`` (created when missing), the
+    groups ``per_page`` a page; ``progress(pages written, pages queued)`` after each page."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(ServeOptions(db=db, config=config, actions=False, static=True))
     state = app.state.photoqa
     try:
-        return asyncio.run(crawl(app, out_dir, pair_pictures=pair_pictures, progress=progress))
+        return asyncio.run(crawl(app, out_dir, pair_pictures=pair_pictures, per_page=per_page,
+                                 progress=progress))
     finally:
         shutil.rmtree(state.scratch, ignore_errors=True)  # the lifespan's clean-up: no lifespan runs here
         state.session.engine.dispose()

@@ -52,7 +52,7 @@ def groups(request: Request) -> Response:
     s = state_of(request)
     sort = request.query_params.get("sort", "bytes")
     sort = sort if sort in groupview.WEB_SORTS else "bytes"
-    per = int_param(request, "per", 25, 1, max(groupview.PAGE_SIZES))
+    per = int_param(request, "per", groupview.PER_PAGE, 1, max(groupview.PAGE_SIZES))
     got = groupview.page_of_groups(s.reader, page=int_param(request, "page", 1, 1, 10**9), per_page=per, sort=sort,
                                      cache=s.reports)
     if request.query_params.get("format") == "json":
