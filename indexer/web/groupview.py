@@ -44,6 +44,8 @@ class ReportCache:
         self.token = None
         self.reports: dict[str, dict] = {}
         self.lock = threading.Lock()
+        self.index: dict[int, dict] = {}
+        self.index_of: dict | None = None  # the report ``index`` was built from
 
     def report(self, session: Session, sort: str) -> dict:
         token = browse.change_token(session.engine)
@@ -56,6 +58,15 @@ class ReportCache:
                     report["groups"].sort(key=lambda g: (-verdict_rank(g), g["keeper"]))
                 self.reports[sort] = report
             return self.reports[sort]
+
+    def group_by_id(self, session: Session) -> dict[int, dict]:
+        """The report's groups by id: a group page is a look-up, not a scan (report --html
+        writes every group page: a scan each would be quadratic in the groups)."""
+        report = self.report(session, "bytes")
+        with self.lock:
+            if self.index_of is not report:
+                self.index, self.index_of = {g["id"]: g for g in report["groups"]}, report
+            return self.index
 
 
 def page_of_groups(session: Session, *, page: int = 1, per_page: int = PER_PAGE, sort: str = "bytes",
@@ -71,10 +82,8 @@ def page_of_groups(session: Session, *, page: int = 1, per_page: int = PER_PAGE,
 
 def find_group(session: Session, group_id: int, cache: ReportCache | None = None) -> dict | None:
     """One group of the report by its id (its keeper's image id), with ids and facts."""
-    for g in (cache or ReportCache()).report(session, "bytes")["groups"]:
-        if g["id"] == group_id:
-            return with_ids(session, g)
-    return None
+    found = (cache or ReportCache()).group_by_id(session).get(group_id)
+    return None if found is None else with_ids(session, found)
 
 
 def with_ids(session: Session, group: dict) -> dict:
