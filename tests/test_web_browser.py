@@ -2,7 +2,7 @@
 started as a subprocess over the demo database. The DOM is checked against SQL, every
 request the pages make must go to the server itself (from Chromium's net log), and
 screenshots are saved under the test's temp folder (look at them while developing).
-Then trash and undo are clicked through (the DevTools Protocol, :mod:`cdp`) on a
+Then trash, undo and keep are clicked through (the DevTools Protocol, :mod:`cdp`) on a
 planted group in a temp folder, and the disk is checked after each step."""
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def on_disk(folder: Path) -> dict[str, tuple[str, int]]:
     return {str(p.relative_to(folder)): (sha(p), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
 
 
-def test_trash_then_undo_clicked_in_chromium(tmp_path):
+def test_trash_undo_and_keep_clicked_in_chromium(tmp_path):
     cdp = pytest.importorskip("cdp", reason="websocket-client is not installed (pip install -e '.[test]')")
     folder = tmp_path / "photos"
     img = Image.fromarray(synth.scene(63, 480, 360))
@@ -172,6 +172,17 @@ def test_trash_then_undo_clicked_in_chromium(tmp_path):
             page.screenshot(tmp_path / "5-undone.png")
             assert on_disk(folder) == before  # byte-identical, times kept
             assert not any(trash.iterdir())
+            # keep this one: a decision, recorded; no file is touched
+            small = folder / "IMG_7_small.jpg"
+            page.goto(f"{base}/groups/{keeper}")
+            page.click(f'.member[data-path="{small}"] form[action="/act/keep"] button')
+            assert page.text("h1") == "Keep this one?" and on_disk(folder) == before
+            page.click("#confirm")
+            assert page.text("h1") == "Recorded: keep"
+            page.click("main a")  # back: the group, now under its new keeper's id
+            assert page.evaluate("document.querySelector('.member.keeper').dataset.path") == str(small)
+            page.screenshot(tmp_path / "6-kept.png")
+            assert on_disk(folder) == before
             assert page.requests and all(u.startswith(base + "/") or u == "about:blank" for u in page.requests), \
                 page.requests
     finally:
