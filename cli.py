@@ -945,17 +945,20 @@ def report(ctx, html_dir, pair_pictures, per_page, force):
     except OutputDirError as exc:
         _fail(str(exc).replace("--out", "--html"))
     _session(ctx, readonly=True).engine.dispose()  # no database, a bad one or bad config: one line
-    last = [time.monotonic()]
+    last = [0.0]
 
-    def progress(done, queued):
-        if time.monotonic() - last[0] >= 1.0 or queued == 0:
+    def progress(done, queued):  # the first page, then at most once a second
+        if time.monotonic() - last[0] >= 1.0:
             last[0] = time.monotonic()
             click.echo(f"report: {done} pages written, {queued} to go", err=True)
 
     result = export_html(ctx.obj["db"], ctx.obj["config"], html_dir, pair_pictures=pair_pictures,
                          per_page=per_page or PER_PAGE, progress=progress)
-    for url, status in sorted(result.failed.items()):
+    failed = sorted(result.failed.items())
+    for url, status in failed[:20]:
         click.echo(f"report: {url} answered {status}; left out", err=True)
+    if len(failed) > 20:
+        click.echo(f"report: {len(failed) - 20} more pages or pictures left out", err=True)
     click.echo(f"wrote {html_dir / 'index.html'}: {result.pages} pages, {result.pictures} pictures")
 
 

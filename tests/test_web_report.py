@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import imagefiles as F
 from cli import main
+from indexer.synthetic import scenes as synth
 from indexer.web.report import disable_forms, static_name
 
 LINK = re.compile(r'\b(?:href|src)="([^"]*)"')
@@ -89,7 +91,7 @@ def test_thumbnails_are_jpeg_and_pair_pictures_png(exported):
 
 def test_progress_goes_to_stderr_and_a_non_empty_folder_is_refused(exported):
     folder, out, _, result = exported
-    assert re.search(r"report: \d+ pages written, 0 to go", result.stderr)
+    assert re.search(r"^report: \d+ pages written, \d+ to go$", result.stderr, re.M)
     assert result.stdout.startswith(f"wrote {out / 'index.html'}:")
     again = CliRunner().invoke(main, ["--db", str(folder / "photoqa.db"), "report", "--html", str(out)])
     assert again.exit_code == 1 and "is not empty" in again.stderr and "--html" in again.stderr
@@ -108,7 +110,28 @@ def test_groups_are_paged_and_pair_pictures_can_be_left_out(exported, tmp_path):
     assert len(ids) == 4 and sorted(ids) == sorted(g["id"] for g in dupes["groups"])
     assert 'href="groups-1.html"' in (out / "index.html").read_text()  # the menu's Duplicates
     pair = next(out.glob("pair-*.html")).read_text()
-    assert "pairs/" not in pair and re.search(r'<img\s+alt="A, overlap"', pair)  # the picture left out
+    assert "pairs/" not in pair and 'id="no-pictures"' in pair and "<img" in pair  # the thumbnails stay
+
+
+def test_a_file_gone_since_indexing_leaves_its_pictures_out_not_the_export(tmp_path):
+    folder = tmp_path / "photos"
+    img = Image.fromarray(synth.scene(64, 480, 360))
+    F.save(folder / "IMG_9.jpg", img, "JPEG", quality=92)
+    F.save(folder / "IMG_9_small.jpg", img.resize((240, 180), Image.Resampling.LANCZOS), "JPEG", quality=90)
+    db = tmp_path / "photoqa.db"
+    assert CliRunner().invoke(main, ["--db", str(db), "index", str(folder), "-j", "1"]).exit_code == 0
+    (folder / "IMG_9_small.jpg").unlink()  # the row still says present: nothing rescanned
+    out = tmp_path / "site"
+    result = CliRunner().invoke(main, ["--db", str(db), "report", "--html", str(out)])
+    assert result.exit_code == 0, result.output
+    (pair,) = out.glob("pair-*.html")
+    a, b = pair.stem.split("-")[1:]
+    assert f"report: /pair/{a}/{b}/a_minus_b.png answered 422; left out" in result.stderr
+    assert "pairs/" not in pair.read_text() and not (out / "pairs").exists()
+    for url in links(pair):
+        assert (out / url).is_file(), url
+    assert all(t.read_bytes()[:3] == b"\xff\xd8\xff" for t in (out / "thumbs").iterdir())  # the stored grey one
+    assert len(list((out / "thumbs").glob("*.jpg"))) >= 2
 
 
 def test_static_names():

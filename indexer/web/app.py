@@ -69,6 +69,7 @@ class ServeOptions:
     token: str | None = None
     actions: bool | None = None  # None: on when bound to loopback
     static: bool = False  # rendering for `report --html`: no sorting form, no SQL box, no actions page
+    pair_pictures: bool = True  # the pair page's aligned pictures (report --html --no-pair-pictures: off)
 
     @property
     def actions_enabled(self) -> bool:
@@ -99,7 +100,7 @@ def page(request: Request, name: str, context: dict, status_code: int = 200) -> 
     """Render template ``name`` with the shared context (CSRF secret, whether actions run)."""
     s = state_of(request)
     base = {"csrf": s.csrf, "actions": s.options.actions_enabled, "charts": charts, "nav": name,
-            "static": s.options.static}
+            "static": s.options.static, "pair_pictures": s.options.pair_pictures}
     return s.templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
 
 

@@ -136,7 +136,10 @@ async def fetch(app, url: str) -> tuple[int, str, bytes]:
             if not message.get("more_body", False):
                 done.set()
 
-    await app(scope, receive, send)
+    try:
+        await app(scope, receive, send)
+    except Exception as exc:  # noqa: BLE001 - Starlette re-raises a route's error after its 500: one URL fails, not the export
+        return 500, "text/plain", f"error: {exc}".encode()
     return status, ctype, b"".join(body)
 
 
@@ -207,7 +210,7 @@ def export_html(db: str | None, config: str | None, out_dir: Path, *, pair_pictu
     groups ``per_page`` a page; ``progress(pages written, pages queued)`` after each page."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(ServeOptions(db=db, config=config, actions=False, static=True))
+    app = create_app(ServeOptions(db=db, config=config, actions=False, static=True, pair_pictures=pair_pictures))
     state = app.state.photoqa
     try:
         return asyncio.run(crawl(app, out_dir, pair_pictures=pair_pictures, per_page=per_page,
