@@ -300,6 +300,12 @@ def test_pages_on_postgresql(tmp_path):
                 assert c.get(url_).status_code == 200, url_
             app.state.photoqa.session.engine.dispose()
             app.state.photoqa.reader.engine.dispose()
+        from indexer.web.report import export_html  # the static copy on PostgreSQL too
+
+        site = export_html(db, None, tmp_path / "site", pair_pictures=False)
+        assert site.pages >= 7 and not site.failed
+        assert (tmp_path / "site" / f"group-{g['id']}.html").is_file()
+        assert len(re.findall(r'<section class="group"', (tmp_path / "site" / "groups-1.html").read_text())) == 1
     finally:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
