@@ -823,7 +823,9 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
     it stands out from its same-colour neighbours in most frames (90% by default), or
     in most frames from the date it first stood out on (first seen); a single frame
     never makes a defect, and a sensor with too few frames says so instead of guessing.
-    The frames column is how many frames a map rests on; updated, when it last learnt.
+    The frames column is how many frames a map rests on; updated, when it last learnt;
+    learning, whether its body learns from every frame (a new or changing map) or from a
+    sample, and since which frame its defect list has not changed.
 
     \b
     Examples:
@@ -846,8 +848,9 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
               "last_seen"], rows, "csv")
     else:
         rows = [(r.id, camera_name(r.make, r.model), r.serial, f"{r.width}x{r.height}", r.kind,
-                 r.frames, f"{r.updated_at:%Y-%m-%d %H:%M}" if r.updated_at else "", r.status) for r in reports]
-        emit(["id", "camera", "serial", "size", "layout", "frames", "updated", "status"], rows, "table",
+                 r.frames, f"{r.updated_at:%Y-%m-%d %H:%M}" if r.updated_at else "", r.learning_text, r.status)
+                for r in reports]
+        emit(["id", "camera", "serial", "size", "layout", "frames", "updated", "learning", "status"], rows, "table",
              title="sensors")
         for r in reports:
             if r.defects and r.frames >= r.required:

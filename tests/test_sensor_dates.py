@@ -101,7 +101,9 @@ def test_budgeted_camera_finds_a_late_defect(plain_defaults, folder, late, tmp_p
     still found, first seen at the first learnt frame from its onset on."""
     frame_mp = HEIGHT * WIDTH / 1e6
     config = tmp_path / "budget.toml"
-    config.write_text(f"[sensor]\nsample_megapixels = {frame_mp / 2}\n")
+    # sampled from the first frame; raw grey frames read dark, so no dark-frame reveal here
+    config.write_text(f"[sensor]\nsample_megapixels = {frame_mp / 2}\nlearn_first = 0\nstable_frames = 0\n"
+                      "dark_luminance = 0\n")
     db = tmp_path / "b.db"
     assert run(db, "index", folder, "--workers", "1", config=config).exit_code == 0
     (sensor,) = hotpixels_json(db, config=config)
@@ -118,7 +120,7 @@ def test_learn_first_maps_a_new_body_in_full_then_samples(plain_defaults, folder
     every frame; once it rests on 25 frames, later runs learn only the drawn ones."""
     share = 1e-4 / (HEIGHT * WIDTH / 1e6)
     config = tmp_path / "first.toml"
-    config.write_text("[sensor]\nsample_megapixels = 0.0001\nlearn_first = 25\n")
+    config.write_text("[sensor]\nsample_megapixels = 0.0001\nlearn_first = 25\nstable_frames = 0\ndark_luminance = 0\n")
     first_run, later = tmp_path / "first", tmp_path / "later"
     first_run.mkdir()
     later.mkdir()

@@ -86,10 +86,11 @@ def sensor_data(session: Session) -> SensorPlan:
     if not sensor.enabled:
         return SensorPlan(SensorData.NONE, sensor)
     known = {}
-    if sensor.learn_first > 0 and sensor.rendered_frames:
+    if sensor.learn_first > 0 or sensor.stable_frames > 0:
         from db.sensors import frames_per_body
+        from indexer.sensor.budget import settled
 
-        known = frames_per_body(session.engine)
+        known = {body: settled(sensors) for body, sensors in frames_per_body(session.engine).items()}
     return SensorPlan(SensorData.ALL if sensor.rendered_frames else SensorData.RAW, sensor, known)
 
 
