@@ -87,6 +87,10 @@ class SensorSettings:
         run or a `watch` starts: a body that becomes stable mid-run samples from the next
         run, so a new body's first run is learnt in full (a 12 MP JPEG learnt costs ~6x
         indexing it). 0 and 0: sample from the first frame.
+    learn_all_limit: a changed defect list brings back learning every frame only while
+        the body rests on fewer frames than this: a site standing out in about ``rate``
+        of the frames can enter and leave the list at every flush and would otherwise keep
+        its body at ~6x the indexing cost for good. 1024 frames: ~43,000 12 MP photos.
     reveal_iso / reveal_seconds / dark_luminance / reveal_factor: frames shot at ISO >=
         reveal_iso, exposed for >= reveal_seconds, or dark (mean luma of the working image,
         sRGB-encoded in [0, 1], at most dark_luminance; 0.12 is a night or indoor scene
@@ -108,6 +112,7 @@ class SensorSettings:
     raw_sample_megapixels: float = 1.0
     learn_first: int = 64
     stable_frames: int = 64
+    learn_all_limit: int = 1024
     reveal_iso: int = 1600
     reveal_seconds: float = 1.0
     dark_luminance: float = 0.12

@@ -80,6 +80,23 @@ def test_a_changed_map_resets_the_stability_count():
     assert len([i for i in learnt if i >= 214]) < 186 // 4
 
 
+def test_a_map_that_never_settles_is_sampled_past_the_limit():
+    """A defect list that changes at every flush of 32 frames keeps a body learning every
+    frame up to learn_all_limit (here 200) frames, then the sample takes over."""
+    settings = SensorSettings(learn_first=64, stable_frames=64, learn_all_limit=200)
+    frames, since, learnt = 0, 0, []
+    for i in range(600):
+        plan = SensorPlan(SensorData.ALL, settings, {BODY: budget.settled([(frames, since)])})
+        if plan.learns(_meta(), 4000, 3000, _sha(i, "n"), 0.5):
+            learnt.append(i)
+            frames += 1
+            if frames % 32 == 0:
+                since = frames  # every flush changes the list
+    assert learnt[:200] == list(range(200))
+    assert learnt[200:] == [i for i in range(200, 600) if budget.drawn(_sha(i, "n"), 0.25 / MP)]
+    assert budget.learning_all(budget.BodyState(5000, 0), learn_first=64, stable_frames=64, limit=None)
+
+
 def test_dark_frames_are_drawn_more_often():
     """4000 seeded frames of a stable body, every other one dark (mean luma 0.05): the dark
     ones are drawn with reveal_factor (8) times the share, exactly those below it."""

@@ -108,7 +108,8 @@ def learning_mode(rows: list[dbsensors.SensorRow], settings: SensorSettings) -> 
             continue
         state = budget.settled(bodies[(row.make, row.model, row.serial)])
         every = settings.learn_every_frame or budget.learning_all(
-            state, learn_first=settings.learn_first, stable_frames=settings.stable_frames)
+            state, learn_first=settings.learn_first, stable_frames=settings.stable_frames,
+            limit=settings.learn_all_limit)
         out[row.id] = "every frame" if every else "sample"
     return out
 

@@ -45,7 +45,8 @@ class SensorPlan:
         if camera is None:
             return False
         state = self.known.get((camera.make, camera.model, camera.serial), budget.NEW_BODY)
-        return budget.learning_all(state, learn_first=s.learn_first, stable_frames=s.stable_frames)
+        return budget.learning_all(state, learn_first=s.learn_first, stable_frames=s.stable_frames,
+                                   limit=s.learn_all_limit)
 
     def learns(self, meta: Metadata, width: int, height: int, sha256: str,
                luminance: float | None = None, raw: bool = False) -> bool:

@@ -9,7 +9,9 @@ is new, and from a *sample* of its frames once the map is stable:
   frames (64 by default) *and* its defect list has not changed for ``stable_frames``
   frames (64). The writer notes, per sensor, the frame count at which a flush last
   changed the defect list (``sensors.stable_since``); a body is as settled as its least
-  settled sensor (:func:`settled`, :func:`learning_all`);
+  settled sensor (:func:`settled`, :func:`learning_all`). A change brings back learning
+  every frame, while the body rests on fewer than ``learn_all_limit`` frames (1024: a map
+  that never settles still ends up sampled; a late defect is found from the sample);
 - **then sampling**: a frame of ``P`` megapixels is learnt with probability
   ``min(1, sample_megapixels / P)``: on average each indexed frame pays for
   ``sample_megapixels`` of learning, whatever the camera. Small frames are always learnt
@@ -60,10 +62,16 @@ def settled(sensors: list[tuple[int, int]]) -> BodyState:
     return BodyState(sum(f for f, _ in sensors), min(f - s for f, s in sensors))
 
 
-def learning_all(state: BodyState, *, learn_first: int, stable_frames: int) -> bool:
+def learning_all(state: BodyState, *, learn_first: int, stable_frames: int,
+                 limit: int | None = None) -> bool:
     """Whether a body still learns from every frame: fewer than ``learn_first`` frames,
-    or a defect list changed within its last ``stable_frames`` frames."""
-    return state.frames < learn_first or state.unchanged < stable_frames
+    or a defect list changed within its last ``stable_frames`` frames while it rests on
+    fewer than ``limit`` frames (None: no limit). The limit bounds the cost of a map that
+    never settles: a site standing out in about ``rate`` of the frames enters and leaves
+    the list from flush to flush, and would keep its body learning every frame forever."""
+    if state.frames < learn_first:
+        return True
+    return state.unchanged < stable_frames and (limit is None or state.frames < limit)
 
 
 def learn_share(megapixels: float, *, sample_megapixels: float, iso: int | None,
