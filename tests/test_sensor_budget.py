@@ -172,3 +172,18 @@ def test_a_raw_file_keeps_its_cfa_plane_only_when_drawn(shared_data):
                                frame_wanted=lambda m, w, h, s, lum, raw, a=answer: asked.append((w, h, raw)) or a)
         assert (decoded.cfa is not None) is answer
     assert asked == [(decoded.width, decoded.height, True)] * 2
+
+
+def test_a_live_plan_lets_a_daemon_switch_once_the_map_is_stable():
+    """watch sends LivePlan.current() with each file: the body state is re-read (here at
+    every call), so a body that becomes stable mid-run samples from then on."""
+    from indexer.pipeline.sensorplan import LivePlan
+
+    states = [{}]
+    live = LivePlan(SensorPlan(SensorData.ALL, SETTINGS), lambda: states[0], seconds=0)
+    meta, shas = _meta(), [_sha(i, "w") for i in range(300)]
+    assert all(live.current().learns(meta, 4000, 3000, sha, 0.5) for sha in shas)  # new body
+    states[0] = {BODY: budget.BodyState(frames=200, unchanged=150)}
+    learnt = [sha for sha in shas if live.current().learns(meta, 4000, 3000, sha, 0.5)]
+    assert learnt == [sha for sha in shas if budget.drawn(sha, 0.25 / MP)] and len(learnt) < 30
+    assert LivePlan(SensorData.RAW, lambda: states[0]).current() is None  # no budget: the workers' own

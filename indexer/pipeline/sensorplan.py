@@ -10,7 +10,9 @@ the full-size data, so only the delta crosses the process boundary.
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -67,6 +69,30 @@ class SensorPlan:
     def frame_filter(self):
         """The ``frame_wanted`` callback of ``decode.decode_bytes`` (None: every frame)."""
         return None if self.settings.learn_every_frame else self.learns
+
+
+class LivePlan:
+    """The plan a long-lived writer (``watch``) sends with each file: the pool-start plan
+    with each body's state re-read (``load()``: body -> :class:`budget.BodyState`, from
+    the database) at most every ``seconds``. A daemon runs for months; without it a new
+    camera's frames would all be learnt until the daemon restarts. A body whose map
+    becomes stable switches to its sample within ``seconds`` plus a sensor flush
+    (``flush_frames`` / ``flush_seconds``) plus the files in flight."""
+
+    def __init__(self, plan: "SensorPlan | SensorData", load: Callable[[], dict], seconds: float = 30.0):
+        self.plan, self.load, self.seconds = plan, load, seconds
+        self._at = time.monotonic()
+
+    def current(self) -> SensorPlan | None:
+        """The plan to send with a task now; None when there is no budget to refresh (the
+        workers' own plan is used)."""
+        plan = self.plan
+        if not isinstance(plan, SensorPlan) or plan.data is SensorData.NONE or plan.settings.learn_every_frame:
+            return None
+        now = time.monotonic()
+        if now - self._at >= self.seconds:
+            self.plan, self._at = replace(plan, known=self.load()), now
+        return self.plan
 
 
 def capture_seconds(meta: Metadata) -> int | None:

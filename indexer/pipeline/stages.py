@@ -80,17 +80,20 @@ def build_stages(session: Session) -> list[Stage]:
     return stages
 
 
+def body_states(engine) -> dict:
+    """Each camera body's learning state (make, model, serial) -> budget.BodyState."""
+    from db.sensors import frames_per_body
+    from indexer.sensor.budget import settled
+
+    return {body: settled(sensors) for body, sensors in frames_per_body(engine).items()}
+
+
 def sensor_data(session: Session) -> SensorPlan:
     """What full-size data the workers keep for the sensor stage, and the learning budget."""
     sensor = session.settings.sensor
     if not sensor.enabled:
         return SensorPlan(SensorData.NONE, sensor)
-    known = {}
-    if sensor.learn_first > 0 or sensor.stable_frames > 0:
-        from db.sensors import frames_per_body
-        from indexer.sensor.budget import settled
-
-        known = {body: settled(sensors) for body, sensors in frames_per_body(session.engine).items()}
+    known = body_states(session.engine) if sensor.learn_first > 0 or sensor.stable_frames > 0 else {}
     return SensorPlan(SensorData.ALL if sensor.rendered_frames else SensorData.RAW, sensor, known)
 
 
