@@ -278,7 +278,11 @@ def index(ctx, paths, workers, fmt, strict, verbose, sensor):
 
         write_json(summary.as_dict())
     else:
-        click.echo(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.as_dict().items()))
+        figures = {k: v for k, v in summary.as_dict().items()
+                   if summary.frames or k not in ("frames", "frames_per_second")}  # array stacks only
+        if summary.frames and not summary.worked:
+            figures.pop("images_per_second")  # a stack-only run: its rate is in frames
+        click.echo(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in figures.items()))
     if summary.failed:
         from db.queries import recent_failures
 

@@ -38,6 +38,7 @@ class Summary:
     frames: int = 0  # frames of array stacks stored (indexer.pipeline.stackrun)
     seconds: float = 0.0
     images_per_second: float = 0.0
+    frames_per_second: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +52,7 @@ class Summary:
         """This summary over ``seconds`` of wall time."""
         self.seconds = round(seconds, 3)
         self.images_per_second = round(self.worked / seconds, 2) if seconds > 0 else 0.0
+        self.frames_per_second = round(self.frames / seconds, 1) if seconds > 0 else 0.0
         return self
 
 
