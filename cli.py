@@ -120,7 +120,9 @@ def sql(ctx, statement, fmt, blobs):
     """Run one read-only SQL STATEMENT against the database.
 
     The database is opened read-only: INSERT, UPDATE, DELETE and DDL are refused and
-    change nothing. `hamming(a, b)` counts differing bits of two hashes. Tables and
+    change nothing. On PostgreSQL only queries run (SELECT, WITH, VALUES, TABLE), in a
+    READ ONLY transaction; COPY and functions acting on the server's files or sessions
+    (pg_read_file, lo_export...) are refused. `hamming(a, b)` counts differing bits of two hashes. Tables and
     example queries: docs/SCHEMA.md. BLOB columns print as <N bytes> unless --blobs
     hex|base64 (layouts: docs/SCHEMA.md).
 
