@@ -16,6 +16,7 @@ EXIT_FILES_FAILED = 3  # with --strict: some files could not be indexed
 EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
 EXIT_BUSY = 5  # `watch`: another live daemon already watches these folders for this database
 EXIT_SKIPPED = 6  # `dupes --apply` / `undo`: some planned operations were skipped (each says why)
+EXIT_INTERRUPTED = 130  # `index` stopped by Ctrl-C (128 + SIGINT, as shells report it)
 
 FORMAT = click.Choice(["table", "json", "csv"])
 
@@ -67,6 +68,8 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # a stop while starting up or closing: no traceback, no "Aborted!"
+            _fail("interrupted", EXIT_INTERRUPTED)
         except Exception as exc:
             import sqlite3
 
@@ -108,7 +111,8 @@ def main(ctx: click.Context, db: str | None, config: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="Summary as text or as one JSON object. Example: --format json")
 @click.option("--strict", is_flag=True,
-              help=f"Exit with {EXIT_FILES_FAILED} if any file failed. Example: --strict")
+              help=f"Exit with {EXIT_FILES_FAILED} if any file under PATHS failed, in this run or before "
+                   "(unchanged since, so not retried). Example: --strict")
 @click.option("--verbose", "-v", is_flag=True, help="One line per file on stderr. Example: -v")
 @click.pass_context
 def index(ctx, paths, workers, fmt, strict, verbose):
@@ -134,16 +138,19 @@ def index(ctx, paths, workers, fmt, strict, verbose):
         write_json(summary.as_dict())
     else:
         click.echo(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.as_dict().items()))
-    if summary.failed:
-        from db.queries import recent_failures
+    if summary.failed_paths:
+        from db.queries import failures_of
 
         shown = 5
-        for path, kind, message in recent_failures(session.engine, min(summary.failed, shown)):
+        for path, kind, message in failures_of(session.engine, summary.failed_paths[:shown]):
             click.echo(f"failed: {path} ({kind}: {message})", err=True)
-        more = summary.failed - shown
+        more = len(summary.failed_paths) - shown
         listing = 'photoqa sql "SELECT path, kind, message FROM failures"'
         click.echo(f"{more} more: {listing}" if more > 0 else f"all failures: {listing}", err=True)
-    if strict and summary.failed:
+    if summary.interrupted:
+        _fail("interrupted: what is counted above was stored; run the same command again to go on",
+              EXIT_INTERRUPTED)
+    if strict and summary.failed_paths:
         sys.exit(EXIT_FILES_FAILED)
 
 

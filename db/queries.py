@@ -148,3 +148,15 @@ def pair_overlaps(engine: Engine) -> dict[tuple[int, int], tuple[float | None, f
     with engine.connect() as conn:
         rows = conn.execute(select(Pair.a_id, Pair.b_id, Pair.overlap_a, Pair.overlap_b)).all()
     return {(a, b): (oa, ob) for a, b, oa, ob in rows}
+
+
+def failures_of(engine: Engine, paths: list[str]) -> list[tuple[str, str, str]]:
+    """(path, kind, message) of the failure rows of ``paths``, in the order given."""
+    if not paths:
+        return []
+    from db.models import Failure
+
+    with engine.connect() as conn:
+        rows = {r[0]: tuple(r) for r in conn.execute(
+            select(Failure.path, Failure.kind, Failure.message).where(Failure.path.in_(paths)))}
+    return [rows[p] for p in paths if p in rows]
