@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,13 @@ MAX_FRAMES = np.iinfo(np.uint16).max
 LAYOUTS = ("cfa", "rgb")
 _ARRAYS = {"mean": np.float32, "m2": np.float32, "bright": np.uint16, "dark": np.uint16,
            "prev": np.uint16, "unchanged": np.uint16}
+
+
+# what np.load and zipfile raise on damaged files: found by tests/fuzz (zlib.error on a
+# corrupt deflate stream, NotImplementedError on odd zip flags, MemoryError on a header
+# declaring huge arrays)
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, zlib.error, NotImplementedError,
+               MemoryError)
 
 
 class AccumulatorFileError(ValueError):
@@ -226,7 +234,7 @@ class SensorAccumulator:
         try:
             with np.load(path, allow_pickle=False) as data:
                 content = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        except _UNREADABLE as exc:
             raise AccumulatorFileError(f"{path}: not a readable sensor accumulator ({exc})") from exc
         return cls._from_content(path, content)
 
@@ -260,7 +268,7 @@ def check_file(path: str | os.PathLike) -> tuple[int, int, int]:
         with np.load(path, allow_pickle=False) as data:
             missing = {"meta", *_ARRAYS} - set(data.files)
             meta = [int(v) for v in data["meta"]] if "meta" in data.files else []
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except _UNREADABLE as exc:
         raise AccumulatorFileError(f"{path}: not a readable sensor accumulator ({exc})") from exc
     if missing:
         raise AccumulatorFileError(f"{path}: sensor accumulator lacks {sorted(missing)}")
