@@ -59,6 +59,9 @@ def _database_message(exc: BaseException, ctx: click.Context, prefix: str) -> st
         return fatal
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).strip().splitlines() or [""])[0]
+    if "database is locked" in first:
+        return (f"{where} is locked by another process: gave up after [database] busy_timeout_ms; "
+                "the file in progress was not stored, run again when the other writer is done")
     return f"{prefix}: {type(orig).__name__}: {first}"
 
 

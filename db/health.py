@@ -21,7 +21,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 da
 _FATAL_SQLITE = {
     sqlite3.SQLITE_CORRUPT: "is damaged",
     sqlite3.SQLITE_NOTADB: "is not a SQLite database",
-    sqlite3.SQLITE_FULL: "cannot grow: the disk is full",
+    sqlite3.SQLITE_FULL: "cannot grow: the disk is full; free space and run again (what was stored is kept)",
     sqlite3.SQLITE_IOERR: "cannot be read or written (I/O error)",
     sqlite3.SQLITE_READONLY: "is read-only (file or folder permissions, or a read-only mount)",
     sqlite3.SQLITE_CANTOPEN: ("cannot be opened (missing folder, no permission, or a read-only folder: "
