@@ -6,11 +6,11 @@ tells formats by content; ``exif`` reads capture metadata and camera identity; `
 writes 16-bit TIFFs. Everything else in photoqa receives arrays and dataclasses.
 """
 from indexer.decode.image import (HEIF_AVAILABLE, MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE, Decoded, FullImage, SensorData, bit_depth, decode_bytes,
-                                  decode_file, draft_request, load_full, load_pixels, open_pillow,
+                                  decode_file, draft_request, exif_of, load_full, load_pixels, open_pillow,
                                   payload_digest, pixel_digest, read_bytes, sensor_frame,
                                   sidecar_meta)
 from indexer.errors import DecodeError
 
 __all__ = ["HEIF_AVAILABLE", "MAX_PIXELS", "RAW_PREVIEW_MIN", "WORK_SIZE", "DecodeError", "Decoded", "FullImage", "SensorData", "bit_depth", "decode_bytes",
-           "decode_file", "draft_request", "load_full", "load_pixels", "open_pillow",
+           "decode_file", "draft_request", "exif_of", "load_full", "load_pixels", "open_pillow",
            "payload_digest", "pixel_digest", "read_bytes", "sensor_frame", "sidecar_meta"]
