@@ -151,7 +151,7 @@ def leakage(ctx, split_dirs, manifest, verdicts, fmt, no_index, workers):
         split, roots = table.get, sorted({Path(p).parent for p in table})
     else:
         split, roots = lk.split_of_folders(list(split_dirs)), list(split_dirs)
-    session = _session(ctx)
+    session = _session(ctx, create=not no_index)  # it indexes the splits first: a new database is fine
     if not no_index:
         from indexer.commands.index import run_index
 
