@@ -220,12 +220,19 @@ class Store:
 
     def save_unchanged(self, result: Unchanged) -> None:
         """``result.task.path`` holds the bytes of its row still: record its new size/time
-        (nothing matching or reports read changes, so no new revision)."""
+        (nothing matching reads changes, so no new revision). The keeper rule reads the
+        modification time (earliest wins a tie), so its group is refreshed: three byte
+        copies, one rewritten with the same bytes, kept a stale keeper (found by the
+        Hypothesis state machine of tests/test_groups_current.py)."""
         task = result.task
         with self.engine.begin() as conn:
+            ids = list(conn.execute(select(Image.id).where((Image.path == task.path)
+                                                           & (Image.sha256 == result.sha256))).scalars())
             conn.execute(update(Image).where((Image.path == task.path) & (Image.sha256 == result.sha256))
                          .values(size=task.size, mtime_ns=task.mtime_ns))
             conn.execute(delete(Failure).where(Failure.path == task.path))
+            if ids:
+                refresh_groups(conn, ids, self.group_rule)
 
     def mark_missing(self, image_ids: list[int]) -> None:
         if not image_ids:
