@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Engine, case, func, insert, select, update
 
 from db.models import Action, Image
-from db.store import utcnow
+from db.records import utcnow
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ def save_decision(engine: Engine, kind: str, image_id: int, other_id: int | None
 def record_decision(conn: Connection, kind: str, image_id: int, other_id: int | None, rule: GroupRule) -> None:
     """Store a user's decision and regroup what it touches, in the caller's transaction.
     ``keep`` replaces earlier keep decisions of the same group."""
-    from db.store import utcnow
+    from db.records import utcnow
 
     if kind == "keep":
         mates = old_members(conn, {image_id}) - {image_id}

@@ -9,9 +9,11 @@ picklable, with no behaviour, so the writer (``db.store``) and the workers
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from indexer.decode import Decoded
-from indexer.measure.features import Features
+if TYPE_CHECKING:  # annotations only: a Task must not import NumPy and Pillow (reports import it)
+    from indexer.decode import Decoded
+    from indexer.measure.features import Features
 
 
 @dataclass
