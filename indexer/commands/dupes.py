@@ -68,11 +68,13 @@ def _pair_json(p, paths: dict[int, str]) -> dict:
 
 
 def _under(path: str, root: str | None) -> bool:
+    if root is None:
+        return True
     # imported here: indexer.pipeline.scan pulls in the array-stack reader and NumPy (~0.12 s
     # CPU), which listing groups does not need; --under is the only user
     from indexer.pipeline.scan import within
 
-    return root is None or within(path, [root])
+    return within(path, [root])
 
 
 def _common_root(paths: Iterable[str]) -> str:
