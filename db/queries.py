@@ -1,7 +1,6 @@
 """Read-only access: the ``sql`` command and the reports' named queries."""
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,17 +8,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, StatementError
 
 from db.models import Pair
-
-# "not authorized" / "authorization denied": ATTACH / VACUUM INTO, denied by db.engine's authorizer on read-only SQLite
-_WRITE_HINT = re.compile(r"readonly|read-only|read only|query_only|not authorized|authorization denied", re.I)
-
-
-class ReadOnlyViolation(Exception):
-    """A statement tried to change a database opened for reading."""
-
-
-class QueryError(Exception):
-    """A statement failed (syntax, unknown table...)."""
+# the error types and their rule, defined once beside the stdlib road of `photoqa sql` on SQLite
+from db.sqlite_ro import WRITE_HINT as _WRITE_HINT
+from db.sqlite_ro import QueryError, ReadOnlyViolation  # noqa: F401 - re-exported
 
 
 def run_sql(engine: Engine, statement: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
