@@ -15,7 +15,7 @@ EXIT_ERROR = 1  # the command could not do its job (bad database, bad config...)
 EXIT_USAGE = 2  # wrong options or arguments (click's own code)
 EXIT_FILES_FAILED = 3  # with --strict: some files could not be indexed
 EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
-EXIT_BUSY = 5  # `watch`: another live daemon already watches these folders for this database
+EXIT_BUSY = 5  # `watch`: another live daemon watches these folders; `dupes --apply`/`undo`: another is acting
 EXIT_LEAKAGE = 5  # `leakage`: near-duplicates found across dataset splits (a CI gate; 5 as for `watch`, another command)
 EXIT_SKIPPED = 6  # `dupes --apply` / `undo`: some planned operations were skipped (each says why)
 
@@ -535,6 +535,9 @@ def status(ctx, fmt):
 @click.option("--not-duplicates", "not_duplicates", nargs=2, type=click.Path(dir_okay=False, path_type=Path),
               metavar="A B", help="Record that files A and B are not duplicates: they never share a group again, "
                                   "whatever matching finds later. Example: --not-duplicates a.jpg b.jpg")
+@click.option("--not-duplicates-group", "split_id", type=int, default=None, metavar="ID",
+              help="Record that no two files of group ID are duplicates: the group falls apart for good. "
+                   "Example: --not-duplicates-group 1204")
 @click.option("--keep", "keep_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Record FILE as its group's keeper, over the suggested one (lasts across runs). "
                    "Example: --keep ~/Pictures/IMG_0108.JPG")
@@ -553,7 +556,7 @@ def status(ctx, fmt):
               help="With --apply: only this group (its id as listed). Example: --group 1204")
 @click.pass_context
 def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, related, rematch, not_duplicates,
-          keep_file, apply_action, yes, reference, group_id):
+          split_id, keep_file, apply_action, yes, reference, group_id):
     """Groups of copies of one shot, each file listed once against the keeper.
 
     Every pair is proven by aligned pixels and says what it is: same_file (equal
@@ -594,6 +597,9 @@ def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, relate
         if not_duplicates:
             report_of.decide(session, "not_duplicates", [str(p) for p in not_duplicates])
             click.echo("recorded: not duplicates", err=True)
+        if split_id is not None:
+            count = report_of.split_group(session, split_id)
+            click.echo(f"recorded: the {count} files of group {split_id} are not duplicates of each other", err=True)
         if keep_file:
             report_of.decide(session, "keep", [str(keep_file)])
             click.echo(f"recorded: keep {keep_file}", err=True)
@@ -637,7 +643,12 @@ def _apply(session, report, action_text, yes, reference, group_id, fmt):
         planned = act.plan(session, report, action, dest, reference=[str(r) for r in reference], group=group_id)
     except act.ActError as exc:
         _fail(str(exc), EXIT_USAGE)
-    outcome = act.apply(session, planned) if yes else act.Outcome(None, planned)
+    from db.actions import Busy
+
+    try:
+        outcome = act.apply(session, planned) if yes else act.Outcome(None, planned)
+    except Busy as exc:
+        _fail(str(exc), EXIT_BUSY)
     rows = [(p.action + (" (sidecar)" if p.sidecar_of else ""), p.path, p.destination or "", p.keeper_path, p.size,
              "skipped: " + p.reason if p.reason else ("done" if yes else "planned")) for p in planned]
     freed = outcome.bytes_freed if yes else sum(p.size for p in planned if not p.reason)
@@ -676,8 +687,13 @@ def undo(ctx, batch):
     """
     from indexer.commands import act
 
+    from db.actions import Busy
+
     session = _session(ctx)
-    done = act.undo(session, batch)
+    try:
+        done = act.undo(session, batch)
+    except Busy as exc:
+        _fail(str(exc), EXIT_BUSY)
     if done.batch is None:
         _fail("nothing to undo: no batch in the journal", EXIT_USAGE)
     click.echo(f"batch {done.batch}: {done.restored} files restored, {len(done.skipped)} skipped")
@@ -814,7 +830,7 @@ def diff(ctx, file_a, file_b, out_dir, force, fmt):
 @click.option("--format", "fmt", type=FORMAT, default="table",
               help="Output as a table, one JSON object, or CSV (one row per defect). Example: --format json")
 @click.option("--export-badpixels", "export_dir", type=click.Path(file_okay=False, path_type=Path),
-              metavar="DIR", help="Write each sensor's defects for dcraw/LibRaw (`col row 0` lines) and "
+              metavar="DIR", help="Write each sensor's defects for dcraw/LibRaw (`col row first_seen` lines) and "
                                   "RawTherapee (`<make> <model> [serial].badpixels`). Example: --export-badpixels ~/.rt")
 @click.option("--map", "map_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Draw the defect positions, enlarged, over the sensor area (one file per sensor "
@@ -824,17 +840,19 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
     """Hot, dead and stuck photosites learnt from every indexed frame, per camera body.
 
     photoqa keeps running per-photosite statistics for each camera body and sensor size
-    while it indexes (RAW CFA data, and camera-tagged JPEG/PNG/TIFF). A site is hot or
-    dead when it stands out from its same-colour neighbours in most frames (90% by
-    default); a single frame never makes a defect, and a sensor with too few frames says
-    so instead of guessing.
+    while it indexes (RAW CFA data, and camera-tagged JPEG/HEIC/PNG/TIFF: a budgeted
+    sample of large frames, see [sensor] sample_megapixels). A site is hot or dead when
+    it stands out from its same-colour neighbours in most frames (90% by default), or
+    in most frames from the date it first stood out on (first seen); a single frame
+    never makes a defect, and a sensor with too few frames says so instead of guessing.
+    The frames column is how many frames a map rests on; updated, when it last learnt.
 
     \b
     Examples:
       photoqa hotpixels
       photoqa hotpixels --camera 2 --format json --export-badpixels badpixels/ --map s40.png
     """
-    from indexer.commands.hotpixels import export_all, sensor_reports, write_maps
+    from indexer.commands.hotpixels import export_all, seen, sensor_reports, write_maps
     from indexer.commands.output import camera_name, emit, write_json
 
     session = _session(ctx)
@@ -844,18 +862,21 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
     if fmt == "json":
         write_json({"sensors": [r.as_dict() for r in reports]})
     elif fmt == "csv":
-        rows = [(r.id, r.make, r.model, r.serial, d.x, d.y, d.kind, round(d.rate, 4), d.frames)
-                for r in reports for d in r.defects]
-        emit(["sensor", "make", "model", "serial", "x", "y", "kind", "rate", "frames"], rows, "csv")
+        rows = [(r.id, r.make, r.model, r.serial, d.x, d.y, d.kind, round(d.rate, 4), d.frames,
+                 seen(d.first_seen) or "", seen(d.last_seen) or "") for r in reports for d in r.defects]
+        emit(["sensor", "make", "model", "serial", "x", "y", "kind", "rate", "frames", "first_seen",
+              "last_seen"], rows, "csv")
     else:
         rows = [(r.id, camera_name(r.make, r.model), r.serial, f"{r.width}x{r.height}", r.kind,
-                 r.frames, r.status) for r in reports]
-        emit(["id", "camera", "serial", "size", "layout", "frames", "status"], rows, "table", title="sensors")
+                 r.frames, f"{r.updated_at:%Y-%m-%d %H:%M}" if r.updated_at else "", r.status) for r in reports]
+        emit(["id", "camera", "serial", "size", "layout", "frames", "updated", "status"], rows, "table",
+             title="sensors")
         for r in reports:
             if r.defects and r.frames >= r.required:
                 shown = r.defects[:20]
-                emit(["x", "y", "kind", "rate", "mean residual"],
-                     [(d.x, d.y, d.kind, f"{d.rate:.0%}", round(d.mean_residual, 1)) for d in shown], "table",
+                emit(["x", "y", "kind", "rate", "mean residual", "first seen", "last seen"],
+                     [(d.x, d.y, d.kind, f"{d.rate:.0%}", round(d.mean_residual, 1), seen(d.first_seen) or "",
+                       seen(d.last_seen) or "") for d in shown], "table",
                      title=f"sensor {r.id}: {r.status}" + (f" (first {len(shown)})" if len(r.defects) > 20 else ""))
     for path in (export_all(reports, export_dir) if export_dir else []):
         click.echo(f"wrote {path}", err=True)

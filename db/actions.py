@@ -11,7 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, case, func, insert, select, update
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from sqlalchemy import Engine, case, func, insert, select, text, update
 
 from db.models import Action, Image
 from db.records import utcnow
@@ -119,3 +122,46 @@ def placed(engine: Engine, paths: Iterable[str]) -> set[str]:
                 Action.destination.in_(chunk) & (Action.state == "planned")
                 & Action.action.in_(("trash", "move")))).scalars())
     return found
+
+
+class Busy(RuntimeError):
+    """Another apply or undo holds the database's action lock."""
+
+
+_LOCK_KEY = 0x70686F7161  # "phoqa": the PostgreSQL advisory lock of applies and undos
+
+
+@contextmanager
+def exclusive(engine: Engine) -> Iterator[None]:
+    """Hold the database's action lock while files are acted on: two applies (or an
+    apply and an undo) interleaving their checks and moves could each trash the file the
+    other keeps. SQLite: ``flock`` on ``<database>.apply-lock`` beside it (one machine,
+    as SQLite itself); PostgreSQL: a session advisory lock, seen by every machine.
+    Raises :class:`Busy` at once when it is held."""
+    from db.engine import sqlite_path
+
+    path = sqlite_path(str(engine.url))
+    if path is not None:
+        import fcntl
+
+        with open(path.with_name(path.name + ".apply-lock"), "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Busy(f"another photoqa apply or undo is acting on {path}; try again when it has finished") \
+                    from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}).scalar():
+            raise Busy("another photoqa apply or undo is acting on this database; try again when it has finished")
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})

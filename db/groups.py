@@ -145,6 +145,27 @@ def save_decision(engine: Engine, kind: str, image_id: int, other_id: int | None
         record_decision(conn, kind, image_id, other_id, rule)
 
 
+def save_apart(engine: Engine, ids: list[int], rule: GroupRule) -> int:
+    """Record every two of ``ids`` as not duplicates and regroup once (one transaction);
+    returns how many decisions were stored."""
+    from db.store import utcnow
+
+    now = utcnow()
+    rows = [dict(kind="not_duplicates", image_id=a, other_id=b, created_at=now)
+            for i, a in enumerate(ids) for b in ids[i + 1:]]
+    with engine.begin() as conn:
+        for start in range(0, len(rows), CHUNK):
+            conn.execute(insert(Decision), rows[start:start + CHUNK])
+        refresh_groups(conn, set(ids), rule)
+    return len(rows)
+
+
+def members_of(engine: Engine, group_id: int) -> list[int]:
+    """The image ids of a stored group (``image_groups``), ascending."""
+    with engine.connect() as conn:
+        return sorted(conn.execute(select(ImageGroup.image_id).where(ImageGroup.group_id == group_id)).scalars())
+
+
 def record_decision(conn: Connection, kind: str, image_id: int, other_id: int | None, rule: GroupRule) -> None:
     """Store a user's decision and regroup what it touches, in the caller's transaction.
     ``keep`` replaces earlier keep decisions of the same group."""

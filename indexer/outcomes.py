@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # annotations only: a Task must not import NumPy and Pillow (reports import it)
     from indexer.decode import Decoded
     from indexer.measure.features import Features
+    from indexer.sensor.delta import FrameDelta
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Indexed:
     decoded: Decoded  # rgb dropped before crossing the process boundary
     features: Features
     warnings: list[str] = field(default_factory=list)
+    # a learnt frame's residual statistics, computed by the worker (full-size data dropped)
+    sensor: FrameDelta | None = None
 
 
 @dataclass

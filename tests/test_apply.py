@@ -167,3 +167,56 @@ def test_a_running_watch_does_not_index_the_trash(tmp_path, monkeypatch):
     assert len(list((root / "xdg" / "Trash" / "files").iterdir())) == 3
     assert not any("Trash" in p for p in stored), (stored, lines)
     assert sorted(p for p, gone in stored.items() if gone) == ["a 0.jpg", "a 1.jpg", "a 2.jpg"]
+
+
+def test_a_second_apply_or_undo_waits_for_none_and_touches_nothing(group, trash_home):
+    """While one apply holds the database's action lock, another apply and an undo exit
+    with EXIT_BUSY and a one-line message, and no file moves; afterwards both work."""
+    from cli import EXIT_BUSY
+    from db import actions as dbactions
+    from indexer.session import open_session
+
+    folder, db = group
+    before = files_of(folder)
+    session = open_session(str(db))
+    with dbactions.exclusive(session.engine):
+        busy = run(db, "dupes", "--apply", "trash", "--yes")
+        assert busy.exit_code == EXIT_BUSY, busy.output
+        assert "another photoqa apply or undo" in busy.output and len(busy.output.strip().splitlines()) == 1
+        assert files_of(folder) == before
+        assert run(db, "undo").exit_code == EXIT_BUSY
+    session.engine.dispose()
+    assert run(db, "dupes", "--apply", "trash", "--yes").exit_code == 0
+    assert list(files_of(folder)) == ["IMG_2601.jpg"]
+    assert run(db, "undo").exit_code == 0 and files_of(folder) == before
+
+
+def test_the_report_marks_copies_already_linked_to_their_keeper(group, trash_home):
+    """After ``--apply hardlink`` the byte copy is another name of the keeper's file: the
+    report says so and counts no bytes to free for it; a symlink likewise."""
+    folder, db = group
+    keeper = folder / "IMG_2601.jpg"
+    os.link(keeper, folder / "IMG_2601 (1).jpg")
+    os.symlink(keeper, folder / "IMG_2601 link.jpg")
+    assert run(db, "index", folder, "--workers", "1").exit_code == 0
+    (g,) = json.loads(run(db, "dupes", "--format", "json").stdout)["groups"]
+    by_name = {Path(m["path"]).name: m for m in g["members"]}
+    assert by_name["IMG_2601 (1).jpg"]["linked"] == "hardlink"
+    assert by_name["IMG_2601 link.jpg"]["linked"] == "symlink"
+    assert by_name["IMG_2601 (1).jpg"]["relation"] == "already a hard link to the keeper"
+    assert by_name["IMG_2601.png"]["linked"] is None
+    assert g["bytes_reclaimable"] == sum(m["bytes"] for m in g["members"][1:] if not m["linked"])
+    table = run(db, "dupes").stdout
+    assert "already a symbolic link to the keeper" in table
+
+
+def test_a_whole_group_declared_not_duplicates_stays_apart(group):
+    """``--not-duplicates-group ID`` splits the group for good: no group after it, nor after
+    --rematch; an unknown id is a one-line usage error."""
+    folder, db = group
+    (g,) = json.loads(run(db, "dupes", "--format", "json").stdout)["groups"]
+    split = run(db, "dupes", "--not-duplicates-group", g["id"], "--format", "json")
+    assert split.exit_code == 0 and json.loads(split.stdout)["groups"] == []
+    assert json.loads(run(db, "dupes", "--rematch", "--format", "json").stdout)["groups"] == []
+    bad = run(db, "dupes", "--not-duplicates-group", 999999)
+    assert bad.exit_code != 0 and "no duplicate group 999999" in bad.output

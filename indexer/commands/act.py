@@ -196,7 +196,14 @@ def check(p: Planned, keeper_sha: str | None, keepers_seen: dict[str, str] | Non
 
 def apply(session: Session, planned: list[Planned]) -> Outcome:
     """Journal ``planned``, then carry each out that passes :func:`check`; a sidecar only
-    when its photo was carried out."""
+    when its photo was carried out. Holds the database's action lock
+    (:func:`db.actions.exclusive`: raises :class:`db.actions.Busy` when another apply or
+    undo runs)."""
+    with dbactions.exclusive(session.engine):
+        return _apply(session, planned)
+
+
+def _apply(session: Session, planned: list[Planned]) -> Outcome:
     reconcile(session)
     batch = datetime.now().strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()
     keepers = dbactions.indexed_files(session.engine, {p.keeper_path for p in planned})
@@ -330,7 +337,13 @@ def undo(session: Session, batch: str | None = None) -> Undone:
     """Put the files of ``batch`` (default: the last) back where they were, byte for byte
     with their modification time, newest operation first; the rows follow. A path that
     was replaced by a link gets its bytes back from the keeper (checked against the
-    journalled SHA-256: the keeper must still hold them)."""
+    journalled SHA-256: the keeper must still hold them). Holds the action lock, as
+    :func:`apply` does."""
+    with dbactions.exclusive(session.engine):
+        return _undo(session, batch)
+
+
+def _undo(session: Session, batch: str | None) -> Undone:
     reconcile(session)
     batch = batch or dbactions.last_batch(session.engine)
     out = Undone(batch)

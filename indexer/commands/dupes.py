@@ -18,6 +18,7 @@ from pathlib import Path
 from db import pairs as dbpairs
 from db.queries import pair_overlaps
 from indexer.match.groups import GroupContext, build_groups, components, keeper_reason
+from indexer.fileops import files
 from indexer.match.relation import composed_geometry, path_to, relation_to_keeper, words_from
 from indexer.match.shots import gap_words
 from indexer.match.verdict import RELATED_VERDICTS
@@ -28,6 +29,9 @@ __all__ = ["SORTS", "dupes_report", "related_report", "rematch", "render_groups"
 SORTS = ("bytes", "size", "count", "path")
 _KINDS = {"raw_jpeg": "RAW+JPEG pair", "exposure_variant": "exposures (bracket, HDR)",
           "similar": "shots of one scene (burst, re-shoot)"}
+
+
+_LINK_WORDS = {"hardlink": "hard link", "symlink": "symbolic link"}
 
 
 def rematch(session: Session) -> int:
@@ -57,6 +61,19 @@ def decide(session: Session, kind: str, paths: list[str]) -> None:
     ids = [known[p][0] for p in wanted]
     dbgroups.save_decision(session.engine, kind, ids[0], ids[1] if len(ids) > 1 else None,
                            session.settings.group_rule())
+
+
+def split_group(session: Session, group_id: int) -> int:
+    """Record that no two members of group ``group_id`` are duplicates (``dupes
+    --not-duplicates-group``): the group falls apart for good, whatever matching finds
+    later; returns how many files it held."""
+    from db import groups as dbgroups
+
+    ids = dbgroups.members_of(session.engine, group_id)
+    if len(ids) < 2:
+        raise DecisionError(f"no duplicate group {group_id} (its id is its keeper's image id, as listed)")
+    dbgroups.save_apart(session.engine, ids, session.settings.group_rule())
+    return len(ids)
 
 
 def _pair_json(p, paths: dict[int, str]) -> dict:
@@ -109,7 +126,8 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
     keeper and every member once: ``members`` = [{path, role, relation, bytes, verdict}],
     keeper first; each also has ``transform`` and ``scale`` (keeper to member, composed
     along the stored pairs that link them) and ``via`` (the paths in between, [] for a
-    direct pair). ``under``: only groups with a member under that folder; such a group is
+    direct pair) and ``linked`` ("hardlink"/"symlink" when it already is a link to the
+    keeper's file: it frees nothing and is not counted in ``bytes_reclaimable``). ``under``: only groups with a member under that folder; such a group is
     shown whole, and ``outside_under`` counts its members outside the folder (0 otherwise).
     ``prefer_in``: folders whose files are preferred as keepers, besides ``[dupes] prefer_in``.
     ``summary``: groups, files, files that could be removed, bytes they hold, and the
@@ -129,21 +147,26 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
             continue
         names = {m: Path(paths[m]).name for m in g.members}
         others = sorted((m for m in g.members if m != g.keeper), key=lambda m: paths[m])
-        members = [{"path": paths[g.keeper], "role": "keeper", "relation": "", "verdict": "",
+        members = [{"path": paths[g.keeper], "role": "keeper", "relation": "", "verdict": "", "linked": None,
                     "bytes": infos[g.keeper].bytes, "transform": "identity", "scale": 1.0, "via": []}]
         for m in others:
             relation = relation_to_keeper(g.keeper, m, g.pairs, names, overlaps)
             hops = path_to(g.keeper, m, g.pairs)
             turn, scale = composed_geometry(g.keeper, m, g.pairs) or ("identity", 1.0)
-            members.append({"path": paths[m], "role": "copy", "bytes": infos[m].bytes,
-                            "relation": _with_format(relation, infos[g.keeper].format, infos[m].format),
+            linked = files.link_to(paths[m], paths[g.keeper])
+            relation = _with_format(relation, infos[g.keeper].format, infos[m].format)
+            if linked:
+                relation = f"already a {_LINK_WORDS[linked]} to the keeper"
+            members.append({"path": paths[m], "role": "copy", "bytes": infos[m].bytes, "linked": linked,
+                            "relation": relation,
                             "verdict": _weakest(hops), "transform": turn, "scale": round(scale, 4),
                             "via": [paths[p.b if p.a == start else p.a] for start, p in hops[:-1]]})
         out.append({"id": g.id, "keeper": paths[g.keeper], "files": sorted(paths[m] for m in g.members),
                     "pairs": [_pair_json(p, paths) for p in g.pairs],
                     "keeper_reason": keeper_reason(infos[g.keeper], [infos[m] for m in others],
                                                    GroupContext.of(g.members, infos, g.pairs, preferred)),
-                    "bytes_reclaimable": sum(x["bytes"] or 0 for x in members[1:]), "members": members,
+                    "bytes_reclaimable": sum(x["bytes"] or 0 for x in members[1:] if not x["linked"]),
+                    "members": members,
                     "outside_under": sum(not _under(paths[m], root) for m in g.members)})
     out.sort(key={"bytes": lambda g: (-g["bytes_reclaimable"], g["keeper"]),
                   "size": lambda g: (-(g["members"][0]["bytes"] or 0), g["keeper"]),

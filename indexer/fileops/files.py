@@ -45,6 +45,17 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+def link_to(path: str | os.PathLike, keeper: str | os.PathLike) -> str | None:
+    """``"symlink"`` when ``path`` is a symbolic link resolving to ``keeper``'s file,
+    ``"hardlink"`` when it is another name of the same inode, else None (a copy holding
+    its own bytes, or gone)."""
+    if not same_file(path, keeper):
+        return None
+    if os.path.islink(path):
+        return "symlink"
+    return None if os.path.islink(keeper) else "hardlink"
+
+
 def unique_path(folder: Path, name: str, taken: Callable[[Path], bool] = lexists) -> Path:
     """``folder/name``, or ``folder/stem.2.ext``, ``stem.3.ext``... the first not ``taken``
     (``ext``: the last suffix)."""

@@ -119,7 +119,10 @@ def trash(request: Request) -> Response:
         return confirm_page(request, "/act/trash", f"Trash the copies of group {group_id}?",
                             lines or ["nothing to do"], {"group": group_id, "plan": digest}, note=note,
                             keeper=planned[0].keeper_path if planned else "")
-    outcome = act.apply(s.session, planned)
+    try:
+        outcome = act.apply(s.session, planned)
+    except dbactions.Busy as exc:
+        return done_page(request, "Nothing done", [str(exc)], "/groups", 409)
     return done_page(request, f"Trashed: batch {outcome.batch}",
                      [f"{outcome.done} done, {outcome.skipped} skipped"] + lines +
                      [f"undo on the actions page, or: photoqa undo {outcome.batch}"], "/actions")
@@ -137,7 +140,10 @@ def undo(request: Request) -> Response:
         rows = dbactions.rows_of(s.session.engine, batch, states=["done"])
         return confirm_page(request, "/act/undo", f"Undo batch {batch}?",
                             [f"put back {r.path}" for r in rows] or ["nothing of it is done"], {"batch": batch})
-    done = act.undo(s.session, batch)
+    try:
+        done = act.undo(s.session, batch)
+    except dbactions.Busy as exc:
+        return done_page(request, "Nothing undone", [str(exc)], "/actions", 409)
     return done_page(request, f"Undone: batch {done.batch}",
                      [f"{done.restored} files restored, {len(done.skipped)} skipped"]
                      + [f"skipped: {p} ({why})" for p, why in done.skipped], "/actions")
