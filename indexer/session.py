@@ -32,11 +32,17 @@ class Session:
 
 
 def open_session(db: str | None = None, config: str | None = None, *, readonly: bool = False,
-                 upgrade: bool = True) -> Session:
-    """Resolve the URL, load settings, open the engine and (for writers) migrate to head."""
+                 upgrade: bool = True, create: bool = True) -> Session:
+    """Resolve the URL, load settings, open the engine and (for writers) migrate to head.
+
+    ``create=False``: a SQLite file that does not exist is a ``FileNotFoundError`` instead
+    of a new empty database (a mistyped ``--db`` must not look like a clean archive).
+    """
     url = dbengine.resolve_url(db)
     config = config or os.environ.get("PHOTOQA_CONFIG") or None
     path = dbengine.sqlite_path(url)
+    if not create and path is not None and not path.exists():
+        raise FileNotFoundError(f"no database at {path}; run `photoqa index` first")
     settings = load_settings(config, path)
     engine = dbengine.open_engine(url, readonly=readonly,
                                   busy_timeout_ms=settings.database.busy_timeout_ms)

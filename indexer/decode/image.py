@@ -182,10 +182,7 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     img = open_pillow(data, max_pixels)
     fmt = (img.format or "UNKNOWN").upper()
     depth = bit_depth(img)  # before getexif(): on a PNG it loads the pixels, emptying img.tile
-    try:
-        meta = exif.from_pillow(img.getexif())
-    except Exception:  # broken EXIF must not lose the pixels; noqa: BLE001
-        meta = exif.EMPTY
+    meta = exif_of(img)
     orientation, upright = _orientation(img, fmt, meta)
     width, height = img.width, img.height
     if upright and orient.swaps_axes(orient.from_exif(orientation)):
@@ -244,9 +241,22 @@ def sensor_frame(img: Image.Image) -> np.ndarray | None:
 
 
 def _first_frame(img: Image.Image) -> Image.Image:
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError) as exc:
+        # found by tests/fuzz: a TIFF whose later IFD lacks its dimensions raises TypeError here
+        raise DecodeError("corrupt", f"cannot read the first frame: {type(exc).__name__}: {exc}") from exc
     return img
+
+
+def exif_of(img: Image.Image) -> exif.Metadata:
+    """The EXIF of an open image, or no metadata when it is broken (broken EXIF must not
+    lose the pixels: Pillow raises OSError, SyntaxError, struct.error... on damaged IFDs)."""
+    try:
+        return exif.from_pillow(img.getexif())
+    except Exception:  # noqa: BLE001
+        return exif.EMPTY
 
 
 def draft_request(size: tuple[int, int], work_size: int) -> tuple[int, int]:
@@ -357,10 +367,7 @@ def load_full(path: str | Path, *, raw_linear: bool = True,
         cap = meta.capture
         return FullImage(pixels, True, cap.exposure_time, cap.f_number, cap.iso)
     img = open_pillow(data, max_pixels)
-    try:
-        meta = exif.from_pillow(img.getexif())
-    except Exception:  # noqa: BLE001
-        meta = exif.EMPTY
+    meta = exif_of(img)
     load_pixels(_first_frame(img))
     rgb = orient.apply(to_float_rgb(img, None), orient.from_exif(meta.orientation))
     cap = meta.capture
