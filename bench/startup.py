@@ -20,15 +20,15 @@ sqlalchemy"`` (the floor of any command that opens the database through SQLAlche
 Targets (issue 13 item 4): status, sql and dupes <= 0.5 s wall; index of one file <= 1.5 s.
 
 Measured (2026-12-07, 2 cores shared with 5 other jobs, ``--runs 5 --photos 30 --against
-/work/main``, main at d66b787+issue 14, load average 4.3 -> 8.7 during the run, so wall times
-are 2-10x the CPU times and move between runs; read the CPU column and the ratios):
-``python -c pass`` 0.037 s CPU, ``import sqlalchemy`` 0.325 s CPU.
+/work/main``, main at 70aad08, load average ~9 during the run, so wall times are 2-5x the
+CPU times and move between runs; read the CPU column and the ratios):
+``python -c pass`` 0.023 s CPU / 0.060 s wall, ``import sqlalchemy`` 0.279 / 0.701 s.
 
     command         this tree CPU   main CPU   ratio CPU   this tree wall   main wall
-    status              0.689         0.833       0.83          3.57           4.62
-    sql                 0.112         0.776       0.14          0.64           4.02
-    dupes               0.653         0.812       0.80          4.42           5.21
-    index 1 file        1.835         1.864       0.98          9.97          10.24
+    status              0.612         0.749       0.82          1.61           1.99
+    sql                 0.115         0.781       0.15          0.34           2.07
+    dupes               0.513         0.729       0.70          1.28           1.78
+    index 1 file        1.770         1.808       0.98          4.70           4.76
 
 In a calmer stretch of the same day (load 5.2): status 0.520 s CPU / 0.85 s wall (main
 0.697 / 1.04), sql 0.096 / 0.101 s (main 0.755 / 0.80). Targets: sql met (0.10 s wall
