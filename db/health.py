@@ -11,8 +11,10 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
+if TYPE_CHECKING:  # SQLAlchemy (~0.26 s CPU) only where an engine is used: `photoqa sql` on SQLite
+    from sqlalchemy import Engine  # reads fatal_message and sniff_sqlite without it (issue 13 item 4)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
 
@@ -91,6 +93,8 @@ class Check:
 def integrity(engine: Engine, where: str) -> Check:
     """``PRAGMA integrity_check`` on SQLite (every page, index and constraint); a query of
     every table on other backends (the server checks its own pages)."""
+    from sqlalchemy import text
+
     try:
         with engine.connect() as conn:
             if engine.dialect.name == "sqlite":

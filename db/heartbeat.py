@@ -22,7 +22,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db.models import Daemon, Failure, Image
-from db.store import FileState, utcnow
+from db.records import FileState, utcnow
 
 T = TypeVar("T")
 

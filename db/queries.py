@@ -9,17 +9,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, StatementError
 
 from db.models import Pair
-
-# "not authorized" / "authorization denied": ATTACH / VACUUM INTO, denied by db.engine's authorizer on read-only SQLite
-_WRITE_HINT = re.compile(r"readonly|read-only|read only|query_only|not authorized|authorization denied", re.I)
-
-
-class ReadOnlyViolation(Exception):
-    """A statement tried to change a database opened for reading."""
-
-
-class QueryError(Exception):
-    """A statement failed (syntax, unknown table...)."""
+# the error types and their rule, defined once beside the stdlib road of `photoqa sql` on SQLite
+from db.sqlite_ro import WRITE_HINT as _WRITE_HINT
+from db.sqlite_ro import QueryError, ReadOnlyViolation  # noqa: F401 - re-exported
 
 
 # PostgreSQL lets a READ ONLY transaction write files on the server (COPY ... TO, lo_export,

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
@@ -16,25 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from db.groups import old_members, refresh_groups
 from db.models import Camera, Failure, Image, Pair
+from db.records import FileState, utcnow  # noqa: F401 - NumPy-free home of both; re-exported for the writers
 from indexer.match.groups import GroupRule
 from indexer.measure import hashes, orient
 from indexer.outcomes import Failed, Indexed, Task, Unchanged
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class FileState:
-    """What the database knows of one path."""
-
-    id: int
-    size: int
-    mtime_ns: int
-    sha256: str
-    features_version: int
-    missing: bool
 
 
 def pack_hist(hist: np.ndarray) -> bytes:

@@ -18,11 +18,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.decode.image import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE
-from indexer.exposure.flags import FlagThresholds
+# Defaults come from small modules without NumPy or Pillow (issue 13 item 4): reading
+# settings is on the path of `photoqa status`, `sql` and `dupes`.
+from indexer.decode.limits import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE
+from indexer.exposure.thresholds import FlagThresholds
 from indexer.match.params import MatchParams
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS, MatchThresholds
-from indexer.measure.features import THUMB_SIZE
+from indexer.measure.sizes import THUMB_SIZE
 
 
 class ConfigError(ValueError):

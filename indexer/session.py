@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from db import engine as dbengine
 from db import groups as dbgroups
 from db import migrate
-from db.store import Store
 from indexer.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from db.store import Store
 
 
 @dataclass
@@ -21,6 +24,10 @@ class Session:
 
     @property
     def store(self) -> Store:
+        # imported here: the writer pulls in NumPy, Pillow and the hash code (~0.15 s CPU),
+        # which the read commands (status, sql, dupes) never need
+        from db.store import Store
+
         return Store(self.engine, group_rule=self.settings.group_rule())
 
 

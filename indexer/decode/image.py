@@ -25,6 +25,8 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from indexer.decode import exif, sniff
+# Defaults of the decode functions and of [index] in indexer.config, defined once in limits
+from indexer.decode.limits import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE  # noqa: F401
 
 from indexer.measure import orient
 from indexer.decode.raw import CfaPlane, decode_raw, develop_linear, raw_metadata, raw_pixel_bytes
@@ -42,10 +44,6 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     HEIF_AVAILABLE = False
 
 
-# Defaults of the decode functions, and of [index] in indexer.config (defined here, once)
-WORK_SIZE = 256  # long side (px) of the working image features are measured on
-RAW_PREVIEW_MIN = 512  # an embedded RAW preview at least this long is used instead of developing
-MAX_PIXELS = 250_000_000  # larger images are refused (decompression bombs)
 
 
 class SensorData(enum.Enum):
