@@ -115,7 +115,7 @@ def _stored_pair_ids(conn, keys: list[tuple[int, int]]) -> dict[tuple[int, int],
 def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = (),
                group_rule: GroupRule) -> None:
     """Insert or replace the given pairs, mark the images ``matched`` and refresh the groups
-    of the pairs' images (one transaction)."""
+    of the pairs' images that a group verdict or a replaced pair touches (one transaction)."""
     matched = list(matched)
     if not pairs and not matched:
         return
@@ -134,8 +134,12 @@ def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[i
             found = stored.get((r["a_id"], r["b_id"]))
             if found is not None:
                 conn.execute(update(Pair).where(Pair.id == found).values(**r))
-        if pairs:
-            dbgroups.refresh_groups(conn, {p.a for p in pairs} | {p.b for p in pairs}, group_rule)
+        # Only a pair of a group verdict can change a group, or a stored pair whose
+        # verdict is replaced; a related pair (a bracket frame, a burst neighbour) cannot.
+        seeds = {x for pe in pairs if pe.verdict in group_rule.verdicts or (pe.a, pe.b) in stored
+                 for x in (pe.a, pe.b)}
+        if seeds:
+            dbgroups.refresh_groups(conn, seeds, group_rule)
 
 
 def set_delta_ev(engine: Engine, values: dict[tuple[int, int], tuple[float, str | None]]) -> None:
