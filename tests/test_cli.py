@@ -283,7 +283,7 @@ def test_read_commands_start_without_heavy_modules(tmp_path, command):
     open_session(str(db)).engine.dispose()  # created at head
     code = ("import sys\nfrom cli import main\n"
             f"try:\n    main({['--db', str(db), *command]!r})\nexcept SystemExit:\n    pass\n"
-            "print([m for m in ('scipy', 'numba', 'rawpy', 'alembic', 'starlette', 'uvicorn', 'jinja2') "
+            "print([m for m in ('scipy', 'numba', 'rawpy', 'alembic', 'starlette', 'uvicorn', 'jinja2', 'dask', 'distributed') "
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent)

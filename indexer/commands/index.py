@@ -65,9 +65,11 @@ def stack_indexer(session: Session, paths: list[Path], sensor: str | None):
 
 
 def run_index(session: Session, paths: list[Path], *, workers: int | None = None,
-              verbose: bool = False, show_progress: bool | None = None, sensor: str | None = None) -> Summary:
+              verbose: bool = False, show_progress: bool | None = None, sensor: str | None = None,
+              cluster: str | None = None) -> Summary:
     """Index ``paths`` into the session's database, with a progress bar on a terminal;
-    array stacks (.npy/.npz) frame by frame, ``sensor`` naming their detector."""
+    array stacks (.npy/.npz) frame by frame, ``sensor`` naming their detector; decoding
+    on the Dask cluster ``cluster`` (default ``[index] cluster``; '' for none)."""
     settings = session.settings.index
     stages = build_stages(session)
     started = time.perf_counter()
@@ -78,7 +80,8 @@ def run_index(session: Session, paths: list[Path], *, workers: int | None = None
                                   progress=progress, stages=stages,
                                   log=file_logger() if verbose else None,
                                   sensor_data=sensor_data(session),
-                                  stacks=stack_indexer(session, paths, sensor))
+                                  stacks=stack_indexer(session, paths, sensor),
+                                  cluster=settings.cluster if cluster is None else cluster)
     finally:
         for error in close_stages(stages):
             sys.stderr.write(f"photoqa: {error}\n")

@@ -64,8 +64,15 @@ def start_pool(settings: IndexSettings, workers: int,
 
 
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
-                 move_candidates: frozenset[str], sensor_data: SensorData = SensorData.NONE) -> Iterator[Outcome]:
-    """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1)."""
+                 move_candidates: frozenset[str], sensor_data: SensorData = SensorData.NONE,
+                 cluster: str = "") -> Iterator[Outcome]:
+    """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1;
+    on the Dask cluster ``cluster`` when given: :mod:`indexer.pipeline.cluster`)."""
+    if cluster:
+        from indexer.pipeline.cluster import cluster_outcomes  # Dask only when asked for
+
+        yield from cluster_outcomes(tasks, cluster, settings, move_candidates, sensor_data)
+        return
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield analyse(task, settings, move_candidates, sensor_data)
@@ -94,14 +101,15 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
                 progress: Callable[[int, int], None] | None = None,
                 stages: Iterable[Stage] = (), log: Callable[[str, Outcome], None] | None = None,
                 sensor_data: SensorData = SensorData.NONE,
-                stacks: Callable[[list[Task]], int] | None = None) -> Summary:
+                stacks: Callable[[list[Task]], int] | None = None, cluster: str = "") -> Summary:
     """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
 
     ``progress(done, total)`` is called after each file; ``stages`` run after each stored
     image (in this process); ``log(status, outcome)`` gets one line's worth per file.
     ``stacks(tasks)``: stores the array-stack files found (.npy/.npz) in batches and
     returns the frames stored (:func:`indexer.pipeline.stackrun.index_stacks`); without
-    it they are left alone.
+    it they are left alone. ``cluster``: decode and measure on that Dask cluster
+    (``local:N`` or a scheduler address; :mod:`indexer.pipeline.cluster`), else here.
     """
     started = time.perf_counter()
     tasks = scan.walk(roots, stacks=stacks is not None)
@@ -116,7 +124,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     if progress:
         progress(0, total)
     for done, outcome in enumerate(run_outcomes(todo.todo, settings, worker_count(workers),
-                                                frozenset(moves), sensor_data), start=1):
+                                                frozenset(moves), sensor_data, cluster), start=1):
         status = _store_outcome(outcome, store, settings, todo.updates, moves, gone, stages)
         setattr(summary, status, getattr(summary, status) + 1)
         if log:

@@ -1,0 +1,190 @@
+"""Decoding and measuring on a Dask cluster (``photoqa index --cluster``); the writer stays here.
+
+The run's other stages do not change: :func:`cluster_outcomes` yields the same outcomes
+as the local process pool of :func:`indexer.pipeline.run.run_outcomes`, as they complete,
+and the one writer (this process) stores them with
+:func:`indexer.pipeline.stages.store_outcome` exactly as without a cluster. Only
+:func:`indexer.pipeline.analyse.analyse` runs on the workers, which read each file from
+its path: every worker must see the indexed folders at the same paths (docs/CLUSTER.md).
+
+Dask (``distributed``) is an optional dependency, imported here only, and only when a
+run asks for a cluster, so read commands never load it.
+
+Faults: a worker that dies mid-task has its tasks rescheduled by the scheduler on the
+others, and the writer still receives one result per file (one future each), so every
+file is stored once. A file whose worker died ``distributed.scheduler.allowed-failures``
+times (a decoder that crashes the process) becomes a ``failures`` row, not a stop. Losing
+the scheduler stops the run with :class:`ClusterError`; what was stored stays, and a
+rerun skips it as unchanged.
+"""
+from __future__ import annotations
+
+import threading
+from itertools import islice
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from indexer.config import IndexSettings
+from indexer.decode import SensorData
+from indexer.measure.features import FEATURES_VERSION
+from indexer.outcomes import Failed, Outcome, Task
+from indexer.pipeline.analyse import analyse
+from indexer.pipeline.pools import lower_priority
+
+INSTALL_HINT = "pip install 'photoqa[cluster]'"
+
+
+class ClusterError(Exception):
+    """The cluster is unusable: Dask missing, a bad address, no workers, or the scheduler lost."""
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where the work runs: ``local`` workers in a ``LocalCluster`` here, else ``address``."""
+
+    address: str = ""
+    local: int = 0
+
+    def __str__(self) -> str:
+        return f"local:{self.local}" if self.local else self.address
+
+
+def parse_cluster(spec: str) -> ClusterSpec:
+    """``'local:N'`` (N >= 1 worker processes here) or a scheduler address (``tcp://host:8786``,
+    ``tls://...``); anything else raises :class:`ClusterError`."""
+    spec = spec.strip()
+    if spec.startswith("local:"):
+        count = spec.removeprefix("local:")
+        if not count.isdigit() or int(count) < 1:
+            raise ClusterError(f"cluster {spec!r}: local:N needs a worker count N >= 1, e.g. local:2")
+        return ClusterSpec(local=int(count))
+    scheme, sep, rest = spec.partition("://")
+    if not sep or not rest or scheme not in ("tcp", "tls", "ucx", "ws", "wss"):
+        raise ClusterError(f"cluster {spec!r}: give a scheduler address such as tcp://HOST:8786, or local:N")
+    return ClusterSpec(address=spec)
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ClusterError(f"--cluster needs Dask distributed, which is not installed: {INSTALL_HINT}") from exc
+    return distributed
+
+
+@contextmanager
+def connect(spec: ClusterSpec, wait: float) -> Iterator:
+    """A ``distributed.Client`` of ``spec`` with at least one worker (waiting up to ``wait``
+    seconds), closed on exit; a ``local:N`` cluster (N worker processes of one thread: the
+    decoders are single-threaded NumPy/Pillow code) is started and stopped with it."""
+    distributed = _distributed()
+    cluster = None
+    try:
+        if spec.local:
+            # no dashboard: it needs bokeh, and a port nobody asked for
+            cluster = distributed.LocalCluster(n_workers=spec.local, threads_per_worker=1, processes=True,
+                                               dashboard_address=None)
+            client = distributed.Client(cluster)
+        else:
+            client = distributed.Client(spec.address, timeout=wait)
+    except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ClusterError(f"cannot reach the Dask scheduler at {spec}: {type(exc).__name__}: {exc}") from exc
+    try:
+        try:
+            client.wait_for_workers(1, timeout=wait)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"no Dask worker joined the scheduler at {spec} within {wait:g} s "
+                               f"(start some with: dask worker {spec})") from exc
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def worker_features_version() -> int:
+    """Run on each worker: the features version of the photoqa it imports."""
+    return FEATURES_VERSION
+
+
+def check_workers(client, spec: ClusterSpec) -> None:
+    """Every worker imports photoqa, with this process's features version (else a worker
+    running another release would store other measurements under the same version)."""
+    try:
+        versions = client.run(worker_features_version)
+    except Exception as exc:  # noqa: BLE001 - unpickling fails where photoqa is not installed
+        raise ClusterError(f"workers of {spec} cannot run photoqa (is it installed there?): "
+                           f"{type(exc).__name__}: {exc}") from exc
+    wrong = {w: v for w, v in versions.items() if v != FEATURES_VERSION}
+    if wrong:
+        raise ClusterError(f"workers of {spec} run another photoqa (features version {wrong}, "
+                           f"here {FEATURES_VERSION}): install the same release everywhere")
+
+
+_thread = threading.local()
+
+
+def analyse_on_worker(task: Task, settings: IndexSettings, move_candidates: frozenset[str],
+                      sensor_data: SensorData, nice: bool) -> Outcome:
+    """A Dask task: :func:`analyse` with the settings ``init_worker`` gives a pool's workers.
+
+    ``nice``: the executing thread steps down in priority once (Linux nice values are per
+    thread), as local pool workers do, so that a ``local:N`` cluster leaves the writer
+    its share of the cores."""
+    if nice and not getattr(_thread, "reniced", False):
+        lower_priority()
+        _thread.reniced = True
+    return analyse(task, settings, move_candidates, sensor_data)
+
+
+def cluster_outcomes(tasks: list[Task], spec: str | ClusterSpec, settings: IndexSettings,
+                     move_candidates: frozenset[str],
+                     sensor_data: SensorData = SensorData.NONE) -> Iterator[Outcome]:
+    """Analyse ``tasks`` on the cluster ``spec``; yields outcomes as they complete.
+
+    At most 4 tasks per worker thread are in flight (at least 8), as the local pool does,
+    so memory stays flat on huge folders. The SHA-256s of gone rows are sent to the
+    workers once, not with every task. Raises :class:`ClusterError` when the cluster is
+    unusable or lost; the outcomes yielded before are the caller's to keep.
+    """
+    if isinstance(spec, str):
+        spec = parse_cluster(spec)
+    if not tasks:
+        return
+    distributed = _distributed()
+    with connect(spec, settings.cluster_wait) as client:
+        check_workers(client, spec)
+        limit = max(8, 4 * sum(client.nthreads().values()))
+        moves = client.scatter([move_candidates], broadcast=True)[0] if move_candidates else frozenset()
+        queue = iter(tasks)
+        running: dict = {}
+
+        def submit(task: Task):
+            future = client.submit(analyse_on_worker, task, settings, moves, sensor_data, bool(spec.local),
+                                   pure=False)
+            running[future] = task
+            return future
+
+        done = distributed.as_completed([submit(t) for t in islice(queue, limit)])
+        for future in done:
+            task = running.pop(future)
+            yield _result(future, task, spec, distributed)
+            future.release()
+            for following in queue:
+                done.add(submit(following))
+                break
+
+
+def _result(future, task: Task, spec: ClusterSpec, distributed) -> Outcome:
+    try:
+        return future.result()
+    except distributed.KilledWorker as exc:
+        # the scheduler gave up after the file's worker died again and again: the file
+        # (a decoder crash) is the likely cause, so it is a failure row like any other
+        return Failed(task, "internal", f"the Dask worker analysing it died repeatedly ({exc})")
+    except Exception as exc:  # noqa: BLE001 - analyse returns every file error as Failed
+        raise ClusterError(f"lost the Dask cluster {spec} ({type(exc).__name__}: {exc}); "
+                           f"what was stored is kept, run the same command again to continue") from exc

@@ -1,0 +1,122 @@
+"""``photoqa index --cluster``: decoding on Dask workers, storing here (indexer.pipeline.cluster).
+
+A LocalCluster start costs seconds on a loaded machine: the tests are few.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+import cli
+import imagefiles as F
+from indexer.pipeline.cluster import ClusterError, parse_cluster
+from indexer.pipeline.run import index_paths
+from indexer.session import open_session
+
+try:
+    import distributed
+except ImportError:  # pragma: no cover - the extra is part of [test]
+    distributed = None
+
+needs_dask = pytest.mark.skipif(distributed is None, reason="dask distributed not installed "
+                                                            "(pip install 'photoqa[cluster]')")
+
+
+def photos(root: Path, count: int, size=(160, 120)) -> Path:
+    """``count`` distinct scenes and two near copies of scene 1 (a re-encode and a resize)."""
+    for i in range(count):
+        F.write_jpeg(root / f"s{i:02}.jpg", F.scene(i, *size))
+    F.write_jpeg(root / "sub" / "s01-q70.jpg", F.scene(1, *size), quality=70)
+    F.write_jpeg(root / "sub" / "s01-big.jpg", F.scene(1, size[0] * 2, size[1] * 2))
+    return root
+
+
+def rows(db: str, sql: str) -> list[tuple]:
+    s = open_session(db, readonly=True)
+    try:
+        with s.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        s.engine.dispose()
+
+
+IMAGES = ("SELECT path, sha256, width, height, format, phash_d4, hist, thumb, features_version "
+          "FROM images ORDER BY path")
+PAIRS = ("SELECT a.path, b.path, p.verdict, p.hamming, p.transform FROM pairs p "
+         "JOIN images a ON a.id = p.a_id JOIN images b ON b.id = p.b_id ORDER BY a.path, b.path")
+GROUPS = ("SELECT i.path, k.path, g.is_keeper FROM image_groups g JOIN images i ON i.id = g.image_id "
+          "JOIN images k ON k.id = g.group_id ORDER BY i.path")
+
+
+@needs_dask
+def test_local_cluster_stores_what_a_plain_index_stores(tmp_path):
+    folder = photos(tmp_path / "p", 6)
+    plain, dask = str(tmp_path / "plain.db"), str(tmp_path / "dask.db")
+    for db, extra in ((plain, ["-j", "1"]), (dask, ["--cluster", "local:2"])):
+        result = CliRunner().invoke(cli.main, ["--db", db, "index", str(folder), *extra])
+        assert result.exit_code == 0, result.output
+        assert "indexed: 8 " in result.stdout
+    assert len(rows(dask, IMAGES)) == 8
+    assert rows(dask, IMAGES) == rows(plain, IMAGES)
+    pairs = rows(dask, PAIRS)
+    assert len(pairs) >= 1 and {Path(p).name for pair in pairs for p in pair[:2]} <= {
+        "s01.jpg", "s01-q70.jpg", "s01-big.jpg"}
+    assert pairs == rows(plain, PAIRS)
+    assert rows(dask, GROUPS) == rows(plain, GROUPS)
+    # a rerun on the cluster finds everything unchanged (the same skip rule as always)
+    again = CliRunner().invoke(cli.main, ["--db", dask, "index", str(folder), "--cluster", "local:1"])
+    assert "indexed: 0 unchanged: 8 " in again.stdout
+
+
+def test_without_dask_cluster_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "distributed", None)  # import fails
+    folder = photos(tmp_path / "p", 1)
+    db = str(tmp_path / "f.db")
+    result = CliRunner().invoke(cli.main, ["--db", db, "index", str(folder), "--cluster", "local:2"])
+    assert result.exit_code == cli.EXIT_ERROR
+    assert result.stderr.splitlines() == [
+        "photoqa: --cluster needs Dask distributed, which is not installed: pip install 'photoqa[cluster]'"]
+    assert rows(db, "SELECT count(*) FROM images") == [(0,)]
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:x", "8786", "http://h:8786", "tcp://"])
+def test_bad_cluster_address_is_a_usage_error(tmp_path, spec):
+    with pytest.raises(ClusterError):
+        parse_cluster(spec)
+    result = CliRunner().invoke(cli.main, ["--db", str(tmp_path / "f.db"), "index", str(tmp_path), "--cluster", spec])
+    assert result.exit_code == cli.EXIT_USAGE and len(result.stderr.splitlines()) == 1
+    assert parse_cluster("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+    assert parse_cluster("local:3").local == 3
+
+
+@needs_dask
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_leaves_every_file_indexed_once(tmp_path):
+    folder = photos(tmp_path / "p", 30, size=(640, 480))
+    session = open_session(str(tmp_path / "k.db"))
+    killed: list[int] = []
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        def kill_busiest(done: int, total: int) -> None:
+            if done == 3 and not killed:
+                busy = max(client.processing().items(), key=lambda kv: len(kv[1]))
+                assert busy[1], "no task in flight when the worker was killed"
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        settings = dataclasses.replace(session.settings.index, cluster_wait=30.0)
+        summary = index_paths([folder], session.store, settings, progress=kill_busiest,
+                              cluster=cluster.scheduler_address)
+        assert killed and killed[0] not in client.run(os.getpid).values()
+    session.engine.dispose()
+    assert (summary.indexed, summary.failed) == (32, 0)
+    paths = [p for (p,) in rows(str(tmp_path / "k.db"), "SELECT path FROM images")]
+    assert sorted(paths) == sorted(str(p.resolve()) for p in folder.rglob("*.jpg"))  # each once
+    assert len(paths) == len(set(paths)) == 32
