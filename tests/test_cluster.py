@@ -120,3 +120,57 @@ def test_a_worker_killed_mid_run_leaves_every_file_indexed_once(tmp_path):
     paths = [p for (p,) in rows(str(tmp_path / "k.db"), "SELECT path FROM images")]
     assert sorted(paths) == sorted(str(p.resolve()) for p in folder.rglob("*.jpg"))  # each once
     assert len(paths) == len(set(paths)) == 32
+
+
+@needs_dask
+@pytest.mark.slow
+def test_losing_the_scheduler_stops_with_a_message_and_a_rerun_continues(tmp_path):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    folder = photos(tmp_path / "p", 30, size=(640, 480))
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parent)}
+    file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0",
+                                  "--no-dashboard", "--scheduler-file", str(file)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        for _ in range(300):
+            if file.exists() and file.stat().st_size:
+                break
+            time.sleep(0.1)
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                   str(file), "--nthreads", "1", "--no-nanny", "--no-dashboard"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import json
+
+        address = json.loads(file.read_text())["address"]
+        db = str(tmp_path / "lost.db")
+        session = open_session(db)
+
+        def kill_scheduler(done: int, total: int) -> None:
+            if done == 3:
+                scheduler.kill()
+
+        settings = dataclasses.replace(session.settings.index, cluster_wait=5.0)
+        started = time.perf_counter()
+        with pytest.raises(ClusterError) as lost:
+            index_paths([folder], session.store, settings, progress=kill_scheduler, cluster=address)
+        assert str(lost.value) == (f"lost the Dask cluster {address} (the connection to the scheduler was "
+                                   "lost); what was stored is kept, run the same command again to continue")
+        assert time.perf_counter() - started < 60
+        stored = rows(db, "SELECT count(*) FROM images")[0][0]
+        assert 3 <= stored < 32
+        summary = index_paths([folder], session.store, settings, workers=1)  # the rerun continues
+        session.engine.dispose()
+        assert (summary.unchanged, summary.indexed) == (stored, 32 - stored)
+        paths = [p for (p,) in rows(db, "SELECT path FROM images")]
+        assert len(paths) == len(set(paths)) == 32
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.kill()
+                process.wait()

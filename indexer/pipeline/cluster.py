@@ -186,5 +186,9 @@ def _result(future, task: Task, spec: ClusterSpec, distributed) -> Outcome:
         # (a decoder crash) is the likely cause, so it is a failure row like any other
         return Failed(task, "internal", f"the Dask worker analysing it died repeatedly ({exc})")
     except Exception as exc:  # noqa: BLE001 - analyse returns every file error as Failed
-        raise ClusterError(f"lost the Dask cluster {spec} ({type(exc).__name__}: {exc}); "
+        if "scheduler-connection-lost" in str(exc):  # every future is cancelled with this reason
+            reason = "the connection to the scheduler was lost"
+        else:
+            reason = f"{type(exc).__name__}: " + (str(exc).splitlines() or [""])[0]
+        raise ClusterError(f"lost the Dask cluster {spec} ({reason}); "
                            f"what was stored is kept, run the same command again to continue") from exc
