@@ -88,10 +88,11 @@ def connect(spec: ClusterSpec, wait: float) -> Iterator:
             client = distributed.Client(cluster)
         else:
             client = distributed.Client(spec.address, timeout=wait)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a LocalCluster's workers did not start
         if cluster is not None:
             cluster.close()
-        raise ClusterError(f"cannot reach the Dask scheduler at {spec}: {type(exc).__name__}: {exc}") from exc
+        what = "cannot start" if spec.local else "cannot reach the Dask scheduler at"
+        raise ClusterError(f"{what} {spec}: {type(exc).__name__}: {exc}") from exc
     try:
         try:
             client.wait_for_workers(1, timeout=wait)
