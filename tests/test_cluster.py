@@ -55,13 +55,18 @@ GROUPS = ("SELECT i.path, k.path, g.is_keeper FROM image_groups g JOIN images i 
 
 
 @needs_dask
-def test_local_cluster_stores_what_a_plain_index_stores(tmp_path):
+def test_a_cluster_stores_what_a_plain_index_stores(tmp_path):
     folder = photos(tmp_path / "p", 6)
     plain, dask = str(tmp_path / "plain.db"), str(tmp_path / "dask.db")
-    for db, extra in ((plain, ["-j", "1"]), (dask, ["--cluster", "local:2"])):
-        result = CliRunner().invoke(cli.main, ["--db", db, "index", str(folder), *extra])
-        assert result.exit_code == 0, result.output
-        assert "indexed: 8 " in result.stdout
+    # verification jobs leave the writer at once (not after 1 s inline), to the pool or the cluster
+    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 0\n")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        for db, extra in ((plain, ["-j", "1"]), (dask, ["--cluster", cluster.scheduler_address])):
+            result = CliRunner().invoke(cli.main, ["--db", db, "index", str(folder), *extra])
+            assert result.exit_code == 0, result.output
+            assert "indexed: 8 " in result.stdout
+        ran = set(cluster.scheduler.task_prefixes)
+    assert {"analyse_on_worker", "run_job"} <= ran, ran  # decoding and verification on the workers
     assert len(rows(dask, IMAGES)) == 8
     assert rows(dask, IMAGES) == rows(plain, IMAGES)
     # which pairs of a group are verified, and each pair's a/b order, follow the order

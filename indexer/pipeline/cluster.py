@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from itertools import islice
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -141,23 +142,28 @@ def analyse_on_worker(task: Task, settings: IndexSettings, move_candidates: froz
     return analyse(task, settings, move_candidates, sensor_data)
 
 
-def cluster_outcomes(tasks: list[Task], spec: str | ClusterSpec, settings: IndexSettings,
-                     move_candidates: frozenset[str],
-                     sensor_data: SensorData = SensorData.NONE) -> Iterator[Outcome]:
-    """Analyse ``tasks`` on the cluster ``spec``; yields outcomes as they complete.
+class Cluster:
+    """An open connection to a Dask cluster for one run: decoding (:meth:`outcomes`) and
+    the matching stage's verification jobs (:meth:`executor`) share it. Use as a context
+    manager (:func:`open_cluster`); the client is closed, and a ``local:N`` cluster
+    stopped, when the run and its stages are done."""
 
-    At most 4 tasks per worker thread are in flight (at least 8), as the local pool does,
-    so memory stays flat on huge folders. The SHA-256s of gone rows are sent to the
-    workers once, not with every task. Raises :class:`ClusterError` when the cluster is
-    unusable or lost; the outcomes yielded before are the caller's to keep.
-    """
-    if isinstance(spec, str):
-        spec = parse_cluster(spec)
-    if not tasks:
-        return
-    distributed = _distributed()
-    with connect(spec, settings.cluster_wait) as client:
-        check_workers(client, spec)
+    def __init__(self, client, spec: ClusterSpec):
+        self.client, self.spec = client, spec
+        self.distributed = _distributed()
+
+    def outcomes(self, tasks: list[Task], settings: IndexSettings, move_candidates: frozenset[str],
+                 sensor_data: SensorData = SensorData.NONE) -> Iterator[Outcome]:
+        """Analyse ``tasks`` on the workers; yields outcomes as they complete.
+
+        At most 4 tasks per worker thread are in flight (at least 8), as the local pool
+        does, so memory stays flat on huge folders. The SHA-256s of gone rows are sent to
+        the workers once, not with every task. Raises :class:`ClusterError` when the
+        cluster is lost; the outcomes yielded before are the caller's to keep.
+        """
+        if not tasks:
+            return
+        client, spec = self.client, self.spec
         limit = max(8, 4 * sum(client.nthreads().values()))
         moves = client.scatter([move_candidates], broadcast=True)[0] if move_candidates else frozenset()
         queue = iter(tasks)
@@ -169,14 +175,65 @@ def cluster_outcomes(tasks: list[Task], spec: str | ClusterSpec, settings: Index
             running[future] = task
             return future
 
-        done = distributed.as_completed([submit(t) for t in islice(queue, limit)])
+        done = self.distributed.as_completed([submit(t) for t in islice(queue, limit)])
         for future in done:
             task = running.pop(future)
-            yield _result(future, task, spec, distributed)
+            yield _result(future, task, spec, self.distributed)
             future.release()
             for following in queue:
                 done.add(submit(following))
                 break
+
+    def executor(self, workers: int = 0) -> "ClusterExecutor":
+        """A ``concurrent.futures`` executor on the cluster, for
+        :class:`indexer.pipeline.verifypool.Verifier` (``workers`` is the cluster's
+        business and unused)."""
+        return ClusterExecutor(self.client)
+
+
+class ClusterExecutor(Executor):
+    """``client.get_executor()`` with the ``shutdown(wait, cancel_futures)`` of Python's
+    executors; shutting it down cancels its own futures, never the run's client."""
+
+    def __init__(self, client):
+        self.inner = client.get_executor(pure=False)
+        self.futures: set = set()
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = self.inner.submit(fn, *args, **kwargs)
+        self.futures.add(future)
+        future.add_done_callback(self.futures.discard)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if cancel_futures:
+            for future in list(self.futures):
+                future.cancel()
+        self.inner.shutdown(wait=wait)
+
+
+@contextmanager
+def open_cluster(spec: str | ClusterSpec, settings: IndexSettings) -> Iterator[Cluster]:
+    """Connect to ``spec`` (:func:`connect`), check its workers run this photoqa, and
+    yield the :class:`Cluster`; raises :class:`ClusterError` when it is unusable."""
+    if isinstance(spec, str):
+        spec = parse_cluster(spec)
+    with connect(spec, settings.cluster_wait) as client:
+        check_workers(client, spec)
+        yield Cluster(client, spec)
+
+
+def cluster_outcomes(tasks: list[Task], cluster: str | Cluster, settings: IndexSettings,
+                     move_candidates: frozenset[str],
+                     sensor_data: SensorData = SensorData.NONE) -> Iterator[Outcome]:
+    """:meth:`Cluster.outcomes` on ``cluster``, an open one or a spec opened for these tasks."""
+    if isinstance(cluster, Cluster):
+        yield from cluster.outcomes(tasks, settings, move_candidates, sensor_data)
+        return
+    if not tasks:
+        return
+    with open_cluster(cluster, settings) as opened:
+        yield from opened.outcomes(tasks, settings, move_candidates, sensor_data)
 
 
 def _result(future, task: Task, spec: ClusterSpec, distributed) -> Outcome:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from db import actions as dbactions
 from db.store import Store
@@ -24,6 +25,9 @@ from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse, init_worker
 from indexer.pipeline.pools import WorkerPool, pool_context, worker_count
 from indexer.pipeline.stages import Stage, store_outcome
+
+if TYPE_CHECKING:
+    from indexer.pipeline.cluster import Cluster
 
 
 @dataclass
@@ -65,7 +69,7 @@ def start_pool(settings: IndexSettings, workers: int,
 
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
                  move_candidates: frozenset[str], sensor_data: SensorData = SensorData.NONE,
-                 cluster: str = "") -> Iterator[Outcome]:
+                 cluster: "str | Cluster" = "") -> Iterator[Outcome]:
     """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1;
     on the Dask cluster ``cluster`` when given: :mod:`indexer.pipeline.cluster`)."""
     if cluster:
@@ -101,7 +105,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
                 progress: Callable[[int, int], None] | None = None,
                 stages: Iterable[Stage] = (), log: Callable[[str, Outcome], None] | None = None,
                 sensor_data: SensorData = SensorData.NONE,
-                stacks: Callable[[list[Task]], int] | None = None, cluster: str = "") -> Summary:
+                stacks: Callable[[list[Task]], int] | None = None, cluster: "str | Cluster" = "") -> Summary:
     """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
 
     ``progress(done, total)`` is called after each file; ``stages`` run after each stored
@@ -109,7 +113,8 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     ``stacks(tasks)``: stores the array-stack files found (.npy/.npz) in batches and
     returns the frames stored (:func:`indexer.pipeline.stackrun.index_stacks`); without
     it they are left alone. ``cluster``: decode and measure on that Dask cluster
-    (``local:N`` or a scheduler address; :mod:`indexer.pipeline.cluster`), else here.
+    (``local:N`` or a scheduler address, or an open :class:`~indexer.pipeline.cluster.Cluster`;
+    :mod:`indexer.pipeline.cluster`), else here.
     """
     started = time.perf_counter()
     tasks = scan.walk(roots, stacks=stacks is not None)
