@@ -182,3 +182,38 @@ def test_losing_the_scheduler_stops_with_a_message_and_a_rerun_continues(tmp_pat
             if process is not None:
                 process.kill()
                 process.wait()
+
+
+PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")
+
+
+@needs_dask
+@pytest.mark.slow
+@pytest.mark.skipif(not PG_URL, reason="set PHOTOQA_TEST_PG_URL (a PostgreSQL database we may write)")
+def test_real_photos_into_postgresql_on_a_cluster_equal_a_plain_index(tmp_path, shared_data):
+    import uuid
+
+    from db.engine import open_engine
+
+    folder = shared_data / "scenes"
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = open_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    pg = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    plain = str(tmp_path / "plain.db")
+    try:
+        for db, extra in ((plain, ["-j", "2"]), (pg, ["--cluster", "local:2"])):
+            result = CliRunner().invoke(cli.main, ["--db", db, "index", str(folder), *extra])
+            assert result.exit_code == 0, result.output
+        images = rows(pg, IMAGES)
+        assert len(images) > 40 and images == rows(plain, IMAGES)
+        assert rows(pg, "SELECT path, kind FROM failures ORDER BY path") == rows(
+            plain, "SELECT path, kind FROM failures ORDER BY path")
+        paired = {p for pair in rows(pg, PAIRS) for p in pair[:2]}
+        assert len(paired) >= 4 and paired == {p for pair in rows(plain, PAIRS) for p in pair[:2]}
+        assert rows(pg, GROUPS) == rows(plain, GROUPS)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
