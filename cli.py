@@ -811,7 +811,7 @@ def diff(ctx, file_a, file_b, out_dir, force, fmt):
 @click.option("--format", "fmt", type=FORMAT, default="table",
               help="Output as a table, one JSON object, or CSV (one row per defect). Example: --format json")
 @click.option("--export-badpixels", "export_dir", type=click.Path(file_okay=False, path_type=Path),
-              metavar="DIR", help="Write each sensor's defects for dcraw/LibRaw (`col row 0` lines) and "
+              metavar="DIR", help="Write each sensor's defects for dcraw/LibRaw (`col row first_seen` lines) and "
                                   "RawTherapee (`<make> <model> [serial].badpixels`). Example: --export-badpixels ~/.rt")
 @click.option("--map", "map_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Draw the defect positions, enlarged, over the sensor area (one file per sensor "
@@ -821,17 +821,19 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
     """Hot, dead and stuck photosites learnt from every indexed frame, per camera body.
 
     photoqa keeps running per-photosite statistics for each camera body and sensor size
-    while it indexes (RAW CFA data, and camera-tagged JPEG/PNG/TIFF). A site is hot or
-    dead when it stands out from its same-colour neighbours in most frames (90% by
-    default); a single frame never makes a defect, and a sensor with too few frames says
-    so instead of guessing.
+    while it indexes (RAW CFA data, and camera-tagged JPEG/HEIC/PNG/TIFF: a budgeted
+    sample of large frames, see [sensor] sample_megapixels). A site is hot or dead when
+    it stands out from its same-colour neighbours in most frames (90% by default), or
+    in most frames from the date it first stood out on (first seen); a single frame
+    never makes a defect, and a sensor with too few frames says so instead of guessing.
+    The frames column is how many frames a map rests on; updated, when it last learnt.
 
     \b
     Examples:
       photoqa hotpixels
       photoqa hotpixels --camera 2 --format json --export-badpixels badpixels/ --map s40.png
     """
-    from indexer.commands.hotpixels import export_all, sensor_reports, write_maps
+    from indexer.commands.hotpixels import export_all, seen, sensor_reports, write_maps
     from indexer.commands.output import camera_name, emit, write_json
 
     session = _session(ctx)
@@ -841,18 +843,21 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
     if fmt == "json":
         write_json({"sensors": [r.as_dict() for r in reports]})
     elif fmt == "csv":
-        rows = [(r.id, r.make, r.model, r.serial, d.x, d.y, d.kind, round(d.rate, 4), d.frames)
-                for r in reports for d in r.defects]
-        emit(["sensor", "make", "model", "serial", "x", "y", "kind", "rate", "frames"], rows, "csv")
+        rows = [(r.id, r.make, r.model, r.serial, d.x, d.y, d.kind, round(d.rate, 4), d.frames,
+                 seen(d.first_seen) or "", seen(d.last_seen) or "") for r in reports for d in r.defects]
+        emit(["sensor", "make", "model", "serial", "x", "y", "kind", "rate", "frames", "first_seen",
+              "last_seen"], rows, "csv")
     else:
         rows = [(r.id, camera_name(r.make, r.model), r.serial, f"{r.width}x{r.height}", r.kind,
-                 r.frames, r.status) for r in reports]
-        emit(["id", "camera", "serial", "size", "layout", "frames", "status"], rows, "table", title="sensors")
+                 r.frames, f"{r.updated_at:%Y-%m-%d %H:%M}" if r.updated_at else "", r.status) for r in reports]
+        emit(["id", "camera", "serial", "size", "layout", "frames", "updated", "status"], rows, "table",
+             title="sensors")
         for r in reports:
             if r.defects and r.frames >= r.required:
                 shown = r.defects[:20]
-                emit(["x", "y", "kind", "rate", "mean residual"],
-                     [(d.x, d.y, d.kind, f"{d.rate:.0%}", round(d.mean_residual, 1)) for d in shown], "table",
+                emit(["x", "y", "kind", "rate", "mean residual", "first seen", "last seen"],
+                     [(d.x, d.y, d.kind, f"{d.rate:.0%}", round(d.mean_residual, 1), seen(d.first_seen) or "",
+                       seen(d.last_seen) or "") for d in shown], "table",
                      title=f"sensor {r.id}: {r.status}" + (f" (first {len(shown)})" if len(r.defects) > 20 else ""))
     for path in (export_all(reports, export_dir) if export_dir else []):
         click.echo(f"wrote {path}", err=True)

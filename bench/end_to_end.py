@@ -24,8 +24,20 @@ imagehash loop; (b) photoqa >= 0.5 x match off.
 
     PYTHONPATH=. python bench/end_to_end.py [--work /tmp/photoqa-e2e] [--sets camera,dense,distinct]
 
-Figures of the final run are in this docstring below (2 cores shared with other jobs:
-absolute figures move with the load; ratios within one run hold better).
+Figures (2026-12-07, 2 cores shared with six other jobs, load average 5-8: absolute
+figures move by 2x between runs and even ratios within a run move by ~30%), img/s:
+
+    set        files  photoqa  match off  draft loop  imagehash  czkawka  on/off  on/imagehash
+    dense        432     11.0       26.4       190.8      153.5    214.2    0.42          0.07
+    camera        72      5.4       15.0        47.6        6.2      5.8    0.36          0.88
+    distinct      24      6.8        7.7        66.9        8.8      9.3    0.89          0.77
+
+Before the work of issue 13 in the same session: dense 0.10 (3.3 against 33.0 img/s:
+1,805 verifications and 1,789 stored pairs for 432 images; now 735 and 719), camera
+0.53, distinct 1.02 (start-up dominates 24 files). Targets not met yet: (a) >= 0.8 and
+>= 1.5 x imagehash, (b) >= 0.5. What the writer spends per image on the dense set
+(CPU, without profiler): ~15 ms of matching, 8.4 of them storing pairs and refreshing
+their groups (``db.groups.refresh_groups``: ~10 SQL statements per image).
 """
 from __future__ import annotations
 

@@ -252,7 +252,11 @@ class SensorFrame(Base):
 
 
 class SensorDefect(Base):
-    """A defective photosite of a sensor, in sensor (un-rotated, visible) coordinates."""
+    """A defective photosite of a sensor, in sensor (un-rotated, visible) coordinates.
+
+    ``first_seen`` / ``last_seen``: capture times (camera clock) of the first and last
+    learnt frames in which it stood out strongly; NULL when no dated frame saw it.
+    """
 
     __tablename__ = "sensor_defects"
 
@@ -263,6 +267,8 @@ class SensorDefect(Base):
     rate: Mapped[float] = mapped_column(Float)
     mean_residual: Mapped[float] = mapped_column(Float)
     frames: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Action(Base):

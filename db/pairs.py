@@ -27,16 +27,17 @@ MATCH_VERSION = 2  # 2: shot identity (same_camera, same_shot), raw_jpeg, exposu
 _RECORD_COLS = (Image.id, Image.sha256, Image.phash, Image.phash_d4, Image.phash_crops, Image.thumb,
                 Image.thumb_width, Image.thumb_height, Image.hist, Image.display_width,
                 Image.display_height, Image.entropy, Image.luma_std, Image.dhash, Image.captured_at,
-                Image.format, Camera.make, Camera.model, Camera.serial)
+                Image.format, Camera.make, Camera.model, Camera.serial, Image.orientation)
 
 
 def to_record(row) -> MatchRecord:
     (iid, sha, phash, d4, crops, thumb, tw, th, hist, w, h, entropy, luma_std, dhash, captured, fmt,
-     make, model, serial) = row
+     make, model, serial, orientation) = row
     return MatchRecord(id=iid, sha256=sha, phash=int(phash), phash_d4=hashes.unpack(d4),
                        phash_crops=hashes.unpack(crops), thumb=unpack_thumb(thumb, tw, th),
                        hist=unpack_hist(hist), width=w, height=h, entropy=entropy, luma_std=luma_std,
-                       dhash=int(dhash), captured_at=captured, format=fmt, camera=body_key(make, model, serial))
+                       dhash=int(dhash), captured_at=captured, format=fmt, camera=body_key(make, model, serial),
+                       orientation=orientation)
 
 
 def load_records(engine: Engine, ids: Iterable[int] | None = None) -> list[MatchRecord]:

@@ -2,10 +2,12 @@
 the per-site statistics themselves live in accumulator files (indexer.sensor)."""
 from __future__ import annotations
 
+import calendar
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Image, Sensor, SensorDefect, SensorFrame
@@ -25,6 +27,17 @@ class SensorRow:
     pattern: str | None
     frames: int
     accumulator: str
+    updated_at: datetime | None = None
+
+
+def as_datetime(seconds: int | None) -> datetime | None:
+    """Seconds since 1970 (a camera clock read as UTC) -> naive datetime, as stored."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None)
+
+
+def as_seconds(when: datetime | None) -> int | None:
+    """The inverse of :func:`as_datetime`."""
+    return None if when is None else calendar.timegm(when.timetuple())
 
 
 def image_camera(engine: Engine, image_id: int) -> int | None:
@@ -84,12 +97,14 @@ def record_flush(engine: Engine, sensor: int, frames: int, ledger: list[tuple[st
             if defects:
                 conn.execute(insert(SensorDefect), [
                     dict(sensor_id=sensor, x=d.x, y=d.y, kind=d.kind, rate=float(d.rate),
-                         mean_residual=float(d.mean_residual), frames=int(d.frames)) for d in defects])
+                         mean_residual=float(d.mean_residual), frames=int(d.frames),
+                         first_seen=as_datetime(d.first_seen), last_seen=as_datetime(d.last_seen))
+                    for d in defects])
 
 
 def list_sensors(engine: Engine, only: int | None = None) -> list[SensorRow]:
     cols = (Sensor.id, Sensor.camera_id, Camera.make, Camera.model, Camera.serial, Sensor.width,
-            Sensor.height, Sensor.kind, Sensor.pattern, Sensor.frames, Sensor.accumulator)
+            Sensor.height, Sensor.kind, Sensor.pattern, Sensor.frames, Sensor.accumulator, Sensor.updated_at)
     query = select(*cols).join(Camera, Camera.id == Sensor.camera_id).order_by(Sensor.id)
     if only is not None:
         query = query.where(Sensor.id == only)
@@ -98,12 +113,23 @@ def list_sensors(engine: Engine, only: int | None = None) -> list[SensorRow]:
 
 
 def defects_of(engine: Engine, sensor: int) -> list[tuple]:
-    """(x, y, kind, rate, mean_residual, frames) rows of one sensor, by position."""
+    """(x, y, kind, rate, mean_residual, frames, first_seen, last_seen) rows of one sensor,
+    by position; the dates as seconds since 1970 (None when unknown)."""
     cols = (SensorDefect.x, SensorDefect.y, SensorDefect.kind, SensorDefect.rate,
-            SensorDefect.mean_residual, SensorDefect.frames)
+            SensorDefect.mean_residual, SensorDefect.frames, SensorDefect.first_seen, SensorDefect.last_seen)
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(select(*cols).where(SensorDefect.sensor_id == sensor)
-                                               .order_by(SensorDefect.y, SensorDefect.x))]
+        rows = conn.execute(select(*cols).where(SensorDefect.sensor_id == sensor)
+                            .order_by(SensorDefect.y, SensorDefect.x))
+        return [(*r[:6], as_seconds(r[6]), as_seconds(r[7])) for r in rows]
+
+
+def frames_per_body(engine: Engine) -> dict[tuple[str, str, str], int]:
+    """Frames learnt so far per camera body (make, model, serial), all its sensors together."""
+    query = (select(Camera.make, Camera.model, Camera.serial, func.sum(Sensor.frames))
+             .join(Sensor, Sensor.camera_id == Camera.id)
+             .group_by(Camera.make, Camera.model, Camera.serial))
+    with engine.connect() as conn:
+        return {(make, model, serial): int(n or 0) for make, model, serial, n in conn.execute(query)}
 
 
 def find_sensor(engine: Engine, make: str, model: str, serial: str, width: int, height: int,

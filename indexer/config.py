@@ -67,24 +67,45 @@ class DatabaseSettings:
 class SensorSettings:
     """Per-camera photosite statistics and defect classification.
 
-    enabled: learn sensor statistics while indexing (RAW CFA data of files that name
-        their camera).
-    rendered_frames: also learn from JPEG/PNG/TIFF files that name their camera. Off by
-        default: it costs a full-size decode instead of a draft one plus a per-pixel
-        update in the writer, which makes indexing camera JPEGs many times slower; turn
-        it on for cameras that shoot no RAW, or for mosaiced frames saved as 16-bit
-        PNG/TIFF.
+    enabled: learn sensor statistics while indexing, from every file that names its camera
+        (EXIF make and model): RAW CFA data, and rendered frames (JPEG, HEIC, PNG, TIFF)
+        when ``rendered_frames``.
+    rendered_frames: also learn from rendered frames of cameras (on by default: phones
+        and compacts shoot no RAW). Such a frame needs a full-size decode instead of a
+        draft one, so a body learns from a sample of them (below); the per-site work is
+        done in the decode workers, the writer only adds each frame's delta.
+    learn_every_frame: learn from every rendered frame, not a sample (slow: ~6x the
+        indexing time of 12 MP camera JPEGs; for a small set of test frames, or dark frames
+        shot to map a sensor).
+    sample_megapixels: the learning budget per body (indexer.sensor.budget): a rendered
+        frame of P megapixels is learnt with probability min(1, sample_megapixels / P),
+        decided by its content hash, so each indexed frame pays on average for this many
+        megapixels of learning. 0.25: frames up to 500x500 always, a 12 MP frame 1 in 48;
+        measured cost on 12 MP JPEGs in bench/sensor_cost.py.
+    learn_first: a body is learnt from every rendered frame until it rests on this many
+        frames (counted at the start of each `index` run, or of `watch`), then from the
+        sample; 0 by default, as every frame of a new 12 MP body would cost ~6x its
+        indexing time (set e.g. 64 to map a new camera in its first run).
+    reveal_iso / reveal_seconds / reveal_factor: frames shot at ISO >= reveal_iso or
+        exposed for >= reveal_seconds show defects most (hot pixels grow with gain and
+        exposure time) and are reveal_factor times as likely to be learnt.
     folder: where per-sensor accumulator files live; '' means ``<database>.sensors/``
         beside a SQLite database, or ``~/.cache/photoqa/sensors/`` for other URLs.
     rate: a site is hot (dead) when it stood out bright (dark) in at least this fraction
-        of the sensor's frames; stuck likewise for unchanged values (RAW only).
+        of the sensor's frames; stuck likewise for unchanged values.
     min_frames: below this many frames a sensor reports "not enough frames".
     flush_frames / flush_seconds: merge the in-memory statistics into the sensor's file
         after this many new frames or seconds (and always at the end of a run).
     """
 
     enabled: bool = True
-    rendered_frames: bool = False  # on: 16x slower indexing of 12 MP camera JPEGs (2026-11-24)
+    rendered_frames: bool = True
+    learn_every_frame: bool = False
+    sample_megapixels: float = 0.25
+    learn_first: int = 0
+    reveal_iso: int = 1600
+    reveal_seconds: float = 1.0
+    reveal_factor: float = 8.0
     folder: str = ""
     rate: float = 0.9
     min_frames: int = 5
@@ -140,7 +161,7 @@ class MatchSettings:
     group_tries: int = 2
     verify_workers: int = 0
     digest_inline_pixels: int = 1_000_000  # a 1 MP decode costs the writer ~15 ms
-    pool_after: float = 1.0
+    pool_after: float = 5.0  # see the docstring
     index_file: str = ""
     index_file_min: int = 20_000
     index_file_resave: int = 10_000  # 1 M images: save ~4 s, replay 10,000 rows ~0.3 s (2026-12-01)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from indexer.decode import Decoded
 from indexer.measure.features import Features
+from indexer.sensor.delta import FrameDelta
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Indexed:
     decoded: Decoded  # rgb dropped before crossing the process boundary
     features: Features
     warnings: list[str] = field(default_factory=list)
+    # a learnt frame's residual statistics, computed by the worker (full-size data dropped)
+    sensor: FrameDelta | None = None
 
 
 @dataclass

@@ -32,13 +32,14 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="module")
 def learn_from_rendered_frames(tmp_path_factory):
-    """Sensor statistics from PNG/JPEG frames too (off by default: it costs a full decode).
+    """Sensor statistics from PNG/JPEG frames, every one (the default learns from a sample
+    of large frames; the small test frames are all learnt either way).
 
     Module-scoped so that module-scoped fixtures which index frames see it: a module uses
     it from an autouse module-scoped fixture of its own.
     """
     config = tmp_path_factory.mktemp("config") / "rendered.toml"
-    config.write_text("[sensor]\nrendered_frames = true\n")
+    config.write_text("[sensor]\nrendered_frames = true\nlearn_every_frame = true\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PHOTOQA_CONFIG", str(config))
         yield config

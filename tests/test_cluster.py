@@ -213,6 +213,13 @@ def test_real_photos_into_postgresql_on_a_cluster_equal_a_plain_index(tmp_path, 
         paired = {p for pair in rows(pg, PAIRS) for p in pair[:2]}
         assert len(paired) >= 4 and paired == {p for pair in rows(plain, PAIRS) for p in pair[:2]}
         assert rows(pg, GROUPS) == rows(plain, GROUPS)
+        # sensor statistics: the workers computed each learnt frame's delta, the writer added them
+        sensors = ("SELECT s.width, s.height, s.kind, s.frames, f.sha256 FROM sensors s "
+                   "JOIN sensor_frames f ON f.sensor_id = s.id ORDER BY 1, 2, 3, 4, 5")
+        defects = ("SELECT s.width, s.height, d.x, d.y, d.kind FROM sensor_defects d "
+                   "JOIN sensors s ON s.id = d.sensor_id ORDER BY 1, 2, 3, 4, 5")
+        assert rows(pg, sensors) and rows(pg, sensors) == rows(plain, sensors)  # each frame counted once
+        assert rows(pg, defects) == rows(plain, defects)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))

@@ -2,15 +2,17 @@
 
 Synthetic cameras (see test_sensor_pipeline.py) write 30 frames as 16-bit grey PNGs (the
 raw mosaic) or as developed JPEG q95; the RAW case uses the Canon PowerShot S40 frames of
-the shared data. PNG and JPEG frames are "rgb" sensors: the core diagnoses "stuck" on RAW
-CFA data only (a stuck site in rendered frames shows up as hot or dead, or not at all), so
-recall is measured on the planted hot and dead sites, and a reported site counts as right
-when any defect was planted there.
+the shared data. PNG and JPEG frames are "rgb" sensors: stuck sites are diagnosed on the
+PNG frames (exact raw values), while in JPEGs a stuck site shows up as hot or dead, or not
+at all, so recall is measured on the planted hot and dead sites, and a reported site
+counts as right when any defect was planted there.
 """
 from __future__ import annotations
 
+import calendar
 import csv
 import re
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -60,7 +62,9 @@ def test_png_frames_report_planted_defects(png_db, camera):
     found = defect_set(sensor)
     precision, recall = _scores(found, camera)
     assert precision >= 0.98 and recall >= 0.98, (precision, recall, sorted(found ^ camera.truth()))
-    assert {kind for _, _, kind in found} <= {"hot", "dead"}  # no stuck diagnosis off RAW
+    # stuck sites diagnosed on rendered frames too: a mosaiced PNG keeps the raw values
+    stuck = {(x, y) for x, y, kind in found if kind == "stuck"}
+    assert stuck == {(x, y) for x, y, _ in camera.truth(("stuck",))}
     assert all(d["rate"] >= 0.9 and d["frames"] == FRAMES for d in sensor["defects"])
     assert sensor["status"] == f"{len(found)} defects"
 
@@ -76,7 +80,8 @@ def test_jpeg_frames_report_planted_defects(jpeg_db, camera):
 def test_table_and_csv(png_db, camera):
     table = run(png_db, "hotpixels")
     assert table.exit_code == 0
-    assert re.search(rf"Photoqa Synthetic S1\s+{WIDTH}x{HEIGHT}\s+rgb\s+{FRAMES}\s+\d+ defects", table.stdout)
+    assert re.search(rf"Photoqa Synthetic S1\s+{WIDTH}x{HEIGHT}\s+rgb\s+{FRAMES}\s+\d{{4}}-\d\d-\d\d \d\d:\d\d"
+                     rf"\s+\d+ defects", table.stdout)
     rows = list(csv.DictReader(run(png_db, "hotpixels", "--format", "csv").stdout.splitlines()))
     hot_dead = camera.truth(("hot", "dead"))
     assert hot_dead <= {(int(r["x"]), int(r["y"]), r["kind"]) for r in rows}
@@ -214,11 +219,16 @@ def test_s40_export_for_dcraw_and_rawtherapee(s40_db, shared_data, tmp_path):
     rt_lines = rawtherapee.read_text().splitlines()
     assert all(re.fullmatch(r"\d+ \d+", line) for line in rt_lines)  # no comment, no offset line
     rt = {tuple(map(int, line.split())) for line in rt_lines}
-    dc = {(int(c), int(r)) for c, r, t in
-          (line.split("#")[0].split() for line in dcraw.read_text().splitlines() if not line.startswith("#"))
-          if t == "0"}
+    lines = [line.split("#")[0].split() for line in dcraw.read_text().splitlines() if not line.startswith("#")]
+    dc = {(int(c), int(r)): int(t) for c, r, t in lines}
     all_five = _all_five(shared_data)
-    assert all_five <= rt and rt == dc
+    assert all_five <= rt and rt == set(dc)
+    # the third column is when the defect was first seen (capture time), 0 when unknown
+    (sensor,) = hotpixels_json(s40_db)
+    first = {(d["x"], d["y"]): d["first_seen"] for d in sensor["defects"]}
+    for site, t in dc.items():
+        expected = first[site]
+        assert t == (calendar.timegm(datetime.fromisoformat(expected).timetuple()) if expected else 0)
 
 
 @pytest.mark.data

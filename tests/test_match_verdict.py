@@ -135,3 +135,16 @@ def test_another_cameras_colours_are_not_a_copy():
                          corr_rank=0.99, corr_grey=0.99, corr_tile=0.95, hist_sim=0.4, delta_ev=0.0,
                          colour_a=40.0, colour_b=0.0)
     assert classify(grey_copy) == "derived"
+
+
+def test_full_pixels_are_asked_for_by_overlap_not_by_a_shift_in_full_size_pixels():
+    """A 12 MP JPEG and a PNG of its exact pixels measured 3.4 px apart (0.1 px of the
+    thumbnails): still a same-pixels candidate. A 1% re-framing (96% overlap) is not."""
+    from indexer.match.verdict import needs_pixels
+
+    png_of_jpeg = Evidence(transform="identity", x=-3.36, y=-3.36, scale=1.0, overlap_a=0.999, overlap_b=0.999,
+                           peak=0.9, corr_rank=0.996, corr_grey=0.998, corr_tile=0.99, hist_sim=0.99, delta_ev=0.0)
+    reframed = dataclasses.replace(png_of_jpeg, x=30.2, y=23.5, scale=1.015, overlap_a=0.96)
+    assert needs_pixels("a" * 64, "b" * 64, png_of_jpeg)
+    assert not needs_pixels("a" * 64, "b" * 64, reframed)
+    assert not needs_pixels("a" * 64, "a" * 64, png_of_jpeg)  # same bytes: no pixels needed

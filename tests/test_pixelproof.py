@@ -76,3 +76,31 @@ def test_large_files_are_digested_by_the_verification_workers_not_the_writer(tmp
     _same_pixels_copies(folder, ["a.png", "b.png"])
     _run(db, "index", folder, "--workers", "1")
     assert _verdicts(db) == ["same_pixels"]
+
+
+def test_a_mirrored_copy_is_not_decoded_for_a_digest_but_a_retagged_one_is(tmp_path, monkeypatch):
+    """Aligned, a mirror looks untouched; its stored pixels cannot equal the original's
+    unless the files' EXIF orientations differ (then a digest decides)."""
+    import tests.imagefiles as F
+
+    calls: Counter[str] = Counter()
+    real = decode.pixel_digest
+
+    def counted(path, **kw):
+        calls[Path(path).name] += 1
+        return real(path, **kw)
+
+    monkeypatch.setattr(decode, "pixel_digest", counted)
+    folder = tmp_path / "p"
+    folder.mkdir()
+    img = Image.fromarray(synth.scene(41, 320, 240))
+    img.save(folder / "a.png")
+    img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "a_mirror.png")
+    db = tmp_path / "photoqa.db"
+    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 1e9\n")
+    _run(db, "index", folder, "--workers", "1")
+    assert _verdicts(db) == ["derived"] and not calls, calls
+    img.save(folder / "a_tagged.png", exif=F.exif_with(orientation=2))  # same stored pixels, shown mirrored
+    _run(db, "index", folder, "--workers", "1")
+    (group,) = json.loads(_run(db, "dupes", "--format", "json"))["groups"]
+    assert "same_pixels" in {p["verdict"] for p in group["pairs"]}, group["pairs"]

@@ -309,3 +309,47 @@ def test_16_bit_colour_is_not_written_back_as_8_bit(png_case, tmp_path):
     result = run(db, "repair", source, "--out", tmp_path / "out", "--camera", "1")
     assert result.exit_code == 1 and "16-bit colour image" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_jpeg_repair_removes_the_demosaic_blob(jpeg_case, tmp_path):
+    """The defect and the blob demosaicing spread around it are repaired: its site and
+    8 neighbours no longer stand out of the noise (a site-only repair leaves the blob),
+    and every other pixel stays within JPEG re-encoding error of the original."""
+    from indexer.sensor import blob_mask, repair_rgb, rgb_residual
+    from indexer.sensor.accumulator import SensorAccumulator
+
+    db, folder, sites = jpeg_case
+    source = folder / f"{FRAME}.jpg"
+    assert run(db, "repair", source, "--out", tmp_path / "out").exit_code == 0
+    a, b = _same_file_kind(source, tmp_path / "out" / f"{FRAME}.jpg")
+    orig, fixed = np.asarray(a), np.asarray(b)
+
+    inside = [(y, x) for y, x in sites if 2 <= y < orig.shape[0] - 2 and 2 <= x < orig.shape[1] - 2]
+
+    def worst_z(image, places) -> np.ndarray:
+        """Per place, the largest |residual| / local noise over its 3x3 neighbourhood."""
+        r = rgb_residual(image)
+        z = np.abs(r.residual) / r.noise
+        return np.array([z[y - 1 : y + 2, x - 1 : x + 2].max() for y, x in places])
+
+    rng = np.random.default_rng(0)
+    anywhere = list(zip(rng.integers(2, orig.shape[0] - 2, 400), rng.integers(2, orig.shape[1] - 2, 400)))
+    noise_p90 = np.percentile(worst_z(orig, anywhere), 90)  # what the noise alone reaches
+    site_only = worst_z(repair_rgb(orig, _mask(np.array(inside), orig.shape[:2])), inside)
+    before, after = worst_z(orig, inside), worst_z(fixed, inside)
+    assert np.median(before) > 5 * noise_p90 and np.median(site_only) > 3 * np.median(after)
+    assert np.median(after) <= noise_p90 + 2 and after.max() <= 4 * noise_p90, (after, noise_p90)
+
+    # outside the blobs, the pixels are the original's within JPEG re-encoding error
+    (acc_path,) = db.with_name(db.name + ".sensors").glob("sensor-1-*.npz")
+    blobs = blob_mask(SensorAccumulator.load(acc_path).mean, _mask(sites, orig.shape[:2]))
+    others = ~blobs
+    reencoding = np.abs(_reencoded(a) - orig.astype(np.int64)).max(axis=2)
+    change = np.abs(fixed.astype(np.int64) - orig).max(axis=2)
+    assert change[others].max() <= max(reencoding.max(), 12), (change[others].max(), reencoding.max())
+
+
+def _mask(sites: np.ndarray, shape) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[sites[:, 0], sites[:, 1]] = True
+    return mask

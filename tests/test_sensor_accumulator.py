@@ -79,7 +79,7 @@ def test_counts_and_stuck_pairs():
     acc = _run(frames)
     assert acc.frames == 5 and acc.pairs == 4
     assert acc.unchanged[4, 6] == 4
-    assert acc.nbytes == 16 * acc.height * acc.width
+    assert acc.nbytes == 26 * acc.height * acc.width
 
 
 def test_merge_refuses_mismatch():
@@ -133,8 +133,34 @@ def test_save_replaces_atomically_and_truncated_file_raises(tmp_path):
 def test_corrupted_bytes_raise(tmp_path):
     path = tmp_path / "sensor.npz"
     _run(_frames(2, 3)).save(path)
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        member = zf.getinfo("mean.npy")
     data = bytearray(path.read_bytes())
-    data[len(data) // 3] ^= 0xFF  # flip a byte inside an array member: zip CRC catches it
+    # flip the last byte of the mean array's data (past its local header and npy header)
+    data[member.header_offset + 30 + len(member.filename) + member.compress_size - 1] ^= 0xFF
+    # zip CRC catches it
     path.write_bytes(bytes(data))
     with pytest.raises(AccumulatorFileError):
         SensorAccumulator.load(path)
+
+
+def test_version_1_file_loads_without_dates_and_merges(tmp_path):
+    """Files written before defect dates (format 1: no strong/first/last/times) still load,
+    with nothing dated, and take new dated frames."""
+    acc = _run(_frames(4, 4))
+    path = tmp_path / "old.npz"
+    acc.save(path)
+    with np.load(path) as data:
+        content = {k: data[k] for k in data.files if k not in ("strong", "first", "last", "times")}
+    content["meta"][0] = 1
+    np.savez(path, **content)
+    old = SensorAccumulator.load(path)
+    assert old.frames == 4 and old.times.size == 0 and not old.first.any() and not old.strong.any()
+    np.testing.assert_array_equal(old.mean, acc.mean)
+    later = SensorAccumulator(*old.shape)
+    later.update(_frames(5, 1)[0], black_level=64, white_level=WHITE, time=1_700_000_000)
+    merged = old.merge(later)
+    assert merged.frames == 5 and merged.times.tolist() == [1_700_000_000]
+    assert set(np.unique(merged.first)) <= {0, 1_700_000_000}

@@ -310,9 +310,9 @@ def test_stage_skips_what_it_cannot_learn_from(indexed, tmp_path):
     (stage,) = [s for s in stages if isinstance(s, SensorStage)]
     xtrans = SimpleNamespace(data=np.zeros((60, 60), np.uint16), pattern=np.zeros((6, 6), np.int8),
                              black=np.zeros(4), white=4095.0, colors="RGBG")
-    stage(1, SimpleNamespace(decoded=SimpleNamespace(sha256="a" * 64, cfa=xtrans, frame=None)))
+    stage(1, SimpleNamespace(decoded=SimpleNamespace(sha256="a" * 64, cfa=xtrans, frame=None, meta=None), sensor=None))
     odd = np.zeros((HEIGHT, WIDTH), np.float32)  # no decoder makes this; refused before counting
-    stage(1, SimpleNamespace(decoded=SimpleNamespace(sha256="b" * 64, cfa=None, frame=odd)))
+    stage(1, SimpleNamespace(decoded=SimpleNamespace(sha256="b" * 64, cfa=None, frame=odd, meta=None), sensor=None))
     assert close_stages(stages) == []
     (sensor,) = hotpixels_json(db)
     assert sensor["layout"] == "rgb" and sensor["frames"] == 1

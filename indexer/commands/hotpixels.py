@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from PIL import Image
@@ -29,6 +30,7 @@ class SensorReport:
     required: int
     defects: list[Defect] = field(default_factory=list)
     error: str = ""  # the statistics file is missing or unreadable
+    updated_at: datetime | None = None  # when its statistics last took new frames
 
     @property
     def status(self) -> str:
@@ -42,10 +44,19 @@ class SensorReport:
         return {"id": self.id, "make": self.make, "model": self.model, "serial": self.serial,
                 "width": self.width, "height": self.height, "layout": self.kind,
                 "pattern": self.pattern, "frames": self.frames, "status": self.status,
+                "updated": self.updated_at.isoformat(timespec="seconds") if self.updated_at else None,
                 "error": self.error or None,
                 "defects": [{"x": d.x, "y": d.y, "kind": d.kind, "rate": round(d.rate, 4),
-                             "mean_residual": round(d.mean_residual, 2), "frames": d.frames}
+                             "mean_residual": round(d.mean_residual, 2), "frames": d.frames,
+                             "first_seen": seen(d.first_seen), "last_seen": seen(d.last_seen)}
                             for d in self.defects]}
+
+
+def seen(seconds: int | None) -> str | None:
+    """A defect date (seconds since 1970, camera clock) as ISO 8601 without a zone."""
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def file_problem(folder: Path, row: dbsensors.SensorRow) -> str:
@@ -77,12 +88,11 @@ def sensor_reports(session: Session, sensor: int | None = None) -> list[SensorRe
     for row in dbsensors.list_sensors(session.engine, sensor):
         # below min_frames a report says "not enough frames" and lists nothing, even if an
         # earlier flush (under a lower min_frames) classified some: no guessing
-        defects = [Defect(x, y, kind, rate, mean, frames)
-                   for x, y, kind, rate, mean, frames in dbsensors.defects_of(session.engine, row.id)
+        defects = [Defect(*fields) for fields in dbsensors.defects_of(session.engine, row.id)
                    ] if row.frames >= required else []
         out.append(SensorReport(row.id, row.make, row.model, row.serial, row.width, row.height,
                                 row.kind, row.pattern, row.frames, required, defects,
-                                file_problem(folder, row)))
+                                file_problem(folder, row), row.updated_at))
     return out
 
 

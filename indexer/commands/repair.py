@@ -2,8 +2,11 @@
 
 RAW: the defects are fixed on the CFA data (median of same-colour neighbours) before
 LibRaw demosaics it, and the result is written as a 16-bit TIFF. JPEG/PNG/TIFF: each
-defect in the stored (un-rotated) pixels is replaced by the normalised-convolution mean of
-its neighbours (direct 1, diagonal 1/sqrt 2, other defects left out) and the file is
+defect in the stored (un-rotated) pixels, with the blob demosaicing spread it into
+(measured from the sensor's mean residual: :func:`indexer.sensor.repair.blob_mask`; a
+one-channel mosaic has no blob), is filled from the outside in by the
+normalised-convolution mean of its neighbours (direct 1, diagonal 1/sqrt 2, other defects
+left out); every other pixel keeps its value, and the file is
 written in its own format with its EXIF (JPEGs keep their quantisation tables and
 subsampling). Originals are never opened for writing; an existing output is kept unless
 ``force`` (the CLI refuses a non-empty ``--out`` folder first, :func:`check_out_dir`).
@@ -15,6 +18,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +30,8 @@ from indexer.decode import exif, sniff
 from indexer.commands.output import camera_name
 from indexer.errors import DecodeError
 from indexer.decode.raw import open_raw, raw_metadata
-from indexer.sensor import Defect, ResidualParams, defect_mask, repair_cfa, repair_rgb
+from indexer.sensor import (AccumulatorFileError, Defect, ResidualParams, SensorAccumulator, blob_mask,
+                            defect_mask, repair_blobs, repair_cfa, repair_rgb)
 from indexer.session import Session
 from indexer.atomicfile import write_bytes
 from indexer.decode.tiff16 import tiff16_bytes
@@ -161,11 +166,34 @@ def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> Re
     mask = defect_mask(defects, (height, width))
     if dry_run:
         return RepairResult(path, target, sid, int(mask.sum()), _summary(defects), skipped="dry run")
-    # one channel: maybe a Bayer mosaic (a 16-bit grey PNG/TIFF of raw data); fill from the
-    # same-colour grid the residual used (rgb_step), not from sites of other colours
-    fixed = repair_rgb(pixels, mask, step=ResidualParams().rgb_step if pixels.ndim == 2 else 1)
+    if pixels.ndim == 2:
+        # one channel: maybe a Bayer mosaic (a 16-bit grey PNG/TIFF of raw data); fill from the
+        # same-colour grid the residual used (rgb_step), not from sites of other colours
+        fixed = repair_rgb(pixels, mask, step=ResidualParams().rgb_step)
+    else:
+        mean = _mean_residual(session, sid)
+        fixed = repair_blobs(pixels, blob_mask(mean, mask) if mean is not None and mean.shape == mask.shape
+                             else mask)
     write_bytes(target, _encode_like(img, fixed))
     return RepairResult(path, target, sid, int(mask.sum()), _summary(defects))
+
+
+def _mean_residual(session: Session, sensor: int) -> np.ndarray | None:
+    """The sensor's mean residual (H, W) float32, None when its statistics file is not
+    readable here (then only the defect sites themselves are repaired)."""
+    from indexer.pipeline.sensorstage import sensor_folder
+
+    path = sensor_folder(session.url, session.settings.sensor.folder) / dbsensors.accumulator_name(
+        session.engine, sensor)
+    try:
+        return _load_mean(str(path), path.stat().st_mtime_ns)
+    except (OSError, AccumulatorFileError):
+        return None
+
+
+@lru_cache(maxsize=1)  # many files of one camera in a row: read its statistics once
+def _load_mean(path: str, mtime_ns: int) -> np.ndarray:
+    return SensorAccumulator.load(path).mean
 
 
 def _encode_like(original: Image.Image, pixels: np.ndarray) -> bytes:

@@ -19,6 +19,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -55,7 +56,10 @@ class SensorData(enum.Enum):
     ALL = "all"  # RAW CFA planes, and full-size frames of rendered files (JPEG, PNG...) with a camera
 
 
-__all__ = ["DecodeError", "Decoded", "SensorData", "decode_file", "decode_bytes", "pixel_digest", "load_full"]
+# (metadata, stored width, stored height, SHA-256 hex) -> keep the full-size frame?
+FrameFilter = Callable[[exif.Metadata, int, int, str], bool]
+
+__all__ = ["DecodeError", "Decoded", "FrameFilter", "SensorData", "decode_file", "decode_bytes", "pixel_digest", "load_full"]
 
 
 @dataclass
@@ -105,8 +109,15 @@ def decode_file(path: str | Path, *, work_size: int = WORK_SIZE, raw_preview_min
 
 
 def decode_bytes(data: bytes, path: Path, *, work_size: int = WORK_SIZE, raw_preview_min: int = RAW_PREVIEW_MIN,
-                 max_pixels: int = MAX_PIXELS, sensor_data: SensorData = SensorData.NONE) -> Decoded:
-    """Decode ``data`` (the bytes of ``path``) to a :class:`Decoded` at the working size."""
+                 max_pixels: int = MAX_PIXELS, sensor_data: SensorData = SensorData.NONE,
+                 frame_wanted: FrameFilter | None = None) -> Decoded:
+    """Decode ``data`` (the bytes of ``path``) to a :class:`Decoded` at the working size.
+
+    ``frame_wanted(meta, width, height, sha256)``, when given, decides for each rendered
+    file of a camera whether ``SensorData.ALL`` keeps its full-size frame (it is asked
+    after the header is read, before the pixels are decoded: a frame not wanted gets the
+    cheap draft decode).
+    """
     kind = sniff.sniff(data[:32])
     digest = hashlib.sha256(data).hexdigest()
     if sniff.is_raw(data, path.suffix):
@@ -122,7 +133,7 @@ def decode_bytes(data: bytes, path: Path, *, work_size: int = WORK_SIZE, raw_pre
                 raise raw_error from None
     if kind == "heif" and not HEIF_AVAILABLE:
         raise DecodeError("unsupported", "HEIF/HEIC needs the optional extra: pip install 'photoqa[heif]'")
-    return _from_pillow(data, digest, work_size, max_pixels, sensor_data)
+    return _from_pillow(data, digest, work_size, max_pixels, sensor_data, frame_wanted)
 
 
 def open_pillow(data: bytes, max_pixels: int) -> Image.Image:
@@ -169,7 +180,7 @@ def bit_depth(img: Image.Image) -> int:
 
 
 def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
-                 sensor_data: SensorData = SensorData.NONE) -> Decoded:
+                 sensor_data: SensorData = SensorData.NONE, frame_wanted: FrameFilter | None = None) -> Decoded:
     img = open_pillow(data, max_pixels)
     fmt = (img.format or "UNKNOWN").upper()
     depth = bit_depth(img)  # before getexif(): on a PNG it loads the pixels, emptying img.tile
@@ -181,13 +192,23 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     width, height = img.width, img.height
     if upright and orient.swaps_axes(orient.from_exif(orientation)):
         width, height = height, width  # the stored (un-rotated) size
-    # A frame for sensor statistics needs every stored pixel: no draft then (one full
-    # decode serves both); only frames that name their camera can be attributed to one.
-    keep_frame = sensor_data is SensorData.ALL and meta.camera is not None
-    if fmt == "JPEG" and not keep_frame:
+    # A frame for sensor statistics needs every stored pixel; only frames that name their
+    # camera can be attributed to one. A JPEG's features still come from its draft decode,
+    # whether or not its frame is kept: the stored hashes must not depend on which frames
+    # the sensor budget drew (a full decode resized gives slightly different hashes), so a
+    # kept JPEG frame costs a second, full-size decode.
+    keep_frame = sensor_data is SensorData.ALL and meta.camera is not None and (
+        frame_wanted is None or frame_wanted(meta, width, height, digest))
+    frame = None
+    if fmt == "JPEG":
+        if keep_frame:
+            full = open_pillow(data, max_pixels)
+            load_pixels(full)
+            frame = sensor_frame(_first_frame(full))
         img.draft("L" if img.mode == "L" else "RGB", draft_request(img.size, work_size))
     load_pixels(img)
-    frame = sensor_frame(_first_frame(img)) if keep_frame else None
+    if keep_frame and frame is None:
+        frame = sensor_frame(_first_frame(img))
     rgb = to_float_rgb(_first_frame(img), work_size)
     if not upright:
         rgb = np.ascontiguousarray(orient.apply(rgb, orient.from_exif(orientation)))

@@ -30,7 +30,7 @@ class MatchRecord:
     long side 128, display orientation; ``hist``: uint32 (4, 256); ``width``/``height``:
     display size; ``entropy``: bits; ``luma_std``: 0..1; ``camera``: the body
     (:func:`indexer.match.shots.body_key`), None when unknown; ``captured_at``: EXIF
-    capture time with sub-seconds, naive local time.
+    capture time with sub-seconds, naive local time; ``orientation``: the EXIF tag.
     """
 
     id: int
@@ -48,6 +48,7 @@ class MatchRecord:
     captured_at: datetime | None = None
     format: str | None = None
     camera: tuple[str, str, str] | None = None
+    orientation: int | None = None  # EXIF orientation tag (1..8); None when not known
     _content_key: bytes | None = field(default=None, compare=False, repr=False)
 
 

@@ -16,23 +16,25 @@ from indexer.errors import DecodeError
 from indexer.measure import features
 from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task, Unchanged
 from indexer.pipeline.pools import lower_priority
+from indexer.pipeline.sensorplan import SensorPlan, take_delta
 
 _MOVE_CANDIDATES: frozenset[str] = frozenset()
 _SETTINGS = IndexSettings()
-_SENSOR_DATA = SensorData.NONE
+_SENSOR_PLAN = SensorPlan()
 
 
 def init_worker(settings: IndexSettings, move_candidates: frozenset[str],
-                sensor_data: SensorData = SensorData.NONE) -> None:
+                sensor_data: SensorPlan | SensorData = SensorData.NONE) -> None:
     """Process initialiser: settings, the SHA-256s of rows whose files are gone, and
-    which full-size data to keep for sensor statistics."""
-    global _SETTINGS, _MOVE_CANDIDATES, _SENSOR_DATA
-    _SETTINGS, _MOVE_CANDIDATES, _SENSOR_DATA = settings, move_candidates, sensor_data
+    which frames to learn sensor statistics from (a bare SensorData: every frame)."""
+    global _SETTINGS, _MOVE_CANDIDATES, _SENSOR_PLAN
+    _SETTINGS, _MOVE_CANDIDATES, _SENSOR_PLAN = settings, move_candidates, SensorPlan.of(sensor_data)
     lower_priority()
 
 
 def analyse(task: Task, settings: IndexSettings | None = None,
-            move_candidates: frozenset[str] | None = None, sensor_data: SensorData | None = None) -> Outcome:
+            move_candidates: frozenset[str] | None = None,
+            sensor_data: SensorPlan | SensorData | None = None) -> Outcome:
     """Decode and measure one file; every error becomes a :class:`Failed` outcome."""
     settings = settings or _SETTINGS
     moves = _MOVE_CANDIDATES if move_candidates is None else move_candidates
@@ -45,15 +47,16 @@ def analyse(task: Task, settings: IndexSettings | None = None,
                 return Unchanged(task, digest)
             if digest in moves:
                 return Moved(task, digest)
+        plan = _SENSOR_PLAN if sensor_data is None else SensorPlan.of(sensor_data)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             decoded = decode.decode_bytes(
                 data, path, work_size=settings.work_size, raw_preview_min=settings.raw_preview_min,
-                max_pixels=settings.max_pixels,
-                sensor_data=_SENSOR_DATA if sensor_data is None else sensor_data)
+                max_pixels=settings.max_pixels, sensor_data=plan.data, frame_wanted=plan.frame_filter())
             measured = features.measure(decoded.rgb, thumb_size=settings.thumb_size)
         decoded.rgb = decoded.rgb[:0, :0]
-        return Indexed(task, decoded, measured, sorted({str(w.message)[:200] for w in caught}))
+        sensor = take_delta(decoded)  # the per-site work here, in the worker; frames dropped
+        return Indexed(task, decoded, measured, sorted({str(w.message)[:200] for w in caught}), sensor=sensor)
     except DecodeError as exc:
         return Failed(task, exc.kind, exc.message)
     except MemoryError:

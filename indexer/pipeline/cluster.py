@@ -32,6 +32,7 @@ from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Failed, Outcome, Task
 from indexer.pipeline.analyse import analyse
 from indexer.pipeline.pools import lower_priority
+from indexer.pipeline.sensorplan import SensorPlan
 
 INSTALL_HINT = "pip install 'photoqa[cluster]'"
 
@@ -130,7 +131,7 @@ _thread = threading.local()
 
 
 def analyse_on_worker(task: Task, settings: IndexSettings, move_candidates: frozenset[str],
-                      sensor_data: SensorData, nice: bool) -> Outcome:
+                      sensor_data: SensorPlan | SensorData, nice: bool) -> Outcome:
     """A Dask task: :func:`analyse` with the settings ``init_worker`` gives a pool's workers.
 
     ``nice``: the executing thread steps down in priority once (Linux nice values are per
@@ -153,24 +154,27 @@ class Cluster:
         self.distributed = _distributed()
 
     def outcomes(self, tasks: list[Task], settings: IndexSettings, move_candidates: frozenset[str],
-                 sensor_data: SensorData = SensorData.NONE) -> Iterator[Outcome]:
+                 sensor_data: SensorPlan | SensorData = SensorData.NONE) -> Iterator[Outcome]:
         """Analyse ``tasks`` on the workers; yields outcomes as they complete.
 
         At most 4 tasks per worker thread are in flight (at least 8), as the local pool
-        does, so memory stays flat on huge folders. The SHA-256s of gone rows are sent to
-        the workers once, not with every task. Raises :class:`ClusterError` when the
-        cluster is lost; the outcomes yielded before are the caller's to keep.
+        does, so memory stays flat on huge folders. The SHA-256s of gone rows and the
+        sensor plan are sent to the workers once, not with every task. Raises
+        :class:`ClusterError` when the cluster is lost; the outcomes yielded before are
+        the caller's to keep.
         """
         if not tasks:
             return
         client, spec = self.client, self.spec
         limit = max(8, 4 * sum(client.nthreads().values()))
-        moves = client.scatter([move_candidates], broadcast=True)[0] if move_candidates else frozenset()
+        # sent once to every worker, not pickled into each task: the SHA-256s of gone rows and
+        # the sensor plan (frames learnt per camera body so far)
+        moves, plan = client.scatter([move_candidates, SensorPlan.of(sensor_data)], broadcast=True, hash=False)
         queue = iter(tasks)
         running: dict = {}
 
         def submit(task: Task):
-            future = client.submit(analyse_on_worker, task, settings, moves, sensor_data, bool(spec.local),
+            future = client.submit(analyse_on_worker, task, settings, moves, plan, bool(spec.local),
                                    pure=False)
             running[future] = task
             return future
@@ -225,7 +229,7 @@ def open_cluster(spec: str | ClusterSpec, settings: IndexSettings) -> Iterator[C
 
 def cluster_outcomes(tasks: list[Task], cluster: str | Cluster, settings: IndexSettings,
                      move_candidates: frozenset[str],
-                     sensor_data: SensorData = SensorData.NONE) -> Iterator[Outcome]:
+                     sensor_data: SensorPlan | SensorData = SensorData.NONE) -> Iterator[Outcome]:
     """:meth:`Cluster.outcomes` on ``cluster``, an open one or a spec opened for these tasks."""
     if isinstance(cluster, Cluster):
         yield from cluster.outcomes(tasks, settings, move_candidates, sensor_data)

@@ -38,7 +38,8 @@ def record_of(image_id: int, result: Indexed) -> MatchRecord:
                        width=d.height if swap else d.width, height=d.width if swap else d.height,
                        entropy=f.entropy, luma_std=f.luma_std, dhash=f.dhash,
                        captured_at=d.meta.capture.captured_at, format=d.format,
-                       camera=None if cam is None else body_key(cam.make, cam.model, cam.serial))
+                       camera=None if cam is None else body_key(cam.make, cam.model, cam.serial),
+                       orientation=d.orientation)
 
 
 def pixels_equal_for(session: Session):

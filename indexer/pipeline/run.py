@@ -19,6 +19,7 @@ from db import actions as dbactions
 from db.store import Store
 from indexer.config import IndexSettings
 from indexer.decode import SensorData, arrays
+from indexer.pipeline.sensorplan import SensorPlan
 from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Outcome, Task
 from indexer.pipeline import scan
@@ -58,7 +59,7 @@ class Summary:
 
 
 def start_pool(settings: IndexSettings, workers: int,
-               sensor_data: SensorData = SensorData.NONE) -> WorkerPool:
+               sensor_data: SensorPlan | SensorData = SensorData.NONE) -> WorkerPool:
     """A long-lived pool of ``workers`` processes running :func:`analyse` (for the daemon).
 
     Workers ignore SIGINT so a terminal Ctrl-C lets the parent finish or abandon
@@ -68,7 +69,7 @@ def start_pool(settings: IndexSettings, workers: int,
 
 
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
-                 move_candidates: frozenset[str], sensor_data: SensorData = SensorData.NONE,
+                 move_candidates: frozenset[str], sensor_data: SensorPlan | SensorData = SensorData.NONE,
                  cluster: "str | Cluster" = "") -> Iterator[Outcome]:
     """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1;
     on the Dask cluster ``cluster`` when given: :mod:`indexer.pipeline.cluster`)."""
@@ -104,7 +105,7 @@ def _as_done(futures: set) -> Iterable:
 def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, workers: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 stages: Iterable[Stage] = (), log: Callable[[str, Outcome], None] | None = None,
-                sensor_data: SensorData = SensorData.NONE,
+                sensor_data: SensorPlan | SensorData = SensorData.NONE,
                 stacks: Callable[[list[Task]], int] | None = None, cluster: "str | Cluster" = "") -> Summary:
     """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
 

@@ -1,7 +1,9 @@
-"""The sensor stage of the pipeline: feed each new frame to its sensor's statistics.
+"""The sensor stage of the pipeline: add each learnt frame's delta to its sensor's statistics.
 
-Runs in the writer process after a frame is stored. Each process keeps, per sensor, a
-*delta* accumulator of the frames it has seen since its last flush; a flush takes an
+Runs in the writer process after a frame is stored. The decode worker has already done
+the per-site work (``pipeline.sensorplan``: residual, noise, outliers, as a compact
+:class:`indexer.sensor.delta.FrameDelta`); here the delta is only added (a Welford step).
+Each process keeps, per sensor, a *delta* accumulator of the frames it has seen since its last flush; a flush takes an
 exclusive lock on the sensor's file, loads what is there, merges the delta into it
 (Chan et al. 1979: exact whatever the split, which is what lets several workers, runs or
 daemons share one sensor), replaces the file atomically, reclassifies the defects and
@@ -21,12 +23,11 @@ from sqlalchemy import Engine
 
 from db import sensors as dbsensors
 from indexer.outcomes import Indexed
+from indexer.pipeline.sensorplan import take_delta
+from indexer.sensor.delta import FrameDelta
 from indexer.config import SensorSettings
 from indexer.sensor import AccumulatorFileError, NotEnoughFrames, SensorAccumulator, classify_defects
 from indexer.sensor.accumulator import FORMAT_VERSION
-
-_COLOURS = "RGBG"
-
 
 def pattern_name(pattern: np.ndarray | None, colors: str = "RGBG") -> str | None:
     """rawpy (2, 2) colour indices -> e.g. 'RGGB'."""
@@ -35,14 +36,12 @@ def pattern_name(pattern: np.ndarray | None, colors: str = "RGBG") -> str | None
     return "".join(colors[int(i)] if int(i) < len(colors) else "?" for i in np.asarray(pattern).ravel())
 
 
-def frame_of(result: Indexed):
-    """(data, layout, pattern, black, white) of a stored frame, or None if it has none."""
-    d = result.decoded
-    if d.cfa is not None:
-        return d.cfa.data, "cfa", d.cfa.pattern, list(d.cfa.black), d.cfa.white
-    if d.frame is not None:
-        return d.frame, "rgb", None, 0, None
-    return None
+def delta_of(result: Indexed) -> FrameDelta | None:
+    """The frame delta a worker computed, or (a frame decoded in this process with its
+    full-size data kept) one computed here; None if the file has none."""
+    if result.sensor is not None:
+        return result.sensor
+    return take_delta(result.decoded)
 
 
 @contextmanager
@@ -94,29 +93,27 @@ class SensorStage:
         self._files: dict[int, str] = {}
 
     def __call__(self, image_id: int, result: Indexed) -> None:
-        frame = frame_of(result)
         sha = result.decoded.sha256
-        if frame is None or sha in self._seen:
+        if sha in self._seen:
+            return
+        delta = delta_of(result)
+        if delta is None:
             return
         camera_id = dbsensors.image_camera(self.engine, image_id)
         if camera_id is None or dbsensors.frame_counted(self.engine, sha):
             return
-        data, layout, pattern, black, white = frame
-        height, width = data.shape[:2]
-        if min(height, width) < 6 or (layout == "cfa" and np.asarray(pattern).shape != (2, 2)):
-            return  # too small, or X-Trans (6x6): no statistics for it (documented limit)
-        sid = dbsensors.sensor_id(self.engine, camera_id, width, height, layout,
-                                  pattern_name(pattern, result.decoded.cfa.colors if result.decoded.cfa else _COLOURS),
-                                  FORMAT_VERSION)
+        sid = dbsensors.sensor_id(self.engine, camera_id, delta.width, delta.height, delta.layout,
+                                  pattern_name(delta.pattern, delta.colors), FORMAT_VERSION)
         try:
-            delta = self._deltas.get(sid)
-            if delta is None:
-                delta = SensorAccumulator(height, width, layout=layout, pattern=pattern)
-            delta.update(data, black_level=black, white_level=white)
+            acc = self._deltas.get(sid)
+            if acc is None:
+                acc = SensorAccumulator(delta.height, delta.width, layout=delta.layout,
+                                        pattern=delta.pattern, params=delta.params)
+            acc.add(delta)
         except (ValueError, OverflowError):
             return
         if sid not in self._deltas:
-            self._deltas[sid], self._since[sid] = delta, time.monotonic()
+            self._deltas[sid], self._since[sid] = acc, time.monotonic()
         self._seen.add(sha)
         self._ledger.setdefault(sid, []).append((sha, image_id))
         if len(self._ledger[sid]) >= self.settings.flush_frames:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.store import Store
 from indexer.decode import SensorData
+from indexer.pipeline.sensorplan import SensorPlan
 from indexer.outcomes import Failed, Indexed, Moved, Outcome, Unchanged
 from indexer.session import Session
 
@@ -79,12 +80,17 @@ def build_stages(session: Session) -> list[Stage]:
     return stages
 
 
-def sensor_data(session: Session) -> SensorData:
-    """What full-size data the workers keep for the sensor stage."""
+def sensor_data(session: Session) -> SensorPlan:
+    """What full-size data the workers keep for the sensor stage, and the learning budget."""
     sensor = session.settings.sensor
     if not sensor.enabled:
-        return SensorData.NONE
-    return SensorData.ALL if sensor.rendered_frames else SensorData.RAW
+        return SensorPlan(SensorData.NONE, sensor)
+    known = {}
+    if sensor.learn_first > 0 and sensor.rendered_frames:
+        from db.sensors import frames_per_body
+
+        known = frames_per_body(session.engine)
+    return SensorPlan(SensorData.ALL if sensor.rendered_frames else SensorData.RAW, sensor, known)
 
 
 def run_stages(stages: Iterable[Stage], image_id: int, indexed: Indexed) -> list[StageError]:

@@ -4,6 +4,7 @@ Pure array code (arrays in, dataclasses out). The database, the ``index`` pipeli
 CLI call into these modules; nothing here touches SQL or image decoders.
 
 - :mod:`.residual`    per-frame residual against same-colour neighbours, local noise, outliers
+- :mod:`.kernels`     the same residual of rendered frames, compiled (numba)
 - :mod:`.accumulator` per-sensor running statistics (Welford + counters), exact merge, atomic files
 - :mod:`.defects`     hot / dead / stuck classification
 - :mod:`.export`      dcraw/LibRaw and RawTherapee ``.badpixels`` text
@@ -14,11 +15,13 @@ from indexer.sensor.accumulator import AccumulatorFileError, SensorAccumulator
 from indexer.sensor.defects import Defect, NotEnoughFrames, classify_defects, defect_mask
 from indexer.sensor.export import (dcraw_badpixels, defect_map, export_badpixels,
                                    rawtherapee_badpixels, rawtherapee_filename)
-from indexer.sensor.repair import repair_cfa, repair_rgb, unrepaired
+from indexer.sensor.repair import blob_mask, repair_blobs, repair_cfa, repair_rgb, unrepaired
 from indexer.sensor.residual import FrameResidual, ResidualParams, cfa_residual, rgb_residual
 
 __all__ = [
     "AccumulatorFileError",
+    "blob_mask",
+    "repair_blobs",
     "Defect",
     "FrameResidual",
     "NotEnoughFrames",

@@ -1,6 +1,6 @@
 """Per-sensor running photosite statistics, mergeable exactly, stored atomically.
 
-Layout: 16 bytes per site, all arrays (H, W) in sensor coordinates.
+Layout: 26 bytes per site, all arrays (H, W) in sensor coordinates.
 
 ==============  ========  =================================================================
 field           dtype     meaning
@@ -11,10 +11,16 @@ field           dtype     meaning
 ``dark``        uint16    frames in which the site stood out dark
 ``prev``        uint16    raw value in the last frame (stuck detection)
 ``unchanged``   uint16    consecutive-frame pairs in which the value moved <= tolerance
+``strong``      uint16    dated frames in which the site stood out strongly (residual.STRONG)
+``first``       uint32    earliest capture time of those frames (s since 1970; 0: none)
+``last``        uint32    latest capture time of those frames (s since 1970; 0: none)
 ==============  ========  =================================================================
 
-Scalars: ``frames`` (n, every site sees every frame, so one count serves all sites) and
-``pairs`` (consecutive-frame pairs counted for ``unchanged``). Counters are uint16, so one
+Scalars: ``frames`` (n, every site sees every frame, so one count serves all sites),
+``pairs`` (consecutive-frame pairs counted for ``unchanged``), and ``times`` (int64, the
+capture times of the dated frames: the sensor's timeline, which tells how many frames
+fall between a defect's first and last sighting). Frames arrive in any order (workers
+finish out of order, folders are not chronological): min/max and counts do not care. Counters are uint16, so one
 accumulator holds at most 65,535 frames; :meth:`update` and :meth:`merge` refuse more.
 
 Merging follows Chan, Golub & LeVeque (1979), "Updating formulae and a pairwise algorithm
@@ -38,11 +44,13 @@ import numpy as np
 from indexer.atomicfile import replace_with
 from indexer.sensor.residual import ResidualParams, Strip, iter_cfa_strips, iter_rgb_strips
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: strong/first/last/times (defect dates); version 1 files still load
 MAX_FRAMES = np.iinfo(np.uint16).max
 LAYOUTS = ("cfa", "rgb")
 _ARRAYS = {"mean": np.float32, "m2": np.float32, "bright": np.uint16, "dark": np.uint16,
-           "prev": np.uint16, "unchanged": np.uint16}
+           "prev": np.uint16, "unchanged": np.uint16, "strong": np.uint16, "first": np.uint32,
+           "last": np.uint32}
+_DATED = ("strong", "first", "last")  # absent from version 1 files: zeros
 
 
 class AccumulatorFileError(ValueError):
@@ -72,8 +80,13 @@ class SensorAccumulator:
     dark: np.ndarray = None
     prev: np.ndarray = None
     unchanged: np.ndarray = None
+    strong: np.ndarray = None
+    first: np.ndarray = None
+    last: np.ndarray = None
+    times: np.ndarray = None
 
     def __post_init__(self) -> None:
+        self.times = np.asarray(self.times if self.times is not None else [], dtype=np.int64)
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.layout == "cfa":
@@ -98,7 +111,7 @@ class SensorAccumulator:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the per-site arrays (16 per site)."""
+        """Bytes held by the per-site arrays (26 per site)."""
         return sum(getattr(self, name).nbytes for name in _ARRAYS)
 
     def variance(self) -> np.ndarray:
@@ -108,8 +121,8 @@ class SensorAccumulator:
         return self.m2 / np.float32(self.frames - 1)
 
     # ------------------------------------------------------------------ update
-    def update(self, frame: np.ndarray, *, black_level=0, white_level=None) -> None:
-        """Add one frame in place.
+    def update(self, frame: np.ndarray, *, black_level=0, white_level=None, time: int | None = None) -> None:
+        """Add one frame in place (``time``: its capture time, see :meth:`add`).
 
         "cfa": ``frame`` (H, W) uint16 visible CFA plane; ``black_level`` scalar or
         per-channel (rawpy ``black_level_per_channel``); ``white_level`` required (rawpy
@@ -131,16 +144,47 @@ class SensorAccumulator:
         # the strip generators check dtype and size on their first step: take it before
         # counting the frame, so a refused frame leaves the accumulator as it was
         head = next(strips)
-        self.frames += 1
-        inv_n = np.float32(1.0 / self.frames)
-        first = self.frames == 1
+        inv_n, first, stamp = self._count(time)
         for strip in itertools.chain([head], strips):
-            self._update_strip(strip, inv_n, first)
+            self._update_strip(strip, inv_n, first, stamp)
         if not first:
             self.pairs += 1
 
-    def _update_strip(self, s: Strip, inv_n: np.float32, first: bool) -> None:
+    def _count(self, time: int | None) -> tuple[np.float32, bool, int | None]:
+        """Count a new frame: (1/n, whether it is the first, its usable capture time)."""
+        self.frames += 1
+        stamp = int(time) if time is not None and 0 < int(time) < 2**32 else None
+        if stamp is not None:
+            self.times = np.append(self.times, np.int64(stamp))
+        return np.float32(1.0 / self.frames), self.frames == 1, stamp
+
+    def add(self, delta) -> None:
+        """Add one frame's :class:`indexer.sensor.delta.FrameDelta` (computed by a decode
+        worker) in place: the same result, bit for bit, as :meth:`update` with the frame.
+        Raises ValueError when geometry, layout, pattern or params differ, OverflowError
+        past 65,535 frames; a refused delta leaves the accumulator as it was."""
+        theirs = (delta.shape, delta.layout, delta.params)
+        if theirs != (self.shape, self.layout, self.params) or (
+                self.layout == "cfa" and not np.array_equal(self.pattern, delta.pattern)):
+            raise ValueError(f"frame delta {theirs} does not fit sensor {(self.shape, self.layout, self.params)}")
+        if self.frames >= MAX_FRAMES:
+            raise OverflowError(f"accumulator already holds {self.frames} frames (uint16 counters)")
+        bright, dark, judge, strong = (delta.mask(name) for name in ("bright", "dark", "judgeable", "strong"))
+        inv_n, first, stamp = self._count(delta.time)
+        tile = self.params.tile  # the strips update() walks: same cache behaviour
+        for y in range(0, self.height, tile):
+            rows = slice(y, min(y + tile, self.height))
+            strip = Strip(rows.start, rows.stop, delta.residual_rows(rows.start, rows.stop), None,
+                          bright[rows], dark[rows], delta.value[rows].astype(np.uint16, copy=False),
+                          judge[rows], strong[rows])
+            self._update_strip(strip, inv_n, first, stamp)
+        if not first:
+            self.pairs += 1
+
+    def _update_strip(self, s: Strip, inv_n: np.float32, first: bool, stamp: int | None) -> None:
         rows = slice(s.y0, s.y1)
+        if stamp is not None and s.strong is not None and s.strong.any():
+            self._date_strip(rows, s.strong, stamp)
         mean, m2 = self.mean[rows], self.m2[rows]
         delta = np.subtract(s.residual, mean)
         mean += delta * inv_n
@@ -159,6 +203,13 @@ class SensorAccumulator:
             still &= s.judgeable
             np.add(self.unchanged[rows], still.view(np.uint8), out=self.unchanged[rows])
         prev[...] = s.value
+
+    def _date_strip(self, rows: slice, strong: np.ndarray, stamp: int) -> None:
+        np.add(self.strong[rows], strong.view(np.uint8), out=self.strong[rows])
+        t = np.uint32(stamp)
+        first, last = self.first[rows], self.last[rows]
+        np.copyto(first, t, where=strong & ((first == 0) | (first > t)))
+        np.copyto(last, t, where=strong & (last < t))
 
     # ------------------------------------------------------------------ merge
     def merge(self, later: "SensorAccumulator") -> "SensorAccumulator":
@@ -180,12 +231,17 @@ class SensorAccumulator:
         delta = later.mean.astype(np.float64) - self.mean
         mean = self.mean + delta * (n_b / n)
         m2 = self.m2.astype(np.float64) + later.m2 + delta * delta * (n_a * n_b / n)
+        # first: the earlier of two sightings, where 0 (never) loses
+        first = np.where((self.first == 0) | ((later.first != 0) & (later.first < self.first)),
+                         later.first, self.first)
         return SensorAccumulator(
             self.height, self.width, self.layout, self.pattern, self.params,
             frames=n, pairs=self.pairs + later.pairs,
             mean=mean.astype(np.float32), m2=m2.astype(np.float32),
             bright=self.bright + later.bright, dark=self.dark + later.dark,
-            prev=later.prev.copy(), unchanged=self.unchanged + later.unchanged)
+            prev=later.prev.copy(), unchanged=self.unchanged + later.unchanged,
+            strong=self.strong + later.strong, first=first, last=np.maximum(self.last, later.last),
+            times=np.concatenate([self.times, later.times]))
 
     def _check_compatible(self, other: "SensorAccumulator") -> None:
         mine = (self.shape, self.layout, self.params)
@@ -198,7 +254,7 @@ class SensorAccumulator:
     def copy(self) -> "SensorAccumulator":
         arrays = {name: getattr(self, name).copy() for name in _ARRAYS}
         return SensorAccumulator(self.height, self.width, self.layout, self.pattern, self.params,
-                                 frames=self.frames, pairs=self.pairs, **arrays)
+                                 frames=self.frames, pairs=self.pairs, times=self.times.copy(), **arrays)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike, *, compress: bool = False) -> None:
@@ -215,7 +271,8 @@ class SensorAccumulator:
         extra = {"meta": meta, "pattern": np.asarray(self.pattern if self.pattern is not None
                                                      else np.zeros((2, 2)), dtype=np.int8),
                  "params_f": np.array([self.params.margin, self.params.noise_floor,
-                                       self.params.rgb_margin])}
+                                       self.params.rgb_margin]),
+                 "times": self.times}
         writer = np.savez_compressed if compress else np.savez
         replace_with(path, lambda fh: writer(fh, **extra, **{name: getattr(self, name) for name in _ARRAYS}))
 
@@ -232,12 +289,16 @@ class SensorAccumulator:
 
     @classmethod
     def _from_content(cls, path, content: dict) -> "SensorAccumulator":
-        missing = {"meta", "pattern", "params_f", *_ARRAYS} - set(content)
+        meta = [int(v) for v in content["meta"]] if "meta" in content else []
+        if len(meta) != 9 or meta[0] not in (1, FORMAT_VERSION):
+            raise AccumulatorFileError(f"{path}: format {meta[:1]}, expected [{FORMAT_VERSION}]")
+        if meta[0] == 1:  # before defect dates: nothing dated yet
+            shape = (meta[1], meta[2])
+            content = {**content, "times": np.empty(0, np.int64),
+                       **{name: np.zeros(shape, _ARRAYS[name]) for name in _DATED}}
+        missing = {"meta", "pattern", "params_f", "times", *_ARRAYS} - set(content)
         if missing:
             raise AccumulatorFileError(f"{path}: sensor accumulator lacks {sorted(missing)}")
-        meta = [int(v) for v in content["meta"]]
-        if len(meta) != 9 or meta[0] != FORMAT_VERSION:
-            raise AccumulatorFileError(f"{path}: format {meta[:1]}, expected [{FORMAT_VERSION}]")
         _, height, width, layout, frames, pairs, tile, tol, rgb_step = meta
         margin, floor, rgb_margin = (float(v) for v in content["params_f"])
         layout_name = LAYOUTS[layout] if 0 <= layout < len(LAYOUTS) else "?"
@@ -246,7 +307,8 @@ class SensorAccumulator:
                                     stuck_tolerance=tol, rgb_step=rgb_step, rgb_margin=rgb_margin)
             return cls(height, width, layout_name,
                        content["pattern"] if layout_name == "cfa" else None, params,
-                       frames=frames, pairs=pairs, **{name: content[name] for name in _ARRAYS})
+                       frames=frames, pairs=pairs, times=content["times"],
+                       **{name: content[name] for name in _ARRAYS})
         except ValueError as exc:
             raise AccumulatorFileError(f"{path}: inconsistent sensor accumulator ({exc})") from exc
 
@@ -258,14 +320,15 @@ def check_file(path: str | os.PathLike) -> tuple[int, int, int]:
     corruption inside the arrays shows only on :meth:`SensorAccumulator.load`."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = {"meta", *_ARRAYS} - set(data.files)
             meta = [int(v) for v in data["meta"]] if "meta" in data.files else []
+            files = set(data.files)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise AccumulatorFileError(f"{path}: not a readable sensor accumulator ({exc})") from exc
+    if len(meta) != 9 or meta[0] not in (1, FORMAT_VERSION):
+        raise AccumulatorFileError(f"{path}: format {meta[:1]}, expected [{FORMAT_VERSION}]")
+    missing = {"meta", *_ARRAYS} - set(_DATED if meta[0] == 1 else ()) - files
     if missing:
         raise AccumulatorFileError(f"{path}: sensor accumulator lacks {sorted(missing)}")
-    if len(meta) != 9 or meta[0] != FORMAT_VERSION:
-        raise AccumulatorFileError(f"{path}: format {meta[:1]}, expected [{FORMAT_VERSION}]")
     return meta[1], meta[2], meta[4]
 
 

@@ -9,8 +9,11 @@
          that repeats as often as its neighbours (binomial tail < ``stuck_chance``,
          default 1e-9). In dark areas with ~1-2 DN of noise a normal site repeats its
          value in 1 pair of 4 or 5, so 5 pairs prove nothing; ~15 pairs do. Clipped values
-         (<= black, >= white) never count as unchanged. On by default for RAW only: a
-         demosaiced pixel mixes its neighbours.
+         (<= black, >= white) never count as unchanged. On for RAW and rendered frames
+         alike: on a rendered frame the value is the green channel and the neighbours are
+         ``rgb_step`` pixels away, so a mosaiced 16-bit PNG/TIFF is judged as RAW is; in
+         a JPEG, demosaicing and re-quantisation make a stuck site's value wander by a
+         code or two, so it mostly shows up as hot or dead instead.
 
 A rate of 90% over fewer than ``min_frames`` frames (default 5) is not evidence: such a
 sensor raises :class:`NotEnoughFrames` ("not enough frames (n of m)"); at least 2 frames
@@ -18,6 +21,15 @@ are always required, so one frame never makes a defect, and a site must stand ou
 least 2 frames whatever the rate. This is the rule of ``rawpy.enhance.find_bad_pixels``
 (kept if in >= 90% of frames) with a per-frame test that adapts to local noise, so
 texture and stars do not add up (a star is bright in one frame of many).
+
+A defect that appears late (or heals) never reaches ``rate`` of all frames; it is dated
+instead: the capture times of the frames in which a site stood out *strongly*
+(:data:`indexer.sensor.residual.STRONG`) give its first and last sighting, and the
+sensor's timeline how many frames were taken in between. A site that stood out strongly
+in at least ``rate`` of the frames between its first and last sighting, over at least
+``min_window`` frames (default 20), is a defect from its first sighting on ("clean for 20
+frames, then hot from a date on is a defect from that date"). Every defect carries
+``first_seen`` / ``last_seen`` (None when no dated frame saw it strongly).
 
 Demosaicing spreads one bad photosite into its neighbours, and JPEG's 8x8 DCT rings
 around it (dark halos beside a hot pixel, in every frame); for "rgb" sensors a hot or dead
@@ -43,7 +55,9 @@ _CHUNK = 1 << 20
 class Defect:
     """One defective site. x = column, y = row, sensor coordinates (visible CFA plane for
     RAW, stored un-rotated pixels otherwise); rate = fraction of frames (pairs for stuck)
-    in which it misbehaved; mean_residual in DN / code values; frames = frames seen."""
+    in which it misbehaved; mean_residual in DN / code values; frames = frames seen;
+    first_seen / last_seen = capture times (s since 1970, camera clock read as UTC) of the
+    first and last frames in which it stood out strongly, None when unknown."""
 
     x: int
     y: int
@@ -51,6 +65,8 @@ class Defect:
     rate: float
     mean_residual: float
     frames: int
+    first_seen: int | None = None
+    last_seen: int | None = None
 
 
 class NotEnoughFrames(ValueError):
@@ -87,7 +103,7 @@ def _stuck_sites(acc: SensorAccumulator, rate: float, neighbour_max: float,
     from scipy.stats import binom  # here, not at the top: importing scipy.stats costs ~1.3 s
 
     ys, xs = np.nonzero(acc.unchanged >= _needed(rate, acc.pairs))
-    step = 2 if acc.layout == "cfa" else 1
+    step = 2 if acc.layout == "cfa" else acc.params.rgb_step
     out = np.zeros(acc.shape, bool)
     for start in range(0, ys.size, _CHUNK):  # bounded memory even if every site repeats
         y, x = ys[start : start + _CHUNK], xs[start : start + _CHUNK]
@@ -127,7 +143,7 @@ def _local_maxima(mask: np.ndarray, strength: np.ndarray, radius: int) -> np.nda
 def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: int = 5,
                      neighbour_stuck_max: float = 0.5, stuck_chance: float = 1e-9,
                      stuck: bool | None = None, suppress_spread: bool | None = None,
-                     spread_radius: int = 3) -> list[Defect]:
+                     spread_radius: int = 3, min_window: int = 20) -> list[Defect]:
     """Defects of one sensor, sorted by (y, x).
 
     rate:                share of frames a site must misbehave in (default 0.9).
@@ -135,9 +151,11 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
     neighbour_stuck_max: max share of pairs the neighbours may be unchanged (default 0.5).
     stuck_chance:        max binomial probability of the site's unchanged count for a
                          site that repeats as often as its neighbours (default 1e-9).
-    stuck:               detect stuck sites (default: True for "cfa", False for "rgb").
+    stuck:               detect stuck sites (default True).
     suppress_spread:     one record per demosaic/JPEG blob (default: True for "rgb").
     spread_radius:       Chebyshev radius of that suppression, pixels (default 3).
+    min_window:          frames between first and last strong sighting a dated (late or
+                         healed) defect needs (default 20).
     Raises NotEnoughFrames when ``acc.frames < min_frames``.
     """
     if min_frames < 2 or not 0 < rate <= 1:
@@ -145,15 +163,16 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
     if acc.frames < min_frames:
         raise NotEnoughFrames(acc.frames, min_frames)
     is_rgb = acc.layout == "rgb"
-    stuck = (not is_rgb) if stuck is None else stuck
+    stuck = True if stuck is None else stuck
     spread = is_rgb if suppress_spread is None else suppress_spread
     need = _needed(rate, acc.frames)
     # stuck first: a site frozen at a bright value also stands out bright, but "stuck"
     # (the value never moves) is the more specific diagnosis
     stuck_map = (_stuck_sites(acc, rate, neighbour_stuck_max, stuck_chance) if stuck
                  else np.zeros(acc.shape, bool))
-    hot = (acc.bright >= need) & ~stuck_map
-    dead = (acc.dark >= need) & ~hot & ~stuck_map
+    late_hot, late_dead = _dated_defects(acc, rate, max(min_window, min_frames))
+    hot = ((acc.bright >= need) | late_hot) & ~stuck_map
+    dead = ((acc.dark >= need) | late_dead) & ~hot & ~stuck_map
     if spread:
         peaks = _local_maxima(hot | dead, np.abs(acc.mean), spread_radius)
         hot, dead = hot & peaks, dead & peaks
@@ -164,11 +183,34 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
     return sorted(found, key=lambda d: (d.y, d.x))
 
 
+def _dated_defects(acc: SensorAccumulator, rate: float, min_window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hot and dark maps of the sites that stood out strongly in >= ``rate`` of the dated
+    frames between their first and last strong sighting, a window of >= ``min_window``."""
+    empty = np.zeros(acc.shape, bool)
+    if acc.times.size < min_window:
+        return empty, empty
+    ys, xs = np.nonzero(acc.strong >= max(2, math.ceil(rate * min_window - 1e-9)))
+    if ys.size == 0:
+        return empty, empty
+    timeline = np.sort(acc.times)
+    first, last = acc.first[ys, xs].astype(np.int64), acc.last[ys, xs].astype(np.int64)
+    window = np.searchsorted(timeline, last, side="right") - np.searchsorted(timeline, first, side="left")
+    strong = acc.strong[ys, xs].astype(np.int64)
+    keep = (window >= min_window) & (strong >= np.ceil(rate * window - 1e-9))
+    hot, dead = empty.copy(), empty.copy()
+    bright = acc.mean[ys, xs] > 0  # the sign of the mean residual tells hot from dead
+    hot[ys[keep & bright], xs[keep & bright]] = True
+    dead[ys[keep & ~bright], xs[keep & ~bright]] = True
+    return hot, dead
+
+
 def _records(acc, kind, mask, counts, total) -> Iterable[Defect]:
     ys, xs = np.nonzero(mask)
     for y, x in zip(ys.tolist(), xs.tolist()):
+        first, last = int(acc.first[y, x]), int(acc.last[y, x])
         yield Defect(x=x, y=y, kind=kind, rate=round(int(counts[y, x]) / total, 4),
-                     mean_residual=float(acc.mean[y, x]), frames=acc.frames)
+                     mean_residual=float(acc.mean[y, x]), frames=acc.frames,
+                     first_seen=first or None, last_seen=last or None)
 
 
 def defect_mask(defects: Iterable[Defect], shape: tuple[int, int], *,

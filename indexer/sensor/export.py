@@ -40,15 +40,17 @@ def dcraw_badpixels(defects: Iterable[Defect], *, title: str = "", time: int = 0
     """dcraw/LibRaw ``.badpixels`` text: ``#`` header, then ``col row time`` lines.
 
     title: shown in the header (e.g. "Canon PowerShot S40 serial 123", sensor size).
-    time:  UNIX time of death written on every line (default 0: applies to every photo).
+    time:  UNIX time of death for defects without a ``first_seen`` (default 0: applies to
+           every photo). A defect's ``first_seen`` is its first sighting among the frames
+           photoqa learnt from, so LibRaw leaves frames taken before it alone.
     """
     rows = _sorted(defects)
     header = ["# dcraw/LibRaw bad pixel list written by photoqa",
-              "# columns: col row unix_time (0 = always); visible raw coordinates"]
+              "# columns: col row unix_time (first seen, camera clock; 0 = always); visible raw coordinates"]
     if title:
         header.insert(1, f"# {title}")
     header.append(f"# {len(rows)} defects: " + _kinds_summary(rows))
-    lines = [f"{d.x} {d.y} {time}  # {d.kind} rate {d.rate:.2f}" for d in rows]
+    lines = [f"{d.x} {d.y} {d.first_seen or time}  # {d.kind} rate {d.rate:.2f}" for d in rows]
     return "\n".join(header + lines) + "\n"
 
 

@@ -206,19 +206,22 @@ def develop(cfa: np.ndarray, camera: SyntheticCamera) -> np.ndarray:
     return np.round(_linear_to_srgb(out) * 255).astype(np.uint8)
 
 
-def _exif(make: str, model: str):
+def _exif(make: str, model: str, captured=None):
     from PIL import Image
 
     exif = Image.Exif()
     exif[0x010F] = make
     exif[0x0110] = model
+    if captured is not None:
+        exif.get_ifd(0x8769)[0x9003] = captured.strftime("%Y:%m:%d %H:%M:%S")  # DateTimeOriginal
     return exif
 
 
 def write_frame(path: str | Path, array: np.ndarray, *, make: str = MAKE, model: str = MODEL,
-                quality: int = 95) -> Path:
-    """Write a frame with EXIF Make/Model: (H, W) uint16 -> 16-bit grey PNG/TIFF ("I;16");
-    (H, W, 3) uint8 -> PNG/TIFF/JPEG (JPEG at ``quality``, default 95)."""
+                quality: int = 95, captured=None) -> Path:
+    """Write a frame with EXIF Make/Model (and DateTimeOriginal when ``captured``, a
+    datetime, is given): (H, W) uint16 -> 16-bit grey PNG/TIFF ("I;16"); (H, W, 3) uint8
+    -> PNG/TIFF/JPEG (JPEG at ``quality``, default 95)."""
     from PIL import Image
 
     path = Path(path)
@@ -228,7 +231,7 @@ def write_frame(path: str | Path, array: np.ndarray, *, make: str = MAKE, model:
         image = Image.fromarray(array)
     else:
         raise ValueError(f"cannot write {array.shape} {array.dtype}")
-    options = {"exif": _exif(make, model)}
+    options = {"exif": _exif(make, model, captured)}
     if path.suffix.lower() in (".jpg", ".jpeg"):
         if array.dtype != np.uint8:
             raise ValueError("JPEG needs uint8 data")

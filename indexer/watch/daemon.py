@@ -30,6 +30,7 @@ from db import heartbeat as hb
 from db.store import utcnow
 from indexer.pipeline import scan
 from indexer.decode import SensorData
+from indexer.pipeline.sensorplan import SensorPlan
 from indexer.measure.features import FEATURES_VERSION
 from indexer.pipeline.pools import worker_count
 from indexer.pipeline.stages import Stage, build_stages, close_stages, sensor_data as stage_data
@@ -98,7 +99,7 @@ class Daemon:
 
     def __init__(self, session: Session, roots: list[Path], options: WatchOptions, *,
                  stages: list[Stage], log: LogLine, stop: threading.Event | None = None,
-                 observer_factory: Callable = make_observer, sensor_data: SensorData = SensorData.NONE):
+                 observer_factory: Callable = make_observer, sensor_data: SensorPlan | SensorData = SensorData.NONE):
         self.session, self.options, self.log = session, options, log
         self.roots = [str(scan.absolute(r)) for r in roots]  # links kept, as index stores paths
         self.stop = stop or threading.Event()
@@ -285,7 +286,7 @@ class Daemon:
 
 def run_watch(session: Session, roots: list[Path], options: WatchOptions, *, stages: list[Stage],
               log: LogLine, stop: threading.Event | None = None,
-              sensor_data: SensorData = SensorData.NONE) -> WatchResult:
+              sensor_data: SensorPlan | SensorData = SensorData.NONE) -> WatchResult:
     """Watch ``roots`` until SIGINT/SIGTERM (or ``stop`` is set); see :class:`Daemon`.
 
     ``stages`` run after each stored image (the caller closes them); ``sensor_data`` is

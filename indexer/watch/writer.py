@@ -25,6 +25,7 @@ from indexer.pipeline.analyse import analyse
 from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task
 from indexer.config import IndexSettings
 from indexer.decode import SensorData
+from indexer.pipeline.sensorplan import SensorPlan
 from indexer.measure.features import FEATURES_VERSION
 from indexer.pipeline.run import start_pool
 from indexer.pipeline.stages import Stage, flush_due, store_outcome
@@ -44,7 +45,7 @@ class Writer:
 
     def __init__(self, store: Store, settings: IndexSettings, *, workers: int, stages: Iterable[Stage],
                  log: LogLine, move_candidate_limit: int = 1024, stop: threading.Event | None = None,
-                 sensor_data: SensorData = SensorData.NONE):
+                 sensor_data: SensorPlan | SensorData = SensorData.NONE):
         self.store, self.engine, self.settings = store, store.engine, settings
         self.workers, self.stages, self.log = workers, list(stages), log
         self.sensor_data = sensor_data  # full-size data for the sensor stage, as `index` asks

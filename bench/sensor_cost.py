@@ -1,0 +1,156 @@
+"""What sensor learning costs `photoqa index` on a folder of 12 MP camera JPEGs.
+
+Usage::
+
+    PYTHONPATH=. python bench/sensor_cost.py [--count 60] [--rounds 2] [--dir DIR]
+
+Generates ``--count`` (>= 60) JPEGs of 4032x3024 (quality 92) from the Kodak PNGs in
+``../shared/data/photos/kodak`` (or ``$PHOTOQA_SHARED_DATA/photos/kodak``), upscaled with grain and a different crop per copy so no
+two hash alike, each with the EXIF a camera writes (Make, Model, DateTimeOriginal a minute
+apart, ISO, exposure time), into ``--dir`` (default ``$TMPDIR/photoqa-bench-sensor-cost``),
+reused by later runs. Then, in one run, ``--rounds`` times in turn on a fresh database:
+
+* ``off``:     ``[sensor] enabled = false``, the baseline;
+* ``default``: the shipped settings (rendered frames learnt from a budgeted sample);
+* ``every``:   ``learn_every_frame = true`` (every frame decoded full size and learnt);
+
+the median wall time of each (``photoqa index`` as a subprocess, all cores, matching on as
+shipped) and its ratio to ``off``; and the per-frame CPU of the residual + delta of one
+12 MP rendered frame (``indexer.sensor.delta.rgb_delta``, the compiled kernel) against the
+NumPy definition (``reference_rgb_strips``) on the same frame.
+
+Targets (issue 17): default <= 1.15 x off; per-frame residual <= 80 ms of CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+KODAK = Path(os.environ.get("PHOTOQA_SHARED_DATA") or REPO.parent / "shared" / "data") / "photos" / "kodak"
+SIZE = (4032, 3024)
+MODES = {"off": "[sensor]\nenabled = false\n", "default": "", "every": "[sensor]\nlearn_every_frame = true\n"}
+
+
+def make_one(job: tuple[Path, Path, int]) -> None:
+    """One distinct 12 MP camera JPEG made from ``source`` (variant ``k``)."""
+    source, out, k = job
+    img = Image.open(source).convert("RGB")
+    margin = 4 + 3 * (k % 8)
+    img = img.crop((margin, margin, img.width - margin, img.height - margin))
+    if k % 2:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    size = SIZE if img.width >= img.height else SIZE[::-1]
+    big = np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
+    grain = np.random.default_rng(k).normal(0, 3.0, size=(size[1], size[0], 1)).astype(np.int16)
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "BenchCam", "Twelve MP"
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = (datetime(2026, 5, 1, 9) + timedelta(minutes=k)).strftime("%Y:%m:%d %H:%M:%S")
+    sub[0x8827] = 100 * (1 + k % 4)  # ISO 100-400: no frame "reveals" more than another
+    sub[0x829A] = 1 / 125
+    Image.fromarray(np.clip(big + grain, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=92, exif=exif)
+
+
+def ensure_files(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(KODAK.glob("*.png"))
+    if not sources:
+        sys.exit(f"no Kodak PNGs in {KODAK}: this benchmark needs ../shared/data")
+    jobs = [(sources[i % len(sources)], folder / f"c{i:04d}.jpg", i) for i in range(count)]
+    todo = [j for j in jobs if not j[1].exists()]
+    if todo:
+        print(f"generating {len(todo)} camera JPEGs of {SIZE[0]}x{SIZE[1]} into {folder} (once)...", flush=True)
+        with ProcessPoolExecutor(2) as pool:
+            list(pool.map(make_one, todo))
+    return [j[1] for j in jobs]
+
+
+def index_once(folder: Path, mode: str, scratch: Path) -> tuple[float, float, str]:
+    """(wall seconds, children's CPU seconds, sensor summary) of one `photoqa index`."""
+    config = scratch / f"{mode}.toml"
+    config.write_text(MODES[mode])
+    db = scratch / f"{mode}-{time.monotonic_ns()}.db"
+    env = dict(os.environ, PHOTOQA_CONFIG=str(config), PYTHONPATH=str(REPO))
+    before = os.times()
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(db), "index", str(folder)],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = os.times()
+    if done.returncode != 0:
+        sys.exit(f"photoqa index ({mode}) failed: {done.stderr[-2000:]}")
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    frames = subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(db), "sql",
+                             "select coalesce(sum(frames), 0) from sensors"],
+                            cwd=REPO, env=env, capture_output=True, text=True).stdout.split()
+    return wall, cpu, (frames[-1] if frames else "?")
+
+
+def residual_cpu(path: Path) -> tuple[float, float]:
+    """Best-of-5 CPU seconds of the compiled delta and of the NumPy reference, one frame."""
+    from indexer.sensor.delta import rgb_delta
+    from indexer.sensor.residual import reference_rgb_strips
+
+    with Image.open(path) as img:
+        frame = np.asarray(img.convert("RGB"))
+    rgb_delta(frame[:64, :64])  # JIT (or load the cached machine code) outside the timing
+
+    def best(fn, n):
+        times = []
+        for _ in range(n):
+            t0 = time.process_time()
+            fn()
+            times.append(time.process_time() - t0)
+        return min(times)
+
+    return best(lambda: rgb_delta(frame), 5), best(lambda: sum(1 for _ in reference_rgb_strips(frame)), 2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "photoqa-bench-sensor-cost")
+    args = ap.parse_args()
+    files = ensure_files(args.dir, max(args.count, 60))
+    folder = args.dir
+    sum(len(f.read_bytes()) for f in files)  # warm the page cache
+    results: dict[str, list[tuple[float, float, str]]] = {m: [] for m in MODES}
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        warm = scratch / "warm"
+        warm.mkdir()
+        for f in files[:2]:
+            os.link(f, warm / f.name)
+        index_once(warm, "every", scratch)  # numba's cache filled before anything is timed
+        for _ in range(args.rounds):
+            for mode in MODES:  # interleaved: a noisy neighbour hits every mode alike
+                results[mode].append(index_once(folder, mode, scratch))
+    off = statistics.median(w for w, _, _ in results["off"])
+    print(f"photoqa index of {len(files)} camera JPEGs {SIZE[0]}x{SIZE[1]}, {args.rounds} round(s), "
+          f"median wall time; frames learnt = sum of sensors.frames")
+    for mode, runs in results.items():
+        wall = statistics.median(w for w, _, _ in runs)
+        cpu = statistics.median(c for _, c, _ in runs)
+        print(f"  {mode:8s} {wall:6.2f} s wall  {cpu:6.2f} s CPU  frames learnt {runs[0][2]:>3s}  "
+              f"ratio to off {wall / off:.2f}" + ("  (target <= 1.15)" if mode == "default" else ""))
+    fast, slow = residual_cpu(files[0])
+    print(f"per-frame residual + delta, 12 MP rendered frame: {fast * 1e3:.0f} ms CPU (target <= 80); "
+          f"NumPy reference {slow * 1e3:.0f} ms: ratio {slow / fast:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
