@@ -179,10 +179,14 @@ class Cluster:
             running[future] = task
             return future
 
-        done = self.distributed.as_completed([submit(t) for t in islice(queue, limit)])
-        for future in done:
+        # with_results: the client fetches results on its event loop as tasks finish, instead
+        # of one blocking round trip per future from this thread (not measured apart: the
+        # machine was too loaded to tell the two apart, bench/cluster_scale.py)
+        done = self.distributed.as_completed([submit(t) for t in islice(queue, limit)], with_results=True,
+                                             raise_errors=False)
+        for future, value in done:
             task = running.pop(future)
-            yield _result(future, task, spec, self.distributed)
+            yield _outcome(value, task, spec, self.distributed)
             future.release()
             for following in queue:
                 done.add(submit(following))
@@ -240,17 +244,18 @@ def cluster_outcomes(tasks: list[Task], cluster: str | Cluster, settings: IndexS
         yield from opened.outcomes(tasks, settings, move_candidates, sensor_data)
 
 
-def _result(future, task: Task, spec: ClusterSpec, distributed) -> Outcome:
-    try:
-        return future.result()
-    except distributed.KilledWorker as exc:
+def _outcome(value, task: Task, spec: ClusterSpec, distributed) -> Outcome:
+    """A finished task's outcome; ``value`` is the outcome, or the exception it ended with."""
+    if not isinstance(value, BaseException):
+        return value
+    if isinstance(value, distributed.KilledWorker):
         # the scheduler gave up after the file's worker died again and again: the file
         # (a decoder crash) is the likely cause, so it is a failure row like any other
-        return Failed(task, "internal", f"the Dask worker analysing it died repeatedly ({exc})")
-    except Exception as exc:  # noqa: BLE001 - analyse returns every file error as Failed
-        if "scheduler-connection-lost" in str(exc):  # every future is cancelled with this reason
-            reason = "the connection to the scheduler was lost"
-        else:
-            reason = f"{type(exc).__name__}: " + (str(exc).splitlines() or [""])[0]
-        raise ClusterError(f"lost the Dask cluster {spec} ({reason}); "
-                           f"what was stored is kept, run the same command again to continue") from exc
+        return Failed(task, "internal", f"the Dask worker analysing it died repeatedly ({value})")
+    # analyse returns every file error as Failed: anything else is the cluster's
+    if "scheduler-connection-lost" in str(value):  # every future is cancelled with this reason
+        reason = "the connection to the scheduler was lost"
+    else:
+        reason = f"{type(value).__name__}: " + (str(value).splitlines() or [""])[0]
+    raise ClusterError(f"lost the Dask cluster {spec} ({reason}); "
+                       f"what was stored is kept, run the same command again to continue") from value
