@@ -300,8 +300,13 @@ def stack_stats(file, out, fmt):
 @click.option("--sensor", metavar="NAME", default=None,
               help="Array stacks (.npy/.npz) are raw frames of the detector NAME: per-pixel "
                    "statistics and its hot and dead sites are kept. Example: --sensor det7x7")
+@click.option("--cluster", metavar="ADDRESS|local:N", default=None,
+              help="Decode and measure on a Dask cluster (pip install 'photoqa[cluster]'): a "
+                   "scheduler whose workers see PATHS at the same paths, or local:N worker "
+                   "processes here; --workers is then unused (docs/CLUSTER.md; default [index] "
+                   "cluster). Example: --cluster tcp://10.0.0.5:8786")
 @click.pass_context
-def index(ctx, paths, workers, fmt, strict, verbose, sensor):
+def index(ctx, paths, workers, fmt, strict, verbose, sensor, cluster):
     """Index PATHS (files or folders, recursively) into the database.
 
     Unchanged files (same path, size and mtime) are skipped; changed ones re-measured;
@@ -319,7 +324,21 @@ def index(ctx, paths, workers, fmt, strict, verbose, sensor):
     from indexer.commands.index import run_index
 
     session = _session(ctx, create=True)
-    summary = run_index(session, list(paths), workers=workers, verbose=verbose, sensor=sensor)
+    cluster = session.settings.index.cluster if cluster is None else cluster
+    cluster_errors: tuple = ()  # the cluster module (and Dask) are imported only when used
+    if cluster:
+        from indexer.pipeline.cluster import ClusterError, parse_cluster
+
+        cluster_errors = (ClusterError,)
+        try:
+            parse_cluster(cluster)
+        except ClusterError as exc:
+            _fail(str(exc), EXIT_USAGE)
+    try:
+        summary = run_index(session, list(paths), workers=workers, verbose=verbose, sensor=sensor,
+                            cluster=cluster)
+    except cluster_errors as exc:
+        _fail(str(exc))
     if fmt == "json":
         from indexer.commands.output import write_json
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,9 @@ class Session:
     url: str
     settings: Settings
     engine: Engine
+    # index --cluster: what makes the verification pool (pipeline.cluster.Cluster.executor,
+    # called with a worker count); None: local worker processes
+    verify_executor: Callable[[int], Executor] | None = None
 
     @property
     def store(self) -> Store:

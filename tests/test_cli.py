@@ -275,7 +275,8 @@ def test_index_names_failed_files(tmp_path):
 # development machine (python -X importtime, CPU): scipy ~0.6 s, numba ~0.7 s, rawpy,
 # dask and the web stack of `serve`; alembic (only a migration needs it); NumPy ~0.12 s
 # and Pillow ~0.04 s (reading settings, heartbeats, pairs and groups needs neither).
-HEAVY_FOR_READS = ("scipy", "numba", "rawpy", "dask", "alembic", "starlette", "uvicorn", "jinja2", "numpy", "PIL")
+HEAVY_FOR_READS = ("scipy", "numba", "rawpy", "dask", "distributed", "alembic", "starlette", "uvicorn", "jinja2", "numpy",
+                   "PIL")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from db import actions as dbactions
 from db.store import Store
@@ -30,6 +31,9 @@ from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse, init_worker
 from indexer.pipeline.pools import WorkerPool, worker_count
 from indexer.pipeline.stages import Stage, store_outcome
+
+if TYPE_CHECKING:
+    from indexer.pipeline.cluster import Cluster
 
 
 @dataclass
@@ -84,8 +88,9 @@ CRASH_MESSAGE = ("the worker process died decoding it (a native decoder crashed:
 
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
                  move_candidates: frozenset[str], sensor_data: SensorPlan | SensorData = SensorData.NONE,
-                 work: Callable[[Task], Outcome] = analyse) -> Iterator[Outcome]:
-    """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1).
+                 work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "") -> Iterator[Outcome]:
+    """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1;
+    on the Dask cluster ``cluster`` when given: :mod:`indexer.pipeline.cluster`).
 
     ``work`` runs in the workers, called as :func:`analyse` (tests pass one that crashes). A
     worker that dies (a segfault or abort in LibRaw, libheif, libtiff...) breaks the
@@ -95,6 +100,11 @@ def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
     Closing the generator (Ctrl-C in the caller) cancels the queued files and waits
     only for the ones being decoded.
     """
+    if cluster:
+        from indexer.pipeline.cluster import cluster_outcomes  # Dask only when asked for
+
+        yield from cluster_outcomes(tasks, cluster, settings, move_candidates, sensor_data)
+        return
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield work(task, settings, move_candidates, sensor_data)
@@ -147,7 +157,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
                 stages: Iterable[Stage] = (), log: Callable[[str, Outcome], None] | None = None,
                 sensor_data: SensorPlan | SensorData = SensorData.NONE,
                 stacks: Callable[[list[Task]], int] | None = None,
-                work: Callable[[Task], Outcome] = analyse) -> Summary:
+                work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "") -> Summary:
     """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
 
     ``progress(done, total)`` is called after each file; ``stages`` run after each stored
@@ -158,6 +168,9 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     Ctrl-C (KeyboardInterrupt) stops it cleanly: the files stored so far stay stored,
     the ones in flight are dropped (the next run does them), and the summary says
     ``interrupted``. ``work`` as for :func:`run_outcomes`.
+    ``cluster``: decode and measure on that Dask cluster (``local:N`` or a scheduler
+    address, or an open :class:`~indexer.pipeline.cluster.Cluster`;
+    :mod:`indexer.pipeline.cluster`), else here.
     """
     started = time.perf_counter()
     tasks = scan.walk(roots, stacks=stacks is not None)
@@ -171,7 +184,8 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     total = len(todo.todo)
     if progress:
         progress(0, total)
-    outcomes = run_outcomes(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work)
+    outcomes = run_outcomes(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
+                            cluster)
     try:
         with _sigint_between_files() as stop:
             for done, outcome in enumerate(outcomes, start=1):
