@@ -11,7 +11,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Image, Sensor, SensorDefect, SensorFrame
-from db.store import utcnow
+from db.records import utcnow
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.decode.image import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE
-from indexer.exposure.flags import FlagThresholds
+# Defaults come from small modules without NumPy or Pillow (issue 13 item 4): reading
+# settings is on the path of `photoqa status`, `sql` and `dupes`.
+from indexer.decode.limits import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE
+from indexer.exposure.thresholds import FlagThresholds
 from indexer.match.params import MatchParams
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS, MatchThresholds
-from indexer.measure.features import THUMB_SIZE
+from indexer.measure.sizes import THUMB_SIZE
 
 
 class ConfigError(ValueError):
@@ -40,6 +42,11 @@ class IndexSettings:
         else the RAW is developed at half size.
     max_pixels: images larger than this many pixels are refused (decompression bombs).
     workers: worker processes; 0 means one per CPU core.
+    cluster: where decoding and measuring run: '' in worker processes of this machine;
+        'local:N' in a Dask LocalCluster of N processes here; 'tcp://HOST:8786' on the
+        workers of that Dask scheduler, which read the files from the same paths
+        (docs/CLUSTER.md; needs ``pip install 'photoqa[cluster]'``).
+    cluster_wait: seconds to wait for the scheduler to answer and for its first worker.
     """
 
     work_size: int = WORK_SIZE
@@ -47,6 +54,8 @@ class IndexSettings:
     raw_preview_min: int = RAW_PREVIEW_MIN
     max_pixels: int = MAX_PIXELS
     workers: int = 0
+    cluster: str = ""
+    cluster_wait: float = 60.0
 
 
 @dataclass(frozen=True)

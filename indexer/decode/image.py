@@ -25,6 +25,8 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from indexer.decode import exif, sniff
+# Defaults of the decode functions and of [index] in indexer.config, defined once in limits
+from indexer.decode.limits import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE  # noqa: F401
 
 from indexer.measure import orient
 from indexer.decode.raw import CfaPlane, decode_raw, develop_linear, raw_metadata, raw_pixel_bytes
@@ -42,10 +44,6 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     HEIF_AVAILABLE = False
 
 
-# Defaults of the decode functions, and of [index] in indexer.config (defined here, once)
-WORK_SIZE = 256  # long side (px) of the working image features are measured on
-RAW_PREVIEW_MIN = 512  # an embedded RAW preview at least this long is used instead of developing
-MAX_PIXELS = 250_000_000  # larger images are refused (decompression bombs)
 
 
 class SensorData(enum.Enum):
@@ -194,10 +192,7 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     img = open_pillow(data, max_pixels)
     fmt = (img.format or "UNKNOWN").upper()
     depth = bit_depth(img)  # before getexif(): on a PNG it loads the pixels, emptying img.tile
-    try:
-        meta = exif.from_pillow(img.getexif())
-    except Exception:  # broken EXIF must not lose the pixels; noqa: BLE001
-        meta = exif.EMPTY
+    meta = exif_of(img)
     orientation, upright = _orientation(img, fmt, meta)
     width, height = img.width, img.height
     if upright and orient.swaps_axes(orient.from_exif(orientation)):
@@ -257,9 +252,22 @@ def sensor_frame(img: Image.Image) -> np.ndarray | None:
 
 
 def _first_frame(img: Image.Image) -> Image.Image:
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError) as exc:
+        # found by tests/fuzz: a TIFF whose later IFD lacks its dimensions raises TypeError here
+        raise DecodeError("corrupt", f"cannot read the first frame: {type(exc).__name__}: {exc}") from exc
     return img
+
+
+def exif_of(img: Image.Image) -> exif.Metadata:
+    """The EXIF of an open image, or no metadata when it is broken (broken EXIF must not
+    lose the pixels: Pillow raises OSError, SyntaxError, struct.error... on damaged IFDs)."""
+    try:
+        return exif.from_pillow(img.getexif())
+    except Exception:  # noqa: BLE001
+        return exif.EMPTY
 
 
 def draft_request(size: tuple[int, int], work_size: int) -> tuple[int, int]:
@@ -374,10 +382,7 @@ def load_full(path: str | Path, *, raw_linear: bool = True,
         cap = meta.capture
         return FullImage(pixels, True, cap.exposure_time, cap.f_number, cap.iso)
     img = open_pillow(data, max_pixels)
-    try:
-        meta = exif.from_pillow(img.getexif())
-    except Exception:  # noqa: BLE001
-        meta = exif.EMPTY
+    meta = exif_of(img)
     load_pixels(_first_frame(img))
     rgb = orient.apply(to_float_rgb(img, None), orient.from_exif(meta.orientation))
     cap = meta.capture

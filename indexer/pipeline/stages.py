@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from db.health import fatal_message
 from db.store import Store
 from indexer.decode import SensorData
 from indexer.pipeline.sensorplan import SensorPlan
@@ -58,6 +59,8 @@ def _guard(stage: Stage, path: str, call: Callable[[], None]) -> StageError | No
         call()
         return None
     except Exception as exc:  # noqa: BLE001 - one stage on one image never stops a run
+        if fatal_message(exc):
+            raise  # ...but a damaged, full or read-only database stops every stage and file after it
         return StageError(_stage_name(stage), path, f"{type(exc).__name__}: {exc}"[:500])
 
 
@@ -160,6 +163,8 @@ def store_outcome(store: Store, outcome: Outcome, stages: Iterable[Stage], *, kn
     try:
         image_id = retry(lambda: store.save_indexed(outcome))
     except refused as exc:
+        if fatal_message(exc):
+            raise
         failed = Failed(outcome.task, "database", f"{type(exc).__name__}: {exc}"[:2000])
         retry(lambda: store.save_failure(failed))
         return Stored("failed", detail=f"{failed.kind}: {failed.message}")

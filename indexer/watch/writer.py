@@ -195,7 +195,8 @@ class Writer:
                 except BrokenProcessPool:
                     self.broken = True
                     if job.alone:
-                        outcome = Failed(job.task, "internal", "the worker process died decoding it")
+                        outcome = Failed(job.task, "crash", "the worker process died decoding it (a native decoder "
+                                                         "crashed: segfault or abort)")
                     else:
                         self.crashed.append(job)
                         continue
