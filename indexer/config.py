@@ -76,9 +76,9 @@ class SensorSettings:
         and compacts shoot no RAW). Such a frame needs a full-size decode instead of a
         draft one, so a body learns from a sample of them (below); the per-site work is
         done in the decode workers, the writer only adds each frame's delta.
-    learn_every_frame: learn from every frame, not a sample (slow: ~6x the indexing time
-        of 12 MP camera JPEGs; for a small set of test frames, or dark frames shot to map
-        a sensor).
+    learn_every_frame: learn from every frame, not a sample (slow: 1.5-2.3x the wall time
+        of indexing 12 MP camera JPEGs with learning off, bench/sensor_cost.py on 2 busy
+        cores; for a small set of test frames, or dark frames shot to map a sensor).
     sample_megapixels: the learning budget per body (indexer.sensor.budget): once its map
         is stable, a rendered frame of P megapixels is learnt with probability
         min(1, sample_megapixels / P), decided by its content hash, so each indexed frame
@@ -94,12 +94,13 @@ class SensorSettings:
         changed for ``stable_frames`` frames (noted by the writer at each flush, so to
         within ``flush_frames``); then from the sample. The state is read when an `index`
         run or a `watch` starts: a body that becomes stable mid-run samples from the next
-        run, so a new body's first run is learnt in full (a 12 MP JPEG learnt costs ~6x
-        indexing it). 0 and 0: sample from the first frame.
+        run, so a new body's first `index` run is learnt in full (60 new 12 MP JPEGs:
+        1.5-2.3x the time of indexing them with learning off), while `watch` re-reads the
+        state every 30 s. 0 and 0: sample from the first frame.
     learn_all_limit: a changed defect list brings back learning every frame only while
         the body rests on fewer frames than this: a site standing out in about ``rate``
         of the frames can enter and leave the list at every flush and would otherwise keep
-        its body at ~6x the indexing cost for good. 1024 frames: ~43,000 12 MP photos.
+        its body learning every frame for good. 1024 frames: ~43,000 12 MP photos.
     reveal_iso / reveal_seconds / dark_luminance / reveal_factor: frames shot at ISO >=
         reveal_iso, exposed for >= reveal_seconds, or dark (mean luma of the working image,
         sRGB-encoded in [0, 1], at most dark_luminance; 0.12 is a night or indoor scene

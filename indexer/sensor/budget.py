@@ -31,8 +31,10 @@ is new, and from a *sample* of its frames once the map is stable:
   frame is never learnt twice (the writer's ledger counts each content once).
 
 The state of each body (frames learnt, frames since its map last changed) is read when an
-``index`` run or a ``watch`` starts; a body that becomes stable during a run switches to
-sampling at the next run (a new body's first run is learnt in full).
+``index`` run starts, so the same run draws the same frames whatever the workers' timing;
+a body that becomes stable during a run switches to sampling at the next run (a new
+body's first run is learnt in full). ``watch`` runs for months: it re-reads the state
+every 30 s and sends it with each file (``pipeline.sensorplan.LivePlan``).
 
 Defaults live in ``[sensor]`` (:class:`indexer.config.SensorSettings`).
 """
