@@ -132,3 +132,28 @@ def test_learn_first_maps_a_new_body_in_full_then_samples(plain_defaults, folder
     assert run(db, "index", later, "--workers", "1", config=config).exit_code == 0
     drawn = sum(budget.drawn(sha256(folder / f"f{i:03d}.png"), share) for i in range(30, FRAMES))
     assert hotpixels_json(db, config=config)[0]["frames"] == 30 + drawn
+
+
+def test_a_body_learns_every_frame_until_its_map_stands_still(plain_defaults, folder, camera, tmp_path):
+    """flush_frames = 10, stable_frames = 20, learn_first = 0, a sample of ~1 in 180: the
+    first run (frames 0-29, a new body) learns every frame; its 30 planted defects are
+    all listed from the first flush (10 frames) on, so the map is stable since frame 10
+    and, 20 frames later, sampled: the second run learns only the drawn frames."""
+    share = 1e-4 / (HEIGHT * WIDTH / 1e6)
+    config = tmp_path / "stable.toml"
+    config.write_text("[sensor]\nsample_megapixels = 0.0001\nlearn_first = 0\nstable_frames = 20\n"
+                      "flush_frames = 10\ndark_luminance = 0\n")
+    first_run, later = tmp_path / "first", tmp_path / "later"
+    first_run.mkdir()
+    later.mkdir()
+    for i in range(FRAMES):
+        (first_run if i < 30 else later).joinpath(f"f{i:03d}.png").symlink_to(folder / f"f{i:03d}.png")
+    db = tmp_path / "s.db"
+    assert run(db, "index", first_run, "--workers", "1", config=config).exit_code == 0
+    (sensor,) = hotpixels_json(db, config=config)
+    assert defect_set(sensor) == camera.truth(("hot", "dead"))
+    assert (sensor["frames"], sensor["stable_since_frame"], sensor["learning"]) == (30, 10, "sample")
+    assert "sample; stable since frame 10" in run(db, "hotpixels", config=config).stdout
+    assert run(db, "index", later, "--workers", "1", config=config).exit_code == 0
+    drawn = sum(budget.drawn(sha256(folder / f"f{i:03d}.png"), share) for i in range(30, FRAMES))
+    assert hotpixels_json(db, config=config)[0]["frames"] == 30 + drawn
