@@ -92,11 +92,11 @@ class SensorSettings:
     learn_first / stable_frames: a body learns from every frame until its map
         is stable: it rests on at least ``learn_first`` frames and its defect list has not
         changed for ``stable_frames`` frames (noted by the writer at each flush, so to
-        within ``flush_frames``); then from the sample. The state is read when an `index`
-        run or a `watch` starts: a body that becomes stable mid-run samples from the next
-        run, so a new body's first `index` run is learnt in full (60 new 12 MP JPEGs:
-        1.5-2.3x the time of indexing them with learning off), while `watch` re-reads the
-        state every 30 s. 0 and 0: sample from the first frame.
+        within ``flush_frames``); then from the sample. `index` and `watch` re-read the
+        state every 30 s (``pipeline.sensorplan.LivePlan``): a new body's first frames, up
+        to ~128 plus what 30 s decodes, are all learnt (60 new 12 MP JPEGs: 1.5-2.3x the
+        time of indexing them with learning off), then its sample. Which frames of a run
+        are learnt therefore depends on its pace. 0 and 0: sample from the first frame.
     learn_all_limit: a changed defect list brings back learning every frame only while
         the body rests on fewer frames than this: a site standing out in about ``rate``
         of the frames can enter and leave the list at every flush and would otherwise keep

@@ -187,3 +187,22 @@ def test_a_live_plan_lets_a_daemon_switch_once_the_map_is_stable():
     learnt = [sha for sha in shas if live.current().learns(meta, 4000, 3000, sha, 0.5)]
     assert learnt == [sha for sha in shas if budget.drawn(sha, 0.25 / MP)] and len(learnt) < 30
     assert LivePlan(SensorData.RAW, lambda: states[0]).current() is None  # no budget: the workers' own
+
+
+def test_index_sends_the_live_plan_with_each_file(tmp_path):
+    """``run_outcomes`` hands each file the plan ``plan_now()`` gives at that moment (a
+    long first import of a new camera switches to its sample mid-run), in process and
+    in the worker pool alike."""
+    from indexer.config import IndexSettings
+    from indexer.outcomes import Task
+    from indexer.pipeline.run import run_outcomes
+
+    tasks = [Task(str(tmp_path / f"{i}.jpg"), 1, 1) for i in range(6)]
+    plans = iter(["first", "first", "second", "second", "third", "third"])
+    seen = [o for o in run_outcomes(tasks, IndexSettings(), 1, frozenset(), work=_echo_plan,
+                                    plan_now=lambda: next(plans))]
+    assert seen == ["first", "first", "second", "second", "third", "third"]
+
+
+def _echo_plan(task, settings=None, moves=None, plan=None):
+    return plan

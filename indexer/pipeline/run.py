@@ -24,13 +24,13 @@ from db import actions as dbactions
 from db.store import Store
 from indexer.config import IndexSettings
 from indexer.decode import SensorData, arrays
-from indexer.pipeline.sensorplan import SensorPlan
+from indexer.pipeline.sensorplan import LivePlan, SensorPlan
 from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Failed, Outcome, Task
 from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse, init_worker
 from indexer.pipeline.pools import WorkerPool, worker_count
-from indexer.pipeline.stages import Stage, store_outcome
+from indexer.pipeline.stages import Stage, body_states, store_outcome
 
 if TYPE_CHECKING:
     from indexer.pipeline.cluster import Cluster
@@ -88,7 +88,8 @@ CRASH_MESSAGE = ("the worker process died decoding it (a native decoder crashed:
 
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
                  move_candidates: frozenset[str], sensor_data: SensorPlan | SensorData = SensorData.NONE,
-                 work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "") -> Iterator[Outcome]:
+                 work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "",
+                 plan_now: Callable[[], SensorPlan | None] | None = None) -> Iterator[Outcome]:
     """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1;
     on the Dask cluster ``cluster`` when given: :mod:`indexer.pipeline.cluster`).
 
@@ -98,26 +99,29 @@ def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
     time, each in a fresh one-worker pool, so the file that kills its worker again
     becomes a ``crash`` failure and the others are indexed; then a fresh pool goes on.
     Closing the generator (Ctrl-C in the caller) cancels the queued files and waits
-    only for the ones being decoded.
+    only for the ones being decoded. ``plan_now()``: the sensor plan to send with each
+    file (:class:`~indexer.pipeline.sensorplan.LivePlan`), None: the workers' own.
     """
     if cluster:
         from indexer.pipeline.cluster import cluster_outcomes  # Dask only when asked for
 
         yield from cluster_outcomes(tasks, cluster, settings, move_candidates, sensor_data)
         return
+    plan_now = plan_now or (lambda: None)
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
-            yield work(task, settings, move_candidates, sensor_data)
+            yield work(task, settings, move_candidates, plan_now() or sensor_data)
         return
     initargs = (settings, move_candidates, sensor_data)
     pending = deque(tasks)
     while pending:
-        suspects = yield from _pooled(pending, workers, initargs, work)
+        suspects = yield from _pooled(pending, workers, initargs, work, plan_now)
         for task in suspects:
             yield _alone(task, initargs, work)
 
 
-def _pooled(pending: deque, workers: int, initargs: tuple, work: Callable) -> Generator[Outcome, None, list[Task]]:
+def _pooled(pending: deque, workers: int, initargs: tuple, work: Callable,
+            plan_now: Callable[[], SensorPlan | None] = lambda: None) -> Generator[Outcome, None, list[Task]]:
     """Outcomes of ``pending`` (consumed) from one pool; returns the tasks in flight when
     a worker died (empty when all went through)."""
     pending_limit = workers * 4  # a bounded queue keeps memory flat on huge folders
@@ -127,7 +131,8 @@ def _pooled(pending: deque, workers: int, initargs: tuple, work: Callable) -> Ge
         while pending or running:
             while pending and len(running) < pending_limit:
                 task = pending.popleft()
-                running[pool.submit(work, task)] = task
+                plan = plan_now()
+                running[pool.submit(work, task) if plan is None else pool.submit(work, task, None, None, plan)] = task
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
                 try:
@@ -184,8 +189,11 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     total = len(todo.todo)
     if progress:
         progress(0, total)
+    # A new camera learns every frame until its map is stable; the plan follows its state
+    # during a long first import too, not only at the next run (indexer.sensor.budget).
+    live = LivePlan(sensor_data, lambda: body_states(store.engine))
     outcomes = run_outcomes(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
-                            cluster)
+                            cluster, plan_now=live.current)
     try:
         with _sigint_between_files() as stop:
             for done, outcome in enumerate(outcomes, start=1):
