@@ -4,6 +4,7 @@ Exit codes are the named constants below.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ EXIT_REFUSED = 4  # a write statement given to the read-only `sql`
 EXIT_BUSY = 5  # `watch`: another live daemon watches these folders; `dupes --apply`/`undo`: another is acting
 EXIT_LEAKAGE = 5  # `leakage`: near-duplicates found across dataset splits (a CI gate; 5 as for `watch`, another command)
 EXIT_SKIPPED = 6  # `dupes --apply` / `undo`: some planned operations were skipped (each says why)
+EXIT_INTERRUPTED = 130  # `index` stopped by Ctrl-C (128 + SIGINT, as shells report it)
 
 FORMAT = click.Choice(["table", "json", "csv"])
 
@@ -26,21 +28,65 @@ def _fail(message: str, code: int = EXIT_ERROR) -> None:
     sys.exit(code)
 
 
-def _session(ctx: click.Context, readonly: bool = False):
+def _session(ctx: click.Context, readonly: bool = False, create: bool = False):
+    """The command's session; only ``create=True`` commands (index, watch) may make a new database."""
     from indexer.config import ConfigError
     from indexer.session import open_session
 
+    from db.engine import resolve_url, sqlite_path
+    from db.health import sniff_sqlite
+
+    path = sqlite_path(resolve_url(ctx.obj["db"]))
+    if path is not None and (why := sniff_sqlite(path)) is not None:
+        _fail(why)  # before SQLite's busy handler spends its timeout on a non-database
     try:
-        return open_session(ctx.obj["db"], ctx.obj["config"], readonly=readonly)
+        return open_session(ctx.obj["db"], ctx.obj["config"], readonly=readonly, create=create)
     except ConfigError as exc:
         _fail(f"configuration: {exc}")
     except FileNotFoundError as exc:
         _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - a broken database is a message, not a traceback
-        _fail(f"cannot open the database: {type(exc).__name__}: {exc}")
+        _fail(_database_message(exc, ctx, "cannot open the database"))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _database_message(exc: BaseException, ctx: click.Context, prefix: str) -> str:
+    """One line for a database error (no SQL, no SQLAlchemy web link)."""
+    from db.engine import resolve_url, sqlite_path
+    from db.health import fatal_message
+
+    path = sqlite_path(resolve_url(ctx.obj.get("db") if ctx.obj else None))
+    where = f"the database {path}" if path else "the database"
+    fatal = fatal_message(exc, where)
+    if fatal:
+        return fatal
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0]
+    if "database is locked" in first:
+        return (f"{where} is locked by another process: gave up after [database] busy_timeout_ms; "
+                "the file in progress was not stored, run again when the other writer is done")
+    return f"{prefix}: {type(orig).__name__}: {first}"
+
+
+class _Main(click.Group):
+    """The command group; a database failing under any command ends it with one line."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # a stop while starting up or closing: no traceback, no "Aborted!"
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except Exception as exc:
+            import sqlite3
+
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if not isinstance(exc, (SQLAlchemyError, sqlite3.Error)):
+                raise
+            sub = ctx.invoked_subcommand or "photoqa"
+            _fail(_database_message(exc, ctx, f"{sub}: database error"))
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--db", envvar="PHOTOQA_DB", metavar="PATH|URL",
               help="SQLite file or SQLAlchemy URL (default ./photoqa.db; env PHOTOQA_DB). "
                    "Example: --db ~/photos.db or --db postgresql+psycopg://me@localhost/photoqa")
@@ -106,7 +152,7 @@ def leakage(ctx, split_dirs, manifest, verdicts, fmt, no_index, workers):
         split, roots = table.get, sorted({Path(p).parent for p in table})
     else:
         split, roots = lk.split_of_folders(list(split_dirs)), list(split_dirs)
-    session = _session(ctx)
+    session = _session(ctx, create=not no_index)  # it indexes the splits first: a new database is fine
     if not no_index:
         from indexer.commands.index import run_index
 
@@ -248,13 +294,19 @@ def stack_stats(file, out, fmt):
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="Summary as text or as one JSON object. Example: --format json")
 @click.option("--strict", is_flag=True,
-              help=f"Exit with {EXIT_FILES_FAILED} if any file failed. Example: --strict")
+              help=f"Exit with {EXIT_FILES_FAILED} if any file under PATHS failed, in this run or before "
+                   "(unchanged since, so not retried). Example: --strict")
 @click.option("--verbose", "-v", is_flag=True, help="One line per file on stderr. Example: -v")
 @click.option("--sensor", metavar="NAME", default=None,
               help="Array stacks (.npy/.npz) are raw frames of the detector NAME: per-pixel "
                    "statistics and its hot and dead sites are kept. Example: --sensor det7x7")
+@click.option("--cluster", metavar="ADDRESS|local:N", default=None,
+              help="Decode and measure on a Dask cluster (pip install 'photoqa[cluster]'): a "
+                   "scheduler whose workers see PATHS at the same paths, or local:N worker "
+                   "processes here; --workers is then unused (docs/CLUSTER.md; default [index] "
+                   "cluster). Example: --cluster tcp://10.0.0.5:8786")
 @click.pass_context
-def index(ctx, paths, workers, fmt, strict, verbose, sensor):
+def index(ctx, paths, workers, fmt, strict, verbose, sensor, cluster):
     """Index PATHS (files or folders, recursively) into the database.
 
     Unchanged files (same path, size and mtime) are skipped; changed ones re-measured;
@@ -271,24 +323,45 @@ def index(ctx, paths, workers, fmt, strict, verbose, sensor):
     """
     from indexer.commands.index import run_index
 
-    session = _session(ctx)
-    summary = run_index(session, list(paths), workers=workers, verbose=verbose, sensor=sensor)
+    session = _session(ctx, create=True)
+    cluster = session.settings.index.cluster if cluster is None else cluster
+    cluster_errors: tuple = ()  # the cluster module (and Dask) are imported only when used
+    if cluster:
+        from indexer.pipeline.cluster import ClusterError, parse_cluster
+
+        cluster_errors = (ClusterError,)
+        try:
+            parse_cluster(cluster)
+        except ClusterError as exc:
+            _fail(str(exc), EXIT_USAGE)
+    try:
+        summary = run_index(session, list(paths), workers=workers, verbose=verbose, sensor=sensor,
+                            cluster=cluster)
+    except cluster_errors as exc:
+        _fail(str(exc))
     if fmt == "json":
         from indexer.commands.output import write_json
 
         write_json(summary.as_dict())
     else:
-        click.echo(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.as_dict().items()))
-    if summary.failed:
-        from db.queries import recent_failures
+        figures = {k: v for k, v in summary.as_dict().items()
+                   if summary.frames or k not in ("frames", "frames_per_second")}  # array stacks only
+        if summary.frames and not summary.worked:
+            figures.pop("images_per_second")  # a stack-only run: its rate is in frames
+        click.echo(" ".join(f"{k.replace('_', ' ')}: {v}" for k, v in figures.items()))
+    if summary.failed_paths:
+        from db.queries import failures_of
 
         shown = 5
-        for path, kind, message in recent_failures(session.engine, min(summary.failed, shown)):
+        for path, kind, message in failures_of(session.engine, summary.failed_paths[:shown]):
             click.echo(f"failed: {path} ({kind}: {message})", err=True)
-        more = summary.failed - shown
+        more = len(summary.failed_paths) - shown
         listing = 'photoqa sql "SELECT path, kind, message FROM failures"'
         click.echo(f"{more} more: {listing}" if more > 0 else f"all failures: {listing}", err=True)
-    if strict and summary.failed:
+    if summary.interrupted:
+        _fail("interrupted: what is counted above was stored; run the same command again to go on",
+              EXIT_INTERRUPTED)
+    if strict and summary.failed_paths:
         sys.exit(EXIT_FILES_FAILED)
 
 
@@ -304,7 +377,9 @@ def sql(ctx, statement, fmt, blobs):
     """Run one read-only SQL STATEMENT against the database.
 
     The database is opened read-only: INSERT, UPDATE, DELETE and DDL are refused and
-    change nothing. `hamming(a, b)` counts differing bits of two hashes. Tables and
+    change nothing. On PostgreSQL only queries run (SELECT, WITH, VALUES, TABLE), in a
+    READ ONLY transaction; COPY and functions acting on the server's files or sessions
+    (pg_read_file, lo_export...) are refused. `hamming(a, b)` counts differing bits of two hashes. Tables and
     example queries: docs/SCHEMA.md. BLOB columns print as <N bytes> unless --blobs
     hex|base64 (layouts: docs/SCHEMA.md).
 
@@ -315,21 +390,49 @@ def sql(ctx, statement, fmt, blobs):
       photoqa sql "SELECT a.path, b.path FROM images a JOIN images b ON a.id < b.id
                    WHERE hamming(a.phash, b.phash) <= 6" --format csv
     """
-    from db.queries import QueryError, ReadOnlyViolation, run_sql
+    from db.health import fatal_message
+    from db.sqlite_ro import QueryError, ReadOnlyViolation
     from indexer.commands.output import emit, encode_blobs
 
-    session = _session(ctx, readonly=True)
     try:
-        columns, rows = run_sql(session.engine, statement)
+        columns, rows = _run_sql(ctx, statement)
     except ReadOnlyViolation as exc:
         _fail(str(exc), EXIT_REFUSED)
     except QueryError as exc:
+        if exc.__cause__ is not None and fatal_message(exc.__cause__):
+            _fail(_database_message(exc.__cause__, ctx, "sql"))
         _fail(f"SQL error: {exc}")
     rows, had_blobs = encode_blobs(rows, blobs)
     emit(columns, rows, fmt)
     if had_blobs and blobs == "size":
         click.echo("photoqa: BLOB columns are shown as <N bytes>; --blobs hex or --blobs base64 "
                    "(or hex(column) in the statement) gives their content", err=True)
+
+
+def _run_sql(ctx: click.Context, statement: str) -> tuple[list[str], list[tuple]]:
+    """``sql`` on a SQLite file by the standard library (db.sqlite_ro: SQLAlchemy's import
+    alone is ~0.26 s of CPU, half the command's budget), on a URL by db.queries.run_sql."""
+    from db import sqlite_ro
+
+    path = sqlite_ro.plain_path(ctx.obj["db"])
+    if path is None:
+        from db.queries import run_sql
+
+        return run_sql(_session(ctx, readonly=True).engine, statement)
+    from db.health import sniff_sqlite
+    from indexer.config import ConfigError, load_settings
+
+    if (why := sniff_sqlite(path)) is not None:
+        _fail(why)  # as _session: before SQLite's busy handler spends its timeout on a non-database
+
+    try:
+        settings = load_settings(ctx.obj["config"] or os.environ.get("PHOTOQA_CONFIG") or None, path)
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}")
+    try:
+        return sqlite_ro.run_sql(path, statement, busy_timeout_ms=settings.database.busy_timeout_ms)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
 
 
 @main.command()
@@ -376,6 +479,60 @@ def db_upgrade(ctx):
 
     session = _session(ctx)
     click.echo(f"database at revision {current_revision(session.engine)}")
+
+
+@db_group.command("check")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              help="An aligned table or one JSON object. Example: --format json")
+@click.pass_context
+def db_check(ctx, fmt):
+    """Check the database (SQLite: PRAGMA integrity_check, every page) and the files
+    beside it: each sensor accumulator in <db>.sensors/ (read whole, zip CRCs checked)
+    and the saved matching index <db>.match-index (a cache: rebuilt when unusable).
+    Exits 1 when anything is damaged.
+
+    \b
+    Example:
+      photoqa --db photos.db db check
+    """
+    from indexer.commands.dbcheck import check
+    from indexer.commands.output import emit, write_json
+
+    session = _session(ctx, readonly=True)
+    found = check(session)
+    if fmt == "json":
+        write_json({"ok": all(c.ok for c in found),
+                    "checked": [{"what": c.what, "ok": c.ok, "detail": c.detail} for c in found]})
+    else:
+        emit(["what", "state", "detail"], [(c.what, "ok" if c.ok else "FAILED", c.detail) for c in found], "table")
+    if not all(c.ok for c in found):
+        sys.exit(EXIT_ERROR)
+
+
+@db_group.command("backup")
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace DEST if it exists. Example: --force")
+@click.pass_context
+def db_backup(ctx, dest, force):
+    """Copy the SQLite database to DEST consistently, even while `photoqa watch` writes
+    (SQLite's online backup API), with its sensor accumulators (DEST.sensors/) and
+    matching index (DEST.match-index): `--db DEST` then opens the copy whole.
+
+    \b
+    Example:
+      photoqa --db photos.db db backup /mnt/backup/photos-2026-01-01.db
+    """
+    from indexer.commands.dbcheck import BackupError, backup
+
+    session = _session(ctx, readonly=True)
+    try:
+        done = backup(session, dest, force=force)
+    except BackupError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"backup to {dest}: {exc.strerror or exc}")
+    extra = f", {done.sensor_files} sensor files" + (", the matching index" if done.match_index else "")
+    click.echo(f"backed up to {done.database}: {done.pages} pages{extra}")
 
 
 @main.command("config")
@@ -444,7 +601,7 @@ def watch(ctx, paths, workers, polling, settle, rescan, log_file, force):
     from indexer.watch.daemon import AlreadyWatched, watch_command
     from indexer.watch.log import LineLog
 
-    session = _session(ctx)
+    session = _session(ctx, create=True)
     log = LineLog(log_file=log_file)
     try:
         options = WatchOptions(workers=workers, settle=settle, polling=polling, rescan=rescan * 60, force=force)
@@ -823,7 +980,9 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
     it stands out from its same-colour neighbours in most frames (90% by default), or
     in most frames from the date it first stood out on (first seen); a single frame
     never makes a defect, and a sensor with too few frames says so instead of guessing.
-    The frames column is how many frames a map rests on; updated, when it last learnt.
+    The frames column is how many frames a map rests on; updated, when it last learnt;
+    learning, whether its body learns from every frame (a new or changing map) or from a
+    sample, and since which frame its defect list has not changed.
 
     \b
     Examples:
@@ -846,8 +1005,9 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
               "last_seen"], rows, "csv")
     else:
         rows = [(r.id, camera_name(r.make, r.model), r.serial, f"{r.width}x{r.height}", r.kind,
-                 r.frames, f"{r.updated_at:%Y-%m-%d %H:%M}" if r.updated_at else "", r.status) for r in reports]
-        emit(["id", "camera", "serial", "size", "layout", "frames", "updated", "status"], rows, "table",
+                 r.frames, f"{r.updated_at:%Y-%m-%d %H:%M}" if r.updated_at else "", r.learning_text, r.status)
+                for r in reports]
+        emit(["id", "camera", "serial", "size", "layout", "frames", "updated", "learning", "status"], rows, "table",
              title="sensors")
         for r in reports:
             if r.defects and r.frames >= r.required:

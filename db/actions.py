@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from sqlalchemy import Engine, case, func, insert, select, text, update
 
 from db.models import Action, Image
-from db.store import utcnow
+from db.records import utcnow
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,15 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.engine import URL, make_url
 
-DEFAULT_DB = "photoqa.db"
-ENV_DB = "PHOTOQA_DB"
-
-
-def hamming(a, b):
-    """Differing bits of two signed or unsigned 64-bit integers; NULL if either is NULL."""
-    if a is None or b is None:
-        return None
-    return ((int(a) ^ int(b)) & 0xFFFFFFFFFFFFFFFF).bit_count()
+# defined in the stdlib-only module `photoqa sql` opens SQLite with (no SQLAlchemy import)
+from db.sqlite_ro import DEFAULT_DB, ENV_DB  # noqa: F401 - re-exported
+from db.sqlite_ro import deny_attach as _deny_attach
+from db.sqlite_ro import hamming, readonly_uri  # noqa: F401 - re-exported: tests and callers use db.engine.hamming
 
 
 def resolve_url(db: str | os.PathLike | None = None) -> str:
@@ -69,14 +63,6 @@ def _on_sqlite_connect(busy_timeout_ms: int, readonly: bool):
     return configure
 
 
-def _deny_attach(action: int, *_args) -> int:
-    # mode=ro and query_only protect the database file, not the file system: ATTACH and
-    # VACUUM INTO (which attaches its target) would still create files beside it.
-    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
-
-
 def open_engine(url: str, *, readonly: bool = False, busy_timeout_ms: int = 30_000) -> Engine:
     """A SQLAlchemy engine for ``url`` (SQLite configured as described above)."""
     if not is_sqlite(url):
@@ -102,7 +88,7 @@ def _readonly_connector(path: Path):
     # A SQLite URI filename, percent-encoded: a '#' or '?' in the path would otherwise end
     # it there and drop mode=ro. Passed to sqlite3 directly, since SQLAlchemy's URL parser
     # would decode the escapes first.
-    uri = "file:" + quote(str(path)) + "?mode=ro"
+    uri = readonly_uri(path)
 
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(uri, uri=True, check_same_thread=False)

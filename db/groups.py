@@ -169,7 +169,7 @@ def members_of(engine: Engine, group_id: int) -> list[int]:
 def record_decision(conn: Connection, kind: str, image_id: int, other_id: int | None, rule: GroupRule) -> None:
     """Store a user's decision and regroup what it touches, in the caller's transaction.
     ``keep`` replaces earlier keep decisions of the same group."""
-    from db.store import utcnow
+    from db.records import utcnow
 
     if kind == "keep":
         mates = old_members(conn, {image_id}) - {image_id}

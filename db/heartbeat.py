@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db.models import Daemon, Failure, Image
-from db.store import FileState, utcnow
+from db.records import FileState, utcnow
 
 T = TypeVar("T")
 
@@ -33,22 +33,52 @@ def is_locked(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text)
 
 
-def retry_locked(fn: Callable[[], T], *, attempts: int = 8, first_wait: float = 0.05) -> T:
-    """Call ``fn`` (one whole transaction) again while SQLite says the database is locked.
+# SQLSTATEs of a server going away or not yet back: admin/crash shutdown, "the database
+# system is starting up", connection exceptions
+_SERVER_GONE = {"57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006"}
 
-    Waits 0.05, 0.1, 0.2 ... s between attempts (8 attempts: ~6 s on top of the busy
-    timeout); any other error, or the last one, propagates.
+
+def _server_gone(exc: DBAPIError) -> bool:
+    """A PostgreSQL connection cut or refused (restart, failover), not a statement's error."""
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None)
+    if state in _SERVER_GONE:
+        return True
+    # psycopg reports a refused connection with no SQLSTATE at all
+    return isinstance(exc, OperationalError) and state is None and type(orig).__module__.startswith("psycopg")
+
+
+RECONNECT_SECONDS = 60.0  # a PostgreSQL restart measured 1-3 s here; a failover can take longer
+
+
+def retry_locked(fn: Callable[[], T], *, attempts: int = 8, first_wait: float = 0.05,
+                 reconnect_seconds: float = RECONNECT_SECONDS) -> T:
+    """Call ``fn`` (one whole transaction) again while SQLite says the database is locked,
+    or while the connection to the server is lost (PostgreSQL restarted).
+
+    Locked: waits 0.05, 0.1, 0.2 ... s between attempts (8 attempts: ~6 s on top of the
+    busy timeout). Lost connection (SQLAlchemy invalidates it; the pool's pre-ping then
+    opens a new one): tried again every second for up to ``reconnect_seconds``; ``fn``
+    is a whole transaction, rolled back by the server, so running it again loses and
+    doubles nothing. Any other error, or the last one, propagates.
     """
     wait = first_wait
-    for attempt in range(attempts):
+    attempt = 0
+    deadline = time.monotonic() + reconnect_seconds
+    while True:
         try:
             return fn()
-        except OperationalError as exc:
-            if not is_locked(exc) or attempt == attempts - 1:
+        except DBAPIError as exc:
+            if _server_gone(exc) and time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            attempt += 1
+            if not is_locked(exc) or attempt >= attempts:
                 raise
             time.sleep(wait)
             wait = min(wait * 2, 2.0)
-    raise AssertionError("unreachable")
 
 
 # --- heartbeats -------------------------------------------------------------------------

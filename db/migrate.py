@@ -16,6 +16,8 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from db.health import fatal_message
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "alembic"
 _REVISION_FILE = re.compile(r"^(\d{4})_.*\.py$")
 
@@ -51,7 +53,9 @@ def current_revision(engine: Engine) -> str | None:
     try:
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    except DBAPIError:  # no such table: a new database
+    except DBAPIError as exc:  # no such table: a new database
+        if fatal_message(exc):  # ...but not a damaged, foreign or unopenable one
+            raise
         return None
     return rows[0] if len(rows) == 1 else None
 
@@ -72,8 +76,8 @@ def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float = 120
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
-    except Exception:
-        if revision != "head" or not _wait_for_head(engine, wait_seconds):
+    except Exception as exc:
+        if fatal_message(exc) or revision != "head" or not _wait_for_head(engine, wait_seconds):
             raise
     return current_revision(engine)
 

@@ -238,6 +238,10 @@ class Sensor(Base):
     accumulator: Mapped[str] = mapped_column(Text)
     stats_version: Mapped[int] = mapped_column(SmallInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # the frame count (and time) of the flush that last changed the defect list: the
+    # learning budget maps a body in full until it has stood still (indexer.sensor.budget)
+    stable_since: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    stable_since_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class SensorFrame(Base):

@@ -12,16 +12,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, delete, insert, select, update
 
 from db import groups as dbgroups
-from db.indexrows import load_index_rows  # noqa: F401 - re-exported: callers read rows here
 from db.models import Camera, Image, ImageGroup, Pair
-from db.store import delete_pairs_of, unpack_hist, unpack_thumb, utcnow
-from indexer.measure import hashes
+from db.records import utcnow
 from indexer.match.groups import GroupRule, KeeperInfo
-from indexer.match.records import MatchRecord
 from indexer.match.shots import body_key
 
 if TYPE_CHECKING:  # the engine pulls in numba and scipy; reports read pairs without it
     from indexer.match.engine import PairEvidence
+    from indexer.match.records import MatchRecord
 
 MATCH_VERSION = 2  # 2: shot identity (same_camera, same_shot), raw_jpeg, exposure edits derived
 _RECORD_COLS = (Image.id, Image.sha256, Image.phash, Image.phash_d4, Image.phash_crops, Image.thumb,
@@ -30,7 +28,22 @@ _RECORD_COLS = (Image.id, Image.sha256, Image.phash, Image.phash_d4, Image.phash
                 Image.format, Camera.make, Camera.model, Camera.serial, Image.orientation)
 
 
+def __getattr__(name: str):
+    # load_index_rows is re-exported (callers read rows here) on first use (PEP 562): it and
+    # the record code below import NumPy and the hash code (~0.15 s CPU), which `photoqa
+    # dupes` reading pairs and groups never needs
+    if name == "load_index_rows":
+        from db.indexrows import load_index_rows
+
+        return load_index_rows
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def to_record(row) -> MatchRecord:
+    from db.store import unpack_hist, unpack_thumb
+    from indexer.match.records import MatchRecord
+    from indexer.measure import hashes
+
     (iid, sha, phash, d4, crops, thumb, tw, th, hist, w, h, entropy, luma_std, dhash, captured, fmt,
      make, model, serial, orientation) = row
     return MatchRecord(id=iid, sha256=sha, phash=int(phash), phash_d4=hashes.unpack(d4),
@@ -102,7 +115,7 @@ def _stored_pair_ids(conn, keys: list[tuple[int, int]]) -> dict[tuple[int, int],
 def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = (),
                group_rule: GroupRule) -> None:
     """Insert or replace the given pairs, mark the images ``matched`` and refresh the groups
-    of the pairs' images (one transaction)."""
+    of the pairs' images that a group verdict or a replaced pair touches (one transaction)."""
     matched = list(matched)
     if not pairs and not matched:
         return
@@ -121,8 +134,12 @@ def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[i
             found = stored.get((r["a_id"], r["b_id"]))
             if found is not None:
                 conn.execute(update(Pair).where(Pair.id == found).values(**r))
-        if pairs:
-            dbgroups.refresh_groups(conn, {p.a for p in pairs} | {p.b for p in pairs}, group_rule)
+        # Only a pair of a group verdict can change a group, or a stored pair whose
+        # verdict is replaced; a related pair (a bracket frame, a burst neighbour) cannot.
+        seeds = {x for pe in pairs if pe.verdict in group_rule.verdicts or (pe.a, pe.b) in stored
+                 for x in (pe.a, pe.b)}
+        if seeds:
+            dbgroups.refresh_groups(conn, seeds, group_rule)
 
 
 def set_delta_ev(engine: Engine, values: dict[tuple[int, int], tuple[float, str | None]]) -> None:
@@ -146,6 +163,8 @@ def unmatched_ids(engine: Engine) -> list[int]:
 def forget_pairs_of(engine: Engine, image_id: int, *, group_rule: GroupRule) -> None:
     """Drop the pairs of an image about to be matched again (they are found again) and
     refresh the groups they joined."""
+    from db.store import delete_pairs_of
+
     with engine.begin() as conn:
         partners = delete_pairs_of(conn, image_id)
         if partners:

@@ -9,21 +9,95 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError, StatementError
 
 from db.models import Pair
-
-# "not authorized" / "authorization denied": ATTACH / VACUUM INTO, denied by db.engine's authorizer on read-only SQLite
-_WRITE_HINT = re.compile(r"readonly|read-only|read only|query_only|not authorized|authorization denied", re.I)
-
-
-class ReadOnlyViolation(Exception):
-    """A statement tried to change a database opened for reading."""
+# the error types and their rule, defined once beside the stdlib road of `photoqa sql` on SQLite
+from db.sqlite_ro import WRITE_HINT as _WRITE_HINT
+from db.sqlite_ro import QueryError, ReadOnlyViolation  # noqa: F401 - re-exported
 
 
-class QueryError(Exception):
-    """A statement failed (syntax, unknown table...)."""
+# PostgreSQL lets a READ ONLY transaction write files on the server (COPY ... TO, lo_export,
+# adminpack's pg_file_write), read them (pg_read_file, lo_import's source) and signal other
+# backends: none of that changes a table, so the transaction mode cannot stop it. These
+# functions are refused by name wherever they appear in the planned statement.
+_PG_SIDE_EFFECTS = re.compile(
+    r"\b(pg_read_file|pg_read_binary_file|pg_stat_file|pg_ls_\w+|pg_file_\w+|pg_logdir_ls|lo_\w+|"
+    r"loread|lowrite|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile\w*|"
+    r"pg_log_backend_memory_contexts|pg_promote|pg_switch_wal|pg_start_backup|pg_stop_backup|"
+    r"pg_backup_\w+|pg_create_\w+|pg_drop_\w+|pg_replication_\w+|pg_logical_\w+|pg_wal_replay_\w+|"
+    r"pg_advisory\w*|pg_try_advisory\w*|pg_notify|set_config|dblink\w*|query_to_xml\w*|"
+    r"cursor_to_xml\w*|pg_import_system_collations|pg_nextoid)\s*\(", re.I)
+# the statements a query may start with on PostgreSQL (after comments and parentheses)
+_PG_QUERY_START = re.compile(r"(select|with|values|table)\b", re.I)
+_SQL_COMMENTS = re.compile(r"\s+|--[^\n]*(\n|$)|/\*.*?\*/", re.S)
+
+
+def _leading_keyword(statement: str) -> str:
+    """The statement without leading blanks, comments and opening parentheses."""
+    rest = statement
+    while True:
+        stripped = _SQL_COMMENTS.match(rest)
+        if stripped and stripped.end() > 0:
+            rest = rest[stripped.end():]
+        elif rest.startswith("("):
+            rest = rest[1:]
+        else:
+            return rest
+
+
+def _run_pg_readonly(engine: Engine, statement: str) -> tuple[list[str], list[tuple]]:
+    """One user query on PostgreSQL with no side effect on the server.
+
+    Three guards, each enough for what it covers: (1) only a query may be given
+    (SELECT, WITH, VALUES, TABLE), so COPY, DO, SET, CALL are refused before the server
+    sees them; (2) the statement is planned first (``EXPLAIN (VERBOSE)``, which runs
+    nothing) and refused when the plan calls a function of ``_PG_SIDE_EFFECTS`` (the plan
+    names functions canonically, so quoting or schema prefixes do not hide one); (3) it
+    runs in a ``READ ONLY`` transaction that is rolled back. Both are sent as prepared
+    statements (extended protocol): the server then refuses a second statement after a
+    ';', which the simple protocol would run (``SELECT 1; COPY ... TO '/file'``).
+    """
+    import psycopg
+
+    first = _leading_keyword(statement)
+    if not _PG_QUERY_START.match(first):
+        word = (first.split(None, 1) or ["(empty)"])[0]
+        raise ReadOnlyViolation(f"refused: photoqa sql runs queries only (SELECT, WITH, VALUES, TABLE), "
+                                f"not {word.upper()}")
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        try:
+            with raw.cursor() as cur:
+                cur.execute("SET TRANSACTION READ ONLY")
+                cur.execute("EXPLAIN (VERBOSE, FORMAT JSON) " + statement, prepare=True)
+                plan = str(cur.fetchall())
+                found = _PG_SIDE_EFFECTS.search(plan)
+                if found:
+                    raise ReadOnlyViolation(f"refused: photoqa sql is read-only and {found.group(1)}() "
+                                            "acts on the server (files, other sessions or settings)")
+                cur.execute(statement, prepare=True)
+                if cur.description is None:
+                    raise ReadOnlyViolation("the statement returns no rows; photoqa sql only reads")
+                columns = [d.name for d in cur.description]
+                rows = [tuple(r) for r in cur.fetchall()]
+            return columns, rows
+        except psycopg.Error as exc:
+            message = str(exc).strip()
+            if "multiple commands" in message:
+                raise ReadOnlyViolation("refused: photoqa sql runs one statement (no ';' between two)") from exc
+            if _WRITE_HINT.search(message):
+                raise ReadOnlyViolation(f"refused: photoqa sql is read-only ({message.splitlines()[0]})") from exc
+            raise QueryError(message) from exc
+        finally:
+            raw.rollback()
 
 
 def run_sql(engine: Engine, statement: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
-    """Run one statement on a read-only engine; returns (column names, rows)."""
+    """Run one statement on a read-only engine; returns (column names, rows).
+
+    A statement without params on PostgreSQL is a user's (``photoqa sql``): it goes
+    through ``_run_pg_readonly``'s guards.
+    """
+    if params is None and engine.dialect.name == "postgresql":
+        return _run_pg_readonly(engine, statement)
     try:
         with engine.connect() as conn:
             if engine.dialect.name == "sqlite":
@@ -128,3 +202,15 @@ def export_rows(engine: Engine, *, where: str | None = None, exclude_flags: Sequ
                     kept.add(r.id)
             rows = [r for r in rows if r.id in kept]
     return rows
+
+
+def failures_of(engine: Engine, paths: list[str]) -> list[tuple[str, str, str]]:
+    """(path, kind, message) of the failure rows of ``paths``, in the order given."""
+    if not paths:
+        return []
+    from db.models import Failure
+
+    with engine.connect() as conn:
+        rows = {r[0]: tuple(r) for r in conn.execute(
+            select(Failure.path, Failure.kind, Failure.message).where(Failure.path.in_(paths)))}
+    return [rows[p] for p in paths if p in rows]

@@ -7,11 +7,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Image, Sensor, SensorDefect, SensorFrame
-from db.store import utcnow
+from db.records import utcnow
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class SensorRow:
     frames: int
     accumulator: str
     updated_at: datetime | None = None
+    stable_since: int = 0  # frame count when the defect list last changed
+    stable_since_at: datetime | None = None
 
 
 def as_datetime(seconds: int | None) -> datetime | None:
@@ -85,9 +87,18 @@ def accumulator_name(engine: Engine, sensor: int) -> str:
 
 def record_flush(engine: Engine, sensor: int, frames: int, ledger: list[tuple[str, int]],
                  defects: list | None) -> None:
-    """After the accumulator file was replaced: its frame count, the ledger, the defects."""
+    """After the accumulator file was replaced: its frame count, the ledger, the defects.
+
+    When the defect list (positions and kinds) differs from the stored one, the sensor's
+    ``stable_since`` becomes this frame count (the learning budget's stability clock)."""
     with engine.begin() as conn:
-        conn.execute(update(Sensor).where(Sensor.id == sensor).values(frames=frames, updated_at=utcnow()))
+        values = dict(frames=frames, updated_at=utcnow())
+        if defects is not None:
+            old = {tuple(r) for r in conn.execute(select(SensorDefect.x, SensorDefect.y, SensorDefect.kind)
+                                                  .where(SensorDefect.sensor_id == sensor))}
+            if old != {(int(d.x), int(d.y), d.kind) for d in defects}:
+                values.update(stable_since=frames, stable_since_at=values["updated_at"])
+        conn.execute(update(Sensor).where(Sensor.id == sensor).values(**values))
         for sha, image_id in ledger:
             if conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256 == sha)).first() is None:
                 conn.execute(insert(SensorFrame).values(sha256=sha, sensor_id=sensor, image_id=image_id,
@@ -104,7 +115,8 @@ def record_flush(engine: Engine, sensor: int, frames: int, ledger: list[tuple[st
 
 def list_sensors(engine: Engine, only: int | None = None) -> list[SensorRow]:
     cols = (Sensor.id, Sensor.camera_id, Camera.make, Camera.model, Camera.serial, Sensor.width,
-            Sensor.height, Sensor.kind, Sensor.pattern, Sensor.frames, Sensor.accumulator, Sensor.updated_at)
+            Sensor.height, Sensor.kind, Sensor.pattern, Sensor.frames, Sensor.accumulator, Sensor.updated_at,
+            Sensor.stable_since, Sensor.stable_since_at)
     query = select(*cols).join(Camera, Camera.id == Sensor.camera_id).order_by(Sensor.id)
     if only is not None:
         query = query.where(Sensor.id == only)
@@ -123,13 +135,16 @@ def defects_of(engine: Engine, sensor: int) -> list[tuple]:
         return [(*r[:6], as_seconds(r[6]), as_seconds(r[7])) for r in rows]
 
 
-def frames_per_body(engine: Engine) -> dict[tuple[str, str, str], int]:
-    """Frames learnt so far per camera body (make, model, serial), all its sensors together."""
-    query = (select(Camera.make, Camera.model, Camera.serial, func.sum(Sensor.frames))
-             .join(Sensor, Sensor.camera_id == Camera.id)
-             .group_by(Camera.make, Camera.model, Camera.serial))
+def frames_per_body(engine: Engine) -> dict[tuple[str, str, str], list[tuple[int, int]]]:
+    """Per camera body (make, model, serial), each of its sensors' ``(frames,
+    stable_since)``: what the learning budget needs (``indexer.sensor.budget.settled``)."""
+    query = (select(Camera.make, Camera.model, Camera.serial, Sensor.frames, Sensor.stable_since)
+             .join(Sensor, Sensor.camera_id == Camera.id).where(Sensor.kind != "stack"))
+    out: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     with engine.connect() as conn:
-        return {(make, model, serial): int(n or 0) for make, model, serial, n in conn.execute(query)}
+        for make, model, serial, frames, since in conn.execute(query):
+            out.setdefault((make, model, serial), []).append((int(frames or 0), int(since or 0)))
+    return out
 
 
 def find_sensor(engine: Engine, make: str, model: str, serial: str, width: int, height: int,

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
@@ -16,25 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from db.groups import old_members, refresh_groups
 from db.models import Camera, Failure, Image, Pair
+from db.records import FileState, utcnow  # noqa: F401 - NumPy-free home of both; re-exported for the writers
 from indexer.match.groups import GroupRule
 from indexer.measure import hashes, orient
 from indexer.outcomes import Failed, Indexed, Task, Unchanged
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-@dataclass(frozen=True)
-class FileState:
-    """What the database knows of one path."""
-
-    id: int
-    size: int
-    mtime_ns: int
-    sha256: str
-    features_version: int
-    missing: bool
 
 
 def pack_hist(hist: np.ndarray) -> bytes:
@@ -220,12 +203,19 @@ class Store:
 
     def save_unchanged(self, result: Unchanged) -> None:
         """``result.task.path`` holds the bytes of its row still: record its new size/time
-        (nothing matching or reports read changes, so no new revision)."""
+        (nothing matching reads changes, so no new revision). The keeper rule reads the
+        modification time (earliest wins a tie), so its group is refreshed: three byte
+        copies, one rewritten with the same bytes, kept a stale keeper (found by the
+        Hypothesis state machine of tests/test_groups_current.py)."""
         task = result.task
         with self.engine.begin() as conn:
+            ids = list(conn.execute(select(Image.id).where((Image.path == task.path)
+                                                           & (Image.sha256 == result.sha256))).scalars())
             conn.execute(update(Image).where((Image.path == task.path) & (Image.sha256 == result.sha256))
                          .values(size=task.size, mtime_ns=task.mtime_ns))
             conn.execute(delete(Failure).where(Failure.path == task.path))
+            if ids:
+                refresh_groups(conn, ids, self.group_rule)
 
     def mark_missing(self, image_ids: list[int]) -> None:
         if not image_ids:

@@ -18,11 +18,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.decode.image import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE
-from indexer.exposure.flags import FlagThresholds
+# Defaults come from small modules without NumPy or Pillow (issue 13 item 4): reading
+# settings is on the path of `photoqa status`, `sql` and `dupes`.
+from indexer.decode.limits import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE
+from indexer.exposure.thresholds import FlagThresholds
 from indexer.match.params import MatchParams
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS, MatchThresholds
-from indexer.measure.features import THUMB_SIZE
+from indexer.measure.sizes import THUMB_SIZE
 
 
 class ConfigError(ValueError):
@@ -40,6 +42,11 @@ class IndexSettings:
         else the RAW is developed at half size.
     max_pixels: images larger than this many pixels are refused (decompression bombs).
     workers: worker processes; 0 means one per CPU core.
+    cluster: where decoding and measuring run: '' in worker processes of this machine;
+        'local:N' in a Dask LocalCluster of N processes here; 'tcp://HOST:8786' on the
+        workers of that Dask scheduler, which read the files from the same paths
+        (docs/CLUSTER.md; needs ``pip install 'photoqa[cluster]'``).
+    cluster_wait: seconds to wait for the scheduler to answer and for its first worker.
     """
 
     work_size: int = WORK_SIZE
@@ -47,6 +54,8 @@ class IndexSettings:
     raw_preview_min: int = RAW_PREVIEW_MIN
     max_pixels: int = MAX_PIXELS
     workers: int = 0
+    cluster: str = ""
+    cluster_wait: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -67,21 +76,36 @@ class SensorSettings:
         and compacts shoot no RAW). Such a frame needs a full-size decode instead of a
         draft one, so a body learns from a sample of them (below); the per-site work is
         done in the decode workers, the writer only adds each frame's delta.
-    learn_every_frame: learn from every rendered frame, not a sample (slow: ~6x the
-        indexing time of 12 MP camera JPEGs; for a small set of test frames, or dark frames
-        shot to map a sensor).
-    sample_megapixels: the learning budget per body (indexer.sensor.budget): a rendered
-        frame of P megapixels is learnt with probability min(1, sample_megapixels / P),
-        decided by its content hash, so each indexed frame pays on average for this many
-        megapixels of learning. 0.25: frames up to 500x500 always, a 12 MP frame 1 in 48;
-        measured cost on 12 MP JPEGs in bench/sensor_cost.py.
-    learn_first: a body is learnt from every rendered frame until it rests on this many
-        frames (counted at the start of each `index` run, or of `watch`), then from the
-        sample; 0 by default, as every frame of a new 12 MP body would cost ~6x its
-        indexing time (set e.g. 64 to map a new camera in its first run).
-    reveal_iso / reveal_seconds / reveal_factor: frames shot at ISO >= reveal_iso or
-        exposed for >= reveal_seconds show defects most (hot pixels grow with gain and
-        exposure time) and are reveal_factor times as likely to be learnt.
+    learn_every_frame: learn from every frame, not a sample (slow: 1.5-2.3x the wall time
+        of indexing 12 MP camera JPEGs with learning off, bench/sensor_cost.py on 2 busy
+        cores; for a small set of test frames, or dark frames shot to map a sensor).
+    sample_megapixels: the learning budget per body (indexer.sensor.budget): once its map
+        is stable, a rendered frame of P megapixels is learnt with probability
+        min(1, sample_megapixels / P), decided by its content hash, so each indexed frame
+        pays on average for this many megapixels of learning. 0.25: frames up to 500x500
+        always, a 12 MP frame 1 in 48; measured cost on 12 MP JPEGs in bench/sensor_cost.py.
+    raw_sample_megapixels: the same for RAW files. A RAW's CFA plane comes with its
+        decode, so learning it costs only the residual: +30-56% of indexing a 4-9 MP RAW
+        (measured on the CRW/DNG files of ../shared/data/raw: 67-80 ms -> 90-113 ms of
+        CPU; 189 -> 294 ms on a 9 MP DNG), about 1/15 of what a 12 MP JPEG's full decode
+        and residual add; 1.0: a 4 MP RAW 1 in 4 (about +10%), a 24 MP one 1 in 24.
+    learn_first / stable_frames: a body learns from every frame until its map
+        is stable: it rests on at least ``learn_first`` frames and its defect list has not
+        changed for ``stable_frames`` frames (noted by the writer at each flush, so to
+        within ``flush_frames``); then from the sample. `index` and `watch` re-read the
+        state every 30 s (``pipeline.sensorplan.LivePlan``): a new body's first frames, up
+        to ~128 plus what 30 s decodes, are all learnt (60 new 12 MP JPEGs: 1.5-2.3x the
+        time of indexing them with learning off), then its sample. Which frames of a run
+        are learnt therefore depends on its pace. 0 and 0: sample from the first frame.
+    learn_all_limit: a changed defect list brings back learning every frame only while
+        the body rests on fewer frames than this: a site standing out in about ``rate``
+        of the frames can enter and leave the list at every flush and would otherwise keep
+        its body learning every frame for good. 1024 frames: ~43,000 12 MP photos.
+    reveal_iso / reveal_seconds / dark_luminance / reveal_factor: frames shot at ISO >=
+        reveal_iso, exposed for >= reveal_seconds, or dark (mean luma of the working image,
+        sRGB-encoded in [0, 1], at most dark_luminance; 0.12 is a night or indoor scene
+        without flash) show defects most (hot pixels grow with gain and exposure time and
+        stand out against a dark scene) and are reveal_factor times as likely to be learnt.
     folder: where per-sensor accumulator files live; '' means ``<database>.sensors/``
         beside a SQLite database, or ``~/.cache/photoqa/sensors/`` for other URLs.
     rate: a site is hot (dead) when it stood out bright (dark) in at least this fraction
@@ -95,9 +119,13 @@ class SensorSettings:
     rendered_frames: bool = True
     learn_every_frame: bool = False
     sample_megapixels: float = 0.25
-    learn_first: int = 0
+    raw_sample_megapixels: float = 1.0
+    learn_first: int = 64
+    stable_frames: int = 64
+    learn_all_limit: int = 1024
     reveal_iso: int = 1600
     reveal_seconds: float = 1.0
+    dark_luminance: float = 0.12
     reveal_factor: float = 8.0
     folder: str = ""
     rate: float = 0.9

@@ -5,7 +5,7 @@ from __future__ import annotations
 class DecodeError(Exception):
     """A file could not be decoded. ``kind`` is one of :data:`KINDS`."""
 
-    KINDS = ("empty", "unreadable", "corrupt", "truncated", "unsupported", "bomb", "raw", "database", "internal")
+    KINDS = ("empty", "unreadable", "corrupt", "truncated", "unsupported", "bomb", "raw", "database", "internal", "crash")
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)

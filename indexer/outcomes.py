@@ -9,10 +9,12 @@ picklable, with no behaviour, so the writer (``db.store``) and the workers
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from indexer.decode import Decoded
-from indexer.measure.features import Features
-from indexer.sensor.delta import FrameDelta
+if TYPE_CHECKING:  # annotations only: a Task must not import NumPy and Pillow (reports import it)
+    from indexer.decode import Decoded
+    from indexer.measure.features import Features
+    from indexer.sensor.delta import FrameDelta
 
 
 @dataclass

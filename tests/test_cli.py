@@ -271,20 +271,47 @@ def test_index_names_failed_files(tmp_path):
     assert "failed: 7" in result.stdout
 
 
-@pytest.mark.parametrize("command", [["sql", "select count(*) from images"], ["status"]])
-def test_read_commands_start_without_heavy_modules(tmp_path, command):
-    """``sql`` and ``status`` on an existing database import neither scipy, numba, rawpy
-    nor alembic, nor the web stack of ``serve``: those cost seconds at start-up and these
-    commands need none of them."""
+# Modules the read commands must not import, with their start-up cost measured on the
+# development machine (python -X importtime, CPU): scipy ~0.6 s, numba ~0.7 s, rawpy,
+# dask and the web stack of `serve`; alembic (only a migration needs it); NumPy ~0.12 s
+# and Pillow ~0.04 s (reading settings, heartbeats, pairs and groups needs neither).
+HEAVY_FOR_READS = ("scipy", "numba", "rawpy", "dask", "distributed", "alembic", "starlette", "uvicorn", "jinja2", "numpy",
+                   "PIL")
+
+
+@pytest.fixture(scope="module")
+def grouped_db(tmp_path_factory) -> Path:
+    """A database indexed by `photoqa index` (every stage): a photo, its byte copy (one
+    group) and another photo."""
+    root = tmp_path_factory.mktemp("grouped")
+    photos = root / "photos"
+    F.write_jpeg(photos / "p0.jpg", F.scene(0))
+    F.write(photos / "p0_copy.jpg", (photos / "p0.jpg").read_bytes())
+    F.write_jpeg(photos / "p1.jpg", F.scene(1))
+    db = root / "photoqa.db"
+    result = CliRunner().invoke(main, ["--db", str(db), "index", str(photos), "-j", "1"])
+    assert result.exit_code == 0, result.output
+    return db
+
+
+@pytest.mark.parametrize("command, shows", [
+    (["sql", "select path from images order by path"], "p1.jpg"), (["status"], "indexed"),
+    (["dupes"], "p0_copy.jpg"), (["dupes", "--format", "json"], "p0_copy.jpg"),
+    (["dupes", "--format", "csv"], "p0_copy.jpg"), (["dupes", "--related"], "")])
+def test_read_commands_start_without_heavy_modules(grouped_db, command, shows):
+    """``sql``, ``status`` and ``dupes`` on an indexed database (with a group to list)
+    import none of :data:`HEAVY_FOR_READS`: those cost seconds at start-up and these
+    commands need none of them (issue 13 item 4: they answer in <= 0.5 s)."""
     import subprocess
     import sys
 
-    db = tmp_path / "photoqa.db"
-    open_session(str(db)).engine.dispose()  # created at head
+    db = grouped_db
+    # sql on a SQLite file runs through the stdlib sqlite3 (db.sqlite_ro): not even SQLAlchemy
+    heavy = HEAVY_FOR_READS + (("sqlalchemy",) if command[0] == "sql" else ())
     code = ("import sys\nfrom cli import main\n"
             f"try:\n    main({['--db', str(db), *command]!r})\nexcept SystemExit:\n    pass\n"
-            "print([m for m in ('scipy', 'numba', 'rawpy', 'alembic', 'starlette', 'uvicorn', 'jinja2') "
-            "if m in sys.modules])")
+            f"print([m for m in {heavy!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent)
+    assert shows in out.stdout, out.stdout + out.stderr  # the command did its work
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr

@@ -211,6 +211,20 @@ def test_deleting_the_keeper_of_a_copy_pair_empties_its_group(session, folder):
     check_current(session)
 
 
+def test_a_copy_rewritten_with_the_same_bytes_refreshes_its_group(session, folder):
+    """Found by the state machine: three byte copies, the first rewritten with its own
+    bytes (a newer mtime, which the keeper rule reads): the stored keeper follows."""
+    for name in ("f0.png", "f1.png", "f2.png"):
+        picture(0).save(folder / name)
+    index(session, folder)
+    check_current(session)
+    first = folder / "f0.png"
+    first.write_bytes(first.read_bytes())
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))
+    index(session, folder)
+    check_current(session)
+
+
 def test_a_group_id_is_its_keepers_id_in_the_report_too(session, folder):
     from indexer.commands.dupes import dupes_report
 

@@ -118,6 +118,9 @@ def test_photoqa_db_upgrade_command(tmp_path):
     from cli import main
 
     db = tmp_path / "cmd.db"
+    old = open_engine("sqlite:///" + str(db))
+    migrate.upgrade(old, "0001")  # an old database (a missing one is refused, not created)
+    old.dispose()
     result = CliRunner().invoke(main, ["--db", str(db), "db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert migrate.head_revision() in result.output

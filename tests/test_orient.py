@@ -72,3 +72,23 @@ def test_from_exif_defaults_to_identity():
 def test_unknown_name_raises():
     with pytest.raises(ValueError):
         orient.apply(PROBE, "spin")
+
+
+NUMPY_D4 = {"identity": lambda a: a, "rot90": lambda a: np.rot90(a, 1), "rot180": lambda a: np.rot90(a, 2),
+            "rot270": lambda a: np.rot90(a, 3), "flip_h": np.fliplr, "flip_v": np.flipud,
+            "transpose": lambda a: np.swapaxes(a, 0, 1), "transverse": lambda a: np.rot90(np.swapaxes(a, 0, 1), 2)}
+
+
+@pytest.mark.parametrize("t", orient.D4)
+def test_apply_equals_numpy_on_colour_images(t):
+    """The slicing steps (no NumPy import in orient) give the values of numpy.rot90 /
+    flip / swapaxes on an (H, W, C) array, as views with the same strides."""
+    a = np.arange(4 * 5 * 3).reshape(4, 5, 3)
+    ours, theirs = orient.apply(a, t), NUMPY_D4[t](a)
+    assert np.array_equal(ours, theirs) and ours.strides == theirs.strides
+    assert np.shares_memory(ours, a)
+
+
+def test_compose_rejects_unknown_names():
+    with pytest.raises(ValueError):
+        orient.compose("spin", "rot90")

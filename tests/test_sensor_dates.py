@@ -101,7 +101,9 @@ def test_budgeted_camera_finds_a_late_defect(plain_defaults, folder, late, tmp_p
     still found, first seen at the first learnt frame from its onset on."""
     frame_mp = HEIGHT * WIDTH / 1e6
     config = tmp_path / "budget.toml"
-    config.write_text(f"[sensor]\nsample_megapixels = {frame_mp / 2}\n")
+    # sampled from the first frame; raw grey frames read dark, so no dark-frame reveal here
+    config.write_text(f"[sensor]\nsample_megapixels = {frame_mp / 2}\nlearn_first = 0\nstable_frames = 0\n"
+                      "dark_luminance = 0\n")
     db = tmp_path / "b.db"
     assert run(db, "index", folder, "--workers", "1", config=config).exit_code == 0
     (sensor,) = hotpixels_json(db, config=config)
@@ -118,7 +120,7 @@ def test_learn_first_maps_a_new_body_in_full_then_samples(plain_defaults, folder
     every frame; once it rests on 25 frames, later runs learn only the drawn ones."""
     share = 1e-4 / (HEIGHT * WIDTH / 1e6)
     config = tmp_path / "first.toml"
-    config.write_text("[sensor]\nsample_megapixels = 0.0001\nlearn_first = 25\n")
+    config.write_text("[sensor]\nsample_megapixels = 0.0001\nlearn_first = 25\nstable_frames = 0\ndark_luminance = 0\n")
     first_run, later = tmp_path / "first", tmp_path / "later"
     first_run.mkdir()
     later.mkdir()
@@ -127,6 +129,31 @@ def test_learn_first_maps_a_new_body_in_full_then_samples(plain_defaults, folder
     db = tmp_path / "f.db"
     assert run(db, "index", first_run, "--workers", "1", config=config).exit_code == 0
     assert hotpixels_json(db, config=config)[0]["frames"] == 30
+    assert run(db, "index", later, "--workers", "1", config=config).exit_code == 0
+    drawn = sum(budget.drawn(sha256(folder / f"f{i:03d}.png"), share) for i in range(30, FRAMES))
+    assert hotpixels_json(db, config=config)[0]["frames"] == 30 + drawn
+
+
+def test_a_body_learns_every_frame_until_its_map_stands_still(plain_defaults, folder, camera, tmp_path):
+    """flush_frames = 10, stable_frames = 20, learn_first = 0, a sample of ~1 in 180: the
+    first run (frames 0-29, a new body) learns every frame; its 30 planted defects are
+    all listed from the first flush (10 frames) on, so the map is stable since frame 10
+    and, 20 frames later, sampled: the second run learns only the drawn frames."""
+    share = 1e-4 / (HEIGHT * WIDTH / 1e6)
+    config = tmp_path / "stable.toml"
+    config.write_text("[sensor]\nsample_megapixels = 0.0001\nlearn_first = 0\nstable_frames = 20\n"
+                      "flush_frames = 10\ndark_luminance = 0\n")
+    first_run, later = tmp_path / "first", tmp_path / "later"
+    first_run.mkdir()
+    later.mkdir()
+    for i in range(FRAMES):
+        (first_run if i < 30 else later).joinpath(f"f{i:03d}.png").symlink_to(folder / f"f{i:03d}.png")
+    db = tmp_path / "s.db"
+    assert run(db, "index", first_run, "--workers", "1", config=config).exit_code == 0
+    (sensor,) = hotpixels_json(db, config=config)
+    assert defect_set(sensor) == camera.truth(("hot", "dead"))
+    assert (sensor["frames"], sensor["stable_since_frame"], sensor["learning"]) == (30, 10, "sample")
+    assert "sample; stable since frame 10" in run(db, "hotpixels", config=config).stdout
     assert run(db, "index", later, "--workers", "1", config=config).exit_code == 0
     drawn = sum(budget.drawn(sha256(folder / f"f{i:03d}.png"), share) for i in range(30, FRAMES))
     assert hotpixels_json(db, config=config)[0]["frames"] == 30 + drawn

@@ -287,7 +287,7 @@ def test_interrupted_save_keeps_the_previous_file(camera, frames, tmp_path, monk
     monkeypatch.setattr("indexer.sensor.accumulator.np.savez", half_written)
     result = run(db, "index", tmp_path / "b", "--workers", "1")
     monkeypatch.undo()
-    assert result.exit_code == 1 and "Aborted" in result.output  # click's answer to Ctrl-C
+    assert result.exit_code == 130 and "interrupted" in result.output  # cli.EXIT_INTERRUPTED, one line
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
     assert SensorAccumulator.load(path).frames == 6

@@ -195,8 +195,9 @@ def test_cli_help_has_examples_and_status_of_empty_database(tmp_path):
                              capture_output=True, text=True, check=True).stdout
         assert "Example" in out
     db = tmp_path / "p.db"
-    subprocess.run([sys.executable, "-m", "cli", "--db", str(db), "db", "upgrade"], cwd=REPO, env=env,
-                   check=True, capture_output=True)
+    from indexer.session import open_session
+
+    open_session(str(db)).engine.dispose()  # an empty database (`db upgrade` refuses a missing one)
     out = subprocess.run([sys.executable, "-m", "cli", "--db", str(db), "status"], cwd=REPO, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert "daemon running" in out and "no" in out.split("daemon running")[1].splitlines()[0]

@@ -22,7 +22,6 @@ from indexer.fileops import files
 from indexer.match.relation import composed_geometry, path_to, relation_to_keeper, words_from
 from indexer.match.shots import gap_words
 from indexer.match.verdict import RELATED_VERDICTS
-from indexer.pipeline.scan import within
 from indexer.session import Session
 
 __all__ = ["SORTS", "dupes_report", "related_report", "rematch", "render_groups", "render_related"]
@@ -86,7 +85,13 @@ def _pair_json(p, paths: dict[int, str]) -> dict:
 
 
 def _under(path: str, root: str | None) -> bool:
-    return root is None or within(path, [root])
+    if root is None:
+        return True
+    # imported here: indexer.pipeline.scan pulls in the array-stack reader and NumPy (~0.12 s
+    # CPU), which listing groups does not need; --under is the only user
+    from indexer.pipeline.scan import within
+
+    return within(path, [root])
 
 
 def _common_root(paths: Iterable[str]) -> str:

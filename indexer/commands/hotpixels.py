@@ -8,6 +8,8 @@ from pathlib import Path
 from PIL import Image
 
 from db import sensors as dbsensors
+from indexer.config import SensorSettings
+from indexer.sensor import budget
 from indexer.sensor import Defect, dcraw_badpixels, defect_map, export_badpixels, rawtherapee_filename
 from indexer.sensor.accumulator import AccumulatorFileError, check_file
 from indexer.sensor.export import write_text
@@ -31,6 +33,17 @@ class SensorReport:
     defects: list[Defect] = field(default_factory=list)
     error: str = ""  # the statistics file is missing or unreadable
     updated_at: datetime | None = None  # when its statistics last took new frames
+    learning: str = ""  # 'every frame' or 'sample' (indexer.sensor.budget; '' for stacks)
+    stable_since: int = 0  # its frame count when its defect list last changed
+    stable_since_at: datetime | None = None
+
+    @property
+    def learning_text(self) -> str:
+        """e.g. 'sample; stable since frame 96 (2026-12-07 11:40)'."""
+        if not self.learning:
+            return ""
+        when = f" ({self.stable_since_at:%Y-%m-%d %H:%M})" if self.stable_since_at else ""
+        return f"{self.learning}; stable since frame {self.stable_since}{when}"
 
     @property
     def status(self) -> str:
@@ -45,6 +58,8 @@ class SensorReport:
                 "width": self.width, "height": self.height, "layout": self.kind,
                 "pattern": self.pattern, "frames": self.frames, "status": self.status,
                 "updated": self.updated_at.isoformat(timespec="seconds") if self.updated_at else None,
+                "learning": self.learning or None, "stable_since_frame": self.stable_since,
+                "stable_since": self.stable_since_at.isoformat(timespec="seconds") if self.stable_since_at else None,
                 "error": self.error or None,
                 "defects": [{"x": d.x, "y": d.y, "kind": d.kind, "rate": round(d.rate, 4),
                              "mean_residual": round(d.mean_residual, 2), "frames": d.frames,
@@ -80,19 +95,43 @@ def file_problem(folder: Path, row: dbsensors.SensorRow) -> str:
     return ""
 
 
+def learning_mode(rows: list[dbsensors.SensorRow], settings: SensorSettings) -> dict[int, str]:
+    """Per sensor id, how its body learns now: 'every frame' until the body's map is
+    stable, then 'sample' (``indexer.sensor.budget``)."""
+    bodies: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+    for row in rows:
+        if row.kind != "stack":
+            bodies.setdefault((row.make, row.model, row.serial), []).append((row.frames, row.stable_since))
+    out = {}
+    for row in rows:
+        if row.kind == "stack":
+            continue
+        state = budget.settled(bodies[(row.make, row.model, row.serial)])
+        every = settings.learn_every_frame or budget.learning_all(
+            state, learn_first=settings.learn_first, stable_frames=settings.stable_frames,
+            limit=settings.learn_all_limit)
+        out[row.id] = "every frame" if every else "sample"
+    return out
+
+
 def sensor_reports(session: Session, sensor: int | None = None) -> list[SensorReport]:
     """Every sensor (or one) with its defects as last classified."""
     required = session.settings.sensor.min_frames
     folder = sensor_folder(session.url, session.settings.sensor.folder)
+    rows = dbsensors.list_sensors(session.engine)
+    modes = learning_mode(rows, session.settings.sensor)
     out = []
-    for row in dbsensors.list_sensors(session.engine, sensor):
+    for row in rows:
+        if sensor is not None and row.id != sensor:
+            continue
         # below min_frames a report says "not enough frames" and lists nothing, even if an
         # earlier flush (under a lower min_frames) classified some: no guessing
         defects = [Defect(*fields) for fields in dbsensors.defects_of(session.engine, row.id)
                    ] if row.frames >= required else []
         out.append(SensorReport(row.id, row.make, row.model, row.serial, row.width, row.height,
                                 row.kind, row.pattern, row.frames, required, defects,
-                                file_problem(folder, row), row.updated_at))
+                                file_problem(folder, row), row.updated_at, modes.get(row.id, ""),
+                                row.stable_since, row.stable_since_at))
     return out
 
 

@@ -2,6 +2,7 @@
 on a terminal, and a line per file when asked."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -64,24 +65,43 @@ def stack_indexer(session: Session, paths: list[Path], sensor: str | None):
     return run
 
 
+@contextmanager
+def open_cluster(spec: str, settings):
+    """The run's Dask cluster (:func:`indexer.pipeline.cluster.open_cluster`), or None
+    without ``spec``; Dask is imported only when one is asked for."""
+    if not spec:
+        yield None
+        return
+    from indexer.pipeline.cluster import open_cluster as connect
+
+    with connect(spec, settings) as cluster:
+        yield cluster
+
+
 def run_index(session: Session, paths: list[Path], *, workers: int | None = None,
-              verbose: bool = False, show_progress: bool | None = None, sensor: str | None = None) -> Summary:
+              verbose: bool = False, show_progress: bool | None = None, sensor: str | None = None,
+              cluster: str | None = None) -> Summary:
     """Index ``paths`` into the session's database, with a progress bar on a terminal;
-    array stacks (.npy/.npz) frame by frame, ``sensor`` naming their detector."""
+    array stacks (.npy/.npz) frame by frame, ``sensor`` naming their detector; decoding
+    on the Dask cluster ``cluster`` (default ``[index] cluster``; '' for none)."""
     settings = session.settings.index
-    stages = build_stages(session)
     started = time.perf_counter()
-    try:
-        with progress_bar("indexing", show_progress) as progress:
-            summary = index_paths(paths, session.store, settings,
-                                  workers=workers if workers is not None else settings.workers,
-                                  progress=progress, stages=stages,
-                                  log=file_logger() if verbose else None,
-                                  sensor_data=sensor_data(session),
-                                  stacks=stack_indexer(session, paths, sensor))
-    finally:
-        for error in close_stages(stages):
-            sys.stderr.write(f"photoqa: {error}\n")
+    with open_cluster(settings.cluster if cluster is None else cluster, settings) as opened:
+        if opened is not None:  # verification jobs go to the cluster too
+            session = dataclasses.replace(session, verify_executor=opened.executor)
+        stages = build_stages(session)
+        try:
+            with progress_bar("indexing", show_progress) as progress:
+                summary = index_paths(paths, session.store, settings,
+                                      workers=workers if workers is not None else settings.workers,
+                                      progress=progress, stages=stages,
+                                      log=file_logger() if verbose else None,
+                                      sensor_data=sensor_data(session),
+                                      stacks=stack_indexer(session, paths, sensor),
+                                      cluster=opened or "")
+        finally:
+            for error in close_stages(stages):
+                sys.stderr.write(f"photoqa: {error}\n")
     # the stages' last work (pairs still being verified, groups, sensor statistics) is
     # part of the run the user waits for
     return summary.timed(time.perf_counter() - started)

@@ -148,7 +148,7 @@ def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> Re
     if depth > 8 and img.mode == "RGB":
         return RepairResult(path, None, None, skipped="16-bit colour image: Pillow reads it as 8 bits, "
                             "a repaired copy would lose precision")
-    meta = exif.from_pillow(img.getexif())
+    meta = decode.exif_of(img)  # broken EXIF: repaired all the same, without it
     if img.mode not in _REPAIRABLE_MODES:
         return RepairResult(path, None, None, skipped=f"image mode {img.mode} is not supported by repair "
                             "(grey, RGB and 16-bit grey are)")

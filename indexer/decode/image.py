@@ -25,6 +25,8 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from indexer.decode import exif, sniff
+# Defaults of the decode functions and of [index] in indexer.config, defined once in limits
+from indexer.decode.limits import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE  # noqa: F401
 
 from indexer.measure import orient
 from indexer.decode.raw import CfaPlane, decode_raw, develop_linear, raw_metadata, raw_pixel_bytes
@@ -42,10 +44,6 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     HEIF_AVAILABLE = False
 
 
-# Defaults of the decode functions, and of [index] in indexer.config (defined here, once)
-WORK_SIZE = 256  # long side (px) of the working image features are measured on
-RAW_PREVIEW_MIN = 512  # an embedded RAW preview at least this long is used instead of developing
-MAX_PIXELS = 250_000_000  # larger images are refused (decompression bombs)
 
 
 class SensorData(enum.Enum):
@@ -56,8 +54,17 @@ class SensorData(enum.Enum):
     ALL = "all"  # RAW CFA planes, and full-size frames of rendered files (JPEG, PNG...) with a camera
 
 
-# (metadata, stored width, stored height, SHA-256 hex) -> keep the full-size frame?
-FrameFilter = Callable[[exif.Metadata, int, int, str], bool]
+# (metadata, stored width, stored height, SHA-256 hex, mean luma of the working image in
+# [0, 1], whether it is a RAW file) -> keep the full-size frame (or CFA plane)?
+FrameFilter = Callable[[exif.Metadata, int, int, str, float, bool], bool]
+
+
+def mean_luma(rgb: np.ndarray) -> float:
+    """Mean Rec. 709 luma of a float (h, w, 3) image in [0, 1], on its encoded (sRGB)
+    values: the brightness the budget's ``dark_luminance`` is compared with."""
+    if rgb.size == 0:
+        return 0.0
+    return float(rgb.reshape(-1, 3).mean(axis=0) @ np.array([0.2126, 0.7152, 0.0722]))
 
 __all__ = ["DecodeError", "Decoded", "FrameFilter", "SensorData", "decode_file", "decode_bytes", "pixel_digest", "load_full"]
 
@@ -113,17 +120,18 @@ def decode_bytes(data: bytes, path: Path, *, work_size: int = WORK_SIZE, raw_pre
                  frame_wanted: FrameFilter | None = None) -> Decoded:
     """Decode ``data`` (the bytes of ``path``) to a :class:`Decoded` at the working size.
 
-    ``frame_wanted(meta, width, height, sha256)``, when given, decides for each rendered
-    file of a camera whether ``SensorData.ALL`` keeps its full-size frame (it is asked
-    after the header is read, before the pixels are decoded: a frame not wanted gets the
-    cheap draft decode).
+    ``frame_wanted(meta, width, height, sha256, luminance, raw)``, when given, decides for
+    each file of a camera whether its full-size frame (``SensorData.ALL``) or RAW CFA plane
+    is kept (it is asked after the working image is decoded, with its mean luma, before
+    any full-size decode: a JPEG not wanted gets only the cheap draft decode; a RAW's CFA
+    plane comes with its decode at no measurable cost, 65-80 ms either way on 4 MP CRWs).
     """
     kind = sniff.sniff(data[:32])
     digest = hashlib.sha256(data).hexdigest()
     if sniff.is_raw(data, path.suffix):
         try:
             return _from_raw(data, path, digest, work_size, raw_preview_min,
-                             want_cfa=sensor_data is not SensorData.NONE)
+                             want_cfa=sensor_data is not SensorData.NONE, frame_wanted=frame_wanted)
         except DecodeError as raw_error:
             if kind != "tiff" or sniff.tiff_looks_like_camera_raw(data):
                 raise  # a RAW LibRaw cannot decode is a failure, not its thumbnail
@@ -184,10 +192,7 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     img = open_pillow(data, max_pixels)
     fmt = (img.format or "UNKNOWN").upper()
     depth = bit_depth(img)  # before getexif(): on a PNG it loads the pixels, emptying img.tile
-    try:
-        meta = exif.from_pillow(img.getexif())
-    except Exception:  # broken EXIF must not lose the pixels; noqa: BLE001
-        meta = exif.EMPTY
+    meta = exif_of(img)
     orientation, upright = _orientation(img, fmt, meta)
     width, height = img.width, img.height
     if upright and orient.swaps_axes(orient.from_exif(orientation)):
@@ -196,20 +201,21 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     # camera can be attributed to one. A JPEG's features still come from its draft decode,
     # whether or not its frame is kept: the stored hashes must not depend on which frames
     # the sensor budget drew (a full decode resized gives slightly different hashes), so a
-    # kept JPEG frame costs a second, full-size decode.
-    keep_frame = sensor_data is SensorData.ALL and meta.camera is not None and (
-        frame_wanted is None or frame_wanted(meta, width, height, digest))
-    frame = None
+    # kept JPEG frame costs a second, full-size decode, decided after the draft one: the
+    # budget draws dark frames more often, and the draft's mean luma tells them for free.
+    wants_frame = sensor_data is SensorData.ALL and meta.camera is not None
     if fmt == "JPEG":
-        if keep_frame:
+        img.draft("L" if img.mode == "L" else "RGB", draft_request(img.size, work_size))
+    load_pixels(img)
+    rgb = to_float_rgb(_first_frame(img), work_size)
+    frame = None
+    if wants_frame and (frame_wanted is None or frame_wanted(meta, width, height, digest, mean_luma(rgb), False)):
+        if fmt == "JPEG":
             full = open_pillow(data, max_pixels)
             load_pixels(full)
             frame = sensor_frame(_first_frame(full))
-        img.draft("L" if img.mode == "L" else "RGB", draft_request(img.size, work_size))
-    load_pixels(img)
-    if keep_frame and frame is None:
-        frame = sensor_frame(_first_frame(img))
-    rgb = to_float_rgb(_first_frame(img), work_size)
+        else:
+            frame = sensor_frame(_first_frame(img))
     if not upright:
         rgb = np.ascontiguousarray(orient.apply(rgb, orient.from_exif(orientation)))
     reduced = max(width, height) // max(img.size)  # > 1 after a JPEG draft
@@ -246,9 +252,22 @@ def sensor_frame(img: Image.Image) -> np.ndarray | None:
 
 
 def _first_frame(img: Image.Image) -> Image.Image:
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError) as exc:
+        # found by tests/fuzz: a TIFF whose later IFD lacks its dimensions raises TypeError here
+        raise DecodeError("corrupt", f"cannot read the first frame: {type(exc).__name__}: {exc}") from exc
     return img
+
+
+def exif_of(img: Image.Image) -> exif.Metadata:
+    """The EXIF of an open image, or no metadata when it is broken (broken EXIF must not
+    lose the pixels: Pillow raises OSError, SyntaxError, struct.error... on damaged IFDs)."""
+    try:
+        return exif.from_pillow(img.getexif())
+    except Exception:  # noqa: BLE001
+        return exif.EMPTY
 
 
 def draft_request(size: tuple[int, int], work_size: int) -> tuple[int, int]:
@@ -278,14 +297,18 @@ def to_float_rgb(img: Image.Image, work_size: int | None) -> np.ndarray:
 
 
 def _from_raw(data: bytes, path: Path, digest: str, work_size: int, preview_min: int, *,
-              want_cfa: bool) -> Decoded:
+              want_cfa: bool, frame_wanted: FrameFilter | None = None) -> Decoded:
     meta = raw_metadata(data, sidecar_meta(path))
     frame = decode_raw(data, work_size=work_size, preview_min=preview_min, want_cfa=want_cfa)
     orientation = frame.orientation or meta.orientation
     rgb = frame.rgb if frame.already_oriented else orient.apply(frame.rgb, orient.from_exif(orientation))
     fmt = "RAW-" + (path.suffix.lstrip(".").upper() or "UNKNOWN")
+    cfa = frame.cfa
+    if cfa is not None and frame_wanted is not None and meta.camera is not None and not frame_wanted(
+            meta, frame.width, frame.height, digest, mean_luma(rgb), True):
+        cfa = None
     return Decoded(digest, len(data), fmt, frame.width, frame.height, frame.bit_depth, orientation,
-                   np.ascontiguousarray(rgb), meta, frame.decoder, frame.cfa)
+                   np.ascontiguousarray(rgb), meta, frame.decoder, cfa)
 
 
 _SIDECARS = (".THM", ".thm", ".JPG", ".jpg", ".JPEG", ".jpeg")
@@ -359,10 +382,7 @@ def load_full(path: str | Path, *, raw_linear: bool = True,
         cap = meta.capture
         return FullImage(pixels, True, cap.exposure_time, cap.f_number, cap.iso)
     img = open_pillow(data, max_pixels)
-    try:
-        meta = exif.from_pillow(img.getexif())
-    except Exception:  # noqa: BLE001
-        meta = exif.EMPTY
+    meta = exif_of(img)
     load_pixels(_first_frame(img))
     rgb = orient.apply(to_float_rgb(img, None), orient.from_exif(meta.orientation))
     cap = meta.capture

@@ -45,7 +45,7 @@ from datetime import datetime
 from pathlib import PurePath
 from typing import Iterable, Sequence
 
-from indexer.exposure.flags import FlagThresholds
+from indexer.exposure.thresholds import FlagThresholds  # NumPy-free: dupes and status read groups
 from indexer.measure import orient
 
 from indexer.match.shots import Body, is_raw, relate, same_body

@@ -209,6 +209,8 @@ class MultiIndex:
     def from_state(cls, state: dict[str, np.ndarray]) -> "MultiIndex":
         """The index :meth:`state` described (arrays used as given, not copied)."""
         radius, m, buffer_limit, fixed = (int(v) for v in state["params"])
+        if not (1 <= m <= 64 and 0 <= radius <= 64):  # a damaged file: m = 2**40 spent minutes in split_bits
+            raise ValueError(f"index parameters out of range: m={m}, radius={radius}")
         ix = cls.__new__(cls)
         ix.radius, ix.m, ix.buffer_limit, ix._m_fixed = radius, m, buffer_limit, fixed or None
         ix.recent_fraction = float(state["recent_fraction"][0])

@@ -44,7 +44,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from indexer.match import verify_kernels as kernels
 from indexer.measure import orient
@@ -115,6 +114,8 @@ def warp_onto(a_shape: tuple[int, int], b: np.ndarray, al: Alignment) -> tuple[n
     thumbnail size, 2026-12-03); the mask is eroded by one pixel so interpolated borders
     do not count.
     """
+    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
+
     s = al.scale
     src = np.asarray(b, dtype=np.float64)
     if s > 1.05:
@@ -178,12 +179,16 @@ def _blur_on(img: np.ndarray, mask: np.ndarray, sigma: float = _SMOOTH_SIGMA, *,
              den: np.ndarray | None = None) -> np.ndarray:
     """Gaussian blur of ``img`` using only pixels under ``mask`` (normalised convolution);
     ``den``: :func:`_blur_weight` of ``mask``, if already computed."""
+    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
+
     num = ndimage.gaussian_filter(np.where(mask, img, 0.0), sigma)
     return num / (_blur_weight(mask, sigma) if den is None else den)
 
 
 def _blur_weight(mask: np.ndarray, sigma: float = _SMOOTH_SIGMA) -> np.ndarray:
     """The normalised convolution's denominator: ``mask`` blurred, at least 1e-6."""
+    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
+
     return np.maximum(ndimage.gaussian_filter(mask.astype(np.float64), sigma), 1e-6)
 
 
@@ -194,6 +199,8 @@ def _second_lowest(tiles: np.ndarray) -> float:
 def _blurred(a: np.ndarray, b: np.ndarray, mask: np.ndarray):
     """Both images blurred on ``mask``, and the mask eroded by 2 sigma (where the blur
     saw only valid pixels)."""
+    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
+
     inner = ndimage.binary_erosion(mask, iterations=int(np.ceil(2 * _SMOOTH_SIGMA)))
     den = _blur_weight(mask)  # one mask, one denominator for both
     return _blur_on(a, mask, den=den), _blur_on(b, mask, den=den), inner
@@ -225,6 +232,8 @@ def _edit(d: np.ndarray, changed: np.ndarray, mask: np.ndarray, blurred, *, marg
     where its 3x3 median of ``|d|`` exceeds the level (``changed``, bool) and
     :func:`_blurred`; ``smooth``: the blurred rank correlation on the whole eroded mask,
     when known (``outside_corr`` equals it when there is no edit)."""
+    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
+
     edit = changed & mask
     edit = ndimage.binary_dilation(edit) & mask
     area = float(edit.sum() / max(mask.sum(), 1))

@@ -28,10 +28,11 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
-from scipy import ndimage
 
-from indexer.measure import align_kernels
+# scipy.fft, scipy.ndimage and the numba kernels (align_kernels) are imported inside the
+# functions that use them: at module level they cost ~0.6 s (scipy) + ~0.7 s (numba) of
+# start-up (python -X importtime, 2026-12-07) to every `photoqa index` run, which imports
+# this module through the exposure stage even when no pair is ever aligned.
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ def spectrum(real: np.ndarray, canvas: tuple[int, int] | None = None) -> np.ndar
     result is the same to the bit without building the padded array. scipy's
     pocketfft, one thread.
     """
+    import scipy.fft
+
     big_h, big_w = canvas or real.shape
     rows = scipy.fft.rfft(real, n=big_w, axis=1, workers=1)
     return scipy.fft.fft(rows, n=big_h, axis=0, workers=1)
@@ -182,6 +185,8 @@ def upsampled_surface(half: np.ndarray, shape: tuple[int, int], region: int, fac
     """
     h, w = shape
     if h * half.shape[1] * region < 1 << 22:  # see below, and _contract for large products
+        from indexer.measure import align_kernels
+
         return align_kernels.upsampled_surface(np.ascontiguousarray(half, dtype=np.complex128), int(h), int(w),
                                                int(region), int(factor), float(offsets[0]), float(offsets[1]))
     ay = _axis_kernel(h, factor, region, float(offsets[0]), half=False)  # (region, h)
@@ -217,6 +222,8 @@ def _spectrum_shift(f_ref: np.ndarray, f_mov: np.ndarray, shape: tuple[int, int]
                     eps: float = 1e-9) -> Shift:
     """:func:`phase_shift` on precomputed half spectra (:func:`spectrum`) of real
     ``shape`` arrays, so a reference is transformed once."""
+    import scipy.fft
+
     # In place where possible: each fresh array of this size is a page-faulting mmap.
     product = f_mov.conj()
     product *= f_ref
@@ -281,8 +288,12 @@ def resample(img: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarra
     tests), interpolated separably (rows, then columns), which is cheaper than the general
     affine transform at thumbnail size.
     """
+    from indexer.measure import align_kernels
+
     src = np.asarray(img, dtype=np.float64)
     if scale > 1.05:
+        from scipy import ndimage
+
         src = ndimage.gaussian_filter(src, 0.4 * scale)
     # Compiled (align_kernels.resample_linear): positions as ndimage's zoom_shift computes
     # them, ``(k + offset / scale) * scale``, so the same samples fall outside; the NumPy
@@ -331,6 +342,8 @@ def _halve(img: np.ndarray) -> np.ndarray:
 
 def _canvas(a_shape, b_shape, max_scale: float) -> tuple[int, int]:
     """Zero-padded size holding both images at any searched scale, FFT-friendly."""
+    import scipy.fft
+
     return tuple(scipy.fft.next_fast_len(max(a_shape[i] + 8, b_shape[i] + 8, round(b_shape[i] * max_scale)),
                                          real=True) for i in (0, 1))
 

@@ -14,9 +14,9 @@ from PIL import Image
 
 from indexer.measure import hashes
 from indexer.measure import linear
+from indexer.measure.sizes import THUMB_SIZE
 
 FEATURES_VERSION = 2  # 2: phash_crops gained eight off-centre 85% crops
-THUMB_SIZE = 128  # long side (px) of the grey thumbnail kept for alignment ([index] thumb_size)
 SHARPNESS_SIZE = 256  # long side, px, at which sharpness is measured
 CLIP_HIGH, CLIP_LOW = 250, 5  # 8-bit luma levels counted as clipped
 

@@ -15,7 +15,6 @@ from indexer.config import IndexSettings
 from indexer.errors import DecodeError
 from indexer.measure import features
 from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task, Unchanged
-from indexer.pipeline.pools import lower_priority
 from indexer.pipeline.sensorplan import SensorPlan, take_delta
 
 _MOVE_CANDIDATES: frozenset[str] = frozenset()
@@ -29,7 +28,6 @@ def init_worker(settings: IndexSettings, move_candidates: frozenset[str],
     which frames to learn sensor statistics from (a bare SensorData: every frame)."""
     global _SETTINGS, _MOVE_CANDIDATES, _SENSOR_PLAN
     _SETTINGS, _MOVE_CANDIDATES, _SENSOR_PLAN = settings, move_candidates, SensorPlan.of(sensor_data)
-    lower_priority()
 
 
 def analyse(task: Task, settings: IndexSettings | None = None,

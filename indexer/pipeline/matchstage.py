@@ -206,7 +206,8 @@ class MatchStage:
         started = self.keeper.open()
         self.matcher, self.mark, self.unsaved = started.matcher, started.mark, started.changed
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
-                                 workers=worker_count(m.verify_workers), pool_after=m.pool_after)
+                                 workers=worker_count(m.verify_workers), pool_after=m.pool_after,
+                                 executor=self.session.verify_executor)
         self.proof = PixelProof(engine, self.verifier, max_pixels=self.session.settings.index.max_pixels,
                                 inline_pixels=m.digest_inline_pixels)
         for rec in dbpairs.load_records(engine, waiting):

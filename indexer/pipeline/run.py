@@ -7,24 +7,33 @@ the stages (:mod:`indexer.pipeline.stages`: matching, sensor statistics, exposur
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from db import actions as dbactions
 from db.store import Store
 from indexer.config import IndexSettings
 from indexer.decode import SensorData, arrays
-from indexer.pipeline.sensorplan import SensorPlan
+from indexer.pipeline.sensorplan import LivePlan, SensorPlan
 from indexer.measure.features import FEATURES_VERSION
-from indexer.outcomes import Outcome, Task
+from indexer.outcomes import Failed, Outcome, Task
 from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse, init_worker
-from indexer.pipeline.pools import WorkerPool, pool_context, worker_count
-from indexer.pipeline.stages import Stage, store_outcome
+from indexer.pipeline.pools import WorkerPool, worker_count
+from indexer.pipeline.stages import Stage, body_states, store_outcome
+
+if TYPE_CHECKING:
+    from indexer.pipeline.cluster import Cluster
 
 
 @dataclass
@@ -36,11 +45,19 @@ class Summary:
     missing: int = 0
     failed: int = 0
     frames: int = 0  # frames of array stacks stored (indexer.pipeline.stackrun)
+    failed_before: int = 0  # of `unchanged`: files under the roots that failed before, unchanged since
     seconds: float = 0.0
     images_per_second: float = 0.0
+    frames_per_second: float = 0.0
+    interrupted: bool = False  # stopped by Ctrl-C: what is counted was stored
+    failed_paths: list[str] = field(default_factory=list)  # failed now, then failed before
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        del out["failed_paths"]
+        if not self.interrupted:
+            del out["interrupted"]
+        return out
 
     @property
     def worked(self) -> int:
@@ -51,6 +68,7 @@ class Summary:
         """This summary over ``seconds`` of wall time."""
         self.seconds = round(seconds, 3)
         self.images_per_second = round(self.worked / seconds, 2) if seconds > 0 else 0.0
+        self.frames_per_second = round(self.frames / seconds, 1) if seconds > 0 else 0.0
         return self
 
 
@@ -64,38 +82,87 @@ def start_pool(settings: IndexSettings, workers: int,
     return WorkerPool(workers, init_worker, (settings, frozenset(), sensor_data))
 
 
+CRASH_MESSAGE = ("the worker process died decoding it (a native decoder crashed: segfault or abort); "
+                 "the run went on with a fresh worker")
+
+
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
-                 move_candidates: frozenset[str], sensor_data: SensorPlan | SensorData = SensorData.NONE) -> Iterator[Outcome]:
-    """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1)."""
+                 move_candidates: frozenset[str], sensor_data: SensorPlan | SensorData = SensorData.NONE,
+                 work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "",
+                 plan_now: Callable[[], SensorPlan | None] | None = None) -> Iterator[Outcome]:
+    """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1;
+    on the Dask cluster ``cluster`` when given: :mod:`indexer.pipeline.cluster`).
+
+    ``work`` runs in the workers, called as :func:`analyse` (tests pass one that crashes). A
+    worker that dies (a segfault or abort in LibRaw, libheif, libtiff...) breaks the
+    whole pool and every file in flight with it: those files are run again one at a
+    time, each in a fresh one-worker pool, so the file that kills its worker again
+    becomes a ``crash`` failure and the others are indexed; then a fresh pool goes on.
+    Closing the generator (Ctrl-C in the caller) cancels the queued files and waits
+    only for the ones being decoded. ``plan_now()``: the sensor plan to send with each
+    file (:class:`~indexer.pipeline.sensorplan.LivePlan`), None: the workers' own.
+    """
+    if cluster:
+        from indexer.pipeline.cluster import cluster_outcomes  # Dask only when asked for
+
+        yield from cluster_outcomes(tasks, cluster, settings, move_candidates, sensor_data)
+        return
+    plan_now = plan_now or (lambda: None)
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
-            yield analyse(task, settings, move_candidates, sensor_data)
+            yield work(task, settings, move_candidates, plan_now() or sensor_data)
         return
+    initargs = (settings, move_candidates, sensor_data)
+    pending = deque(tasks)
+    while pending:
+        suspects = yield from _pooled(pending, workers, initargs, work, plan_now)
+        for task in suspects:
+            yield _alone(task, initargs, work)
+
+
+def _pooled(pending: deque, workers: int, initargs: tuple, work: Callable,
+            plan_now: Callable[[], SensorPlan | None] = lambda: None) -> Generator[Outcome, None, list[Task]]:
+    """Outcomes of ``pending`` (consumed) from one pool; returns the tasks in flight when
+    a worker died (empty when all went through)."""
     pending_limit = workers * 4  # a bounded queue keeps memory flat on huge folders
-    with ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=init_worker,
-                             initargs=(settings, move_candidates, sensor_data)) as pool:
-        queue = iter(tasks)
-        running = set()
-        for task in queue:
-            running.add(pool.submit(analyse, task))
-            if len(running) >= pending_limit:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                yield from (f.result() for f in done)
-        for future in _as_done(running):
-            yield future.result()
+    pool = WorkerPool(workers, init_worker, initargs)
+    running: dict = {}
+    try:
+        while pending or running:
+            while pending and len(running) < pending_limit:
+                task = pending.popleft()
+                plan = plan_now()
+                running[pool.submit(work, task) if plan is None else pool.submit(work, task, None, None, plan)] = task
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    return list(running.values())  # this one and every other in flight
+                del running[future]
+                yield outcome
+        return []
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _as_done(futures: set) -> Iterable:
-    while futures:
-        done, futures = wait(futures, return_when=FIRST_COMPLETED)
-        yield from done
+def _alone(task: Task, initargs: tuple, work: Callable) -> Outcome:
+    """``task`` in a one-worker pool of its own: its outcome, or a ``crash`` failure."""
+    pool = WorkerPool(1, init_worker, initargs)
+    try:
+        return pool.submit(work, task).result()
+    except BrokenProcessPool:
+        return Failed(task, "crash", CRASH_MESSAGE)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, workers: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 stages: Iterable[Stage] = (), log: Callable[[str, Outcome], None] | None = None,
                 sensor_data: SensorPlan | SensorData = SensorData.NONE,
-                stacks: Callable[[list[Task]], int] | None = None) -> Summary:
+                stacks: Callable[[list[Task]], int] | None = None,
+                work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "") -> Summary:
     """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
 
     ``progress(done, total)`` is called after each file; ``stages`` run after each stored
@@ -103,6 +170,12 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     ``stacks(tasks)``: stores the array-stack files found (.npy/.npz) in batches and
     returns the frames stored (:func:`indexer.pipeline.stackrun.index_stacks`); without
     it they are left alone.
+    Ctrl-C (KeyboardInterrupt) stops it cleanly: the files stored so far stay stored,
+    the ones in flight are dropped (the next run does them), and the summary says
+    ``interrupted``. ``work`` as for :func:`run_outcomes`.
+    ``cluster``: decode and measure on that Dask cluster (``local:N`` or a scheduler
+    address, or an open :class:`~indexer.pipeline.cluster.Cluster`;
+    :mod:`indexer.pipeline.cluster`), else here.
     """
     started = time.perf_counter()
     tasks = scan.walk(roots, stacks=stacks is not None)
@@ -110,26 +183,63 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     tasks = [t for t in tasks if not arrays.is_array_file(t.path)]
     todo = scan.plan(tasks, store.known_files(), store.known_failures(), roots, FEATURES_VERSION)
     scan.drop(todo, dbactions.placed(store.engine, [t.path for t in todo.todo]))  # dupes --apply in flight
-    summary = Summary(unchanged=todo.unchanged + todo.failed_unchanged)
+    summary = Summary(unchanged=todo.unchanged + todo.failed_unchanged, failed_before=todo.failed_unchanged)
     moves = {sha: list(ids) for sha, ids in todo.move_candidates.items()}
     gone = dict(todo.gone)
     total = len(todo.todo)
     if progress:
         progress(0, total)
-    for done, outcome in enumerate(run_outcomes(todo.todo, settings, worker_count(workers),
-                                                frozenset(moves), sensor_data), start=1):
-        status = _store_outcome(outcome, store, settings, todo.updates, moves, gone, stages)
-        setattr(summary, status, getattr(summary, status) + 1)
-        if log:
-            log(status, outcome)
-        if progress:
-            progress(done, total)
+    # A new camera learns every frame until its map is stable; the plan follows its state
+    # during a long first import too, not only at the next run (indexer.sensor.budget).
+    live = LivePlan(sensor_data, lambda: body_states(store.engine))
+    outcomes = run_outcomes(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
+                            cluster, plan_now=live.current)
+    try:
+        with _sigint_between_files() as stop:
+            for done, outcome in enumerate(outcomes, start=1):
+                status = _store_outcome(outcome, store, settings, todo.updates, moves, gone, stages)
+                setattr(summary, status, getattr(summary, status) + 1)
+                if status == "failed":
+                    summary.failed_paths.append(outcome.task.path)
+                if log:
+                    log(status, outcome)
+                if progress:
+                    progress(done, total)
+                if stop.is_set():
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        outcomes.close()  # cancels the queued files, waits for those being decoded
+        summary.interrupted = True
+        summary.failed_paths += todo.failed_paths
+        return summary.timed(time.perf_counter() - started)
     store.mark_missing(list(gone.values()))
     store.forget_failures(todo.stale_failures)
     summary.missing = len(gone)
     if stacks is not None:
         summary.frames = stacks(stack_tasks)
+    summary.failed_paths += todo.failed_paths
     return summary.timed(time.perf_counter() - started)
+
+
+@contextmanager
+def _sigint_between_files():
+    """Ctrl-C while a file is stored takes effect after it (the summary then counts every
+    stored row); a second Ctrl-C stops at once. Only the main thread gets signals."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _store_outcome(outcome: Outcome, store: Store, settings: IndexSettings, updates: set[str],

@@ -124,6 +124,7 @@ class Plan:
     updates: set[str] = field(default_factory=set)  # paths known before, content changed
     unchanged: int = 0
     failed_unchanged: int = 0
+    failed_paths: list[str] = field(default_factory=list)  # the failed_unchanged files
     gone: dict[str, int] = field(default_factory=dict)  # path -> image id, no longer on disk
     move_candidates: dict[str, list[int]] = field(default_factory=dict)  # sha256 -> gone image ids
     stale_failures: list[str] = field(default_factory=list)  # failure rows of files gone from the roots
@@ -150,6 +151,7 @@ def plan(tasks: list[Task], known: dict, failures: dict, roots: list[Path], feat
             # failed before and unchanged since: no retry, even when an older version of
             # the file had indexed (its row would otherwise send it back to work each run)
             result.failed_unchanged += 1
+            result.failed_paths.append(task.path)
             continue
         if state is not None:
             result.updates.add(task.path)

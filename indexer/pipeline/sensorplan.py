@@ -2,15 +2,17 @@
 the delta it computes from them (the writer only adds deltas: ``pipeline.sensorstage``).
 
 A :class:`SensorPlan` travels to the workers with their settings. For each file that
-names its camera the worker keeps the RAW CFA plane (always) or a rendered frame (when
-``indexer.sensor.budget`` draws it: :meth:`SensorPlan.frame_filter`, asked before the
-pixels are decoded), turns it into a :class:`indexer.sensor.delta.FrameDelta` and drops
+names its camera the worker keeps the RAW CFA plane or a rendered frame when
+``indexer.sensor.budget`` draws it (:meth:`SensorPlan.frame_filter`, asked after the
+working image is decoded, before any full-size decode), turns it into a :class:`indexer.sensor.delta.FrameDelta` and drops
 the full-size data, so only the delta crosses the process boundary.
 """
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,12 +25,13 @@ from indexer.sensor.delta import FrameDelta, cfa_delta, rgb_delta
 
 @dataclass(frozen=True)
 class SensorPlan:
-    """data: which full-size data to keep; settings: the [sensor] budget; known: frames
-    learnt per body (make, model, serial) when the workers started (``learn_first``)."""
+    """data: which full-size data to keep; settings: the [sensor] budget; known: each
+    body's (make, model, serial) state when the workers started (frames learnt, frames
+    since its defect list last changed; a body not in it is new)."""
 
     data: SensorData = SensorData.NONE
     settings: SensorSettings = field(default_factory=SensorSettings)
-    known: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    known: dict[tuple[str, str, str], budget.BodyState] = field(default_factory=dict)
 
     @classmethod
     def of(cls, value: "SensorPlan | SensorData | None") -> "SensorPlan":
@@ -38,23 +41,58 @@ class SensorPlan:
         every = SensorSettings(learn_every_frame=True)
         return cls(value or SensorData.NONE, every)
 
-    def learns(self, meta: Metadata, width: int, height: int, sha256: str) -> bool:
-        """Whether this rendered frame is learnt (see :mod:`indexer.sensor.budget`)."""
+    def learning_all(self, meta: Metadata) -> bool:
+        """Whether the frame's body still learns from every frame (its map is not stable)."""
+        s, camera = self.settings, meta.camera
+        if camera is None:
+            return False
+        state = self.known.get((camera.make, camera.model, camera.serial), budget.NEW_BODY)
+        return budget.learning_all(state, learn_first=s.learn_first, stable_frames=s.stable_frames,
+                                   limit=s.learn_all_limit)
+
+    def learns(self, meta: Metadata, width: int, height: int, sha256: str,
+               luminance: float | None = None, raw: bool = False) -> bool:
+        """Whether this frame is learnt (see :mod:`indexer.sensor.budget`); ``luminance``:
+        the mean luma in [0, 1] of its working image (None: unknown); ``raw``: a RAW
+        file's CFA plane (sampled by ``raw_sample_megapixels``)."""
         s = self.settings
-        if s.learn_every_frame:
+        if s.learn_every_frame or self.learning_all(meta):
             return True
-        camera = meta.camera
-        if camera is not None and self.known.get((camera.make, camera.model, camera.serial), 0) < s.learn_first:
-            return True
-        share = budget.learn_share(width * height / 1e6, sample_megapixels=s.sample_megapixels,
+        sample = s.raw_sample_megapixels if raw else s.sample_megapixels
+        share = budget.learn_share(width * height / 1e6, sample_megapixels=sample,
                                    iso=meta.capture.iso, exposure_time=meta.capture.exposure_time,
                                    reveal_iso=s.reveal_iso, reveal_seconds=s.reveal_seconds,
-                                   reveal_factor=s.reveal_factor)
+                                   reveal_factor=s.reveal_factor, luminance=luminance,
+                                   dark_luminance=s.dark_luminance)
         return budget.drawn(sha256, share)
 
     def frame_filter(self):
         """The ``frame_wanted`` callback of ``decode.decode_bytes`` (None: every frame)."""
         return None if self.settings.learn_every_frame else self.learns
+
+
+class LivePlan:
+    """The plan a long-lived writer (``watch``) sends with each file: the pool-start plan
+    with each body's state re-read (``load()``: body -> :class:`budget.BodyState`, from
+    the database) at most every ``seconds``. A daemon runs for months; without it a new
+    camera's frames would all be learnt until the daemon restarts. A body whose map
+    becomes stable switches to its sample within ``seconds`` plus a sensor flush
+    (``flush_frames`` / ``flush_seconds``) plus the files in flight."""
+
+    def __init__(self, plan: "SensorPlan | SensorData", load: Callable[[], dict], seconds: float = 30.0):
+        self.plan, self.load, self.seconds = plan, load, seconds
+        self._at = time.monotonic()
+
+    def current(self) -> SensorPlan | None:
+        """The plan to send with a task now; None when there is no budget to refresh (the
+        workers' own plan is used)."""
+        plan = self.plan
+        if not isinstance(plan, SensorPlan) or plan.data is SensorData.NONE or plan.settings.learn_every_frame:
+            return None
+        now = time.monotonic()
+        if now - self._at >= self.seconds:
+            self.plan, self._at = replace(plan, known=self.load()), now
+        return self.plan
 
 
 def capture_seconds(meta: Metadata) -> int | None:

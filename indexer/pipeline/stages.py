@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from db.health import fatal_message
 from db.store import Store
 from indexer.decode import SensorData
 from indexer.pipeline.sensorplan import SensorPlan
@@ -58,6 +59,8 @@ def _guard(stage: Stage, path: str, call: Callable[[], None]) -> StageError | No
         call()
         return None
     except Exception as exc:  # noqa: BLE001 - one stage on one image never stops a run
+        if fatal_message(exc):
+            raise  # ...but a damaged, full or read-only database stops every stage and file after it
         return StageError(_stage_name(stage), path, f"{type(exc).__name__}: {exc}"[:500])
 
 
@@ -80,16 +83,20 @@ def build_stages(session: Session) -> list[Stage]:
     return stages
 
 
+def body_states(engine) -> dict:
+    """Each camera body's learning state (make, model, serial) -> budget.BodyState."""
+    from db.sensors import frames_per_body
+    from indexer.sensor.budget import settled
+
+    return {body: settled(sensors) for body, sensors in frames_per_body(engine).items()}
+
+
 def sensor_data(session: Session) -> SensorPlan:
     """What full-size data the workers keep for the sensor stage, and the learning budget."""
     sensor = session.settings.sensor
     if not sensor.enabled:
         return SensorPlan(SensorData.NONE, sensor)
-    known = {}
-    if sensor.learn_first > 0 and sensor.rendered_frames:
-        from db.sensors import frames_per_body
-
-        known = frames_per_body(session.engine)
+    known = body_states(session.engine) if sensor.learn_first > 0 or sensor.stable_frames > 0 else {}
     return SensorPlan(SensorData.ALL if sensor.rendered_frames else SensorData.RAW, sensor, known)
 
 
@@ -156,6 +163,8 @@ def store_outcome(store: Store, outcome: Outcome, stages: Iterable[Stage], *, kn
     try:
         image_id = retry(lambda: store.save_indexed(outcome))
     except refused as exc:
+        if fatal_message(exc):
+            raise
         failed = Failed(outcome.task, "database", f"{type(exc).__name__}: {exc}"[:2000])
         retry(lambda: store.save_failure(failed))
         return Stored("failed", detail=f"{failed.kind}: {failed.message}")

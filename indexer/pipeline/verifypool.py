@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Hashable
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Hashable
+from concurrent.futures import ALL_COMPLETED, Executor, FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from indexer import decode
@@ -47,16 +47,21 @@ class Verifier:
 
     ``workers``: processes of the pool once it starts (>= 1); ``pool_after``: seconds of
     inline verification after which the pool starts (``float('inf')``: never, 0: at
-    once); ``memo``: shared with the matcher so batch and incremental results agree.
+    once); ``memo``: shared with the matcher so batch and incremental results agree;
+    ``executor(workers)``: makes the pool (default: a local
+    :class:`~indexer.pipeline.pools.WorkerPool`; ``index --cluster``: the Dask cluster's,
+    :meth:`indexer.pipeline.cluster.Cluster.executor`).
     """
 
     def __init__(self, th: MatchThresholds, max_transforms: int, *, workers: int, pool_after: float = 1.0,
-                 max_pending: int | None = None, memo: Memo | None = None):
+                 max_pending: int | None = None, memo: Memo | None = None,
+                 executor: Callable[[int], Executor] | None = None):
         self.th, self.max_transforms = th, max_transforms
+        self.executor = executor  # the pool's factory (of ``workers``): a local WorkerPool, or a Dask cluster's
         self.workers, self.pool_after = max(1, workers), pool_after
         self.max_pending = max_pending or 8 * self.workers
         self.memo = memo if memo is not None else Memo()
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: Executor | None = None
         self.spent_inline = 0.0
         self.in_flight: dict[Future, tuple[Hashable, list[tuple[Hashable, Job]]]] = {}  # future -> key, waiters
         self.by_key: dict[Hashable, Future] = {}
@@ -135,9 +140,9 @@ class Verifier:
         self.in_flight[future] = (key, [(tag, job)])
         self.by_key[key] = future
 
-    def _pool(self) -> ProcessPoolExecutor:
+    def _pool(self) -> Executor:
         if self.pool is None:
-            self.pool = WorkerPool(self.workers)
+            self.pool = (self.executor or WorkerPool)(self.workers)
         return self.pool
 
     def _restart(self) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,13 @@ _ARRAYS = {"mean": np.float32, "m2": np.float32, "bright": np.uint16, "dark": np
            "prev": np.uint16, "unchanged": np.uint16, "strong": np.uint16, "first": np.uint32,
            "last": np.uint32}
 _DATED = ("strong", "first", "last")  # absent from version 1 files: zeros
+
+
+# what np.load and zipfile raise on damaged files: found by tests/fuzz (zlib.error on a
+# corrupt deflate stream, NotImplementedError on odd zip flags, MemoryError on a header
+# declaring huge arrays)
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, zlib.error, NotImplementedError,
+               MemoryError)
 
 
 class AccumulatorFileError(ValueError):
@@ -283,7 +291,7 @@ class SensorAccumulator:
         try:
             with np.load(path, allow_pickle=False) as data:
                 content = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        except _UNREADABLE as exc:
             raise AccumulatorFileError(f"{path}: not a readable sensor accumulator ({exc})") from exc
         return cls._from_content(path, content)
 
@@ -322,7 +330,7 @@ def check_file(path: str | os.PathLike) -> tuple[int, int, int]:
         with np.load(path, allow_pickle=False) as data:
             meta = [int(v) for v in data["meta"]] if "meta" in data.files else []
             files = set(data.files)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except _UNREADABLE as exc:
         raise AccumulatorFileError(f"{path}: not a readable sensor accumulator ({exc})") from exc
     if len(meta) != 9 or meta[0] not in (1, FORMAT_VERSION):
         raise AccumulatorFileError(f"{path}: format {meta[:1]}, expected [{FORMAT_VERSION}]")

@@ -2,34 +2,90 @@
 
 Learning from a rendered frame (JPEG, HEIC, PNG, TIFF) costs a full-size decode plus the
 per-site residual: on a 12 MP JPEG about 6x what indexing the file costs otherwise (a
-draft decode at 1/8 scale and the features). So a body learns from a *sample* of its
-frames, sized so that the extra work stays a small share of indexing:
+draft decode at 1/8 scale and the features). So a body is mapped in full while its map
+is new, and from a *sample* of its frames once the map is stable:
 
-- a frame of ``P`` megapixels is learnt with probability ``min(1, sample_megapixels / P)``:
-  on average each indexed frame pays for ``sample_megapixels`` of learning, whatever
-  the camera. Small frames are always learnt (0.25 MP: every frame up to 500x500);
-  a 12 MP phone learns 1 frame in 48, so a 10,000-photo archive rests on ~200 frames;
-- frames where defects show most (``iso >= reveal_iso`` or an exposure of at least
-  ``reveal_seconds``: hot pixels grow with gain and exposure time) are ``reveal_factor``
-  times as likely;
-- a new body can be mapped in full first: every frame until it rests on ``learn_first``
-  frames (0 by default: counted when a run starts, from the database);
+- **learning every frame** until the body's map is stable: it rests on ``learn_first``
+  frames (64 by default) *and* its defect list has not changed for ``stable_frames``
+  frames (64). The writer notes, per sensor, the frame count at which a flush last
+  changed the defect list (``sensors.stable_since``); a body is as settled as its least
+  settled sensor (:func:`settled`, :func:`learning_all`). A change brings back learning
+  every frame, while the body rests on fewer than ``learn_all_limit`` frames (1024: a map
+  that never settles still ends up sampled; a late defect is found from the sample);
+- **then sampling**: a frame of ``P`` megapixels is learnt with probability
+  ``min(1, sample_megapixels / P)``: on average each indexed frame pays for
+  ``sample_megapixels`` of learning, whatever the camera. Small frames are always learnt
+  (0.25 MP: every frame up to 500x500); a 12 MP phone learns 1 frame in 48, so a
+  10,000-photo archive rests on ~200 frames. RAW files are sampled the same way with
+  ``raw_sample_megapixels`` (1.0): their CFA plane comes with the decode, so a learnt RAW
+  costs ~+40% of indexing it, not ~6x (figures in :class:`indexer.config.SensorSettings`);
+- frames where defects show most are ``reveal_factor`` times as likely: ``iso >=
+  reveal_iso`` or an exposure of at least ``reveal_seconds`` (hot pixels grow with gain
+  and exposure time), and *dark* frames, whose mean luma is at most ``dark_luminance``
+  (a hot site stands out against a dark scene, and in a bright one the camera's tone curve
+  and JPEG quantisation hide it). The mean is that of the working image the worker
+  decodes anyway (a JPEG's 1/8-scale draft decode), taken before the full-size decode
+  is decided, so it costs nothing;
 - the draw is the frame's SHA-256 read as a number in [0, 1): the same frames are learnt
   in every run, every process, and by ``index`` and ``watch`` alike, and a copy of a
   frame is never learnt twice (the writer's ledger counts each content once).
+
+The state of each body (frames learnt, frames since its map last changed) is read when an
+``index`` run starts, so the same run draws the same frames whatever the workers' timing;
+a body that becomes stable during a run switches to sampling at the next run (a new
+body's first run is learnt in full). ``watch`` runs for months: it re-reads the state
+every 30 s and sends it with each file (``pipeline.sensorplan.LivePlan``).
 
 Defaults live in ``[sensor]`` (:class:`indexer.config.SensorSettings`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BodyState:
+    """What the budget knows of a camera body: ``frames`` learnt (all its sensors), and
+    ``unchanged``: frames learnt since its defect list last changed (its least settled
+    sensor's)."""
+
+    frames: int = 0
+    unchanged: int = 0
+
+
+NEW_BODY = BodyState()
+
+
+def settled(sensors: list[tuple[int, int]]) -> BodyState:
+    """A body's state from its sensors' ``(frames, stable_since)``: ``stable_since`` is
+    the sensor's frame count when its defect list last changed (0: never)."""
+    if not sensors:
+        return NEW_BODY
+    return BodyState(sum(f for f, _ in sensors), min(f - s for f, s in sensors))
+
+
+def learning_all(state: BodyState, *, learn_first: int, stable_frames: int,
+                 limit: int | None = None) -> bool:
+    """Whether a body still learns from every frame: fewer than ``learn_first`` frames,
+    or a defect list changed within its last ``stable_frames`` frames while it rests on
+    fewer than ``limit`` frames (None: no limit). The limit bounds the cost of a map that
+    never settles: a site standing out in about ``rate`` of the frames enters and leaves
+    the list from flush to flush, and would keep its body learning every frame forever."""
+    if state.frames < learn_first:
+        return True
+    return state.unchanged < stable_frames and (limit is None or state.frames < limit)
+
 
 def learn_share(megapixels: float, *, sample_megapixels: float, iso: int | None,
                 exposure_time: float | None, reveal_iso: int, reveal_seconds: float,
-                reveal_factor: float) -> float:
-    """Probability in [0, 1] that a frame of ``megapixels`` (> 0) is learnt."""
+                reveal_factor: float, luminance: float | None = None,
+                dark_luminance: float = 0.0) -> float:
+    """Probability in [0, 1] that a frame of ``megapixels`` (> 0) is learnt once its body
+    samples. ``luminance``: the frame's mean luma in [0, 1] (None: unknown)."""
     share = sample_megapixels / max(megapixels, 1e-9)
     revealing = (iso is not None and iso >= reveal_iso) or (
-        exposure_time is not None and exposure_time >= reveal_seconds)
+        exposure_time is not None and exposure_time >= reveal_seconds) or (
+        luminance is not None and luminance <= dark_luminance)
     if revealing:
         share *= reveal_factor
     return min(1.0, share)

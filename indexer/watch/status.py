@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from db import heartbeat as hb
-from db.store import utcnow
+from db.records import utcnow
 
 
 @dataclass

@@ -25,10 +25,10 @@ from indexer.pipeline.analyse import analyse
 from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task
 from indexer.config import IndexSettings
 from indexer.decode import SensorData
-from indexer.pipeline.sensorplan import SensorPlan
+from indexer.pipeline.sensorplan import LivePlan, SensorPlan
 from indexer.measure.features import FEATURES_VERSION
 from indexer.pipeline.run import start_pool
-from indexer.pipeline.stages import Stage, flush_due, store_outcome
+from indexer.pipeline.stages import Stage, body_states, flush_due, store_outcome
 
 LogLine = Callable[[str, str, str], None]  # (status, path, detail)
 
@@ -49,6 +49,8 @@ class Writer:
         self.store, self.engine, self.settings = store, store.engine, settings
         self.workers, self.stages, self.log = workers, list(stages), log
         self.sensor_data = sensor_data  # full-size data for the sensor stage, as `index` asks
+        # the budget's per-body state, refreshed as frames are learnt (a daemon runs for months)
+        self.sensor_plan = LivePlan(sensor_data, lambda: body_states(self.engine))
         self.stop = stop or threading.Event()  # set on SIGTERM: stop waiting for workers to start
         self.in_flight = workers * 4  # as `index`: workers never wait for the writer
         self.move_candidate_limit = move_candidate_limit
@@ -145,7 +147,7 @@ class Writer:
         if moves is None:
             moves = self.moves if len(self.moves) <= self.move_candidate_limit else frozenset()
         try:
-            future = self.pool.submit(analyse, job.task, None, moves)
+            future = self.pool.submit(analyse, job.task, None, moves, self.sensor_plan.current())
         except BrokenProcessPool:
             self.broken = True
             self.crashed.append(job)
@@ -193,7 +195,8 @@ class Writer:
                 except BrokenProcessPool:
                     self.broken = True
                     if job.alone:
-                        outcome = Failed(job.task, "internal", "the worker process died decoding it")
+                        outcome = Failed(job.task, "crash", "the worker process died decoding it (a native decoder "
+                                                         "crashed: segfault or abort)")
                     else:
                         self.crashed.append(job)
                         continue

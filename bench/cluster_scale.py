@@ -1,0 +1,130 @@
+"""``photoqa index --cluster local:N`` against plain ``photoqa index -j N`` on the same files.
+
+Each run is the real command in a separate process on a fresh SQLite database
+(``python cli.py --db DB index FOLDER ...``), so start-up (the pool's, or the
+LocalCluster's) is paid as a user pays it. The files: ``--count`` generated scenes
+(``indexer.synthetic.scenes``) saved as ``--size`` JPEGs, written once into ``--work``;
+the page cache is warmed first. Also measured: Dask's scheduling cost per task
+(trivial tasks through a ``local:2`` cluster, the way ``pipeline.cluster`` submits).
+
+Prints img/s per mode: cold (wall time of the command, start-up and shutdown paid) and
+at the margin (decoding and measuring only, through ``run_outcomes``, fixed costs
+cancelled by timing ``--count`` files and twice as many), and the ratio issue 19 names:
+``local:2 / -j 2`` at the margin (target >= 0.85: going through Dask costs little).
+
+    PYTHONPATH=. python bench/cluster_scale.py [--count 240] [--size 1280x960] [--work /tmp/photoqa-cluster]
+
+Figures (2026-12-07, 2 cores shared with other jobs; read the ratios, not the seconds):
+see docs/CLUSTER.md.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_files(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
+    from indexer.synthetic import scenes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"s{i:05}.jpg"
+        if not path.exists():
+            Image.fromarray(scenes.scene(i, *size)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def run(folder: Path, args: list[str]) -> float:
+    """Wall seconds of one ``photoqa index`` on a fresh database."""
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(Path(tmp) / "b.db"), "index",
+                        str(folder), *args], check=True, capture_output=True, cwd=REPO)
+        return time.perf_counter() - started
+
+
+def marginal_rates(first: Path, second: Path) -> dict[str, float]:
+    """img/s of decoding and measuring only (no database), with the fixed costs (start-up
+    of the pool or cluster, workers' imports, shutdown) cancelled: (files of both folders
+    - files of the first) / (seconds on both - seconds on the first), per mode."""
+    from indexer.config import IndexSettings
+    from indexer.pipeline import scan
+    from indexer.pipeline.run import run_outcomes
+
+    settings = IndexSettings()
+    one, both = scan.walk([first]), scan.walk([first, second])
+    rates = {}
+    for name, workers, cluster in (("-j 2", 2, ""), ("local:2", 2, "local:2")):
+        seconds = []
+        for tasks in (one, both):
+            started = time.perf_counter()
+            assert sum(1 for _ in run_outcomes(tasks, settings, workers, frozenset(), cluster=cluster)) == len(tasks)
+            seconds.append(time.perf_counter() - started)
+        rates[name] = (len(both) - len(one)) / (seconds[1] - seconds[0])
+        print(f"{name:8} {len(one)} files {seconds[0]:6.2f} s, {len(both)} files {seconds[1]:6.2f} s: "
+              f"{rates[name]:6.1f} img/s at the margin", flush=True)
+    return rates
+
+
+def scheduling_cost(tasks: int = 500) -> tuple[float, float]:
+    """(seconds to start and check a local:2 cluster, ms of scheduling per trivial task)."""
+    import distributed
+
+    from indexer.config import IndexSettings
+    from indexer.pipeline.cluster import open_cluster
+
+    started = time.perf_counter()
+    with open_cluster("local:2", IndexSettings()) as cluster:
+        ready = time.perf_counter()
+        futures = [cluster.client.submit(abs, -i, pure=False) for i in range(tasks)]
+        for future in distributed.as_completed(futures):
+            future.result()
+        per_task = (time.perf_counter() - ready) / tasks
+    return ready - started, per_task * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=240)
+    parser.add_argument("--size", default="1280x960")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "photoqa-cluster")
+    parser.add_argument("--clean", action="store_true", help="remove --work afterwards")
+    opts = parser.parse_args()
+    width, height = (int(v) for v in opts.size.split("x"))
+    folder = opts.work / f"{opts.count}-{opts.size}"
+    files = make_files(folder, opts.count, (width, height))
+    more = make_files(opts.work / f"{opts.count}-{opts.size}-more", opts.count, (width, height))
+    for path in files + more:
+        path.read_bytes()  # warm the page cache
+    print("the command, cold (a fresh process and database each; start-up and shutdown paid):")
+    modes = {"-j 1": ["-j", "1"], "-j 2": ["-j", "2"], "local:1": ["--cluster", "local:1"],
+             "local:2": ["--cluster", "local:2"]}
+    rates = {}
+    for name, args in modes.items():
+        seconds = run(folder, args)
+        rates[name] = len(files) / seconds
+        print(f"{name:8} {len(files)} files {seconds:7.2f} s  {rates[name]:6.1f} img/s", flush=True)
+    print("decoding and measuring at the margin (fixed costs cancelled, no database):")
+    margin = marginal_rates(folder, more[0].parent)
+    start, per_task = scheduling_cost()
+    print(f"local:2 start and worker check {start:.2f} s; scheduling {per_task:.2f} ms per trivial task")
+    print(f"cold: local:1 / -j 1 = {rates['local:1'] / rates['-j 1']:.2f}   "
+          f"local:2 / -j 2 = {rates['local:2'] / rates['-j 2']:.2f}")
+    print(f"margin: local:2 / -j 2 = {margin['local:2'] / margin['-j 2']:.2f} (target >= 0.85)")
+    if opts.clean:
+        shutil.rmtree(opts.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Soak: index a generated archive and watch throughput, memory and database size.
+
+Generates ``--files`` small images (JPEG, PNG, WebP, TIFF; 64 to 640 px on the long side;
+nested folders ``d<k>/e<j>/``; ``--dupes`` of them byte copies or re-encodes of others),
+runs ``photoqa index`` on them in a process of its own and samples every ``--every``
+seconds: rows stored, and the resident memory of the command and of each of its
+workers (``/proc``). Then times ``dupes``, ``status`` and ``sql`` on the result.
+
+    PYTHONPATH=. python bench/soak.py --files 100000 --workers 2     # the issue's soak
+    PYTHONPATH=. python bench/soak.py --files 2000                   # a quick one
+
+Prints img/s per interval and its ratio to the first full interval (the baseline of
+this run: flat is ~1.0, degrading is < 1), peak RSS per process, database bytes per
+image, and the report commands' latency against `photoqa --version` (start-up only).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+FORMATS = [("JPEG", ".jpg", {"quality": 88}), ("PNG", ".png", {}), ("WEBP", ".webp", {"quality": 80}),
+           ("TIFF", ".tif", {})]
+
+
+def scene(rng: np.random.Generator, long_side: int) -> np.ndarray:
+    """A smooth random scene with edges (so hashes differ), uint8 (h, w, 3)."""
+    short = max(16, int(long_side * rng.uniform(0.5, 1.0)))
+    h, w = (short, long_side) if rng.random() < 0.7 else (long_side, short)
+    base = rng.integers(0, 256, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8)
+    img = Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC)
+    arr = np.asarray(img).copy()
+    y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    arr[y:y + h // 4, x:x + w // 4] = rng.integers(0, 256, 3, dtype=np.uint8)
+    return arr
+
+
+def generate(root: Path, files: int, dupes: float, seed: int = 0) -> int:
+    """Write the archive; returns how many files are copies of another."""
+    rng, pick = np.random.default_rng(seed), random.Random(seed)
+    written: list[Path] = []
+    copies = 0
+    for i in range(files):
+        folder = root / f"d{i % 50:02}" / f"e{(i // 50) % 20:02}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if written and pick.random() < dupes:
+            src = pick.choice(written)
+            dest = folder / f"copy{i:06}{src.suffix}"
+            if pick.random() < 0.5:
+                dest.write_bytes(src.read_bytes())
+            else:  # a re-encode: same pixels or near
+                with Image.open(src) as im:
+                    im.convert("RGB").save(dest.with_suffix(".jpg"), "JPEG", quality=80)
+            copies += 1
+            continue
+        fmt, suffix, kwargs = FORMATS[i % len(FORMATS)]
+        path = folder / f"img{i:06}{suffix}"
+        buf = io.BytesIO()
+        Image.fromarray(scene(rng, int(rng.integers(64, 641)))).save(buf, fmt, **kwargs)
+        path.write_bytes(buf.getvalue())
+        written.append(path)
+    return copies
+
+
+def tree_rss(pid: int) -> dict[int, tuple[str, int]]:
+    """pid -> (name, RSS bytes) of ``pid`` and every process below it."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    tree, todo = {pid}, [pid]
+    while todo:
+        parent = todo.pop()
+        for child, p in parents.items():
+            if p == parent and child not in tree:
+                tree.add(child)
+                todo.append(child)
+    out = {}
+    for p in tree:
+        try:
+            with open(f"/proc/{p}/status") as handle:
+                fields = dict(line.split(":", 1) for line in handle if ":" in line)
+            out[p] = (fields["Name"].strip(), int(fields.get("VmRSS", "0 kB").split()[0]) * 1024)
+        except (OSError, KeyError, ValueError):
+            pass
+    return out
+
+
+def count(db: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT (SELECT count(*) FROM images) + (SELECT count(*) FROM failures)").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def cli(*args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(REPO / "cli.py"), *args], check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--dupes", type=float, default=0.05)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--every", type=float, default=5.0)
+    parser.add_argument("--keep", type=Path, default=None, help="folder to keep the archive and database in")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="photoqa-soak-"))
+    photos, db = root / "photos", root / "soak.db"
+    started = time.perf_counter()
+    copies = generate(photos, args.files, args.dupes)
+    print(f"generated {args.files} files ({copies} copies) in {time.perf_counter() - started:.0f} s under {root}")
+    process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "--db", str(db), "index", str(photos),
+                                "-j", str(args.workers)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak: dict[str, int] = {}
+    rates, last_n, last_t = [], 0, time.perf_counter()
+    t0 = last_t
+    while process.poll() is None:
+        time.sleep(args.every)
+        for _pid, (name, rss) in tree_rss(process.pid).items():
+            key = "command" if _pid == process.pid else name
+            peak[key] = max(peak.get(key, 0), rss)
+        n, now = count(db), time.perf_counter()
+        if n > last_n:
+            rates.append(((now - t0), (n - last_n) / (now - last_t)))
+        last_n, last_t = n, now
+    out, err = process.communicate()
+    total = time.perf_counter() - t0
+    print(out.strip())
+    if process.returncode:
+        print(err[-2000:])
+        sys.exit(process.returncode)
+    print(f"indexed {count(db)} files in {total:.0f} s: {count(db) / total:.1f} img/s overall")
+    baseline = rates[1][1] if len(rates) > 2 else (rates[0][1] if rates else 0)
+    print("img/s over time (t s: img/s, ratio to the first full interval):")
+    for t, rate in rates:
+        print(f"  {t:7.0f}: {rate:7.1f}  {rate / baseline if baseline else 0:5.2f}")
+    print("peak RSS: " + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in sorted(peak.items())))
+    size = sum(p.stat().st_size for p in root.glob("soak.db*") if p.is_file())
+    print(f"database + WAL: {size / 2**20:.1f} MB, {size / max(count(db), 1):.0f} bytes per image")
+    startup = min(cli("--version") for _ in range(3))
+    for name, command in (("status", ["status"]), ("sql", ["sql", "SELECT count(*) FROM images"]),
+                          ("dupes", ["dupes", "--format", "json"])):
+        seconds = min(cli("--db", str(db), *command) for _ in range(3))
+        print(f"{name:7} {seconds:6.2f} s  ({seconds / startup:.1f}x `photoqa --version`)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""``photoqa index --cluster``: decoding on Dask workers, storing here (indexer.pipeline.cluster).
+
+A LocalCluster start costs seconds on a loaded machine: the tests are few.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+import cli
+import imagefiles as F
+from indexer.pipeline.cluster import ClusterError, parse_cluster
+from indexer.pipeline.run import index_paths
+from indexer.session import open_session
+
+try:
+    import distributed
+except ImportError:  # pragma: no cover - the extra is part of [test]
+    distributed = None
+
+needs_dask = pytest.mark.skipif(distributed is None, reason="dask distributed not installed "
+                                                            "(pip install 'photoqa[cluster]')")
+
+
+def photos(root: Path, count: int, size=(160, 120)) -> Path:
+    """``count`` distinct scenes and two near copies of scene 1 (a re-encode and a resize)."""
+    for i in range(count):
+        F.write_jpeg(root / f"s{i:02}.jpg", F.scene(i, *size))
+    F.write_jpeg(root / "sub" / "s01-q70.jpg", F.scene(1, *size), quality=70)
+    F.write_jpeg(root / "sub" / "s01-big.jpg", F.scene(1, size[0] * 2, size[1] * 2))
+    return root
+
+
+def rows(db: str, sql: str) -> list[tuple]:
+    s = open_session(db, readonly=True)
+    try:
+        with s.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        s.engine.dispose()
+
+
+IMAGES = ("SELECT path, sha256, width, height, format, phash_d4, hist, thumb, features_version "
+          "FROM images ORDER BY path")
+PAIRS = ("SELECT a.path, b.path, p.verdict, p.hamming, p.transform FROM pairs p "
+         "JOIN images a ON a.id = p.a_id JOIN images b ON b.id = p.b_id ORDER BY a.path, b.path")
+GROUPS = ("SELECT i.path, k.path, g.is_keeper FROM image_groups g JOIN images i ON i.id = g.image_id "
+          "JOIN images k ON k.id = g.group_id ORDER BY i.path")
+
+
+@needs_dask
+def test_a_cluster_stores_what_a_plain_index_stores(tmp_path):
+    folder = photos(tmp_path / "p", 6)
+    plain, dask = str(tmp_path / "plain.db"), str(tmp_path / "dask.db")
+    # verification jobs leave the writer at once (not after 1 s inline), to the pool or the cluster
+    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 0\n")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        for db, extra in ((plain, ["-j", "1"]), (dask, ["--cluster", cluster.scheduler_address])):
+            result = CliRunner().invoke(cli.main, ["--db", db, "index", str(folder), *extra])
+            assert result.exit_code == 0, result.output
+            assert "indexed: 8 " in result.stdout
+        ran = set(cluster.scheduler.task_prefixes)
+    assert {"analyse_on_worker", "run_job"} <= ran, ran  # decoding and verification on the workers
+    assert len(rows(dask, IMAGES)) == 8
+    assert rows(dask, IMAGES) == rows(plain, IMAGES)
+    # which pairs of a group are verified, and each pair's a/b order, follow the order
+    # outcomes complete in (match.fanout: one member per group), with or without Dask:
+    # what must agree is who is paired and the groups
+    def paired(db):
+        return {Path(p).name for pair in rows(db, PAIRS) for p in pair[:2]}
+
+    assert paired(dask) == paired(plain) == {"s01.jpg", "s01-q70.jpg", "s01-big.jpg"}
+    assert len(rows(dask, GROUPS)) == 3 and rows(dask, GROUPS) == rows(plain, GROUPS)
+    # a rerun on the cluster finds everything unchanged (the same skip rule as always)
+    again = CliRunner().invoke(cli.main, ["--db", dask, "index", str(folder), "--cluster", "local:1"])
+    assert "indexed: 0 unchanged: 8 " in again.stdout
+
+
+def test_without_dask_cluster_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "distributed", None)  # import fails
+    folder = photos(tmp_path / "p", 1)
+    db = str(tmp_path / "f.db")
+    result = CliRunner().invoke(cli.main, ["--db", db, "index", str(folder), "--cluster", "local:2"])
+    assert result.exit_code == cli.EXIT_ERROR
+    assert result.stderr.splitlines() == [
+        "photoqa: --cluster needs Dask distributed, which is not installed: pip install 'photoqa[cluster]'"]
+    assert rows(db, "SELECT count(*) FROM images") == [(0,)]
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:x", "8786", "http://h:8786", "tcp://"])
+def test_bad_cluster_address_is_a_usage_error(tmp_path, spec):
+    with pytest.raises(ClusterError):
+        parse_cluster(spec)
+    result = CliRunner().invoke(cli.main, ["--db", str(tmp_path / "f.db"), "index", str(tmp_path), "--cluster", spec])
+    assert result.exit_code == cli.EXIT_USAGE and len(result.stderr.splitlines()) == 1
+    assert parse_cluster("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+    assert parse_cluster("local:3").local == 3
+
+
+@needs_dask
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_leaves_every_file_indexed_once(tmp_path):
+    folder = photos(tmp_path / "p", 30, size=(640, 480))
+    session = open_session(str(tmp_path / "k.db"))
+    killed: list[int] = []
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        def kill_busiest(done: int, total: int) -> None:
+            if done == 3 and not killed:
+                busy = max(client.processing().items(), key=lambda kv: len(kv[1]))
+                assert busy[1], "no task in flight when the worker was killed"
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        settings = dataclasses.replace(session.settings.index, cluster_wait=30.0)
+        summary = index_paths([folder], session.store, settings, progress=kill_busiest,
+                              cluster=cluster.scheduler_address)
+        assert killed and killed[0] not in client.run(os.getpid).values()
+    session.engine.dispose()
+    assert (summary.indexed, summary.failed) == (32, 0)
+    paths = [p for (p,) in rows(str(tmp_path / "k.db"), "SELECT path FROM images")]
+    assert sorted(paths) == sorted(str(p.resolve()) for p in folder.rglob("*.jpg"))  # each once
+    assert len(paths) == len(set(paths)) == 32
+
+
+@needs_dask
+@pytest.mark.slow
+def test_losing_the_scheduler_stops_with_a_message_and_a_rerun_continues(tmp_path):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    folder = photos(tmp_path / "p", 30, size=(640, 480))
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parent)}
+    file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0",
+                                  "--no-dashboard", "--scheduler-file", str(file)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        for _ in range(300):
+            if file.exists() and file.stat().st_size:
+                break
+            time.sleep(0.1)
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                   str(file), "--nthreads", "1", "--no-nanny", "--no-dashboard"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import json
+
+        address = json.loads(file.read_text())["address"]
+        db = str(tmp_path / "lost.db")
+        session = open_session(db)
+
+        def kill_scheduler(done: int, total: int) -> None:
+            if done == 3:
+                scheduler.kill()
+
+        settings = dataclasses.replace(session.settings.index, cluster_wait=5.0)
+        started = time.perf_counter()
+        with pytest.raises(ClusterError) as lost:
+            index_paths([folder], session.store, settings, progress=kill_scheduler, cluster=address)
+        assert str(lost.value) == (f"lost the Dask cluster {address} (the connection to the scheduler was "
+                                   "lost); what was stored is kept, run the same command again to continue")
+        assert time.perf_counter() - started < 60
+        stored = rows(db, "SELECT count(*) FROM images")[0][0]
+        assert 3 <= stored < 32
+        summary = index_paths([folder], session.store, settings, workers=1)  # the rerun continues
+        session.engine.dispose()
+        assert (summary.unchanged, summary.indexed) == (stored, 32 - stored)
+        paths = [p for (p,) in rows(db, "SELECT path FROM images")]
+        assert len(paths) == len(set(paths)) == 32
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.kill()
+                process.wait()
+
+
+PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")
+
+
+@needs_dask
+@pytest.mark.slow
+@pytest.mark.skipif(not PG_URL, reason="set PHOTOQA_TEST_PG_URL (a PostgreSQL database we may write)")
+def test_real_photos_into_postgresql_on_a_cluster_equal_a_plain_index(tmp_path, shared_data):
+    import uuid
+
+    from db.engine import open_engine
+
+    folder = shared_data / "scenes"
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = open_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    pg = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    plain = str(tmp_path / "plain.db")
+    try:
+        for db, extra in ((plain, ["-j", "2"]), (pg, ["--cluster", "local:2"])):
+            result = CliRunner().invoke(cli.main, ["--db", db, "index", str(folder), *extra])
+            assert result.exit_code == 0, result.output
+        images = rows(pg, IMAGES)
+        assert len(images) > 40 and images == rows(plain, IMAGES)
+        assert rows(pg, "SELECT path, kind FROM failures ORDER BY path") == rows(
+            plain, "SELECT path, kind FROM failures ORDER BY path")
+        paired = {p for pair in rows(pg, PAIRS) for p in pair[:2]}
+        assert len(paired) >= 4 and paired == {p for pair in rows(plain, PAIRS) for p in pair[:2]}
+        assert rows(pg, GROUPS) == rows(plain, GROUPS)
+        # sensor statistics: the workers computed each learnt frame's delta, the writer added them
+        sensors = ("SELECT s.width, s.height, s.kind, s.frames, f.sha256 FROM sensors s "
+                   "JOIN sensor_frames f ON f.sensor_id = s.id ORDER BY 1, 2, 3, 4, 5")
+        defects = ("SELECT s.width, s.height, d.x, d.y, d.kind FROM sensor_defects d "
+                   "JOIN sensors s ON s.id = d.sensor_id ORDER BY 1, 2, 3, 4, 5")
+        assert rows(pg, sensors) and rows(pg, sensors) == rows(plain, sensors)  # each frame counted once
+        assert rows(pg, defects) == rows(plain, defects)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
