@@ -178,8 +178,9 @@ def clear_pairs(engine: Engine) -> None:
         dbgroups.clear_groups(conn)
 
 
-def all_pairs(engine: Engine) -> list:
-    """Every stored pair of present images, as row objects with ``a``, ``b``, ``verdict``..."""
+def all_pairs(engine: Engine, among: Iterable[int] | None = None) -> list:
+    """Every stored pair of present images, as row objects with ``a``, ``b``, ``verdict``...;
+    ``among``: only pairs whose two images are both in it (a page of groups)."""
     a, b = Image.__table__.alias("a"), Image.__table__.alias("b")
     query = (select(Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.hamming, Pair.transform,
                     Pair.shift_x, Pair.shift_y, Pair.scale, Pair.correlation, Pair.hist_similarity,
@@ -189,7 +190,12 @@ def all_pairs(engine: Engine) -> list:
              .where(a.c.missing_since.is_(None) & b.c.missing_since.is_(None))
              .order_by(Pair.a_id, Pair.b_id))
     with engine.connect() as conn:
-        return list(conn.execute(query))
+        if among is None:
+            return list(conn.execute(query))
+        wanted = set(among)
+        rows = [r for chunk in dbgroups.chunks(wanted) for r in conn.execute(query.where(Pair.a_id.in_(chunk)))
+                if r.b in wanted]
+        return sorted(rows, key=lambda r: (r.a, r.b))
 
 
 def keeper_infos(engine: Engine, ids: Iterable[int]) -> dict[int, KeeperInfo]:

@@ -310,3 +310,27 @@ def test_pages_on_postgresql(tmp_path):
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def test_a_page_of_groups_is_the_slice_of_the_whole_report(demo):
+    """The pages SQL orders (bytes, size, count, path) hold the same groups, members,
+    keepers and relations as the same slice of ``photoqa dupes``, and the same totals."""
+    from indexer.commands.dupes import dupes_report
+    from indexer.session import open_session
+    from indexer.web.groupview import SQL_SORTS, page_of_groups
+
+    session = open_session(str(demo / "photoqa.db"), str(demo / "photoqa-demo.toml"), readonly=True)
+    try:
+        for sort in SQL_SORTS:
+            whole = dupes_report(session, sort=sort)
+            for page in (1, 2):
+                got = page_of_groups(session, page=page, per_page=1, sort=sort)
+                want = whole["groups"][page - 1: page]
+                assert [g["id"] for g in got.groups] == [g["id"] for g in want], sort
+                assert [[(m["path"], m["role"], m["relation"]) for m in g["members"]] for g in got.groups] == \
+                    [[(m["path"], m["role"], m["relation"]) for m in g["members"]] for g in want]
+                assert got.pages == len(whole["groups"])
+                for key in ("groups", "files", "removable_files", "bytes_reclaimable"):
+                    assert got.summary[key] == whole["summary"][key], (sort, key)
+    finally:
+        session.engine.dispose()

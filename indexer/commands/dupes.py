@@ -121,7 +121,8 @@ def _weakest(hops) -> str:
 
 
 def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min_size: int = 2,
-                 sort: str = "bytes", under: str | Path | None = None, prefer_in: Iterable[str] = ()) -> dict:
+                 sort: str = "bytes", under: str | Path | None = None, prefer_in: Iterable[str] = (),
+                 members: Iterable[int] | None = None) -> dict:
     """Groups of the chosen verdicts (``[match] group_verdicts`` when None), each with its
     keeper and every member once: ``members`` = [{path, role, relation, bytes, verdict}],
     keeper first; each also has ``transform`` and ``scale`` (keeper to member, composed
@@ -131,11 +132,12 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
     shown whole, and ``outside_under`` counts its members outside the folder (0 otherwise).
     ``prefer_in``: folders whose files are preferred as keepers, besides ``[dupes] prefer_in``.
     ``summary``: groups, files, files that could be removed, bytes they hold, and the
-    common folder of every listed path (``root``)."""
+    common folder of every listed path (``root``). ``members``: only the groups made of
+    these images (whole stored groups: a page of ``photoqa serve``), the summary theirs."""
     if verdicts is None:
         verdicts = session.settings.match.group_verdicts
     root = None if under is None else os.path.abspath(under)
-    pairs = dbpairs.all_pairs(session.engine)
+    pairs = dbpairs.all_pairs(session.engine, among=members)
     ids = {p.a for p in pairs} | {p.b for p in pairs}
     infos = dbpairs.keeper_infos(session.engine, ids)
     paths = dbpairs.paths(session.engine, ids)
