@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select, text
@@ -135,12 +135,19 @@ def recent_failures(engine: Engine, limit: int) -> list[tuple]:
     return sorted(rows)
 
 
-def pair_overlaps(engine: Engine) -> dict[tuple[int, int], tuple[float | None, float | None]]:
-    """(a_id, b_id) -> (overlap_a, overlap_b) of every stored pair: which side of a crop
-    is the crop (the side whose overlap is whole), which the stored description
-    ("cropped to 81% of the area") does not say."""
+def pair_overlaps(engine: Engine, among: Iterable[int] | None = None
+                  ) -> dict[tuple[int, int], tuple[float | None, float | None]]:
+    """(a_id, b_id) -> (overlap_a, overlap_b) of every stored pair (``among``: of the pairs
+    whose ``a`` is one of these): which side of a crop is the crop (the side whose overlap
+    is whole), which the stored description ("cropped to 81% of the area") does not say."""
+    query = select(Pair.a_id, Pair.b_id, Pair.overlap_a, Pair.overlap_b)
     with engine.connect() as conn:
-        rows = conn.execute(select(Pair.a_id, Pair.b_id, Pair.overlap_a, Pair.overlap_b)).all()
+        if among is None:
+            rows = conn.execute(query).all()
+        else:
+            ids = sorted(set(among))
+            rows = [r for start in range(0, len(ids), 500)
+                    for r in conn.execute(query.where(Pair.a_id.in_(ids[start:start + 500])))]
     return {(a, b): (oa, ob) for a, b, oa, ob in rows}
 
 

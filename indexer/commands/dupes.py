@@ -141,7 +141,7 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
     ids = {p.a for p in pairs} | {p.b for p in pairs}
     infos = dbpairs.keeper_infos(session.engine, ids)
     paths = dbpairs.paths(session.engine, ids)
-    overlaps = pair_overlaps(session.engine)
+    overlaps = pair_overlaps(session.engine, among=None if members is None else ids)
     out = []
     preferred = (*session.settings.dupes.folders(), *(os.path.abspath(os.path.expanduser(p)) for p in prefer_in))
     for g in build_groups(pairs, infos, verdicts=verdicts, prefer_in=preferred):

@@ -45,6 +45,18 @@ class ReportCache:
         self.reports: dict[str, dict] = {}
         self.lock = threading.Lock()
 
+    def order(self, session: Session, sort: str) -> tuple[list[int], dict]:
+        """Every group id in ``sort`` order and the totals (:func:`db.browse.group_order`),
+        kept while the change token holds: a later page is a slice of a list."""
+        token = browse.change_token(session.engine)
+        with self.lock:
+            if token != self.token:
+                self.token, self.reports = token, {}
+            key = ("order", sort)
+            if key not in self.reports:
+                self.reports[key] = browse.group_order(session.engine, sort)
+            return self.reports[key]
+
     def report(self, session: Session, sort: str) -> dict:
         token = browse.change_token(session.engine)
         with self.lock:
@@ -66,8 +78,8 @@ def page_of_groups(session: Session, *, page: int = 1, per_page: int = PER_PAGE,
     """One page of the groups (1-based; clamped to the last page), each with ids and facts.
 
     For the orders SQL can give (:data:`SQL_SORTS`) the page's group ids come from
-    ``image_groups`` (:func:`db.browse.group_page`) and the report is made for their
-    members only, so a page costs its own groups, not the archive's (100,000 groups: the
+    ``image_groups`` (:func:`db.browse.group_order`, cached while nothing changes) and the
+    report is made for their members only, so a page costs its own groups, not the archive's (100,000 groups: the
     first page took 25-43 s when it computed the whole report). ``verdict`` needs every
     group's pairs: the cached whole report."""
     if sort not in SQL_SORTS:
@@ -77,12 +89,10 @@ def page_of_groups(session: Session, *, page: int = 1, per_page: int = PER_PAGE,
         page = min(max(1, page), pages)
         shown = groups[(page - 1) * per_page: page * per_page]
         return GroupPage([with_ids(session, g) for g in shown], report["summary"], page, pages, per_page, sort)
-    page = max(1, page)
-    ids, totals = browse.group_page(session.engine, sort, (page - 1) * per_page, per_page)
-    pages = max(1, math.ceil(totals["groups"] / per_page))
-    if page > pages:
-        page = pages
-        ids, totals = browse.group_page(session.engine, sort, (page - 1) * per_page, per_page)
+    every, totals = (cache or ReportCache()).order(session, sort)
+    pages = max(1, math.ceil(len(every) / per_page))
+    page = min(max(1, page), pages)
+    ids = every[(page - 1) * per_page: page * per_page]
     report = dupes_report(session, sort=sort, members=browse.members_of_groups(session.engine, ids))
     by_id = {g["id"]: g for g in report["groups"]}
     shown = [by_id.pop(i) for i in ids if i in by_id] + list(by_id.values())
