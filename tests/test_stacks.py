@@ -187,3 +187,30 @@ def test_damaged_stacks_are_failure_rows_with_no_frames_left(tmp_path):
     assert sorted(con.execute("SELECT path, kind FROM failures")) == [
         (str(folder / "crc.npz"), "corrupt"), (str(folder / "cut.npz"), "corrupt")]
     assert con.execute("SELECT DISTINCT container FROM images").fetchall() == [(str(folder / "ok.npy"),)]
+
+
+def test_dupes_apply_says_why_it_leaves_stack_frames_alone(tmp_path):
+    """Two identical frames of one stack are grouped; ``--apply trash`` plans nothing for
+    the copy frame but says why (it used to say "gone since indexing"), and the stack file
+    is untouched."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import main
+    from indexer.decode.arrays import stack_of
+
+    stack = np.random.default_rng(3).integers(0, 4000, size=(4, 16, 16)).astype(np.uint16)
+    stack[2] = stack[1]
+    path = tmp_path / "s.npy"
+    np.save(path, stack)
+    before = path.read_bytes()
+    db = tmp_path / "photoqa.db"
+    runner = CliRunner()
+    assert runner.invoke(main, ["--db", str(db), "index", str(path)]).exit_code == 0
+    out = runner.invoke(main, ["--db", str(db), "dupes", "--apply", "trash", "--yes", "--format", "json"])
+    actions = json.loads(out.stdout)["actions"]
+    assert actions and all("a frame of the array stack s.npy" in a["state"] for a in actions), actions
+    assert path.read_bytes() == before
+    assert stack_of(f"{path}#2") == str(path) and stack_of(f"{path}#k:2") == str(path)
+    assert stack_of(str(tmp_path / "a#1.jpg")) is None and stack_of(str(path)) is None

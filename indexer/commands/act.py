@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 from db import actions as dbactions
+from indexer.decode import arrays
 from indexer.fileops import files, trash
 from indexer.fileops.sidecars import sidecars_of
 from indexer.outcomes import Task, Unchanged
@@ -142,7 +143,9 @@ def plan(session: Session, report: dict, action: str, dest: Path | None, *, refe
             p.destination = str(dest / os.path.relpath(path, root))
         elif action in LINKS:
             p.destination = keeper
-        if within(path, refs) or within(os.path.realpath(os.path.dirname(path)), refs):
+        if (stack := arrays.stack_of(path)) is not None:
+            p.reason = f"a frame of the array stack {os.path.basename(stack)}: stacks are never rewritten"
+        elif within(path, refs) or within(os.path.realpath(os.path.dirname(path)), refs):
             p.reason = "under a reference folder"
         elif action in LINKS:
             p.reason = _link_reason(action, path, sha, keeper, keeper_sha)

@@ -52,6 +52,15 @@ def frame_path(path: str, key: str, frame: int) -> str:
     return f"{path}#{key}:{frame}" if key else f"{path}#{frame}"
 
 
+def stack_of(path: str) -> str | None:
+    """The stack file a frame's ``images.path`` points into (:func:`frame_path`), or None
+    for the path of a file of its own."""
+    container, sep, frame = path.rpartition("#")
+    if not sep or not is_array_file(container) or not frame.rpartition(":")[2].isdigit():
+        return None
+    return container
+
+
 @dataclass(frozen=True)
 class StackShape:
     """Frames of a stack: ``frames`` N, ``channels`` C, ``height`` H, ``width`` W."""
