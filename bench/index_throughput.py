@@ -45,21 +45,30 @@ SIZE = (4000, 3000)
 WORK_SIZE = 256
 
 
-def make_one(job: tuple[Path, Path, int]) -> None:
-    """Write one distinct 12 MP JPEG made from ``source`` (variant ``k``)."""
-    source, out, k = job
+def camera_jpeg(source: Path, out: Path, k: int, *, size: tuple[int, int] = SIZE, quality: int = 90,
+                exif: Image.Exif | None = None) -> None:
+    """Write variant ``k`` of ``source`` as a distinct camera-sized JPEG: a crop of its own
+    (no two files hash alike), every other one mirrored, upscaled to ``size`` with grain,
+    with ``exif`` (default: a camera's Make and Model only). bench/sensor_cost.py uses it too."""
     img = Image.open(source).convert("RGB")
     margin = 4 + 3 * (k % 8)  # a different crop per copy: no two files hash alike
     img = img.crop((margin, margin, img.width - margin, img.height - margin))
     if k % 2:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    size = SIZE if img.width >= img.height else SIZE[::-1]
+    size = size if img.width >= img.height else size[::-1]
     big = np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
     grain = np.random.default_rng(k).normal(0, 3.0, size=(size[1], size[0], 1)).astype(np.int16)
-    exif = Image.Exif()
-    exif[0x010F], exif[0x0110] = "BenchCam", "Twelve MP"  # Make, Model: as a camera writes
-    Image.fromarray(np.clip(big + grain, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90,
+    if exif is None:
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = "BenchCam", "Twelve MP"  # Make, Model: as a camera writes
+    Image.fromarray(np.clip(big + grain, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=quality,
                                                                           exif=exif.tobytes())
+
+
+def make_one(job: tuple[Path, Path, int]) -> None:
+    """Write one distinct 12 MP JPEG made from ``source`` (variant ``k``)."""
+    source, out, k = job
+    camera_jpeg(source, out, k)
 
 
 def ensure_files(folder: Path, count: int) -> list[Path]:

@@ -52,23 +52,18 @@ MODES = {"off": "[sensor]\nenabled = false\n", "default": "",
 
 
 def make_one(job: tuple[Path, Path, int]) -> None:
-    """One distinct 12 MP camera JPEG made from ``source`` (variant ``k``)."""
+    """One distinct 12 MP camera JPEG made from ``source`` (variant ``k``), with a capture
+    time, ISO and exposure time as a camera writes them."""
+    from index_throughput import camera_jpeg  # this folder: the same maker, our EXIF
+
     source, out, k = job
-    img = Image.open(source).convert("RGB")
-    margin = 4 + 3 * (k % 8)
-    img = img.crop((margin, margin, img.width - margin, img.height - margin))
-    if k % 2:
-        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    size = SIZE if img.width >= img.height else SIZE[::-1]
-    big = np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
-    grain = np.random.default_rng(k).normal(0, 3.0, size=(size[1], size[0], 1)).astype(np.int16)
     exif = Image.Exif()
     exif[0x010F], exif[0x0110] = "BenchCam", "Twelve MP"
     sub = exif.get_ifd(0x8769)
     sub[0x9003] = (datetime(2026, 5, 1, 9) + timedelta(minutes=k)).strftime("%Y:%m:%d %H:%M:%S")
     sub[0x8827] = 100 * (1 + k % 4)  # ISO 100-400: no frame "reveals" more than another
     sub[0x829A] = 1 / 125
-    Image.fromarray(np.clip(big + grain, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=92, exif=exif)
+    camera_jpeg(source, out, k, size=SIZE, quality=92, exif=exif)
 
 
 def ensure_files(folder: Path, count: int) -> list[Path]:
