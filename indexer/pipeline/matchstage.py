@@ -200,8 +200,9 @@ class MatchStage:
         engine = self.session.engine
         waiting = sorted(set(dbpairs.unmatched_ids(engine)) - {skip})
         m = self.session.settings.match
+        # no pixels_equal for the matcher: the stage proves same_pixels itself (self.proof)
         self.keeper = IndexKeeper(engine, index_file(self.session.url, m.index_file), matcher_params(self.session),
-                                  pixels_equal=pixels_equal_for(self.session), min_images=m.index_file_min,
+                                  min_images=m.index_file_min,
                                   resave_after=m.index_file_resave)
         started = self.keeper.open()
         self.matcher, self.mark, self.unsaved = started.matcher, started.mark, started.changed
