@@ -60,7 +60,7 @@ def _present(conn: Connection, ids: set[int]) -> set[int]:
 
 
 _EDGE_COLS = (Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.correlation, Pair.hist_similarity,
-              Pair.transform)
+              Pair.transform, Pair.scale, Pair.detail_gain, Pair.detail_above)
 
 
 def _pairs_query(verdicts: list[str]):

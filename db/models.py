@@ -193,6 +193,10 @@ class Pair(Base):
     edit_area: Mapped[float | None] = mapped_column(Float)  # changed region grown 1 px, fraction of overlap
     edit_sign: Mapped[float | None] = mapped_column(Float)  # |sum d| / sum |d| in it (1: drawn over)
     outside_corr: Mapped[float | None] = mapped_column(Float)  # blurred rank NCC beyond 3 px of it
+    # detail of the bigger side at native size (indexer.measure.detail), measured for pairs of
+    # a group verdict resized by 1.25x or more; NULL otherwise and for pairs before 0013
+    detail_gain: Mapped[float | None] = mapped_column(Float)  # its share of the small side's top band over the small side's
+    detail_above: Mapped[float | None] = mapped_column(Float)  # its share above the small side's Nyquist, same unit
 
 
 class ImageGroup(Base):

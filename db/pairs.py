@@ -96,6 +96,7 @@ def _values(pe: PairEvidence, exif: dict[int, tuple]) -> dict:
                 hist_similarity=pe.hist_sim, delta_ev=pe.delta_ev, delta_ev_exif=dev_exif,
                 time_gap_s=pe.time_gap_s, description=pe.description, same_camera=pe.same_camera,
                 same_shot=pe.same_shot, match_version=MATCH_VERSION,
+                detail_gain=pe.detail_gain, detail_above=pe.detail_above,
                 found_at=utcnow())
 
 
@@ -185,7 +186,7 @@ def all_pairs(engine: Engine, among: Iterable[int] | None = None) -> list:
     query = (select(Pair.a_id.label("a"), Pair.b_id.label("b"), Pair.verdict, Pair.hamming, Pair.transform,
                     Pair.shift_x, Pair.shift_y, Pair.scale, Pair.correlation, Pair.hist_similarity,
                     Pair.delta_ev, Pair.delta_ev_exif, Pair.time_gap_s, Pair.description, Pair.same_camera,
-                    Pair.same_shot)
+                    Pair.same_shot, Pair.detail_gain, Pair.detail_above)
              .join(a, a.c.id == Pair.a_id).join(b, b.c.id == Pair.b_id)
              .where(a.c.missing_since.is_(None) & b.c.missing_since.is_(None))
              .order_by(Pair.a_id, Pair.b_id))

@@ -81,7 +81,7 @@ def _pair_json(p, paths: dict[int, str]) -> dict:
             "transform": p.transform, "shift": [p.shift_x, p.shift_y], "scale": p.scale,
             "correlation": p.correlation, "histogram_similarity": p.hist_similarity,
             "delta_ev": p.delta_ev, "delta_ev_exif": p.delta_ev_exif, "time_gap_s": p.time_gap_s,
-            "evidence": p.description}
+            "evidence": p.description, "detail_gain": p.detail_gain, "detail_above": p.detail_above}
 
 
 def _under(path: str, root: str | None) -> bool:

@@ -108,6 +108,10 @@ class PairEvidence:
     shot: str = field(default="", compare=False)  # the shot relation in words ("taken 26 s apart")
     evidence: Evidence | None = field(default=None, compare=False, repr=False)
     refined: bool = field(default=False, compare=False)  # delta_ev is the thumbnails' transfer-curve measure
+    # the bigger side's detail at native size (indexer.measure.detail), set by the matching
+    # stage for resized pairs of a group verdict; None: not measured
+    detail_gain: float | None = field(default=None, compare=False)
+    detail_above: float | None = field(default=None, compare=False)
 
 
 def rows_of(records: list[MatchRecord], th: MatchThresholds) -> IndexRows:

@@ -21,15 +21,18 @@ file a photographer shot and kept, not the largest copy. The first difference de
 3. carrying the camera's EXIF (a body and a capture time) before files without: exports,
    conversions and downloads lose it, an upscale made from the camera JPEG included;
 4. in colour when a member is (a greyscale conversion is a copy);
-5. most pixels;
-6. oriented as most members are (a mirrored or rotated copy of a group is the outlier:
+5. not an upscale: the bigger side of a resized pair whose full-size spectra show no
+   detail above the smaller side's (:mod:`indexer.match.upscale`; a 1.5x export of the
+   camera JPEG with its EXIF copied has more pixels, not more detail);
+6. most pixels;
+7. oriented as most members are (a mirrored or rotated copy of a group is the outlier:
    each member's D4 orientation relative to one of them, composed along the pairs);
-7. lossless, unless it is a conversion of a lossy member (a PNG of the same pixel size as
+8. lossless, unless it is a conversion of a lossy member (a PNG of the same pixel size as
    a JPEG of the group holds the JPEG's pixels, no more);
-8. a name that does not say copy ("Copy of ...", "... (1)", "..._copy", "_mirror",
+9. a name that does not say copy ("Copy of ...", "... (1)", "..._copy", "_mirror",
    "_small", "_edited" ...);
-9. earliest capture time, then earliest file modification time;
-10. largest file, sharpest, smallest id (stable).
+10. earliest capture time, then earliest file modification time;
+11. largest file, sharpest, smallest id (stable).
 
 Measured before this rule (issue 14): ``photoqa demo`` kept a mirrored PNG over the JPEG
 it came from, a 1.5x upscaled export won over the Canon CRW and the camera JPEG, a
@@ -48,6 +51,7 @@ from typing import Iterable, Sequence
 from indexer.exposure.thresholds import FlagThresholds  # NumPy-free: dupes and status read groups
 from indexer.measure import orient
 
+from indexer.match import upscale
 from indexer.match.shots import Body, is_raw, relate, same_body
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS
 
@@ -73,7 +77,7 @@ class KeeperInfo:
     keep: bool = False  # the user chose it as its group's keeper
 
 
-KEEPER_RULE_VERSION = 2  # 2: the original first (issue 14); stored groups of another version are rebuilt
+KEEPER_RULE_VERSION = 3  # 2: the original first (issue 14), 3: not an upscale; stored groups of another version are rebuilt
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,7 @@ class GroupContext:
     lossy_sizes: frozenset = frozenset()  # pixel sizes (w, h) of lossy members, either way round
     outliers: frozenset = frozenset()  # members oriented unlike the plurality
     preferred: frozenset = frozenset()  # members under a preferred folder
+    upscaled: tuple = ()  # (member, its scale over its source) of the upscales (indexer.match.upscale)
 
     @classmethod
     def of(cls, members: Iterable[int], infos: dict[int, KeeperInfo], pairs: Sequence = (),
@@ -214,7 +219,13 @@ class GroupContext:
                           for s in ((infos[m].width, infos[m].height), (infos[m].height, infos[m].width)))
         roots = [r.rstrip("/") + "/" for r in prefer_in]
         preferred = frozenset(m for m in members if infos[m].path and any(infos[m].path.startswith(r) for r in roots))
-        return cls(colour, lossy, frozenset(_orientation_outliers(members, pairs)), preferred)
+        inside = set(members)
+        upscaled = tuple(sorted((m, s) for m, s in upscale.upscales(pairs).items() if m in inside))
+        return cls(colour, lossy, frozenset(_orientation_outliers(members, pairs)), preferred, upscaled)
+
+    def upscale_of(self, member: int) -> float | None:
+        """``member``'s scale over its source when it is an upscale, else None."""
+        return dict(self.upscaled).get(member)
 
 
 def _lossless(fmt: str | None) -> bool:
@@ -262,6 +273,7 @@ def keeper_key(info: KeeperInfo, ctx: GroupContext = _NO_CONTEXT) -> tuple:
         0 if is_raw(fmt) else 1,
         0 if info.camera is not None and info.captured_at is not None else 1,
         ctx.colour and grey,
+        ctx.upscale_of(info.id) is not None,
         -(info.width * info.height),
         info.id in ctx.outliers,
         0 if _lossless(fmt) and not conversion else 1,
@@ -276,7 +288,8 @@ def keeper_key(info: KeeperInfo, ctx: GroupContext = _NO_CONTEXT) -> tuple:
 
 
 # what each position of keeper_key means, said when it decided
-KEEPER_REASONS = ("chosen by you", "in a preferred folder", "RAW", "camera EXIF", "in colour", "most pixels",
+KEEPER_REASONS = ("chosen by you", "in a preferred folder", "RAW", "camera EXIF", "in colour", "not an upscale",
+                  "most pixels",
                   "oriented as the others", "lossless", "original name", "capture time known",
                   "earliest capture", "oldest file", "largest file", "sharpest", "indexed first")
 
@@ -285,11 +298,22 @@ def keeper_reason(keeper: KeeperInfo, others: Iterable[KeeperInfo], ctx: GroupCo
     """Why ``keeper`` won over ``others``, in words: the rule that decided against each
     other member (:data:`KEEPER_REASONS`), most important first ("RAW, camera EXIF")."""
     mine = keeper_key(keeper, ctx)
-    decided = set()
+    decided: dict[int, list[KeeperInfo]] = {}
     for other in others:
         theirs = keeper_key(other, ctx)
-        decided.add(next((i for i, (x, y) in enumerate(zip(mine, theirs)) if x != y), len(mine) - 1))
-    return ", ".join(KEEPER_REASONS[i] for i in sorted(decided))
+        decided.setdefault(next((i for i, (x, y) in enumerate(zip(mine, theirs)) if x != y), len(mine) - 1),
+                           []).append(other)
+    return ", ".join(_reason(i, decided[i], ctx) for i in sorted(decided))
+
+
+def _reason(position: int, others: list[KeeperInfo], ctx: GroupContext) -> str:
+    """The words of one rule position; an upscale is named with its scale ("not an
+    upscale: big.jpg is an upscale (1.5x, no detail above the source's)")."""
+    if KEEPER_REASONS[position] != "not an upscale":
+        return KEEPER_REASONS[position]
+    named = "; ".join(f"{PurePath(o.path).name if o.path else f'image {o.id}'} is "
+                      f"{upscale.words(ctx.upscale_of(o.id) or 0.0)}" for o in others)
+    return f"not an upscale: {named}"
 
 
 def keeper_of(members: Iterable[int], infos: dict[int, KeeperInfo] | None = None, pairs: Sequence = (),
@@ -300,7 +324,7 @@ def keeper_of(members: Iterable[int], infos: dict[int, KeeperInfo] | None = None
     if not infos:
         return min(members)
     ctx = GroupContext.of(members, infos, pairs, prefer_in)
-    return min(members, key=lambda i: keeper_key(infos[i], ctx) if i in infos else (True,) * 14 + (i,))
+    return min(members, key=lambda i: keeper_key(infos[i], ctx) if i in infos else (True,) * 15 + (i,))
 
 
 def build_groups(pairs: Sequence, infos: dict[int, KeeperInfo] | None = None, *,

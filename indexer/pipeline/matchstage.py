@@ -15,6 +15,7 @@ from db import pairs as dbpairs
 from indexer import decode
 from indexer.measure import orient
 from indexer.outcomes import Indexed
+from indexer.pipeline.detailstage import measure_pairs
 from indexer.pipeline.exposurestage import refine_pairs
 from indexer.match import fanout
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
@@ -252,6 +253,8 @@ class MatchStage:
     def _finish(self, image_id: int) -> None:
         found = spanning_equal(self.waiting.pop(image_id).found, new_id=image_id)
         found = refine_pairs(self.session, self.matcher.records, found)
+        found = measure_pairs(self.session.engine, self.matcher.records, found, verdicts=self.group_rule.verdicts,
+                              max_pixels=self.session.settings.index.max_pixels)
         dbpairs.save_pairs(self.session.engine, found, matched=[image_id], group_rule=self.group_rule)
         self._release(image_id)
 
@@ -321,6 +324,8 @@ def rematch(session: Session) -> int:
     """Batch mode: forget every pair, search all pairs of the database again; returns the count."""
     matcher = new_matcher(session, dbpairs.load_records(session.engine))
     found = refine_pairs(session, matcher.records, spanning_equal(matcher.batch_pairs()))
+    found = measure_pairs(session.engine, matcher.records, found, verdicts=session.settings.group_rule().verdicts,
+                          max_pixels=session.settings.index.max_pixels)
     dbpairs.clear_pairs(session.engine)
     dbpairs.save_pairs(session.engine, found, matched=list(matcher.records),
                        group_rule=session.settings.group_rule())
