@@ -10,7 +10,7 @@ import importlib
 # Loaded on first use (PEP 562): ``image`` pulls in NumPy, Pillow and the RAW path, which
 # reading settings (indexer.config imports the size limits from ``limits``) must not pay.
 __all__ = ["HEIF_AVAILABLE", "MAX_PIXELS", "RAW_PREVIEW_MIN", "WORK_SIZE", "DecodeError", "Decoded", "FullImage", "SensorData", "bit_depth", "decode_bytes",
-           "decode_file", "draft_request", "exif_of", "load_full", "load_pixels", "open_pillow",
+           "decode_file", "draft_request", "exif_of", "load_full", "load_grey", "load_pixels", "open_pillow",
            "payload_digest", "pixel_digest", "read_bytes", "sensor_frame", "sidecar_meta"]
 
 

@@ -41,8 +41,7 @@ def measure_pairs(engine, records: dict[int, MatchRecord], found: list[PairEvide
     def grey(image_id: int):
         if image_id not in decoded:
             try:
-                pixels = decode.load_full(paths[image_id], raw_linear=False, max_pixels=max_pixels).pixels
-                decoded[image_id] = detail.grey_of(pixels)
+                decoded[image_id] = decode.load_grey(paths[image_id], max_pixels=max_pixels)
             except (decode.DecodeError, OSError, MemoryError, KeyError):
                 decoded[image_id] = None
             while len(decoded) > _KEEP_DECODED:
