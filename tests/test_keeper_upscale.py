@@ -129,3 +129,20 @@ def test_a_true_original_is_kept_over_its_downscales_with_the_camera_exif(indexe
     assert g["keeper_reason"] == "most pixels"
     measured = [p for p in g["pairs"] if p.get("detail_gain") is not None]
     assert measured, g["pairs"]  # the pairs were measured and found to be no upscales
+
+
+def test_a_16_bit_original_is_read_on_its_own_scale_not_clipped(tmp_path):
+    """Pillow's "L" conversion clips 16-bit levels above 255 (a white frame, no detail):
+    load_grey keeps them, so a 16-bit original is no upscale of its 8-bit downscale."""
+    from indexer import decode
+
+    rng = np.random.default_rng(1)
+    levels = synth.scene(4, 900, 600).mean(axis=2) * 200 + rng.normal(0, 300, (600, 900)) + 5000
+    Image.fromarray(levels.clip(0, 65535).astype(np.uint16)).save(tmp_path / "o16.png")
+    small = Image.fromarray(levels.astype(np.float32), mode="F").resize((600, 400), Image.Resampling.LANCZOS)
+    Image.fromarray((np.asarray(small) / 256).clip(0, 255).astype(np.uint8)).save(tmp_path / "s.jpg", quality=90)
+    big = decode.load_grey(tmp_path / "o16.png")
+    assert big.max() > 255
+    d = detail(decode.load_grey(tmp_path / "s.jpg"), big, 1.5)
+    assert not upscale.is_upscale(d.gain, d.above), d
+    assert detail(np.zeros((20, 20)), big, 1.5) is None  # too small to tell bands apart

@@ -390,13 +390,17 @@ def load_full(path: str | Path, *, raw_linear: bool = True,
 
 
 def load_grey(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Full-size grey (ITU-R 601 luma, Pillow's "L") uint8 (H, W) of a non-RAW file, as
+    """Full-size grey (ITU-R 601 luma, Pillow's "L") uint8 (H, W) of a non-RAW file
+    (float32 on the file's own scale for a single-channel 16-bit or float image), as
     stored (EXIF orientation not applied: a rotation or flip moves no energy between
     spatial frequencies' magnitudes, which is all :mod:`indexer.measure.detail` reads).
     A twelfth of :func:`load_full`'s float RGB: 12 MB for 12 MP, not 144."""
     img = open_pillow(read_bytes(Path(path)), max_pixels)
     load_pixels(_first_frame(img))
     try:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            # single-channel 16-bit or float: converting to "L" clips above 255 (a white frame)
+            return np.asarray(img, dtype=np.float32)
         return np.asarray(img.convert("L"))
     except (OSError, ValueError) as exc:
         raise DecodeError("corrupt", f"cannot convert to grey: {exc}") from exc

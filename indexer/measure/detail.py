@@ -83,9 +83,15 @@ def _share(spec: tuple[np.ndarray, np.ndarray, np.ndarray], scale: float, lo: fl
     return float(band / base) if base > 0 else 0.0
 
 
-def detail(small: np.ndarray, big: np.ndarray, scale: float, tile: int = TILE) -> Detail:
+MIN_SIDE = 32  # px: a smaller image has too few frequency bins to tell bands apart
+
+
+def detail(small: np.ndarray, big: np.ndarray, scale: float, tile: int = TILE) -> Detail | None:
     """:class:`Detail` of ``big`` (grey (H, W)) against ``small`` (grey (h, w)), ``big``
-    being ``scale`` (> 1) times ``small`` in linear size."""
+    being ``scale`` (> 1) times ``small`` in linear size; None when a side of ``small``
+    is under :data:`MIN_SIDE` px."""
+    if min(small.shape[:2]) < MIN_SIDE or min(big.shape[:2]) < MIN_SIDE:
+        return None
     s = float(scale)
     spec_small = periodogram(small, tile)
     spec_big = periodogram(big, 8 * max(1, round(tile * s / 8)))

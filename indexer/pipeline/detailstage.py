@@ -57,5 +57,7 @@ def measure_pairs(engine, records: dict[int, MatchRecord], found: list[PairEvide
         if g_big is None or g_small is None:
             continue
         d = detail.detail(g_small, g_big, scale)
+        if d is None:
+            continue
         out[(pe.a, pe.b)] = dataclasses.replace(pe, detail_gain=round(d.gain, 4), detail_above=round(d.above, 4))
     return [out.get((pe.a, pe.b), pe) for pe in found]
