@@ -79,6 +79,11 @@ class SensorStage:
         self._ledger: dict[int, list[tuple[str, int]]] = {}
         self._since: dict[int, float] = {}
         self._seen: set[str] = set()
+        # per flushed body, its delta's last frame values (``prev``, 2 bytes a site): the
+        # next delta resumes from them, so consecutive pairs (stuck sites) are counted as
+        # one pass counts them although the statistics are flushed in pieces; dropped
+        # first, oldest first, when the budget is short (then one pair is not counted)
+        self._chains: OrderedDict[int, np.ndarray] = OrderedDict()
         self.budget = int(settings.memory_mb * 1e6)
         self.evictions = 0  # flushes made early to stay within the budget
         self.peak_bytes = 0  # most delta bytes resident at once
@@ -92,7 +97,8 @@ class SensorStage:
         return list(self._deltas)
 
     def resident_bytes(self) -> int:
-        return sum(acc.nbytes for acc in self._deltas.values())
+        """Bytes of the deltas and kept ``prev`` arrays in memory (what ``memory_mb`` bounds)."""
+        return sum(acc.nbytes for acc in self._deltas.values()) + sum(p.nbytes for p in self._chains.values())
 
     def __call__(self, image_id: int, result: Indexed) -> None:
         sha = result.decoded.sha256
@@ -108,11 +114,13 @@ class SensorStage:
                                   pattern_name(delta.pattern, delta.colors), FORMAT_VERSION)
         acc = self._deltas.get(sid)
         if acc is None:
-            self._make_room(SITE_BYTES * delta.width * delta.height)
+            self._make_room(SITE_BYTES * delta.width * delta.height, sid)
         try:
             if acc is None:
-                acc = SensorAccumulator(delta.height, delta.width, layout=delta.layout,
-                                        pattern=delta.pattern, params=delta.params)
+                prev = self._chains.pop(sid, None)
+                chained = prev is not None and prev.shape == (delta.height, delta.width)
+                acc = SensorAccumulator(delta.height, delta.width, layout=delta.layout, pattern=delta.pattern,
+                                        params=delta.params, prev=prev if chained else None, chained=chained)
             acc.add(delta)
         except (ValueError, OverflowError):
             return
@@ -126,12 +134,19 @@ class SensorStage:
             self.flush(sid)
         self.flush_due()
 
-    def _make_room(self, needed: int) -> None:
-        """Flush and drop the least recently fed bodies until ``needed`` more bytes fit
-        in the budget (or none is left: one body is always allowed)."""
-        while self._deltas and self.resident_bytes() + needed > self.budget:
-            self.evictions += 1
-            self.flush(next(iter(self._deltas)))
+    def _make_room(self, needed: int, sid: int) -> None:
+        """Until ``needed`` more bytes fit in the budget (or nothing is left: one body is
+        always allowed): drop the oldest kept ``prev`` arrays (but ``sid``'s own), then
+        flush and drop the least recently fed bodies."""
+        while self.resident_bytes() + needed > self.budget:
+            old = next((k for k in self._chains if k != sid), None)
+            if old is not None:
+                del self._chains[old]
+            elif self._deltas:
+                self.evictions += 1
+                self.flush(next(iter(self._deltas)))
+            else:
+                return
 
     def flush_due(self) -> None:
         """Flush every sensor whose oldest unflushed frame is ``flush_seconds`` old. Runs on
@@ -162,6 +177,7 @@ class SensorStage:
 
         try:
             self.store.merge(sid, delta, record)
+            self._chains[sid] = delta.prev
         except (AccumulatorFileError, ValueError, OverflowError, OSError) as exc:
             message = (f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: "
                        f"{exc} ({self._advice()})")
@@ -176,3 +192,4 @@ class SensorStage:
     def close(self) -> None:
         for sid in list(self._deltas):
             self.flush(sid)
+        self._chains.clear()

@@ -93,6 +93,9 @@ class SensorAccumulator:
     first: np.ndarray = None
     last: np.ndarray = None
     times: np.ndarray = None
+    # ``prev`` already holds the sensor's previous frame (a writer's delta resumed after
+    # a flush, prev kept): the first frame then counts a consecutive pair, as one pass would
+    chained: bool = False
 
     def __post_init__(self) -> None:
         self.times = np.asarray(self.times if self.times is not None else [], dtype=np.int64)
@@ -165,7 +168,7 @@ class SensorAccumulator:
         stamp = int(time) if time is not None and 0 < int(time) < 2**32 else None
         if stamp is not None:
             self.times = np.append(self.times, np.int64(stamp))
-        return np.float32(1.0 / self.frames), self.frames == 1, stamp
+        return np.float32(1.0 / self.frames), self.frames == 1 and not self.chained, stamp
 
     def add(self, delta) -> None:
         """Add one frame's :class:`indexer.sensor.delta.FrameDelta` (computed by a decode
