@@ -487,8 +487,9 @@ def db_upgrade(ctx):
 @click.pass_context
 def db_check(ctx, fmt):
     """Check the database (SQLite: PRAGMA integrity_check, every page) and the files
-    beside it: each sensor accumulator in <db>.sensors/ (read whole, zip CRCs checked)
-    and the saved matching index <db>.match-index (a cache: rebuilt when unusable).
+    beside it: each sensor accumulator in <db>.sensors/ (read whole, zip CRCs checked;
+    on PostgreSQL every row of its table sensor_tiles) and the saved matching index
+    <db>.match-index (a cache: rebuilt when unusable).
     Exits 1 when anything is damaged.
 
     \b
@@ -517,6 +518,7 @@ def db_backup(ctx, dest, force):
     """Copy the SQLite database to DEST consistently, even while `photoqa watch` writes
     (SQLite's online backup API), with its sensor accumulators (DEST.sensors/) and
     matching index (DEST.match-index): `--db DEST` then opens the copy whole.
+    A PostgreSQL database (its sensor statistics included): use pg_dump.
 
     \b
     Example:

@@ -222,10 +222,12 @@ class ImageFlag(Base):
 
 
 class Sensor(Base):
-    """One camera body at one geometry; its running per-site statistics live in a file.
+    """One camera body at one geometry; its running per-site statistics live in a file
+    (SQLite) or in ``sensor_tiles`` (PostgreSQL).
 
     ``kind`` is ``cfa`` (RAW: visible CFA sites) or ``rgb`` (stored, un-rotated pixels).
-    ``accumulator`` is the file (relative to the database's folder) holding the stats.
+    ``accumulator`` is the file (relative to the database's folder) holding the stats; on
+    PostgreSQL the name of the file that held them before ``sensor_tiles`` (imported once).
     """
 
     __tablename__ = "sensors"
@@ -277,6 +279,28 @@ class SensorDefect(Base):
     frames: Mapped[int] = mapped_column(Integer)
     first_seen: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_seen: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SensorTile(Base):
+    """A band of rows of a sensor's running per-site statistics, on PostgreSQL (a SQLite
+    database keeps them in ``<database>.sensors/`` files; there this table stays empty).
+
+    ``data`` is the band as an ``.npz`` (``indexer.sensor.tiles``: the nine per-site
+    arrays of rows ``y0 <= y < y1``, 26 bytes a site, plus the sensor's frame count,
+    layout and parameters; band 0 also holds the capture-time timeline). ``frames`` is
+    the band's frame count: every band of a sensor has the same one, or the statistics
+    are damaged. Written only by the exact merge under the sensor's advisory lock.
+    """
+
+    __tablename__ = "sensor_tiles"
+
+    sensor_id: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
+    tile: Mapped[int] = mapped_column(Integer, primary_key=True)
+    y0: Mapped[int] = mapped_column(Integer)
+    y1: Mapped[int] = mapped_column(Integer)
+    frames: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Action(Base):

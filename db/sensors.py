@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import calendar
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db.models import Camera, Image, Sensor, SensorDefect, SensorFrame
@@ -85,13 +86,20 @@ def accumulator_name(engine: Engine, sensor: int) -> str:
         return conn.execute(select(Sensor.accumulator).where(Sensor.id == sensor)).scalar_one()
 
 
-def record_flush(engine: Engine, sensor: int, frames: int, ledger: list[tuple[str, int]],
+def _begin(bind: Engine | Connection):
+    """A transaction of its own on an engine; a connection's own (caller's) transaction."""
+    return nullcontext(bind) if isinstance(bind, Connection) else bind.begin()
+
+
+def record_flush(engine: Engine | Connection, sensor: int, frames: int, ledger: list[tuple[str, int]],
                  defects: list | None) -> None:
     """After the accumulator file was replaced: its frame count, the ledger, the defects.
 
     When the defect list (positions and kinds) differs from the stored one, the sensor's
-    ``stable_since`` becomes this frame count (the learning budget's stability clock)."""
-    with engine.begin() as conn:
+    ``stable_since`` becomes this frame count (the learning budget's stability clock).
+    Given a connection, writes in its open transaction (the one that merged the sensor's
+    tiles under their lock: statistics, ledger and count commit together)."""
+    with _begin(engine) as conn:
         values = dict(frames=frames, updated_at=utcnow())
         if defects is not None:
             old = {tuple(r) for r in conn.execute(select(SensorDefect.x, SensorDefect.y, SensorDefect.kind)

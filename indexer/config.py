@@ -106,13 +106,24 @@ class SensorSettings:
         sRGB-encoded in [0, 1], at most dark_luminance; 0.12 is a night or indoor scene
         without flash) show defects most (hot pixels grow with gain and exposure time and
         stand out against a dark scene) and are reveal_factor times as likely to be learnt.
-    folder: where per-sensor accumulator files live; '' means ``<database>.sensors/``
-        beside a SQLite database, or ``~/.cache/photoqa/sensors/`` for other URLs.
+    folder: where per-sensor accumulator files of a SQLite database live; '' means
+        ``<database>.sensors/``. A PostgreSQL database keeps them in its table
+        ``sensor_tiles`` (every machine sees them); there this folder, or
+        ``~/.cache/photoqa/sensors/<hash>/`` where earlier versions kept them, is only
+        read once to import what it holds.
     rate: a site is hot (dead) when it stood out bright (dark) in at least this fraction
         of the sensor's frames; stuck likewise for unchanged values.
     min_frames: below this many frames a sensor reports "not enough frames".
     flush_frames / flush_seconds: merge the in-memory statistics into the sensor's file
         after this many new frames or seconds (and always at the end of a run).
+    memory_mb: the writer keeps each body's statistics since its last flush in memory
+        (26 bytes a photosite: 312 MB for a 12 MP body, 624 MB for 24 MP); past this many
+        MB the least recently fed body is flushed early and dropped (its next frame starts
+        a new delta: merges are exact, so the statistics do not change). At least one body
+        is always kept, however large. A flush briefly adds one more copy of that body
+        (the stored statistics it merges into) plus a few MB: the writer's peak is about
+        ``memory_mb`` + 26 bytes x the largest body's sites (bench/sensor_memory.py).
+        640: two 12 MP bodies, or one 24 MP.
     """
 
     enabled: bool = True
@@ -132,6 +143,7 @@ class SensorSettings:
     min_frames: int = 5
     flush_frames: int = 32
     flush_seconds: float = 30.0
+    memory_mb: float = 640.0
 
 
 @dataclass(frozen=True)

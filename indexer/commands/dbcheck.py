@@ -1,8 +1,10 @@
 """``photoqa db check`` and ``photoqa db backup``: the database and the files beside it.
 
-Beside a database live the per-camera sensor accumulators (``<db>.sensors/``, the only
-copy of statistics learnt from every frame ever indexed) and the saved matching index
-(``<db>.match-index``, a cache rebuilt from the database when unusable).
+Beside a SQLite database live the per-camera sensor accumulators (``<db>.sensors/``, the
+only copy of statistics learnt from every frame ever indexed) and the saved matching index
+(``<db>.match-index``, a cache rebuilt from the database when unusable). A PostgreSQL
+database holds its accumulators itself (table ``sensor_tiles``): ``check`` reads every
+tile, and ``pg_dump`` backs them up with the rest.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from db import engine as dbengine
 from db.health import Check, backup_sqlite, integrity, sniff_sqlite
 from indexer.pipeline.matchindex import index_file
-from indexer.pipeline.sensorstage import locked, sensor_folder
+from indexer.pipeline.sensorstore import locked, open_store, sensor_folder
 from indexer.session import Session
 
 
@@ -24,18 +26,13 @@ class BackupError(Exception):
 def check(session: Session) -> list[Check]:
     """The database's integrity, every sensor accumulator file, the saved matching index."""
     from indexer.match import snapshot
-    from indexer.sensor import AccumulatorFileError, SensorAccumulator
 
     path = dbengine.sqlite_path(session.url)
     where = str(path) if path else "database"
     found = [integrity(session.engine, where)]
-    folder = sensor_folder(session.url, session.settings.sensor.folder)
-    for file in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
-        try:
-            acc = SensorAccumulator.load(file)  # reads every array: zip CRCs catch damage inside
-            found.append(Check(str(file), True, f"sensor {acc.width}x{acc.height}, {acc.frames} frames"))
-        except AccumulatorFileError as exc:
-            found.append(Check(str(file), False, str(exc)))
+    # every array read: zip CRCs catch damage inside a file or a tile
+    store = open_store(session.engine, session.url, session.settings.sensor, writer=False)
+    found.extend(Check(*item) for item in store.checks())
     saved = index_file(session.url, session.settings.match.index_file)
     if saved is not None and saved.exists():
         try:
@@ -67,6 +64,7 @@ def backup(session: Session, dest: Path, *, force: bool = False) -> Backup:
     """
     source = dbengine.sqlite_path(session.url)
     if source is None:
+        # its sensor statistics are rows (sensor_tiles): pg_dump copies them with the rest
         raise BackupError("db backup copies SQLite databases; for PostgreSQL use pg_dump")
     dest = dest.expanduser().resolve()
     if dest == source:

@@ -11,10 +11,9 @@ from db import sensors as dbsensors
 from indexer.config import SensorSettings
 from indexer.sensor import budget
 from indexer.sensor import Defect, dcraw_badpixels, defect_map, export_badpixels, rawtherapee_filename
-from indexer.sensor.accumulator import AccumulatorFileError, check_file
 from indexer.sensor.export import write_text
 from indexer.commands.output import camera_name
-from indexer.pipeline.sensorstage import sensor_folder
+from indexer.pipeline.sensorstore import open_store
 from indexer.session import Session
 
 
@@ -74,27 +73,6 @@ def seen(seconds: int | None) -> str | None:
     return datetime.fromtimestamp(seconds, timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
-def file_problem(folder: Path, row: dbsensors.SensorRow) -> str:
-    """Why the sensor's accumulator file cannot carry on its statistics ('' when it can):
-    missing, unreadable, or disagreeing with the SQL row (header only: cheap)."""
-    if row.frames == 0 or not row.accumulator or row.kind == "stack":
-        return ""  # a stack detector's file holds per-pixel statistics (photoqa stack-stats)
-    path = folder / row.accumulator
-    if not path.exists():
-        # no sensor folder at all: most likely a shared (PostgreSQL) database indexed on
-        # another machine, whose files live there; the defects in SQL are still valid
-        return f"{path} is missing ({row.frames} frames recorded)" if folder.is_dir() else ""
-    try:
-        height, width, frames = check_file(path)
-    except AccumulatorFileError as exc:
-        return str(exc)
-    if (height, width) != (row.height, row.width):
-        return f"{path} is {width}x{height}, the sensor {row.width}x{row.height}"
-    if frames < row.frames:
-        return f"{path} holds {frames} frames, the database recorded {row.frames}"
-    return ""
-
-
 def learning_mode(rows: list[dbsensors.SensorRow], settings: SensorSettings) -> dict[int, str]:
     """Per sensor id, how its body learns now: 'every frame' until the body's map is
     stable, then 'sample' (``indexer.sensor.budget``)."""
@@ -117,7 +95,7 @@ def learning_mode(rows: list[dbsensors.SensorRow], settings: SensorSettings) -> 
 def sensor_reports(session: Session, sensor: int | None = None) -> list[SensorReport]:
     """Every sensor (or one) with its defects as last classified."""
     required = session.settings.sensor.min_frames
-    folder = sensor_folder(session.url, session.settings.sensor.folder)
+    store = open_store(session.engine, session.url, session.settings.sensor, writer=False)
     rows = dbsensors.list_sensors(session.engine)
     modes = learning_mode(rows, session.settings.sensor)
     out = []
@@ -130,7 +108,7 @@ def sensor_reports(session: Session, sensor: int | None = None) -> list[SensorRe
                    ] if row.frames >= required else []
         out.append(SensorReport(row.id, row.make, row.model, row.serial, row.width, row.height,
                                 row.kind, row.pattern, row.frames, required, defects,
-                                file_problem(folder, row), row.updated_at, modes.get(row.id, ""),
+                                store.problem(row), row.updated_at, modes.get(row.id, ""),
                                 row.stable_since, row.stable_since_at))
     return out
 

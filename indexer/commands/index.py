@@ -50,7 +50,7 @@ def file_logger(stream=None) -> Callable[[str, Outcome], None]:
 def stack_indexer(session: Session, paths: list[Path], sensor: str | None):
     """The ``stacks`` callback of :func:`index_paths`: array stacks stored in batches,
     with per-pixel sensor statistics under the name ``sensor`` when given."""
-    from indexer.pipeline.sensorstage import sensor_folder
+    from indexer.pipeline.sensorstore import sensor_folder
     from indexer.pipeline.stackrun import index_stacks
 
     def run(tasks) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from indexer.decode import exif, sniff
 from indexer.commands.output import camera_name
 from indexer.errors import DecodeError
 from indexer.decode.raw import open_raw, raw_metadata
-from indexer.sensor import (AccumulatorFileError, Defect, ResidualParams, SensorAccumulator, blob_mask,
+from indexer.sensor import (AccumulatorFileError, Defect, ResidualParams, blob_mask,
                             defect_mask, repair_blobs, repair_cfa, repair_rgb)
 from indexer.session import Session
 from indexer.atomicfile import write_bytes
@@ -179,21 +178,28 @@ def _repair_rendered(session, path, data, out_dir, forced, dry_run, force) -> Re
 
 
 def _mean_residual(session: Session, sensor: int) -> np.ndarray | None:
-    """The sensor's mean residual (H, W) float32, None when its statistics file is not
-    readable here (then only the defect sites themselves are repaired)."""
-    from indexer.pipeline.sensorstage import sensor_folder
+    """The sensor's mean residual (H, W) float32, None when its statistics are not
+    readable here (then only the defect sites themselves are repaired): the file beside a
+    SQLite database, the ``sensor_tiles`` rows of a PostgreSQL one (any machine)."""
+    from indexer.pipeline.sensorstore import open_store
 
-    path = sensor_folder(session.url, session.settings.sensor.folder) / dbsensors.accumulator_name(
-        session.engine, sensor)
+    store = open_store(session.engine, session.url, session.settings.sensor, writer=False)
     try:
-        return _load_mean(str(path), path.stat().st_mtime_ns)
+        return _load_mean(store, sensor, (session.url, sensor, store.stamp(sensor)))
     except (OSError, AccumulatorFileError):
         return None
 
 
-@lru_cache(maxsize=1)  # many files of one camera in a row: read its statistics once
-def _load_mean(path: str, mtime_ns: int) -> np.ndarray:
-    return SensorAccumulator.load(path).mean
+_CACHE: dict = {}
+
+
+def _load_mean(store, sensor: int, key) -> np.ndarray:
+    """Many files of one camera in a row: read its statistics once (``key`` changes when
+    they do; one sensor kept)."""
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = store.load(sensor).mean
+    return _CACHE[key]
 
 
 def _encode_like(original: Image.Image, pixels: np.ndarray) -> bytes:

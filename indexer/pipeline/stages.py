@@ -73,10 +73,11 @@ def build_stages(session: Session) -> list[Stage]:
 
         stages.append(MatchStage(session))
     if session.settings.sensor.enabled:
-        from indexer.pipeline.sensorstage import SensorStage, sensor_folder
+        from indexer.pipeline.sensorstage import SensorStage
+        from indexer.pipeline.sensorstore import open_store
 
         stages.append(SensorStage(session.engine, session.settings.sensor,
-                                  sensor_folder(session.url, session.settings.sensor.folder)))
+                                  open_store(session.engine, session.url, session.settings.sensor)))
     from indexer.pipeline.exposurestage import FlagStage
 
     stages.append(FlagStage(session))

@@ -33,6 +33,7 @@ the denominator, so the stuck *rate* stays an unbiased estimate.
 """
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import zipfile
@@ -92,6 +93,9 @@ class SensorAccumulator:
     first: np.ndarray = None
     last: np.ndarray = None
     times: np.ndarray = None
+    # ``prev`` already holds the sensor's previous frame (a writer's delta resumed after
+    # a flush, prev kept): the first frame then counts a consecutive pair, as one pass would
+    chained: bool = False
 
     def __post_init__(self) -> None:
         self.times = np.asarray(self.times if self.times is not None else [], dtype=np.int64)
@@ -164,7 +168,7 @@ class SensorAccumulator:
         stamp = int(time) if time is not None and 0 < int(time) < 2**32 else None
         if stamp is not None:
             self.times = np.append(self.times, np.int64(stamp))
-        return np.float32(1.0 / self.frames), self.frames == 1, stamp
+        return np.float32(1.0 / self.frames), self.frames == 1 and not self.chained, stamp
 
     def add(self, delta) -> None:
         """Add one frame's :class:`indexer.sensor.delta.FrameDelta` (computed by a decode
@@ -271,7 +275,28 @@ class SensorAccumulator:
         One ``.npz`` with the arrays plus ``meta`` (format version, geometry, layout,
         pattern, frames, pairs, params). An interrupted save leaves the old file intact.
         """
-        path = Path(path)
+        writer = np.savez_compressed if compress else np.savez
+        replace_with(Path(path), lambda fh: writer(fh, **self._payload()))
+
+    def to_bytes(self, *, compress: bool = False) -> bytes:
+        """The bytes :meth:`save` would write (an ``.npz``), for storage other than a file
+        (a PostgreSQL ``bytea``); :meth:`from_bytes` reads them back."""
+        out = io.BytesIO()
+        (np.savez_compressed if compress else np.savez)(out, **self._payload())
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = "sensor accumulator") -> "SensorAccumulator":
+        """Read :meth:`to_bytes` output; raises :class:`AccumulatorFileError` (naming
+        ``where``) when it is truncated, corrupt or of another format version."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                content = {key: npz[key] for key in npz.files}
+        except _UNREADABLE as exc:
+            raise AccumulatorFileError(f"{where}: not a readable sensor accumulator ({exc})") from exc
+        return cls._from_content(where, content)
+
+    def _payload(self) -> dict[str, np.ndarray]:
         meta = np.array([FORMAT_VERSION, self.height, self.width, LAYOUTS.index(self.layout),
                          self.frames, self.pairs, self.params.tile, self.params.stuck_tolerance,
                          self.params.rgb_step],
@@ -281,8 +306,7 @@ class SensorAccumulator:
                  "params_f": np.array([self.params.margin, self.params.noise_floor,
                                        self.params.rgb_margin]),
                  "times": self.times}
-        writer = np.savez_compressed if compress else np.savez
-        replace_with(path, lambda fh: writer(fh, **extra, **{name: getattr(self, name) for name in _ARRAYS}))
+        return {**extra, **{name: getattr(self, name) for name in _ARRAYS}}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SensorAccumulator":
