@@ -7,7 +7,7 @@ an upscale (``indexer.match.upscale``, issue 14). Existing pairs keep NULL (not 
 the pixel count decides as before) until ``photoqa dupes --rematch`` or a re-index.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07 13:40:00
 """
 from alembic import op
