@@ -66,7 +66,7 @@ def test_a_cluster_stores_what_a_plain_index_stores(tmp_path):
             assert result.exit_code == 0, result.output
             assert "indexed: 8 " in result.stdout
         ran = set(cluster.scheduler.task_prefixes)
-    assert {"analyse_on_worker", "run_job"} <= ran, ran  # decoding and verification on the workers
+    assert {"analyse_batch", "run_job"} <= ran, ran  # decoding and verification on the workers
     assert len(rows(dask, IMAGES)) == 8
     assert rows(dask, IMAGES) == rows(plain, IMAGES)
     # which pairs of a group are verified, and each pair's a/b order, follow the order

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from db import sensors as dbsensors
 from indexer.outcomes import Indexed
+from indexer.pipeline.clustersensor import DeltasLost, pending_for, settle
 from indexer.pipeline.sensorplan import take_delta
 from indexer.sensor.delta import FrameDelta
 from indexer.config import SensorSettings
@@ -109,11 +110,13 @@ class SensorStage:
             if acc is None:
                 acc = SensorAccumulator(delta.height, delta.width, layout=delta.layout,
                                         pattern=delta.pattern, params=delta.params)
+            acc = pending_for(acc, delta)  # a delta left on a Dask cluster: merged there at the flush
             acc.add(delta)
         except (ValueError, OverflowError):
             return
         if sid not in self._deltas:
-            self._deltas[sid], self._since[sid] = acc, time.monotonic()
+            self._since[sid] = time.monotonic()
+        self._deltas[sid] = acc
         self._seen.add(sha)
         self._ledger.setdefault(sid, []).append((sha, image_id))
         if len(self._ledger[sid]) >= self.settings.flush_frames:
@@ -140,6 +143,13 @@ class SensorStage:
         self._since.pop(sid, None)
         self._seen.difference_update(sha for sha, _ in ledger)  # the SQL ledger has them from now on
         if delta is None or not ledger:
+            return
+        try:
+            delta = settle(delta)  # deltas left on a cluster: tree-reduced there, one accumulator back
+        except DeltasLost as exc:
+            message = f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: {exc}"
+            self.errors.append((sid, message))
+            self.report(message)
             return
         path = self.path(sid)
         # the SQL row is written under the file's lock too: two writers flushing one
