@@ -293,7 +293,8 @@ class Cluster:
                 alone.extend(batch)  # only the file that kills its worker becomes a failure
                 outcomes = []
             elif isinstance(value, BaseException):
-                outcomes = [_outcome(value, task, spec, distributed) for task in batch]
+                lost = client.status != "running"  # "connecting" (then "closed") once the scheduler is gone
+                outcomes = [_outcome(value, task, spec, distributed, lost) for task in batch]
             else:
                 outcomes = value
                 for outcome in outcomes:  # the sensor stage holds the batch while it needs a delta
@@ -360,8 +361,9 @@ def cluster_outcomes(tasks: list[Task], cluster: str | Cluster, settings: IndexS
         yield from opened.outcomes(tasks, settings, move_candidates, sensor_data, remote_deltas=False)
 
 
-def _outcome(value, task: Task, spec: ClusterSpec, distributed) -> Outcome:
-    """A finished task's outcome; ``value`` is the outcome, or the exception it ended with."""
+def _outcome(value, task: Task, spec: ClusterSpec, distributed, lost: bool = False) -> Outcome:
+    """A finished task's outcome; ``value`` is the outcome, or the exception it ended with;
+    ``lost``: the client has lost its scheduler."""
     if not isinstance(value, BaseException):
         return value
     if isinstance(value, distributed.KilledWorker):
@@ -369,7 +371,9 @@ def _outcome(value, task: Task, spec: ClusterSpec, distributed) -> Outcome:
         # (a decoder crash) is the likely cause, so it is a failure row like any other
         return Failed(task, "internal", f"the Dask worker analysing it died repeatedly ({value})")
     # analyse returns every file error as Failed: anything else is the cluster's
-    if "scheduler-connection-lost" in str(value):  # every future is cancelled with this reason
+    # every future is cancelled, with this reason or (distributed 2026.8, a result being
+    # fetched) "unknown"
+    if lost or "scheduler-connection-lost" in str(value):
         reason = "the connection to the scheduler was lost"
     else:
         reason = f"{type(value).__name__}: " + (str(value).splitlines() or [""])[0]
