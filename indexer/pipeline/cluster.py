@@ -91,9 +91,13 @@ def connect(spec: ClusterSpec, wait: float, distributed=None) -> tuple:
     cluster = None
     try:
         if spec.local:
-            # no dashboard: it needs bokeh, and a port nobody asked for
-            cluster = distributed.LocalCluster(n_workers=spec.local, threads_per_worker=1, processes=True,
-                                               dashboard_address=None)
+            import dask
+
+            # no dashboard: it needs bokeh, and a port nobody asked for; LOCAL_CONFIG: the
+            # housekeeping of every process (profiler, event-loop ticks) off or slowed
+            with dask.config.set(LOCAL_CONFIG):
+                cluster = distributed.LocalCluster(n_workers=spec.local, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None)
             client = distributed.Client(cluster)
         else:
             client = distributed.Client(spec.address, timeout=wait)
@@ -118,6 +122,17 @@ def connect(spec: ClusterSpec, wait: float, distributed=None) -> tuple:
 
 # seconds the client tries to reach a lost scheduler again before the run stops
 RECONNECT_SECONDS = 2.0
+
+# Dask settings of a local:N cluster (its scheduler and nannies run in this process, the
+# writer's; the workers get them from their nanny). On one machine every CPU second Dask
+# spends on itself is taken from decoding: its statistical profiler samples every worker
+# thread each 10 ms, the event loops check their health each 20 ms.
+LOCAL_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 
 
 def _close(client, cluster) -> None:

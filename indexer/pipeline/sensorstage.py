@@ -8,7 +8,10 @@ exclusive lock on the sensor's file, loads what is there, merges the delta into 
 (Chan et al. 1979: exact whatever the split, which is what lets several workers, runs or
 daemons share one sensor), replaces the file atomically, reclassifies the defects and
 records the frames in the SQL ledger. A frame (by SHA-256) is counted once: identical
-frames would make every site look permanent.
+frames would make every site look permanent. On a Dask cluster a delta may be a
+:class:`~indexer.pipeline.clustersensor.DeltaRef` (left on a worker): the stage keeps the
+ledger as always, and the flush gathers the accepted frames' deltas, tree-reduced on the
+workers (:mod:`indexer.pipeline.clustersensor`).
 """
 from __future__ import annotations
 
