@@ -96,6 +96,7 @@ def connect(spec: ClusterSpec, wait: float, distributed=None) -> tuple:
             # no dashboard: it needs bokeh, and a port nobody asked for; LOCAL_CONFIG: the
             # housekeeping of every process (profiler, event-loop ticks) off or slowed
             with dask.config.set(LOCAL_CONFIG):
+                _preload_forkserver()
                 cluster = distributed.LocalCluster(n_workers=spec.local, threads_per_worker=1, processes=True,
                                                    dashboard_address=None)
             client = distributed.Client(cluster)
@@ -128,11 +129,25 @@ RECONNECT_SECONDS = 2.0
 # spends on itself is taken from decoding: its statistical profiler samples every worker
 # thread each 10 ms, the event loops check their health each 20 ms.
 LOCAL_CONFIG = {
+    # forked from one server that imported Dask and photoqa's decoders once, not spawned
+    # and importing both from scratch each (Dask's default): under load 20-28 here a
+    # local:2 run's workers joined 10-15 s after the start, and cost ~2 CPU-s each in imports
+    "distributed.worker.multiprocessing-method": "forkserver",
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
 }
+
+
+def _preload_forkserver() -> None:
+    """What the forkserver of a ``local:N`` cluster's workers imports before forking them:
+    Dask (what ``distributed.utils.get_mp_context`` preloads, called first so that it
+    does not replace this list later) and the decoding and measuring code. The local
+    pools use the same forkserver (``pipeline.pools``): these modules are theirs too."""
+    from distributed.utils import get_mp_context
+
+    get_mp_context().set_forkserver_preload(["dask", "distributed", "numpy", "indexer.pipeline.cluster"])
 
 
 def _close(client, cluster) -> None:
