@@ -20,7 +20,9 @@ see docs/CLUSTER.md.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,12 +47,13 @@ def make_files(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
     return paths
 
 
-def run(folder: Path, args: list[str]) -> float:
-    """Wall seconds of one ``photoqa index`` on a fresh database."""
+def run(folder: Path, args: list[str], repo: Path = REPO) -> float:
+    """Wall seconds of one ``photoqa index`` (of the checkout ``repo``) on a fresh database."""
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(Path(tmp) / "b.db"), "index",
-                        str(folder), *args], check=True, capture_output=True, cwd=REPO)
+        subprocess.run([sys.executable, str(repo / "cli.py"), "--db", str(Path(tmp) / "b.db"), "index",
+                        str(folder), *args], check=True, capture_output=True, cwd=repo,
+                       env={**os.environ, "PYTHONPATH": str(repo)})
         return time.perf_counter() - started
 
 
@@ -99,6 +102,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=240)
     parser.add_argument("--size", default="1280x960")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "photoqa-cluster")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of -j 2 against local:2")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of another commit: its local:2 runs in each round too")
+    parser.add_argument("--skip-margin", action="store_true", help="only the cold commands")
     parser.add_argument("--clean", action="store_true", help="remove --work afterwards")
     opts = parser.parse_args()
     width, height = (int(v) for v in opts.size.split("x"))
@@ -107,20 +114,35 @@ def main() -> None:
     more = make_files(opts.work / f"{opts.count}-{opts.size}-more", opts.count, (width, height))
     for path in files + more:
         path.read_bytes()  # warm the page cache
-    print("the command, cold (a fresh process and database each; start-up and shutdown paid):")
-    modes = {"-j 1": ["-j", "1"], "-j 2": ["-j", "2"], "local:1": ["--cluster", "local:1"],
+    print(f"the command, cold (a fresh process and database each; start-up and shutdown paid), "
+          f"{opts.repeat} rounds, the modes alternating:")
+    modes = {"-j 1": ["-j", "1"], "local:1": ["--cluster", "local:1"], "-j 2": ["-j", "2"],
              "local:2": ["--cluster", "local:2"]}
-    rates = {}
-    for name, args in modes.items():
-        seconds = run(folder, args)
-        rates[name] = len(files) / seconds
-        print(f"{name:8} {len(files)} files {seconds:7.2f} s  {rates[name]:6.1f} img/s", flush=True)
+    if opts.baseline:  # another checkout's local:2 (e.g. `git archive COMMIT | tar -x -C DIR`)
+        modes["local:2 baseline"] = ["--cluster", "local:2"]
+    seconds: dict[str, list[float]] = {name: [] for name in modes}
+    for round_ in range(opts.repeat):
+        for name, args in modes.items():
+            if round_ and name in ("-j 1", "local:1"):
+                continue  # one round of the 1-worker modes: the target is about 2 workers
+            seconds[name].append(run(folder, args, opts.baseline if name.endswith("baseline") else REPO))
+            print(f"{name:8} {len(files)} files {seconds[name][-1]:7.2f} s  "
+                  f"{len(files) / seconds[name][-1]:6.1f} img/s", flush=True)
+    rates = {name: len(files) / statistics.median(values) for name, values in seconds.items()}
+    pairs = [a / b for a, b in zip(seconds["-j 2"], seconds["local:2"])]
+    print("local:2 / -j 2 per round (each pair run back to back): "
+          + ", ".join(f"{r:.2f}" for r in pairs), flush=True)
+    if opts.baseline:
+        before = [a / b for a, b in zip(seconds["-j 2"], seconds["local:2 baseline"])]
+        print(f"baseline {opts.baseline} local:2 / -j 2 per round: " + ", ".join(f"{r:.2f}" for r in before))
+    print(f"cold, medians: local:1 / -j 1 = {rates['local:1'] / rates['-j 1']:.2f}   "
+          f"local:2 / -j 2 = {rates['local:2'] / rates['-j 2']:.2f} (target >= 0.85)", flush=True)
+    if opts.skip_margin:
+        return
     print("decoding and measuring at the margin (fixed costs cancelled, no database):")
     margin = marginal_rates(folder, more[0].parent)
     start, per_task = scheduling_cost()
     print(f"local:2 start and worker check {start:.2f} s; scheduling {per_task:.2f} ms per trivial task")
-    print(f"cold: local:1 / -j 1 = {rates['local:1'] / rates['-j 1']:.2f}   "
-          f"local:2 / -j 2 = {rates['local:2'] / rates['-j 2']:.2f}")
     print(f"margin: local:2 / -j 2 = {margin['local:2'] / margin['-j 2']:.2f} (target >= 0.85)")
     if opts.clean:
         shutil.rmtree(opts.work, ignore_errors=True)

@@ -66,7 +66,7 @@ def test_a_cluster_stores_what_a_plain_index_stores(tmp_path):
             assert result.exit_code == 0, result.output
             assert "indexed: 8 " in result.stdout
         ran = set(cluster.scheduler.task_prefixes)
-    assert {"analyse_on_worker", "run_job"} <= ran, ran  # decoding and verification on the workers
+    assert {"analyse_batch", "run_job"} <= ran, ran  # decoding and verification on the workers
     assert len(rows(dask, IMAGES)) == 8
     assert rows(dask, IMAGES) == rows(plain, IMAGES)
     # which pairs of a group are verified, and each pair's a/b order, follow the order
@@ -132,19 +132,20 @@ def test_a_worker_killed_mid_run_leaves_every_file_indexed_once(tmp_path):
 
 @needs_dask
 @pytest.mark.slow
-def test_losing_the_scheduler_stops_with_a_message_and_a_rerun_continues(tmp_path):
+def test_losing_the_scheduler_stops_within_seconds_with_one_line_and_a_rerun_continues(tmp_path):
     import json
+    import sqlite3
     import subprocess
     import sys
     import time
 
-    folder = photos(tmp_path / "p", 30, size=(640, 480))
+    folder = photos(tmp_path / "p", 78, size=(640, 480))
     env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parent)}
     file = tmp_path / "scheduler.json"
     scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", "0",
                                   "--no-dashboard", "--scheduler-file", str(file)], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    worker = None
+    worker = run = None
     try:
         for _ in range(300):
             if file.exists() and file.stat().st_size:
@@ -153,35 +154,58 @@ def test_losing_the_scheduler_stops_with_a_message_and_a_rerun_continues(tmp_pat
         worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
                                    str(file), "--nthreads", "1", "--no-nanny", "--no-dashboard"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import json
-
         address = json.loads(file.read_text())["address"]
-        db = str(tmp_path / "lost.db")
-        session = open_session(db)
-
-        def kill_scheduler(done: int, total: int) -> None:
-            if done == 3:
-                scheduler.kill()
-
-        settings = dataclasses.replace(session.settings.index, cluster_wait=5.0)
-        started = time.perf_counter()
-        with pytest.raises(ClusterError) as lost:
-            index_paths([folder], session.store, settings, progress=kill_scheduler, cluster=address)
-        assert str(lost.value) == (f"lost the Dask cluster {address} (the connection to the scheduler was "
-                                   "lost); what was stored is kept, run the same command again to continue")
-        assert time.perf_counter() - started < 60
-        stored = rows(db, "SELECT count(*) FROM images")[0][0]
-        assert 3 <= stored < 32
-        summary = index_paths([folder], session.store, settings, workers=1)  # the rerun continues
+        db = tmp_path / "lost.db"
+        # the real command, with the default [index] cluster_wait (60 s)
+        run = subprocess.Popen([sys.executable, cli.__file__, "--db", str(db), "index", str(folder),
+                                "--cluster", address], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        stored = 0
+        while stored < 3 and run.poll() is None:
+            time.sleep(0.05)
+            try:
+                with sqlite3.connect(db, timeout=5) as conn:
+                    stored = conn.execute("SELECT count(*) FROM images").fetchone()[0]
+            except sqlite3.OperationalError:  # the schema is not there yet
+                pass
+        assert run.poll() is None, "the run ended before the scheduler was killed"
+        scheduler.kill()
+        killed = time.perf_counter()
+        out, err = run.communicate(timeout=60)
+        stopped = time.perf_counter() - killed
+        assert run.returncode == cli.EXIT_ERROR
+        assert err.splitlines() == [f"photoqa: lost the Dask cluster {address} (the connection to the scheduler "
+                                    "was lost); what was stored is kept, run the same command again to continue"]
+        assert stopped < 8, f"{stopped:.1f} s from the scheduler's death to the exit"
+        stored = rows(str(db), "SELECT count(*) FROM images")[0][0]
+        assert 3 <= stored < 80
+        session = open_session(str(db))
+        summary = index_paths([folder], session.store, session.settings.index, workers=1)  # the rerun continues
         session.engine.dispose()
-        assert (summary.unchanged, summary.indexed) == (stored, 32 - stored)
-        paths = [p for (p,) in rows(db, "SELECT path FROM images")]
-        assert len(paths) == len(set(paths)) == 32
+        assert (summary.unchanged, summary.indexed) == (stored, 80 - stored)
+        paths = [p for (p,) in rows(str(db), "SELECT path FROM images")]
+        assert len(paths) == len(set(paths)) == 80
     finally:
-        for process in (worker, scheduler):
-            if process is not None:
+        for process in (run, worker, scheduler):
+            if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+@needs_dask
+def test_nothing_to_index_starts_no_local_cluster(tmp_path, monkeypatch):
+    folder = photos(tmp_path / "p", 2)
+    (tmp_path / "empty").mkdir()
+    db = str(tmp_path / "n.db")
+    assert CliRunner().invoke(cli.main, ["--db", db, "index", str(folder), "-j", "1"]).exit_code == 0
+    started: list = []
+    monkeypatch.setattr(distributed, "LocalCluster", lambda *a, **k: started.append(k) or 1 / 0)
+    for path in (folder, tmp_path / "empty"):  # all indexed already; an empty folder
+        result = CliRunner().invoke(cli.main, ["--db", db, "index", str(path), "--cluster", "local:2"])
+        assert result.exit_code == 0, result.output
+    assert "indexed: 0 unchanged: 4 " in CliRunner().invoke(
+        cli.main, ["--db", db, "index", str(folder), "--cluster", "local:2"]).stdout
+    assert started == []
 
 
 PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")

@@ -19,8 +19,9 @@ rerun skips it as unchanged.
 """
 from __future__ import annotations
 
+import logging
 import threading
-from itertools import islice
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from indexer.decode import SensorData
 from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Failed, Outcome, Task
 from indexer.pipeline.analyse import analyse
+from indexer.pipeline.clustersensor import Batch, DeltaRef, keep_deltas, outcomes_of
 from indexer.pipeline.pools import lower_priority
 from indexer.pipeline.sensorplan import SensorPlan
 
@@ -75,18 +77,28 @@ def _distributed():
     return distributed
 
 
-@contextmanager
-def connect(spec: ClusterSpec, wait: float) -> Iterator:
-    """A ``distributed.Client`` of ``spec`` with at least one worker (waiting up to ``wait``
-    seconds), closed on exit; a ``local:N`` cluster (N worker processes of one thread: the
-    decoders are single-threaded NumPy/Pillow code) is started and stopped with it."""
-    distributed = _distributed()
+def connect(spec: ClusterSpec, wait: float, distributed=None) -> tuple:
+    """(a ``distributed.Client`` of ``spec`` with at least one worker, waiting up to
+    ``wait`` seconds; the ``LocalCluster`` started for a ``local:N`` spec, else None).
+    ``local:N``: N worker processes of one thread (the decoders are single-threaded
+    NumPy/Pillow code), no dashboard. Close both with :func:`_close`.
+
+    Once connected, the client gives up :data:`RECONNECT_SECONDS` after losing the
+    scheduler (Dask's default: the whole connect timeout, 60 s), and Dask's own log
+    lines about it are silenced: the run reports the loss in one line
+    (:func:`_outcome`)."""
+    distributed = distributed or _distributed()
     cluster = None
     try:
         if spec.local:
-            # no dashboard: it needs bokeh, and a port nobody asked for
-            cluster = distributed.LocalCluster(n_workers=spec.local, threads_per_worker=1, processes=True,
-                                               dashboard_address=None)
+            import dask
+
+            # no dashboard: it needs bokeh, and a port nobody asked for; LOCAL_CONFIG: the
+            # housekeeping of every process (profiler, event-loop ticks) off or slowed
+            with dask.config.set(LOCAL_CONFIG):
+                _preload_forkserver()
+                cluster = distributed.LocalCluster(n_workers=spec.local, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None)
             client = distributed.Client(cluster)
         else:
             client = distributed.Client(spec.address, timeout=wait)
@@ -96,16 +108,57 @@ def connect(spec: ClusterSpec, wait: float) -> Iterator:
         what = "cannot start" if spec.local else "cannot reach the Dask scheduler at"
         raise ClusterError(f"{what} {spec}: {type(exc).__name__}: {exc}") from exc
     try:
+        client.wait_for_workers(1, timeout=wait)
+    except (OSError, TimeoutError) as exc:
+        _close(client, cluster)
+        raise ClusterError(f"no Dask worker joined the scheduler at {spec} within {wait:g} s "
+                           f"(start some with: dask worker {spec})") from exc
+    # the timeout Client._reconnect waits for the scheduler to come back (private, read on
+    # each reconnection in distributed 2026.8; without it a lost scheduler held the run 60 s)
+    client._timeout = min(wait, RECONNECT_SECONDS)
+    for name in ("distributed.client", "distributed.batched", "distributed.core"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return client, cluster
+
+
+# seconds the client tries to reach a lost scheduler again before the run stops
+RECONNECT_SECONDS = 2.0
+
+# Dask settings of a local:N cluster (its scheduler and nannies run in this process, the
+# writer's; the workers get them from their nanny). On one machine every CPU second Dask
+# spends on itself is taken from decoding: its statistical profiler samples every worker
+# thread each 10 ms, the event loops check their health each 20 ms.
+LOCAL_CONFIG = {
+    # forked from one server that imported Dask and photoqa's decoders once, not spawned
+    # and importing both from scratch each (Dask's default): under load 20-28 here a
+    # local:2 run's workers joined 10-15 s after the start, and cost ~2 CPU-s each in imports
+    "distributed.worker.multiprocessing-method": "forkserver",
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
+
+def _preload_forkserver() -> None:
+    """What the forkserver of a ``local:N`` cluster's workers imports before forking them:
+    Dask (what ``distributed.utils.get_mp_context`` preloads, called first so that it
+    does not replace this list later) and the decoding and measuring code. The local
+    pools use the same forkserver (``pipeline.pools``): these modules are theirs too."""
+    from distributed.utils import get_mp_context
+
+    get_mp_context().set_forkserver_preload(["dask", "distributed", "numpy", "indexer.pipeline.cluster"])
+
+
+def _close(client, cluster) -> None:
+    """Close the client (a few seconds at most, the scheduler may be gone) and the local cluster."""
+    if client is not None:
         try:
-            client.wait_for_workers(1, timeout=wait)
-        except (OSError, TimeoutError) as exc:
-            raise ClusterError(f"no Dask worker joined the scheduler at {spec} within {wait:g} s "
-                               f"(start some with: dask worker {spec})") from exc
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+            client.close(timeout=RECONNECT_SECONDS + 1)
+        except Exception:  # noqa: BLE001 - closing a client whose scheduler is gone raises; nothing to keep
+            pass
+    if cluster is not None:
+        cluster.close()
 
 
 def worker_features_version() -> int:
@@ -129,6 +182,10 @@ def check_workers(client, spec: ClusterSpec) -> None:
 
 _thread = threading.local()
 
+# Files per Dask task, at most: one task per file cost 3-12 ms of scheduling and round trips
+# against 20-45 ms to decode and measure a 1280x960 JPEG here (bench/cluster_scale.py)
+BATCH_FILES = 8
+
 
 def analyse_on_worker(task: Task, settings: IndexSettings, move_candidates: frozenset[str],
                       sensor_data: SensorPlan | SensorData, nice: bool) -> Outcome:
@@ -143,54 +200,141 @@ def analyse_on_worker(task: Task, settings: IndexSettings, move_candidates: froz
     return analyse(task, settings, move_candidates, sensor_data)
 
 
-class Cluster:
-    """An open connection to a Dask cluster for one run: decoding (:meth:`outcomes`) and
-    the matching stage's verification jobs (:meth:`executor`) share it. Use as a context
-    manager (:func:`open_cluster`); the client is closed, and a ``local:N`` cluster
-    stopped, when the run and its stages are done."""
+def analyse_batch(tasks: list[Task], settings: IndexSettings, move_candidates: frozenset[str],
+                  sensor_data: SensorPlan | SensorData, nice: bool, keep: bool) -> list[Outcome] | Batch:
+    """A Dask task: :func:`analyse_on_worker` of each of ``tasks``; their outcomes, or with
+    ``keep`` a :class:`~indexer.pipeline.clustersensor.Batch` that keeps the frame
+    deltas on this worker (the writer fetches ``outcomes_of`` it)."""
+    outcomes = [analyse_on_worker(t, settings, move_candidates, sensor_data, nice) for t in tasks]
+    return keep_deltas(outcomes) if keep else outcomes
 
-    def __init__(self, client, spec: ClusterSpec):
-        self.client, self.spec = client, spec
+
+class Cluster:
+    """The Dask cluster of one run, connected lazily: decoding (:meth:`outcomes`) and the
+    matching stage's verification jobs (:meth:`executor`) share it. Nothing is started
+    or connected until a run has files to analyse (a rerun with nothing new starts no
+    ``local:N`` cluster); then the connection is made in a thread while the writer
+    analyses files itself (:meth:`outcomes`). Use as a context manager
+    (:func:`open_cluster`): the client is closed, and a ``local:N`` cluster stopped, when
+    the run and its stages are done."""
+
+    def __init__(self, spec: ClusterSpec, wait: float):
+        self.spec, self.wait = spec, wait
         self.distributed = _distributed()
+        self._client = None
+        self._local = None
+        self._error: BaseException | None = None
+        self._starting: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Begin connecting (in a thread), once."""
+        if self._starting is None:
+            self._starting = threading.Thread(target=self._connect, name="photoqa-cluster-start", daemon=True)
+            self._starting.start()
+
+    def ready(self) -> bool:
+        """Connected (or failed): :attr:`client` would not wait."""
+        return self._starting is not None and not self._starting.is_alive()
+
+    @property
+    def started(self) -> bool:
+        return self._starting is not None
+
+    def _connect(self) -> None:
+        try:
+            self._client, self._local = connect(self.spec, self.wait, self.distributed)
+            check_workers(self._client, self.spec)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks for the client
+            self._error = exc
+
+    @property
+    def client(self):
+        """The connected ``distributed.Client`` (connecting now if not started); raises
+        :class:`ClusterError` when the cluster is unusable."""
+        self.start()
+        self._starting.join()
+        if self._error is not None:
+            raise self._error
+        return self._client
+
+    def close(self) -> None:
+        if self._starting is None:
+            return
+        self._starting.join()
+        _close(self._client, self._local)
+        self._client = self._local = None
 
     def outcomes(self, tasks: list[Task], settings: IndexSettings, move_candidates: frozenset[str],
-                 sensor_data: SensorPlan | SensorData = SensorData.NONE) -> Iterator[Outcome]:
+                 sensor_data: SensorPlan | SensorData = SensorData.NONE, *,
+                 remote_deltas: bool = True) -> Iterator[Outcome]:
         """Analyse ``tasks`` on the workers; yields outcomes as they complete.
 
-        At most 4 tasks per worker thread are in flight (at least 8), as the local pool
-        does, so memory stays flat on huge folders. The SHA-256s of gone rows and the
-        sensor plan are sent to the workers once, not with every task. Raises
-        :class:`ClusterError` when the cluster is lost; the outcomes yielded before are
+        While a ``local:N`` cluster starts (1-3 s here) the writer analyses files itself,
+        one at a time, as ``-j 1`` would. Then tasks of up to
+        :data:`BATCH_FILES` files go to the workers (fewer when there are few files, so
+        every worker gets some), at most three per worker thread in flight (at least 4),
+        so memory stays flat on huge folders. The SHA-256s of gone rows and the sensor
+        plan are sent to the workers once, not with every task. Learnt frames' deltas
+        stay on the workers (:mod:`indexer.pipeline.clustersensor`) unless
+        ``remote_deltas`` is False (a cluster closed before the sensor stage flushes).
+        Raises :class:`ClusterError` when the cluster is lost; the outcomes yielded before are
         the caller's to keep.
         """
         if not tasks:
             return
-        client, spec = self.client, self.spec
-        limit = max(8, 4 * sum(client.nthreads().values()))
+        self.start()
+        queue = deque(tasks)
+        # a local:N cluster takes seconds to start: meanwhile this process works. A scheduler
+        # is connected to in a fraction of a second, or is unreachable: then nothing is stored
+        while queue and self.spec.local and not self.ready():
+            yield analyse(queue.popleft(), settings, move_candidates, sensor_data)
+        if not queue:
+            return
+        client, spec, distributed = self.client, self.spec, self.distributed
+        threads = max(1, sum(client.nthreads().values()))
+        size = max(1, min(BATCH_FILES, len(queue) // (4 * threads)))
+        limit = max(4, 3 * threads)
+        plan = SensorPlan.of(sensor_data)
+        keep = remote_deltas and plan.data is not SensorData.NONE
         # sent once to every worker, not pickled into each task: the SHA-256s of gone rows and
         # the sensor plan (frames learnt per camera body so far)
-        moves, plan = client.scatter([move_candidates, SensorPlan.of(sensor_data)], broadcast=True, hash=False)
-        queue = iter(tasks)
+        moves, plan = client.scatter([move_candidates, plan], broadcast=True, hash=False)
         running: dict = {}
 
-        def submit(task: Task):
-            future = client.submit(analyse_on_worker, task, settings, moves, plan, bool(spec.local),
-                                   pure=False)
-            running[future] = task
-            return future
+        alone: deque[Task] = deque()  # files of a batch whose worker died repeatedly, one per task now
+
+        def submit():
+            if alone:
+                batch = [alone.popleft()]
+            else:
+                batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+            whole = client.submit(analyse_batch, batch, settings, moves, plan, bool(spec.local), keep, pure=False)
+            fetched = client.submit(outcomes_of, whole, pure=False) if keep else whole
+            running[fetched] = (batch, whole if keep else None)
+            return fetched
 
         # with_results: the client fetches results on its event loop as tasks finish, instead
-        # of one blocking round trip per future from this thread (not measured apart: the
-        # machine was too loaded to tell the two apart, bench/cluster_scale.py)
-        done = self.distributed.as_completed([submit(t) for t in islice(queue, limit)], with_results=True,
-                                             raise_errors=False)
+        # of one blocking round trip per future from this thread
+        done = distributed.as_completed([submit() for _ in range(limit) if queue], with_results=True,
+                                        raise_errors=False)
         for future, value in done:
-            task = running.pop(future)
-            yield _outcome(value, task, spec, self.distributed)
+            batch, whole = running.pop(future)
+            if isinstance(value, distributed.KilledWorker) and len(batch) > 1:
+                alone.extend(batch)  # only the file that kills its worker becomes a failure
+                outcomes = []
+            elif isinstance(value, BaseException):
+                lost = client.status != "running"  # "connecting" (then "closed") once the scheduler is gone
+                outcomes = [_outcome(value, task, spec, distributed, lost) for task in batch]
+            else:
+                outcomes = value
+                for outcome in outcomes:  # the sensor stage holds the batch while it needs a delta
+                    if isinstance(getattr(outcome, "sensor", None), DeltaRef):
+                        outcome.sensor.source = whole
             future.release()
-            for following in queue:
-                done.add(submit(following))
-                break
+            del whole
+            while (queue or alone) and len(running) < limit:
+                done.add(submit())
+            yield from outcomes
 
     def executor(self, workers: int = 0) -> "ClusterExecutor":
         """A ``concurrent.futures`` executor on the cluster, for
@@ -222,13 +366,16 @@ class ClusterExecutor(Executor):
 
 @contextmanager
 def open_cluster(spec: str | ClusterSpec, settings: IndexSettings) -> Iterator[Cluster]:
-    """Connect to ``spec`` (:func:`connect`), check its workers run this photoqa, and
-    yield the :class:`Cluster`; raises :class:`ClusterError` when it is unusable."""
+    """The :class:`Cluster` of ``spec``, connected when first needed (:func:`connect`,
+    then a check that its workers run this photoqa: :func:`check_workers`), closed on
+    exit; its use raises :class:`ClusterError` when it is unusable."""
     if isinstance(spec, str):
         spec = parse_cluster(spec)
-    with connect(spec, settings.cluster_wait) as client:
-        check_workers(client, spec)
-        yield Cluster(client, spec)
+    cluster = Cluster(spec, settings.cluster_wait)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 def cluster_outcomes(tasks: list[Task], cluster: str | Cluster, settings: IndexSettings,
@@ -240,12 +387,13 @@ def cluster_outcomes(tasks: list[Task], cluster: str | Cluster, settings: IndexS
         return
     if not tasks:
         return
-    with open_cluster(cluster, settings) as opened:
-        yield from opened.outcomes(tasks, settings, move_candidates, sensor_data)
+    with open_cluster(cluster, settings) as opened:  # closed before the stages flush: deltas come here
+        yield from opened.outcomes(tasks, settings, move_candidates, sensor_data, remote_deltas=False)
 
 
-def _outcome(value, task: Task, spec: ClusterSpec, distributed) -> Outcome:
-    """A finished task's outcome; ``value`` is the outcome, or the exception it ended with."""
+def _outcome(value, task: Task, spec: ClusterSpec, distributed, lost: bool = False) -> Outcome:
+    """A finished task's outcome; ``value`` is the outcome, or the exception it ended with;
+    ``lost``: the client has lost its scheduler."""
     if not isinstance(value, BaseException):
         return value
     if isinstance(value, distributed.KilledWorker):
@@ -253,7 +401,9 @@ def _outcome(value, task: Task, spec: ClusterSpec, distributed) -> Outcome:
         # (a decoder crash) is the likely cause, so it is a failure row like any other
         return Failed(task, "internal", f"the Dask worker analysing it died repeatedly ({value})")
     # analyse returns every file error as Failed: anything else is the cluster's
-    if "scheduler-connection-lost" in str(value):  # every future is cancelled with this reason
+    # every future is cancelled, with this reason or (distributed 2026.8, a result being
+    # fetched) "unknown"
+    if lost or "scheduler-connection-lost" in str(value):
         reason = "the connection to the scheduler was lost"
     else:
         reason = f"{type(value).__name__}: " + (str(value).splitlines() or [""])[0]

@@ -9,7 +9,10 @@ last flush; a flush merges the delta into the stored statistics under the sensor
 PostgreSQL one; Chan et al. 1979: exact whatever the split, which is what lets several
 workers, runs, daemons and machines share one sensor), reclassifies the defects and
 records the frames in the SQL ledger. A frame (by SHA-256) is counted once: identical
-frames would make every site look permanent.
+frames would make every site look permanent. On a Dask cluster a delta may be a
+:class:`~indexer.pipeline.clustersensor.DeltaRef` (left on a worker): the stage keeps the
+ledger as always, and the flush gathers the accepted frames' deltas, tree-reduced on the
+workers (:mod:`indexer.pipeline.clustersensor`).
 
 Memory: a delta takes 26 bytes a photosite (312 MB for a 12 MP body). ``[sensor]
 memory_mb`` bounds what the deltas of all bodies take together: past it the least
@@ -31,6 +34,7 @@ from sqlalchemy import Engine
 
 from db import sensors as dbsensors
 from indexer.outcomes import Indexed
+from indexer.pipeline.clustersensor import DeltasLost, pending_for, settle
 from indexer.pipeline.sensorplan import take_delta
 from indexer.pipeline.sensorstore import FolderStore, TableStore, locked, sensor_folder  # noqa: F401 (re-exported)
 from indexer.sensor.delta import FrameDelta
@@ -124,6 +128,7 @@ class SensorStage:
                 chained = prev is not None and prev.shape == (delta.height, delta.width)
                 acc = SensorAccumulator(delta.height, delta.width, layout=delta.layout, pattern=delta.pattern,
                                         params=delta.params, prev=prev if chained else None, chained=chained)
+            acc = pending_for(acc, delta)  # a delta left on a Dask cluster: merged there at the flush
             acc.add(delta)
         except (ValueError, OverflowError):
             return
@@ -169,6 +174,13 @@ class SensorStage:
         self._since.pop(sid, None)
         self._seen.difference_update(sha for sha, _ in ledger)  # the SQL ledger has them from now on
         if delta is None or not ledger:
+            return
+        try:
+            delta = settle(delta)  # deltas left on a cluster: tree-reduced there, one accumulator back
+        except DeltasLost as exc:
+            message = f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: {exc}"
+            self.errors.append((sid, message))
+            self.report(message)
             return
 
         def record(bind, merged: SensorAccumulator) -> None:
