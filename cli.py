@@ -981,8 +981,9 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
     in most frames from the date it first stood out on (first seen); a single frame
     never makes a defect, and a sensor with too few frames says so instead of guessing.
     The frames column is how many frames a map rests on; updated, when it last learnt;
-    learning, whether its body learns from every frame (a new or changing map) or from a
-    sample, and since which frame its defect list has not changed.
+    learning, whether its body maps (a new or changing map: a larger share of its frames,
+    [sensor] learn_megapixels) or learns from a sample, and since which frame its defect
+    list has not changed.
 
     \b
     Examples:

@@ -33,7 +33,7 @@ class SensorReport:
     defects: list[Defect] = field(default_factory=list)
     error: str = ""  # the statistics file is missing or unreadable
     updated_at: datetime | None = None  # when its statistics last took new frames
-    learning: str = ""  # 'every frame' or 'sample' (indexer.sensor.budget; '' for stacks)
+    learning: str = ""  # 'every frame', 'mapping' or 'sample' (indexer.sensor.budget; '' for stacks)
     stable_since: int = 0  # its frame count when its defect list last changed
     stable_since_at: datetime | None = None
 
@@ -96,8 +96,9 @@ def file_problem(folder: Path, row: dbsensors.SensorRow) -> str:
 
 
 def learning_mode(rows: list[dbsensors.SensorRow], settings: SensorSettings) -> dict[int, str]:
-    """Per sensor id, how its body learns now: 'every frame' until the body's map is
-    stable, then 'sample' (``indexer.sensor.budget``)."""
+    """Per sensor id, how its body learns now: 'mapping' (the ``learn_megapixels`` share)
+    until the body's map is stable, then 'sample' (``indexer.sensor.budget``); 'every
+    frame' with ``learn_every_frame``."""
     bodies: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     for row in rows:
         if row.kind != "stack":
@@ -107,10 +108,9 @@ def learning_mode(rows: list[dbsensors.SensorRow], settings: SensorSettings) -> 
         if row.kind == "stack":
             continue
         state = budget.settled(bodies[(row.make, row.model, row.serial)])
-        every = settings.learn_every_frame or budget.learning_all(
-            state, learn_first=settings.learn_first, stable_frames=settings.stable_frames,
-            limit=settings.learn_all_limit)
-        out[row.id] = "every frame" if every else "sample"
+        mapping = budget.learning_all(state, learn_first=settings.learn_first,
+                                      stable_frames=settings.stable_frames, limit=settings.learn_all_limit)
+        out[row.id] = "every frame" if settings.learn_every_frame else "mapping" if mapping else "sample"
     return out
 
 
