@@ -1014,7 +1014,7 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
             if r.defects and r.frames >= r.required:
                 shown = r.defects[:20]
                 emit(["x", "y", "kind", "rate", "mean residual", "first seen", "last seen"],
-                     [(d.x, d.y, d.kind, f"{d.rate:.0%}", round(d.mean_residual, 1), seen(d.first_seen) or "",
+                     [(d.x, d.y, d.kind, f"{d.rate:.0%}", round(d.mean_residual, 1), r.first_seen_text(d),
                        seen(d.last_seen) or "") for d in shown], "table",
                      title=f"sensor {r.id}: {r.status}" + (f" (first {len(shown)})" if len(r.defects) > 20 else ""))
     for path in (export_all(reports, export_dir) if export_dir else []):
