@@ -100,7 +100,8 @@ class SensorSettings:
         learning all of a new camera's first frames cost 1.5-2.3x (bench/sensor_cost.py,
         docs/BENCHMARKS.md). Then the sample (``sample_megapixels``). The stability clock
         is kept at flush granularity: a changed list is dated at the end of the flush that
-        saw it, so a body settles up to ``flush_frames - 1`` learnt frames late, never early.
+        saw it, so a body settles up to ``flush_frames - 1`` learnt frames late (a change
+        that comes and goes within one flush is not seen).
         `index` and `watch` re-read each body's state every 30 s
         (``pipeline.sensorplan.LivePlan``). 0 and 0: sample from the first frame.
     learn_all_limit: a changed defect list brings back mapping only while

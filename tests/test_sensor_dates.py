@@ -187,3 +187,41 @@ def test_onset_bracket_counts_only_the_skipped_frames_after_the_last_clean_one()
     assert onset(20, learnt, skipped) == Onset(None, 20, 0)  # nothing skipped since 10: exact
     assert onset(10, learnt, skipped) == Onset(None, 5, 1)  # no learnt frame before: from the first
     assert onset(10, learnt, []).exact and not onset(50, learnt, skipped).exact
+
+
+def test_the_stability_clock_is_exact_at_flush_granularity(plain_defaults, folder, tmp_path):
+    """flush_frames = 10 (no time-based flush), every frame learnt in order: the writer's
+    ``stable_since`` is the last flush boundary at which the defect list differed from the
+    previous flush's, i.e. the per-frame change (a one-pass accumulator classified after
+    every frame) rounded up to the next multiple of 10: never before it, at most 9 later.
+    Here the last change is the late site entering the list (dated: 20 frames after 40)."""
+    from indexer.config import SensorSettings
+    from indexer.decode import SensorData
+    from indexer.decode.image import decode_bytes
+    from indexer.pipeline.sensorplan import take_delta
+    from indexer.sensor import NotEnoughFrames, SensorAccumulator, classify_defects
+
+    flush = 10
+    config = tmp_path / "flush.toml"
+    config.write_text(f"[sensor]\nflush_frames = {flush}\nflush_seconds = 1000000.0\n")
+    db = tmp_path / "c.db"
+    assert run(db, "index", folder, "--workers", "1", config=config).exit_code == 0
+    (sensor,) = hotpixels_json(db, config=config)
+    settings = SensorSettings()
+    acc, lists = None, [frozenset()]
+    for i in range(FRAMES):
+        path = folder / f"f{i:03d}.png"
+        delta = take_delta(decode_bytes(path.read_bytes(), path, sensor_data=SensorData.ALL))
+        acc = acc or SensorAccumulator(delta.height, delta.width, layout=delta.layout, params=delta.params)
+        acc.add(delta)
+        try:
+            found = classify_defects(acc, rate=settings.rate, min_frames=settings.min_frames)
+        except NotEnoughFrames:
+            found = []
+        lists.append(frozenset((d.x, d.y, d.kind) for d in found))
+    exact = max(n for n in range(1, FRAMES + 1) if lists[n] != lists[n - 1])  # last per-frame change
+    at_flushes = max(b for b in range(flush, FRAMES + 1, flush) if lists[b] != lists[b - flush])
+    assert at_flushes == -(-exact // flush) * flush  # no change came and went within a flush here
+    assert sensor["stable_since_frame"] == at_flushes
+    assert 0 <= sensor["stable_since_frame"] - exact < flush
+    assert exact > ONSET  # the late defect's entry was the last change

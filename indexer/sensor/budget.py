@@ -1,8 +1,8 @@
 """Which frames a camera body learns from: a budget that keeps learning cheap.
 
 Learning from a rendered frame (JPEG, HEIC, PNG, TIFF) costs a full-size decode plus the
-per-site residual: on a 12 MP JPEG about 6x what indexing the file costs otherwise (a
-draft decode at 1/8 scale and the features). So a body learns a bounded share of its
+per-site residual: on a 12 MP JPEG about as much again as indexing the file otherwise
+costs (a draft decode at 1/8 scale and the features; bench/sensor_cost.py). So a body learns a bounded share of its
 frames while its map is new, and a smaller *sample* once the map is stable:
 
 - **mapping** while the body's map is new or changing: until it rests on ``learn_first``
@@ -16,17 +16,21 @@ frames while its map is new, and a smaller *sample* once the map is stable:
   that a sample of them does not, and a hot or dead site stands out in (nearly) every
   frame: a sample of a burst maps it as a full pass does (stuck sites need ~15 learnt
   frame pairs, so they take longer). The stable map needs the same 64 *learnt* frames
-  (~512
-  12 MP photos). RAW frames map with ``learn_megapixels`` scaled by
+  (~512 12 MP photos). RAW frames map with ``learn_megapixels`` scaled by
   ``raw_sample_megapixels / sample_megapixels`` (4: every frame up to 6 MP, a 24 MP RAW
   1 in 4): a RAW's CFA plane comes with its decode, learning it costs ~1/15 of a 12 MP
   JPEG's. No reveal factor while mapping: the share is a cost cap, and a folder of
-  night shots would otherwise be learnt in full. The stability clock is kept by the
-  writer, per sensor, at flush granularity: ``sensors.stable_since`` is the frame count at
-  the end of the flush whose merge changed the defect list (0: never), so ``unchanged``
-  counts the learnt frames from the end of that flush: a body settles at most ``flush_frames - 1`` learnt frames later than a per-frame check
-  would say, never earlier (``tests/test_sensor_budget.py``). A body is as settled as its
-  least settled sensor (:func:`settled`, :func:`learning_all`). A change brings back
+  night shots would otherwise be learnt in full.
+
+  The stability clock is kept by the writer, per sensor, at flush granularity (a
+  classification per frame would cost a 12 MP classify per learnt frame):
+  ``sensors.stable_since`` is the frame count at the end of the last flush whose defect
+  list differed from the previous flush's (0: never). It is the per-frame change rounded
+  up to the flush that saw it, so a body settles at most ``flush_frames - 1`` learnt
+  frames later than a per-frame check would say, and a change that comes and goes within
+  one flush is not seen (``tests/test_sensor_dates.py`` checks both against a one-pass
+  accumulator classified after every frame). A body is as settled as its least settled
+  sensor (:func:`settled`, :func:`learning_all`). A change brings back
   mapping while the body rests on fewer than ``learn_all_limit`` frames (1024: a map that
   never settles still ends up sampled; a late defect is found from the sample);
 - **then sampling**: a frame of ``P`` megapixels is learnt with probability
