@@ -81,7 +81,7 @@ def test_table_and_csv(png_db, camera):
     table = run(png_db, "hotpixels")
     assert table.exit_code == 0
     assert re.search(rf"Photoqa Synthetic S1\s+{WIDTH}x{HEIGHT}\s+rgb\s+{FRAMES}\s+\d{{4}}-\d\d-\d\d \d\d:\d\d"
-                     rf"\s+mapping; stable since frame {FRAMES} \(\d{{4}}-\d\d-\d\d \d\d:\d\d\)"
+                     rf"\s+every frame; stable since frame {FRAMES} \(\d{{4}}-\d\d-\d\d \d\d:\d\d\)"
                      rf"\s+\d+ defects", table.stdout), table.stdout
     rows = list(csv.DictReader(run(png_db, "hotpixels", "--format", "csv").stdout.splitlines()))
     hot_dead = camera.truth(("hot", "dead"))
