@@ -81,7 +81,8 @@ class LivePlan:
     """The plan a long-lived writer (``watch``) sends with each file: the pool-start plan
     with each body's state re-read (``load()``: body -> :class:`budget.BodyState`, from
     the database) at most every ``seconds``. A daemon runs for months; without it a new
-    camera's frames would all be learnt until the daemon restarts. A body whose map
+    camera's frames would be learnt at the mapping share (``learn_megapixels``) until the
+    daemon restarts. A body whose map
     becomes stable switches to its sample within ``seconds`` plus a sensor flush
     (``flush_frames`` / ``flush_seconds``) plus the files in flight."""
 
