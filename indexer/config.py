@@ -94,11 +94,13 @@ class SensorSettings:
         changed for ``stable_frames`` learnt frames; while mapping, a rendered frame of P
         megapixels is learnt with probability min(1, learn_megapixels / P) (decided by its
         content hash, like the sample), a RAW one with 4x that (raw_sample_megapixels /
-        sample_megapixels: learning a RAW costs that much less). 1.5: every frame up to
-        1.5 MP (small test frames, scans), a 12 MP JPEG 1 in 8: a new camera's folder of
-        60 such JPEGs costs <= 1.15x the time of indexing it with learning off, where
-        learning all of a new camera's first frames cost 1.5-2.3x (bench/sensor_cost.py,
-        docs/BENCHMARKS.md). Then the sample (``sample_megapixels``). The stability clock
+        sample_megapixels: learning a RAW costs that much less). 0.75: every frame up to
+        0.75 MP (small test frames), a 12 MP JPEG 1 in 16. Learning a 12 MP JPEG costs
+        ~0.74 s of CPU, 2.1x what indexing it costs (0.35 s; bench/sensor_cost.py, CPU of
+        all processes), so 1 in 16 adds ~13% once a run is long; a run that learns
+        anything also pays ~2-4 s once per sensor (numba kernels loaded in each worker,
+        a 12 MP accumulator allocated, saved and classified): on 60 new 12 MP JPEGs
+        (21 s of CPU) that is still ~1.4x (docs/BENCHMARKS.md). Then the sample (``sample_megapixels``). The stability clock
         is kept at flush granularity: a changed list is dated at the end of the flush that
         saw it, so a body settles up to ``flush_frames - 1`` learnt frames late (a change
         that comes and goes within one flush is not seen).
@@ -129,7 +131,7 @@ class SensorSettings:
     raw_sample_megapixels: float = 1.0
     learn_first: int = 64
     stable_frames: int = 64
-    learn_megapixels: float = 1.5
+    learn_megapixels: float = 0.75
     learn_all_limit: int = 1024
     reveal_iso: int = 1600
     reveal_seconds: float = 1.0

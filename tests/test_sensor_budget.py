@@ -67,26 +67,26 @@ def test_first_64_frames_learnt_then_a_sample():
 
 
 def test_a_new_body_maps_at_the_learn_megapixels_share():
-    """Shipped settings: a new 12 MP body learns 1 frame in 8 (1.5 / 12) while mapping,
+    """Shipped settings: a new 12 MP body learns 1 frame in 16 (0.75 / 12) while mapping,
     drawn by hash, dark frames no more often (the mapping share caps the cost), until it
-    rests on 64 learnt frames; then 1 in 48. A 1 MP body learns every frame while mapping;
-    a 12 MP RAW 1 in 2 (4x the share: learning a RAW costs that much less)."""
+    rests on 64 learnt frames; then 1 in 48. A 0.64 MP body learns every frame while
+    mapping; a 12 MP RAW 1 in 4 (4x the share: learning a RAW costs that much less)."""
     body, learnt = _Body(), []
-    for i in range(1200):
+    for i in range(2400):
         luma = 0.05 if i % 2 else 0.5  # every other frame dark: no reveal factor while mapping
         if body.plan(SETTINGS).learns(_meta(), 4000, 3000, _sha(i, "m"), luma):
             learnt.append(i)
             body.frames += 1
     switch = learnt[63]  # the 64th learnt frame: mapping ends after it
-    assert learnt[:64] == [i for i in range(switch + 1) if budget.drawn(_sha(i, "m"), 1.5 / MP)]
-    assert 64 * 5 < switch < 64 * 12  # ~8 frames per learnt one
-    later = [i for i in range(switch + 1, 1200)
+    assert learnt[:64] == [i for i in range(switch + 1) if budget.drawn(_sha(i, "m"), 0.75 / MP)]
+    assert 64 * 10 < switch < 64 * 24  # ~16 frames per learnt one
+    later = [i for i in range(switch + 1, 2400)
              if budget.drawn(_sha(i, "m"), 0.25 / MP * (8 if i % 2 else 1))]
     assert learnt[64:] == later
-    small = [i for i in range(100) if _Body().plan(SETTINGS).learns(_meta(), 1000, 1000, _sha(i), 0.5)]
+    small = [i for i in range(100) if _Body().plan(SETTINGS).learns(_meta(), 800, 800, _sha(i), 0.5)]
     assert small == list(range(100))
     raw = [i for i in range(400) if _Body().plan(SETTINGS).learns(_meta(), 4000, 3000, _sha(i), 0.5, raw=True)]
-    assert raw == [i for i in range(400) if budget.drawn(_sha(i), 0.5)]
+    assert raw == [i for i in range(400) if budget.drawn(_sha(i), 0.25)]
 
 
 def test_a_changed_map_resets_the_stability_count():

@@ -8,17 +8,17 @@ frames while its map is new, and a smaller *sample* once the map is stable:
 - **mapping** while the body's map is new or changing: until it rests on ``learn_first``
   frames (64 by default) *and* its defect list has not changed for ``stable_frames``
   learnt frames (64), a rendered frame of ``P`` megapixels is learnt with probability
-  ``min(1, learn_megapixels / P)`` (1.5: every frame up to 1.5 MP, a 12 MP frame 1 in 8).
-  Learning every frame of 12 MP camera JPEGs costs 1.5-2.3x the wall time of learning
-  none (bench/sensor_cost.py, +50-130%), so 1 in 8 adds ~6-16%: within the 1.15x target
-  where a new camera's first ~128 frames, all learnt, cost 1.5-2.3x. Frames of one body
-  come in bursts of nearly one scene a second apart, so consecutive frames add little
-  that a sample of them does not, and a hot or dead site stands out in (nearly) every
-  frame: a sample of a burst maps it as a full pass does (stuck sites need ~15 learnt
-  frame pairs, so they take longer). The stable map needs the same 64 *learnt* frames
-  (~512 12 MP photos). RAW frames map with ``learn_megapixels`` scaled by
-  ``raw_sample_megapixels / sample_megapixels`` (4: every frame up to 6 MP, a 24 MP RAW
-  1 in 4): a RAW's CFA plane comes with its decode, learning it costs ~1/15 of a 12 MP
+  ``min(1, learn_megapixels / P)`` (0.75: every frame up to 0.75 MP, a 12 MP frame 1 in
+  16). Learning a 12 MP JPEG costs ~0.74 s of CPU, 2.1x what indexing it otherwise costs
+  (bench/sensor_cost.py, CPU of every process of the run), so 1 in 16 adds ~13%, where
+  learning all of a new camera's first ~128 frames cost 3.1x. Frames of one body come
+  in bursts of nearly one scene a second apart, so consecutive frames add little that a
+  sample of them does not, and a hot or dead site stands out in (nearly) every frame: a
+  sample of a burst maps it as a full pass does (stuck sites need ~15 learnt frame
+  pairs, so they take longer). The stable map needs the same 64 *learnt* frames
+  (~1,000 12 MP photos). RAW frames map with ``learn_megapixels`` scaled by
+  ``raw_sample_megapixels / sample_megapixels`` (4: every frame up to 3 MP, a 24 MP RAW
+  1 in 8): a RAW's CFA plane comes with its decode, learning it costs ~1/15 of a 12 MP
   JPEG's. No reveal factor while mapping: the share is a cost cap, and a folder of
   night shots would otherwise be learnt in full.
 
