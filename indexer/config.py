@@ -76,9 +76,8 @@ class SensorSettings:
         and compacts shoot no RAW). Such a frame needs a full-size decode instead of a
         draft one, so a body learns from a sample of them (below); the per-site work is
         done in the decode workers, the writer only adds each frame's delta.
-    learn_every_frame: learn from every frame, not a sample (slow: 1.5-2.3x the wall time
-        of indexing 12 MP camera JPEGs with learning off, bench/sensor_cost.py on 2 busy
-        cores; for a small set of test frames, or dark frames shot to map a sensor).
+    learn_every_frame: learn from every frame, not a sample (slow: 3.1x the CPU time of
+        indexing 12 MP camera JPEGs with learning off, bench/sensor_cost.py; for a small set of test frames, or dark frames shot to map a sensor).
     sample_megapixels: the learning budget per body (indexer.sensor.budget): once its map
         is stable, a rendered frame of P megapixels is learnt with probability
         min(1, sample_megapixels / P), decided by its content hash, so each indexed frame
