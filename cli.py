@@ -983,8 +983,9 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
     in most frames from the date it first stood out on (first seen); a single frame
     never makes a defect, and a sensor with too few frames says so instead of guessing.
     The frames column is how many frames a map rests on; updated, when it last learnt;
-    learning, whether its body learns from every frame (a new or changing map) or from a
-    sample, and since which frame its defect list has not changed.
+    learning, whether its body maps (a new or changing map: a larger share of its frames,
+    [sensor] learn_megapixels) or learns from a sample, and since which frame its defect
+    list has not changed.
 
     \b
     Examples:
@@ -1015,7 +1016,7 @@ def hotpixels(ctx, sensor, fmt, export_dir, map_file):
             if r.defects and r.frames >= r.required:
                 shown = r.defects[:20]
                 emit(["x", "y", "kind", "rate", "mean residual", "first seen", "last seen"],
-                     [(d.x, d.y, d.kind, f"{d.rate:.0%}", round(d.mean_residual, 1), seen(d.first_seen) or "",
+                     [(d.x, d.y, d.kind, f"{d.rate:.0%}", round(d.mean_residual, 1), r.first_seen_text(d),
                        seen(d.last_seen) or "") for d in shown], "table",
                      title=f"sensor {r.id}: {r.status}" + (f" (first {len(shown)})" if len(r.defects) > 20 else ""))
     for path in (export_all(reports, export_dir) if export_dir else []):

@@ -143,6 +143,25 @@ def defects_of(engine: Engine, sensor: int) -> list[tuple]:
         return [(*r[:6], as_seconds(r[6]), as_seconds(r[7])) for r in rows]
 
 
+def dated_frames(engine: Engine, sensor: int) -> tuple[list[int], list[int]]:
+    """Capture times (s since 1970, sorted) of the indexed frames of this sensor's body and
+    geometry (images of its camera with its stored width and height): those learnt (in
+    the ledger of this sensor, by content) and those not. Frames without a capture time
+    are left out. For dating a defect's onset (``indexer.sensor.dating``)."""
+    row = select(Sensor.camera_id, Sensor.width, Sensor.height).where(Sensor.id == sensor).subquery()
+    learnt = select(SensorFrame.sha256).where(SensorFrame.sensor_id == sensor)
+    query = (select(Image.captured_at, Image.sha256.in_(learnt))
+             .join(row, (Image.camera_id == row.c.camera_id) & (Image.width == row.c.width)
+                   & (Image.height == row.c.height))
+             .where(Image.captured_at.is_not(None)).order_by(Image.captured_at))
+    yes: list[int] = []
+    no: list[int] = []
+    with engine.connect() as conn:
+        for when, was_learnt in conn.execute(query):
+            (yes if was_learnt else no).append(as_seconds(when))
+    return yes, no
+
+
 def frames_per_body(engine: Engine) -> dict[tuple[str, str, str], list[tuple[int, int]]]:
     """Per camera body (make, model, serial), each of its sensors' ``(frames,
     stable_since)``: what the learning budget needs (``indexer.sensor.budget.settled``)."""

@@ -76,9 +76,8 @@ class SensorSettings:
         and compacts shoot no RAW). Such a frame needs a full-size decode instead of a
         draft one, so a body learns from a sample of them (below); the per-site work is
         done in the decode workers, the writer only adds each frame's delta.
-    learn_every_frame: learn from every frame, not a sample (slow: 1.5-2.3x the wall time
-        of indexing 12 MP camera JPEGs with learning off, bench/sensor_cost.py on 2 busy
-        cores; for a small set of test frames, or dark frames shot to map a sensor).
+    learn_every_frame: learn from every frame, not a sample (slow: 3.1x the CPU time of
+        indexing 12 MP camera JPEGs with learning off, bench/sensor_cost.py; for a small set of test frames, or dark frames shot to map a sensor).
     sample_megapixels: the learning budget per body (indexer.sensor.budget): once its map
         is stable, a rendered frame of P megapixels is learnt with probability
         min(1, sample_megapixels / P), decided by its content hash, so each indexed frame
@@ -89,18 +88,27 @@ class SensorSettings:
         (measured on the CRW/DNG files of ../shared/data/raw: 67-80 ms -> 90-113 ms of
         CPU; 189 -> 294 ms on a 9 MP DNG), about 1/15 of what a 12 MP JPEG's full decode
         and residual add; 1.0: a 4 MP RAW 1 in 4 (about +10%), a 24 MP one 1 in 24.
-    learn_first / stable_frames: a body learns from every frame until its map
-        is stable: it rests on at least ``learn_first`` frames and its defect list has not
-        changed for ``stable_frames`` frames (noted by the writer at each flush, so to
-        within ``flush_frames``); then from the sample. `index` and `watch` re-read the
-        state every 30 s (``pipeline.sensorplan.LivePlan``): a new body's first frames, up
-        to ~128 plus what 30 s decodes, are all learnt (60 new 12 MP JPEGs: 1.5-2.3x the
-        time of indexing them with learning off), then its sample. Which frames of a run
-        are learnt therefore depends on its pace. 0 and 0: sample from the first frame.
-    learn_all_limit: a changed defect list brings back learning every frame only while
+    learn_first / stable_frames / learn_megapixels: a body *maps* until its map is stable:
+        it rests on at least ``learn_first`` learnt frames and its defect list has not
+        changed for ``stable_frames`` learnt frames; while mapping, a rendered frame of P
+        megapixels is learnt with probability min(1, learn_megapixels / P) (decided by its
+        content hash, like the sample), a RAW one with 4x that (raw_sample_megapixels /
+        sample_megapixels: learning a RAW costs that much less). 0.75: every frame up to
+        0.75 MP (small test frames), a 12 MP JPEG 1 in 16. Learning a 12 MP JPEG costs
+        ~0.74 s of CPU, 2.1x what indexing it costs (0.35 s; bench/sensor_cost.py, CPU of
+        all processes), so 1 in 16 adds ~13% once a run is long; a run that learns
+        anything also pays ~2-4 s once per sensor (numba kernels loaded in each worker,
+        a 12 MP accumulator allocated, saved and classified): on 60 new 12 MP JPEGs
+        (21 s of CPU) that is still ~1.4x (docs/BENCHMARKS.md). Then the sample (``sample_megapixels``). The stability clock
+        is kept at flush granularity: a changed list is dated at the end of the flush that
+        saw it, so a body settles up to ``flush_frames - 1`` learnt frames late (a change
+        that comes and goes within one flush is not seen).
+        `index` and `watch` re-read each body's state every 30 s
+        (``pipeline.sensorplan.LivePlan``). 0 and 0: sample from the first frame.
+    learn_all_limit: a changed defect list brings back mapping only while
         the body rests on fewer frames than this: a site standing out in about ``rate``
         of the frames can enter and leave the list at every flush and would otherwise keep
-        its body learning every frame for good. 1024 frames: ~43,000 12 MP photos.
+        its body mapping for good. 1024 learnt frames: ~8,000 12 MP photos mapped.
     reveal_iso / reveal_seconds / dark_luminance / reveal_factor: frames shot at ISO >=
         reveal_iso, exposed for >= reveal_seconds, or dark (mean luma of the working image,
         sRGB-encoded in [0, 1], at most dark_luminance; 0.12 is a night or indoor scene
@@ -133,6 +141,7 @@ class SensorSettings:
     raw_sample_megapixels: float = 1.0
     learn_first: int = 64
     stable_frames: int = 64
+    learn_megapixels: float = 0.75
     learn_all_limit: int = 1024
     reveal_iso: int = 1600
     reveal_seconds: float = 1.0

@@ -1,8 +1,8 @@
 """The learning budget's rule (issue 17, item 3), with planted answers.
 
-A body learns from every frame until its map is stable (``learn_first`` frames and a
-defect list unchanged for ``stable_frames`` frames), then from a sample drawn by content
-hash, dark / high-ISO / long frames ``reveal_factor`` times as often. The writer keeps the
+A body maps until its map is stable (``learn_first`` frames and a defect list unchanged
+for ``stable_frames`` frames), learning a frame of P MP with probability
+min(1, learn_megapixels / P), then from a smaller sample drawn by content hash, dark / high-ISO / long frames ``reveal_factor`` times as often. The writer keeps the
 stability clock (``sensors.stable_since``); the worker reads the dark frames' mean luma off
 the draft decode.
 """
@@ -30,6 +30,9 @@ from indexer.synthetic import camera as synthetic
 BODY = ("PlantCam", "P1", "")
 MP = 12.0  # a 12 MP frame: 1 in 48 with the default budget
 SETTINGS = SensorSettings(learn_first=64, stable_frames=64, sample_megapixels=0.25)
+# while mapping every 12 MP frame is learnt: the tests of the stability clock read clearer
+EVERY_WHILE_MAPPING = SensorSettings(learn_first=64, stable_frames=64, sample_megapixels=0.25,
+                                     learn_megapixels=MP)
 
 
 def _sha(i: int, salt: str = "f") -> str:
@@ -46,9 +49,9 @@ class _Body:
     frames: int = 0
     stable_since: int = 0
 
-    def plan(self) -> SensorPlan:
+    def plan(self, settings: SensorSettings = EVERY_WHILE_MAPPING) -> SensorPlan:
         state = budget.settled([(self.frames, self.stable_since)])
-        return SensorPlan(SensorData.ALL, SETTINGS, {BODY: state})
+        return SensorPlan(SensorData.ALL, settings, {BODY: state})
 
 
 def test_first_64_frames_learnt_then_a_sample():
@@ -61,6 +64,29 @@ def test_first_64_frames_learnt_then_a_sample():
     drawn_later = [i for i in range(64, 400) if budget.drawn(_sha(i), share)]
     assert learnt == list(range(64)) + drawn_later
     assert 0 < len(drawn_later) < 30  # ~336/48 = 7: a sample, not every frame
+
+
+def test_a_new_body_maps_at_the_learn_megapixels_share():
+    """Shipped settings: a new 12 MP body learns 1 frame in 16 (0.75 / 12) while mapping,
+    drawn by hash, dark frames no more often (the mapping share caps the cost), until it
+    rests on 64 learnt frames; then 1 in 48. A 0.64 MP body learns every frame while
+    mapping; a 12 MP RAW 1 in 4 (4x the share: learning a RAW costs that much less)."""
+    body, learnt = _Body(), []
+    for i in range(2400):
+        luma = 0.05 if i % 2 else 0.5  # every other frame dark: no reveal factor while mapping
+        if body.plan(SETTINGS).learns(_meta(), 4000, 3000, _sha(i, "m"), luma):
+            learnt.append(i)
+            body.frames += 1
+    switch = learnt[63]  # the 64th learnt frame: mapping ends after it
+    assert learnt[:64] == [i for i in range(switch + 1) if budget.drawn(_sha(i, "m"), 0.75 / MP)]
+    assert 64 * 10 < switch < 64 * 24  # ~16 frames per learnt one
+    later = [i for i in range(switch + 1, 2400)
+             if budget.drawn(_sha(i, "m"), 0.25 / MP * (8 if i % 2 else 1))]
+    assert learnt[64:] == later
+    small = [i for i in range(100) if _Body().plan(SETTINGS).learns(_meta(), 800, 800, _sha(i), 0.5)]
+    assert small == list(range(100))
+    raw = [i for i in range(400) if _Body().plan(SETTINGS).learns(_meta(), 4000, 3000, _sha(i), 0.5, raw=True)]
+    assert raw == [i for i in range(400) if budget.drawn(_sha(i), 0.25)]
 
 
 def test_a_changed_map_resets_the_stability_count():
@@ -83,7 +109,7 @@ def test_a_changed_map_resets_the_stability_count():
 def test_a_map_that_never_settles_is_sampled_past_the_limit():
     """A defect list that changes at every flush of 32 frames keeps a body learning every
     frame up to learn_all_limit (here 200) frames, then the sample takes over."""
-    settings = SensorSettings(learn_first=64, stable_frames=64, learn_all_limit=200)
+    settings = SensorSettings(learn_first=64, stable_frames=64, learn_all_limit=200, learn_megapixels=MP)
     frames, since, learnt = 0, 0, []
     for i in range(600):
         plan = SensorPlan(SensorData.ALL, settings, {BODY: budget.settled([(frames, since)])})
@@ -180,7 +206,7 @@ def test_a_live_plan_lets_a_daemon_switch_once_the_map_is_stable():
     from indexer.pipeline.sensorplan import LivePlan
 
     states = [{}]
-    live = LivePlan(SensorPlan(SensorData.ALL, SETTINGS), lambda: states[0], seconds=0)
+    live = LivePlan(SensorPlan(SensorData.ALL, EVERY_WHILE_MAPPING), lambda: states[0], seconds=0)
     meta, shas = _meta(), [_sha(i, "w") for i in range(300)]
     assert all(live.current().learns(meta, 4000, 3000, sha, 0.5) for sha in shas)  # new body
     states[0] = {BODY: budget.BodyState(frames=200, unchanged=150)}

@@ -87,6 +87,7 @@ def test_plain_index_maps_and_dates_defects(plain_defaults, folder, camera, late
     dated = by_site[(late[1], late[0])]
     assert dated["first_seen"] == _when(ONSET).isoformat()
     assert dated["last_seen"] == _when(FRAMES - 1).isoformat()
+    assert (dated["first_seen_after"], dated["skipped_before"]) == (None, 0)  # every frame learnt: exact
     always = by_site[(int(camera.hot[0, 1]), int(camera.hot[0, 0]))]
     assert always["first_seen"] == _when(0).isoformat()
     export = tmp_path / "export"
@@ -98,7 +99,8 @@ def test_plain_index_maps_and_dates_defects(plain_defaults, folder, camera, late
 
 def test_budgeted_camera_finds_a_late_defect(plain_defaults, folder, late, tmp_path):
     """About half the frames learnt (sample_megapixels half a frame): the late site is
-    still found, first seen at the first learnt frame from its onset on."""
+    still found, first seen at the first learnt frame from its onset on, its onset
+    bracketed by the last learnt frame before it and exported from the frame after that."""
     frame_mp = HEIGHT * WIDTH / 1e6
     config = tmp_path / "budget.toml"
     # sampled from the first frame; raw grey frames read dark, so no dark-frame reveal here
@@ -113,6 +115,23 @@ def test_budgeted_camera_finds_a_late_defect(plain_defaults, folder, late, tmp_p
     dated = {(d["x"], d["y"]): d for d in sensor["defects"]}[(late[1], late[0])]
     first_learnt = min(i for i in drawn if i >= ONSET)
     assert dated["kind"] == "hot" and dated["first_seen"] == _when(first_learnt).isoformat()
+    # the onset is bracketed, honestly: after the last learnt frame before it (clean), by
+    # the first learnt one after; the .badpixels date is the first frame after the clean one
+    last_clean = max(i for i in drawn if i < ONSET)
+    assert last_clean < ONSET <= first_learnt
+    assert first_learnt - last_clean > 1  # this seeded folder: 36 .. 43, 6 frames skipped
+    assert dated["first_seen_after"] == _when(last_clean).isoformat()
+    assert dated["skipped_before"] == first_learnt - last_clean - 1
+    assert f"after {_when(last_clean).isoformat()}, by {_when(first_learnt).isoformat()}" in \
+        run(db, "hotpixels", config=config).stdout
+    assert dated["onset_from"] == _when(last_clean + 1).isoformat()
+    export = tmp_path / "export"
+    assert run(db, "hotpixels", "--export-badpixels", export, config=config).exit_code == 0
+    (text,) = [p.read_text() for p in export.glob("*.badpixels")]
+    assert f"{late[1]} {late[0]} {_seconds(last_clean + 1)} " in text
+    # a defect present from the first frame stays dated at the first learnt frame's time
+    always = [d for d in sensor["defects"] if d["first_seen"] == _when(drawn[0]).isoformat()]
+    assert always and all(d["first_seen_after"] is None for d in always)
 
 
 def test_learn_first_maps_a_new_body_in_full_then_samples(plain_defaults, folder, tmp_path):
@@ -157,3 +176,52 @@ def test_a_body_learns_every_frame_until_its_map_stands_still(plain_defaults, fo
     assert run(db, "index", later, "--workers", "1", config=config).exit_code == 0
     drawn = sum(budget.drawn(sha256(folder / f"f{i:03d}.png"), share) for i in range(30, FRAMES))
     assert hotpixels_json(db, config=config)[0]["frames"] == 30 + drawn
+
+
+def test_onset_bracket_counts_only_the_skipped_frames_after_the_last_clean_one():
+    from indexer.sensor.dating import Onset, onset
+
+    learnt, skipped = [10, 20, 50, 60], [5, 25, 30, 40, 55, 70]
+    assert onset(50, learnt, skipped) == Onset(20, 25, 3)  # clean at 20; 25, 30, 40 may carry it
+    assert onset(60, learnt, skipped) == Onset(50, 55, 1)
+    assert onset(20, learnt, skipped) == Onset(None, 20, 0)  # nothing skipped since 10: exact
+    assert onset(10, learnt, skipped) == Onset(None, 5, 1)  # no learnt frame before: from the first
+    assert onset(10, learnt, []).exact and not onset(50, learnt, skipped).exact
+
+
+def test_the_stability_clock_is_exact_at_flush_granularity(plain_defaults, folder, tmp_path):
+    """flush_frames = 10 (no time-based flush), every frame learnt in order: the writer's
+    ``stable_since`` is the last flush boundary at which the defect list differed from the
+    previous flush's, i.e. the per-frame change (a one-pass accumulator classified after
+    every frame) rounded up to the next multiple of 10: never before it, at most 9 later.
+    Here the last change is the late site entering the list (dated: 20 frames after 40)."""
+    from indexer.config import SensorSettings
+    from indexer.decode import SensorData
+    from indexer.decode.image import decode_bytes
+    from indexer.pipeline.sensorplan import take_delta
+    from indexer.sensor import NotEnoughFrames, SensorAccumulator, classify_defects
+
+    flush = 10
+    config = tmp_path / "flush.toml"
+    config.write_text(f"[sensor]\nflush_frames = {flush}\nflush_seconds = 1000000.0\n")
+    db = tmp_path / "c.db"
+    assert run(db, "index", folder, "--workers", "1", config=config).exit_code == 0
+    (sensor,) = hotpixels_json(db, config=config)
+    settings = SensorSettings()
+    acc, lists = None, [frozenset()]
+    for i in range(FRAMES):
+        path = folder / f"f{i:03d}.png"
+        delta = take_delta(decode_bytes(path.read_bytes(), path, sensor_data=SensorData.ALL))
+        acc = acc or SensorAccumulator(delta.height, delta.width, layout=delta.layout, params=delta.params)
+        acc.add(delta)
+        try:
+            found = classify_defects(acc, rate=settings.rate, min_frames=settings.min_frames)
+        except NotEnoughFrames:
+            found = []
+        lists.append(frozenset((d.x, d.y, d.kind) for d in found))
+    exact = max(n for n in range(1, FRAMES + 1) if lists[n] != lists[n - 1])  # last per-frame change
+    at_flushes = max(b for b in range(flush, FRAMES + 1, flush) if lists[b] != lists[b - flush])
+    assert at_flushes == -(-exact // flush) * flush  # no change came and went within a flush here
+    assert sensor["stable_since_frame"] == at_flushes
+    assert 0 <= sensor["stable_since_frame"] - exact < flush
+    assert exact > ONSET  # the late defect's entry was the last change

@@ -1,7 +1,7 @@
 """``photoqa hotpixels``: per-sensor defect reports, ``.badpixels`` export, defect maps."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from db import sensors as dbsensors
 from indexer.config import SensorSettings
 from indexer.sensor import budget
 from indexer.sensor import Defect, dcraw_badpixels, defect_map, export_badpixels, rawtherapee_filename
+from indexer.sensor.dating import Onset, onset
 from indexer.sensor.export import write_text
 from indexer.commands.output import camera_name
 from indexer.pipeline.sensorstore import open_store
@@ -32,9 +33,26 @@ class SensorReport:
     defects: list[Defect] = field(default_factory=list)
     error: str = ""  # the statistics file is missing or unreadable
     updated_at: datetime | None = None  # when its statistics last took new frames
-    learning: str = ""  # 'every frame' or 'sample' (indexer.sensor.budget; '' for stacks)
+    learning: str = ""  # 'every frame', 'mapping' or 'sample' (indexer.sensor.budget; '' for stacks)
     stable_since: int = 0  # its frame count when its defect list last changed
     stable_since_at: datetime | None = None
+    # per defect (x, y) with a first date: how precise it is (indexer.sensor.dating)
+    onsets: dict[tuple[int, int], Onset] = field(default_factory=dict)
+
+    def first_seen_text(self, d: Defect) -> str:
+        """'2026-03-01T08:40:00', or with skipped frames before it the bracket
+        'after 2026-03-01T08:37:00, by 2026-03-01T08:40:00'."""
+        o = self.onsets.get((d.x, d.y))
+        if o is None or o.exact:
+            return seen(d.first_seen) or ""
+        return f"after {seen(o.first_seen_after)}, by {seen(d.first_seen)}" if o.first_seen_after \
+            else f"by {seen(d.first_seen)}"
+
+    def export_defects(self) -> list[Defect]:
+        """The defects with ``first_seen`` moved to the earliest frame that may carry each
+        (its onset bracket's start): what a ``.badpixels`` third column should say."""
+        return [replace(d, first_seen=self.onsets[(d.x, d.y)].onset_from) if (d.x, d.y) in self.onsets else d
+                for d in self.defects]
 
     @property
     def learning_text(self) -> str:
@@ -62,8 +80,19 @@ class SensorReport:
                 "error": self.error or None,
                 "defects": [{"x": d.x, "y": d.y, "kind": d.kind, "rate": round(d.rate, 4),
                              "mean_residual": round(d.mean_residual, 2), "frames": d.frames,
-                             "first_seen": seen(d.first_seen), "last_seen": seen(d.last_seen)}
+                             "first_seen": seen(d.first_seen), "last_seen": seen(d.last_seen),
+                             **self._onset_dict(d)}
                             for d in self.defects]}
+
+    def _onset_dict(self, d: Defect) -> dict:
+        """first_seen_after: the last learnt frame before first_seen (the defect did not
+        stand out in it), None when the date is exact; onset_from: the earliest indexed
+        frame that may carry it; skipped_before: frames not learnt in between."""
+        o = self.onsets.get((d.x, d.y))
+        if o is None:
+            return {"first_seen_after": None, "onset_from": seen(d.first_seen), "skipped_before": None}
+        return {"first_seen_after": seen(o.first_seen_after), "onset_from": seen(o.onset_from),
+                "skipped_before": o.skipped}
 
 
 def seen(seconds: int | None) -> str | None:
@@ -74,8 +103,9 @@ def seen(seconds: int | None) -> str | None:
 
 
 def learning_mode(rows: list[dbsensors.SensorRow], settings: SensorSettings) -> dict[int, str]:
-    """Per sensor id, how its body learns now: 'every frame' until the body's map is
-    stable, then 'sample' (``indexer.sensor.budget``)."""
+    """Per sensor id, how its body learns now: 'mapping' (the ``learn_megapixels`` share)
+    until the body's map is stable, then 'sample' (``indexer.sensor.budget``); 'every
+    frame' with ``learn_every_frame``."""
     bodies: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
     for row in rows:
         if row.kind != "stack":
@@ -85,10 +115,9 @@ def learning_mode(rows: list[dbsensors.SensorRow], settings: SensorSettings) -> 
         if row.kind == "stack":
             continue
         state = budget.settled(bodies[(row.make, row.model, row.serial)])
-        every = settings.learn_every_frame or budget.learning_all(
-            state, learn_first=settings.learn_first, stable_frames=settings.stable_frames,
-            limit=settings.learn_all_limit)
-        out[row.id] = "every frame" if every else "sample"
+        mapping = budget.learning_all(state, learn_first=settings.learn_first,
+                                      stable_frames=settings.stable_frames, limit=settings.learn_all_limit)
+        out[row.id] = "every frame" if settings.learn_every_frame else "mapping" if mapping else "sample"
     return out
 
 
@@ -109,8 +138,17 @@ def sensor_reports(session: Session, sensor: int | None = None) -> list[SensorRe
         out.append(SensorReport(row.id, row.make, row.model, row.serial, row.width, row.height,
                                 row.kind, row.pattern, row.frames, required, defects,
                                 store.problem(row), row.updated_at, modes.get(row.id, ""),
-                                row.stable_since, row.stable_since_at))
+                                row.stable_since, row.stable_since_at, onsets(session, row.id, defects)))
     return out
+
+
+def onsets(session: Session, sensor: int, defects: list[Defect]) -> dict[tuple[int, int], Onset]:
+    """Per dated defect, how precise its first date is given the frames its body skipped."""
+    dated = [d for d in defects if d.first_seen is not None and d.kind != "stuck"]
+    if not dated:
+        return {}
+    learnt, skipped = dbsensors.dated_frames(session.engine, sensor)
+    return {(d.x, d.y): onset(d.first_seen, learnt, skipped) for d in dated}
 
 
 def short_model(make: str, model: str) -> str:
@@ -130,12 +168,12 @@ def export_all(reports: list[SensorReport], folder: Path) -> list[Path]:
             continue
         title = camera_name(r.make, r.model, r.serial) + f", {r.width}x{r.height} {r.kind}, {r.frames} frames"
         if r.kind == "cfa":
-            written.extend(export_badpixels(r.defects, folder, make=r.make, model=short_model(r.make, r.model),
+            written.extend(export_badpixels(r.export_defects(), folder, make=r.make, model=short_model(r.make, r.model),
                                             serial=r.serial or None, title=title))
         else:  # demosaiced geometry: raw developers cannot use it; keep a list in image coordinates
             name = rawtherapee_filename(r.make, short_model(r.make, r.model), r.serial or None)[: -len(".badpixels")]
             written.append(write_text(folder / f"{name} {r.width}x{r.height}.rgb.badpixels",
-                                      dcraw_badpixels(r.defects, title=title)))
+                                      dcraw_badpixels(r.export_defects(), title=title)))
     return written
 
 

@@ -42,7 +42,8 @@ class SensorPlan:
         return cls(value or SensorData.NONE, every)
 
     def learning_all(self, meta: Metadata) -> bool:
-        """Whether the frame's body still learns from every frame (its map is not stable)."""
+        """Whether the frame's body is still mapping (its map is not stable): it learns the
+        larger ``learn_megapixels`` share, not the sample."""
         s, camera = self.settings, meta.camera
         if camera is None:
             return False
@@ -56,10 +57,15 @@ class SensorPlan:
         the mean luma in [0, 1] of its working image (None: unknown); ``raw``: a RAW
         file's CFA plane (sampled by ``raw_sample_megapixels``)."""
         s = self.settings
-        if s.learn_every_frame or self.learning_all(meta):
+        if s.learn_every_frame:
             return True
+        megapixels = width * height / 1e6
+        if self.learning_all(meta):  # a map still settling: the larger mapping share
+            share = budget.mapping_share(megapixels, learn_megapixels=s.learn_megapixels, raw=raw,
+                                         raw_factor=s.raw_sample_megapixels / max(s.sample_megapixels, 1e-9))
+            return budget.drawn(sha256, share)
         sample = s.raw_sample_megapixels if raw else s.sample_megapixels
-        share = budget.learn_share(width * height / 1e6, sample_megapixels=sample,
+        share = budget.learn_share(megapixels, sample_megapixels=sample,
                                    iso=meta.capture.iso, exposure_time=meta.capture.exposure_time,
                                    reveal_iso=s.reveal_iso, reveal_seconds=s.reveal_seconds,
                                    reveal_factor=s.reveal_factor, luminance=luminance,
@@ -75,7 +81,8 @@ class LivePlan:
     """The plan a long-lived writer (``watch``) sends with each file: the pool-start plan
     with each body's state re-read (``load()``: body -> :class:`budget.BodyState`, from
     the database) at most every ``seconds``. A daemon runs for months; without it a new
-    camera's frames would all be learnt until the daemon restarts. A body whose map
+    camera's frames would be learnt at the mapping share (``learn_megapixels``) until the
+    daemon restarts. A body whose map
     becomes stable switches to its sample within ``seconds`` plus a sensor flush
     (``flush_frames`` / ``flush_seconds``) plus the files in flight."""
 

@@ -7,6 +7,8 @@ CLI call into these modules; nothing here touches SQL or image decoders.
 - :mod:`.kernels`     the same residual of rendered frames, compiled (numba)
 - :mod:`.accumulator` per-sensor running statistics (Welford + counters), exact merge, atomic files
 - :mod:`.defects`     hot / dead / stuck classification
+- :mod:`.budget`      which frames a camera body learns from (mapping share, then a sample)
+- :mod:`.dating`      how precise a defect's first date is when frames were skipped
 - :mod:`.export`      dcraw/LibRaw and RawTherapee ``.badpixels`` text
 - :mod:`.repair`      CFA and demosaiced-image repair
 - :mod:`.synthetic`   synthetic cameras with planted defects (tests, demo, bench)

@@ -41,12 +41,16 @@ def dcraw_badpixels(defects: Iterable[Defect], *, title: str = "", time: int = 0
 
     title: shown in the header (e.g. "Canon PowerShot S40 serial 123", sensor size).
     time:  UNIX time of death for defects without a ``first_seen`` (default 0: applies to
-           every photo). A defect's ``first_seen`` is its first sighting among the frames
-           photoqa learnt from, so LibRaw leaves frames taken before it alone.
+           every photo). The caller passes as ``first_seen`` the earliest frame that may
+           carry the defect (``indexer.sensor.dating``: its first sighting among the learnt
+           frames, or, when the budget skipped frames before it, the first of those after
+           the last clean learnt frame), so LibRaw leaves only frames surely taken before
+           it alone.
     """
     rows = _sorted(defects)
     header = ["# dcraw/LibRaw bad pixel list written by photoqa",
-              "# columns: col row unix_time (first seen, camera clock; 0 = always); visible raw coordinates"]
+              "# columns: col row unix_time (earliest frame that may carry it, camera clock; 0 = always); "
+              "visible raw coordinates"]
     if title:
         header.insert(1, f"# {title}")
     header.append(f"# {len(rows)} defects: " + _kinds_summary(rows))

@@ -3,8 +3,8 @@
 :func:`rgb_strip_arrays` computes, for every strip of ``tile`` rows, exactly what
 :func:`indexer.sensor.residual.iter_rgb_strips` yields (the ninther residual per channel
 against the same-colour grid ``rgb_step`` pixels away, the robust tile noise, the outlier
-masks, the channel with the largest |r| / noise, the green value and whether it is
-judgeable), in one pass per strip whose intermediates stay in cache. The NumPy version
+masks, the channel with the largest |r| / noise, that channel's value and whether it
+is judgeable), in one pass per strip whose intermediates stay in cache. The NumPy version
 makes ~20 full-strip passes per channel (min/max, casts, reshapes); this one reads each
 input byte a few times. ``tests/test_sensor_kernels.py`` checks both agree element for
 element; ``bench/sensor_cost.py`` times it against the NumPy path on a 12 MP frame.
@@ -81,15 +81,16 @@ def _tile_noise(res, tile, floor, colsum, sums, noise):
 
 
 @njit(cache=True, error_model="numpy")
-def _combine_row(res, noise, i, width, margin, factor, best_r, best_z, up, down, strong):
-    """Row ``i`` of the strip: the channel with the largest |r| / noise and the outlier masks
-    (``strong``: |r| beyond ``factor`` times the threshold in some channel)."""
+def _combine_row(res, noise, i, width, margin, factor, best_r, best_z, best_c, up, down, strong):
+    """Row ``i`` of the strip: the channel with the largest |r| / noise (``best_c``) and the
+    outlier masks (``strong``: |r| beyond ``factor`` times the threshold in some channel)."""
     row, n = res[0, i][:width], noise[0][:width]
     for x in range(width):
         r = np.float32(row[x])
         thr = n[x] * margin
         best_r[x] = row[x]
         best_z[x] = abs(r) / n[x]
+        best_c[x] = 0
         up[x] = r > thr
         down[x] = r < -thr
         strong[x] = abs(r) > thr * factor
@@ -102,6 +103,7 @@ def _combine_row(res, noise, i, width, margin, factor, best_r, best_z, up, down,
             better = z > best_z[x]
             best_r[x] = row[x] if better else best_r[x]
             best_z[x] = z if better else best_z[x]
+            best_c[x] = c if better else best_c[x]
             up[x] = up[x] | (r > thr)
             down[x] = down[x] | (r < -thr)
             strong[x] = strong[x] | (abs(r) > thr * factor)
@@ -119,6 +121,7 @@ def _rgb_strips(pads, height, width, tile, step, floor, margin, factor, white, g
     sums = np.empty((wp // tile, 16), np.int64)
     colsum = np.empty(wp, np.int32)
     best_z = np.empty(width, np.float32)
+    best_c = np.empty(width, np.int64)
     fmargin = np.float32(margin)
     for s, y in enumerate(range(0, height, tile)):
         for c in range(channels):
@@ -126,12 +129,11 @@ def _rgb_strips(pads, height, width, tile, step, floor, margin, factor, white, g
             _tile_noise(res[c], tile, floor, colsum, sums, noise[c])
         noise_out[s] = noise[green, :width]
         for i in range(min(tile, height - y)):
-            _combine_row(res, noise, i, width, fmargin, factor, residual[y + i], best_z, bright[y + i], dark[y + i],
-                         strong[y + i])
-            centre = pads[green, y + i + step][step : step + width]
+            _combine_row(res, noise, i, width, fmargin, factor, residual[y + i], best_z, best_c, bright[y + i],
+                         dark[y + i], strong[y + i])
             vrow, jrow = value[y + i], judge[y + i]
             for x in range(width):
-                v = centre[x]
+                v = pads[best_c[x], y + i + step, step + x]
                 vrow[x] = v
                 jrow[x] = (v > 0) & (v < white)
 
@@ -169,7 +171,8 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     Returns residual (H, W) int16 (8-bit input) or int32, exact; noise_rows float32
     (ceil(H / tile), W) (the green channel's noise of each strip, as
     :class:`indexer.sensor.residual.Strip` keeps it); bright, dark bool (H, W); value
-    (H, W) green, in the input's dtype; judgeable bool (H, W); strong
+    (H, W) of the channel the residual was picked from, in the input's dtype; judgeable
+    bool (H, W) (that value strictly between 0 and white); strong
     bool (H, W) (see :data:`indexer.sensor.residual.STRONG`).
     """
     height, width = image.shape[:2]

@@ -268,7 +268,10 @@ def iter_rgb_strips(image, *, white_level=None, params=ResidualParams()):
     image: (H, W, C) or (H, W) uint8/uint16 in stored (un-rotated) orientation.
     Each channel gets its own residual and noise; a pixel is bright (dark) when any channel
     is. Its residual and noise are those of the channel with the largest |r| / noise, so a
-    red hot pixel is judged on red. ``value`` (for stuck detection) is channel 1 (green).
+    red hot pixel is judged on red. ``value`` (for stuck detection) is that channel's value
+    too: a photosite stuck under a red filter keeps the red value of its pixel while green
+    and blue are interpolated from its neighbours (and vary); judged in the channel it
+    stands out in, a stuck site of any colour shows as an unchanged value, as on RAW.
     white_level defaults to the dtype maximum.
 
     Computed by the compiled kernel (:mod:`.kernels`, imported on first use: numba is
@@ -304,23 +307,26 @@ def reference_rgb_strips(image, *, white_level=None, params=ResidualParams()):
 
 def _combine_channels(parts: Sequence[Strip], green: int) -> Strip:
     g = parts[green]
-    value = g.value.astype(np.uint16, copy=False)
     if len(parts) == 1:
+        value = g.value.astype(np.uint16, copy=False)
         return Strip(g.y0, g.y1, g.residual, g.noise_rows, g.bright, g.dark, value, g.judgeable, g.strong)
     residual = parts[0].residual.copy()
+    value, judge = parts[0].value.astype(np.uint16), parts[0].judgeable.copy()
     best = np.abs(residual) / parts[0].noise_rows[0]  # period 1: one noise row per channel
     bright, dark, strong = parts[0].bright.copy(), parts[0].dark.copy(), parts[0].strong.copy()
     for s in parts[1:]:
         z = np.abs(s.residual) / s.noise_rows[0]
         better = z > best
         np.copyto(residual, s.residual, where=better)
+        np.copyto(value, s.value, where=better)
+        np.copyto(judge, s.judgeable, where=better)
         np.maximum(best, z, out=best)
         bright |= s.bright
         dark |= s.dark
         strong |= s.strong
     # the picked channel's noise varies per pixel and no longer fits one row per period:
     # the strip keeps the green channel's noise as its representative
-    return Strip(g.y0, g.y1, residual, g.noise_rows, bright, dark, value, g.judgeable, strong)
+    return Strip(g.y0, g.y1, residual, g.noise_rows, bright, dark, value, judge, strong)
 
 
 def _assemble(strips: Iterator[Strip], shape: tuple[int, int]) -> FrameResidual:
