@@ -45,10 +45,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.match import verify_kernels as kernels
 from indexer.measure import orient
 from indexer.measure.align import Alignment, align_thumbs, rank_normalise
-from indexer.measure.align_kernels import resample_linear
+
+
+def kernels():
+    """:mod:`indexer.match.verify_kernels`, imported on first verification: numba (and
+    the scipy it loads) cost ~0.6-0.8 s CPU to import, which `photoqa index` of a file
+    with no candidate never needs (issue 13 item 4)."""
+    from indexer.match import verify_kernels
+
+    return verify_kernels
+
+
+def resample_linear(*args):
+    """:func:`indexer.measure.align_kernels.resample_linear`, imported on first use (numba)."""
+    from indexer.measure.align_kernels import resample_linear as compiled
+
+    return compiled(*args)
 
 _TILES = 4
 _MIN_TILE_PIXELS = 24
@@ -128,11 +142,11 @@ def warp_onto(a_shape: tuple[int, int], b: np.ndarray, al: Alignment) -> tuple[n
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    return float(kernels.pearson(np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()))
+    return float(kernels().pearson(np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()))
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    return float(kernels.spearman(np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()))
+    return float(kernels().spearman(np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()))
 
 
 def tile_correlations(a: np.ndarray, b: np.ndarray, mask: np.ndarray, tiles: int = _TILES) -> np.ndarray:
@@ -143,7 +157,7 @@ def tile_correlations(a: np.ndarray, b: np.ndarray, mask: np.ndarray, tiles: int
         return np.zeros(0)
     ys = np.linspace(rows[0], rows[-1] + 1, tiles + 1).astype(np.int64)
     xs = np.linspace(cols[0], cols[-1] + 1, tiles + 1).astype(np.int64)
-    return kernels.tile_spearman(np.ascontiguousarray(a, dtype=np.float64),
+    return kernels().tile_spearman(np.ascontiguousarray(a, dtype=np.float64),
                                  np.ascontiguousarray(b, dtype=np.float64),
                                  np.ascontiguousarray(mask, dtype=np.bool_), ys, xs, _MIN_TILE_PIXELS, 2.0)
 
@@ -159,7 +173,7 @@ def _rank_difference(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarr
 def _ranks(v: np.ndarray) -> np.ndarray:
     """:func:`rank_normalise` of a 1-D float64 vector: counting for integer levels (a
     stored thumbnail), the compiled sort for anything else (a resampled one)."""
-    return rank_normalise(v) if _integer_levels(v) else kernels.mid_ranks(v)
+    return rank_normalise(v) if _integer_levels(v) else kernels().mid_ranks(v)
 
 
 def _integer_levels(v: np.ndarray) -> bool:
@@ -169,7 +183,7 @@ def _integer_levels(v: np.ndarray) -> bool:
 
 def changed_fraction(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, level: float = 0.25) -> float:
     """Fraction of masked pixels whose rank differs by more than ``level`` (3x3 median)."""
-    return float(kernels.median3_above(np.abs(_rank_difference(a, b, mask)), level)[mask].mean())
+    return float(kernels().median3_above(np.abs(_rank_difference(a, b, mask)), level)[mask].mean())
 
 
 _SMOOTH_SIGMA = 1.0  # thumbnail px
@@ -222,7 +236,7 @@ def edit_measures(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, level: floa
     """(edit_area, edit_sign, outside_corr) of an aligned pair (see module docstring);
     ``blurred`` as for :func:`smooth_correlations`."""
     d = _rank_difference(a, b, mask)
-    return _edit(d, kernels.median3_above(np.abs(d), level), mask, blurred or _blurred(a, b, mask),
+    return _edit(d, kernels().median3_above(np.abs(d), level), mask, blurred or _blurred(a, b, mask),
                  margin=margin)
 
 
@@ -320,11 +334,11 @@ def compare(thumb_a: np.ndarray, thumb_b: np.ndarray, hist_a: np.ndarray, hist_b
     if enough:
         a_f = a_in.astype(np.float64)
         # Ranks, their difference and its median once, for corr_rank, changed and the edit.
-        rav, rbv = _ranks(av), kernels.mid_ranks(bv)
-        corr_rank, corr_grey = float(kernels.pearson(rav, rbv)), _pearson(av, bv)
+        rav, rbv = _ranks(av), kernels().mid_ranks(bv)
+        corr_rank, corr_grey = float(kernels().pearson(rav, rbv)), _pearson(av, bv)
         d = np.zeros(a_in.shape)
         d[mask] = rbv - rav
-        above = kernels.median3_above(np.abs(d), 0.25)
+        above = kernels().median3_above(np.abs(d), 0.25)
         changed = float(above[mask].mean())
         tiles = tile_correlations(a_f, warped, mask)
         blurred = _blurred(a_f, warped, mask)
