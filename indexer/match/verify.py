@@ -47,6 +47,9 @@ import numpy as np
 
 from indexer.measure import orient
 from indexer.measure.align import Alignment, align_thumbs, rank_normalise
+# scipy.ndimage's blur and cross morphology without their per-call overhead (~15% of a
+# verification at thumbnail size), the same arrays to the bit
+from indexer.measure.smallfilters import dilate_cross, erode_cross, gaussian
 
 
 def kernels():
@@ -128,17 +131,15 @@ def warp_onto(a_shape: tuple[int, int], b: np.ndarray, al: Alignment) -> tuple[n
     thumbnail size, 2026-12-03); the mask is eroded by one pixel so interpolated borders
     do not count.
     """
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
     s = al.scale
     src = np.asarray(b, dtype=np.float64)
     if s > 1.05:
-        src = ndimage.gaussian_filter(src, 0.4 * s)
+        src = gaussian(src, 0.4 * s)
     off_y, off_x = s * (0.5 - al.y) - 0.5, s * (0.5 - al.x) - 0.5
     h, w = int(a_shape[0]), int(a_shape[1])
     warped = resample_linear(np.ascontiguousarray(src), float(s), off_y, off_x, h, w)
     ones = resample_linear(np.ones(b.shape), float(s), off_y, off_x, h, w)
-    return warped, ndimage.binary_erosion(ones > 0.999)
+    return warped, erode_cross(ones > 0.999)
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
@@ -193,17 +194,13 @@ def _blur_on(img: np.ndarray, mask: np.ndarray, sigma: float = _SMOOTH_SIGMA, *,
              den: np.ndarray | None = None) -> np.ndarray:
     """Gaussian blur of ``img`` using only pixels under ``mask`` (normalised convolution);
     ``den``: :func:`_blur_weight` of ``mask``, if already computed."""
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
-    num = ndimage.gaussian_filter(np.where(mask, img, 0.0), sigma)
+    num = gaussian(np.where(mask, img, 0.0), sigma)
     return num / (_blur_weight(mask, sigma) if den is None else den)
 
 
 def _blur_weight(mask: np.ndarray, sigma: float = _SMOOTH_SIGMA) -> np.ndarray:
     """The normalised convolution's denominator: ``mask`` blurred, at least 1e-6."""
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
-    return np.maximum(ndimage.gaussian_filter(mask.astype(np.float64), sigma), 1e-6)
+    return np.maximum(gaussian(mask.astype(np.float64), sigma), 1e-6)
 
 
 def _second_lowest(tiles: np.ndarray) -> float:
@@ -213,9 +210,7 @@ def _second_lowest(tiles: np.ndarray) -> float:
 def _blurred(a: np.ndarray, b: np.ndarray, mask: np.ndarray):
     """Both images blurred on ``mask``, and the mask eroded by 2 sigma (where the blur
     saw only valid pixels)."""
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
-    inner = ndimage.binary_erosion(mask, iterations=int(np.ceil(2 * _SMOOTH_SIGMA)))
+    inner = erode_cross(mask, int(np.ceil(2 * _SMOOTH_SIGMA)))
     den = _blur_weight(mask)  # one mask, one denominator for both
     return _blur_on(a, mask, den=den), _blur_on(b, mask, den=den), inner
 
@@ -246,16 +241,14 @@ def _edit(d: np.ndarray, changed: np.ndarray, mask: np.ndarray, blurred, *, marg
     where its 3x3 median of ``|d|`` exceeds the level (``changed``, bool) and
     :func:`_blurred`; ``smooth``: the blurred rank correlation on the whole eroded mask,
     when known (``outside_corr`` equals it when there is no edit)."""
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
     edit = changed & mask
-    edit = ndimage.binary_dilation(edit) & mask
+    edit = dilate_cross(edit) & mask
     area = float(edit.sum() / max(mask.sum(), 1))
     sign = float(abs(d[edit].sum()) / max(np.abs(d[edit]).sum(), 1e-12)) if edit.any() else 0.0
     sa, sb, inner = blurred
     if not edit.any() and smooth is not None:
         return area, sign, smooth if inner.sum() >= 4 * _MIN_TILE_PIXELS else 0.0
-    outside = inner & ~ndimage.binary_dilation(edit, iterations=margin)
+    outside = inner & ~dilate_cross(edit, margin)
     if outside.sum() < 4 * _MIN_TILE_PIXELS:
         return area, sign, 0.0
     return area, sign, _spearman(sa[outside], sb[outside])
