@@ -36,10 +36,13 @@ _MAX_BITS = 22
 # Up to this many entries an index keeps no tables and answers by brute force (NumPy
 # popcounts of every probe against every entry), so a small archive never loads numba:
 # importing numba and loading the cached kernels costs ~0.6-0.8 s CPU per process, the
-# bulk of `photoqa index` of one file (issue 13 item 4). Brute force costs ~6 ns an
-# entry per probe (one query of 10 probes against 4,096 entries: ~0.25 ms; a self-join
-# of 4,096 entries: ~60 ms), so below this size a run of a few hundred queries is
-# cheaper flat than the import (bench/match_startup.py measures the crossover).
+# bulk of `photoqa index` of one file (issue 13 item 4). Measured 2026-12-07 (CPU, load
+# ~20): numba import, kernel load, build and first query of a 16,384-entry index 0.62 s,
+# then 0.08 ms a query of 10 probes; flat, 10 probes cost 0.05 ms against 1,024 entries,
+# 0.12 ms against 4,096 (3 ns an entry-probe), 0.40 ms against 16,384, and a self-join
+# 25 ms / 66 ms / 1.0 s. At 4,096 entries (~370 images) the flat index breaks even with
+# the tables only after thousands of queries, and its self-join stays far below the
+# import; past it, the self-join's square growth decides.
 FLAT_MAX = 4096
 
 
