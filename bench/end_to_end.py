@@ -32,6 +32,22 @@ figures move by 2x between runs and even ratios within a run move by ~30%), img/
     camera        72      5.4       15.0        47.6        6.2      5.8    0.36          0.88
     distinct      24      6.8        7.7        66.9        8.8      9.3    0.89          0.77
 
+2026-12-07 14:00 (branch faststart2, load average 14-30; ``--sets camera,distinct``), img/s:
+
+    set        files  photoqa  match off  draft loop  imagehash  czkawka  on/off  on/imagehash
+    camera        72      0.2        0.2         6.3        0.7      1.3    1.10          0.27
+    distinct      24      0.2        0.2         7.1        1.5      1.5    1.07          0.12
+    with --settings '[sensor]\nenabled = false' (the next run):
+    camera        72      2.4        2.6        17.9        2.5      4.4    0.92          0.95
+    distinct      24      3.5        3.7        22.8        4.6      3.1    0.96          0.76
+
+Main-process CPU on camera: 25.6 s on / 20.8 s off with defaults, 4.1 / 1.7 s with
+sensor learning off. Sensor learning of a new body (every frame decoded at full size
+until its map is stable) is ~12x the rest of (a)'s wall time: it decides the 1.5 x
+imagehash target (the sensor helper's work). Without it, matching costs 4-8% of the wall
+time and ~2.4 s of main-process CPU for 72 files: verification inline, numba kernels
+and scipy.ndimage loaded in the writer and in the verification pool.
+
 Before the work of issue 13 in the same session: dense 0.10 (3.3 against 33.0 img/s:
 1,805 verifications and 1,789 stored pairs for 432 images; now 735 and 719), camera
 0.53, distinct 1.02 (start-up dominates 24 files). Targets not met yet: (a) >= 0.8 and
@@ -100,7 +116,9 @@ def files_of(folder: Path) -> list[Path]:
 
 def photoqa_rate(folder: Path, n: int, *, match: bool, settings: str = "") -> tuple[float, float]:
     """(img/s, CPU s) of ``photoqa index`` (a fresh database, a separate process; CPU:
-    user + system of it and of the worker processes it waited for). ``settings``: TOML
+    user + system of that process and the children it waited for: the decode workers,
+    children of the forkserver, are not counted, so this is the writer's side: matching,
+    verification inline, storing, sensor accumulation). ``settings``: TOML
     text written to the photoqa.toml beside the database (e.g. ``[sensor]`` settings)."""
     with tempfile.TemporaryDirectory(prefix="photoqa-e2e-db-") as tmp:
         db = Path(tmp) / "photoqa.db"
@@ -196,7 +214,7 @@ def main() -> None:
         cz_text = f"{cz:10.1f}" if cz is not None else f"{'n/a':>10}"
         print(f"{name:<10}{len(files):>6}{on:10.1f}{off:11.1f}{draft:12.1f}{ih:11.1f}{cz_text}   "
               f"{ratio:.2f} ({flag} >= {targets[name]})".ljust(34) + f"   {ih_note}", flush=True)
-        print(f"{'':<10}{'CPU s':>6}{on_cpu:10.1f}{off_cpu:11.1f}   (photoqa and its workers; off / on CPU "
+        print(f"{'':<10}{'CPU s':>6}{on_cpu:10.1f}{off_cpu:11.1f}   (photoqa's main process; off / on CPU "
               f"{off_cpu / on_cpu:.2f})", flush=True)
     if _missing_czkawka():
         print("czkawka: not installed (pip install czkawka) - its column is skipped")
