@@ -629,10 +629,11 @@ def status(ctx, fmt):
       photoqa --db lab.db status --format json
     """
     from indexer.commands.output import emit, write_json
-    from indexer.watch.status import rows, status as watch_status
+    from indexer.watch.status import rows, status as watch_status, status_of
 
-    session = _session(ctx, readonly=True)
-    report = watch_status(session.engine)
+    report = _read_sqlite(ctx, lambda _settings, reads: status_of(reads.counts(), reads.active_daemons()))
+    if report is None:
+        report = watch_status(_session(ctx, readonly=True).engine)
     if fmt == "json":
         write_json(report.as_dict())
     else:
@@ -717,7 +718,6 @@ def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, relate
       photoqa dupes --format json --verdicts same_file,same_pixels,derived,raw_jpeg
     """
     from indexer.commands import dupes as report_of
-    from indexer.commands.output import emit, write_json
     from indexer.match.verdict import VERDICTS
 
     chosen = None if verdicts is None else tuple(v.strip() for v in verdicts.split(",") if v.strip())
@@ -727,6 +727,19 @@ def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, relate
     if under is not None and not under.expanduser().is_dir():
         _fail(f"--under {under}: no such folder", EXIT_USAGE)
     under = None if under is None else under.expanduser()
+    if not (rematch or not_duplicates or split_id is not None or keep_file or apply_action):
+        # a report alone: on a SQLite file at the newest schema, read without SQLAlchemy
+        def read(settings, reads):
+            session = report_of.SqliteSession(settings, reads)
+            if related:
+                return report_of.related_report(session, under=under)
+            return report_of.dupes_report(session, verdicts=chosen, min_size=min_size, sort=sort, under=under,
+                                          prefer_in=[str(p) for p in prefer_in])
+
+        report = _read_sqlite(ctx, read, groups=True)
+        if report is not None:
+            _print_dupes(report, related, fmt, absolute)
+            return
     session = _session(ctx)
     if rematch:
         click.echo(f"rematched: {report_of.rematch(session)} pairs", err=True)
@@ -744,24 +757,65 @@ def dupes(ctx, fmt, verdicts, min_size, sort, under, absolute, prefer_in, relate
         _fail(str(exc), EXIT_USAGE)
     if related:
         report = report_of.related_report(session, under=under)
-        header, rows = report_of.related_csv_rows(report)
-        lines = report_of.render_related(report, absolute=absolute)
     else:
         report = report_of.dupes_report(session, verdicts=chosen, min_size=min_size, sort=sort, under=under,
                                         prefer_in=[str(p) for p in prefer_in])
-        header, rows = report_of.csv_rows(report)
-        lines = report_of.render_groups(report, absolute=absolute)
     if apply_action:
         if related:
             _fail("--apply acts on duplicate groups, not on --related shots", EXIT_USAGE)
         _apply(session, report, apply_action, yes, reference, group_id, fmt)
         return
+    _print_dupes(report, related, fmt, absolute)
+
+
+def _print_dupes(report: dict, related: bool, fmt: str, absolute: bool) -> None:
+    from indexer.commands import dupes as report_of
+    from indexer.commands.output import emit, write_json
+
     if fmt == "json":
         write_json(report)
     elif fmt == "csv":
-        emit(header, rows, "csv")
+        emit(*(report_of.related_csv_rows(report) if related else report_of.csv_rows(report)), "csv")
     else:
+        lines = (report_of.render_related if related else report_of.render_groups)(report, absolute=absolute)
         click.echo("\n".join(lines))
+
+
+def _read_sqlite(ctx: click.Context, read, *, groups: bool = False):
+    """``read(settings, reads)`` on the SQLite file of ``--db`` through the stdlib sqlite3
+    (:mod:`db.sqlite_reads`: importing SQLAlchemy and the models alone is ~0.4 s of CPU,
+    most of the 0.5 s `status` and `dupes` may take); None when the command must open its
+    SQLAlchemy session instead: a URL, no file, a configuration error, a database not at
+    the newest schema or (``groups``) whose groups a writer must rebuild for this
+    configuration first, or any SQLite error (the session then reports it in the words
+    every command uses)."""
+    import sqlite3
+
+    from db import sqlite_ro
+
+    path = sqlite_ro.plain_path(ctx.obj["db"])
+    if path is None or not path.is_file():
+        return None
+    from db.health import sniff_sqlite
+    from db.migrate import newest_revision
+    from db.sqlite_reads import open_reader
+    from indexer.config import ConfigError, load_settings
+
+    if sniff_sqlite(path) is not None:
+        return None
+    try:
+        settings = load_settings(ctx.obj["config"] or os.environ.get("PHOTOQA_CONFIG") or None, path)
+    except ConfigError:
+        return None
+    reads = open_reader(path, busy_timeout_ms=settings.database.busy_timeout_ms, newest_revision=newest_revision(),
+                        group_key=settings.group_rule().key() if groups else None)
+    if reads is None:
+        return None
+    try:
+        with reads:
+            return read(settings, reads)
+    except sqlite3.Error:
+        return None
 
 
 def _apply(session, report, action_text, yes, reference, group_id, fmt):

@@ -32,6 +32,22 @@ figures move by 2x between runs and even ratios within a run move by ~30%), img/
     camera        72      5.4       15.0        47.6        6.2      5.8    0.36          0.88
     distinct      24      6.8        7.7        66.9        8.8      9.3    0.89          0.77
 
+2026-12-07 14:00 (branch faststart2, load average 14-30; ``--sets camera,distinct``), img/s:
+
+    set        files  photoqa  match off  draft loop  imagehash  czkawka  on/off  on/imagehash
+    camera        72      0.2        0.2         6.3        0.7      1.3    1.10          0.27
+    distinct      24      0.2        0.2         7.1        1.5      1.5    1.07          0.12
+    with --settings '[sensor]\nenabled = false' (the next run):
+    camera        72      2.4        2.6        17.9        2.5      4.4    0.92          0.95
+    distinct      24      3.5        3.7        22.8        4.6      3.1    0.96          0.76
+
+Main-process CPU on camera: 25.6 s on / 20.8 s off with defaults, 4.1 / 1.7 s with
+sensor learning off. Sensor learning of a new body (every frame decoded at full size
+until its map is stable) is ~12x the rest of (a)'s wall time: it decides the 1.5 x
+imagehash target (the sensor helper's work). Without it, matching costs 4-8% of the wall
+time and ~2.4 s of main-process CPU for 72 files: verification inline, numba kernels
+and scipy.ndimage loaded in the writer and in the verification pool.
+
 Before the work of issue 13 in the same session: dense 0.10 (3.3 against 33.0 img/s:
 1,805 verifications and 1,789 stored pairs for 432 images; now 735 and 719), camera
 0.53, distinct 1.02 (start-up dominates 24 files). Targets not met yet: (a) >= 0.8 and
@@ -43,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -97,19 +114,27 @@ def files_of(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
 
 
-def photoqa_rate(folder: Path, n: int, *, match: bool) -> float:
-    """img/s of ``photoqa index`` (a fresh database, a separate process)."""
+def photoqa_rate(folder: Path, n: int, *, match: bool, settings: str = "") -> tuple[float, float]:
+    """(img/s, CPU s) of ``photoqa index`` (a fresh database, a separate process; CPU:
+    user + system of that process and the children it waited for: the decode workers,
+    children of the forkserver, are not counted, so this is the writer's side: matching,
+    verification inline, storing, sensor accumulation). ``settings``: TOML
+    text written to the photoqa.toml beside the database (e.g. ``[sensor]`` settings)."""
     with tempfile.TemporaryDirectory(prefix="photoqa-e2e-db-") as tmp:
         db = Path(tmp) / "photoqa.db"
-        if not match:
-            (Path(tmp) / "photoqa.toml").write_text("[match]\nenabled = false\n")
+        toml = settings + ("\n[match]\nenabled = false\n" if not match else "")
+        if toml.strip():
+            (Path(tmp) / "photoqa.toml").write_text(toml)
         cmd = [sys.executable, str(REPO / "cli.py"), "--db", str(db), "index", str(folder)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode not in (0, 3):
             raise SystemExit(f"photoqa index failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return n / seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return n / seconds, cpu
 
 
 def draft_rate(files: list[Path]) -> float:
@@ -150,7 +175,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "photoqa-e2e")
     ap.add_argument("--sets", default="camera,dense,distinct")
+    ap.add_argument("--settings", default="", metavar="TOML",
+                    help="TOML for both photoqa runs, to separate a stage's cost; "
+                         "example: --settings $'[sensor]\\nenabled = false'")
     args = ap.parse_args()
+    settings = args.settings.replace("\\n", "\n")
+    if settings:
+        print(f"photoqa settings: {settings!r}")
     if not (DATA / "photos" / "kodak").is_dir():
         raise SystemExit(f"needs the Kodak photos at {DATA / 'photos' / 'kodak'}")
     sets = {"camera": args.work / "camera", "dense": args.work / "dense", "distinct": args.work / "distinct"}
@@ -170,8 +201,8 @@ def main() -> None:
         files = files_of(folder)
         for p in files:  # warm the page cache: every column reads from memory
             p.read_bytes()
-        off = photoqa_rate(folder, len(files), match=False)
-        on = photoqa_rate(folder, len(files), match=True)
+        off, off_cpu = photoqa_rate(folder, len(files), match=False, settings=settings)
+        on, on_cpu = photoqa_rate(folder, len(files), match=True, settings=settings)
         draft = draft_rate(files)
         ih = imagehash_rate(files)
         cz = czkawka_rate(folder, len(files))
@@ -183,6 +214,8 @@ def main() -> None:
         cz_text = f"{cz:10.1f}" if cz is not None else f"{'n/a':>10}"
         print(f"{name:<10}{len(files):>6}{on:10.1f}{off:11.1f}{draft:12.1f}{ih:11.1f}{cz_text}   "
               f"{ratio:.2f} ({flag} >= {targets[name]})".ljust(34) + f"   {ih_note}", flush=True)
+        print(f"{'':<10}{'CPU s':>6}{on_cpu:10.1f}{off_cpu:11.1f}   (photoqa's main process; off / on CPU "
+              f"{off_cpu / on_cpu:.2f})", flush=True)
     if _missing_czkawka():
         print("czkawka: not installed (pip install czkawka) - its column is skipped")
     print("img/s; load average at the end:", " ".join(f"{x:.1f}" for x in os.getloadavg()))

@@ -19,24 +19,26 @@ sqlalchemy"`` (the floor of any command that opens the database through SQLAlche
 
 Targets (issue 13 item 4): status, sql and dupes <= 0.5 s wall; index of one file <= 1.5 s.
 
-Measured (2026-12-07, 2 cores shared with 5 other jobs, ``--runs 5 --photos 30 --against
-/work/main``, main at 70aad08, load average ~9 during the run, so wall times are 2-5x the
-CPU times and move between runs; read the CPU column and the ratios):
-``python -c pass`` 0.023 s CPU / 0.060 s wall, ``import sqlalchemy`` 0.279 / 0.701 s.
+Measured (2026-12-07, 13:45, 2 cores shared with seven other jobs, load average 27:
+``python -c pass`` took 0.45 s wall, so read CPU and the ratios; ``--runs 5 --photos 30
+--against`` the branch point d1740b7): ``import sqlalchemy`` 0.355 s CPU / 4.8 s wall.
 
-    command         this tree CPU   main CPU   ratio CPU   this tree wall   main wall
-    status              0.612         0.749       0.82          1.61           1.99
-    sql                 0.115         0.781       0.15          0.34           2.07
-    dupes               0.513         0.729       0.70          1.28           1.78
-    index 1 file        1.770         1.808       0.98          4.70           4.76
+    command         this tree CPU   d1740b7 CPU   ratio CPU   this tree wall   d1740b7 wall
+    status              0.128          0.647         0.20          1.42            7.26
+    sql                 0.107          0.113         0.94          1.14            1.23
+    dupes               0.166          0.675         0.25          1.41            4.82
+    index 1 file        1.121          2.262         0.50         11.5            27.0
 
-In a calmer stretch of the same day (load 5.2): status 0.520 s CPU / 0.85 s wall (main
-0.697 / 1.04), sql 0.096 / 0.101 s (main 0.755 / 0.80). Targets: sql met (0.10 s wall
-when the machine lets it run); status and dupes not: they still import SQLAlchemy with
-its ORM and the models (~0.45 s CPU of their ~0.55), so they cannot answer in 0.5 s wall
-on a loaded machine. index of one file not met: NumPy, SQLAlchemy, numba (the Hamming
-index's kernels, built and queried for every run) and scipy.fft (the pHash DCT) are all
-used by it (~1.25 s CPU of imports, ~0.5 s of work).
+status and dupes on a SQLite file now read through the stdlib sqlite3 (db.sqlite_reads:
+no SQLAlchemy, no models), so they cost what sql costs: ~0.1-0.17 s CPU, which is
+~0.2 s wall whenever the machine runs a process promptly (``pass`` at 0.06 s); at load
+27 nothing is <= 0.5 s wall, not even ``python -c pass`` x 2. index of one file: a small
+archive's Hamming index is a NumPy scan (no numba), the pHash DCT two matrix products
+(no scipy), verification kernels imported on the first verification: 1.1 s CPU, of
+which ~0.45 s SQLAlchemy and the models the writer needs, ~0.1 s NumPy.
+
+Earlier (same day, load ~9, against main at 70aad08): status 0.612 s CPU, sql 0.115,
+dupes 0.513, index of one file 1.770.
 """
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
@@ -22,7 +21,8 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from db.models import Daemon, Failure, Image
-from db.records import FileState, utcnow
+# DaemonRow and Counts live in db.records: the SQLAlchemy-free status road (db.sqlite_reads) makes them too
+from db.records import Counts, DaemonRow, FileState, utcnow  # noqa: F401 - re-exported
 
 T = TypeVar("T")
 
@@ -119,18 +119,6 @@ def retire(engine: Engine, daemon_ids: list[int]) -> None:
             conn.execute(update(Daemon).where(Daemon.id.in_(daemon_ids)).values(is_active=False, pending=0))
 
 
-@dataclass(frozen=True)
-class DaemonRow:
-    id: int
-    host: str
-    pid: int
-    roots: list[str]
-    started_at: datetime
-    heartbeat_at: datetime
-    pending: int
-    last_activity_at: datetime | None
-
-
 def active_daemons(engine: Engine) -> list[DaemonRow]:
     """Daemons that have not recorded a clean stop (some may have been killed)."""
     cols = (Daemon.id, Daemon.host, Daemon.pid, Daemon.roots, Daemon.started_at,
@@ -139,16 +127,6 @@ def active_daemons(engine: Engine) -> list[DaemonRow]:
         rows = conn.execute(select(*cols).where(Daemon.is_active.is_(True)).order_by(Daemon.id)).all()
     return [DaemonRow(r[0], r[1], r[2], r[3].split("\n") if r[3] else [], r[4], r[5], r[6], r[7])
             for r in rows]
-
-
-@dataclass(frozen=True)
-class Counts:
-    indexed: int
-    missing: int
-    failed: int
-    last_indexed_at: datetime | None
-    last_failed_at: datetime | None
-    last_daemon_activity_at: datetime | None
 
 
 def counts(engine: Engine) -> Counts:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from typing import TYPE_CHECKING
 
 from db.health import fatal_message
+
+if TYPE_CHECKING:  # newest_revision is read without SQLAlchemy (db.sqlite_reads: status, dupes)
+    from sqlalchemy import Engine
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "alembic"
 _REVISION_FILE = re.compile(r"^(\d{4})_.*\.py$")
@@ -50,6 +51,9 @@ def newest_revision() -> str | None:
 
 def current_revision(engine: Engine) -> str | None:
     """The database's revision (``alembic_version``), None for a database without one."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
     try:
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()

@@ -25,3 +25,25 @@ class FileState:
     sha256: str
     features_version: int
     missing: bool
+
+
+@dataclass(frozen=True)
+class DaemonRow:
+    id: int
+    host: str
+    pid: int
+    roots: list[str]
+    started_at: datetime
+    heartbeat_at: datetime
+    pending: int
+    last_activity_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Counts:
+    indexed: int
+    missing: int
+    failed: int
+    last_indexed_at: datetime | None
+    last_failed_at: datetime | None
+    last_daemon_activity_at: datetime | None

@@ -306,8 +306,9 @@ def test_read_commands_start_without_heavy_modules(grouped_db, command, shows):
     import sys
 
     db = grouped_db
-    # sql on a SQLite file runs through the stdlib sqlite3 (db.sqlite_ro): not even SQLAlchemy
-    heavy = HEAVY_FOR_READS + (("sqlalchemy",) if command[0] == "sql" else ())
+    # on a SQLite file sql runs through the stdlib sqlite3 (db.sqlite_ro), status and dupes
+    # through db.sqlite_reads: not even SQLAlchemy
+    heavy = HEAVY_FOR_READS + ("sqlalchemy",)
     code = ("import sys\nfrom cli import main\n"
             f"try:\n    main({['--db', str(db), *command]!r})\nexcept SystemExit:\n    pass\n"
             f"print([m for m in {heavy!r} if m in sys.modules])")

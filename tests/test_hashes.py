@@ -205,3 +205,30 @@ def test_golden_hashes_and_metrics(seed):
     assert f.dhash == want["dhash"]
     for key in ("luma_mean", "entropy", "sharpness", "colourfulness", "ev"):
         assert getattr(f, key) == pytest.approx(want[key], abs=2e-4), key
+
+
+def test_phash_bits_equal_scipy_dct_on_real_photos(shared_data):
+    """The pHash DCT is two small matrix products (no scipy on `photoqa index`): the
+    same bits as imagehash's scipy DCT on every real photo of ../shared/data, under all
+    eight D4 transforms and on the crop hashes."""
+    files = sorted(p for p in shared_data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    assert len(files) >= 50
+    compared = 0
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img.draft("L", (512, 512))
+                grey = np.asarray(img.convert("L"))
+        except (OSError, SyntaxError, ValueError):  # the corrupt samples of the set
+            continue
+        d4 = hashes.phash_d4(grey)
+        for i, t in enumerate(orient.D4):
+            turned = Image.fromarray(np.ascontiguousarray(orient.apply(grey, t)))
+            assert d4[i] == hashes.phash(turned) == hashes.to_signed(int(str(imagehash.phash(turned)), 16)), (path, t)
+            compared += 1
+        h, w = grey.shape
+        for spec in hashes.CROP_SPECS[:2]:
+            left, top, right, bottom = hashes.crop_box(w, h, *spec)
+            crop = Image.fromarray(grey[top:bottom, left:right])
+            assert hashes.phash(crop) == hashes.to_signed(int(str(imagehash.phash(crop)), 16)), (path, spec)
+    assert compared >= 8 * (len(files) - 10)

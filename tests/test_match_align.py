@@ -179,3 +179,26 @@ def test_phase_shift_equals_full_spectrum_registration(shape, upsample):
     # (these smooth images have many) into whole phase errors: ~1e-9 in the peak here,
     # ~1e-15 on Kodak thumbnails. Any two FFT codes differ that much.
     assert got.peak == pytest.approx(want_peak, abs=1e-8)
+
+
+@pytest.mark.parametrize("shape", [(175, 180), (100, 135), (128, 96), (45, 64), (81, 125), (173, 231)])
+def test_numpy_ffts_equal_scipy_fft_to_the_bit(shape):
+    """The registration's FFTs are NumPy's (no scipy.fft import): the same numbers as the
+    scipy.fft calls they replace."""
+    import scipy.fft
+
+    from indexer.measure import align
+
+    h, w = shape
+    real = np.random.default_rng(h * w).normal(size=(h - 11, w - 7))
+    half = align.spectrum(real, shape)
+    assert np.array_equal(half, scipy.fft.fft(scipy.fft.rfft(real, n=w, axis=1, workers=1), n=h, axis=0, workers=1))
+    assert np.array_equal(align.irfft2(half, shape), scipy.fft.irfft2(half, s=shape, workers=1))
+
+
+def test_next_fast_len_equals_scipy():
+    import scipy.fft
+
+    from indexer.measure.align import next_fast_len
+
+    assert [next_fast_len(n) for n in range(1, 3000)] == [scipy.fft.next_fast_len(n, real=True) for n in range(1, 3000)]

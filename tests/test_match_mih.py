@@ -43,10 +43,13 @@ def test_neighbour_masks_count():
 
 
 @pytest.mark.parametrize("radius", [0, 3, 6, 8, 10, 12])
-@pytest.mark.parametrize("m", [None, 3, 4])
+@pytest.mark.parametrize("m", [None, 3, 4, "flat"])
 def test_planted_neighbours_equal_brute_force(radius, m):
     hashes, truth = _planted(1500, seed=radius)
-    a, b, d = MultiIndex(hashes, radius=radius, m=m).self_pairs()
+    index = MultiIndex(hashes, radius=radius, flat_max=10**6) if m == "flat" else \
+        MultiIndex(hashes, radius=radius, m=m, flat_max=0)
+    assert index.flat == (m == "flat")
+    a, b, d = index.self_pairs()
     got = set(zip(a.tolist(), b.tolist()))
     assert got == brute_pairs(hashes, radius)
     for pair, dist in truth.items():
@@ -55,13 +58,13 @@ def test_planted_neighbours_equal_brute_force(radius, m):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(INT64, min_size=2, max_size=80), st.integers(0, 64), st.integers(0, 12))
-def test_hypothesis_self_pairs_and_query(codes, seed, radius):
+@given(st.lists(INT64, min_size=2, max_size=80), st.integers(0, 64), st.integers(0, 12), st.sampled_from([0, 4096]))
+def test_hypothesis_self_pairs_and_query(codes, seed, radius, flat_max):
     rng = np.random.default_rng(seed)
     # Near copies so that small radii have pairs to find.
     near = [_flip(c, rng.choice(64, rng.integers(0, 8), replace=False)) for c in codes[: len(codes) // 2]]
     hashes = np.array(codes + near, dtype=np.int64)
-    index = MultiIndex(hashes, radius=radius)
+    index = MultiIndex(hashes, radius=radius, flat_max=flat_max)
     a, b, _ = index.self_pairs()
     expected = brute_pairs(hashes, radius)
     assert set(zip(a.tolist(), b.tolist())) == expected
@@ -71,9 +74,11 @@ def test_hypothesis_self_pairs_and_query(codes, seed, radius):
         assert set(e[p == q].tolist()) == want
 
 
-def test_join_and_incremental_add():
+@pytest.mark.parametrize("flat_max", [0, 10**6])
+def test_join_and_incremental_add(flat_max):
     hashes, _ = _planted(3000, seed=7)
-    index = MultiIndex(hashes, radius=10)
+    index = MultiIndex(hashes, radius=10, flat_max=flat_max)
+    assert index.flat == bool(flat_max)
     rng = np.random.default_rng(3)
     probes = np.array([_flip(int(hashes[i]), rng.choice(64, i % 12, replace=False)) for i in range(200)],
                       dtype=np.int64)
@@ -125,7 +130,7 @@ def test_adds_through_buffer_recent_index_and_rebuilds_equal_brute_force():
     every query after every add equals brute force over all entries so far, and entry
     numbers never change."""
     hashes, _ = _planted(400, seed=11)
-    index = MultiIndex(hashes[:200], radius=10, buffer_limit=8, recent_fraction=0.25)
+    index = MultiIndex(hashes[:200], radius=10, buffer_limit=8, recent_fraction=0.25, flat_max=0)
     rng = np.random.default_rng(5)
     seen_recent = seen_rebuild = False
     for i in range(200, len(hashes)):
@@ -140,3 +145,24 @@ def test_adds_through_buffer_recent_index_and_rebuilds_equal_brute_force():
         assert d.tolist() == np.bitwise_count((hashes[close] ^ probe[0]).view(np.uint64)).tolist()
     assert seen_recent and seen_rebuild
     assert index.all_hashes().tolist() == hashes.tolist()
+
+
+def test_flat_index_grows_into_tables_and_round_trips_state():
+    """A flat index (no numba tables) adding one entry at a time builds its tables once
+    past ``flat_max``; every query equals brute force before and after, entry numbers
+    never change, and a saved flat index loads flat."""
+    hashes, _ = _planted(300, seed=5)
+    index = MultiIndex(hashes[:100], radius=10, flat_max=150, buffer_limit=8)
+    assert index.flat and index.tables == []
+    again = MultiIndex.from_state(index.state())
+    assert again.flat and again.self_pairs()[0].tolist() == index.self_pairs()[0].tolist()
+    rng = np.random.default_rng(9)
+    for i in range(100, len(hashes)):
+        assert index.add(hashes[i:i + 1]).tolist() == [i]
+        assert index.flat == (i + 1 <= 150)
+        probe = np.array([_flip(int(hashes[rng.integers(0, i + 1)]), rng.choice(64, 5, replace=False))])
+        _, e, d = index.query(probe)
+        close = np.flatnonzero(np.bitwise_count((hashes[:i + 1] ^ probe[0]).view(np.uint64)) <= 10)
+        assert e.tolist() == close.tolist()
+    a, b, _ = index.self_pairs()
+    assert set(zip(a.tolist(), b.tolist())) == brute_pairs(hashes, 10)

@@ -13,16 +13,19 @@ import os
 import re
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from db import pairs as dbpairs
-from db.queries import pair_overlaps
+from indexer.config import Settings
 from indexer.match.groups import GroupContext, build_groups, components, keeper_reason
 from indexer.fileops import files
 from indexer.match.relation import composed_geometry, path_to, relation_to_keeper, words_from
 from indexer.match.shots import gap_words
 from indexer.match.verdict import RELATED_VERDICTS
-from indexer.session import Session
+
+if TYPE_CHECKING:  # indexer.session imports SQLAlchemy: a report on SQLite reads without it
+    from indexer.session import Session
 
 __all__ = ["SORTS", "dupes_report", "related_report", "rematch", "render_groups", "render_related"]
 
@@ -32,6 +35,42 @@ _KINDS = {"raw_jpeg": "RAW+JPEG pair", "exposure_variant": "exposures (bracket, 
 
 
 _LINK_WORDS = {"hardlink": "hard link", "symlink": "symbolic link"}
+
+
+@dataclass
+class SqliteSession:
+    """What a report reads on a SQLite file without SQLAlchemy: the settings and a
+    :class:`db.sqlite_reads.SqliteReads` (the same queries as :class:`EngineReads`)."""
+
+    settings: Settings
+    reads: Any
+
+
+class EngineReads:
+    """The report's queries through SQLAlchemy (db.pairs, db.queries), on any database."""
+
+    def __init__(self, engine):
+        from db import pairs as dbpairs
+        from db import queries
+
+        self.engine, self.pairs, self.queries = engine, dbpairs, queries
+
+    def all_pairs(self, among: Iterable[int] | None = None) -> list:
+        return self.pairs.all_pairs(self.engine, among=among)
+
+    def keeper_infos(self, ids: Iterable[int]) -> dict:
+        return self.pairs.keeper_infos(self.engine, ids)
+
+    def paths(self, ids: Iterable[int]) -> dict[int, str]:
+        return self.pairs.paths(self.engine, ids)
+
+    def pair_overlaps(self, among: Iterable[int] | None = None) -> dict:
+        return self.queries.pair_overlaps(self.engine, among=among)
+
+
+def reads_of(session: Session | SqliteSession):
+    """The report's queries: a SqliteSession's own, else SQLAlchemy's on the session's engine."""
+    return session.reads if isinstance(session, SqliteSession) else EngineReads(session.engine)
 
 
 def rematch(session: Session) -> int:
@@ -120,7 +159,7 @@ def _weakest(hops) -> str:
     return "derived" if "derived" in verdicts else (verdicts[-1] if verdicts else "")
 
 
-def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min_size: int = 2,
+def dupes_report(session: Session | SqliteSession, *, verdicts: Iterable[str] | None = None, min_size: int = 2,
                  sort: str = "bytes", under: str | Path | None = None, prefer_in: Iterable[str] = (),
                  members: Iterable[int] | None = None) -> dict:
     """Groups of the chosen verdicts (``[match] group_verdicts`` when None), each with its
@@ -137,11 +176,12 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
     if verdicts is None:
         verdicts = session.settings.match.group_verdicts
     root = None if under is None else os.path.abspath(under)
-    pairs = dbpairs.all_pairs(session.engine, among=members)
+    reads = reads_of(session)
+    pairs = reads.all_pairs(among=members)
     ids = {p.a for p in pairs} | {p.b for p in pairs}
-    infos = dbpairs.keeper_infos(session.engine, ids)
-    paths = dbpairs.paths(session.engine, ids)
-    overlaps = pair_overlaps(session.engine, among=None if members is None else ids)
+    infos = reads.keeper_infos(ids)
+    paths = reads.paths(ids)
+    overlaps = reads.pair_overlaps(among=None if members is None else ids)
     out = []
     preferred = (*session.settings.dupes.folders(), *(os.path.abspath(os.path.expanduser(p)) for p in prefer_in))
     for g in build_groups(pairs, infos, verdicts=verdicts, prefer_in=preferred):
@@ -180,7 +220,7 @@ def dupes_report(session: Session, *, verdicts: Iterable[str] | None = None, min
     return {"summary": summary, "groups": out}
 
 
-def related_report(session: Session, *, under: str | Path | None = None) -> dict:
+def related_report(session: Session | SqliteSession, *, under: str | Path | None = None) -> dict:
     """Related shots: components of the ``raw_jpeg``, ``exposure_variant`` and ``similar``
     pairs whose metadata names one camera body (``same_camera`` true: look-alikes from
     two bodies are not related shots, and a file without EXIF, which resembles every
@@ -189,11 +229,12 @@ def related_report(session: Session, *, under: str | Path | None = None) -> dict
     along the pairs' path, EV), and the pair that links each to the set in words; no
     keeper: every frame of a bracket is kept."""
     root = None if under is None else os.path.abspath(under)
-    pairs = [p for p in dbpairs.all_pairs(session.engine) if p.verdict in RELATED_VERDICTS and p.same_camera]
+    reads = reads_of(session)
+    pairs = [p for p in reads.all_pairs() if p.verdict in RELATED_VERDICTS and p.same_camera]
     ids = {p.a for p in pairs} | {p.b for p in pairs}
-    infos = dbpairs.keeper_infos(session.engine, ids)
-    paths = dbpairs.paths(session.engine, ids)
-    overlaps = pair_overlaps(session.engine)
+    infos = reads.keeper_infos(ids)
+    paths = reads.paths(ids)
+    overlaps = reads.pair_overlaps()
     sets = []
     comps = components((p.a, p.b) for p in pairs)
     comp_of = {m: i for i, comp in enumerate(comps) for m in comp}

@@ -31,9 +31,26 @@ from math import comb
 
 import numpy as np
 
-from indexer.match import mih_kernels as kernels
-
 _MAX_BITS = 22
+
+# Up to this many entries an index keeps no tables and answers by brute force (NumPy
+# popcounts of every probe against every entry), so a small archive never loads numba:
+# importing numba and loading the cached kernels costs ~0.6-0.8 s CPU per process, the
+# bulk of `photoqa index` of one file (issue 13 item 4). Measured 2026-12-07 (CPU, load
+# ~20): numba import, kernel load, build and first query of a 16,384-entry index 0.62 s,
+# then 0.08 ms a query of 10 probes; flat, 10 probes cost 0.05 ms against 1,024 entries,
+# 0.12 ms against 4,096 (3 ns an entry-probe), 0.40 ms against 16,384, and a self-join
+# 25 ms / 66 ms / 1.0 s. At 4,096 entries (~370 images) the flat index breaks even with
+# the tables only after thousands of queries, and its self-join stays far below the
+# import; past it, the self-join's square growth decides.
+FLAT_MAX = 4096
+
+
+def kernels():
+    """:mod:`indexer.match.mih_kernels`, imported on first use (numba: see :data:`FLAT_MAX`)."""
+    from indexer.match import mih_kernels
+
+    return mih_kernels
 
 
 @lru_cache(maxsize=None)
@@ -113,7 +130,7 @@ class _Table:
     def __init__(self, hashes: np.ndarray, shift: int, bits: int):
         self.shift, self.bits, self.block_bits = shift, bits, min(_BLOCK_BITS, bits)
         self.order = np.empty(len(hashes), dtype=np.int32 if len(hashes) < 2**31 else np.int64)
-        self.starts, self.sorted_hashes, self.bitmap = kernels.build_table(
+        self.starts, self.sorted_hashes, self.bitmap = kernels().build_table(
             hashes.view(np.uint64), shift, bits, self.order)
         self._blocks: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -172,16 +189,30 @@ class MultiIndex:
     small rebuild every ``buffer_limit`` entries instead of a 2-3 s one (one table of
     11 M entries costs ~0.65 s to build), and the full rebuild every
     ``recent_fraction * n`` entries. Entries keep their numbers throughout.
+
+    Up to ``flat_max`` entries (unless ``m`` is given) the index is *flat*: no tables
+    (``m`` = 0), every query a brute-force scan (:data:`FLAT_MAX`); it builds its tables
+    when an :meth:`add` takes it past ``flat_max``. Results are the same either way.
     """
 
     def __init__(self, hashes: np.ndarray, *, radius: int, m: int | None = None,
-                 buffer_limit: int = 4096, recent_fraction: float = 0.125):
+                 buffer_limit: int = 4096, recent_fraction: float = 0.125, flat_max: int = FLAT_MAX):
         self.radius = radius
         self.buffer_limit, self.recent_fraction = buffer_limit, recent_fraction
         self._m_fixed = m
+        self.flat_max = flat_max
         self._build(np.ascontiguousarray(hashes, dtype=np.int64))
 
+    @property
+    def flat(self) -> bool:
+        return self.m == 0
+
     def _build(self, hashes: np.ndarray) -> None:
+        if self._m_fixed is None and len(hashes) <= self.flat_max:
+            self.m, self.widths, self.tables = 0, [], []
+            self.hashes, self._buffer, self._recent = hashes, np.zeros(0, dtype=np.int64), None
+            self.n_indexed = len(hashes)
+            return
         self.m = self._m_fixed or choose_m(max(len(hashes), 2), self.radius)
         self.widths = split_bits(self.m)
         if max(self.widths) > _MAX_BITS:
@@ -197,7 +228,8 @@ class MultiIndex:
         """Every array of this index by name, for :meth:`from_state` (saving an index
         spares the counting sorts: ~0.5 s per table of 11 M entries)."""
         out = {"params": np.array([self.radius, self.m, self.buffer_limit, self._m_fixed or 0], dtype=np.int64),
-               "recent_fraction": np.array([self.recent_fraction]), "hashes": self.hashes, "buffer": self._buffer}
+               "recent_fraction": np.array([self.recent_fraction]), "flat_max": np.array([self.flat_max]),
+               "hashes": self.hashes, "buffer": self._buffer}
         for i, t in enumerate(self.tables):
             out.update({f"t{i}.order": t.order, f"t{i}.starts": t.starts, f"t{i}.sorted": t.sorted_hashes,
                         f"t{i}.bitmap": t.bitmap})
@@ -209,12 +241,14 @@ class MultiIndex:
     def from_state(cls, state: dict[str, np.ndarray]) -> "MultiIndex":
         """The index :meth:`state` described (arrays used as given, not copied)."""
         radius, m, buffer_limit, fixed = (int(v) for v in state["params"])
-        if not (1 <= m <= 64 and 0 <= radius <= 64):  # a damaged file: m = 2**40 spent minutes in split_bits
+        if not (0 <= m <= 64 and 0 <= radius <= 64):  # a damaged file: m = 2**40 spent minutes in split_bits
             raise ValueError(f"index parameters out of range: m={m}, radius={radius}")
         ix = cls.__new__(cls)
         ix.radius, ix.m, ix.buffer_limit, ix._m_fixed = radius, m, buffer_limit, fixed or None
         ix.recent_fraction = float(state["recent_fraction"][0])
-        ix.widths = split_bits(m)
+        # saved before flat indexes (m >= 1 always): such an index stays tabled until rebuilt
+        ix.flat_max = int(state["flat_max"][0]) if "flat_max" in state else FLAT_MAX
+        ix.widths = split_bits(m) if m else []
         ix.hashes, ix._buffer = state["hashes"], state["buffer"]
         ix.tables = [_Table.from_arrays(int(shift), bits, state[f"t{i}.order"], state[f"t{i}.starts"],
                                         state[f"t{i}.sorted"], state[f"t{i}.bitmap"])
@@ -254,7 +288,7 @@ class MultiIndex:
         new = np.atleast_1d(np.asarray(hashes, dtype=np.int64))
         first = len(self)
         self._buffer = np.concatenate([self._buffer, new])
-        if len(self._buffer) > self.buffer_limit:
+        if len(self._buffer) > self.buffer_limit or (self.flat and len(self) > self.flat_max):
             self._fold()
         return np.arange(first, first + len(new))
 
@@ -262,7 +296,7 @@ class MultiIndex:
         """Buffer into the recent index; everything into the main tables once the recent
         index outgrows ``recent_fraction`` of them."""
         recent = self._buffer if self._recent is None else np.concatenate([self._recent.hashes, self._buffer])
-        if len(recent) > self.recent_fraction * self.n_indexed:
+        if self.flat or len(recent) > self.recent_fraction * self.n_indexed:
             self.rebuild()
             return
         self._recent = MultiIndex(recent, radius=self.radius)
@@ -280,12 +314,13 @@ class MultiIndex:
         r = self.radius if radius is None else radius
         probes = np.atleast_1d(np.asarray(probes, dtype=np.int64))
         n, found = len(self), Found()
-        for table, t in zip(self.tables, thresholds(r, self.widths)):
+        for table, t in zip(self.tables, thresholds(r, self.widths) if self.tables else ()):
             if t >= 0:
-                found.run(len(probes), kernels.query_table, probes.view(np.uint64), table.shift, table.bits,
+                found.run(len(probes), kernels().query_table, probes.view(np.uint64), table.shift, table.bits,
                           neighbour_masks(table.bits, t), r, table.starts, table.order,
                           table.sorted_hashes, table.bitmap, n)
-        key = np.unique(np.concatenate([found.values(), self._recent_hits(probes, r), self._buffer_hits(probes, r)]))
+        flat = self._flat_hits(probes, r) if self.flat else np.zeros(0, dtype=np.int64)
+        key = np.unique(np.concatenate([found.values(), flat, self._recent_hits(probes, r), self._buffer_hits(probes, r)]))
         p, e = key // n, key % n
         return p, e, popcount64(probes[p] ^ self._hashes_at(e)).astype(np.int64)
 
@@ -295,6 +330,12 @@ class MultiIndex:
             return np.zeros(0, dtype=np.int64)
         p, j, _ = self._recent.query(probes, r)
         return p * len(self) + self.n_indexed + j
+
+    def _flat_hits(self, probes: np.ndarray, r: int) -> np.ndarray:
+        """Entries of a flat index within ``r`` of the probes, encoded ``probe * len + entry``."""
+        d = popcount64(probes[:, None] ^ self.hashes[None, :])
+        p, j = np.nonzero(d <= r)
+        return p * len(self) + j
 
     def _buffer_hits(self, probes: np.ndarray, r: int) -> np.ndarray:
         """Buffered entries within ``r`` of the probes, encoded ``probe * len + entry``."""
@@ -308,11 +349,16 @@ class MultiIndex:
         Batch mode; each pair once, sorted by (i, j). Equals brute force exactly.
         """
         self.rebuild() if len(self) > self.n_indexed else None
+        if self.flat:
+            return _flat_pairs(self.hashes, self.hashes, self.radius if radius is None else radius, same=True)
         return self._pairs(self, self.hashes, radius, same=True)
 
     def join(self, probes: np.ndarray, radius: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All (probe, entry) pairs within ``radius`` for many probes (bucket-level join)."""
         self.rebuild() if len(self) > self.n_indexed else None
+        if self.flat:
+            probes = np.ascontiguousarray(probes, dtype=np.int64)
+            return _flat_pairs(probes, self.hashes, self.radius if radius is None else radius, same=False)
         other = MultiIndex(probes, radius=self.radius, m=self.m)
         return self._pairs(other, other.hashes, radius, same=False)
 
@@ -324,12 +370,33 @@ class MultiIndex:
             if t < 0:
                 continue
             groups = mask_blocks(mine.bits, t, mine.block_bits)
-            found.run(len(groups[0]), kernels.join_blocks, *theirs.blocks(), theirs.starts, theirs.order,
+            found.run(len(groups[0]), kernels().join_blocks, *theirs.blocks(), theirs.starts, theirs.order,
                       theirs.sorted_hashes, mine.block_bits, *groups, r, mine.starts, mine.order,
                       mine.sorted_hashes, mine.bitmap, same, n)
         key = np.unique(found.values())  # a pair close on several substrings is found once per table
         a, b = key // n, key % n
         return a, b, popcount64(probes[a] ^ self.hashes[b]).astype(np.int64)
+
+
+def _flat_pairs(probes: np.ndarray, hashes: np.ndarray, radius: int, *, same: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probe, entry, distance) within ``radius``, int64, sorted; ``same``: probe < entry
+    only (a self-join). Brute force in row blocks of ~1 M popcounts (8 MB of temporaries)."""
+    out_a, out_b, out_d = [], [], []
+    step = max(1, (1 << 20) // max(len(hashes), 1))
+    for start in range(0, len(probes), step):
+        d = popcount64(probes[start:start + step, None] ^ hashes[None, :])
+        close = d <= radius
+        if same:
+            close &= np.arange(start, start + len(d))[:, None] < np.arange(len(hashes))[None, :]
+        a, b = np.nonzero(close)
+        out_a.append(a + start)
+        out_b.append(b)
+        out_d.append(d[a, b])
+    if not out_a:
+        return (np.zeros(0, dtype=np.int64),) * 3
+    return (np.concatenate(out_a).astype(np.int64), np.concatenate(out_b).astype(np.int64),
+            np.concatenate(out_d).astype(np.int64))
 
 
 def brute_pairs(hashes: np.ndarray, radius: int) -> set[tuple[int, int]]:

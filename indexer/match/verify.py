@@ -45,10 +45,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.match import verify_kernels as kernels
 from indexer.measure import orient
 from indexer.measure.align import Alignment, align_thumbs, rank_normalise
-from indexer.measure.align_kernels import resample_linear
+# scipy.ndimage's blur and cross morphology without their per-call overhead (~15% of a
+# verification at thumbnail size), the same arrays to the bit
+from indexer.measure.smallfilters import dilate_cross, erode_cross, gaussian
+
+
+def kernels():
+    """:mod:`indexer.match.verify_kernels`, imported on first verification: numba (and
+    the scipy it loads) cost ~0.6-0.8 s CPU to import, which `photoqa index` of a file
+    with no candidate never needs (issue 13 item 4)."""
+    from indexer.match import verify_kernels
+
+    return verify_kernels
+
+
+def resample_linear(*args):
+    """:func:`indexer.measure.align_kernels.resample_linear`, imported on first use (numba)."""
+    from indexer.measure.align_kernels import resample_linear as compiled
+
+    return compiled(*args)
 
 _TILES = 4
 _MIN_TILE_PIXELS = 24
@@ -114,25 +131,23 @@ def warp_onto(a_shape: tuple[int, int], b: np.ndarray, al: Alignment) -> tuple[n
     thumbnail size, 2026-12-03); the mask is eroded by one pixel so interpolated borders
     do not count.
     """
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
     s = al.scale
     src = np.asarray(b, dtype=np.float64)
     if s > 1.05:
-        src = ndimage.gaussian_filter(src, 0.4 * s)
+        src = gaussian(src, 0.4 * s)
     off_y, off_x = s * (0.5 - al.y) - 0.5, s * (0.5 - al.x) - 0.5
     h, w = int(a_shape[0]), int(a_shape[1])
     warped = resample_linear(np.ascontiguousarray(src), float(s), off_y, off_x, h, w)
     ones = resample_linear(np.ones(b.shape), float(s), off_y, off_x, h, w)
-    return warped, ndimage.binary_erosion(ones > 0.999)
+    return warped, erode_cross(ones > 0.999)
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    return float(kernels.pearson(np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()))
+    return float(kernels().pearson(np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()))
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    return float(kernels.spearman(np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()))
+    return float(kernels().spearman(np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()))
 
 
 def tile_correlations(a: np.ndarray, b: np.ndarray, mask: np.ndarray, tiles: int = _TILES) -> np.ndarray:
@@ -143,7 +158,7 @@ def tile_correlations(a: np.ndarray, b: np.ndarray, mask: np.ndarray, tiles: int
         return np.zeros(0)
     ys = np.linspace(rows[0], rows[-1] + 1, tiles + 1).astype(np.int64)
     xs = np.linspace(cols[0], cols[-1] + 1, tiles + 1).astype(np.int64)
-    return kernels.tile_spearman(np.ascontiguousarray(a, dtype=np.float64),
+    return kernels().tile_spearman(np.ascontiguousarray(a, dtype=np.float64),
                                  np.ascontiguousarray(b, dtype=np.float64),
                                  np.ascontiguousarray(mask, dtype=np.bool_), ys, xs, _MIN_TILE_PIXELS, 2.0)
 
@@ -159,7 +174,7 @@ def _rank_difference(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarr
 def _ranks(v: np.ndarray) -> np.ndarray:
     """:func:`rank_normalise` of a 1-D float64 vector: counting for integer levels (a
     stored thumbnail), the compiled sort for anything else (a resampled one)."""
-    return rank_normalise(v) if _integer_levels(v) else kernels.mid_ranks(v)
+    return rank_normalise(v) if _integer_levels(v) else kernels().mid_ranks(v)
 
 
 def _integer_levels(v: np.ndarray) -> bool:
@@ -169,7 +184,7 @@ def _integer_levels(v: np.ndarray) -> bool:
 
 def changed_fraction(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, level: float = 0.25) -> float:
     """Fraction of masked pixels whose rank differs by more than ``level`` (3x3 median)."""
-    return float(kernels.median3_above(np.abs(_rank_difference(a, b, mask)), level)[mask].mean())
+    return float(kernels().median3_above(np.abs(_rank_difference(a, b, mask)), level)[mask].mean())
 
 
 _SMOOTH_SIGMA = 1.0  # thumbnail px
@@ -179,17 +194,13 @@ def _blur_on(img: np.ndarray, mask: np.ndarray, sigma: float = _SMOOTH_SIGMA, *,
              den: np.ndarray | None = None) -> np.ndarray:
     """Gaussian blur of ``img`` using only pixels under ``mask`` (normalised convolution);
     ``den``: :func:`_blur_weight` of ``mask``, if already computed."""
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
-    num = ndimage.gaussian_filter(np.where(mask, img, 0.0), sigma)
+    num = gaussian(np.where(mask, img, 0.0), sigma)
     return num / (_blur_weight(mask, sigma) if den is None else den)
 
 
 def _blur_weight(mask: np.ndarray, sigma: float = _SMOOTH_SIGMA) -> np.ndarray:
     """The normalised convolution's denominator: ``mask`` blurred, at least 1e-6."""
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
-    return np.maximum(ndimage.gaussian_filter(mask.astype(np.float64), sigma), 1e-6)
+    return np.maximum(gaussian(mask.astype(np.float64), sigma), 1e-6)
 
 
 def _second_lowest(tiles: np.ndarray) -> float:
@@ -199,9 +210,7 @@ def _second_lowest(tiles: np.ndarray) -> float:
 def _blurred(a: np.ndarray, b: np.ndarray, mask: np.ndarray):
     """Both images blurred on ``mask``, and the mask eroded by 2 sigma (where the blur
     saw only valid pixels)."""
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
-    inner = ndimage.binary_erosion(mask, iterations=int(np.ceil(2 * _SMOOTH_SIGMA)))
+    inner = erode_cross(mask, int(np.ceil(2 * _SMOOTH_SIGMA)))
     den = _blur_weight(mask)  # one mask, one denominator for both
     return _blur_on(a, mask, den=den), _blur_on(b, mask, den=den), inner
 
@@ -222,7 +231,7 @@ def edit_measures(a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, level: floa
     """(edit_area, edit_sign, outside_corr) of an aligned pair (see module docstring);
     ``blurred`` as for :func:`smooth_correlations`."""
     d = _rank_difference(a, b, mask)
-    return _edit(d, kernels.median3_above(np.abs(d), level), mask, blurred or _blurred(a, b, mask),
+    return _edit(d, kernels().median3_above(np.abs(d), level), mask, blurred or _blurred(a, b, mask),
                  margin=margin)
 
 
@@ -232,16 +241,14 @@ def _edit(d: np.ndarray, changed: np.ndarray, mask: np.ndarray, blurred, *, marg
     where its 3x3 median of ``|d|`` exceeds the level (``changed``, bool) and
     :func:`_blurred`; ``smooth``: the blurred rank correlation on the whole eroded mask,
     when known (``outside_corr`` equals it when there is no edit)."""
-    from scipy import ndimage  # here, not at module level: ~0.25 s CPU of every `index` start (issue 13)
-
     edit = changed & mask
-    edit = ndimage.binary_dilation(edit) & mask
+    edit = dilate_cross(edit) & mask
     area = float(edit.sum() / max(mask.sum(), 1))
     sign = float(abs(d[edit].sum()) / max(np.abs(d[edit]).sum(), 1e-12)) if edit.any() else 0.0
     sa, sb, inner = blurred
     if not edit.any() and smooth is not None:
         return area, sign, smooth if inner.sum() >= 4 * _MIN_TILE_PIXELS else 0.0
-    outside = inner & ~ndimage.binary_dilation(edit, iterations=margin)
+    outside = inner & ~dilate_cross(edit, margin)
     if outside.sum() < 4 * _MIN_TILE_PIXELS:
         return area, sign, 0.0
     return area, sign, _spearman(sa[outside], sb[outside])
@@ -320,11 +327,11 @@ def compare(thumb_a: np.ndarray, thumb_b: np.ndarray, hist_a: np.ndarray, hist_b
     if enough:
         a_f = a_in.astype(np.float64)
         # Ranks, their difference and its median once, for corr_rank, changed and the edit.
-        rav, rbv = _ranks(av), kernels.mid_ranks(bv)
-        corr_rank, corr_grey = float(kernels.pearson(rav, rbv)), _pearson(av, bv)
+        rav, rbv = _ranks(av), kernels().mid_ranks(bv)
+        corr_rank, corr_grey = float(kernels().pearson(rav, rbv)), _pearson(av, bv)
         d = np.zeros(a_in.shape)
         d[mask] = rbv - rav
-        above = kernels.median3_above(np.abs(d), 0.25)
+        above = kernels().median3_above(np.abs(d), 0.25)
         changed = float(above[mask].mean())
         tiles = tile_correlations(a_f, warped, mask)
         blurred = _blurred(a_f, warped, mask)

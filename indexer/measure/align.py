@@ -29,10 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# scipy.fft, scipy.ndimage and the numba kernels (align_kernels) are imported inside the
-# functions that use them: at module level they cost ~0.6 s (scipy) + ~0.7 s (numba) of
-# start-up (python -X importtime, 2026-12-07) to every `photoqa index` run, which imports
-# this module through the exposure stage even when no pair is ever aligned.
+# scipy.ndimage and the numba kernels (align_kernels) are imported inside the functions
+# that use them: at module level they cost ~0.6 s (scipy) + ~0.7 s (numba) of start-up
+# (python -X importtime, 2026-12-07) to every `photoqa index` run, which imports this
+# module through the exposure stage even when no pair is ever aligned. The FFTs are
+# NumPy's (pocketfft, as scipy.fft's): the same numbers to the bit (tests/test_match_align.py),
+# without scipy.fft's import (~0.24 s CPU in every process that verifies a pair).
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,38 @@ def spectrum(real: np.ndarray, canvas: tuple[int, int] | None = None) -> np.ndar
     Real inputs have Hermitian spectra, so the half carries everything and costs about
     half as much to transform, multiply and normalise. Rows first, as ``rfft2`` does,
     but only the ``h`` non-zero rows (the padding rows transform to zeros), so the
-    result is the same to the bit without building the padded array. scipy's
+    result is the same to the bit without building the padded array. NumPy's (the
+    same bits as scipy.fft's)
     pocketfft, one thread.
     """
-    import scipy.fft
-
     big_h, big_w = canvas or real.shape
-    rows = scipy.fft.rfft(real, n=big_w, axis=1, workers=1)
-    return scipy.fft.fft(rows, n=big_h, axis=0, workers=1)
+    rows = np.fft.rfft(real, n=big_w, axis=1)
+    return np.fft.fft(rows, n=big_h, axis=0)
+
+
+def irfft2(half: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``scipy.fft.irfft2(half, s=shape)`` by NumPy, the same to the bit: the inverse FFT
+    down the columns then the real inverse along the rows, unscaled, then one scaling by
+    ``1 / (h w)`` (pocketfft scales once at the end, as scipy calls it; NumPy's default
+    scales per axis, which differs by ~1e-15); float64 ``shape``."""
+    h, w = shape
+    out = np.fft.irfft(np.fft.ifft(half, n=h, axis=0, norm="forward"), n=w, axis=1, norm="forward")
+    out *= 1.0 / (h * w)
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def next_fast_len(n: int) -> int:
+    """``scipy.fft.next_fast_len(n, real=True)``: the least 5-smooth number (2^a 3^b 5^c) >= n."""
+    m = max(int(n), 1)
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
 
 
 def _signed_freqs(n: int) -> np.ndarray:
@@ -222,21 +248,31 @@ def _spectrum_shift(f_ref: np.ndarray, f_mov: np.ndarray, shape: tuple[int, int]
                     eps: float = 1e-9) -> Shift:
     """:func:`phase_shift` on precomputed half spectra (:func:`spectrum`) of real
     ``shape`` arrays, so a reference is transformed once."""
-    import scipy.fft
+    return _subpixel(_correlate(f_ref, f_mov, shape, eps), shape, upsample)
 
-    # In place where possible: each fresh array of this size is a page-faulting mmap.
-    product = f_mov.conj()
-    product *= f_ref
-    mag = np.abs(product)
-    # Times the reciprocal: numpy divides a complex by (c + 0i) as times 1 / c (Smith's
-    # method), so this is the same to the bit, without casting ``mag`` to complex.
-    product *= np.reciprocal(np.maximum(mag, eps, out=mag), out=mag)
-    corr = scipy.fft.irfft2(product, s=shape, workers=1)  # real: the spectrum is Hermitian
-    corr = np.abs(corr, out=corr)
+
+def _correlate(f_ref: np.ndarray, f_mov: np.ndarray, shape: tuple[int, int], eps: float = 1e-9
+               ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The whole-pixel step of :func:`_spectrum_shift`: (normalised cross-power half
+    spectrum, whole-pixel shift (dy, dx) float64 (2,), peak height)."""
+    from indexer.measure import align_kernels
+
+    # One compiled pass for conj(f_mov) f_ref / max(|.|, eps) (the five NumPy calls it
+    # replaces, each a fresh array, cost ~0.1 ms a call at thumbnail size, with 4-10 calls
+    # a verification), the same to the bit: numpy divides a complex by (c + 0i) as times 1 / c
+    product = align_kernels.cross_power(np.ascontiguousarray(f_ref, dtype=np.complex128),
+                                        np.ascontiguousarray(f_mov, dtype=np.complex128), float(eps))
+    corr = irfft2(product, shape)  # real: the spectrum is Hermitian
     shape_a = np.array(shape)
-    idx = np.array(np.unravel_index(int(np.argmax(corr)), shape), dtype=np.float64)
-    shifts = np.where(idx > shape_a // 2, idx - shape_a, idx)
-    best = float(corr[tuple(idx.astype(int))])
+    flat = int(align_kernels.abs_argmax(corr))
+    idx = np.array(np.unravel_index(flat, shape), dtype=np.float64)
+    return product, np.where(idx > shape_a // 2, idx - shape_a, idx), abs(float(corr.flat[flat]))
+
+
+def _subpixel(correlated: tuple[np.ndarray, np.ndarray, float], shape: tuple[int, int], upsample: int) -> Shift:
+    """The sub-pixel step of :func:`_spectrum_shift` from :func:`_correlate`'s result
+    (reused when one pair is refined at two upsampling factors)."""
+    product, shifts, best = correlated
     if upsample > 1:
         region = int(np.ceil(upsample * 1.5))
         centre = np.fix(region / 2.0)
@@ -292,9 +328,9 @@ def resample(img: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarra
 
     src = np.asarray(img, dtype=np.float64)
     if scale > 1.05:
-        from scipy import ndimage
+        from indexer.measure.smallfilters import gaussian  # ndimage.gaussian_filter, less overhead
 
-        src = ndimage.gaussian_filter(src, 0.4 * scale)
+        src = gaussian(src, 0.4 * scale)
     # Compiled (align_kernels.resample_linear): positions as ndimage's zoom_shift computes
     # them, ``(k + offset / scale) * scale``, so the same samples fall outside; the NumPy
     # form spent ~0.1 ms a call on ~20 calls of overhead at thumbnail size (2026-12-03).
@@ -322,12 +358,12 @@ def _resampled(b: np.ndarray, scale: float, canvas: tuple[int, int]) -> tuple[np
 
 
 def _try_scale(f_a: np.ndarray, b: np.ndarray, scale: float, canvas: tuple[int, int],
-               upsample: int) -> tuple[Shift, tuple[int, int], np.ndarray]:
+               upsample: int) -> tuple[Shift, tuple[int, int], tuple]:
     """Phase-correlate ``a`` (half spectrum ``f_a``) with ``b`` resampled to ``a``'s pixel
-    scale; also returns that resampled ``b``'s half spectrum, for a finer rerun."""
+    scale; also returns the whole-pixel correlation (:func:`_correlate`), for a finer rerun."""
     b_win, shape = _resampled(b, scale, canvas)
-    f_b = spectrum(b_win, canvas)
-    return _spectrum_shift(f_a, f_b, canvas, upsample=upsample), shape, f_b
+    correlated = _correlate(f_a, spectrum(b_win, canvas), canvas)
+    return _subpixel(correlated, canvas, upsample), shape, correlated
 
 
 def _best_scale(f_a: np.ndarray, b: np.ndarray, scales, canvas) -> float:
@@ -342,10 +378,8 @@ def _halve(img: np.ndarray) -> np.ndarray:
 
 def _canvas(a_shape, b_shape, max_scale: float) -> tuple[int, int]:
     """Zero-padded size holding both images at any searched scale, FFT-friendly."""
-    import scipy.fft
-
-    return tuple(scipy.fft.next_fast_len(max(a_shape[i] + 8, b_shape[i] + 8, round(b_shape[i] * max_scale)),
-                                         real=True) for i in (0, 1))
+    return tuple(next_fast_len(max(a_shape[i] + 8, b_shape[i] + 8, round(b_shape[i] * max_scale)))
+                 for i in (0, 1))
 
 
 def _coarse_scale(ra: np.ndarray, rb: np.ndarray, grid: list[float], max_scale: float) -> float:
@@ -416,8 +450,10 @@ def _refine(f_a, rb, centre: float, k: int, step: float, canvas, upsample: int):
     direction = best  # -1 or 1 when a neighbour beat the centre, else 0 (stay)
     while direction and abs(best + direction) <= k and peak(best + direction) > peak(best):
         best += direction
-    _, shape, f_b = tried[best]  # the finer rerun reuses the resampled spectrum
-    return _spectrum_shift(f_a, f_b, canvas, upsample=upsample), shape, centre * (1 + step) ** best
+    # the finer rerun reuses the whole-pixel correlation (cross-power spectrum, inverse
+    # FFT, peak): the same numbers, ~0.4 ms a verification not spent again
+    _, shape, correlated = tried[best]
+    return _subpixel(correlated, canvas, upsample), shape, centre * (1 + step) ** best
 
 
 def _result(a_shape, shift: Shift, shape, scale: float) -> Alignment:

@@ -11,11 +11,12 @@ import os
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from db.records import Counts, DaemonRow, utcnow
 
-from db import heartbeat as hb
-from db.records import utcnow
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @dataclass
@@ -53,7 +54,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def is_running(row: hb.DaemonRow, now: datetime, *, interval: float = 5.0, stale_after: float = 3.0,
+def is_running(row: DaemonRow, now: datetime, *, interval: float = 5.0, stale_after: float = 3.0,
                host: str | None = None) -> bool:
     """Heartbeat fresh (younger than ``stale_after`` x ``interval`` s) and, on this host, pid alive."""
     host = host or socket.gethostname()
@@ -64,11 +65,18 @@ def is_running(row: hb.DaemonRow, now: datetime, *, interval: float = 5.0, stale
 
 def status(engine: Engine, *, interval: float = 5.0, stale_after: float = 3.0) -> Status:
     """Counts and daemon liveness for the database behind ``engine``."""
-    counts = hb.counts(engine)
+    from db import heartbeat as hb
+
+    return status_of(hb.counts(engine), hb.active_daemons(engine), interval=interval, stale_after=stale_after)
+
+
+def status_of(counts: Counts, active: list[DaemonRow], *, interval: float = 5.0, stale_after: float = 3.0) -> Status:
+    """The report from the counts and the daemons not cleanly stopped (:func:`db.heartbeat.counts`,
+    :func:`db.heartbeat.active_daemons`, or the same from :mod:`db.sqlite_reads`)."""
     now = utcnow()
     daemons = [DaemonStatus(r.host, r.pid, r.roots, r.started_at, r.heartbeat_at, r.pending,
                             is_running(r, now, interval=interval, stale_after=stale_after))
-               for r in hb.active_daemons(engine)]
+               for r in active]
     times = [t for t in (counts.last_indexed_at, counts.last_failed_at, counts.last_daemon_activity_at) if t]
     return Status(indexed=counts.indexed, missing=counts.missing, failed=counts.failed,
                   pending=sum(d.pending for d in daemons if d.running),
