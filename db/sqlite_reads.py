@@ -31,7 +31,7 @@ VERDICTS_KEY = "group_verdicts"  # as db.groups.VERDICTS_KEY
 
 # the columns and names of db.pairs.all_pairs's rows
 PairRow = namedtuple("PairRow", "a b verdict hamming transform shift_x shift_y scale correlation hist_similarity "
-                                "delta_ev delta_ev_exif time_gap_s description same_camera same_shot")
+                                "delta_ev delta_ev_exif time_gap_s description same_camera same_shot detail_gain detail_above")
 
 
 def _time(value) -> datetime | None:
@@ -118,12 +118,12 @@ class SqliteReads:
 
     _PAIRS = ("SELECT p.a_id, p.b_id, p.verdict, p.hamming, p.transform, p.shift_x, p.shift_y, p.scale, "
               "p.correlation, p.hist_similarity, p.delta_ev, p.delta_ev_exif, p.time_gap_s, p.description, "
-              "p.same_camera, p.same_shot FROM pairs p JOIN images a ON a.id = p.a_id JOIN images b ON b.id = p.b_id "
+              "p.same_camera, p.same_shot, p.detail_gain, p.detail_above FROM pairs p JOIN images a ON a.id = p.a_id JOIN images b ON b.id = p.b_id "
               "WHERE a.missing_since IS NULL AND b.missing_since IS NULL")
 
     @staticmethod
     def _pair(r: tuple) -> PairRow:
-        return PairRow(*r[:14], _bool(r[14]), _bool(r[15]))
+        return PairRow(*r[:14], _bool(r[14]), _bool(r[15]), *r[16:18])
 
     def all_pairs(self, among: Iterable[int] | None = None) -> list[PairRow]:
         """As :func:`db.pairs.all_pairs`."""
