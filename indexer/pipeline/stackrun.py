@@ -357,3 +357,36 @@ def index_stacks(tasks: Iterable[Task], store: Store, roots: list[Path], *, sens
     if sink is not None:
         sink.close(summary)
     return summary
+
+
+class StackWatch:
+    """``photoqa watch`` for array stacks: a complete stack file indexed as ``index`` does
+    (:func:`index_stacks`: unchanged skipped, changed replaced, new frames matched), a
+    deleted one's frames marked missing. Called by the daemon's writer thread only."""
+
+    def __init__(self, store: Store, *, thresholds: FlagThresholds | None = None, match: MatchParams | None = None,
+                 match_min_side: int = StackSettings.match_min_side):
+        self.store, self.thresholds, self.match, self.min_side = store, thresholds, match, match_min_side
+
+    def index(self, task: Task) -> StackSummary:
+        """Index one stack file (no other stack is marked missing: no roots)."""
+        return index_stacks([task], self.store, [], thresholds=self.thresholds, match=self.match,
+                            match_min_side=self.min_side)
+
+    def gone(self, container: str) -> int:
+        """Mark the present frames of ``container`` missing; returns how many."""
+        state = dbframes.known_stacks(self.store.engine).get(container)
+        if state is None or state.missing:
+            return 0
+        dbframes.mark_stacks_missing(self.store.engine, [container], self.store.group_rule)
+        return state.frames
+
+    def catch_up(self, tasks: list[Task], roots: list[Path]) -> list[str]:
+        """After a walk of ``roots`` that found the stack files ``tasks``: the stacks known
+        under ``roots`` that are gone, marked missing (their paths)."""
+        seen = {t.path for t in tasks}
+        resolved = [str(scan.absolute(r)) for r in roots]
+        gone = [c for c, st in dbframes.known_stacks(self.store.engine).items()
+                if c not in seen and not st.missing and scan.within(c, resolved)]
+        dbframes.mark_stacks_missing(self.store.engine, gone, self.store.group_rule)
+        return gone
