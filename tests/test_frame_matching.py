@@ -107,3 +107,19 @@ def test_frames_below_match_min_side_get_exact_pairs_only(tmp_path):
         verdicts[name] = sorted(rows)
     assert verdicts["default"] == [(10, 20, "same_pixels"), (11, 30, "derived")]
     assert verdicts["high"] == [(10, 20, "same_pixels")]
+
+
+def test_manifest_names_stack_files_and_their_frames_take_the_split(tmp_path):
+    """train.npy and test.npy side by side, split by a manifest of the two files."""
+    train, test = smooth_frames(60, 1), smooth_frames(60, 2)
+    test[40, 0] = train[5, 0, :, ::-1]
+    for name, data in (("train", train), ("test", test)):
+        np.save(tmp_path / f"{name}.npy", data)
+    manifest = tmp_path / "splits.csv"
+    manifest.write_text("path,split\ntrain.npy,train\ntest.npy,test\n")
+    result = run(tmp_path / "m.db", "leakage", "--manifest", manifest, "--format", "json", "-j", "1")
+    assert result.exit_code == 5, result.output
+    report = json.loads(result.stdout)
+    assert report["splits"] == {"test": 60, "train": 60}
+    [leak] = report["pairs"]["test/train"]
+    assert (frame_of(leak["path_a"]), frame_of(leak["path_b"]), leak["verdict"]) == (40, 5, "derived")
