@@ -105,7 +105,9 @@ class Writer:
         if arrays.is_array_file(path) or (moved_from is not None and arrays.is_array_file(moved_from)):
             if self.stacks is not None:
                 self.handle_stack(path, moved_from)
-            return
+            if arrays.is_array_file(path):
+                return
+            moved_from = None  # a stack renamed to an image's name: its frames retired, the file is new
         if not Path(path).exists():
             self.gone(path)
             return
