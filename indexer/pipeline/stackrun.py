@@ -183,7 +183,10 @@ def match_frames(store: Store, new_ids: list[int], params: MatchParams, min_side
     # 96x96 frames proposed 420 pairs, 288 of them single far crop hits at another
     # scale, which the screen cannot judge; at 10 bits, 54 pairs, 49 of them screened
     params = dataclasses.replace(params, crop_radius=params.radius)
-    rows = load_index_rows(store.engine, params.thresholds, dbframes.matchable_frames(store.engine, min_side))
+    # every present row's index columns, then the frames kept: an id list of 100,000 frames
+    # would exceed SQLite's limit on bound variables
+    rows = load_index_rows(store.engine, params.thresholds)
+    rows = rows.take(np.isin(rows.ids, np.array(dbframes.matchable_frames(store.engine, min_side), np.int64)))
     matcher = Matcher.from_rows(rows, params, loader=dbpairs.loader(store.engine))
     jobs = [j for j in matcher.batch_jobs(touching=set(new_ids)) if j.a.sha256 != j.b.sha256]
     found = matcher.verify_jobs(screened(jobs, params.max_transforms))
