@@ -12,11 +12,13 @@ with the machine's load):
                frame would do this; first 300 frames).
   equalize     histogram equalisation of N images 3x224x224 in chunks of 64 as export
                does it (normalize.equalize of 0..1 floats at 256 levels) against a
-               per-image loop of np.histogram + np.interp on the same images as uint8.
+               per-image loop of np.histogram + np.interp on the same images as uint8,
+               in CPU time of this process (wall time on a machine at load 30 swings 3x).
   export       photoqa export --normalize equalize of --photos PNG photos (decode, fit,
                normalise, stream) in img/s (no baseline: decode dominates).
 
-    PYTHONPATH=. python bench/datasets.py [--frames 96108] [--images 10000] [--photos 300]
+    PYTHONPATH=. python bench/datasets.py [--frames 96108] [--images 10000] [--photos 10000]
+                                          [--only stats,index,equalize,export]
 """
 from __future__ import annotations
 
@@ -80,39 +82,72 @@ def loop_equalize(batch: np.ndarray) -> np.ndarray:
 
 
 def bench_equalize(n: int, chunk: int = 64) -> tuple[float, float]:
-    """img/s of export's equalisation (0..1 floats from 8-bit sources, 256 levels, in
-    chunks) and of the per-image loop on the same values as uint8."""
+    """img per CPU-second of export's equalisation (0..1 floats from 8-bit sources, 256
+    levels, in chunks) and of the per-image loop on the same values as uint8."""
     rng = np.random.default_rng(0)
     block = np.clip(rng.normal(110, 40, (chunk, 3, 224, 224)), 0, 255).astype(np.uint8)
     unit = block.astype(np.float32) / 255.0
     fast = slow = 0.0
     for start in range(0, n, chunk):
         b = block[: min(chunk, n - start)]
-        t = time.perf_counter()
+        t = time.process_time()
         nz.equalize(unit[: len(b)], levels=256)
-        fast += time.perf_counter() - t
-        t = time.perf_counter()
+        fast += time.process_time() - t
+        t = time.process_time()
         loop_equalize(b)
-        slow += time.perf_counter() - t
+        slow += time.process_time() - t
     return n / fast, n / slow
 
 
-def make_photos(folder: Path, n: int) -> None:
+def make_photos(folder: Path, n: int) -> float:
+    """``n`` distinct 320x240 JPEGs (smooth random colour fields with grain; ~1 ms each,
+    where a synthetic scene costs ~40 ms): seconds taken."""
     from PIL import Image
 
-    from indexer.synthetic import scenes
-
+    t = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
     for i in range(n):
-        Image.fromarray(scenes.scene(i, 320, 240)).save(folder / f"p{i:05d}.png")
+        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((320, 240), Image.BICUBIC)
+        grain = rng.integers(-12, 13, (240, 320, 3))
+        pixels = np.clip(np.asarray(coarse, np.int16) + grain, 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{i:05d}.jpg", quality=90)
+    return time.perf_counter() - t
+
+
+def naive_export(paths: list[Path], size: int = 224) -> float:
+    """img/s of the per-image Python loop a user would write for the same export: Pillow
+    decode, fit into size x size (aspect kept, zero padding), np.histogram + np.interp
+    equalisation per image, float32 rows collected in a list."""
+    from PIL import Image
+
+    t = time.perf_counter()
+    rows = []
+    for path in paths:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            scale = size / max(im.size)
+            w, h = max(1, round(im.width * scale)), max(1, round(im.height * scale))
+            small = np.asarray(im.resize((w, h), Image.LANCZOS))
+        counts, _ = np.histogram(small, bins=256, range=(0, 256))
+        cdf = np.cumsum(counts) / small.size
+        out = np.zeros((3, size, size), np.float32)
+        top, left = (size - h) // 2, (size - w) // 2
+        out[:, top:top + h, left:left + w] = np.moveaxis(np.interp(small, np.arange(256), cdf), -1, 0)
+        rows.append(out)
+    return len(paths) / (time.perf_counter() - t)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=96108)
     ap.add_argument("--images", type=int, default=10000)
-    ap.add_argument("--photos", type=int, default=300)
+    ap.add_argument("--photos", type=int, default=10000, help="photos exported (generated, then indexed)")
+    ap.add_argument("--only", default="stats,index,equalize,export",
+                    help="comma-separated parts to run: stats,index,equalize,export")
     args = ap.parse_args()
+    parts = set(args.only.split(","))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rng = np.random.default_rng(0)
@@ -122,28 +157,41 @@ def main() -> None:
         np.save(tmp / "det.npy", stack)
         print(f"stack {stack.shape} {stack.dtype}, {stack.nbytes / 1e6:.1f} MB")
 
-        base = welford_loop(stack[:5000])
-        secs, rss, out = child("stack-stats", str(tmp / "det.npy"), "--out", str(tmp / "s.npz"), "--format", "json")
-        rate = json.loads(out)[0]["frames_per_second"]  # the statistics alone, without start-up
-        print(f"stack-stats  {rate:10,.0f} frames/s (statistics; whole command {args.frames / secs:,.0f})  "
-              f"peak RSS {rss:6.0f} MB  per-frame Welford loop {base:9,.0f} frames/s  ratio {rate / base:5.1f}x")
+        if "stats" in parts:
+            base = welford_loop(stack[:5000])
+            secs, rss, out = child("stack-stats", str(tmp / "det.npy"), "--out", str(tmp / "s.npz"),
+                                   "--format", "json")
+            rate = json.loads(out)[0]["frames_per_second"]  # the statistics alone, without start-up
+            print(f"stack-stats  {rate:10,.0f} frames/s (statistics; whole command {args.frames / secs:,.0f})  "
+                  f"peak RSS {rss:6.0f} MB  per-frame Welford loop {base:9,.0f} frames/s  ratio {rate / base:5.1f}x")
 
-        base = per_image_features(stack[:300])
-        secs, rss, _ = child("--db", str(tmp / "b.db"), "index", str(tmp / "det.npy"), "--sensor", "det", "-j", "1")
-        print(f"index        {args.frames / secs:10,.0f} frames/s (whole command)  peak RSS {rss:6.0f} MB  "
-              f"per-frame features.measure {base:9,.0f} frames/s  ratio {args.frames / secs / base:5.1f}x")
+        if "index" in parts:
+            base = per_image_features(stack[:300])
+            secs, rss, _ = child("--db", str(tmp / "b.db"), "index", str(tmp / "det.npy"), "--sensor", "det",
+                                 "-j", "1")
+            print(f"index        {args.frames / secs:10,.0f} frames/s (whole command)  peak RSS {rss:6.0f} MB  "
+                  f"per-frame features.measure {base:9,.0f} frames/s  ratio {args.frames / secs / base:5.1f}x")
 
-        fast, slow = bench_equalize(args.images)
-        print(f"equalize     {fast:10,.0f} img/s ({args.images} x 3x224x224 uint8)  "
-              f"np.histogram+np.interp loop {slow:9,.0f} img/s  ratio {fast / slow:5.1f}x")
+        if "equalize" in parts:
+            fast, slow = bench_equalize(args.images)
+            print(f"equalize     {fast:10,.0f} img/CPU-s ({args.images} x 3x224x224 uint8)  "
+                  f"np.histogram+np.interp loop {slow:9,.0f} img/CPU-s  ratio {fast / slow:5.1f}x")
 
-        make_photos(tmp / "photos", args.photos)
-        subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(tmp / "p.db"), "index",
-                        str(tmp / "photos")], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-        secs, rss, _ = child("--db", str(tmp / "p.db"), "export", str(tmp / "out.npz"), "--size", "224", "224",
-                          "--normalize", "equalize", "--where", "container IS NULL")
-        print(f"export       {args.photos / secs:10,.1f} img/s ({args.photos} PNG 320x240 -> 224x224, equalize, "
-              f"whole command)  peak RSS so far {rss:6.0f} MB")
+        if "export" in parts:
+            made = make_photos(tmp / "photos", args.photos)
+            t = time.perf_counter()
+            subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(tmp / "p.db"), "index",
+                            str(tmp / "photos")], check=True, capture_output=True, env=env)
+            print(f"photos       {args.photos} JPEG 320x240 made in {made:.0f} s, indexed in "
+                  f"{time.perf_counter() - t:.0f} s")
+            secs, rss, out = child("--db", str(tmp / "p.db"), "export", str(tmp / "out.npz"), "--size", "224", "224",
+                                   "--normalize", "equalize", "--where", "container IS NULL", "--format", "json")
+            rows = json.loads(out)["rows"]
+            sample = sorted((tmp / "photos").glob("*.jpg"))[:min(args.photos, 1000)]
+            base = naive_export(sample)
+            print(f"export       {rows / secs:10,.1f} img/s ({rows} of {args.photos} photos -> 224x224, equalize, "
+                  f"whole command)  peak RSS so far {rss:6.0f} MB  per-image loop (Pillow decode+resize, "
+                  f"np.histogram+np.interp; {len(sample)} photos) {base:8,.1f} img/s  ratio {rows / secs / base:5.2f}x")
 
 
 if __name__ == "__main__":

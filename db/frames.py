@@ -111,3 +111,12 @@ def stack_sensor(engine: Engine, name: str, width: int, height: int, version: in
             camera = conn.execute(insert(Camera).values(make="array", model=name[:128], serial="")
                                   .returning(Camera.id)).scalar_one()
     return sensor_id(engine, camera, width, height, "stack", None, version)
+
+
+def matchable_frames(engine: Engine, min_side: int) -> list[int]:
+    """Ids of present frames (rows with a ``container``) whose shorter side is at least
+    ``min_side`` pixels: those near-duplicate matching considers (``[stacks] match_min_side``)."""
+    query = (select(Image.id).where(Image.container.is_not(None) & Image.missing_since.is_(None)
+                                    & (Image.width >= min_side) & (Image.height >= min_side)).order_by(Image.id))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())

@@ -239,6 +239,22 @@ class DupesSettings:
 
 
 @dataclass(frozen=True)
+class StackSettings:
+    """``[stacks]``: array stacks (``.npy``/``.npz``) indexed frame by frame.
+
+    match_min_side: frames whose shorter side has at least this many pixels get
+        near-duplicate matching (candidates from their hashes, verified by the
+        shift-aligned correlation of the frames themselves, as photos' thumbnails are);
+        smaller frames get exact-duplicate pairs only (equal pixels). A 7x7 detector
+        frame is photon counts, not a picture: its 64-bit pHash comes from 49 values
+        resized up to 32x32, and 96,108 of them would be candidates of each other by the
+        thousand. 32: a 32x32 frame is the pHash's own working size.
+    """
+
+    match_min_side: int = 32
+
+
+@dataclass(frozen=True)
 class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -247,6 +263,7 @@ class Settings:
     verdict: MatchThresholds = field(default_factory=MatchThresholds)
     flags: FlagThresholds = field(default_factory=FlagThresholds)
     dupes: DupesSettings = field(default_factory=DupesSettings)
+    stacks: StackSettings = field(default_factory=StackSettings)
 
     def section(self, name: str):
         return getattr(self, name)

@@ -63,6 +63,17 @@ def test_equalize_matches_the_per_image_reference_and_is_flat():
     np.testing.assert_allclose(nz.equalize(batch / 255.0, levels=256), out, atol=1e-6)
 
 
+def test_equalize_of_large_frames_a_few_at_a_time_matches_the_reference():
+    """(7, 3, 224, 224): equalised 3 frames at a time (cache-sized), each as the reference."""
+    rng = np.random.default_rng(2)
+    batch = np.clip(rng.normal(110, 40, (7, 3, 224, 224)), 0, 255).astype(np.uint8)
+    batch[4] //= 3  # frames of other ranges in one batch
+    assert nz.CACHE_BYTES // (8 * batch[0].size) < len(batch)
+    for out in (nz.equalize(batch), nz.equalize(batch / 255.0, levels=256)):
+        for i in range(len(batch)):
+            np.testing.assert_allclose(out[i], reference_equalize(batch[i], 256), atol=1e-6)
+
+
 def test_nan_region_stays_masked():
     f = frames_with_maxima().astype(np.float32)
     f[1, 0, 2:4, 2:4] = np.nan

@@ -55,8 +55,11 @@ def stack_indexer(session: Session, paths: list[Path], sensor: str | None):
 
     def run(tasks) -> int:
         folder = sensor_folder(session.url, session.settings.sensor.folder)
+        settings = session.settings
+        match = settings.match.params(settings.verdict) if settings.match.enabled else None
         result = index_stacks(tasks, session.store, paths, sensor_name=sensor, sensor_dir=folder,
-                              thresholds=session.settings.flags)
+                              thresholds=settings.flags, match=match,
+                              match_min_side=settings.stacks.match_min_side)
         for s in result.defects:
             sys.stderr.write(f"photoqa: sensor {sensor}: {s.kind} site at x={s.x} y={s.y} "
                              f"(mean {s.mean:.4g}, sites' median {s.centre:.4g})\n")

@@ -7,7 +7,8 @@ when its verdict is among ``verdicts`` (default: copies and derived, ``same_file
 ``same_pixels``, ``derived``; add ``similar`` to count burst neighbours) and its two
 images belong to different splits. Splits are folders (the split is the folder's name)
 or a manifest (CSV with ``path,split`` columns, or JSON ``{path: split}`` or
-``[{"path": ..., "split": ...}]``; relative paths are relative to the manifest).
+``[{"path": ..., "split": ...}]``; relative paths are relative to the manifest; an
+array stack's frames take its file's split, so ``train.npy,train`` names them all).
 """
 from __future__ import annotations
 
@@ -94,8 +95,24 @@ def split_of_folders(folders: list[Path]):
     return split
 
 
+def of_frames(split):
+    """``split`` that also names a frame's split by its stack file: a manifest lists
+    ``train.npy``, not each ``train.npy#12``."""
+    from indexer.decode.arrays import stack_of
+
+    def named(path: str) -> str | None:
+        found = split(path)
+        if found is None and (container := stack_of(path)) is not None:
+            found = split(container)
+        return found
+
+    return named
+
+
 def find_leaks(engine, split, verdicts=DEFAULT_VERDICTS) -> LeakageReport:
-    """Pairs of the database whose images lie in different splits (``split(path)``)."""
+    """Pairs of the database whose images lie in different splits (``split(path)``; a
+    frame of an array stack by its stack file's split when its own path has none)."""
+    split = of_frames(split)
     pairs = [p for p in all_pairs(engine) if p.verdict in verdicts]
     where = paths(engine, {p.a for p in pairs} | {p.b for p in pairs})
     report = LeakageReport({}, tuple(verdicts))
@@ -114,6 +131,7 @@ def count_splits(engine, split) -> dict[str, int]:
     from db.queries import present_paths
 
     out: dict[str, int] = {}
+    split = of_frames(split)
     for path in present_paths(engine):
         s = split(path)
         if s is not None:

@@ -269,9 +269,13 @@ class Matcher:
     def is_informative(self, rec: MatchRecord) -> bool:
         return informative(rec.entropy, rec.luma_std, rec.thumb.shape, self.th)
 
-    def batch_pairs(self) -> list[PairEvidence]:
+    def batch_pairs(self, touching: set[int] | None = None) -> list[PairEvidence]:
         """All accepted pairs among the images the index was built with (each pair once,
-        sorted by (a, b))."""
+        sorted by (a, b)); ``touching``: only pairs with a member among those ids are
+        verified (the others were stored by an earlier run)."""
+        return sorted(self.verify_jobs(self.batch_jobs(touching)), key=lambda pe: (pe.a, pe.b))
+
+    def _batch_proposals(self) -> "_Proposals":
         proposals = _Proposals()
         if self._mode is Mode.BATCH:
             rows, ok = self._built
@@ -292,7 +296,15 @@ class Matcher:
                         self._propose_to(proposals, int(owners[row]), kind, owner, fe, dist)
         for ids in self._index.sha_groups():  # a star per set of identical files: groups need no more
             self._propose_equal(proposals, ids[0], ids[1:])
-        return sorted(self._verify_all(self._corroborated(proposals)), key=lambda pe: (pe.a, pe.b))
+        return proposals
+
+    def batch_jobs(self, touching: set[int] | None = None) -> list[Job]:
+        """The verification jobs :meth:`batch_pairs` runs (``touching`` as there), for a
+        caller that screens them first (:meth:`verify_jobs` runs the kept ones)."""
+        kept = self._corroborated(self._batch_proposals())
+        if touching is not None:
+            kept = {k: v for k, v in kept.items() if k[0] in touching or k[1] in touching}
+        return self.jobs_of(kept)
 
     def add_and_match(self, rec: MatchRecord) -> list[PairEvidence]:
         """Match one new record against everything indexed, then add it (incremental)."""
@@ -438,8 +450,12 @@ class Matcher:
 
     def _verify_all(self, proposals) -> list[PairEvidence]:
         """Verify every proposed pair in this process (see :meth:`jobs_of`)."""
+        return self.verify_jobs(self.jobs_of(proposals))
+
+    def verify_jobs(self, jobs: Iterable[Job]) -> list[PairEvidence]:
+        """Verify jobs in this process (memoised) and conclude them: the accepted pairs."""
         out = []
-        for job in self.jobs_of(proposals):
+        for job in jobs:
             key = job.key(self.max_transforms)
             verified = self.memo.get(key)
             if verified is None:

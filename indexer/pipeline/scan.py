@@ -29,7 +29,8 @@ def is_hidden_or_partial(name: str) -> bool:
 def candidate(path: Path, *, stacks: bool = False) -> Task | None:
     """A Task for an image file (by content or name), None for anything else;
     ``stacks``: array stacks (``.npy``/``.npz``, by name) too (``index`` stores them
-    frame by frame; ``watch`` does not handle them yet, so leaves them alone).
+    frame by frame, ``watch`` too: its writer hands them to
+    :class:`indexer.pipeline.stackrun.StackWatch`).
 
     A file named as an image is not opened here (one stat per file keeps a re-run over a
     large or networked tree cheap; an unreadable one still becomes a failure row); only

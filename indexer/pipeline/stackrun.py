@@ -8,14 +8,21 @@ stack is read in batches of :data:`BATCH` frames from its memory map, measured w
 (:mod:`indexer.stacks.pixelstats`) whose hot and dead sites go to ``sensor_defects``.
 
 Frames with equal pixels (equal ``sha256``, here or in rows already stored) become
-``same_pixels`` pairs, so they group like copies of a file. Near-duplicate (perceptual)
-matching of frames is not run: their hashes are stored, and ``matched_at`` is set.
+``same_pixels`` pairs, so they group like copies of a file. Frames of at least
+``[stacks] match_min_side`` pixels a side are also matched as near-duplicates against
+every present frame of that size (:func:`match_frames`): the photos' candidate search
+(:class:`indexer.match.engine.Matcher` over their stored hashes) and verification (the
+shift/scale-aligned correlation of :mod:`indexer.match.verify` on the frames' thumbnails,
+which for frames up to 128 px are the frames themselves), with the same verdicts, so a
+mirrored, resized or shifted frame in another split is found. Smaller frames (a 7x7
+detector's counts) get exact pairs only. Frames are not matched against photos.
 QA flags (``image_flags``, thresholds of ``[flags]``) are evaluated per frame, except
 for raw sensor data (``--sensor``: a 7x7 frame of photon counts is "dark" and "odd
 size" by every photo's measure, and 96,108 frames would cost ~100 us each).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +36,11 @@ from db import sensors as dbsensors
 from db.pairs import save_pairs
 from db.store import Store, pack_hist, pack_thumb, utcnow
 from indexer.decode import arrays
+from indexer.config import StackSettings
 from indexer.errors import DecodeError
 from indexer.exposure.flags import FLAGS_VERSION, FlagThresholds, fired
 from indexer.match.engine import PairEvidence
+from indexer.match.params import MatchParams
 from indexer.measure import hashes
 from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Failed, Task
@@ -50,6 +59,7 @@ class StackSummary:
     unchanged_frames: int = 0
     failed: int = 0
     duplicate_pairs: int = 0
+    near_pairs: int = 0  # near-duplicate pairs of frames (match_frames)
     sensor_frames: int = 0
     defects: list = field(default_factory=list)
 
@@ -109,9 +119,10 @@ def frame_flags(stack: arrays.ArrayStack, fb: FrameBatch, thresholds: FlagThresh
 
 
 def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "SensorSink | None",
-                     thresholds: FlagThresholds | None = None) -> None:
+                     thresholds: FlagThresholds | None = None, match_min_side: int | None = None) -> list[int]:
     """Store every frame of one stack file (its old rows replaced); ``thresholds``: QA
-    flags of every frame (None: no flags)."""
+    flags of every frame (None: no flags). Returns the ids of its frames of at least
+    ``match_min_side`` pixels a side (None: none), for :func:`match_frames`."""
     stacks = arrays.open_stacks(task.path)
     dbframes.forget_stack(store.engine, task.path, store.group_rule)
     fmt = "npz" if task.path.lower().endswith(".npz") else "npy"
@@ -135,14 +146,75 @@ def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "S
                 stats = stats.merge(pixelstats.PixelStats.of_batch(batch))
         if sensor is not None:
             sensor.add(task, stack, stats)
+    matchable = match_min_side is not None and any(
+        min(st.shape.height, st.shape.width) >= match_min_side for st in stacks)
+    ids = dbframes.frame_ids(store.engine, task.path) if flags or matchable else {}
     if flags:
-        ids = dbframes.frame_ids(store.engine, task.path)
         dbflags.add_flags(store.engine, {ids[k]: found for k, found in flags.items()}, FLAGS_VERSION)
     dupes = {sha: ids for sha, ids in dbframes.ids_by_sha(store.engine, shas).items() if len(ids) > 1}
     pairs = equal_pixel_pairs(dupes)
     save_pairs(store.engine, pairs, group_rule=store.group_rule)
     summary.duplicate_pairs += len(pairs)
     summary.files += 1
+    if not matchable:
+        return []
+    sizes = {st.key: min(st.shape.height, st.shape.width) for st in stacks}
+    return [i for (key, _), i in ids.items() if sizes.get(key, 0) >= match_min_side]
+
+
+def match_frames(store: Store, new_ids: list[int], params: MatchParams, min_side: int) -> list[PairEvidence]:
+    """Near-duplicate pairs between the frames ``new_ids`` and every present frame of at
+    least ``min_side`` pixels a side (themselves included), stored (groups refreshed);
+    frames of equal pixels are left to :func:`equal_pixel_pairs`.
+
+    The photos' engine: an index of every such frame's hashes built in one go
+    (:meth:`Matcher.from_rows`, records fetched from the database for candidate pairs
+    only) and joined; the candidate pairs touching a new frame are screened at once by
+    :func:`indexer.stacks.screen.screen` (shift-aligned correlation of the frames) and
+    the survivors verified in this process as photos are (:meth:`Matcher.verify_jobs`).
+    """
+    from db import pairs as dbpairs
+    from db.indexrows import load_index_rows
+    from indexer.match.engine import Matcher
+
+    if not new_ids:
+        return []
+    # the crop channel searched at the global radius: at its own (14 bits) 800 smooth
+    # 96x96 frames proposed 420 pairs, 288 of them single far crop hits at another
+    # scale, which the screen cannot judge; at 10 bits, 54 pairs, 49 of them screened
+    params = dataclasses.replace(params, crop_radius=params.radius)
+    # every present row's index columns, then the frames kept: an id list of 100,000 frames
+    # would exceed SQLite's limit on bound variables
+    rows = load_index_rows(store.engine, params.thresholds)
+    rows = rows.take(np.isin(rows.ids, np.array(dbframes.matchable_frames(store.engine, min_side), np.int64)))
+    matcher = Matcher.from_rows(rows, params, loader=dbpairs.loader(store.engine))
+    jobs = [j for j in matcher.batch_jobs(touching=set(new_ids)) if j.a.sha256 != j.b.sha256]
+    found = matcher.verify_jobs(screened(jobs, params.max_transforms))
+    save_pairs(store.engine, found, group_rule=store.group_rule)
+    return found
+
+
+def screened(jobs: list, max_transforms: int) -> list:
+    """The jobs worth verifying: those whose frames correlate at one of their proposed
+    transforms (:mod:`indexer.stacks.screen`), and those it cannot judge (another scale
+    or shape), unscreened."""
+    from indexer.measure import orient
+    from indexer.stacks import screen
+
+    triples, owner, judged = [], [], set()
+    for k, job in enumerate(jobs):
+        props = job.props[:max_transforms]
+        a = job.a.thumb
+        if all(abs(p.scale_hint - 1.0) <= screen.SAME_SCALE and not p.other_hints
+               and (orient.apply(job.b.thumb, p.transform).shape == a.shape) for p in props):
+            judged.add(k)
+            for p in props:
+                triples.append((a, job.b.thumb, p.transform))
+                owner.append(k)
+    best = np.full(len(jobs), -np.inf)
+    if triples:
+        np.maximum.at(best, owner, screen.screen(triples))
+    return [job for k, job in enumerate(jobs) if k not in judged or best[k] >= screen.MIN_CORRELATION]
 
 
 def stack_pixelstats(stack: arrays.ArrayStack) -> pixelstats.PixelStats:
@@ -153,34 +225,88 @@ def stack_pixelstats(stack: arrays.ArrayStack) -> pixelstats.PixelStats:
 
 
 class SensorSink:
-    """Per-pixel statistics of the stacks of one named detector, merged into its file
-    beside the database and classified into ``sensor_defects`` (:meth:`close`)."""
+    """Per-pixel statistics of the stacks of one named detector, kept across runs.
+
+    Each stack's statistics are a *part*, a file in ``<accumulator>.parts/`` beside the
+    database named by the stack (container path and member) and tagged with the file's
+    size and mtime it was computed from. The detector's statistics are the Chan merge of
+    all its parts (:meth:`PixelStats.merge`: exact up to float rounding, any order), so a
+    second stack (the detector's next file, another run) adds its frames to the sites'
+    mean and variance instead of replacing them; a stack indexed again unchanged is not
+    counted again (its part stands), and a changed one replaces its own part only. Parts
+    of stacks deleted since stay: the frames were measured on that detector. Hot and dead
+    sites are classified on the merged statistics (:meth:`close`)."""
 
     def __init__(self, store: Store, name: str, folder: Path):
         self.store, self.name, self.folder = store, name, folder
-        self.stats: dict[tuple[int, int, int], pixelstats.PixelStats] = {}
-        self.ledger: dict[tuple[int, int, int], list[str]] = {}
+        self.sensors: dict[tuple[int, int, int], int] = {}  # (C, H, W) -> sensors.id
+        self.ledger: dict[tuple[int, int, int], list[str]] = {}  # shapes whose parts changed
+
+    def _parts(self, shape: tuple[int, int, int]) -> Path:
+        if shape not in self.sensors:
+            _, h, w = shape
+            self.sensors[shape] = dbframes.stack_sensor(self.store.engine, self.name, w, h, STATS_VERSION)
+        name = dbsensors.accumulator_name(self.store.engine, self.sensors[shape])
+        return self.folder / f"{name}.parts"
+
+    @staticmethod
+    def _shape(stack: arrays.ArrayStack) -> tuple[int, int, int]:
+        return stack.shape.channels, stack.shape.height, stack.shape.width
+
+    def part_path(self, task: Task, stack: arrays.ArrayStack) -> Path:
+        return self._parts(self._shape(stack)) / f"{hash_key(f'{task.path}#{stack.key}')[:32]}.npz"
+
+    @staticmethod
+    def tag(task: Task) -> str:
+        return f"{task.size}:{task.mtime_ns}"
+
+    def has(self, task: Task, stack: arrays.ArrayStack) -> bool:
+        """Whether this stack's statistics, of the file as it is now, are a part already."""
+        path = self.part_path(task, stack)
+        try:
+            with np.load(path) as part:
+                return str(part["source"]) == self.tag(task)
+        except (OSError, KeyError, ValueError):
+            return False
 
     def add(self, task: Task, stack: arrays.ArrayStack, stats: pixelstats.PixelStats) -> None:
-        key = stats.mean.shape
-        self.stats[key] = self.stats[key].merge(stats) if key in self.stats else stats
-        self.ledger.setdefault(key, []).append(f"{task.path}#{stack.key}@{task.size}:{task.mtime_ns}")
+        """Store ``stats`` as the stack's part (replacing its older one)."""
+        from indexer.atomicfile import replace_with
+
+        path = self.part_path(task, stack)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays_ = {**stats.as_arrays(), "source": np.array(self.tag(task)), "stack": np.array(f"{task.path}#{stack.key}")}
+        replace_with(path, lambda fh: np.savez(fh, **arrays_))
+        self.ledger.setdefault(self._shape(stack), []).append(f"{task.path}#{stack.key}@{self.tag(task)}")
+
+    def merged(self, shape: tuple[int, int, int]) -> pixelstats.PixelStats:
+        """The Chan merge of every part of the detector of this shape (by file name)."""
+        total = None
+        for path in sorted(self._parts(shape).glob("*.npz")):
+            try:
+                with np.load(path) as part:
+                    stats = pixelstats.PixelStats.from_arrays(part)
+            except (OSError, KeyError, ValueError):
+                continue  # a damaged part is left out; its stack's next change rewrites it
+            if stats.mean.shape == shape and (total is None or (total.hist is None) == (stats.hist is None)):
+                total = stats if total is None else total.merge(stats)
+        return total
 
     def close(self, summary: StackSummary) -> None:
         from indexer.atomicfile import replace_with
         from indexer.sensor.defects import Defect
 
-        for shape, stats in self.stats.items():
-            _, h, w = shape
-            sensor = dbframes.stack_sensor(self.store.engine, self.name, w, h, STATS_VERSION)
+        for shape, ledger in self.ledger.items():
+            stats = self.merged(shape)
+            if stats is None:
+                continue
+            sensor = self.sensors[shape]
             path = self.folder / dbsensors.accumulator_name(self.store.engine, sensor)
-            self.folder.mkdir(parents=True, exist_ok=True)
             replace_with(path, lambda fh, s=stats: np.savez(fh, **s.as_arrays()))
             found = sites.classify(stats.mean, stats.variance())
             frames = stats.frames
             defects = [Defect(s.x, s.y, s.kind, 1.0, s.mean - s.centre, frames) for s in found if s.channel == 0]
-            ledger = [(hash_key(k), None) for k in self.ledger[shape]]
-            dbsensors.record_flush(self.store.engine, sensor, frames, ledger, defects)
+            dbsensors.record_flush(self.store.engine, sensor, frames, [(hash_key(k), None) for k in ledger], defects)
             summary.sensor_frames += frames
             summary.defects.extend(found)
 
@@ -192,12 +318,15 @@ def hash_key(text: str) -> str:
 
 
 def index_stacks(tasks: Iterable[Task], store: Store, roots: list[Path], *, sensor_name: str | None = None,
-                 sensor_dir: Path | None = None, thresholds: FlagThresholds | None = None) -> StackSummary:
+                 sensor_dir: Path | None = None, thresholds: FlagThresholds | None = None,
+                 match: MatchParams | None = None, match_min_side: int = StackSettings.match_min_side) -> StackSummary:
     """Index the stack files ``tasks`` (found under ``roots``): unchanged ones skipped,
     changed ones replaced, gone ones marked missing. One bad file becomes a failure row.
     ``thresholds``: QA flags per frame, unless ``sensor_name`` says the frames are raw
-    sensor data."""
+    sensor data. ``match``: near-duplicate matching of the new frames of at least
+    ``match_min_side`` pixels a side (None: exact pairs only)."""
     summary = StackSummary()
+    new_ids: list[int] = []
     known = dbframes.known_stacks(store.engine)
     sink = SensorSink(store, sensor_name, sensor_dir) if sensor_name else None
     seen = set()
@@ -209,11 +338,13 @@ def index_stacks(tasks: Iterable[Task], store: Store, roots: list[Path], *, sens
         try:
             if unchanged:
                 summary.unchanged_frames += state.frames
-                if sink is not None:  # its rows stand; the detector's statistics read it again
+                if sink is not None:  # its rows stand; its statistics join the detector's unless they have
                     for stack in arrays.open_stacks(task.path):
-                        sink.add(task, stack, stack_pixelstats(stack))
+                        if not sink.has(task, stack):
+                            sink.add(task, stack, stack_pixelstats(stack))
                 continue
-            index_stack_file(task, store, summary, sink, None if sink is not None else thresholds)
+            new_ids += index_stack_file(task, store, summary, sink, None if sink is not None else thresholds,
+                                        match_min_side if match is not None else None)
         except (DecodeError, MemoryError, OSError, ValueError) as exc:
             # a file that breaks half-way (truncated member) keeps no half of its frames
             dbframes.forget_stack(store.engine, task.path, store.group_rule)
@@ -224,6 +355,41 @@ def index_stacks(tasks: Iterable[Task], store: Store, roots: list[Path], *, sens
     resolved = [str(scan.absolute(r)) for r in roots]
     gone = [c for c, st in known.items() if c not in seen and not st.missing and scan.within(c, resolved)]
     dbframes.mark_stacks_missing(store.engine, gone, store.group_rule)
+    if match is not None:
+        summary.near_pairs += len(match_frames(store, new_ids, match, match_min_side))
     if sink is not None:
         sink.close(summary)
     return summary
+
+
+class StackWatch:
+    """``photoqa watch`` for array stacks: a complete stack file indexed as ``index`` does
+    (:func:`index_stacks`: unchanged skipped, changed replaced, new frames matched), a
+    deleted one's frames marked missing. Called by the daemon's writer thread only."""
+
+    def __init__(self, store: Store, *, thresholds: FlagThresholds | None = None, match: MatchParams | None = None,
+                 match_min_side: int = StackSettings.match_min_side):
+        self.store, self.thresholds, self.match, self.min_side = store, thresholds, match, match_min_side
+
+    def index(self, task: Task) -> StackSummary:
+        """Index one stack file (no other stack is marked missing: no roots)."""
+        return index_stacks([task], self.store, [], thresholds=self.thresholds, match=self.match,
+                            match_min_side=self.min_side)
+
+    def gone(self, container: str) -> int:
+        """Mark the present frames of ``container`` missing; returns how many."""
+        state = dbframes.known_stacks(self.store.engine).get(container)
+        if state is None or state.missing:
+            return 0
+        dbframes.mark_stacks_missing(self.store.engine, [container], self.store.group_rule)
+        return state.frames
+
+    def catch_up(self, tasks: list[Task], roots: list[Path]) -> list[str]:
+        """After a walk of ``roots`` that found the stack files ``tasks``: the stacks known
+        under ``roots`` that are gone, marked missing (their paths)."""
+        seen = {t.path for t in tasks}
+        resolved = [str(scan.absolute(r)) for r in roots]
+        gone = [c for c, st in dbframes.known_stacks(self.store.engine).items()
+                if c not in seen and not st.missing and scan.within(c, resolved)]
+        dbframes.mark_stacks_missing(self.store.engine, gone, self.store.group_rule)
+        return gone

@@ -61,6 +61,9 @@ def zscore(batch: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return ((batch.astype(np.float32) - m) / np.where(s > 0, s, 1)).astype(np.float32)
 
 
+CACHE_BYTES = 4 << 20  # flat-index bytes equalised at once (see equalize)
+
+
 def equalize(batch: np.ndarray, *, levels: int | None = None) -> np.ndarray:
     """Each frame's values replaced by their empirical CDF in 0..1 (see module docstring).
 
@@ -70,7 +73,18 @@ def equalize(batch: np.ndarray, *, levels: int | None = None) -> np.ndarray:
     gather, O(pixels); other float batches are sorted (O(pixels log pixels)).
     """
     if batch.dtype.kind in "biu" or levels is not None:
-        return _equalize_levels(batch, levels)
+        # a few frames at a time: the flat index (8 bytes a pixel) of 64 x 3 x 224 x 224
+        # is 77 MB and every pass over it went to memory; ~4 MB stays in cache. CPU time
+        # against the np.histogram + np.interp loop (2026-12-07, load ~30 on 2 cores): 3.9x
+        # for the whole chunk of 64 at once, 10.8x 4 frames at a time (each frame's result
+        # is its own, so the split changes nothing)
+        per = max(1, CACHE_BYTES // max(1, 8 * int(np.prod(batch.shape[1:]))))
+        if len(batch) <= per:
+            return _equalize_levels(batch, levels)
+        out = np.empty(batch.shape, np.float32)
+        for start in range(0, len(batch), per):
+            out[start:start + per] = _equalize_levels(batch[start:start + per], levels)
+        return out
     n = len(batch)
     x = batch.reshape(n, -1).astype(np.float64)
     nan = np.isnan(x)

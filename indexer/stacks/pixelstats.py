@@ -85,6 +85,15 @@ class PixelStats:
         return PixelStats(n, mean, m2, np.minimum(self.minimum, other.minimum),
                           np.maximum(self.maximum, other.maximum), hist)
 
+    @classmethod
+    def from_arrays(cls, arrays) -> "PixelStats":
+        """The statistics :meth:`as_arrays` wrote (a mapping such as an opened ``.npz``):
+        ``count``, ``mean``, ``m2``, ``min``, ``max`` and ``hist`` when present."""
+        hist = arrays["hist"] if "hist" in arrays else None
+        return cls(np.asarray(arrays["count"], np.int64), np.asarray(arrays["mean"], np.float64),
+                   np.asarray(arrays["m2"], np.float64), np.asarray(arrays["min"], np.float64),
+                   np.asarray(arrays["max"], np.float64), None if hist is None else np.asarray(hist, np.uint32))
+
     def as_arrays(self) -> dict[str, np.ndarray]:
         """The arrays written by ``photoqa stack-stats`` (``.npz`` keys)."""
         out = {"count": self.count, "mean": self.mean, "variance": self.variance(),

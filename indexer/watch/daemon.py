@@ -29,7 +29,7 @@ from db import actions as dbactions
 from db import heartbeat as hb
 from db.store import utcnow
 from indexer.pipeline import scan
-from indexer.decode import SensorData
+from indexer.decode import SensorData, arrays
 from indexer.pipeline.sensorplan import SensorPlan
 from indexer.measure.features import FEATURES_VERSION
 from indexer.pipeline.pools import worker_count
@@ -122,7 +122,8 @@ class Daemon:
             self._retire_dead(engine)
             writer = Writer(self.session.store, self.session.settings.index,
                             workers=worker_count(self.options.workers or self.session.settings.index.workers),
-                            stages=self.stages, log=self.log, stop=self.stop, sensor_data=self.sensor_data)
+                            stages=self.stages, log=self.log, stop=self.stop, sensor_data=self.sensor_data,
+                            stacks=self._stacks())
             pending = Pending(settle=self.options.settle, debounce=self.options.debounce,
                               open_factor=self.options.open_factor, closes_reported=closes,
                               max_pending=self.options.max_pending)
@@ -173,11 +174,27 @@ class Daemon:
             self.log("warning", ", ".join(self.roots), inotify_message(OSError(errno.ENOSPC, "limit"),
                                                                         self.roots))
 
+    def _stacks(self):
+        """The writer's handler of array stacks, with ``index``'s settings (flags, matching)."""
+        from indexer.pipeline.stackrun import StackWatch  # NumPy-heavy: loaded when a daemon starts
+
+        settings = self.session.settings
+        match = settings.match.params(settings.verdict) if settings.match.enabled else None
+        return StackWatch(self.session.store, thresholds=settings.flags, match=match,
+                          match_min_side=settings.stacks.match_min_side)
+
     def catch_up(self, writer: Writer) -> None:
-        """What changed while no daemon ran: the ``index`` rules (scan.walk + scan.plan)."""
+        """What changed while no daemon ran: the ``index`` rules (scan.walk + scan.plan);
+        array stacks go to the backlog (the writer skips unchanged ones) and those gone
+        have their frames marked missing."""
         store = self.session.store
         roots = [Path(r) for r in self.roots]
-        tasks = scan.walk(roots)
+        found = scan.walk(roots, stacks=writer.stacks is not None)
+        tasks = [t for t in found if not arrays.is_array_file(t.path)]
+        stack_tasks = [t for t in found if arrays.is_array_file(t.path)]
+        if writer.stacks is not None:
+            for path in hb.retry_locked(lambda: writer.stacks.catch_up(stack_tasks, roots)):
+                self.log("missing", path, "stack")
         todo = scan.plan(tasks, hb.retry_locked(store.known_files), hb.retry_locked(store.known_failures),
                          roots, FEATURES_VERSION)
         scan.drop(todo, hb.retry_locked(lambda: dbactions.placed(store.engine, [t.path for t in todo.todo])))
@@ -186,10 +203,11 @@ class Daemon:
             for path in todo.gone:
                 self.log("missing", path, "")
         writer.refresh_moves()
-        self.backlog.extend((task.path, task.mtime_ns) for task in todo.todo)
+        self.backlog.extend((task.path, task.mtime_ns) for task in [*todo.todo, *stack_tasks])
+        stacks = f", {len(stack_tasks)} array stack(s) to check" if stack_tasks else ""
         self.log("catch-up", ", ".join(self.roots),
                  f"{len(todo.todo)} to index, {todo.unchanged + todo.failed_unchanged} unchanged, "
-                 f"{len(todo.gone)} missing")
+                 f"{len(todo.gone)} missing{stacks}")
 
     def loop(self, handler: ChangeQueue, pending: Pending, writer: Writer, daemon_id: int,
              observer) -> None:
@@ -261,10 +279,10 @@ class Daemon:
         elif change.kind == "moved":
             pending.moved(change.path, change.dest, at)
         elif change.kind == "dir_created":
-            for task in scan.walk([Path(change.path)]):
+            for task in scan.walk([Path(change.path)], stacks=writer.stacks is not None):
                 pending.touched(task.path, at)  # may still be written: settle rules apply
         elif change.kind == "dir_moved_in":
-            for task in scan.walk([Path(change.path)]):
+            for task in scan.walk([Path(change.path)], stacks=writer.stacks is not None):
                 pending.moved(None, task.path, at)  # moved in whole: complete
         elif change.kind == "dir_deleted":
             for path in hb.retry_locked(lambda: hb.live_paths_under(self.session.engine, change.path)):

@@ -24,7 +24,7 @@ from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse
 from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task
 from indexer.config import IndexSettings
-from indexer.decode import SensorData
+from indexer.decode import SensorData, arrays
 from indexer.pipeline.sensorplan import LivePlan, SensorPlan
 from indexer.measure.features import FEATURES_VERSION
 from indexer.pipeline.run import start_pool
@@ -45,8 +45,11 @@ class Writer:
 
     def __init__(self, store: Store, settings: IndexSettings, *, workers: int, stages: Iterable[Stage],
                  log: LogLine, move_candidate_limit: int = 1024, stop: threading.Event | None = None,
-                 sensor_data: SensorPlan | SensorData = SensorData.NONE):
+                 sensor_data: SensorPlan | SensorData = SensorData.NONE, stacks=None):
         self.store, self.engine, self.settings = store, store.engine, settings
+        # array stacks (.npy/.npz): indexed frame by frame in this thread
+        # (indexer.pipeline.stackrun.StackWatch); None leaves them alone
+        self.stacks = stacks
         self.workers, self.stages, self.log = workers, list(stages), log
         self.sensor_data = sensor_data  # full-size data for the sensor stage, as `index` asks
         # the budget's per-body state, refreshed as frames are learnt (a daemon runs for months)
@@ -98,6 +101,13 @@ class Writer:
 
     def handle(self, path: str, moved_from: str | None = None) -> None:
         """Act on a complete (or vanished) ``path``: mark missing, move, skip or analyse."""
+        path = arrays.stack_of(path) or path  # a frame's row (a folder deleted whole): its stack
+        if arrays.is_array_file(path) or (moved_from is not None and arrays.is_array_file(moved_from)):
+            if self.stacks is not None:
+                self.handle_stack(path, moved_from)
+            if arrays.is_array_file(path):
+                return
+            moved_from = None  # a stack renamed to an image's name: its frames retired, the file is new
         if not Path(path).exists():
             self.gone(path)
             return
@@ -128,6 +138,33 @@ class Writer:
         if state is not None and not state.missing and state.features_version == FEATURES_VERSION:
             task = dataclasses.replace(task, sha256=state.sha256)  # touched? hashed, not decoded
         self.submit(Job(task, state is not None))
+
+    def handle_stack(self, path: str, moved_from: str | None = None) -> None:
+        """An array stack: a renamed one is its old path gone and its new one indexed (its
+        frames' paths name the file); a vanished one's frames marked missing; a present
+        one indexed unless unchanged, in this thread (batches, no worker pool)."""
+        if moved_from is not None and moved_from != path and arrays.is_array_file(moved_from) \
+                and not Path(moved_from).exists():
+            self.stack_gone(moved_from)
+        if not Path(path).exists():
+            self.stack_gone(path)
+            return
+        task = scan.candidate(Path(path), stacks=True)
+        if task is None or not arrays.is_array_file(path):
+            return
+        done = hb.retry_locked(lambda: self.stacks.index(task))
+        if done.failed:
+            self._done("failed", path, "not a readable array stack (see photoqa status)")
+        elif done.frames:
+            near = f", {done.near_pairs} near-duplicate pair(s)" if done.near_pairs else ""
+            self._done("indexed", path, f"{done.frames} frames{near}")
+        else:
+            self._done("unchanged", path, f"{done.unchanged_frames} frames")
+
+    def stack_gone(self, path: str) -> None:
+        gone = hb.retry_locked(lambda: self.stacks.gone(path))
+        if gone:
+            self._done("missing", path, f"{gone} frames")
 
     def _guarded(self, path: str, action: Callable[[], None]) -> bool:
         """Run one file's action; an unexpected error (database gone, disk full) is logged
