@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import os
 import random
 import signal
@@ -47,12 +48,14 @@ def scene(rng: np.random.Generator, long_side: int) -> np.ndarray:
     return arr
 
 
-def generate(root: Path, files: int, dupes: float, seed: int = 0) -> int:
-    """Write the archive; returns how many files are copies of another."""
-    rng, pick = np.random.default_rng(seed), random.Random(seed)
+def _generate_chunk(job: tuple[Path, int, int, float, int]) -> int:
+    """Files ``start`` to ``stop - 1`` of the archive (seeded by chunk, so chunks can be made in parallel);
+    copies are of earlier files of the same chunk. Returns how many are copies."""
+    root, start, stop, dupes, seed = job
+    rng, pick = np.random.default_rng((seed, start)), random.Random(seed * 1_000_003 + start)
     written: list[Path] = []
     copies = 0
-    for i in range(files):
+    for i in range(start, stop):
         folder = root / f"d{i % 50:02}" / f"e{(i // 50) % 20:02}"
         folder.mkdir(parents=True, exist_ok=True)
         if written and pick.random() < dupes:
@@ -72,6 +75,14 @@ def generate(root: Path, files: int, dupes: float, seed: int = 0) -> int:
         path.write_bytes(buf.getvalue())
         written.append(path)
     return copies
+
+
+def generate(root: Path, files: int, dupes: float, seed: int = 0, processes: int = 2) -> int:
+    """Write the archive (in ``processes`` processes, chunks of 1,000 files); returns how many files are
+    copies of another."""
+    jobs = [(root, start, min(start + 1000, files), dupes, seed) for start in range(0, files, 1000)]
+    with multiprocessing.Pool(processes) as pool:
+        return sum(pool.imap_unordered(_generate_chunk, jobs))
 
 
 def tree_rss(pid: int) -> dict[int, tuple[str, int]]:
