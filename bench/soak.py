@@ -113,6 +113,19 @@ def tree_rss(pid: int) -> dict[int, tuple[str, int]]:
     return out
 
 
+def cpu_seconds(pids) -> float:
+    """User + system CPU seconds so far of ``pids`` (those still alive)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def count(db: Path) -> int:
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
@@ -159,17 +172,26 @@ def main() -> None:
     rates, last_n, last_t = [], 0, time.perf_counter()
     t0 = last_t
     interrupted = False
+    cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample (a pid gone keeps its last)
+    last_cpu = 0.0
     while process.poll() is None:
         time.sleep(args.every)
-        for pid, (name, rss) in tree_rss(process.pid).items():
+        tree = tree_rss(process.pid)
+        for pid in tree:
+            cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds([pid]))
+        for pid, (name, rss) in tree.items():
             key = ("command" if pid == process.pid else name, pid)
             peak[key] = max(peak.get(key, 0), rss)
         n, now = count(db), time.perf_counter()
         if n > last_n:
             rates.append(((now - t0), (n - last_n) / (now - last_t)))
             live = sorted(((k[0], v) for k, v in peak.items()), key=lambda kv: -kv[1])[:4]
-            print(f"  t {now - t0:7.0f} s  rows {n:7}  {rates[-1][1]:6.1f} img/s  peak RSS so far: "
+            # CPU per image moves less with the other jobs on the machine than img/s does
+            used = sum(cpu.values())
+            print(f"  t {now - t0:7.0f} s  rows {n:7}  {rates[-1][1]:6.1f} img/s  "
+                  f"{1000 * (used - last_cpu) / (n - last_n):5.0f} CPU ms/img  peak RSS so far: "
                   + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in live), flush=True)
+            last_cpu = used
         last_n, last_t = n, now
         if args.stop_after and not interrupted and now - t0 > args.stop_after:
             process.send_signal(signal.SIGINT)  # index stores what is in flight, prints its summary, exits 130
