@@ -57,7 +57,7 @@ def parse_log(log: Path) -> list[tuple[float, str, str]]:
         if len(parts) < 3:
             continue
         stamp = datetime.fromisoformat(parts[0].replace("Z", "+00:00")).timestamp()
-        path = parts[2].split(" (", 1)[0]
+        path = parts[2].strip().split(" (", 1)[0]
         out.append((stamp, parts[1], path))
     return out
 
@@ -152,7 +152,8 @@ def main() -> None:
     finished = time.time()
     # then moves and deletes of files the daemon has stored (those of the feed mostly hit
     # files still queued): 1% each, then wait for their lines
-    settled = [p for p in present if p in {q for _, s, q in parse_log(log) if s in ("indexed", "moved")}]
+    stored = {q for _, s, q in parse_log(log) if s in ("indexed", "moved")}  # once: the log is long
+    settled = [p for p in present if p in stored]
     pick.shuffle(settled)
     late_moves, late_deletes = settled[:max(1, len(settled) // 100)], settled[-max(1, len(settled) // 100):]
     expect = []
