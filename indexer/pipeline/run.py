@@ -89,9 +89,13 @@ CRASH_MESSAGE = ("the worker process died decoding it (a native decoder crashed:
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
                  move_candidates: frozenset[str], sensor_data: SensorPlan | SensorData = SensorData.NONE,
                  work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "",
-                 plan_now: Callable[[], SensorPlan | None] | None = None) -> Iterator[Outcome]:
-    """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1;
-    on the Dask cluster ``cluster`` when given: :mod:`indexer.pipeline.cluster`).
+                 plan_now: Callable[[], SensorPlan | None] | None = None,
+                 inline: bool = False) -> Iterator[Outcome]:
+    """Analyse ``tasks``; yields outcomes as they complete, in worker processes (one at
+    least: ``-j 1`` too decodes in a child, so a native crash there is a row as well), or
+    on the Dask cluster ``cluster`` when given (:mod:`indexer.pipeline.cluster`).
+    ``inline``: in this process instead (no isolation: a segfault ends the caller; for
+    ``work`` functions that cannot be pickled, as some tests pass).
 
     ``work`` runs in the workers, called as :func:`analyse` (tests pass one that crashes). A
     worker that dies (a segfault or abort in LibRaw, libheif, libtiff...) breaks the
@@ -108,7 +112,7 @@ def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
         yield from cluster_outcomes(tasks, cluster, settings, move_candidates, sensor_data)
         return
     plan_now = plan_now or (lambda: None)
-    if workers <= 1 or len(tasks) <= 1:
+    if inline:
         for task in tasks:
             yield work(task, settings, move_candidates, plan_now() or sensor_data)
         return
@@ -162,7 +166,8 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
                 stages: Iterable[Stage] = (), log: Callable[[str, Outcome], None] | None = None,
                 sensor_data: SensorPlan | SensorData = SensorData.NONE,
                 stacks: Callable[[list[Task]], int] | None = None,
-                work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "") -> Summary:
+                work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "",
+                inline: bool = False) -> Summary:
     """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
 
     ``progress(done, total)`` is called after each file; ``stages`` run after each stored
@@ -172,7 +177,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     it they are left alone.
     Ctrl-C (KeyboardInterrupt) stops it cleanly: the files stored so far stay stored,
     the ones in flight are dropped (the next run does them), and the summary says
-    ``interrupted``. ``work`` as for :func:`run_outcomes`.
+    ``interrupted``. ``work`` and ``inline`` as for :func:`run_outcomes`.
     ``cluster``: decode and measure on that Dask cluster (``local:N`` or a scheduler
     address, or an open :class:`~indexer.pipeline.cluster.Cluster`;
     :mod:`indexer.pipeline.cluster`), else here.
@@ -193,7 +198,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     # during a long first import too, not only at the next run (indexer.sensor.budget).
     live = LivePlan(sensor_data, lambda: body_states(store.engine))
     outcomes = run_outcomes(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
-                            cluster, plan_now=live.current)
+                            cluster, plan_now=live.current, inline=inline)
     try:
         with _sigint_between_files() as stop:
             for done, outcome in enumerate(outcomes, start=1):

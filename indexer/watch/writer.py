@@ -19,6 +19,7 @@ from pathlib import Path
 
 from db import actions as dbactions
 from db import heartbeat as hb
+from db.health import fatal_message
 from db.store import Store, utcnow
 from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse
@@ -172,7 +173,9 @@ class Writer:
         try:
             action()
             return True
-        except Exception as exc:  # noqa: BLE001 - one file never stops the daemon
+        except Exception as exc:  # noqa: BLE001 - one file never stops the daemon...
+            if fatal_message(exc):
+                raise  # ...but a database unusable as a whole does (Daemon.run: one line)
             self.log("error", path, f"{type(exc).__name__}: {str(exc)[:300]}")
             self.errors.append(path)
             return False
