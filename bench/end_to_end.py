@@ -97,15 +97,16 @@ def files_of(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
 
 
-def photoqa_rate(folder: Path, n: int, *, match: bool) -> float:
-    """img/s of ``photoqa index`` (a fresh database, a separate process)."""
+def photoqa_rate(folder: Path, n: int, *, match: bool, repo: Path = REPO) -> float:
+    """img/s of ``photoqa index`` of the checkout ``repo`` (a fresh database, a separate process)."""
     with tempfile.TemporaryDirectory(prefix="photoqa-e2e-db-") as tmp:
         db = Path(tmp) / "photoqa.db"
         if not match:
             (Path(tmp) / "photoqa.toml").write_text("[match]\nenabled = false\n")
-        cmd = [sys.executable, str(REPO / "cli.py"), "--db", str(db), "index", str(folder)]
+        cmd = [sys.executable, str(repo / "cli.py"), "--db", str(db), "index", str(folder)]
+        env = {**os.environ, "PYTHONPATH": str(repo)}
         started = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env)
         seconds = time.perf_counter() - started
         if done.returncode not in (0, 3):
             raise SystemExit(f"photoqa index failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -150,6 +151,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "photoqa-e2e")
     ap.add_argument("--sets", default="camera,dense,distinct")
+    ap.add_argument("--before", type=Path, help="another checkout of photoqa (e.g. `git archive` of the commit "
+                    "before a change): its `index` with defaults and match off run in the same run, "
+                    "example: --before /tmp/photoqa-base")
     args = ap.parse_args()
     if not (DATA / "photos" / "kodak").is_dir():
         raise SystemExit(f"needs the Kodak photos at {DATA / 'photos' / 'kodak'}")
@@ -176,6 +180,12 @@ def main() -> None:
         ih = imagehash_rate(files)
         cz = czkawka_rate(folder, len(files))
         ratio = on / off
+        if args.before is not None:
+            b_off = photoqa_rate(folder, len(files), match=False, repo=args.before)
+            b_on = photoqa_rate(folder, len(files), match=True, repo=args.before)
+            print(f"{name}: --before {args.before}: photoqa {b_on:.1f}, match off {b_off:.1f} img/s, "
+                  f"ratio {b_on / b_off:.2f}; this checkout {on:.1f} / {off:.1f} = {ratio:.2f}; "
+                  f"this checkout / before with defaults {on / b_on:.2f}x", flush=True)
         flag = "ok" if ratio >= targets[name] else "MISSED"
         ih_ratio = on / ih
         ih_note = f"{ih_ratio:.2f} ({'ok' if ih_ratio >= 1.5 else 'MISSED'} >= 1.5)" if name == "camera" else \
