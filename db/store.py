@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Iterable
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from db.groups import old_members, refresh_groups
@@ -71,12 +71,13 @@ def image_values(result: Indexed, camera_id: int | None) -> dict:
 def pair_partners(conn, image_ids: Iterable[int]) -> set[int]:
     """The other ends of the pairs of ``image_ids``."""
     out: set[int] = set()
-    ids = sorted(set(image_ids))
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        out.update(conn.execute(select(Pair.b_id).where(Pair.a_id.in_(chunk))).scalars())
-        out.update(conn.execute(select(Pair.a_id).where(Pair.b_id.in_(chunk))).scalars())
+    for chunk in _chunks(sorted(set(image_ids))):
+        out.update(conn.execute(_PAIR_PARTNERS, {"ids": chunk}).scalars())
     return out
+
+
+_IDS = bindparam("ids", expanding=True)
+_PAIR_PARTNERS = union_all(select(Pair.b_id).where(Pair.a_id.in_(_IDS)), select(Pair.a_id).where(Pair.b_id.in_(_IDS)))
 
 
 def delete_pairs_of(conn, image_id: int) -> set[int]:
