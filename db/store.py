@@ -5,43 +5,18 @@ connections elsewhere.
 """
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable
 
-import numpy as np
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
+from db.blobs import pack_hist, pack_thumb, unpack_hist, unpack_thumb  # noqa: F401 - re-exported
 from db.groups import old_members, refresh_groups
 from db.models import Camera, Failure, Image, Pair
 from db.records import FileState, utcnow  # noqa: F401 - NumPy-free home of both; re-exported for the writers
 from indexer.match.groups import GroupRule
 from indexer.measure import hashes, orient
 from indexer.outcomes import Failed, Indexed, Task, Unchanged
-
-
-# zlib level 1, not 6: a row's thumbnail and histogram cost 0.35 ms of the writer's CPU
-# instead of 0.65 ms (the largest part of a batched row's cost) for 1.7% more bytes
-# (10.2 kB a row; measured on ../shared/data/scenes, 2026-12-07). Readers decompress either.
-_ZLIB_LEVEL = 1
-
-
-def pack_hist(hist: np.ndarray) -> bytes:
-    return zlib.compress(np.asarray(hist, dtype="<u4").tobytes(), _ZLIB_LEVEL)
-
-
-def unpack_hist(blob: bytes) -> np.ndarray:
-    """uint32 (4, 256): R, G, B, luma counts."""
-    return np.frombuffer(zlib.decompress(blob), dtype="<u4").reshape(4, 256).astype(np.uint32)
-
-
-def pack_thumb(thumb: np.ndarray) -> bytes:
-    return zlib.compress(np.ascontiguousarray(thumb, dtype=np.uint8).tobytes(), _ZLIB_LEVEL)
-
-
-def unpack_thumb(blob: bytes, width: int, height: int) -> np.ndarray:
-    """uint8 grey (height, width)."""
-    return np.frombuffer(zlib.decompress(blob), dtype=np.uint8).reshape(height, width).copy()
 
 
 def image_values(result: Indexed, camera_id: int | None) -> dict:
@@ -60,11 +35,11 @@ def image_values(result: Indexed, camera_id: int | None) -> dict:
         f_number=cap.f_number, iso=cap.iso, focal_length=cap.focal_length,
         decoder=d.decoder[:32], features_version=_features_version(), indexed_at=utcnow(),
         phash=f.phash, dhash=f.dhash, phash_d4=hashes.pack(f.phash_d4),
-        phash_crops=hashes.pack(f.phash_crops), hist=pack_hist(f.hist),
+        phash_crops=hashes.pack(f.phash_crops), hist=result.blobs[1] if result.blobs else pack_hist(f.hist),
         luma_mean=f.luma_mean, luma_std=f.luma_std, luma_p1=f.luma_p1, luma_p50=f.luma_p50,
         luma_p99=f.luma_p99, clip_high=f.clip_high, clip_low=f.clip_low, entropy=f.entropy,
         sharpness=f.sharpness, colourfulness=f.colourfulness, ev=f.ev,
-        thumb=pack_thumb(f.thumb), thumb_width=int(f.thumb.shape[1]), thumb_height=int(f.thumb.shape[0]),
+        thumb=result.blobs[0] if result.blobs else pack_thumb(f.thumb), thumb_width=int(f.thumb.shape[1]), thumb_height=int(f.thumb.shape[0]),
     )
 
 

@@ -144,9 +144,9 @@ def _pooled(pending: deque, workers: int, initargs: tuple, work: Callable,
     each, waiting ``limit[1]`` s for more once one is done; returns the tasks in flight
     when a worker died (empty when all went through)."""
     batch_max, batch_wait = limit
-    # a bounded queue keeps memory flat on huge folders; a batch's worth more, so the
-    # workers go on while the writer stores one (outcomes carry no pixels: ~15 kB each)
-    pending_limit = workers * 4 + batch_max
+    # a bounded queue keeps memory flat on huge folders, and the sensor plan sent with a
+    # file (plan_now) no older than a few files: a batch is what of these is done
+    pending_limit = workers * 4
     pool = WorkerPool(workers, init_worker, initargs)
     running: dict = {}
 
