@@ -215,6 +215,10 @@ class Writer:
     def _store_ready(self, ready: list[tuple[Job, Outcome]], deadline: float | None) -> None:
         """Store ``ready``: its analysed files in one transaction, the rest one by one;
         a file whose handling raised is logged and queued in :attr:`errors`."""
+        if (self.stop.is_set() and not self.closing) or (deadline is not None and time.monotonic() >= deadline):
+            for job, outcome in ready:  # left for later, as if not collected yet
+                self.jobs[_finished(outcome)] = job
+            return
         ready = [(job, self._as_move(job, outcome)) for job, outcome in ready]
         try:
             stored = store_batch(self.store, [(o, job.known) for job, o in ready], self.stages,
