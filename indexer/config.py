@@ -27,8 +27,8 @@ from indexer.match.verdict import DEFAULT_GROUP_VERDICTS, MatchThresholds
 from indexer.measure.sizes import THUMB_SIZE
 
 # The writer's batches (issue 19): one transaction per batch of analysed files. Rows per
-# second into PostgreSQL in one run (bench/writer_throughput.py, 2026-12-07, load 22-26):
-# batches of 200 11-13x one transaction per file (507-834 against 38-73 rows/s).
+# second into PostgreSQL (bench/writer_throughput.py, 2026-12-07): batches of 200 1,260
+# against 347 one transaction per file at load 4 (3.6x), 11-13x at load 22-26.
 WRITE_BATCH = 200
 # index only: once an outcome is ready, wait this long for more to join its batch (5 ms
 # is under 1% of a file's ~0.5 s of decoding on one core, so workers never notice)
