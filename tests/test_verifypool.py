@@ -149,7 +149,7 @@ def test_jobs_stay_inline_while_a_new_pool_warms_up():
     m, jobs = _jobs()
     pools = []
     v = Verifier(m.th, m.max_transforms, workers=1, pool_after=0.0,
-                 executor=lambda n: pools.append(SlowStart(n)) or pools[-1])
+                 executor=lambda n: pools.append(SlowStart(n)) or pools[-1], warm_given=True)
     v.submit("warming", jobs[0])
     assert pools and pools[0].sent == [] and [t for t, _, _ in v.results()] == ["warming"]
     gate.set()

@@ -60,14 +60,17 @@ class Verifier:
     once); ``memo``: shared with the matcher so batch and incremental results agree;
     ``executor(workers)``: makes the pool (default: a local
     :class:`~indexer.pipeline.pools.WorkerPool`; ``index --cluster``: the Dask cluster's,
-    :meth:`indexer.pipeline.cluster.Cluster.executor`).
+    :meth:`indexer.pipeline.cluster.Cluster.executor`); ``warm_given``: start a pool
+    from ``executor`` with the warm-up task as a local one (a cluster's workers, already
+    running the decoding, are not).
     """
 
     def __init__(self, th: MatchThresholds, max_transforms: int, *, workers: int, pool_after: float = 1.0,
                  max_pending: int | None = None, memo: Memo | None = None,
-                 executor: Callable[[int], Executor] | None = None):
+                 executor: Callable[[int], Executor] | None = None, warm_given: bool = False):
         self.th, self.max_transforms = th, max_transforms
         self.executor = executor  # the pool's factory (of ``workers``): a local WorkerPool, or a Dask cluster's
+        self.warm_given = warm_given  # warm up a pool from ``executor`` too (a Dask cluster's workers: no)
         self.workers, self.pool_after = max(1, workers), pool_after
         self.max_pending = max_pending or 8 * self.workers
         self.memo = memo if memo is not None else Memo()
@@ -179,10 +182,11 @@ class Verifier:
     def _pool(self) -> Executor:
         if self.pool is None:
             self.pool = (self.executor or WorkerPool)(self.workers)
-            try:
-                self.warming = self.pool.submit(warm_up)
-            except BrokenProcessPool:  # pragma: no cover - a pool that cannot start: jobs find out
-                self.warming = None
+            if self.executor is None or self.warm_given:  # a cluster's workers are already up
+                try:
+                    self.warming = self.pool.submit(warm_up)
+                except BrokenProcessPool:  # pragma: no cover - a pool that cannot start: jobs find out
+                    self.warming = None
         return self.pool
 
     def _restart(self) -> None:
