@@ -17,23 +17,28 @@ sit in memory together. An index CSV beside it (``OUT.csv``) maps each row back:
 from __future__ import annotations
 
 import csv
+import os
 import zipfile
+from collections import deque
 from collections.abc import Callable, Iterator
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from db.queries import ExportRow, export_rows
-from indexer.decode import arrays, decode_file
+from indexer.commands.exportload import PAD, Loaded, load_photos, to_channels
+from indexer.decode import arrays
 from indexer.errors import DecodeError
 from indexer.stacks import frames as framemath
 from indexer.stacks import normalize as nz
 from indexer.stacks.resample import fit, padding_mask
 
-# padding is NaN until written: normalisation and dataset statistics leave it out (masks),
-# then it becomes 0; NaN of the data itself stays NaN in float32 output
-PAD = np.nan
+# padding is NaN (PAD) until written: normalisation and dataset statistics leave it out
+# (masks), then it becomes 0; NaN of the data itself stays NaN in float32 output
+LOOKAHEAD = 2  # chunks decoding in the pool while one is normalised and written
+POOL_MIN = 128  # photos below which the pool's start-up (~0.5 s of imports per worker) costs more than it saves
 CHUNK = 64  # images per chunk: 64 x 3 x 224 x 224 float32 is 39 MB; a chunk fits the caches better than 256 (equalize 12-19x a loop against 3-18x, noisy 2-core runs)
 
 
@@ -45,6 +50,7 @@ class ExportOptions:
     normalize: str = "dtype"
     channels: int = 3
     chunk: int = CHUNK
+    workers: int | None = None  # processes decoding photos; None: one per core, 1: inline
 
 
 @dataclass
@@ -75,57 +81,117 @@ class StackFrames:
         return np.asarray(stack.frames(index, index + 1))
 
 
-def load_unit(row: ExportRow, stacks: StackFrames, work: int) -> tuple[np.ndarray, int]:
-    """(C, h, w) float on 0..1 (NaN kept) and the source's levels (256 or 65536)."""
-    if row.container is not None:
-        f = stacks.frame(row.container, row.array_key or "", row.frame or 0)
-        levels = 65536 if f.dtype.itemsize > 1 and f.dtype.kind in "iu" else 256
-        return framemath.to_unit(f)[0], levels
-    decoded = decode_file(row.path, work_size=work)
-    return np.moveaxis(decoded.rgb, -1, 0), 256
+def load_frame(row: ExportRow, stacks: StackFrames) -> tuple[np.ndarray, int]:
+    """(C, h, w) float on 0..1 (NaN kept) of a stack frame and its source's levels (256 or 65536)."""
+    f = stacks.frame(row.container, row.array_key or "", row.frame or 0)
+    levels = 65536 if f.dtype.itemsize > 1 and f.dtype.kind in "iu" else 256
+    return framemath.to_unit(f)[0], levels
 
 
-def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    c = image.shape[0]
-    if c == channels:
-        return image
-    if channels == 1:
-        return framemath.grey_unit(image[None])[0][None] if c == 3 else image.mean(axis=0, keepdims=True)
-    return np.repeat(image[:1] if c != 3 else image, channels, axis=0)[:channels]
+def as_unit(batch: np.ndarray, pad: np.ndarray) -> np.ndarray:
+    """float32 (n, C, H, W) on 0..1 with NaN padding from a chunk of either road (uint8
+    from the 8-bit road, float32 from the other)."""
+    if batch.dtype != np.uint8:
+        return batch
+    unit = batch.astype(np.float32)
+    unit *= np.float32(1 / 255)
+    unit[np.broadcast_to(pad[:, None], unit.shape)] = PAD
+    return unit
+
+
+def _ordered_loads(chunks: list[list[ExportRow]], opts: ExportOptions) -> Iterator[list[Loaded]]:
+    """The photos of each chunk (rows without a container) fitted, chunk by chunk in
+    order. With a pool, each chunk is split over the workers and ``LOOKAHEAD`` chunks are
+    in flight, so memory holds a few chunks of uint8 whatever N."""
+    h, w = opts.size
+    workers = opts.workers if opts.workers is not None else (os.cpu_count() or 1)
+    photos = [[r.path for r in chunk if r.container is None] for chunk in chunks]
+    if workers <= 1 or sum(map(len, photos)) < POOL_MIN:
+        for paths in photos:
+            yield load_photos(paths, h, w, opts.fit, opts.channels)
+        return
+    from indexer.pipeline.pools import WorkerPool
+
+    pool = WorkerPool(workers)
+    pending: deque = deque()
+    todo = iter(photos)
+
+    def submit(paths: list[str]) -> None:
+        step = max(1, -(-len(paths) // workers))
+        pending.append([pool.submit(load_photos, paths[i:i + step], h, w, opts.fit, opts.channels)
+                        for i in range(0, len(paths), step)])
+    try:
+        for paths in islice(todo, LOOKAHEAD):
+            submit(paths)
+        while pending:
+            futures = pending.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                submit(nxt)
+            yield [loaded for f in futures for loaded in f.result()]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def fitted_chunks(rows: list[ExportRow], opts: ExportOptions,
-                  skipped: list[tuple[str, str]]) -> Iterator[tuple[list[ExportRow], np.ndarray, int, np.ndarray]]:
-    """(rows, float32 (n, C, H, W) on 0..1 with NaN padding, int (n,) levels of each
-    source, bool (n, H, W) padding) per chunk; unreadable images skipped."""
+                  skipped: list[tuple[str, str]]) -> Iterator[tuple[list[ExportRow], np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, pixels (n, C, H, W), int (n,) levels of each source, bool (n, H, W)
+    padding) per chunk; unreadable images skipped. ``pixels`` is uint8 with zero padding
+    when the whole chunk came by the 8-bit road with 3 channels, else float32 on 0..1
+    with NaN padding (:func:`as_unit`)."""
     stacks, (h, w) = StackFrames(), opts.size
-    work = 2 * max(h, w)
-    for start in range(0, len(rows), opts.chunk):
-        kept, images, pads, levels = [], [], [], []
-        for row in rows[start:start + opts.chunk]:
-            try:
-                unit, lv = load_unit(row, stacks, work)
-            except (DecodeError, OSError, ValueError, KeyError) as exc:
-                skipped.append((row.path, getattr(exc, "message", str(exc))))
+    chunks = [rows[i:i + opts.chunk] for i in range(0, len(rows), opts.chunk)]
+    for chunk, photos in zip(chunks, _ordered_loads(chunks, opts)):
+        kept, items = [], []
+        loaded_photos = iter(photos)
+        for row in chunk:
+            if row.container is None:
+                item = next(loaded_photos)
+            else:
+                try:
+                    unit, lv = load_frame(row, stacks)
+                except (DecodeError, OSError, ValueError, KeyError) as exc:
+                    item = Loaded(error=getattr(exc, "message", str(exc)))
+                else:
+                    item = Loaded(fit(to_channels(unit, opts.channels), h, w, opts.fit, fill=PAD),
+                                  padding_mask(unit.shape[1], unit.shape[2], h, w, opts.fit), lv)
+            if item.error is not None:
+                skipped.append((row.path, item.error))
                 continue
-            images.append(fit(to_channels(unit, opts.channels), h, w, opts.fit, fill=PAD))
-            pads.append(padding_mask(unit.shape[1], unit.shape[2], h, w, opts.fit))
             kept.append(row)
-            levels.append(lv)
-        if kept:
-            yield kept, np.stack(images), np.array(levels), np.stack(pads)
+            items.append(item)
+        if not kept:
+            continue
+        pads = np.stack([i.pad for i in items])
+        levels = np.array([i.levels for i in items])
+        if opts.channels == 3 and all(i.pixels.dtype == np.uint8 for i in items):
+            yield kept, np.stack([i.pixels for i in items]), levels, pads
+            continue
+        unit = []
+        for i in items:
+            if i.pixels.dtype == np.uint8:
+                u = as_unit(i.pixels[None], i.pad[None])[0]
+                unit.append(to_channels(u, opts.channels))
+            else:
+                unit.append(i.pixels)
+        yield kept, np.stack(unit), levels, pads
 
 
-def _normalised(batch: np.ndarray, levels: np.ndarray, opts: ExportOptions, mean, std) -> np.ndarray:
+def _normalised(batch: np.ndarray, levels: np.ndarray, pad: np.ndarray, opts: ExportOptions,
+                mean, std) -> np.ndarray:
     if opts.normalize == "equalize":
+        if batch.dtype == np.uint8:
+            # the 8-bit road: the integer CDF lookup, padding left out of each CDF (the
+            # same values as the float road at 256 levels: those quantise back to these)
+            return nz.equalize(batch, exclude=pad[:, None])
         # quantised to each source's levels (8-bit: 256, 16-bit: 65536), the CDF lookup
         # is O(pixels) and each image's result does not depend on its chunk-mates
-        out = np.empty_like(batch)
+        out = np.empty(batch.shape, np.float32)
         for lv in np.unique(levels):
             sel = levels == lv
             out[sel] = nz.equalize(batch[sel], levels=int(lv))
         return out
-    return nz.normalize(batch, opts.normalize, mean=mean, std=std)
+    return nz.normalize(as_unit(batch, pad), opts.normalize, mean=mean, std=std)
 
 
 def _encode(batch: np.ndarray, dtype: str) -> np.ndarray:
@@ -177,8 +243,8 @@ def export(engine, out: Path, opts: ExportOptions, *, where: str | None = None, 
     mean = std = None
     if opts.normalize == "zscore":
         totals = [np.zeros(opts.channels) for _ in range(3)]
-        for _, batch, _, _ in fitted_chunks(rows, opts, skipped):
-            for t, v in zip(totals, nz.channel_moments(batch)):
+        for _, batch, _, pad in fitted_chunks(rows, opts, skipped):
+            for t, v in zip(totals, nz.channel_moments(as_unit(batch, pad))):
                 t += v
         mean, std = nz.moments_to_mean_std(*totals)
         bad = {p for p, _ in skipped}
@@ -195,7 +261,7 @@ def _write(out, rows, opts, skipped, mean, std, split) -> ExportResult:
     written: list[ExportRow] = []
     try:
         for chunk_rows, batch, levels, pad in fitted_chunks(rows, opts, skipped):
-            values = _normalised(batch, levels, opts, mean, std)
+            values = _normalised(batch, levels, pad, opts, mean, std)
             values[np.broadcast_to(pad[:, None], values.shape)] = 0.0
             stream.write(_encode(values, opts.dtype))
             written.extend(chunk_rows)

@@ -64,8 +64,12 @@ def zscore(batch: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
 CACHE_BYTES = 4 << 20  # flat-index bytes equalised at once (see equalize)
 
 
-def equalize(batch: np.ndarray, *, levels: int | None = None) -> np.ndarray:
+def equalize(batch: np.ndarray, *, levels: int | None = None, exclude: np.ndarray | None = None) -> np.ndarray:
     """Each frame's values replaced by their empirical CDF in 0..1 (see module docstring).
+
+    ``exclude``: bool, broadcastable to ``batch`` (e.g. (n, 1, H, W) padding), pixels left
+    out of every CDF and NaN in the output, as NaN pixels are (integer batches only: a
+    float batch marks them NaN itself).
 
     Integer batches, or float ones in 0..1 with ``levels`` (quantised to that many levels,
     e.g. 256 for 8-bit sources), take the CDF-lookup road: one ``bincount`` over the whole
@@ -79,12 +83,17 @@ def equalize(batch: np.ndarray, *, levels: int | None = None) -> np.ndarray:
         # for the whole chunk of 64 at once, 10.8x 4 frames at a time (each frame's result
         # is its own, so the split changes nothing)
         per = max(1, CACHE_BYTES // max(1, 8 * int(np.prod(batch.shape[1:]))))
+        if exclude is not None:
+            exclude = np.broadcast_to(exclude, batch.shape)
         if len(batch) <= per:
-            return _equalize_levels(batch, levels)
+            return _equalize_levels(batch, levels, exclude)
         out = np.empty(batch.shape, np.float32)
         for start in range(0, len(batch), per):
-            out[start:start + per] = _equalize_levels(batch[start:start + per], levels)
+            part = None if exclude is None else exclude[start:start + per]
+            out[start:start + per] = _equalize_levels(batch[start:start + per], levels, part)
         return out
+    if exclude is not None:
+        raise ValueError("exclude is for integer batches: mark a float batch's missing pixels NaN")
     n = len(batch)
     x = batch.reshape(n, -1).astype(np.float64)
     nan = np.isnan(x)
@@ -104,7 +113,7 @@ def equalize(batch: np.ndarray, *, levels: int | None = None) -> np.ndarray:
     return out.reshape(batch.shape).astype(np.float32)
 
 
-def _equalize_levels(batch: np.ndarray, levels: int | None) -> np.ndarray:
+def _equalize_levels(batch: np.ndarray, levels: int | None, exclude: np.ndarray | None = None) -> np.ndarray:
     n = len(batch)
     flat = batch.reshape(n, -1)
     nan = None
@@ -129,6 +138,12 @@ def _equalize_levels(batch: np.ndarray, levels: int | None) -> np.ndarray:
     index += (np.arange(n, dtype=np.intp) * levels)[:, None]
     weights = None if nan is None else (~nan).ravel().astype(np.float32)
     counts = np.bincount(index.ravel(), weights=weights, minlength=n * levels).reshape(n, levels)
+    if exclude is not None:
+        # excluded pixels (padding: a fraction of each frame) counted, then taken back:
+        # cheaper than a float weight per pixel
+        excl = exclude.reshape(n, -1)
+        counts -= np.bincount(index[excl], minlength=n * levels).reshape(n, levels)
+        nan = excl if excl.any() else None
     cdf = (np.cumsum(counts, axis=1) / np.maximum(counts.sum(axis=1, keepdims=True), 1)).astype(np.float32)
     out = cdf.ravel()[index]
     if nan is not None:
