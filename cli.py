@@ -206,9 +206,12 @@ def leakage(ctx, split_dirs, manifest, verdicts, fmt, no_index, workers):
               metavar="DIR", help="Name the split column of the index by folder. Example: --split-dir data/train")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="Summary as text or JSON. Example: --format json")
+@click.option("--workers", "-j", type=click.IntRange(0), default=None,
+              help="Worker processes decoding photos (default: one per core; 1 runs in this process). "
+                   "Example: -j 2")
 @click.pass_context
 def export_cmd(ctx, out, where, exclude_flags, exclude_verdicts, all_members, size, fit_mode, dtype, method,
-               channels, split_dirs, fmt):
+               channels, split_dirs, fmt, workers):
     """Write the database's images (one per duplicate group by default) as one N x C x H x W
     array in OUT.npz (key x), with OUT.csv mapping each row to its file, frame, split,
     group and keeper. Streams in chunks: memory holds one chunk, whatever N.
@@ -231,7 +234,8 @@ def export_cmd(ctx, out, where, exclude_flags, exclude_verdicts, all_members, si
     if dtype == "uint8" and method == "zscore":
         _fail("--normalize zscore gives negative values: use --dtype float32", EXIT_USAGE)
     session = _session(ctx, readonly=True)
-    opts = ExportOptions(size=tuple(size), fit=fit_mode, dtype=dtype, normalize=method, channels=int(channels))
+    opts = ExportOptions(size=tuple(size), fit=fit_mode, dtype=dtype, normalize=method, channels=int(channels),
+                         workers=workers or None)
     try:
         result = export(session.engine, out, opts, where=where, exclude_flags=flags, exclude_verdicts=verdicts,
                         keepers_only=not all_members,
