@@ -203,12 +203,14 @@ def fitted_chunks(rows: list[ExportRow], opts: ExportOptions,
 
 
 def _normalised(batch: np.ndarray, levels: np.ndarray, pad: np.ndarray, opts: ExportOptions,
-                mean, std) -> np.ndarray:
+                mean, std, buffer: np.ndarray | None = None) -> np.ndarray:
     if opts.normalize == "equalize":
         if batch.dtype == np.uint8:
             # the 8-bit road: the integer CDF lookup, padding left out of each CDF (the
-            # same values as the float road at 256 levels: those quantise back to these)
-            return nz.equalize(batch, exclude=pad[:, None], fill=0.0)
+            # same values as the float road at 256 levels: those quantise back to these),
+            # into the export's one chunk buffer
+            out = None if buffer is None or len(buffer) < len(batch) else buffer[:len(batch)]
+            return nz.equalize(batch, exclude=pad[:, None], fill=0.0, out=out)
         # quantised to each source's levels (8-bit: 256, 16-bit: 65536), the CDF lookup
         # is O(pixels) and each image's result does not depend on its chunk-mates
         out = np.empty(batch.shape, np.float32)
@@ -284,9 +286,10 @@ def _write(out, rows, opts, skipped, mean, std, split) -> ExportResult:
     stream = NpzStream(out, shape, np.dtype(opts.dtype))
     index_path = out.with_suffix(".csv")
     written: list[ExportRow] = []
+    buffer = np.empty((min(opts.chunk, len(rows)), *shape[1:]), np.float32)
     try:
         for chunk_rows, batch, levels, pad in fitted_chunks(rows, opts, skipped):
-            values = _normalised(batch, levels, pad, opts, mean, std)
+            values = _normalised(batch, levels, pad, opts, mean, std, buffer)
             if not (batch.dtype == np.uint8 and opts.normalize == "equalize"):  # that one fills its padding
                 values[np.broadcast_to(pad[:, None], values.shape)] = 0.0
             stream.write(_encode(values, opts.dtype))
