@@ -18,7 +18,8 @@ with the machine's load):
                224x224 (decode, fit, normalise, stream; whole command in a child, start-up
                included) in img/s, against the per-image loop a user would write (Pillow
                decode + Lanczos resize, np.histogram + np.interp; first 1,000 photos) in
-               this process, same run.
+               this process, same run; then in CPU time: a second export with -j 1 (all
+               its CPU in RUSAGE_CHILDREN) against the loop's process time, with the load.
 
     PYTHONPATH=. python bench/datasets.py [--frames 96108] [--images 10000] [--photos 10000]
                                           [--only stats,index,equalize,export]
