@@ -67,6 +67,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -80,7 +81,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from indexer.measure import orient
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+# ../shared/data beside the checkout; PHOTOQA_SHARED_DATA (as the tests read it) from a
+# worktree elsewhere, whose ../shared does not exist
+DATA = Path(os.environ.get("PHOTOQA_SHARED_DATA") or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
 FOUND = ("same_file", "same_pixels", "derived", "exposure_variant")
 EXIF_FOR = {"rot90": 6, "rot180": 3, "flip_h": 2}  # stored pixels -> displayed = original
 
