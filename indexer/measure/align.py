@@ -399,7 +399,7 @@ def _overlap(a_shape, b_shape_in_a, x: float, y: float) -> tuple[float, float]:
 def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coarse_steps: int = 8,
                  fine_step: float = 0.015, upsample: int = 10,
                  scale_hint: float | None = None, hint_peak: float = 0.3,
-                 sure_peak: float = 0.9) -> Alignment:
+                 sure_peak: float = 0.9, search: dict | None = None) -> Alignment:
     """Register grey thumbnail ``b`` onto grey thumbnail ``a`` (both 2-D, any size).
 
     ``b`` must already be in ``a``'s orientation (apply the matched D4 transform first).
@@ -410,7 +410,10 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
     search when its peak reaches ``hint_peak`` (distinct images peak at <= 0.12, copies
     at >= 0.35). A 20% crop is a magnification of 1.25. A hinted scale whose peak
     reaches ``sure_peak`` is kept without trying its neighbours on the fine ladder (see
-    :func:`_refine`).
+    :func:`_refine`). ``search``: a memo of the unhinted search for these same two
+    images (a dict, empty at first): a failed hint, or no hint, returns
+    ``search["alignment"]`` when present, else searches and stores the result there (the
+    engine tries several hints of one pair, each failing into the same ~8 ms search).
     Returns :class:`Alignment` in ``a``'s thumbnail pixels.
     """
     ra, rb = rank_normalise(a), rank_normalise(b)
@@ -423,13 +426,18 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
         found = _refine(f_a, rb, hint, k, fine_step, canvas, upsample, sure_peak=sure_peak)
         if found[0].peak >= hint_peak:
             return _result(a.shape, *found)
+    if search is not None and "alignment" in search:
+        return search["alignment"]
     grid = list(max_scale ** (np.arange(-coarse_steps, coarse_steps + 1) / coarse_steps))
     small = min(a.shape) >= 32 and min(b.shape) >= 32
     if small:
         coarse = _coarse_scale(ra, rb, grid, max_scale)
     else:  # tiny thumbnails: search the grid at full resolution
         coarse = _best_scale(f_a, rb, grid, canvas)
-    return _result(a.shape, *_refine(f_a, rb, coarse, k, fine_step, canvas, upsample))
+    found = _result(a.shape, *_refine(f_a, rb, coarse, k, fine_step, canvas, upsample))
+    if search is not None:
+        search["alignment"] = found
+    return found
 
 
 def _refine(f_a, rb, centre: float, k: int, step: float, canvas, upsample: int, *,
