@@ -261,6 +261,11 @@ def srgb_linear(v8: np.ndarray) -> np.ndarray:
 
 
 _LINEAR = srgb_linear(np.arange(256))  # the same numbers by lookup: a power per pixel cost ~0.2 ms
+# log2(lin(b) / lin(a)) for every pair of 8-bit levels, row a, column b (levels 0 give
+# inf/nan but are never looked up: exposure_offset keeps 8 < level < 247): one lookup
+# per pixel instead of two lookups, a division and a log2 (~0.1 ms a compare, 2026-12-07)
+with np.errstate(divide="ignore", invalid="ignore"):
+    _LOG_RATIO = np.log2(_LINEAR[None, :] / _LINEAR[:, None])
 
 
 def exposure_offset(a: np.ndarray, b: np.ndarray, *, low: int = 8, high: int = 247) -> float:
@@ -270,7 +275,7 @@ def exposure_offset(a: np.ndarray, b: np.ndarray, *, low: int = 8, high: int = 2
         return 0.0
     a, b = np.asarray(a)[ok], np.asarray(b)[ok]
     if a.dtype == b.dtype == np.uint8:
-        return float(np.median(np.log2(_LINEAR[b] / _LINEAR[a])))
+        return float(np.median(_LOG_RATIO[a, b]))
     return float(np.median(np.log2(srgb_linear(b) / srgb_linear(a))))
 
 
