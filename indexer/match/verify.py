@@ -275,7 +275,7 @@ def exposure_offset(a: np.ndarray, b: np.ndarray, *, low: int = 8, high: int = 2
         return 0.0
     a, b = np.asarray(a)[ok], np.asarray(b)[ok]
     if a.dtype == b.dtype == np.uint8:
-        return float(np.median(_LOG_RATIO[a, b]))
+        return float(np.median(_LOG_RATIO.ravel()[a.astype(np.intp) * 256 + b]))
     return float(np.median(np.log2(srgb_linear(b) / srgb_linear(a))))
 
 
