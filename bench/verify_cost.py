@@ -5,9 +5,11 @@ Builds seeded pairs from the 24 Kodak photos (``../shared/data/photos/kodak``): 
 a rotation or flip, Gaussian blur 1-2 px) and distinct pairs. Each image is reduced to
 the indexer's working size (long side 256) and measured with ``features.measure`` for
 its 128-px grey thumbnail and histograms. Each pair is compared as the engine first
-does (its true scale as the hint; copies then stop) and with the full scale search
-(``scale_hint=None``, what a pair whose hints fail costs in addition). Prints, per
-kind of call, the median and 90th percentile over pairs of the per-call CPU time
+does (``hinted``: its true scale as the hint; copies then stop), with the full scale
+search (``full search``: ``scale_hint=None``), and as the engine's ``run_job`` pays for
+a pair with one hint (``as run_job``: the hint, then no hint unless the first call gave
+a copy, sharing one ``searched`` memo where the code has it). Prints, per kind of call,
+the median and 90th percentile over pairs of the per-call CPU time
 (``time.process_time``; each call's minimum over ``--repeat`` runs, as the machine is
 shared), and the same for baselines measured in the same run:
 
@@ -16,7 +18,10 @@ shared), and the same for baselines measured in the same run:
   cost unit of one registration;
 * ``--against REV`` (e.g. ``main``): ``compare`` with the verification code
   (:data:`AT_REV`: align, verify and their kernels) as of git revision ``REV`` (loaded
-  from ``git show``), so before/after figures come from one run on the same pairs; the
+  from ``git show``), timed interleaved with this code pair by pair and turn by turn
+  (a load change mid-run falls on both alike), so before/after figures come from one
+  run on the same pairs, with the median of the per-pair ratios beside the ratio of
+  medians; the
   largest difference of any Evidence field between the two, and the verdicts that
   differ, are printed for copies and for distinct pairs.
 
