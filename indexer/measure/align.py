@@ -416,7 +416,8 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
     search when its peak reaches ``hint_peak`` (distinct images peak at <= 0.12, copies
     at >= 0.35). A 20% crop is a magnification of 1.25. A hinted scale whose peak
     reaches ``sure_peak`` is kept without trying its neighbours on the fine ladder (see
-    :func:`_refine`). ``search``: a memo of the unhinted search for these same two
+    :func:`_refine`), and so is the coarse search's best (at most half a coarse step,
+    1.9%, from the true scale). ``search``: a memo of the unhinted search for these same two
     images (a dict, empty at first): a failed hint, or no hint, returns
     ``search["alignment"]`` when present, else searches and stores the result there (the
     engine tries several hints of one pair, each failing into the same ~8 ms search).
@@ -440,7 +441,7 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
         coarse = _coarse_scale(ra, rb, grid, max_scale)
     else:  # tiny thumbnails: search the grid at full resolution
         coarse = _best_scale(f_a, rb, grid, canvas)
-    found = _result(a.shape, *_refine(f_a, rb, coarse, k, fine_step, canvas, upsample))
+    found = _result(a.shape, *_refine(f_a, rb, coarse, k, fine_step, canvas, upsample, sure_peak=sure_peak))
     if search is not None:
         search["alignment"] = found
     return found
@@ -461,7 +462,8 @@ def _refine(f_a, rb, centre: float, k: int, step: float, canvas, upsample: int, 
     ``bench/verify_cost.py`` (resize, crop, shift, exposure, rotation, blur): with the
     hint moved 0.4-3% off the true scale (144 copies x 10 offsets), a neighbour beat the
     centre only while the centre peaked at <= 0.81 (e.g. 0.80 against 0.91, hint 2% off);
-    with true hints (216 copies), only at <= 0.58. Same-size copies (hint 1.0) peak at 0.95-1.0, so most stop at one scale.
+    with true hints (216 copies), only at <= 0.58. Same-size copies (hint 1.0) peak at
+    0.95-1.0, so most stop at one scale.
     """
     # Fine scales are ranked by the sub-pixel (upsampled) peak: whole-pixel peaks favour
     # a wrong scale that happens to put the shift on a whole pixel.
