@@ -27,6 +27,22 @@ shared), and the same for baselines measured in the same run:
 
     PYTHONPATH=. python bench/verify_cost.py [--data ../shared/data] [--pairs 48] [--repeat 3] [--against main]
 
+Measured 2026-12-07 (issue 13 item 2, the sure-peak stop, counted ranks of levels, one
+unhinted search per pair in run_job), interleaved ``--against main`` (7d3d80c), 48
+pairs, repeat 3, CPU ms per call, median / p90 (ratio of medians, median per-pair ratio):
+
+    load 10         this            main            ratio
+    hinted          5.8 / 18.2      6.7 / 17.4      x1.17  (per pair x1.07)
+    full search     11.6 / 14.9     11.4 / 15.3     x0.98  (per pair x1.01)
+    as run_job      6.0 / 18.2      7.0 / 30.5      x1.17  (per pair x1.38)
+    plain           0.7 / 0.9
+    load 5, with neardup_eval.py running beside it (plain 1.0):
+    hinted          5.8 / 15.4      6.0 / 15.2      x1.03  (per pair x1.06)
+    as run_job      5.7 / 16.5      5.9 / 27.9      x1.02  (per pair x1.45)
+
+Evidence equal to main's to the bit on all 144 calls, 0 verdicts differ. Copies that
+settle at one scale are ~30% sooner; crops and shifts (the median pair) still try three.
+
 Measured 2026-12-03 (issue 13 item 2), shared 2-core machine at load average 7-10,
 48 pairs, repeat 3, ``--against main`` (main = ddadb1b), CPU ms per call, median / p90:
 
