@@ -81,9 +81,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from indexer.measure import orient
 
-# ../shared/data beside the checkout; PHOTOQA_SHARED_DATA (as the tests read it) from a
-# worktree elsewhere, whose ../shared does not exist
-DATA = Path(os.environ.get("PHOTOQA_SHARED_DATA") or Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+DATA = Path(os.environ.get("PHOTOQA_SHARED_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
 FOUND = ("same_file", "same_pixels", "derived", "exposure_variant")
 EXIF_FOR = {"rot90": 6, "rot180": 3, "flip_h": 2}  # stored pixels -> displayed = original
 

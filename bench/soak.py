@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -46,12 +48,14 @@ def scene(rng: np.random.Generator, long_side: int) -> np.ndarray:
     return arr
 
 
-def generate(root: Path, files: int, dupes: float, seed: int = 0) -> int:
-    """Write the archive; returns how many files are copies of another."""
-    rng, pick = np.random.default_rng(seed), random.Random(seed)
+def _generate_chunk(job: tuple[Path, int, int, float, int]) -> int:
+    """Files ``start`` to ``stop - 1`` of the archive (seeded by chunk, so chunks can be made in parallel);
+    copies are of earlier files of the same chunk. Returns how many are copies."""
+    root, start, stop, dupes, seed = job
+    rng, pick = np.random.default_rng((seed, start)), random.Random(seed * 1_000_003 + start)
     written: list[Path] = []
     copies = 0
-    for i in range(files):
+    for i in range(start, stop):
         folder = root / f"d{i % 50:02}" / f"e{(i // 50) % 20:02}"
         folder.mkdir(parents=True, exist_ok=True)
         if written and pick.random() < dupes:
@@ -71,6 +75,14 @@ def generate(root: Path, files: int, dupes: float, seed: int = 0) -> int:
         path.write_bytes(buf.getvalue())
         written.append(path)
     return copies
+
+
+def generate(root: Path, files: int, dupes: float, seed: int = 0, processes: int = 2) -> int:
+    """Write the archive (in ``processes`` processes, chunks of 1,000 files); returns how many files are
+    copies of another."""
+    jobs = [(root, start, min(start + 1000, files), dupes, seed) for start in range(0, files, 1000)]
+    with multiprocessing.Pool(processes) as pool:
+        return sum(pool.imap_unordered(_generate_chunk, jobs))
 
 
 def tree_rss(pid: int) -> dict[int, tuple[str, int]]:
@@ -101,6 +113,19 @@ def tree_rss(pid: int) -> dict[int, tuple[str, int]]:
     return out
 
 
+def cpu_seconds(pids) -> float:
+    """User + system CPU seconds so far of ``pids`` (those still alive)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def count(db: Path) -> int:
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
@@ -126,39 +151,68 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--every", type=float, default=5.0)
     parser.add_argument("--keep", type=Path, default=None, help="folder to keep the archive and database in")
+    parser.add_argument("--stop-after", type=float, default=None,
+                        help="seconds of indexing after which to stop it with Ctrl-C (SIGINT) and report on what "
+                             "was stored (the largest size reached, when the whole archive cannot finish in time)")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="photoqa-soak-"))
     photos, db = root / "photos", root / "soak.db"
     started = time.perf_counter()
-    copies = generate(photos, args.files, args.dupes)
-    print(f"generated {args.files} files ({copies} copies) in {time.perf_counter() - started:.0f} s under {root}")
+    if (root / "generated").exists():  # a rerun over a kept archive
+        copies = int((root / "generated").read_text())
+    else:
+        copies = generate(photos, args.files, args.dupes)
+        (root / "generated").write_text(str(copies))
+    print(f"generated {args.files} files ({copies} copies) in {time.perf_counter() - started:.0f} s under {root}",
+          flush=True)
     process = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "--db", str(db), "index", str(photos),
                                 "-j", str(args.workers)], env={**os.environ, "PYTHONPATH": str(REPO)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak: dict[str, int] = {}
+    peak: dict[tuple[str, int], int] = {}  # (name, pid) -> peak RSS bytes: each worker on its own
     rates, last_n, last_t = [], 0, time.perf_counter()
     t0 = last_t
+    interrupted = False
+    cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample (a pid gone keeps its last)
+    last_cpu = 0.0
     while process.poll() is None:
         time.sleep(args.every)
-        for _pid, (name, rss) in tree_rss(process.pid).items():
-            key = "command" if _pid == process.pid else name
+        tree = tree_rss(process.pid)
+        for pid in tree:
+            cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds([pid]))
+        for pid, (name, rss) in tree.items():
+            key = ("command" if pid == process.pid else name, pid)
             peak[key] = max(peak.get(key, 0), rss)
         n, now = count(db), time.perf_counter()
         if n > last_n:
             rates.append(((now - t0), (n - last_n) / (now - last_t)))
+            live = sorted(((k[0], v) for k, v in peak.items()), key=lambda kv: -kv[1])[:4]
+            # CPU per image moves less with the other jobs on the machine than img/s does
+            used = sum(cpu.values())
+            print(f"  t {now - t0:7.0f} s  rows {n:7}  {rates[-1][1]:6.1f} img/s  "
+                  f"{1000 * (used - last_cpu) / (n - last_n):5.0f} CPU ms/img  peak RSS so far: "
+                  + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in live), flush=True)
+            last_cpu = used
         last_n, last_t = n, now
+        if args.stop_after and not interrupted and now - t0 > args.stop_after:
+            process.send_signal(signal.SIGINT)  # index stores what is in flight, prints its summary, exits 130
+            interrupted = True
     out, err = process.communicate()
     total = time.perf_counter() - t0
     print(out.strip())
-    if process.returncode:
+    if process.returncode and not (interrupted and process.returncode == 130):
         print(err[-2000:])
         sys.exit(process.returncode)
+    if interrupted:
+        print(f"stopped after {total:.0f} s (--stop-after): {count(db)} of {args.files} files stored")
     print(f"indexed {count(db)} files in {total:.0f} s: {count(db) / total:.1f} img/s overall")
     baseline = rates[1][1] if len(rates) > 2 else (rates[0][1] if rates else 0)
     print("img/s over time (t s: img/s, ratio to the first full interval):")
     for t, rate in rates:
         print(f"  {t:7.0f}: {rate:7.1f}  {rate / baseline if baseline else 0:5.2f}")
-    print("peak RSS: " + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in sorted(peak.items())))
+    command = max(v for (k, _p), v in peak.items() if k == "command")
+    others = sorted(((k, p, v) for (k, p), v in peak.items() if k != "command"), key=lambda kpv: -kpv[2])
+    print(f"peak RSS: the command {command / 2**20:.0f} MB; {len(others)} other processes (workers, forkserver, "
+          "resource tracker), each: " + ", ".join(f"{k}[{p}] {v / 2**20:.0f} MB" for k, p, v in others))
     size = sum(p.stat().st_size for p in root.glob("soak.db*") if p.is_file())
     print(f"database + WAL: {size / 2**20:.1f} MB, {size / max(count(db), 1):.0f} bytes per image")
     startup = min(cli("--version") for _ in range(3))

@@ -12,6 +12,7 @@ file); PostgreSQL never needs it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -52,6 +53,25 @@ def _server_gone(exc: DBAPIError) -> bool:
 
 RECONNECT_SECONDS = 60.0  # a PostgreSQL restart measured 1-3 s here; a failover can take longer
 
+_listeners = threading.local()  # per thread: a daemon's writes all run on its own thread
+
+
+def on_reconnect(listener: Callable[[str, str], None]) -> Callable[[], None]:
+    """Have :func:`retry_locked` on this thread call ``listener(event, detail)`` when it
+    loses the server (event "disconnected") and when a transaction went through again after that
+    ("reconnected"); returns the function that removes the listener. ``watch`` logs both,
+    so a restart of the server shows in the daemon's log rather than as a silent stall.
+    """
+    if not hasattr(_listeners, "all"):
+        _listeners.all = []
+    _listeners.all.append(listener)
+    return lambda: _listeners.all.remove(listener)
+
+
+def _tell(event: str, detail: str) -> None:
+    for listener in list(getattr(_listeners, "all", ())):
+        listener(event, detail)
+
 
 def retry_locked(fn: Callable[[], T], *, attempts: int = 8, first_wait: float = 0.05,
                  reconnect_seconds: float = RECONNECT_SECONDS) -> T:
@@ -67,11 +87,17 @@ def retry_locked(fn: Callable[[], T], *, attempts: int = 8, first_wait: float = 
     wait = first_wait
     attempt = 0
     deadline = time.monotonic() + reconnect_seconds
+    lost_at: float | None = None
     while True:
         try:
-            return fn()
+            result = fn()
         except DBAPIError as exc:
             if _server_gone(exc) and time.monotonic() < deadline:
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    first = (str(exc.orig).strip().splitlines() or [""])[0][:200]
+                    _tell("disconnected", f"{type(exc.orig).__name__}: {first}; trying again every second "
+                                  f"for up to {reconnect_seconds:g} s")
                 time.sleep(1.0)
                 continue
             attempt += 1
@@ -79,6 +105,11 @@ def retry_locked(fn: Callable[[], T], *, attempts: int = 8, first_wait: float = 
                 raise
             time.sleep(wait)
             wait = min(wait * 2, 2.0)
+            continue
+        if lost_at is not None:
+            _tell("reconnected", f"the server answered again after {time.monotonic() - lost_at:.1f} s; "
+                                 "the interrupted transaction ran again")
+        return result
 
 
 # --- heartbeats -------------------------------------------------------------------------

@@ -5,37 +5,18 @@ connections elsewhere.
 """
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable
 
-import numpy as np
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
+from db.blobs import pack_hist, pack_thumb, unpack_hist, unpack_thumb  # noqa: F401 - re-exported
 from db.groups import old_members, refresh_groups
 from db.models import Camera, Failure, Image, Pair
 from db.records import FileState, utcnow  # noqa: F401 - NumPy-free home of both; re-exported for the writers
 from indexer.match.groups import GroupRule
 from indexer.measure import hashes, orient
 from indexer.outcomes import Failed, Indexed, Task, Unchanged
-
-
-def pack_hist(hist: np.ndarray) -> bytes:
-    return zlib.compress(np.asarray(hist, dtype="<u4").tobytes(), 6)
-
-
-def unpack_hist(blob: bytes) -> np.ndarray:
-    """uint32 (4, 256): R, G, B, luma counts."""
-    return np.frombuffer(zlib.decompress(blob), dtype="<u4").reshape(4, 256).astype(np.uint32)
-
-
-def pack_thumb(thumb: np.ndarray) -> bytes:
-    return zlib.compress(np.ascontiguousarray(thumb, dtype=np.uint8).tobytes(), 6)
-
-
-def unpack_thumb(blob: bytes, width: int, height: int) -> np.ndarray:
-    """uint8 grey (height, width)."""
-    return np.frombuffer(zlib.decompress(blob), dtype=np.uint8).reshape(height, width).copy()
 
 
 def image_values(result: Indexed, camera_id: int | None) -> dict:
@@ -54,23 +35,24 @@ def image_values(result: Indexed, camera_id: int | None) -> dict:
         f_number=cap.f_number, iso=cap.iso, focal_length=cap.focal_length,
         decoder=d.decoder[:32], features_version=_features_version(), indexed_at=utcnow(),
         phash=f.phash, dhash=f.dhash, phash_d4=hashes.pack(f.phash_d4),
-        phash_crops=hashes.pack(f.phash_crops), hist=pack_hist(f.hist),
+        phash_crops=hashes.pack(f.phash_crops), hist=result.blobs[1] if result.blobs else pack_hist(f.hist),
         luma_mean=f.luma_mean, luma_std=f.luma_std, luma_p1=f.luma_p1, luma_p50=f.luma_p50,
         luma_p99=f.luma_p99, clip_high=f.clip_high, clip_low=f.clip_low, entropy=f.entropy,
         sharpness=f.sharpness, colourfulness=f.colourfulness, ev=f.ev,
-        thumb=pack_thumb(f.thumb), thumb_width=int(f.thumb.shape[1]), thumb_height=int(f.thumb.shape[0]),
+        thumb=result.blobs[0] if result.blobs else pack_thumb(f.thumb), thumb_width=int(f.thumb.shape[1]), thumb_height=int(f.thumb.shape[0]),
     )
 
 
 def pair_partners(conn, image_ids: Iterable[int]) -> set[int]:
     """The other ends of the pairs of ``image_ids``."""
     out: set[int] = set()
-    ids = sorted(set(image_ids))
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        out.update(conn.execute(select(Pair.b_id).where(Pair.a_id.in_(chunk))).scalars())
-        out.update(conn.execute(select(Pair.a_id).where(Pair.b_id.in_(chunk))).scalars())
+    for chunk in _chunks(sorted(set(image_ids))):
+        out.update(conn.execute(_PAIR_PARTNERS, {"ids": chunk}).scalars())
     return out
+
+
+_IDS = bindparam("ids", expanding=True)
+_PAIR_PARTNERS = union_all(select(Pair.b_id).where(Pair.a_id.in_(_IDS)), select(Pair.a_id).where(Pair.b_id.in_(_IDS)))
 
 
 def delete_pairs_of(conn, image_id: int) -> set[int]:
@@ -79,6 +61,11 @@ def delete_pairs_of(conn, image_id: int) -> set[int]:
     partners = pair_partners(conn, [image_id])
     conn.execute(delete(Pair).where((Pair.a_id == image_id) | (Pair.b_id == image_id)))
     return partners
+
+
+def _chunks(items: list, size: int = 500) -> Iterable[list]:
+    for start in range(0, len(items), size):  # bound the IN list
+        yield items[start:start + size]
 
 
 def _features_version() -> int:
@@ -94,6 +81,10 @@ _IMAGES = Image.__table__
 # matching sees of a row (see migration 0004); O(log n) through its index
 _NEXT_REVISION = select(func.coalesce(func.max(_IMAGES.c.revision), 0) + 1).scalar_subquery()
 _INSERT_IMAGE = insert(_IMAGES).values(revision=_NEXT_REVISION).returning(_IMAGES.c.id)
+# many rows, revisions given, no RETURNING: with RETURNING in parameter order, SQLAlchemy
+# sends SQLite one INSERT per row (its RETURNING order is not guaranteed); without it, one
+# executemany, and the ids are read back by path
+_INSERT_IMAGES = insert(_IMAGES)
 _UPDATE_IMAGE = update(_IMAGES).where(_IMAGES.c.id == bindparam("image_id_")).values(revision=_NEXT_REVISION)
 _IMAGE_BY_PATH = select(_IMAGES.c.id, _IMAGES.c.sha256).where(_IMAGES.c.path == bindparam("p"))
 _DELETE_FAILURE = delete(Failure.__table__).where(Failure.__table__.c.path == bindparam("p"))
@@ -164,16 +155,70 @@ class Store:
                 if existing is None:
                     image_id = conn.execute(_INSERT_IMAGE, values).scalar_one()
                 else:
-                    image_id, old_sha = existing
-                    conn.execute(_UPDATE_IMAGE, {**values, "image_id_": image_id})
-                    partners = {image_id}
-                    if old_sha != values["sha256"]:
-                        partners |= delete_pairs_of(conn, image_id)
-                    refresh_groups(conn, partners, self.group_rule)
+                    image_id = self._replace(conn, values, *existing)
                 conn.execute(_DELETE_FAILURE, {"p": values["path"]})
         except Exception:
             self._cameras.clear()  # a rolled-back camera insert must not stay cached
             raise
+        return image_id
+
+    def save_batch(self, results: list[Indexed]) -> list[int]:
+        """Store many analysed files in one transaction; returns their image ids, in order.
+
+        What :meth:`save_indexed` does for each, with one executemany INSERT of the new rows
+        (revisions stamped in order, as one at a time would; ids read back by path), one
+        look-up of existing paths and one failure-row delete per 500 paths; replaced rows go through
+        the path of :meth:`save_indexed` in the same transaction, and their groups are
+        refreshed once. All or nothing: any error rolls the whole batch back and is
+        raised (the caller stores the files one by one, so one bad row fails one file).
+        Rows/s into PostgreSQL in batches of 200: 1,260 against 347 one at a time in the same
+        run at load 4 (bench/writer_throughput.py, 2026-12-07; docs/BENCHMARKS.md).
+        """
+        if not results:
+            return []
+        try:
+            with self.engine.begin() as conn:
+                values = [image_values(r, self._camera_id(conn, r.decoded.meta.camera)) for r in results]
+                paths = [v["path"] for v in values]
+                if len(set(paths)) != len(paths):
+                    raise ValueError("a path twice in one batch")  # the caller stores them in order
+                existing: dict[str, tuple[int, str]] = {}
+                for chunk in _chunks(paths):
+                    existing.update((r[0], (r[1], r[2])) for r in conn.execute(
+                        select(_IMAGES.c.path, _IMAGES.c.id, _IMAGES.c.sha256).where(_IMAGES.c.path.in_(chunk))))
+                new = [v for v in values if v["path"] not in existing]
+                ids: dict[str, int] = {}
+                if new:
+                    first = conn.execute(select(func.coalesce(func.max(_IMAGES.c.revision), 0))).scalar_one()
+                    stamped = [{**v, "revision": first + 1 + i} for i, v in enumerate(new)]
+                    conn.execute(_INSERT_IMAGES, stamped)
+                    for chunk in _chunks([v["path"] for v in new]):
+                        ids.update((r[0], r[1]) for r in conn.execute(
+                            select(_IMAGES.c.path, _IMAGES.c.id).where(_IMAGES.c.path.in_(chunk))))
+                partners: set[int] = set()
+                for v in values:
+                    if v["path"] in existing:
+                        ids[v["path"]] = self._replace(conn, v, *existing[v["path"]], refresh=partners)
+                for chunk in _chunks(paths):
+                    conn.execute(delete(Failure.__table__).where(Failure.__table__.c.path.in_(chunk)))
+                if partners:
+                    refresh_groups(conn, partners, self.group_rule)
+        except Exception:
+            self._cameras.clear()
+            raise
+        return [ids[p] for p in paths]
+
+    def _replace(self, conn, values: dict, image_id: int, old_sha: str, *, refresh: set[int] | None = None) -> int:
+        """Overwrite row ``image_id`` with ``values``; its groups are refreshed now, or
+        their seeds added to ``refresh`` for the caller to refresh once."""
+        conn.execute(_UPDATE_IMAGE, {**values, "image_id_": image_id})
+        partners = {image_id}
+        if old_sha != values["sha256"]:
+            partners |= delete_pairs_of(conn, image_id)
+        if refresh is None:
+            refresh_groups(conn, partners, self.group_rule)
+        else:
+            refresh |= partners
         return image_id
 
     def save_failure(self, result: Failed) -> None:

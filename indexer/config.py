@@ -26,6 +26,14 @@ from indexer.match.params import MatchParams
 from indexer.match.verdict import DEFAULT_GROUP_VERDICTS, MatchThresholds
 from indexer.measure.sizes import THUMB_SIZE
 
+# The writer's batches (issue 19): one transaction per batch of analysed files. Rows per
+# second into PostgreSQL (bench/writer_throughput.py, 2026-12-07): batches of 200 1,260
+# against 347 one transaction per file at load 4 (3.6x), 11-13x at load 22-26.
+WRITE_BATCH = 200
+# index only: once an outcome is ready, wait this long for more to join its batch (5 ms
+# is under 1% of a file's ~0.5 s of decoding on one core, so workers never notice)
+WRITE_WAIT_MS = 5.0
+
 
 class ConfigError(ValueError):
     """A configuration file is unreadable or names an unknown setting."""
@@ -47,6 +55,11 @@ class IndexSettings:
         workers of that Dask scheduler, which read the files from the same paths
         (docs/CLUSTER.md; needs ``pip install 'photoqa[cluster]'``).
     cluster_wait: seconds to wait for the scheduler to answer and for its first worker.
+    write_batch: at most this many analysed files stored by the writer in one transaction
+        (one executemany per table): what is ready when the writer comes back for more,
+        never waited for (db.store.Store.save_batch).
+    write_wait_ms: how long ``index`` waits for more outcomes to join a batch once one is
+        ready (the watch daemon never waits: its latency matters more).
     """
 
     work_size: int = WORK_SIZE
@@ -56,6 +69,8 @@ class IndexSettings:
     workers: int = 0
     cluster: str = ""
     cluster_wait: float = 60.0
+    write_batch: int = WRITE_BATCH
+    write_wait_ms: float = WRITE_WAIT_MS
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ class Indexed:
     warnings: list[str] = field(default_factory=list)
     # a learnt frame's residual statistics, computed by the worker (full-size data dropped)
     sensor: FrameDelta | None = None
+    # (thumb, hist) as stored (db.blobs), packed by the worker: zlib was half of the one
+    # writer's CPU per row in batches (issue 19); None: the writer packs them
+    blobs: tuple[bytes, bytes] | None = None
 
 
 @dataclass

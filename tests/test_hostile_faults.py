@@ -141,7 +141,8 @@ def test_permission_flipped_between_scan_and_read(tmp_path):
         return analyse(task, *args)
 
     session = open_session(str(tmp_path / "photoqa.db"))
-    summary = index_paths([folder], session.store, session.settings.index, workers=1, work=flip)
+    summary = index_paths([folder], session.store, session.settings.index, workers=1, work=flip,
+                          inline=True)  # a closure: cannot be sent to a worker
     assert summary.failed == 1
     session.engine.dispose()
 

@@ -149,3 +149,20 @@ def test_a_crashing_decoder_becomes_a_crash_row_and_the_run_goes_on(tmp_path, pl
         rows = conn.exec_driver_sql("SELECT path, kind, message FROM failures").all()
     session.engine.dispose()
     assert rows == [(str(photos / f"{planted}-me.jpg"), "crash", CRASH_MESSAGE)]
+
+
+def test_one_worker_still_decodes_in_a_child_so_a_crash_is_a_row(tmp_path):
+    """``-j 1`` decoded in the command's own process: a segfault there ended the whole run
+    (no summary, no rows after it). One worker is a child process too."""
+    photos = tmp_path / "photos"
+    for i, name in enumerate(("a0", "a1", "a2", "z0", "z1")):
+        F.write_jpeg(photos / f"{name}.jpg", F.scene(i))
+    F.write_jpeg(photos / "segv-me.jpg", F.scene(20))  # in the middle of the run (walked in name order)
+    session = open_session(str(tmp_path / "photoqa.db"))
+    summary = index_paths([photos], session.store, session.settings.index, workers=1, work=crash_on_planted)
+    assert (summary.indexed, summary.failed) == (5, 1)
+    with session.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT path, kind, message FROM failures").all()
+        assert conn.exec_driver_sql("SELECT count(*) FROM images").scalar() == 5
+    session.engine.dispose()
+    assert rows == [(str(photos / "segv-me.jpg"), "crash", CRASH_MESSAGE)]

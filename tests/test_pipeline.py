@@ -33,7 +33,9 @@ def session(tmp_path):
 
 
 def run(session, *roots, workers=1):
-    return index_paths(list(roots), session.store, session.settings.index, workers=workers)
+    # one worker: decoded in this process, as these tests check the pipeline's logic (and one
+    # monkeypatches the decoder); tests/test_hostile_run.py checks that -j 1 isolates a crash
+    return index_paths(list(roots), session.store, session.settings.index, workers=workers, inline=workers == 1)
 
 
 def rows(session, sql, **params):

@@ -226,8 +226,12 @@ def test_index_sends_the_live_plan_with_each_file(tmp_path):
     tasks = [Task(str(tmp_path / f"{i}.jpg"), 1, 1) for i in range(6)]
     plans = iter(["first", "first", "second", "second", "third", "third"])
     seen = [o for o in run_outcomes(tasks, IndexSettings(), 1, frozenset(), work=_echo_plan,
-                                    plan_now=lambda: next(plans))]
+                                    plan_now=lambda: next(plans), inline=True)]
     assert seen == ["first", "first", "second", "second", "third", "third"]
+    plans = iter(["first", "first", "second", "second", "third", "third"])
+    pooled = [o for o in run_outcomes(tasks, IndexSettings(), 1, frozenset(), work=_echo_plan,
+                                      plan_now=lambda: next(plans))]  # one worker process
+    assert sorted(pooled) == ["first", "first", "second", "second", "third", "third"]
 
 
 def _echo_plan(task, settings=None, moves=None, plan=None):

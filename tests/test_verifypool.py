@@ -45,6 +45,7 @@ def test_pool_and_inline_agree(pool_after):
 def test_same_content_in_flight_runs_once_and_answers_every_waiter():
     m, jobs = _jobs()
     v = Verifier(m.th, m.max_transforms, workers=1, pool_after=0.0)
+    v.start(wait_ready=True)
     try:
         for tag in ("first", "second", "third"):
             v.submit(tag, jobs[0])
@@ -63,6 +64,7 @@ def test_a_dead_worker_costs_nothing(monkeypatch):
     """A pool whose worker died (OOM killer, kill -9) is replaced; the jobs still verify."""
     m, jobs = _jobs()
     v = Verifier(m.th, m.max_transforms, workers=1, pool_after=0.0)
+    v.start(wait_ready=True)
     try:
         v.submit("warm", jobs[0])
         v.results(block=True)
@@ -86,6 +88,7 @@ def test_a_dead_worker_costs_nothing(monkeypatch):
 def test_bounded_in_flight():
     m, jobs = _jobs()
     v = Verifier(m.th, m.max_transforms, workers=1, pool_after=0.0, max_pending=1)
+    v.start(wait_ready=True)
     try:
         for job in jobs:
             v.submit("x", job)
@@ -115,3 +118,43 @@ def test_a_job_that_raises_is_reported_and_the_others_verify(monkeypatch, capsys
     assert done[(bad.a.id, bad.b.id)].evidence is None
     assert all(verified.evidence is not None for k, verified in done.items() if k != (bad.a.id, bad.b.id))
     assert "odd thumbnail" in capsys.readouterr().err
+
+
+def test_jobs_stay_inline_while_a_new_pool_warms_up():
+    """The writer does not queue jobs behind workers still importing (a 57 s stall at
+    load 20 in the watch soak): until the warm-up task is done, jobs run inline."""
+    import threading
+    from concurrent.futures import Future
+
+    gate = threading.Event()
+
+    class SlowStart:
+        """An executor whose warm-up finishes when the test says so."""
+
+        def __init__(self, workers):
+            self.sent = []
+
+        def submit(self, fn, *args):
+            future = Future()
+            if fn.__name__ == "warm_up":
+                threading.Thread(target=lambda: (gate.wait(10), future.set_result(True))).start()
+            else:
+                self.sent.append(fn)
+                future.set_result(fn(*args))
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+    m, jobs = _jobs()
+    pools = []
+    v = Verifier(m.th, m.max_transforms, workers=1, pool_after=0.0,
+                 executor=lambda n: pools.append(SlowStart(n)) or pools[-1], warm_given=True)
+    v.submit("warming", jobs[0])
+    assert pools and pools[0].sent == [] and [t for t, _, _ in v.results()] == ["warming"]
+    gate.set()
+    v.warming.result(timeout=10)
+    v.submit("warm", jobs[1])
+    assert pools[0].sent == [run_job]
+    assert [t for t, _, _ in v.results(block=True)] == ["warm"]
+    v.close()

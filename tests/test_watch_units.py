@@ -313,3 +313,16 @@ def test_a_second_watch_on_watched_folders_is_refused(tmp_path):
         conn.execute(update(DaemonModel).values(pid=gone.pid))
     check([photos])  # the watching process is gone: not blocking
     session.engine.dispose()
+
+
+def test_a_rename_chain_moves_the_row_from_its_first_name():
+    """X -> Y -> Z before the first rename is handled: one entry, Z moved from X (the
+    watch soak indexed such a file twice: Z decoded afresh, X's row left live)."""
+    p = Pending(closes_reported=True)
+    p.moved("x.jpg", "y.jpg", 0.0)
+    p.moved("y.jpg", "z.jpg", 0.1)
+    entries = list(p.ready(1.0, limit=10, stat=lambda path: None))
+    assert [(e.path, e.moved_from) for e in entries] == [("z.jpg", "x.jpg")]
+    p.moved("a.jpg", "b.jpg", 0.0)
+    p.moved("b.jpg", "a.jpg", 0.1)  # renamed back: a plain look at a.jpg
+    assert [(e.path, e.moved_from) for e in p.ready(1.0, limit=10, stat=lambda path: None)] == [("a.jpg", None)]

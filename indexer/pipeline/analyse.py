@@ -9,6 +9,7 @@ import hashlib
 import warnings
 from pathlib import Path
 
+from db.blobs import pack_hist, pack_thumb
 from indexer import decode
 from indexer.decode import SensorData
 from indexer.config import IndexSettings
@@ -54,7 +55,8 @@ def analyse(task: Task, settings: IndexSettings | None = None,
             measured = features.measure(decoded.rgb, thumb_size=settings.thumb_size)
         decoded.rgb = decoded.rgb[:0, :0]
         sensor = take_delta(decoded)  # the per-site work here, in the worker; frames dropped
-        return Indexed(task, decoded, measured, sorted({str(w.message)[:200] for w in caught}), sensor=sensor)
+        return Indexed(task, decoded, measured, sorted({str(w.message)[:200] for w in caught}), sensor=sensor,
+                       blobs=(pack_thumb(measured.thumb), pack_hist(measured.hist)))
     except DecodeError as exc:
         return Failed(task, exc.kind, exc.message)
     except MemoryError:

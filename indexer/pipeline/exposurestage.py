@@ -63,6 +63,12 @@ class FlagStage:
                       size_quartiles=self.quartiles)
         dbflags.replace_flags(self.engine, image_id, found, FLAGS_VERSION)
 
+    def prepare(self) -> None:
+        """The first quartiles are read before the writer stores a batch, as before its
+        first image stored alone (fewer than 20 images: none)."""
+        if self.quartiles is _UNSET:
+            self.quartiles = dbflags.size_quartiles(self.engine)
+
     def flush_due(self) -> None:
         """Nothing waits: each image's flags are stored as it comes."""
 

@@ -156,6 +156,12 @@ class MatchStage:
             self._start(skip=image_id)
         self._match(record_of(image_id, result))
 
+    def prepare(self) -> None:
+        """Open the index before the writer stores a batch of rows (their records come
+        through :meth:`__call__`, one at a time, as when stored alone)."""
+        if self.matcher is None:
+            self._start()
+
     def _match(self, rec: MatchRecord) -> None:
         """Forget ``rec``'s old pairs, index it, and plan the verification of its
         candidates (:meth:`_plan`) once none of them is still being verified itself."""

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
-from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from indexer.outcomes import Failed, Outcome, Task
 from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse, init_worker
 from indexer.pipeline.pools import WorkerPool, worker_count
-from indexer.pipeline.stages import Stage, body_states, store_outcome
+from indexer.pipeline.stages import Stage, body_states, store_batch, store_outcome
 
 if TYPE_CHECKING:
     from indexer.pipeline.cluster import Cluster
@@ -89,10 +89,31 @@ CRASH_MESSAGE = ("the worker process died decoding it (a native decoder crashed:
 def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
                  move_candidates: frozenset[str], sensor_data: SensorPlan | SensorData = SensorData.NONE,
                  work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "",
-                 plan_now: Callable[[], SensorPlan | None] | None = None) -> Iterator[Outcome]:
-    """Analyse ``tasks``; yields outcomes as they complete (in-process when workers == 1;
-    on the Dask cluster ``cluster`` when given: :mod:`indexer.pipeline.cluster`).
+                 plan_now: Callable[[], SensorPlan | None] | None = None,
+                 inline: bool = False) -> Iterator[Outcome]:
+    """Analyse ``tasks``; yields outcomes as they complete: :func:`run_batches`, one by one."""
+    for batch in run_batches(tasks, settings, workers, move_candidates, sensor_data, work, cluster, plan_now,
+                             inline=inline):
+        yield from batch
 
+
+def run_batches(tasks: list[Task], settings: IndexSettings, workers: int,
+                move_candidates: frozenset[str], sensor_data: SensorPlan | SensorData = SensorData.NONE,
+                work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "",
+                plan_now: Callable[[], SensorPlan | None] | None = None,
+                inline: bool = False) -> Iterator[list[Outcome]]:
+    """Analyse ``tasks``; yields lists of outcomes as they complete, for the writer to
+    store a list in one transaction, in worker processes (one at least: ``-j 1`` too
+    decodes in a child, so a native crash there is a row as well), or on the Dask
+    cluster ``cluster`` when given (:mod:`indexer.pipeline.cluster`, one outcome a
+    list). ``inline``: in this process instead, one outcome a list (no isolation: a
+    segfault ends the caller; for ``work`` functions that cannot be pickled, as some
+    tests pass).
+
+    From the pool, a list is what has completed when the writer comes back for more
+    (it stored the last list meanwhile), plus what completes within
+    ``settings.write_wait_ms``, at most ``settings.write_batch``; the pool is refilled
+    before a list is handed over, so workers decode while the writer stores.
     ``work`` runs in the workers, called as :func:`analyse` (tests pass one that crashes). A
     worker that dies (a segfault or abort in LibRaw, libheif, libtiff...) breaks the
     whole pool and every file in flight with it: those files are run again one at a
@@ -105,42 +126,60 @@ def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
     if cluster:
         from indexer.pipeline.cluster import cluster_outcomes  # Dask only when asked for
 
-        yield from cluster_outcomes(tasks, cluster, settings, move_candidates, sensor_data)
+        for outcome in cluster_outcomes(tasks, cluster, settings, move_candidates, sensor_data):
+            yield [outcome]
         return
     plan_now = plan_now or (lambda: None)
-    if workers <= 1 or len(tasks) <= 1:
+    if inline:
         for task in tasks:
-            yield work(task, settings, move_candidates, plan_now() or sensor_data)
+            yield [work(task, settings, move_candidates, plan_now() or sensor_data)]
         return
     initargs = (settings, move_candidates, sensor_data)
     pending = deque(tasks)
+    limit = (max(1, settings.write_batch), settings.write_wait_ms / 1000)
     while pending:
-        suspects = yield from _pooled(pending, workers, initargs, work, plan_now)
+        suspects = yield from _pooled(pending, workers, initargs, work, plan_now, limit)
         for task in suspects:
-            yield _alone(task, initargs, work)
+            yield [_alone(task, initargs, work)]
 
 
 def _pooled(pending: deque, workers: int, initargs: tuple, work: Callable,
-            plan_now: Callable[[], SensorPlan | None] = lambda: None) -> Generator[Outcome, None, list[Task]]:
-    """Outcomes of ``pending`` (consumed) from one pool; returns the tasks in flight when
-    a worker died (empty when all went through)."""
-    pending_limit = workers * 4  # a bounded queue keeps memory flat on huge folders
+            plan_now: Callable[[], SensorPlan | None] = lambda: None,
+            limit: tuple[int, float] = (1, 0.0)) -> Generator[list[Outcome], None, list[Task]]:
+    """Lists of outcomes of ``pending`` (consumed) from one pool, at most ``limit[0]``
+    each, waiting ``limit[1]`` s for more once one is done; returns the tasks in flight
+    when a worker died (empty when all went through)."""
+    batch_max, batch_wait = limit
+    # a bounded queue keeps memory flat on huge folders, and the sensor plan sent with a
+    # file (plan_now) no older than a few files: a batch is what of these is done
+    pending_limit = workers * 4
     pool = WorkerPool(workers, init_worker, initargs)
     running: dict = {}
+
+    def refill() -> None:
+        while pending and len(running) < pending_limit:
+            task = pending.popleft()
+            plan = plan_now()
+            running[pool.submit(work, task) if plan is None else pool.submit(work, task, None, None, plan)] = task
+
     try:
         while pending or running:
-            while pending and len(running) < pending_limit:
-                task = pending.popleft()
-                plan = plan_now()
-                running[pool.submit(work, task) if plan is None else pool.submit(work, task, None, None, plan)] = task
+            refill()
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in done:
+            if batch_wait > 0 and len(done) < batch_max and len(done) < len(running):
+                done, _ = wait(list(running), timeout=batch_wait, return_when=ALL_COMPLETED)
+            batch = []
+            for future in sorted(done, key=lambda f: running[f].path)[:batch_max]:
                 try:
                     outcome = future.result()
                 except BrokenProcessPool:
+                    if batch:
+                        yield batch
                     return list(running.values())  # this one and every other in flight
                 del running[future]
-                yield outcome
+                batch.append(outcome)
+            refill()
+            yield batch
         return []
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -162,7 +201,8 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
                 stages: Iterable[Stage] = (), log: Callable[[str, Outcome], None] | None = None,
                 sensor_data: SensorPlan | SensorData = SensorData.NONE,
                 stacks: Callable[[list[Task]], int] | None = None,
-                work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "") -> Summary:
+                work: Callable[[Task], Outcome] = analyse, cluster: "str | Cluster" = "",
+                inline: bool = False) -> Summary:
     """Index ``roots`` into ``store``; idempotent; one bad file never stops the run.
 
     ``progress(done, total)`` is called after each file; ``stages`` run after each stored
@@ -172,7 +212,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     it they are left alone.
     Ctrl-C (KeyboardInterrupt) stops it cleanly: the files stored so far stay stored,
     the ones in flight are dropped (the next run does them), and the summary says
-    ``interrupted``. ``work`` as for :func:`run_outcomes`.
+    ``interrupted``. ``work`` and ``inline`` as for :func:`run_outcomes`.
     ``cluster``: decode and measure on that Dask cluster (``local:N`` or a scheduler
     address, or an open :class:`~indexer.pipeline.cluster.Cluster`;
     :mod:`indexer.pipeline.cluster`), else here.
@@ -192,19 +232,21 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     # A new camera learns every frame until its map is stable; the plan follows its state
     # during a long first import too, not only at the next run (indexer.sensor.budget).
     live = LivePlan(sensor_data, lambda: body_states(store.engine))
-    outcomes = run_outcomes(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
-                            cluster, plan_now=live.current)
+    outcomes = run_batches(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
+                           cluster, plan_now=live.current, inline=inline)
+    done = 0
     try:
         with _sigint_between_files() as stop:
-            for done, outcome in enumerate(outcomes, start=1):
-                status = _store_outcome(outcome, store, settings, todo.updates, moves, gone, stages)
-                setattr(summary, status, getattr(summary, status) + 1)
-                if status == "failed":
-                    summary.failed_paths.append(outcome.task.path)
-                if log:
-                    log(status, outcome)
-                if progress:
-                    progress(done, total)
+            for batch in outcomes:
+                for outcome, status in store_outcomes(batch, store, settings, todo.updates, moves, gone, stages):
+                    done += 1
+                    setattr(summary, status, getattr(summary, status) + 1)
+                    if status == "failed":
+                        summary.failed_paths.append(outcome.task.path)
+                    if log:
+                        log(status, outcome)
+                    if progress:
+                        progress(done, total)
                 if stop.is_set():
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -242,8 +284,11 @@ def _sigint_between_files():
         signal.signal(signal.SIGINT, previous)
 
 
-def _store_outcome(outcome: Outcome, store: Store, settings: IndexSettings, updates: set[str],
-                   moves: dict[str, list[int]], gone: dict[str, int], stages: Iterable[Stage]) -> str:
+def store_outcomes(batch: list[Outcome], store: Store, settings: IndexSettings, updates: set[str],
+                 moves: dict[str, list[int]], gone: dict[str, int],
+                 stages: Iterable[Stage]) -> list[tuple[Outcome, str]]:
+    """Store one list of outcomes (one transaction for the analysed files:
+    :func:`~indexer.pipeline.stages.store_batch`); (outcome, status) of each, in order."""
     def claim_move(sha256: str) -> int | None:
         ids = moves.get(sha256) or []
         if not ids:
@@ -254,12 +299,18 @@ def _store_outcome(outcome: Outcome, store: Store, settings: IndexSettings, upda
                 del gone[path]
         return image_id
 
-    stored = store_outcome(store, outcome, stages, known=outcome.task.path in updates, claim_move=claim_move)
-    if stored.status == "reanalyse":
-        # the row was claimed by an earlier copy in this run: analyse this one fully
-        outcome = analyse(outcome.task, settings, move_candidates=frozenset())
-        stored = store_outcome(store, outcome, stages, known=outcome.task.path in updates,
-                               claim_move=claim_move)
-    for error in stored.stage_errors:
-        sys.stderr.write(f"photoqa: {error}\n")
-    return stored.status
+    out = []
+    stored_all = store_batch(store, [(o, o.task.path in updates) for o in batch], stages)
+    for outcome, stored in zip(batch, stored_all):
+        if stored is None:  # not an analysed file, or the batch's transaction failed: alone
+            stored = store_outcome(store, outcome, stages, known=outcome.task.path in updates,
+                                   claim_move=claim_move)
+        if stored.status == "reanalyse":
+            # the row was claimed by an earlier copy in this run: analyse this one fully
+            outcome = analyse(outcome.task, settings, move_candidates=frozenset())
+            stored = store_outcome(store, outcome, stages, known=outcome.task.path in updates,
+                                   claim_move=claim_move)
+        for error in stored.stage_errors:
+            sys.stderr.write(f"photoqa: {error}\n")
+        out.append((outcome, stored.status))
+    return out

@@ -1,8 +1,9 @@
 """What happens to a worker's outcome in the writer: store it, then run the stages.
 
-One function, :func:`store_outcome`, is used by ``photoqa index`` (:mod:`indexer.pipeline.run`)
-and ``photoqa watch`` (:mod:`indexer.watch.writer`): the row is written in one transaction,
-then every :class:`Stage` sees the stored image. The stage list is built in one place,
+Two functions, :func:`store_outcome` (one outcome) and :func:`store_batch` (what the
+writer found ready: the analysed files in one transaction), are used by ``photoqa
+index`` (:mod:`indexer.pipeline.run`) and ``photoqa watch`` (:mod:`indexer.watch.writer`):
+the rows are written, then every :class:`Stage` sees each stored image in order. The stage list is built in one place,
 :func:`build_stages`; to add a stage, write a class with the three methods of
 :class:`Stage` and append it there.
 """
@@ -22,6 +23,9 @@ from indexer.outcomes import Failed, Indexed, Moved, Outcome, Unchanged
 from indexer.session import Session
 
 T = TypeVar("T")
+# what a database refuses of a row: its errors, and Python's sqlite3 refusing an integer
+# wider than 64 bits before SQLAlchemy sees it (OverflowError, not wrapped)
+REFUSED: tuple[type[Exception], ...] = (SQLAlchemyError, OverflowError)
 
 
 class Stage(Protocol):
@@ -35,6 +39,11 @@ class Stage(Protocol):
 
     def close(self) -> None:
         """Write everything still held; called once at the end of a run or daemon."""
+
+    # Optional: ``prepare()``, called before a batch of rows is stored (store_batch), for
+    # a stage that reads the database on its first image (the matching stage opens its
+    # index there, the flag stage reads size quartiles): it reads it as it was before the
+    # batch, as it would have before the batch's first image stored alone.
 
 
 @dataclass
@@ -139,7 +148,7 @@ def _direct(call: Callable[[], T]) -> T:
 def store_outcome(store: Store, outcome: Outcome, stages: Iterable[Stage], *, known: bool,
                   claim_move: Callable[[str], int | None],
                   retry: Callable[[Callable[[], T]], T] = _direct,
-                  refused: tuple[type[Exception], ...] = (SQLAlchemyError,)) -> Stored:
+                  refused: tuple[type[Exception], ...] = REFUSED) -> Stored:
     """Store one worker outcome in one transaction, then run the stages on it.
 
     ``known``: the path had a row before (an update). ``claim_move(sha256)``: the id of a
@@ -171,3 +180,38 @@ def store_outcome(store: Store, outcome: Outcome, stages: Iterable[Stage], *, kn
         return Stored("failed", detail=f"{failed.kind}: {failed.message}")
     return Stored("updated" if known else "indexed", image_id,
                   stage_errors=run_stages(stages, image_id, outcome))
+
+
+def store_batch(store: Store, batch: list[tuple[Outcome, bool]], stages: Iterable[Stage], *,
+                retry: Callable[[Callable[[], T]], T] = _direct) -> list[Stored | None]:
+    """Store the analysed files of ``batch`` ((outcome, known) pairs, in arrival order)
+    in one transaction, then run the stages on each in that order; returns a
+    :class:`Stored` for each outcome stored so, None for each the caller stores alone
+    with :func:`store_outcome` (moves, unchanged files and failures: they are few).
+
+    One transaction (:meth:`db.store.Store.save_batch`): a kill -9 leaves all of the
+    batch stored or none, and what is not stored is found again by the next run's plan.
+    If it fails (one value the database refuses, a path twice), every outcome comes back
+    None: stored alone, the bad file becomes its own failure row (or error) and the
+    others are stored. A database error :func:`db.health.fatal_message` recognises is
+    raised. A batch of one is stored alone too (nothing to gain).
+    """
+    stages = list(stages)
+    indexed = [i for i, (outcome, _) in enumerate(batch) if isinstance(outcome, Indexed)]
+    out: list[Stored | None] = [None] * len(batch)
+    if len(indexed) < 2:
+        return out
+    for stage in stages:
+        prepare = getattr(stage, "prepare", None)
+        if prepare is not None:
+            _guard(stage, "", prepare)
+    try:
+        ids = retry(lambda: store.save_batch([batch[i][0] for i in indexed]))
+    except Exception as exc:  # noqa: BLE001 - the caller stores the files one by one instead
+        if fatal_message(exc):
+            raise
+        return out
+    for i, image_id in zip(indexed, ids):
+        outcome, known = batch[i]
+        out[i] = Stored("updated" if known else "indexed", image_id, stage_errors=run_stages(stages, image_id, outcome))
+    return out

@@ -34,6 +34,16 @@ from indexer.pipeline.pools import WorkerPool
 Done = tuple[Hashable, Job, Verified]  # (caller's tag, job, result)
 
 
+def warm_up() -> bool:
+    """Run in a new pool worker: import what verification needs (NumPy, the numba kernels)
+    so the first real job does not pay for it while the writer waits on it."""
+    from indexer.match import verify
+    from indexer.measure import align_kernels  # noqa: F401 - imported for its load time
+
+    verify.kernels()
+    return True
+
+
 def digest_or_none(path: str, max_pixels: int) -> str | None:
     """:func:`indexer.decode.pixel_digest` of ``path``; None when it cannot be decoded."""
     try:
@@ -50,18 +60,22 @@ class Verifier:
     once); ``memo``: shared with the matcher so batch and incremental results agree;
     ``executor(workers)``: makes the pool (default: a local
     :class:`~indexer.pipeline.pools.WorkerPool`; ``index --cluster``: the Dask cluster's,
-    :meth:`indexer.pipeline.cluster.Cluster.executor`).
+    :meth:`indexer.pipeline.cluster.Cluster.executor`); ``warm_given``: start a pool
+    from ``executor`` with the warm-up task as a local one (a cluster's workers, already
+    running the decoding, are not).
     """
 
     def __init__(self, th: MatchThresholds, max_transforms: int, *, workers: int, pool_after: float = 1.0,
                  max_pending: int | None = None, memo: Memo | None = None,
-                 executor: Callable[[int], Executor] | None = None):
+                 executor: Callable[[int], Executor] | None = None, warm_given: bool = False):
         self.th, self.max_transforms = th, max_transforms
         self.executor = executor  # the pool's factory (of ``workers``): a local WorkerPool, or a Dask cluster's
+        self.warm_given = warm_given  # warm up a pool from ``executor`` too (a Dask cluster's workers: no)
         self.workers, self.pool_after = max(1, workers), pool_after
         self.max_pending = max_pending or 8 * self.workers
         self.memo = memo if memo is not None else Memo()
         self.pool: Executor | None = None
+        self.warming: Future | None = None  # the new pool's warm-up; jobs stay inline until it is done
         self.spent_inline = 0.0
         self.in_flight: dict[Future, tuple[Hashable, list[tuple[Hashable, Job]]]] = {}  # future -> key, waiters
         self.by_key: dict[Hashable, Future] = {}
@@ -112,7 +126,21 @@ class Verifier:
             self._send(tag, key, job)
 
     def _inline(self) -> bool:
-        return self.pool is None and self.spent_inline < self.pool_after
+        """Run this job here: the pool is not worth starting yet, or is still starting.
+
+        A pool's workers import NumPy and load the numba kernels before their first job
+        (~1 s CPU each; at load 20 the watch soak measured a 57 s writer stall waiting on
+        them). So the pool is started with a warm-up task and the writer keeps verifying
+        inline until that task is done, instead of queueing jobs behind it."""
+        if self.pool is None:
+            if self.spent_inline < self.pool_after:
+                return True
+            self._pool()
+        if self.warming is not None:
+            if not self.warming.done():
+                return True
+            self.warming = None
+        return False
 
     def _run_here(self, key, job: Job) -> Verified:
         known = self.memo.get(key)  # a waiter of a failed pool job after the first re-ran it
@@ -140,16 +168,32 @@ class Verifier:
         self.in_flight[future] = (key, [(tag, job)])
         self.by_key[key] = future
 
+    def start(self, *, wait_ready: bool = False) -> None:
+        """Start the pool now (``wait_ready``: and wait until its warm-up is done, so the
+        next jobs go to it)."""
+        self._pool()
+        if wait_ready and self.warming is not None:
+            try:
+                self.warming.result()
+            except Exception:  # noqa: BLE001 - a broken pool is found by the jobs
+                pass
+            self.warming = None
+
     def _pool(self) -> Executor:
         if self.pool is None:
             self.pool = (self.executor or WorkerPool)(self.workers)
+            if self.executor is None or self.warm_given:  # a cluster's workers are already up
+                try:
+                    self.warming = self.pool.submit(warm_up)
+                except BrokenProcessPool:  # pragma: no cover - a pool that cannot start: jobs find out
+                    self.warming = None
         return self.pool
 
     def _restart(self) -> None:
         """A worker died (killed, out of memory): the pool is unusable; start afresh."""
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
-        self.pool = None
+        self.pool, self.warming = None, None
 
     def _collect(self, return_when: str, timeout: float | None = None) -> None:
         if not self.in_flight:
@@ -182,4 +226,4 @@ class Verifier:
         """Stop the pool (after :meth:`results` with ``block=True``, nothing is lost)."""
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+            self.pool, self.warming = None, None

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from db import actions as dbactions
 from db import heartbeat as hb
+from db.health import fatal_message, sniff_sqlite
 from db.store import utcnow
 from indexer.pipeline import scan
 from indexer.decode import SensorData, arrays
@@ -86,6 +87,11 @@ class AlreadyWatched(WatchError):
     """Another live daemon watches an overlapping folder of the same database."""
 
 
+class DatabaseUnusable(WatchError):
+    """The database as a whole failed under the daemon (damaged, not a database, disk full,
+    read-only): every later file would fail the same way, so the daemon stops."""
+
+
 @dataclass
 class WatchResult:
     counts: dict[str, int] = field(default_factory=dict)
@@ -113,6 +119,9 @@ class Daemon:
         observer, closes = start_observer(handler, self.roots, self.options, self.observer_factory)
         writer = None
         daemon_id = None
+        unusable: str | None = None
+        # a PostgreSQL restart: retry_locked waits for the server; the log says so both ways
+        stop_listening = hb.on_reconnect(lambda event, detail: self.log(event, "database", detail))
         try:
             engine = self.session.engine
             if not self.options.force:
@@ -130,16 +139,33 @@ class Daemon:
             self._warn_watch_limit(closes)
             self.catch_up(writer)
             self.loop(handler, pending, writer, daemon_id, observer)
+        except DatabaseUnusable as exc:
+            unusable = str(exc)
+            raise
+        except Exception as exc:
+            # damaged, overwritten, full or read-only: one line and a stop, not an error
+            # line per file for ever after (the files stay unindexed: the next start catches up)
+            unusable = fatal_message(exc, self._where())
+            if unusable is None:
+                raise
+            raise DatabaseUnusable(f"{unusable}; watch stopped (files not indexed yet are picked up when "
+                                   "it starts again on a repaired or restored database)") from exc
         finally:
             stopping = time.monotonic()
             observer.stop()
             observer.join(timeout=2.0)
-            abandoned = writer.close(self.options.grace) if writer else 0
-            if daemon_id is not None:
+            # an unusable database takes no more outcomes: the files in flight are abandoned
+            abandoned = writer.close(0.0 if unusable else self.options.grace) if writer else 0
+            if daemon_id is not None and unusable is None:
                 last = writer.last_activity if writer else None
                 hb.retry_locked(lambda: hb.stopped(self.session.engine, daemon_id, last_activity=last))
+            stop_listening()
         return WatchResult(dict(writer.counts) if writer else {}, abandoned,
                            round(time.monotonic() - started, 3), round(time.monotonic() - stopping, 3))
+
+    def _where(self) -> str:
+        url = self.session.engine.url
+        return f"the database {url.database}" if url.get_backend_name() == "sqlite" else "the database"
 
     def _refuse_if_watched(self, engine) -> None:
         """:class:`WatchError` when a live daemon (fresh heartbeat; on this host, its pid
@@ -289,11 +315,21 @@ class Daemon:
                 pending.deleted(path, at)
 
     def _beat(self, daemon_id: int, pending: Pending, writer: Writer) -> None:
+        url = self.session.engine.url
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            # A SQLite file overwritten whole under the daemon goes unnoticed by SQLite itself
+            # in WAL mode (8 files "indexed" into the WAL of a file of random bytes, measured):
+            # its first 16 bytes, read every heartbeat, tell.
+            if (why := sniff_sqlite(Path(url.database))) is not None:
+                raise DatabaseUnusable(f"{why}: it was overwritten while watch ran; watch stopped (files not "
+                                       "indexed yet are picked up when it starts again on a restored database)")
         waiting = len(pending) + len(writer.jobs) + len(self.backlog) + len(writer.crashed)
         try:
             hb.retry_locked(lambda: hb.beat(self.session.engine, daemon_id, pending=waiting,
                                             last_activity=writer.last_activity))
-        except Exception as exc:  # noqa: BLE001 - a missed heartbeat is not worth stopping for
+        except Exception as exc:  # noqa: BLE001 - a missed heartbeat is not worth stopping for...
+            if fatal_message(exc):
+                raise  # ...an unusable database is
             self.log("warning", "heartbeat", f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def _check_observer(self, observer) -> None:
@@ -347,7 +383,13 @@ def watch_command(session: Session, roots: list[Path], options: WatchOptions, lo
         result = run_watch(session, roots, options, stages=stages, log=log, sensor_data=stage_data(session))
     finally:
         flushing = time.monotonic()
-        for error in close_stages(stages):
+        try:
+            errors = close_stages(stages)
+        except Exception as exc:  # noqa: BLE001 - the database is unusable: DatabaseUnusable says so
+            if fatal_message(exc) is None:
+                raise
+            errors = [f"{type(exc).__name__}: {str(exc)[:300]}"]
+        for error in errors:
             log("error", names, str(error))
         flushed = time.monotonic() - flushing
     summary = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items())) or "no files"

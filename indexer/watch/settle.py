@@ -111,8 +111,17 @@ class Pending:
             if src is not None:
                 self.deleted(src, now)
             return
+        origin = src
+        before = self.entries.get(src) if src is not None else None
+        if before is not None and before.moved_from is not None:
+            # renamed again before the first rename was handled (X -> Y -> Z): the row
+            # lives at X, so Z moves it from there; Y's entry would only find Y gone and
+            # leave X's row live beside a fresh decode of Z (found by the watch soak)
+            origin = before.moved_from
+            del self.entries[src]
         entry = self._entry(dest, now)
-        entry.writing, entry.closed, entry.moved_from = False, True, src
+        entry.writing, entry.closed = False, True
+        entry.moved_from = origin if origin != dest else None  # X -> Y -> X: X itself, unmoved
 
     def requeue(self, path: str, now: float) -> None:
         """Look at ``path`` again soon (after a worker crash)."""

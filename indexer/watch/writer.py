@@ -1,5 +1,5 @@
 """The daemon's single writer: decide what a complete file needs, analyse it in a worker
-process, store the outcome in one transaction, log one line.
+process, store the outcome (with the others done by then: one transaction), log one line.
 
 Runs on the daemon's main thread only (``Store`` is not thread-safe). Decoding happens
 in the long-lived pool of :func:`indexer.pipeline.run.start_pool`; at most ``in_flight``
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from db import actions as dbactions
 from db import heartbeat as hb
+from db.health import fatal_message
 from db.store import Store, utcnow
 from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse
@@ -28,9 +29,16 @@ from indexer.decode import SensorData, arrays
 from indexer.pipeline.sensorplan import LivePlan, SensorPlan
 from indexer.measure.features import FEATURES_VERSION
 from indexer.pipeline.run import start_pool
-from indexer.pipeline.stages import Stage, body_states, flush_due, store_outcome
+from indexer.pipeline.stages import Stage, body_states, flush_due, store_batch, store_outcome
 
 LogLine = Callable[[str, str, str], None]  # (status, path, detail)
+
+
+def _finished(outcome: Outcome) -> Future:
+    """A future already holding ``outcome`` (an outcome put back among the jobs)."""
+    future: Future = Future()
+    future.set_result(outcome)
+    return future
 
 
 @dataclass
@@ -172,7 +180,9 @@ class Writer:
         try:
             action()
             return True
-        except Exception as exc:  # noqa: BLE001 - one file never stops the daemon
+        except Exception as exc:  # noqa: BLE001 - one file never stops the daemon...
+            if fatal_message(exc):
+                raise  # ...but a database unusable as a whole does (Daemon.run: one line)
             self.log("error", path, f"{type(exc).__name__}: {str(exc)[:300]}")
             self.errors.append(path)
             return False
@@ -216,16 +226,16 @@ class Writer:
     def collect(self, timeout: float, deadline: float | None = None) -> None:
         """Store the outcomes that complete within ``timeout`` seconds.
 
-        Stops early (leaving finished outcomes in :attr:`jobs`) once ``stop`` is set or
-        ``deadline`` (monotonic) passes: post-store stages may take a second per file,
-        and a stop must not wait for a whole batch of them.
+        What is done when the first completes is stored as one batch (one transaction,
+        :func:`~indexer.pipeline.stages.store_batch`; nothing is waited for to fill it, so
+        a lone file's latency is unchanged). Stops early (leaving finished outcomes in
+        :attr:`jobs`) once ``stop`` is set or ``deadline`` (monotonic) passes: post-store
+        stages may take a second per file, and a stop must not wait for a whole batch of them.
         """
         if self.jobs:
             done, _ = wait(list(self.jobs), timeout=timeout, return_when=FIRST_COMPLETED)
-            for future in done:
-                if (self.stop.is_set() and not self.closing) or \
-                        (deadline is not None and time.monotonic() >= deadline):
-                    break
+            ready: list[tuple[Job, Outcome]] = []
+            for future in sorted(done, key=lambda f: self.jobs[f].task.path)[:self.settings.write_batch]:
                 job = self.jobs.pop(future)
                 try:
                     outcome = future.result()
@@ -237,9 +247,34 @@ class Writer:
                     else:
                         self.crashed.append(job)
                         continue
-                self._guarded(job.task.path, lambda: self.store_outcome(job, outcome))
+                ready.append((job, outcome))
+            self._store_ready(ready, deadline)
         if self.crashed and not self.jobs and not self.closing:
             self._retry_alone()
+
+    def _store_ready(self, ready: list[tuple[Job, Outcome]], deadline: float | None) -> None:
+        """Store ``ready``: its analysed files in one transaction, the rest one by one;
+        a file whose handling raised is logged and queued in :attr:`errors`."""
+        if (self.stop.is_set() and not self.closing) or (deadline is not None and time.monotonic() >= deadline):
+            for job, outcome in ready:  # left for later, as if not collected yet
+                self.jobs[_finished(outcome)] = job
+            return
+        ready = [(job, self._as_move(job, outcome)) for job, outcome in ready]
+        try:
+            stored = store_batch(self.store, [(o, job.known) for job, o in ready], self.stages,
+                                 retry=hb.retry_locked)
+        except Exception:  # noqa: BLE001 - a fatal database error: each file below logs it and is retried
+            stored = [None] * len(ready)
+        for (job, outcome), done in zip(ready, stored):
+            if done is not None:
+                for error in done.stage_errors:  # the row is stored; a stage never stops the daemon
+                    self.log("warning", job.task.path, str(error))
+                self._done(done.status, job.task.path, done.detail)
+            elif (self.stop.is_set() and not self.closing) or \
+                    (deadline is not None and time.monotonic() >= deadline):
+                self.jobs[_finished(outcome)] = job  # left for later, as if not collected yet
+            else:
+                self._guarded(job.task.path, lambda job=job, outcome=outcome: self.store_outcome(job, outcome))
 
     def _retry_alone(self) -> None:
         if self.broken:
@@ -250,12 +285,16 @@ class Writer:
         job.alone = True
         self.submit(job)
 
-    def store_outcome(self, job: Job, outcome: Outcome) -> None:
-        path = job.task.path
+    def _as_move(self, job: Job, outcome: Outcome) -> Outcome:
         if isinstance(outcome, Indexed) and not job.known:
             ids = hb.retry_locked(lambda: hb.missing_ids_with_sha(self.engine, outcome.decoded.sha256))
             if ids:  # bytes of a row whose file left: a move seen as delete + create
-                outcome = Moved(outcome.task, outcome.decoded.sha256)
+                return Moved(outcome.task, outcome.decoded.sha256)
+        return outcome
+
+    def store_outcome(self, job: Job, outcome: Outcome) -> None:
+        path = job.task.path
+        outcome = self._as_move(job, outcome)
 
         def claim_move(sha256: str) -> int | None:
             ids = hb.retry_locked(lambda: hb.missing_ids_with_sha(self.engine, sha256))

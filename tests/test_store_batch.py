@@ -1,0 +1,197 @@
+"""The writer's batches (issue 19): many analysed files in one transaction.
+
+Planted answers: a batch with one row the database refuses stores the others and makes
+that one a ``database`` failure; storing a set of copies in batches gives the same rows,
+pairs and groups as storing it one file at a time; a writer killed with SIGKILL in the
+middle of a batch leaves the batches before it whole and nothing of that one, and the
+next run indexes every file exactly once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from db.engine import open_engine
+from indexer.config import IndexSettings
+from indexer.outcomes import Indexed, Task
+from indexer.pipeline.analyse import analyse
+from indexer.pipeline.run import index_paths, store_outcomes
+from indexer.pipeline.stages import build_stages, close_stages, store_batch, store_outcome
+from indexer.session import open_session
+from tests.imagefiles import jpeg_bytes, scene, write
+
+PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield str(tmp_path / "t.db")
+        return
+    if not PG_URL:
+        pytest.skip("set PHOTOQA_TEST_PG_URL (a PostgreSQL database we may write)")
+    schema = "t_" + uuid.uuid4().hex[:12]
+    admin = open_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def planted(folder: Path) -> list[Path]:
+    """Three scenes, each with a mirrored copy, a byte copy and a re-encoded copy, and
+    two scenes alone: 14 files, 3 groups of 4."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for s in range(3):
+        rgb = scene(s, 320, 240)
+        out.append(write(folder / f"s{s}_a.jpg", jpeg_bytes(rgb)))
+        out.append(write(folder / f"s{s}_b_mirror.jpg", jpeg_bytes(np.ascontiguousarray(rgb[:, ::-1]))))
+        out.append(write(folder / f"s{s}_c_copy.jpg", (folder / f"s{s}_a.jpg").read_bytes()))
+        out.append(write(folder / f"s{s}_d_q70.jpg", jpeg_bytes(rgb, quality=70)))
+    for s in (7, 8):
+        out.append(write(folder / f"alone{s}.jpg", jpeg_bytes(scene(s, 320, 240))))
+    return sorted(out)
+
+
+def outcomes_of(paths: list[Path]) -> list[Indexed]:
+    out = []
+    for p in paths:
+        st = p.stat()
+        result = analyse(Task(str(p), st.st_size, st.st_mtime_ns))
+        assert isinstance(result, Indexed), result
+        out.append(result)
+    return out
+
+
+def no_move(sha256: str) -> None:
+    return None
+
+
+def rows(engine, sql: str) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql))]
+
+
+def test_a_batch_with_one_bad_row_stores_the_others(url, tmp_path):
+    session = open_session(url)
+    results = outcomes_of(planted(tmp_path / "f")[:6])
+    bad = results[3]
+    capture = dataclasses.replace(bad.decoded.meta.capture, iso=2**70)  # no INTEGER column holds it
+    results[3] = dataclasses.replace(bad, decoded=dataclasses.replace(
+        bad.decoded, meta=dataclasses.replace(bad.decoded.meta, capture=capture)))
+    assert store_batch(session.store, [(r, False) for r in results], []) == [None] * 6  # failed: each alone
+    stored = store_outcomes(results, session.store, IndexSettings(), set(), {}, {}, [])  # what index does
+    assert [status for _, status in stored] == ["indexed"] * 3 + ["failed"] + ["indexed"] * 2
+    paths = sorted(r.task.path for i, r in enumerate(results) if i != 3)
+    assert [p for (p,) in rows(session.engine, "SELECT path FROM images ORDER BY path")] == paths
+    assert rows(session.engine, "SELECT path, kind FROM failures") == [(bad.task.path, "database")]
+    session.engine.dispose()
+
+
+def _groups(engine) -> list[tuple]:
+    return rows(engine, "SELECT i.path, k.path, g.is_keeper FROM image_groups g JOIN images i ON i.id = g.image_id "
+                        "JOIN images k ON k.id = g.group_id ORDER BY i.path")
+
+
+def _pairs(engine) -> list[tuple]:
+    return rows(engine, "SELECT a.path, b.path, p.verdict, p.transform FROM pairs p JOIN images a ON a.id = p.a_id "
+                        "JOIN images b ON b.id = p.b_id ORDER BY a.path, b.path")
+
+
+_COLUMNS = ("path, size, sha256, width, height, phash, dhash, phash_d4, phash_crops, luma_mean, sharpness, "
+            "thumb, hist, matched_at IS NULL, missing_since IS NULL")
+
+
+def test_batched_store_equals_one_at_a_time(tmp_path):
+    """The same 14 files, stored one by one and in batches of 5 (every default stage
+    run after each): the same image rows, revisions in the same order, the same pairs
+    and the same groups and keepers."""
+    results = outcomes_of(planted(tmp_path / "f"))
+    found = []
+    for name, size in (("one", 1), ("batched", 5)):
+        session = open_session(str(tmp_path / f"{name}.db"))
+        stages = build_stages(session)
+        for k in range(0, len(results), size):
+            chunk = results[k:k + size]
+            if size == 1:
+                store_outcome(session.store, chunk[0], stages, known=False, claim_move=no_move)
+            else:
+                assert None not in store_batch(session.store, [(r, False) for r in chunk], stages)
+        assert close_stages(stages) == []
+        found.append((rows(session.engine, f"SELECT {_COLUMNS} FROM images ORDER BY revision"),
+                      _pairs(session.engine), _groups(session.engine),
+                      rows(session.engine, "SELECT i.path, f.name, f.value FROM image_flags f JOIN images i ON i.id = f.image_id "
+                                           "ORDER BY 1, 2")))
+        session.engine.dispose()
+    one, batched = found
+    assert len(one[0]) == 14 and len({keeper for _, keeper, _ in one[2]}) == 3  # the planted groups
+    assert batched == one
+
+
+_CHILD = r"""
+import sys, time
+from pathlib import Path
+from sqlalchemy import event
+from indexer.outcomes import Task
+from indexer.pipeline.analyse import analyse
+from indexer.pipeline.stages import store_batch
+from indexer.session import open_session
+
+db, folder, marker = sys.argv[1:4]
+session = open_session(db)
+paths = sorted(Path(folder).glob("*.jpg"))
+results = [analyse(Task(str(p), p.stat().st_size, p.stat().st_mtime_ns)) for p in paths]
+inserts = []
+
+@event.listens_for(session.engine, "after_cursor_execute")
+def stall(conn, cursor, statement, params, context, many):
+    if statement.lstrip().upper().startswith("INSERT INTO IMAGES"):
+        inserts.append(statement)
+        if len(inserts) == 2:  # the second batch's rows are written, not committed
+            Path(marker).write_text("in the batch")
+            time.sleep(120)
+
+for k in range(0, len(results), 5):
+    store_batch(session.store, [(r, False) for r in results[k:k + 5]], [])
+"""
+
+
+def test_kill_9_in_the_middle_of_a_batch(tmp_path):
+    folder = tmp_path / "f"
+    paths = planted(folder)
+    db, marker = tmp_path / "k.db", tmp_path / "marker"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(db), str(folder), str(marker)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert child.poll() is None and time.monotonic() < deadline, "the child never reached its batch"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    session = open_session(str(db))
+    assert rows(session.engine, "PRAGMA integrity_check") == [("ok",)]
+    # the first batch whole, nothing of the second
+    assert [p for (p,) in rows(session.engine, "SELECT path FROM images ORDER BY path")] == \
+        [str(p) for p in paths[:5]]
+    summary = index_paths([folder], session.store, IndexSettings(), workers=1)
+    assert (summary.indexed, summary.unchanged, summary.failed) == (len(paths) - 5, 5, 0)
+    assert rows(session.engine, "SELECT count(*), count(DISTINCT path) FROM images") == [(len(paths), len(paths))]
+    session.engine.dispose()
