@@ -40,6 +40,11 @@ pairs, repeat 3, CPU ms per call, median / p90 (ratio of medians, median per-pai
     hinted          5.8 / 15.4      6.0 / 15.2      x1.03  (per pair x1.06)
     as run_job      5.7 / 16.5      5.9 / 27.9      x1.02  (per pair x1.45)
 
+    load 8.4, --repeat 5, against 7f18c3f (the same verification code; plain 1.1):
+    hinted          4.9 / 13.6      6.2 / 13.4      x1.25  (per pair x1.03)
+    full search     9.8 / 11.7      9.8 / 13.6      x1.01  (per pair x1.02)
+    as run_job      5.2 / 13.7      6.5 / 22.9      x1.24  (per pair x1.44)
+
 Evidence equal to main's to the bit on all 144 calls, 0 verdicts differ. Copies that
 settle at one scale are ~30% sooner; crops and shifts (the median pair) still try three.
 
