@@ -10,6 +10,7 @@ executemany: there is no COPY and no round trip to save).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError
@@ -22,9 +23,9 @@ def copy_rows(conn: Connection, table: Table, rows: Sequence[dict]) -> None:
 
     Columns absent from the rows get the server's default, or the column's scalar
     Python-side default as an INSERT would. Binary format, each value dumped by psycopg
-    as the server's type of its column (read from ``pg_attribute`` in the same
-    transaction); integers out of their column's range are refused here, as the server
-    refuses them in an INSERT. A value of the wrong Python type raises psycopg's
+    as the server's type of its column (read from ``pg_attribute`` once per connection);
+    integers out of their column's range are refused here, as the server refuses them in
+    an INSERT. A value of the wrong Python type raises psycopg's
     TypeError. A driver error is raised as SQLAlchemy's :class:`DBAPIError`
     (what :func:`db.heartbeat.retry_locked` and :func:`db.health.fatal_message` read), and a
     lost connection is invalidated, as SQLAlchemy does for its own statements.
@@ -44,14 +45,20 @@ def copy_rows(conn: Connection, table: Table, rows: Sequence[dict]) -> None:
     driver = conn.connection.driver_connection
     try:
         with driver.cursor() as cursor:
-            cursor.execute(_COLUMN_TYPES, (table.name,))
-            oids = dict(cursor.fetchall())
+            # read once per connection (its info dict goes with it when it is closed or
+            # invalidated): a round trip less per batch
+            oids = conn.connection.info.get(("pgcopy types", table.name))
+            if oids is None:
+                cursor.execute(_COLUMN_TYPES, (table.name,))
+                oids = conn.connection.info[("pgcopy types", table.name)] = dict(cursor.fetchall())
             types = [oids[n] for n in names]
             narrow = [(i, n, _INT_RANGE[t]) for i, (n, t) in enumerate(zip(names, types)) if t in _INT_RANGE]
             with cursor.copy(statement) as copy:
                 copy.set_types(types)
+                # in C: a generator per row was 0.05 s of 0.19 s of CPU in 1,800 rows (cProfile)
+                pick = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
                 for row in rows:
-                    values = tuple(row[k] for k in keys) + extra
+                    values = pick(row) + extra
                     for i, name, (low, high) in narrow:
                         if values[i] is not None and not low <= values[i] <= high:
                             raise psycopg.errors.NumericValueOutOfRange(
