@@ -203,9 +203,9 @@ class Store:
         :meth:`save_indexed` in the same transaction, and their groups are refreshed once.
         All or nothing: any error rolls the whole batch back and is raised (the caller
         stores the files one by one, so one bad row fails one file).
-        Rows/s into PostgreSQL in batches of 200, one run at load 8-9: 2,436 with COPY, 1,702
-        with executemany, 280 one at a time (bench/writer_throughput.py, 2026-12-07;
-        docs/BENCHMARKS.md).
+        Rows/s into PostgreSQL in batches of 200, one run at load 9: 2,282 with COPY, 1,466
+        with executemany, 302 one at a time (bench/writer_throughput.py --rows 6000,
+        2026-12-07; docs/BENCHMARKS.md).
         """
         if not results:
             return []
