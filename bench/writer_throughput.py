@@ -72,7 +72,10 @@ def measure(url: str, results: list[Indexed], rows: int, batch: int) -> dict[str
     def raw(items: list[dict], copy: bool) -> None:
         for chunk in batches(items):
             with session.engine.begin() as conn:
-                copy_rows(conn, Image.__table__, chunk) if copy else conn.execute(insert(Image), chunk)
+                if copy:
+                    copy_rows(conn, Image.__table__, chunk)
+                else:
+                    conn.execute(insert(Image), chunk)
 
     out = {}
     one = todo()
