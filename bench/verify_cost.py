@@ -5,9 +5,11 @@ Builds seeded pairs from the 24 Kodak photos (``../shared/data/photos/kodak``): 
 a rotation or flip, Gaussian blur 1-2 px) and distinct pairs. Each image is reduced to
 the indexer's working size (long side 256) and measured with ``features.measure`` for
 its 128-px grey thumbnail and histograms. Each pair is compared as the engine first
-does (its true scale as the hint; copies then stop) and with the full scale search
-(``scale_hint=None``, what a pair whose hints fail costs in addition). Prints, per
-kind of call, the median and 90th percentile over pairs of the per-call CPU time
+does (``hinted``: its true scale as the hint; copies then stop), with the full scale
+search (``full search``: ``scale_hint=None``), and as the engine's ``run_job`` pays for
+a pair with one hint (``as run_job``: the hint, then no hint unless the first call gave
+a copy, sharing one ``searched`` memo where the code has it). Prints, per kind of call,
+the median and 90th percentile over pairs of the per-call CPU time
 (``time.process_time``; each call's minimum over ``--repeat`` runs, as the machine is
 shared), and the same for baselines measured in the same run:
 
@@ -16,11 +18,35 @@ shared), and the same for baselines measured in the same run:
   cost unit of one registration;
 * ``--against REV`` (e.g. ``main``): ``compare`` with the verification code
   (:data:`AT_REV`: align, verify and their kernels) as of git revision ``REV`` (loaded
-  from ``git show``), so before/after figures come from one run on the same pairs; the
+  from ``git show``), timed interleaved with this code pair by pair and turn by turn
+  (a load change mid-run falls on both alike), so before/after figures come from one
+  run on the same pairs, with the median of the per-pair ratios beside the ratio of
+  medians; the
   largest difference of any Evidence field between the two, and the verdicts that
   differ, are printed for copies and for distinct pairs.
 
     PYTHONPATH=. python bench/verify_cost.py [--data ../shared/data] [--pairs 48] [--repeat 3] [--against main]
+
+Measured 2026-12-07 (issue 13 item 2, the sure-peak stop, counted ranks of levels, one
+unhinted search per pair in run_job), interleaved ``--against main`` (7d3d80c), 48
+pairs, repeat 3, CPU ms per call, median / p90 (ratio of medians, median per-pair ratio):
+
+    load 10         this            main            ratio
+    hinted          5.8 / 18.2      6.7 / 17.4      x1.17  (per pair x1.07)
+    full search     11.6 / 14.9     11.4 / 15.3     x0.98  (per pair x1.01)
+    as run_job      6.0 / 18.2      7.0 / 30.5      x1.17  (per pair x1.38)
+    plain           0.7 / 0.9
+    load 5, with neardup_eval.py running beside it (plain 1.0):
+    hinted          5.8 / 15.4      6.0 / 15.2      x1.03  (per pair x1.06)
+    as run_job      5.7 / 16.5      5.9 / 27.9      x1.02  (per pair x1.45)
+
+    load 8.4, --repeat 5, against 7f18c3f (the same verification code; plain 1.1):
+    hinted          4.9 / 13.6      6.2 / 13.4      x1.25  (per pair x1.03)
+    full search     9.8 / 11.7      9.8 / 13.6      x1.01  (per pair x1.02)
+    as run_job      5.2 / 13.7      6.5 / 22.9      x1.24  (per pair x1.44)
+
+Evidence equal to main's to the bit on all 144 calls, 0 verdicts differ. Copies that
+settle at one scale are ~30% sooner; crops and shifts (the median pair) still try three.
 
 Measured 2026-12-03 (issue 13 item 2), shared 2-core machine at load average 7-10,
 48 pairs, repeat 3, ``--against main`` (main = ddadb1b), CPU ms per call, median / p90:
@@ -68,7 +94,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import importlib
+import inspect
 import os
 import statistics
 import subprocess
@@ -226,17 +254,45 @@ def summary(ms: list[float]) -> str:
     return f"{statistics.median(ms):7.1f} / {p90:6.1f}"
 
 
-MODES = ("hinted", "full search")
+MODES = ("hinted", "full search", "as run_job")
 
 
-def timed_calls(fn, pairs: list[dict], repeat: int) -> tuple[dict[str, list[float]], list[tuple]]:
-    """CPU ms of ``fn`` (compare's signature) per pair and mode, and the Evidence tuples."""
-    times, evidence = {mode: [] for mode in MODES}, []
+def engine_call(fn, args, kw) -> object:
+    """What the engine's ``run_job`` pays for a pair with one hint: ``compare`` with the
+    hint, and when that is no copy, again with no hint; one ``searched`` memo for both
+    where ``fn`` takes it (code before it searched twice). The last Evidence."""
+    takes_memo = "searched" in inspect.signature(fn).parameters
+    memo = dict(searched={}) if takes_memo else {}
+    ev = fn(*args, **kw, **memo)
+    if verdict.classify(ev) in ("derived", "exposure_variant"):
+        return ev
+    return fn(*args, **dict(kw, scale_hint=None), **memo)
+
+
+def timed_calls(fns: dict, pairs: list[dict], repeat: int
+                ) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[tuple]]]:
+    """CPU ms per pair and mode of each implementation in ``fns`` (name -> a function of
+    compare's signature), and their Evidence tuples.
+
+    Interleaved: per pair and mode, the implementations take turns ``repeat`` times and
+    each keeps its minimum, so a change of machine load during the run falls on both
+    sides alike (timing all of one side before the other once showed a 25% gap that was
+    only the load moving, 2026-12-07).
+    """
+    times = {name: {mode: [] for mode in MODES} for name in fns}
+    evidence = {name: [] for name in fns}
     for p in pairs:
-        for mode, hint in zip(MODES, (p["kw"]["scale_hint"], None)):
+        for mode, hint in zip(MODES, (p["kw"]["scale_hint"], None, p["kw"]["scale_hint"])):
             kw = dict(p["kw"], scale_hint=hint)
-            times[mode].append(cpu_ms(lambda: fn(*p["args"], **kw), repeat))
-            evidence.append(dataclasses.astuple(fn(*p["args"], **kw)))
+            calls = {name: (functools.partial(engine_call, fn, p["args"], kw) if mode == "as run_job"
+                            else functools.partial(fn, *p["args"], **kw)) for name, fn in fns.items()}
+            best = dict.fromkeys(fns, float("inf"))
+            for _ in range(repeat):
+                for name, call in calls.items():
+                    best[name] = min(best[name], cpu_ms(call, 1))
+            for name, call in calls.items():
+                times[name][mode].append(best[name])
+                evidence[name].append(dataclasses.astuple(call()))
     return times, evidence
 
 
@@ -245,25 +301,30 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--pairs", type=int, default=48)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--against", metavar="REV", help="also time compare() with align.py from this git revision")
+    ap.add_argument("--against", metavar="REV", help="also time compare() with the verification code from this git revision, interleaved pair by pair")
     args = ap.parse_args()
     print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
           "(figures from a shared machine scale with it)")
     pairs = build(args.data / "photos" / "kodak", args.pairs)
-    # Each implementation in its own pass, ``REV`` last: threaded OpenBLAS calls leave
-    # worker threads spinning for a while, CPU that would be charged to the next call.
     plain = [cpu_ms(lambda: plain_phase_correlation(p["args"][0].astype(float), p["args"][1].astype(float)),
                     args.repeat) for p in pairs]
-    this, this_ev = timed_calls(verify.compare, pairs, args.repeat)
+    fns = {"this": verify.compare}
     if args.against:
-        other, other_ev = timed_calls(compare_at(args.against), pairs, args.repeat)
+        fns[args.against] = compare_at(args.against)
+    for fn in fns.values():  # compile and load the numba kernels outside the timing
+        fn(*pairs[0]["args"], **pairs[0]["kw"])
+    times, evs = timed_calls(fns, pairs, args.repeat)
+    this, this_ev = times["this"], evs["this"]
+    if args.against:
+        other, other_ev = times[args.against], evs[args.against]
     print(f"{len(pairs)} pairs ({', '.join(sorted(set(KINDS)))}), 128-px thumbnails, "
           "CPU ms per call, median / p90 over pairs")
     for mode in MODES:
         line = f"  {mode:12s} this {summary(this[mode])}"
         if args.against:
             ratio = statistics.median(other[mode]) / statistics.median(this[mode])
-            line += f"    {args.against} {summary(other[mode])}   x{ratio:.1f}"
+            paired = statistics.median(o / t for o, t in zip(other[mode], this[mode]))
+            line += f"    {args.against} {summary(other[mode])}   x{ratio:.2f} (per pair x{paired:.2f})"
         print(line + f"    = x{statistics.median(this[mode]) / statistics.median(plain):.1f} plain")
     print(f"  plain        {summary(plain)}  (one single-scale registration, the baseline unit)")
     if args.against:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, union_all, update
+from sqlalchemy import Engine, Text, any_, bindparam, delete, func, insert, select, union_all, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from db.blobs import pack_hist, pack_thumb, unpack_hist, unpack_thumb  # noqa: F401 - re-exported
 from db.groups import old_members, refresh_groups
 from db.models import Camera, Failure, Image, Pair
+from db.pgcopy import copy_rows
 from db.records import FileState, utcnow  # noqa: F401 - NumPy-free home of both; re-exported for the writers
 from indexer.match.groups import GroupRule
 from indexer.measure import hashes, orient
@@ -90,6 +92,30 @@ _IMAGE_BY_PATH = select(_IMAGES.c.id, _IMAGES.c.sha256).where(_IMAGES.c.path == 
 _DELETE_FAILURE = delete(Failure.__table__).where(Failure.__table__.c.path == bindparam("p"))
 
 
+# statements over a list of paths: on PostgreSQL one statement with an array parameter
+# (``= ANY(:paths)``: the same SQL every batch, so it is prepared once; an IN list rendered
+# per batch was 0.09 s of CPU in 1,800 rows, cProfile 2026-12-07), elsewhere IN lists of 500
+_PATHS = bindparam("paths", type_=postgresql.ARRAY(Text))
+# (what to run given its WHERE, the path column it filters)
+_EXISTING = (lambda where: select(_IMAGES.c.path, _IMAGES.c.id, _IMAGES.c.sha256).where(where), _IMAGES.c.path)
+_IDS_OF = (lambda where: select(_IMAGES.c.path, _IMAGES.c.id).where(where), _IMAGES.c.path)
+_DELETE_FAILURES = (lambda where: delete(Failure.__table__).where(where), Failure.__table__.c.path)
+
+
+def _by_paths(conn, statement: tuple, paths: list[str]) -> list:
+    """Run ``statement`` (see ``_EXISTING``) over ``paths``; the rows of a SELECT, [] else."""
+    build, column = statement
+    if conn.dialect.name == "postgresql":
+        result = conn.execute(build(column == any_(_PATHS)), {"paths": paths})
+        return list(result) if result.returns_rows else []
+    out: list = []
+    for chunk in _chunks(paths):
+        result = conn.execute(build(column.in_(chunk)))
+        if result.returns_rows:
+            out.extend(result)
+    return out
+
+
 _DEFAULT_RULE = GroupRule()
 
 
@@ -100,6 +126,10 @@ class Store:
     what the keeper rule reads) refreshes the groups it touches in its own transaction
     (:func:`db.groups.refresh_groups`); ``group_rule``: ``[match] group_verdicts`` and ``[dupes] prefer_in``.
     """
+
+    #: :meth:`save_batch` inserts new rows into PostgreSQL with COPY; False: with an
+    #: executemany as on SQLite (bench/writer_throughput.py measures both in one run)
+    copy_on_postgresql = True
 
     def __init__(self, engine: Engine, *, group_rule: GroupRule = _DEFAULT_RULE):
         self.engine = engine
@@ -165,14 +195,17 @@ class Store:
     def save_batch(self, results: list[Indexed]) -> list[int]:
         """Store many analysed files in one transaction; returns their image ids, in order.
 
-        What :meth:`save_indexed` does for each, with one executemany INSERT of the new rows
-        (revisions stamped in order, as one at a time would; ids read back by path), one
-        look-up of existing paths and one failure-row delete per 500 paths; replaced rows go through
-        the path of :meth:`save_indexed` in the same transaction, and their groups are
-        refreshed once. All or nothing: any error rolls the whole batch back and is
-        raised (the caller stores the files one by one, so one bad row fails one file).
-        Rows/s into PostgreSQL in batches of 200: 1,260 against 347 one at a time in the same
-        run at load 4 (bench/writer_throughput.py, 2026-12-07; docs/BENCHMARKS.md).
+        What :meth:`save_indexed` does for each, with the new rows inserted at once
+        (PostgreSQL: one binary COPY, :func:`db.pgcopy.copy_rows`; SQLite: one executemany;
+        revisions stamped in order, as one at a time would; ids read back by path), one
+        look-up of existing paths and one failure-row delete (PostgreSQL: one statement with
+        an array of paths; SQLite: per 500 paths); replaced rows go through the path of
+        :meth:`save_indexed` in the same transaction, and their groups are refreshed once.
+        All or nothing: any error rolls the whole batch back and is raised (the caller
+        stores the files one by one, so one bad row fails one file).
+        Rows/s into PostgreSQL in batches of 200, one run at load 9: 2,282 with COPY, 1,466
+        with executemany, 302 one at a time (bench/writer_throughput.py --rows 6000,
+        2026-12-07; docs/BENCHMARKS.md).
         """
         if not results:
             return []
@@ -182,25 +215,22 @@ class Store:
                 paths = [v["path"] for v in values]
                 if len(set(paths)) != len(paths):
                     raise ValueError("a path twice in one batch")  # the caller stores them in order
-                existing: dict[str, tuple[int, str]] = {}
-                for chunk in _chunks(paths):
-                    existing.update((r[0], (r[1], r[2])) for r in conn.execute(
-                        select(_IMAGES.c.path, _IMAGES.c.id, _IMAGES.c.sha256).where(_IMAGES.c.path.in_(chunk))))
+                existing = {r[0]: (r[1], r[2]) for r in _by_paths(conn, _EXISTING, paths)}
                 new = [v for v in values if v["path"] not in existing]
                 ids: dict[str, int] = {}
                 if new:
                     first = conn.execute(select(func.coalesce(func.max(_IMAGES.c.revision), 0))).scalar_one()
                     stamped = [{**v, "revision": first + 1 + i} for i, v in enumerate(new)]
-                    conn.execute(_INSERT_IMAGES, stamped)
-                    for chunk in _chunks([v["path"] for v in new]):
-                        ids.update((r[0], r[1]) for r in conn.execute(
-                            select(_IMAGES.c.path, _IMAGES.c.id).where(_IMAGES.c.path.in_(chunk))))
+                    if self.copy_on_postgresql and conn.dialect.name == "postgresql":
+                        copy_rows(conn, _IMAGES, stamped)
+                    else:
+                        conn.execute(_INSERT_IMAGES, stamped)
+                    ids.update((r[0], r[1]) for r in _by_paths(conn, _IDS_OF, [v["path"] for v in new]))
                 partners: set[int] = set()
                 for v in values:
                     if v["path"] in existing:
                         ids[v["path"]] = self._replace(conn, v, *existing[v["path"]], refresh=partners)
-                for chunk in _chunks(paths):
-                    conn.execute(delete(Failure.__table__).where(Failure.__table__.c.path.in_(chunk)))
+                _by_paths(conn, _DELETE_FAILURES, paths)
                 if partners:
                     refresh_groups(conn, partners, self.group_rule)
         except Exception:

@@ -202,3 +202,34 @@ def test_next_fast_len_equals_scipy():
     from indexer.measure.align import next_fast_len
 
     assert [next_fast_len(n) for n in range(1, 3000)] == [scipy.fft.next_fast_len(n, real=True) for n in range(1, 3000)]
+
+
+def test_failed_hints_share_one_search(monkeypatch):
+    """A pair tried with several failing hints and no hint (as the engine's run_job does)
+    searches the scales once per transform, with the Evidence each call gives without
+    the memo; a hint that succeeds is not replaced by the search."""
+    from indexer.match import verify
+
+    scene = _scene(3)
+    a = _thumb(scene)
+    b = _thumb(_scene(4))  # unrelated: every hint fails
+    crop = _thumb(scene[30:270, 40:360])  # a 80% crop: magnification 1.25
+    hist = np.zeros((4, 256), dtype=np.uint32)
+    hist[:, 100] = 1
+    searches = []
+    real = align._refine
+    monkeypatch.setattr(align, "_refine", lambda *args, **kw: searches.append(kw) or real(*args, **kw))
+    plain = [verify.compare(a, b, hist, hist, scale_hint=h) for h in (1.0, 0.8, None)]
+    calls_plain = len(searches)
+    searches.clear()
+    memo: dict = {}
+    shared = [verify.compare(a, b, hist, hist, scale_hint=h, searched=memo) for h in (1.0, 0.8, None)]
+    assert shared == plain
+    # three hinted ladders and one search ladder, against three searches before
+    assert len(searches) == 3 and calls_plain == 5
+    crop_memo: dict = {}
+    searched = verify.compare(a, crop, hist, hist, searched=crop_memo)
+    hinted = verify.compare(a, crop, hist, hist, scale_hint=1.25, searched=crop_memo)
+    assert hinted == verify.compare(a, crop, hist, hist, scale_hint=1.25)
+    assert hinted is not searched
+    assert abs(hinted.scale - 1.25) < 0.03 and hinted.peak >= 0.3

@@ -20,10 +20,19 @@ def samples(rng, n: int, kind: str) -> np.ndarray:
         return np.round(rng.random(n) * 255, 1)
     if kind == "clustered":  # most values in one bucket: the argsort branch
         return np.concatenate([100 + 1e-6 * rng.random(n // 2), 255 * rng.random(n - n // 2)])
+    if kind == "levels":  # integer levels 0..255: the counting path
+        return np.floor(rng.random(n) * 256)
+    if kind == "levels_one_off":  # one non-integer value among levels: the sort, with buckets of ties
+        x = np.floor(rng.random(n) * 256)
+        x[n // 2] += 0.5
+        return x
+    if kind == "wide_levels":  # integers past 255, a few distinct: buckets of ties, sorted
+        return np.floor(rng.random(n) * 5) * 1000.0 - 7.0
     return np.full(n, 3.0)
 
 
-@pytest.mark.parametrize("kind", ["continuous", "ties", "clustered", "constant"])
+@pytest.mark.parametrize("kind", ["continuous", "ties", "clustered", "constant", "levels", "levels_one_off",
+                                  "wide_levels"])
 @pytest.mark.parametrize("n", [1, 2, 33, 700, 12_000])
 def test_mid_ranks_equal_numpy(kind, n):
     x = samples(np.random.default_rng(n), n, kind)

@@ -62,7 +62,10 @@ def run_job(job: Job, th: MatchThresholds, max_transforms: int) -> Verified:
     Per proposal (at most ``max_transforms``, best first): the hinted scale, then the
     scales other hash hits implied (crop fractions are coarse: a 95% crop meets an 85%
     entry, and a hint 12% off can drop a copy to ``similar``), then a full scale search,
-    stopping at the first copy verdict; the highest-peak evidence is kept.
+    stopping at the first copy verdict; the highest-peak evidence is kept. A hint that
+    fails falls back to the full search, which is run once per transform however many
+    hints fail (``compare``'s ``searched``): the same Evidence, ~12 ms less per failed
+    hint after the first.
     """
     ra, rb = job.a, job.b
     gated = not (informative(ra.entropy, ra.luma_std, ra.thumb.shape, th)
@@ -70,10 +73,12 @@ def run_job(job: Job, th: MatchThresholds, max_transforms: int) -> Verified:
     if ra.sha256 == rb.sha256 or gated:
         return Verified(None, gated)
     best = None
+    searched: dict = {}  # the unhinted search's Evidence per transform, once (see compare)
     for prop in job.props[:max_transforms]:
         for hint in (prop.scale_hint, *prop.other_hints, None):
             ev = compare(ra.thumb, rb.thumb, ra.hist, rb.hist, transform=prop.transform,
-                         size_a=(ra.width, ra.height), size_b=(rb.width, rb.height), scale_hint=hint)
+                         size_a=(ra.width, ra.height), size_b=(rb.width, rb.height), scale_hint=hint,
+                         searched=searched)
             if best is None or ev.peak > best.peak:
                 best = ev
             if classify(best, th) in COPY_VERDICTS:

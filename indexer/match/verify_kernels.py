@@ -24,7 +24,10 @@ def sorted_order(values: np.ndarray) -> np.ndarray:
 
     A bucket sort: ``n`` buckets over ``[min, max]`` (the bucket index is a monotone
     function of the value, so buckets are in order), each bucket sorted by insertion,
-    or by ``np.argsort`` past 32 entries. On ~10^4 thumbnail values 8x sooner than
+    or by ``np.argsort`` past 32 entries unless they are all one value. A resampled
+    thumbnail at scale 1.0 and a whole-pixel shift holds only its ~200 integer levels,
+    each level a bucket of ~50 ties: skipping their argsort took ``mid_ranks`` of such
+    an overlap (~10^4 values) from ~0.2-0.28 to ~0.05 ms (2026-12-07). On ~10^4 thumbnail values 8x sooner than
     ``np.argsort`` (0.06 against 0.45 ms, 2026-12-03), whose comparison sort dominates
     a rank correlation at this size.
     """
@@ -53,7 +56,7 @@ def sorted_order(values: np.ndarray) -> np.ndarray:
         fill[k] += 1
     for k in range(n):
         s, e = starts[k], starts[k + 1]
-        if e - s > 32:
+        if e - s > 32 and not _all_equal(values, order, s, e):
             seg = order[s:e].copy()
             sub = np.argsort(values[seg])
             for j in range(e - s):
@@ -71,12 +74,49 @@ def sorted_order(values: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def _all_equal(values: np.ndarray, order: np.ndarray, s: int, e: int) -> bool:
+    """True when ``values[order[s:e]]`` are all one value (a bucket of ties needs no sort)."""
+    v = values[order[s]]
+    for j in range(s + 1, e):
+        if values[order[j]] != v:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _level_ranks(values: np.ndarray, out: np.ndarray) -> bool:
+    """:func:`mid_ranks` into ``out`` by counting when every value is an integer level
+    0..255 (a stored thumbnail, or one resampled at scale 1.0 by a whole-pixel shift);
+    False, ``out`` untouched, otherwise. The same numbers: a level's mid rank is
+    ``(cumulative count - count / 2) / n`` either way. ~4x sooner than the bucket sort
+    on such an overlap (2026-12-07)."""
+    n = values.size
+    counts = np.zeros(257, dtype=np.int64)
+    for i in range(n):
+        v = values[i]
+        if not (0.0 <= v <= 255.0) or v != np.floor(v):
+            return False
+        counts[int(v) + 1] += 1
+    mid = np.empty(256)
+    total = 0
+    for level in range(256):
+        c = counts[level + 1]
+        total += c
+        mid[level] = (total - 0.5 * c) / n
+    for i in range(n):
+        out[i] = mid[int(values[i])]
+    return True
+
+
+@njit(cache=True, nogil=True)
 def mid_ranks(values: np.ndarray) -> np.ndarray:
     """Each value's mid-rank quantile in (0, 1) (float64, same length): ties share their
     mean rank, ``(start + count / 2) / n``, as ``align.rank_normalise``."""
     n = values.size
     out = np.empty(n)
     if n == 0:
+        return out
+    if _level_ranks(values, out):
         return out
     order = sorted_order(values)
     start = 0

@@ -185,6 +185,7 @@ _thread = threading.local()
 # Files per Dask task, at most: one task per file cost 3-12 ms of scheduling and round trips
 # against 20-45 ms to decode and measure a 1280x960 JPEG here (bench/cluster_scale.py)
 BATCH_FILES = 8
+CANCELLED_RETRIES = 2  # times a batch Dask cancelled (not a lost scheduler) is sent again
 
 
 def analyse_on_worker(task: Task, settings: IndexSettings, move_candidates: frozenset[str],
@@ -302,6 +303,7 @@ class Cluster:
         running: dict = {}
 
         alone: deque[Task] = deque()  # files of a batch whose worker died repeatedly, one per task now
+        retried: dict[tuple[str, ...], int] = {}  # batches sent again after a cancellation
 
         def submit():
             if alone:
@@ -324,7 +326,16 @@ class Cluster:
                 outcomes = []
             elif isinstance(value, BaseException):
                 lost = client.status != "running"  # "connecting" (then "closed") once the scheduler is gone
-                outcomes = [_outcome(value, task, spec, distributed, lost) for task in batch]
+                key = tuple(task.path for task in batch)
+                if not lost and _cancelled(value) and retried.get(key, 0) < CANCELLED_RETRIES:
+                    # a worker killed while holding a batch another task depended on: the
+                    # scheduler may cancel the dependant ("already forgotten") although the
+                    # cluster is fine (seen at load 20); the batch is simply sent again
+                    retried[key] = retried.get(key, 0) + 1
+                    queue.extendleft(reversed(batch))
+                    outcomes = []
+                else:
+                    outcomes = [_outcome(value, task, spec, distributed, lost) for task in batch]
             else:
                 outcomes = value
                 for outcome in outcomes:  # the sensor stage holds the batch while it needs a delta
@@ -389,6 +400,14 @@ def cluster_outcomes(tasks: list[Task], cluster: str | Cluster, settings: IndexS
         return
     with open_cluster(cluster, settings) as opened:  # closed before the stages flush: deltas come here
         yield from opened.outcomes(tasks, settings, move_candidates, sensor_data, remote_deltas=False)
+
+
+def _cancelled(value: BaseException) -> bool:
+    """Whether Dask cancelled the task (a ``CancelledError``) for a reason other than a
+    lost scheduler connection."""
+    from concurrent.futures import CancelledError
+
+    return isinstance(value, CancelledError) and "scheduler-connection-lost" not in str(value)
 
 
 def _outcome(value, task: Task, spec: ClusterSpec, distributed, lost: bool = False) -> Outcome:
