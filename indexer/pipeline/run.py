@@ -189,8 +189,9 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     total = len(todo.todo)
     if progress:
         progress(0, total)
-    # A new camera learns every frame until its map is stable; the plan follows its state
-    # during a long first import too, not only at the next run (indexer.sensor.budget).
+    # A new camera learns its mapping share (learn_megapixels) until its map is stable,
+    # then its sample; the plan follows its state during a long first import too, not
+    # only at the next run (indexer.sensor.budget).
     live = LivePlan(sensor_data, lambda: body_states(store.engine))
     outcomes = run_outcomes(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
                             cluster, plan_now=live.current)
