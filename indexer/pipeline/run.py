@@ -29,7 +29,7 @@ from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Failed, Outcome, Task
 from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse, init_worker
-from indexer.pipeline.pools import WorkerPool, worker_count
+from indexer.pipeline.pools import WorkerPool, preload, worker_count
 from indexer.pipeline.stages import Stage, body_states, store_outcome
 
 if TYPE_CHECKING:
@@ -112,6 +112,8 @@ def run_outcomes(tasks: list[Task], settings: IndexSettings, workers: int,
         for task in tasks:
             yield work(task, settings, move_candidates, plan_now() or sensor_data)
         return
+    if SensorPlan.of(sensor_data).data is SensorData.ALL:  # rendered frames: kernels loaded once (kernelwarm)
+        preload(["indexer.pipeline.kernelwarm"])
     initargs = (settings, move_candidates, sensor_data)
     pending = deque(tasks)
     while pending:
