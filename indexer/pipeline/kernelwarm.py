@@ -6,9 +6,10 @@ machine code itself: ~0.65 s of CPU each (numba 0.27 s, the ``scipy.linalg`` num
 registries import to find BLAS 0.22 s, the cached kernels 0.15 s; 2026-12-07), paid
 once per worker per run. Loaded in the forkserver it is paid once per run whatever the
 worker count, and the verification and alignment kernels the same workers load find
-numba already imported. A missing cache is compiled here, once, instead of in every
-worker. Whatever goes wrong is swallowed: the forkserver must start (a worker then
-loads the kernels itself, as before).
+numba already imported. Only machine code already cached is loaded here: compiling
+(~5-13 s) would delay every run, learning or not, while no worker is forked; without a
+cache a worker that learns compiles, as before (and fills the cache). Whatever goes
+wrong is swallowed: the forkserver must start (a worker then loads the kernels itself).
 
 :func:`indexer.pipeline.pools.preload` names this module; ``pipeline.run`` asks for it
 when the plan learns from rendered frames.
@@ -18,11 +19,16 @@ from __future__ import annotations
 
 def _warm() -> None:
     try:
+        import os
+
         import numpy as np
 
+        from indexer.sensor import kernels
         from indexer.sensor.delta import rgb_delta
 
-        rgb_delta(np.zeros((64, 64, 3), np.uint8))
+        # numba's index of the cached machine code (a private path: absent -> no warm-up)
+        if os.path.exists(kernels._rgb_strips._cache._cache_file._index_path):
+            rgb_delta(np.zeros((64, 64, 3), np.uint8))  # the 8-bit RGB signature frames use
     except Exception:  # noqa: BLE001 - see the module docstring: the forkserver must start
         pass
 
