@@ -46,21 +46,28 @@ WORK_SIZE = 256
 
 
 def camera_jpeg(source: Path, out: Path, k: int, *, size: tuple[int, int] = SIZE, quality: int = 90,
-                exif: Image.Exif | None = None) -> None:
+                exif: Image.Exif | None = None, portrait_tagged: bool = False) -> None:
     """Write variant ``k`` of ``source`` as a distinct camera-sized JPEG: a crop of its own
     (no two files hash alike), every other one mirrored, upscaled to ``size`` with grain,
-    with ``exif`` (default: a camera's Make and Model only). bench/sensor_cost.py uses it too."""
+    with ``exif`` (default: a camera's Make and Model only). bench/sensor_cost.py uses it too.
+
+    ``portrait_tagged``: a portrait source is stored landscape (``size``) with EXIF
+    orientation 6 (turn 90 degrees clockwise to view), as a camera writes it, so every
+    file of one body has the sensor's geometry; otherwise it is stored as a portrait."""
     img = Image.open(source).convert("RGB")
     margin = 4 + 3 * (k % 8)  # a different crop per copy: no two files hash alike
     img = img.crop((margin, margin, img.width - margin, img.height - margin))
     if k % 2:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    size = size if img.width >= img.height else size[::-1]
-    big = np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
-    grain = np.random.default_rng(k).normal(0, 3.0, size=(size[1], size[0], 1)).astype(np.int16)
     if exif is None:
         exif = Image.Exif()
         exif[0x010F], exif[0x0110] = "BenchCam", "Twelve MP"  # Make, Model: as a camera writes
+    if img.width < img.height and portrait_tagged:
+        img = img.transpose(Image.Transpose.ROTATE_90)  # stored as the sensor reads it
+        exif[0x0112] = 6  # Orientation: rotate 90 CW to display
+    size = size if img.width >= img.height else size[::-1]
+    big = np.asarray(img.resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
+    grain = np.random.default_rng(k).normal(0, 3.0, size=(size[1], size[0], 1)).astype(np.int16)
     Image.fromarray(np.clip(big + grain, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=quality,
                                                                           exif=exif.tobytes())
 

@@ -7,7 +7,8 @@ Usage::
 Generates ``--count`` (>= 60) JPEGs of 4032x3024 (quality 92) from the Kodak PNGs in
 ``../shared/data/photos/kodak`` (or ``$PHOTOQA_SHARED_DATA/photos/kodak``), upscaled with grain and a different crop per copy so no
 two hash alike, each with the EXIF a camera writes (Make, Model, DateTimeOriginal a minute
-apart, ISO, exposure time), into ``--dir`` (default ``$TMPDIR/photoqa-bench-sensor-cost``),
+apart, ISO, exposure time; a portrait stored landscape with EXIF orientation 6, so the
+folder is one body of one geometry, one sensor), into ``--dir`` (default ``$TMPDIR/photoqa-bench-sensor-cost``),
 reused by later runs. Then, in one run, ``--rounds`` times in turn on a fresh database:
 
 * ``off``:     ``[sensor] enabled = false``, the baseline;
@@ -64,7 +65,17 @@ def make_one(job: tuple[Path, Path, int]) -> None:
     sub[0x9003] = (datetime(2026, 5, 1, 9) + timedelta(minutes=k)).strftime("%Y:%m:%d %H:%M:%S")
     sub[0x8827] = 100 * (1 + k % 4)  # ISO 100-400: no frame "reveals" more than another
     sub[0x829A] = 1 / 125
-    camera_jpeg(source, out, k, size=SIZE, quality=92, exif=exif)
+    camera_jpeg(source, out, k, size=SIZE, quality=92, exif=exif, portrait_tagged=True)
+
+
+def _current(path: Path) -> bool:
+    """Whether ``path`` is a file this version makes: stored landscape, one geometry
+    (earlier versions stored portraits as 3024x4032, which made a second sensor)."""
+    try:
+        with Image.open(path) as img:
+            return img.size == SIZE
+    except OSError:
+        return False
 
 
 def ensure_files(folder: Path, count: int) -> list[Path]:
@@ -73,7 +84,7 @@ def ensure_files(folder: Path, count: int) -> list[Path]:
     if not sources:
         sys.exit(f"no Kodak PNGs in {KODAK}: this benchmark needs ../shared/data")
     jobs = [(sources[i % len(sources)], folder / f"c{i:04d}.jpg", i) for i in range(count)]
-    todo = [j for j in jobs if not j[1].exists()]
+    todo = [j for j in jobs if not _current(j[1])]
     if todo:
         print(f"generating {len(todo)} camera JPEGs of {SIZE[0]}x{SIZE[1]} into {folder} (once)...", flush=True)
         with ProcessPoolExecutor(2) as pool:

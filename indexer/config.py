@@ -112,9 +112,10 @@ class SensorSettings:
         0.75 MP (small test frames), a 12 MP JPEG 1 in 16. Learning a 12 MP JPEG costs
         ~0.74 s of CPU, 2.1x what indexing it costs (0.35 s; bench/sensor_cost.py, CPU of
         all processes), so 1 in 16 adds ~13% once a run is long; a run that learns
-        anything also pays ~2-4 s once per sensor (numba kernels loaded in each worker,
-        a 12 MP accumulator allocated, saved and classified): on 60 new 12 MP JPEGs
-        (21 s of CPU) that is still ~1.4x (docs/BENCHMARKS.md). Then the sample (``sample_megapixels``). The stability clock
+        anything also pays ~1.5 s once (numba kernels loaded once in the workers'
+        forkserver, one 12 MP accumulator allocated lazily and saved once: a body below
+        ``min_frames`` is not flushed on the clock): on 60 new 12 MP JPEGs, 1.09x off by
+        CPU, 1.07x by wall (docs/BENCHMARKS.md). Then the sample (``sample_megapixels``). The stability clock
         is kept at flush granularity: a changed list is dated at the end of the flush that
         saw it, so a body settles up to ``flush_frames - 1`` learnt frames late (a change
         that comes and goes within one flush is not seen).
@@ -138,7 +139,9 @@ class SensorSettings:
         of the sensor's frames; stuck likewise for unchanged values.
     min_frames: below this many frames a sensor reports "not enough frames".
     flush_frames / flush_seconds: merge the in-memory statistics into the sensor's file
-        after this many new frames or seconds (and always at the end of a run).
+        after this many new frames or seconds (and always at the end of a run); a body
+        with fewer than ``min_frames`` frames in all waits for them (or the end of the
+        run) rather than the clock: a flush writes its whole accumulator.
     memory_mb: the writer keeps each body's statistics since its last flush in memory
         (26 bytes a photosite: 312 MB for a 12 MP body, 624 MB for 24 MP); past this many
         MB the least recently fed body is flushed early and dropped (its next frame starts

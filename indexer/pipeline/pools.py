@@ -29,6 +29,15 @@ def pool_context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+def preload(modules: list[str]) -> None:
+    """Have the forkserver import ``modules`` (after ``__main__``, its default) before it
+    forks the first worker, so every worker inherits them imported. No effect once this
+    process's forkserver runs (it lives as long as the process), nor under spawn."""
+    context = pool_context()
+    if context.get_start_method() == "forkserver":
+        context.set_forkserver_preload(["__main__", *modules])
+
+
 # Workers run at a lower priority than the writer: one process stores every outcome and
 # plans every verification, so when workers and writer contend for the cores the writer
 # is the run's bottleneck. At equal priority, 4 workers and the writer on 2 cores left

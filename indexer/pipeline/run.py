@@ -29,7 +29,7 @@ from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Failed, Outcome, Task
 from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse, init_worker
-from indexer.pipeline.pools import WorkerPool, worker_count
+from indexer.pipeline.pools import WorkerPool, preload, worker_count
 from indexer.pipeline.stages import Stage, body_states, store_batch, store_outcome
 
 if TYPE_CHECKING:
@@ -134,6 +134,8 @@ def run_batches(tasks: list[Task], settings: IndexSettings, workers: int,
         for task in tasks:
             yield [work(task, settings, move_candidates, plan_now() or sensor_data)]
         return
+    if SensorPlan.of(sensor_data).data is SensorData.ALL:  # rendered frames: kernels loaded once (kernelwarm)
+        preload(["indexer.pipeline.kernelwarm"])
     initargs = (settings, move_candidates, sensor_data)
     pending = deque(tasks)
     limit = (max(1, settings.write_batch), settings.write_wait_ms / 1000)
@@ -229,8 +231,9 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     total = len(todo.todo)
     if progress:
         progress(0, total)
-    # A new camera learns every frame until its map is stable; the plan follows its state
-    # during a long first import too, not only at the next run (indexer.sensor.budget).
+    # A new camera learns its mapping share (learn_megapixels) until its map is stable,
+    # then its sample; the plan follows its state during a long first import too, not
+    # only at the next run (indexer.sensor.budget).
     live = LivePlan(sensor_data, lambda: body_states(store.engine))
     outcomes = run_batches(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
                            cluster, plan_now=live.current, inline=inline)

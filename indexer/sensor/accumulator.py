@@ -109,9 +109,12 @@ class SensorAccumulator:
         shape = (self.height, self.width)
         for name, dtype in _ARRAYS.items():
             if getattr(self, name) is None:
-                # np.full writes every page now: np.zeros' lazy pages would fault during
-                # the first updates and triple their cost
-                setattr(self, name, np.full(shape, 0, dtype))
+                # np.zeros: pages are mapped when first written. The first update then
+                # pays the faults np.full would pay up front, but arrays a young sensor
+                # barely writes (first/last: only where a site stood out strongly) are
+                # never faulted, and nothing is written twice: a new 12 MP body's
+                # allocation + first add went from 0.70 s to 0.32 s of CPU (2026-12-07)
+                setattr(self, name, np.zeros(shape, dtype))
             arr = getattr(self, name)
             if arr.shape != shape or arr.dtype != dtype:
                 raise ValueError(f"{name}: expected {shape} {np.dtype(dtype)}, got {arr.shape} {arr.dtype}")
