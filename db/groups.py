@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, union_all
 
 from db.models import Camera, Decision, Image, ImageGroup, Meta, Pair
+from db.records import fold_decisions
 from indexer.match.groups import Group, GroupRule, KeeperInfo, build_groups
 from indexer.match.shots import body_key
 
@@ -136,16 +137,7 @@ def keeper_infos(conn: Connection, ids: Iterable[int]) -> dict[int, KeeperInfo]:
 def _decisions(conn: Connection, ids: list[int]) -> tuple[dict[int, set[int]], set[int]]:
     """The user's decisions about ``ids``: id -> ids declared not its duplicates, and the
     ids chosen as keepers."""
-    apart: dict[int, set[int]] = {}
-    kept: set[int] = set()
-    for chunk in chunks(ids):
-        for kind, a, b in conn.execute(_DECISIONS, {"ids": chunk}):
-            if kind == "keep":
-                kept.add(a)
-            elif b is not None:
-                apart.setdefault(a, set()).add(b)
-                apart.setdefault(b, set()).add(a)
-    return apart, kept
+    return fold_decisions(row for chunk in chunks(ids) for row in conn.execute(_DECISIONS, {"ids": chunk}))
 
 
 def save_decision(engine: Engine, kind: str, image_id: int, other_id: int | None, rule: GroupRule) -> None:

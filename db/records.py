@@ -7,6 +7,7 @@ pay for a clock (issue 13 item 4).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -47,3 +48,18 @@ class Counts:
     last_indexed_at: datetime | None
     last_failed_at: datetime | None
     last_daemon_activity_at: datetime | None
+
+
+def fold_decisions(rows: Iterable[tuple[str, int, int | None]]) -> tuple[dict[int, set[int]], set[int]]:
+    """Rows ``(kind, image_id, other_id)`` of ``decisions`` as (id -> ids declared not its
+    duplicates, both ways; the ids chosen as keepers): what the keeper rule reads, for
+    the SQLAlchemy reader (:mod:`db.groups`) and the sqlite3 one (:mod:`db.sqlite_reads`)."""
+    apart: dict[int, set[int]] = {}
+    kept: set[int] = set()
+    for kind, a, b in rows:
+        if kind == "keep":
+            kept.add(a)
+        elif b is not None:
+            apart.setdefault(a, set()).add(b)
+            apart.setdefault(b, set()).add(a)
+    return apart, kept

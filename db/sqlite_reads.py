@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from db.records import Counts, DaemonRow
+from db.records import Counts, DaemonRow, fold_decisions
 from db.sqlite_ro import deny_attach, hamming, readonly_uri
 
 CHUNK = 500  # ids per IN list, as db.groups.CHUNK
@@ -153,18 +153,10 @@ class SqliteReads:
         return out
 
     def _decisions(self, ids: list[int]) -> tuple[dict[int, set[int]], set[int]]:
-        apart: dict[int, set[int]] = {}
-        kept: set[int] = set()
-        for chunk in _chunks(ids):
-            marks = _marks(chunk)
-            for kind, a, b in self._all(f"SELECT kind, image_id, other_id FROM decisions WHERE image_id IN ({marks}) "
-                                        f"OR other_id IN ({marks})", chunk + chunk):
-                if kind == "keep":
-                    kept.add(a)
-                elif b is not None:
-                    apart.setdefault(a, set()).add(b)
-                    apart.setdefault(b, set()).add(a)
-        return apart, kept
+        return fold_decisions(
+            row for chunk in _chunks(ids)
+            for row in self._all(f"SELECT kind, image_id, other_id FROM decisions WHERE image_id IN ({_marks(chunk)}) "
+                                 f"OR other_id IN ({_marks(chunk)})", chunk + chunk))
 
     def paths(self, ids: Iterable[int]) -> dict[int, str]:
         """As :func:`db.pairs.paths`."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from db.models import Camera, SensorTile
 from indexer.sensor import tiles
 from indexer.sensor.accumulator import SensorAccumulator, field_names
 from indexer.synthetic import camera as synthetic
+from tests.pgschema import fresh_schema
 from test_sensor_pipeline import (defect_set, hotpixels_json, make_camera, raw_frames, run,
                                   write_jpeg_frames, write_png_frames)
 
@@ -40,15 +40,8 @@ def _learn_from_rendered_frames(learn_from_rendered_frames):
 @pytest.fixture
 def pg_url():
     """A fresh schema of our own first on the search path, dropped afterwards."""
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = open_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with fresh_schema(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture

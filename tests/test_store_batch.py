@@ -14,14 +14,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import text
 
-from db.engine import open_engine
 from indexer.config import IndexSettings
 from indexer.outcomes import Indexed, Task
 from indexer.pipeline.analyse import analyse
@@ -29,6 +27,7 @@ from indexer.pipeline.run import index_paths, store_outcomes
 from indexer.pipeline.stages import build_stages, close_stages, store_batch, store_outcome
 from indexer.session import open_session
 from tests.imagefiles import jpeg_bytes, scene, write
+from tests.pgschema import SKIP_REASON, fresh_schema
 
 PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")
 REPO = Path(__file__).resolve().parent.parent
@@ -40,15 +39,9 @@ def url(request, tmp_path):
         yield str(tmp_path / "t.db")
         return
     if not PG_URL:
-        pytest.skip("set PHOTOQA_TEST_PG_URL (a PostgreSQL database we may write)")
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = open_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+        pytest.skip(SKIP_REASON)
+    with fresh_schema() as schema_url:
+        yield schema_url
 
 
 def planted(folder: Path) -> list[Path]:
