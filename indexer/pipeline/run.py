@@ -134,7 +134,10 @@ def run_batches(tasks: list[Task], settings: IndexSettings, workers: int,
         for task in tasks:
             yield [work(task, settings, move_candidates, plan_now() or sensor_data)]
         return
-    if SensorPlan.of(sensor_data).data is SensorData.ALL:  # rendered frames: kernels loaded once (kernelwarm)
+    # rendered frames: the kernels loaded once in the forkserver (kernelwarm), which pays
+    # only when two workers or more would each load them; a run of one file spent 0.8 s
+    # waiting for its worker while the forkserver loaded kernels its frame never needed
+    if SensorPlan.of(sensor_data).data is SensorData.ALL and min(workers, len(tasks)) >= 2:
         preload(["indexer.pipeline.kernelwarm"])
     initargs = (settings, move_candidates, sensor_data)
     pending = deque(tasks)
