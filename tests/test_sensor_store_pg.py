@@ -24,7 +24,7 @@ from db.models import Camera, SensorTile
 from indexer.sensor import tiles
 from indexer.sensor.accumulator import SensorAccumulator, field_names
 from indexer.synthetic import camera as synthetic
-from tests.pgschema import fresh_schema
+from pgschema import fresh_schema
 from test_sensor_pipeline import (defect_set, hotpixels_json, make_camera, raw_frames, run,
                                   write_jpeg_frames, write_png_frames)
 

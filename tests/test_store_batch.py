@@ -26,8 +26,8 @@ from indexer.pipeline.analyse import analyse
 from indexer.pipeline.run import index_paths, store_outcomes
 from indexer.pipeline.stages import build_stages, close_stages, store_batch, store_outcome
 from indexer.session import open_session
-from tests.imagefiles import jpeg_bytes, scene, write
-from tests.pgschema import SKIP_REASON, fresh_schema
+from imagefiles import jpeg_bytes, scene, write
+from pgschema import SKIP_REASON, fresh_schema
 
 PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")
 REPO = Path(__file__).resolve().parent.parent
