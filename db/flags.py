@@ -36,10 +36,20 @@ def size_quartiles(engine: Engine, *, min_images: int = 20) -> tuple[float, floa
 def replace_flags(engine: Engine, image_id: int, flags: Iterable, version: int) -> None:
     """Replace the flags of one image by ``flags`` (objects with ``name``, ``value``,
     ``threshold``), in one transaction."""
-    rows = [dict(image_id=image_id, name=f.name, value=float(f.value), threshold=float(f.threshold),
-                 flags_version=version) for f in flags]
+    replace_flags_of(engine, {image_id: list(flags)}, version)
+
+
+def replace_flags_of(engine: Engine, flags_by_image: dict[int, list], version: int) -> None:
+    """Replace the flags of the given images (image id -> its flags), in one transaction
+    (the flag stage's batch of stored images)."""
+    if not flags_by_image:
+        return
+    rows = [dict(image_id=i, name=f.name, value=float(f.value), threshold=float(f.threshold),
+                 flags_version=version) for i, flags in flags_by_image.items() for f in flags]
     with engine.begin() as conn:
-        conn.execute(delete(ImageFlag).where(ImageFlag.image_id == image_id))
+        ids = sorted(flags_by_image)
+        for start in range(0, len(ids), 500):  # far below every database's parameter limit
+            conn.execute(delete(ImageFlag).where(ImageFlag.image_id.in_(ids[start:start + 500])))
         if rows:
             conn.execute(insert(ImageFlag), rows)
 

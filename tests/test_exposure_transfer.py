@@ -206,3 +206,20 @@ def test_cfa_on_real_raw_frame(shared_data, ev):
     res = transfer.delta_ev_cfa(a, b, white=white, colors=colors)
     assert res.pooled.delta_ev == pytest.approx(ev, abs=0.05)
     assert all(d.delta_ev == pytest.approx(ev, abs=0.06) for d in res.per_colour.values())
+
+
+def test_level_medians_equal_a_median_per_level():
+    """The one-sort per-level medians give np.median's figures bit for bit (ties, even
+    and odd counts, float32 and float64, values too small for the fast sort key)."""
+    from indexer.exposure.transfer import _level_medians
+
+    rng = np.random.default_rng(5)
+    for dtype, scale in ((np.float32, 1.0), (np.float64, 1.0), (np.float32, 1e-12)):
+        values = (np.round(rng.random(3000) * 50) / 50 * scale).astype(dtype)
+        bins = rng.integers(0, 12, values.size)
+        size = np.bincount(bins, minlength=12)
+        kept = np.flatnonzero(size >= 1)
+        starts = np.concatenate(([0], np.cumsum(size)))[kept]
+        got = _level_medians(values, bins, starts, size[kept])
+        want = np.array([np.median(values[bins == k]) for k in kept], dtype=np.float64)
+        assert np.array_equal(got, want)

@@ -238,3 +238,43 @@ def test_copy_stores_what_executemany_stores(url, tmp_path):
         assert a == b
     assert copied[0]["thumb"] and copied[0]["phash_d4"]  # blobs came through, not NULL
     session.engine.dispose()
+
+
+def test_flag_stage_writes_a_batch_in_one_transaction(tmp_path):
+    """Two dark and two blown-out files (flags fire) and two plain ones, stored one by
+    one and as one batch: the same flag rows, written by one DELETE/INSERT per batch
+    instead of one per image."""
+    from sqlalchemy import event
+
+    from indexer.pipeline.exposurestage import FlagStage
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    paths = []
+    for s in range(6):
+        rgb = scene(s, 320, 240).astype(np.float32)
+        rgb = rgb * 0.04 if s < 2 else np.minimum(rgb * 4 + 120, 255) if s < 4 else rgb
+        paths.append(write(folder / f"s{s}.jpg", jpeg_bytes(rgb.astype(np.uint8))))
+    results = outcomes_of(paths)
+    found = []
+    for name, batched in (("one", False), ("batched", True)):
+        session = open_session(str(tmp_path / f"{name}.db"))
+        deletes = []
+        event.listen(session.engine, "after_cursor_execute",
+                     lambda conn, cur, stmt, *a: deletes.append(stmt)
+                     if stmt.lstrip().upper().startswith("DELETE FROM IMAGE_FLAGS") else None)
+        stages = [FlagStage(session)]
+        if batched:
+            assert None not in store_batch(session.store, [(r, False) for r in results], stages)
+        else:
+            for r in results:
+                store_outcome(session.store, r, stages, known=False, claim_move=no_move)
+        assert close_stages(stages) == []
+        found.append(rows(session.engine, "SELECT i.path, f.name, f.value FROM image_flags f "
+                                          "JOIN images i ON i.id = f.image_id ORDER BY 1, 2"))
+        assert len(deletes) == (1 if batched else len(results))
+        session.engine.dispose()
+    one, batched = found
+    flagged = {Path(p).name for p, _, _ in one}
+    assert {"s0.jpg", "s1.jpg", "s2.jpg", "s3.jpg"} <= flagged  # the planted exposures fired
+    assert batched == one

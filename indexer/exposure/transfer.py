@@ -154,21 +154,37 @@ def _curve(ya, pa, yb, pb, *, low, high, mask, n_levels, min_count, max_samples,
     b_ok = (vb > low) & (pb.ravel()[idx] < high)
     edges = np.geomspace(low, high, n_levels + 1)
     bins = np.clip(np.searchsorted(edges, va, side="right") - 1, 0, n_levels - 1)
-    order = np.argsort(bins, kind="stable")
-    starts = np.searchsorted(bins[order], np.arange(n_levels + 1))
-    level_a, median_b, count, clean = [], [], [], []
-    for k in range(n_levels):
-        sel = order[starts[k]:starts[k + 1]]
-        if sel.size >= min_count:
-            level_a.append(np.median(va[sel]))
-            median_b.append(np.median(vb[sel]))
-            count.append(sel.size)
-            clean.append(np.mean(b_ok[sel]) >= min_ok)
-    level_a = np.asarray(level_a, dtype=np.float64)
-    median_b = np.asarray(median_b, dtype=np.float64)
-    count = np.asarray(count, dtype=np.int64)
-    usable = np.asarray(clean, dtype=bool)
+    size = np.bincount(bins, minlength=n_levels)
+    kept = np.flatnonzero(size >= min_count)
+    count = size[kept].astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(size)))[kept]
+    level_a = _level_medians(va, bins, starts, count)
+    median_b = _level_medians(vb, bins, starts, count)
+    usable = (np.bincount(bins, weights=b_ok, minlength=n_levels)[kept] / count) >= min_ok
     return TransferCurve(level_a, median_b, count, usable)
+
+
+def _level_medians(values: np.ndarray, bins: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``np.median`` of ``values`` in each level (float64 (k,)), for the levels starting
+    at ``starts`` with ``count`` members in the order of ``bins`` (int (n,)).
+
+    One sort by (level, value) and the middle elements of each level, the two middle
+    ones averaged in the input's dtype as ``np.median`` does, so the figures are
+    bit-identical to a median per level; that loop (96 ``np.median`` calls per pair) was
+    ~45% of a verification job on the dense set (2.3 of 6.4 s under cProfile, 2026-12-07).
+    """
+    wide = values.astype(np.float64)
+    offset = bins * 4.0
+    key = offset + wide
+    if wide.size and wide.min() >= 0.0 and wide.max() < 2.0 and np.array_equal(key - offset, wide):
+        # level * 4 + value sorts as (level, value) when it holds the value exactly (checked:
+        # linear light in [0, 1], not below ~2^-30): one plain sort, ~4x faster than lexsort
+        key.sort()
+        ordered = (key - np.floor(key / 4) * 4).astype(values.dtype)
+    else:
+        ordered = values[np.lexsort((values, bins))]
+    lo, hi = starts + (count - 1) // 2, starts + count // 2
+    return np.mean(np.stack([ordered[lo], ordered[hi]]), axis=0).astype(np.float64)
 
 
 def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0,

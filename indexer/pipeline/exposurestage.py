@@ -52,6 +52,7 @@ class FlagStage:
         self.thresholds: FlagThresholds = session.settings.flags
         self.quartiles = _UNSET
         self.requery_every, self.seen = requery_every, 0
+        self.held: dict[int, list] | None = None  # a batch's flags, written at end_batch
 
     def __call__(self, image_id: int, result) -> None:
         if self.quartiles is _UNSET or self.seen >= self.requery_every:
@@ -61,19 +62,32 @@ class FlagStage:
         d = result.decoded
         found = fired(result.features, d.width, d.height, thresholds=self.thresholds,
                       size_quartiles=self.quartiles)
-        dbflags.replace_flags(self.engine, image_id, found, FLAGS_VERSION)
+        if self.held is not None:
+            self.held[image_id] = list(found)
+        else:
+            dbflags.replace_flags(self.engine, image_id, found, FLAGS_VERSION)
 
     def prepare(self) -> None:
         """The first quartiles are read before the writer stores a batch, as before its
-        first image stored alone (fewer than 20 images: none)."""
+        first image stored alone (fewer than 20 images: none). The batch's flags are held
+        until :meth:`end_batch`: one transaction per batch instead of one per image
+        (nothing reads an image's flags while the writer is still on its batch)."""
         if self.quartiles is _UNSET:
             self.quartiles = dbflags.size_quartiles(self.engine)
+        self.held = {}
+
+    def end_batch(self) -> None:
+        """Write the flags of the batch's images (one transaction)."""
+        held, self.held = self.held, None
+        if held:
+            dbflags.replace_flags_of(self.engine, held, FLAGS_VERSION)
 
     def flush_due(self) -> None:
-        """Nothing waits: each image's flags are stored as it comes."""
+        """Nothing waits: each image's flags are stored with its batch."""
 
     def close(self) -> None:
-        """Nothing held."""
+        """Write what a batch left held (none when :meth:`end_batch` ran)."""
+        self.end_batch()
 
 
 def _stored_features(row: tuple) -> SimpleNamespace:

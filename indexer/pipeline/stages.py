@@ -44,6 +44,9 @@ class Stage(Protocol):
     # a stage that reads the database on its first image (the matching stage opens its
     # index there, the flag stage reads size quartiles): it reads it as it was before the
     # batch, as it would have before the batch's first image stored alone.
+    # Optional: ``end_batch()``, called after every image of that batch went through the
+    # stages (also when the batch could not be stored): a stage that held the batch's
+    # writes (the flag stage) writes them in one transaction there.
 
 
 @dataclass
@@ -210,8 +213,15 @@ def store_batch(store: Store, batch: list[tuple[Outcome, bool]], stages: Iterabl
     except Exception as exc:  # noqa: BLE001 - the caller stores the files one by one instead
         if fatal_message(exc):
             raise
+        _end_batch(stages)
         return out
     for i, image_id in zip(indexed, ids):
         outcome, known = batch[i]
         out[i] = Stored("updated" if known else "indexed", image_id, stage_errors=run_stages(stages, image_id, outcome))
+    out[indexed[-1]].stage_errors.extend(_end_batch(stages))
     return out
+
+
+def _end_batch(stages: list[Stage]) -> list[StageError]:
+    errors = [_guard(s, "", s.end_batch) for s in stages if hasattr(s, "end_batch")]
+    return [e for e in errors if e is not None]
