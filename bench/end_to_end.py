@@ -132,7 +132,10 @@ def photoqa_rate(folder: Path, n: int, *, match: bool, settings: str = "",
     ``[sensor]`` settings)."""
     with tempfile.TemporaryDirectory(prefix="photoqa-e2e-db-") as tmp:
         db = Path(tmp) / "photoqa.db"
-        toml = settings + ("\n[match]\nenabled = false\n" if not match else "")
+        toml = settings
+        if not match:  # one [match] table: TOML refuses a second
+            toml = (toml.replace("[match]", "[match]\nenabled = false", 1) if "[match]" in toml
+                    else toml + "\n[match]\nenabled = false\n")
         if toml.strip():
             (Path(tmp) / "photoqa.toml").write_text(toml)
         cmd = [sys.executable, str(repo / "cli.py"), "--db", str(db), "index", str(folder)]
