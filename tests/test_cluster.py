@@ -248,3 +248,34 @@ def test_real_photos_into_postgresql_on_a_cluster_equal_a_plain_index(tmp_path, 
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def test_a_stalled_cluster_has_its_batches_sent_again(monkeypatch):
+    """Nothing finishes and no worker is busy (a killed worker once left the client waiting
+    for ever on results the scheduler held): the batches out are sent again, once the
+    stall has lasted STALL_SECONDS; a busy worker is never taken for a stall."""
+    from indexer.pipeline import cluster as clustermod
+
+    monkeypatch.setattr(clustermod, "STALL_SECONDS", 0.05)
+
+    class Nothing:  # distributed.as_completed where nothing ever finishes
+        def next_batch(self, block=False):
+            return []
+
+    class Client:
+        def __init__(self, busy):
+            self.busy, self.asked = busy, 0
+
+        def processing(self):
+            self.asked += 1
+            if self.asked > 3:  # a busy worker ends its task at last
+                running.clear()
+            return {"tcp://w": ["task"] if self.busy else []}
+
+    running, sent = {"future": ("batch", None)}, []
+    assert list(clustermod._finished(Nothing(), running, Client(busy=False),
+                                     lambda: (sent.append(dict(running)), running.clear()))) == []
+    assert sent == [{"future": ("batch", None)}]
+    running, sent = {"future": ("batch", None)}, []
+    list(clustermod._finished(Nothing(), running, Client(busy=True), lambda: sent.append(1)))
+    assert sent == []

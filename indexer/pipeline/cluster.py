@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -185,7 +186,8 @@ _thread = threading.local()
 # Files per Dask task, at most: one task per file cost 3-12 ms of scheduling and round trips
 # against 20-45 ms to decode and measure a 1280x960 JPEG here (bench/cluster_scale.py)
 BATCH_FILES = 8
-CANCELLED_RETRIES = 2  # times a batch Dask cancelled (not a lost scheduler) is sent again
+CANCELLED_RETRIES = 2  # times a batch Dask cancelled or stalled on (not a lost scheduler) is sent again
+STALL_SECONDS = 15.0  # nothing finished and no worker busy for this long: the batches out are sent again
 
 
 def analyse_on_worker(task: Task, settings: IndexSettings, move_candidates: frozenset[str],
@@ -319,7 +321,23 @@ class Cluster:
         # of one blocking round trip per future from this thread
         done = distributed.as_completed([submit() for _ in range(limit) if queue], with_results=True,
                                         raise_errors=False)
-        for future, value in done:
+        def stalled() -> None:
+            """Nothing finished for STALL_SECONDS and no worker is busy: send every batch
+            still out again (its old future, should it ever finish, is ignored)."""
+            for fetched in list(running):
+                batch, _ = running.pop(fetched)
+                key = tuple(task.path for task in batch)
+                if retried.get(key, 0) >= CANCELLED_RETRIES:
+                    raise ClusterError(f"the Dask cluster {spec} stopped returning results; what was stored is "
+                                       f"kept, run the same command again to continue")
+                retried[key] = retried.get(key, 0) + 1
+                queue.extendleft(reversed(batch))
+            while (queue or alone) and len(running) < limit:
+                done.add(submit())
+
+        for future, value in _finished(done, running, client, stalled):
+            if future not in running:
+                continue  # a batch sent again after a stall: its first future came back late
             batch, whole = running.pop(future)
             if isinstance(value, distributed.KilledWorker) and len(batch) > 1:
                 alone.extend(batch)  # only the file that kills its worker becomes a failure
@@ -400,6 +418,25 @@ def cluster_outcomes(tasks: list[Task], cluster: str | Cluster, settings: IndexS
         return
     with open_cluster(cluster, settings) as opened:  # closed before the stages flush: deltas come here
         yield from opened.outcomes(tasks, settings, move_candidates, sensor_data, remote_deltas=False)
+
+
+def _finished(done, running: dict, client, stalled: Callable[[], None]) -> Iterator[tuple]:
+    """``(future, value)`` of ``done`` (a ``distributed.as_completed`` with results) while
+    ``running`` holds futures; calls ``stalled()`` when none has finished for
+    :data:`STALL_SECONDS` while no worker is processing anything. A worker killed while
+    another task depended on its result once left the client waiting for ever on a future
+    the scheduler held in memory (at load 20; every task 'memory', none processing)."""
+    last = time.monotonic()
+    while running:
+        batch = done.next_batch(block=False)
+        if batch:
+            last = time.monotonic()
+            yield from batch
+            continue
+        if time.monotonic() - last >= STALL_SECONDS and not any(client.processing().values()):
+            stalled()
+            last = time.monotonic()
+        time.sleep(0.005)
 
 
 def _cancelled(value: BaseException) -> bool:
