@@ -273,9 +273,9 @@ def test_a_stalled_cluster_has_its_batches_sent_again(monkeypatch):
             return {"tcp://w": ["task"] if self.busy else []}
 
     running, sent = {"future": ("batch", None)}, []
-    assert list(clustermod._finished(Nothing(), running, Client(busy=False),
+    assert list(clustermod.finished_batches(Nothing(), running, Client(busy=False),
                                      lambda: (sent.append(dict(running)), running.clear()))) == []
     assert sent == [{"future": ("batch", None)}]
     running, sent = {"future": ("batch", None)}, []
-    list(clustermod._finished(Nothing(), running, Client(busy=True), lambda: sent.append(1)))
+    list(clustermod.finished_batches(Nothing(), running, Client(busy=True), lambda: sent.append(1)))
     assert sent == []

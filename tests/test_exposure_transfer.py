@@ -211,7 +211,7 @@ def test_cfa_on_real_raw_frame(shared_data, ev):
 def test_level_medians_equal_a_median_per_level():
     """The one-sort per-level medians give np.median's figures bit for bit (ties, even
     and odd counts, float32 and float64, values too small for the fast sort key)."""
-    from indexer.exposure.transfer import _level_medians
+    from indexer.exposure.transfer import level_medians
 
     rng = np.random.default_rng(5)
     for dtype, scale in ((np.float32, 1.0), (np.float64, 1.0), (np.float32, 1e-12)):
@@ -220,6 +220,6 @@ def test_level_medians_equal_a_median_per_level():
         size = np.bincount(bins, minlength=12)
         kept = np.flatnonzero(size >= 1)
         starts = np.concatenate(([0], np.cumsum(size)))[kept]
-        got = _level_medians(values, bins, starts, size[kept])
+        got = level_medians(values, bins, starts, size[kept])
         want = np.array([np.median(values[bins == k]) for k in kept], dtype=np.float64)
         assert np.array_equal(got, want)

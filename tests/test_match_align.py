@@ -217,8 +217,8 @@ def test_failed_hints_share_one_search(monkeypatch):
     hist = np.zeros((4, 256), dtype=np.uint32)
     hist[:, 100] = 1
     searches = []
-    real = align._refine
-    monkeypatch.setattr(align, "_refine", lambda *args, **kw: searches.append(kw) or real(*args, **kw))
+    real = align.refine
+    monkeypatch.setattr(align, "refine", lambda *args, **kw: searches.append(kw) or real(*args, **kw))
     plain = [verify.compare(a, b, hist, hist, scale_hint=h) for h in (1.0, 0.8, None)]
     calls_plain = len(searches)
     searches.clear()

@@ -158,13 +158,13 @@ def _curve(ya, pa, yb, pb, *, low, high, mask, n_levels, min_count, max_samples,
     kept = np.flatnonzero(size >= min_count)
     count = size[kept].astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(size)))[kept]
-    level_a = _level_medians(va, bins, starts, count)
-    median_b = _level_medians(vb, bins, starts, count)
+    level_a = level_medians(va, bins, starts, count)
+    median_b = level_medians(vb, bins, starts, count)
     usable = (np.bincount(bins, weights=b_ok, minlength=n_levels)[kept] / count) >= min_ok
     return TransferCurve(level_a, median_b, count, usable)
 
 
-def _level_medians(values: np.ndarray, bins: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
+def level_medians(values: np.ndarray, bins: np.ndarray, starts: np.ndarray, count: np.ndarray) -> np.ndarray:
     """``np.median`` of ``values`` in each level (float64 (k,)), for the levels starting
     at ``starts`` with ``count`` members in the order of ``bins`` (int (n,)).
 

@@ -416,7 +416,7 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
     search when its peak reaches ``hint_peak`` (distinct images peak at <= 0.12, copies
     at >= 0.35). A 20% crop is a magnification of 1.25. A hinted scale whose peak
     reaches ``sure_peak`` is kept without trying its neighbours on the fine ladder (see
-    :func:`_refine`), and so is the coarse search's best (at most half a coarse step,
+    :func:`refine`), and so is the coarse search's best (at most half a coarse step,
     1.9%, from the true scale). ``search``: a memo of the unhinted search for these same two
     images (a dict, empty at first): a failed hint, or no hint, returns
     ``search["alignment"]`` when present, else searches and stores the result there (the
@@ -430,7 +430,7 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
     k = int(np.ceil(np.log(half_span) / np.log1p(fine_step)))
     if scale_hint is not None:  # a good hint (from the hash channel) skips the coarse search
         hint = float(np.clip(scale_hint, 1 / max_scale, max_scale))
-        found = _refine(f_a, rb, hint, k, fine_step, canvas, upsample, sure_peak=sure_peak)
+        found = refine(f_a, rb, hint, k, fine_step, canvas, upsample, sure_peak=sure_peak)
         if found[0].peak >= hint_peak:
             return _result(a.shape, *found)
     if search is not None and "alignment" in search:
@@ -441,13 +441,13 @@ def align_thumbs(a: np.ndarray, b: np.ndarray, *, max_scale: float = 1.35, coars
         coarse = _coarse_scale(ra, rb, grid, max_scale)
     else:  # tiny thumbnails: search the grid at full resolution
         coarse = _best_scale(f_a, rb, grid, canvas)
-    found = _result(a.shape, *_refine(f_a, rb, coarse, k, fine_step, canvas, upsample, sure_peak=sure_peak))
+    found = _result(a.shape, *refine(f_a, rb, coarse, k, fine_step, canvas, upsample, sure_peak=sure_peak))
     if search is not None:
         search["alignment"] = found
     return found
 
 
-def _refine(f_a, rb, centre: float, k: int, step: float, canvas, upsample: int, *,
+def refine(f_a, rb, centre: float, k: int, step: float, canvas, upsample: int, *,
             sure_peak: float = 2.0):
     """Best scale within ``centre * (1 + step) ** [-k..k]``, then the sub-pixel shift there.
 

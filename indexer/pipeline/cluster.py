@@ -335,7 +335,7 @@ class Cluster:
             while (queue or alone) and len(running) < limit:
                 done.add(submit())
 
-        for future, value in _finished(done, running, client, stalled):
+        for future, value in finished_batches(done, running, client, stalled):
             if future not in running:
                 continue  # a batch sent again after a stall: its first future came back late
             batch, whole = running.pop(future)
@@ -420,7 +420,7 @@ def cluster_outcomes(tasks: list[Task], cluster: str | Cluster, settings: IndexS
         yield from opened.outcomes(tasks, settings, move_candidates, sensor_data, remote_deltas=False)
 
 
-def _finished(done, running: dict, client, stalled: Callable[[], None]) -> Iterator[tuple]:
+def finished_batches(done, running: dict, client, stalled: Callable[[], None]) -> Iterator[tuple]:
     """``(future, value)`` of ``done`` (a ``distributed.as_completed`` with results) while
     ``running`` holds futures; calls ``stalled()`` when none has finished for
     :data:`STALL_SECONDS` while no worker is processing anything. A worker killed while

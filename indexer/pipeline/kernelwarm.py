@@ -19,15 +19,12 @@ from __future__ import annotations
 
 def _warm() -> None:
     try:
-        import os
-
         import numpy as np
 
         from indexer.sensor import kernels
         from indexer.sensor.delta import rgb_delta
 
-        # numba's index of the cached machine code (a private path: absent -> no warm-up)
-        if os.path.exists(kernels._rgb_strips._cache._cache_file._index_path):
+        if kernels.rgb_kernels_cached():  # machine code on disk: loading it compiles nothing
             rgb_delta(np.zeros((64, 64, 3), np.uint8))  # the 8-bit RGB signature frames use
     except Exception:  # noqa: BLE001 - see the module docstring: the forkserver must start
         pass

@@ -194,3 +194,16 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     _rgb_strips(pads, height, width, tile, step, float(floor), float(margin), STRONG, int(white), green, res,
                 residual, noise, bright, dark, value, judge, strong)
     return residual, noise, bright, dark, value, judge, strong
+
+
+def rgb_kernels_cached() -> bool:
+    """Whether numba's on-disk cache holds the rendered-frame kernel's machine code, so
+    loading it compiles nothing (``pipeline.kernelwarm``). numba keeps that index under a
+    private path: when it moves (a numba upgrade), the answer is False and nothing is
+    warmed."""
+    import os
+
+    try:
+        return os.path.exists(_rgb_strips._cache._cache_file._index_path)
+    except AttributeError:
+        return False
