@@ -74,6 +74,16 @@ def plain_defaults(monkeypatch):
     monkeypatch.delenv("PHOTOQA_CONFIG", raising=False)
 
 
+def two_runs(folder: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Folders of links to ``folder``'s frames: 0-29 (a first run), and the rest (a later one)."""
+    first_run, later = tmp_path / "first", tmp_path / "later"
+    first_run.mkdir()
+    later.mkdir()
+    for i in range(FRAMES):
+        (first_run if i < 30 else later).joinpath(f"f{i:03d}.png").symlink_to(folder / f"f{i:03d}.png")
+    return first_run, later
+
+
 def test_plain_index_maps_and_dates_defects(plain_defaults, folder, camera, late, tmp_path):
     db = tmp_path / "p.db"
     index(db, folder, workers=2)
@@ -140,11 +150,7 @@ def test_learn_first_maps_a_new_body_in_full_then_samples(plain_defaults, folder
     share = 1e-4 / (HEIGHT * WIDTH / 1e6)
     config = tmp_path / "first.toml"
     config.write_text("[sensor]\nsample_megapixels = 0.0001\nlearn_first = 25\nstable_frames = 0\ndark_luminance = 0\n")
-    first_run, later = tmp_path / "first", tmp_path / "later"
-    first_run.mkdir()
-    later.mkdir()
-    for i in range(FRAMES):
-        (first_run if i < 30 else later).joinpath(f"f{i:03d}.png").symlink_to(folder / f"f{i:03d}.png")
+    first_run, later = two_runs(folder, tmp_path)
     db = tmp_path / "f.db"
     assert run(db, "index", first_run, "--workers", "1", config=config).exit_code == 0
     assert hotpixels_json(db, config=config)[0]["frames"] == 30
@@ -162,11 +168,7 @@ def test_a_body_learns_every_frame_until_its_map_stands_still(plain_defaults, fo
     config = tmp_path / "stable.toml"
     config.write_text("[sensor]\nsample_megapixels = 0.0001\nlearn_first = 0\nstable_frames = 20\n"
                       "flush_frames = 10\ndark_luminance = 0\n")
-    first_run, later = tmp_path / "first", tmp_path / "later"
-    first_run.mkdir()
-    later.mkdir()
-    for i in range(FRAMES):
-        (first_run if i < 30 else later).joinpath(f"f{i:03d}.png").symlink_to(folder / f"f{i:03d}.png")
+    first_run, later = two_runs(folder, tmp_path)
     db = tmp_path / "s.db"
     assert run(db, "index", first_run, "--workers", "1", config=config).exit_code == 0
     (sensor,) = hotpixels_json(db, config=config)
