@@ -166,3 +166,54 @@ def test_one_worker_still_decodes_in_a_child_so_a_crash_is_a_row(tmp_path):
         assert conn.exec_driver_sql("SELECT count(*) FROM images").scalar() == 5
     session.engine.dispose()
     assert rows == [(str(photos / "segv-me.jpg"), "crash", CRASH_MESSAGE)]
+
+
+REANALYSE_RUN = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from crashers import crash_on_full_decode
+from indexer.pipeline.run import index_paths
+from indexer.session import open_session
+
+def main():
+    session = open_session({db!r})
+    s = index_paths([Path({photos!r})], session.store, session.settings.index, workers=1, work=crash_on_full_decode)
+    print(json.dumps(s.as_dict()))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_crash_while_reanalysing_a_claimed_move_is_a_row(tmp_path):
+    """Two copies of a moved file in one run: the first takes the row, the second is
+    analysed afresh. That analysis ran in the command's own process: a decoder crash
+    there ended the run (the child below died of SIGSEGV). It runs in a worker now."""
+    photos = tmp_path / "photos"
+    for i in range(4):
+        F.write_jpeg(photos / f"p{i}.jpg", F.scene(i))
+    original = F.write_jpeg(photos / "orig.jpg", F.scene(9))
+    db = tmp_path / "photoqa.db"
+    session = open_session(str(db))
+    index_paths([photos], session.store, session.settings.index, workers=1)
+    session.engine.dispose()
+    data = original.read_bytes()
+    original.unlink()
+    (photos / "segv-a.jpg").write_bytes(data)  # hashed as the move of orig.jpg: no crash
+    (photos / "segv-b.jpg").write_bytes(data)  # its move claimed by the other: decoded in full: crash
+    script = tmp_path / "run.py"
+    script.write_text(REANALYSE_RUN.format(tests=str(Path(__file__).parent), db=str(db), photos=str(photos)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    summary = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["moved"], summary["failed"], summary["unchanged"], summary["missing"]) == (1, 1, 4, 0)
+    con = sqlite3.connect(db)
+    try:
+        failures = con.execute("SELECT path, kind, message FROM failures").fetchall()
+        moved = con.execute("SELECT path FROM images WHERE path LIKE '%segv-%'").fetchall()
+    finally:
+        con.close()
+    assert len(failures) == 1 and failures[0][1:] == ("crash", CRASH_MESSAGE)
+    assert {failures[0][0], moved[0][0]} == {str(photos / "segv-a.jpg"), str(photos / "segv-b.jpg")}

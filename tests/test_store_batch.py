@@ -23,7 +23,7 @@ from sqlalchemy import text
 from indexer.config import IndexSettings
 from indexer.outcomes import Indexed, Task
 from indexer.pipeline.analyse import analyse
-from indexer.pipeline.run import index_paths, store_outcomes
+from indexer.pipeline.run import index_paths, reanalyser, store_outcomes
 from indexer.pipeline.stages import build_stages, close_stages, store_batch, store_outcome
 from indexer.session import open_session
 from imagefiles import jpeg_bytes, scene, write
@@ -87,7 +87,7 @@ def test_a_batch_with_one_bad_row_stores_the_others(url, tmp_path):
     results[3] = dataclasses.replace(bad, decoded=dataclasses.replace(
         bad.decoded, meta=dataclasses.replace(bad.decoded.meta, capture=capture)))
     assert store_batch(session.store, [(r, False) for r in results], []) == [None] * 6  # failed: each alone
-    stored = store_outcomes(results, session.store, IndexSettings(), set(), {}, {}, [])  # what index does
+    stored = store_outcomes(results, session.store, reanalyser(IndexSettings()), set(), {}, {}, [])  # what index does
     assert [status for _, status in stored] == ["indexed"] * 3 + ["failed"] + ["indexed"] * 2
     paths = sorted(r.task.path for i, r in enumerate(results) if i != 3)
     assert [p for (p,) in rows(session.engine, "SELECT path FROM images ORDER BY path")] == paths

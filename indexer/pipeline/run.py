@@ -240,11 +240,12 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     live = LivePlan(sensor_data, lambda: body_states(store.engine))
     outcomes = run_batches(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
                            cluster, plan_now=live.current, inline=inline)
+    reanalyse = reanalyser(settings, sensor_data, work, plan_now=live.current, inline=inline)
     done = 0
     try:
         with _sigint_between_files() as stop:
             for batch in outcomes:
-                for outcome, status in store_outcomes(batch, store, settings, todo.updates, moves, gone, stages):
+                for outcome, status in store_outcomes(batch, store, reanalyse, todo.updates, moves, gone, stages):
                     done += 1
                     setattr(summary, status, getattr(summary, status) + 1)
                     if status == "failed":
@@ -290,11 +291,33 @@ def _sigint_between_files():
         signal.signal(signal.SIGINT, previous)
 
 
-def store_outcomes(batch: list[Outcome], store: Store, settings: IndexSettings, updates: set[str],
-                 moves: dict[str, list[int]], gone: dict[str, int],
-                 stages: Iterable[Stage]) -> list[tuple[Outcome, str]]:
+def reanalyser(settings: IndexSettings, sensor_data: SensorPlan | SensorData = SensorData.NONE,
+               work: Callable[[Task], Outcome] = analyse, *,
+               plan_now: Callable[[], SensorPlan | None] | None = None,
+               inline: bool = False) -> Callable[[Task], Outcome]:
+    """How :func:`store_outcomes` analyses afresh a file whose move was claimed by an
+    earlier copy in this run: ``work`` with no move candidates (so it is decoded, not
+    hashed as a move), in a one-worker pool of its own, as a file that crashed a pool
+    is (:func:`_alone`): a native crash decoding it is a ``crash`` row, never the end of
+    the command. (It ran in the command's own process before; a pool of one costs a
+    worker's start, ~0.3 s, and this happens only when two copies of a moved file are
+    found in one run.) ``inline``: in this process, as :func:`run_batches` does."""
+    def run(task: Task) -> Outcome:
+        plan = (plan_now() if plan_now else None) or sensor_data
+        if inline:
+            return work(task, settings, frozenset(), plan)
+        return _alone(task, (settings, frozenset(), plan), work)
+
+    return run
+
+
+def store_outcomes(batch: list[Outcome], store: Store, reanalyse: Callable[[Task], Outcome], updates: set[str],
+                   moves: dict[str, list[int]], gone: dict[str, int],
+                   stages: Iterable[Stage]) -> list[tuple[Outcome, str]]:
     """Store one list of outcomes (one transaction for the analysed files:
-    :func:`~indexer.pipeline.stages.store_batch`); (outcome, status) of each, in order."""
+    :func:`~indexer.pipeline.stages.store_batch`); (outcome, status) of each, in order.
+    ``reanalyse(task)``: the outcome of a full analysis of a file whose move an earlier
+    copy claimed (:func:`reanalyser`: in a worker)."""
     def claim_move(sha256: str) -> int | None:
         ids = moves.get(sha256) or []
         if not ids:
@@ -313,7 +336,7 @@ def store_outcomes(batch: list[Outcome], store: Store, settings: IndexSettings, 
                                    claim_move=claim_move)
         if stored.status == "reanalyse":
             # the row was claimed by an earlier copy in this run: analyse this one fully
-            outcome = analyse(outcome.task, settings, move_candidates=frozenset())
+            outcome = reanalyse(outcome.task)
             stored = store_outcome(store, outcome, stages, known=outcome.task.path in updates,
                                    claim_move=claim_move)
         for error in stored.stage_errors:
