@@ -134,7 +134,12 @@ def test_same_pixels_uses_the_callable_only_for_untouched_looking_pairs():
     assert (0, 1) in calls and len(calls) <= 3
 
 
-def test_incremental_equals_batch():
+@pytest.mark.parametrize("fold_min", [None, 0])
+def test_incremental_equals_batch(monkeypatch, fold_min):
+    """``fold_min`` 0: the index's tables fold their later changes into arrays at nearly
+    every add (indexer.match.tables), which must change no answer."""
+    if fold_min is not None:
+        monkeypatch.setattr("indexer.match.tables.FOLD_MIN", fold_min)
     base = scene(7)
     imgs = [base, jpeg(base, 70), np.ascontiguousarray(orient.apply(base, "rot90")), scene(8),
             exposed(base, -0.8), np.ascontiguousarray(base[20:230, 30:350])]
@@ -146,6 +151,9 @@ def test_incremental_equals_batch():
     assert inc == batch
     assert {(a, b) for a, b, *_ in batch} >= {(0, 1), (0, 2), (0, 4), (0, 5)}
     assert not any(3 in (a, b) for a, b, *_ in batch)
+    m.forget([0])  # the original leaves: its copies still pair with each other, not with it
+    again = {(p.a, p.b, p.verdict) for p in m.add_and_match(record(9, base))}
+    assert {(a, b) for a, b, _ in again} >= {(1, 9), (2, 9), (4, 9), (5, 9)} and not any(0 in k[:2] for k in again)
 
 
 def test_distinct_kodak_photos_never_pair(shared_data):

@@ -1,6 +1,12 @@
 """The matcher's bookkeeping tables: growable columns, ids by key, and what the index
 holds of each image. Arrays from start-up (sorted, compact), small dicts for later
 changes: a dict of a million keys costs seconds to build and ~100 MB.
+
+The dicts of later changes are folded into the arrays once they hold more than
+:func:`fold_due` entries: a run or daemon that adds every image one at a time (an
+archive indexed from empty) otherwise kept ~0.75 kB of Python objects per image in
+them (a dict slot, int key, list and id in each :class:`KeyIndex`; a :class:`Held`
+tuple of five ints in :class:`HeldTable`), against 16 and 48 bytes in the arrays.
 """
 from __future__ import annotations
 
@@ -8,6 +14,16 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
+
+FOLD_MIN = 4096  # changes a table keeps in its dict before folding them into its arrays, at least
+
+
+def fold_due(changes: int, size: int) -> bool:
+    """Are ``changes`` entries in a dict of later changes enough to fold into arrays of
+    ``size``? More than :data:`FOLD_MIN` and an eighth of ``size``: a fold re-sorts the
+    arrays (O(n log n)), so at most every n/8 changes: O(log n) amortised per change,
+    and the dict stays under ~1/8 of the table (~0.1 kB a held image)."""
+    return changes > max(FOLD_MIN, size >> 3)
 
 
 class Column:
@@ -62,6 +78,14 @@ class KeyIndex:
 
     def add(self, key: int, image_id: int) -> None:
         self.added.setdefault(key, []).append(image_id)
+        if fold_due(len(self.added) + len(self.dropped), len(self.keys)):
+            self.fold()
+
+    def fold(self) -> None:
+        """The later adds and removals into the sorted arrays (:meth:`arrays`); the dict
+        and set start empty again. Answers are unchanged."""
+        self.keys, self.ids = self.arrays()
+        self.added, self.dropped = {}, set()
 
     def remove(self, key: int, image_id: int) -> None:
         """Forget ``image_id`` under ``key`` (nothing if it is not there)."""
@@ -74,6 +98,8 @@ class KeyIndex:
         lo, hi = np.searchsorted(self.keys, key, side="left"), np.searchsorted(self.keys, key, side="right")
         if image_id in self.ids[lo:hi].tolist():
             self.dropped.add((key, image_id))
+            if fold_due(len(self.added) + len(self.dropped), len(self.keys)):
+                self.fold()
 
     def groups(self) -> Iterable[list[int]]:
         """Every set of two or more ids sharing a key."""
@@ -159,6 +185,14 @@ class HeldTable:
     def set(self, image_id: int, held: Held | None) -> None:
         self.count += (held is not None) - (self.get(image_id) is not None)
         self.changed[image_id] = held
+        if fold_due(len(self.changed), len(self.ids)):
+            self.fold()
+
+    def fold(self) -> None:
+        """The later changes into the sorted arrays (:meth:`arrays`: forgotten images
+        dropped); the dict starts empty again. Answers are unchanged."""
+        self.ids, self.cols = self.arrays()
+        self.changed = {}
 
     def __contains__(self, image_id: int) -> bool:
         return self.get(image_id) is not None
