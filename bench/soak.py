@@ -154,7 +154,13 @@ def main() -> None:
     parser.add_argument("--stop-after", type=float, default=None,
                         help="seconds of indexing after which to stop it with Ctrl-C (SIGINT) and report on what "
                              "was stored (the largest size reached, when the whole archive cannot finish in time)")
+    parser.add_argument("--latency-of", type=Path, default=None, metavar="DB",
+                        help="only time status/sql/dupes on this existing database (no archive, no indexing)")
     args = parser.parse_args()
+    if args.latency_of:
+        print(f"{args.latency_of}: {count(args.latency_of)} rows (images + failures)")
+        report_latency(args.latency_of)
+        return
     root = args.keep or Path(tempfile.mkdtemp(prefix="photoqa-soak-"))
     photos, db = root / "photos", root / "soak.db"
     started = time.perf_counter()
@@ -215,11 +221,18 @@ def main() -> None:
           "resource tracker), each: " + ", ".join(f"{k}[{p}] {v / 2**20:.0f} MB" for k, p, v in others))
     size = sum(p.stat().st_size for p in root.glob("soak.db*") if p.is_file())
     print(f"database + WAL: {size / 2**20:.1f} MB, {size / max(count(db), 1):.0f} bytes per image")
+    report_latency(db)
+
+
+def report_latency(db: Path) -> None:
+    """Best of 3 of each report command on ``db``, against `photoqa --version` (start-up
+    alone) timed in the same run."""
     startup = min(cli("--version") for _ in range(3))
+    print(f"{'--version':9} {startup:6.2f} s")
     for name, command in (("status", ["status"]), ("sql", ["sql", "SELECT count(*) FROM images"]),
                           ("dupes", ["dupes", "--format", "json"])):
         seconds = min(cli("--db", str(db), *command) for _ in range(3))
-        print(f"{name:7} {seconds:6.2f} s  ({seconds / startup:.1f}x `photoqa --version`)")
+        print(f"{name:9} {seconds:6.2f} s  ({seconds / startup:.1f}x `photoqa --version`)")
 
 
 if __name__ == "__main__":

@@ -65,3 +65,43 @@ def test_held_table_folds_its_changes_and_answers_as_a_dict_would():
     assert cols["estart"].tolist() == [truth[i].estart if i in truth else 0 for i in probe]
     ids, _ = table.arrays()
     assert ids.tolist() == sorted(truth)
+
+
+def test_a_matcher_fed_one_image_at_a_time_keeps_compact_state_per_image(monkeypatch):
+    """What the writer keeps per image it matches (``index``, ``watch``): the hash index's
+    arrays, measured ~1.5-1.8 kB an image here (docs/RELIABILITY.md). Python objects per
+    image were 2 (a ``Held`` tuple and a list in each later-changes dict, with int keys:
+    ~2.2 kB an image in all) before the tables folded them; a record cache that forgot
+    its bound would add each record's 12 KB thumbnail. Folds from 256 changes here (4,096
+    by default) so that a few thousand images show them."""
+    import gc
+    import tracemalloc
+
+    from indexer.match.engine import Matcher
+    from indexer.match.records import MatchRecord
+
+    monkeypatch.setattr("indexer.match.tables.FOLD_MIN", 256)
+    hist = np.zeros((4, 256), np.uint32)
+
+    def synthetic(i: int) -> MatchRecord:  # random hashes: hardly any candidate pair
+        h = np.random.default_rng(i).integers(-2**63, 2**63 - 1, 19, dtype=np.int64)
+        return MatchRecord(id=i, sha256=f"{i:064x}", phash=int(h[0]), phash_d4=h[1:9], phash_crops=h[9:19],
+                           thumb=np.zeros((96, 128), np.uint8), hist=hist, width=640, height=480,
+                           entropy=7.0, luma_std=0.25, dhash=int(h[0]))
+
+    matcher = Matcher(loader=lambda ids: [synthetic(i) for i in ids], cache_size=64)
+    marks = {}
+    tracemalloc.start()
+    try:
+        for i in range(1, 3001):
+            matcher.propose_and_add(synthetic(i))
+            if i in (1000, 3000):
+                gc.collect()
+                marks[i] = tracemalloc.get_traced_memory()[0], len(gc.get_objects())
+    finally:
+        tracemalloc.stop()
+    assert len(matcher.index) == 3000
+    per_image = (marks[3000][0] - marks[1000][0]) / 2000
+    objects_per_image = (marks[3000][1] - marks[1000][1]) / 2000
+    assert objects_per_image < 0.5, objects_per_image
+    assert per_image < 2500, per_image
