@@ -104,3 +104,31 @@ def test_a_mirrored_copy_is_not_decoded_for_a_digest_but_a_retagged_one_is(tmp_p
     _run(db, "index", folder, "--workers", "1")
     (group,) = json.loads(_run(db, "dupes", "--format", "json"))["groups"]
     assert "same_pixels" in {p["verdict"] for p in group["pairs"]}, group["pairs"]
+
+
+def test_what_the_proof_knows_of_images_stays_bounded_and_answers_right(monkeypatch):
+    """A daemon answers proofs for months: known paths, digests and payloads are a cache
+    of about ``keep`` images (they were one entry per image ever proven), and answers
+    after an eviction are the same (digests read again from the database)."""
+    from types import SimpleNamespace
+
+    from indexer.pipeline import pixelproof
+
+    looked_up: Counter[int] = Counter()
+
+    def stored(engine, image_id):  # the database: image i holds picture i // 2's pixels
+        looked_up[image_id] += 1
+        return f"/photos/{image_id}.png", f"digest-{image_id // 2}"
+
+    monkeypatch.setattr(pixelproof.dbpairs, "pixel_digest_of", stored)
+    monkeypatch.setattr(pixelproof.decode, "payload_digest", lambda path: None)  # not JPEG: no payload
+    proof = pixelproof.PixelProof(None, None, max_pixels=10**8, inline_pixels=0, keep=16)
+    rec = lambda i: SimpleNamespace(id=i, width=10, height=10)  # noqa: E731 - what answer() reads
+    most = 0
+    for i in range(0, 400, 2):
+        assert proof.answer(rec(i), rec(i + 1)) is True
+        assert proof.answer(rec(i), rec(i + 3)) is False
+        most = max(most, len(proof.paths), len(proof.digests), len(proof.payloads))
+    assert most <= 16 + 2
+    assert proof.answer(rec(0), rec(1)) is True  # long evicted: read again
+    assert looked_up[0] == 2
