@@ -326,3 +326,29 @@ def test_a_rename_chain_moves_the_row_from_its_first_name():
     p.moved("a.jpg", "b.jpg", 0.0)
     p.moved("b.jpg", "a.jpg", 0.1)  # renamed back: a plain look at a.jpg
     assert [(e.path, e.moved_from) for e in p.ready(1.0, limit=10, stat=lambda path: None)] == [("a.jpg", None)]
+
+
+def test_a_path_that_raised_then_was_stored_starts_its_count_afresh():
+    """``MAX_ATTEMPTS`` errors *in a row*: a path that raised once (a locked database),
+    then was stored, is forgotten; before, the daemon kept a count for every path that
+    ever raised, and two errors months later gave it up."""
+    from types import SimpleNamespace
+
+    from indexer.watch.daemon import MAX_ATTEMPTS, Daemon
+
+    logged = []
+    daemon = Daemon(None, [], WatchOptions(), stages=[], log=lambda *line: logged.append(line))
+    pending = Pending(settle=1.0)
+    writer = SimpleNamespace(errors=["/in/a.jpg", "/in/b.jpg"], busy=set(), crashed=[])
+    daemon._retry_errors(pending, writer, 0.0)
+    assert daemon.attempts == {"/in/a.jpg": 1, "/in/b.jpg": 1}
+    assert set(pending.entries) == {"/in/a.jpg", "/in/b.jpg"}  # retried a settle time later
+    del pending.entries["/in/a.jpg"], pending.entries["/in/b.jpg"]  # both handed to the workers
+    writer.busy = {"/in/b.jpg"}  # a.jpg stored; b.jpg still being decoded
+    daemon._retry_errors(pending, writer, 2.0)
+    assert daemon.attempts == {"/in/b.jpg": 1}
+    for attempt in range(MAX_ATTEMPTS - 1):  # b.jpg fails on every try now: given up after the last
+        writer.errors, writer.busy = ["/in/b.jpg"], set()
+        pending.entries.pop("/in/b.jpg", None)
+        daemon._retry_errors(pending, writer, 3.0 + attempt)
+    assert daemon.attempts == {} and [line[0] for line in logged] == ["gave up"]

@@ -280,7 +280,11 @@ class Daemon:
         self._retry_errors(pending, writer, now)
 
     def _retry_errors(self, pending: Pending, writer: Writer, now: float) -> None:
-        """Paths whose handling raised get ``MAX_ATTEMPTS`` tries, a settle time apart."""
+        """Paths whose handling raised get ``MAX_ATTEMPTS`` tries in a row, a settle time
+        apart. A path neither failing now, nor waiting, nor in a worker was handled
+        since: its count goes (the daemon kept one for every path that ever raised once,
+        and a later error counted on from it)."""
+        failing = set(writer.errors)
         for path in writer.errors:
             tries = self.attempts[path] = self.attempts.get(path, 0) + 1
             if tries < MAX_ATTEMPTS:
@@ -289,6 +293,11 @@ class Daemon:
                 del self.attempts[path]
                 self.log("gave up", path, f"{MAX_ATTEMPTS} errors in a row; the next start retries it")
         writer.errors.clear()
+        if self.attempts:
+            working = writer.busy | {job.task.path for job in writer.crashed}
+            for path in [p for p in self.attempts if p not in failing and p not in pending.entries
+                         and p not in working]:
+                del self.attempts[path]
 
     def apply(self, change: Change, pending: Pending, writer: Writer) -> None:
         at = change.at
