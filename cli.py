@@ -325,6 +325,10 @@ def index(ctx, paths, workers, fmt, strict, verbose, sensor, cluster):
       photoqa index ~/Pictures /mnt/card
       photoqa --db lab.db index frames/ --workers 2 --format json
     """
+    if not cluster:  # one image file: its worker's imports overlap this command's (pools.prestart)
+        from indexer.pipeline.pools import prestart
+
+        prestart(list(paths))
     from indexer.commands.index import run_index
 
     session = _session(ctx, create=True)
