@@ -1,0 +1,76 @@
+"""``photoqa index`` of one image file starts its forkserver before its own imports
+(``pipeline.pools.prestart``): the worker is forked with the decoders loaded, and only
+such a run starts one early.
+
+Each case runs in a fresh interpreter: a process has one forkserver, started once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+PROBE = '''
+import os
+def work(task, settings=None, moves=None, plan=None):
+    return os.getppid()
+'''
+SCRIPT = '''
+import json, sys
+from multiprocessing import forkserver
+from pathlib import Path
+from indexer.pipeline.pools import prestart
+started = prestart([Path(p) for p in sys.argv[1:]])
+running = forkserver._forkserver._forkserver_pid is not None  # before any pool
+import probe
+from indexer.config import IndexSettings
+from indexer.outcomes import Task
+from indexer.pipeline.run import run_outcomes
+parents = list(run_outcomes([Task("/nowhere/x", 1, 1)], IndexSettings(), 1, frozenset(), work=probe.work))
+server = forkserver._forkserver._forkserver_pid
+# what the forkserver itself has loaded (it forks a worker only once its preload is done)
+maps = open(f"/proc/{server}/maps").read()
+print(json.dumps({"started": started, "running": running, "worker_of_server": parents == [server],
+                  "numpy": "_multiarray_umath" in maps, "pil": "PIL/_imaging" in maps}))
+'''
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="forkserver: Linux")
+
+
+def _run(tmp_path: Path, *paths: Path) -> dict:
+    (tmp_path / "probe.py").write_text(PROBE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(tmp_path)]))
+    out = subprocess.run([sys.executable, "-c", SCRIPT, *map(str, paths)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _jpeg(path: Path) -> Path:
+    Image.fromarray(np.full((32, 48, 3), 128, np.uint8)).save(path)
+    return path
+
+
+def test_one_image_file_starts_the_forkserver_with_the_decoders(tmp_path):
+    state = _run(tmp_path, _jpeg(tmp_path / "one.jpg"))
+    assert state == {"started": True, "running": True, "worker_of_server": True, "numpy": True, "pil": True}
+
+
+@pytest.mark.parametrize("case", ["folder", "two files", "array stack"])
+def test_other_runs_keep_the_forkserver_of_their_first_pool(tmp_path, case):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    one, two = _jpeg(folder / "a.jpg"), _jpeg(folder / "b.jpg")
+    stack = folder / "s.npy"
+    np.save(stack, np.zeros((2, 8, 8), np.uint8))
+    paths = {"folder": [folder], "two files": [one, two], "array stack": [stack]}[case]
+    state = _run(tmp_path, *paths)
+    # started by the pool, with the default preload (``__main__``: none under -c)
+    assert state == {"started": False, "running": False, "worker_of_server": True, "numpy": False, "pil": False}
