@@ -4,6 +4,7 @@ Exit codes are the named constants below.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,22 @@ FORMAT = click.Choice(["table", "json", "csv"])
 def _fail(message: str, code: int = EXIT_ERROR) -> None:
     click.echo(f"photoqa: {message}", err=True)
     sys.exit(code)
+
+
+@functools.cache  # registered once a process
+def _skip_exit_collection() -> None:
+    """At exit, put every object still alive in the collector's permanent generation
+    (``gc.freeze``), so the interpreter's last full collections skip them: their memory
+    goes back with the process. After ``photoqa index``, with SQLAlchemy, NumPy and the
+    models loaded, those collections took ~0.14 s CPU of a one-file run's ~0.6 s in the
+    main process (8 runs each way, 2026-12-07). An object kept only by a reference
+    cycle is not finalised after it: the command closes its database connections itself
+    (``engine.dispose()``: SQLite then checkpoints its WAL and removes it, as before).
+    In a test process it runs at the test run's exit."""
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)
 
 
 def _session(ctx: click.Context, readonly: bool = False, create: bool = False):
@@ -332,6 +349,8 @@ def index(ctx, paths, workers, fmt, strict, verbose, sensor, cluster):
     from indexer.commands.index import run_index
 
     session = _session(ctx, create=True)
+    ctx.call_on_close(session.engine.dispose)  # see _skip_exit_collection
+    _skip_exit_collection()
     cluster = session.settings.index.cluster if cluster is None else cluster
     cluster_errors: tuple = ()  # the cluster module (and Dask) are imported only when used
     if cluster:
