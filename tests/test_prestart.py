@@ -74,3 +74,23 @@ def test_other_runs_keep_the_forkserver_of_their_first_pool(tmp_path, case):
     state = _run(tmp_path, *paths)
     # started by the pool, with the default preload (``__main__``: none under -c)
     assert state == {"started": False, "running": False, "worker_of_server": True, "numpy": False, "pil": False}
+
+
+def test_a_one_file_index_process_stores_its_row_and_closes_the_database(tmp_path):
+    """``photoqa index one.jpg`` as a program: imports outside the collector and no
+    collection at exit (cli._imports_outside_collection, _skip_exit_collection) keep the
+    same row, and the engine closed at the end lets SQLite checkpoint and remove its WAL."""
+    import sqlite3
+
+    db = tmp_path / "p.db"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for name in ("one.jpg", "two.jpg"):  # the second into an existing database
+        photo = _jpeg(tmp_path / name)
+        out = subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(db), "index", str(photo)],
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "indexed: 1 " in out.stdout
+        assert not (tmp_path / "p.db-wal").exists()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT path, width, height FROM images ORDER BY path").fetchall()
+    assert rows == [(str(tmp_path / "one.jpg"), 48, 32), (str(tmp_path / "two.jpg"), 48, 32)]
