@@ -18,9 +18,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = '''
-import os
+import gc, os
 def work(task, settings=None, moves=None, plan=None):
-    return os.getppid()
+    return os.getppid(), gc.get_freeze_count()
 '''
 SCRIPT = '''
 import json, sys
@@ -37,8 +37,9 @@ parents = list(run_outcomes([Task("/nowhere/x", 1, 1)], IndexSettings(), 1, froz
 server = forkserver._forkserver._forkserver_pid
 # what the forkserver itself has loaded (it forks a worker only once its preload is done)
 maps = open(f"/proc/{server}/maps").read()
-print(json.dumps({"started": started, "running": running, "worker_of_server": parents == [server],
-                  "numpy": "_multiarray_umath" in maps, "pil": "PIL/_imaging" in maps}))
+print(json.dumps({"started": started, "running": running, "worker_of_server": parents[0][0] == server,
+                  "numpy": "_multiarray_umath" in maps, "pil": "PIL/_imaging" in maps,
+                  "frozen": parents[0][1] > 0}))
 '''
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="forkserver: Linux")
@@ -60,7 +61,9 @@ def _jpeg(path: Path) -> Path:
 
 def test_one_image_file_starts_the_forkserver_with_the_decoders(tmp_path):
     state = _run(tmp_path, _jpeg(tmp_path / "one.jpg"))
-    assert state == {"started": True, "running": True, "worker_of_server": True, "numpy": True, "pil": True}
+    # the preload frozen (pipeline.forkfreeze): the worker inherits it
+    assert state == {"started": True, "running": True, "worker_of_server": True, "numpy": True, "pil": True,
+                     "frozen": True}
 
 
 @pytest.mark.parametrize("case", ["folder", "two files", "array stack"])
@@ -73,7 +76,8 @@ def test_other_runs_keep_the_forkserver_of_their_first_pool(tmp_path, case):
     paths = {"folder": [folder], "two files": [one, two], "array stack": [stack]}[case]
     state = _run(tmp_path, *paths)
     # started by the pool, with the default preload (``__main__``: none under -c)
-    assert state == {"started": False, "running": False, "worker_of_server": True, "numpy": False, "pil": False}
+    assert state == {"started": False, "running": False, "worker_of_server": True, "numpy": False, "pil": False,
+                     "frozen": False}
 
 
 def test_a_one_file_index_process_stores_its_row_and_closes_the_database(tmp_path):

@@ -67,8 +67,8 @@ def prestart(paths: list[Path]) -> bool:
 
     # not ``__main__`` (the default preload: cli.py and click, ~0.03 s CPU): no worker
     # function lives there, and a forkserver started by a later pool of this process
-    # cannot exist (one per process)
-    context.set_forkserver_preload(WORKER_MODULES)
+    # cannot exist (one per process); forkfreeze last (see there)
+    context.set_forkserver_preload([*WORKER_MODULES, "indexer.pipeline.forkfreeze"])
     forkserver.ensure_running()  # spawns it and returns: the imports run in the forkserver
     return True
 
