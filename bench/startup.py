@@ -1,44 +1,48 @@
 """Start-up of the everyday commands: `status`, `sql`, `dupes` and `index` of one new file.
 
 Each command runs as a user runs it: a fresh ``python cli.py`` process against an indexed
-database, timed from spawn to exit (wall) with its CPU (user + system, from
-``os.wait4``), the median of ``--runs`` runs. The machine is shared, so wall time moves
-with the load; CPU time moves less, and both are printed against two baselines measured
-in the same run: ``python -c pass`` (the interpreter's floor) and ``python -c "import
-sqlalchemy"`` (the floor of any command that opens the database through SQLAlchemy).
+database, timed from spawn to exit (wall), with the CPU (user + system) of the command
+and of every process it started: the forkserver, resource tracker and decode worker
+outlive or descend from it unwaited, so this process makes itself their subreaper
+(``PR_SET_CHILD_SUBREAPER``) and counts them as it reaps them. The machine is shared,
+so wall time moves with the load; CPU time moves less; the best and the median of
+``--runs`` runs are printed, against two baselines measured in the same run:
+``python -c pass`` (the interpreter's floor) and ``python -c "import sqlalchemy"``
+(the floor of any command that opens the database through SQLAlchemy). Both trees'
+bytecode is compiled first and PYTHONDONTWRITEBYTECODE is dropped from the commands'
+environment: with it, every run compiled the ~100 modules ``index`` imports (~0.5 s CPU
+an installed photoqa never pays).
 
 1. A folder of ``--photos`` generated JPEGs (768x512 scenes of
    :func:`indexer.synthetic.camera.generated_scene`, every fifth with a byte copy and a
    half-size copy, so ``dupes`` has groups to list), indexed by ``photoqa index``.
-2. Each command ``--runs`` times; ``index`` adds a new JPEG each run (another scene) by
-   naming that one file.
+2. Each command ``--runs`` times; ``index`` adds a new JPEG (run i: the same scene in
+   every tree) to a fresh copy of that database, naming that one file.
 3. With ``--against DIR`` (another checkout, e.g. main), the same commands of that tree
-   on the same database, in the same run.
+   on the same database, interleaved run by run, and the ratios this tree / that one.
 
-    PYTHONPATH=. python bench/startup.py [--runs 5] [--photos 40] [--against /work/main]
+    PYTHONPATH=. python bench/startup.py [--runs 5] [--photos 20] [--against /work/main] [--only "index 1 file"]
 
 Targets (issue 13 item 4): status, sql and dupes <= 0.5 s wall; index of one file <= 1.5 s.
 
-Measured (2026-12-07, 13:45, 2 cores shared with seven other jobs, load average 27:
-``python -c pass`` took 0.45 s wall, so read CPU and the ratios; ``--runs 5 --photos 30
---against`` the branch point d1740b7): ``import sqlalchemy`` 0.355 s CPU / 4.8 s wall.
+Measured (2026-12-07 16:35, 2 cores shared, load average 15-16; ``--runs 5 --against``
+a detached worktree of 9d38111, the code before the one-file changes), best of 5:
 
-    command         this tree CPU   d1740b7 CPU   ratio CPU   this tree wall   d1740b7 wall
-    status              0.128          0.647         0.20          1.42            7.26
-    sql                 0.107          0.113         0.94          1.14            1.23
-    dupes               0.166          0.675         0.25          1.41            4.82
-    index 1 file        1.121          2.262         0.50         11.5            27.0
+    command         wall s   CPU s   9d38111 wall   9d38111 CPU   ratio wall  ratio CPU
+    status           0.305   0.099          0.298         0.098         1.02       1.01
+    sql              0.194   0.085          0.280         0.091         0.69       0.94
+    dupes            0.356   0.112          0.245         0.108         1.45       1.04
+    index 1 file     1.675   0.714          2.615         1.060         0.64       0.67
 
-status and dupes on a SQLite file now read through the stdlib sqlite3 (db.sqlite_reads:
-no SQLAlchemy, no models), so they cost what sql costs: ~0.1-0.17 s CPU, which is
-~0.2 s wall whenever the machine runs a process promptly (``pass`` at 0.06 s); at load
-27 nothing is <= 0.5 s wall, not even ``python -c pass`` x 2. index of one file: a small
-archive's Hamming index is a NumPy scan (no numba), the pHash DCT two matrix products
-(no scipy), verification kernels imported on the first verification: 1.1 s CPU, of
-which ~0.45 s SQLAlchemy and the models the writer needs, ~0.1 s NumPy.
+``python -c pass`` 0.061 s wall; ``import sqlalchemy`` 0.236 s CPU. Two earlier runs
+at load 19: index of one file CPU ratio 0.70 and 0.75. Index of one file, where its
+~0.7 s CPU go: main process ~0.45 (SQLAlchemy Core ~0.25, NumPy ~0.1, photoqa's modules
+~0.1, the work ~0.07), forkserver and worker ~0.2, resource tracker ~0.04; wall 1.68 s
+at a load where ``pass`` took 2-3x its idle time: <= 1.5 s needs a less loaded machine.
 
-Earlier (same day, load ~9, against main at 70aad08): status 0.612 s CPU, sql 0.115,
-dupes 0.513, index of one file 1.770.
+Earlier (same day, load 27, against d1740b7; the command's own CPU only, trees not
+compiled): status 0.128 s CPU against 0.647, dupes 0.166 against 0.675, index of one
+file 1.121 against 2.262.
 """
 from __future__ import annotations
 
