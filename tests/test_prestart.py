@@ -1,6 +1,7 @@
 """``photoqa index`` of one image file starts its forkserver before its own imports
 (``pipeline.pools.prestart``): the worker is forked with the decoders loaded, and only
-such a run starts one early.
+such a run starts one early; its worker runs at the writer's priority; the process
+skips the collector's work on its imports and at exit, and still closes its database.
 
 Each case runs in a fresh interpreter: a process has one forkserver, started once.
 """
@@ -98,3 +99,33 @@ def test_a_one_file_index_process_stores_its_row_and_closes_the_database(tmp_pat
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT path, width, height FROM images ORDER BY path").fetchall()
     assert rows == [(str(tmp_path / "one.jpg"), 48, 32), (str(tmp_path / "two.jpg"), 48, 32)]
+
+
+NICE_PROBE = '''
+import os
+def work(task, settings=None, moves=None, plan=None):
+    return os.nice(0)
+'''
+NICE_SCRIPT = '''
+import json, os, sys
+import niceprobe
+from indexer.config import IndexSettings
+from indexer.outcomes import Task
+from indexer.pipeline.run import run_outcomes
+tasks = [Task(f"/nowhere/{i}", 1, 1) for i in range(int(sys.argv[1]))]
+print(json.dumps([n - os.nice(0) for n in run_outcomes(tasks, IndexSettings(), 2, frozenset(), work=niceprobe.work)]))
+'''
+
+
+@pytest.mark.parametrize("files, stepped", [(1, False), (3, True)])
+def test_the_worker_of_one_file_does_not_yield_to_an_idle_writer(tmp_path, files, stepped):
+    """Workers step down (pools.WORKER_NICE) so the writer keeps up with them; the writer
+    of one file only waits for it."""
+    from indexer.pipeline.pools import WORKER_NICE
+
+    (tmp_path / "niceprobe.py").write_text(NICE_PROBE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(tmp_path)]))
+    out = subprocess.run([sys.executable, "-c", NICE_SCRIPT, str(files)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [WORKER_NICE if stepped else 0] * files

@@ -135,10 +135,11 @@ def die_with(parent: int) -> None:
     threading.Thread(target=watch, name="photoqa-parent-watch", daemon=True).start()
 
 
-def _start_worker(pids, parent: int, initializer: Callable | None, initargs: tuple) -> None:
+def _start_worker(pids, parent: int, initializer: Callable | None, initargs: tuple, nice: bool = True) -> None:
     pids.put(os.getpid())
     ignore_sigint()
-    lower_priority()
+    if nice:
+        lower_priority()
     die_with(parent)
     if initializer is not None:
         initializer(*initargs)
@@ -150,12 +151,15 @@ class WorkerPool(ProcessPoolExecutor):
     stop can end workers still busy after its grace period (:meth:`terminate_workers`;
     ``ProcessPoolExecutor`` offers no public way before Python 3.14)."""
 
-    def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = ()):
+    def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = (), *,
+                 nice: bool = True):
+        """``nice``: workers step down by :data:`WORKER_NICE`; False for a pool whose
+        writer has nothing to do while it works (one file: see ``run._pooled``)."""
         context = pool_context()
         self.pids: set[int] = set()
         self.pid_queue = context.SimpleQueue()
         super().__init__(max(1, workers), mp_context=context, initializer=_start_worker,
-                         initargs=(self.pid_queue, os.getpid(), initializer, initargs))
+                         initargs=(self.pid_queue, os.getpid(), initializer, initargs, nice))
 
     def terminate_workers(self) -> int:
         """SIGTERM every worker that has started; returns how many were signalled."""
