@@ -1,17 +1,25 @@
-"""SQLAlchemy 2 models: the tables a user queries.
+"""The tables a user queries, as SQLAlchemy Core tables declared as classes.
 
 Conventions: hashes are signed 64-bit integers (``hamming(a, b)`` counts differing bits
 in SQL); small arrays are little-endian BLOBs whose layout is given per column; times
 are naive local camera time for capture, UTC for bookkeeping. Constraint names follow
 :data:`NAMING` so Alembic batch migrations on SQLite can find them.
+
+No ORM: nothing in photoqa loads rows into objects (every read and write is a Core
+statement), and ``sqlalchemy.orm`` plus declarative mapping of these 14 classes cost
+~0.15 s CPU of the ~0.45 s that SQLAlchemy and the models took to import for every
+``photoqa index`` (python -X importtime, 2026-12-07). A class here is a namespace:
+``Image.path`` is the ``images.path`` :class:`~sqlalchemy.Column`, ``Image.__table__``
+the :class:`~sqlalchemy.Table`, and ``select(Image)`` / ``update(Image)`` take the
+table (``__clause_element__``). Columns are NOT NULL unless declared ``null=True``
+(the rule the declarative ``Mapped[T]`` / ``Mapped[T | None]`` annotations gave).
 """
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Any, ClassVar
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary,
-                        MetaData, SmallInteger, String, Text, UniqueConstraint)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Integer, LargeBinary,
+                        MetaData, SmallInteger, String, Table, Text, UniqueConstraint)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -22,8 +30,33 @@ NAMING = {
 }
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+def column(*args: Any, null: bool = False, **kw: Any) -> Column:
+    """A column of the class it is assigned in, named after its attribute; NOT NULL
+    unless ``null`` (primary keys never are)."""
+    return Column(*args, nullable=null, **kw)
+
+
+class Base:
+    """The tables' base: a subclass with ``__tablename__`` and :func:`column` attributes
+    becomes a :class:`~sqlalchemy.Table` of :attr:`metadata`, columns in declaration
+    order, then ``__table_args__`` (constraints)."""
+
+    metadata: ClassVar[MetaData] = MetaData(naming_convention=NAMING)
+    __tablename__: ClassVar[str]
+    __table__: ClassVar[Table]
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        columns = []
+        for key, value in vars(cls).items():
+            if isinstance(value, Column):
+                value.name = value.key = key
+                columns.append(value)
+        cls.__table__ = Table(cls.__tablename__, cls.metadata, *columns, *getattr(cls, "__table_args__", ()))
+
+    @classmethod
+    def __clause_element__(cls) -> Table:
+        return cls.__table__
 
 
 class Camera(Base):
@@ -32,10 +65,10 @@ class Camera(Base):
     __tablename__ = "cameras"
     __table_args__ = (UniqueConstraint("make", "model", "serial", name="uq_cameras_make_model_serial"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    make: Mapped[str] = mapped_column(String(128))
-    model: Mapped[str] = mapped_column(String(128))
-    serial: Mapped[str] = mapped_column(String(64), default="")
+    id = column(Integer, primary_key=True)
+    make = column(String(128))
+    model = column(String(128))
+    serial = column(String(64), default="")
 
 
 class Image(Base):
@@ -43,66 +76,66 @@ class Image(Base):
 
     __tablename__ = "images"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
-    size: Mapped[int] = mapped_column(BigInteger)
-    mtime_ns: Mapped[int] = mapped_column(BigInteger)
-    missing_since: Mapped[datetime | None] = mapped_column(DateTime, index=True)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    pixel_sha256: Mapped[str | None] = mapped_column(String(64))
-    format: Mapped[str] = mapped_column(String(16))
-    width: Mapped[int] = mapped_column(Integer)  # stored (un-rotated) pixels; RAW: visible sensor
-    height: Mapped[int] = mapped_column(Integer)
-    display_width: Mapped[int] = mapped_column(Integer)  # after EXIF orientation
-    display_height: Mapped[int] = mapped_column(Integer)
-    bit_depth: Mapped[int] = mapped_column(SmallInteger)
-    orientation: Mapped[int] = mapped_column(SmallInteger, default=1)
-    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id"), index=True)
-    captured_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
-    utc_offset: Mapped[str | None] = mapped_column(String(8))
-    exposure_time: Mapped[float | None] = mapped_column(Float)  # seconds
-    f_number: Mapped[float | None] = mapped_column(Float)
-    iso: Mapped[int | None] = mapped_column(Integer)
-    focal_length: Mapped[float | None] = mapped_column(Float)  # mm
-    decoder: Mapped[str] = mapped_column(String(32))
-    features_version: Mapped[int] = mapped_column(SmallInteger)
-    indexed_at: Mapped[datetime] = mapped_column(DateTime)
+    id = column(Integer, primary_key=True)
+    path = column(Text, unique=True)
+    size = column(BigInteger)
+    mtime_ns = column(BigInteger)
+    missing_since = column(DateTime, index=True, null=True)
+    sha256 = column(String(64), index=True)
+    pixel_sha256 = column(String(64), null=True)
+    format = column(String(16))
+    width = column(Integer)  # stored (un-rotated) pixels; RAW: visible sensor
+    height = column(Integer)
+    display_width = column(Integer)  # after EXIF orientation
+    display_height = column(Integer)
+    bit_depth = column(SmallInteger)
+    orientation = column(SmallInteger, default=1)
+    camera_id = column(ForeignKey("cameras.id"), index=True, null=True)
+    captured_at = column(DateTime, index=True, null=True)
+    utc_offset = column(String(8), null=True)
+    exposure_time = column(Float, null=True)  # seconds
+    f_number = column(Float, null=True)
+    iso = column(Integer, null=True)
+    focal_length = column(Float, null=True)  # mm
+    decoder = column(String(32))
+    features_version = column(SmallInteger)
+    indexed_at = column(DateTime)
     # when its candidate pairs were verified and stored; NULL: waiting for matching
-    matched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    matched_at = column(DateTime, null=True)
     # change number: one more than the table's highest by every write that changes what
     # matching sees of the row (stored, re-indexed, moved back, marked missing); a saved
     # matching index catches up on the rows changed since it was saved
-    revision: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    revision = column(BigInteger, index=True, null=True)
     # perceptual hashes (signed int64); BLOBs: 8 x int64 LE (D4 order), 10 x int64 LE (crops in
     # hashes.CROP_SPECS order: centred 90%, 80%, then 85% at 4 corners and 4 edge midpoints;
     # features_version 1 stored the first 2)
-    phash: Mapped[int] = mapped_column(BigInteger, index=True)
-    dhash: Mapped[int] = mapped_column(BigInteger)
-    phash_d4: Mapped[bytes] = mapped_column(LargeBinary)
-    phash_crops: Mapped[bytes] = mapped_column(LargeBinary)
+    phash = column(BigInteger, index=True)
+    dhash = column(BigInteger)
+    phash_d4 = column(LargeBinary)
+    phash_crops = column(LargeBinary)
     # zlib of uint32 LE (4, 256): R, G, B, luma counts
-    hist: Mapped[bytes] = mapped_column(LargeBinary)
-    luma_mean: Mapped[float] = mapped_column(Float)
-    luma_std: Mapped[float] = mapped_column(Float)
-    luma_p1: Mapped[float] = mapped_column(Float)
-    luma_p50: Mapped[float] = mapped_column(Float)
-    luma_p99: Mapped[float] = mapped_column(Float)
-    clip_high: Mapped[float] = mapped_column(Float)
-    clip_low: Mapped[float] = mapped_column(Float)
-    entropy: Mapped[float] = mapped_column(Float)
-    sharpness: Mapped[float] = mapped_column(Float)
-    colourfulness: Mapped[float] = mapped_column(Float)
-    ev: Mapped[float] = mapped_column(Float)
+    hist = column(LargeBinary)
+    luma_mean = column(Float)
+    luma_std = column(Float)
+    luma_p1 = column(Float)
+    luma_p50 = column(Float)
+    luma_p99 = column(Float)
+    clip_high = column(Float)
+    clip_low = column(Float)
+    entropy = column(Float)
+    sharpness = column(Float)
+    colourfulness = column(Float)
+    ev = column(Float)
     # zlib of uint8 grey (thumb_height, thumb_width)
-    thumb: Mapped[bytes] = mapped_column(LargeBinary)
-    thumb_width: Mapped[int] = mapped_column(SmallInteger)
-    thumb_height: Mapped[int] = mapped_column(SmallInteger)
+    thumb = column(LargeBinary)
+    thumb_width = column(SmallInteger)
+    thumb_height = column(SmallInteger)
     # frames of array stacks (.npy/.npz, indexer.decode.arrays): path is "<file>#<frame>"
     # or "<file>#<key>:<frame>"; container the file, array_key the .npz member ('' for
     # .npy), frame the index along the first axis. NULL for image files.
-    container: Mapped[str | None] = mapped_column(Text, index=True)
-    array_key: Mapped[str | None] = mapped_column(String(64))
-    frame: Mapped[int | None] = mapped_column(Integer)
+    container = column(Text, index=True, null=True)
+    array_key = column(String(64), null=True)
+    frame = column(Integer, null=True)
 
 
 class Meta(Base):
@@ -111,8 +144,8 @@ class Meta(Base):
 
     __tablename__ = "photoqa_meta"
 
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    key = column(String(64), primary_key=True)
+    value = column(Text)
 
 
 class Failure(Base):
@@ -120,14 +153,14 @@ class Failure(Base):
 
     __tablename__ = "failures"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
-    kind: Mapped[str] = mapped_column(String(16), index=True)
-    message: Mapped[str] = mapped_column(Text)
-    size: Mapped[int | None] = mapped_column(BigInteger)
-    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
-    failed_at: Mapped[datetime] = mapped_column(DateTime)
-    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    id = column(Integer, primary_key=True)
+    path = column(Text, unique=True)
+    kind = column(String(16), index=True)
+    message = column(Text)
+    size = column(BigInteger, null=True)
+    mtime_ns = column(BigInteger, null=True)
+    failed_at = column(DateTime)
+    attempts = column(Integer, default=1)
 
 
 class Daemon(Base):
@@ -135,16 +168,16 @@ class Daemon(Base):
 
     __tablename__ = "daemons"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    host: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    roots: Mapped[str] = mapped_column(Text)
-    started_at: Mapped[datetime] = mapped_column(DateTime)
-    heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
-    stopped_at: Mapped[datetime | None] = mapped_column(DateTime)
-    pending: Mapped[int] = mapped_column(Integer, default=0)
-    last_activity_at: Mapped[datetime | None] = mapped_column(DateTime)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    id = column(Integer, primary_key=True)
+    host = column(String(255))
+    pid = column(Integer)
+    roots = column(Text)
+    started_at = column(DateTime)
+    heartbeat_at = column(DateTime)
+    stopped_at = column(DateTime, null=True)
+    pending = column(Integer, default=0)
+    last_activity_at = column(DateTime, null=True)
+    is_active = column(Boolean, default=True)
 
 
 class Pair(Base):
@@ -160,43 +193,43 @@ class Pair(Base):
     __tablename__ = "pairs"
     __table_args__ = (UniqueConstraint("a_id", "b_id", name="uq_pairs_a_id_b_id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    a_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
-    b_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
-    verdict: Mapped[str] = mapped_column(String(20), index=True)
-    hamming: Mapped[int | None] = mapped_column(SmallInteger)
-    transform: Mapped[str] = mapped_column(String(12), default="identity")
-    shift_x: Mapped[float | None] = mapped_column(Float)
-    shift_y: Mapped[float | None] = mapped_column(Float)
-    scale: Mapped[float | None] = mapped_column(Float)
-    correlation: Mapped[float | None] = mapped_column(Float)
-    hist_similarity: Mapped[float | None] = mapped_column(Float)
-    delta_ev: Mapped[float | None] = mapped_column(Float)
-    delta_ev_exif: Mapped[float | None] = mapped_column(Float)
-    time_gap_s: Mapped[float | None] = mapped_column(Float)
-    description: Mapped[str | None] = mapped_column(Text)
+    id = column(Integer, primary_key=True)
+    a_id = column(ForeignKey("images.id", ondelete="CASCADE"))
+    b_id = column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    verdict = column(String(20), index=True)
+    hamming = column(SmallInteger, null=True)
+    transform = column(String(12), default="identity")
+    shift_x = column(Float, null=True)
+    shift_y = column(Float, null=True)
+    scale = column(Float, null=True)
+    correlation = column(Float, null=True)
+    hist_similarity = column(Float, null=True)
+    delta_ev = column(Float, null=True)
+    delta_ev_exif = column(Float, null=True)
+    time_gap_s = column(Float, null=True)
+    description = column(Text, null=True)
     # shot identity from metadata (indexer.match.shots): true, false, NULL = unknown
-    same_camera: Mapped[bool | None] = mapped_column(Boolean)
-    same_shot: Mapped[bool | None] = mapped_column(Boolean)
-    match_version: Mapped[int] = mapped_column(SmallInteger)
-    found_at: Mapped[datetime] = mapped_column(DateTime)
+    same_camera = column(Boolean, null=True)
+    same_shot = column(Boolean, null=True)
+    match_version = column(SmallInteger)
+    found_at = column(DateTime)
     # the other pixel measures the verdict reads (indexer.match.verify.Evidence); NULL for
     # equal files and pairs found before schema revision 0005
-    peak: Mapped[float | None] = mapped_column(Float)  # phase-correlation peak, 0..1
-    overlap_a: Mapped[float | None] = mapped_column(Float)  # fraction of A covered by B
-    overlap_b: Mapped[float | None] = mapped_column(Float)
-    corr_grey: Mapped[float | None] = mapped_column(Float)  # plain grey NCC on the overlap
-    corr_tile: Mapped[float | None] = mapped_column(Float)  # second-lowest rank NCC of 4x4 tiles
-    corr_smooth: Mapped[float | None] = mapped_column(Float)  # rank NCC after a 1-px blur
-    tile_smooth: Mapped[float | None] = mapped_column(Float)  # corr_tile after a 1-px blur
-    changed: Mapped[float | None] = mapped_column(Float)  # fraction of overlap pixels whose rank differs > 0.25
-    edit_area: Mapped[float | None] = mapped_column(Float)  # changed region grown 1 px, fraction of overlap
-    edit_sign: Mapped[float | None] = mapped_column(Float)  # |sum d| / sum |d| in it (1: drawn over)
-    outside_corr: Mapped[float | None] = mapped_column(Float)  # blurred rank NCC beyond 3 px of it
+    peak = column(Float, null=True)  # phase-correlation peak, 0..1
+    overlap_a = column(Float, null=True)  # fraction of A covered by B
+    overlap_b = column(Float, null=True)
+    corr_grey = column(Float, null=True)  # plain grey NCC on the overlap
+    corr_tile = column(Float, null=True)  # second-lowest rank NCC of 4x4 tiles
+    corr_smooth = column(Float, null=True)  # rank NCC after a 1-px blur
+    tile_smooth = column(Float, null=True)  # corr_tile after a 1-px blur
+    changed = column(Float, null=True)  # fraction of overlap pixels whose rank differs > 0.25
+    edit_area = column(Float, null=True)  # changed region grown 1 px, fraction of overlap
+    edit_sign = column(Float, null=True)  # |sum d| / sum |d| in it (1: drawn over)
+    outside_corr = column(Float, null=True)  # blurred rank NCC beyond 3 px of it
     # detail of the bigger side at native size (indexer.measure.detail), measured for pairs of
     # a group verdict resized by 1.25x or more; NULL otherwise and for pairs before 0013
-    detail_gain: Mapped[float | None] = mapped_column(Float)  # its share of the small side's top band over the small side's
-    detail_above: Mapped[float | None] = mapped_column(Float)  # its share above the small side's Nyquist, same unit
+    detail_gain = column(Float, null=True)  # its share of the small side's top band over the small side's
+    detail_above = column(Float, null=True)  # its share above the small side's Nyquist, same unit
 
 
 class ImageGroup(Base):
@@ -204,9 +237,9 @@ class ImageGroup(Base):
 
     __tablename__ = "image_groups"
 
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
-    group_id: Mapped[int] = mapped_column(Integer, index=True)
-    is_keeper: Mapped[bool] = mapped_column(Boolean, default=False)
+    image_id = column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    group_id = column(Integer, index=True)
+    is_keeper = column(Boolean, default=False)
 
 
 class ImageFlag(Base):
@@ -214,11 +247,11 @@ class ImageFlag(Base):
 
     __tablename__ = "image_flags"
 
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[float] = mapped_column(Float)
-    threshold: Mapped[float] = mapped_column(Float)
-    flags_version: Mapped[int] = mapped_column(SmallInteger)
+    image_id = column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    name = column(String(32), primary_key=True)
+    value = column(Float)
+    threshold = column(Float)
+    flags_version = column(SmallInteger)
 
 
 class Sensor(Base):
@@ -234,20 +267,20 @@ class Sensor(Base):
     __table_args__ = (UniqueConstraint("camera_id", "width", "height", "kind",
                                        name="uq_sensors_camera_id_width_height_kind"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(8))
-    pattern: Mapped[str | None] = mapped_column(String(8))
-    frames: Mapped[int] = mapped_column(Integer, default=0)
-    accumulator: Mapped[str] = mapped_column(Text)
-    stats_version: Mapped[int] = mapped_column(SmallInteger)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    id = column(Integer, primary_key=True)
+    camera_id = column(ForeignKey("cameras.id"))
+    width = column(Integer)
+    height = column(Integer)
+    kind = column(String(8))
+    pattern = column(String(8), null=True)
+    frames = column(Integer, default=0)
+    accumulator = column(Text)
+    stats_version = column(SmallInteger)
+    updated_at = column(DateTime)
     # the frame count (and time) of the flush that last changed the defect list: the
     # learning budget maps a body in full until it has stood still (indexer.sensor.budget)
-    stable_since: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    stable_since_at: Mapped[datetime | None] = mapped_column(DateTime)
+    stable_since = column(Integer, default=0, server_default="0")
+    stable_since_at = column(DateTime, null=True)
 
 
 class SensorFrame(Base):
@@ -255,10 +288,10 @@ class SensorFrame(Base):
 
     __tablename__ = "sensor_frames"
 
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    sensor_id: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"), index=True)
-    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
-    added_at: Mapped[datetime] = mapped_column(DateTime)
+    sha256 = column(String(64), primary_key=True)
+    sensor_id = column(ForeignKey("sensors.id", ondelete="CASCADE"), index=True)
+    image_id = column(ForeignKey("images.id", ondelete="SET NULL"), null=True)
+    added_at = column(DateTime)
 
 
 class SensorDefect(Base):
@@ -270,15 +303,15 @@ class SensorDefect(Base):
 
     __tablename__ = "sensor_defects"
 
-    sensor_id: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
-    x: Mapped[int] = mapped_column(Integer, primary_key=True)
-    y: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8))
-    rate: Mapped[float] = mapped_column(Float)
-    mean_residual: Mapped[float] = mapped_column(Float)
-    frames: Mapped[int] = mapped_column(Integer)
-    first_seen: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    last_seen: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    sensor_id = column(ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
+    x = column(Integer, primary_key=True)
+    y = column(Integer, primary_key=True)
+    kind = column(String(8))
+    rate = column(Float)
+    mean_residual = column(Float)
+    frames = column(Integer)
+    first_seen = column(DateTime, null=True)
+    last_seen = column(DateTime, null=True)
 
 
 class SensorTile(Base):
@@ -294,13 +327,13 @@ class SensorTile(Base):
 
     __tablename__ = "sensor_tiles"
 
-    sensor_id: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
-    tile: Mapped[int] = mapped_column(Integer, primary_key=True)
-    y0: Mapped[int] = mapped_column(Integer)
-    y1: Mapped[int] = mapped_column(Integer)
-    frames: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    sensor_id = column(ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
+    tile = column(Integer, primary_key=True)
+    y0 = column(Integer)
+    y1 = column(Integer)
+    frames = column(Integer)
+    data = column(LargeBinary)
+    updated_at = column(DateTime)
 
 
 class Action(Base):
@@ -309,20 +342,20 @@ class Action(Base):
 
     __tablename__ = "actions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    batch: Mapped[str] = mapped_column(String(32), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
-    action: Mapped[str] = mapped_column(String(12))  # trash, move, delete
-    path: Mapped[str] = mapped_column(Text)  # where the file was
-    destination: Mapped[str | None] = mapped_column(Text)  # where it went (trash or move), None for delete
-    image_id: Mapped[int | None] = mapped_column(Integer)
-    keeper_path: Mapped[str] = mapped_column(Text)
-    size: Mapped[int] = mapped_column(BigInteger)
-    mtime_ns: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(12), index=True)  # planned, done, skipped, undone
-    reason: Mapped[str | None] = mapped_column(Text)
-    done_at: Mapped[datetime | None] = mapped_column(DateTime)
+    id = column(Integer, primary_key=True)
+    batch = column(String(32), index=True)
+    created_at = column(DateTime)
+    action = column(String(12))  # trash, move, delete
+    path = column(Text)  # where the file was
+    destination = column(Text, null=True)  # where it went (trash or move), None for delete
+    image_id = column(Integer, null=True)
+    keeper_path = column(Text)
+    size = column(BigInteger)
+    mtime_ns = column(BigInteger)
+    sha256 = column(String(64))
+    state = column(String(12), index=True)  # planned, done, skipped, undone
+    reason = column(Text, null=True)
+    done_at = column(DateTime, null=True)
 
 
 class Decision(Base):
@@ -332,8 +365,8 @@ class Decision(Base):
 
     __tablename__ = "decisions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
-    other_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime)
+    id = column(Integer, primary_key=True)
+    kind = column(String(16))
+    image_id = column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    other_id = column(ForeignKey("images.id", ondelete="CASCADE"), index=True, null=True)
+    created_at = column(DateTime)

@@ -6,9 +6,9 @@ connections elsewhere.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
 from sqlalchemy import Engine, Text, any_, bindparam, delete, func, insert, select, union_all, update
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from db.blobs import pack_hist, pack_thumb, unpack_hist, unpack_thumb  # noqa: F401 - re-exported
@@ -95,7 +95,15 @@ _DELETE_FAILURE = delete(Failure.__table__).where(Failure.__table__.c.path == bi
 # statements over a list of paths: on PostgreSQL one statement with an array parameter
 # (``= ANY(:paths)``: the same SQL every batch, so it is prepared once; an IN list rendered
 # per batch was 0.09 s of CPU in 1,800 rows, cProfile 2026-12-07), elsewhere IN lists of 500
-_PATHS = bindparam("paths", type_=postgresql.ARRAY(Text))
+@cache
+def _paths_array():
+    # the PostgreSQL dialect is imported on PostgreSQL only: ~0.03 s CPU of every
+    # `photoqa index` into a SQLite file (python -X importtime, 2026-12-07)
+    from sqlalchemy.dialects import postgresql
+
+    return bindparam("paths", type_=postgresql.ARRAY(Text))
+
+
 # (what to run given its WHERE, the path column it filters)
 _EXISTING = (lambda where: select(_IMAGES.c.path, _IMAGES.c.id, _IMAGES.c.sha256).where(where), _IMAGES.c.path)
 _IDS_OF = (lambda where: select(_IMAGES.c.path, _IMAGES.c.id).where(where), _IMAGES.c.path)
@@ -106,7 +114,7 @@ def _by_paths(conn, statement: tuple, paths: list[str]) -> list:
     """Run ``statement`` (see ``_EXISTING``) over ``paths``; the rows of a SELECT, [] else."""
     build, column = statement
     if conn.dialect.name == "postgresql":
-        result = conn.execute(build(column == any_(_PATHS)), {"paths": paths})
+        result = conn.execute(build(column == any_(_paths_array())), {"paths": paths})
         return list(result) if result.returns_rows else []
     out: list = []
     for chunk in _chunks(paths):

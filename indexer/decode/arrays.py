@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.decode.sniff import ARRAY_EXTENSIONS, is_array_file  # noqa: F401 - NumPy-free home, re-exported
 from indexer.errors import DecodeError
 
-ARRAY_EXTENSIONS = frozenset({".npy", ".npz"})
 NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -39,11 +39,6 @@ def sniff_array(head: bytes, suffix: str = "") -> str | None:
     if head.startswith(_ZIP_MAGIC) and (suffix.lower() == ".npz" or b".npy" in head[30:]):
         return "npz"
     return None
-
-
-def is_array_file(path: str | Path) -> bool:
-    """Whether ``path`` is an array stack by its name (the walk's cheap test)."""
-    return Path(path).suffix.lower() in ARRAY_EXTENSIONS
 
 
 def frame_path(path: str, key: str, frame: int) -> str:

@@ -10,6 +10,16 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+# Array stacks are told by name (the walk's cheap test); here, without NumPy, so that
+# `photoqa index` can tell a one-image run before importing it (pipeline.pools.prestart)
+ARRAY_EXTENSIONS = frozenset({".npy", ".npz"})
+
+
+def is_array_file(path: str | Path) -> bool:
+    """Whether ``path`` is an array stack (.npy, .npz) by its name."""
+    return Path(path).suffix.lower() in ARRAY_EXTENSIONS
+
+
 RAW_EXTENSIONS = frozenset(
     ".3fr .ari .arw .bay .cap .cr2 .cr3 .crw .dcr .dcs .dng .drf .eip .erf .fff .gpr .iiq "
     ".k25 .kdc .mdc .mef .mos .mrw .nef .nrw .orf .pef .ptx .pxn .qtk .r3d .raf .raw .rw2 "

@@ -11,6 +11,9 @@ import queue
 import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from indexer.decode.sniff import is_array_file
 
 
 def worker_count(requested: int | None) -> int:
@@ -36,6 +39,38 @@ def preload(modules: list[str]) -> None:
     context = pool_context()
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(["__main__", *modules])
+
+
+# what an analysing worker imports to unpickle its initialiser and work (analyse.init_worker,
+# analyse.analyse): NumPy, Pillow, the decoders and measures, ~0.2 s CPU
+WORKER_MODULES = ["indexer.pipeline.pools", "indexer.pipeline.analyse"]
+
+
+def prestart(paths: list[Path]) -> bool:
+    """For ``photoqa index`` of one image file: start this process's forkserver now, importing
+    :data:`WORKER_MODULES`, so that it loads the decoders while the command imports
+    SQLAlchemy and opens the database, and the file's worker is forked with them loaded.
+
+    Returns whether it started one. The file still decodes in a worker process (a native
+    crash stays a row, as for any run). Runs of several files or a folder keep the
+    forkserver of their first pool: whether it preloads the sensor kernels
+    (``kernelwarm``) depends on their worker and file counts, known only after the scan.
+    On 2 idle cores, a one-file index into a 20-photo database waited ~0.25 s for its
+    worker after its own imports (cProfile, 2026-12-07); see bench/startup.py.
+    """
+    if len(paths) != 1 or is_array_file(paths[0]) or not Path(paths[0]).is_file():
+        return False
+    context = pool_context()
+    if context.get_start_method() != "forkserver":
+        return False
+    from multiprocessing import forkserver
+
+    # not ``__main__`` (the default preload: cli.py and click, ~0.03 s CPU): no worker
+    # function lives there, and a forkserver started by a later pool of this process
+    # cannot exist (one per process); forkfreeze last (see there)
+    context.set_forkserver_preload([*WORKER_MODULES, "indexer.pipeline.forkfreeze"])
+    forkserver.ensure_running()  # spawns it and returns: the imports run in the forkserver
+    return True
 
 
 # Workers run at a lower priority than the writer: one process stores every outcome and
@@ -100,10 +135,11 @@ def die_with(parent: int) -> None:
     threading.Thread(target=watch, name="photoqa-parent-watch", daemon=True).start()
 
 
-def _start_worker(pids, parent: int, initializer: Callable | None, initargs: tuple) -> None:
+def _start_worker(pids, parent: int, initializer: Callable | None, initargs: tuple, nice: bool = True) -> None:
     pids.put(os.getpid())
     ignore_sigint()
-    lower_priority()
+    if nice:
+        lower_priority()
     die_with(parent)
     if initializer is not None:
         initializer(*initargs)
@@ -115,12 +151,15 @@ class WorkerPool(ProcessPoolExecutor):
     stop can end workers still busy after its grace period (:meth:`terminate_workers`;
     ``ProcessPoolExecutor`` offers no public way before Python 3.14)."""
 
-    def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = ()):
+    def __init__(self, workers: int, initializer: Callable | None = None, initargs: tuple = (), *,
+                 nice: bool = True):
+        """``nice``: workers step down by :data:`WORKER_NICE`; False for a pool whose
+        writer has nothing to do while it works (one file: see ``run._pooled``)."""
         context = pool_context()
         self.pids: set[int] = set()
         self.pid_queue = context.SimpleQueue()
         super().__init__(max(1, workers), mp_context=context, initializer=_start_worker,
-                         initargs=(self.pid_queue, os.getpid(), initializer, initargs))
+                         initargs=(self.pid_queue, os.getpid(), initializer, initargs, nice))
 
     def terminate_workers(self) -> int:
         """SIGTERM every worker that has started; returns how many were signalled."""

@@ -158,7 +158,9 @@ def _pooled(pending: deque, workers: int, initargs: tuple, work: Callable,
     # a bounded queue keeps memory flat on huge folders, and the sensor plan sent with a
     # file (plan_now) no older than a few files: a batch is what of these is done
     pending_limit = workers * 4
-    pool = WorkerPool(workers, init_worker, initargs)
+    # one file: the writer only waits for it, so its worker need not yield to the writer
+    # (WORKER_NICE); at nice +5 on a loaded machine its decode took a third of a share
+    pool = WorkerPool(workers, init_worker, initargs, nice=len(pending) > 1)
     running: dict = {}
 
     def refill() -> None:
