@@ -50,14 +50,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def child(*args: str) -> tuple[float, float, str]:
-    """(seconds, peak RSS MB, stdout) of ``python cli.py args`` in a child process. The
-    RSS is the largest of any child so far (ru_maxrss of RUSAGE_CHILDREN), so the
-    children run smallest first."""
+    """(seconds, peak RSS MB, stdout) of ``python cli.py args`` in a child process: the
+    RSS of that child and its descendants only (``os.wait4``), not of earlier children."""
     t = time.perf_counter()
-    done = subprocess.run([sys.executable, str(REPO / "cli.py"), *args], check=True, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    seconds = time.perf_counter() - t
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, done.stdout
+    with tempfile.TemporaryFile("w+") as errors:  # a file: a full stderr pipe would block the child
+        proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *args], stdout=subprocess.PIPE,
+                                stderr=errors, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)  # not proc.wait(): wait4 gives this child's rusage
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - t
+        if proc.returncode != 0:
+            errors.seek(0)
+            raise subprocess.CalledProcessError(proc.returncode, args, out, errors.read())
+    return seconds, usage.ru_maxrss / 1024.0, out
 
 
 def welford_loop(stack: np.ndarray) -> float:
@@ -241,7 +247,7 @@ def main() -> None:
             secs, rss, out = child(*export_args)
             rows = json.loads(out)["rows"]
             print(f"export       {rows / secs:10,.1f} img/s ({rows} photos -> 224x224, equalize, lanczos, whole "
-                  f"command, default workers)  peak RSS so far {rss:6.0f} MB  same export as a per-image loop "
+                  f"command, default workers)  peak RSS {rss:6.0f} MB  same export as a per-image loop "
                   f"({len(sample)} photos) {base_wall:8,.1f} img/s  ratio {rows / secs / base_wall:5.2f}x")
             for name in ("lanczos", "bilinear", "box"):
                 # CPU time of an inline export (-j 1: one process, so RUSAGE_CHILDREN holds all
