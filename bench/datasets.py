@@ -27,7 +27,8 @@ with the machine's load):
                real JPEGs of ../shared/data/scenes fitted to 224x224 (export's 8-bit road).
 
     PYTHONPATH=. python bench/datasets.py [--frames 96108] [--images 10000] [--photos 10000]
-                                          [--photo-size 320x240] [--only stats,index,equalize,export,quality]
+                                          [--photo-size 320x240] [--photo-dir DIR --photo-db DB]
+                                          [--filters lanczos,bilinear,box] [--only stats,index,equalize,export,quality]
 """
 from __future__ import annotations
 
@@ -194,6 +195,11 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--photos", type=int, default=10000, help="photos exported (generated, then indexed)")
     ap.add_argument("--photo-size", default="320x240", help="generated photos' width x height")
+    ap.add_argument("--photo-dir", type=Path, default=None,
+                    help="export: JPEGs already made (make_photos) instead of generating --photos")
+    ap.add_argument("--photo-db", type=Path, default=None,
+                    help="export: the database of --photo-dir, already indexed (indexed here if absent)")
+    ap.add_argument("--filters", default="lanczos,bilinear,box", help="export: --resample filters timed with -j 1")
     ap.add_argument("--only", default="stats,index,equalize,export,quality",
                     help="comma-separated parts to run: stats,index,equalize,export,quality")
     args = ap.parse_args()
@@ -230,15 +236,17 @@ def main() -> None:
 
         if "export" in parts:
             pw, ph = map(int, args.photo_size.split("x"))
-            made = make_photos(tmp / "photos", args.photos, pw, ph)
+            photos, db = args.photo_dir or tmp / "photos", args.photo_db or tmp / "p.db"
+            made = 0.0 if args.photo_dir else make_photos(photos, args.photos, pw, ph)
             t = time.perf_counter()
-            subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(tmp / "p.db"), "index",
-                            str(tmp / "photos")], check=True, capture_output=True, env=env)
+            if not db.exists():
+                subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(db), "index", str(photos)],
+                               check=True, capture_output=True, env=env)
             print(f"photos       {args.photos} JPEG {pw}x{ph} made in {made:.0f} s, indexed in "
                   f"{time.perf_counter() - t:.0f} s")
-            export_args = ["--db", str(tmp / "p.db"), "export", str(tmp / "out.npz"), "--size", "224", "224",
+            export_args = ["--db", str(db), "export", str(tmp / "out.npz"), "--size", "224", "224",
                            "--normalize", "equalize", "--where", "container IS NULL", "--format", "json"]
-            sample = sorted((tmp / "photos").glob("*.jpg"))[:min(args.photos, 1000)]
+            sample = sorted(photos.glob("*.jpg"))[:min(args.photos, 1000)]
             t, c = time.perf_counter(), time.process_time()
             base = naive_export(sample, tmp / "loop.npy")
             base_cpu = len(sample) / (time.process_time() - c)
@@ -249,15 +257,15 @@ def main() -> None:
             print(f"export       {rows / secs:10,.1f} img/s ({rows} photos -> 224x224, equalize, lanczos, whole "
                   f"command, default workers)  peak RSS {rss:6.0f} MB  same export as a per-image loop "
                   f"({len(sample)} photos) {base_wall:8,.1f} img/s  ratio {rows / secs / base_wall:5.2f}x")
-            for name in ("lanczos", "bilinear", "box"):
+            for name in args.filters.split(","):
                 # CPU time of an inline export (-j 1: one process, so RUSAGE_CHILDREN holds all
                 # of it; a pool's workers are the forkserver's children, not ours)
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                child(*export_args, "-j", "1", "--resample", name)
+                _, rss1, _ = child(*export_args, "-j", "1", "--resample", name)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 print(f"export -j 1  {rows / cpu:10,.1f} img/CPU-s (--resample {name:8s} whole command, start-up "
-                      f"included)  loop (lanczos) {base_cpu:8,.1f} img/CPU-s  ratio {rows / cpu / base_cpu:5.2f}x  "
+                      f"included; {cpu:.0f} CPU-s, peak RSS {rss1:.0f} MB)  loop (lanczos) {base_cpu:8,.1f} img/CPU-s  ratio {rows / cpu / base_cpu:5.2f}x  "
                       f"load {os.getloadavg()[0]:.1f}")
 
         if "quality" in parts:
