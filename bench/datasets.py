@@ -111,7 +111,7 @@ def bench_equalize(n: int, chunk: int = 64) -> tuple[float, float]:
     for start in range(0, n, chunk):
         b = block[: min(chunk, n - start)]
         t = time.process_time()
-        nz.equalize(b, exclude=pad[: len(b)], fill=0.0, out=buffer[: len(b)])
+        nz.equalize(b, exclude=pad[: len(b)], fill=0.0, out=buffer[: len(b)], excluded_value=0)
         fast += time.process_time() - t
         t = time.process_time()
         loop_equalize(b)

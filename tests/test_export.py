@@ -190,6 +190,23 @@ def test_equalize_of_padded_uint8_matches_the_float_road():
         np.testing.assert_allclose(fast[i][:, 4:16], reference_equalize(inner, 256), atol=1e-6)
 
 
+def test_equalize_with_zero_padding_promised_matches_reading_it():
+    """excluded_value=0 (export's zero padding) gives the values of reading the padding:
+    frames with real zeros in their picture (the masked fill) and without (the table's
+    entry)."""
+    rng = np.random.default_rng(5)
+    batch = np.clip(rng.normal(120, 30, (4, 3, 24, 24)), 1, 255).astype(np.uint8)
+    batch[1, :, 10:12, 10:12] = 0  # real zeros: they keep their CDF value
+    pad = np.zeros((4, 1, 24, 24), bool)
+    pad[:2, :, :5] = pad[:2, :, 19:] = True
+    pad[2, :, :, :3] = True  # frame 3 unpadded
+    batch[np.broadcast_to(pad, batch.shape)] = 0
+    slow = nz.equalize(batch, exclude=pad, fill=0.0)
+    fast = nz.equalize(batch, exclude=pad, fill=0.0, excluded_value=0)
+    np.testing.assert_array_equal(fast, slow)
+    assert (fast[1, :, 10:12, 10:12] > 0).all() and (fast[np.broadcast_to(pad, fast.shape)] == 0).all()
+
+
 def test_jpeg_export_uses_draft_and_exif_orientation(tmp_path):
     """A 640x480 JPEG tagged orientation 6 (rotate 90 clockwise to view): fitted upright
     (portrait: padded left and right) from its draft decode (half size still covers

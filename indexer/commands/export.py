@@ -209,9 +209,9 @@ def _normalised(batch: np.ndarray, levels: np.ndarray, pad: np.ndarray, opts: Ex
         if batch.dtype == np.uint8:
             # the 8-bit road: the integer CDF lookup, padding left out of each CDF (the
             # same values as the float road at 256 levels: those quantise back to these),
-            # into the export's one chunk buffer
+            # into the export's one chunk buffer; the padding holds 0 (exportload.fit_pillow)
             out = None if buffer is None or len(buffer) < len(batch) else buffer[:len(batch)]
-            return nz.equalize(batch, exclude=pad[:, None], fill=0.0, out=out)
+            return nz.equalize(batch, exclude=pad[:, None], fill=0.0, out=out, excluded_value=0)
         # quantised to each source's levels (8-bit: 256, 16-bit: 65536), the CDF lookup
         # is O(pixels) and each image's result does not depend on its chunk-mates
         out = np.empty(batch.shape, np.float32)
