@@ -50,21 +50,29 @@ from indexer.stacks import normalize as nz
 REPO = Path(__file__).resolve().parents[1]
 
 
+# A small launcher between this process and the command: a forked child's peak RSS starts
+# at its parent's (the kernel keeps the high-water mark of the pre-exec copy), and this
+# process holds the stack and the loop's rows; the launcher holds ~10 MB.
+_LAUNCH = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+           "print('maxrss_kb=%d' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+           "sys.exit(r.returncode)")
+
+
 def child(*args: str) -> tuple[float, float, str]:
     """(seconds, peak RSS MB, stdout) of ``python cli.py args`` in a child process: the
-    RSS of that child and its descendants only (``os.wait4``), not of earlier children."""
+    largest RSS of that command's processes (through :data:`_LAUNCH`)."""
     t = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:  # a file: a full stderr pipe would block the child
-        proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *args], stdout=subprocess.PIPE,
-                                stderr=errors, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)  # not proc.wait(): wait4 gives this child's rusage
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        done = subprocess.run([sys.executable, "-c", _LAUNCH, sys.executable, str(REPO / "cli.py"), *args],
+                              stdout=subprocess.PIPE, stderr=errors, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
         seconds = time.perf_counter() - t
-        if proc.returncode != 0:
-            errors.seek(0)
-            raise subprocess.CalledProcessError(proc.returncode, args, out, errors.read())
-    return seconds, usage.ru_maxrss / 1024.0, out
+        errors.seek(0)
+        err = errors.read()
+    if done.returncode != 0:
+        raise subprocess.CalledProcessError(done.returncode, args, done.stdout, err)
+    rss = int(err.rpartition("maxrss_kb=")[2].split()[0])
+    return seconds, rss / 1024.0, done.stdout
 
 
 def welford_loop(stack: np.ndarray) -> float:
