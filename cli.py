@@ -259,9 +259,13 @@ def leakage(ctx, split_dirs, manifest, verdicts, fmt, no_index, workers):
 @click.option("--workers", "-j", type=click.IntRange(0), default=None,
               help="Worker processes decoding photos (default: one per core; 1 runs in this process). "
                    "Example: -j 2")
+@click.option("--resample", type=click.Choice(["lanczos", "bicubic", "bilinear", "box"]), default="lanczos",
+              show_default=True,
+              help="Resize filter: lanczos is the sharpest; bicubic, bilinear and box are 1.4x, 2.3x and 3.3x "
+                   "cheaper to resize with and softer. Example: --resample bilinear")
 @click.pass_context
 def export_cmd(ctx, out, where, exclude_flags, exclude_verdicts, all_members, size, fit_mode, dtype, method,
-               channels, split_dirs, fmt, workers):
+               channels, split_dirs, fmt, workers, resample):
     """Write the database's images (one per duplicate group by default) as one N x C x H x W
     array in OUT.npz (key x), with OUT.csv mapping each row to its file, frame, split,
     group and keeper. Streams in chunks: memory holds one chunk, whatever N.
@@ -285,7 +289,7 @@ def export_cmd(ctx, out, where, exclude_flags, exclude_verdicts, all_members, si
         _fail("--normalize zscore gives negative values: use --dtype float32", EXIT_USAGE)
     session = _session(ctx, readonly=True)
     opts = ExportOptions(size=tuple(size), fit=fit_mode, dtype=dtype, normalize=method, channels=int(channels),
-                         workers=workers or None)
+                         workers=workers or None, resample=resample)
     try:
         result = export(session.engine, out, opts, where=where, exclude_flags=flags, exclude_verdicts=verdicts,
                         keepers_only=not all_members,

@@ -116,7 +116,14 @@ def stack_sensor(engine: Engine, name: str, width: int, height: int, version: in
 def matchable_frames(engine: Engine, min_side: int) -> list[int]:
     """Ids of present frames (rows with a ``container``) whose shorter side is at least
     ``min_side`` pixels: those near-duplicate matching considers (``[stacks] match_min_side``)."""
-    query = (select(Image.id).where(Image.container.is_not(None) & Image.missing_since.is_(None)
-                                    & (Image.width >= min_side) & (Image.height >= min_side)).order_by(Image.id))
+    return matchable_rows(engine, min_side, photos=False)
+
+
+def matchable_rows(engine: Engine, min_side: int, photos: bool = True) -> list[int]:
+    """Ids of the present rows a frame is near-duplicate matched against: frames of at
+    least ``min_side`` pixels a side and (``photos``) every present photo, in id order."""
+    big = Image.container.is_not(None) & (Image.width >= min_side) & (Image.height >= min_side)
+    query = (select(Image.id).where((big | Image.container.is_(None)) if photos else big)
+             .where(Image.missing_since.is_(None)).order_by(Image.id))
     with engine.connect() as conn:
         return list(conn.execute(query).scalars())

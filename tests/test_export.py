@@ -190,6 +190,23 @@ def test_equalize_of_padded_uint8_matches_the_float_road():
         np.testing.assert_allclose(fast[i][:, 4:16], reference_equalize(inner, 256), atol=1e-6)
 
 
+def test_equalize_with_zero_padding_promised_matches_reading_it():
+    """excluded_value=0 (export's zero padding) gives the values of reading the padding:
+    frames with real zeros in their picture (the masked fill) and without (the table's
+    entry)."""
+    rng = np.random.default_rng(5)
+    batch = np.clip(rng.normal(120, 30, (4, 3, 24, 24)), 1, 255).astype(np.uint8)
+    batch[1, :, 10:12, 10:12] = 0  # real zeros: they keep their CDF value
+    pad = np.zeros((4, 1, 24, 24), bool)
+    pad[:2, :, :5] = pad[:2, :, 19:] = True
+    pad[2, :, :, :3] = True  # frame 3 unpadded
+    batch[np.broadcast_to(pad, batch.shape)] = 0
+    slow = nz.equalize(batch, exclude=pad, fill=0.0)
+    fast = nz.equalize(batch, exclude=pad, fill=0.0, excluded_value=0)
+    np.testing.assert_array_equal(fast, slow)
+    assert (fast[1, :, 10:12, 10:12] > 0).all() and (fast[np.broadcast_to(pad, fast.shape)] == 0).all()
+
+
 def test_jpeg_export_uses_draft_and_exif_orientation(tmp_path):
     """A 640x480 JPEG tagged orientation 6 (rotate 90 clockwise to view): fitted upright
     (portrait: padded left and right) from its draft decode (half size still covers
@@ -227,3 +244,43 @@ def test_fit_pads_or_crops_keeping_the_aspect():
     cropped = fit(wide, 20, 20, "crop")  # the centre 20x20: left half dark, right half bright
     assert not padding_mask(20, 40, 20, 20, "crop").any()
     assert cropped[0, :, :8].max() < 0.05 and cropped[0, :, 12:].min() > 0.95
+
+
+@pytest.mark.parametrize("name", ["lanczos", "bicubic", "bilinear", "box"])
+def test_float_kernels_match_pillows_filters(name):
+    """The float road's kernels (resample.KERNELS) are Pillow's: rounded as Pillow rounds,
+    a 90x70 image shrunk to 40x31 lands within a level of Pillow's resize with that
+    filter; and the filters differ from each other (a kernel that fell back to Lanczos
+    would not)."""
+    from indexer.commands.exportload import FILTERS
+    from indexer.stacks.resample import resize
+
+    grey = scene(7, 90, 70)[..., 0]
+    ours = resize(grey[None].astype(np.float64), 31, 40, like_pillow=True, kernel=name)[0]
+    pillow = np.asarray(Image.fromarray(grey).resize((40, 31), FILTERS[name]), np.float64)
+    assert np.abs(ours - pillow).max() <= 1.0
+    if name != "lanczos":
+        lanczos = np.asarray(Image.fromarray(grey).resize((40, 31), FILTERS["lanczos"]), np.float64)
+        assert np.abs(ours - lanczos).max() >= 3.0
+
+
+def test_export_resample_option_reaches_photos_and_frames(planted, tmp_path):
+    """--resample box: photos come out as Pillow's box resize, frames as the float box
+    kernel; the default (lanczos) export differs from it."""
+    db, folder, stack = planted
+    arrays = {}
+    for name in ("lanczos", "box"):
+        out = tmp_path / f"{name}.npz"
+        assert run(db, "export", out, "--size", "32", "48", "--resample", name, "-j", "1").exit_code == 0
+        with np.load(out) as data:
+            arrays[name] = data["x"]
+        rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    for i, r in enumerate(rows):
+        if r["frame"]:
+            expected = fit(np.repeat(stack[int(r["frame"])][None] / 65535.0, 3, axis=0), 32, 48, kernel="box")
+            np.testing.assert_allclose(arrays["box"][i], expected, atol=1e-6)
+        else:
+            with Image.open(r["path"]) as im:
+                pillow = np.asarray(im.convert("RGB").resize((48, 32), Image.Resampling.BOX), np.float32)
+            np.testing.assert_allclose(arrays["box"][i], np.moveaxis(pillow, -1, 0) / 255.0, atol=1e-6)
+    assert np.abs(arrays["box"] - arrays["lanczos"]).max() > 0.02

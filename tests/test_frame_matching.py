@@ -1,7 +1,8 @@
 """Near-duplicates among array frames (issue 18): a mirrored, a resized and a shifted copy
 of a train frame planted in a (N, 1, 96, 96) test stack are the leaks `photoqa leakage`
 reports, with the photos' verdicts; different frames give nothing; 7x7 frames are never
-near-duplicate matched ([stacks] match_min_side)."""
+near-duplicate matched ([stacks] match_min_side); frames of a dataset that copy photos of
+a folder are leaks whichever was indexed first."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from PIL import Image
+
 from cli import main
+from imagefiles import scene
 from indexer.stacks import screen
 from indexer.stacks.resample import resize
 
@@ -123,3 +127,51 @@ def test_manifest_names_stack_files_and_their_frames_take_the_split(tmp_path):
     assert report["splits"] == {"test": 60, "train": 60}
     [leak] = report["pairs"]["test/train"]
     assert (frame_of(leak["path_a"]), frame_of(leak["path_b"]), leak["verdict"]) == (40, 5, "derived")
+
+
+def photos_and_dataset(root: Path, planted: bool) -> dict[int, str]:
+    """12 PNG photos 128x96 in root/photos and a (30, 3, 96, 128) uint8 stack in
+    root/data; planted: frame 5 holds photo 3's pixels, frame 9 photo 7 mirrored, frame
+    20 photo 10 halved and enlarged again. Returns frame -> photo name."""
+    (root / "photos").mkdir(parents=True)
+    (root / "data").mkdir()
+    photos = [scene(500 + i, 128, 96) for i in range(12)]
+    for i, rgb in enumerate(photos):
+        Image.fromarray(rgb).save(root / "photos" / f"p{i}.png")
+    stack = np.stack([scene(700 + i, 128, 96) for i in range(30)]).transpose(0, 3, 1, 2).copy()
+    copies = {}
+    if planted:
+        stack[5] = photos[3].transpose(2, 0, 1)
+        stack[9] = photos[7][:, ::-1].transpose(2, 0, 1)
+        halved = Image.fromarray(photos[10]).resize((64, 48), Image.Resampling.LANCZOS)
+        stack[20] = np.asarray(halved.resize((128, 96), Image.Resampling.LANCZOS)).transpose(2, 0, 1)
+        copies = {5: "p3.png", 9: "p7.png", 20: "p10.png"}
+    np.save(root / "data" / "set.npy", stack)
+    return copies
+
+
+@pytest.mark.parametrize("first", ["photos", "data"])
+def test_dataset_frames_that_copy_photos_are_leaks_whichever_came_first(tmp_path, first):
+    """The frames are matched against the photos when the stack is indexed after them
+    (stackrun.match_frames), the photos against the frames when they come after (the
+    photos' matching): the 3 planted copies are the leaks, exit 5."""
+    copies = photos_and_dataset(tmp_path, planted=True)
+    db = tmp_path / "l.db"
+    for folder in (first, "photos" if first == "data" else "data"):
+        assert run(db, "index", tmp_path / folder, "-j", "1").exit_code == 0
+    result = run(db, "leakage", tmp_path / "photos", tmp_path / "data", "--format", "json", "-j", "1")
+    assert result.exit_code == 5, result.output
+    [(pair, found)] = json.loads(result.stdout)["pairs"].items()
+    assert pair == "data/photos"
+    got = {frame_of(x["path_a"]): (Path(x["path_b"]).name, x["verdict"]) for x in found}
+    assert got == {f: (name, "derived") for f, name in copies.items()}
+    assert "mirrored" in next(x for x in found if frame_of(x["path_a"]) == 9)["description"]
+
+
+def test_dataset_and_photos_without_copies_do_not_leak(tmp_path):
+    photos_and_dataset(tmp_path, planted=False)
+    db = tmp_path / "l.db"
+    assert run(db, "index", tmp_path / "photos", "-j", "1").exit_code == 0
+    result = run(db, "leakage", tmp_path / "photos", tmp_path / "data", "--format", "json", "-j", "1")
+    assert result.exit_code == 0, result.output
+    assert [x for pairs in json.loads(result.stdout)["pairs"].values() for x in pairs] == []

@@ -54,6 +54,7 @@ class ExportOptions:
     channels: int = 3
     chunk: int = CHUNK
     workers: int | None = None  # processes decoding photos; None: one per core, 1: inline
+    resample: str = "lanczos"  # resize filter (exportload.FILTERS): cheaper ones trade sharpness for speed
 
 
 @dataclass
@@ -135,7 +136,7 @@ def _ordered_loads(chunks: list[list[ExportRow]], opts: ExportOptions) -> Iterat
     photos = [[r.path for r in chunk if r.container is None] for chunk in chunks]
     if workers <= 1 or sum(map(len, photos)) < POOL_MIN:
         for paths in photos:
-            yield load_photos(paths, h, w, opts.fit, opts.channels)
+            yield load_photos(paths, h, w, opts.fit, opts.channels, opts.resample)
         return
     pool = _pool(workers)
     pending: deque = deque()
@@ -143,7 +144,7 @@ def _ordered_loads(chunks: list[list[ExportRow]], opts: ExportOptions) -> Iterat
 
     def submit(paths: list[str]) -> None:
         step = max(1, -(-len(paths) // workers))
-        pending.append([pool.submit(load_photos, paths[i:i + step], h, w, opts.fit, opts.channels)
+        pending.append([pool.submit(load_photos, paths[i:i + step], h, w, opts.fit, opts.channels, opts.resample)
                         for i in range(0, len(paths), step)])
     try:
         for paths in islice(todo, LOOKAHEAD):
@@ -178,7 +179,7 @@ def fitted_chunks(rows: list[ExportRow], opts: ExportOptions,
                 except (DecodeError, OSError, ValueError, KeyError) as exc:
                     item = Loaded(error=getattr(exc, "message", str(exc)))
                 else:
-                    item = Loaded(fit(to_channels(unit, opts.channels), h, w, opts.fit, fill=PAD),
+                    item = Loaded(fit(to_channels(unit, opts.channels), h, w, opts.fit, fill=PAD, kernel=opts.resample),
                                   padding_mask(unit.shape[1], unit.shape[2], h, w, opts.fit), lv)
             if item.error is not None:
                 skipped.append((row.path, item.error))
@@ -208,9 +209,9 @@ def _normalised(batch: np.ndarray, levels: np.ndarray, pad: np.ndarray, opts: Ex
         if batch.dtype == np.uint8:
             # the 8-bit road: the integer CDF lookup, padding left out of each CDF (the
             # same values as the float road at 256 levels: those quantise back to these),
-            # into the export's one chunk buffer
+            # into the export's one chunk buffer; the padding holds 0 (exportload.fit_pillow)
             out = None if buffer is None or len(buffer) < len(batch) else buffer[:len(batch)]
-            return nz.equalize(batch, exclude=pad[:, None], fill=0.0, out=out)
+            return nz.equalize(batch, exclude=pad[:, None], fill=0.0, out=out, excluded_value=0)
         # quantised to each source's levels (8-bit: 256, 16-bit: 65536), the CDF lookup
         # is O(pixels) and each image's result does not depend on its chunk-mates
         out = np.empty(batch.shape, np.float32)

@@ -33,6 +33,14 @@ from indexer.stacks import frames as framemath
 from indexer.stacks.resample import fit, padding_mask, placement
 
 PAD = np.nan  # float road: padding is NaN until written, so statistics leave it out
+# --resample: Pillow's filter for the 8-bit road; the float road uses the same kernel
+# (indexer.stacks.resample.KERNELS). CPU per 320x240 JPEG to 224x168 (2026-12-07, 2 cores
+# at load 7): lanczos 1.30 ms, bicubic 0.92, bilinear 0.57, box 0.39, against 0.36 ms to
+# decode it. Pillow widens every kernel by the shrink factor, so all four average rather
+# than skip pixels (no aliasing of the nearest-neighbour kind); they differ in sharpness
+# (bench/datasets.py --quality prints each one's PSNR against Lanczos on real photos).
+FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
+           "bilinear": Image.Resampling.BILINEAR, "box": Image.Resampling.BOX}
 REDUCING_GAP = 3.0  # Pillow: reduce() by whole factors first while 3x or more remains ("indistinguishable from fair resampling")
 _DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits: the float road keeps them
 _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -51,13 +59,14 @@ class Loaded:
     error: str | None = None
 
 
-def fit_pillow(img: Image.Image, height: int, width: int, mode: str = "pad") -> np.ndarray:
+def fit_pillow(img: Image.Image, height: int, width: int, mode: str = "pad",
+               resample: str = "lanczos") -> np.ndarray:
     """uint8 (3, height, width): an 8-bit Pillow image (any mode Pillow converts to RGB)
     fitted as :func:`indexer.stacks.resample.fit` does (same placement), resized by
-    Pillow's Lanczos with :data:`REDUCING_GAP`; padding is 0."""
+    Pillow's ``resample`` filter (:data:`FILTERS`) with :data:`REDUCING_GAP`; padding is 0."""
     rgb = img if img.mode == "RGB" else img.convert("RGB")
     top, left, rh, rw = placement(rgb.height, rgb.width, height, width, mode)
-    small = np.asarray(rgb.resize((rw, rh), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP))
+    small = np.asarray(rgb.resize((rw, rh), FILTERS[resample], reducing_gap=REDUCING_GAP))
     out = np.zeros((3, height, width), np.uint8)
     if mode == "pad":
         out[:, top:top + rh, left:left + rw] = small.transpose(2, 0, 1)
@@ -66,7 +75,8 @@ def fit_pillow(img: Image.Image, height: int, width: int, mode: str = "pad") -> 
     return out
 
 
-def load_8bit(path: str, height: int, width: int, mode: str, max_pixels: int = MAX_PIXELS) -> Loaded | None:
+def load_8bit(path: str, height: int, width: int, mode: str, max_pixels: int = MAX_PIXELS,
+              resample: str = "lanczos") -> Loaded | None:
     """An 8-bit photo by the short road (uint8 (3, height, width)), or None when the file
     needs the float road (a RAW, more than 8 bits a channel). Raises DecodeError."""
     data = Path(path).read_bytes()
@@ -91,15 +101,16 @@ def load_8bit(path: str, height: int, width: int, mode: str, max_pixels: int = M
     load_pixels(img)
     if turn is not None:
         img = img.transpose(turn)
-    return Loaded(fit_pillow(img, height, width, mode), padding_mask(img.height, img.width, height, width, mode))
+    return Loaded(fit_pillow(img, height, width, mode, resample), padding_mask(img.height, img.width, height, width, mode))
 
 
-def load_float(path: str, height: int, width: int, mode: str, channels: int) -> Loaded:
+def load_float(path: str, height: int, width: int, mode: str, channels: int,
+               resample: str = "lanczos") -> Loaded:
     """The float road for one file (RAW, deep images): decoded at twice the size, fitted
-    by the float resampler."""
+    by the float resampler with the ``resample`` kernel."""
     decoded = decode_file(path, work_size=2 * max(height, width))
     unit = np.moveaxis(decoded.rgb, -1, 0)
-    pixels = fit(to_channels(unit, channels), height, width, mode, fill=PAD)
+    pixels = fit(to_channels(unit, channels), height, width, mode, fill=PAD, kernel=resample)
     return Loaded(pixels, padding_mask(unit.shape[1], unit.shape[2], height, width, mode), 256)
 
 
@@ -113,13 +124,14 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(image[:1] if c != 3 else image, channels, axis=0)[:channels]
 
 
-def load_photos(paths: list[str], height: int, width: int, mode: str, channels: int) -> list[Loaded]:
+def load_photos(paths: list[str], height: int, width: int, mode: str, channels: int,
+                resample: str = "lanczos") -> list[Loaded]:
     """A worker's task: every path of a run, fitted, in order (errors as ``Loaded.error``)."""
     out = []
     for path in paths:
         try:
-            loaded = load_8bit(path, height, width, mode)
-            out.append(loaded if loaded is not None else load_float(path, height, width, mode, channels))
+            loaded = load_8bit(path, height, width, mode, resample=resample)
+            out.append(loaded if loaded is not None else load_float(path, height, width, mode, channels, resample))
         except (DecodeError, OSError, ValueError, KeyError, EOFError, SyntaxError) as exc:
             out.append(Loaded(error=getattr(exc, "message", None) or str(exc)))
     return out

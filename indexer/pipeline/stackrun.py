@@ -10,12 +10,16 @@ stack is read in batches of :data:`BATCH` frames from its memory map, measured w
 Frames with equal pixels (equal ``sha256``, here or in rows already stored) become
 ``same_pixels`` pairs, so they group like copies of a file. Frames of at least
 ``[stacks] match_min_side`` pixels a side are also matched as near-duplicates against
-every present frame of that size (:func:`match_frames`): the photos' candidate search
+every present frame of that size and every present photo (:func:`match_frames`; a photo
+indexed later meets them in the photos' own matching, which holds every present row), so
+a dataset's frame that leaks a photo of a folder is found either way: the photos' candidate search
 (:class:`indexer.match.engine.Matcher` over their stored hashes) and verification (the
 shift/scale-aligned correlation of :mod:`indexer.match.verify` on the frames' thumbnails,
 which for frames up to 128 px are the frames themselves), with the same verdicts, so a
 mirrored, resized or shifted frame in another split is found. Smaller frames (a 7x7
-detector's counts) get exact pairs only. Frames are not matched against photos.
+detector's counts) get exact pairs only. A frame with the pixels of a photo is ``derived``
+("same picture, re-encoded"), not ``same_pixels``: the photo's pixel digest is of its
+decoded file, a frame's ``sha256`` of its array.
 QA flags (``image_flags``, thresholds of ``[flags]``) are evaluated per frame, except
 for raw sensor data (``--sensor``: a 7x7 frame of photon counts is "dark" and "odd
 size" by every photo's measure, and 96,108 frames would cost ~100 us each).
@@ -164,10 +168,10 @@ def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "S
 
 def match_frames(store: Store, new_ids: list[int], params: MatchParams, min_side: int) -> list[PairEvidence]:
     """Near-duplicate pairs between the frames ``new_ids`` and every present frame of at
-    least ``min_side`` pixels a side (themselves included), stored (groups refreshed);
-    frames of equal pixels are left to :func:`equal_pixel_pairs`.
+    least ``min_side`` pixels a side (themselves included) or present photo, stored
+    (groups refreshed); frames of equal pixels are left to :func:`equal_pixel_pairs`.
 
-    The photos' engine: an index of every such frame's hashes built in one go
+    The photos' engine: an index of every such row's hashes built in one go
     (:meth:`Matcher.from_rows`, records fetched from the database for candidate pairs
     only) and joined; the candidate pairs touching a new frame are screened at once by
     :func:`indexer.stacks.screen.screen` (shift-aligned correlation of the frames) and
@@ -183,10 +187,10 @@ def match_frames(store: Store, new_ids: list[int], params: MatchParams, min_side
     # 96x96 frames proposed 420 pairs, 288 of them single far crop hits at another
     # scale, which the screen cannot judge; at 10 bits, 54 pairs, 49 of them screened
     params = dataclasses.replace(params, crop_radius=params.radius)
-    # every present row's index columns, then the frames kept: an id list of 100,000 frames
-    # would exceed SQLite's limit on bound variables
+    # every present row's index columns, then the photos and large frames kept: an id list
+    # of 100,000 frames would exceed SQLite's limit on bound variables
     rows = load_index_rows(store.engine, params.thresholds)
-    rows = rows.take(np.isin(rows.ids, np.array(dbframes.matchable_frames(store.engine, min_side), np.int64)))
+    rows = rows.take(np.isin(rows.ids, np.array(dbframes.matchable_rows(store.engine, min_side), np.int64)))
     matcher = Matcher.from_rows(rows, params, loader=dbpairs.loader(store.engine))
     jobs = [j for j in matcher.batch_jobs(touching=set(new_ids)) if j.a.sha256 != j.b.sha256]
     found = matcher.verify_jobs(screened(jobs, params.max_transforms))

@@ -65,7 +65,7 @@ CACHE_BYTES = 4 << 20  # flat-index bytes equalised at once (see equalize)
 
 
 def equalize(batch: np.ndarray, *, levels: int | None = None, exclude: np.ndarray | None = None,
-             fill: float = np.nan, out: np.ndarray | None = None) -> np.ndarray:
+             fill: float = np.nan, out: np.ndarray | None = None, excluded_value: int | None = None) -> np.ndarray:
     """Each frame's values replaced by their empirical CDF in 0..1 (see module docstring).
 
     ``exclude``: bool (n, ...) broadcastable to ``batch`` (e.g. (n, 1, H, W) padding),
@@ -74,6 +74,8 @@ def equalize(batch: np.ndarray, *, levels: int | None = None, exclude: np.ndarra
     ``batch``'s shape to write into (uint8 batches): a caller's reused buffer, so a chunk's
     38 MB (64 x 3x224x224) is not page-faulted in afresh each time (the faults showed as
     ~1 ms an image in the ``take``; net of the file write, the gain was within noise).
+    ``excluded_value`` (uint8 batches): the caller's promise that every excluded pixel
+    holds this value (zero padding), which spares reading them.
 
     Integer batches, or float ones in 0..1 with ``levels`` (quantised to that many levels,
     e.g. 256 for 8-bit sources), take the CDF-lookup road: one ``bincount`` over the whole
@@ -81,7 +83,7 @@ def equalize(batch: np.ndarray, *, levels: int | None = None, exclude: np.ndarra
     gather, O(pixels); other float batches are sorted (O(pixels log pixels)).
     """
     if batch.dtype == np.uint8:
-        return _equalize_uint8(batch, exclude, fill, out)
+        return _equalize_uint8(batch, exclude, fill, out, excluded_value)
     if batch.dtype.kind in "biu" or levels is not None:
         # a few frames at a time: the flat index (8 bytes a pixel) of 64 x 3 x 224 x 224
         # is 77 MB and every pass over it went to memory; ~4 MB stays in cache. CPU time
@@ -120,19 +122,30 @@ def equalize(batch: np.ndarray, *, levels: int | None = None, exclude: np.ndarra
 
 
 def _equalize_uint8(batch: np.ndarray, exclude: np.ndarray | None, fill: float,
-                    out: np.ndarray | None = None) -> np.ndarray:
+                    out: np.ndarray | None = None, excluded_value: int | None = None) -> np.ndarray:
     """uint8 frames one at a time: a 256-bin ``bincount`` and a ``take`` from the CDF
     table, no 8-byte flat index. Per 3x224x224 frame (2026-12-07, 2 cores at load 8, CPU
     time): ~0.35 ms against 0.75-1.3 ms for the flat-index road, whose int64 index is 8x
-    the frame's bytes."""
+    the frame's bytes.
+
+    ``excluded_value``: every excluded pixel holds this value (the export's 8-bit road
+    pads with 0), so their counts come off that level without reading them, and when no
+    other pixel holds it the table's entry becomes ``fill`` instead of a masked copy:
+    0.41 against 0.58 ms a padded 4:3 photo, 3 runs (2026-12-07, load 20)."""
     out = np.empty(batch.shape, np.float32) if out is None else out
     for i, frame in enumerate(batch):
         counts = np.bincount(frame.ravel(), minlength=256)
         mask = None
         if exclude is not None:
             mask = np.broadcast_to(exclude[i], frame.shape)
-            counts -= np.bincount(frame[mask], minlength=256)
+            if excluded_value is None:
+                counts -= np.bincount(frame[mask], minlength=256)
+            else:
+                counts[excluded_value] -= int(np.count_nonzero(exclude[i])) * (frame.size // exclude[i].size)
         cdf = (np.cumsum(counts) / max(int(counts.sum()), 1)).astype(np.float32)
+        if mask is not None and excluded_value is not None and counts[excluded_value] == 0:
+            cdf[excluded_value] = fill  # only the excluded pixels hold that value
+            mask = None
         np.take(cdf, frame, out=out[i])
         if mask is not None:
             np.copyto(out[i], np.float32(fill), where=mask)

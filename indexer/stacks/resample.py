@@ -1,4 +1,5 @@
-"""Resizing a batch of frames with matrices: Pillow's Lanczos-3 weights, no rounding.
+"""Resizing a batch of frames with matrices: Pillow's Lanczos-3 weights (or its bicubic,
+bilinear or box filter: :data:`KERNELS`), no rounding.
 
 Pillow resizes rows then columns, each output sample a normalised sum of input samples
 under ``lanczos((x - centre + 0.5) / filterscale)`` with support ``3 * filterscale``
@@ -20,21 +21,42 @@ def _lanczos(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < 3.0, out, 0.0)
 
 
+def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    x = np.abs(x)
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+
+def _triangle(x: np.ndarray) -> np.ndarray:
+    return np.maximum(1.0 - np.abs(x), 0.0)
+
+
+def _box(x: np.ndarray) -> np.ndarray:
+    return ((x > -0.5) & (x <= 0.5)).astype(np.float64)
+
+
+# name -> (kernel, support in input samples at scale 1): Pillow's filters (libImaging/Resample.c)
+KERNELS = {"lanczos": (_lanczos, 3.0), "bicubic": (_bicubic, 2.0), "bilinear": (_triangle, 1.0), "box": (_box, 0.5)}
+
+
 @lru_cache(maxsize=256)
-def weights(size_in: int, size_out: int, start: int = 0, length: int | None = None) -> np.ndarray:
+def weights(size_in: int, size_out: int, start: int = 0, length: int | None = None,
+            kernel: str = "lanczos") -> np.ndarray:
     """float64 (size_out, size_in): row i holds the weights of output sample i over the
     input window ``[start, start + length)`` (default: all of it; a crop box, which
-    Pillow's ``crop().resize()`` treats as the whole image)."""
+    Pillow's ``crop().resize()`` treats as the whole image), under one of :data:`KERNELS`."""
     length = size_in - start if length is None else length
     scale = length / size_out
     filterscale = max(scale, 1.0)
-    support = 3.0 * filterscale
+    func, reach = KERNELS[kernel]
+    support = reach * filterscale
     out = np.zeros((size_out, size_in))
     for i in range(size_out):
         centre = (i + 0.5) * scale
         lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), length)
         j = np.arange(lo, hi)
-        w = _lanczos((j - centre + 0.5) / filterscale)
+        w = func((j - centre + 0.5) / filterscale)
         total = w.sum()
         out[i, start + lo:start + hi] = w / total if total else 0.0
     out.setflags(write=False)
@@ -42,9 +64,10 @@ def weights(size_in: int, size_out: int, start: int = 0, length: int | None = No
 
 
 def resize(batch: np.ndarray, height: int, width: int,
-           box: tuple[int, int, int, int] | None = None, *, like_pillow: bool = False) -> np.ndarray:
+           box: tuple[int, int, int, int] | None = None, *, like_pillow: bool = False,
+           kernel: str = "lanczos") -> np.ndarray:
     """float64 (n, height, width): each (h, w) frame of ``batch`` (n, h, w), or its crop
-    ``box`` = (left, top, right, bottom) in px, resized with Lanczos-3.
+    ``box`` = (left, top, right, bottom) in px, resized with Lanczos-3 (or ``kernel``).
 
     ``like_pillow``: 8-bit input (0..255) rounded and clipped after each pass as Pillow
     does (columns first), so hashes equal those of Pillow's resize up to its fixed-point
@@ -52,8 +75,8 @@ def resize(batch: np.ndarray, height: int, width: int,
     """
     n, h, w = batch.shape
     left, top, right, bottom = box if box is not None else (0, 0, w, h)
-    rows = weights(h, height, top, bottom - top)
-    cols = weights(w, width, left, right - left)
+    rows = weights(h, height, top, bottom - top, kernel)
+    cols = weights(w, width, left, right - left, kernel)
     # columns: one 2-D GEMM with the batch folded into the rows. Rows: a batched matmul
     # for many small frames, einsum's contraction for a few large ones. Measured against a
     # batched matmul for both passes (2026-12-07, 2 busy cores, medians of noisy runs):
@@ -71,21 +94,23 @@ def resize(batch: np.ndarray, height: int, width: int,
 FITS = ("pad", "crop")
 
 
-def fit(image: np.ndarray, height: int, width: int, mode: str = "pad", *, fill: float = 0.0) -> np.ndarray:
+def fit(image: np.ndarray, height: int, width: int, mode: str = "pad", *, fill: float = 0.0,
+        kernel: str = "lanczos") -> np.ndarray:
     """float32 (C, height, width) from ``image`` (C, h, w) float, aspect kept: ``pad``
     scales the whole image inside and pads with ``fill`` (centred; NaN keeps the padding
     out of later statistics), ``crop`` scales it to cover and cuts the centre. NaN pixels are missing values: resized by normalised convolution
     (sum of weights x values over sum of weights of the present ones), NaN only where no
-    present pixel contributes, so one NaN never spreads over its neighbours."""
+    present pixel contributes, so one NaN never spreads over its neighbours. ``kernel``:
+    one of :data:`KERNELS`."""
     c, h, w = image.shape
     top, left, rh, rw = placement(h, w, height, width, mode)
     missing = np.isnan(image)
     if missing.any():
-        num = resize(np.where(missing, 0.0, image), rh, rw)
-        den = resize((~missing).astype(np.float64), rh, rw)
+        num = resize(np.where(missing, 0.0, image), rh, rw, kernel=kernel)
+        den = resize((~missing).astype(np.float64), rh, rw, kernel=kernel)
         small = np.where(den > 1e-6, num / np.where(den > 1e-6, den, 1), np.nan)
     else:
-        small = resize(image.astype(np.float64), rh, rw)
+        small = resize(image.astype(np.float64), rh, rw, kernel=kernel)
     out = np.full((c, height, width), fill, np.float32)
     if mode == "pad":
         out[:, top:top + rh, left:left + rw] = small
