@@ -124,13 +124,11 @@ def rgb_delta(image: np.ndarray, *, white_level=None, time: int | None = None,
     from indexer.sensor.kernels import rgb_strip_arrays
 
     white = int(white_level if white_level is not None else np.iinfo(image.dtype).max)
-    residual, _, bright, dark, value, judge, strong = rgb_strip_arrays(
+    residual, _, bright, dark, value, judge, strong = rgb_strip_arrays(  # masks come packed
         image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,
         margin=params.rgb_margin, white=white)
-    packed = {name: np.packbits(arr, axis=None) for name, arr in
-              (("bright", bright), ("dark", dark), ("judgeable", judge), ("strong", strong))}
-    return FrameDelta("rgb", *image.shape[:2], None, params, value=value, time=time, **packed,
-                      **_packed_residual(residual))
+    return FrameDelta("rgb", *image.shape[:2], None, params, value=value, time=time, bright=bright, dark=dark,
+                      judgeable=judge, strong=strong, **_packed_residual(residual))
 
 
 def cfa_delta(cfa: np.ndarray, pattern, *, black_level, white_level, colors: str = "RGBG",
