@@ -1,0 +1,139 @@
+"""Stuck photosites on JPEG frames: what today's detector reports, and which per-site
+statistics would tell a stuck site from a hot or dead one (issue 17, item 7; research).
+
+A synthetic RGGB camera (112 x 160, 12 hot + 6 dead sites, and three stuck sites at
+18,000 DN, one under each filter colour: mid-grey once developed) shoots 30 frames of
+varied scenes; each is developed (bilinear demosaic, sRGB) and encoded as PNG and as
+JPEG q95 (Pillow: 4:2:0 chroma) then decoded. For each encoding it prints:
+
+1. what ``classify_defects`` reports at each planted stuck site (the detector as shipped);
+2. per planted site, over the 30 frames, the least-squares fit ``v = a + b m`` in linear
+   light (sRGB decoded) of the site's value ``v`` on its same-colour neighbourhood
+   ninther ``m``: a stuck site has slope b ~ 0 and a large intercept share a / mean(v);
+   a hot one b ~ 1 and a > 0; a dead one b = gain, a ~ 0; a clean one b ~ 1, a ~ 0.
+   Computed twice: in the channel the kernel picks per frame (largest |r| / noise:
+   what the accumulator sees) and in the site's own filter colour (known here only
+   because we planted the camera);
+3. the same fit's extremes over the clean sites (farther than 3 px from any planted one).
+
+    python bench/sensor_stuck_jpeg.py [--frames 30] [--quality 95]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+HEIGHT, WIDTH = 112, 160
+STUCK = np.array([[40, 60], [70, 101], [91, 131]])  # under R, G, B of RGGB
+
+
+def camera():
+    from indexer.synthetic import camera as synthetic
+
+    base = synthetic.make_camera(HEIGHT, WIDTH, hot=12, dead=6, stuck=0, seed=9)
+    taken = np.concatenate([base.hot, base.dead])
+    keep = [all(max(abs(y - ty), abs(x - tx)) > 6 for ty, tx in STUCK) for y, x in taken]
+    hot, dead = base.hot[keep[: len(base.hot)]], base.dead[keep[len(base.hot):]]
+    return replace(base, hot=hot, dead=dead, stuck=STUCK, stuck_value=np.full(len(STUCK), 18000.0))
+
+
+def frames(cam, count: int, quality: int | None) -> list[np.ndarray]:
+    from PIL import Image
+
+    from indexer.synthetic import camera as synthetic
+
+    rng = np.random.default_rng(4)
+    scenes = [synthetic.generated_scene(rng, 160, 224) for _ in range(8)]
+    out = []
+    for raw in synthetic.camera_frames(cam, scenes, count, seed=2):
+        developed = synthetic.develop(raw, cam)
+        if quality is None:
+            out.append(developed)
+            continue
+        buf = io.BytesIO()
+        Image.fromarray(developed).save(buf, "JPEG", quality=quality)
+        with Image.open(io.BytesIO(buf.getvalue())) as im:
+            out.append(np.asarray(im.convert("RGB")))
+    return out
+
+
+def _linear(codes: np.ndarray) -> np.ndarray:
+    c = np.clip(codes, 0, 255) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def _ninther(stack: np.ndarray, step: int = 2) -> np.ndarray:
+    """Ninther of the 3x3 same-colour grid ``step`` apart, (F, H, W, C) -> same shape."""
+    pad = np.pad(stack, ((0, 0), (step, step), (step, step), (0, 0)), mode="reflect")
+    h, w = stack.shape[1:3]
+
+    def at(dy, dx):
+        return pad[:, step + dy : step + dy + h, step + dx : step + dx + w]
+
+    rows = [np.median(np.stack([at(dy, -step), at(dy, 0), at(dy, step)]), axis=0) for dy in (-step, 0, step)]
+    return np.median(np.stack(rows), axis=0)
+
+
+def _fit(v: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-site slope and intercept share of v = a + b m over axis 0 (linear light)."""
+    vm, mm = v.mean(0), m.mean(0)
+    b = ((v - vm) * (m - mm)).mean(0) / np.maximum(m.var(0), 1e-12)
+    return b, (vm - b * mm) / np.maximum(vm, 1e-6)
+
+
+def report(cam, images: list[np.ndarray], label: str) -> None:
+    from indexer.sensor import SensorAccumulator, classify_defects
+    from indexer.sensor.kernels import rgb_strip_arrays
+
+    acc = SensorAccumulator(HEIGHT, WIDTH, layout="rgb")
+    picked_v, picked_r = [], []
+    for img in images:
+        acc.update(img)
+        residual, _, _, _, value, _, _ = rgb_strip_arrays(img, tile=32, step=2, floor=1.0, margin=3.0, white=255)
+        picked_v.append(value.astype(np.int32))
+        picked_r.append(residual.astype(np.int32))
+    found = {(d.y, d.x): d.kind for d in classify_defects(acc)}
+    pv = np.array(picked_v)
+    b_pick, a_pick = _fit(_linear(pv), _linear(pv - np.array(picked_r)))
+    stack = np.array(images, dtype=np.float64)
+    b_all, a_all = _fit(_linear(stack), _linear(_ninther(stack)))
+    colour = np.array([[0, 1], [1, 2]])  # RGGB -> RGB channel of each site
+    clean = np.ones((HEIGHT, WIDTH), bool)
+    for y, x in np.concatenate([STUCK, cam.hot, cam.dead]):
+        clean[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4] = False
+    print(f"== {label}")
+    print("  detector at the stuck sites (R, G, B):",
+          [found.get((int(y), int(x)), "-") for y, x in STUCK])
+    for kind, sites in (("stuck", STUCK), ("hot", cam.hot), ("dead", cam.dead)):
+        own = [(b_all[y, x, colour[y % 2, x % 2]], a_all[y, x, colour[y % 2, x % 2]]) for y, x in sites]
+        pick = [(b_pick[y, x], a_pick[y, x]) for y, x in sites]
+        print(f"  {kind:5s} picked channel (slope, intercept share):", " ".join(f"({b:.2f},{a:.2f})" for b, a in pick))
+        print(f"  {kind:5s} own colour     (slope, intercept share):", " ".join(f"({b:.2f},{a:.2f})" for b, a in own))
+    for name, b, a in (("picked", b_pick[clean], a_pick[clean]),
+                       ("own", np.take_along_axis(b_all, colour[np.arange(HEIGHT)[:, None] % 2,
+                                                                 np.arange(WIDTH)[None, :] % 2][..., None], 2)[..., 0][clean],
+                        None)):
+        extra = f", intercept share max {a.max():.2f}" if a is not None else ""
+        print(f"  clean sites ({clean.sum()}), {name}: slope min {b.min():.2f}, 0.1% {np.quantile(b, 0.001):.2f}{extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=30, help="frames of the camera, e.g. 30")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality, e.g. 95")
+    args = parser.parse_args()
+    cam = camera()
+    report(cam, frames(cam, args.frames, None), "PNG (lossless)")
+    report(cam, frames(cam, args.frames, args.quality), f"JPEG q{args.quality} (4:2:0)")
+
+
+if __name__ == "__main__":
+    main()
