@@ -14,7 +14,12 @@ JPEG q95 (Pillow: 4:2:0 chroma) then decoded. For each encoding it prints:
    Computed twice: in the channel the kernel picks per frame (largest |r| / noise:
    what the accumulator sees) and in the site's own filter colour (known here only
    because we planted the camera);
-3. the same fit's extremes over the clean sites (farther than 3 px from any planted one).
+3. the same fit's extremes over the clean sites (farther than 3 px from any planted one);
+4. the sparse variant a detector could keep: the fit in each colour over only the frames
+   in which the site stood out (what a worker could send for those few sites), for the
+   sites that stood out in at least half the frames, and which of them pass the rule
+   "some colour has slope < 0.6 and intercept share > 0.45" (unknown filter colour:
+   any colour may pass).
 
     python bench/sensor_stuck_jpeg.py [--frames 30] [--quality 95]
 """
@@ -94,12 +99,14 @@ def report(cam, images: list[np.ndarray], label: str) -> None:
     from indexer.sensor.kernels import rgb_strip_arrays
 
     acc = SensorAccumulator(HEIGHT, WIDTH, layout="rgb")
-    picked_v, picked_r = [], []
+    picked_v, picked_r, stood = [], [], []
     for img in images:
         acc.update(img)
-        residual, _, _, _, value, _, _ = rgb_strip_arrays(img, tile=32, step=2, floor=1.0, margin=3.0, white=255)
+        residual, _, bright, dark, value, _, _ = rgb_strip_arrays(img, tile=32, step=2, floor=1.0, margin=3.0,
+                                                                  white=255)
         picked_v.append(value.astype(np.int32))
         picked_r.append(residual.astype(np.int32))
+        stood.append(np.unpackbits(bright | dark, count=HEIGHT * WIDTH).reshape(HEIGHT, WIDTH).astype(bool))
     found = {(d.y, d.x): d.kind for d in classify_defects(acc)}
     pv = np.array(picked_v)
     b_pick, a_pick = _fit(_linear(pv), _linear(pv - np.array(picked_r)))
@@ -123,6 +130,29 @@ def report(cam, images: list[np.ndarray], label: str) -> None:
                         None)):
         extra = f", intercept share max {a.max():.2f}" if a is not None else ""
         print(f"  clean sites ({clean.sum()}), {name}: slope min {b.min():.2f}, 0.1% {np.quantile(b, 0.001):.2f}{extra}")
+    sparse_rule(cam, np.array(stood), _linear(stack), _linear(_ninther(stack)), clean)
+
+
+def sparse_rule(cam, stood: np.ndarray, v: np.ndarray, m: np.ndarray, clean: np.ndarray) -> None:
+    """Section 4 of the module docstring: stood (F, H, W) bool, v and m (F, H, W, C) linear."""
+    def passing(y, x) -> list[int]:
+        sel = stood[:, y, x]
+        if sel.sum() < 3:
+            return []
+        out = []
+        for c in range(v.shape[3]):
+            b, a = _fit(v[sel, y, x, c], m[sel, y, x, c])
+            if b < 0.6 and a > 0.45:
+                out.append(c)
+        return out
+
+    candidates = stood.sum(0) * 2 >= stood.shape[0]
+    print(f"  sparse: sites standing out in >= half the frames: {int(candidates.sum())} of {candidates.size}")
+    for kind, sites in (("stuck", STUCK), ("hot", cam.hot), ("dead", cam.dead)):
+        print(f"  sparse: {kind:5s} colours passing the rule:", [passing(y, x) for y, x in sites])
+    ys, xs = np.nonzero(candidates & clean)
+    passed = sum(bool(passing(y, x)) for y, x in zip(ys, xs))
+    print(f"  sparse: clean candidates passing the rule: {passed} of {ys.size}")
 
 
 def main() -> None:
