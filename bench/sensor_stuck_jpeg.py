@@ -21,7 +21,13 @@ JPEG q95 (Pillow: 4:2:0 chroma) then decoded. For each encoding it prints:
    "some colour has slope < 0.6 and intercept share > 0.45" (unknown filter colour:
    any colour may pass).
 
-    python bench/sensor_stuck_jpeg.py [--frames 30] [--quality 95]
+``--real FOLDER`` runs section 4 on the same-size JPEGs of a real folder instead (one
+body's frames, e.g. the shared data's ``exif-samples/jpg/gps``: 9 Nikon frames of
+one session), with clipped values and sites whose neighbourhood barely varied
+(std of m < 0.05 in linear light) left out: how many clean real sites the rule would
+call stuck.
+
+    python bench/sensor_stuck_jpeg.py [--frames 30] [--quality 95] [--real FOLDER]
 """
 from __future__ import annotations
 
@@ -155,11 +161,50 @@ def sparse_rule(cam, stood: np.ndarray, v: np.ndarray, m: np.ndarray, clean: np.
     print(f"  sparse: clean candidates passing the rule: {passed} of {ys.size}")
 
 
+def real_check(folder: Path) -> None:
+    """Section 4 on real JPEGs (see the module docstring): prints candidates and passes."""
+    from PIL import Image
+
+    from indexer.sensor.kernels import rgb_strip_arrays
+
+    images = []
+    for path in sorted(folder.glob("*.jp*g")) + sorted(folder.glob("*.JP*G")):
+        with Image.open(path) as im:
+            images.append(np.asarray(im.convert("RGB")))
+    images = [i for i in images if i.shape == images[0].shape]
+    h, w = images[0].shape[:2]
+    stood = []
+    for img in images:
+        _, _, bright, dark, _, _, _ = rgb_strip_arrays(img, tile=32, step=2, floor=1.0, margin=3.0, white=255)
+        stood.append(np.unpackbits(bright | dark, count=h * w).reshape(h, w).astype(bool))
+    stood_a = np.array(stood)
+    stack = np.array(images, dtype=np.float64)
+    v, m = _linear(stack), _linear(_ninther(stack))
+    ys, xs = np.nonzero(stood_a.sum(0) * 2 >= stood_a.shape[0])
+    passed = 0
+    for y, x in zip(ys, xs):
+        sel = stood_a[:, y, x]
+        for c in range(3):
+            vc, mc = v[sel, y, x, c], m[sel, y, x, c]
+            if sel.sum() < 3 or vc.max() >= 1.0 or mc.std() < 0.05:
+                continue
+            b, a = _fit(vc, mc)
+            if b < 0.6 and a > 0.45:
+                passed += 1
+                break
+    print(f"== real: {folder} ({len(images)} frames of {w}x{h})")
+    print(f"  sparse: sites standing out in >= half the frames: {ys.size} of {h * w}; passing the rule: {passed}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="frames of the camera, e.g. 30")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality, e.g. 95")
+    parser.add_argument("--real", type=Path, help="a folder of one body's JPEGs, e.g. exif-samples/jpg/gps")
     args = parser.parse_args()
+    if args.real:
+        real_check(args.real)
+        return
     cam = camera()
     report(cam, frames(cam, args.frames, None), "PNG (lossless)")
     report(cam, frames(cam, args.frames, args.quality), f"JPEG q{args.quality} (4:2:0)")
