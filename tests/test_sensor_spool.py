@@ -31,6 +31,7 @@ from indexer.pipeline.sensorstage import SensorStage
 from cli import main
 
 def killed(self):  # the writer dies (kill -9) after storing every file, before the final flush
+    self.spool.wait()  # some time after the frames were spooled (the files are written in the background)
     os.kill(os.getpid(), signal.SIGKILL)
 
 SensorStage.close = killed
@@ -98,6 +99,7 @@ def test_a_living_writers_frames_are_not_taken(tmp_path):
     frame = np.random.default_rng(0).integers(0, 255, (32, 48, 3), dtype=np.uint8)
     alive = Spool(tmp_path / "pending")
     alive.keep(1, "a" * 64, 7, rgb_delta(frame, time=1700000000))
+    alive.wait()
     assert list(recover(tmp_path / "pending")) == []  # its lock is held: it lives
     assert len(list(alive.folder.glob("*.npz"))) == 1
     alive._lock.close()  # as the kernel does when the process dies

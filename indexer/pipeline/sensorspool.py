@@ -20,7 +20,10 @@ one's frames.
 
 Files are renamed into place, not fsynced: a killed process's writes are in the page
 cache and survive it; a power cut may lose the newest frames (the price of not syncing
-29 MB per frame).
+29 MB per frame). They are written by one background thread: a 12 MP frame's file took
+21-72 ms of CPU and 0.17-0.6 s of wall time at load ~18 (2026-12-07), which the writer
+thread, the run's bottleneck, no longer waits for; a frame whose write has not finished
+when the writer dies is lost, as before.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import json
 import os
 import shutil
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
@@ -56,7 +60,8 @@ class Spool:
         self.folder = self.root / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._lock = None
         self._seq = 0
-        self._files: dict[tuple[int, str], Path] = {}  # (sensor id, sha256) -> file
+        self._files: dict[tuple[int, str], tuple[Path, Future]] = {}  # (sensor id, sha256) -> file
+        self._writer: ThreadPoolExecutor | None = None
 
     def _open(self) -> None:
         if self._lock is None:
@@ -65,34 +70,53 @@ class Spool:
             fcntl.flock(self._lock, fcntl.LOCK_EX)
 
     def keep(self, sid: int, sha256: str, image_id: int, delta: FrameDelta) -> None:
-        """Write one frame's delta (a failure to write is ignored: the frame is only as
-        safe as before)."""
+        """Have one frame's delta written, in the background (a failure to write is
+        ignored: the frame is only as safe as before). ``delta`` must not change after."""
         try:
             self._open()
-            self._seq += 1
-            path = self.folder / f"{self._seq:09d}.npz"
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **_payload(sid, sha256, image_id, delta))
-            os.replace(tmp, path)
-            self._files[(sid, sha256)] = path
         except OSError:
-            pass
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="sensor-spool")
+        self._seq += 1
+        path = self.folder / f"{self._seq:09d}.npz"
+        self._files[(sid, sha256)] = (path, self._writer.submit(_write, path, _payload(sid, sha256, image_id, delta)))
 
     def drop(self, sid: int, shas) -> None:
         """Forget the frames a flush has dealt with."""
         for sha in shas:
-            path = self._files.pop((sid, sha), None)
-            if path is not None:
+            kept = self._files.pop((sid, sha), None)
+            if kept is not None:
+                path, pending = kept
+                if not pending.cancel():
+                    pending.result()  # being written: let it finish, then remove it
                 path.unlink(missing_ok=True)
+
+    def wait(self) -> None:
+        """Until every frame handed to :meth:`keep` so far is on disk."""
+        for _, pending in list(self._files.values()):
+            pending.result()
 
     def close(self) -> None:
         """Remove this writer's folder (every frame flushed) and release its lock."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._lock is not None:
             if not self._files:
                 shutil.rmtree(self.folder, ignore_errors=True)
             self._lock.close()
             self._lock = None
+
+
+def _write(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **payload)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _payload(sid: int, sha256: str, image_id: int, delta: FrameDelta) -> dict:
