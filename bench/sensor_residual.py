@@ -53,13 +53,13 @@ def baseline_delta(rev: str, scratch: Path):
     spec = importlib.util.spec_from_file_location("kernels_baseline", path)
     old = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(old)
-    from indexer.sensor.delta import _packed_residual
+    from indexer.sensor.delta import packed_residual
 
     def delta(frame: np.ndarray):
         residual, _, bright, dark, value, judge, strong = old.rgb_strip_arrays(
             frame, tile=32, step=2, floor=1.0, margin=3.0, white=255)
         packed = [np.packbits(a, axis=None) for a in (bright, dark, judge, strong)]
-        return _packed_residual(residual), value, packed
+        return packed_residual(residual), value, packed
 
     return delta
 
