@@ -108,3 +108,25 @@ def test_a_living_writers_frames_are_not_taken(tmp_path):
     assert (sid, sha, image_id, delta.time) == (1, "a" * 64, 7, 1700000000)
     np.testing.assert_array_equal(delta.residual, rgb_delta(frame).residual)
     assert not alive.folder.exists()
+
+
+def test_frames_spooled_for_another_database_are_not_counted(tmp_path, config):
+    """A database deleted and rebuilt beside its sensor folder reuses image and sensor
+    ids: the spool of a writer killed on the old one must not count into the new one.
+    (The first run on the new database finds no sensor row of the spooled id yet and
+    discards it; the image's SHA-256 is checked too, for a spool met later.)"""
+    camera = make_camera(seed=5)
+    frames = raw_frames(camera, 6, seed=6)
+    db = tmp_path / "p.db"
+    _killed_index(db, _frames_folder(tmp_path / "old", camera, frames[:3]))
+    db.unlink()
+    summary = index(db, _frames_folder(tmp_path / "new", camera, frames[3:]))
+    assert summary["indexed"] == 3
+    (sensor,) = hotpixels_json(db)
+    assert sensor["frames"] == 3  # its own three, not the old database's
+    assert not list((db.with_name(db.name + ".sensors") / "pending").glob("*/*.npz"))
+
+
+def _frames_folder(folder: Path, camera, frames) -> Path:
+    write_png_frames(folder, camera, frames)
+    return folder

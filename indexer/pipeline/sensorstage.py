@@ -148,6 +148,13 @@ class SensorStage:
             if sha in self._seen or dbsensors.frame_counted(self.engine, sha) \
                     or not dbsensors.list_sensors(self.engine, only=sid):
                 continue
+            # the frame's image must still be that content of that sensor (a spool left
+            # beside a database since rebuilt could meet reused ids)
+            camera_id = dbsensors.image_camera_of_frame(self.engine, image_id, sha)
+            if camera_id is None or sid != dbsensors.sensor_id(
+                    self.engine, camera_id, delta.width, delta.height, delta.layout,
+                    pattern_name(delta.pattern, delta.colors), FORMAT_VERSION):
+                continue
             if self._accept(sid, sha, image_id, delta):
                 self.recovered += 1
 
