@@ -6,7 +6,8 @@ default ``9d38111``: before the strip-wise padding and packed masks), loaded fro
 ``git show`` into a scratch module, plus the work ``delta.rgb_delta`` did around it
 then (``np.packbits`` of four bool masks, the residual packing). Rounds alternate
 baseline and current on the same 12 MP frame (a Kodak photo resized to 4000 x 3000 with
-+-3 codes of noise, so JPEG-like texture everywhere), so machine load hits both alike;
++-3 codes of noise, so JPEG-like texture everywhere; ``$PHOTOQA_SHARED_DATA`` or
+``../shared/data``, else a generated texture), so machine load hits both alike;
 CPU is ``time.process_time`` (user + system: page faults count). Both results are
 checked equal before timing.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,8 @@ def frame_12mp() -> np.ndarray:
 
     from indexer.synthetic.camera import generated_scene
 
-    kodak = Path(REPO.parent.parent / "shared" / "data" / "photos" / "kodak" / "kodim05.png")
+    shared = Path(os.environ.get("PHOTOQA_SHARED_DATA") or REPO.parent / "shared" / "data")
+    kodak = shared / "photos" / "kodak" / "kodim05.png"
     if kodak.exists():
         with Image.open(kodak) as im:
             base = np.asarray(im.convert("RGB").resize((4000, 3000), Image.BILINEAR))
