@@ -48,6 +48,12 @@ def image_camera(engine: Engine, image_id: int) -> int | None:
         return conn.execute(select(Image.camera_id).where(Image.id == image_id)).scalar()
 
 
+def image_camera_of_frame(engine: Engine, image_id: int, sha256: str) -> int | None:
+    """The camera of image ``image_id`` if that image's content is ``sha256``, else None."""
+    with engine.connect() as conn:
+        return conn.execute(select(Image.camera_id).where(Image.id == image_id, Image.sha256 == sha256)).scalar()
+
+
 def frame_counted(engine: Engine, sha256: str) -> bool:
     with engine.connect() as conn:
         return conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256 == sha256)).first() is not None

@@ -12,7 +12,9 @@ cache a worker that learns compiles, as before (and fills the cache). Whatever g
 wrong is swallowed: the forkserver must start (a worker then loads the kernels itself).
 
 :func:`indexer.pipeline.pools.preload` names this module; ``pipeline.run`` asks for it
-when the plan learns from rendered frames.
+when the plan learns from rendered frames: for an ``index`` run of two files or more, and
+for ``watch``'s long-lived pool (``run.start_pool``) always, as the workers it forks to
+replace dead ones inherit it too.
 """
 from __future__ import annotations
 

@@ -21,6 +21,12 @@ resuming from the body's last frame values (``prev``, kept at 2 bytes a site whi
 budget allows) so consecutive pairs count as in one pass: the statistics are those of an
 unbounded run. Four 12 MP cameras fed alternately: peak RSS 1,366 MB unbounded, 1,044 MB
 at the default 640 (bench/sensor_memory.py, docs/BENCHMARKS.md).
+
+A young body's frames (until its first flush) are also kept on disk
+(``pipeline.sensorspool``) and dropped once flushed: a writer that dies before then
+(kill -9) would otherwise lose them, as the next run finds their files indexed and never
+decodes them again. The next stage on the same store reads back the frames of writers
+that died and counts them as if they had just arrived.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from db import sensors as dbsensors
 from indexer.outcomes import Indexed
 from indexer.pipeline.clustersensor import DeltasLost, pending_for, settle
 from indexer.pipeline.sensorplan import take_delta
+from indexer.pipeline.sensorspool import Spool, recover
 from indexer.pipeline.sensorstore import FolderStore, TableStore, locked, sensor_folder  # noqa: F401 (re-exported)
 from indexer.sensor.delta import FrameDelta
 from indexer.config import SensorSettings
@@ -73,10 +80,15 @@ class SensorStage:
     never reset: they are left exactly as they were, the frames of this flush are not
     counted (nor entered in the ledger), and the problem is reported through ``report``
     (default: stderr) and kept in :attr:`errors` as (sensor id, message).
+
+    ``spool``: the folder of young bodies' frames (``pipeline.sensorspool``); default
+    ``pending/`` in the store's folder (the accumulator folder of a SQLite database, the
+    earlier-versions folder of a PostgreSQL one), None when the store has none. Frames
+    that writers which died left there are counted here, first.
     """
 
     def __init__(self, engine: Engine, settings: SensorSettings, store: FolderStore | TableStore | Path, *,
-                 report=_stderr):
+                 report=_stderr, spool: Path | None | str = "default"):
         self.engine, self.settings = engine, settings
         self.store = FolderStore(engine, Path(store)) if isinstance(store, (str, Path)) else store
         self.report = report
@@ -95,6 +107,13 @@ class SensorStage:
         self.budget = int(settings.memory_mb * 1e6)
         self.evictions = 0  # flushes made early to stay within the budget
         self.peak_bytes = 0  # most delta bytes resident at once
+        if spool == "default":
+            home = getattr(self.store, "folder", None) or getattr(self.store, "legacy", None)
+            spool = Path(home) / "pending" if home is not None else None
+        self.spool = Spool(Path(spool)) if spool is not None else None
+        self.recovered = 0  # frames of writers that died, counted by this stage
+        if self.spool is not None:
+            self._recover()
 
     @property
     def folder(self) -> Path | None:
@@ -120,6 +139,28 @@ class SensorStage:
             return
         sid = dbsensors.sensor_id(self.engine, camera_id, delta.width, delta.height, delta.layout,
                                   pattern_name(delta.pattern, delta.colors), FORMAT_VERSION)
+        if self._accept(sid, sha, image_id, delta):
+            self.flush_due()
+
+    def _recover(self) -> None:
+        """Count the frames that writers which died left in the spool (see the class)."""
+        for sid, sha, image_id, delta in recover(self.spool.root):
+            if sha in self._seen or dbsensors.frame_counted(self.engine, sha) \
+                    or not dbsensors.list_sensors(self.engine, only=sid):
+                continue
+            # the frame's image must still be that content of that sensor (a spool left
+            # beside a database since rebuilt could meet reused ids)
+            camera_id = dbsensors.image_camera_of_frame(self.engine, image_id, sha)
+            if camera_id is None or sid != dbsensors.sensor_id(
+                    self.engine, camera_id, delta.width, delta.height, delta.layout,
+                    pattern_name(delta.pattern, delta.colors), FORMAT_VERSION):
+                continue
+            if self._accept(sid, sha, image_id, delta):
+                self.recovered += 1
+
+    def _accept(self, sid: int, sha: str, image_id: int, delta) -> bool:
+        """Add one frame's delta to sensor ``sid``'s (spooled while the body is young);
+        False when it does not fit the sensor."""
         if sid not in self._stored:
             rows = dbsensors.list_sensors(self.engine, only=sid)
             self._stored[sid] = rows[0].frames if rows else 0
@@ -135,16 +176,21 @@ class SensorStage:
             acc = pending_for(acc, delta)  # a delta left on a Dask cluster: merged there at the flush
             acc.add(delta)
         except (ValueError, OverflowError):
-            return
+            return False
         if sid not in self._deltas:
             self._deltas[sid], self._since[sid] = acc, time.monotonic()
             self.peak_bytes = max(self.peak_bytes, self.resident_bytes())
         self._deltas.move_to_end(sid)
         self._seen.add(sha)
         self._ledger.setdefault(sid, []).append((sha, image_id))
+        if self.spool is not None and isinstance(delta, FrameDelta) \
+                and self._stored.get(sid, 0) < self.settings.min_frames:
+            # young: not flushed on the clock, so a crash would lose it (module docstring);
+            # a delta left on a Dask cluster is not here to keep
+            self.spool.keep(sid, sha, image_id, delta)
         if len(self._ledger[sid]) >= self.settings.flush_frames:
             self.flush(sid)
-        self.flush_due()
+        return True
 
     def _make_room(self, needed: int, sid: int) -> None:
         """Until ``needed`` more bytes fit in the budget (or nothing is left: one body is
@@ -181,6 +227,14 @@ class SensorStage:
         return self.store.path(sid)
 
     def flush(self, sid: int) -> None:
+        ledger = self._ledger.get(sid, [])
+        try:
+            self._flush(sid)
+        finally:  # counted, or refused (then never counted): either way no longer pending
+            if self.spool is not None:
+                self.spool.drop(sid, [sha for sha, _ in ledger])
+
+    def _flush(self, sid: int) -> None:
         delta = self._deltas.pop(sid, None)
         ledger = self._ledger.pop(sid, [])
         self._since.pop(sid, None)
@@ -221,3 +275,5 @@ class SensorStage:
         for sid in list(self._deltas):
             self.flush(sid)
         self._chains.clear()
+        if self.spool is not None:
+            self.spool.close()

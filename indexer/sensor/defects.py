@@ -20,8 +20,10 @@
          its favour. Measured on the synthetic camera (30 frames, 5 stuck sites):
          lossless PNG frames diagnose 4 of 5 as stuck (the fifth is stuck at a value
          its pixel renders at 255, i.e. clipped: indistinguishable from hot, as on RAW);
-         in a JPEG q95, requantisation makes a stuck site's value wander (identical in
-         0-2 of 29 pairs, within 3 codes in 7-13), so there it shows as hot or dead.
+         in a JPEG q95, 4:2:0 chroma mixes a stuck site's value with its neighbours'
+         (identical in 0-2 of 29 pairs, within 3 codes in 7-13), so there it shows as
+         hot or is missed (red: hot; green, blue: nothing; bench/sensor_stuck_jpeg.py,
+         which also measures what would tell them apart).
 
 A rate of 90% over fewer than ``min_frames`` frames (default 5) is not evidence: such a
 sensor raises :class:`NotEnoughFrames` ("not enough frames (n of m)"); at least 2 frames

@@ -89,7 +89,7 @@ class FrameDelta:
         return np.argwhere(self.mask("bright") | self.mask("dark"))
 
 
-def _packed_residual(residual: np.ndarray) -> dict:
+def packed_residual(residual: np.ndarray) -> dict:
     """Integral residual (float32 or int) -> the ``residual``/``wide_*`` fields (exact)."""
     flat = residual.reshape(-1)
     wide = np.flatnonzero((flat > 127) | (flat < -128))
@@ -113,7 +113,7 @@ def _collect(strips, shape, layout, pattern, params, value_dtype) -> FrameDelta:
             arr[rows] = getattr(s, name)
     packed = {name: np.packbits(arr, axis=None) for name, arr in masks.items()}
     return FrameDelta(layout, height, width, pattern, params, value=value, **packed,
-                      **_packed_residual(residual))
+                      **packed_residual(residual))
 
 
 def rgb_delta(image: np.ndarray, *, white_level=None, time: int | None = None,
@@ -124,13 +124,11 @@ def rgb_delta(image: np.ndarray, *, white_level=None, time: int | None = None,
     from indexer.sensor.kernels import rgb_strip_arrays
 
     white = int(white_level if white_level is not None else np.iinfo(image.dtype).max)
-    residual, _, bright, dark, value, judge, strong = rgb_strip_arrays(
+    residual, _, bright, dark, value, judge, strong = rgb_strip_arrays(  # masks come packed
         image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,
         margin=params.rgb_margin, white=white)
-    packed = {name: np.packbits(arr, axis=None) for name, arr in
-              (("bright", bright), ("dark", dark), ("judgeable", judge), ("strong", strong))}
-    return FrameDelta("rgb", *image.shape[:2], None, params, value=value, time=time, **packed,
-                      **_packed_residual(residual))
+    return FrameDelta("rgb", *image.shape[:2], None, params, value=value, time=time, bright=bright, dark=dark,
+                      judgeable=judge, strong=strong, **packed_residual(residual))
 
 
 def cfa_delta(cfa: np.ndarray, pattern, *, black_level, white_level, colors: str = "RGBG",

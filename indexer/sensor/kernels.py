@@ -109,58 +109,100 @@ def _combine_row(res, noise, i, width, margin, factor, best_r, best_z, best_c, u
             strong[x] = strong[x] | (abs(r) > thr * factor)
 
 
+@njit(cache=True, inline="always")
+def _reflect(k, n):
+    """Index of padded position ``k`` (may be < 0 or >= n) in a side of ``n``, mirrored
+    as NumPy's ``np.pad(mode="reflect")`` mirrors (repeatedly, when the pad exceeds n)."""
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    k = abs(k) % period
+    return period - k if k >= n else k
+
+
 @njit(cache=True, error_model="numpy")
-def _rgb_strips(pads, height, width, tile, step, floor, margin, factor, white, green, res,
+def _fill_strip(image, y, step, colmap, spad):
+    """Channel-major mirror-padded rows ``y - step .. y - step + rows`` of ``image`` (H, W, C)
+    into ``spad`` (C, rows, Wp + 2 step); ``colmap`` the source column of each padded one."""
+    height, width, channels = image.shape
+    wpad = spad.shape[2]
+    for i in range(spad.shape[1]):
+        src = image[_reflect(y + i - step, height)]
+        for c in range(channels):
+            dst = spad[c, i]
+            inner = dst[step : step + width]
+            for x in range(width):
+                inner[x] = src[x, c]
+            for j in range(step):
+                dst[j] = src[colmap[j], c]
+            for j in range(step + width, wpad):
+                dst[j] = src[colmap[j], c]
+
+
+@njit(cache=True, inline="always")
+def _pack_row(flags, packed, base):
+    """OR the bools ``flags`` into ``packed`` (zeroed, np.packbits order: big-endian
+    bits, row-major) at bit offset ``base``; whole bytes are written 8 flags at a time."""
+    n = flags.shape[0]
+    x = 0
+    while x < n and (base + x) & 7:
+        if flags[x]:
+            packed[(base + x) >> 3] |= np.uint8(1 << (7 - ((base + x) & 7)))
+        x += 1
+    k = (base + x) >> 3
+    while x + 8 <= n:
+        b = 0
+        for j in range(8):
+            b = (b << 1) | (1 if flags[x + j] else 0)
+        packed[k] = b
+        k += 1
+        x += 8
+    while x < n:
+        if flags[x]:
+            packed[(base + x) >> 3] |= np.uint8(1 << (7 - ((base + x) & 7)))
+        x += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _rgb_strips(image, tile, step, wp, floor, margin, factor, white, green, res,
                 residual, noise_out, bright, dark, value, judge, strong):
-    """``res`` (C, tile, Wp) int16 (8-bit input) or int32 scratch; outputs as returned by
-    :func:`rgb_strip_arrays`."""
-    channels = pads.shape[0]
-    wp = pads.shape[2] - 2 * step
-    hmed = np.empty((tile + 2 * step, wp), pads.dtype)
+    """``image`` (H, W, C) contiguous; ``wp`` the width rounded up to whole tiles; ``res``
+    (C, tile, wp) int16 (8-bit input) or int32 scratch; outputs as returned by
+    :func:`rgb_strip_arrays` (the four masks packed, zeroed by the caller)."""
+    height, width, channels = image.shape
+    spad = np.empty((channels, tile + 2 * step, wp + 2 * step), image.dtype)
+    colmap = np.empty(wp + 2 * step, np.int64)
+    for j in range(wp + 2 * step):
+        colmap[j] = _reflect(j - step, width)
+    hmed = np.empty((tile + 2 * step, wp), image.dtype)
     noise = np.empty((channels, wp), np.float32)
     sums = np.empty((wp // tile, 16), np.int64)
     colsum = np.empty(wp, np.int32)
     best_z = np.empty(width, np.float32)
     best_c = np.empty(width, np.int64)
+    up = np.empty(width, np.bool_)
+    down = np.empty(width, np.bool_)
+    far = np.empty(width, np.bool_)
+    fair = np.empty(width, np.bool_)
     fmargin = np.float32(margin)
     for s, y in enumerate(range(0, height, tile)):
+        _fill_strip(image, y, step, colmap, spad)
         for c in range(channels):
-            _strip_channel(pads[c], y, tile, step, hmed, res[c])
+            _strip_channel(spad[c], 0, tile, step, hmed, res[c])
             _tile_noise(res[c], tile, floor, colsum, sums, noise[c])
         noise_out[s] = noise[green, :width]
         for i in range(min(tile, height - y)):
-            _combine_row(res, noise, i, width, fmargin, factor, residual[y + i], best_z, best_c, bright[y + i],
-                         dark[y + i], strong[y + i])
-            vrow, jrow = value[y + i], judge[y + i]
+            _combine_row(res, noise, i, width, fmargin, factor, residual[y + i], best_z, best_c, up, down, far)
+            vrow, src = value[y + i], image[y + i]
             for x in range(width):
-                v = pads[best_c[x], y + i + step, step + x]
+                v = src[x, best_c[x]]
                 vrow[x] = v
-                jrow[x] = (v > 0) & (v < white)
-
-
-def padded_planes(image: np.ndarray, tile: int, step: int) -> np.ndarray:
-    """(C, H + 2 step + eh, W + 2 step + ew) planes of an (H, W) or (H, W, C) image,
-    mirror-padded (NumPy ``mode="reflect"``) by ``step`` all round and up to whole tiles
-    (``eh = -H % tile``), in one copy: channel-major so each plane's rows are contiguous."""
-    if image.ndim == 2:
-        image = image[:, :, None]
-    height, width, channels = image.shape
-    extra_h, extra_w = -height % tile, -width % tile
-    if min(height, width) <= step + tile:  # several reflections: NumPy knows how
-        planes = np.ascontiguousarray(np.moveaxis(image, 2, 0))
-        return np.pad(planes, ((0, 0), (step, step + extra_h), (step, step + extra_w)), mode="reflect")
-    pads = np.empty((channels, height + 2 * step + extra_h, width + 2 * step + extra_w), image.dtype)
-    pads[:, step : step + height, step : step + width] = np.moveaxis(image, 2, 0)
-    top, left = step, step
-    for k in range(1, step + 1):
-        pads[:, top - k] = pads[:, top + k]
-    for k in range(1, step + extra_h + 1):
-        pads[:, top + height - 1 + k] = pads[:, top + height - 1 - k]
-    for k in range(1, step + 1):
-        pads[:, :, left - k] = pads[:, :, left + k]
-    for k in range(1, step + extra_w + 1):
-        pads[:, :, left + width - 1 + k] = pads[:, :, left + width - 1 - k]
-    return pads
+                fair[x] = (v > 0) & (v < white)
+            base = (y + i) * width
+            _pack_row(up, bright, base)
+            _pack_row(down, dark, base)
+            _pack_row(fair, judge, base)
+            _pack_row(far, strong, base)
 
 
 def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, margin: float,
@@ -170,28 +212,34 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     image: (H, W) or (H, W, C) uint8/uint16, C in 1..4, channel 1 green when C > 1.
     Returns residual (H, W) int16 (8-bit input) or int32, exact; noise_rows float32
     (ceil(H / tile), W) (the green channel's noise of each strip, as
-    :class:`indexer.sensor.residual.Strip` keeps it); bright, dark bool (H, W); value
-    (H, W) of the channel the residual was picked from, in the input's dtype; judgeable
-    bool (H, W) (that value strictly between 0 and white); strong
-    bool (H, W) (see :data:`indexer.sensor.residual.STRONG`).
+    :class:`indexer.sensor.residual.Strip` keeps it); bright, dark uint8: the (H, W)
+    masks as ``np.packbits(mask, axis=None)`` packs them; value (H, W) of the channel
+    the residual was picked from, in the input's dtype; judgeable packed likewise (that
+    value strictly between 0 and white); strong packed likewise (see
+    :data:`indexer.sensor.residual.STRONG`).
+
+    The frame is mirror-padded strip by strip into a buffer that stays in cache, and the
+    masks are packed as they are made: a padded copy of the whole frame and four
+    (H, W) bool arrays (then ``np.packbits`` for the delta) cost CPU in copies and page
+    faults (bench/sensor_residual.py times both versions).
     """
-    height, width = image.shape[:2]
-    pads = padded_planes(image, tile, step)
-    channels = pads.shape[0]
+    if image.ndim == 2:
+        image = image[:, :, None]
+    image = np.ascontiguousarray(image)
+    height, width, channels = image.shape
     green = min(1, channels - 1)
     strips = -(-height // tile)
+    wp = width + (-width % tile)
     # 8-bit residuals lie in [-255, 255]: int16 halves the bytes the loops stream; exact
     int_type = np.int16 if image.dtype == np.uint8 else np.int32
     residual = np.empty((height, width), int_type)
     noise = np.empty((strips, width), np.float32)
-    bright = np.empty((height, width), np.bool_)
-    dark = np.empty((height, width), np.bool_)
+    nbytes = -(-height * width // 8)
+    bright, dark, judge, strong = (np.zeros(nbytes, np.uint8) for _ in range(4))
     value = np.empty((height, width), image.dtype)
-    judge = np.empty((height, width), np.bool_)
-    strong = np.empty((height, width), np.bool_)
-    res = np.empty((channels, tile, pads.shape[2] - 2 * step), int_type)
+    res = np.empty((channels, tile, wp), int_type)
     # STRONG goes in as an argument: numba's cache would keep a global's old value
-    _rgb_strips(pads, height, width, tile, step, float(floor), float(margin), STRONG, int(white), green, res,
+    _rgb_strips(image, tile, step, wp, float(floor), float(margin), STRONG, int(white), green, res,
                 residual, noise, bright, dark, value, judge, strong)
     return residual, noise, bright, dark, value, judge, strong
 

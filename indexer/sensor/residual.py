@@ -282,9 +282,12 @@ def iter_rgb_strips(image, *, white_level=None, params=ResidualParams()):
     white = int(white_level if white_level is not None else np.iinfo(image.dtype).max)
     from indexer.sensor.kernels import rgb_strip_arrays
 
-    residual, noise, bright, dark, value, judge, strong = rgb_strip_arrays(
+    residual, noise, *packed = rgb_strip_arrays(
         image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,
         margin=params.rgb_margin, white=white)
+    bright, dark, value, judge, strong = (
+        arr if arr.ndim == 2 else np.unpackbits(arr, count=residual.size).view(bool).reshape(residual.shape)
+        for arr in packed)
     height = image.shape[0]
     for k, y in enumerate(range(0, height, params.tile)):
         rows = slice(y, min(y + params.tile, height))
