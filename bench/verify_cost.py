@@ -189,13 +189,19 @@ def plain_phase_correlation(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
 # The modules whose code a verification runs, as of ``--against REV`` (those that exist
 # there); imported from one another in this order (a later one's imports of an earlier
 # one get the REV version).
-AT_REV = ("indexer/measure/align_kernels.py", "indexer/match/verify_kernels.py", "indexer/measure/align.py",
+AT_REV = ("indexer/measure/smallfilters_kernels.py", "indexer/measure/smallfilters.py",
+          "indexer/measure/align_kernels.py", "indexer/match/verify_kernels.py", "indexer/measure/align.py",
           "indexer/match/verify.py")
 
 
 def compare_at(rev: str):
     """``verify.compare`` with :data:`AT_REV` as of git revision ``rev`` (each loaded from
-    ``git show`` as a separate module; any other import is the checked-out one)."""
+    ``git show`` as a separate module; any other import is the checked-out one).
+
+    The REV modules stand in for the checked-out ones during each call too, not only
+    while they load: the kernels are imported inside the functions that use them (start-up
+    of ``index``), and until 2026-12-07 those imports, run at call time, gave REV's code
+    this checkout's kernels, so ``--against`` compared new kernels with new kernels."""
     root = Path(__file__).resolve().parents[1]
     loaded: dict[str, types.ModuleType] = {}
     for path in AT_REV:
@@ -211,7 +217,14 @@ def compare_at(rev: str):
         with modules_as(loaded):
             exec(compile(source, module.__file__, "exec"), module.__dict__)
         loaded[name] = module
-    return loaded["indexer.match.verify"].compare
+    compare = loaded["indexer.match.verify"].compare
+
+    @functools.wraps(compare)  # keeps the signature: engine_call looks for ``searched``
+    def at_rev(*args, **kwargs):
+        with modules_as(loaded):
+            return compare(*args, **kwargs)
+
+    return at_rev
 
 
 @contextlib.contextmanager
