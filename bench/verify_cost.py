@@ -27,6 +27,23 @@ shared), and the same for baselines measured in the same run:
 
     PYTHONPATH=. python bench/verify_cost.py [--data ../shared/data] [--pairs 48] [--repeat 3] [--against main]
 
+Measured 2026-12-07 evening (branch verify6: one sort per side for all rank
+correlations, exposure offset's median by counting level pairs, compiled Gaussian blur,
+the sub-pixel surface's sums with independent accumulators), three runs ``--against
+9d38111 --repeat 5`` (with REV's kernels during the calls, see :func:`compare_at`),
+load 18-22, CPU ms per call, median / p90 (ratio of medians, median per-pair ratio):
+
+    run     hinted                     full search                as run_job
+    1       4.9 / 14.0 vs 5.4 / 14.9   9.6 / 10.7 vs 10.4 / 11.8  5.1 / 14.6 vs 5.7 / 15.3
+            x1.09 (x1.11)              x1.08 (x1.07)              x1.12 (x1.12)
+    2       4.8 / 14.0 vs 5.4 / 14.9   9.5 / 10.9 vs 10.2 / 11.6  4.6 / 14.1 vs 5.4 / 15.1
+            x1.13 (x1.11)              x1.07 (x1.06)              x1.16 (x1.11)
+    3       4.7 / 13.5 vs 5.4 / 14.2   9.2 / 10.5 vs 9.9 / 11.3   4.7 / 14.0 vs 5.2 / 14.9
+            x1.15 (x1.10)              x1.08 (x1.08)              x1.11 (x1.11)
+    plain 0.6 in all three
+
+Evidence equal to 9d38111's to the bit on all 144 calls of each run, 0 verdicts differ.
+
 Measured 2026-12-07 (issue 13 item 2, the sure-peak stop, counted ranks of levels, one
 unhinted search per pair in run_job), interleaved ``--against main`` (7d3d80c), 48
 pairs, repeat 3, CPU ms per call, median / p90 (ratio of medians, median per-pair ratio):
