@@ -41,6 +41,8 @@ load 18-22, CPU ms per call, median / p90 (ratio of medians, median per-pair rat
     3       4.7 / 13.5 vs 5.4 / 14.2   9.2 / 10.5 vs 9.9 / 11.3   4.7 / 14.0 vs 5.2 / 14.9
             x1.15 (x1.10)              x1.08 (x1.08)              x1.11 (x1.11)
     plain 0.6 in all three
+    4, load 4.3: hinted 4.4 / 13.0 vs 4.9 / 13.7 x1.12 (x1.11), full search 8.8 / 10.3
+       vs 9.7 / 11.0, as run_job 4.5 / 13.7 vs 5.1 / 14.6
 
 Evidence equal to 9d38111's to the bit on all 144 calls of each run, 0 verdicts differ.
 
