@@ -90,6 +90,12 @@ def connect(spec: ClusterSpec, wait: float, distributed=None) -> tuple:
     (:func:`_outcome`)."""
     distributed = distributed or _distributed()
     cluster = None
+    # Client(timeout=...): Dask's one public knob for how long the client waits for its
+    # scheduler; it also bounds every later reconnection (Client._reconnect) and the
+    # default timeout of scatter. Here it is RECONNECT_SECONDS, so a lost scheduler
+    # stops the run within seconds; the first connection still has ``wait`` seconds, by
+    # trying again (each try gives up after at most RECONNECT_SECONDS)
+    reconnect = min(wait, RECONNECT_SECONDS)
     try:
         if spec.local:
             import dask
@@ -100,9 +106,9 @@ def connect(spec: ClusterSpec, wait: float, distributed=None) -> tuple:
                 _preload_forkserver()
                 cluster = distributed.LocalCluster(n_workers=spec.local, threads_per_worker=1, processes=True,
                                                    dashboard_address=None)
-            client = distributed.Client(cluster)
+            client = _client_within(distributed, cluster, wait, reconnect)
         else:
-            client = distributed.Client(spec.address, timeout=wait)
+            client = _client_within(distributed, spec.address, wait, reconnect)
     except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a LocalCluster's workers did not start
         if cluster is not None:
             cluster.close()
@@ -114,9 +120,6 @@ def connect(spec: ClusterSpec, wait: float, distributed=None) -> tuple:
         _close(client, cluster)
         raise ClusterError(f"no Dask worker joined the scheduler at {spec} within {wait:g} s "
                            f"(start some with: dask worker {spec})") from exc
-    # the timeout Client._reconnect waits for the scheduler to come back (private, read on
-    # each reconnection in distributed 2026.8; without it a lost scheduler held the run 60 s)
-    client._timeout = min(wait, RECONNECT_SECONDS)
     for name in ("distributed.client", "distributed.batched", "distributed.core"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     return client, cluster
@@ -124,6 +127,22 @@ def connect(spec: ClusterSpec, wait: float, distributed=None) -> tuple:
 
 # seconds the client tries to reach a lost scheduler again before the run stops
 RECONNECT_SECONDS = 2.0
+
+
+def _client_within(distributed, address, wait: float, timeout: float):
+    """A ``distributed.Client(address, timeout=timeout)`` (``address``: a scheduler's, or a
+    ``LocalCluster``), tried again until ``wait``
+    seconds have passed (the last error raised then): the client keeps ``timeout`` for
+    its reconnections, while the first connection may wait for a scheduler starting up."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return distributed.Client(address, timeout=max(0.1, min(timeout, left)))
+        except (OSError, TimeoutError):
+            if time.monotonic() + 0.1 >= deadline:
+                raise
+            time.sleep(0.1)
 
 # Dask settings of a local:N cluster (its scheduler and nannies run in this process, the
 # writer's; the workers get them from their nanny). On one machine every CPU second Dask
@@ -138,6 +157,13 @@ LOCAL_CONFIG = {
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
+    # Dask's default minus MALLOC_TRIM_THRESHOLD_=65536: the nanny writes it into this
+    # process's os.environ before starting a worker, so the forkserver started then (and
+    # every worker forked from it) had glibc hand each freed block of 64 KiB or more back
+    # to the OS (setting it also turns off glibc's adaptive mmap threshold): a worker took
+    # 3,900 page faults and 18.5-19.7 ms of CPU per 1280x960 JPEG against 380-470 and
+    # 11.2-11.9 ms in a pool worker; 11.1-11.6 ms without it (thread CPU inside the task, 2026-12-07)
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
 }
 
 
@@ -301,7 +327,7 @@ class Cluster:
         keep = remote_deltas and plan.data is not SensorData.NONE
         # sent once to every worker, not pickled into each task: the SHA-256s of gone rows and
         # the sensor plan (frames learnt per camera body so far)
-        moves, plan = client.scatter([move_candidates, plan], broadcast=True, hash=False)
+        moves, plan = client.scatter([move_candidates, plan], broadcast=True, hash=False, timeout=self.wait)
         running: dict = {}
 
         alone: deque[Task] = deque()  # files of a batch whose worker died repeatedly, one per task now
