@@ -95,6 +95,9 @@ class SensorStage:
         self.budget = int(settings.memory_mb * 1e6)
         self.evictions = 0  # flushes made early to stay within the budget
         self.peak_bytes = 0  # most delta bytes resident at once
+        # this stage's token in sensor_claims: frames it is counting, which another writer
+        # (another machine) must not count too; set at the first claim
+        self._owner: int | None = None
 
     @property
     def folder(self) -> Path | None:
@@ -120,6 +123,8 @@ class SensorStage:
             return
         sid = dbsensors.sensor_id(self.engine, camera_id, delta.width, delta.height, delta.layout,
                                   pattern_name(delta.pattern, delta.colors), FORMAT_VERSION)
+        if not self._claim(sha, sid):
+            return  # counted meanwhile, or being counted by another writer (another machine)
         if sid not in self._stored:
             rows = dbsensors.list_sensors(self.engine, only=sid)
             self._stored[sid] = rows[0].frames if rows else 0
@@ -135,6 +140,7 @@ class SensorStage:
             acc = pending_for(acc, delta)  # a delta left on a Dask cluster: merged there at the flush
             acc.add(delta)
         except (ValueError, OverflowError):
+            dbsensors.release_claims(self.engine, self._owner, [sha])
             return
         if sid not in self._deltas:
             self._deltas[sid], self._since[sid] = acc, time.monotonic()
@@ -145,6 +151,16 @@ class SensorStage:
         if len(self._ledger[sid]) >= self.settings.flush_frames:
             self.flush(sid)
         self.flush_due()
+
+    def _claim(self, sha: str, sid: int) -> bool:
+        """Claim the frame for this stage (:func:`db.sensors.claim_frame`); the first claim
+        makes this stage a writer others see alive (``store.hold_claims``) until :meth:`close`."""
+        if self._owner is None:
+            import secrets
+
+            self._owner = 1 + secrets.randbelow(2**31 - 2)
+            self.store.hold_claims(self._owner)
+        return dbsensors.claim_frame(self.engine, sha, sid, self._owner, self.store.claimer_alive)
 
     def _make_room(self, needed: int, sid: int) -> None:
         """Until ``needed`` more bytes fit in the budget (or nothing is left: one body is
@@ -190,6 +206,7 @@ class SensorStage:
         try:
             delta = settle(delta)  # deltas left on a cluster: tree-reduced there, one accumulator back
         except DeltasLost as exc:
+            dbsensors.release_claims(self.engine, self._owner, [sha for sha, _ in ledger])
             message = f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: {exc}"
             self.errors.append((sid, message))
             self.report(message)
@@ -207,6 +224,7 @@ class SensorStage:
             self._stored[sid] = merged.frames
             self._chains[sid] = delta.prev
         except (AccumulatorFileError, ValueError, OverflowError, OSError) as exc:
+            dbsensors.release_claims(self.engine, self._owner, [sha for sha, _ in ledger])
             message = (f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: "
                        f"{exc} ({self._advice()})")
             self.errors.append((sid, message))
@@ -221,3 +239,7 @@ class SensorStage:
         for sid in list(self._deltas):
             self.flush(sid)
         self._chains.clear()
+        if self._owner is not None:  # every claim was counted or released by now
+            dbsensors.release_claims(self.engine, self._owner)
+            self.store.release_hold()
+            self._owner = None
