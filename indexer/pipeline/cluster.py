@@ -98,7 +98,8 @@ def connect(spec: ClusterSpec, wait: float, distributed=None) -> tuple:
     NumPy/Pillow code), no dashboard. Close both with :func:`_close`.
 
     Once connected, the client gives up :data:`RECONNECT_SECONDS` after losing the
-    scheduler (Dask's default: the whole connect timeout, 60 s), and Dask's own log
+    scheduler (its public ``timeout``; Dask's default: the whole connect timeout), and
+    the first connection is tried again until ``wait`` has passed; Dask's own log
     lines about it are silenced: the run reports the loss in one line
     (:func:`_outcome`)."""
     distributed = distributed or _distributed()
