@@ -103,7 +103,7 @@ def test_a_claim_of_a_writer_that_is_gone_is_taken_over(url, tmp_path):
     engine = first.session.engine
     (sha,) = [s for (s,) in engine.connect().execute(text("SELECT sha256 FROM sensor_claims"))]
     sid = count(url, "SELECT id FROM sensors")
-    owner = first.stage._owner  # noqa: SLF001 - the test reads which writer claimed it
+    owner = first.stage.owner
     store = first.stage.store
     assert store.claimer_alive(owner)
     assert not dbsensors.claim_frame(engine, sha, sid, owner + 1, store.claimer_alive)  # alive: respected

@@ -152,6 +152,11 @@ class SensorStage:
             self.flush(sid)
         self.flush_due()
 
+    @property
+    def owner(self) -> int | None:
+        """This stage's token in ``sensor_claims`` (None before its first claim)."""
+        return self._owner
+
     def _claim(self, sha: str, sid: int) -> bool:
         """Claim the frame for this stage (:func:`db.sensors.claim_frame`); the first claim
         makes this stage a writer others see alive (``store.hold_claims``) until :meth:`close`."""
