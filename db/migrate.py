@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from db.health import fatal_message
 
 if TYPE_CHECKING:  # newest_revision is read without SQLAlchemy (db.sqlite_reads: status, dupes)
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "alembic"
 _REVISION_FILE = re.compile(r"^(\d{4})_.*\.py$")
+# the key of the PostgreSQL advisory lock migrations hold (any fixed 64-bit number: "pqa-migr")
+_PG_MIGRATION_LOCK = 0x7071612D6D696772
 
 
 def alembic_config():
@@ -67,9 +71,12 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float = 120.0) -> str | None:
     """Upgrade to ``revision`` (default head) unless already there; returns the new revision.
 
-    Two processes opening a new database at once (a daemon and an ``index``) both try to
-    create the tables; the loser's "table already exists" is not an error: it waits up to
-    ``wait_seconds`` for the winner to reach head.
+    All pending migrations run in one transaction (:func:`_migration_transaction`), so a
+    process killed part-way leaves the schema exactly at the revision it started from.
+    Two processes opening a new database at once (a daemon and an ``index``) take turns
+    on the migration lock; the second then finds the database at head. When SQLite's busy
+    timeout runs out first (a long migration in the other process), this one waits up to
+    ``wait_seconds`` for the other to reach head. Any other failure is raised at once.
     """
     if revision == "head" and (current := current_revision(engine)) is not None and current == newest_revision():
         return current
@@ -77,13 +84,48 @@ def upgrade(engine: Engine, revision: str = "head", *, wait_seconds: float = 120
 
     cfg = alembic_config()
     try:
-        with engine.begin() as conn:
+        with _migration_transaction(engine) as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
     except Exception as exc:
-        if fatal_message(exc) or revision != "head" or not _wait_for_head(engine, wait_seconds):
+        if fatal_message(exc) or revision != "head" or not _locked(exc) or not _wait_for_head(engine, wait_seconds):
             raise
     return current_revision(engine)
+
+
+@contextmanager
+def _migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection whose DDL and DML commit together or not at all.
+
+    Python's sqlite3 module (legacy transaction control, Python < 3.12 default) opens a
+    transaction only before INSERT/UPDATE/DELETE, so CREATE/DROP/ALTER issued by Alembic
+    would each commit on their own: a SIGKILL mid-migration then left new tables behind
+    with ``alembic_version`` still at the old revision, and every restart failed on
+    "table already exists". ``BEGIN IMMEDIATE`` makes the whole upgrade one SQLite
+    transaction (SQLite's DDL is transactional) and takes the write lock before the
+    version is read, so two upgraders cannot both start from the same revision. On
+    PostgreSQL (transactional DDL too) a transaction-scoped advisory lock does the same.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+def _locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked"/"busy" after its busy timeout: another process migrates."""
+    import sqlite3
+
+    err = getattr(exc, "orig", exc)
+    return isinstance(err, sqlite3.OperationalError) and (getattr(err, "sqlite_errorcode", 0) or 0) & 0xFF in (
+        sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _wait_for_head(engine: Engine, seconds: float) -> bool:

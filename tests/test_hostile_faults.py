@@ -180,6 +180,58 @@ def test_sigkill_during_a_migration_leaves_a_known_revision(tmp_path):
     print("revisions at kill:", sorted(seen))
 
 
+KILL_AFTER_DDL = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[1])
+    from alembic.operations import Operations
+    from db import migrate
+    from db.engine import open_engine
+    real, made = Operations.create_table, []
+
+    def create_then_die(self, name, *columns, **kw):
+        made.append(real(self, name, *columns, **kw))
+        if len(made) == 2:  # two tables of migration 0002 are written: the process dies
+            os.kill(os.getpid(), signal.SIGKILL)
+        return made[-1]
+
+    Operations.create_table = create_then_die
+    migrate.upgrade(open_engine("sqlite:///" + sys.argv[2]))
+""")
+
+
+def test_a_migration_killed_after_its_first_tables_leaves_none_of_them(tmp_path):
+    """Python's sqlite3 commits each CREATE TABLE on its own unless the upgrade opens the
+    transaction itself: a kill then left 0002's first tables with the revision at 0001,
+    and every restart failed on "table already exists" (found by the CI run of the test
+    above, whose restart hung for the 120 s lock wait)."""
+    from db import migrate
+    from db.engine import open_engine
+
+    db = tmp_path / "half.db"
+    engine = open_engine("sqlite:///" + str(db))
+    migrate.upgrade(engine, "0001")
+    engine.dispose()
+    before = tables(db)
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_DDL, str(REPO), str(db)], capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert integrity(db) == "ok"
+    assert tables(db) == before  # nothing of 0002 survived the kill
+    engine = open_engine("sqlite:///" + str(db))
+    assert migrate.current_revision(engine) == "0001"
+    engine.dispose()
+    result = photoqa("--db", db, "db", "upgrade")
+    assert result.returncode == 0 and migrate.head_revision() in result.stdout, result.stderr
+
+
+def tables(db: Path) -> set[str]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        con.close()
+
+
 SAVER = textwrap.dedent("""
     import sys
     import numpy as np

@@ -278,3 +278,28 @@ def test_flag_stage_writes_a_batch_in_one_transaction(tmp_path):
     flagged = {Path(p).name for p, _, _ in one}
     assert {"s0.jpg", "s1.jpg", "s2.jpg", "s3.jpg"} <= flagged  # the planted exposures fired
     assert batched == one
+
+
+def test_a_refused_flag_batch_loses_only_the_refused_images_flags(tmp_path):
+    """The batch's one flag write is refused (an image id that is gone: its foreign key):
+    the other images' flags are still stored, one by one, and the error names the id."""
+    from indexer.pipeline.exposurestage import FlagStage
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    paths = [write(folder / f"d{s}.jpg", jpeg_bytes((scene(s, 320, 240) * 0.04).astype(np.uint8)))
+             for s in range(3)]
+    session = open_session(str(tmp_path / "x.db"))
+    stage = FlagStage(session)
+    stage.prepare()
+    stored = [store_outcome(session.store, r, [], known=False, claim_move=no_move) for r in outcomes_of(paths)]
+    ids = [s.image_id for s in stored]
+    for image_id, r in zip(ids, outcomes_of(paths)):
+        stage(image_id, r)
+    gone = max(ids) + 1000
+    stage.held[gone] = list(stage.held[ids[0]])  # flags of an image no longer in the table
+    with pytest.raises(RuntimeError, match=str(gone)):
+        stage.end_batch()
+    flagged = {r[0] for r in rows(session.engine, "SELECT DISTINCT image_id FROM image_flags")}
+    assert flagged == set(ids)  # the dark files kept their flags
+    session.engine.dispose()

@@ -28,6 +28,7 @@ import numpy as np
 
 from db import flags as dbflags
 from db import pairs as dbpairs
+from db.health import fatal_message
 from db.store import unpack_hist
 from indexer.exposure import transfer
 from indexer.exposure.pairev import thumb_delta_ev
@@ -77,10 +78,29 @@ class FlagStage:
         self.held = {}
 
     def end_batch(self) -> None:
-        """Write the flags of the batch's images (one transaction)."""
+        """Write the flags of the batch's images (one transaction). When that transaction
+        is refused (an image deleted by another process meanwhile: its foreign key), each
+        image's flags are written alone, so only the images that fail lose theirs; they are
+        named in the error the stage reports."""
         held, self.held = self.held, None
-        if held:
+        if not held:
+            return
+        try:
             dbflags.replace_flags_of(self.engine, held, FLAGS_VERSION)
+            return
+        except Exception as exc:
+            if fatal_message(exc):
+                raise
+        failed = []
+        for image_id, found in held.items():
+            try:
+                dbflags.replace_flags(self.engine, image_id, found, FLAGS_VERSION)
+            except Exception as exc:
+                if fatal_message(exc):
+                    raise
+                failed.append(f"{image_id} ({type(exc).__name__})")
+        if failed:
+            raise RuntimeError(f"flags not stored for {len(failed)} image(s), ids: {', '.join(failed[:10])}")
 
     def flush_due(self) -> None:
         """Nothing waits: each image's flags are stored with its batch."""
