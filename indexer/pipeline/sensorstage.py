@@ -9,7 +9,10 @@ last flush; a flush merges the delta into the stored statistics under the sensor
 PostgreSQL one; Chan et al. 1979: exact whatever the split, which is what lets several
 workers, runs, daemons and machines share one sensor), reclassifies the defects and
 records the frames in the SQL ledger. A frame (by SHA-256) is counted once: identical
-frames would make every site look permanent. On a Dask cluster a delta may be a
+frames would make every site look permanent. Across writers too (two machines, or a
+``watch`` beside an ``index``, holding the same frame unflushed): a frame is claimed in
+``sensor_claims`` before it is counted, and a live writer's claim is respected
+(:func:`db.sensors.claim_frame`). On a Dask cluster a delta may be a
 :class:`~indexer.pipeline.clustersensor.DeltaRef` (left on a worker): the stage keeps the
 ledger as always, and the flush gathers the accepted frames' deltas, tree-reduced on the
 workers (:mod:`indexer.pipeline.clustersensor`).
