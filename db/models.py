@@ -349,12 +349,12 @@ class StackPart(Base):
 
     __tablename__ = "stack_parts"
 
-    sensor_id: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
-    stack_key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    stack: Mapped[str] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(String)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    sensor_id = column(ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
+    stack_key = column(String(64), primary_key=True)
+    stack = column(Text)
+    source = column(String)
+    data = column(LargeBinary)
+    updated_at = column(DateTime)
 
 
 class SensorClaim(Base):
@@ -365,10 +365,10 @@ class SensorClaim(Base):
 
     __tablename__ = "sensor_claims"
 
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    sensor_id: Mapped[int] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"))
-    owner: Mapped[int] = mapped_column(Integer, index=True)
-    claimed_at: Mapped[datetime] = mapped_column(DateTime)
+    sha256 = column(String(64), primary_key=True)
+    sensor_id = column(ForeignKey("sensors.id", ondelete="CASCADE"))
+    owner = column(Integer, index=True)
+    claimed_at = column(DateTime)
 
 
 class Action(Base):
