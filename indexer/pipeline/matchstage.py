@@ -8,7 +8,6 @@ pairs it accepts; each write of pairs refreshes the groups it touches in its tra
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -152,9 +151,6 @@ class MatchStage:
         self.unsaved = 0  # images changed since the saved index (the catch-up's, then each match)
         self.last_add = time.monotonic()
         self.group_rule = session.settings.group_rule()
-        # images planned, their candidate pairs, verification jobs sent at once (a group's
-        # reserve adds later ones), candidates left out by ``loose_tries``: for tests and benches
-        self.counts: Counter[str] = Counter()
 
     def __call__(self, image_id: int, result: Indexed) -> None:
         if self.matcher is None:
@@ -200,10 +196,6 @@ class MatchStage:
         stands_for = {g: self.matcher.index.representative(g) for g in set(grouped.values())}
         plan = fanout.plan(image_id, best, grouped, tries=max(tries, 1), stands_for=stands_for,
                            loose=self.session.settings.match.loose_tries, hits=getattr(proposals, "hits", None))
-        self.counts["images"] += 1
-        self.counts["candidates"] += len(best)
-        self.counts["verify"] += len(plan.now)
-        self.counts["dropped"] += plan.dropped
         jobs = self.matcher.jobs_of({key: proposals[key] for key in plan.now})
         self.waiting[image_id] = _Waiting(len(jobs), plan=plan, proposals=proposals)
         for job in jobs:
