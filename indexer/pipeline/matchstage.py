@@ -194,7 +194,8 @@ class MatchStage:
         partners = {x for key in best for x in key} - {image_id}
         grouped = dbpairs.group_ids(self.session.engine, partners) if tries and partners else {}
         stands_for = {g: self.matcher.index.representative(g) for g in set(grouped.values())}
-        plan = fanout.plan(image_id, best, grouped, tries=max(tries, 1), stands_for=stands_for)
+        plan = fanout.plan(image_id, best, grouped, tries=max(tries, 1), stands_for=stands_for,
+                           loose=self.session.settings.match.loose_tries, hits=getattr(proposals, "hits", None))
         jobs = self.matcher.jobs_of({key: proposals[key] for key in plan.now})
         self.waiting[image_id] = _Waiting(len(jobs), plan=plan, proposals=proposals)
         for job in jobs:
