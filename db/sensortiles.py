@@ -81,6 +81,14 @@ def hold_claimer(conn: Connection, owner: int) -> None:
     conn.commit()
 
 
+def release_claimer(conn: Connection, owner: int) -> None:
+    """End writer ``owner``'s lock on ``conn`` now. Closing the connection ends it too, but
+    only once the server's backend has noticed the closed socket: a check made right after
+    the close could still see the writer alive."""
+    conn.execute(text("SELECT pg_advisory_unlock(:space, :owner)"), {"space": CLAIM_SPACE, "owner": owner})
+    conn.commit()
+
+
 def claimer_alive(engine: Engine, owner: int) -> bool:
     """Whether some session holds writer ``owner``'s lock (:func:`hold_claimer`)."""
     query = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "

@@ -184,11 +184,16 @@ class TableStore:
         :meth:`release_hold`: a session-level advisory lock on a connection of its own,
         which ends with the connection however the process ends."""
         self._hold = self.engine.connect()
+        self._holder = owner
         sensortiles.hold_claimer(self._hold, owner)
 
     def release_hold(self) -> None:
         hold = getattr(self, "_hold", None)
         if hold is not None:
+            try:
+                sensortiles.release_claimer(hold, self._holder)
+            except Exception:  # noqa: BLE001 - a lost connection has ended the lock already
+                pass
             hold.invalidate()  # closed, not returned to the pool: the session lock ends with it
             hold.close()
             self._hold = None
