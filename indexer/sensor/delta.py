@@ -38,6 +38,10 @@ class FrameDelta:
     bright, dark, judgeable, strong: ``np.packbits`` of the (H, W) bool masks, row-major.
     time: capture time of the frame (seconds since 1970, camera clock read as UTC), or
     None when the file records none; it dates the defects (first / last seen).
+    stood_at (K,) int64, stood_v / stood_m (K, C) of the image's dtype ("rgb" only, empty
+    for "cfa"): the flat indices (y * W + x) of the sites that stood out bright or dark,
+    each channel's value and same-colour ninther there (:mod:`.stuckfit`: the stuck
+    test of rendered frames); white the code of full scale (0: the dtype's maximum).
     """
 
     layout: str
@@ -55,12 +59,19 @@ class FrameDelta:
     wide_at: np.ndarray = None
     wide_values: np.ndarray = None
     colors: str = "RGBG"  # rawpy's colour letters of the pattern's indices ("cfa")
+    stood_at: np.ndarray = None
+    stood_v: np.ndarray = None
+    stood_m: np.ndarray = None
+    white: int = 0
 
     def __post_init__(self) -> None:
         if self.strong is None:
             self.strong = np.zeros_like(self.bright)
         if self.wide_at is None:
             self.wide_at, self.wide_values = np.empty(0, np.int64), np.empty(0, np.int32)
+        if self.stood_at is None:
+            self.stood_at = np.empty(0, np.int64)
+            self.stood_v = self.stood_m = np.zeros((0, 3), np.uint8)
 
     def residual_rows(self, y0: int, y1: int) -> np.ndarray:
         """float32 (y1 - y0, W) exact residuals of rows ``y0:y1``."""
@@ -77,7 +88,8 @@ class FrameDelta:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.residual, self.value, self.bright, self.dark, self.judgeable,
-                                      self.strong, self.wide_at, self.wide_values))
+                                      self.strong, self.wide_at, self.wide_values, self.stood_at,
+                                      self.stood_v, self.stood_m))
 
     def mask(self, name: str) -> np.ndarray:
         """One of "bright", "dark", "judgeable", "strong" as bool (H, W)."""
@@ -87,6 +99,15 @@ class FrameDelta:
     def stood_out(self) -> np.ndarray:
         """(K, 2) int (y, x) of the sites that stood out bright or dark in this frame."""
         return np.argwhere(self.mask("bright") | self.mask("dark"))
+
+
+def packed_sites(packed: np.ndarray, count: int) -> np.ndarray:
+    """Flat indices (K,) int64, ascending, of the set bits of an ``np.packbits`` mask of
+    ``count`` sites: only the non-zero bytes are unpacked (a few % of a frame stand out)."""
+    nz = np.flatnonzero(packed)
+    bits = np.unpackbits(packed[nz]).reshape(-1, 8).view(bool)
+    at = (nz[:, None] * 8 + np.arange(8))[bits]
+    return at[at < count]
 
 
 def packed_residual(residual: np.ndarray) -> dict:
@@ -127,8 +148,13 @@ def rgb_delta(image: np.ndarray, *, white_level=None, time: int | None = None,
     residual, _, bright, dark, value, judge, strong = rgb_strip_arrays(  # masks come packed
         image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,
         margin=params.rgb_margin, white=white)
+    from indexer.sensor.kernels import site_ninthers
+
+    stood_at = packed_sites(bright | dark, image.shape[0] * image.shape[1])
+    stood_v, stood_m = site_ninthers(image, stood_at, params.rgb_step)
     return FrameDelta("rgb", *image.shape[:2], None, params, value=value, time=time, bright=bright, dark=dark,
-                      judgeable=judge, strong=strong, **packed_residual(residual))
+                      judgeable=judge, strong=strong, stood_at=stood_at, stood_v=stood_v, stood_m=stood_m,
+                      white=white, **packed_residual(residual))
 
 
 def cfa_delta(cfa: np.ndarray, pattern, *, black_level, white_level, colors: str = "RGBG",

@@ -255,3 +255,34 @@ def rgb_kernels_cached() -> bool:
         return os.path.exists(_rgb_strips._cache._cache_file._index_path)
     except AttributeError:
         return False
+
+
+@njit(cache=True, error_model="numpy")
+def _site_ninthers(image, ys, xs, step, values, ninthers):
+    height, width, channels = image.shape
+    for k in range(ys.size):
+        y, x = ys[k], xs[k]
+        r0, r1, r2 = _reflect(y - step, height), y, _reflect(y + step, height)
+        c0, c1, c2 = _reflect(x - step, width), x, _reflect(x + step, width)
+        for c in range(channels):
+            m0 = _med3(image[r0, c0, c], image[r0, c1, c], image[r0, c2, c])
+            m1 = _med3(image[r1, c0, c], image[r1, c1, c], image[r1, c2, c])
+            m2 = _med3(image[r2, c0, c], image[r2, c1, c], image[r2, c2, c])
+            values[k, c] = image[y, x, c]
+            ninthers[k, c] = _med3(m0, m1, m2)
+
+
+def site_ninthers(image: np.ndarray, flat: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel value and ninther (row medians then their median, of the 3x3 grid
+    ``step`` px apart, mirrored at edges: what :func:`rgb_strip_arrays` subtracts) at the
+    sites ``flat`` (K,) int64 = y * W + x of ``image`` (H, W[, C]) uint8/uint16.
+    Returns two (K, C) arrays of the image's dtype (a few ms for 10^5 sites)."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    image = np.ascontiguousarray(image)
+    width, channels = image.shape[1], image.shape[2]
+    ys, xs = np.divmod(np.asarray(flat, np.int64), width)
+    values = np.empty((ys.size, channels), image.dtype)
+    ninthers = np.empty((ys.size, channels), image.dtype)
+    _site_ninthers(image, ys, xs, int(step), values, ninthers)
+    return values, ninthers
