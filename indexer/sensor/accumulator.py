@@ -216,6 +216,9 @@ class SensorAccumulator:
         if self.frames >= MAX_FRAMES:
             raise OverflowError(f"accumulator already holds {self.frames} frames (uint16 counters)")
         bright, dark, judge, strong = (delta.mask(name) for name in ("bright", "dark", "judgeable", "strong"))
+        stood_at = delta.stood_at() if self.layout == "rgb" else None
+        if stood_at is not None and delta.stood_v.shape[0] and delta.stood_v.shape[0] != stood_at.size:
+            raise ValueError(f"frame delta has values of {delta.stood_v.shape[0]} sites, {stood_at.size} stood out")
         inv_n, first, stamp = self._count(delta.time)
         tile = self.params.tile  # the strips update() walks: same cache behaviour
         for y in range(0, self.height, tile):
@@ -228,7 +231,8 @@ class SensorAccumulator:
             self.pairs += 1
         if self.layout == "rgb":
             white = int(delta.white or np.iinfo(delta.stood_v.dtype).max)
-            self._fit_frame(delta.stood_at, delta.stood_v, delta.stood_m, white)
+            if delta.stood_v.shape[0] == stood_at.size:  # a delta of before the stuck fit (spooled) has none
+                self._fit_frame(stood_at, delta.stood_v, delta.stood_m, white)
 
     def _update_strip(self, s: Strip, inv_n: np.float32, first: bool, stamp: int | None) -> None:
         rows = slice(s.y0, s.y1)

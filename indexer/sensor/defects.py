@@ -233,7 +233,11 @@ def _fitted_stuck(acc: SensorAccumulator, stuck_map: np.ndarray, radius: int) ->
     neighbourhood only in part and pass too (on lossless frames, 5-8 around each planted
     site): one record per blob, the site that follows least (largest ``share * (1 - b)``
     of its passing colours) within ``radius``, none beside a site ``stuck_map`` already
-    holds (the unchanged-value test, on lossless frames)."""
+    holds (the unchanged-value test, on lossless frames), and only where the site's RMS
+    residual is the largest within ``radius`` of all sites: a site stuck at a value its
+    pixel renders clipped is left out of the fit, its blob passes in its place (a red
+    one at 255 on PNG frames: 4 neighbours, b 0.50, share 0.88) and would be reported a
+    pixel off; it stays what the other tests make it (hot), as on RAW."""
     rec = acc.stuck_fit
     ok = stuckfit.passing(rec)
     passed = np.flatnonzero(ok.any(axis=1))
@@ -247,6 +251,12 @@ def _fitted_stuck(acc: SensorAccumulator, stuck_map: np.ndarray, radius: int) ->
     score = np.zeros(acc.shape)
     score[ys, xs] = strength
     mask &= ~_dilated(stuck_map, radius) & _local_maxima(mask, score, radius)
+    h, w = acc.shape
+    for y, x in np.argwhere(mask):  # few sites: windows, not a whole-sensor RMS array
+        rows, cols = slice(max(0, y - radius), min(h, y + radius + 1)), slice(max(0, x - radius), min(w, x + radius + 1))
+        mean = acc.mean[rows, cols].astype(np.float64)
+        ms = acc.m2[rows, cols] / acc.frames + mean * mean  # mean square residual
+        mask[y, x] = ms[y - rows.start, x - cols.start] >= ms.max()
     out = {}
     for i in passed.tolist():
         y, x = divmod(int(rec.at[i]), acc.width)

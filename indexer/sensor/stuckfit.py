@@ -18,7 +18,10 @@ only with at least ``min_frames`` fitted frames (default 20), a spread of ``m`` 
 deviation, linear light) of at least ``min_spread`` (0.05), the rule above, and both
 parts of it significant: ``(1 - b) / se(b) > z`` and ``a / se(a) > z`` (ordinary least
 squares standard errors, default z = 5, one-sided p ~ 3e-7 each: the candidates of a
-12 MP body number in the 10^4-10^5).
+12 MP body number in the 10^4-10^5). The level it is stuck at (the intercept ``a``) must
+be at least ``min_level`` (1% of full scale in linear light, code ~25 of 255): a site
+that reads black whatever the scene is dead (a synthetic dead site of gain 0-0.1 on 16-bit
+frames fits b = 0.01, a = 0.0017), as the dark test reports it.
 
 The record is sparse: only *candidates*, sites that stood out in at least 2 frames and at
 least half of the accumulator's frames when they stood out (``admit``), each with
@@ -45,6 +48,7 @@ MIN_FRAMES = 20
 MIN_SPREAD = 0.05
 MAX_SLOPE = 0.6
 MIN_SHARE = 0.45
+MIN_LEVEL = 0.01
 Z = 5.0
 KEEP_WINDOW = 20
 
@@ -180,14 +184,15 @@ def fits(sums: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def passing(rec: StuckRecord, *, min_frames: int = MIN_FRAMES, min_spread: float = MIN_SPREAD,
-            max_slope: float = MAX_SLOPE, min_share: float = MIN_SHARE, z: float = Z) -> np.ndarray:
+            max_slope: float = MAX_SLOPE, min_share: float = MIN_SHARE, min_level: float = MIN_LEVEL,
+            z: float = Z) -> np.ndarray:
     """(K, 3) bool: the colours of each candidate that pass every test (module docstring)."""
     if len(rec) == 0:
         return np.zeros((0, COLOURS), bool)
     f = fits(rec.sums)
     with np.errstate(invalid="ignore"):
         return ((f["n"] >= min_frames) & (f["spread"] >= min_spread) & (f["b"] < max_slope)
-                & (f["share"] > min_share) & (f["z_b"] > z) & (f["z_a"] > z))
+                & (f["share"] > min_share) & (f["a"] >= min_level) & (f["z_b"] > z) & (f["z_a"] > z))
 
 
 def stuck(rec: StuckRecord, **tests) -> np.ndarray:
