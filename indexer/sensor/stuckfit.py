@@ -111,9 +111,10 @@ def samples(v: np.ndarray, m: np.ndarray, white: int) -> np.ndarray:
 
 
 def add_frame(rec: StuckRecord, frame_no: int, at: np.ndarray, contrib: np.ndarray,
-              admit: np.ndarray) -> StuckRecord:
+              admit: np.ndarray, window: int = KEEP_WINDOW) -> StuckRecord:
     """``rec`` plus one frame: sites ``at`` (sorted) that stood out, their sums
-    ``contrib`` (K, 3, 6), ``admit`` (K,) bool whether a new site may enter; then pruned."""
+    ``contrib`` (K, 3, 6), ``admit`` (K,) bool whether a new site may enter; then pruned
+    (``window``: see :func:`prune`)."""
     pos = np.searchsorted(rec.at, at)
     known = pos < rec.at.size
     known[known] = rec.at[pos[known]] == at[known]
@@ -130,7 +131,7 @@ def add_frame(rec: StuckRecord, frame_no: int, at: np.ndarray, contrib: np.ndarr
                           np.concatenate([sums, contrib[new]])[order])
     else:
         rec = StuckRecord(rec.at, rec.since, sums)
-    return prune(rec, frame_no)
+    return prune(rec, frame_no, window)
 
 
 def prune(rec: StuckRecord, frames: int, window: int = KEEP_WINDOW) -> StuckRecord:
@@ -144,7 +145,7 @@ def prune(rec: StuckRecord, frames: int, window: int = KEEP_WINDOW) -> StuckReco
     return StuckRecord(rec.at[keep], rec.since[keep], rec.sums[keep])
 
 
-def merge(a: StuckRecord, b: StuckRecord, frames_a: int, frames: int) -> StuckRecord:
+def merge(a: StuckRecord, b: StuckRecord, frames_a: int, frames: int, window: int = KEEP_WINDOW) -> StuckRecord:
     """The record of ``a``'s frames then ``b``'s: sums add, ``b``'s ``since`` shifts by
     ``frames_a``; pruned at ``frames`` (the merged count)."""
     at = np.concatenate([a.at, b.at])
@@ -155,7 +156,7 @@ def merge(a: StuckRecord, b: StuckRecord, frames_a: int, frames: int) -> StuckRe
     np.add.at(total, inverse, sums)
     earliest = np.full(uniq.size, np.iinfo(np.int64).max)
     np.minimum.at(earliest, inverse, since)
-    return prune(StuckRecord(uniq, earliest, total), frames)
+    return prune(StuckRecord(uniq, earliest, total), frames, window)
 
 
 def fits(sums: np.ndarray) -> dict[str, np.ndarray]:
