@@ -104,3 +104,14 @@ def test_record_survives_files_bands_and_merges(jpeg_frames, tmp_path):
     assert expected.frames == len(jpeg_frames) and len(expected.stuck_fit) >= len(a.stuck_fit) // 2
     tiles.merge_in_place(a, b, ranges)
     _same_fit(a, expected)
+
+
+def test_kernel_samples_equal_the_ninthers_at_the_sampled_sites(jpeg_frames):
+    """The values and ninthers read inside the residual pass equal a direct computation."""
+    from indexer.sensor.kernels import site_ninthers
+
+    delta = rgb_delta(jpeg_frames[0])
+    at = delta.stood_at()
+    assert 0 < at.size < np.unpackbits(delta.bright | delta.dark).sum()  # clear outliers only
+    v, m = site_ninthers(jpeg_frames[0], at, 2)
+    assert np.array_equal(v, delta.stood_v) and np.array_equal(m, delta.stood_m)

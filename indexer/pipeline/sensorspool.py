@@ -43,7 +43,7 @@ from indexer.sensor.delta import FrameDelta
 from indexer.sensor.residual import ResidualParams
 
 _ARRAYS = ("residual", "value", "bright", "dark", "judgeable", "strong", "wide_at", "wide_values")
-_STOOD = ("stood_v", "stood_m")  # absent from files of before the stuck fit: none
+_STOOD = ("sampled", "stood_v", "stood_m")  # absent from files of before the stuck fit: none
 
 
 def _unreadable() -> tuple[type[BaseException], ...]:

@@ -172,20 +172,15 @@ class SensorAccumulator:
         # counting the frame, so a refused frame leaves the accumulator as it was
         head = next(strips)
         inv_n, first, stamp = self._count(time)
-        stood = []
         for strip in itertools.chain([head], strips):
             self._update_strip(strip, inv_n, first, stamp)
-            if self.layout == "rgb":
-                stood.append(np.flatnonzero(strip.bright | strip.dark) + strip.y0 * self.width)
         if not first:
             self.pairs += 1
-        if self.layout == "rgb":
-            from indexer.sensor.kernels import site_ninthers
+        if self.layout == "rgb":  # the stuck-fit samples, as a worker's delta carries them
+            from indexer.sensor.delta import rgb_delta
 
-            at = np.concatenate(stood).astype(np.int64)
-            v, m = site_ninthers(frame, at, self.params.rgb_step)
-            white = int(white_level if white_level is not None else np.iinfo(frame.dtype).max)
-            self._fit_frame(at, v, m, white)
+            delta = rgb_delta(frame, white_level=white_level, params=self.params)
+            self._fit_frame(delta.stood_at(), delta.stood_v, delta.stood_m, int(delta.white))
 
     def _fit_frame(self, at: np.ndarray, v: np.ndarray, m: np.ndarray, white: int) -> None:
         """Add one counted frame's standing-out sites to the stuck candidates: a new site

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.sensor.residual import ResidualParams, check_rendered, iter_cfa_strips
+from indexer.sensor.residual import SAMPLE, ResidualParams, check_rendered, iter_cfa_strips
 
 _DEFAULT = ResidualParams()
 
@@ -38,11 +38,12 @@ class FrameDelta:
     bright, dark, judgeable, strong: ``np.packbits`` of the (H, W) bool masks, row-major.
     time: capture time of the frame (seconds since 1970, camera clock read as UTC), or
     None when the file records none; it dates the defects (first / last seen).
-    stood_v / stood_m (K, C) of the image's dtype ("rgb" only, empty for "cfa"): at the K
-    sites that stood out bright or dark (:meth:`stood_at`, raster order), each channel's
-    value and same-colour ninther (:mod:`.stuckfit`: the stuck test of rendered frames;
-    6 bytes a standing-out site of an 8-bit frame, ~0.3 a site when 5% stand out);
-    white the code of full scale (0: the dtype's maximum).
+    sampled: packed mask ("rgb" only) of the K sites that stood out clearly (|r| beyond
+    :data:`indexer.sensor.residual.SAMPLE` times the threshold in some channel);
+    stood_v / stood_m (K, C) of the image's dtype (empty for "cfa"): at those sites
+    (:meth:`stood_at`, raster order), each channel's value and same-colour ninther
+    (:mod:`.stuckfit`: the stuck test of rendered frames; 6 bytes a sampled site of an
+    8-bit frame); white the code of full scale (0: the dtype's maximum).
     """
 
     layout: str
@@ -60,6 +61,7 @@ class FrameDelta:
     wide_at: np.ndarray = None
     wide_values: np.ndarray = None
     colors: str = "RGBG"  # rawpy's colour letters of the pattern's indices ("cfa")
+    sampled: np.ndarray = None
     stood_v: np.ndarray = None
     stood_m: np.ndarray = None
     white: int = 0
@@ -69,6 +71,8 @@ class FrameDelta:
             self.strong = np.zeros_like(self.bright)
         if self.wide_at is None:
             self.wide_at, self.wide_values = np.empty(0, np.int64), np.empty(0, np.int32)
+        if self.sampled is None:
+            self.sampled = np.zeros_like(self.bright)
         if self.stood_v is None:
             self.stood_v = self.stood_m = np.zeros((0, 3), np.uint8)
 
@@ -87,7 +91,7 @@ class FrameDelta:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.residual, self.value, self.bright, self.dark, self.judgeable,
-                                      self.strong, self.wide_at, self.wide_values, self.stood_v, self.stood_m))
+                                      self.strong, self.wide_at, self.wide_values, self.sampled, self.stood_v, self.stood_m))
 
     def mask(self, name: str) -> np.ndarray:
         """One of "bright", "dark", "judgeable", "strong" as bool (H, W)."""
@@ -95,9 +99,9 @@ class FrameDelta:
         return np.unpackbits(packed, count=self.height * self.width).view(bool).reshape(self.shape)
 
     def stood_at(self) -> np.ndarray:
-        """(K,) int64 flat indices (y * W + x), ascending, of the sites that stood out
-        bright or dark: where ``stood_v`` / ``stood_m`` were read."""
-        return packed_sites(self.bright | self.dark, self.height * self.width)
+        """(K,) int64 flat indices (y * W + x), ascending, of the sampled sites: where
+        ``stood_v`` / ``stood_m`` were read."""
+        return packed_sites(self.sampled, self.height * self.width)
 
     def stood_out(self) -> np.ndarray:
         """(K, 2) int (y, x) of the sites that stood out bright or dark in this frame."""
@@ -148,15 +152,11 @@ def rgb_delta(image: np.ndarray, *, white_level=None, time: int | None = None,
     from indexer.sensor.kernels import rgb_strip_arrays
 
     white = int(white_level if white_level is not None else np.iinfo(image.dtype).max)
-    residual, _, bright, dark, value, judge, strong = rgb_strip_arrays(  # masks come packed
-        image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,
-        margin=params.rgb_margin, white=white)
-    from indexer.sensor.kernels import site_ninthers
-
-    stood_at = packed_sites(bright | dark, image.shape[0] * image.shape[1])
-    stood_v, stood_m = site_ninthers(image, stood_at, params.rgb_step)
+    residual, _, bright, dark, value, judge, strong, sampled, stood_v, stood_m = rgb_strip_arrays(
+        image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,  # masks come packed
+        margin=params.rgb_margin, white=white, samples=float(SAMPLE))
     return FrameDelta("rgb", *image.shape[:2], None, params, value=value, time=time, bright=bright, dark=dark,
-                      judgeable=judge, strong=strong, stood_v=stood_v, stood_m=stood_m,
+                      judgeable=judge, strong=strong, sampled=sampled, stood_v=stood_v, stood_m=stood_m,
                       white=white, **packed_residual(residual))
 
 
