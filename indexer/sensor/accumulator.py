@@ -189,7 +189,8 @@ class SensorAccumulator:
             return
         counts = self.bright.reshape(-1)[at].astype(np.int64) + self.dark.reshape(-1)[at]
         admit = (counts >= 2) & (2 * counts >= self.frames)
-        self.stuck_fit = stuckfit.add_frame(self.stuck_fit, self.frames, at, stuckfit.samples(v, m, white), admit)
+        self.stuck_fit = stuckfit.add_frame(self.stuck_fit, self.frames, at, stuckfit.samples(v, m, white), admit,
+                                            cap=stuckfit.cap_for(self.height * self.width))
 
     def _count(self, time: int | None) -> tuple[np.float32, bool, int | None]:
         """Count a new frame: (1/n, whether it is the first, its usable capture time)."""
@@ -290,7 +291,8 @@ class SensorAccumulator:
             prev=later.prev.copy(), unchanged=self.unchanged + later.unchanged,
             strong=self.strong + later.strong, first=first, last=np.maximum(self.last, later.last),
             times=np.concatenate([self.times, later.times]),
-            stuck_fit=stuckfit.merge(self.stuck_fit, later.stuck_fit, n_a, n))
+            stuck_fit=stuckfit.merge(self.stuck_fit, later.stuck_fit, n_a, n,
+                                     cap=stuckfit.cap_for(self.height * self.width)))
 
     def _check_compatible(self, other: "SensorAccumulator") -> None:
         mine = (self.shape, self.layout, self.params)

@@ -67,7 +67,8 @@ def merge_in_place(acc: SensorAccumulator, later: SensorAccumulator,
     if acc.height == 0:  # no band ran the checks
         band(acc, 0, 0).merge(band(later, 0, 0))
     # the sparse candidates are few (a few % of the sites at most): merged whole
-    acc.stuck_fit = stuckfit.merge(acc.stuck_fit, later.stuck_fit, acc.frames, acc.frames + later.frames)
+    acc.stuck_fit = stuckfit.merge(acc.stuck_fit, later.stuck_fit, acc.frames, acc.frames + later.frames,
+                                   cap=stuckfit.cap_for(acc.height * acc.width))
     acc.frames += later.frames
     acc.pairs += later.pairs
     acc.times = np.concatenate([acc.times, later.times])
