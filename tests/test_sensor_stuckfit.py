@@ -115,3 +115,14 @@ def test_kernel_samples_equal_the_ninthers_at_the_sampled_sites(jpeg_frames):
     assert 0 < at.size < np.unpackbits(delta.bright | delta.dark).sum()  # clear outliers only
     v, m = site_ninthers(jpeg_frames[0], at, 2)
     assert np.array_equal(v, delta.stood_v) and np.array_equal(m, delta.stood_m)
+
+
+def test_cap_keeps_the_candidates_that_stand_out_most():
+    """Past the cap, those that stood out in the smallest share of their frames go."""
+    sums = np.zeros((5, 3, 6))
+    sums[:, 0, 0] = [10, 3, 8, 10, 1]  # hits since admission at frame 1
+    rec = stuckfit.StuckRecord(np.arange(5) * 7, np.ones(5, np.int64), sums)
+    kept = stuckfit.prune(rec, frames=10, cap=3)
+    assert kept.at.tolist() == [0, 14, 21]  # shares 1.0, 0.8, 1.0 kept; 0.3 and 0.1 dropped
+    assert len(stuckfit.prune(rec, frames=10)) == 5  # window not reached: nothing dropped
+    assert stuckfit.cap_for(12_000_000) == 120_000 and stuckfit.cap_for(1000) == 4096
