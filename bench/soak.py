@@ -38,14 +38,9 @@ FORMATS = [("JPEG", ".jpg", {"quality": 88}), ("PNG", ".png", {}), ("WEBP", ".we
 
 def scene(rng: np.random.Generator, long_side: int) -> np.ndarray:
     """A smooth random scene with edges (so hashes differ), uint8 (h, w, 3)."""
-    short = max(16, int(long_side * rng.uniform(0.5, 1.0)))
-    h, w = (short, long_side) if rng.random() < 0.7 else (long_side, short)
-    base = rng.integers(0, 256, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8)
-    img = Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC)
-    arr = np.asarray(img).copy()
-    y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
-    arr[y:y + h // 4, x:x + w // 4] = rng.integers(0, 256, 3, dtype=np.uint8)
-    return arr
+    from indexer.synthetic.scenes import soak_scene
+
+    return soak_scene(rng, long_side)
 
 
 def _generate_chunk(job: tuple[Path, int, int, float, int]) -> int:

@@ -27,6 +27,25 @@ shared), and the same for baselines measured in the same run:
 
     PYTHONPATH=. python bench/verify_cost.py [--data ../shared/data] [--pairs 48] [--repeat 3] [--against main]
 
+Measured 2026-12-07 evening (branch verify6: one sort per side for all rank
+correlations, exposure offset's median by counting level pairs, compiled Gaussian blur,
+the sub-pixel surface's sums with independent accumulators), three runs ``--against
+9d38111 --repeat 5`` (with REV's kernels during the calls, see :func:`compare_at`),
+load 18-22, CPU ms per call, median / p90 (ratio of medians, median per-pair ratio):
+
+    run     hinted                     full search                as run_job
+    1       4.9 / 14.0 vs 5.4 / 14.9   9.6 / 10.7 vs 10.4 / 11.8  5.1 / 14.6 vs 5.7 / 15.3
+            x1.09 (x1.11)              x1.08 (x1.07)              x1.12 (x1.12)
+    2       4.8 / 14.0 vs 5.4 / 14.9   9.5 / 10.9 vs 10.2 / 11.6  4.6 / 14.1 vs 5.4 / 15.1
+            x1.13 (x1.11)              x1.07 (x1.06)              x1.16 (x1.11)
+    3       4.7 / 13.5 vs 5.4 / 14.2   9.2 / 10.5 vs 9.9 / 11.3   4.7 / 14.0 vs 5.2 / 14.9
+            x1.15 (x1.10)              x1.08 (x1.08)              x1.11 (x1.11)
+    plain 0.6 in all three
+    4, load 4.3: hinted 4.4 / 13.0 vs 4.9 / 13.7 x1.12 (x1.11), full search 8.8 / 10.3
+       vs 9.7 / 11.0, as run_job 4.5 / 13.7 vs 5.1 / 14.6
+
+Evidence equal to 9d38111's to the bit on all 144 calls of each run, 0 verdicts differ.
+
 Measured 2026-12-07 (issue 13 item 2, the sure-peak stop, counted ranks of levels, one
 unhinted search per pair in run_job), interleaved ``--against main`` (7d3d80c), 48
 pairs, repeat 3, CPU ms per call, median / p90 (ratio of medians, median per-pair ratio):
@@ -189,13 +208,19 @@ def plain_phase_correlation(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
 # The modules whose code a verification runs, as of ``--against REV`` (those that exist
 # there); imported from one another in this order (a later one's imports of an earlier
 # one get the REV version).
-AT_REV = ("indexer/measure/align_kernels.py", "indexer/match/verify_kernels.py", "indexer/measure/align.py",
+AT_REV = ("indexer/measure/smallfilters_kernels.py", "indexer/measure/smallfilters.py",
+          "indexer/measure/align_kernels.py", "indexer/match/verify_kernels.py", "indexer/measure/align.py",
           "indexer/match/verify.py")
 
 
 def compare_at(rev: str):
     """``verify.compare`` with :data:`AT_REV` as of git revision ``rev`` (each loaded from
-    ``git show`` as a separate module; any other import is the checked-out one)."""
+    ``git show`` as a separate module; any other import is the checked-out one).
+
+    The REV modules stand in for the checked-out ones during each call too, not only
+    while they load: the kernels are imported inside the functions that use them (start-up
+    of ``index``), and until 2026-12-07 those imports, run at call time, gave REV's code
+    this checkout's kernels, so ``--against`` compared new kernels with new kernels."""
     root = Path(__file__).resolve().parents[1]
     loaded: dict[str, types.ModuleType] = {}
     for path in AT_REV:
@@ -211,7 +236,14 @@ def compare_at(rev: str):
         with modules_as(loaded):
             exec(compile(source, module.__file__, "exec"), module.__dict__)
         loaded[name] = module
-    return loaded["indexer.match.verify"].compare
+    compare = loaded["indexer.match.verify"].compare
+
+    @functools.wraps(compare)  # keeps the signature: engine_call looks for ``searched``
+    def at_rev(*args, **kwargs):
+        with modules_as(loaded):
+            return compare(*args, **kwargs)
+
+    return at_rev
 
 
 @contextlib.contextmanager

@@ -336,6 +336,41 @@ class SensorTile(Base):
     updated_at = column(DateTime)
 
 
+class StackPart(Base):
+    """The per-pixel statistics of one stack of a stack detector (``index --sensor NAME``)
+    on PostgreSQL (a SQLite database keeps them as files in ``<database>.sensors/``;
+    there this table stays empty).
+
+    ``stack_key``: SHA-256 of ``<container path>#<member>``, ``stack`` the text itself;
+    ``source``: ``<size>:<mtime_ns>`` of the file they were computed from (an unchanged
+    stack is not counted again); ``data``: ``PixelStats.as_arrays`` as an ``.npz``. The
+    detector's statistics are the Chan merge of its parts.
+    """
+
+    __tablename__ = "stack_parts"
+
+    sensor_id = column(ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True)
+    stack_key = column(String(64), primary_key=True)
+    stack = column(Text)
+    source = column(String)
+    data = column(LargeBinary)
+    updated_at = column(DateTime)
+
+
+class SensorClaim(Base):
+    """A frame (by content) a live writer has added to its in-memory sensor statistics and
+    not flushed yet: another writer does not count it too. ``owner``: the writer's token;
+    a claim whose owner is gone (its lock no longer held) may be taken over. The flush
+    that enters the frame in ``sensor_frames`` deletes the claim in the same transaction."""
+
+    __tablename__ = "sensor_claims"
+
+    sha256 = column(String(64), primary_key=True)
+    sensor_id = column(ForeignKey("sensors.id", ondelete="CASCADE"))
+    owner = column(Integer, index=True)
+    claimed_at = column(DateTime)
+
+
 class Action(Base):
     """One file operation of ``photoqa dupes --apply`` (journal: written ``planned`` before
     the file is touched, ``done`` after; ``photoqa undo`` reverses ``done`` rows)."""

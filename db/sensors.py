@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import secrets
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,7 +12,7 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from db.models import Camera, Image, Sensor, SensorDefect, SensorFrame
+from db.models import Camera, Image, Sensor, SensorClaim, SensorDefect, SensorFrame
 from db.records import utcnow
 
 
@@ -57,6 +58,54 @@ def image_camera_of_frame(engine: Engine, image_id: int, sha256: str) -> int | N
 def frame_counted(engine: Engine, sha256: str) -> bool:
     with engine.connect() as conn:
         return conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256 == sha256)).first() is not None
+
+
+def claim_frame(engine: Engine, sha256: str, sensor: int, owner: int, alive: Callable[[int], bool]) -> bool:
+    """Whether the writer ``owner`` may count the frame ``sha256`` (then it holds its claim
+    until the flush that enters it in the ledger, or :func:`release_claims`): not when the
+    ledger has it, nor when another writer whose ``alive(owner)`` is true claims it. A
+    claim of a writer that is gone (killed mid-run) is taken over.
+
+    The claim is written before the ledger is read, in one transaction: a writer's claim
+    stands until the transaction that enters the frame in the ledger deletes it, so one
+    of the two is always there to be seen, and two machines never both count a frame
+    (the check of the ledger alone, made before either flushed, let both count it)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    now = utcnow()
+    with engine.connect() as conn:
+        # RETURNING, not rowcount: psycopg gave -1 for this INSERT
+        claimed = conn.execute(upsert(SensorClaim).values(sha256=sha256, sensor_id=sensor, owner=owner, claimed_at=now)
+                               .on_conflict_do_nothing(index_elements=[SensorClaim.sha256])
+                               .returning(SensorClaim.sha256)).first() is not None
+        if not claimed:
+            holder = conn.execute(select(SensorClaim.owner).where(SensorClaim.sha256 == sha256)).scalar()
+            # a claim released meanwhile (holder None) was counted or given up: not counted here
+            if holder is None or holder == owner or alive(holder):
+                conn.rollback()
+                return False
+            taken = conn.execute(update(SensorClaim).where((SensorClaim.sha256 == sha256) & (SensorClaim.owner == holder))
+                                 .values(owner=owner, sensor_id=sensor, claimed_at=now)).rowcount
+            if taken != 1:
+                conn.rollback()
+                return False
+        if conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256 == sha256)).first() is not None:
+            conn.rollback()
+            return False
+        conn.commit()
+        return True
+
+
+def release_claims(engine: Engine | Connection, owner: int, shas: list[str] | None = None) -> None:
+    """Drop ``owner``'s claims (of ``shas`` only, when given): frames it will not count."""
+    with _begin(engine) as conn:
+        query = delete(SensorClaim).where(SensorClaim.owner == owner)
+        if shas is None:
+            conn.execute(query)
+        for start in range(0, len(shas or ()), 500):
+            conn.execute(query.where(SensorClaim.sha256.in_(shas[start:start + 500])))
 
 
 def sensor_id(engine: Engine, camera_id: int, width: int, height: int, kind: str,
@@ -117,6 +166,9 @@ def record_flush(engine: Engine | Connection, sensor: int, frames: int, ledger: 
             if conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256 == sha)).first() is None:
                 conn.execute(insert(SensorFrame).values(sha256=sha, sensor_id=sensor, image_id=image_id,
                                                         added_at=utcnow()))
+        shas = [sha for sha, _ in ledger]
+        for start in range(0, len(shas), 500):  # counted now: their claims end in the same transaction
+            conn.execute(delete(SensorClaim).where(SensorClaim.sha256.in_(shas[start:start + 500])))
         if defects is not None:
             conn.execute(delete(SensorDefect).where(SensorDefect.sensor_id == sensor))
             if defects:

@@ -18,6 +18,9 @@ from db.records import utcnow
 # first key of pg_advisory_xact_lock(int, int): photoqa's sensor locks ("PQ" + 1), the
 # second is the sensor id, so other users of advisory locks on the server do not collide
 LOCK_SPACE = 0x505131
+# first key of the session-level lock a writer holds while it has frame claims
+# (db.sensors.claim_frame): its claims are live while the lock is
+CLAIM_SPACE = 0x505132
 
 
 def lock_sensor(conn: Connection, sensor: int) -> None:
@@ -68,3 +71,20 @@ def stored(engine: Engine) -> dict[int, tuple[int, int, int, int]]:
              .group_by(SensorTile.sensor_id))
     with engine.connect() as conn:
         return {int(sid): (int(n), int(lo), int(hi), int(size or 0)) for sid, n, lo, hi, size in conn.execute(query)}
+
+
+def hold_claimer(conn: Connection, owner: int) -> None:
+    """Hold, for as long as ``conn`` stays open, the lock that says writer ``owner`` is alive
+    (a session-level advisory lock: it ends when the connection does, however the
+    process ends)."""
+    conn.execute(text("SELECT pg_advisory_lock(:space, :owner)"), {"space": CLAIM_SPACE, "owner": owner})
+    conn.commit()
+
+
+def claimer_alive(engine: Engine, owner: int) -> bool:
+    """Whether some session holds writer ``owner``'s lock (:func:`hold_claimer`)."""
+    query = text("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                 "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                 "AND classid::bigint = :space AND objid::bigint = :owner AND objsubid = 2)")
+    with engine.connect() as conn:
+        return bool(conn.execute(query, {"space": CLAIM_SPACE, "owner": owner}).scalar())

@@ -194,7 +194,19 @@ class MatchSettings:
     group_tries: members of one existing duplicate group a new image is verified against
         at most (the best-hashing one first, the next only while none gave a group
         verdict; ``indexer.match.fanout``): verification work grows with the number of
-        images, not with the square of a group's size. 0: every candidate pair.
+        images, not with the square of a group's size. 0: every candidate pair (up to
+        ``loose_tries``).
+    loose_tries: candidates in no group a new image is verified against at most, the
+        closest first (lowest Hamming distance, then most hash hits; ``indexer.match.fanout``).
+        Chance hits of the crop channel (10-14 bits) grow with the archive: a fixed
+        fraction of all indexed images, 0.25 more per image per 1,000 indexed (2 per image
+        at 8,700 images of bench/soak.py, all rejected; ~25 at 100,000), so without a cap
+        verification per image grows with N and the archive's with N squared. A copy is
+        almost always the closest candidate (its original hashes within 0-10 bits; chance
+        hits sit at 10-14), and candidates that are copies of one another are grouped
+        already, so a few suffice; "similar" pairs (not grouped) beyond the closest few
+        are not looked for (on ../shared/data: 44 of 86 kept, groups unchanged).
+        0: every candidate in no group.
     verify_workers: processes that verify candidate pairs by pixels (0: one per core).
     digest_inline_pixels: a ``same_pixels`` proof needs full-size pixel digests; files of
         more pixels are decoded for it by the verification processes, never the writer
@@ -222,6 +234,7 @@ class MatchSettings:
     max_transforms: int = MatchParams.max_transforms
     group_verdicts: tuple = DEFAULT_GROUP_VERDICTS
     group_tries: int = 2
+    loose_tries: int = 4
     verify_workers: int = 0
     digest_inline_pixels: int = 1_000_000  # a 1 MP decode costs the writer ~15 ms
     pool_after: float = 5.0  # see the docstring

@@ -279,3 +279,75 @@ def test_a_stalled_cluster_has_its_batches_sent_again(monkeypatch):
     running, sent = {"future": ("batch", None)}, []
     list(clustermod.finished_batches(Nothing(), running, Client(busy=True), lambda: sent.append(1)))
     assert sent == []
+
+
+@needs_dask
+def test_an_unreachable_scheduler_is_one_error_once_cluster_wait_has_passed():
+    """The first connection is tried again (each try with the client's short public
+    ``timeout``, which is also its reconnection time) until ``cluster_wait``, then fails."""
+    import socket
+    import time
+
+    from indexer.pipeline.cluster import ClusterSpec, connect
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(ClusterError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+        connect(ClusterSpec(address=f"tcp://127.0.0.1:{port}"), wait=3.0)
+    assert 3.0 <= time.perf_counter() - started < 15
+
+
+@needs_dask
+@pytest.mark.slow
+def test_local_workers_keep_glibc_malloc_defaults():
+    """Dask's nanny puts MALLOC_TRIM_THRESHOLD_=65536 into the environment the workers
+    start with; with it every 1280x960 decode took ~10x the page faults and ~60% more
+    CPU. A local:N cluster's workers must not have it (a fresh interpreter, as a user's
+    command: a forkserver started earlier in this test process would hide it)."""
+    import subprocess
+    import sys
+
+    code = ("from indexer.pipeline.cluster import ClusterSpec, _close, connect\n"
+            "import os\n"
+            "if __name__ == '__main__':\n"
+            "    client, cluster = connect(ClusterSpec(local=1), 60)\n"
+            "    print(sorted(set(client.run(os.environ.get, 'MALLOC_TRIM_THRESHOLD_').values()), key=str))\n"
+            "    _close(client, cluster)\n")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    env["PYTHONPATH"] = str(Path(cli.__file__).resolve().parent)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[None]"
+
+
+@needs_dask
+@pytest.mark.slow
+def test_workers_of_a_dask_nanny_decode_without_a_page_fault_per_array(tmp_path):
+    """A ``dask worker`` (here a LocalCluster with Dask's defaults: spawned by a nanny
+    with MALLOC_TRIM_THRESHOLD_=65536) had glibc mmap every array of an image afresh:
+    ~3,900 page faults per 1280x960 JPEG; ~400 in a pool worker. The task sets the
+    allocator back (allocator_for_images) before it decodes."""
+    from indexer.config import IndexSettings
+    from indexer.decode import SensorData
+    from indexer.outcomes import Task
+    from indexer.pipeline.cluster import analyse_batch
+
+    paths = [F.write_jpeg(tmp_path / f"s{i}.jpg", F.scene(i, 1280, 960)) for i in range(6)]
+    tasks = [Task(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+
+    def faults_per_file(batch):
+        import resource
+
+        analyse_batch(batch[:1], IndexSettings(), frozenset(), SensorData.NONE, False, False)  # warm
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        analyse_batch(batch, IndexSettings(), frozenset(), SensorData.NONE, False, False)
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / len(batch), \
+            os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        faults, trim = client.submit(faults_per_file, tasks, pure=False).result()
+    assert trim == "65536"  # Dask's nanny set it, as on any `dask worker`
+    assert faults < 1000, f"{faults:.0f} page faults per file"

@@ -223,3 +223,22 @@ def test_level_medians_equal_a_median_per_level():
         got = level_medians(values, bins, starts, size[kept])
         want = np.array([np.median(values[bins == k]) for k in kept], dtype=np.float64)
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,levels", [(1, 1), (2, 3), (9, 48), (10_000, 48)])
+def test_compiled_level_medians_equal_the_sort_and_np_median(dtype, n, levels):
+    """transfer_kernels (a selection per level) against the one-sort reference and
+    np.median per level, bit for bit: continuous values (a shifted thumbnail), ties
+    (a thumbnail's 256 levels), even and odd counts, levels with one member."""
+    from indexer.exposure.transfer import level_medians, sorted_level_medians
+
+    rng = np.random.default_rng(n + levels)
+    for values in (rng.random(n).astype(dtype), (rng.integers(0, 256, n) / 255.0).astype(dtype) ** 2.2):
+        bins = np.sort(rng.integers(0, levels, n))[rng.permutation(n)]
+        size = np.bincount(bins, minlength=levels)
+        kept = np.flatnonzero(size >= 1)
+        starts = np.concatenate(([0], np.cumsum(size)))[kept]
+        got = level_medians(values, bins, starts, size[kept])
+        assert np.array_equal(got, sorted_level_medians(values, bins, starts, size[kept]))
+        assert np.array_equal(got, np.array([np.median(values[bins == k]) for k in kept], dtype=np.float64))

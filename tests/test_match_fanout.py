@@ -165,3 +165,15 @@ def test_groups_do_not_depend_on_the_order_files_arrive_in(tmp_path, monkeypatch
         groupings.append(sorted(sorted(Path(p).name for p in g["files"]) for g in report["groups"]))
     assert groupings[0] == groupings[1]
     assert len(groupings[0]) == 2 and sorted(map(len, groupings[0])) == [2, 10]
+
+
+def test_candidates_in_no_group_capped_closest_first_then_most_hits():
+    new = 50
+    best = {(1, new): 12, (2, new): 12, (3, new): 8, (new, 60): 14, (new, 70): 12, (4, new): 5}
+    hits = {(1, new): 1, (2, new): 3, (new, 70): 2}
+    p = fanout.plan(new, best, {4: 4, 5: 4}, tries=2, loose=3, hits=hits)
+    # group 4's member always goes; of the five in no group: 8 bits, then 12 bits with
+    # 3 hits, then 12 bits with 2; the 1-hit one at 12 and the 14-bit one are left out
+    assert sorted(p.now) == sorted([(4, new), (3, new), (2, new), (new, 70)]) and p.dropped == 2
+    # loose = 0 keeps every candidate, as before the cap
+    assert len(fanout.plan(new, best, {4: 4, 5: 4}, loose=0).now) == 6

@@ -403,6 +403,7 @@ class Matcher:
         for key, slot in proposals.items():
             if min(p.hamming for p in slot.values()) <= lone or proposals.hits[key] >= self.params.crop_hits:
                 out[key] = slot
+                out.hits[key] = proposals.hits[key]  # kept: the fan-out ranks candidates by them
         return out
 
     def _reverse_hits(self, proposals, rec: MatchRecord, rows: IndexRows) -> None:

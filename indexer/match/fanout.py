@@ -11,9 +11,27 @@ report shows: a copy of the keeper read through a greyscale member came out as
 "converted to greyscale; then ... in colour"), else the best-hashing member (lowest
 Hamming distance, then lowest id), and keeps up to ``tries - 1`` others in reserve, verified one at a time only
 while the members tried gave no group verdict (a crop of a crop may align with one
-member and not another). Candidates in no group are all verified. With ``tries = 2`` a
-group of n copies costs at most 2(n-1) verifications; a look-alike that is no copy
-costs at most ``tries`` per group it hits.
+member and not another). Candidates in no group are verified up to ``loose`` of them,
+the closest first (lowest Hamming distance, then most hash hits, then lowest id). With
+``tries = 2`` a group of n copies costs at most 2(n-1) verifications; a look-alike that
+is no copy costs at most ``tries`` per group it hits.
+
+Why a cap on candidates in no group: the crop channel searches 11 entries with 3 probes
+out to 14 bits, where unrelated pictures meet by chance at a fixed rate per indexed
+image (two uniform 64-bit hashes within 12 bits: 2.3e-7). On bench/soak.py's archive the
+candidates kept per new image rose from 0.12 (first 1,000 images) to 2.0 (8,000), 96%
+of them crop-channel hits at 10-14 bits and all rejected by pixels: verification per
+image grew with N (CPU per image 25 -> 50 ms, img/s 38 -> 10 by 8,000 images). Photos of
+one scene (bursts) also meet each other, and not by chance. Ranked by distance, a copy's
+original comes first (0-10 bits for every transform of bench/neardup_eval.py but
+extreme crops) and the cap binds only on the chance tail. What is given up: a new image
+whose true partners in no group number more than ``loose``, or an extreme crop (12-14
+bits) outranked by ``loose`` closer look-alikes, is not paired with the farther ones
+(``photoqa dupes --rematch`` verifies every candidate pair). Real look-alikes pay for it
+too: ../shared/data's scenes, photos and exif-samples (195 images) give the same 45
+grouped images and the same 53 group pairs with ``loose = 4`` as uncapped, but 44
+"similar" pairs instead of 86 (one test scene shot by several cameras, 8-12 bits apart:
+each new shot is paired with its 4 closest look-alikes, not with all).
 
 What is given up: pairs between the new image and the group's other members are not
 stored. They are implied (a copy of a copy), and a report names each member against
@@ -38,6 +56,7 @@ class Plan:
     partners only); ``settled``: groups already joined by a verified copy edge."""
 
     now: list[PairKey]
+    dropped: int = 0  # candidates in no group left unverified by the ``loose`` cap
     reserve: dict[int, list[PairKey]] = field(default_factory=dict)
     group: dict[PairKey, int] = field(default_factory=dict)
     settled: set[int] = field(default_factory=set)
@@ -57,7 +76,8 @@ class Plan:
 
 
 def plan(new_id: int, best_hamming: Mapping[PairKey, int], group_of: Mapping[int, int], *,
-         tries: int = 2, stands_for: Mapping[int, int] | None = None) -> Plan:
+         tries: int = 2, stands_for: Mapping[int, int] | None = None, loose: int = 0,
+         hits: Mapping[PairKey, int] | None = None) -> Plan:
     """Plan the verification of ``new_id``'s candidate pairs.
 
     ``best_hamming``: pair key (a < b, one side ``new_id``) -> the lowest Hamming
@@ -65,8 +85,10 @@ def plan(new_id: int, best_hamming: Mapping[PairKey, int], group_of: Mapping[int
     for partners that belong to a group of two or more; ``tries`` >= 1: members of one
     group verified at most; ``stands_for``: group id -> the member that stands for its
     keeper among the candidates (a byte or content twin of the keeper is indexed in its
-    place), preferred as the keeper is."""
-    stands_for = stands_for or {}
+    place), preferred as the keeper is; ``loose``: candidates in no group verified at
+    most (0: all), ranked by ``best_hamming`` then ``hits`` (pair key -> hash hits that
+    proposed it; missing: 1)."""
+    stands_for, hits = stands_for or {}, hits or {}
     if tries < 1:
         raise ValueError("tries must be at least 1")
     now: list[PairKey] = []
@@ -78,7 +100,11 @@ def plan(new_id: int, best_hamming: Mapping[PairKey, int], group_of: Mapping[int
             now.append(key)
         else:
             by_group.setdefault(g, []).append((partner not in (g, stands_for.get(g)), hamming, partner, key))
-    out = Plan(now)
+    dropped = 0
+    if loose and len(now) > loose:
+        now.sort(key=lambda k: (best_hamming[k], -hits.get(k, 1), k[0] if k[1] == new_id else k[1]))
+        now, dropped = now[:loose], len(now) - loose
+    out = Plan(now, dropped)
     for g, members in sorted(by_group.items()):
         ranked = [key for *_, key in sorted(members)]
         out.now.append(ranked[0])

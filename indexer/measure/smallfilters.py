@@ -6,8 +6,9 @@ its kernel and checking arguments than convolving (cProfile of ``bench/verify_co
 2026-12-07: 1,188 calls, 2.1 s with the profiler, 0.9 s of it in the C convolution),
 and ``binary_erosion`` / ``binary_dilation`` with the default cross go through a generic
 structuring-element path (~0.6 ms a call). Here the kernel is cached per sigma and the
-two 1-D passes call ``ndimage.correlate1d`` directly, as ``gaussian_filter`` does
-(reflect mode, truncate 4); the morphology is boolean slicing. ``tests/test_smallfilters.py``
+two 1-D passes are one compiled call with ``ndimage.correlate1d``'s arithmetic
+(:mod:`indexer.measure.smallfilters_kernels`; reflect mode, truncate 4); the morphology
+is boolean slicing. ``tests/test_smallfilters.py``
 checks equality with ``scipy.ndimage`` on random arrays.
 """
 from __future__ import annotations
@@ -32,14 +33,12 @@ def _gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
 def gaussian(img: np.ndarray, sigma: float) -> np.ndarray:
     """``ndimage.gaussian_filter(img, sigma)`` of a 2-D float64 array (mode "reflect",
     truncate 4): float64, same shape, the same values to the bit."""
-    from scipy import ndimage  # imported on use: ~0.25 s CPU that `index` start-up must not pay
+    # compiled (numba, imported on use like scipy was: start-up of `index` must not pay
+    # for it): ndimage's two correlate1d passes, the same arithmetic in the same order
+    from indexer.measure.smallfilters_kernels import gaussian_reflect
 
-    src = np.asarray(img, dtype=np.float64)
-    weights = _gaussian_weights(float(sigma))
-    out = np.empty_like(src)
-    ndimage.correlate1d(src, weights, 0, out, "reflect", 0.0, 0)
-    ndimage.correlate1d(out, weights, 1, out, "reflect", 0.0, 0)
-    return out
+    src = np.ascontiguousarray(img, dtype=np.float64)
+    return gaussian_reflect(src, _gaussian_weights(float(sigma)))
 
 
 def erode_cross(mask: np.ndarray, iterations: int = 1) -> np.ndarray:

@@ -15,7 +15,7 @@ from db import pairs as dbpairs
 from indexer import decode
 from indexer.measure import orient
 from indexer.outcomes import Indexed
-from indexer.pipeline.detailstage import measure_pairs
+from indexer.pipeline import detailstage
 from indexer.pipeline.exposurestage import refine_pairs
 from indexer.match import fanout
 from indexer.match.engine import MatchRecord, Matcher, PairEvidence
@@ -144,6 +144,7 @@ class MatchStage:
         self.parked: list = []  # (image id, job, verified) waiting for a pixel digest
         self.deferred: dict[int, _Deferred] = {}  # image id -> candidates waiting for their partners
         self.released: list[int] = []  # images finished whose deferred partners are being planned
+        self.detailing: dict[int, list[PairEvidence]] = {}  # image id -> its pairs, waiting for detail measures
         self.proof: PixelProof | None = None
         self.looked = False
         self.mark = None  # what the saved index is up to date with
@@ -176,13 +177,14 @@ class MatchStage:
         # group-to-be (a folder of 18 copies in a row: 1,789 verifications for 432
         # images instead of ~1 each). It waits for them; the writer goes on meanwhile.
         blockers = {x for key in proposals for x in key
-                    if x != rec.id and (x in self.waiting or x in self.deferred)}
+                    if x != rec.id and (x in self.waiting or x in self.deferred or x in self.detailing)}
         if blockers and self.session.settings.match.group_tries:
             self.deferred[rec.id] = _Deferred(proposals, blockers)
         else:
             self._plan(rec.id, proposals)
         self._store(self.verifier.results())
         self._unpark()
+        self._detailed()
 
     def _plan(self, image_id: int, proposals: dict) -> None:
         """Send ``image_id``'s candidates to verification: one member of each stored
@@ -192,7 +194,8 @@ class MatchStage:
         partners = {x for key in best for x in key} - {image_id}
         grouped = dbpairs.group_ids(self.session.engine, partners) if tries and partners else {}
         stands_for = {g: self.matcher.index.representative(g) for g in set(grouped.values())}
-        plan = fanout.plan(image_id, best, grouped, tries=max(tries, 1), stands_for=stands_for)
+        plan = fanout.plan(image_id, best, grouped, tries=max(tries, 1), stands_for=stands_for,
+                           loose=self.session.settings.match.loose_tries, hits=getattr(proposals, "hits", None))
         jobs = self.matcher.jobs_of({key: proposals[key] for key in plan.now})
         self.waiting[image_id] = _Waiting(len(jobs), plan=plan, proposals=proposals)
         for job in jobs:
@@ -257,10 +260,27 @@ class MatchStage:
             self._finish(image_id)
 
     def _finish(self, image_id: int) -> None:
+        """All of ``image_id``'s candidates are verified: store its pairs, or first have
+        the resized ones' detail measured in the verification pool (full-size decodes,
+        never in the writer: :mod:`indexer.pipeline.detailstage`)."""
         found = spanning_equal(self.waiting.pop(image_id).found, new_id=image_id)
         found = refine_pairs(self.session, self.matcher.records, found)
-        found = measure_pairs(self.session.engine, self.matcher.records, found, verdicts=self.group_rule.verdicts,
-                              max_pixels=self.session.settings.index.max_pixels)
+        tasks = detailstage.tasks_of(self.session.engine, self.matcher.records, found,
+                                     verdicts=self.group_rule.verdicts)
+        if not tasks:
+            self._save(image_id, found)
+            return
+        self.detailing[image_id] = found
+        self.verifier.submit_detail(image_id, tasks, max_pixels=self.session.settings.index.max_pixels)
+
+    def _detailed(self, *, block: bool = False) -> bool:
+        """Store the pairs whose detail measures arrived; True if any did."""
+        arrived = self.verifier.details(block=block)
+        for image_id, measured in arrived:
+            self._save(image_id, detailstage.with_detail(self.detailing.pop(image_id), measured))
+        return bool(arrived)
+
+    def _save(self, image_id: int, found: list[PairEvidence]) -> None:
         dbpairs.save_pairs(self.session.engine, found, matched=[image_id], group_rule=self.group_rule)
         self._release(image_id)
 
@@ -289,7 +309,8 @@ class MatchStage:
         if self.verifier is not None:
             self._store(self.verifier.results())
             self._unpark()
-        if (self.keeper is not None and not self.waiting and not self.deferred
+            self._detailed()
+        if (self.keeper is not None and not self.waiting and not self.deferred and not self.detailing
                 and time.monotonic() - self.last_add >= self.save_idle):
             mark = self.keeper.save_if_due(self.matcher, self.mark, self.unsaved, background=True)
             if mark is not None:  # a daemon saves its index when idle, not only when it stops
@@ -299,11 +320,13 @@ class MatchStage:
         if self.verifier is None and dbpairs.unmatched_ids(self.session.engine):
             self._start()  # no new image this run, but some wait for their pairs
         if self.verifier is not None:
-            while self.waiting or self.deferred:  # a result may send more jobs, ask for digests, release
+            # a result may send more jobs, ask for digests or detail, release
+            while self.waiting or self.deferred or self.detailing:
                 done = self.verifier.results(block=True)
                 self._store(done)
                 digests = self.proof.collect(block=True)
-                if not done and not digests:
+                detailed = self._detailed(block=not done and not digests)
+                if not done and not digests and not detailed:
                     break  # nothing in flight: those left keep matched_at NULL, matched next run
                 parked, self.parked = self.parked, []
                 self._store(parked)
@@ -330,8 +353,9 @@ def rematch(session: Session) -> int:
     """Batch mode: forget every pair, search all pairs of the database again; returns the count."""
     matcher = new_matcher(session, dbpairs.load_records(session.engine))
     found = refine_pairs(session, matcher.records, spanning_equal(matcher.batch_pairs()))
-    found = measure_pairs(session.engine, matcher.records, found, verdicts=session.settings.group_rule().verdicts,
-                          max_pixels=session.settings.index.max_pixels)
+    found = detailstage.measure_pairs(session.engine, matcher.records, found,
+                                      verdicts=session.settings.group_rule().verdicts,
+                                      max_pixels=session.settings.index.max_pixels)
     dbpairs.clear_pairs(session.engine)
     dbpairs.save_pairs(session.engine, found, matched=list(matcher.records),
                        group_rule=session.settings.group_rule())

@@ -9,7 +9,10 @@ last flush; a flush merges the delta into the stored statistics under the sensor
 PostgreSQL one; Chan et al. 1979: exact whatever the split, which is what lets several
 workers, runs, daemons and machines share one sensor), reclassifies the defects and
 records the frames in the SQL ledger. A frame (by SHA-256) is counted once: identical
-frames would make every site look permanent. On a Dask cluster a delta may be a
+frames would make every site look permanent. Across writers too (two machines, or a
+``watch`` beside an ``index``, holding the same frame unflushed): a frame is claimed in
+``sensor_claims`` before it is counted, and a live writer's claim is respected
+(:func:`db.sensors.claim_frame`). On a Dask cluster a delta may be a
 :class:`~indexer.pipeline.clustersensor.DeltaRef` (left on a worker): the stage keeps the
 ledger as always, and the flush gathers the accepted frames' deltas, tree-reduced on the
 workers (:mod:`indexer.pipeline.clustersensor`).
@@ -107,6 +110,9 @@ class SensorStage:
         self.budget = int(settings.memory_mb * 1e6)
         self.evictions = 0  # flushes made early to stay within the budget
         self.peak_bytes = 0  # most delta bytes resident at once
+        # this stage's token in sensor_claims: frames it is counting, which another writer
+        # (another machine) must not count too; set at the first claim
+        self._owner: int | None = None
         if spool == "default":
             home = getattr(self.store, "folder", None) or getattr(self.store, "legacy", None)
             spool = Path(home) / "pending" if home is not None else None
@@ -160,7 +166,10 @@ class SensorStage:
 
     def _accept(self, sid: int, sha: str, image_id: int, delta) -> bool:
         """Add one frame's delta to sensor ``sid``'s (spooled while the body is young);
-        False when it does not fit the sensor."""
+        False when it does not fit the sensor, or when it was counted meanwhile or is being
+        counted by another writer (another machine: its claim, :meth:`_claim`)."""
+        if not self._claim(sha, sid):
+            return False
         if sid not in self._stored:
             rows = dbsensors.list_sensors(self.engine, only=sid)
             self._stored[sid] = rows[0].frames if rows else 0
@@ -176,6 +185,7 @@ class SensorStage:
             acc = pending_for(acc, delta)  # a delta left on a Dask cluster: merged there at the flush
             acc.add(delta)
         except (ValueError, OverflowError):
+            dbsensors.release_claims(self.engine, self._owner, [sha])
             return False
         if sid not in self._deltas:
             self._deltas[sid], self._since[sid] = acc, time.monotonic()
@@ -191,6 +201,21 @@ class SensorStage:
         if len(self._ledger[sid]) >= self.settings.flush_frames:
             self.flush(sid)
         return True
+
+    @property
+    def owner(self) -> int | None:
+        """This stage's token in ``sensor_claims`` (None before its first claim)."""
+        return self._owner
+
+    def _claim(self, sha: str, sid: int) -> bool:
+        """Claim the frame for this stage (:func:`db.sensors.claim_frame`); the first claim
+        makes this stage a writer others see alive (``store.hold_claims``) until :meth:`close`."""
+        if self._owner is None:
+            import secrets
+
+            self._owner = 1 + secrets.randbelow(2**31 - 2)
+            self.store.hold_claims(self._owner)
+        return dbsensors.claim_frame(self.engine, sha, sid, self._owner, self.store.claimer_alive)
 
     def _make_room(self, needed: int, sid: int) -> None:
         """Until ``needed`` more bytes fit in the budget (or nothing is left: one body is
@@ -244,6 +269,7 @@ class SensorStage:
         try:
             delta = settle(delta)  # deltas left on a cluster: tree-reduced there, one accumulator back
         except DeltasLost as exc:
+            dbsensors.release_claims(self.engine, self._owner, [sha for sha, _ in ledger])
             message = f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: {exc}"
             self.errors.append((sid, message))
             self.report(message)
@@ -261,6 +287,7 @@ class SensorStage:
             self._stored[sid] = merged.frames
             self._chains[sid] = delta.prev
         except (AccumulatorFileError, ValueError, OverflowError, OSError) as exc:
+            dbsensors.release_claims(self.engine, self._owner, [sha for sha, _ in ledger])
             message = (f"sensor {sid}: statistics not updated, {len(ledger)} new frame(s) not counted: "
                        f"{exc} ({self._advice()})")
             self.errors.append((sid, message))
@@ -277,3 +304,7 @@ class SensorStage:
         self._chains.clear()
         if self.spool is not None:
             self.spool.close()
+        if self._owner is not None:  # every claim was counted or released by now
+            dbsensors.release_claims(self.engine, self._owner)
+            self.store.release_hold()
+            self._owner = None

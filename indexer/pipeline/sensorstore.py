@@ -127,6 +127,36 @@ class FolderStore:
             return f"{path} holds {frames} frames, the database recorded {row.frames}"
         return ""
 
+    def hold_claims(self, owner: int) -> None:
+        """Say that writer ``owner`` is alive (its frame claims stand) until
+        :meth:`release_hold`: an ``flock`` on ``claims/<owner>.lock`` in the folder,
+        which ends with the process however it ends."""
+        path = self.folder / "claims" / f"{owner}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._hold = open(path, "a+b")  # noqa: SIM115 - held open until release_hold
+        fcntl.flock(self._hold, fcntl.LOCK_EX)
+
+    def release_hold(self) -> None:
+        hold = getattr(self, "_hold", None)
+        if hold is not None:
+            Path(hold.name).unlink(missing_ok=True)
+            hold.close()
+            self._hold = None
+
+    def claimer_alive(self, owner: int) -> bool:
+        """Whether writer ``owner``'s lock (:meth:`hold_claims`) is held by some process."""
+        path = self.folder / "claims" / f"{owner}.lock"
+        try:
+            with open(path, "rb") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return False
+        except FileNotFoundError:
+            return False
+
     def checks(self) -> list[tuple[str, bool, str]]:
         """(where, ok, message) per accumulator file, every array read (zip CRCs checked)."""
         found = []
@@ -148,6 +178,23 @@ class TableStore:
     @staticmethod
     def where(sid: int) -> str:
         return f"sensor {sid} (table sensor_tiles)"
+
+    def hold_claims(self, owner: int) -> None:
+        """Say that writer ``owner`` is alive (its frame claims stand) until
+        :meth:`release_hold`: a session-level advisory lock on a connection of its own,
+        which ends with the connection however the process ends."""
+        self._hold = self.engine.connect()
+        sensortiles.hold_claimer(self._hold, owner)
+
+    def release_hold(self) -> None:
+        hold = getattr(self, "_hold", None)
+        if hold is not None:
+            hold.invalidate()  # closed, not returned to the pool: the session lock ends with it
+            hold.close()
+            self._hold = None
+
+    def claimer_alive(self, owner: int) -> bool:
+        return sensortiles.claimer_alive(self.engine, owner)
 
     def merge(self, sid: int, delta: SensorAccumulator, after: After) -> SensorAccumulator:
         """Merge ``delta`` into the sensor's tiles (created if absent), then ``after`` on

@@ -231,34 +231,35 @@ def stack_pixelstats(stack: arrays.ArrayStack) -> pixelstats.PixelStats:
 class SensorSink:
     """Per-pixel statistics of the stacks of one named detector, kept across runs.
 
-    Each stack's statistics are a *part*, a file in ``<accumulator>.parts/`` beside the
-    database named by the stack (container path and member) and tagged with the file's
-    size and mtime it was computed from. The detector's statistics are the Chan merge of
-    all its parts (:meth:`PixelStats.merge`: exact up to float rounding, any order), so a
-    second stack (the detector's next file, another run) adds its frames to the sites'
-    mean and variance instead of replacing them; a stack indexed again unchanged is not
-    counted again (its part stands), and a changed one replaces its own part only. Parts
-    of stacks deleted since stay: the frames were measured on that detector. Hot and dead
-    sites are classified on the merged statistics (:meth:`close`)."""
+    Each stack's statistics are a *part*, named by the stack (container path and member)
+    and tagged with the file's size and mtime it was computed from: files in
+    ``<accumulator>.parts/`` beside a SQLite database, rows of ``stack_parts`` in a
+    PostgreSQL one (:mod:`indexer.pipeline.stackstore`). The detector's statistics are
+    the Chan merge of all its parts (:meth:`PixelStats.merge`: exact up to float
+    rounding, any order), so a second stack (the detector's next file, another run, on
+    another machine) adds its frames to the sites' mean and variance instead of
+    replacing them; a stack indexed again unchanged is not counted again (its part
+    stands), and a changed one replaces its own part only. Parts of stacks deleted since
+    stay: the frames were measured on that detector. Hot and dead sites are classified on
+    the merged statistics (:meth:`close`)."""
 
     def __init__(self, store: Store, name: str, folder: Path):
-        self.store, self.name, self.folder = store, name, folder
+        from indexer.pipeline.stackstore import open_parts
+
+        self.store, self.name = store, name
+        self.parts = open_parts(store.engine, folder)
         self.sensors: dict[tuple[int, int, int], int] = {}  # (C, H, W) -> sensors.id
         self.ledger: dict[tuple[int, int, int], list[str]] = {}  # shapes whose parts changed
 
-    def _parts(self, shape: tuple[int, int, int]) -> Path:
+    def _sensor(self, shape: tuple[int, int, int]) -> int:
         if shape not in self.sensors:
             _, h, w = shape
             self.sensors[shape] = dbframes.stack_sensor(self.store.engine, self.name, w, h, STATS_VERSION)
-        name = dbsensors.accumulator_name(self.store.engine, self.sensors[shape])
-        return self.folder / f"{name}.parts"
+        return self.sensors[shape]
 
     @staticmethod
     def _shape(stack: arrays.ArrayStack) -> tuple[int, int, int]:
         return stack.shape.channels, stack.shape.height, stack.shape.width
-
-    def part_path(self, task: Task, stack: arrays.ArrayStack) -> Path:
-        return self._parts(self._shape(stack)) / f"{hash_key(f'{task.path}#{stack.key}')[:32]}.npz"
 
     @staticmethod
     def tag(task: Task) -> str:
@@ -266,38 +267,28 @@ class SensorSink:
 
     def has(self, task: Task, stack: arrays.ArrayStack) -> bool:
         """Whether this stack's statistics, of the file as it is now, are a part already."""
-        path = self.part_path(task, stack)
-        try:
-            with np.load(path) as part:
-                return str(part["source"]) == self.tag(task)
-        except (OSError, KeyError, ValueError):
-            return False
+        return self.parts.source(self._sensor(self._shape(stack)), f"{task.path}#{stack.key}") == self.tag(task)
 
     def add(self, task: Task, stack: arrays.ArrayStack, stats: pixelstats.PixelStats) -> None:
         """Store ``stats`` as the stack's part (replacing its older one)."""
-        from indexer.atomicfile import replace_with
-
-        path = self.part_path(task, stack)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays_ = {**stats.as_arrays(), "source": np.array(self.tag(task)), "stack": np.array(f"{task.path}#{stack.key}")}
-        replace_with(path, lambda fh: np.savez(fh, **arrays_))
-        self.ledger.setdefault(self._shape(stack), []).append(f"{task.path}#{stack.key}@{self.tag(task)}")
+        name = f"{task.path}#{stack.key}"
+        arrays_ = {**stats.as_arrays(), "source": np.array(self.tag(task)), "stack": np.array(name)}
+        self.parts.put(self._sensor(self._shape(stack)), name, arrays_)
+        self.ledger.setdefault(self._shape(stack), []).append(f"{name}@{self.tag(task)}")
 
     def merged(self, shape: tuple[int, int, int]) -> pixelstats.PixelStats:
-        """The Chan merge of every part of the detector of this shape (by file name)."""
+        """The Chan merge of every part of the detector of this shape (by name)."""
         total = None
-        for path in sorted(self._parts(shape).glob("*.npz")):
+        for part in self.parts.parts(self._sensor(shape)):
             try:
-                with np.load(path) as part:
-                    stats = pixelstats.PixelStats.from_arrays(part)
-            except (OSError, KeyError, ValueError):
+                stats = pixelstats.PixelStats.from_arrays(part)
+            except (KeyError, ValueError):
                 continue  # a damaged part is left out; its stack's next change rewrites it
             if stats.mean.shape == shape and (total is None or (total.hist is None) == (stats.hist is None)):
                 total = stats if total is None else total.merge(stats)
         return total
 
     def close(self, summary: StackSummary) -> None:
-        from indexer.atomicfile import replace_with
         from indexer.sensor.defects import Defect
 
         for shape, ledger in self.ledger.items():
@@ -305,8 +296,7 @@ class SensorSink:
             if stats is None:
                 continue
             sensor = self.sensors[shape]
-            path = self.folder / dbsensors.accumulator_name(self.store.engine, sensor)
-            replace_with(path, lambda fh, s=stats: np.savez(fh, **s.as_arrays()))
+            self.parts.save_merged(sensor, stats.as_arrays())
             found = sites.classify(stats.mean, stats.variance())
             frames = stats.frames
             defects = [Defect(s.x, s.y, s.kind, 1.0, s.mean - s.centre, frames) for s in found if s.channel == 0]

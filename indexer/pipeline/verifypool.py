@@ -37,8 +37,9 @@ Done = tuple[Hashable, Job, Verified]  # (caller's tag, job, result)
 def warm_up() -> bool:
     """Run in a new pool worker: import what verification needs (NumPy, the numba kernels)
     so the first real job does not pay for it while the writer waits on it."""
+    from indexer.exposure import transfer_kernels  # noqa: F401 - imported for its load time
     from indexer.match import verify
-    from indexer.measure import align_kernels  # noqa: F401 - imported for its load time
+    from indexer.measure import align_kernels, smallfilters_kernels  # noqa: F401 - as above
 
     verify.kernels()
     return True
@@ -80,37 +81,67 @@ class Verifier:
         self.in_flight: dict[Future, tuple[Hashable, list[tuple[Hashable, Job]]]] = {}  # future -> key, waiters
         self.by_key: dict[Hashable, Future] = {}
         self.ready: list[Done] = []
-        self.digesting: dict[Future, int] = {}  # future -> image id
-        self.digested: list[tuple[int, str | None]] = []
+        # tasks beside the jobs (pixel digests, detail measures): future -> (kind, tag,
+        # value if it fails), and the finished ones by kind
+        self.side: dict[Future, tuple[str, Hashable, object]] = {}
+        self.side_done: dict[str, list] = {}
 
     def submit_digest(self, image_id: int, path: str, *, max_pixels: int, inline: bool = False) -> None:
         """Compute the full-size pixel digest of ``path`` (:func:`digest_or_none`); the
         result comes out of :meth:`digests`. ``inline``: a small file, digested here when
         no pool runs yet; every other file goes to the pool."""
-        if inline and self.pool is None:
-            self.digested.append((image_id, digest_or_none(path, max_pixels)))
-            return
-        try:
-            future = self._pool().submit(digest_or_none, path, max_pixels)
-        except BrokenProcessPool:
-            self._restart()
-            future = self._pool().submit(digest_or_none, path, max_pixels)
-        self.digesting[future] = image_id
+        self._side("digest", image_id, None, inline, digest_or_none, path, max_pixels)
 
     def digests(self, *, block: bool = False) -> list[tuple[int, str | None]]:
         """``(image id, digest or None)`` of the digests finished since the last call;
         ``block``: wait for every one in flight."""
-        if self.digesting:
-            done, _ = wait(list(self.digesting), timeout=None if block else 0, return_when=ALL_COMPLETED)
+        return self._finished("digest", block)
+
+    def submit_detail(self, tag: Hashable, tasks: list, *, max_pixels: int, inline: bool = False) -> None:
+        """Measure the detail of resized pairs (:func:`indexer.pipeline.detailstage.measure_detail`
+        of ``tasks``: full-size decodes of both sides, so in the pool, not the writer,
+        unless ``inline``: small files and no pool yet); the result, ``{pair key: (gain,
+        above)}`` (empty if the worker failed), comes out of :meth:`details` with ``tag``."""
+        from indexer.pipeline.detailstage import measure_detail
+
+        self._side("detail", tag, {}, inline, measure_detail, tasks, max_pixels)
+
+    def details(self, *, block: bool = False) -> list[tuple[Hashable, dict]]:
+        """``(tag, measures)`` of the detail tasks finished since the last call; ``block``:
+        wait for every one in flight."""
+        return self._finished("detail", block)
+
+    def _side(self, kind: str, tag: Hashable, failed, inline: bool, fn, *args) -> None:
+        """Run ``fn(*args)`` in the pool (here when ``inline`` and no pool runs yet); its
+        value, or ``failed`` when it raised or its worker died, is kept for
+        :meth:`_finished` of ``kind``."""
+        if inline and self.pool is None:
+            try:
+                value = fn(*args)
+            except Exception:  # noqa: BLE001 - as a worker's failure: no measure, no crash
+                value = failed
+            self.side_done.setdefault(kind, []).append((tag, value))
+            return
+        try:
+            future = self._pool().submit(fn, *args)
+        except BrokenProcessPool:
+            self._restart()
+            future = self._pool().submit(fn, *args)
+        self.side[future] = (kind, tag, failed)
+
+    def _finished(self, kind: str, block: bool) -> list:
+        """The side tasks of ``kind`` finished since the last call (``block``: all of them)."""
+        futures = [f for f, (k, _, _) in self.side.items() if k == kind]
+        if futures:
+            done, _ = wait(futures, timeout=None if block else 0, return_when=ALL_COMPLETED)
             for future in done:
-                image_id = self.digesting.pop(future)
+                _, tag, failed = self.side.pop(future)
                 try:
                     value = future.result()
-                except Exception:  # noqa: BLE001 - a worker that died on the file: no proof, no crash
-                    value = None
-                self.digested.append((image_id, value))
-        out, self.digested = self.digested, []
-        return out
+                except Exception:  # noqa: BLE001 - a worker that died on the file: no measure, no crash
+                    value = failed
+                self.side_done.setdefault(kind, []).append((tag, value))
+        return self.side_done.pop(kind, [])
 
     def submit(self, tag: Hashable, job: Job) -> None:
         """Verify ``job`` for ``tag``; its result comes out of :meth:`results`."""
@@ -220,7 +251,7 @@ class Verifier:
 
     @property
     def pending(self) -> int:
-        return sum(len(waiters) for _, waiters in self.in_flight.values()) + len(self.digesting)
+        return sum(len(waiters) for _, waiters in self.in_flight.values()) + len(self.side)
 
     def close(self) -> None:
         """Stop the pool (after :meth:`results` with ``block=True``, nothing is lost)."""

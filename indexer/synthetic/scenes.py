@@ -37,3 +37,18 @@ def change_exposure(rgb8: np.ndarray, ev: float) -> np.ndarray:
     """Scale linear light by 2**ev (sRGB decode, scale, clip, encode); uint8 in and out."""
     lin = linear.srgb_to_linear(rgb8.astype(np.float32) / 255.0) * np.float32(2.0 ** ev)
     return np.clip(np.rint(linear.linear_to_srgb(lin) * 255.0), 0, 255).astype(np.uint8)
+
+
+def soak_scene(rng: np.random.Generator, long_side: int) -> np.ndarray:
+    """bench/soak.py's archive picture: 16x-upsampled uniform colour noise (bicubic) with
+    one flat rectangle; uint8 (h, w, 3), ``long_side`` px on the long side, landscape 70%
+    of the time. Small ones (2 to 8 noise cells a side) have few degrees of freedom: in an
+    archive of these they are the partners most often met by chance at 10-14 bits
+    (indexer.match.fanout)."""
+    short = max(16, int(long_side * rng.uniform(0.5, 1.0)))
+    h, w = (short, long_side) if rng.random() < 0.7 else (long_side, short)
+    base = rng.integers(0, 256, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8)
+    arr = np.asarray(Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC)).copy()
+    y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    arr[y:y + h // 4, x:x + w // 4] = rng.integers(0, 256, 3, dtype=np.uint8)
+    return arr
