@@ -9,7 +9,10 @@ baseline and current on the same 12 MP frame (a Kodak photo resized to 4000 x 30
 +-3 codes of noise, so JPEG-like texture everywhere; ``$PHOTOQA_SHARED_DATA`` or
 ``../shared/data``, else a generated texture), so machine load hits both alike;
 CPU is ``time.process_time`` (user + system: page faults count). Both results are
-checked equal before timing.
+checked equal before timing. With ``--baseline main`` the baseline is what the main
+branch's ``rgb_delta`` does (its kernel and packing), so the ratio is the cost of what
+this checkout's delta adds (since issue 17 item 7: each standing-out site's per-channel
+value and ninther, for the stuck fit of rendered frames).
 
     python bench/sensor_residual.py [--baseline REV] [--rounds 7]
 """
@@ -61,7 +64,8 @@ def baseline_delta(rev: str, scratch: Path):
     def delta(frame: np.ndarray):
         residual, _, bright, dark, value, judge, strong = old.rgb_strip_arrays(
             frame, tile=32, step=2, floor=1.0, margin=3.0, white=255)
-        packed = [np.packbits(a, axis=None) for a in (bright, dark, judge, strong)]
+        # kernels before the packed masks returned bool (H, W) arrays; later ones pack
+        packed = [np.packbits(a, axis=None) if a.dtype == bool else a for a in (bright, dark, judge, strong)]
         return packed_residual(residual), value, packed
 
     return delta
@@ -94,6 +98,7 @@ def main() -> None:
     print(f"12 MP rendered frame, residual + delta, CPU ms/frame (load {load}, {args.rounds} rounds):")
     for name in ("baseline", "current"):
         print(f"  {name:9s} best {best[name]:6.1f}  median {median[name]:6.1f}")
+    print(f"  sites that stood out (stuck-fit samples, 6 bytes each): {new.stood_v.shape[0]:,} of {frame.shape[0] * frame.shape[1]:,}")
     print(f"  current / baseline: best {best['current'] / best['baseline']:.2f}x, "
           f"median {median['current'] / median['baseline']:.2f}x (target <= 80 ms)")
 

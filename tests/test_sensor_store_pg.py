@@ -220,3 +220,33 @@ def test_db_check_reads_every_tile(pg_url, home, tmp_path):
     assert result.exit_code != 0
     (tile_check,) = [c for c in json.loads(result.stdout)["checked"] if "sensor_tiles" in c["what"]]
     assert not tile_check["ok"] and "not a readable sensor accumulator" in tile_check["detail"]
+
+
+def test_stuck_candidates_round_trip_through_sensor_tiles(pg_url):
+    """The sparse stuck record of an "rgb" sensor is cut into the bands' rows and merged
+    with them: what the tiles give back equals the in-memory merge."""
+    from indexer.pipeline.sensorstore import TableStore
+
+    cam = synthetic.make_camera(64, 96, hot=3, dead=2, stuck=3, seed=11)
+    rng = np.random.default_rng(12)
+    scenes = [synthetic.generated_scene(rng, 80, 120) for _ in range(4)]
+    images = [synthetic.develop(f, cam) for f in synthetic.camera_frames(cam, scenes, 12, seed=13)]
+    a, b = SensorAccumulator(64, 96, layout="rgb"), SensorAccumulator(64, 96, layout="rgb")
+    for i, image in enumerate(images):
+        (a if i < 6 else b).update(image)
+    expected = a.merge(b)
+    assert len(expected.stuck_fit) > 0
+    engine = open_engine(pg_url)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        camera = conn.execute(insert(Camera).values(make="Test", model="Rendered", serial="")
+                              .returning(Camera.id)).scalar_one()
+    sid = dbsensors.sensor_id(engine, camera, 96, 64, "rgb", None, 2)
+    store = TableStore(engine)
+    store.merge(sid, a, lambda bind, merged: None)
+    store.merge(sid, b, lambda bind, merged: None)
+    stored = store.load(sid)
+    assert np.array_equal(stored.stuck_fit.at, expected.stuck_fit.at)
+    assert np.array_equal(stored.stuck_fit.since, expected.stuck_fit.since)
+    np.testing.assert_allclose(stored.stuck_fit.sums, expected.stuck_fit.sums, rtol=1e-12)
+    engine.dispose()

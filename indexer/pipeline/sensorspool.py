@@ -43,6 +43,7 @@ from indexer.sensor.delta import FrameDelta
 from indexer.sensor.residual import ResidualParams
 
 _ARRAYS = ("residual", "value", "bright", "dark", "judgeable", "strong", "wide_at", "wide_values")
+_STOOD = ("sampled", "stood_v", "stood_m")  # absent from files of before the stuck fit: none
 
 
 def _unreadable() -> tuple[type[BaseException], ...]:
@@ -122,10 +123,11 @@ def _write(path: Path, payload: dict) -> None:
 def _payload(sid: int, sha256: str, image_id: int, delta: FrameDelta) -> dict:
     meta = {"sid": sid, "sha256": sha256, "image_id": image_id, "layout": delta.layout,
             "height": delta.height, "width": delta.width, "time": delta.time, "colors": delta.colors,
+            "white": delta.white,
             "params": asdict(delta.params)}
     pattern = delta.pattern if delta.pattern is not None else np.zeros((0,), np.int8)
     return {"meta": np.array(json.dumps(meta)), "pattern": np.asarray(pattern, np.int8),
-            **{name: getattr(delta, name) for name in _ARRAYS}}
+            **{name: getattr(delta, name) for name in _ARRAYS + _STOOD}}
 
 
 def _read(path: Path) -> tuple[int, str, int, FrameDelta]:
@@ -134,7 +136,8 @@ def _read(path: Path) -> tuple[int, str, int, FrameDelta]:
     meta = json.loads(str(content["meta"]))
     pattern = content["pattern"] if content["pattern"].size else None
     delta = FrameDelta(meta["layout"], meta["height"], meta["width"], pattern, ResidualParams(**meta["params"]),
-                       time=meta["time"], colors=meta["colors"], **{name: content[name] for name in _ARRAYS})
+                       time=meta["time"], colors=meta["colors"], white=meta.get("white", 0),
+                       **{name: content[name] for name in _ARRAYS + _STOOD if name in content})
     return meta["sid"], meta["sha256"], meta["image_id"], delta
 
 

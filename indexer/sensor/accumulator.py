@@ -23,6 +23,12 @@ fall between a defect's first and last sighting). Frames arrive in any order (wo
 finish out of order, folders are not chronological): min/max and counts do not care. Counters are uint16, so one
 accumulator holds at most 65,535 frames; :meth:`update` and :meth:`merge` refuse more.
 
+"rgb" sensors also keep a sparse record of stuck *candidates* (:mod:`.stuckfit`: per
+site that stands out in most frames, the sums of a per-colour regression of its value on
+its neighbourhood, 152 bytes a candidate), fed from the deltas' standing-out sites; it
+merges by adding sums and is stored beside the arrays (``stuck_at``, ``stuck_since``,
+``stuck_sums``; absent from older files: no candidates yet).
+
 Merging follows Chan, Golub & LeVeque (1979), "Updating formulae and a pairwise algorithm
 for computing sample variances": ``mean = mean_a + d * n_b / n`` and
 ``m2 = m2_a + m2_b + d^2 * n_a * n_b / n`` with ``d = mean_b - mean_a``; counters add.
@@ -44,7 +50,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer.atomicfile import replace_with
+from indexer.sensor import stuckfit
 from indexer.sensor.residual import ResidualParams, Strip, iter_cfa_strips, iter_rgb_strips
+from indexer.sensor.stuckfit import StuckRecord
 
 FORMAT_VERSION = 2  # 2: strong/first/last/times (defect dates); version 1 files still load
 MAX_FRAMES = np.iinfo(np.uint16).max
@@ -96,8 +104,12 @@ class SensorAccumulator:
     # ``prev`` already holds the sensor's previous frame (a writer's delta resumed after
     # a flush, prev kept): the first frame then counts a consecutive pair, as one pass would
     chained: bool = False
+    stuck_fit: StuckRecord = None  # "rgb": the stuck candidates (module docstring)
 
     def __post_init__(self) -> None:
+        if self.stuck_fit is None:
+            self.stuck_fit = StuckRecord.empty()
+        self.stuck_fit.check(self.height * self.width)
         self.times = np.asarray(self.times if self.times is not None else [], dtype=np.int64)
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
@@ -126,8 +138,8 @@ class SensorAccumulator:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the per-site arrays (26 per site)."""
-        return sum(getattr(self, name).nbytes for name in _ARRAYS)
+        """Bytes held by the per-site arrays (26 per site) and the stuck candidates."""
+        return sum(getattr(self, name).nbytes for name in _ARRAYS) + self.stuck_fit.nbytes
 
     def variance(self) -> np.ndarray:
         """Sample variance of the residual per site (float32, NaN with fewer than 2 frames)."""
@@ -164,6 +176,21 @@ class SensorAccumulator:
             self._update_strip(strip, inv_n, first, stamp)
         if not first:
             self.pairs += 1
+        if self.layout == "rgb":  # the stuck-fit samples, as a worker's delta carries them
+            from indexer.sensor.delta import rgb_delta
+
+            delta = rgb_delta(frame, white_level=white_level, params=self.params)
+            self._fit_frame(delta.stood_at(), delta.stood_v, delta.stood_m, int(delta.white))
+
+    def _fit_frame(self, at: np.ndarray, v: np.ndarray, m: np.ndarray, white: int) -> None:
+        """Add one counted frame's standing-out sites to the stuck candidates: a new site
+        enters once it stood out in >= 2 frames and >= half of this accumulator's."""
+        if at.size == 0 and len(self.stuck_fit) == 0:
+            return
+        counts = self.bright.reshape(-1)[at].astype(np.int64) + self.dark.reshape(-1)[at]
+        admit = (counts >= 2) & (2 * counts >= self.frames)
+        self.stuck_fit = stuckfit.add_frame(self.stuck_fit, self.frames, at, stuckfit.samples(v, m, white), admit,
+                                            cap=stuckfit.cap_for(self.height * self.width))
 
     def _count(self, time: int | None) -> tuple[np.float32, bool, int | None]:
         """Count a new frame: (1/n, whether it is the first, its usable capture time)."""
@@ -185,6 +212,9 @@ class SensorAccumulator:
         if self.frames >= MAX_FRAMES:
             raise OverflowError(f"accumulator already holds {self.frames} frames (uint16 counters)")
         bright, dark, judge, strong = (delta.mask(name) for name in ("bright", "dark", "judgeable", "strong"))
+        stood_at = delta.stood_at() if self.layout == "rgb" else None
+        if stood_at is not None and delta.stood_v.shape[0] and delta.stood_v.shape[0] != stood_at.size:
+            raise ValueError(f"frame delta has values of {delta.stood_v.shape[0]} sites, {stood_at.size} stood out")
         inv_n, first, stamp = self._count(delta.time)
         tile = self.params.tile  # the strips update() walks: same cache behaviour
         for y in range(0, self.height, tile):
@@ -195,6 +225,10 @@ class SensorAccumulator:
             self._update_strip(strip, inv_n, first, stamp)
         if not first:
             self.pairs += 1
+        if self.layout == "rgb":
+            white = int(delta.white or np.iinfo(delta.stood_v.dtype).max)
+            if delta.stood_v.shape[0] == stood_at.size:  # a delta of before the stuck fit (spooled) has none
+                self._fit_frame(stood_at, delta.stood_v, delta.stood_m, white)
 
     def _update_strip(self, s: Strip, inv_n: np.float32, first: bool, stamp: int | None) -> None:
         rows = slice(s.y0, s.y1)
@@ -256,7 +290,9 @@ class SensorAccumulator:
             bright=self.bright + later.bright, dark=self.dark + later.dark,
             prev=later.prev.copy(), unchanged=self.unchanged + later.unchanged,
             strong=self.strong + later.strong, first=first, last=np.maximum(self.last, later.last),
-            times=np.concatenate([self.times, later.times]))
+            times=np.concatenate([self.times, later.times]),
+            stuck_fit=stuckfit.merge(self.stuck_fit, later.stuck_fit, n_a, n,
+                                     cap=stuckfit.cap_for(self.height * self.width)))
 
     def _check_compatible(self, other: "SensorAccumulator") -> None:
         mine = (self.shape, self.layout, self.params)
@@ -269,7 +305,8 @@ class SensorAccumulator:
     def copy(self) -> "SensorAccumulator":
         arrays = {name: getattr(self, name).copy() for name in _ARRAYS}
         return SensorAccumulator(self.height, self.width, self.layout, self.pattern, self.params,
-                                 frames=self.frames, pairs=self.pairs, times=self.times.copy(), **arrays)
+                                 frames=self.frames, pairs=self.pairs, times=self.times.copy(),
+                                 stuck_fit=self.stuck_fit.copy(), **arrays)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike, *, compress: bool = False) -> None:
@@ -308,7 +345,8 @@ class SensorAccumulator:
                                                      else np.zeros((2, 2)), dtype=np.int8),
                  "params_f": np.array([self.params.margin, self.params.noise_floor,
                                        self.params.rgb_margin]),
-                 "times": self.times}
+                 "times": self.times, "stuck_at": self.stuck_fit.at, "stuck_since": self.stuck_fit.since,
+                 "stuck_sums": self.stuck_fit.sums}
         return {**extra, **{name: getattr(self, name) for name in _ARRAYS}}
 
     @classmethod
@@ -340,9 +378,13 @@ class SensorAccumulator:
         try:
             params = ResidualParams(margin=margin, tile=tile, noise_floor=floor,
                                     stuck_tolerance=tol, rgb_step=rgb_step, rgb_margin=rgb_margin)
+            stored = [content.get(name) for name in ("stuck_at", "stuck_since", "stuck_sums")]
+            if any(a is None for a in stored) and any(a is not None for a in stored):
+                raise ValueError("stuck candidates stored in part")
+            fit = StuckRecord(*stored) if stored[0] is not None else None
             return cls(height, width, layout_name,
                        content["pattern"] if layout_name == "cfa" else None, params,
-                       frames=frames, pairs=pairs, times=content["times"],
+                       frames=frames, pairs=pairs, times=content["times"], stuck_fit=fit,
                        **{name: content[name] for name in _ARRAYS})
         except ValueError as exc:
             raise AccumulatorFileError(f"{path}: inconsistent sensor accumulator ({exc})") from exc

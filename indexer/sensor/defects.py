@@ -23,7 +23,12 @@
          in a JPEG q95, 4:2:0 chroma mixes a stuck site's value with its neighbours'
          (identical in 0-2 of 29 pairs, within 3 codes in 7-13), so there it shows as
          hot or is missed (red: hot; green, blue: nothing; bench/sensor_stuck_jpeg.py,
-         which also measures what would tell them apart).
+         which also measures what would tell them apart). So on "rgb" sensors a site is
+         also stuck when its sparse regression says so (:mod:`.stuckfit`: per colour, in
+         linear light, its value does not follow its neighbourhood: slope < 0.6, intercept
+         share > 0.45, both significant, over >= 20 standing-out frames whose
+         neighbourhood level varied); its rate is then the share of the frames since it
+         became a candidate in which it stood out.
 
 A rate of 90% over fewer than ``min_frames`` frames (default 5) is not evidence: such a
 sensor raises :class:`NotEnoughFrames` ("not enough frames (n of m)"); at least 2 frames
@@ -55,6 +60,7 @@ from typing import Iterable
 
 import numpy as np
 
+from indexer.sensor import stuckfit
 from indexer.sensor.accumulator import SensorAccumulator
 
 KINDS = ("hot", "dead", "stuck")
@@ -200,6 +206,9 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
     stuck_rate = min(rate, rgb_stuck_rate) if is_rgb else rate
     stuck_map = (_stuck_sites(acc, stuck_rate, neighbour_stuck_max, stuck_chance) if stuck
                  else np.zeros(acc.shape, bool))
+    fitted = _fitted_stuck(acc, stuck_map, spread_radius) if stuck and is_rgb else {}
+    for y, x in fitted:
+        stuck_map[y, x] = True
     late_hot, late_dead = _dated_defects(acc, rate, max(min_window, min_frames))
     hot = ((acc.bright >= need) | late_hot) & ~stuck_map
     dead = ((acc.dark >= need) | late_dead) & ~hot & ~stuck_map
@@ -211,9 +220,54 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
         hot, dead = hot & peaks, dead & peaks
     maps = [("hot", hot, acc.bright, acc.frames), ("dead", dead, acc.dark, acc.frames),
             ("stuck", stuck_map, acc.unchanged, acc.pairs)]
-    found = [d for kind, mask, counts, total in maps
+    found = [fitted.get((d.y, d.x), d) for kind, mask, counts, total in maps
              for d in _records(acc, kind, mask, counts, total)]
     return sorted(found, key=lambda d: (d.y, d.x))
+
+
+def _fitted_stuck(acc: SensorAccumulator, stuck_map: np.ndarray, radius: int) -> dict[tuple[int, int], Defect]:
+    """{(y, x): stuck Defect} of the candidates :func:`stuckfit.stuck` passes; rate = the
+    share of the frames since the site became a candidate in which it stood out.
+
+    Demosaicing interpolates a stuck site into its neighbours, which then follow their
+    neighbourhood only in part and pass too (on lossless frames, 5-8 around each planted
+    site): one record per blob, the site that follows least (largest ``share * (1 - b)``
+    of its passing colours) within ``radius``, none beside a site ``stuck_map`` already
+    holds (the unchanged-value test, on lossless frames), and only where the site's RMS
+    residual is the largest within ``radius`` of all sites: a site stuck at a value its
+    pixel renders clipped is left out of the fit, its blob passes in its place (a red
+    one at 255 on PNG frames: 4 neighbours, b 0.50, share 0.88) and would be reported a
+    pixel off; it stays what the other tests make it (hot), as on RAW."""
+    rec = acc.stuck_fit
+    ok = stuckfit.passing(rec)
+    passed = np.flatnonzero(ok.any(axis=1))
+    if passed.size == 0:
+        return {}
+    f = stuckfit.fits(rec.sums[passed])
+    strength = np.where(ok[passed], f["share"] * (1 - f["b"]), -np.inf).max(axis=1)
+    mask = np.zeros(acc.shape, bool)
+    ys, xs = np.divmod(rec.at[passed], acc.width)
+    mask[ys, xs] = True
+    score = np.zeros(acc.shape)
+    score[ys, xs] = strength
+    mask &= ~_dilated(stuck_map, radius) & _local_maxima(mask, score, radius)
+    h, w = acc.shape
+    for y, x in np.argwhere(mask):  # few sites: windows, not a whole-sensor RMS array
+        rows, cols = slice(max(0, y - radius), min(h, y + radius + 1)), slice(max(0, x - radius), min(w, x + radius + 1))
+        mean = acc.mean[rows, cols].astype(np.float64)
+        ms = acc.m2[rows, cols] / acc.frames + mean * mean  # mean square residual
+        mask[y, x] = ms[y - rows.start, x - cols.start] >= ms.max()
+    out = {}
+    for i in passed.tolist():
+        y, x = divmod(int(rec.at[i]), acc.width)
+        if not mask[y, x]:
+            continue
+        span = acc.frames - int(rec.since[i]) + 1
+        first, last = int(acc.first[y, x]), int(acc.last[y, x])
+        out[(y, x)] = Defect(x=x, y=y, kind="stuck", rate=round(float(rec.sums[i, :, 0].max()) / max(span, 1), 4),
+                             mean_residual=float(acc.mean[y, x]), frames=acc.frames,
+                             first_seen=first or None, last_seen=last or None)
+    return out
 
 
 def _dated_defects(acc: SensorAccumulator, rate: float, min_window: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,9 @@ int8 with the few sites beyond +-127 listed apart (flat index, value), or, when 
 more than 1 in 16 (noisy 16-bit data), as int16/int32; it converts back to the float32
 the accumulator uses without loss. The three masks travel as packed bits. An 8-bit frame
 is ~2.4 bytes per site (residual 1, green value 1, masks 3/8, plus 6 bytes per wide
-residual) against 3 for the decoded RGB frame and 16 for a one-frame accumulator.
+residual) against 3 for the decoded RGB frame and 16 for a one-frame accumulator; a
+rendered frame adds a fifth mask and 6 bytes per clearly standing-out site for the stuck
+fit (:mod:`.stuckfit`; 336,463 of 12 M sites on a textured frame: +0.3 byte a site).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.sensor.residual import ResidualParams, check_rendered, iter_cfa_strips
+from indexer.sensor.residual import SAMPLE, ResidualParams, check_rendered, iter_cfa_strips
 
 _DEFAULT = ResidualParams()
 
@@ -38,6 +40,12 @@ class FrameDelta:
     bright, dark, judgeable, strong: ``np.packbits`` of the (H, W) bool masks, row-major.
     time: capture time of the frame (seconds since 1970, camera clock read as UTC), or
     None when the file records none; it dates the defects (first / last seen).
+    sampled: packed mask ("rgb" only) of the K sites that stood out clearly (|r| beyond
+    :data:`indexer.sensor.residual.SAMPLE` times the threshold in some channel);
+    stood_v / stood_m (K, C) of the image's dtype (empty for "cfa"): at those sites
+    (:meth:`stood_at`, raster order), each channel's value and same-colour ninther
+    (:mod:`.stuckfit`: the stuck test of rendered frames; 6 bytes a sampled site of an
+    8-bit frame); white the code of full scale (0: the dtype's maximum).
     """
 
     layout: str
@@ -55,12 +63,20 @@ class FrameDelta:
     wide_at: np.ndarray = None
     wide_values: np.ndarray = None
     colors: str = "RGBG"  # rawpy's colour letters of the pattern's indices ("cfa")
+    sampled: np.ndarray = None
+    stood_v: np.ndarray = None
+    stood_m: np.ndarray = None
+    white: int = 0
 
     def __post_init__(self) -> None:
         if self.strong is None:
             self.strong = np.zeros_like(self.bright)
         if self.wide_at is None:
             self.wide_at, self.wide_values = np.empty(0, np.int64), np.empty(0, np.int32)
+        if self.sampled is None:
+            self.sampled = np.zeros_like(self.bright)
+        if self.stood_v is None:
+            self.stood_v = self.stood_m = np.zeros((0, 3), np.uint8)
 
     def residual_rows(self, y0: int, y1: int) -> np.ndarray:
         """float32 (y1 - y0, W) exact residuals of rows ``y0:y1``."""
@@ -77,16 +93,30 @@ class FrameDelta:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.residual, self.value, self.bright, self.dark, self.judgeable,
-                                      self.strong, self.wide_at, self.wide_values))
+                                      self.strong, self.wide_at, self.wide_values, self.sampled, self.stood_v, self.stood_m))
 
     def mask(self, name: str) -> np.ndarray:
         """One of "bright", "dark", "judgeable", "strong" as bool (H, W)."""
         packed = getattr(self, name)
         return np.unpackbits(packed, count=self.height * self.width).view(bool).reshape(self.shape)
 
+    def stood_at(self) -> np.ndarray:
+        """(K,) int64 flat indices (y * W + x), ascending, of the sampled sites: where
+        ``stood_v`` / ``stood_m`` were read."""
+        return packed_sites(self.sampled, self.height * self.width)
+
     def stood_out(self) -> np.ndarray:
         """(K, 2) int (y, x) of the sites that stood out bright or dark in this frame."""
         return np.argwhere(self.mask("bright") | self.mask("dark"))
+
+
+def packed_sites(packed: np.ndarray, count: int) -> np.ndarray:
+    """Flat indices (K,) int64, ascending, of the set bits of an ``np.packbits`` mask of
+    ``count`` sites: only the non-zero bytes are unpacked (a few % of a frame stand out)."""
+    nz = np.flatnonzero(packed)
+    bits = np.unpackbits(packed[nz]).reshape(-1, 8).view(bool)
+    at = (nz[:, None] * 8 + np.arange(8))[bits]
+    return at[at < count]
 
 
 def packed_residual(residual: np.ndarray) -> dict:
@@ -124,11 +154,12 @@ def rgb_delta(image: np.ndarray, *, white_level=None, time: int | None = None,
     from indexer.sensor.kernels import rgb_strip_arrays
 
     white = int(white_level if white_level is not None else np.iinfo(image.dtype).max)
-    residual, _, bright, dark, value, judge, strong = rgb_strip_arrays(  # masks come packed
-        image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,
-        margin=params.rgb_margin, white=white)
+    residual, _, bright, dark, value, judge, strong, sampled, stood_v, stood_m = rgb_strip_arrays(
+        image, tile=params.tile, step=params.rgb_step, floor=params.noise_floor,  # masks come packed
+        margin=params.rgb_margin, white=white, samples=float(SAMPLE))
     return FrameDelta("rgb", *image.shape[:2], None, params, value=value, time=time, bright=bright, dark=dark,
-                      judgeable=judge, strong=strong, **packed_residual(residual))
+                      judgeable=judge, strong=strong, sampled=sampled, stood_v=stood_v, stood_m=stood_m,
+                      white=white, **packed_residual(residual))
 
 
 def cfa_delta(cfa: np.ndarray, pattern, *, black_level, white_level, colors: str = "RGBG",

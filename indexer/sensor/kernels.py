@@ -164,11 +164,34 @@ def _pack_row(flags, packed, base):
 
 
 @njit(cache=True, error_model="numpy")
+def _sample_row(res, i, src, best_z, zmin, width, far, sv, sm, count, sampled, base):
+    """Sites of row ``i`` with ``best_z`` > ``zmin``: set in the packed ``sampled`` (bit
+    ``base + x``, as np.packbits orders them), their channels' values and ninthers
+    appended to ``sv`` / ``sm``."""
+    for x in range(width):
+        far[x] = best_z[x] > zmin
+    k = count[0]
+    channels = src.shape[1]
+    for x in range(width):
+        if far[x]:
+            for c in range(channels):
+                sv[k, c] = src[x, c]
+                sm[k, c] = np.int32(src[x, c]) - np.int32(res[c, i, x])
+            k += 1
+    count[0] = k
+    _pack_row(far, sampled, base)
+
+
+@njit(cache=True, error_model="numpy")
 def _rgb_strips(image, tile, step, wp, floor, margin, factor, white, green, res,
-                residual, noise_out, bright, dark, value, judge, strong):
+                residual, noise_out, bright, dark, value, judge, strong, sample, sv, sm, count,
+                sfactor, sampled):
     """``image`` (H, W, C) contiguous; ``wp`` the width rounded up to whole tiles; ``res``
     (C, tile, wp) int16 (8-bit input) or int32 scratch; outputs as returned by
-    :func:`rgb_strip_arrays` (the four masks packed, zeroed by the caller)."""
+    :func:`rgb_strip_arrays` (the four masks packed, zeroed by the caller). With ``sample``,
+    each site that stood out by ``sfactor`` times the outlier threshold in some channel
+    is set in the packed ``sampled`` and gets its channels' values and ninthers (value -
+    residual) in the next rows of ``sv`` / ``sm`` (H * W, C), ``count[0]`` the rows written."""
     height, width, channels = image.shape
     spad = np.empty((channels, tile + 2 * step, wp + 2 * step), image.dtype)
     colmap = np.empty(wp + 2 * step, np.int64)
@@ -203,10 +226,12 @@ def _rgb_strips(image, tile, step, wp, floor, margin, factor, white, green, res,
             _pack_row(down, dark, base)
             _pack_row(fair, judge, base)
             _pack_row(far, strong, base)
+            if sample:
+                _sample_row(res, i, src, best_z, fmargin * sfactor, width, far, sv, sm, count, sampled, base)
 
 
 def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, margin: float,
-                     white: int) -> tuple[np.ndarray, ...]:
+                     white: int, samples: float = 0.0) -> tuple[np.ndarray, ...]:
     """Whole-frame arrays of a demosaiced frame, strip by strip, compiled.
 
     image: (H, W) or (H, W, C) uint8/uint16, C in 1..4, channel 1 green when C > 1.
@@ -216,7 +241,10 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     masks as ``np.packbits(mask, axis=None)`` packs them; value (H, W) of the channel
     the residual was picked from, in the input's dtype; judgeable packed likewise (that
     value strictly between 0 and white); strong packed likewise (see
-    :data:`indexer.sensor.residual.STRONG`).
+    :data:`indexer.sensor.residual.STRONG`). With ``samples`` > 0, three more: the packed
+    mask of the K sites whose |r| exceeds ``samples`` times the outlier threshold in some
+    channel, and two (K, C) arrays of the input's dtype, each channel's value and
+    ninther there, in raster order (what :func:`site_ninthers` gives, read in the pass).
 
     The frame is mirror-padded strip by strip into a buffer that stays in cache, and the
     masks are packed as they are made: a padded copy of the whole frame and four
@@ -238,9 +266,18 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     bright, dark, judge, strong = (np.zeros(nbytes, np.uint8) for _ in range(4))
     value = np.empty((height, width), image.dtype)
     res = np.empty((channels, tile, wp), int_type)
+    # np.empty maps pages when first written: only the rows written cost
+    rows = height * width if samples else 0
+    sv, sm = (np.empty((rows, channels), image.dtype) for _ in range(2))
+    count = np.zeros(1, np.int64)
+    sampled = np.zeros(nbytes if samples else 0, np.uint8)
     # STRONG goes in as an argument: numba's cache would keep a global's old value
     _rgb_strips(image, tile, step, wp, float(floor), float(margin), STRONG, int(white), green, res,
-                residual, noise, bright, dark, value, judge, strong)
+                residual, noise, bright, dark, value, judge, strong, samples > 0, sv, sm, count,
+                np.float32(samples), sampled)
+    if samples:
+        k = int(count[0])
+        return residual, noise, bright, dark, value, judge, strong, sampled, sv[:k].copy(), sm[:k].copy()
     return residual, noise, bright, dark, value, judge, strong
 
 
@@ -255,3 +292,34 @@ def rgb_kernels_cached() -> bool:
         return os.path.exists(_rgb_strips._cache._cache_file._index_path)
     except AttributeError:
         return False
+
+
+@njit(cache=True, error_model="numpy")
+def _site_ninthers(image, ys, xs, step, values, ninthers):
+    height, width, channels = image.shape
+    for k in range(ys.size):
+        y, x = ys[k], xs[k]
+        r0, r1, r2 = _reflect(y - step, height), y, _reflect(y + step, height)
+        c0, c1, c2 = _reflect(x - step, width), x, _reflect(x + step, width)
+        for c in range(channels):
+            m0 = _med3(image[r0, c0, c], image[r0, c1, c], image[r0, c2, c])
+            m1 = _med3(image[r1, c0, c], image[r1, c1, c], image[r1, c2, c])
+            m2 = _med3(image[r2, c0, c], image[r2, c1, c], image[r2, c2, c])
+            values[k, c] = image[y, x, c]
+            ninthers[k, c] = _med3(m0, m1, m2)
+
+
+def site_ninthers(image: np.ndarray, flat: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel value and ninther (row medians then their median, of the 3x3 grid
+    ``step`` px apart, mirrored at edges: what :func:`rgb_strip_arrays` subtracts) at the
+    sites ``flat`` (K,) int64 = y * W + x of ``image`` (H, W[, C]) uint8/uint16.
+    Returns two (K, C) arrays of the image's dtype (a few ms for 10^5 sites)."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    image = np.ascontiguousarray(image)
+    width, channels = image.shape[1], image.shape[2]
+    ys, xs = np.divmod(np.asarray(flat, np.int64), width)
+    values = np.empty((ys.size, channels), image.dtype)
+    ninthers = np.empty((ys.size, channels), image.dtype)
+    _site_ninthers(image, ys, xs, int(step), values, ninthers)
+    return values, ninthers

@@ -3,7 +3,7 @@
 Where a sensor's statistics cannot live in one file (a PostgreSQL database shared by
 several machines keeps them in the ``sensor_tiles`` table, one row per band), each band
 is itself a :class:`~indexer.sensor.accumulator.SensorAccumulator` of ``y1 - y0`` rows and
-the full width, carrying the sensor's ``frames``, ``pairs``, layout, pattern and params;
+the full width (with the stuck candidates of its rows), carrying the sensor's ``frames``, ``pairs``, layout, pattern and params;
 band 0 also carries the sensor's timeline (``times``), the others an empty one. Every
 site's statistics depend on its own frames only, so merging band by band (Chan et al.
 1979, :meth:`SensorAccumulator.merge`) equals merging the whole, and a merge never holds
@@ -18,7 +18,9 @@ from typing import Iterable
 
 import numpy as np
 
+from indexer.sensor import stuckfit
 from indexer.sensor.accumulator import SensorAccumulator, field_names
+from indexer.sensor.stuckfit import StuckRecord
 
 TILE_BYTES = 4 << 20  # per band: a few MiB per round trip and bytea value, ~75 per 12 MP body
 SITE_BYTES = 26  # per-site bytes of an accumulator (accumulator module docstring)
@@ -38,10 +40,12 @@ def bands(height: int, width: int, tile_bytes: int = TILE_BYTES) -> list[tuple[i
 def band(acc: SensorAccumulator, y0: int, y1: int, *, with_times: bool = False) -> SensorAccumulator:
     """Rows ``y0:y1`` of ``acc`` as an accumulator of their own: its arrays are *views*
     into ``acc`` (no copy), frames/pairs/layout/pattern/params are ``acc``'s, ``times``
-    is ``acc``'s when ``with_times`` else empty."""
+    is ``acc``'s when ``with_times`` else empty; its stuck candidates (a copy) those of its
+    rows, indices relative to row ``y0``."""
     return SensorAccumulator(y1 - y0, acc.width, acc.layout, acc.pattern, acc.params,
                              frames=acc.frames, pairs=acc.pairs,
                              times=acc.times if with_times else np.empty(0, np.int64),
+                             stuck_fit=acc.stuck_fit.rows(y0, y1, acc.width),
                              **{name: getattr(acc, name)[y0:y1] for name in field_names()})
 
 
@@ -62,6 +66,9 @@ def merge_in_place(acc: SensorAccumulator, later: SensorAccumulator,
             getattr(acc, name)[y0:y1] = getattr(merged, name)
     if acc.height == 0:  # no band ran the checks
         band(acc, 0, 0).merge(band(later, 0, 0))
+    # the sparse candidates are few (a few % of the sites at most): merged whole
+    acc.stuck_fit = stuckfit.merge(acc.stuck_fit, later.stuck_fit, acc.frames, acc.frames + later.frames,
+                                   cap=stuckfit.cap_for(acc.height * acc.width))
     acc.frames += later.frames
     acc.pairs += later.pairs
     acc.times = np.concatenate([acc.times, later.times])
@@ -75,6 +82,7 @@ def assemble(parts: Iterable[tuple[int, SensorAccumulator]], height: int) -> Sen
     pairs, layout, pattern or params (pieces of two different states)."""
     out = head = None
     row = 0
+    fits = []
     for y0, part in parts:
         if out is None:
             if y0 != 0:
@@ -92,11 +100,14 @@ def assemble(parts: Iterable[tuple[int, SensorAccumulator]], height: int) -> Sen
             raise ValueError(f"band at row {y0} runs past the sensor's {height} rows")
         for name in field_names():
             getattr(out, name)[y0:y0 + part.height] = getattr(part, name)
+        fits.append(StuckRecord(part.stuck_fit.at + y0 * head.width, part.stuck_fit.since, part.stuck_fit.sums))
         row = y0 + part.height
     if out is None:
         raise ValueError("no bands")
     if row != height:
         raise ValueError(f"bands cover {row} of {height} rows")
+    out.stuck_fit = StuckRecord(*(np.concatenate([getattr(f, k) for f in fits]) for k in ("at", "since", "sums")))
+    out.stuck_fit.check(out.height * out.width)
     return out
 
 
