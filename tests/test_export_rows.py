@@ -67,7 +67,7 @@ def test_any_split_over_any_workers_writes_the_same_bytes(photos_db, tmp_path, m
     engine = open_session(str(db), None, readonly=True).engine
     outs = []
     for k, (workers, chunk) in enumerate([(1, 64), (1, 3), (2, 2), (2, 5)]):
-        opts = ex.ExportOptions(size=(24, 32), normalize=normalize, dtype=dtype, workers=workers, chunk=chunk)
+        opts = ex.ExportOptions(size=(32, 32), normalize=normalize, dtype=dtype, workers=workers, chunk=chunk)
         r = ex.export(engine, tmp_path / f"o{k}.npz", opts)
         assert r.rows == 11 and not r.skipped
         with zipfile.ZipFile(tmp_path / f"o{k}.npz") as z:  # the member's bytes (the zip holds a time)
@@ -76,7 +76,7 @@ def test_any_split_over_any_workers_writes_the_same_bytes(photos_db, tmp_path, m
     assert all(o == outs[0] for o in outs)
     with np.load(tmp_path / "o0.npz") as d:
         x = d["x"]
-    assert x.shape == (11, 3, 24, 32) and x.dtype == np.dtype(dtype)
+    assert x.shape == (11, 3, 32, 32) and x.dtype == np.dtype(dtype)
     if normalize == "equalize":
         assert x.max() == pytest.approx(1.0) and (x >= 0).all()
 
@@ -122,3 +122,22 @@ def test_an_interrupted_export_leaves_no_file(photos_db, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ex.export(engine, out, ex.ExportOptions(size=(16, 16), normalize="equalize", workers=2, chunk=2))
     assert not out.exists() and not out.with_name("x.npz.part").exists()
+
+
+def test_rows_go_direct_when_aligned_and_buffered_otherwise(tmp_path, monkeypatch):
+    from indexer.commands import exportrows as er
+
+    flags = []
+    real_open = os.open
+    monkeypatch.setattr(er.os, "open", lambda p, f, *a: flags.append(f) or real_open(p, f, *a))
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(3 * 4096))
+    aligned = er._aligned((2, 512))  # 4096 bytes, page-aligned
+    aligned[:] = np.arange(1024).reshape(2, 512)
+    er.pwrite_rows(str(path), aligned, 4096)
+    odd = np.arange(10, dtype=np.float32)  # 40 bytes: not whole pages
+    er.pwrite_rows(str(path), odd, 8192)
+    got = path.read_bytes()
+    assert got[4096:8192] == aligned.tobytes() and got[8192:8232] == odd.tobytes()
+    if er._DIRECT:
+        assert flags[0] & er._DIRECT and not flags[-1] & er._DIRECT

@@ -3,7 +3,8 @@
 The export's ``.npz`` holds one stored (uncompressed) member ``x.npy``; a stored
 member's bytes are contiguous in the file, so once the zip's local header and the npy
 header are written and the file is sized, row ``i`` of the array lives at
-``row_offset + i * row_bytes`` and a worker process can ``os.pwrite`` its rows there
+``row_offset + i * row_bytes`` (``row_offset`` page-aligned by a padding extra field,
+so whole rows of 3x224x224 float32, 147 pages, can be written with ``O_DIRECT``) and a worker process can ``os.pwrite`` its rows there
 itself: no row passes through the process that coordinates. What a zip needs besides
 the bytes is their CRC-32 (APPNOTE.TXT 4.4.7), which each writer computes over its own
 run of rows; :func:`crc32_combine` joins the runs' CRCs in order without reading the
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+ALIGN = 4096  # row 0 starts at a multiple of this (a page; O_DIRECT's alignment on every Linux block device)
+_PAD_ID = 0xD935  # extra field that only pads (Android zipalign's id): readers skip extra fields they do not know
 _POLY = 0xEDB88320  # CRC-32 (IEEE 802.3), reflected
 
 
@@ -93,8 +96,11 @@ class NpzSlots:
         self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
         self.data_bytes = len(self.header) + shape[0] * self.row_bytes
         self.time = _dos_time(time.time())
+        self.pad = 0
+        self.pad = -(len(self._local_header(0)) + len(self.header)) % ALIGN
+        self.pad += ALIGN if 0 < self.pad < 4 else 0  # a padding field is 4 bytes at least
         local = self._local_header(0)
-        self.row_offset = len(local) + len(self.header)
+        self.row_offset = len(local) + len(self.header)  # a multiple of ALIGN
         with open(self.path, "wb") as fh:
             fh.write(local)
             fh.write(self.header)
@@ -102,6 +108,8 @@ class NpzSlots:
 
     def _local_header(self, crc: int) -> bytes:
         extra = struct.pack("<HHQQ", 0x0001, 16, self.data_bytes, self.data_bytes)
+        if self.pad:
+            extra += struct.pack("<HH", _PAD_ID, self.pad - 4) + bytes(self.pad - 4)
         return struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, *self.time, crc, 0xFFFFFFFF, 0xFFFFFFFF,
                            len(self.name), len(extra)) + self.name + extra
 
