@@ -141,3 +141,23 @@ def test_rows_go_direct_when_aligned_and_buffered_otherwise(tmp_path, monkeypatc
     assert got[4096:8192] == aligned.tobytes() and got[8192:8232] == odd.tobytes()
     if er._DIRECT:
         assert flags[0] & er._DIRECT and not flags[-1] & er._DIRECT
+
+
+def test_equalize_8bit_is_normalize_equalize_bit_for_bit():
+    """Pillow's histogram and lookup table give nz.equalize's values exactly: padded
+    frames with and without real zeros, an unpadded frame, a flat frame."""
+    from indexer.commands.exportrows import equalize_8bit
+    from indexer.stacks import normalize as nz
+
+    rng = np.random.default_rng(6)
+    batch = np.clip(rng.normal(120, 40, (5, 3, 24, 20)), 1, 255).astype(np.uint8)
+    batch[1, :, 10:12, 8:10] = 0  # real zeros under the picture
+    batch[4] = 77
+    pad = np.zeros((5, 24, 20), bool)
+    pad[[0, 1, 4], :4] = pad[[0, 1, 4], 20:] = True  # frames 2 and 3 unpadded
+    pad[3, :, :2] = False
+    batch[np.broadcast_to(pad[:, None], batch.shape)] = 0
+    want = nz.equalize(batch, exclude=pad[:, None], fill=0.0, excluded_value=0)
+    got = equalize_8bit(batch, pad, np.full(batch.shape, np.nan, np.float32))
+    np.testing.assert_array_equal(got, want)
+    assert (got[1, :, 10:12, 8:10] > 0).all() and (got[0][:, :4] == 0).all()
