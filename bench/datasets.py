@@ -20,7 +20,10 @@ with the machine's load):
                in a child, start-up included) in img/s, against the same export written
                as a per-image loop (Pillow decode + Lanczos resize, np.histogram +
                np.interp, each row written into a .npy opened with open_memmap; first
-               1,000 photos) in this process, same run; then in CPU time: exports with
+               1,000 photos) in this process, same run (export's rows are written by its
+               workers with O_DIRECT, the loop's through the page cache, as NumPy's
+               memmap does; export's peak RSS is its main process: the workers are the
+               forkserver's children); then in CPU time: exports with
                -j 1 (all their CPU in RUSAGE_CHILDREN) with each --resample filter
                against the loop's process time, with the load.
   quality      each --resample filter's PSNR against Lanczos from the full decode, on the
