@@ -29,7 +29,8 @@ A young body's frames (until its first flush) are also kept on disk
 (``pipeline.sensorspool``) and dropped once flushed: a writer that dies before then
 (kill -9) would otherwise lose them, as the next run finds their files indexed and never
 decodes them again. The next stage on the same store reads back the frames of writers
-that died and counts them as if they had just arrived.
+that died and counts them as if they had just arrived (SQLite databases: the spool sits
+in ``<database>.sensors/``; not on PostgreSQL, see :class:`SensorStage`).
 """
 from __future__ import annotations
 
@@ -85,9 +86,11 @@ class SensorStage:
     (default: stderr) and kept in :attr:`errors` as (sensor id, message).
 
     ``spool``: the folder of young bodies' frames (``pipeline.sensorspool``); default
-    ``pending/`` in the store's folder (the accumulator folder of a SQLite database, the
-    earlier-versions folder of a PostgreSQL one), None when the store has none. Frames
-    that writers which died left there are counted here, first.
+    ``pending/`` in the accumulator folder of a SQLite database; None on PostgreSQL, whose
+    statistics keep nothing on a machine's disk (a per-user folder there would split one
+    database's state across machines and users), so a writer killed there before a
+    young body's first flush still loses those frames. Frames that writers which died
+    left in the spool are counted here, first.
     """
 
     def __init__(self, engine: Engine, settings: SensorSettings, store: FolderStore | TableStore | Path, *,
@@ -114,7 +117,7 @@ class SensorStage:
         # (another machine) must not count too; set at the first claim
         self._owner: int | None = None
         if spool == "default":
-            home = getattr(self.store, "folder", None) or getattr(self.store, "legacy", None)
+            home = getattr(self.store, "folder", None)
             spool = Path(home) / "pending" if home is not None else None
         self.spool = Spool(Path(spool)) if spool is not None else None
         self.recovered = 0  # frames of writers that died, counted by this stage
