@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,17 +42,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 HEIGHT, WIDTH = 112, 160
-STUCK = np.array([[40, 60], [70, 101], [91, 131]])  # under R, G, B of RGGB
 
 
 def camera():
     from indexer.synthetic import camera as synthetic
 
-    base = synthetic.make_camera(HEIGHT, WIDTH, hot=12, dead=6, stuck=0, seed=9)
-    taken = np.concatenate([base.hot, base.dead])
-    keep = [all(max(abs(y - ty), abs(x - tx)) > 6 for ty, tx in STUCK) for y, x in taken]
-    hot, dead = base.hot[keep[: len(base.hot)]], base.dead[keep[len(base.hot):]]
-    return replace(base, hot=hot, dead=dead, stuck=STUCK, stuck_value=np.full(len(STUCK), 18000.0))
+    return synthetic.stuck_camera(HEIGHT, WIDTH)
 
 
 def frames(cam, count: int, quality: int | None) -> list[np.ndarray]:
@@ -120,12 +114,12 @@ def report(cam, images: list[np.ndarray], label: str) -> None:
     b_all, a_all = _fit(_linear(stack), _linear(_ninther(stack)))
     colour = np.array([[0, 1], [1, 2]])  # RGGB -> RGB channel of each site
     clean = np.ones((HEIGHT, WIDTH), bool)
-    for y, x in np.concatenate([STUCK, cam.hot, cam.dead]):
+    for y, x in np.concatenate([cam.stuck, cam.hot, cam.dead]):
         clean[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4] = False
     print(f"== {label}")
     print("  detector at the stuck sites (R, G, B):",
-          [found.get((int(y), int(x)), "-") for y, x in STUCK])
-    for kind, sites in (("stuck", STUCK), ("hot", cam.hot), ("dead", cam.dead)):
+          [found.get((int(y), int(x)), "-") for y, x in cam.stuck])
+    for kind, sites in (("stuck", cam.stuck), ("hot", cam.hot), ("dead", cam.dead)):
         own = [(b_all[y, x, colour[y % 2, x % 2]], a_all[y, x, colour[y % 2, x % 2]]) for y, x in sites]
         pick = [(b_pick[y, x], a_pick[y, x]) for y, x in sites]
         print(f"  {kind:5s} picked channel (slope, intercept share):", " ".join(f"({b:.2f},{a:.2f})" for b, a in pick))
@@ -154,7 +148,7 @@ def sparse_rule(cam, stood: np.ndarray, v: np.ndarray, m: np.ndarray, clean: np.
 
     candidates = stood.sum(0) * 2 >= stood.shape[0]
     print(f"  sparse: sites standing out in >= half the frames: {int(candidates.sum())} of {candidates.size}")
-    for kind, sites in (("stuck", STUCK), ("hot", cam.hot), ("dead", cam.dead)):
+    for kind, sites in (("stuck", cam.stuck), ("hot", cam.hot), ("dead", cam.dead)):
         print(f"  sparse: {kind:5s} colours passing the rule:", [passing(y, x) for y, x in sites])
     ys, xs = np.nonzero(candidates & clean)
     passed = sum(bool(passing(y, x)) for y, x in zip(ys, xs))

@@ -11,8 +11,6 @@ beside it, and the hot and dead sites as before.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -20,17 +18,12 @@ from indexer.synthetic import camera as synthetic
 from test_sensor_pipeline import defect_set, hotpixels_json, index, make_scenes
 
 HEIGHT, WIDTH, FRAMES = 112, 160, 30
-# (y, x) under R (even, even), G (even, odd) and B (odd, odd) of RGGB, far from the rest
-STUCK = np.array([[40, 60], [70, 101], [91, 131]])
+STUCK = synthetic.STUCK_RGB
 
 
 @pytest.fixture(scope="module")
 def camera():
-    base = synthetic.make_camera(HEIGHT, WIDTH, hot=12, dead=6, stuck=0, seed=9)
-    taken = np.concatenate([base.hot, base.dead])
-    keep = [all(max(abs(y - ty), abs(x - tx)) > 6 for ty, tx in STUCK) for y, x in taken]
-    hot, dead = base.hot[keep[: len(base.hot)]], base.dead[keep[len(base.hot):]]
-    return replace(base, hot=hot, dead=dead, stuck=STUCK, stuck_value=np.full(len(STUCK), 18000.0))
+    return synthetic.stuck_camera(HEIGHT, WIDTH)
 
 
 def test_stuck_sites_on_rendered_frames_are_reported_stuck(monkeypatch, camera, tmp_path):

@@ -19,7 +19,7 @@ Pure numpy except :func:`load_scenes` and the writers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -82,6 +82,22 @@ def make_camera(height: int = 384, width: int = 512, *, hot: int = 24, dead: int
         hot_offset=rng.uniform(0.10, 0.50, hot) * span,
         dead_gain=rng.uniform(0.0, 0.1, dead),
         stuck_value=np.round(1024 + rng.uniform(0.2, 0.8, stuck) * span))
+
+
+# (y, x) under R (even, even), G (even, odd) and B (odd, odd) of RGGB, far from each other
+STUCK_RGB = np.array([[40, 60], [70, 101], [91, 131]])
+
+
+def stuck_camera(height: int = 112, width: int = 160, *, value: float = 18000.0, seed: int = 9) -> SyntheticCamera:
+    """A camera with one stuck site under each colour (:data:`STUCK_RGB`, at ``value`` of
+    the raw range) besides 12 hot and 6 dead sites kept more than 6 px away from them (a
+    demosaiced blob must not touch another defect's): the planted camera of the stuck
+    diagnosis on rendered frames (its tests and bench/sensor_stuck_jpeg.py)."""
+    base = make_camera(height, width, hot=12, dead=6, stuck=0, seed=seed)
+    taken = np.concatenate([base.hot, base.dead])
+    keep = [all(max(abs(y - ty), abs(x - tx)) > 6 for ty, tx in STUCK_RGB) for y, x in taken]
+    hot, dead = base.hot[keep[: len(base.hot)]], base.dead[keep[len(base.hot):]]
+    return replace(base, hot=hot, dead=dead, stuck=STUCK_RGB, stuck_value=np.full(len(STUCK_RGB), value))
 
 
 def generated_scene(rng: np.random.Generator, height: int = 512, width: int = 768) -> np.ndarray:
