@@ -164,22 +164,23 @@ def _pack_row(flags, packed, base):
 
 
 @njit(cache=True, error_model="numpy")
-def _sample_row(res, i, src, best_z, zmin, width, far, sv, sm, count, sampled, base):
+def _sample_row(res, i, src, best_z, zmin, width, sv, sm, count, sampled, base):
     """Sites of row ``i`` with ``best_z`` > ``zmin``: set in the packed ``sampled`` (bit
     ``base + x``, as np.packbits orders them), their channels' values and ninthers
     appended to ``sv`` / ``sm``."""
-    for x in range(width):
-        far[x] = best_z[x] > zmin
+    # one pass, each bit set where its site is taken (~3 % are): a pass building a bool
+    # row and another packing it cost ~4 ms more per 12 MP frame (bench/sensor_residual.py)
     k = count[0]
     channels = src.shape[1]
     for x in range(width):
-        if far[x]:
+        if best_z[x] > zmin:
+            p = base + x
+            sampled[p >> 3] |= np.uint8(1 << (7 - (p & 7)))
             for c in range(channels):
                 sv[k, c] = src[x, c]
                 sm[k, c] = np.int32(src[x, c]) - np.int32(res[c, i, x])
             k += 1
     count[0] = k
-    _pack_row(far, sampled, base)
 
 
 @njit(cache=True, error_model="numpy")
@@ -227,7 +228,7 @@ def _rgb_strips(image, tile, step, wp, floor, margin, factor, white, green, res,
             _pack_row(fair, judge, base)
             _pack_row(far, strong, base)
             if sample:
-                _sample_row(res, i, src, best_z, fmargin * sfactor, width, far, sv, sm, count, sampled, base)
+                _sample_row(res, i, src, best_z, fmargin * sfactor, width, sv, sm, count, sampled, base)
 
 
 def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, margin: float,
