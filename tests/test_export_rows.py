@@ -132,15 +132,15 @@ def test_rows_go_direct_when_aligned_and_buffered_otherwise(tmp_path, monkeypatc
     monkeypatch.setattr(er.os, "open", lambda p, f, *a: flags.append(f) or real_open(p, f, *a))
     path = tmp_path / "f.bin"
     path.write_bytes(bytes(3 * 4096))
-    aligned = er._aligned((2, 512))  # 4096 bytes, page-aligned
+    aligned = er.page_aligned((2, 512))  # 4096 bytes, page-aligned
     aligned[:] = np.arange(1024).reshape(2, 512)
     er.pwrite_rows(str(path), aligned, 4096)
     odd = np.arange(10, dtype=np.float32)  # 40 bytes: not whole pages
     er.pwrite_rows(str(path), odd, 8192)
     got = path.read_bytes()
     assert got[4096:8192] == aligned.tobytes() and got[8192:8232] == odd.tobytes()
-    if er._DIRECT:
-        assert flags[0] & er._DIRECT and not flags[-1] & er._DIRECT
+    if er.DIRECT_FLAG:
+        assert flags[0] & er.DIRECT_FLAG and not flags[-1] & er.DIRECT_FLAG
 
 
 def test_equalize_8bit_is_normalize_equalize_bit_for_bit():

@@ -186,10 +186,10 @@ _BUFFER: list[np.ndarray] = []  # this process's run buffer, reused (page faults
 # Needs the buffer, offset and length aligned (page-aligned buffer, NpzSlots.row_offset,
 # rows of whole pages: 3x224x224 float32 is 147); anything else, or a file system that
 # refuses it (tmpfs: EINVAL), is written through the page cache.
-_DIRECT = getattr(os, "O_DIRECT", 0)
+DIRECT_FLAG = getattr(os, "O_DIRECT", 0)
 
 
-def _aligned(shape: tuple[int, ...]) -> np.ndarray:
+def page_aligned(shape: tuple[int, ...]) -> np.ndarray:
     """float32 zeros of ``shape`` in anonymous memory: page-aligned, as O_DIRECT needs."""
     n = int(np.prod(shape))
     return np.frombuffer(mmap.mmap(-1, max(4 * n, 1)), np.float32, count=n).reshape(shape)
@@ -205,9 +205,9 @@ def pwrite_rows(path: str, data: np.ndarray, offset: int) -> None:
     """``data``'s bytes at ``offset`` of ``path``: O_DIRECT when aligned, else buffered."""
     view = memoryview(data).cast("B")
     page = mmap.PAGESIZE
-    if _DIRECT and data.ctypes.data % page == 0 and offset % page == 0 and view.nbytes % page == 0:
+    if DIRECT_FLAG and data.ctypes.data % page == 0 and offset % page == 0 and view.nbytes % page == 0:
         try:
-            fd = os.open(path, os.O_WRONLY | _DIRECT)
+            fd = os.open(path, os.O_WRONLY | DIRECT_FLAG)
         except OSError:
             fd = -1
         if fd >= 0:
@@ -239,7 +239,7 @@ def write_rows(spec: RowSpec, sources: list[Source], first: int) -> tuple[int, l
     items = [load_one(s, h, w, spec.fit, spec.channels, spec.resample, _STACKS) for s in sources]
     shape = (len(items), spec.channels, h, w)
     if not _BUFFER or _BUFFER[0].shape[1:] != shape[1:] or len(_BUFFER[0]) < len(items):
-        _BUFFER[:] = [_aligned(shape)]
+        _BUFFER[:] = [page_aligned(shape)]
     data = np.ascontiguousarray(encode(rows_values(items, spec, _BUFFER[0][:len(items)]), spec.dtype))
     pwrite_rows(spec.path, data, spec.row_offset + first * (data.nbytes // len(items)))
     return zlib.crc32(memoryview(data).cast("B")), [(first + i, it.error) for i, it in enumerate(items) if it.error is not None]
