@@ -123,6 +123,29 @@ def test_a_worker_killed_mid_run_still_counts_every_frame_once(folder, one_pass,
     assert_same_statistics(SensorAccumulator.load(accumulator_path(tmp_path / "k.db")), one_pass, parts=FRAMES)
 
 
+@pytest.mark.slow
+def test_every_worker_killed_at_once_loses_nothing(folder, one_pass, cluster, tmp_path):
+    """Both workers die together: every result held on the cluster is gone, the data the
+    batches share (gone rows' SHA-256s, the sensor plan) included. Scattered, that data
+    was lost for good and every later batch cancelled ("lost dependencies": CI, after
+    Dask's memory manager had dropped a broadcast's second replica); as tasks it is
+    recomputed, like the batches whose deltas the tree still needs."""
+    killed: list[int] = []
+    with distributed.Client(cluster) as client:
+        def kill_all(done: int, total: int) -> None:
+            if done >= 12 and not killed:
+                for pid in client.run(os.getpid).values():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+
+        summary, errors, ledger = cluster_index(tmp_path / "a.db", folder, cluster.scheduler_address,
+                                                progress=kill_all)
+    assert len(killed) == 2
+    assert (summary.indexed, summary.failed, errors) == (FRAMES, 0, [])
+    assert ledger == (FRAMES, FRAMES)
+    assert_same_statistics(SensorAccumulator.load(accumulator_path(tmp_path / "a.db")), one_pass, parts=FRAMES)
+
+
 def test_pending_refs_reduce_to_the_one_pass_accumulator_without_a_cluster(folder):
     """The tree itself, with futures replaced by values: 30 deltas in batches of 4 and 7,
     a few local ones, give the accumulator of adding all 30 in order."""

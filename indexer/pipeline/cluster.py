@@ -298,6 +298,12 @@ def analyse_on_worker(task: Task, settings: IndexSettings, move_candidates: froz
     return analyse(task, settings, move_candidates, sensor_data)
 
 
+def shared_value(value):
+    """A Dask task whose result is ``value``: data every batch needs, held on the cluster
+    and recomputed from the task itself should every worker holding it die."""
+    return value
+
+
 def analyse_batch(tasks: list[Task], settings: IndexSettings, move_candidates: frozenset[str],
                   sensor_data: SensorPlan | SensorData, nice: bool, keep: bool) -> list[Outcome] | Batch:
     """A Dask task: :func:`analyse_on_worker` of each of ``tasks``; their outcomes, or with
@@ -398,9 +404,13 @@ class Cluster:
         limit = max(4, 3 * threads)
         plan = SensorPlan.of(sensor_data)
         keep = remote_deltas and plan.data is not SensorData.NONE
-        # sent once to every worker, not pickled into each task: the SHA-256s of gone rows and
-        # the sensor plan (frames learnt per camera body so far)
-        moves, plan = client.scatter([move_candidates, plan], broadcast=True, hash=False, timeout=self.wait)
+        # sent once, not pickled into each task: the SHA-256s of gone rows and the sensor plan
+        # (frames learnt per camera body so far). Tasks, not scattered data: Dask's active
+        # memory manager drops a broadcast's extra replicas within seconds, and a scattered
+        # value whose last holder dies is gone for good, with every batch depending on it
+        # cancelled ("lost dependencies", CI at load 2 after a SIGKILL); a task is recomputed
+        moves = client.submit(shared_value, move_candidates, pure=False)
+        plan = client.submit(shared_value, plan, pure=False)
         running: dict = {}
 
         alone: deque[Task] = deque()  # files of a batch whose worker died repeatedly, one per task now
