@@ -10,9 +10,9 @@ baseline and current on the same 12 MP frame (a Kodak photo resized to 4000 x 30
 ``../shared/data``, else a generated texture), so machine load hits both alike;
 CPU is ``time.process_time`` (user + system: page faults count). Both results are
 checked equal before timing. With ``--baseline main`` the baseline is what the main
-branch's ``rgb_delta`` does (its kernel and packing), so the ratio is the cost of what
-this checkout's delta adds (since issue 17 item 7: each standing-out site's per-channel
-value and ninther, for the stuck fit of rendered frames).
+branch's ``rgb_delta`` does (its kernel and packing, and, once the kernel has them, its
+stuck-fit samples: each clearly standing-out site's per-channel value and ninther,
+issue 17 item 7), checked equal to this checkout's, so the ratio is the speed-up.
 
     python bench/sensor_residual.py [--baseline REV] [--rounds 7]
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -60,13 +61,18 @@ def baseline_delta(rev: str, scratch: Path):
     old = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(old)
     from indexer.sensor.delta import packed_residual
+    from indexer.sensor.residual import SAMPLE
+
+    # kernels since the stuck fit (issue 17 item 7) also sample the clearest outliers
+    sampling = "samples" in inspect.signature(old.rgb_strip_arrays).parameters
+    extra = dict(samples=float(SAMPLE)) if sampling else {}
 
     def delta(frame: np.ndarray):
-        residual, _, bright, dark, value, judge, strong = old.rgb_strip_arrays(
-            frame, tile=32, step=2, floor=1.0, margin=3.0, white=255)
+        residual, _, bright, dark, value, judge, strong, *stood = old.rgb_strip_arrays(
+            frame, tile=32, step=2, floor=1.0, margin=3.0, white=255, **extra)
         # kernels before the packed masks returned bool (H, W) arrays; later ones pack
         packed = [np.packbits(a, axis=None) if a.dtype == bool else a for a in (bright, dark, judge, strong)]
-        return packed_residual(residual), value, packed
+        return packed_residual(residual), value, packed, stood
 
     return delta
 
@@ -82,8 +88,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         old = baseline_delta(args.baseline, Path(tmp))
         ref, new = old(frame), rgb_delta(frame)  # compiled (or cache loaded) outside the timing
-        packed, value, masks = ref
+        packed, value, masks, stood = ref
         assert np.array_equal(new.residual, packed["residual"]) and np.array_equal(new.value, value)
+        assert not stood or all(np.array_equal(a, getattr(new, n)) for a, n in zip(stood, ("sampled", "stood_v", "stood_m")))
         assert all(np.array_equal(a, getattr(new, n)) for a, n in zip(masks, ("bright", "dark", "judgeable", "strong")))
         times: dict[str, list[float]] = {"baseline": [], "current": []}
         for _ in range(args.rounds):

@@ -25,7 +25,7 @@ Frames are processed in strips of ``tile`` rows so every intermediate stays in c
 accumulator consumes the same strips (:func:`iter_cfa_strips`, :func:`iter_rgb_strips`).
 Rendered frames go through a compiled kernel (:mod:`.kernels`, same results element for
 element as :func:`reference_rgb_strips`): the NumPy passes cost ~0.25-0.5 s of CPU on a
-12 MP RGB frame, the kernel ~60 ms (``bench/sensor_cost.py``).
+12 MP RGB frame, the kernel ~40 ms with the stuck-fit sampling (``bench/sensor_residual.py``).
 """
 from __future__ import annotations
 
