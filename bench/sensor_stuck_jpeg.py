@@ -95,6 +95,7 @@ def _fit(v: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def report(cam, images: list[np.ndarray], label: str) -> None:
+    from indexer.config import SensorSettings
     from indexer.sensor import SensorAccumulator, classify_defects
     from indexer.sensor.kernels import rgb_strip_arrays
 
@@ -107,7 +108,7 @@ def report(cam, images: list[np.ndarray], label: str) -> None:
         picked_v.append(value.astype(np.int32))
         picked_r.append(residual.astype(np.int32))
         stood.append(np.unpackbits(bright | dark, count=HEIGHT * WIDTH).reshape(HEIGHT, WIDTH).astype(bool))
-    found = {(d.y, d.x): d.kind for d in classify_defects(acc)}
+    found = {(d.y, d.x): d.kind for d in classify_defects(acc, stuck_tests=SensorSettings().stuck_tests())}
     pv = np.array(picked_v)
     b_pick, a_pick = _fit(_linear(pv), _linear(pv - np.array(picked_r)))
     stack = np.array(images, dtype=np.float64)

@@ -153,6 +153,21 @@ class SensorSettings:
         (the stored statistics it merges into) plus a few MB: the writer's peak is about
         ``memory_mb`` + 26 bytes x the largest body's sites (bench/sensor_memory.py).
         640: two 12 MP bodies, or one 24 MP.
+    stuck_min_frames / stuck_min_spread / stuck_max_slope / stuck_min_share /
+        stuck_min_level / stuck_z: the stuck test of rendered frames (JPEG's chroma mixes
+        a stuck site's value with its neighbours', so "value unchanged" fails there):
+        per site and colour, in linear light, the fit ``v = a + b m`` of its value on its
+        neighbourhood's ninther over the frames it stood out in (indexer.sensor.stuckfit).
+        A colour is stuck with at least ``stuck_min_frames`` fitted frames (20), a spread
+        (std) of ``m`` of at least ``stuck_min_spread`` (0.05 of full scale), slope
+        ``b < stuck_max_slope`` (0.6: it does not follow its neighbourhood), intercept
+        share ``a / mean(v) > stuck_min_share`` (0.45), level ``a >= stuck_min_level``
+        (0.01 of full scale, code ~25 of 255: lower is dead, not stuck), and both parts
+        significant, z scores > ``stuck_z`` (5.0: one-sided p ~3e-7 each, for the
+        10^4-10^5 candidates of a 12 MP body). On the synthetic camera of
+        bench/sensor_stuck_jpeg.py (JPEG q95, 30 frames) the defaults pass its three stuck
+        sites and none of 133 hot, dead or clean candidates; fewer frames or a narrower
+        spread called 2,161 sites of 9 real JPEGs stuck.
     """
 
     enabled: bool = True
@@ -174,6 +189,21 @@ class SensorSettings:
     flush_frames: int = 32
     flush_seconds: float = 30.0
     memory_mb: float = 640.0
+    stuck_min_frames: int = 20
+    stuck_min_spread: float = 0.05
+    stuck_max_slope: float = 0.6
+    stuck_min_share: float = 0.45
+    stuck_min_level: float = 0.01
+    stuck_z: float = 5.0
+
+    def stuck_tests(self):
+        """The ``stuck_*`` settings as ``indexer.sensor.stuckfit.StuckTests`` (imported
+        here, on use: the sensor package loads NumPy, reading settings must not)."""
+        from indexer.sensor.stuckfit import StuckTests
+
+        return StuckTests(min_frames=self.stuck_min_frames, min_spread=self.stuck_min_spread,
+                          max_slope=self.stuck_max_slope, min_share=self.stuck_min_share,
+                          min_level=self.stuck_min_level, z=self.stuck_z)
 
 
 @dataclass(frozen=True)

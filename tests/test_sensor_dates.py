@@ -217,7 +217,8 @@ def test_the_stability_clock_is_exact_at_flush_granularity(plain_defaults, folde
         acc = acc or SensorAccumulator(delta.height, delta.width, layout=delta.layout, params=delta.params)
         acc.add(delta)
         try:
-            found = classify_defects(acc, rate=settings.rate, min_frames=settings.min_frames)
+            found = classify_defects(acc, rate=settings.rate, min_frames=settings.min_frames,
+                                     stuck_tests=settings.stuck_tests())
         except NotEnoughFrames:
             found = []
         lists.append(frozenset((d.x, d.y, d.kind) for d in found))

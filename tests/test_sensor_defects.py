@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import shared_data_dir
+from indexer.config import SensorSettings
 from indexer.synthetic import camera as synthetic
 from indexer.sensor.accumulator import SensorAccumulator
 from indexer.sensor.defects import NotEnoughFrames, classify_defects, defect_mask
@@ -81,7 +82,7 @@ def test_jpeg_q95_frames_recall_and_precision(camera, frames):
     acc = SensorAccumulator(camera.height, camera.width, layout="rgb")
     for frame in frames:
         acc.update(_jpeg_round_trip(synthetic.develop(frame, camera)))
-    found = {(d.x, d.y) for d in classify_defects(acc)}
+    found = {(d.x, d.y) for d in classify_defects(acc, stuck_tests=SensorSettings().stuck_tests())}
     # stuck is a RAW-only diagnosis (a demosaiced pixel mixes its neighbours): recall is
     # measured on hot + dead; a stuck site that shows up as hot is still a true defect
     everything = {(x, y) for x, y, _ in camera.truth()}

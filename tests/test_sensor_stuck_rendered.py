@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from indexer.config import SensorSettings
 from indexer.synthetic import camera as synthetic
 from test_sensor_pipeline import defect_set, hotpixels_json, index, make_scenes
 
@@ -89,6 +90,20 @@ def test_stuck_sites_on_jpeg_frames_are_reported_stuck(monkeypatch, camera, tmp_
     assert found - stuck <= hot_dead and len(hot_dead - found) <= 1, sorted((found - stuck) ^ hot_dead)
 
 
+def test_stuck_settings_reach_the_index_run(monkeypatch, camera, tmp_path):
+    """``[sensor] stuck_min_frames`` above the frames there are (photoqa.toml beside the
+    database) turns the three stuck sites of the test above into no stuck site: the
+    setting reaches the fit of the run's flushes."""
+    monkeypatch.delenv("PHOTOQA_CONFIG", raising=False)
+    folder = _jpeg_folder(tmp_path / "frames", camera)
+    (tmp_path / "photoqa.toml").write_text(f"[sensor]\nstuck_min_frames = {JPEG_FRAMES + 1}\n")
+    db = tmp_path / "s.db"
+    index(db, folder)
+    (sensor,) = hotpixels_json(db)
+    assert sensor["frames"] == JPEG_FRAMES
+    assert [d for d in sensor["defects"] if d["kind"] == "stuck"] == []
+
+
 def test_no_stuck_site_on_clean_jpeg_frames(monkeypatch, camera, tmp_path):
     """The same scenes and exposures, without the camera's defects: nothing is stuck,
     though candidates (texture that stands out often) were fitted."""
@@ -104,7 +119,7 @@ def test_no_stuck_site_on_clean_jpeg_frames(monkeypatch, camera, tmp_path):
     (path,) = db.with_name(db.name + ".sensors").glob("sensor-*.npz")
     acc = SensorAccumulator.load(path)
     assert len(acc.stuck_fit) > 0  # the test had candidates to reject
-    assert [d for d in classify_defects(acc) if d.kind == "stuck"] == []
+    assert [d for d in classify_defects(acc, stuck_tests=SensorSettings().stuck_tests()) if d.kind == "stuck"] == []
 
 
 def test_real_jpegs_of_one_session_give_no_stuck_site(shared_data):
@@ -124,4 +139,4 @@ def test_real_jpegs_of_one_session_give_no_stuck_site(shared_data):
     acc = SensorAccumulator(*images[0].shape[:2], layout="rgb")
     for img in images:
         acc.update(img)
-    assert [d for d in classify_defects(acc) if d.kind == "stuck"] == []
+    assert [d for d in classify_defects(acc, stuck_tests=SensorSettings().stuck_tests()) if d.kind == "stuck"] == []

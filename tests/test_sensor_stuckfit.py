@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from indexer.config import SensorSettings
 from indexer.sensor import stuckfit, tiles
 from indexer.sensor.accumulator import SensorAccumulator
 from indexer.sensor.delta import rgb_delta
@@ -34,7 +35,7 @@ def test_the_rule_on_planted_sequences(kind, expected):
     if kind == "flat":
         m = 128 + rng.integers(-3, 4, 40)
     v = np.clip(np.round(v), 1, 254).astype(np.int64)
-    assert bool(stuckfit.stuck(_record(v, m))[0]) is expected
+    assert bool(stuckfit.stuck(_record(v, m), SensorSettings().stuck_tests())[0]) is expected
 
 
 def test_records_merge_exactly():
@@ -126,3 +127,21 @@ def test_cap_keeps_the_candidates_that_stand_out_most():
     assert kept.at.tolist() == [0, 14, 21]  # shares 1.0, 0.8, 1.0 kept; 0.3 and 0.1 dropped
     assert len(stuckfit.prune(rec, frames=10)) == 5  # window not reached: nothing dropped
     assert stuckfit.cap_for(12_000_000) == 120_000 and stuckfit.cap_for(1000) == 4096
+
+
+def test_stuck_settings_change_the_verdict(tmp_path):
+    """The [sensor] stuck_* settings reach the fit: a planted stuck sequence of 40 frames
+    is stuck with the defaults, not once a setting asks for more than it has."""
+    from indexer.config import load_settings
+
+    rng = np.random.default_rng(3)
+    m = rng.integers(40, 220, 40)
+    v = np.clip(np.round(140 + rng.normal(0, 2, 40)), 1, 254).astype(np.int64)
+    rec = _record(v, m)
+    assert bool(stuckfit.stuck(rec, load_settings().sensor.stuck_tests())[0])
+    for line in ("stuck_min_frames = 41", "stuck_max_slope = -0.5", "stuck_min_share = 0.9999",
+                 "stuck_min_level = 0.5", "stuck_z = 1e9", "stuck_min_spread = 0.9"):
+        config = tmp_path / "photoqa.toml"
+        config.write_text(f"[sensor]\n{line}\n")
+        tests = load_settings(config).sensor.stuck_tests()
+        assert not bool(stuckfit.stuck(rec, tests)[0]), line

@@ -280,7 +280,8 @@ class SensorStage:
 
         def record(bind, merged: SensorAccumulator) -> None:
             try:
-                defects = classify_defects(merged, rate=self.settings.rate, min_frames=self.settings.min_frames)
+                defects = classify_defects(merged, rate=self.settings.rate, min_frames=self.settings.min_frames,
+                                           stuck_tests=self.settings.stuck_tests())
             except NotEnoughFrames:
                 defects = []
             dbsensors.record_flush(bind, sid, merged.frames, ledger, defects)

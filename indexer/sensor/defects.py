@@ -173,7 +173,8 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
                      neighbour_stuck_max: float = 0.5, stuck_chance: float = 1e-9,
                      stuck: bool | None = None, suppress_spread: bool | None = None,
                      spread_radius: int = 3, min_window: int = 20,
-                     rgb_stuck_rate: float = 0.75) -> list[Defect]:
+                     rgb_stuck_rate: float = 0.75,
+                     stuck_tests: stuckfit.StuckTests | None = None) -> list[Defect]:
     """Defects of one sensor, sorted by (y, x).
 
     rate:                share of frames a site must misbehave in (default 0.9).
@@ -191,6 +192,10 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
                          in the channel it stands out in, and in a frame whose scene
                          matches its stuck value another channel is read (see the module
                          docstring); the binomial test carries the evidence.
+    stuck_tests:         the thresholds of the stuck regression of "rgb" sensors (the
+                         ``[sensor] stuck_*`` settings: ``SensorSettings.stuck_tests()``);
+                         required when that test runs (an "rgb" sensor with ``stuck``),
+                         so no second set of defaults lives here.
     Raises NotEnoughFrames when ``acc.frames < min_frames``.
     """
     if min_frames < 2 or not 0 < rate <= 1:
@@ -199,6 +204,8 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
         raise NotEnoughFrames(acc.frames, min_frames)
     is_rgb = acc.layout == "rgb"
     stuck = True if stuck is None else stuck
+    if stuck and is_rgb and stuck_tests is None:
+        raise ValueError("an rgb sensor's stuck test needs stuck_tests (SensorSettings.stuck_tests())")
     spread = is_rgb if suppress_spread is None else suppress_spread
     need = _needed(rate, acc.frames)
     # stuck first: a site frozen at a bright value also stands out bright, but "stuck"
@@ -206,7 +213,7 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
     stuck_rate = min(rate, rgb_stuck_rate) if is_rgb else rate
     stuck_map = (_stuck_sites(acc, stuck_rate, neighbour_stuck_max, stuck_chance) if stuck
                  else np.zeros(acc.shape, bool))
-    fitted = _fitted_stuck(acc, stuck_map, spread_radius) if stuck and is_rgb else {}
+    fitted = _fitted_stuck(acc, stuck_map, spread_radius, stuck_tests) if stuck and is_rgb else {}
     for y, x in fitted:
         stuck_map[y, x] = True
     late_hot, late_dead = _dated_defects(acc, rate, max(min_window, min_frames))
@@ -225,8 +232,9 @@ def classify_defects(acc: SensorAccumulator, *, rate: float = 0.9, min_frames: i
     return sorted(found, key=lambda d: (d.y, d.x))
 
 
-def _fitted_stuck(acc: SensorAccumulator, stuck_map: np.ndarray, radius: int) -> dict[tuple[int, int], Defect]:
-    """{(y, x): stuck Defect} of the candidates :func:`stuckfit.stuck` passes; rate = the
+def _fitted_stuck(acc: SensorAccumulator, stuck_map: np.ndarray, radius: int,
+                  tests: stuckfit.StuckTests) -> dict[tuple[int, int], Defect]:
+    """{(y, x): stuck Defect} of the candidates passing ``tests`` (:func:`stuckfit.stuck`); rate = the
     share of the frames since the site became a candidate in which it stood out.
 
     Demosaicing interpolates a stuck site into its neighbours, which then follow their
@@ -239,7 +247,7 @@ def _fitted_stuck(acc: SensorAccumulator, stuck_map: np.ndarray, radius: int) ->
     one at 255 on PNG frames: 4 neighbours, b 0.50, share 0.88) and would be reported a
     pixel off; it stays what the other tests make it (hot), as on RAW."""
     rec = acc.stuck_fit
-    ok = stuckfit.passing(rec)
+    ok = stuckfit.passing(rec, tests)
     passed = np.flatnonzero(ok.any(axis=1))
     if passed.size == 0:
         return {}

@@ -21,7 +21,9 @@ squares standard errors, default z = 5, one-sided p ~ 3e-7 each: the candidates 
 12 MP body number in the 10^4-10^5). The level it is stuck at (the intercept ``a``) must
 be at least ``min_level`` (1% of full scale in linear light, code ~25 of 255): a site
 that reads black whatever the scene is dead (a synthetic dead site of gain 0-0.1 on 16-bit
-frames fits b = 0.01, a = 0.0017), as the dark test reports it.
+frames fits b = 0.01, a = 0.0017), as the dark test reports it. These six thresholds
+(0.6 and 0.45 of the rule too) are the ``[sensor] stuck_*`` settings, passed in as
+:class:`StuckTests`; the defaults quoted here are defined in ``indexer.config``.
 
 The record is sparse: only *candidates*, sites that stood out in at least 2 frames and at
 least half of the accumulator's frames when they stood out (``admit``), each with
@@ -48,12 +50,6 @@ import numpy as np
 
 SUMS = ("n", "m", "v", "mm", "mv", "vv")
 COLOURS = 3
-MIN_FRAMES = 20
-MIN_SPREAD = 0.05
-MAX_SLOPE = 0.6
-MIN_SHARE = 0.45
-MIN_LEVEL = 0.01
-Z = 5.0
 KEEP_WINDOW = 20
 CAP_SHARE = 0.01  # at most 1% of a sensor's sites are candidates ...
 CAP_MIN = 4096  # ... or this many: 19 MB for a 12 MP body, 0.6 MB for a small one
@@ -62,6 +58,23 @@ CAP_MIN = 4096  # ... or this many: 19 MB for a 12 MP body, 0.6 MB for a small o
 def cap_for(sites: int) -> int:
     """The most candidates a sensor of ``sites`` sites keeps."""
     return max(CAP_MIN, int(sites * CAP_SHARE))
+
+
+@dataclass(frozen=True)
+class StuckTests:
+    """The tests a colour of a candidate must pass to be stuck (module docstring): at
+    least ``min_frames`` fitted frames, a spread of ``m`` of at least ``min_spread``
+    (linear light), slope ``b < max_slope``, intercept share ``a / mean(v) > min_share``,
+    intercept ``a >= min_level`` (linear light, share of full scale), both z scores
+    ``> z``. No defaults here: they are the ``[sensor] stuck_*`` settings
+    (``indexer.config.SensorSettings.stuck_tests``), defined once there."""
+
+    min_frames: int
+    min_spread: float
+    max_slope: float
+    min_share: float
+    min_level: float
+    z: float
 
 
 @dataclass(eq=False)
@@ -202,22 +215,21 @@ def fits(sums: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def passing(rec: StuckRecord, *, min_frames: int = MIN_FRAMES, min_spread: float = MIN_SPREAD,
-            max_slope: float = MAX_SLOPE, min_share: float = MIN_SHARE, min_level: float = MIN_LEVEL,
-            z: float = Z) -> np.ndarray:
-    """(K, 3) bool: the colours of each candidate that pass every test (module docstring)."""
+def passing(rec: StuckRecord, tests: StuckTests) -> np.ndarray:
+    """(K, 3) bool: the colours of each candidate that pass every one of ``tests``."""
     if len(rec) == 0:
         return np.zeros((0, COLOURS), bool)
     f = fits(rec.sums)
+    t = tests
     with np.errstate(invalid="ignore"):
-        return ((f["n"] >= min_frames) & (f["spread"] >= min_spread) & (f["b"] < max_slope)
-                & (f["share"] > min_share) & (f["a"] >= min_level) & (f["z_b"] > z) & (f["z_a"] > z))
+        return ((f["n"] >= t.min_frames) & (f["spread"] >= t.min_spread) & (f["b"] < t.max_slope)
+                & (f["share"] > t.min_share) & (f["a"] >= t.min_level) & (f["z_b"] > t.z) & (f["z_a"] > t.z))
 
 
-def stuck(rec: StuckRecord, **tests) -> np.ndarray:
-    """(K,) bool: candidates with some colour passing every test (``tests``: the keyword
-    arguments of :func:`passing`)."""
-    return passing(rec, **tests).any(axis=1)
+def stuck(rec: StuckRecord, tests: StuckTests) -> np.ndarray:
+    """(K,) bool: candidates with some colour passing every one of ``tests``."""
+    return passing(rec, tests).any(axis=1)
 
 
-__all__ = ["COLOURS", "StuckRecord", "add_frame", "cap_for", "fits", "linear", "merge", "passing", "prune", "samples", "stuck"]
+__all__ = ["COLOURS", "StuckRecord", "StuckTests", "add_frame", "cap_for", "fits", "linear", "merge", "passing",
+           "prune", "samples", "stuck"]
