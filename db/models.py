@@ -371,6 +371,26 @@ class SensorClaim(Base):
     claimed_at = column(DateTime)
 
 
+class SensorSpool(Base):
+    """A young body's frame (one learnt frame's residual statistics, before the body's
+    first flush) kept by a live writer of a PostgreSQL database until a flush counts it
+    (a SQLite database keeps them as files in ``<database>.sensors/pending/``; there
+    this table stays empty). ``owner``: the writer's token, as in ``sensor_claims``:
+    rows of an owner no longer alive are the frames of a writer that died, counted by
+    the next one (``indexer.pipeline.sensorspool``); ``id`` their arrival order;
+    ``data`` the frame's delta as an ``.npz`` (~2.4 bytes a site of an 8-bit frame)."""
+
+    __tablename__ = "sensor_spool"
+
+    id = column(Integer, primary_key=True, autoincrement=True)
+    owner = column(Integer, index=True)
+    sensor_id = column(ForeignKey("sensors.id", ondelete="CASCADE"))
+    sha256 = column(String(64))
+    image_id = column(Integer)
+    data = column(LargeBinary)
+    created_at = column(DateTime)
+
+
 class Action(Base):
     """One file operation of ``photoqa dupes --apply`` (journal: written ``planned`` before
     the file is touched, ``done`` after; ``photoqa undo`` reverses ``done`` rows)."""

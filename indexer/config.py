@@ -142,9 +142,10 @@ class SensorSettings:
         after this many new frames or seconds (and always at the end of a run); a body
         with fewer than ``min_frames`` frames in all waits for them (or the end of the
         run) rather than the clock: a flush writes its whole accumulator. Until its
-        first flush such a body's frames are also kept on disk (``pending/`` in the
-        sensor folder, ~2.4 bytes a site a frame, removed once flushed), so a writer
-        killed meanwhile loses none: the next run counts them.
+        first flush such a body's frames are also kept (~2.4 bytes a site a frame,
+        removed once flushed: files in ``pending/`` of the sensor folder of a SQLite
+        database, rows of ``sensor_spool`` in a PostgreSQL one), so a writer killed
+        meanwhile loses none: the next run counts them.
     memory_mb: the writer keeps each body's statistics since its last flush in memory
         (26 bytes a photosite: 312 MB for a 12 MP body, 624 MB for 24 MP); past this many
         MB the least recently fed body is flushed early and dropped (its next frame starts

@@ -28,6 +28,7 @@ when the writer dies is lost, as before.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -130,7 +131,8 @@ def _payload(sid: int, sha256: str, image_id: int, delta: FrameDelta) -> dict:
             **{name: getattr(delta, name) for name in _ARRAYS + _STOOD}}
 
 
-def _read(path: Path) -> tuple[int, str, int, FrameDelta]:
+def _read(path) -> tuple[int, str, int, FrameDelta]:
+    """A spooled frame from its ``.npz`` (a path or a binary file object)."""
     with np.load(path, allow_pickle=False) as data:
         content = {key: data[key] for key in data.files}
     meta = json.loads(str(content["meta"]))
@@ -169,4 +171,91 @@ def recover(root: Path) -> Iterator[tuple[int, str, int, FrameDelta]]:
             lock.close()
 
 
-__all__ = ["Spool", "recover"]
+class TableSpool:
+    """:class:`Spool` for a PostgreSQL database: the frames are rows of ``sensor_spool``
+    (``db.sensorspool``), tagged with the writer's token (``owner()``: its token in
+    ``sensor_claims``, set before its first frame is kept), whose liveness is the session
+    lock of its claims (``db.sensortiles.claimer_alive``): a killed writer's connection
+    closes and its rows become the next writer's to count (:func:`recover_table`), on
+    whichever machine. Rather than a folder per machine: one database's young frames
+    stay in that database, whoever and wherever its next writer is. Rows are written and
+    deleted by one background thread, as files are (a 12 MP frame is ~29 MB of ``bytea``)."""
+
+    def __init__(self, engine, owner):
+        self.engine, self._owner = engine, owner
+        self._rows: dict[tuple[int, str], Future] = {}  # (sensor id, sha256) -> row id
+        self._writer: ThreadPoolExecutor | None = None
+
+    def keep(self, sid: int, sha256: str, image_id: int, delta: FrameDelta) -> None:
+        """Have one frame's delta inserted in the background (a failure is ignored: the
+        frame is only as safe as before). ``delta`` must not change after."""
+        owner = self._owner()
+        if owner is None:
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="sensor-spool")
+        payload = _payload(sid, sha256, image_id, delta)
+        self._rows[(sid, sha256)] = self._writer.submit(_insert, self.engine, owner, sid, sha256, image_id, payload)
+
+    def drop(self, sid: int, shas) -> None:
+        """Forget the frames a flush has dealt with (deleted in the background, after
+        their inserts: the thread runs in order)."""
+        ids = [self._rows.pop((sid, sha), None) for sha in shas]
+        ids = [f for f in ids if f is not None]
+        if ids:
+            self._writer.submit(_remove, self.engine, ids)
+
+    def wait(self) -> None:
+        """Until every frame handed to :meth:`keep` so far is stored."""
+        for pending in list(self._rows.values()):
+            pending.result()
+
+    def close(self) -> None:
+        """Finish the background work (every frame flushed: nothing of this writer left)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+
+def _insert(engine, owner: int, sid: int, sha256: str, image_id: int, payload: dict) -> int | None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db import sensorspool as rows
+
+    buf = io.BytesIO()
+    np.savez(buf, **payload)
+    try:
+        return rows.add(engine, owner, sid, sha256, image_id, buf.getvalue())
+    except SQLAlchemyError:
+        return None
+
+
+def _remove(engine, inserts: list[Future]) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db import sensorspool as rows
+
+    try:
+        rows.remove(engine, [i for f in inserts if (i := f.result()) is not None])
+    except SQLAlchemyError:
+        pass  # left for a later writer, which finds the frames counted and skips them
+
+
+def recover_table(engine, alive) -> Iterator[tuple[int, str, int, FrameDelta]]:
+    """:func:`recover` for ``sensor_spool``: the frames of every owner not ``alive(owner)``,
+    each owner's in arrival order, its rows deleted once read. Unreadable rows are skipped."""
+    from db import sensorspool as rows
+
+    for owner in rows.owners(engine):
+        if alive(owner):
+            continue
+        for row_id, sid, sha, image_id, data in rows.rows_of(engine, owner):
+            try:
+                _, _, _, delta = _read(io.BytesIO(data))
+            except _unreadable():
+                continue
+            yield sid, sha, image_id, delta
+        rows.remove_owner(engine, owner)
+
+
+__all__ = ["Spool", "TableSpool", "recover", "recover_table"]

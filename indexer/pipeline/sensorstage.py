@@ -30,7 +30,7 @@ A young body's frames (until its first flush) are also kept on disk
 (kill -9) would otherwise lose them, as the next run finds their files indexed and never
 decodes them again. The next stage on the same store reads back the frames of writers
 that died and counts them as if they had just arrived (SQLite databases: the spool sits
-in ``<database>.sensors/``; not on PostgreSQL, see :class:`SensorStage`).
+in ``<database>.sensors/pending/``; PostgreSQL ones: the rows of ``sensor_spool``).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from db import sensors as dbsensors
 from indexer.outcomes import Indexed
 from indexer.pipeline.clustersensor import DeltasLost, pending_for, settle
 from indexer.pipeline.sensorplan import take_delta
-from indexer.pipeline.sensorspool import Spool, recover
+from indexer.pipeline.sensorspool import Spool, TableSpool, recover, recover_table
 from indexer.pipeline.sensorstore import FolderStore, TableStore, locked, sensor_folder  # noqa: F401 (re-exported)
 from indexer.sensor.delta import FrameDelta
 from indexer.config import SensorSettings
@@ -85,12 +85,12 @@ class SensorStage:
     counted (nor entered in the ledger), and the problem is reported through ``report``
     (default: stderr) and kept in :attr:`errors` as (sensor id, message).
 
-    ``spool``: the folder of young bodies' frames (``pipeline.sensorspool``); default
-    ``pending/`` in the accumulator folder of a SQLite database; None on PostgreSQL, whose
-    statistics keep nothing on a machine's disk (a per-user folder there would split one
-    database's state across machines and users), so a writer killed there before a
-    young body's first flush still loses those frames. Frames that writers which died
-    left in the spool are counted here, first.
+    ``spool``: where young bodies' frames are kept (``pipeline.sensorspool``); default
+    ``pending/`` in the accumulator folder of a SQLite database, "table" (the rows of
+    ``sensor_spool``) on PostgreSQL, whose statistics keep nothing on a machine's disk (a
+    per-user folder there would split one database's state across machines and users);
+    None: not kept. Frames that writers which died left in the spool are counted here,
+    first.
     """
 
     def __init__(self, engine: Engine, settings: SensorSettings, store: FolderStore | TableStore | Path, *,
@@ -118,8 +118,9 @@ class SensorStage:
         self._owner: int | None = None
         if spool == "default":
             home = getattr(self.store, "folder", None)
-            spool = Path(home) / "pending" if home is not None else None
-        self.spool = Spool(Path(spool)) if spool is not None else None
+            spool = Path(home) / "pending" if home is not None else "table" if isinstance(self.store, TableStore) else None
+        self.spool = (TableSpool(engine, lambda: self._owner) if spool == "table"
+                      else Spool(Path(spool)) if spool is not None else None)
         self.recovered = 0  # frames of writers that died, counted by this stage
         if self.spool is not None:
             self._recover()
@@ -153,7 +154,9 @@ class SensorStage:
 
     def _recover(self) -> None:
         """Count the frames that writers which died left in the spool (see the class)."""
-        for sid, sha, image_id, delta in recover(self.spool.root):
+        left = (recover_table(self.engine, self.store.claimer_alive) if isinstance(self.spool, TableSpool)
+                else recover(self.spool.root))
+        for sid, sha, image_id, delta in left:
             if sha in self._seen or dbsensors.frame_counted(self.engine, sha) \
                     or not dbsensors.list_sensors(self.engine, only=sid):
                 continue
