@@ -21,11 +21,15 @@ RGB frames whose width is a multiple of 8 (every camera's) take a fused row loop
 (``_row3``): channel pick, value, the four masks and the stuck-fit sample test in one
 vectorised loop, the masks packed 8 flags per multiply, and the sampled sites' values
 and ninthers appended by visiting only the non-zero bytes of the packed sample row. On
-a textured 12 MP frame (bench/sensor_residual.py, 2026-12-07) that took the whole
-delta from ~92 to ~50 ms CPU (the kernel from ~84 to ~40 ms, of which the stuck-fit
-sampling from ~10 to ~4 ms); other shapes run the generic per-channel loops.
+a textured 12 MP frame (2026-12-07), with the tile noise's sort gone too, that took the
+whole delta from ~92 to ~50 ms CPU at load ~3 (the kernel from ~84 to ~40 ms, of which
+the stuck-fit sampling from ~10 to ~4 ms), and from 104-105 to 60-61 ms at load ~14
+(``bench/sensor_residual.py --baseline main``, 3 runs: 0.57x); other shapes run the
+generic per-channel loops.
 """
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 from numba import njit
@@ -296,7 +300,7 @@ def _take_row(res, i, src, packed, base, width, sv, sm, count):
 @njit(cache=True, error_model="numpy")
 def _rgb_strips(image, tile, step, wp, floor, margin, factor, white, green, res,
                 residual, noise_out, bright, dark, value, judge, strong, sample, sv, sm, count,
-                sfactor, sampled):
+                sfactor, sampled, fuse):
     """``image`` (H, W, C) contiguous; ``wp`` the width rounded up to whole tiles; ``res``
     (C, tile, wp) int16 (8-bit input) or int32 scratch; outputs as returned by
     :func:`rgb_strip_arrays` (the four masks packed, zeroed by the caller). With ``sample``,
@@ -320,8 +324,9 @@ def _rgb_strips(image, tile, step, wp, floor, margin, factor, white, green, res,
     fair = np.empty(width, np.bool_)
     fmargin = np.float32(margin)
     zmin = fmargin * sfactor
-    # the common case (RGB, width a multiple of 8) runs one vectorised loop per row
-    fused = channels == 3 and width % 8 == 0
+    # the common case (RGB, width a multiple of 8) runs one vectorised loop per row;
+    # ``fuse`` is False on big-endian machines (_PACK8 reads 8 flags as a little-endian word)
+    fused = fuse and channels == 3 and width % 8 == 0
     flags = np.zeros((5, width), np.bool_)
     for s, y in enumerate(range(0, height, tile)):
         _fill_strip(image, y, step, colmap, spad)
@@ -401,7 +406,7 @@ def rgb_strip_arrays(image: np.ndarray, *, tile: int, step: int, floor: float, m
     # STRONG goes in as an argument: numba's cache would keep a global's old value
     _rgb_strips(image, tile, step, wp, float(floor), float(margin), STRONG, int(white), green, res,
                 residual, noise, bright, dark, value, judge, strong, samples > 0, sv, sm, count,
-                np.float32(samples), sampled)
+                np.float32(samples), sampled, sys.byteorder == "little")
     if samples:
         k = int(count[0])
         return residual, noise, bright, dark, value, judge, strong, sampled, sv[:k].copy(), sm[:k].copy()
