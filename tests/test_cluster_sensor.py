@@ -106,6 +106,7 @@ def test_the_tree_of_batch_accumulators_equals_one_pass_over_the_frames(folder, 
 def test_a_worker_killed_mid_run_still_counts_every_frame_once(folder, one_pass, cluster, tmp_path):
     killed: list[int] = []
     with distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=120)  # the nanny may still be restarting one an earlier test killed
         def kill_busiest(done: int, total: int) -> None:
             # after 12 stored files the workers hold the deltas of the batches done so far:
             # the dead worker's are recomputed for the tree (and its running batch redone)
@@ -132,6 +133,7 @@ def test_every_worker_killed_at_once_loses_nothing(folder, one_pass, cluster, tm
     recomputed, like the batches whose deltas the tree still needs."""
     killed: list[int] = []
     with distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=120)  # the nanny may still be restarting one an earlier test killed
         def kill_all(done: int, total: int) -> None:
             if done >= 12 and not killed:
                 for pid in client.run(os.getpid).values():
