@@ -1,0 +1,25 @@
+"""Imported by the export pool's forkserver before it forks the workers: the compiled
+8-bit resize (:mod:`indexer.stacks.resample_kernels`) loaded once, so every worker
+inherits it ready.
+
+Loaded in a worker it costs ~0.2 s of CPU to import numba and ~0.32 s for the first
+call to find and load the cached machine code (2026-12-07), per worker per export; here
+once per export. Without a cache the call compiles it (a few seconds, once: the cache is
+then written). Whatever goes wrong is swallowed: the forkserver must start (a worker
+then loads the kernel on its first photo).
+"""
+from __future__ import annotations
+
+
+def _warm() -> None:
+    try:
+        import numpy as np
+
+        from indexer.stacks.resample import fit_rgb8
+
+        fit_rgb8(np.zeros((12, 16, 3), np.uint8), 8, 8)  # the same argument types as any photo's call
+    except Exception:  # noqa: BLE001 - see the module docstring: the forkserver must start
+        pass
+
+
+_warm()
