@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +28,12 @@ from indexer.errors import DecodeError
 from indexer.stacks import frames as framemath
 from indexer.stacks import normalize as nz
 from indexer.stacks.resample import fit, padding_mask
+
+
+try:  # the rows' CRC-32 (the zip member needs it over every byte: 0.6 MB a 3x224x224 float32 row)
+    from zlib_ng.zlib_ng import crc32  # folded SIMD: 0.022 ms a row against 0.147 (zlib 1.2.13; 2026-12-07)
+except ImportError:  # pragma: no cover - a dependency (pyproject.toml); the same values, slower
+    from zlib import crc32
 
 
 @dataclass(frozen=True)
@@ -227,7 +232,7 @@ def write_rows(spec: RowSpec, sources: list[Source], first: int) -> tuple[int, l
         _BUFFER[:] = [page_aligned(shape)]
     data = np.ascontiguousarray(encode(rows_values(items, spec, _BUFFER[0][:len(items)]), spec.dtype))
     pwrite_rows(spec.path, data, spec.row_offset + first * (data.nbytes // len(items)))
-    return zlib.crc32(memoryview(data).cast("B")), [(first + i, it.error) for i, it in enumerate(items) if it.error is not None]
+    return crc32(memoryview(data).cast("B")), [(first + i, it.error) for i, it in enumerate(items) if it.error is not None]
 
 
 def row_moments(spec: RowSpec, sources: list[Source], first: int) -> tuple[list[tuple], list[tuple[int, str]]]:
