@@ -11,7 +11,7 @@ CPU time), or Pillow's own ``resize`` with a ``reducing_gap`` (a whole-factor
 passes, values differ from the float resampler (:func:`indexer.stacks.resample.fit`) by
 at most a level or two; the source had 8 bits already. Measured per 320x240 JPEG to
 224x224 (2026-12-07, 2 cores at load 7-14, CPU time): open 0.17 ms, decode 0.49, resize
-0.65-0.72 (Pillow's ``resize``: 1.38-1.46), against ~24 ms for the old road (full
+0.54-0.61 (Pillow's ``resize``: 1.44-1.53), against ~24 ms for the old road (full
 decode at twice the size, float64 matrices).
 
 Everything else (RAW through rawpy, 16-bit and float images, stack frames) takes the
