@@ -6,8 +6,8 @@ scale that still covers the fitted size, EXIF orientation, one Lanczos resize an
 padding or crop: uint8 (3, H, W). The resize is Pillow's, computed by
 :func:`indexer.stacks.resample.fit_rgb8` (the same weights and 8-bit rounding between
 the passes, compiled and vectorised: within a level of Pillow's ``resize``, in half its
-CPU time), or Pillow's own ``resize`` with a ``reducing_gap`` (a whole-factor
-``reduce`` first) when the image is 3x the fitted size or more. Rounding between the
+CPU time), or Pillow's own ``resize`` with a ``reducing_gap`` when that reduces by a
+whole factor first (the image 6x the fitted size or more). Rounding between the
 passes, values differ from the float resampler (:func:`indexer.stacks.resample.fit`) by
 at most a level or two; the source had 8 bits already. Measured per 320x240 JPEG to
 224x224 (2026-12-07, 2 cores at load 7-14, CPU time): open 0.17 ms, decode 0.49, resize
@@ -40,8 +40,8 @@ PAD = np.nan  # float road: padding is NaN until written, so statistics leave it
 # --resample: Pillow's filter for the 8-bit road; the float road uses the same kernel
 # (indexer.stacks.resample.KERNELS). CPU per 320x240 JPEG to 224x168 in Pillow's resize
 # (2026-12-07, 2 cores at load 7): lanczos 1.30 ms, bicubic 0.92, bilinear 0.57, box 0.39,
-# against 0.36 ms to decode it (fit_8bit computes them in about half that). Pillow widens every kernel by the shrink factor, so all four average rather
-# than skip pixels (no aliasing of the nearest-neighbour kind); they differ in sharpness
+# against 0.36 ms to decode it (fit_8bit computes them in less than half that). Pillow
+# widens every kernel by the shrink factor, so all four average rather than skip pixels (no aliasing of the nearest-neighbour kind); they differ in sharpness
 # (bench/datasets.py --quality prints each one's PSNR against Lanczos on real photos).
 FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
            "bilinear": Image.Resampling.BILINEAR, "box": Image.Resampling.BOX}
@@ -80,13 +80,14 @@ def fit_pillow(img: Image.Image, height: int, width: int, mode: str = "pad",
 
 
 def fit_8bit(img: Image.Image, height: int, width: int, mode: str = "pad", resample: str = "lanczos") -> np.ndarray:
-    """uint8 (3, height, width): :func:`fit_pillow`'s result, by
-    :func:`indexer.stacks.resample.fit_rgb8` (the same weights in float32, rounded once;
-    ~3x less CPU) unless the image is :data:`REDUCING_GAP` times the fitted size or more
-    along an axis: Pillow then reduces by whole factors first, and that stays Pillow's."""
+    """uint8 (3, height, width): :func:`fit_pillow`'s result within a level, by
+    :func:`indexer.stacks.resample.fit_rgb8` (Pillow's weights, pass order and rounding,
+    compiled: ~2.5x less CPU), unless Pillow's ``resize`` would ``reduce`` first (a whole
+    factor ``int(in / out / REDUCING_GAP)`` of 2 or more along an axis: 6x the fitted
+    size with the gap of 3): that stays Pillow's."""
     rgb = img if img.mode == "RGB" else img.convert("RGB")
     _, _, rh, rw = placement(rgb.height, rgb.width, height, width, mode)
-    if rgb.height >= REDUCING_GAP * rh or rgb.width >= REDUCING_GAP * rw:
+    if int(rgb.width / rw / REDUCING_GAP) > 1 or int(rgb.height / rh / REDUCING_GAP) > 1:
         return fit_pillow(rgb, height, width, mode, resample)
     return fit_rgb8(np.asarray(rgb), height, width, mode, resample)
 

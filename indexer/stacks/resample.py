@@ -63,7 +63,6 @@ def weights(size_in: int, size_out: int, start: int = 0, length: int | None = No
     return out
 
 
-
 @lru_cache(maxsize=256)
 def bands(size_in: int, size_out: int, kernel: str = "lanczos") -> tuple[np.ndarray, np.ndarray]:
     """The rows of :func:`weights` (whole input) as bands: (first, taps), int64 (size_out,)
@@ -82,15 +81,15 @@ def bands(size_in: int, size_out: int, kernel: str = "lanczos") -> tuple[np.ndar
     return first, taps
 
 
-_WORK: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # fit_rgb8's work buffers by shape, kept (see resample_kernels)
+_WORK: dict[tuple, tuple[np.ndarray, ...]] = {}  # fit_rgb8's work buffers by shape, kept (see resample_kernels)
 
 
 def fit_rgb8(pixels: np.ndarray, height: int, width: int, mode: str = "pad", kernel: str = "lanczos") -> np.ndarray:
     """uint8 (3, height, width) from uint8 RGB ``pixels`` (h, w, 3): fitted as :func:`fit`
     places it (padding 0), resized with ``kernel`` (:data:`KERNELS`, Pillow's weights) as
     Pillow's ``resize`` does it, 8-bit rounding between the passes included, within one
-    level of it and in half its CPU time (:mod:`indexer.stacks.resample_kernels`). No
-    ``reducing_gap``: for images 3x the fitted size or more use Pillow's ``resize``."""
+    level of it and in less than half its CPU time (:mod:`indexer.stacks.resample_kernels`).
+    No ``reducing_gap``: where Pillow would ``reduce`` first, use Pillow's ``resize``."""
     from indexer.stacks.resample_kernels import resize_height8, resize_width8  # numba: export's photos only
 
     h, w, c = pixels.shape
@@ -118,6 +117,7 @@ def fit_rgb8(pixels: np.ndarray, height: int, width: int, mode: str = "pad", ker
     out = np.zeros((c, height, width), np.uint8)
     resize_height8(mid, row_first, row_w, out, top, left)
     return out
+
 
 def resize(batch: np.ndarray, height: int, width: int,
            box: tuple[int, int, int, int] | None = None, *, like_pillow: bool = False,
