@@ -46,27 +46,43 @@ def test_rows_written_out_of_order_make_a_valid_npz(tmp_path):
         np.testing.assert_array_equal(d["x"], x)
 
 
-@pytest.fixture()
-def photos_db(tmp_path):
-    folder = tmp_path / "set"
+def indexed_photos(root):
+    """7 JPEGs of different widths, a grey PNG and a (3, 10, 14) uint16 stack, indexed."""
+    folder = root / "set"
     folder.mkdir()
     for i in range(7):
         Image.fromarray(scene(400 + i, 80 + 8 * i, 60)).save(folder / f"p{i}.jpg", quality=90)
     Image.fromarray(scene(420, 50, 70)[..., 0]).save(folder / "grey.png")  # a grey photo: 3 channels made
     stack = np.random.default_rng(3).integers(0, 4000, (3, 10, 14)).astype(np.uint16)
     np.save(folder / "s.npy", stack)
-    db = tmp_path / "e.db"
+    db = root / "e.db"
     assert CliRunner().invoke(main, ["--db", str(db), "index", str(folder), "-j", "1"]).exit_code == 0
     return db, folder
 
 
+@pytest.fixture(scope="module")
+def photos_db(tmp_path_factory):
+    """Shared by the tests that only read it (an index run is ~2-4 s at load 10-18)."""
+    return indexed_photos(tmp_path_factory.mktemp("rows"))
+
+
+@pytest.fixture()
+def own_photos_db(tmp_path):
+    """For a test that damages and removes its files."""
+    return indexed_photos(tmp_path)
+
+
 @pytest.mark.parametrize("normalize,dtype", [("equalize", "float32"), ("zscore", "float32"), ("minmax", "uint8")])
 def test_any_split_over_any_workers_writes_the_same_bytes(photos_db, tmp_path, monkeypatch, normalize, dtype):
+    """Inline in one run, inline one row a run, and two workers with runs of 3 (11 rows:
+    3, 3, 3, 2, finishing in any order): the same bytes. One pool a normalisation (zscore:
+    two, its moments pass too): each pool costs seconds on a loaded machine (the test
+    took ~20-30 s a case with two pools each)."""
     monkeypatch.setattr(ex, "POOL_MIN", 1)
     db, _ = photos_db
     engine = open_session(str(db), None, readonly=True).engine
     outs = []
-    for k, (workers, chunk) in enumerate([(1, 64), (1, 3), (2, 2), (2, 5)]):
+    for k, (workers, chunk) in enumerate([(1, 64), (1, 1), (2, 5)]):
         opts = ex.ExportOptions(size=(32, 32), normalize=normalize, dtype=dtype, workers=workers, chunk=chunk)
         r = ex.export(engine, tmp_path / f"o{k}.npz", opts)
         assert r.rows == 11 and not r.skipped
@@ -81,9 +97,9 @@ def test_any_split_over_any_workers_writes_the_same_bytes(photos_db, tmp_path, m
         assert x.max() == pytest.approx(1.0) and (x >= 0).all()
 
 
-def test_an_unreadable_photo_is_skipped_and_the_rest_written(photos_db, tmp_path, monkeypatch):
+def test_an_unreadable_photo_is_skipped_and_the_rest_written(own_photos_db, tmp_path, monkeypatch):
     monkeypatch.setattr(ex, "POOL_MIN", 1)
-    db, folder = photos_db
+    db, folder = own_photos_db
     engine = open_session(str(db), None, readonly=True).engine
     whole = ex.export(engine, tmp_path / "all.npz", ex.ExportOptions(size=(16, 16), normalize="equalize", workers=1))
     (folder / "p3.jpg").write_bytes(b"not a jpeg any more")

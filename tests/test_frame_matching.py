@@ -154,7 +154,9 @@ def photos_and_dataset(root: Path, planted: bool) -> dict[int, str]:
 def test_dataset_frames_that_copy_photos_are_leaks_whichever_came_first(tmp_path, first):
     """The frames are matched against the photos when the stack is indexed after them
     (stackrun.match_frames), the photos against the frames when they come after (the
-    photos' matching): the 3 planted copies are the leaks, exit 5."""
+    photos' matching): the 3 planted copies are the leaks, exit 5; the exact copy is
+    ``same_pixels`` (the frame's pixel digest is the one the photo's pixels get), the
+    mirrored and resized ones ``derived``."""
     copies = photos_and_dataset(tmp_path, planted=True)
     db = tmp_path / "l.db"
     for folder in (first, "photos" if first == "data" else "data"):
@@ -164,7 +166,7 @@ def test_dataset_frames_that_copy_photos_are_leaks_whichever_came_first(tmp_path
     [(pair, found)] = json.loads(result.stdout)["pairs"].items()
     assert pair == "data/photos"
     got = {frame_of(x["path_a"]): (Path(x["path_b"]).name, x["verdict"]) for x in found}
-    assert got == {f: (name, "derived") for f, name in copies.items()}
+    assert got == {f: (name, "same_pixels" if f == 5 else "derived") for f, name in copies.items()}
     assert "mirrored" in next(x for x in found if frame_of(x["path_a"]) == 9)["description"]
 
 
@@ -175,3 +177,25 @@ def test_dataset_and_photos_without_copies_do_not_leak(tmp_path):
     result = run(db, "leakage", tmp_path / "photos", tmp_path / "data", "--format", "json", "-j", "1")
     assert result.exit_code == 0, result.output
     assert [x for pairs in json.loads(result.stdout)["pairs"].values() for x in pairs] == []
+
+
+def test_a_frame_has_the_pixel_digest_of_a_png_holding_its_pixels(tmp_path):
+    """decode.array_pixel_digest of uint8 grey, (1, H, W), RGB (channels first) and uint16
+    grey frames equals decode.pixel_digest of a PNG of those pixels; one value changed,
+    or the RGB frame read as if interleaved, no longer does; float frames have none."""
+    from indexer import decode
+
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 256, (24, 40), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    deep = rng.integers(0, 65536, (24, 40), dtype=np.uint16)
+    for name, pixels, frame in (("g", grey, grey), ("g1", grey, grey[None]), ("rgb", rgb, rgb.transpose(2, 0, 1)),
+                                ("deep", deep, deep)):
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+        assert decode.array_pixel_digest(frame) == decode.pixel_digest(tmp_path / f"{name}.png"), name
+        other = frame.copy()
+        other.flat[7] ^= 1
+        assert decode.array_pixel_digest(other) != decode.pixel_digest(tmp_path / f"{name}.png"), name
+    interleaved_as_planes = np.ascontiguousarray(rgb).reshape(3, 24, 40)
+    assert decode.array_pixel_digest(interleaved_as_planes) != decode.pixel_digest(tmp_path / "rgb.png")
+    assert decode.array_pixel_digest(grey.astype(np.float32) / 255) is None

@@ -2,13 +2,17 @@
 
 An 8-bit photo (JPEG, PNG, WebP, ... everything Pillow opens as 8 bits a channel) goes
 the short road, all in Pillow's C code on uint8: JPEG ``draft`` to the smallest DCT
-scale that still covers the fitted size, EXIF orientation, one Lanczos ``resize`` with a
-``reducing_gap`` (a whole-factor ``reduce`` first when the image is 3x or more larger)
-and the padding or crop: uint8 (3, H, W). Pillow rounds to 8 bits between its two passes,
-so values differ from the float resampler (:func:`indexer.stacks.resample.fit`) by at
-most a level or two; the source had 8 bits already. Measured per 320x240 JPEG to 224x224
-(2026-12-07, 2 cores at load 7, CPU time): open 0.17 ms, decode 0.52, resize 1.38,
-against ~24 ms for the old road (full decode at twice the size, float64 matrices).
+scale that still covers the fitted size, EXIF orientation, one Lanczos resize and the
+padding or crop: uint8 (3, H, W). The resize is Pillow's, computed by
+:func:`indexer.stacks.resample.fit_rgb8` (the same weights and 8-bit rounding between
+the passes, compiled and vectorised: within a level of Pillow's ``resize``, in half its
+CPU time), or Pillow's own ``resize`` with a ``reducing_gap`` when that reduces by a
+whole factor first (the image 6x the fitted size or more). Rounding between the
+passes, values differ from the float resampler (:func:`indexer.stacks.resample.fit`) by
+at most a level or two; the source had 8 bits already. Measured per 320x240 JPEG to
+224x224 (2026-12-07, 2 cores at load 7-14, CPU time): open 0.17 ms, decode 0.49, resize
+0.54-0.61 (Pillow's ``resize``: 1.44-1.53), against ~24 ms for the old road (full
+decode at twice the size, float64 matrices).
 
 Everything else (RAW through rawpy, 16-bit and float images, stack frames) takes the
 float road: :func:`indexer.decode.decode_file` and :func:`indexer.stacks.resample.fit`,
@@ -30,14 +34,14 @@ from indexer.decode.image import decode_file, load_pixels, open_pillow
 from indexer.decode.limits import MAX_PIXELS
 from indexer.errors import DecodeError
 from indexer.stacks import frames as framemath
-from indexer.stacks.resample import fit, padding_mask, placement
+from indexer.stacks.resample import fit, fit_rgb8, padding_mask, placement
 
 PAD = np.nan  # float road: padding is NaN until written, so statistics leave it out
 # --resample: Pillow's filter for the 8-bit road; the float road uses the same kernel
-# (indexer.stacks.resample.KERNELS). CPU per 320x240 JPEG to 224x168 (2026-12-07, 2 cores
-# at load 7): lanczos 1.30 ms, bicubic 0.92, bilinear 0.57, box 0.39, against 0.36 ms to
-# decode it. Pillow widens every kernel by the shrink factor, so all four average rather
-# than skip pixels (no aliasing of the nearest-neighbour kind); they differ in sharpness
+# (indexer.stacks.resample.KERNELS). CPU per 320x240 JPEG to 224x168 in Pillow's resize
+# (2026-12-07, 2 cores at load 7): lanczos 1.30 ms, bicubic 0.92, bilinear 0.57, box 0.39,
+# against 0.36 ms to decode it (fit_8bit computes them in less than half that). Pillow
+# widens every kernel by the shrink factor, so all four average rather than skip pixels (no aliasing of the nearest-neighbour kind); they differ in sharpness
 # (bench/datasets.py --quality prints each one's PSNR against Lanczos on real photos).
 FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
            "bilinear": Image.Resampling.BILINEAR, "box": Image.Resampling.BOX}
@@ -75,6 +79,19 @@ def fit_pillow(img: Image.Image, height: int, width: int, mode: str = "pad",
     return out
 
 
+def fit_8bit(img: Image.Image, height: int, width: int, mode: str = "pad", resample: str = "lanczos") -> np.ndarray:
+    """uint8 (3, height, width): :func:`fit_pillow`'s result within a level, by
+    :func:`indexer.stacks.resample.fit_rgb8` (Pillow's weights, pass order and rounding,
+    compiled: ~2.5x less CPU), unless Pillow's ``resize`` would ``reduce`` first (a whole
+    factor ``int(in / out / REDUCING_GAP)`` of 2 or more along an axis: 6x the fitted
+    size with the gap of 3): that stays Pillow's."""
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
+    _, _, rh, rw = placement(rgb.height, rgb.width, height, width, mode)
+    if int(rgb.width / rw / REDUCING_GAP) > 1 or int(rgb.height / rh / REDUCING_GAP) > 1:
+        return fit_pillow(rgb, height, width, mode, resample)
+    return fit_rgb8(np.asarray(rgb), height, width, mode, resample)
+
+
 def load_8bit(path: str, height: int, width: int, mode: str, max_pixels: int = MAX_PIXELS,
               resample: str = "lanczos") -> Loaded | None:
     """An 8-bit photo by the short road (uint8 (3, height, width)), or None when the file
@@ -101,7 +118,7 @@ def load_8bit(path: str, height: int, width: int, mode: str, max_pixels: int = M
     load_pixels(img)
     if turn is not None:
         img = img.transpose(turn)
-    return Loaded(fit_pillow(img, height, width, mode, resample), padding_mask(img.height, img.width, height, width, mode))
+    return Loaded(fit_8bit(img, height, width, mode, resample), padding_mask(img.height, img.width, height, width, mode))
 
 
 def load_float(path: str, height: int, width: int, mode: str, channels: int,

@@ -11,7 +11,7 @@ import importlib
 # reading settings (indexer.config imports the size limits from ``limits``) must not pay.
 __all__ = ["HEIF_AVAILABLE", "MAX_PIXELS", "RAW_PREVIEW_MIN", "WORK_SIZE", "DecodeError", "Decoded", "FullImage", "SensorData", "bit_depth", "decode_bytes",
            "decode_file", "draft_request", "exif_of", "load_full", "load_grey", "load_pixels", "open_pillow",
-           "payload_digest", "pixel_digest", "read_bytes", "sensor_frame", "sidecar_meta"]
+           "array_pixel_digest", "payload_digest", "pixel_digest", "read_bytes", "sensor_frame", "sidecar_meta"]
 
 
 def __getattr__(name: str):

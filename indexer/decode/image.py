@@ -346,8 +346,28 @@ def pixel_digest(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> str:
     load_pixels(_first_frame(img))
     mode = "RGB" if img.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA", "PA") else img.mode
     img = img.convert(mode) if mode != img.mode else img
-    digest.update(f"{img.mode}:{img.width}x{img.height}:".encode() + img.tobytes())
-    return digest.hexdigest()
+    return _pixels_digest(img.mode, img.width, img.height, img.tobytes())
+
+
+def _pixels_digest(mode: str, width: int, height: int, data: bytes) -> str:
+    return hashlib.sha256(f"{mode}:{width}x{height}:".encode() + data).hexdigest()
+
+
+def array_pixel_digest(frame: np.ndarray) -> str | None:
+    """:func:`pixel_digest` of an image file holding ``frame``'s pixels, or None when no
+    such file exists: a stack frame (channels first) of uint8 (H, W) or (1, H, W) is a
+    mode "L" image, uint8 (3, H, W) an "RGB" one (interleaved as Pillow stores it),
+    uint16 (H, W) or (1, H, W) an "I;16" one (little-endian, as Pillow holds a 16-bit
+    PNG); other dtypes and channel counts have no 8/16-bit file to equal. So a frame
+    that copies a photo exactly has the photo's digest (``same_pixels``, not ``derived``)."""
+    a = frame[0] if frame.ndim == 3 and frame.shape[0] == 1 else frame
+    if a.dtype == np.uint8 and a.ndim == 2:
+        return _pixels_digest("L", a.shape[1], a.shape[0], np.ascontiguousarray(a).tobytes())
+    if a.dtype == np.uint8 and a.ndim == 3 and a.shape[0] == 3:
+        return _pixels_digest("RGB", a.shape[2], a.shape[1], np.ascontiguousarray(a.transpose(1, 2, 0)).tobytes())
+    if a.dtype.kind == "u" and a.dtype.itemsize == 2 and a.ndim == 2:
+        return _pixels_digest("I;16", a.shape[1], a.shape[0], np.ascontiguousarray(a, "<u2").tobytes())
+    return None
 
 
 def payload_digest(path: str | Path) -> str | None:

@@ -45,24 +45,29 @@ def record_of(image_id: int, result: Indexed) -> MatchRecord:
 
 def pixels_equal_for(session: Session):
     """A callable comparing two images' full-size decoded pixels (digests cached in SQL)."""
-    limit = session.settings.index.max_pixels
+    return pixel_equality(session.engine, session.settings.index.max_pixels)
+
+
+def pixel_equality(engine, limit: int):
+    """:func:`pixels_equal_for` on ``engine``, decoding at most ``limit`` pixels (a stack
+    frame's digest is always stored: :func:`indexer.decode.array_pixel_digest`)."""
 
     def digest(image_id: int) -> str | None:
-        path, stored = dbpairs.pixel_digest_of(session.engine, image_id)
+        path, stored = dbpairs.pixel_digest_of(engine, image_id)
         if stored:
             return stored
         try:
             value = decode.pixel_digest(path, max_pixels=limit)
         except (decode.DecodeError, OSError):
             return None
-        dbpairs.set_pixel_digest(session.engine, image_id, value)
+        dbpairs.set_pixel_digest(engine, image_id, value)
         return value
 
     payloads: dict[int, str | None] = {}
 
     def payload(image_id: int) -> str | None:
         if image_id not in payloads:
-            path, _ = dbpairs.pixel_digest_of(session.engine, image_id)
+            path, _ = dbpairs.pixel_digest_of(engine, image_id)
             try:
                 payloads[image_id] = decode.payload_digest(path)
             except (decode.DecodeError, OSError):

@@ -17,9 +17,15 @@ a dataset's frame that leaks a photo of a folder is found either way: the photos
 shift/scale-aligned correlation of :mod:`indexer.match.verify` on the frames' thumbnails,
 which for frames up to 128 px are the frames themselves), with the same verdicts, so a
 mirrored, resized or shifted frame in another split is found. Smaller frames (a 7x7
-detector's counts) get exact pairs only. A frame with the pixels of a photo is ``derived``
-("same picture, re-encoded"), not ``same_pixels``: the photo's pixel digest is of its
-decoded file, a frame's ``sha256`` of its array.
+detector's counts) get exact pairs only. A frame with the pixels of a photo is
+``same_pixels``: a matchable frame's ``pixel_sha256`` is the digest the photo's decoded
+pixels get (:func:`indexer.decode.pixel_digest`, over the pixels as Pillow holds them:
+mode, size, interleaved channels), computed from the frame by
+:func:`indexer.decode.array_pixel_digest` (uint8 grey or RGB, uint16 grey), and a pair
+that looks untouched compares the two (its ``sha256`` stays the digest of its array, which
+equal frames share). Frames of other dtypes (float, a 16-bit RGB a PNG would store
+big-endian and Pillow not as one array) keep their ``sha256`` there, and a copy of a photo
+among them stays ``derived`` ("same picture, re-encoded"): no file holds those values.
 QA flags (``image_flags``, thresholds of ``[flags]``) are evaluated per frame, except
 for raw sensor data (``--sensor``: a 7x7 frame of photon counts is "dark" and "odd
 size" by every photo's measure, and 96,108 frames would cost ~100 us each).
@@ -39,7 +45,9 @@ from db import frames as dbframes
 from db import sensors as dbsensors
 from db.pairs import save_pairs
 from db.store import Store, pack_hist, pack_thumb, utcnow
+from indexer import decode
 from indexer.decode import arrays
+from indexer.decode.limits import MAX_PIXELS
 from indexer.config import StackSettings
 from indexer.errors import DecodeError
 from indexer.exposure.flags import FLAGS_VERSION, FlagThresholds, fired
@@ -74,8 +82,11 @@ def batch_size(stack: arrays.ArrayStack, budget_bytes: int = 64 << 20) -> int:
     return max(1, min(BATCH, budget_bytes // per_frame))
 
 
-def frame_rows(stack: arrays.ArrayStack, start: int, fb: FrameBatch, task: Task, fmt: str) -> list[dict]:
-    """``images`` rows of one measured batch (columns as :func:`db.store.image_values`)."""
+def frame_rows(stack: arrays.ArrayStack, start: int, fb: FrameBatch, task: Task, fmt: str,
+               pixel_shas: list[str | None] | None = None) -> list[dict]:
+    """``images`` rows of one measured batch (columns as :func:`db.store.image_values`).
+    ``pixel_sha256``: the frame's entry of ``pixel_shas`` (a photo's pixel digest:
+    :func:`indexer.decode.array_pixel_digest`) when given and not None, else its ``sha256``."""
     s, now = stack.shape, utcnow()
     thumbs = fb.thumbs
     common = dict(size=task.size, mtime_ns=task.mtime_ns, missing_since=None, format=fmt,
@@ -91,8 +102,9 @@ def frame_rows(stack: arrays.ArrayStack, start: int, fb: FrameBatch, task: Task,
     rows = []
     for i, sha in enumerate(fb.sha256):
         frame = start + i
+        pixel_sha = pixel_shas[i] if pixel_shas is not None and pixel_shas[i] is not None else sha
         row = dict(common, path=arrays.frame_path(task.path, stack.key, frame), frame=frame, sha256=sha,
-                   pixel_sha256=sha, phash_d4=hashes.pack(fb.phash_d4[i]), phash_crops=hashes.pack(fb.phash_crops[i]),
+                   pixel_sha256=pixel_sha, phash_d4=hashes.pack(fb.phash_d4[i]), phash_crops=hashes.pack(fb.phash_crops[i]),
                    hist=pack_hist(fb.hist[i]), thumb=pack_thumb(thumbs[i]))
         row.update({name: values[i] for name, values in cols.items()})
         rows.append(row)
@@ -139,7 +151,10 @@ def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "S
         for start, batch in stack.batches(batch_size(stack)):
             batch = np.asarray(batch)
             fb = measure_batch(batch)
-            dbframes.insert_frames(store.engine, frame_rows(stack, start, fb, task, fmt))
+            # frames that meet photos in matching carry a photo's pixel digest (see the module docstring)
+            like_photo = match_min_side is not None and min(stack.shape.height, stack.shape.width) >= match_min_side
+            pixel_shas = [decode.array_pixel_digest(f) for f in batch] if like_photo else None
+            dbframes.insert_frames(store.engine, frame_rows(stack, start, fb, task, fmt, pixel_shas))
             shas.update(fb.sha256)
             if thresholds is not None:
                 for i, found in enumerate(frame_flags(stack, fb, thresholds)):
@@ -166,7 +181,8 @@ def index_stack_file(task: Task, store: Store, summary: StackSummary, sensor: "S
     return [i for (key, _), i in ids.items() if sizes.get(key, 0) >= match_min_side]
 
 
-def match_frames(store: Store, new_ids: list[int], params: MatchParams, min_side: int) -> list[PairEvidence]:
+def match_frames(store: Store, new_ids: list[int], params: MatchParams, min_side: int,
+                 max_pixels: int = MAX_PIXELS) -> list[PairEvidence]:
     """Near-duplicate pairs between the frames ``new_ids`` and every present frame of at
     least ``min_side`` pixels a side (themselves included) or present photo, stored
     (groups refreshed); frames of equal pixels are left to :func:`equal_pixel_pairs`.
@@ -175,11 +191,14 @@ def match_frames(store: Store, new_ids: list[int], params: MatchParams, min_side
     (:meth:`Matcher.from_rows`, records fetched from the database for candidate pairs
     only) and joined; the candidate pairs touching a new frame are screened at once by
     :func:`indexer.stacks.screen.screen` (shift-aligned correlation of the frames) and
-    the survivors verified in this process as photos are (:meth:`Matcher.verify_jobs`).
+    the survivors verified in this process as photos are (:meth:`Matcher.verify_jobs`),
+    a pair that looks untouched proven ``same_pixels`` by pixel digests as there (a
+    photo's computed here when not stored yet: ``max_pixels`` bounds that decode).
     """
     from db import pairs as dbpairs
     from db.indexrows import load_index_rows
     from indexer.match.engine import Matcher
+    from indexer.pipeline.matchstage import pixel_equality
 
     if not new_ids:
         return []
@@ -191,7 +210,8 @@ def match_frames(store: Store, new_ids: list[int], params: MatchParams, min_side
     # of 100,000 frames would exceed SQLite's limit on bound variables
     rows = load_index_rows(store.engine, params.thresholds)
     rows = rows.take(np.isin(rows.ids, np.array(dbframes.matchable_rows(store.engine, min_side), np.int64)))
-    matcher = Matcher.from_rows(rows, params, loader=dbpairs.loader(store.engine))
+    matcher = Matcher.from_rows(rows, params, loader=dbpairs.loader(store.engine),
+                                pixels_equal=pixel_equality(store.engine, max_pixels))
     jobs = [j for j in matcher.batch_jobs(touching=set(new_ids)) if j.a.sha256 != j.b.sha256]
     found = matcher.verify_jobs(screened(jobs, params.max_transforms))
     save_pairs(store.engine, found, group_rule=store.group_rule)

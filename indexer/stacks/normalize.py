@@ -121,6 +121,17 @@ def equalize(batch: np.ndarray, *, levels: int | None = None, exclude: np.ndarra
     return out.reshape(batch.shape).astype(np.float32)
 
 
+
+def equalize_padded8(batch: np.ndarray, pad: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """float32 (n, C, H, W) into ``out``: :func:`equalize` of a uint8 batch whose padding
+    (``pad`` bool (n, H, W)) holds 0 in every channel, with ``exclude=pad[:, None]``,
+    ``fill=0`` and ``excluded_value=0``, bit for bit, compiled
+    (:mod:`indexer.stacks.normalize_kernels`): one count and one lookup pass a frame."""
+    from indexer.stacks.normalize_kernels import equalize_rows8  # numba: export's photos only
+
+    equalize_rows8(np.ascontiguousarray(batch), np.ascontiguousarray(pad), out)
+    return out
+
 def _equalize_uint8(batch: np.ndarray, exclude: np.ndarray | None, fill: float,
                     out: np.ndarray | None = None, excluded_value: int | None = None) -> np.ndarray:
     """uint8 frames one at a time: a 256-bin ``bincount`` and a ``take`` from the CDF

@@ -11,6 +11,7 @@ contraction instead of n Pillow calls; results differ from Pillow by that roundi
 """
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -60,6 +61,63 @@ def weights(size_in: int, size_out: int, start: int = 0, length: int | None = No
         total = w.sum()
         out[i, start + lo:start + hi] = w / total if total else 0.0
     out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=256)
+def bands(size_in: int, size_out: int, kernel: str = "lanczos") -> tuple[np.ndarray, np.ndarray]:
+    """The rows of :func:`weights` (whole input) as bands: (first, taps), int64 (size_out,)
+    and float32 (size_out, K): output sample i is ``sum_k taps[i, k] * x[first[i] + k]``,
+    K the widest window (narrower ones padded with zero weights; windows at the far edge
+    start earlier so every band stays inside the input)."""
+    dense = weights(size_in, size_out, kernel=kernel)
+    present = dense != 0
+    lo = present.argmax(axis=1)
+    hi = size_in - present[:, ::-1].argmax(axis=1)
+    k = max(int((hi - lo).max()), 1)
+    first = np.minimum(lo, size_in - k).astype(np.int64)
+    taps = np.ascontiguousarray(dense[np.arange(size_out)[:, None], first[:, None] + np.arange(k)], np.float32)
+    first.setflags(write=False)
+    taps.setflags(write=False)
+    return first, taps
+
+
+_LOCAL = threading.local()  # fit_rgb8's work buffers by shape, kept per thread (see resample_kernels)
+
+
+def fit_rgb8(pixels: np.ndarray, height: int, width: int, mode: str = "pad", kernel: str = "lanczos") -> np.ndarray:
+    """uint8 (3, height, width) from uint8 RGB ``pixels`` (h, w, 3): fitted as :func:`fit`
+    places it (padding 0), resized with ``kernel`` (:data:`KERNELS`, Pillow's weights) as
+    Pillow's ``resize`` does it, 8-bit rounding between the passes included, within one
+    level of it and in less than half its CPU time (:mod:`indexer.stacks.resample_kernels`).
+    No ``reducing_gap``: where Pillow would ``reduce`` first, use Pillow's ``resize``."""
+    from indexer.stacks.resample_kernels import resize_height8, resize_width8  # numba: export's photos only
+
+    h, w, c = pixels.shape
+    top, left, rh, rw = placement(h, w, height, width, mode)
+    row_first, row_w = bands(h, rh, kernel)
+    col_first, col_w = bands(w, rw, kernel)
+    if mode != "pad":  # only the kept window is computed
+        row_first, row_w = row_first[-top:-top + height], row_w[-top:-top + height]
+        col_first, col_w = col_first[-left:-left + width], col_w[-left:-left + width]
+        top = left = 0
+    ow = len(col_first)
+    key = (h, w, c, ow)
+    work = _LOCAL.__dict__.setdefault("work", {})
+    if key not in work:
+        if len(work) >= 8:  # a few sizes (landscape, portrait, ...) kept; the oldest goes
+            del work[next(iter(work))]
+        work[key] = (np.empty((c, w, h), np.float32), np.empty((c, ow, h), np.float32),
+                     np.empty((c, h, ow), np.float32))
+    planes, cols, mid = work[key]
+    lo, hi = int(row_first[0]), int(row_first[-1]) + row_w.shape[1]
+    # columns made contiguous by NumPy's strided copies (0.13 ms for 320x240 here, 0.22-0.26
+    # as a compiled loop), before the first pass and between the two (0.055 ms)
+    np.copyto(planes[:, :, lo:hi], pixels[lo:hi].transpose(2, 1, 0))
+    resize_width8(planes, col_first, col_w, lo, hi, cols)
+    np.copyto(mid[:, lo:hi], cols[:, :, lo:hi].transpose(0, 2, 1))
+    out = np.zeros((c, height, width), np.uint8)
+    resize_height8(mid, row_first, row_w, out, top, left)
     return out
 
 
