@@ -9,7 +9,20 @@ last flush; a flush merges the delta into the stored statistics under the sensor
 PostgreSQL one; Chan et al. 1979: exact whatever the split, which is what lets several
 workers, runs, daemons and machines share one sensor), reclassifies the defects and
 records the frames in the SQL ledger. A frame (by SHA-256) is counted once: identical
-frames would make every site look permanent. Across writers too (two machines, or a
+frames would make every site look permanent. An *exposure* is counted once too: a frame
+whose camera and capture time (sub-seconds kept) equal those of an image stored before
+it is a copy of that shot (mirrored, re-framed, resized, recompressed or re-tagged: its
+bytes differ, so the SHA-256 ledger does not see it), not a new exposure of the sensor,
+and is not counted (:func:`db.sensors.earlier_exposure`). Counted, a copy either repeats
+the original's noise (its transients then look persistent, and a pair of them looks
+stuck) or, transformed, puts every site's sighting at another position (a mirrored
+frame's hot pixel at x shows at W - 1 - x), diluting the rate a real defect reaches:
+on the camera set of bench/end_to_end.py the budget drew 6 of 72 frames, 4 of them
+mirrored or re-framed copies. Capture identity, not the near-duplicate verdict, is the
+evidence: it is known when the frame is stored (verification may still be running),
+also with matching off, and a copy that lost its EXIF lost its camera too, so is never
+learnt. Two exposures of one body within the same second without sub-seconds (a
+burst) count as one: a lost sample, not a biased one. Across writers too (two machines, or a
 ``watch`` beside an ``index``, holding the same frame unflushed): a frame is claimed in
 ``sensor_claims`` before it is counted, and a live writer's claim is respected
 (:func:`db.sensors.claim_frame`). On a Dask cluster a delta may be a
@@ -121,6 +134,7 @@ class SensorStage:
             spool = Path(home) / "pending" if home is not None else None
         self.spool = Spool(Path(spool)) if spool is not None else None
         self.recovered = 0  # frames of writers that died, counted by this stage
+        self.copies = 0  # learnt frames not counted: a copy of an exposure stored before
         if self.spool is not None:
             self._recover()
 
@@ -145,6 +159,9 @@ class SensorStage:
             return
         camera_id = dbsensors.image_camera(self.engine, image_id)
         if camera_id is None or dbsensors.frame_counted(self.engine, sha):
+            return
+        if dbsensors.earlier_exposure(self.engine, image_id):
+            self.copies += 1  # another image of this exposure came first (module docstring)
             return
         sid = dbsensors.sensor_id(self.engine, camera_id, delta.width, delta.height, delta.layout,
                                   pattern_name(delta.pattern, delta.colors), FORMAT_VERSION)

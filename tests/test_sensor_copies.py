@@ -1,0 +1,97 @@
+"""A copy of a shot is not a new exposure of the sensor: it is not learnt.
+
+A synthetic camera (112 x 160 Bayer sensor, 20 hot + 10 dead sites) writes 12 raw
+frames as 16-bit grey PNGs with EXIF Make/Model and DateTimeOriginal one minute apart.
+A later run finds 4 mirrored copies of them (same EXIF: what an editor writes) and 2
+byte-different but pixel-identical re-saves. Counted, the copies would make 18 frames in
+which each planted site stands out in 12 plus the re-saves' (a mirrored frame shows
+it at x -> W - 1 - x), 14/18 = 0.78 below the 0.9 rate: every planted defect lost.
+Not counted: 12 frames, exactly the planted sites.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from indexer.synthetic import camera as synthetic
+from test_sensor_pipeline import defect_set, hotpixels_json, index, make_scenes, sha256
+
+HEIGHT, WIDTH = 112, 160
+SHOTS = 12
+MIRRORED, RESAVED = (1, 4, 7, 10), (2, 5)
+START = datetime(2026, 3, 1, 8, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def camera():
+    return synthetic.make_camera(HEIGHT, WIDTH, hot=20, dead=10, stuck=0, seed=5)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, camera) -> tuple[Path, Path]:
+    """(shots, copies): the camera's frames, and copies of some of them made later."""
+    root = tmp_path_factory.mktemp("copies")
+    shots, copies = root / "shots", root / "copies"
+    shots.mkdir()
+    copies.mkdir()
+    rng = np.random.default_rng(11)
+    scenes = make_scenes(seed=3)
+    for i in range(SHOTS):
+        raw = synthetic.render_cfa(camera, scenes[i % len(scenes)], rng)
+        when = START + timedelta(minutes=i)
+        synthetic.write_frame(shots / f"f{i:03d}.png", raw, make=camera.make, model=camera.model, captured=when)
+        if i in MIRRORED:
+            synthetic.write_frame(copies / f"f{i:03d}_mirror.png", np.ascontiguousarray(raw[:, ::-1]),
+                                  make=camera.make, model=camera.model, captured=when)
+        if i in RESAVED:  # the same pixels, other bytes (a text chunk added by a photo manager)
+            with Image.open(shots / f"f{i:03d}.png") as img:
+                info = PngImagePlugin.PngInfo()
+                info.add_text("Software", "a photo manager")
+                img.save(copies / f"f{i:03d}_resaved.png", exif=img.getexif(), pnginfo=info)
+    return shots, copies
+
+
+@pytest.fixture()
+def plain_defaults(monkeypatch):
+    monkeypatch.delenv("PHOTOQA_CONFIG", raising=False)
+
+
+def test_copies_of_shots_are_not_learnt(plain_defaults, folders, camera, tmp_path):
+    shots, copies = folders
+    db = tmp_path / "p.db"
+    index(db, shots)
+    summary = index(db, shots.parent)  # the copies arrive in a later run
+    assert summary["indexed"] == len(MIRRORED) + len(RESAVED)
+    (sensor,) = hotpixels_json(db)
+    assert sensor["frames"] == SHOTS  # small frames are always learnt: the shots, no copy
+    found = defect_set(sensor)
+    planted = camera.truth(("hot", "dead"))
+    assert found == planted, sorted(found ^ planted)
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        learnt = {row[0] for row in conn.execute("select sha256 from sensor_frames")}
+    assert learnt == {sha256(p) for p in shots.iterdir()}
+    assert not learnt & {sha256(p) for p in copies.iterdir()}
+
+
+def test_a_copy_that_comes_first_is_learnt_and_its_shot_is_not(plain_defaults, folders, tmp_path):
+    """The exposure is counted once, by its first image stored: a copy indexed before its
+    shot stands for it (no way to tell which of two images of one exposure is the camera's)."""
+    shots, copies = folders
+    db = tmp_path / "p.db"
+    index(db, copies)
+    index(db, shots.parent)
+    (sensor,) = hotpixels_json(db)
+    assert sensor["frames"] == SHOTS
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        learnt = {row[0] for row in conn.execute("select sha256 from sensor_frames")}
+    kept = {sha256(p) for p in copies.iterdir()} | {
+        sha256(shots / f"f{i:03d}.png") for i in range(SHOTS) if i not in MIRRORED + RESAVED}
+    assert learnt == kept
