@@ -55,17 +55,28 @@ def image_camera_of_frame(engine: Engine, image_id: int, sha256: str) -> int | N
         return conn.execute(select(Image.camera_id).where(Image.id == image_id, Image.sha256 == sha256)).scalar()
 
 
-def earlier_exposure(engine: Engine, image_id: int) -> bool:
-    """Whether an image stored before image ``image_id`` (a smaller id) shows the same
-    exposure: the same camera and the same capture time, sub-seconds kept (EXIF
-    DateTimeOriginal + SubSecTimeOriginal). False when the image records no camera or
-    no capture time. A copy (mirrored, cropped, resized, recompressed, re-tagged) keeps
-    both, as editors rewrite the modification date, not the capture time; a copy that
-    drops its EXIF drops its camera too and is never learnt anyway."""
+def next_image_id(engine: Engine) -> int:
+    """One more than the highest image id: images stored from now on have ids >= it."""
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.max(Image.id))).scalar() or 0) + 1
+
+
+def exposure_taken(engine: Engine, image_id: int, run_from: int) -> bool:
+    """Whether another image of image ``image_id``'s exposure (the same camera and capture
+    time, sub-seconds kept: EXIF DateTimeOriginal + SubSecTimeOriginal) stands for it
+    already: one stored before this run (an id below ``run_from``), or one whose frame is
+    counted (the ledger) or being counted (a claim). False when the image records no
+    camera or no capture time. A copy (mirrored, cropped, resized, recompressed,
+    re-tagged) keeps both, as editors rewrite the modification date, not the capture
+    time; a copy that drops its EXIF drops its camera too and is never learnt anyway."""
     this, other = Image.__table__.alias("this"), Image.__table__.alias("other")
+    counted = select(SensorFrame.sha256).where(SensorFrame.sha256 == other.c.sha256).exists()
+    claimed = select(SensorClaim.sha256).where(SensorClaim.sha256 == other.c.sha256).exists()
     query = (select(other.c.id).join(this, (this.c.id == image_id) & (other.c.camera_id == this.c.camera_id)
                                      & (other.c.captured_at == this.c.captured_at))
-             .where(other.c.id < image_id).limit(1))
+             .where((other.c.id != image_id) & ((other.c.id < run_from) | counted | claimed)).limit(1))
     with engine.connect() as conn:
         return conn.execute(query).first() is not None
 

@@ -95,3 +95,44 @@ def test_a_copy_that_comes_first_is_learnt_and_its_shot_is_not(plain_defaults, f
     kept = {sha256(p) for p in copies.iterdir()} | {
         sha256(shots / f"f{i:03d}.png") for i in range(SHOTS) if i not in MIRRORED + RESAVED}
     assert learnt == kept
+
+
+def test_copies_in_the_same_run_count_one_frame_an_exposure(plain_defaults, folders, tmp_path):
+    """Shots and copies in one run, two workers racing: one frame per exposure."""
+    shots, _ = folders
+    db = tmp_path / "p.db"
+    summary = index(db, shots.parent, workers=2)
+    assert summary["indexed"] == SHOTS + len(MIRRORED) + len(RESAVED)
+    (sensor,) = hotpixels_json(db)
+    assert sensor["frames"] == SHOTS
+
+
+def test_a_worker_skips_the_full_decode_of_a_later_copy(tmp_path):
+    """The exposure marks: the first file of a camera and capture time is drawn, a later
+    one (another worker's) is not; another second, or sub-second, or body is another
+    exposure; without a capture time there is nothing to tell copies by."""
+    from indexer.config import SensorSettings
+    from indexer.decode import SensorData
+    from indexer.decode.exif import Camera, Capture, Metadata
+    from indexer.pipeline.sensorplan import SensorPlan, exposure_marks
+
+    every = SensorSettings(learn_megapixels=100.0)  # every frame drawn while mapping
+    body, other = Camera("PlantCam", "P1"), Camera("PlantCam", "P1", "0042")
+    at = datetime(2026, 3, 1, 8, 0, 0)
+
+    def meta(when, camera=body):
+        return Metadata(Capture(captured_at=when), camera)
+
+    with exposure_marks(SensorPlan(SensorData.ALL, every)) as plan:
+        assert plan.marks and Path(plan.marks).is_dir()
+        same_time_elsewhere = SensorPlan(SensorData.ALL, every, marks=plan.marks)  # another worker
+        assert plan.learns(meta(at), 4000, 3000, "a" * 64)
+        assert not same_time_elsewhere.learns(meta(at), 4000, 3000, "b" * 64)  # a copy of that shot
+        assert plan.learns(meta(at + timedelta(seconds=1)), 4000, 3000, "c" * 64)
+        assert plan.learns(meta(at + timedelta(microseconds=250_000)), 4000, 3000, "d" * 64)
+        assert plan.learns(meta(at, other), 4000, 3000, "e" * 64)
+        assert plan.learns(meta(None), 4000, 3000, "f" * 64) and plan.learns(meta(None), 4000, 3000, "0" * 64)
+        folder = Path(plan.marks)
+    assert not folder.exists()  # removed with the run
+    unmarked = SensorPlan(SensorData.ALL, every)  # no marks (a plan built by hand): the writer decides
+    assert unmarked.learns(meta(at), 4000, 3000, "a" * 64) and unmarked.learns(meta(at), 4000, 3000, "b" * 64)

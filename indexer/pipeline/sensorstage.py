@@ -9,20 +9,26 @@ last flush; a flush merges the delta into the stored statistics under the sensor
 PostgreSQL one; Chan et al. 1979: exact whatever the split, which is what lets several
 workers, runs, daemons and machines share one sensor), reclassifies the defects and
 records the frames in the SQL ledger. A frame (by SHA-256) is counted once: identical
-frames would make every site look permanent. An *exposure* is counted once too: a frame
-whose camera and capture time (sub-seconds kept) equal those of an image stored before
-it is a copy of that shot (mirrored, re-framed, resized, recompressed or re-tagged: its
-bytes differ, so the SHA-256 ledger does not see it), not a new exposure of the sensor,
-and is not counted (:func:`db.sensors.earlier_exposure`). Counted, a copy either repeats
-the original's noise (its transients then look persistent, and a pair of them looks
-stuck) or, transformed, puts every site's sighting at another position (a mirrored
-frame's hot pixel at x shows at W - 1 - x), diluting the rate a real defect reaches:
-on the camera set of bench/end_to_end.py the budget drew 6 of 72 frames, 4 of them
-mirrored or re-framed copies. Capture identity, not the near-duplicate verdict, is the
-evidence: it is known when the frame is stored (verification may still be running),
+frames would make every site look permanent. An *exposure* is counted once too, through one image of it: an image whose camera and
+capture time (sub-seconds kept) equal another's is a copy of that shot (mirrored,
+re-framed, resized, recompressed or re-tagged: its bytes differ, so the SHA-256 ledger
+does not see it), not a new exposure of the sensor. Counted, a copy either repeats the
+original's noise (its transients then look persistent, and a pair of them looks stuck)
+or, transformed, puts every site's sighting at another position (a mirrored frame's hot
+pixel at x shows at W - 1 - x), diluting the rate a real defect reaches: on the camera
+set of bench/end_to_end.py the budget drew 6 of 72 frames, 4 of them mirrored or
+re-framed copies whose shots were not drawn. Which image stands for an exposure: one
+stored by an earlier run (drawn or not: a copy indexed after its shot is never learnt),
+else within a run the first the decode workers saw (``pipeline.sensorplan``: they mark
+each exposure before deciding on a full decode, so a later copy is not even decoded at
+full size), and here, whatever the workers knew, one already counted or claimed
+(:func:`db.sensors.exposure_taken`). Capture identity, not the near-duplicate verdict,
+is the evidence: it is known before the full decode (verification runs after storing),
 also with matching off, and a copy that lost its EXIF lost its camera too, so is never
-learnt. Two exposures of one body within the same second without sub-seconds (a
-burst) count as one: a lost sample, not a biased one. Across writers too (two machines, or a
+learnt. Two exposures of one body within the same second without sub-seconds (a burst)
+count as one: a lost sample, not a biased one. Which of two images of one exposure is
+the camera's own cannot be told from them, so a copy indexed before its shot stands for it.
+Across writers too (two machines, or a
 ``watch`` beside an ``index``, holding the same frame unflushed): a frame is claimed in
 ``sensor_claims`` before it is counted, and a live writer's claim is respected
 (:func:`db.sensors.claim_frame`). On a Dask cluster a delta may be a
@@ -134,7 +140,8 @@ class SensorStage:
             spool = Path(home) / "pending" if home is not None else None
         self.spool = Spool(Path(spool)) if spool is not None else None
         self.recovered = 0  # frames of writers that died, counted by this stage
-        self.copies = 0  # learnt frames not counted: a copy of an exposure stored before
+        self.copies = 0  # learnt frames not counted: another image of the exposure stands for it
+        self._run_from = dbsensors.next_image_id(engine)  # images stored from now on: this run's
         if self.spool is not None:
             self._recover()
 
@@ -160,8 +167,8 @@ class SensorStage:
         camera_id = dbsensors.image_camera(self.engine, image_id)
         if camera_id is None or dbsensors.frame_counted(self.engine, sha):
             return
-        if dbsensors.earlier_exposure(self.engine, image_id):
-            self.copies += 1  # another image of this exposure came first (module docstring)
+        if dbsensors.exposure_taken(self.engine, image_id, self._run_from):
+            self.copies += 1  # another image of this exposure stands for it (module docstring)
             return
         sid = dbsensors.sensor_id(self.engine, camera_id, delta.width, delta.height, delta.layout,
                                   pattern_name(delta.pattern, delta.colors), FORMAT_VERSION)
