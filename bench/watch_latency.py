@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("PHOTOQA_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def sources(limit: int = 12) -> list[bytes]:
