@@ -131,6 +131,9 @@ def test_a_worker_skips_the_full_decode_of_a_later_copy(tmp_path):
         assert plan.learns(meta(at + timedelta(seconds=1)), 4000, 3000, "c" * 64)
         assert plan.learns(meta(at + timedelta(microseconds=250_000)), 4000, 3000, "d" * 64)
         assert plan.learns(meta(at, other), 4000, 3000, "e" * 64)
+        assert plan.learns(meta(at), 4000, 3000, "1" * 64, raw=True)  # the RAW of a RAW+JPEG pair: its own sensor
+        assert plan.learns(meta(at), 2000, 1500, "2" * 64)  # another size: another sensor
+        assert not plan.learns(meta(at), 2000, 1500, "3" * 64)
         assert plan.learns(meta(None), 4000, 3000, "f" * 64) and plan.learns(meta(None), 4000, 3000, "0" * 64)
         folder = Path(plan.marks)
     assert not folder.exists()  # removed with the run

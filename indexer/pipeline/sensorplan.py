@@ -6,7 +6,7 @@ names its camera the worker keeps the RAW CFA plane or a rendered frame when
 ``indexer.sensor.budget`` draws it (:meth:`SensorPlan.frame_filter`, asked after the
 working image is decoded, before any full-size decode), turns it into a :class:`indexer.sensor.delta.FrameDelta` and drops
 the full-size data, so only the delta crosses the process boundary. Before drawing, it
-marks the frame's exposure (camera body, capture time) in a folder shared by the run's
+marks the frame's exposure (camera body, capture time; per sensor) in a folder shared by the run's
 workers (:func:`exposure_marks`): a later file of the same exposure (a mirrored,
 re-framed or re-saved copy of the shot) is not learnt, nor decoded at full size.
 """
@@ -68,7 +68,7 @@ class SensorPlan:
         s = self.settings
         if s.learn_every_frame:
             return True
-        if not self.first_of_exposure(meta):
+        if not self.first_of_exposure(meta, width, height, raw):
             return False
         megapixels = width * height / 1e6
         if self.learning_all(meta):  # a map still settling: the larger mapping share
@@ -83,9 +83,10 @@ class SensorPlan:
                                    dark_luminance=s.dark_luminance)
         return budget.drawn(sha256, share)
 
-    def first_of_exposure(self, meta: Metadata) -> bool:
+    def first_of_exposure(self, meta: Metadata, width: int, height: int, raw: bool = False) -> bool:
         """Whether no other file of this frame's exposure (camera body, capture time with
-        sub-seconds) came to a worker of this run before: the first marks it (an empty file
+        sub-seconds) and sensor (its size, RAW or rendered: a RAW+JPEG pair feeds two
+        sensors) came to a worker of this run before: the first marks it (an empty file
         in :attr:`marks` created with O_EXCL, so two workers racing cannot both be first).
         A later copy of a shot is then not decoded at full size: the writer would not
         count it (``pipeline.sensorstage``), and on 12 MP JPEGs the full decode and
@@ -94,9 +95,10 @@ class SensorPlan:
         camera, when = meta.camera, meta.capture.captured_at
         if not self.marks or camera is None or when is None:
             return True
-        key = hashlib.sha256(repr((camera.make, camera.model, camera.serial, when.isoformat())).encode())
+        key = repr((camera.make, camera.model, camera.serial, width, height, raw, when.isoformat()))
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
         try:
-            os.close(os.open(os.path.join(self.marks, key.hexdigest()[:32]), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.close(os.open(os.path.join(self.marks, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return False
         except OSError:

@@ -9,8 +9,9 @@ last flush; a flush merges the delta into the stored statistics under the sensor
 PostgreSQL one; Chan et al. 1979: exact whatever the split, which is what lets several
 workers, runs, daemons and machines share one sensor), reclassifies the defects and
 records the frames in the SQL ledger. A frame (by SHA-256) is counted once: identical
-frames would make every site look permanent. An *exposure* is counted once too, through one image of it: an image whose camera and
-capture time (sub-seconds kept) equal another's is a copy of that shot (mirrored,
+frames would make every site look permanent. An *exposure* is counted once too (by each sensor: the RAW and the JPEG of a RAW+JPEG
+shot feed two), through one image of it: an image whose camera and capture time
+(sub-seconds kept) equal another's is a copy of that shot (mirrored,
 re-framed, resized, recompressed or re-tagged: its bytes differ, so the SHA-256 ledger
 does not see it), not a new exposure of the sensor. Counted, a copy either repeats the
 original's noise (its transients then look persistent, and a pair of them looks stuck)
@@ -167,11 +168,11 @@ class SensorStage:
         camera_id = dbsensors.image_camera(self.engine, image_id)
         if camera_id is None or dbsensors.frame_counted(self.engine, sha):
             return
-        if dbsensors.exposure_taken(self.engine, image_id, self._run_from):
-            self.copies += 1  # another image of this exposure stands for it (module docstring)
-            return
         sid = dbsensors.sensor_id(self.engine, camera_id, delta.width, delta.height, delta.layout,
                                   pattern_name(delta.pattern, delta.colors), FORMAT_VERSION)
+        if dbsensors.exposure_taken(self.engine, image_id, sid, self._run_from):
+            self.copies += 1  # another image of this exposure stands for it (module docstring)
+            return
         if self._accept(sid, sha, image_id, delta):
             self.flush_due()
 
