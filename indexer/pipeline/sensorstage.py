@@ -23,8 +23,8 @@ shot feed two), through one image of it: an image whose camera and capture time
 recompressed or re-tagged: its bytes differ, so the SHA-256 ledger does not see it), not
 a new exposure of the sensor. Counted, a copy either repeats the original's noise (its
 transients then look persistent, and a pair of them looks stuck) or, transformed, puts
-every site's sighting at another position (a mirrored frame's hot pixel at x shows at W
-- 1 - x), diluting the rate a real defect reaches: on the camera set of
+every site's sighting at another position (a mirrored frame's hot pixel at x shows at
+W-1-x), diluting the rate a real defect reaches: on the camera set of
 bench/end_to_end.py the budget drew 6 of 72 frames, 4 of them mirrored or re-framed
 copies whose shots were not drawn. Which image stands for an exposure: one stored by an
 earlier run (drawn or not: a copy indexed after its shot is never learnt), else within a
