@@ -32,7 +32,8 @@ decoded at full size), ``--sets camera --before`` a ``git archive`` of c6e9322, 
     camera  4.9 / 8.3 = 0.58    before 3.1 / 3.8    this / before 1.55x    imagehash 5.2 -> 0.95x
 
 CPU of every process of ``photoqa index`` (read from /proc, two interleaved rounds, load
-19): 7.0-7.2 s against 10.3-10.5 s before (0.69x); main process 3.5-3.6 s against 5.4 s.
+19, then 9.5): 7.0 / 7.2 / 6.0 s against 10.5 / 10.3 / 8.8 s before (0.68-0.69x); main
+process 3.5 / 3.6 / 3.1 s against 5.4 / 5.4 / 4.4 s.
 1.5 x imagehash still missed at this load (docs/BENCHMARKS.md: what is left).
 
 2026-12-07 16:30-17:00 (branch verify6: verification measures, blur, sub-pixel surface
