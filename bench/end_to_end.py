@@ -24,6 +24,18 @@ imagehash loop; (b) photoqa >= 0.5 x match off.
 
     PYTHONPATH=. python bench/end_to_end.py [--work /tmp/photoqa-e2e] [--sets camera,dense,distinct]
 
+2026-12-07 19:00-19:45 (branch camera2: each exposure learnt once, copies of a shot not
+decoded at full size), ``--sets camera --before`` a ``git archive`` of c6e9322, load
+11-13, img/s (this on / off; before on / off; imagehash):
+
+    camera  4.2 / 4.6 = 0.93    before 3.9 / 3.6    this / before 1.10x    imagehash 4.0 -> 1.05x
+    camera  4.9 / 8.3 = 0.58    before 3.1 / 3.8    this / before 1.55x    imagehash 5.2 -> 0.95x
+
+CPU of every process of ``photoqa index`` (read from /proc, two interleaved rounds, load
+19, then 9.5): 7.0 / 7.2 / 6.0 s against 10.5 / 10.3 / 8.8 s before (0.68-0.69x); main
+process 3.5 / 3.6 / 3.1 s against 5.4 / 5.4 / 4.4 s.
+1.5 x imagehash still missed at this load (docs/BENCHMARKS.md: what is left).
+
 2026-12-07 16:30-17:00 (branch verify6: verification measures, blur, sub-pixel surface
 and transfer-curve medians cheaper with the same results; the detail measure in the
 verification pool), ``--sets dense --before`` a ``git archive`` of 9d38111 (numba cache

@@ -21,7 +21,10 @@ RSS of the daemon and of its worker processes is sampled every second throughout
 Sources: the >= 5 MP camera JPEGs of ../shared/data (each copy gets 16 unique bytes
 after the JPEG end marker, so every file has its own SHA-256), else synthetic 4000x3000
 scenes. Targets (issue 4): at 10 files/s p95 <= settle + 1 s; burst >= 0.8 x index;
-flat memory.
+flat memory. The files are copies of a few shots (same pixels and EXIF): since each
+exposure is learnt once (2026-12-07, branch camera2) the sensor stage learns at most one
+frame per source, where it learnt ~1 copy in 10; figures in docs/BENCHMARKS.md
+(2026-12-07, load 12-14: p50 0.45 s, p95 2.84 s, 44 ms of CPU a file against 155 ms).
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("PHOTOQA_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def sources(limit: int = 12) -> list[bytes]:
@@ -92,10 +95,23 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of process ``pid`` so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Sampler(threading.Thread):
+    """RSS of the daemon and its workers every second, and each process's CPU as last
+    seen (``cpu``: pid -> seconds; a worker's last second before it exits is missed)."""
+
     def __init__(self, pid: int, done):
         super().__init__(daemon=True)
         self.pid, self.done, self.samples, self.halt = pid, done, [], threading.Event()
+        self.cpu: dict[int, float] = {}
 
     def run(self):
         start = time.monotonic()
@@ -103,6 +119,8 @@ class Sampler(threading.Thread):
             kids = children(self.pid)
             if not rss_mb(self.pid):
                 continue  # the daemon has exited
+            for pid in [self.pid, *kids]:
+                self.cpu[pid] = max(self.cpu.get(pid, 0.0), cpu_seconds(pid))
             self.samples.append((time.monotonic() - start, self.done(), rss_mb(self.pid),
                                  sum(rss_mb(k) for k in kids), len(kids)))
 
@@ -213,6 +231,8 @@ def main() -> None:
         watch_ips = len(ends) / (max(ends) - t0) if ends else 0.0
 
         stop_t = time.monotonic()
+        daemon_cpu = sampler.cpu.get(daemon.pid, 0.0)
+        all_cpu = sum(sampler.cpu.values())
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(30)
         stop_s = time.monotonic() - stop_t
@@ -236,6 +256,8 @@ def main() -> None:
     print(f"burst {args.n} files (renamed in within {copy_s:.1f} s): watch sustained {watch_ips:.1f} images/s; "
           f"`photoqa index` same files {index_ips:.1f} images/s; ratio {watch_ips / index_ips:.2f} "
           f"(target >= 0.8: {'met' if watch_ips >= 0.8 * index_ips else 'MISSED'})")
+    print(f"CPU before the stop (last 1-s sample): daemon {daemon_cpu:.1f} s, with its workers {all_cpu:.1f} s "
+          f"= {1000 * all_cpu / (2 * args.n):.0f} ms a file")
     print(f"SIGTERM -> exit {code} in {stop_s:.2f} s; the daemon's last line: "
           f"{stop_line[0].split(' (', 1)[-1].rstrip(')') if stop_line else '-'}")
     print("\nRSS over time (MB): t_s  rows  daemon  workers(total, n)")

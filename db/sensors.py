@@ -55,6 +55,37 @@ def image_camera_of_frame(engine: Engine, image_id: int, sha256: str) -> int | N
         return conn.execute(select(Image.camera_id).where(Image.id == image_id, Image.sha256 == sha256)).scalar()
 
 
+def next_image_id(engine: Engine) -> int:
+    """One more than the highest image id: images stored from now on have ids >= it."""
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.max(Image.id))).scalar() or 0) + 1
+
+
+def exposure_taken(engine: Engine, image_id: int, sensor: int, run_from: int) -> bool:
+    """Whether another image of image ``image_id``'s exposure (the same camera and capture
+    time, sub-seconds kept: EXIF DateTimeOriginal + SubSecTimeOriginal) stands for it in
+    ``sensor`` already: one of the same size stored before this run (an id below
+    ``run_from``), or one whose frame that sensor counted (the ledger) or is counting (a
+    claim). False when the image records no camera or no capture time. A copy
+    (mirrored, re-framed, recompressed, re-tagged) keeps both, as editors rewrite the
+    modification date, not the capture time; a copy that drops its EXIF drops its camera
+    too and is never learnt anyway. Another sensor of the body (the RAW of a RAW+JPEG
+    pair) counts the exposure on its own."""
+    this, other = Image.__table__.alias("this"), Image.__table__.alias("other")
+    counted = select(SensorFrame.sha256).where((SensorFrame.sha256 == other.c.sha256)
+                                               & (SensorFrame.sensor_id == sensor)).exists()
+    claimed = select(SensorClaim.sha256).where((SensorClaim.sha256 == other.c.sha256)
+                                               & (SensorClaim.sensor_id == sensor)).exists()
+    before = (other.c.id < run_from) & (other.c.width == this.c.width) & (other.c.height == this.c.height)
+    query = (select(other.c.id).join(this, (this.c.id == image_id) & (other.c.camera_id == this.c.camera_id)
+                                     & (other.c.captured_at == this.c.captured_at))
+             .where((other.c.id != image_id) & (before | counted | claimed)).limit(1))
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
 def frame_counted(engine: Engine, sha256: str) -> bool:
     with engine.connect() as conn:
         return conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256 == sha256)).first() is not None

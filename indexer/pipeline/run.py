@@ -24,7 +24,7 @@ from db import actions as dbactions
 from db.store import Store
 from indexer.config import IndexSettings
 from indexer.decode import SensorData, arrays
-from indexer.pipeline.sensorplan import LivePlan, SensorPlan
+from indexer.pipeline.sensorplan import LivePlan, SensorPlan, exposure_marks
 from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Failed, Outcome, Task
 from indexer.pipeline import scan
@@ -246,37 +246,39 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     # A new camera learns its mapping share (learn_megapixels) until its map is stable,
     # then its sample; the plan follows its state during a long first import too, not
     # only at the next run (indexer.sensor.budget).
-    live = LivePlan(sensor_data, lambda: body_states(store.engine))
-    outcomes = run_batches(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
-                           cluster, plan_now=live.current, inline=inline)
-    reanalyse = reanalyser(settings, sensor_data, work, plan_now=live.current, inline=inline)
-    done = 0
-    try:
-        with _sigint_between_files() as stop:
-            for batch in outcomes:
-                for outcome, status in store_outcomes(batch, store, reanalyse, todo.updates, moves, gone, stages):
-                    done += 1
-                    setattr(summary, status, getattr(summary, status) + 1)
-                    if status == "failed":
-                        summary.failed_paths.append(outcome.task.path)
-                    if log:
-                        log(status, outcome)
-                    if progress:
-                        progress(done, total)
-                if stop.is_set():
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        outcomes.close()  # cancels the queued files, waits for those being decoded
-        summary.interrupted = True
+    # each exposure learnt once, through the first of its files the workers see (sensorplan)
+    with exposure_marks(sensor_data) as sensor_data:
+        live = LivePlan(sensor_data, lambda: body_states(store.engine))
+        outcomes = run_batches(todo.todo, settings, worker_count(workers), frozenset(moves), sensor_data, work,
+                               cluster, plan_now=live.current, inline=inline)
+        reanalyse = reanalyser(settings, sensor_data, work, plan_now=live.current, inline=inline)
+        done = 0
+        try:
+            with _sigint_between_files() as stop:
+                for batch in outcomes:
+                    for outcome, status in store_outcomes(batch, store, reanalyse, todo.updates, moves, gone, stages):
+                        done += 1
+                        setattr(summary, status, getattr(summary, status) + 1)
+                        if status == "failed":
+                            summary.failed_paths.append(outcome.task.path)
+                        if log:
+                            log(status, outcome)
+                        if progress:
+                            progress(done, total)
+                    if stop.is_set():
+                        raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            outcomes.close()  # cancels the queued files, waits for those being decoded
+            summary.interrupted = True
+            summary.failed_paths += todo.failed_paths
+            return summary.timed(time.perf_counter() - started)
+        store.mark_missing(list(gone.values()))
+        store.forget_failures(todo.stale_failures)
+        summary.missing = len(gone)
+        if stacks is not None:
+            summary.frames = stacks(stack_tasks)
         summary.failed_paths += todo.failed_paths
         return summary.timed(time.perf_counter() - started)
-    store.mark_missing(list(gone.values()))
-    store.forget_failures(todo.stale_failures)
-    summary.missing = len(gone)
-    if stacks is not None:
-        summary.frames = stacks(stack_tasks)
-    summary.failed_paths += todo.failed_paths
-    return summary.timed(time.perf_counter() - started)
 
 
 @contextmanager

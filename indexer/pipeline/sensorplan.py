@@ -5,13 +5,20 @@ A :class:`SensorPlan` travels to the workers with their settings. For each file 
 names its camera the worker keeps the RAW CFA plane or a rendered frame when
 ``indexer.sensor.budget`` draws it (:meth:`SensorPlan.frame_filter`, asked after the
 working image is decoded, before any full-size decode), turns it into a :class:`indexer.sensor.delta.FrameDelta` and drops
-the full-size data, so only the delta crosses the process boundary.
+the full-size data, so only the delta crosses the process boundary. Before drawing, it
+marks the frame's exposure (camera body, capture time; per sensor) in a folder shared by the run's
+workers (:func:`exposure_marks`): a later file of the same exposure (a mirrored,
+re-framed or re-saved copy of the shot) is not learnt, nor decoded at full size.
 """
 from __future__ import annotations
 
 import calendar
+import hashlib
+import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -32,6 +39,8 @@ class SensorPlan:
     data: SensorData = SensorData.NONE
     settings: SensorSettings = field(default_factory=SensorSettings)
     known: dict[tuple[str, str, str], budget.BodyState] = field(default_factory=dict)
+    # the folder of this run's exposure marks ('': none; :meth:`first_of_exposure`)
+    marks: str = ""
 
     @classmethod
     def of(cls, value: "SensorPlan | SensorData | None") -> "SensorPlan":
@@ -59,6 +68,8 @@ class SensorPlan:
         s = self.settings
         if s.learn_every_frame:
             return True
+        if not self.first_of_exposure(meta, width, height, raw):
+            return False
         megapixels = width * height / 1e6
         if self.learning_all(meta):  # a map still settling: the larger mapping share
             share = budget.mapping_share(megapixels, learn_megapixels=s.learn_megapixels, raw=raw,
@@ -71,6 +82,28 @@ class SensorPlan:
                                    reveal_factor=s.reveal_factor, luminance=luminance,
                                    dark_luminance=s.dark_luminance)
         return budget.drawn(sha256, share)
+
+    def first_of_exposure(self, meta: Metadata, width: int, height: int, raw: bool = False) -> bool:
+        """Whether no other file of this frame's exposure (camera body, capture time with
+        sub-seconds) and sensor (its size, RAW or rendered: a RAW+JPEG pair feeds two
+        sensors) came to a worker of this run before: the first marks it (an empty file
+        in :attr:`marks` created with O_EXCL, so two workers racing cannot both be first).
+        A later copy of a shot is then not decoded at full size: the writer would not
+        count it (``pipeline.sensorstage``), and on 12 MP JPEGs the full decode and
+        residual are ~0.3 s of CPU a frame. True without marks, camera or capture time,
+        or when the folder is not there (a worker on another machine: the writer decides)."""
+        camera, when = meta.camera, meta.capture.captured_at
+        if not self.marks or camera is None or when is None:
+            return True
+        key = repr((camera.make, camera.model, camera.serial, width, height, raw, when.isoformat()))
+        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        try:
+            os.close(os.open(os.path.join(self.marks, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        except OSError:
+            return True
+        return True
 
     def frame_filter(self):
         """The ``frame_wanted`` callback of ``decode.decode_bytes`` (None: every frame)."""
@@ -100,6 +133,18 @@ class LivePlan:
         if now - self._at >= self.seconds:
             self.plan, self._at = replace(plan, known=self.load()), now
         return self.plan
+
+
+@contextmanager
+def exposure_marks(plan: "SensorPlan | SensorData") -> Iterator["SensorPlan | SensorData"]:
+    """``plan`` with a fresh folder of exposure marks (:meth:`SensorPlan.first_of_exposure`)
+    for the workers of one run or one daemon, removed afterwards; a plan that draws no
+    frames (none, or every frame) as it is."""
+    if not isinstance(plan, SensorPlan) or plan.data is SensorData.NONE or plan.settings.learn_every_frame:
+        yield plan
+        return
+    with tempfile.TemporaryDirectory(prefix="photoqa-exposures-") as folder:
+        yield replace(plan, marks=folder)
 
 
 def capture_seconds(meta: Metadata) -> int | None:

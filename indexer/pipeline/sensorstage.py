@@ -17,6 +17,28 @@ frames would make every site look permanent. Across writers too (two machines, o
 ledger as always, and the flush gathers the accepted frames' deltas, tree-reduced on the
 workers (:mod:`indexer.pipeline.clustersensor`).
 
+An *exposure* is counted once too (by each sensor: the RAW and the JPEG of a RAW+JPEG
+shot feed two), through one image of it: an image whose camera and capture time
+(sub-seconds kept) equal another's is a copy of that shot (mirrored, re-framed, resized,
+recompressed or re-tagged: its bytes differ, so the SHA-256 ledger does not see it), not
+a new exposure of the sensor. Counted, a copy either repeats the original's noise (its
+transients then look persistent, and a pair of them looks stuck) or, transformed, puts
+every site's sighting at another position (a mirrored frame's hot pixel at x shows at
+W-1-x), diluting the rate a real defect reaches: on the camera set of
+bench/end_to_end.py the budget drew 6 of 72 frames, 4 of them mirrored or re-framed
+copies whose shots were not drawn. Which image stands for an exposure: one stored by an
+earlier run (drawn or not: a copy indexed after its shot is never learnt), else within a
+run the first the decode workers saw (``pipeline.sensorplan``: they mark each exposure
+before deciding on a full decode, so a later copy is not even decoded at full size), and
+here, whatever the workers knew, one already counted or claimed
+(:func:`db.sensors.exposure_taken`). Capture identity, not the near-duplicate verdict,
+is the evidence: it is known before the full decode (verification runs after storing),
+also with matching off, and a copy that lost its EXIF lost its camera too, so is never
+learnt. Two exposures of one body within the same second without sub-seconds (a burst)
+count as one: a lost sample, not a biased one. Which of two images of one exposure is
+the camera's own cannot be told from them, so a copy indexed before its shot stands for
+it.
+
 Memory: a delta takes 26 bytes a photosite (312 MB for a 12 MP body). ``[sensor]
 memory_mb`` bounds what the deltas of all bodies take together: past it the least
 recently fed body is flushed early and dropped; its next frame starts a new delta,
@@ -122,6 +144,8 @@ class SensorStage:
         self.spool = (TableSpool(engine, lambda: self._owner) if spool == "table"
                       else Spool(Path(spool)) if spool is not None else None)
         self.recovered = 0  # frames of writers that died, counted by this stage
+        self.copies = 0  # learnt frames not counted: another image of the exposure stands for it
+        self._run_from = dbsensors.next_image_id(engine)  # images stored from now on: this run's
         if self.spool is not None:
             self._recover()
 
@@ -149,6 +173,9 @@ class SensorStage:
             return
         sid = dbsensors.sensor_id(self.engine, camera_id, delta.width, delta.height, delta.layout,
                                   pattern_name(delta.pattern, delta.colors), FORMAT_VERSION)
+        if dbsensors.exposure_taken(self.engine, image_id, sid, self._run_from):
+            self.copies += 1  # another image of this exposure stands for it (module docstring)
+            return
         if self._accept(sid, sha, image_id, delta):
             self.flush_due()
 

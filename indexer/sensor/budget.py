@@ -49,7 +49,10 @@ frames while its map is new, and a smaller *sample* once the map is stable:
   is decided, so it costs nothing;
 - the draw is the frame's SHA-256 read as a number in [0, 1): the same frames are learnt
   in every run, every process, and by ``index`` and ``watch`` alike, and a copy of a
-  frame is never learnt twice (the writer's ledger counts each content once).
+  frame is never learnt twice (the writer's ledger counts each content once, and each
+  exposure once: a copy of a shot, mirrored, re-framed or re-saved, is drawn by its own
+  hash but not counted when an image of the same camera and capture time came first,
+  ``pipeline.sensorstage``).
 
 The state of each body (frames learnt, frames since its map last changed) is read when an
 ``index`` run starts, so the same run draws the same frames whatever the workers' timing;

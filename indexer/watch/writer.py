@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import ExitStack
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,7 @@ from indexer.pipeline.analyse import analyse
 from indexer.outcomes import Failed, Indexed, Moved, Outcome, Task
 from indexer.config import IndexSettings
 from indexer.decode import SensorData, arrays
-from indexer.pipeline.sensorplan import LivePlan, SensorPlan
+from indexer.pipeline.sensorplan import LivePlan, SensorPlan, exposure_marks
 from indexer.measure.features import FEATURES_VERSION
 from indexer.pipeline.run import start_pool
 from indexer.pipeline.stages import Stage, body_states, flush_due, store_batch, store_outcome
@@ -59,6 +60,10 @@ class Writer:
         # (indexer.pipeline.stackrun.StackWatch); None leaves them alone
         self.stacks = stacks
         self.workers, self.stages, self.log = workers, list(stages), log
+        # each exposure learnt once, through the first of its files the workers see
+        # (sensorplan.exposure_marks: the marks live as long as the daemon)
+        self._marks = ExitStack()
+        sensor_data = self._marks.enter_context(exposure_marks(sensor_data))
         self.sensor_data = sensor_data  # full-size data for the sensor stage, as `index` asks
         # the budget's per-body state, refreshed as frames are learnt (a daemon runs for months)
         self.sensor_plan = LivePlan(sensor_data, lambda: body_states(self.engine))
@@ -333,6 +338,7 @@ class Writer:
             self.pool.terminate_workers()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.jobs.clear()
+        self._marks.close()
         return abandoned + dropped
 
     def collect_all(self, timeout: float) -> None:
