@@ -143,6 +143,7 @@ class MatchStage:
         self.verifier: Verifier | None = None
         self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
         self.parked: list = []  # (image id, job, verified) waiting for a pixel digest
+        self.saving: dict[int, list[PairEvidence]] = {}  # image id -> its final pairs, stored at _flush
         self.released: list[int] = []  # images stored whose waiting partners are being advanced
         self.detailing: dict[int, list[PairEvidence]] = {}  # image id -> its pairs, waiting for detail measures
         self.proof: PixelProof | None = None
@@ -168,6 +169,7 @@ class MatchStage:
         candidates (:meth:`_plan`): those still being matched themselves later."""
         dbpairs.forget_pairs_of(self.session.engine, rec.id, group_rule=self.group_rule)
         self.proof.forget(rec.id)
+        self.saving.pop(rec.id, None)  # indexed again before its pairs were stored: matched afresh
         proposals = self.matcher.propose_and_add(rec)
         self.unsaved += 1
         self.last_add = time.monotonic()
@@ -178,11 +180,12 @@ class MatchStage:
         # verified at once, so a burst of copies of one original is verified against it
         # side by side instead of one after another (:meth:`_plan`).
         blockers = {x for key in proposals for x in key
-                    if x != rec.id and (x in self.waiting or x in self.detailing)}
+                    if x != rec.id and (x in self.waiting or x in self.detailing or x in self.saving)}
         self._plan(rec.id, proposals, blockers if self.session.settings.match.group_tries else set())
         self._store(self.verifier.results())
         self._unpark()
         self._detailed()
+        self._flush()
 
     def _plan(self, image_id: int, proposals: dict, blockers: set[int]) -> None:
         """Send ``image_id``'s candidates to verification: one member of each stored
@@ -231,7 +234,9 @@ class MatchStage:
         if waiting is None or waiting.left:
             return
         joined = self._joined(image_id, waiting)
-        if waiting.ready and not joined & waiting.blockers and self._plan_ready(image_id, waiting, joined):
+        # joined to some partner, the ready pairs are decided when every blocker is stored
+        # (one look at the groups, not one per blocker: 1,385 lookups on the dense set)
+        if waiting.ready and (not joined or not waiting.blockers) and self._plan_ready(image_id, waiting, joined):
             return
         if not waiting.blockers and not waiting.ready:
             self._finish(image_id)
@@ -352,8 +357,20 @@ class MatchStage:
         return bool(arrived)
 
     def _save(self, image_id: int, found: list[PairEvidence]) -> None:
-        dbpairs.save_pairs(self.session.engine, found, matched=[image_id], group_rule=self.group_rule)
-        self._release(image_id)
+        """``image_id``'s pairs are final: stored at the next :meth:`_flush`."""
+        self.saving[image_id] = found
+
+    def _flush(self) -> None:
+        """Store the finished images' pairs, all of them in one transaction and one group
+        refresh (each image alone cost the writer ~10 SQL statements and a rebuild of its
+        group: 383 refreshes for 432 images of the dense set), then advance the images
+        waiting for them; again for those that finish meanwhile."""
+        while self.saving:
+            batch, self.saving = self.saving, {}
+            dbpairs.save_pairs(self.session.engine, [pe for found in batch.values() for pe in found],
+                               matched=list(batch), group_rule=self.group_rule)
+            for image_id in batch:
+                self._release(image_id)
 
     def _release(self, done: int) -> None:
         """Advance the images whose held pairs waited for ``done`` (in arrival order; a
@@ -386,6 +403,7 @@ class MatchStage:
             self._store(self.verifier.results())
             self._unpark()
             self._detailed()
+            self._flush()
         if (self.keeper is not None and not self.waiting and not self.detailing
                 and time.monotonic() - self.last_add >= self.save_idle):
             mark = self.keeper.save_if_due(self.matcher, self.mark, self.unsaved, background=True)
@@ -402,10 +420,12 @@ class MatchStage:
                 self._store(done)
                 digests = self.proof.collect(block=True)
                 detailed = self._detailed(block=not done and not digests)
-                if not done and not digests and not detailed:
+                if not done and not digests and not detailed and not self.saving:
                     break  # nothing in flight: those left keep matched_at NULL, matched next run
                 parked, self.parked = self.parked, []
                 self._store(parked)
+                self._flush()
+            self._flush()
             self.verifier.close()
         if self.keeper is not None:
             self.keeper.close(self.matcher, self.mark, self.unsaved)
