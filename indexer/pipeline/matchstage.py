@@ -144,6 +144,7 @@ class MatchStage:
         self.waiting: dict[int, _Waiting] = {}  # image id -> its pairs being verified
         self.parked: list = []  # (image id, job, verified) waiting for a pixel digest
         self.saving: dict[int, list[PairEvidence]] = {}  # image id -> its final pairs, stored at _flush
+        self.batching = False  # inside a writer's batch (prepare .. end_batch): flush at its end
         self.released: list[int] = []  # images stored whose waiting partners are being advanced
         self.detailing: dict[int, list[PairEvidence]] = {}  # image id -> its pairs, waiting for detail measures
         self.proof: PixelProof | None = None
@@ -163,6 +164,14 @@ class MatchStage:
         through :meth:`__call__`, one at a time, as when stored alone)."""
         if self.matcher is None:
             self._start()
+        self.batching = True
+
+    def end_batch(self) -> None:
+        """The writer's batch went through the stages: store its images' pairs (one
+        transaction for the batch, not one per image)."""
+        self.batching = False
+        if self.matcher is not None:
+            self._flush()
 
     def _match(self, rec: MatchRecord) -> None:
         """Forget ``rec``'s old pairs, index it, and plan the verification of its
@@ -185,7 +194,8 @@ class MatchStage:
         self._store(self.verifier.results())
         self._unpark()
         self._detailed()
-        self._flush()
+        if not self.batching:
+            self._flush()
 
     def _plan(self, image_id: int, proposals: dict, blockers: set[int]) -> None:
         """Send ``image_id``'s candidates to verification: one member of each stored
