@@ -372,9 +372,11 @@ class MatchStage:
 
     def _flush(self) -> None:
         """Store the finished images' pairs, all of them in one transaction and one group
-        refresh (each image alone cost the writer ~10 SQL statements and a rebuild of its
-        group: 383 refreshes for 432 images of the dense set), then advance the images
-        waiting for them; again for those that finish meanwhile."""
+        refresh, then advance the images held on them; again for those that finish
+        meanwhile. Called at the end of a writer batch (:meth:`end_batch`), after an
+        image stored alone, and by :meth:`flush_due`/:meth:`close`. Each image alone cost
+        the writer ~10 SQL statements and a rebuild of its group: 432 transactions and
+        383 refreshes for the 432 images of the dense set, ~120 of each per batch."""
         while self.saving:
             batch, self.saving = self.saving, {}
             dbpairs.save_pairs(self.session.engine, [pe for found in batch.values() for pe in found],
