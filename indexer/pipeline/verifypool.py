@@ -32,7 +32,7 @@ from indexer.match.verdict import MatchThresholds
 from indexer.pipeline.pools import WorkerPool
 
 Done = tuple[Hashable, Job, Verified]  # (caller's tag, job, result)
-WARM_WAIT = 2.0  # seconds jobs wait for a new pool's warm-up before the writer verifies them itself
+WARM_WAIT = 30.0  # seconds jobs wait for a new pool's warm-up before the writer verifies them itself
 
 
 def warm_up() -> bool:
@@ -185,7 +185,9 @@ class Verifier:
         ``warm_wait`` seconds: then the writer verifies inline, as before, until it is
         done. Verifying inline, the writer loads the kernels itself and pays each job:
         on the dense set of bench/end_to_end.py 54 jobs while the pool warmed cost the
-        writer 0.8 s CPU of its 5.1 s (2026-12-07)."""
+        writer 0.8 s CPU of its 5.1 s (2026-12-07); with ``warm_wait`` 2 s, at load 17
+        the warm-up outlasted it and the writer ran 93-107 jobs. What waiting costs is
+        the pairs' latency, once per pool start; the writer stores files meanwhile."""
         if self.pool is None:
             if self.spent_inline < self.pool_after:
                 return True
