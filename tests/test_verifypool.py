@@ -168,12 +168,17 @@ def test_jobs_wait_aside_for_a_warming_pool_not_in_the_writer():
 
 def test_jobs_wait_for_a_slow_warm_up_only_warm_wait_seconds():
     """A warm-up slower than ``warm_wait`` (a loaded machine) does not hold the jobs: the
-    writer verifies them itself meanwhile (block=True waits for the pool instead)."""
+    writer verifies them itself meanwhile; so it does when it would block on them (the
+    end of a run of a few files: no waiting ~1 s for the warm-up)."""
     v, m, jobs, pools, gate = _slow_start_verifier(warm_wait=60.0)
     v.submit("early", jobs[0])
     assert v.results() == []
     v.warm_wait = 0.0  # as if 60 s had passed
     assert [t for t, _, _ in v.results()] == ["early"] and pools[0].sent == []
+    v.warm_wait = 60.0
+    v.submit("last", jobs[1])
+    assert v.results() == []
+    assert [t for t, _, _ in v.results(block=True)] == ["last"] and pools[0].sent == []
     gate.set()
     v.close()
 
