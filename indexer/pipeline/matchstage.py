@@ -202,9 +202,11 @@ class MatchStage:
         group they hit at a time (:mod:`indexer.match.fanout`), every other candidate.
 
         Pairs with ``blockers`` (candidates whose own pairs are not stored yet: they may
-        be about to join a group) are held (:meth:`_advance`): verified one at a time,
-        closest first, while ``image_id`` has joined no group, then, once every blocker is
-        stored, only where the partner did not end in a group ``image_id`` joined. Before,
+        be about to join a group) are held (:meth:`_advance`): while ``image_id`` has
+        joined no group, the closest held pair is verified at once (one at a time) and
+        each held pair is decided when its partner is stored; once it joined a partner,
+        the held pairs are decided when every blocker is stored, and verified only where
+        the partner did not end in a group ``image_id`` joined. Before,
         the whole image waited for its blockers: the 17 copies of each photo of the dense
         set were verified one after another, a writer round trip each (in a 42 s run at
         load 10, 6.8 s after the last file was stored went to that chain, writer idle)."""
