@@ -36,6 +36,22 @@ CPU of every process of ``photoqa index`` (read from /proc, two interleaved roun
 process 3.5 / 3.6 / 3.1 s against 5.4 / 5.4 / 4.4 s.
 1.5 x imagehash still missed at this load (docs/BENCHMARKS.md: what is left).
 
+2026-12-07 19:30-19:55 (branch dense2: held pairs instead of deferred images, pairs
+stored once per writer batch, jobs waiting aside while the pool warms up, pool_after
+0.5 s), ``--sets dense --before`` a ``git archive`` of c6e9322, three runs at load 9-17
+(this checkout on / off, before on / off, img/s; main-process CPU on / off):
+
+    dense  10.4 / 45.3 = 0.23    before 11.7 / 19.0 = 0.61    CPU 4.1 / 1.6
+    dense   7.9 / 18.9 = 0.42    before  9.8 / 38.2 = 0.26    CPU 4.0 / 1.6
+    dense  13.7 / 29.7 = 0.46    before  9.5 / 28.0 = 0.34    CPU 3.7 / 1.4
+
+Match off moves 2.4x between runs at this load. Interleaved (on, off, before on,
+before off; three rounds at load 5-7): wall 16.3-17.3 / 5.3-6.7 s against
+16.0-18.3 / 5.2-5.9 s, writer CPU 3.8-4.0 / 1.4-1.6 s against 4.35-4.6 / 1.5-1.6 s.
+The writer's CPU fell ~12%, the wall did not move: on/off ~0.3, target (b) missed;
+the verification pool's CPU (~750 jobs, a third of them re-proving exposure_variant
+pairs, docs/BENCHMARKS.md) is what competes with decoding now, not the writer.
+
 2026-12-07 16:30-17:00 (branch verify6: verification measures, blur, sub-pixel surface
 and transfer-curve medians cheaper with the same results; the detail measure in the
 verification pool), ``--sets dense --before`` a ``git archive`` of 9d38111 (numba cache

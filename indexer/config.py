@@ -244,6 +244,10 @@ class MatchSettings:
         (``indexer.pipeline.pixelproof``); smaller ones in the writer until those start.
     pool_after: seconds of pixel verification done in the writer itself before those
         processes start (small runs never pay their start-up; 0: always start them).
+        The first job pays ~0.5 s loading the kernels, a job ~5-15 ms after that; jobs
+        sent while the pool warms up wait for it (``indexer.pipeline.verifypool``), so
+        an early start costs the writer nothing. At 5 s the writer verified 80-110 of
+        the dense set's ~750 jobs itself (bench/end_to_end.py, 2026-12-07).
     index_file: where the built candidate index is saved between runs, so the next
         ``index``/``watch`` loads it and reads only the rows changed since instead of
         every row (docs/BENCHMARKS.md: ``bench/match_startup.py``); '' means
@@ -268,7 +272,7 @@ class MatchSettings:
     loose_tries: int = 4
     verify_workers: int = 0
     digest_inline_pixels: int = 1_000_000  # a 1 MP decode costs the writer ~15 ms
-    pool_after: float = 5.0  # see the docstring
+    pool_after: float = 0.5  # see the docstring
     index_file: str = ""
     index_file_min: int = 20_000
     index_file_resave: int = 10_000  # 1 M images: save ~4 s, replay 10,000 rows ~0.3 s (2026-12-01)

@@ -113,3 +113,29 @@ def plan(new_id: int, best_hamming: Mapping[PairKey, int], group_of: Mapping[int
         for key in ranked[:tries]:
             out.group[key] = g
     return out
+
+
+def unheld(new_id: int, best_hamming: Mapping[PairKey, int], group_of: Mapping[int, int], held: set[PairKey], *,
+           loose: int = 0, hits: Mapping[PairKey, int] | None = None) -> dict[PairKey, int]:
+    """The part of ``best_hamming`` to :func:`plan` now while the ``held`` pairs wait for
+    their partners' own pairs to be stored (a partner may be about to join a group).
+
+    Pairs with grouped partners (``group_of``) all go; of those in no group, only the ones
+    ranked within ``loose`` (0: all) among them and the held ones, by :func:`plan`'s
+    order: a held partner may still end in no group, and the cap must not be spent on
+    candidates it would outrank (the pairs planned now and later are then among those
+    one plan made after every partner was stored would choose)."""
+    hits = hits or {}
+    free = [key for key in best_hamming if key not in held]
+    lone = [key for key in free if _other(key, new_id) not in group_of]
+    if loose:
+        ranked = sorted([*lone, *(key for key in held if key in best_hamming)],
+                        key=lambda k: (best_hamming[k], -hits.get(k, 1), _other(k, new_id)))
+        allowed = set(ranked[:loose])
+        lone = [key for key in lone if key in allowed]
+    keep = set(lone)
+    return {key: best_hamming[key] for key in free if key in keep or _other(key, new_id) in group_of}
+
+
+def _other(key: PairKey, new_id: int) -> int:
+    return key[0] if key[1] == new_id else key[1]

@@ -32,6 +32,7 @@ from indexer.match.verdict import MatchThresholds
 from indexer.pipeline.pools import WorkerPool
 
 Done = tuple[Hashable, Job, Verified]  # (caller's tag, job, result)
+WARM_WAIT = 30.0  # seconds jobs wait for a new pool's warm-up before the writer verifies them itself
 
 
 def warm_up() -> bool:
@@ -68,7 +69,8 @@ class Verifier:
 
     def __init__(self, th: MatchThresholds, max_transforms: int, *, workers: int, pool_after: float = 1.0,
                  max_pending: int | None = None, memo: Memo | None = None,
-                 executor: Callable[[int], Executor] | None = None, warm_given: bool = False):
+                 executor: Callable[[int], Executor] | None = None, warm_given: bool = False,
+                 warm_wait: float = WARM_WAIT):
         self.th, self.max_transforms = th, max_transforms
         self.executor = executor  # the pool's factory (of ``workers``): a local WorkerPool, or a Dask cluster's
         self.warm_given = warm_given  # warm up a pool from ``executor`` too (a Dask cluster's workers: no)
@@ -76,7 +78,10 @@ class Verifier:
         self.max_pending = max_pending or 8 * self.workers
         self.memo = memo if memo is not None else Memo()
         self.pool: Executor | None = None
-        self.warming: Future | None = None  # the new pool's warm-up; jobs stay inline until it is done
+        self.warming: Future | None = None  # the new pool's warm-up (see _inline)
+        self.warm_started = 0.0  # when it was sent (time.monotonic)
+        self.warm_wait = warm_wait
+        self.backlog: list[tuple[Hashable, Hashable, Job]] = []  # (tag, key, job) waiting for the warm-up
         self.spent_inline = 0.0
         self.in_flight: dict[Future, tuple[Hashable, list[tuple[Hashable, Job]]]] = {}  # future -> key, waiters
         self.by_key: dict[Hashable, Future] = {}
@@ -145,6 +150,7 @@ class Verifier:
 
     def submit(self, tag: Hashable, job: Job) -> None:
         """Verify ``job`` for ``tag``; its result comes out of :meth:`results`."""
+        self._drain()
         key = job.key(self.max_transforms)
         known = self.memo.get(key)
         if known is not None:
@@ -153,25 +159,65 @@ class Verifier:
             self.in_flight[self.by_key[key]][1].append((tag, job))
         elif key is None or self._inline():
             self.ready.append((tag, job, self._run_here(key, job)))
+        elif self.warming is not None:
+            self.backlog.append((tag, key, job))  # the pool is warming up: sent when it is warm
+        else:
+            self._send(tag, key, job)
+
+    def _dispatch(self, tag: Hashable, key: Hashable, job: Job) -> None:
+        """To the pool, unless its result is known or the same content is in flight."""
+        known = self.memo.get(key)
+        if known is not None:
+            self.ready.append((tag, job, known))
+        elif key in self.by_key:
+            self.in_flight[self.by_key[key]][1].append((tag, job))
         else:
             self._send(tag, key, job)
 
     def _inline(self) -> bool:
-        """Run this job here: the pool is not worth starting yet, or is still starting.
+        """Run this job here: the pool is not worth starting yet, or is starting slowly.
 
         A pool's workers import NumPy and load the numba kernels before their first job
         (~1 s CPU each; at load 20 the watch soak measured a 57 s writer stall waiting on
-        them). So the pool is started with a warm-up task and the writer keeps verifying
-        inline until that task is done, instead of queueing jobs behind it."""
+        them when jobs queued behind that). So the pool is started with a warm-up task;
+        jobs submitted meanwhile wait aside (:attr:`backlog`, the writer does not block)
+        and go to the pool when it is warm, unless the warm-up takes more than
+        ``warm_wait`` seconds: then the writer verifies inline, as before, until it is
+        done. Verifying inline, the writer loads the kernels itself and pays each job:
+        on the dense set of bench/end_to_end.py 54 jobs while the pool warmed cost the
+        writer 0.8 s CPU of its 5.1 s (2026-12-07); with ``warm_wait`` 2 s, at load 17
+        the warm-up outlasted it and the writer ran 93-107 jobs. What waiting costs is
+        the pairs' latency, once per pool start; the writer stores files meanwhile."""
         if self.pool is None:
             if self.spent_inline < self.pool_after:
                 return True
             self._pool()
         if self.warming is not None:
             if not self.warming.done():
-                return True
+                return time.monotonic() - self.warm_started >= self.warm_wait
             self.warming = None
         return False
+
+    def _drain(self, *, block: bool = False) -> None:
+        """Send the backlog to the pool once it is warm; run it here if the warm-up
+        takes longer than ``warm_wait``, or if the caller would block on it (``block``:
+        the writer has nothing else to do; a run of a few files would wait ~1 s for
+        the warm-up instead of ~10 ms a job)."""
+        if not self.backlog:
+            return
+        if self.warming is not None:
+            if not self.warming.done():
+                if not block and time.monotonic() - self.warm_started < self.warm_wait:
+                    return
+                backlog, self.backlog = self.backlog, []
+                for tag, key, job in backlog:
+                    known = self.memo.get(key)
+                    self.ready.append((tag, job, known if known is not None else self._run_here(key, job)))
+                return
+            self.warming = None
+        backlog, self.backlog = self.backlog, []
+        for tag, key, job in backlog:
+            self._dispatch(tag, key, job)
 
     def _run_here(self, key, job: Job) -> Verified:
         known = self.memo.get(key)  # a waiter of a failed pool job after the first re-ran it
@@ -216,6 +262,7 @@ class Verifier:
             if self.executor is None or self.warm_given:  # a cluster's workers are already up
                 try:
                     self.warming = self.pool.submit(warm_up)
+                    self.warm_started = time.monotonic()
                 except BrokenProcessPool:  # pragma: no cover - a pool that cannot start: jobs find out
                     self.warming = None
         return self.pool
@@ -245,13 +292,14 @@ class Verifier:
 
     def results(self, *, block: bool = False) -> list[Done]:
         """Finished jobs since the last call; ``block``: wait for every job in flight."""
+        self._drain(block=block)
         self._collect(ALL_COMPLETED if block else FIRST_COMPLETED, timeout=None if block else 0)
         out, self.ready = self.ready, []
         return out
 
     @property
     def pending(self) -> int:
-        return sum(len(waiters) for _, waiters in self.in_flight.values()) + len(self.side)
+        return sum(len(waiters) for _, waiters in self.in_flight.values()) + len(self.side) + len(self.backlog)
 
     def close(self) -> None:
         """Stop the pool (after :meth:`results` with ``block=True``, nothing is lost)."""
