@@ -38,8 +38,9 @@ Replayed on the soak's first 14,713 images with their stored verdicts
 (bench/match_growth.py, 2026-12-07): kept candidates per image 0.13-0.30 in every
 2,000-image window, verification jobs 0.13-0.23 (without: 0.12 -> 2.9 candidates and
 1.7 jobs, towards the ``loose`` cap of 4), the radius 14 -> 10 by 2,000 images and 8 by
-8,000; 8 of the 164 pairs the soak stored were beyond the radius when their second image
-arrived (all at 8-14 bits). bench/neardup_eval.py (432 files) is unchanged: precision
+8,000. 8 of the 164 pairs the soak stored were beyond the radius when their second image
+arrived: all ``similar`` look-alikes of the synthetic scenes at 10-14 bits; every copy
+(``same_file``, ``derived``, ``exposure_variant``: 0-8 bits) was still proposed. bench/neardup_eval.py (432 files) is unchanged: precision
 1.0000, recall 0.9975, every transform 1.00 but exposure 0.96.
 """
 from __future__ import annotations
