@@ -216,7 +216,7 @@ def main() -> None:
     missing = {r[0] for r in con.execute("SELECT path FROM images WHERE missing_since IS NOT NULL")}
     failures = con.execute("SELECT count(*) FROM failures").fetchone()[0]
     con.close()
-    on_disk = set(present)
+    on_disk = set(present) | {str(w) for w in (inbox / "warm").glob("*")}  # the warm-up files have rows too
     print(f"database: {len(live)} live rows for {len(on_disk)} files on disk (rows missing: "
           f"{len(on_disk - live)}, rows of no file: {len(live - on_disk)}); {len(missing)} marked missing of "
           f"{len(deleted)} deleted (unmarked: {len(set(deleted) - missing)}); {failures} failure rows")
