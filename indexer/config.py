@@ -192,9 +192,10 @@ class MatchSettings:
         that tightens with the archive's size, so that about ``chance_budget`` chance
         candidates (unrelated pictures whose hashes happen to be close) are expected per
         new image, counted on the archive itself; never below ``chance_floor`` bits
-        (``indexer.match.chance``). On bench/soak.py's archive: 0.1-0.2 candidates per
-        image from 1,000 to 14,700 images (2.9 at 14,000 without), the radius 14 -> 10 ->
-        8 bits. 0: every candidate out to ``crop_radius`` (work per image grows with N).
+        (``indexer.match.chance``). On bench/soak.py's archive: 0.13-0.23 verifications
+        per image from 1,000 to 14,700 images (0.12 -> 1.7 and climbing without), the
+        radius 14 -> 10 -> 8 bits; its 100,000 files at a flat 17-18 ms CPU per image.
+        0: every candidate out to ``crop_radius`` (work per image grows with N).
     max_transforms: how many distinct orientations of one candidate pair are verified.
     group_verdicts: verdicts whose pairs join images into a stored group ("similar"
         burst neighbours are left out by default).
