@@ -15,8 +15,8 @@ image, and the report commands' latency against `photoqa --version` (start-up on
 
 2026-12-07, 18:59-19:58 UTC, 2 shared cores at load 10-21 then 2-5, commit 1ed2a73
 (``--files 100000 --workers 2 --keep /work/soak100k --every 60``): all 100,000 files in
-3,455 s (28.9 img/s overall, 6.6-98 per minute with the load); CPU per image 17-18 ms
-from the first minute to the last (19-22 in the busiest minutes), where the run stopped
+3,455 s (28.9 img/s overall, 6.6-98 per minute with the load); CPU per image 17-22 ms
+in every minute (19 in the first, 17-18 in the last ten), where the run stopped
 at 14,713 files before went 25 -> 77 ms; peak RSS the command 272 MB at 1,073 rows ->
 476 MB at 100,000 (~2.1 kB per image: the matching index), decoding workers 104 MB,
 verification workers 123 MB, forkserver 157 MB, resource tracker 13 MB; database
