@@ -16,6 +16,15 @@ line in the log, stops the daemon (SIGTERM) and checks:
 * RSS of every process, first and last quarter of the run (flat or not).
 
     PYTHONPATH=. python bench/watch_soak.py --source /tmp/soak/photos --files 10000 --rate 50
+
+2026-12-07, beside the 100,000-file batch soak (load 10-21), ``--source
+/work/soak100k/photos --files 10000 --rate 50 --workers 2 --warm 5``: 13.0 files/s
+through the daemon (all indexed 747 s after the first arrival); every arrival indexed
+once (0 twice, 0 never), 9,511 live rows for the 9,511 files on the disk, 192 of 192 late
+renames and deletions logged; latency p50 266 s, p95 514 s (the queue: arrivals at 4x
+the throughput); RSS first / last quarter: daemon 248 / 267 MB, workers flat (115 / 120,
+99 / 100, 157 / 157). The run before the fix of ``watch.settle.Pending.deleted`` left 3
+rows live for files renamed and then deleted before the daemon reached the rename.
 """
 from __future__ import annotations
 
@@ -216,7 +225,7 @@ def main() -> None:
     missing = {r[0] for r in con.execute("SELECT path FROM images WHERE missing_since IS NOT NULL")}
     failures = con.execute("SELECT count(*) FROM failures").fetchone()[0]
     con.close()
-    on_disk = set(present)
+    on_disk = set(present) | {str(w) for w in (inbox / "warm").glob("*")}  # the warm-up files have rows too
     print(f"database: {len(live)} live rows for {len(on_disk)} files on disk (rows missing: "
           f"{len(on_disk - live)}, rows of no file: {len(live - on_disk)}); {len(missing)} marked missing of "
           f"{len(deleted)} deleted (unmarked: {len(set(deleted) - missing)}); {failures} failure rows")

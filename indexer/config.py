@@ -219,6 +219,14 @@ class MatchSettings:
         (the crop channel reaches ``crop_radius``) needs ``crop_hits`` hash hits: one is
         mostly chance at archive scale (see ``indexer.match.engine.Matcher``); ``crop_hits = 1``
         restores every lone hit up to ``crop_radius`` (small archives, extreme crops).
+    chance_budget, chance_floor: candidates of a new image are kept only within a radius
+        that tightens with the archive's size, so that about ``chance_budget`` chance
+        candidates (unrelated pictures whose hashes happen to be close) are expected per
+        new image, counted on the archive itself; never below ``chance_floor`` bits
+        (``indexer.match.chance``). On bench/soak.py's archive: 0.13-0.23 verifications
+        per image from 1,000 to 14,700 images (0.12 -> 1.7 and climbing without), the
+        radius 14 -> 10 -> 8 bits; its 100,000 files at a flat 17-18 ms CPU per image.
+        0: every candidate out to ``crop_radius`` (work per image grows with N).
     max_transforms: how many distinct orientations of one candidate pair are verified.
     group_verdicts: verdicts whose pairs join images into a stored group ("similar"
         burst neighbours are left out by default).
@@ -266,6 +274,8 @@ class MatchSettings:
     crop_radius: int = MatchParams.crop_radius
     crop_hits: int = MatchParams.crop_hits
     lone_radius: int = MatchParams.lone_radius
+    chance_budget: float = MatchParams.chance_budget
+    chance_floor: int = MatchParams.chance_floor
     max_transforms: int = MatchParams.max_transforms
     group_verdicts: tuple = DEFAULT_GROUP_VERDICTS
     group_tries: int = 2
@@ -280,7 +290,9 @@ class MatchSettings:
     def params(self, thresholds: MatchThresholds) -> MatchParams:
         """The matcher's settings: these, with the verdicts' ``thresholds``."""
         return MatchParams(radius=self.radius, crop_radius=self.crop_radius, crop_hits=self.crop_hits,
-                           lone_radius=self.lone_radius, max_transforms=self.max_transforms, thresholds=thresholds)
+                           lone_radius=self.lone_radius, chance_budget=self.chance_budget,
+                           chance_floor=self.chance_floor, max_transforms=self.max_transforms,
+                           thresholds=thresholds)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Verification per new image bounded as the archive grows (indexer.match.fanout ``loose``).
+"""Candidates and verification per new image flat as the archive grows
+(indexer.match.chance: a radius that tightens with N; indexer.match.fanout ``loose``).
 
 Planted answers: 4,000 pictures of bench/soak.py's kind (upsampled noise with a flat
 rectangle) at its smallest sizes, 64-127 px, where the soak's chance candidates
@@ -6,10 +7,12 @@ concentrate, arrive one at a time; 5% of them are copies of an earlier picture (
 copies, JPEG re-encodes, mirrors). Every new image's candidates are planned as the
 indexer's matching stage plans them (groups from the verified pairs so far, ``group_tries``
 and ``loose_tries`` from the settings) and the verification jobs counted per window of
-500 arrivals: the candidates grow with N (chance hits at 10-14 bits), the jobs do not.
-Copies' jobs are verified by pixels, and each copy must join its original's group;
-the other images' jobs are counted, not run (in the soak every one of them was rejected:
-68 pairs stored for 8,380 images, the copies'), so look-alikes never form groups here.
+500 arrivals: the hash hits grow with N (chance hits at 10-14 bits), the candidates kept
+and the jobs do not.
+Every job is verified by pixels as the stage does (the rejections are what the matcher
+counts to tighten its radius), and each copy must join its original's group. A second
+matcher with the radius fixed (``chance_budget = 0``) is the control: its candidates
+grow with N.
 """
 from __future__ import annotations
 
@@ -62,48 +65,56 @@ def _archive(seed: int = 3):
 
 
 @pytest.mark.slow
-def test_verification_jobs_per_image_stay_bounded_while_candidates_grow_and_copies_still_group():
+def test_candidates_and_jobs_per_image_stay_flat_while_chance_hits_grow_and_copies_still_group():
     settings = MatchSettings()
     loose, tries = settings.loose_tries, settings.group_tries
     assert loose > 0, "the shipped default must cap candidates in no group"
     m = Matcher(MatchParams(), cache_size=N + 10)
+    assert m.chance is not None, "the shipped default must tighten the radius with N"
+    uncut = Matcher(MatchParams(chance_budget=0), cache_size=N + 10)  # the control: every candidate out to 14 bits
     uf, grouped = UnionFind(), set()
-    candidates, jobs, copies_ok, copies = [], [], 0, 0
+    candidates, searched, jobs, copies_ok, copies = [], [], [], 0, 0
     for rec, planted in _archive():
+        searched.append(len(uncut.propose_and_add(rec)))
         proposals = m.propose_and_add(rec)
         best = {key: min(p.hamming for p in slot.values()) for key, slot in proposals.items()}
         partners = {x for key in best for x in key} - {rec.id}
         group_of = {x: uf.find(x) for x in partners if x in grouped}
         plan = fanout.plan(rec.id, best, group_of, tries=tries, loose=loose, hits=proposals.hits)
-        n_jobs = len(plan.now)
         assert sum(1 for k in plan.now if k not in plan.group) <= loose
-        if planted is not None:  # verify as the matching stage does: a group's reserve while none joined
+        # verify as the matching stage does (a group's reserve while none joined); the
+        # rejections are what the matcher counts to tighten its radius
+        queue, n_jobs = list(plan.now), len(plan.now)
+        while queue:
+            key = queue.pop(0)
+            (job,) = m.jobs_of({key: proposals[key]})
+            pe = m.conclude(job, run_job(job, m.th, m.max_transforms))
+            joined = pe is not None and pe.verdict in DEFAULT_GROUP_VERDICTS
+            if joined:
+                uf.union(key[0], key[1])
+                grouped.update(key)
+            following = plan.concluded(key, joined)
+            if following is not None:
+                queue.append(following)
+                n_jobs += 1
+        if planted is not None:
             copies += 1
-            queue = list(plan.now)
-            while queue:
-                key = queue.pop(0)
-                (job,) = m.jobs_of({key: proposals[key]})
-                pe = m.conclude(job, run_job(job, m.th, m.max_transforms))
-                joined = pe is not None and pe.verdict in DEFAULT_GROUP_VERDICTS
-                if joined:
-                    uf.union(key[0], key[1])
-                    grouped.update(key)
-                following = plan.concluded(key, joined)
-                if following is not None:
-                    queue.append(following)
-                    n_jobs += 1
             copies_ok += uf.find(rec.id) == uf.find(planted) and rec.id in grouped
         candidates.append(len(best))
         jobs.append(n_jobs)
     cand = np.array(candidates).reshape(-1, WINDOW).mean(axis=1)
+    hits = np.array(searched).reshape(-1, WINDOW).mean(axis=1)
     done = np.array(jobs).reshape(-1, WINDOW).mean(axis=1)
-    # no planted copy lost its original to the cap
+    # no planted copy lost its original to the radius or the cap
     assert copies > 150 and copies_ok == copies, (copies_ok, copies)
-    # the planted archive makes candidates grow with N (the soak's quadratic term): 15x
-    # from the first window to the last (seed 3: 1.2 -> 17.5 per image), +55% from the
-    # middle (2,000 images) to the end ...
-    assert cand[-1] > 3 * cand[0] and cand[-1] > 1.4 * cand[len(cand) // 2] and cand[-1] > 2 * loose, cand
-    # ... while the jobs per image stay under the cap (plus the copies' group tries) and
-    # level off as it binds on more images: within 20% from the middle to the end (3.3 -> 3.7)
-    assert done.max() <= loose + tries * 0.05 + 0.5, done
-    assert done[-1] <= 1.2 * done[len(done) // 2], done
+    # out to crop_radius the planted archive's candidates grow with N (the soak's
+    # quadratic term; seed 3: 1.2 -> 17.5 per image from the first window to the last) ...
+    assert hits[-1] > 3 * hits[0] and hits[-1] > 1.4 * hits[len(hits) // 2] and hits[-1] > 2 * loose, hits
+    # ... while the candidates kept stay near the chance budget in every window (a tenth
+    # of the control's at the end). Seed 3: 0.50, 0.22, 0.20, 0.28, 0.26, 0.47, 0.55, 0.49;
+    # from ~2,500 images the radius is at its floor (6 bits: these 64-127 px pictures
+    # meet by chance even there) and the count grows again, slowly, at the floor's rate.
+    budget = MatchParams().chance_budget
+    assert cand.max() <= 3 * budget and cand[-1] < hits[-1] / 10, (cand, hits)
+    # so the jobs do too, well under the ``loose`` cap
+    assert done.max() <= 3 * budget, done

@@ -352,3 +352,18 @@ def test_a_path_that_raised_then_was_stored_starts_its_count_afresh():
         pending.entries.pop("/in/b.jpg", None)
         daemon._retry_errors(pending, writer, 3.0 + attempt)
     assert daemon.attempts == {} and [line[0] for line in logged] == ["gave up"]
+
+
+def test_a_renamed_file_deleted_before_the_rename_is_handled_retires_its_first_name():
+    """X -> Y, then Y deleted, before the rename is handled: X and Y are deletions (the
+    watch soak left X's row live for a file gone)."""
+    p = Pending(closes_reported=True)
+    p.moved("x.jpg", "y.jpg", 0.0)
+    p.deleted("y.jpg", 0.1)
+    entries = list(p.ready(1.0, limit=10, stat=lambda path: None))
+    assert sorted((e.path, e.moved_from, e.closed) for e in entries) == [("x.jpg", None, False),
+                                                                         ("y.jpg", None, False)]
+    p.moved("a.jpg", "b.jpg", 0.0)
+    p.moved("b.jpg", "c.jpg", 0.1)
+    p.deleted("c.jpg", 0.2)  # a chain, then deleted: a.jpg's row is the one to retire
+    assert sorted(e.path for e in p.ready(1.0, limit=10, stat=lambda path: None)) == ["a.jpg", "c.jpg"]

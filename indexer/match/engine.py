@@ -70,6 +70,7 @@ from enum import Enum
 import numpy as np
 
 from indexer.measure import orient
+from indexer.match.chance import ChanceRadius
 from indexer.match.hashindex import (CROP_CHANNEL, CROP_FRACTIONS, ENTRY_FRACTIONS, PROBE_CROPS, HashIndex,
                                      probe_fractions, probe_hashes, signatures)
 from indexer.match.jobs import Job, Memo, Proposal, Verified, run_job
@@ -84,6 +85,7 @@ __all__ = ["IndexRows", "Job", "MatchParams", "MatchRecord", "Matcher", "Memo", 
 
 _UNKNOWN = ShotRelation(None, None)  # no metadata consulted
 _MAX_OTHER_HINTS = 2  # extra scale hints verified per transform before the full search
+_PROPOSED_KEPT = 100_000  # incremental pairs awaiting a verdict remembered (oldest dropped; ~10 MB)
 _PROBE_KINDS = [(t, 1.0) for t in orient.D4] + [("identity", f) for f in CROP_FRACTIONS[:PROBE_CROPS]]
 
 
@@ -165,6 +167,10 @@ class Matcher:
         self._index = HashIndex.empty(params.radius)
         self._mode = Mode.INCREMENTAL
         self._built: tuple[IndexRows, np.ndarray] | None = None  # BATCH: the rows, and which of them are indexed
+        # incremental candidates kept within a radius that tightens with N (indexer.match.chance)
+        self.chance = (ChanceRadius(self.crop_radius, min(params.chance_floor, self.crop_radius),
+                                    params.chance_budget) if params.chance_budget > 0 else None)
+        self._proposed: dict[tuple[int, int], int] = {}  # incremental pair -> best distance, until concluded
 
     @property
     def th(self) -> MatchThresholds:
@@ -340,8 +346,29 @@ class Matcher:
                         self._propose_to(proposals, rec.id, kind, owner, fe, dist)
         if rows.informative[0] and self._index.probe_count:
             self._reverse_hits(proposals, rec, rows)
+        if rows.informative[0]:
+            proposals = self._within_chance(proposals, len(self._index))
         self._index.hold(rows, sig, rows.informative.copy(), {})
         return self._corroborated(proposals)
+
+    def _within_chance(self, proposals: "_Proposals", n_indexed: int) -> "_Proposals":
+        """The pairs whose best hash distance is within the radius :attr:`chance` allows
+        a query against ``n_indexed`` images (all of them when it is off); the kept ones
+        are remembered until :meth:`conclude` says whether verification rejected them."""
+        if self.chance is None:
+            return proposals
+        radius = self.chance.radius(n_indexed)
+        self.chance.compared(n_indexed)
+        out = _Proposals()
+        for key, slot in proposals.items():
+            best = min(p.hamming for p in slot.values())
+            if best <= radius:
+                out[key] = slot
+                out.hits[key] = proposals.hits[key]
+                self._proposed[key] = best
+        while len(self._proposed) > _PROPOSED_KEPT:  # never concluded (capped, a group's reserve)
+            self._proposed.pop(next(iter(self._proposed)))
+        return out
 
     def insert(self, rows: IndexRows) -> None:
         """Hold images matched elsewhere (a saved index catching up on the database):
@@ -496,7 +523,10 @@ class Matcher:
             eq = None  # e.g. a mirrored copy: its pixels are not asked for
         verdict = decide(sha_a=ra.sha256, sha_b=rb.sha256, evidence=ev, pixels_equal=eq,
                          gated=verified.gated, th=self.th)
+        distance = self._proposed.pop((ra.id, rb.id), None)
         if verdict is None:
+            if distance is not None and self.chance is not None:
+                self.chance.rejected(distance)  # a chance candidate: what tightens the radius
             return None
         rel = shot_relation(ra, rb) if self.th.shots_are_not_copies else _UNKNOWN
         verdict = settle(verdict, rel, raw_a=is_raw(ra.format), raw_b=is_raw(rb.format))

@@ -98,6 +98,13 @@ class Pending:
         entry.writing, entry.closed = False, True
 
     def deleted(self, path: str, now: float) -> None:
+        before = self.entries.get(path)
+        if before is not None and before.moved_from is not None:
+            # renamed, then deleted before the rename was handled (X -> Y, Y deleted): the
+            # row lives at X, so X is the deletion (and Y, in case a row lived there);
+            # forgetting X left its row live for a file gone (3 in 10,000 arrivals of the
+            # watch soak, 2026-12-07)
+            self.deleted(before.moved_from, now)
         entry = self._entry(path, now)
         entry.writing, entry.closed, entry.moved_from = False, False, None
 
