@@ -186,33 +186,7 @@ def test_jobs_wait_for_a_slow_warm_up_only_warm_wait_seconds():
 def test_jobs_stay_inline_while_a_new_pool_warms_up():
     """``warm_wait = 0``: the writer does not queue jobs behind workers still importing (a
     57 s stall at load 20 in the watch soak): until the warm-up task is done, jobs run inline."""
-    import threading
-    from concurrent.futures import Future
-
-    gate = threading.Event()
-
-    class SlowStart:
-        """An executor whose warm-up finishes when the test says so."""
-
-        def __init__(self, workers):
-            self.sent = []
-
-        def submit(self, fn, *args):
-            future = Future()
-            if fn.__name__ == "warm_up":
-                threading.Thread(target=lambda: (gate.wait(10), future.set_result(True))).start()
-            else:
-                self.sent.append(fn)
-                future.set_result(fn(*args))
-            return future
-
-        def shutdown(self, wait=True, cancel_futures=False):
-            pass
-
-    m, jobs = _jobs()
-    pools = []
-    v = Verifier(m.th, m.max_transforms, workers=1, pool_after=0.0, warm_wait=0.0,
-                 executor=lambda n: pools.append(SlowStart(n)) or pools[-1], warm_given=True)
+    v, m, jobs, pools, gate = _slow_start_verifier(warm_wait=0.0)
     v.submit("warming", jobs[0])
     assert pools and pools[0].sent == [] and [t for t, _, _ in v.results()] == ["warming"]
     gate.set()
