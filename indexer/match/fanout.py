@@ -127,15 +127,16 @@ def unheld(new_id: int, best_hamming: Mapping[PairKey, int], group_of: Mapping[i
     one plan made after every partner was stored would choose)."""
     hits = hits or {}
     free = [key for key in best_hamming if key not in held]
-    lone = [key for key in free if _other(key, new_id) not in group_of]
+    lone = [key for key in free if partner(key, new_id) not in group_of]
     if loose:
         ranked = sorted([*lone, *(key for key in held if key in best_hamming)],
-                        key=lambda k: (best_hamming[k], -hits.get(k, 1), _other(k, new_id)))
+                        key=lambda k: (best_hamming[k], -hits.get(k, 1), partner(k, new_id)))
         allowed = set(ranked[:loose])
         lone = [key for key in lone if key in allowed]
     keep = set(lone)
-    return {key: best_hamming[key] for key in free if key in keep or _other(key, new_id) in group_of}
+    return {key: best_hamming[key] for key in free if key in keep or partner(key, new_id) in group_of}
 
 
-def _other(key: PairKey, new_id: int) -> int:
+def partner(key: PairKey, new_id: int) -> int:
+    """The image of pair ``key`` that is not ``new_id``."""
     return key[0] if key[1] == new_id else key[1]

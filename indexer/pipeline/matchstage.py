@@ -219,8 +219,8 @@ class MatchStage:
         loose = self.session.settings.match.loose_tries
         hits = getattr(proposals, "hits", None)
         best = {key: min(p.hamming for p in slot.values()) for key, slot in proposals.items()}
-        held = {key for key in best if _partner(key, image_id) in blockers}
-        partners = {_partner(key, image_id) for key in best} - blockers
+        held = {key for key in best if fanout.partner(key, image_id) in blockers}
+        partners = {fanout.partner(key, image_id) for key in best} - blockers
         grouped = dbpairs.group_ids(self.session.engine, partners) if tries and partners else {}
         now = fanout.unheld(image_id, best, grouped, held, loose=loose, hits=hits)
         stands_for = {g: self.matcher.index.representative(g) for g in set(grouped.values())}
@@ -228,7 +228,7 @@ class MatchStage:
                            loose=loose, hits=hits)
         self.waiting[image_id] = _Waiting(0, plan=plan, proposals=proposals, blockers=set(blockers), held=held,
                                           best=best)
-        self._send(image_id, plan.now, {k for k in plan.now if _partner(k, image_id) not in grouped})
+        self._send(image_id, plan.now, {k for k in plan.now if fanout.partner(k, image_id) not in grouped})
         self._advance(image_id)
 
     def _send(self, image_id: int, keys, lone: set) -> None:
@@ -260,13 +260,13 @@ class MatchStage:
             return
         loose = self.session.settings.match.loose_tries
         if waiting.held and not joined and not (loose and waiting.lone >= loose):
-            first = min(waiting.held, key=lambda k: (waiting.best[k], _partner(k, image_id)))
+            first = min(waiting.held, key=lambda k: (waiting.best[k], fanout.partner(k, image_id)))
             waiting.held.discard(first)
             self._send(image_id, [first], {first})
 
     def _joined(self, image_id: int, waiting: "_Waiting") -> set[int]:
         """The partners ``image_id`` was paired with by a group verdict so far."""
-        return {_partner((pe.a, pe.b), image_id) for pe in waiting.found if pe.verdict in self.group_rule.verdicts}
+        return {fanout.partner((pe.a, pe.b), image_id) for pe in waiting.found if pe.verdict in self.group_rule.verdicts}
 
     def _plan_ready(self, image_id: int, waiting: "_Waiting", joined: set[int]) -> int:
         """Plan ``image_id``'s held pairs whose partners are stored now (``ready``): those
@@ -275,20 +275,20 @@ class MatchStage:
         candidates in no group verified count); returns how many jobs were sent."""
         m = self.session.settings.match
         ready, waiting.ready = waiting.ready, set()
-        partners = {_partner(key, image_id) for key in ready}
-        tried = {_partner(key, image_id) for key in waiting.tried}
+        partners = {fanout.partner(key, image_id) for key in ready}
+        tried = {fanout.partner(key, image_id) for key in waiting.tried}
         grouped = dbpairs.group_ids(self.session.engine, partners | joined | tried)
         connected = joined | {grouped[x] for x in joined if x in grouped}
         spent = Counter(grouped[x] for x in tried if x in grouped)
         tries = max(m.group_tries, 1)
         best = {key: waiting.best[key] for key in ready
-                if _partner(key, image_id) not in connected and grouped.get(_partner(key, image_id)) not in connected
-                and spent[grouped.get(_partner(key, image_id))] < tries}
+                if fanout.partner(key, image_id) not in connected and grouped.get(fanout.partner(key, image_id)) not in connected
+                and spent[grouped.get(fanout.partner(key, image_id))] < tries}
         loose = m.loose_tries
         if loose:  # the candidates verified that ended in no group spent the cap
             loose -= sum(1 for x in tried if x not in grouped)
             if loose <= 0:
-                best = {key: d for key, d in best.items() if _partner(key, image_id) in grouped}
+                best = {key: d for key, d in best.items() if fanout.partner(key, image_id) in grouped}
                 loose = 0
         if not best:
             return 0
@@ -462,10 +462,6 @@ class _Waiting:
     best: dict = field(default_factory=dict)  # pair key -> its lowest Hamming distance
     tried: set = field(default_factory=set)  # pair keys sent to verification
     lone: int = 0  # of those, pairs with a partner in no group (``loose_tries`` cap)
-
-
-def _partner(key: tuple[int, int], image_id: int) -> int:
-    return key[0] if key[1] == image_id else key[1]
 
 
 def rematch(session: Session) -> int:

@@ -152,11 +152,8 @@ class Verifier:
         """Verify ``job`` for ``tag``; its result comes out of :meth:`results`."""
         self._drain()
         key = job.key(self.max_transforms)
-        known = self.memo.get(key)
-        if known is not None:
-            self.ready.append((tag, job, known))
-        elif key is not None and key in self.by_key:
-            self.in_flight[self.by_key[key]][1].append((tag, job))
+        if key is not None and (self.memo.get(key) is not None or key in self.by_key):
+            self._dispatch(tag, key, job)  # known, or the same content in flight: no new work
         elif key is None or self._inline():
             self.ready.append((tag, job, self._run_here(key, job)))
         elif self.warming is not None:
@@ -211,8 +208,7 @@ class Verifier:
                     return
                 backlog, self.backlog = self.backlog, []
                 for tag, key, job in backlog:
-                    known = self.memo.get(key)
-                    self.ready.append((tag, job, known if known is not None else self._run_here(key, job)))
+                    self.ready.append((tag, job, self._run_here(key, job)))  # a known result is not run again
                 return
             self.warming = None
         backlog, self.backlog = self.backlog, []
