@@ -367,3 +367,24 @@ def test_a_renamed_file_deleted_before_the_rename_is_handled_retires_its_first_n
     p.moved("b.jpg", "c.jpg", 0.1)
     p.deleted("c.jpg", 0.2)  # a chain, then deleted: a.jpg's row is the one to retire
     assert sorted(e.path for e in p.ready(1.0, limit=10, stat=lambda path: None)) == ["a.jpg", "c.jpg"]
+
+
+def test_a_file_deleted_while_it_was_read_is_missing_not_failed(tmp_path, no_thread_leak):
+    from indexer.outcomes import Task
+    from indexer.watch.writer import Job
+    from test_watch_helpers import jpeg, rows, wait_for
+
+    lines = []
+    session, writer = _writer(tmp_path, lines)
+    path = tmp_path / "gone.jpg"
+    path.write_bytes(jpeg(80))
+    st = path.stat()
+    path.unlink()  # settled, queued, then deleted before its worker opened it
+    writer.submit(Job(Task(str(path), st.st_size, st.st_mtime_ns), False))
+    try:
+        wait_for(lambda: writer.collect(0.1) or lines, 30, "the outcome")
+    finally:
+        writer.close(grace=1.0)
+        session.engine.dispose()
+    assert lines == [("missing", str(path), "deleted while it was being read")]
+    assert rows(tmp_path / "p.db", "SELECT count(*) FROM failures") == [(0,)]

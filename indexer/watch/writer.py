@@ -206,14 +206,29 @@ class Writer:
             return
         self.jobs[future] = job
 
-    def gone(self, path: str) -> None:
-        """``path`` left the disk: mark its row missing, drop its failure row."""
+    def gone(self, path: str, detail: str = "") -> bool:
+        """``path`` left the disk: mark its row missing, drop its failure row; True when it
+        had a row still present (then one ``missing`` line is logged)."""
         state = hb.retry_locked(lambda: hb.file_state(self.engine, path))
         hb.retry_locked(lambda: self.store.forget_failure(path))
         if state is not None and not state.missing:
             hb.retry_locked(lambda: self.store.mark_missing([state.id]))
             self.moves = self.moves | {state.sha256}
-            self._done("missing", path)
+            self._done("missing", path, detail)
+            return True
+        return False
+
+    def _vanished(self, job: Job, outcome: Outcome) -> bool:
+        """True when ``outcome`` failed because the file left the disk while a worker read
+        it (deleted, or renamed away: its new name has its own event). Such a file is gone,
+        not broken: no failure row is kept for it, its old row (if any) is marked missing,
+        and the log says so instead of ``failed ... [Errno 2] No such file``."""
+        if not isinstance(outcome, Failed) or outcome.kind == "crash" or Path(job.task.path).exists():
+            return False
+        detail = "deleted while it was being read"
+        if not self.gone(job.task.path, detail):
+            self._done("missing", job.task.path, detail)
+        return True
 
     def _move(self, src: str, task: Task) -> bool:
         """A rename whose size and mtime match the old row: update the path, no decoding."""
@@ -264,7 +279,7 @@ class Writer:
             for job, outcome in ready:  # left for later, as if not collected yet
                 self.jobs[_finished(outcome)] = job
             return
-        ready = [(job, self._as_move(job, outcome)) for job, outcome in ready]
+        ready = [(job, self._as_move(job, outcome)) for job, outcome in ready if not self._vanished(job, outcome)]
         try:
             stored = store_batch(self.store, [(o, job.known) for job, o in ready], self.stages,
                                  retry=hb.retry_locked)
