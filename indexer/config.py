@@ -258,8 +258,9 @@ class MatchSettings:
         the dense set's ~750 jobs itself (bench/end_to_end.py, 2026-12-07).
     pool_files: an ``index`` run with at least this many files to analyse starts those
         processes at its first job instead (0: by ``pool_after`` alone): the writer then
-        never verifies a pair itself, so it never loads numba (~0.5 s of its wall time
-        on a quiet machine, ~1 s with the first job) while the workers wait on it; the
+        never verifies a pair itself, so it never loads numba (the first job with that
+        import cost the writer 0.7-0.95 s of bench/end_to_end.py --sets camera's 7-8 s,
+        2026-12-07) while the workers wait on it; the
         jobs wait aside while the pool warms up, which is cheap where the workers'
         forkserver loaded numba for the sensor kernels (``pipeline.kernelwarm``).
     index_file: where the built candidate index is saved between runs, so the next

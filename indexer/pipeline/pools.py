@@ -72,8 +72,9 @@ def prestart(paths: list[Path], *, kernels: bool = False, many: bool = False) ->
     files of ``bench/end_to_end.py --sets camera`` waited 1.64 s for their first decode
     (the writer's imports and migration 0.73 s, then the forkserver's numba and kernels
     0.64 s, then each worker's Pillow and measures 0.15 s, one after the other); started
-    here, the forkserver's 0.85 s run beside the writer's 0.73 s (2026-12-07, a
-    timeline of one run: docs/BENCHMARKS.md).
+    here, the forkserver's ~0.75 s of CPU run beside the writer's ~0.75 s on idle cores
+    (at load 4-5, with the cores held by other jobs, the first decode moved little; the
+    workers' own imports are gone either way: docs/BENCHMARKS.md, 2026-12-07).
     """
     one = len(paths) == 1 and Path(paths[0]).is_file()
     if one and is_array_file(paths[0]):
