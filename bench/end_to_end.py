@@ -41,6 +41,8 @@ on / off):
     round 4    9.7 / 11.7 = 0.83   imagehash 12.3 -> 0.79x   before 4.7 / 10.7 = 0.44 -> 0.38x   this / before 2.08x
     medians: on / off 1.16, on / imagehash 0.93 (before 0.76), this / before 1.69x
 
+Then ``--sets dense --before ... --rounds 2`` (load 5-6): on / off 0.41, 0.40 (before 0.33,
+0.39), this / before with defaults 1.34x, 1.10x.
 1.5 x imagehash missed at this load (met only in round 1): with the cores taken by other
 jobs, photoqa's ~6.5 s of CPU over several processes loses to a one-process loop;
 docs/BENCHMARKS.md has the writer's timeline before and after.
