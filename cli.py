@@ -379,10 +379,8 @@ def index(ctx, paths, workers, fmt, strict, verbose, sensor, cluster):
       photoqa index ~/Pictures /mnt/card
       photoqa --db lab.db index frames/ --workers 2 --format json
     """
-    if not cluster:  # one image file: its worker's imports overlap this command's (pools.prestart)
-        from indexer.pipeline.pools import prestart
-
-        prestart(list(paths))
+    if not cluster:  # the workers' imports overlap this command's (pools.prestart)
+        _prestart(ctx, list(paths), workers)
     with _imports_outside_collection(ctx):
         from indexer.commands.index import run_index
 
@@ -429,6 +427,32 @@ def index(ctx, paths, workers, fmt, strict, verbose, sensor, cluster):
               EXIT_INTERRUPTED)
     if strict and summary.failed_paths:
         sys.exit(EXIT_FILES_FAILED)
+
+
+def _prestart(ctx: click.Context, paths: list[Path], workers: int | None) -> None:
+    """Start the workers' forkserver before this command's imports (``pools.prestart``):
+    for a folder or several files only when this process runs this one command
+    (:data:`_PROCESS`: a test process keeps one forkserver for all its runs), with the
+    sensor kernels when the settings learn rendered frames with two workers or more.
+    The settings are read here by the NumPy- and SQLAlchemy-free path ``sql`` uses (~1
+    ms); a configuration error is left for the session to report."""
+    from db.sqlite_ro import plain_path
+    from indexer.config import ConfigError, load_settings
+    from indexer.pipeline.pools import prestart, warms_kernels, worker_count
+
+    try:
+        settings = load_settings(ctx.obj["config"] or os.environ.get("PHOTOQA_CONFIG") or None,
+                                 plain_path(ctx.obj["db"]))
+    except ConfigError:
+        return
+    if settings.index.cluster:
+        return  # decoded on a Dask cluster: no local decode workers
+    sensor = settings.sensor
+    many = len(paths) > 1 or any(p.is_dir() for p in paths)
+    kernels = warms_kernels(sensor.enabled and sensor.rendered_frames,
+                            worker_count(workers if workers is not None else settings.index.workers),
+                            2 if many else 1)
+    prestart(paths, kernels=kernels, many=bool(ctx.obj.get(_PROCESS)))
 
 
 @main.command()

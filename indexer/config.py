@@ -256,6 +256,13 @@ class MatchSettings:
         sent while the pool warms up wait for it (``indexer.pipeline.verifypool``), so
         an early start costs the writer nothing. At 5 s the writer verified 80-110 of
         the dense set's ~750 jobs itself (bench/end_to_end.py, 2026-12-07).
+    pool_files: an ``index`` run with at least this many files to analyse starts those
+        processes at its first job instead (0: by ``pool_after`` alone): the writer then
+        never verifies a pair itself, so it never loads numba (the first job with that
+        import cost the writer 0.7-0.95 s of bench/end_to_end.py --sets camera's 7-8 s,
+        2026-12-07) while the workers wait on it; the
+        jobs wait aside while the pool warms up, which is cheap where the workers'
+        forkserver loaded numba for the sensor kernels (``pipeline.kernelwarm``).
     index_file: where the built candidate index is saved between runs, so the next
         ``index``/``watch`` loads it and reads only the rows changed since instead of
         every row (docs/BENCHMARKS.md: ``bench/match_startup.py``); '' means
@@ -283,6 +290,7 @@ class MatchSettings:
     verify_workers: int = 0
     digest_inline_pixels: int = 1_000_000  # a 1 MP decode costs the writer ~15 ms
     pool_after: float = 0.5  # see the docstring
+    pool_files: int = 8
     index_file: str = ""
     index_file_min: int = 20_000
     index_file_resave: int = 10_000  # 1 M images: save ~4 s, replay 10,000 rows ~0.3 s (2026-12-01)

@@ -57,7 +57,7 @@ def test_a_burst_of_copies_is_sent_at_once_and_still_makes_one_group(tmp_path: P
     for name, make in _COPIES.items():
         img = make(original)
         img.save(folder / name, **({} if name.endswith(".png") else {"quality": 60 if "q60" in name else 90}))
-    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 1e9\n")  # inline: deterministic
+    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 1e9\npool_files = 0\n")  # inline: deterministic
     monkeypatch.setattr(matchstage, "Verifier", _Holding)
     _Holding.hold, _Holding.sent = True, 0
     session = open_session(str(tmp_path / "photoqa.db"))

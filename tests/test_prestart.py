@@ -81,6 +81,26 @@ def test_other_runs_keep_the_forkserver_of_their_first_pool(tmp_path, case):
                      "frozen": False}
 
 
+def test_a_folder_run_of_the_command_starts_it_with_the_kernels_when_asked(tmp_path):
+    """``many``: the command's own process (cli._PROCESS) indexing a folder starts the
+    forkserver too, with the compiled sensor kernels when ``kernels`` (numba's LLVM then
+    mapped in the forkserver, inherited by every worker)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _jpeg(folder / "a.jpg")
+    script = SCRIPT.replace("prestart([Path(p) for p in sys.argv[1:]])",
+                            "prestart([Path(p) for p in sys.argv[1:]], kernels=True, many=True)")
+    script = script.replace('"pil": "PIL/_imaging" in maps,', '"pil": "PIL/_imaging" in maps, "llvm": "llvmlite" in maps,')
+    (tmp_path / "probe.py").write_text(PROBE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(tmp_path)]))
+    out = subprocess.run([sys.executable, "-c", script, str(folder)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert state == {"started": True, "running": True, "worker_of_server": True, "numpy": True, "pil": True,
+                     "llvm": True, "frozen": True}
+
+
 def test_a_one_file_index_process_stores_its_row_and_closes_the_database(tmp_path):
     """``photoqa index one.jpg`` as a program: imports outside the collector and no
     collection at exit (cli._imports_outside_collection, _skip_exit_collection) keep the

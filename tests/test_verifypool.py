@@ -195,3 +195,19 @@ def test_jobs_stay_inline_while_a_new_pool_warms_up():
     assert pools[0].sent == [run_job]
     assert [t for t, _, _ in v.results(block=True)] == ["warm"]
     v.close()
+
+
+def test_a_patient_verifier_waits_for_the_warm_up_at_the_end():
+    """``patient`` (an ``index`` run that started the pool at its first job): at the end,
+    jobs still waiting for the warm-up wait for it instead of being verified here (which
+    would load numba in the writer)."""
+    import threading
+
+    v, m, jobs, pools, gate = _slow_start_verifier(warm_wait=60.0)
+    v.patient = True
+    v.submit("last", jobs[0])
+    assert v.results() == []
+    threading.Timer(0.2, gate.set).start()
+    assert [t for t, _, _ in v.results(block=True)] == ["last"]
+    assert pools[0].sent == [run_job] and v.spent_inline == 0.0
+    v.close()

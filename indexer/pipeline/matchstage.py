@@ -158,6 +158,16 @@ class MatchStage:
         self.unsaved = 0  # images changed since the saved index (the catch-up's, then each match)
         self.last_add = time.monotonic()
         self.group_rule = session.settings.group_rule()
+        self.pool_first = False  # verification in the pool from the first job (expect)
+
+    def expect(self, files: int) -> None:
+        """``index`` will analyse ``files`` files: at ``[match] pool_files`` or more, the
+        verification pool starts at the first job and the writer verifies none itself
+        (it would load numba for it: see the setting)."""
+        pool_files = self.session.settings.match.pool_files
+        self.pool_first = bool(pool_files) and files >= pool_files
+        if self.pool_first and self.verifier is not None:
+            self.verifier.pool_after, self.verifier.patient = 0.0, True
 
     def __call__(self, image_id: int, result: Indexed) -> None:
         if self.matcher is None:
@@ -313,7 +323,8 @@ class MatchStage:
         started = self.keeper.open()
         self.matcher, self.mark, self.unsaved = started.matcher, started.mark, started.changed
         self.verifier = Verifier(self.matcher.th, self.matcher.max_transforms, memo=self.matcher.memo,
-                                 workers=worker_count(m.verify_workers), pool_after=m.pool_after,
+                                 workers=worker_count(m.verify_workers),
+                                 pool_after=0.0 if self.pool_first else m.pool_after, patient=self.pool_first,
                                  executor=self.session.verify_executor)
         self.proof = PixelProof(engine, self.verifier, max_pixels=self.session.settings.index.max_pixels,
                                 inline_pixels=m.digest_inline_pixels)

@@ -46,29 +46,52 @@ def preload(modules: list[str]) -> None:
 WORKER_MODULES = ["indexer.pipeline.pools", "indexer.pipeline.analyse"]
 
 
-def prestart(paths: list[Path]) -> bool:
-    """For ``photoqa index`` of one image file: start this process's forkserver now, importing
-    :data:`WORKER_MODULES`, so that it loads the decoders while the command imports
-    SQLAlchemy and opens the database, and the file's worker is forked with them loaded.
+def warms_kernels(learns_rendered: bool, workers: int, files: int) -> bool:
+    """Whether a run's forkserver preloads the compiled sensor kernels (``kernelwarm``):
+    only when it learns rendered frames and two workers or more would each load them (a
+    run of one file spent 0.8 s waiting for its worker while the forkserver loaded
+    kernels its frame never needed)."""
+    return learns_rendered and min(workers, files) >= 2
 
-    Returns whether it started one. The file still decodes in a worker process (a native
-    crash stays a row, as for any run). Runs of several files or a folder keep the
-    forkserver of their first pool: whether it preloads the sensor kernels
-    (``kernelwarm``) depends on their worker and file counts, known only after the scan.
-    On 2 idle cores, a one-file index into a 20-photo database waited ~0.25 s for its
-    worker after its own imports (cProfile, 2026-12-07); see bench/startup.py.
+
+def prestart(paths: list[Path], *, kernels: bool = False, many: bool = False) -> bool:
+    """For ``photoqa index``: start this process's forkserver now, before the command's own
+    imports and database set-up, so that it loads what the workers need meanwhile and the
+    first worker is forked with it loaded.
+
+    One image file: :data:`WORKER_MODULES`. Several paths or a folder (``many``: the
+    caller is the process's own command, see ``cli._PROCESS``): the same, and the
+    compiled sensor kernels (``kernelwarm``) when ``kernels`` (:func:`warms_kernels`
+    with the settings' worker count, a folder counted as two files or more); the run's
+    pool then finds the forkserver running and its own preload has no effect.
+    Returns whether it started one. A file still decodes in a worker process (a native
+    crash stays a row, as for any run). An array stack alone starts none.
+
+    Why: on 2 idle cores, a one-file index into a 20-photo database waited ~0.25 s for
+    its worker after its own imports (cProfile, 2026-12-07; bench/startup.py). The 72
+    files of ``bench/end_to_end.py --sets camera`` waited 1.64 s for their first decode
+    (the writer's imports and migration 0.73 s, then the forkserver's numba and kernels
+    0.64 s, then each worker's Pillow and measures 0.15 s, one after the other); started
+    here, the forkserver's ~0.75 s of CPU run beside the writer's ~0.75 s on idle cores
+    (at load 4-5, with the cores held by other jobs, the first decode moved little; the
+    workers' own imports are gone either way: docs/BENCHMARKS.md, 2026-12-07).
     """
-    if len(paths) != 1 or is_array_file(paths[0]) or not Path(paths[0]).is_file():
+    one = len(paths) == 1 and Path(paths[0]).is_file()
+    if one and is_array_file(paths[0]):
+        return False
+    if not one and not many:
         return False
     context = pool_context()
     if context.get_start_method() != "forkserver":
         return False
     from multiprocessing import forkserver
 
-    # not ``__main__`` (the default preload: cli.py and click, ~0.03 s CPU): no worker
-    # function lives there, and a forkserver started by a later pool of this process
-    # cannot exist (one per process); forkfreeze last (see there)
-    context.set_forkserver_preload([*WORKER_MODULES, "indexer.pipeline.forkfreeze"])
+    # not ``__main__`` (the default preload: cli.py and click, ~0.03 s CPU, and each worker
+    # imported it again, ~0.1 s): no worker function lives there, and a forkserver
+    # started by a later pool of this process cannot exist (one per process); forkfreeze
+    # last (see there)
+    warm = ["indexer.pipeline.kernelwarm"] if kernels and not one else []
+    context.set_forkserver_preload([*WORKER_MODULES, *warm, "indexer.pipeline.forkfreeze"])
     forkserver.ensure_running()  # spawns it and returns: the imports run in the forkserver
     return True
 

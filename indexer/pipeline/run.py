@@ -29,8 +29,8 @@ from indexer.measure.features import FEATURES_VERSION
 from indexer.outcomes import Failed, Outcome, Task
 from indexer.pipeline import scan
 from indexer.pipeline.analyse import analyse, init_worker
-from indexer.pipeline.pools import WorkerPool, preload, worker_count
-from indexer.pipeline.stages import Stage, body_states, store_batch, store_outcome
+from indexer.pipeline.pools import WorkerPool, preload, warms_kernels, worker_count
+from indexer.pipeline.stages import Stage, body_states, expect_files, store_batch, store_outcome
 
 if TYPE_CHECKING:
     from indexer.pipeline.cluster import Cluster
@@ -141,10 +141,9 @@ def run_batches(tasks: list[Task], settings: IndexSettings, workers: int,
         for task in tasks:
             yield [work(task, settings, move_candidates, plan_now() or sensor_data)]
         return
-    # rendered frames: the kernels loaded once in the forkserver (kernelwarm), which pays
-    # only when two workers or more would each load them; a run of one file spent 0.8 s
-    # waiting for its worker while the forkserver loaded kernels its frame never needed
-    if SensorPlan.of(sensor_data).data is SensorData.ALL and min(workers, len(tasks)) >= 2:
+    # rendered frames: the kernels loaded once in the forkserver (kernelwarm), unless
+    # cli.index started it already (pools.prestart): then this has no effect
+    if warms_kernels(SensorPlan.of(sensor_data).data is SensorData.ALL, workers, len(tasks)):
         preload(["indexer.pipeline.kernelwarm"])
     initargs = (settings, move_candidates, sensor_data)
     pending = deque(tasks)
@@ -241,6 +240,7 @@ def index_paths(roots: list[Path], store: Store, settings: IndexSettings, *, wor
     moves = {sha: list(ids) for sha, ids in todo.move_candidates.items()}
     gone = dict(todo.gone)
     total = len(todo.todo)
+    expect_files(stages, total)
     if progress:
         progress(0, total)
     # A new camera learns its mapping share (learn_megapixels) until its map is stable,

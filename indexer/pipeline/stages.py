@@ -47,6 +47,9 @@ class Stage(Protocol):
     # Optional: ``end_batch()``, called after every image of that batch went through the
     # stages (also when the batch could not be stored): a stage that held the batch's
     # writes (the flag stage) writes them in one transaction there.
+    # Optional: ``expect(files)``, called by ``index`` once it knows how many files it
+    # will analyse, before the first is stored (the matching stage decides there whether
+    # verification goes to its pool from the first job: ``[match] pool_files``).
 
 
 @dataclass
@@ -94,6 +97,14 @@ def build_stages(session: Session) -> list[Stage]:
 
     stages.append(FlagStage(session))
     return stages
+
+
+def expect_files(stages: Iterable[Stage], files: int) -> None:
+    """Tell the stages that have ``expect`` how many files the run will analyse."""
+    for stage in stages:
+        told = getattr(stage, "expect", None)
+        if told is not None:
+            _guard(stage, "", lambda told=told: told(files))
 
 
 def body_states(engine) -> dict:

@@ -64,13 +64,16 @@ class Verifier:
     :class:`~indexer.pipeline.pools.WorkerPool`; ``index --cluster``: the Dask cluster's,
     :meth:`indexer.pipeline.cluster.Cluster.executor`); ``warm_given``: start a pool
     from ``executor`` with the warm-up task as a local one (a cluster's workers, already
-    running the decoding, are not).
+    running the decoding, are not); ``patient``: at the end of a run, jobs waiting for a
+    warming pool wait for it (at most ``warm_wait`` seconds from its start) instead of
+    being verified here, so this process never loads the kernels (``index`` of
+    ``[match] pool_files`` files or more, with ``pool_after`` 0).
     """
 
     def __init__(self, th: MatchThresholds, max_transforms: int, *, workers: int, pool_after: float = 1.0,
                  max_pending: int | None = None, memo: Memo | None = None,
                  executor: Callable[[int], Executor] | None = None, warm_given: bool = False,
-                 warm_wait: float = WARM_WAIT):
+                 warm_wait: float = WARM_WAIT, patient: bool = False):
         self.th, self.max_transforms = th, max_transforms
         self.executor = executor  # the pool's factory (of ``workers``): a local WorkerPool, or a Dask cluster's
         self.warm_given = warm_given  # warm up a pool from ``executor`` too (a Dask cluster's workers: no)
@@ -81,6 +84,7 @@ class Verifier:
         self.warming: Future | None = None  # the new pool's warm-up (see _inline)
         self.warm_started = 0.0  # when it was sent (time.monotonic)
         self.warm_wait = warm_wait
+        self.patient = patient  # results(block=True) waits for a warming pool (see _drain)
         self.backlog: list[tuple[Hashable, Hashable, Job]] = []  # (tag, key, job) waiting for the warm-up
         self.spent_inline = 0.0
         self.in_flight: dict[Future, tuple[Hashable, list[tuple[Hashable, Job]]]] = {}  # future -> key, waiters
@@ -199,12 +203,20 @@ class Verifier:
         """Send the backlog to the pool once it is warm; run it here if the warm-up
         takes longer than ``warm_wait``, or if the caller would block on it (``block``:
         the writer has nothing else to do; a run of a few files would wait ~1 s for
-        the warm-up instead of ~10 ms a job)."""
+        the warm-up instead of ~10 ms a job), unless ``patient``: then it waits for the
+        warm-up (a run that started the pool at its first job did so long before, and
+        verifying here would load numba in the writer, ~0.5 s, for nothing)."""
         if not self.backlog:
             return
         if self.warming is not None:
+            left = self.warm_wait - (time.monotonic() - self.warm_started)
+            if block and self.patient and left > 0 and not self.warming.done():
+                try:
+                    self.warming.result(timeout=left)
+                except Exception:  # noqa: BLE001 - a warm-up past warm_wait, or a broken pool: as below
+                    pass
             if not self.warming.done():
-                if not block and time.monotonic() - self.warm_started < self.warm_wait:
+                if not block and left > 0:
                     return
                 backlog, self.backlog = self.backlog, []
                 for tag, key, job in backlog:
