@@ -61,14 +61,19 @@ class Plan:
     group: dict[PairKey, int] = field(default_factory=dict)
     settled: set[int] = field(default_factory=set)
 
-    def concluded(self, key: PairKey, joined: bool) -> PairKey | None:
-        """Record the verdict of ``key`` (``joined``: a group verdict); returns the next
-        pair of that group to verify, or None (no group, group joined, reserve empty)."""
+    def concluded(self, key: PairKey, joined: bool, *, related: bool = False) -> PairKey | None:
+        """Record the verdict of ``key`` (``joined``: a group verdict; ``related``: a
+        related verdict that another member would give too, :func:`implies`); returns the
+        next pair of that group to verify, or None (no group, group joined or related,
+        reserve empty)."""
         g = self.group.get(key)
         if g is None or g in self.settled:
             return None
         if joined:
             self.settled.add(g)
+            self.reserve.pop(g, None)
+            return None
+        if related:  # the reserve is for a copy one member fails to align, not for another exposure
             self.reserve.pop(g, None)
             return None
         left = self.reserve.get(g)

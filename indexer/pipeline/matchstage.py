@@ -257,6 +257,15 @@ class MatchStage:
         return {x: {groups[m] for m in ms if m in groups} for x, ms in stored.items()
                 if image_id in recs and x in recs and shot_relation(recs[image_id], recs[x]).same_shot is not True}
 
+    def _implies(self, pe: PairEvidence | None) -> bool:
+        """Whether ``pe`` is a related pair another copy of its partner would measure
+        alike (:func:`~indexer.match.fanout.implies`; not one shot by metadata)."""
+        th = self.matcher.th
+        return (pe is not None and pe.verdict in fanout.IMPLIED_VERDICTS and pe.verdict not in self.group_rule.verdicts
+                and pe.same_shot is not True
+                and fanout.implies(pe.delta_ev, pe.correlation, exposure_ev=th.exposure_ev,
+                                   exposure_corr_rank=th.exposure_corr_rank))
+
     def _implied_known(self, image_id: int, waiting: "_Waiting", group: int, joined: bool) -> None:
         """``image_id``'s verdict against ``group`` is known: the pairs waiting on it
         (:attr:`_Waiting.implied`) are dropped if it joined (implied), else verified once
@@ -318,10 +327,17 @@ class MatchStage:
             self._finish(image_id)
             return
         loose = self.session.settings.match.loose_tries
-        if waiting.held and not joined and not (loose and waiting.lone >= loose):
+        # related to a partner by an implying pair, the held pairs wait for their partners'
+        # groups: those in that partner's group are implied (_plan_ready)
+        if waiting.held and not joined and not (loose and waiting.lone >= loose) and not self._related(image_id, waiting):
             first = min(waiting.held, key=lambda k: (waiting.best[k], fanout.partner(k, image_id)))
             waiting.held.discard(first)
             self._send(image_id, [first], {first})
+
+    def _related(self, image_id: int, waiting: "_Waiting") -> set[int]:
+        """The partners ``image_id`` was paired with by an implying related verdict so far
+        (:meth:`_implies`)."""
+        return {fanout.partner((pe.a, pe.b), image_id) for pe in waiting.found if self._implies(pe)}
 
     def _joined(self, image_id: int, waiting: "_Waiting") -> set[int]:
         """The partners ``image_id`` was paired with by a group verdict so far."""
@@ -336,8 +352,16 @@ class MatchStage:
         ready, waiting.ready = waiting.ready, set()
         partners = {fanout.partner(key, image_id) for key in ready}
         tried = {fanout.partner(key, image_id) for key in waiting.tried}
-        grouped = dbpairs.group_ids(self.session.engine, partners | joined | tried)
+        related = self._related(image_id, waiting)
+        grouped = dbpairs.group_ids(self.session.engine, partners | joined | tried | related)
         connected = joined | {grouped[x] for x in joined if x in grouped}
+        # the groups of partners it is related to by an implying pair: their other members
+        # would measure the same relation (fanout.implies)
+        near = related | {grouped[x] for x in related if x in grouped}
+        skipped = {key for key in ready if fanout.partner(key, image_id) in near
+                   or grouped.get(fanout.partner(key, image_id)) in near}
+        waiting.implied_dropped += len(skipped)
+        ready = ready - skipped
         # a loose partner related to a group joined: the pair is implied (fanout.implied)
         links = self._links(image_id, {x for x in partners if x not in grouped}) if connected else {}
         dropped = fanout.implied(image_id, ready, links, connected)
@@ -411,7 +435,7 @@ class MatchStage:
             waiting.found.append(pe)
         joined = pe is not None and pe.verdict in self.group_rule.verdicts
         key = (job.a.id, job.b.id)
-        following = waiting.plan.concluded(key, joined) if waiting.plan else None
+        following = waiting.plan.concluded(key, joined, related=self._implies(pe)) if waiting.plan else None
         if following is not None:  # that member gave no group verdict: try the next one
             self._send(image_id, [following], set())
         elif waiting.implied and waiting.plan and key in waiting.plan.group:  # that group's verdict is known
