@@ -127,3 +127,41 @@ def test_a_related_verdict_ends_the_groups_tries():
     assert plan.concluded((1, 9), False, related=True) is None  # another exposure of the group
     assert 1 not in plan.reserve and 1 not in plan.settled
     assert plan.concluded((5, 9), False) is None  # a group of one candidate: nothing in reserve
+
+
+def test_a_bracket_frames_copies_are_shown_through_its_duplicate_group(tmp_path):
+    """A bracket (three exposures 1 s apart, one body) and three copies of its middle
+    frame (same EXIF) added one by one: the later copies are not paired with the other
+    frames, and ``dupes --related`` names every copy through the middle frame's group."""
+    base = synth.scene(31, 320, 240)
+    folder, db = tmp_path / "in", tmp_path / "photoqa.db"
+    folder.mkdir()
+    runner = CliRunner()
+
+    def exif(i: int) -> bytes:
+        e = Image.Exif()
+        e[0x010F], e[0x0110] = "Canon", "Canon EOS 5D Mark II"
+        e.get_ifd(0x8769)[0x9003] = f"2015:09:19 03:39:2{i}"
+        return e.tobytes()
+
+    frames = [Image.fromarray(synth.change_exposure(base, ev)) for ev in (-1.0, 0.0, 1.0)]
+    files = [(f"IMG_{i}.jpg", im, exif(i)) for i, im in enumerate(frames)]
+    middle = frames[1]
+    files += [("IMG_1_half.jpg", middle.resize((160, 120), Image.Resampling.LANCZOS), exif(1)),
+              ("IMG_1_mirror.jpg", middle.transpose(Image.Transpose.FLIP_LEFT_RIGHT), exif(1)),
+              ("IMG_1_small.jpg", middle.resize((240, 180), Image.Resampling.LANCZOS), exif(1))]
+    for name, im, data in files:
+        im.save(folder / name, "JPEG", quality=92, exif=data)
+        assert runner.invoke(main, ["--db", str(db), "index", str(folder), "--workers", "1"]).exit_code == 0
+    rel = json.loads(runner.invoke(main, ["--db", str(db), "dupes", "--related", "--format", "json"]).stdout)
+    (shots,) = rel["related"]
+    names = [Path(m["path"]).name for m in shots["members"]]
+    copies = [Path(p).name for m in shots["members"] for p in m["copies"]]
+    assert {"IMG_0.jpg", "IMG_1.jpg", "IMG_2.jpg"} <= set(names)
+    assert sorted(names + copies) == sorted(name for name, _, _ in files), (names, copies)
+    assert copies, "the later copies were paired with the other frames: nothing implied"
+    table = runner.invoke(main, ["--db", str(db), "dupes", "--related"]).stdout
+    assert "of it in its duplicate group" in table
+    (group,) = json.loads(runner.invoke(main, ["--db", str(db), "dupes", "--format", "json"]).stdout)["groups"]
+    assert sorted(Path(p).name for p in group["files"]) == ["IMG_1.jpg", "IMG_1_half.jpg", "IMG_1_mirror.jpg",
+                                                           "IMG_1_small.jpg"]
