@@ -37,7 +37,11 @@ What is given up: pairs between the new image and the group's other members are 
 stored. They are implied (a copy of a copy), and a report names each member against
 its keeper along the path of stored pairs (:mod:`indexer.match.relation`); a pair a
 user asks about directly can still be verified (``photoqa dupes --rematch`` verifies
-every candidate pair). Pure: pair keys and ids in, a plan out.
+every candidate pair). The same holds for a group's related shots: a loose image related
+to a member by a clear ``exposure_variant`` pair is not verified against each copy that
+joins the group (:func:`implied`; ``dupes --related`` lists the member's group as its
+copies), and an image found to be such an exposure of one member is not tried against
+another (:meth:`Plan.concluded` with ``related``). Pure: pair keys and ids in, a plan out.
 """
 from __future__ import annotations
 
