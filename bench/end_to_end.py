@@ -33,7 +33,9 @@ ca9bdc2, three runs at load 2.7-3.4 (this checkout on / off, before on / off, im
     dense  52.0 / 112.4 = 0.46    before 45.5 / 121.3 = 0.38    this / before 1.14x
     dense  51.9 / 108.9 = 0.48    before 44.1 / 122.0 = 0.36    this / before 1.18x
 
-Main-process CPU 3.8-4.3 s on, 1.4-1.5 s off. Target (b) >= 0.5 still missed; what is
+Main-process CPU 3.8-4.3 s on, 1.4-1.5 s off. CPU of every process (psutil, 3 rounds
+interleaved with ca9bdc2, load 7): 15.9-17.1 s against 19.2-21.0 s (0.81-0.87x); on / off
+CPU 2.16-2.22 against 2.78-2.90. Target (b) >= 0.5 still missed; what is
 left is the cost per job (~383 of the 441 are the one job each copy needs to join its
 group) and the pool's start (docs/BENCHMARKS.md).
 
