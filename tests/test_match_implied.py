@@ -14,6 +14,8 @@ The run "before" is the same code with no verdict implying (``IMPLIED_VERDICTS =
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 import sqlite3
@@ -162,6 +164,10 @@ def test_a_bracket_frames_copies_are_shown_through_its_duplicate_group(tmp_path)
     assert copies, "the later copies were paired with the other frames: nothing implied"
     table = runner.invoke(main, ["--db", str(db), "dupes", "--related"]).stdout
     assert "of it in its duplicate group" in table
+    csv_out = runner.invoke(main, ["--db", str(db), "dupes", "--related", "--format", "csv"]).stdout
+    rows = list(csv.DictReader(io.StringIO(csv_out)))
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(name for name, _, _ in files)  # every file, once
+    assert sum("(duplicate group)" in r["relation"] for r in rows) == len(copies)
     (group,) = json.loads(runner.invoke(main, ["--db", str(db), "dupes", "--format", "json"]).stdout)["groups"]
     assert sorted(Path(p).name for p in group["files"]) == ["IMG_1.jpg", "IMG_1_half.jpg", "IMG_1_mirror.jpg",
                                                            "IMG_1_small.jpg"]

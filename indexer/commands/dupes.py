@@ -411,7 +411,13 @@ def csv_rows(report: dict) -> tuple[list[str], list[tuple]]:
 
 
 def related_csv_rows(report: dict) -> tuple[list[str], list[tuple]]:
-    """One row per file of each related set (numbered from 1 in report order)."""
-    rows = [(i, r["kind"], m["path"], m["captured_at"], m["seconds_from_first"], m["delta_ev"], m["relation"])
-            for i, r in enumerate(report["related"], start=1) for m in r["members"]]
+    """One row per file of each related set (numbered from 1 in report order); a member's
+    duplicate-group copies follow it, related to the set through it."""
+    rows = []
+    for i, r in enumerate(report["related"], start=1):
+        for m in r["members"]:
+            rows.append((i, r["kind"], m["path"], m["captured_at"], m["seconds_from_first"], m["delta_ev"],
+                         m["relation"]))
+            rows += [(i, r["kind"], c, None, None, None, f"copy of {m['path']} (duplicate group)")
+                     for c in m.get("copies", ())]
     return ["set", "kind", "path", "captured_at", "seconds_from_first", "delta_ev", "relation"], rows
