@@ -47,6 +47,21 @@ Then ``--sets dense --before ... --rounds 2`` (load 5-6): on / off 0.41, 0.40 (b
 jobs, photoqa's ~6.5 s of CPU over several processes loses to a one-process loop;
 docs/BENCHMARKS.md has the writer's timeline before and after.
 
+2026-12-07 21:35-21:37 (branch dense3: a copy joining a group is not verified against a
+loose exposure_variant of the group again, implied through the member it was verified
+with: 754 -> 441 jobs, the same groups), ``--sets dense --before`` a ``git archive`` of
+ca9bdc2, three runs at load 2.7-3.4 (this checkout on / off, before on / off, img/s):
+
+    dense  47.8 / 105.9 = 0.45    before 43.1 / 118.3 = 0.36    this / before 1.11x
+    dense  52.0 / 112.4 = 0.46    before 45.5 / 121.3 = 0.38    this / before 1.14x
+    dense  51.9 / 108.9 = 0.48    before 44.1 / 122.0 = 0.36    this / before 1.18x
+
+Main-process CPU 3.8-4.3 s on, 1.4-1.5 s off. CPU of every process (psutil, 3 rounds
+interleaved with ca9bdc2, load 7): 15.9-17.1 s against 19.2-21.0 s (0.81-0.87x); on / off
+CPU 2.16-2.22 against 2.78-2.90. Target (b) >= 0.5 still missed; what is
+left is the cost per job (~383 of the 441 are the one job each copy needs to join its
+group) and the pool's start (docs/BENCHMARKS.md).
+
 2026-12-07 19:00-19:45 (branch camera2: each exposure learnt once, copies of a shot not
 decoded at full size), ``--sets camera --before`` a ``git archive`` of c6e9322, load
 11-13, img/s (this on / off; before on / off; imagehash):

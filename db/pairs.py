@@ -82,6 +82,9 @@ _MARK_MATCHED = update(Image).where(Image.id.in_(_IDS)).values(matched_at=bindpa
 _PAIRS_FROM = select(Pair.id, Pair.a_id, Pair.b_id).where(Pair.a_id.in_(_IDS))
 _INSERT_PAIRS = insert(Pair)
 _GROUP_IDS = select(ImageGroup.image_id, ImageGroup.group_id).where(ImageGroup.image_id.in_(_IDS))
+_VERDICTS = bindparam("verdicts", expanding=True)
+_LINKS = (select(Pair.a_id, Pair.b_id, Pair.delta_ev, Pair.correlation, Pair.same_shot)
+          .where((Pair.a_id.in_(_IDS) | Pair.b_id.in_(_IDS)) & Pair.verdict.in_(_VERDICTS)))
 
 
 def _exif_exposure(conn, ids: Iterable[int]) -> dict[int, tuple]:
@@ -243,6 +246,20 @@ def group_ids(engine: Engine, ids: Iterable[int]) -> dict[int, int]:
         for chunk in dbgroups.chunks(ids):
             out.update((r[0], r[1]) for r in conn.execute(_GROUP_IDS, {"ids": chunk}))
     return out
+
+
+def links_of(engine: Engine, ids: Iterable[int], verdicts: Iterable[str]) -> dict[int, list[tuple]]:
+    """image id -> its stored pairs of ``verdicts``, as ``(partner, delta_ev, correlation,
+    same_shot)``, for those of ``ids`` that have any (the matching stage's implied
+    relations: :func:`indexer.match.fanout.implied`)."""
+    wanted, out = set(ids), {}
+    with engine.connect() as conn:
+        for chunk in dbgroups.chunks(wanted):
+            for a, b, dev, corr, shot in conn.execute(_LINKS, {"ids": chunk, "verdicts": list(verdicts)}):
+                for x, y in ((a, b), (b, a)):
+                    if x in wanted:
+                        out.setdefault(x, {})[y] = (y, dev, corr, shot)
+    return {x: list(by.values()) for x, by in out.items()}
 
 
 def set_pixel_digest(engine: Engine, image_id: int, digest: str) -> None:

@@ -148,3 +148,18 @@ def test_full_pixels_are_asked_for_by_overlap_not_by_a_shift_in_full_size_pixels
     assert needs_pixels("a" * 64, "b" * 64, png_of_jpeg)
     assert not needs_pixels("a" * 64, "b" * 64, reframed)
     assert not needs_pixels("a" * 64, "a" * 64, png_of_jpeg)  # same bytes: no pixels needed
+
+
+def test_a_greyscale_copy_of_a_colour_image_needs_no_full_pixels():
+    """Measured on bench/end_to_end.py's dense set: 20 of 167 pixel digests were for
+    greyscale copies (grey correlation ~1 with their colour original); their pixels cannot
+    be equal, so none is asked for. Two colour (or two grey) images still are."""
+    from indexer.match.verdict import needs_pixels
+
+    looks_same = Evidence(transform="identity", x=0.0, y=0.0, scale=1.0, overlap_a=1.0, overlap_b=1.0, peak=0.9,
+                          corr_rank=0.998, corr_grey=0.999, corr_tile=0.99, hist_sim=0.4, delta_ev=0.0,
+                          colour_a=40.0, colour_b=0.0)
+    assert not needs_pixels("a" * 64, "b" * 64, looks_same)
+    assert not needs_pixels("a" * 64, "b" * 64, dataclasses.replace(looks_same, colour_a=0.0, colour_b=12.0))
+    assert needs_pixels("a" * 64, "b" * 64, dataclasses.replace(looks_same, colour_b=38.0))
+    assert needs_pixels("a" * 64, "b" * 64, dataclasses.replace(looks_same, colour_a=0.0))

@@ -227,15 +227,20 @@ def related_report(session: Session | SqliteSession, *, under: str | Path | None
     camera's photo of a colour chart, cannot be told to be one). Each set lists its members by capture
     time with the time from the first and the exposure relative to it (delta EV summed
     along the pairs' path, EV), and the pair that links each to the set in words; no
-    keeper: every frame of a bracket is kept."""
+    keeper: every frame of a bracket is kept. A member in a duplicate group lists the
+    group's other files (``copies``: paths; [] for the others), each related to the set
+    as that member is (:func:`_copies_of`)."""
     root = None if under is None else os.path.abspath(under)
     reads = reads_of(session)
-    pairs = [p for p in reads.all_pairs() if p.verdict in RELATED_VERDICTS and p.same_camera]
+    stored = reads.all_pairs()
+    pairs = [p for p in stored if p.verdict in RELATED_VERDICTS and p.same_camera]
     ids = {p.a for p in pairs} | {p.b for p in pairs}
     infos = reads.keeper_infos(ids)
     paths = reads.paths(ids)
     overlaps = reads.pair_overlaps()
     sets = []
+    copies = _copies_of(session, reads, stored, ids)
+    copy_paths = reads.paths({x for group in copies.values() for x in group})
     comps = components((p.a, p.b) for p in pairs)
     comp_of = {m: i for i, comp in enumerate(comps) for m in comp}
     pairs_of: dict[int, list] = {}
@@ -256,12 +261,38 @@ def related_report(session: Session | SqliteSession, *, under: str | Path | None
                             "seconds_from_first": None if t is None or t0 is None else (t - t0).total_seconds(),
                             "delta_ev": None if m not in ev else round(ev[m], 2),
                             "relation": "" if m == first else _last_hop(first, m, inside, names, overlaps)})
+        listed = set(comp)
+        for m, member in zip(order, members):  # a duplicate group's copies, once per set, at its first member
+            mine = [x for x in copies.get(m, ()) if x not in listed]
+            listed.update(mine)
+            member["copies"] = sorted(copy_paths[x] for x in mine)
         kinds = sorted({p.verdict for p in inside}, key=RELATED_VERDICTS.index)
         sets.append({"kind": ", ".join(_KINDS[k] for k in kinds), "verdicts": kinds, "members": members,
                      "pairs": [_pair_json(p, paths) for p in inside]})
     sets.sort(key=lambda s: s["members"][0]["path"])
     listed = [m["path"] for s in sets for m in s["members"]]
     return {"summary": {"sets": len(sets), "files": len(listed), "root": _common_root(listed)}, "related": sets}
+
+
+def _copies_of(session, reads, stored: list, ids: set[int]) -> dict[int, list[int]]:
+    """Image of ``ids`` -> the other members of its duplicate group (``[match]
+    group_verdicts``), for those in one. Matching does not verify a copy that joins a
+    group against the group's related shots again (their relation is implied through
+    the member they were verified with: indexer.match.fanout.implied), so a related set
+    names the copies of its members through their groups, not through pairs."""
+    verdicts = set(session.settings.match.group_verdicts)
+    kept = [p for p in stored if p.verdict in verdicts]
+    wanted = [comp for comp in components((p.a, p.b) for p in kept) if ids.intersection(comp)]
+    if not wanted:
+        return {}
+    inside = set().union(*wanted)
+    kept = [p for p in kept if p.a in inside]
+    out = {}
+    for g in build_groups(kept, reads.keeper_infos(inside), verdicts=verdicts):
+        for m in g.members:
+            if m in ids:
+                out[m] = [x for x in g.members if x != m]
+    return out
 
 
 # "another exposure (taken 1 s apart), ": the set's kind and the time column say it already
@@ -366,6 +397,9 @@ def render_related(report: dict, *, absolute: bool = False) -> list[str]:
             gap = "" if m["seconds_from_first"] is None else f"+{gap_words(abs(m['seconds_from_first']))}"
             dev = "" if m["delta_ev"] is None else f"{m['delta_ev']:+.1f} EV" if round(m["delta_ev"], 1) else "0.0 EV"
             lines.append(f"  {p:<{width}}  {gap:>9}  {dev:>8}  {m['relation']}".rstrip())
+            if m.get("copies"):
+                n = len(m["copies"])
+                lines.append(f"    + {n} {'copy' if n == 1 else 'copies'} of it in its duplicate group (photoqa dupes)")
     return lines
 
 
@@ -377,7 +411,13 @@ def csv_rows(report: dict) -> tuple[list[str], list[tuple]]:
 
 
 def related_csv_rows(report: dict) -> tuple[list[str], list[tuple]]:
-    """One row per file of each related set (numbered from 1 in report order)."""
-    rows = [(i, r["kind"], m["path"], m["captured_at"], m["seconds_from_first"], m["delta_ev"], m["relation"])
-            for i, r in enumerate(report["related"], start=1) for m in r["members"]]
+    """One row per file of each related set (numbered from 1 in report order); a member's
+    duplicate-group copies follow it, related to the set through it."""
+    rows = []
+    for i, r in enumerate(report["related"], start=1):
+        for m in r["members"]:
+            rows.append((i, r["kind"], m["path"], m["captured_at"], m["seconds_from_first"], m["delta_ev"],
+                         m["relation"]))
+            rows += [(i, r["kind"], c, None, None, None, f"copy of {m['path']} (duplicate group)")
+                     for c in m.get("copies", ())]
     return ["set", "kind", "path", "captured_at", "seconds_from_first", "delta_ev", "relation"], rows

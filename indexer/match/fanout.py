@@ -37,11 +37,15 @@ What is given up: pairs between the new image and the group's other members are 
 stored. They are implied (a copy of a copy), and a report names each member against
 its keeper along the path of stored pairs (:mod:`indexer.match.relation`); a pair a
 user asks about directly can still be verified (``photoqa dupes --rematch`` verifies
-every candidate pair). Pure: pair keys and ids in, a plan out.
+every candidate pair). The same holds for a group's related shots: a loose image related
+to a member by a clear ``exposure_variant`` pair is not verified against each copy that
+joins the group (:func:`implied`; ``dupes --related`` lists the member's group as its
+copies), and an image found to be such an exposure of one member is not tried against
+another (:meth:`Plan.concluded` with ``related``). Pure: pair keys and ids in, a plan out.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 PairKey = tuple[int, int]
@@ -61,14 +65,19 @@ class Plan:
     group: dict[PairKey, int] = field(default_factory=dict)
     settled: set[int] = field(default_factory=set)
 
-    def concluded(self, key: PairKey, joined: bool) -> PairKey | None:
-        """Record the verdict of ``key`` (``joined``: a group verdict); returns the next
-        pair of that group to verify, or None (no group, group joined, reserve empty)."""
+    def concluded(self, key: PairKey, joined: bool, *, related: bool = False) -> PairKey | None:
+        """Record the verdict of ``key`` (``joined``: a group verdict; ``related``: a
+        related verdict that another member would give too, :func:`implies`); returns the
+        next pair of that group to verify, or None (no group, group joined or related,
+        reserve empty)."""
         g = self.group.get(key)
         if g is None or g in self.settled:
             return None
         if joined:
             self.settled.add(g)
+            self.reserve.pop(g, None)
+            return None
+        if related:  # the reserve is for a copy one member fails to align, not for another exposure
             self.reserve.pop(g, None)
             return None
         left = self.reserve.get(g)
@@ -135,6 +144,46 @@ def unheld(new_id: int, best_hamming: Mapping[PairKey, int], group_of: Mapping[i
         lone = [key for key in lone if key in allowed]
     keep = set(lone)
     return {key: best_hamming[key] for key in free if key in keep or partner(key, new_id) in group_of}
+
+
+# A loose image L (in no group) related to a member M of a group G by a stored
+# ``exposure_variant`` pair is a candidate of every later copy of M: on
+# bench/end_to_end.py's dense set its 24 exposure copies cost 335 of 754 verification jobs,
+# each proving again what (L, M) and (M, copy) imply. A copy joining G is therefore not
+# verified against L (:func:`implied`). Only pairs far from the verdict's thresholds imply
+# it: copies of one picture measure |delta EV| within 0.02 of each other against a third
+# image (verdict.MatchThresholds' table) but rank correlations down to 0.931 against
+# ``exposure_corr_rank`` 0.93 on that set, so a pair nearer than these margins might
+# measure another verdict (``derived`` would join L to G) against a different copy.
+IMPLIED_VERDICTS = ("exposure_variant",)
+EV_MARGIN = 0.1  # EV beyond ``exposure_ev``
+CORR_MARGIN = 0.02  # rank correlation beyond ``exposure_corr_rank``
+
+
+def implies(delta_ev: float | None, corr_rank: float | None, *, exposure_ev: float,
+            exposure_corr_rank: float) -> bool:
+    """Whether a stored ``exposure_variant`` pair (L, M) of ``delta_ev`` (EV) and rank
+    correlation ``corr_rank`` is clear enough of the thresholds (``exposure_ev``,
+    ``exposure_corr_rank`` of :class:`~indexer.match.verdict.MatchThresholds`) that a copy
+    of M would measure the same verdict against L."""
+    return (delta_ev is not None and corr_rank is not None and abs(delta_ev) >= exposure_ev + EV_MARGIN
+            and corr_rank >= exposure_corr_rank + CORR_MARGIN)
+
+
+def implied(new_id: int, keys: Iterable[PairKey], links: Mapping[int, set[int]],
+            groups: set[int]) -> dict[PairKey, set[int]]:
+    """The pairs of ``keys`` not to verify while ``new_id``'s verdicts against ``groups``
+    (the groups it is being verified against) are unknown: pair key -> the groups of
+    ``groups`` its partner L is related to (``links``: loose image -> groups of the
+    members its stored implying pairs reach, :func:`implies`). If ``new_id`` joins one of
+    them, its pair with L is implied (a copy of a member of the group L is related to)
+    and not verified; if it joins none, the pair is verified as any other."""
+    out = {}
+    for key in keys:
+        gs = set(links.get(partner(key, new_id), ())) & groups
+        if gs:
+            out[key] = gs
+    return out
 
 
 def partner(key: PairKey, new_id: int) -> int:

@@ -232,8 +232,14 @@ def _looks_identical(ev: Evidence) -> bool:
     # and a PNG of its exact pixels measured 3.4 px apart (0.1 px of the thumbnails: the
     # JPEG is draft-decoded, the PNG box-filtered), which a 1.5 px bound called derived.
     # A 1% re-framing covers ~96% of the other image and stays out.
+    # A greyscale copy of a colour image aligns with grey correlation ~1 too, but its
+    # pixels cannot be equal (R = G = B stays so through any resampling or JPEG draft:
+    # greyscale copies measure colour spread 0.0, colour photos >= 9.1): no full decodes
+    # (20 of the 167 pixel digests of bench/end_to_end.py's dense set).
+    grey_and_colour = ((ev.colour_a >= _COLOUR and ev.colour_b <= _GREY)
+                       or (ev.colour_b >= _COLOUR and ev.colour_a <= _GREY))
     return (abs(ev.scale - 1) < 0.02 and min(ev.overlap_a, ev.overlap_b) >= 0.99
-            and ev.corr_grey > 0.995 and abs(ev.delta_ev) < 0.05)
+            and ev.corr_grey > 0.995 and abs(ev.delta_ev) < 0.05 and not grey_and_colour)
 
 
 

@@ -19,7 +19,7 @@ from indexer.outcomes import Indexed
 from indexer.pipeline import detailstage
 from indexer.pipeline.exposurestage import refine_pairs
 from indexer.match import fanout
-from indexer.match.engine import MatchRecord, Matcher, PairEvidence
+from indexer.match.engine import MatchRecord, Matcher, PairEvidence, shot_relation
 from indexer.match.groups import UnionFind
 from indexer.match.params import MatchParams
 from indexer.match.shots import body_key
@@ -224,7 +224,14 @@ class MatchStage:
         the partner did not end in a group ``image_id`` joined. Before,
         the whole image waited for its blockers: the 17 copies of each photo of the dense
         set were verified one after another, a writer round trip each (in a 42 s run at
-        load 10, 6.8 s after the last file was stored went to that chain, writer idle)."""
+        load 10, 6.8 s after the last file was stored went to that chain, writer idle).
+
+        Loose candidates related to a group being verified by a clear exposure_variant
+        pair wait for that group's verdict (``implied``, :meth:`_implied_known`): dropped
+        if ``image_id`` joins it, verified if not. On the dense set of
+        bench/end_to_end.py this and the related-verdict rules of :meth:`_conclude`,
+        :meth:`_advance` and :meth:`_plan_ready` took the jobs from 754 to 441 (stored
+        exposure_variant pairs 335 -> 26), the same 24 groups of 407 images."""
         tries = self.session.settings.match.group_tries
         loose = self.session.settings.match.loose_tries
         hits = getattr(proposals, "hits", None)
@@ -232,14 +239,77 @@ class MatchStage:
         held = {key for key in best if fanout.partner(key, image_id) in blockers}
         partners = {fanout.partner(key, image_id) for key in best} - blockers
         grouped = dbpairs.group_ids(self.session.engine, partners) if tries and partners else {}
-        now = fanout.unheld(image_id, best, grouped, held, loose=loose, hits=hits)
+        # loose candidates related to a group this image is verified against wait for
+        # that verdict: joined, their pair is implied (fanout.implied)
+        implied = fanout.implied(image_id, [k for k in best if k not in held], self._links(
+            image_id, {fanout.partner(k, image_id) for k in best} - blockers - set(grouped)),
+            set(grouped.values())) if tries else {}
+        now = fanout.unheld(image_id, best, grouped, held | set(implied), loose=loose, hits=hits)
         stands_for = {g: self.matcher.index.representative(g) for g in set(grouped.values())}
         plan = fanout.plan(image_id, now, grouped, tries=max(tries, 1), stands_for=stands_for,
                            loose=loose, hits=hits)
         self.waiting[image_id] = _Waiting(0, plan=plan, proposals=proposals, blockers=set(blockers), held=held,
-                                          best=best)
+                                          best=best, implied=implied)
         self._send(image_id, plan.now, {k for k in plan.now if fanout.partner(k, image_id) not in grouped})
         self._advance(image_id)
+
+    def _links(self, image_id: int, loose: set[int]) -> dict[int, set[int]]:
+        """Loose candidate -> the groups of the members its stored pairs of
+        :data:`~indexer.match.fanout.IMPLIED_VERDICTS` reach, where those pairs imply the
+        verdict for a copy of the member (:func:`~indexer.match.fanout.implies`) and
+        metadata does not say ``image_id`` and the candidate are one shot (an exposure
+        edit of one shot is ``derived``: it would join the group)."""
+        verdicts = [v for v in fanout.IMPLIED_VERDICTS if v not in self.group_rule.verdicts]
+        if not loose or not verdicts:
+            return {}
+        th = self.matcher.th
+        stored = {x: [m for m, dev, corr, _ in pairs
+                      if fanout.implies(dev, corr, exposure_ev=th.exposure_ev, exposure_corr_rank=th.exposure_corr_rank)]
+                  for x, pairs in dbpairs.links_of(self.session.engine, loose, verdicts).items()}
+        stored = {x: ms for x, ms in stored.items() if ms}
+        if not stored:
+            return {}
+        recs = self.matcher.records.get_many([image_id, *stored])
+        groups = dbpairs.group_ids(self.session.engine, {m for ms in stored.values() for m in ms})
+        return {x: {groups[m] for m in ms if m in groups} for x, ms in stored.items()
+                if image_id in recs and x in recs and shot_relation(recs[image_id], recs[x]).same_shot is not True}
+
+    def _implies(self, pe: PairEvidence | None) -> bool:
+        """Whether ``pe`` is a related pair another copy of its partner would measure
+        alike (:func:`~indexer.match.fanout.implies`; not one shot by metadata)."""
+        th = self.matcher.th
+        return (pe is not None and pe.verdict in fanout.IMPLIED_VERDICTS and pe.verdict not in self.group_rule.verdicts
+                and pe.same_shot is not True
+                and fanout.implies(pe.delta_ev, pe.correlation, exposure_ev=th.exposure_ev,
+                                   exposure_corr_rank=th.exposure_corr_rank))
+
+    def _implied_known(self, image_id: int, waiting: "_Waiting", group: int, joined: bool) -> None:
+        """``image_id``'s verdict against ``group`` is known: the pairs waiting on it
+        (:attr:`_Waiting.implied`) are dropped if it joined (implied), else verified once
+        no other group they wait on is left (within ``[match] loose_tries``)."""
+        release = []
+        for key, groups in list(waiting.implied.items()):
+            if group not in groups:
+                continue
+            if joined:
+                del waiting.implied[key]
+                waiting.implied_dropped += 1
+                continue
+            groups.discard(group)
+            if not groups:
+                del waiting.implied[key]
+                release.append(key)
+        self._send_loose(image_id, waiting, release)
+
+    def _send_loose(self, image_id: int, waiting: "_Waiting", keys: list) -> None:
+        """Verify ``keys`` (partners in no group), the closest first, within what is left
+        of ``[match] loose_tries``."""
+        loose = self.session.settings.match.loose_tries
+        keys = sorted(keys, key=lambda k: (waiting.best[k], fanout.partner(k, image_id)))
+        if loose:
+            keys = keys[:max(loose - waiting.lone, 0)]
+        if keys:
+            self._send(image_id, keys, set(keys))
 
     def _send(self, image_id: int, keys, lone: set) -> None:
         """Submit the jobs of ``image_id``'s pairs ``keys`` (``lone``: those whose partner is
@@ -260,6 +330,11 @@ class MatchStage:
         waiting = self.waiting.get(image_id)
         if waiting is None or waiting.left:
             return
+        if waiting.implied:  # a group's verdict never came (no job): verify as any other pair
+            keys, waiting.implied = list(waiting.implied), {}
+            self._send_loose(image_id, waiting, keys)
+            if waiting.left:
+                return
         joined = self._joined(image_id, waiting)
         # joined to some partner, the ready pairs are decided when every blocker is stored
         # (one look at the groups, not one per blocker: 1,385 lookups on the dense set)
@@ -269,10 +344,17 @@ class MatchStage:
             self._finish(image_id)
             return
         loose = self.session.settings.match.loose_tries
-        if waiting.held and not joined and not (loose and waiting.lone >= loose):
+        # related to a partner by an implying pair, the held pairs wait for their partners'
+        # groups: those in that partner's group are implied (_plan_ready)
+        if waiting.held and not joined and not (loose and waiting.lone >= loose) and not self._related(image_id, waiting):
             first = min(waiting.held, key=lambda k: (waiting.best[k], fanout.partner(k, image_id)))
             waiting.held.discard(first)
             self._send(image_id, [first], {first})
+
+    def _related(self, image_id: int, waiting: "_Waiting") -> set[int]:
+        """The partners ``image_id`` was paired with by an implying related verdict so far
+        (:meth:`_implies`)."""
+        return {fanout.partner((pe.a, pe.b), image_id) for pe in waiting.found if self._implies(pe)}
 
     def _joined(self, image_id: int, waiting: "_Waiting") -> set[int]:
         """The partners ``image_id`` was paired with by a group verdict so far."""
@@ -287,8 +369,21 @@ class MatchStage:
         ready, waiting.ready = waiting.ready, set()
         partners = {fanout.partner(key, image_id) for key in ready}
         tried = {fanout.partner(key, image_id) for key in waiting.tried}
-        grouped = dbpairs.group_ids(self.session.engine, partners | joined | tried)
+        related = self._related(image_id, waiting)
+        grouped = dbpairs.group_ids(self.session.engine, partners | joined | tried | related)
         connected = joined | {grouped[x] for x in joined if x in grouped}
+        # the groups of partners it is related to by an implying pair: their other members
+        # would measure the same relation (fanout.implies)
+        near = related | {grouped[x] for x in related if x in grouped}
+        skipped = {key for key in ready if fanout.partner(key, image_id) in near
+                   or grouped.get(fanout.partner(key, image_id)) in near}
+        waiting.implied_dropped += len(skipped)
+        ready = ready - skipped
+        # a loose partner related to a group joined: the pair is implied (fanout.implied)
+        links = self._links(image_id, {x for x in partners if x not in grouped}) if connected else {}
+        dropped = fanout.implied(image_id, ready, links, connected)
+        waiting.implied_dropped += len(dropped)
+        ready = ready - set(dropped)
         spent = Counter(grouped[x] for x in tried if x in grouped)
         tries = max(m.group_tries, 1)
         best = {key: waiting.best[key] for key in ready
@@ -357,9 +452,13 @@ class MatchStage:
         if pe is not None:
             waiting.found.append(pe)
         joined = pe is not None and pe.verdict in self.group_rule.verdicts
-        following = waiting.plan.concluded((job.a.id, job.b.id), joined) if waiting.plan else None
+        key = (job.a.id, job.b.id)
+        following = waiting.plan.concluded(key, joined, related=self._implies(pe)) if waiting.plan else None
         if following is not None:  # that member gave no group verdict: try the next one
             self._send(image_id, [following], set())
+        elif waiting.implied and waiting.plan and key in waiting.plan.group:  # that group's verdict is known
+            group = waiting.plan.group[key]
+            self._implied_known(image_id, waiting, group, group in waiting.plan.settled)
         waiting.left -= 1
         self._advance(image_id)
 
@@ -473,6 +572,8 @@ class _Waiting:
     best: dict = field(default_factory=dict)  # pair key -> its lowest Hamming distance
     tried: set = field(default_factory=set)  # pair keys sent to verification
     lone: int = 0  # of those, pairs with a partner in no group (``loose_tries`` cap)
+    implied: dict = field(default_factory=dict)  # pair key -> groups whose verdict it waits for (fanout.implied)
+    implied_dropped: int = 0  # pairs left unverified: implied by a group joined
 
 
 def rematch(session: Session) -> int:
