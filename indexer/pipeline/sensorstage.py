@@ -40,8 +40,9 @@ the camera's own cannot be told from them, so a copy indexed before its shot sta
 it.
 
 Memory: a delta takes 26 bytes a photosite (312 MB for a 12 MP body). ``[sensor]
-memory_mb`` bounds what the deltas of all bodies take together: past it the least
-recently fed body is flushed early and dropped; its next frame starts a new delta,
+memory_mb`` bounds what the deltas of all bodies take together (young bodies' kept
+frame deltas too, below): past it young bodies' deltas are dropped from memory (the
+spool has them), then the least recently fed body is flushed early and dropped; its next frame starts a new delta,
 resuming from the body's last frame values (``prev``, kept at 2 bytes a site while the
 budget allows) so consecutive pairs count as in one pass: the statistics are those of an
 unbounded run. Four 12 MP cameras fed alternately: peak RSS 1,366 MB unbounded, 1,044 MB
@@ -54,7 +55,9 @@ arrival order, into one when the body reaches ``min_frames``: bit for bit the st
 of adding them one by one. A body still young when the stage closes is not flushed: no
 accumulator is made or saved for it (on a new 12 MP camera that allocation, its faults
 and the end-of-run merge and save were ~1 s of CPU after the last image was stored). Its
-frames stay in the spool, parked for the next writer.
+frames stay in the spool, parked for the next writer. A body's kept deltas never take
+more than its accumulator would (noisy 16-bit frames: ~6.8 bytes a site each): past that
+it gets its accumulator early, but below ``min_frames`` at close is still not saved.
 
 The spool (``pipeline.sensorspool``; SQLite databases: ``<database>.sensors/pending/``;
 PostgreSQL ones: the rows of ``sensor_spool``) keeps a young body's frames on disk until
