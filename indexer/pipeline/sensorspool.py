@@ -18,13 +18,14 @@ into its own folder; :meth:`TableSpool.adopt`: the rows handed to its owner in o
 ``UPDATE``, so two live writers never both take a row) before its first new frame and
 counts them first, in their arrival order. An adopted frame stays in the spool, now the
 adopter's, until a flush counts it: at no moment is it only in a process's memory.
-:func:`waiting` counts them per sensor for ``photoqa hotpixels``.
+:func:`waiting_frames` counts them per sensor for ``photoqa hotpixels``.
 
 Layout: ``<root>/<owner>/`` per writer process, holding a ``lock`` file the owner keeps
 ``flock``-ed while it lives, and ``<seq>.npz`` files (``seq`` in arrival order). The kernel
 drops a lock with its process however that ends, so a folder whose lock can be taken
-belongs to a dead writer: :func:`recover` reads its frames back (in arrival order, so
-consecutive pairs count as they would have) and removes the folder. Several writers
+belongs to a writer that died or closed: :func:`recover` reads its frames back (in arrival
+order, so consecutive pairs count as they would have), holding its lock, and removes the
+folder once the adopter has renamed the frames it counts into its own. Several writers
 (two daemons on one SQLite database) each keep their own folder and never take a live
 one's frames.
 
