@@ -2,7 +2,7 @@
 
 Usage::
 
-    PYTHONPATH=. python bench/sensor_cost.py [--count 60] [--rounds 2] [--dir DIR]
+    PYTHONPATH=. python bench/sensor_cost.py [--count 60] [--rounds 2] [--dir DIR] [--base OTHER_CHECKOUT]
 
 Generates ``--count`` (>= 60) JPEGs of 4032x3024 (quality 92) from the Kodak PNGs in
 ``../shared/data/photos/kodak`` (or ``$PHOTOQA_SHARED_DATA/photos/kodak``), upscaled with grain and a different crop per copy so no
@@ -21,9 +21,16 @@ reused by later runs. Then, in one run, ``--rounds`` times in turn on a fresh da
 * ``every``:   ``learn_every_frame = true`` (every frame decoded full size and learnt);
 
 the median wall time of each (``photoqa index`` as a subprocess, all cores, matching on as
-shipped) and its ratio to ``off``; and the per-frame CPU of the residual + delta of one
+shipped) and its ratio to ``off``; the writer's *tail*: from the last image stored and
+matched (the highest ``images.matched_at``) to the process's exit, where the end-of-run
+flush of a new camera's statistics sat (a young body's is no longer written: its frames
+learnt show as ``counted+parked``); and the per-frame CPU of the residual + delta of one
 12 MP rendered frame (``indexer.sensor.delta.rgb_delta``, the compiled kernel) against the
 NumPy definition (``reference_rgb_strips``) on the same frame.
+
+``--base DIR``: also run the same modes with the checkout in DIR (e.g. ``git -C REPO
+archive main | tar -x -C DIR``), interleaved with this one's in every round, and print
+this checkout's times against it: a baseline measured in the same run.
 
 Targets (issue 17): default (a new camera) <= 1.15 x off; per-frame residual <= 80 ms of
 CPU.
@@ -38,8 +45,9 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -111,31 +119,44 @@ def _session_cpu(sid: int, seen: dict[int, float]) -> None:
             seen[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def index_once(folder: Path, mode: str, scratch: Path) -> tuple[float, float, str]:
-    """(wall seconds, CPU seconds of every process of the run, sensor summary) of one
-    `photoqa index`; the CPU is sampled from /proc every 0.2 s, so a process's last 0.2 s
-    may be missed (the workers live the whole run)."""
+class Run(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # seconds, every process of the run
+    frames: str  # sum of sensors.frames, + frames parked in the spool (a young body's)
+    tail: float  # seconds from the last image stored and matched to the exit
+
+
+def index_once(folder: Path, mode: str, scratch: Path, repo: Path = REPO) -> Run:
+    """One `photoqa index` of ``folder`` by the checkout ``repo``; the CPU is sampled from
+    /proc every 0.2 s, so a process's last 0.2 s may be missed (the workers live the
+    whole run)."""
     config = scratch / f"{mode}.toml"
     config.write_text(MODES[mode])
     db = scratch / f"{mode}-{time.monotonic_ns()}.db"
-    env = dict(os.environ, PHOTOQA_CONFIG=str(config), PYTHONPATH=str(REPO))
+    env = dict(os.environ, PHOTOQA_CONFIG=str(config), PYTHONPATH=str(repo))
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "--db", str(db), "index", str(folder)],
-                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    child = subprocess.Popen([sys.executable, str(repo / "cli.py"), "--db", str(db), "index", str(folder)],
+                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
     seen: dict[int, float] = {}
     while child.poll() is None:
         _session_cpu(child.pid, seen)
-        time.sleep(0.2)
+        time.sleep(0.05)
+    ended = datetime.now(timezone.utc).replace(tzinfo=None)
     _, stderr = child.communicate()
     wall = time.perf_counter() - start
     if child.returncode != 0:
         sys.exit(f"photoqa index ({mode}) failed: {stderr[-2000:]}")
     cpu = sum(seen.values())
-    frames = subprocess.run([sys.executable, str(REPO / "cli.py"), "--db", str(db), "sql",
-                             "select coalesce(sum(frames), 0) from sensors"],
-                            cwd=REPO, env=env, capture_output=True, text=True).stdout.split()
-    return wall, cpu, (frames[-1] if frames else "?")
+    out = subprocess.run([sys.executable, str(repo / "cli.py"), "--db", str(db), "sql", "--format", "csv",
+                          "select coalesce(sum(frames), 0), "
+                          "(select max(coalesce(matched_at, indexed_at)) from images) from sensors"],
+                         cwd=repo, env=env, capture_output=True, text=True).stdout.strip().splitlines()
+    frames, last = out[-1].split(",") if out else ("?", "")
+    waiting = len(list(db.with_name(db.name + ".sensors").glob("pending/*/*.npz")))  # a young body's, parked
+    frames = f"{frames}+{waiting}" if waiting else frames
+    tail = (ended - datetime.fromisoformat(last.replace(" ", "T"))).total_seconds() if last else float("nan")
+    return Run(wall, cpu, frames, tail)
 
 
 def residual_cpu(path: Path) -> tuple[float, float]:
@@ -165,35 +186,47 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of "
                     + ", ".join(MODES) + " (off is always run: the baseline)")
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "photoqa-bench-sensor-cost")
+    ap.add_argument("--base", type=Path, help="another checkout to run interleaved, as the baseline")
     args = ap.parse_args()
     files = ensure_files(args.dir, max(args.count, 60))
     folder = args.dir
     sum(len(f.read_bytes()) for f in files)  # warm the page cache
     load = os.getloadavg()
     modes = ["off"] + [m for m in args.modes.split(",") if m in MODES and m != "off"]
-    results: dict[str, list[tuple[float, float, str]]] = {m: [] for m in modes}
+    repos = {"this": REPO, **({"base": args.base.resolve()} if args.base else {})}
+    results: dict[tuple[str, str], list[Run]] = {(r, m): [] for r in repos for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         warm = scratch / "warm"
         warm.mkdir()
         for f in files[:2]:
             os.link(f, warm / f.name)
-        index_once(warm, "every", scratch)  # numba's cache filled before anything is timed
+        for repo in repos.values():
+            index_once(warm, "every", scratch, repo)  # numba's cache filled before anything is timed
         for _ in range(args.rounds):
             for mode in modes:  # interleaved: a noisy neighbour hits every mode alike
-                results[mode].append(index_once(folder, mode, scratch))
-    off = statistics.median(w for w, _, _ in results["off"])
-    off_cpu = statistics.median(c for _, c, _ in results["off"])
+                for name, repo in repos.items():
+                    results[(name, mode)].append(index_once(folder, mode, scratch, repo))
     print(f"photoqa index of {len(files)} camera JPEGs {SIZE[0]}x{SIZE[1]}, {args.rounds} round(s), "
           f"median wall and CPU time (all processes of the run); frames learnt = sum of sensors.frames; "
-          f"load average before "
-          f"{load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
-    for mode, runs in results.items():
-        wall = statistics.median(w for w, _, _ in runs)
-        cpu = statistics.median(c for _, c, _ in runs)
-        print(f"  {mode:8s} {wall:6.2f} s wall  {cpu:6.2f} s CPU  frames learnt {runs[0][2]:>3s}  "
-              f"ratio to off: wall {wall / off:.2f}, CPU {cpu / off_cpu:.2f}"
-              + ("  (target <= 1.15)" if mode == "default" else ""))
+          f"tail = last image stored and matched to exit; load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    for name in repos:
+        off = statistics.median(r.wall for r in results[(name, "off")])
+        off_cpu = statistics.median(r.cpu for r in results[(name, "off")])
+        for mode in modes:
+            runs = results[(name, mode)]
+            wall, cpu = statistics.median(r.wall for r in runs), statistics.median(r.cpu for r in runs)
+            tail = statistics.median(r.tail for r in runs)
+            print(f"  {name:4s} {mode:8s} {wall:6.2f} s wall  {cpu:6.2f} s CPU  tail {tail:5.2f} s  "
+                  f"frames learnt {runs[0].frames:>4s}  ratio to off: wall {wall / off:.2f}, CPU {cpu / off_cpu:.2f}"
+                  + ("  (target <= 1.15)" if mode == "default" else ""))
+    if args.base:
+        for mode in modes:
+            this, base = results[("this", mode)], results[("base", mode)]
+            per_round = [t.wall / b.wall for t, b in zip(this, base)]
+            print(f"  this / base, {mode:8s}: wall {statistics.median(r.wall for r in this) / statistics.median(r.wall for r in base):.2f} "
+                  f"(per round {', '.join(f'{x:.2f}' for x in per_round)}), CPU "
+                  f"{statistics.median(r.cpu for r in this) / statistics.median(r.cpu for r in base):.2f}")
     fast, slow = residual_cpu(files[0])
     print(f"per-frame residual + delta, 12 MP rendered frame: {fast * 1e3:.0f} ms CPU (target <= 80); "
           f"NumPy reference {slow * 1e3:.0f} ms: ratio {slow / fast:.1f}x")

@@ -91,6 +91,16 @@ def frame_counted(engine: Engine, sha256: str) -> bool:
         return conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256 == sha256)).first() is not None
 
 
+def counted(engine: Engine, shas: list[str]) -> set[str]:
+    """Those of ``shas`` the frame ledger has."""
+    found: set[str] = set()
+    with engine.connect() as conn:
+        for start in range(0, len(shas), 500):
+            chunk = shas[start:start + 500]
+            found.update(conn.execute(select(SensorFrame.sha256).where(SensorFrame.sha256.in_(chunk))).scalars())
+    return found
+
+
 def claim_frame(engine: Engine, sha256: str, sensor: int, owner: int, alive: Callable[[int], bool]) -> bool:
     """Whether the writer ``owner`` may count the frame ``sha256`` (then it holds its claim
     until the flush that enters it in the ledger, or :func:`release_claims`): not when the

@@ -113,9 +113,8 @@ class SensorSettings:
         ~0.74 s of CPU, 2.1x what indexing it costs (0.35 s; bench/sensor_cost.py, CPU of
         all processes), so 1 in 16 adds ~13% once a run is long; a run that learns
         anything also pays ~1.5 s once (numba kernels loaded once in the workers'
-        forkserver, one 12 MP accumulator allocated lazily and saved once: a body below
-        ``min_frames`` is not flushed on the clock): on 60 new 12 MP JPEGs, 1.09x off by
-        CPU, 1.07x by wall (docs/BENCHMARKS.md). Then the sample (``sample_megapixels``). The stability clock
+        forkserver; a body below ``min_frames`` gets no accumulator, see flush_frames):
+        on 60 new 12 MP JPEGs see docs/BENCHMARKS.md (sensor_cost.py). Then the sample (``sample_megapixels``). The stability clock
         is kept at flush granularity: a changed list is dated at the end of the flush that
         saw it, so a body settles up to ``flush_frames - 1`` learnt frames late (a change
         that comes and goes within one flush is not seen).
@@ -139,17 +138,21 @@ class SensorSettings:
         of the sensor's frames; stuck likewise for unchanged values.
     min_frames: below this many frames a sensor reports "not enough frames".
     flush_frames / flush_seconds: merge the in-memory statistics into the sensor's file
-        after this many new frames or seconds (and always at the end of a run); a body
-        with fewer than ``min_frames`` frames in all waits for them (or the end of the
-        run) rather than the clock: a flush writes its whole accumulator. Until its
-        first flush such a body's frames are also kept (~2.4 bytes a site a frame,
-        removed once flushed: files in ``pending/`` of the sensor folder of a SQLite
-        database, rows of ``sensor_spool`` in a PostgreSQL one), so a writer killed
-        meanwhile loses none: the next run counts them.
+        after this many new frames or seconds (and at the end of a run); a body with
+        fewer than ``min_frames`` frames in all (*young*) waits for them rather than the
+        clock: a flush writes its whole accumulator. A young body has no accumulator:
+        its frames are kept as deltas (~2.4 bytes a site a frame; in memory, and on disk
+        until a flush counts them: files in ``pending/`` of the sensor folder of a SQLite
+        database, rows of ``sensor_spool`` in a PostgreSQL one) and replayed into one
+        when it reaches ``min_frames``; still young at the end of a run, it is not
+        written at all: its frames wait on disk, ``photoqa hotpixels`` says how many,
+        and the next run counts them first (also after a writer was killed).
     memory_mb: the writer keeps each body's statistics since its last flush in memory
-        (26 bytes a photosite: 312 MB for a 12 MP body, 624 MB for 24 MP); past this many
-        MB the least recently fed body is flushed early and dropped (its next frame starts
-        a new delta: merges are exact, so the statistics do not change). At least one body
+        (26 bytes a photosite: 312 MB for a 12 MP body, 624 MB for 24 MP; a young body's
+        kept frame deltas count too, and are never more than that); past this many MB
+        young bodies' deltas are dropped from memory (read back from disk when needed),
+        then the least recently fed body is flushed early and dropped (its next frame
+        starts a new delta: merges are exact, so the statistics do not change). At least one body
         is always kept, however large. A flush briefly adds one more copy of that body
         (the stored statistics it merges into) plus a few MB: the writer's peak is about
         ``memory_mb`` + 26 bytes x the largest body's sites (bench/sensor_memory.py).

@@ -211,6 +211,24 @@ def test_nothing_to_index_starts_no_local_cluster(tmp_path, monkeypatch):
 PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")
 
 
+def learnt(db: str) -> set[tuple]:
+    """(width, height, kind, sha256) of the frames a database counted or holds in its
+    spool (a young body's: SQLite's folder, PostgreSQL's sensor_spool rows)."""
+    from pathlib import Path
+
+    from indexer.pipeline.sensorspool import spool_root, waiting
+
+    geometry = {sid: (w, h, kind) for sid, w, h, kind in rows(db, "SELECT id, width, height, kind FROM sensors")}
+    if db.startswith("postgresql"):
+        spooled = rows(db, "SELECT DISTINCT sensor_id, sha256 FROM sensor_spool")
+    else:
+        folder = Path(db).with_name(Path(db).name + ".sensors")
+        spooled = [(sid, sha) for sid, shas in waiting(spool_root(folder)).items() for sha in shas]
+    counted = rows(db, "SELECT sensor_id, sha256 FROM sensor_frames")
+    assert not set(spooled) & set(counted)  # a frame counted is no longer waiting
+    return {(*geometry[sid], sha) for sid, sha in spooled + counted}
+
+
 @needs_dask
 @pytest.mark.slow
 @pytest.mark.skipif(not PG_URL, reason="set PHOTOQA_TEST_PG_URL (a PostgreSQL database we may write)")
@@ -242,7 +260,12 @@ def test_real_photos_into_postgresql_on_a_cluster_equal_a_plain_index(tmp_path, 
                    "JOIN sensor_frames f ON f.sensor_id = s.id ORDER BY 1, 2, 3, 4, 5")
         defects = ("SELECT s.width, s.height, d.x, d.y, d.kind FROM sensor_defects d "
                    "JOIN sensors s ON s.id = d.sensor_id ORDER BY 1, 2, 3, 4, 5")
-        assert rows(pg, sensors) and rows(pg, sensors) == rows(plain, sensors)  # each frame counted once
+        # each frame counted once, or waiting in the spool: a body below min_frames (5) is
+        # counted on the cluster when deltas of it were left on the workers (not spooled:
+        # flushed at the end as before); the plain run leaves its frames for the next run
+        counted = rows(pg, sensors)
+        assert counted and [r for r in counted if r[3] >= 5] == [r for r in rows(plain, sensors) if r[3] >= 5]
+        assert learnt(pg) == learnt(plain)
         assert rows(pg, defects) == rows(plain, defects)
     finally:
         with admin.begin() as conn:

@@ -83,6 +83,12 @@ def test_a_frame_two_writers_hold_unflushed_is_counted_once(url, tmp_path):
     two.index(tmp_path / "b")  # machine two sees 3-5 claimed by a live writer: counts 6-8
     two.close()
     one.close()
+    # machine two's own frames 6-8 were a young body's when it closed (the sensor had no
+    # stored frames yet): left in the spool, counted first by the next writer
+    assert two.stage.parked == 3 and count(url, "SELECT frames FROM sensors") == 6
+    three = Machine(url)
+    assert three.stage.recovered == 3
+    three.close()
     assert count(url, "SELECT frames FROM sensors") == 9  # 12 when both counted frames 3-5
     assert count(url, "SELECT count(*) FROM sensor_frames") == 9
     assert count(url, "SELECT count(*) FROM sensor_claims") == 0

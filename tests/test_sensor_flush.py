@@ -3,8 +3,7 @@
 With ``flush_seconds = 0`` every new frame makes a flush due. A body with fewer than
 ``min_frames`` frames, stored and unflushed together, has no defects to report, and each
 flush writes its whole accumulator: it waits until it has ``min_frames`` (then flushes on
-the clock as before), or the end of the run. Either way the statistics are those of one
-pass over the frames.
+the clock as before); still young at the end of the run, it is not written at all.
 """
 from __future__ import annotations
 
@@ -45,10 +44,14 @@ def _index_counting_merges(tmp_path: Path, count: int, monkeypatch) -> tuple[Pat
     return db, merged_frames
 
 
-def test_a_body_below_min_frames_is_written_once_at_the_end(tmp_path, monkeypatch):
+def test_a_body_below_min_frames_is_never_written(tmp_path, monkeypatch):
+    """Still young at the end of the run: no merge, no accumulator file; its 3 frames wait
+    in the spool for the next run (tests/test_sensor_young.py)."""
     db, merges = _index_counting_merges(tmp_path, 3, monkeypatch)
-    assert merges == [3]
-    assert hotpixels_json(db)[0]["frames"] == 3
+    assert merges == []
+    (sensor,) = hotpixels_json(db)
+    assert (sensor["frames"], sensor["waiting"]) == (0, 3)
+    assert not list(db.with_name(db.name + ".sensors").glob("sensor-*.npz"))
 
 
 def test_a_body_flushes_on_the_clock_once_it_has_min_frames(tmp_path, monkeypatch):

@@ -174,7 +174,9 @@ def test_identical_frames_in_one_run_count_once(indexed, tmp_path, flush_frames)
     shutil.copy2(folder / "f004.png", tmp_path / "d.png")
     db = tmp_path / "p.db"
     assert index(db, *(tmp_path / n for n in ("a.png", "b.png", "c.png", "d.png")))["indexed"] == 4
-    assert hotpixels_json(db)[0]["frames"] == 2
+    (sensor,) = hotpixels_json(db)
+    # a young body (2 of min_frames 5): its frames wait in the spool, unless flushed at once
+    assert (sensor["frames"], sensor["waiting"]) == ((2, 0) if flush_frames == 1 else (0, 2))
 
 
 def test_two_runs_of_15_equal_one_run_of_30(indexed, camera, frames, tmp_path):
@@ -315,17 +317,17 @@ def test_stage_skips_what_it_cannot_learn_from(indexed, tmp_path):
     stage(1, SimpleNamespace(decoded=SimpleNamespace(sha256="b" * 64, cfa=None, frame=odd, meta=None), sensor=None))
     assert close_stages(stages) == []
     (sensor,) = hotpixels_json(db)
-    assert sensor["layout"] == "rgb" and sensor["frames"] == 1
+    assert sensor["layout"] == "rgb" and (sensor["frames"], sensor["waiting"]) == (0, 1)  # f000's, young
     assert stage.errors == []
 
 
 def test_missing_statistics_file_is_reported(indexed, tmp_path):
     _, folder, _ = indexed
     db = tmp_path / "p.db"
-    index(db, folder / "f000.png", folder / "f001.png")
+    index(db, *(folder / f"f00{i}.png" for i in range(5)))  # min_frames: a file written
     accumulator_path(db).unlink()
     (sensor,) = hotpixels_json(db)
-    assert "is missing (2 frames recorded)" in sensor["error"]
+    assert "is missing (5 frames recorded)" in sensor["error"]
     # without any sensor folder (a shared database indexed elsewhere) it is no error
     shutil.rmtree(db.with_name(db.name + ".sensors"))
     assert hotpixels_json(db)[0]["error"] is None

@@ -3,11 +3,12 @@
 A body below ``min_frames`` is not flushed on the clock, so its frames' statistics wait
 in the writer's memory while the files themselves are already indexed. Here ``photoqa
 index`` of 3 frames (min_frames 5) is killed with SIGKILL at the very end of the run, just
-before the final flush: nothing of the body reached the store. The next run finds the
-three files unchanged and decodes none of them, yet counts the three frames (read back
-from ``pipeline.sensorspool``); a third run adds 4 more frames and the planted defects come back
-from all 7 (one pass over the 7 frames gives the same statistics but for the frame pair
-that straddles the crash).
+before it closes: nothing of the body reached the store. The next run finds the three
+files unchanged and decodes none of them, yet takes the three frames (read back from
+``pipeline.sensorspool``), still too few to count: it leaves them in the spool when it
+closes, and ``photoqa hotpixels`` says they wait; a third run adds 4 more frames and the
+planted defects come back from all 7, with the statistics of one pass over the 7 frames,
+bit for bit (the frames were never split into flushes).
 """
 from __future__ import annotations
 
@@ -68,16 +69,17 @@ def test_a_young_body_killed_before_its_first_flush_keeps_its_frames(tmp_path, c
     summary = index(db, folder)
     assert summary["indexed"] == 0 and summary["unchanged"] == 3  # no file decoded again
     (sensor,) = hotpixels_json(db)
-    assert sensor["frames"] == 3  # counted from the spool
-    assert not list((db.with_name(db.name + ".sensors") / "pending").glob("*/*.npz"))
+    assert (sensor["frames"], sensor["waiting"]) == (0, 3)  # taken from the spool, parked again: still young
+    assert "3 more waiting" in sensor["status"]
+    assert len(list((db.with_name(db.name + ".sensors") / "pending").glob("*/*.npz"))) == 3
 
     write_png_frames(folder, camera, frames[3:], start=3)
     assert index(db, folder)["indexed"] == 4
     (sensor,) = hotpixels_json(db)
-    assert sensor["frames"] == 7
+    assert (sensor["frames"], sensor["waiting"]) == (7, 0)
+    assert not list((db.with_name(db.name + ".sensors") / "pending").glob("*/*.npz"))
 
-    # the same statistics as one uninterrupted run over the 7 frames, but for the pair
-    # of frames 3-4 that straddles the crash (the dead writer's last values died with it)
+    # the same statistics as one uninterrupted run over the 7 frames
     one_pass = tmp_path / "one"
     write_png_frames(one_pass, camera, frames)
     db1 = tmp_path / "one.db"
@@ -85,10 +87,21 @@ def test_a_young_body_killed_before_its_first_flush_keeps_its_frames(tmp_path, c
     assert defect_set(sensor) == defect_set(hotpixels_json(db1)[0])
     assert camera.truth(("hot",)) <= defect_set(sensor)
     a, b = SensorAccumulator.load(accumulator_path(db)), SensorAccumulator.load(accumulator_path(db1))
-    assert a.frames == b.frames == 7 and (a.pairs, b.pairs) == (5, 6)
-    np.testing.assert_allclose(a.mean, b.mean, atol=1e-3)
-    np.testing.assert_array_equal(a.bright, b.bright)
-    np.testing.assert_array_equal(a.dark, b.dark)
+    assert a.frames == b.frames == 7 and a.pairs == b.pairs == 6
+    assert_same_statistics(a, b)
+
+
+def assert_same_statistics(a: SensorAccumulator, b: SensorAccumulator) -> None:
+    """Every array and count of two accumulators equal, bit for bit."""
+    from indexer.sensor.accumulator import field_names
+
+    assert (a.frames, a.pairs) == (b.frames, b.pairs)
+    for name in field_names():
+        got, want = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        assert got.dtype == want.dtype and np.array_equal(got, want), name
+    np.testing.assert_array_equal(a.times, b.times)
+    for name in ("at", "since", "sums"):  # the stuck candidates of rendered frames
+        np.testing.assert_array_equal(getattr(a.stuck_fit, name), getattr(b.stuck_fit, name))
 
 
 def test_a_living_writers_frames_are_not_taken(tmp_path):
@@ -104,8 +117,9 @@ def test_a_living_writers_frames_are_not_taken(tmp_path):
     assert len(list(alive.folder.glob("*.npz"))) == 1
     alive._lock.close()  # as the kernel does when the process dies
     alive._lock = None
-    ((sid, sha, image_id, delta),) = list(recover(tmp_path / "pending"))
+    ((sid, sha, image_id, delta, where),) = list(recover(tmp_path / "pending"))
     assert (sid, sha, image_id, delta.time) == (1, "a" * 64, 7, 1700000000)
+    assert where.parent == alive.folder
     np.testing.assert_array_equal(delta.residual, rgb_delta(frame).residual)
     assert not alive.folder.exists()
 
@@ -123,8 +137,9 @@ def test_frames_spooled_for_another_database_are_not_counted(tmp_path, config):
     summary = index(db, _frames_folder(tmp_path / "new", camera, frames[3:]))
     assert summary["indexed"] == 3
     (sensor,) = hotpixels_json(db)
-    assert sensor["frames"] == 3  # its own three, not the old database's
-    assert not list((db.with_name(db.name + ".sensors") / "pending").glob("*/*.npz"))
+    assert (sensor["frames"], sensor["waiting"]) == (0, 3)  # its own three (parked: young), not the old database's
+    pending = list((db.with_name(db.name + ".sensors") / "pending").glob("*/*.npz"))
+    assert len(pending) == 3  # the old database's three removed
 
 
 def _frames_folder(folder: Path, camera, frames) -> Path:

@@ -3,9 +3,9 @@
 As ``tests/test_sensor_spool.py`` does on SQLite: ``photoqa index`` of 3 frames
 (min_frames 5) is killed with SIGKILL just before the final flush; the frames were kept as
 rows of ``sensor_spool`` (a PostgreSQL database keeps nothing on a machine's disk). The
-next run finds the three files unchanged and decodes none of them, yet counts the three
-frames from those rows (and deletes them); a third run adds 4 frames and the planted hot
-sites come back from all 7. Against ``$PHOTOQA_TEST_PG_URL`` (skipped without it), in a
+next run finds the three files unchanged and decodes none of them, yet takes the three
+frames from those rows (still young: parked again, as rows of its own); a third run adds 4
+frames and the planted hot sites come back from all 7. Against ``$PHOTOQA_TEST_PG_URL`` (skipped without it), in a
 schema of the test's own.
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ def test_a_young_body_killed_before_its_first_flush_keeps_its_frames_on_postgres
     summary = index(pg_url, folder)
     assert summary["indexed"] == 0 and summary["unchanged"] == 3  # no file decoded again
     (sensor,) = hotpixels_json(pg_url)
-    assert sensor["frames"] == 3  # counted from sensor_spool
-    assert _spooled(pg_url) == 0
+    assert (sensor["frames"], sensor["waiting"]) == (0, 3)  # taken from sensor_spool, still young
+    assert _spooled(pg_url) == 3
 
     write_png_frames(folder, camera, frames[3:], start=3)
     assert index(pg_url, folder)["indexed"] == 4
@@ -66,7 +66,7 @@ def test_a_young_body_killed_before_its_first_flush_keeps_its_frames_on_postgres
 
 def test_a_living_writers_rows_are_not_taken(pg_url):
     """Rows of a writer whose claim lock is held stay its own; once its connection's lock
-    ends (the process died), the next writer reads them back and deletes them."""
+    ends (the process died), the next writer takes them over and reads them back."""
     from db import migrate
     from db import sensors as dbsensors
     from db.models import Camera
@@ -87,12 +87,18 @@ def test_a_living_writers_rows_are_not_taken(pg_url):
     alive = TableSpool(engine, lambda: 4242)
     alive.keep(sid, "a" * 64, 7, rgb_delta(frame, time=1700000000))
     alive.wait()
-    assert list(recover_table(engine, store.claimer_alive)) == []  # its lock is held: it lives
+    assert list(recover_table(engine, store.claimer_alive, lambda: 4343)) == []  # its lock is held: it lives
     assert _spooled(pg_url) == 1
     store.release_hold()  # as the server does when the process's connection ends
-    ((got_sid, sha, image_id, delta),) = list(recover_table(engine, store.claimer_alive))
+    store.hold_claims(4343)  # the next writer, alive
+    ((got_sid, sha, image_id, delta, row),) = list(recover_table(engine, store.claimer_alive, lambda: 4343))
     assert (got_sid, sha, image_id, delta.time) == (sid, "a" * 64, 7, 1700000000)
     np.testing.assert_array_equal(delta.residual, rgb_delta(frame).residual)
+    with engine.connect() as conn:  # handed over to the writer that read it back
+        assert conn.execute(select(SensorSpool.owner).where(SensorSpool.id == row)).scalar_one() == 4343
+    assert list(recover_table(engine, store.claimer_alive, lambda: 4444)) == []  # 4343 lives: its own now
+    TableSpool(engine, lambda: 4343).discard(row)  # not counted: removed
     assert _spooled(pg_url) == 0
+    store.release_hold()
     alive.close()
     engine.dispose()

@@ -14,7 +14,8 @@ from indexer.sensor import Defect, dcraw_badpixels, defect_map, export_badpixels
 from indexer.sensor.dating import Onset, onset
 from indexer.sensor.export import write_text
 from indexer.commands.output import camera_name
-from indexer.pipeline.sensorstore import open_store
+from indexer.pipeline.sensorspool import waiting_frames
+from indexer.pipeline.sensorstore import FolderStore, open_store
 from indexer.session import Session
 
 
@@ -38,6 +39,9 @@ class SensorReport:
     stable_since_at: datetime | None = None
     # per defect (x, y) with a first date: how precise it is (indexer.sensor.dating)
     onsets: dict[tuple[int, int], Onset] = field(default_factory=dict)
+    # frames learnt but not counted yet: a young body's, kept in the spool until it has
+    # ``required`` (pipeline.sensorspool.waiting_frames)
+    waiting: int = 0
 
     def first_seen_text(self, d: Defect) -> str:
         """'2026-03-01T08:40:00', or with skipped frames before it the bracket
@@ -67,13 +71,16 @@ class SensorReport:
         if self.error:
             return f"statistics file unusable: {self.error}"
         if self.frames < self.required:
+            if self.waiting:
+                return (f"not enough frames ({self.frames} of {self.required}; {self.waiting} more waiting, "
+                        f"counted once the body has {self.required})")
             return f"not enough frames ({self.frames} of {self.required})"
         return f"{len(self.defects)} defects" if self.defects else "no defects"
 
     def as_dict(self) -> dict:
         return {"id": self.id, "make": self.make, "model": self.model, "serial": self.serial,
                 "width": self.width, "height": self.height, "layout": self.kind,
-                "pattern": self.pattern, "frames": self.frames, "status": self.status,
+                "pattern": self.pattern, "frames": self.frames, "waiting": self.waiting, "status": self.status,
                 "updated": self.updated_at.isoformat(timespec="seconds") if self.updated_at else None,
                 "learning": self.learning or None, "stable_since_frame": self.stable_since,
                 "stable_since": self.stable_since_at.isoformat(timespec="seconds") if self.stable_since_at else None,
@@ -127,6 +134,7 @@ def sensor_reports(session: Session, sensor: int | None = None) -> list[SensorRe
     store = open_store(session.engine, session.url, session.settings.sensor, writer=False)
     rows = dbsensors.list_sensors(session.engine)
     modes = learning_mode(rows, session.settings.sensor)
+    waiting = waiting_frames(session.engine, store.folder if isinstance(store, FolderStore) else None)
     out = []
     for row in rows:
         if sensor is not None and row.id != sensor:
@@ -138,7 +146,8 @@ def sensor_reports(session: Session, sensor: int | None = None) -> list[SensorRe
         out.append(SensorReport(row.id, row.make, row.model, row.serial, row.width, row.height,
                                 row.kind, row.pattern, row.frames, required, defects,
                                 store.problem(row), row.updated_at, modes.get(row.id, ""),
-                                row.stable_since, row.stable_since_at, onsets(session, row.id, defects)))
+                                row.stable_since, row.stable_since_at, onsets(session, row.id, defects),
+                                waiting.get(row.id, 0)))
     return out
 
 

@@ -40,19 +40,33 @@ the camera's own cannot be told from them, so a copy indexed before its shot sta
 it.
 
 Memory: a delta takes 26 bytes a photosite (312 MB for a 12 MP body). ``[sensor]
-memory_mb`` bounds what the deltas of all bodies take together: past it the least
-recently fed body is flushed early and dropped; its next frame starts a new delta,
+memory_mb`` bounds what the deltas of all bodies take together (young bodies' kept
+frame deltas too, below): past it young bodies' deltas are dropped from memory (the
+spool has them), then the least recently fed body is flushed early and dropped; its next frame starts a new delta,
 resuming from the body's last frame values (``prev``, kept at 2 bytes a site while the
 budget allows) so consecutive pairs count as in one pass: the statistics are those of an
 unbounded run. Four 12 MP cameras fed alternately: peak RSS 1,366 MB unbounded, 1,044 MB
 at the default 640 (bench/sensor_memory.py, docs/BENCHMARKS.md).
 
-A young body's frames (until its first flush) are also kept on disk
-(``pipeline.sensorspool``) and dropped once flushed: a writer that dies before then
-(kill -9) would otherwise lose them, as the next run finds their files indexed and never
-decodes them again. The next stage on the same store reads back the frames of writers
-that died and counts them as if they had just arrived (SQLite databases: the spool sits
-in ``<database>.sensors/pending/``; PostgreSQL ones: the rows of ``sensor_spool``).
+A *young* body (fewer than ``min_frames`` frames stored and new together: nothing to
+report yet) has no accumulator at all: its frames are kept as the deltas they arrive as
+(``pipeline.sensoryoung``, ~2.4 bytes a site, counted in ``memory_mb``) and replayed, in
+arrival order, into one when the body reaches ``min_frames``: bit for bit the statistics
+of adding them one by one. A body still young when the stage closes is not flushed: no
+accumulator is made or saved for it (on a new 12 MP camera that allocation, its faults
+and the end-of-run merge and save were ~1 s of CPU after the last image was stored). Its
+frames stay in the spool, parked for the next writer. A body's kept deltas never take
+more than its accumulator would (noisy 16-bit frames: ~6.8 bytes a site each): past that
+it gets its accumulator early, but below ``min_frames`` at close is still not saved.
+
+The spool (``pipeline.sensorspool``; SQLite databases: ``<database>.sensors/pending/``;
+PostgreSQL ones: the rows of ``sensor_spool``) keeps a young body's frames on disk until
+a flush counts them: a writer that dies (kill -9) would otherwise lose them, as the next
+run finds their files indexed and never decodes them again. A new stage on the same
+store first adopts the frames writers left there, dead or closed with bodies still young,
+and counts them as if they had just arrived, before any new frame (claimed in
+``sensor_claims`` as any frame is: counted once, by one writer). ``photoqa hotpixels``
+shows how many frames of a sensor wait there (``sensorspool.waiting_frames``).
 """
 from __future__ import annotations
 
@@ -68,7 +82,8 @@ from db import sensors as dbsensors
 from indexer.outcomes import Indexed
 from indexer.pipeline.clustersensor import DeltasLost, pending_for, settle
 from indexer.pipeline.sensorplan import take_delta
-from indexer.pipeline.sensorspool import Spool, TableSpool, recover, recover_table
+from indexer.pipeline.sensorspool import Spool, Spooled, TableSpool, recover, recover_table, spool_root
+from indexer.pipeline.sensoryoung import YoungBodies, replay
 from indexer.pipeline.sensorstore import FolderStore, TableStore, locked, sensor_folder  # noqa: F401 (re-exported)
 from indexer.sensor.delta import FrameDelta
 from indexer.config import SensorSettings
@@ -111,8 +126,9 @@ class SensorStage:
     ``pending/`` in the accumulator folder of a SQLite database, "table" (the rows of
     ``sensor_spool``) on PostgreSQL, whose statistics keep nothing on a machine's disk (a
     per-user folder there would split one database's state across machines and users);
-    None: not kept. Frames that writers which died left in the spool are counted here,
-    first.
+    None: not kept (then a body still young at :meth:`close` is flushed). Frames that
+    writers left in the spool (dead, or closed with a young body: parked) are adopted
+    and counted here, first.
     """
 
     def __init__(self, engine: Engine, settings: SensorSettings, store: FolderStore | TableStore | Path, *,
@@ -123,6 +139,7 @@ class SensorStage:
         self.errors: list[tuple[int, str]] = []
         # least recently fed first: the order evictions take
         self._deltas: OrderedDict[int, SensorAccumulator] = OrderedDict()
+        self._young = YoungBodies()  # bodies below min_frames: their frames' deltas (module docstring)
         self._ledger: dict[int, list[tuple[str, int]]] = {}
         self._since: dict[int, float] = {}
         self._seen: set[str] = set()
@@ -140,10 +157,11 @@ class SensorStage:
         self._owner: int | None = None
         if spool == "default":
             home = getattr(self.store, "folder", None)
-            spool = Path(home) / "pending" if home is not None else "table" if isinstance(self.store, TableStore) else None
+            spool = spool_root(Path(home)) if home is not None else "table" if isinstance(self.store, TableStore) else None
         self.spool = (TableSpool(engine, lambda: self._owner) if spool == "table"
                       else Spool(Path(spool)) if spool is not None else None)
-        self.recovered = 0  # frames of writers that died, counted by this stage
+        self.recovered = 0  # frames writers left in the spool (dead or parked), adopted by this stage
+        self.parked = 0  # frames of bodies still young at close, left in the spool for the next writer
         self.copies = 0  # learnt frames not counted: another image of the exposure stands for it
         self._run_from = dbsensors.next_image_id(engine)  # images stored from now on: this run's
         if self.spool is not None:
@@ -154,12 +172,18 @@ class SensorStage:
         return getattr(self.store, "folder", None)
 
     def resident(self) -> list[int]:
-        """Sensor ids whose deltas are in memory, least recently fed first."""
+        """Sensor ids whose accumulators are in memory, least recently fed first."""
         return list(self._deltas)
 
+    def young(self) -> list[int]:
+        """Sensor ids whose frames are kept as deltas (below ``min_frames``), least recently fed first."""
+        return list(self._young)
+
     def resident_bytes(self) -> int:
-        """Bytes of the deltas and kept ``prev`` arrays in memory (what ``memory_mb`` bounds)."""
-        return sum(acc.nbytes for acc in self._deltas.values()) + sum(p.nbytes for p in self._chains.values())
+        """Bytes of the accumulators, young bodies' frame deltas and kept ``prev`` arrays in
+        memory (what ``memory_mb`` bounds)."""
+        return (sum(acc.nbytes for acc in self._deltas.values()) + sum(p.nbytes for p in self._chains.values())
+                + self._young.nbytes())
 
     def __call__(self, image_id: int, result: Indexed) -> None:
         sha = result.decoded.sha256
@@ -180,89 +204,149 @@ class SensorStage:
             self.flush_due()
 
     def _recover(self) -> None:
-        """Count the frames that writers which died left in the spool (see the class)."""
-        left = (recover_table(self.engine, self.store.claimer_alive) if isinstance(self.spool, TableSpool)
-                else recover(self.spool.root))
-        for sid, sha, image_id, delta in left:
-            if sha in self._seen or dbsensors.frame_counted(self.engine, sha) \
-                    or not dbsensors.list_sensors(self.engine, only=sid):
-                continue
-            # the frame's image must still be that content of that sensor (a spool left
-            # beside a database since rebuilt could meet reused ids)
-            camera_id = dbsensors.image_camera_of_frame(self.engine, image_id, sha)
-            if camera_id is None or sid != dbsensors.sensor_id(
-                    self.engine, camera_id, delta.width, delta.height, delta.layout,
-                    pattern_name(delta.pattern, delta.colors), FORMAT_VERSION):
-                continue
-            if self._accept(sid, sha, image_id, delta):
+        """Adopt and count the frames writers left in the spool (see the class); those not
+        counted here (counted or claimed elsewhere, of another database) are removed."""
+        left = (recover_table(self.engine, self.store.claimer_alive, self._token)
+                if isinstance(self.spool, TableSpool) else recover(self.spool.root))
+        for frame in left:
+            if self._belongs(frame) and self._accept(frame.sid, frame.sha256, frame.image_id, frame.delta,
+                                                     frame.where):
                 self.recovered += 1
+            else:
+                self.spool.discard(frame.where)
 
-    def _accept(self, sid: int, sha: str, image_id: int, delta) -> bool:
-        """Add one frame's delta to sensor ``sid``'s (spooled while the body is young);
-        False when it does not fit the sensor, or when it was counted meanwhile or is being
-        counted by another writer (another machine: its claim, :meth:`_claim`)."""
+    def _belongs(self, frame: Spooled) -> bool:
+        """Whether a frame read back from the spool is still to count, in this database."""
+        sid, sha, image_id, delta = frame.sid, frame.sha256, frame.image_id, frame.delta
+        if sha in self._seen or dbsensors.frame_counted(self.engine, sha) \
+                or not dbsensors.list_sensors(self.engine, only=sid):
+            return False
+        # the frame's image must still be that content of that sensor (a spool left
+        # beside a database since rebuilt could meet reused ids)
+        camera_id = dbsensors.image_camera_of_frame(self.engine, image_id, sha)
+        return camera_id is not None and sid == dbsensors.sensor_id(
+            self.engine, camera_id, delta.width, delta.height, delta.layout,
+            pattern_name(delta.pattern, delta.colors), FORMAT_VERSION)
+
+    def _accept(self, sid: int, sha: str, image_id: int, delta, where=None) -> bool:
+        """Count one frame's delta for sensor ``sid`` (kept, and spooled, while the body is
+        young; ``where``: its place in another writer's spool, adopted); False when it
+        does not fit the sensor, or when it was counted meanwhile or is being counted by
+        another writer (another machine: its claim, :meth:`_claim`)."""
         if not self._claim(sha, sid):
             return False
         if sid not in self._stored:
             rows = dbsensors.list_sensors(self.engine, only=sid)
             self._stored[sid] = rows[0].frames if rows else 0
-        acc = self._deltas.get(sid)
-        if acc is None:
-            self._make_room(SITE_BYTES * delta.width * delta.height, sid)
         try:
-            if acc is None:
-                prev = self._chains.pop(sid, None)
-                chained = prev is not None and prev.shape == (delta.height, delta.width)
-                acc = SensorAccumulator(delta.height, delta.width, layout=delta.layout, pattern=delta.pattern,
-                                        params=delta.params, prev=prev if chained else None, chained=chained)
-            acc = pending_for(acc, delta)  # a delta left on a Dask cluster: merged there at the flush
-            acc.add(delta)
+            self._add(sid, sha, delta)
         except (ValueError, OverflowError):
             dbsensors.release_claims(self.engine, self._owner, [sha])
             return False
-        if sid not in self._deltas:
-            self._deltas[sid], self._since[sid] = acc, time.monotonic()
-            self.peak_bytes = max(self.peak_bytes, self.resident_bytes())
-        self._deltas.move_to_end(sid)
+        self.peak_bytes = max(self.peak_bytes, self.resident_bytes())
+        self._since.setdefault(sid, time.monotonic())
         self._seen.add(sha)
         self._ledger.setdefault(sid, []).append((sha, image_id))
-        if self.spool is not None and isinstance(delta, FrameDelta) \
+        if self.spool is not None and where is not None:
+            self.spool.adopt(sid, sha, where)  # stays on disk, now this writer's, until a flush counts it
+        elif self.spool is not None and isinstance(delta, FrameDelta) \
                 and self._stored.get(sid, 0) < self.settings.min_frames:
-            # young: not flushed on the clock, so a crash would lose it (module docstring);
-            # a delta left on a Dask cluster is not here to keep
+            # young: not flushed on the clock nor at close, so a crash would lose it
+            # (module docstring); a delta left on a Dask cluster is not here to keep
             self.spool.keep(sid, sha, image_id, delta)
         if len(self._ledger[sid]) >= self.settings.flush_frames:
             self.flush(sid)
         return True
+
+    def _add(self, sid: int, sha: str, delta) -> None:
+        """Keep the frame's delta while its body stays young, else add it to the body's
+        accumulator (made on the first frame past young: the kept ones replayed into it).
+        Raises ValueError or OverflowError (the delta does not fit) with nothing counted
+        but the kept frames (then in the accumulator)."""
+        acc = self._deltas.get(sid)
+        if acc is None and isinstance(delta, FrameDelta) \
+                and self._stored[sid] + self._young.count(sid) + 1 < self.settings.min_frames \
+                and self._young.size(sid) + delta.nbytes <= SITE_BYTES * delta.width * delta.height:
+            # young, and its deltas no bigger than an accumulator (noisy 16-bit frames:
+            # ~6.8 bytes a site each, so from the 4th one on an accumulator is smaller)
+            self._make_room(delta.nbytes, sid)
+            self._young.keep(sid, sha, delta)
+            return
+        if acc is None:
+            # less the body's own kept deltas, freed once replayed into the accumulator
+            self._make_room(SITE_BYTES * delta.width * delta.height - self._young.nbytes(sid), sid)
+            acc = self._grown(sid, delta)
+        acc = pending_for(acc, delta)  # a delta left on a Dask cluster: merged there at the flush
+        acc.add(delta)
+        self._deltas[sid] = acc
+        self._deltas.move_to_end(sid)
+
+    def _take_young(self, sid: int) -> list[FrameDelta]:
+        """A young body's frames, those written out read back from the spool; one that
+        cannot be is not counted (its claim released, its frame out of the ledger)."""
+        kept, lost = self._young.take(sid, self.spool.load if self.spool is not None else None)
+        if lost:
+            self._ledger[sid] = [(sha, i) for sha, i in self._ledger.get(sid, []) if sha not in lost]
+            self._seen.difference_update(lost)
+            dbsensors.release_claims(self.engine, self._owner, lost)
+            message = f"sensor {sid}: {len(lost)} frame(s) not counted: the spool could not give them back"
+            self.errors.append((sid, message))
+            self.report(message)
+        return kept
+
+    def _grown(self, sid: int, like) -> SensorAccumulator:
+        """Sensor ``sid``'s new accumulator: its young frames replayed (then it is already
+        resident, whatever becomes of the next frame), or empty of ``like``'s geometry;
+        resuming from the body's kept last frame values when there are some."""
+        kept, prev = self._take_young(sid), self._chains.pop(sid, None)
+        if kept:
+            self._deltas[sid] = acc = replay(kept, prev=prev)
+            return acc
+        chained = prev is not None and prev.shape == (like.height, like.width)
+        return SensorAccumulator(like.height, like.width, layout=like.layout, pattern=like.pattern,
+                                 params=like.params, prev=prev if chained else None, chained=chained)
 
     @property
     def owner(self) -> int | None:
         """This stage's token in ``sensor_claims`` (None before its first claim)."""
         return self._owner
 
-    def _claim(self, sha: str, sid: int) -> bool:
-        """Claim the frame for this stage (:func:`db.sensors.claim_frame`); the first claim
-        makes this stage a writer others see alive (``store.hold_claims``) until :meth:`close`."""
+    def _token(self) -> int:
+        """This stage's token in ``sensor_claims``, made on first use: from then on this
+        stage is a writer others see alive (``store.hold_claims``) until :meth:`close`."""
         if self._owner is None:
             import secrets
 
             self._owner = 1 + secrets.randbelow(2**31 - 2)
             self.store.hold_claims(self._owner)
-        return dbsensors.claim_frame(self.engine, sha, sid, self._owner, self.store.claimer_alive)
+        return self._owner
+
+    def _claim(self, sha: str, sid: int) -> bool:
+        """Claim the frame for this stage (:func:`db.sensors.claim_frame`)."""
+        return dbsensors.claim_frame(self.engine, sha, sid, self._token(), self.store.claimer_alive)
 
     def _make_room(self, needed: int, sid: int) -> None:
         """Until ``needed`` more bytes fit in the budget (or nothing is left: one body is
-        always allowed): drop the oldest kept ``prev`` arrays (but ``sid``'s own), then
-        flush and drop the least recently fed bodies."""
+        always allowed), free, cheapest loss first: young bodies' deltas the spool holds
+        (dropped from memory, read back when the body grows: nothing lost), the oldest
+        kept ``prev`` arrays (but ``sid``'s own: one consecutive pair then not counted),
+        then the least recently fed bodies, flushed (an accumulator frees 26 bytes a site;
+        a young body without a spool is flushed as any)."""
         while self.resident_bytes() + needed > self.budget:
+            young = self._young.least_recent(but=sid)
+            if young is not None and self.spool is not None \
+                    and self.spool.safe(young, [sha for sha, _ in self._ledger.get(young, [])]):
+                self._young.write_out(young)
+                continue
             old = next((k for k in self._chains if k != sid), None)
             if old is not None:
                 del self._chains[old]
-            elif self._deltas:
-                self.evictions += 1
-                self.flush(next(iter(self._deltas)))
-            else:
+                continue
+            victim = next((k for k in self._deltas if k != sid), young)
+            if victim is None:
                 return
+            self.evictions += 1
+            self.flush(victim)
 
     def flush_due(self) -> None:
         """Flush every sensor whose oldest unflushed frame is ``flush_seconds`` old. Runs on
@@ -273,7 +357,8 @@ class SensorStage:
         waits: a flush would have no defects to report, and each one writes the whole
         accumulator (26 bytes a site: 312 MB, ~0.8 s of CPU for 12 MP) and makes the
         next one load and merge it again. Its frames reach the store when it has
-        ``min_frames``, at ``flush_frames``, when evicted, or at the end of the run."""
+        ``min_frames``, at ``flush_frames`` or when evicted; at :meth:`close` they are
+        left in the spool (parked)."""
         now = time.monotonic()
         due = [s for s, since in self._since.items() if now - since >= self.settings.flush_seconds
                and self._stored.get(s, 0) + len(self._ledger.get(s, ())) >= self.settings.min_frames]
@@ -285,6 +370,12 @@ class SensorStage:
         return self.store.path(sid)
 
     def flush(self, sid: int) -> None:
+        """Merge the sensor's frames since its last flush into its stored statistics (a
+        young body's kept frames replayed into an accumulator first)."""
+        if sid in self._young:
+            kept = self._take_young(sid)
+            if kept:
+                self._deltas[sid] = replay(kept, prev=self._chains.pop(sid, None))
         ledger = self._ledger.get(sid, [])
         try:
             self._flush(sid)
@@ -327,13 +418,32 @@ class SensorStage:
             self.errors.append((sid, message))
             self.report(message)
 
+    def _park(self, sid: int) -> None:
+        """Leave a young body's frames in the spool for the next writer (its claims end
+        with the others' at :meth:`close`): nothing saved, an accumulator dropped."""
+        ledger = self._ledger.pop(sid, [])
+        self._young.take(sid, lambda *_: None)  # nothing read back: they stay where they are
+        self._deltas.pop(sid, None)
+        self._since.pop(sid, None)
+        self._seen.difference_update(sha for sha, _ in ledger)
+        self.parked += len(ledger)
+
     def _advice(self) -> str:
         if isinstance(self.store, FolderStore):
             return "the file is left as it was; move it away to start this sensor afresh"
         return "the stored statistics are left as they were"
 
     def close(self) -> None:
-        for sid in list(self._deltas):
+        """Park the bodies still below ``min_frames`` (stored and new frames together)
+        whose frames are all in the spool; flush the others (and those: no spool, or a
+        write that failed). A body may have an accumulator below ``min_frames`` (its
+        deltas grew bigger than one, or it was flushed early): it is not saved either."""
+        for sid in list(self._young) + list(self._deltas):
+            ledger = self._ledger.get(sid, [])
+            if self._stored.get(sid, 0) + len(ledger) < self.settings.min_frames and self.spool is not None \
+                    and self.spool.safe(sid, [sha for sha, _ in ledger]):
+                self._park(sid)
+        for sid in list(self._deltas) + list(self._young):
             self.flush(sid)
         self._chains.clear()
         if self.spool is not None:
