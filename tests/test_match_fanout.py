@@ -110,8 +110,9 @@ def _make_library(folder: Path) -> list[str]:
     return ["original.jpg", *_COPIES]
 
 
-def _index_one_by_one(tmp_path: Path, order: list[str], src: Path, monkeypatch) -> tuple[dict, int]:
-    """Index ``order``'s files one per run into a fresh database; (dupes JSON, verifications)."""
+def index_one_by_one(tmp_path: Path, order: list[str], src: Path, monkeypatch) -> tuple[dict, int, Path]:
+    """Index ``order``'s files one per run into a fresh database; (dupes JSON, pixel
+    verifications counted, the database)."""
     calls = []
     real = verifypool.run_job
 
@@ -131,13 +132,13 @@ def _index_one_by_one(tmp_path: Path, order: list[str], src: Path, monkeypatch) 
                                catch_exceptions=False)
         assert result.exit_code == 0, result.output
     out = runner.invoke(main, ["--db", str(db), "dupes", "--format", "json"], catch_exceptions=False)
-    return json.loads(out.stdout), len(calls)
+    return json.loads(out.stdout), len(calls), db
 
 
 def test_ten_copies_added_one_by_one_cost_at_most_two_verifications_each(tmp_path, monkeypatch):
     src = tmp_path / "src"
     names = _make_library(src)
-    report, verifications = _index_one_by_one(tmp_path / "run", names, src, monkeypatch)
+    report, verifications, _ = index_one_by_one(tmp_path / "run", names, src, monkeypatch)
     (group,) = report["groups"]
     assert sorted(Path(p).name for p in group["files"]) == sorted(names)
     assert verifications <= 2 * (len(names) - 1), verifications
@@ -161,7 +162,7 @@ def test_groups_do_not_depend_on_the_order_files_arrive_in(tmp_path, monkeypatch
     for seed in (1, 2):
         order = names[:]
         random.Random(seed).shuffle(order)
-        report, _ = _index_one_by_one(tmp_path / f"run{seed}", order, src, monkeypatch)
+        report, _, _ = index_one_by_one(tmp_path / f"run{seed}", order, src, monkeypatch)
         groupings.append(sorted(sorted(Path(p).name for p in g["files"]) for g in report["groups"]))
     assert groupings[0] == groupings[1]
     assert len(groupings[0]) == 2 and sorted(map(len, groupings[0])) == [2, 10]

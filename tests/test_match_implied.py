@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -27,8 +26,8 @@ from PIL import Image
 
 from cli import main
 from indexer.match import fanout
-from indexer.pipeline import verifypool
 from indexer.synthetic import scenes as synth
+from test_match_fanout import index_one_by_one
 
 _COPIES = {
     "c_half.jpg": lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS),
@@ -62,29 +61,12 @@ def _library(src: Path) -> list[str]:
 def _index_one_by_one(tmp: Path, src: Path, names: list[str], monkeypatch) -> tuple[dict, list, int]:
     """Index ``names`` one per run into a fresh database: (dupes JSON, stored pairs as
     (name, name, verdict), verifications)."""
-    calls = []
-    real = verifypool.run_job
-
-    def counted(job, th, max_transforms):
-        calls.append((job.a.id, job.b.id))
-        return real(job, th, max_transforms)
-
-    monkeypatch.setattr(verifypool, "run_job", counted)
-    folder, db = tmp / "in", tmp / "db" / "photoqa.db"
-    folder.mkdir(parents=True)
-    db.parent.mkdir(parents=True)
-    (db.parent / "photoqa.toml").write_text("[match]\npool_after = 1e9\n")  # inline: every call counted here
-    runner = CliRunner()
-    for name in names:
-        shutil.copy(src / name, folder / name)
-        result = runner.invoke(main, ["--db", str(db), "index", str(folder), "--workers", "1"], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    out = runner.invoke(main, ["--db", str(db), "dupes", "--format", "json"], catch_exceptions=False)
+    report, verified, db = index_one_by_one(tmp, names, src, monkeypatch)
     con = sqlite3.connect(db)
     path = {i: Path(p).name for i, p in con.execute("select id, path from images")}
     pairs = sorted((path[a], path[b], v) for a, b, v in con.execute("select a_id, b_id, verdict from pairs"))
     con.close()
-    return json.loads(out.stdout), pairs, len(calls)
+    return report, pairs, verified
 
 
 def test_copies_joining_a_group_are_not_verified_against_its_exposure_variant(tmp_path, monkeypatch):

@@ -13,18 +13,17 @@ and PostgreSQL with $PHOTOQA_TEST_PG_URL (a schema of its own).
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from indexer.pipeline.sensorstage import SensorStage
 from indexer.pipeline.sensorstore import FolderStore, TableStore, open_store
 from indexer.sensor.accumulator import SensorAccumulator
 from indexer.session import open_session
 from pgschema import PG_URL, SKIP_REASON, fresh_schema
 from test_sensor_pipeline import hotpixels_json, index, make_camera, raw_frames, run, write_png_frames
+from test_sensor_claims import Machine
 from test_sensor_spool import _killed_index, assert_same_statistics
 
 
@@ -152,28 +151,13 @@ def test_a_run_between_killed_or_closed_loses_and_repeats_nothing(tmp_path, url,
     assert_same_statistics(statistics(url), one_pass(tmp_path, camera, shots))
 
 
-class Writer:
-    """A writer of its own (a second daemon, another machine): session and sensor stage."""
-
-    def __init__(self, url: str):
-        self.session = open_session(url)
-        settings = dataclasses.replace(self.session.settings.sensor, flush_seconds=3600.0)
-        self.stage = SensorStage(self.session.engine, settings,
-                                 open_store(self.session.engine, self.session.url, self.session.settings.sensor))
-
-    def close(self) -> None:
-        self.stage.close()
-        assert self.stage.errors == []
-        self.session.engine.dispose()
-
-
 def test_two_live_writers_never_both_adopt_parked_frames(tmp_path, url, frames):
     camera, shots = frames
     folder = tmp_path / "frames"
     write_png_frames(folder, camera, shots[:3])
     assert index(url, folder)["indexed"] == 3  # parked
-    first = Writer(url)
-    second = Writer(url)  # while the first lives
+    first = Machine(url)
+    second = Machine(url)  # while the first lives
     assert (first.stage.recovered, second.stage.recovered) == (3, 0)
     assert first.stage.young() == [1] and second.stage.young() == []
     assert isinstance(first.stage.store, FolderStore if "postgresql" not in url else TableStore)
