@@ -35,15 +35,17 @@ _MAX_BITS = 22
 
 # Up to this many entries an index keeps no tables and answers by brute force (NumPy
 # popcounts of every probe against every entry), so a small archive never loads numba:
-# importing numba and loading the cached kernels costs ~0.6-0.8 s CPU per process, the
+# importing numba and loading the cached kernels costs ~0.55-0.8 s CPU per process, the
 # bulk of `photoqa index` of one file (issue 13 item 4). Measured 2026-12-07 (CPU, load
-# ~20): numba import, kernel load, build and first query of a 16,384-entry index 0.62 s,
-# then 0.08 ms a query of 10 probes; flat, 10 probes cost 0.05 ms against 1,024 entries,
-# 0.12 ms against 4,096 (3 ns an entry-probe), 0.40 ms against 16,384, and a self-join
-# 25 ms / 66 ms / 1.0 s. At 4,096 entries (~370 images) the flat index breaks even with
-# the tables only after thousands of queries, and its self-join stays far below the
-# import; past it, the self-join's square growth decides.
-FLAT_MAX = 4096
+# 0.6, random hashes, radius 10): numba import, kernel load, build and first query of an
+# 8,192-entry index 0.55 s, then 0.04 ms a query of 10 probes; flat, 10 probes cost
+# 0.17-0.25 ms against 4,096-8,192 entries, and a self-join (batch mode) 59 / 114 /
+# 201 ms against 4,096 / 6,144 / 8,192. At 8,192 entries (~740 images) the flat index
+# breaks even with the tables only after ~3,000 queries (0.18 ms more each), and its
+# self-join stays at a third of the import; past it, the self-join's square growth
+# decides. 4,096 before: the dense set of bench/end_to_end.py (432 images, ~4,800
+# entries) loaded numba in the writer for its last 60 images (0.7 s CPU of py-spy samples).
+FLAT_MAX = 8192
 
 
 def kernels():
