@@ -146,3 +146,22 @@ def test_a_16_bit_original_is_read_on_its_own_scale_not_clipped(tmp_path):
     d = detail(decode.load_grey(tmp_path / "s.jpg"), big, 1.5)
     assert not upscale.is_upscale(d.gain, d.above), d
     assert detail(np.zeros((20, 20)), big, 1.5) is None  # too small to tell bands apart
+
+
+@pytest.mark.parametrize("shape, tile", [((768, 512), 424), ((300, 201), 128), ((97, 130), 64), ((200, 333), 127)])
+def test_the_half_plane_periodogram_is_the_full_ffts(shape, tile):
+    """periodogram's rfft2 half plane, mirrored, equals the full fft2 spectrum, odd tile
+    sizes and tiles capped by the image included (the speed-up changed no stored value)."""
+    from indexer.measure.detail import GRID, periodogram
+
+    grey = (np.random.default_rng(7).random(shape) * 255).astype(np.float32)
+    t = max(8, min(tile, *shape))
+    win = np.outer(np.hanning(t), np.hanning(t)).astype(np.float32)
+    full = np.zeros((t, t))
+    for y in np.linspace(0, shape[0] - t, GRID).astype(int):
+        for x in np.linspace(0, shape[1] - t, GRID).astype(int):
+            patch = grey[y:y + t, x:x + t].astype(np.float32)
+            full += np.abs(np.fft.fft2((patch - patch.mean()) * win)) ** 2
+    power, radius, _ = periodogram(grey, tile)
+    assert power.shape == radius.shape == (t, t)
+    np.testing.assert_allclose(power, full, rtol=1e-12)
