@@ -29,6 +29,26 @@ imagehash loop; (b) photoqa >= 0.5 x match off.
 loop N times in alternating order and prints each round's ratios and their medians: on
 this shared machine the columns of one round move 2-3x between rounds.
 
+2026-12-07 22:41-22:44, main after the evening's merges (camwarm, dense3, young3, the
+flat match index to 8,192 entries, half-plane detail spectra), ``--sets
+camera,dense,distinct --rounds 3 --before`` a ``git archive`` of ca9bdc2, load 2.1-2.3,
+img/s (this on / off, imagehash; before on / off):
+
+    camera    round 1  26.2 / 26.0 = 1.01  imagehash 10.6 -> 2.47x   before 14.0 / 15.4 = 0.91 -> 1.32x
+    camera    round 2  24.2 / 28.7 = 0.85  imagehash 13.7 -> 1.77x   before 13.3 / 20.5 = 0.65 -> 0.97x
+    camera    round 3  25.4 / 32.8 = 0.77  imagehash 12.9 -> 1.97x   before 12.7 / 14.8 = 0.86 -> 0.98x
+    dense     round 1  56.2 / 118.0 = 0.48                           before 39.8 / 95.7 = 0.42
+    dense     round 2  51.8 / 104.0 = 0.50                           before 40.5 / 100.9 = 0.40
+    dense     round 3  53.8 / 106.7 = 0.50                           before 40.7 / 93.8 = 0.43
+    distinct  round 1  13.9 / 12.1 = 1.15                            before 6.4 / 5.8 = 1.10
+    distinct  round 2  12.6 / 13.0 = 0.97                            before 6.6 / 7.0 = 0.93
+    distinct  round 3  13.2 / 12.9 = 1.02                            before 6.7 / 6.8 = 0.98
+    medians: camera on / off 0.85, on / imagehash 1.97 (before 0.98); dense on / off 0.50
+    (before 0.42); distinct on / off 1.02
+
+Three more dense runs of 3 rounds that evening gave medians 0.45, 0.48 and 0.50: the
+dense target is met at its edge, not clear of it.
+
 2026-12-07 21:39-21:45 (branch camwarm: the workers' forkserver started before the
 command's imports for a folder, verification in the pool from the first job of a run of
 8 files or more, so the writer never loads numba), ``--sets camera --before`` a ``git
