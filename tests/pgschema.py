@@ -29,3 +29,19 @@ def fresh_schema(base: str | None = None) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@contextmanager
+def database_url(kind: str, folder, name: str) -> Iterator[str]:
+    """A fresh database of ``kind`` ("sqlite": ``folder / name``; "postgresql": a
+    :func:`fresh_schema`, the test skipped without ``PHOTOQA_TEST_PG_URL``), for fixtures
+    parametrised over both."""
+    if kind == "sqlite":
+        yield str(folder / name)
+        return
+    if not PG_URL:
+        import pytest
+
+        pytest.skip(SKIP_REASON)
+    with fresh_schema() as url:
+        yield url

@@ -21,7 +21,7 @@ from indexer.pipeline.sensorstage import SensorStage
 from indexer.pipeline.sensorstore import open_store
 from indexer.pipeline.stages import sensor_data
 from indexer.session import open_session
-from pgschema import SKIP_REASON, fresh_schema
+from pgschema import database_url
 from test_sensor_pipeline import make_camera, raw_frames, sha256, write_png_frames
 
 PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")
@@ -34,13 +34,8 @@ def _learn_from_rendered_frames(learn_from_rendered_frames):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield str(tmp_path / "claims.db")
-        return
-    if not PG_URL:
-        pytest.skip(SKIP_REASON)
-    with fresh_schema(PG_URL) as pg:
-        yield pg
+    with database_url(request.param, tmp_path, "claims.db") as url:
+        yield url
 
 
 class Machine:

@@ -48,7 +48,7 @@ def config(tmp_path, monkeypatch):
     return path
 
 
-def _killed_index(db: Path, folder: Path) -> None:
+def killed_index(db: Path, folder: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run([sys.executable, "-c", KILLED_RUN, str(db), str(folder)], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=600)
@@ -61,7 +61,7 @@ def test_a_young_body_killed_before_its_first_flush_keeps_its_frames(tmp_path, c
     folder = tmp_path / "frames"
     write_png_frames(folder, camera, frames[:3])
     db = tmp_path / "p.db"
-    _killed_index(db, folder)
+    killed_index(db, folder)
     assert hotpixels_json(db) == [] or hotpixels_json(db)[0]["frames"] == 0  # nothing flushed
     pending = list((db.with_name(db.name + ".sensors") / "pending").glob("*/*.npz"))
     assert len(pending) == 3
@@ -132,7 +132,7 @@ def test_frames_spooled_for_another_database_are_not_counted(tmp_path, config):
     camera = make_camera(seed=5)
     frames = raw_frames(camera, 6, seed=6)
     db = tmp_path / "p.db"
-    _killed_index(db, _frames_folder(tmp_path / "old", camera, frames[:3]))
+    killed_index(db, _frames_folder(tmp_path / "old", camera, frames[:3]))
     db.unlink()
     summary = index(db, _frames_folder(tmp_path / "new", camera, frames[3:]))
     assert summary["indexed"] == 3

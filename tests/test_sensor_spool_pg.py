@@ -18,7 +18,7 @@ from db.engine import open_engine
 from db.models import SensorSpool
 from pgschema import PG_URL, SKIP_REASON, fresh_schema
 from test_sensor_pipeline import defect_set, hotpixels_json, index, make_camera, raw_frames, write_png_frames
-from test_sensor_spool import _killed_index
+from test_sensor_spool import killed_index
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason=SKIP_REASON)
 
@@ -46,7 +46,7 @@ def test_a_young_body_killed_before_its_first_flush_keeps_its_frames_on_postgres
     frames = raw_frames(camera, 7, seed=6)
     folder = tmp_path / "frames"
     write_png_frames(folder, camera, frames[:3])
-    _killed_index(pg_url, folder)
+    killed_index(pg_url, folder)
     assert hotpixels_json(pg_url) == [] or hotpixels_json(pg_url)[0]["frames"] == 0  # nothing flushed
     assert _spooled(pg_url) == 3
     assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("*.npz"))  # no disk spool

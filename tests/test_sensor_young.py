@@ -21,10 +21,10 @@ from sqlalchemy import text
 from indexer.pipeline.sensorstore import FolderStore, TableStore, open_store
 from indexer.sensor.accumulator import SensorAccumulator
 from indexer.session import open_session
-from pgschema import PG_URL, SKIP_REASON, fresh_schema
+from pgschema import database_url
 from test_sensor_pipeline import hotpixels_json, index, make_camera, raw_frames, run, write_png_frames
 from test_sensor_claims import Machine
-from test_sensor_spool import _killed_index, assert_same_statistics
+from test_sensor_spool import killed_index, assert_same_statistics
 
 
 @pytest.fixture()
@@ -38,13 +38,8 @@ def config(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path, config):
-    if request.param == "sqlite":
-        yield str(tmp_path / "young.db")
-        return
-    if not PG_URL:
-        pytest.skip(SKIP_REASON)
-    with fresh_schema(PG_URL) as pg:
-        yield pg
+    with database_url(request.param, tmp_path, "young.db") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +132,7 @@ def test_a_run_between_killed_or_closed_loses_and_repeats_nothing(tmp_path, url,
     assert index(url, folder)["indexed"] == 3
     write_png_frames(folder, camera, shots[3:4], start=3)
     if middle == "killed":
-        _killed_index(url, folder)
+        killed_index(url, folder)
     else:
         assert index(url, folder)["indexed"] == 1
     (sensor,) = hotpixels_json(url)

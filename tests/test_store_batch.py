@@ -27,7 +27,7 @@ from indexer.pipeline.run import index_paths, reanalyser, store_outcomes
 from indexer.pipeline.stages import build_stages, close_stages, store_batch, store_outcome
 from indexer.session import open_session
 from imagefiles import jpeg_bytes, scene, write
-from pgschema import SKIP_REASON, fresh_schema
+from pgschema import database_url
 
 PG_URL = os.environ.get("PHOTOQA_TEST_PG_URL")
 REPO = Path(__file__).resolve().parent.parent
@@ -35,13 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield str(tmp_path / "t.db")
-        return
-    if not PG_URL:
-        pytest.skip(SKIP_REASON)
-    with fresh_schema() as schema_url:
-        yield schema_url
+    with database_url(request.param, tmp_path, "t.db") as url:
+        yield url
 
 
 def planted(folder: Path) -> list[Path]:
