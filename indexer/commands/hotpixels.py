@@ -60,9 +60,12 @@ class SensorReport:
 
     @property
     def learning_text(self) -> str:
-        """e.g. 'sample; stable since frame 96 (2026-12-07 11:40)'."""
+        """e.g. 'sample; stable since frame 96 (2026-12-07 11:40)'; the mode alone while
+        the body has fewer than ``required`` frames (no map yet to be stable)."""
         if not self.learning:
             return ""
+        if self.frames < self.required:
+            return self.learning
         when = f" ({self.stable_since_at:%Y-%m-%d %H:%M})" if self.stable_since_at else ""
         return f"{self.learning}; stable since frame {self.stable_since}{when}"
 
