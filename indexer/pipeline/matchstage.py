@@ -543,19 +543,24 @@ class MatchStage:
         if self.verifier is None and dbpairs.unmatched_ids(self.session.engine):
             self._start()  # no new image this run, but some wait for their pairs
         if self.verifier is not None:
-            # a result may send more jobs, ask for digests or detail, release
-            while self.waiting or self.detailing:
-                done = self.verifier.results(block=True)
-                self._store(done)
-                digests = self.proof.collect(block=True)
-                detailed = self._detailed(block=not done and not digests)
-                if not done and not digests and not detailed and not self.saving:
-                    break  # nothing in flight: those left keep matched_at NULL, matched next run
-                parked, self.parked = self.parked, []
-                self._store(parked)
+            try:
+                # a result may send more jobs, ask for digests or detail, release
+                while self.waiting or self.detailing:
+                    done = self.verifier.results(block=True)
+                    self._store(done)
+                    digests = self.proof.collect(block=True)
+                    detailed = self._detailed(block=not done and not digests)
+                    if not done and not digests and not detailed and not self.saving:
+                        break  # nothing in flight: those left keep matched_at NULL, matched next run
+                    parked, self.parked = self.parked, []
+                    self._store(parked)
+                    self._flush()
                 self._flush()
-            self._flush()
-            self.verifier.close()
+            finally:
+                # also when storing failed (a damaged database): a pool left running met
+                # Python 3.11's exit handler racing its manager thread, and the one-line
+                # error came with an "OSError: Bad file descriptor" traceback
+                self.verifier.close()
         if self.keeper is not None:
             self.keeper.close(self.matcher, self.mark, self.unsaved)
 
