@@ -2,7 +2,8 @@
 
 Used by the verification job (worker processes) right after the pair's alignment, and by
 :mod:`indexer.pipeline.exposurestage` for pairs stored earlier. See
-:func:`indexer.exposure.transfer.delta_ev_thumbs` for the transfer-curve method.
+:func:`indexer.exposure.transfer.delta_ev_thumbs` for the transfer-curve method
+(computed by its fast equivalent for grey 8-bit thumbnails, :mod:`indexer.exposure.thumbev`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from indexer.exposure import transfer
+from indexer.exposure import thumbev
 from indexer.measure import orient
 
 
@@ -44,6 +45,8 @@ def thumb_delta_ev(ra: Thumbnailed, rb: Thumbnailed, *, transform: str, shift: t
     b = np.zeros_like(ra.thumb)  # B's thumbnail on A's grid; zeros fall below the noise floor
     h, w = min(b.shape[0], bt.shape[0]), min(b.shape[1], bt.shape[1])
     b[:h, :w] = bt[:h, :w]
-    res = transfer.delta_ev_thumbs(ra.thumb, b, dy=shift[1] / fa, dx=shift[0] / fa,
-                                   encoding="auto", min_pixels=min_pixels)
+    # thumbev: transfer.delta_ev_thumbs's numbers, ~4x cheaper (2.3 -> 0.55 ms a call
+    # on the dense set's 371 pairs, 2026-12-08)
+    res = thumbev.delta_ev_thumbs(ra.thumb, b, dy=shift[1] / fa, dx=shift[0] / fa,
+                                  encoding="auto", min_pixels=min_pixels)
     return None if math.isnan(res.delta_ev) else float(res.delta_ev)

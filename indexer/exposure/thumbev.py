@@ -1,0 +1,99 @@
+"""Delta EV of two 8-bit grey thumbnails, as :func:`indexer.exposure.transfer.delta_ev_thumbs`
+computes it, in one compiled pass per candidate decoding (the same numbers to the bit).
+
+Every verified pair of one scene ends in this measure (371 of the dense set's 441
+verification jobs). The reference decodes both thumbnails to float, then takes masks,
+log ratios, a sort of A into levels and medians in ~40 NumPy calls per decoding. Here:
+
+- A is never shifted, so its decoded values, its noise-floor / clipping test and its
+  level are looked up per code in 256-entry tables made by the reference's own NumPy
+  functions (``decode``, ``searchsorted``): equal to decoding every pixel. B is looked up
+  the same way, or when shifted (interpolated values) decoded by NumPy as before, once.
+- :func:`indexer.exposure.thumbev_kernels.thumb_pass` gathers the ratios and the curve;
+  medians of code-valued data come from counts per code, others from selections.
+- ``log2`` of the ratios and the median / MAD are computed only for the decoding kept,
+  the only one whose :class:`~indexer.exposure.transfer.ExposureDelta` is returned.
+
+Inputs this path does not cover (RGB thumbnails, other options, more pixels than
+``max_samples``) go to the reference.
+"""
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+
+from indexer.exposure import transfer
+from indexer.exposure.shift import shift_image
+from indexer.exposure.transfer import ExposureDelta, TransferCurve
+
+_OPTIONS = {"low", "high", "n_levels", "max_samples", "ratio", "margin"}
+
+
+def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0,
+                    dx: float = 0.0, min_pixels: int = 100, encoding: str = "srgb",
+                    **kwargs) -> ExposureDelta:
+    """:func:`indexer.exposure.transfer.delta_ev_thumbs`, same arguments and result, fast
+    for grey uint8 thumbnails (h, w) of the same shape; other inputs go to it."""
+    a, b = np.asarray(thumb_a), np.asarray(thumb_b)
+    if (a.dtype != np.uint8 or b.dtype != np.uint8 or a.ndim != 2 or a.shape != b.shape
+            or not set(kwargs) <= _OPTIONS or a.size > kwargs.get("max_samples", 200_000)):
+        return transfer.delta_ev_thumbs(thumb_a, thumb_b, dy=dy, dx=dx, min_pixels=min_pixels,
+                                        encoding=encoding, **kwargs)
+    encodings = ("srgb", "bt709") if encoding == "auto" else (encoding,)
+    return _measure(a, b, dy, dx, encodings, min_pixels=min_pixels,
+                    low=kwargs.get("low", transfer.LOW), high=kwargs.get("high", transfer.HIGH),
+                    n_levels=kwargs.get("n_levels", 48), ratio=kwargs.get("ratio", 0.5),
+                    margin=kwargs.get("margin", 0.005))
+
+
+def _measure(a8, b8, dy, dx, encodings, *, min_pixels, low, high, n_levels, ratio, margin):
+    from indexer.exposure import thumbev_kernels as k  # numba: loaded on first use only
+
+    b_enc, mask = None, np.empty(0, np.bool_)
+    if dy or dx:  # as the reference: B's codes / 255, shifted bilinearly, then decoded
+        b_enc, m = shift_image(np.asarray(b8, dtype=np.float32) / np.float32(255), dy, dx)
+        mask = m.ravel()
+    best = None
+    for enc in encodings:
+        table, level = tables(enc, float(low), float(high), int(n_levels))
+        if b_enc is None:
+            b_codes, bv = b8.ravel(), np.empty(0, np.float32)
+        else:
+            b_codes, bv = np.empty(0, np.uint8), _decode(b_enc, enc).ravel()
+        ratios, total, _, count, level_a, median_b, usable = k.thumb_pass(
+            a8.ravel(), b_codes, bv, mask, table, level, np.float32(low), np.float32(high),
+            int(n_levels), 10, 0.95)  # min_count, min_ok: as transfer.delta_ev's curve
+        curve = TransferCurve(level_a, median_b, count, usable)
+        bend = transfer.curve_bend(curve)
+        if best is None or transfer.straighter(bend, best[0], ratio=ratio, margin=margin):
+            best = (bend, ratios, total, curve)
+    _, ratios, total, curve = best
+    n = int(ratios.size)
+    if n < max(min_pixels, 1):
+        return ExposureDelta(math.nan, math.nan, n, n / max(total, 1), curve)
+    med, mad = k.median_and_mad(np.log2(ratios))
+    return ExposureDelta(float(med), transfer.MAD_TO_SIGMA * float(mad), n, n / max(total, 1), curve)
+
+
+def _decode(values: np.ndarray, encoding: str) -> np.ndarray:
+    from indexer.measure.linear import decode
+
+    return decode(values, encoding)
+
+
+@cache
+def tables(encoding: str, low: float, high: float, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 (256,) decoded value of each 8-bit code, int64 (256,) its level of A in
+    the transfer curve or -1 when A is not usable there), both computed by the
+    reference's own NumPy calls so that looking a pixel up equals decoding it."""
+    table = _decode(np.arange(256, dtype=np.float32) / np.float32(255), encoding)
+    if not np.all(np.diff(table) > 0):  # the code medians walk codes in value order
+        raise ValueError(f"decoding {encoding!r} is not increasing over 8-bit codes")
+    edges = np.geomspace(low, high, n_levels + 1)
+    level = np.clip(np.searchsorted(edges, table, side="right") - 1, 0, n_levels - 1)
+    level[~((table > low) & (table < high))] = -1
+    level = level.astype(np.int64)
+    table.flags.writeable = level.flags.writeable = False  # shared by every call (cached)
+    return table, level
