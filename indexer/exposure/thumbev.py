@@ -51,17 +51,19 @@ def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0
 def _measure(a8, b8, dy, dx, encodings, *, min_pixels, low, high, n_levels, ratio, margin):
     from indexer.exposure import thumbev_kernels as k  # numba: loaded on first use only
 
-    b_enc, mask = None, np.empty(0, np.bool_)
-    if dy or dx:  # as the reference: B's codes / 255, shifted bilinearly, then decoded
-        b_enc, m = shift_image(np.asarray(b8, dtype=np.float32) / np.float32(255), dy, dx)
+    b_moved, mask = None, np.empty(0, np.bool_)
+    linear_shift = encodings == ("srgb",)
+    if dy or dx:  # B moved as the reference moves it (see shifted_b)
+        b_moved, m = shifted_b(b8, dy, dx, linear_shift)
         mask = m.ravel()
     best = None
     for enc in encodings:
         table, level = tables(enc, float(low), float(high), int(n_levels))
-        if b_enc is None:
+        if b_moved is None:
             b_codes, bv = b8.ravel(), np.empty(0, np.float32)
         else:
-            b_codes, bv = np.empty(0, np.uint8), _decode(b_enc, enc).ravel()
+            b_codes = np.empty(0, np.uint8)
+            bv = (b_moved if linear_shift else _decode(b_moved, enc)).ravel()
         ratios, total, _, count, level_a, median_b, usable = k.thumb_pass(
             a8.ravel(), b_codes, bv, mask, table, level, np.float32(low), np.float32(high),
             int(n_levels), 10, 0.95)  # min_count, min_ok: as transfer.delta_ev's curve
@@ -75,6 +77,17 @@ def _measure(a8, b8, dy, dx, encodings, *, min_pixels, low, high, n_levels, rati
         return ExposureDelta(math.nan, math.nan, n, n / max(total, 1), curve)
     med, mad = k.median_and_mad(np.log2(ratios))
     return ExposureDelta(float(med), transfer.MAD_TO_SIGMA * float(mad), n, n / max(total, 1), curve)
+
+
+def shifted_b(b8: np.ndarray, dy: float, dx: float, linear_shift: bool) -> tuple[np.ndarray, np.ndarray]:
+    """B moved by (dy, dx) as the reference moves it: decoded as sRGB then shifted (the
+    one encoding "srgb"), or shifted as codes / 255 to be decoded per candidate (float32
+    (h, w) and the bool (h, w) overlap mask of ``shift_image``)."""
+    if linear_shift:
+        from indexer.measure.linear import srgb8_to_linear
+
+        return shift_image(srgb8_to_linear(b8), dy, dx)
+    return shift_image(np.asarray(b8, dtype=np.float32) / np.float32(255), dy, dx)
 
 
 def _decode(values: np.ndarray, encoding: str) -> np.ndarray:
