@@ -147,3 +147,17 @@ def test_median_and_mad_equal_np_median(n):
         want = np.median(v)
         assert med == want and np.float32(med) == med  # a float32 value, as np.median gives
         assert mad == np.median(np.abs(v - float(want)))
+
+
+def test_curve_bend_is_the_weighted_deviation():
+    """curve_bend (np.average's steps inlined) equals np.average's figures to the bit."""
+    rng = np.random.default_rng(2)
+    for k in (3, 7, 48):
+        curve = transfer.TransferCurve(rng.uniform(0.01, 0.9, k), rng.uniform(0.01, 0.9, k),
+                                       rng.integers(10, 900, k), np.arange(k) % 5 != 4)
+        u = curve.usable
+        lr = np.log2(curve.median_b[u] / curve.level_a[u])
+        w = curve.count[u].astype(np.float64)
+        mean = float(np.average(lr, weights=w))
+        want = float(np.sqrt(np.average((lr - mean) ** 2, weights=w)))
+        assert transfer.curve_bend(curve) == want

@@ -73,13 +73,82 @@ def median_inplace(x: np.ndarray, lo: int, n: int):
 
 @njit(cache=True, nogil=True)
 def median_and_mad(values: np.ndarray):
-    """(median, median absolute deviation from it) of float32 ``values`` (n >= 1), both
-    float32 as ``np.median(v)`` and ``np.median(np.abs(v - median))`` give them."""
-    work = values.copy()
-    med = median_inplace(work, 0, work.size)
-    for i in range(work.size):
-        work[i] = abs(values[i] - med)
-    return med, median_inplace(work, 0, work.size)
+    """(median, median absolute deviation from it) of float32 ``values`` (n >= 1, no NaN),
+    both float32 as ``np.median(v)`` and ``np.median(np.abs(v - median))`` give them.
+
+    By radix selection (:func:`_two_ranks`): a counting pass per 11 bits of the values'
+    ordered bit patterns instead of a partition, whose data-dependent branches made
+    the two selections over a thumbnail's ~10^4 log ratios ~0.2 ms (2026-12-08).
+    """
+    n = values.size
+    keys = np.empty(n, np.uint32)
+    bits = values.view(np.uint32)
+    for i in range(n):  # IEEE sign-magnitude to unsigned order: negatives get all bits flipped
+        b = np.int64(bits[i])
+        keys[i] = b ^ (0x80000000 | ((b >> 31) * 0x7FFFFFFF))
+    lo, hi = _two_ranks(keys, (n - 1) // 2, n // 2)
+    med = _mean_of_two(_from_key(lo), _from_key(hi))
+    dev = np.empty(n, np.float32)
+    for i in range(n):
+        dev[i] = abs(values[i] - med)
+    lo, hi = _two_ranks(dev.view(np.uint32), (n - 1) // 2, n // 2)  # >= 0: bits are in order
+    return med, _mean_of_two(_as_float(lo), _as_float(hi))
+
+
+@njit(cache=True, nogil=True)
+def _mean_of_two(lo, hi):
+    return hi if lo == hi else (lo + hi) / np.float32(2)
+
+
+@njit(cache=True, nogil=True)
+def _as_float(bits):
+    cell = np.empty(1, np.uint32)
+    cell[0] = bits
+    return cell.view(np.float32)[0]
+
+
+@njit(cache=True, nogil=True)
+def _from_key(key):
+    k = np.int64(key)
+    return _as_float(k ^ 0x80000000 if k >> 31 else k ^ 0xFFFFFFFF)
+
+
+@njit(cache=True, nogil=True)
+def _two_ranks(keys: np.ndarray, lo_k: int, hi_k: int):
+    """The ``lo_k``-th and ``hi_k``-th smallest (``hi_k`` = ``lo_k`` or ``lo_k + 1``) of
+    uint32 ``keys`` (n,), by 11, 11 then 10 bits from the top: count each digit, keep the
+    bucket holding both ranks; when they fall in two buckets, the lower rank is the
+    largest of the first and the upper the smallest of the second."""
+    cur = keys
+    for shift in (21, 10, 0):
+        hist = np.zeros(2048, np.int64)
+        for i in range(cur.size):
+            hist[(cur[i] >> shift) & 0x7FF] += 1
+        seen, b_lo, b_hi, base = 0, -1, -1, 0
+        for d in range(2048):
+            if b_lo < 0 and lo_k < seen + hist[d]:
+                b_lo, base = d, seen
+            if hi_k < seen + hist[d]:
+                b_hi = d
+                break
+            seen += hist[d]
+        if b_lo != b_hi:
+            lo, hi = np.uint32(0), np.uint32(0xFFFFFFFF)
+            for i in range(cur.size):
+                d = (cur[i] >> shift) & 0x7FF
+                if d == b_lo and cur[i] > lo:
+                    lo = cur[i]
+                elif d == b_hi and cur[i] < hi:
+                    hi = cur[i]
+            return lo, hi
+        nxt = np.empty(hist[b_lo], np.uint32)
+        j = 0
+        for i in range(cur.size):
+            if (cur[i] >> shift) & 0x7FF == b_lo:
+                nxt[j] = cur[i]
+                j += 1
+        cur, lo_k, hi_k = nxt, lo_k - base, hi_k - base
+    return cur[lo_k], cur[hi_k]  # equal: every bit is now fixed
 
 
 @njit(cache=True, nogil=True)

@@ -286,8 +286,9 @@ def curve_bend(curve: TransferCurve) -> float:
         return math.nan
     lr = np.log2(curve.median_b[u] / curve.level_a[u])
     w = curve.count[u].astype(np.float64)
-    mean = float(np.average(lr, weights=w))
-    return float(np.sqrt(np.average((lr - mean) ** 2, weights=w)))
+    total = w.sum()  # np.average(x, weights=w)'s own steps, without its ~10 us of checks a call
+    mean = float((lr * w).sum() / total)
+    return float(np.sqrt(((lr - mean) ** 2 * w).sum() / total))
 
 
 def straighter(new: float, old: float, *, ratio: float = 0.5, margin: float = 0.005) -> bool:
