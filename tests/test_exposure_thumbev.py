@@ -19,7 +19,8 @@ def assert_same(ref: transfer.ExposureDelta, fast: transfer.ExposureDelta) -> No
     for k in ("delta_ev", "spread_ev", "n_used", "fraction_used"):
         x, y = getattr(ref, k), getattr(fast, k)
         assert x == y or (math.isnan(x) and math.isnan(y)), (k, x, y)
-    for k in ("level_a", "median_b", "count", "usable"):
+    assert (ref.curve is None) == (fast.curve is None)
+    for k in ("level_a", "median_b", "count", "usable") if ref.curve else ():
         x, y = getattr(ref.curve, k), getattr(fast.curve, k)
         assert x.dtype == y.dtype and np.array_equal(x, y), k
 
@@ -81,9 +82,14 @@ def test_other_inputs_go_to_the_reference():
     b = exposed(rgb, 1.0)
     assert_same(transfer.delta_ev_thumbs(rgb, b, encoding="auto"),
                 thumbev.delta_ev_thumbs(rgb, b, encoding="auto"))
-    grey = rgb[..., 0]
+    grey, grey_b = rgb[..., 0], b[..., 0]
     with pytest.raises(ValueError):  # shapes differ: the reference's error
         thumbev.delta_ev_thumbs(grey, grey[:, :-1])
+    assert thumbev.covered(grey, grey_b, {"low": 0.01})
+    for options in ({"low": np.float64(0.01)}, {"max_samples": 5000}, {"with_curve": False}):
+        assert not thumbev.covered(grey, grey_b, options)
+        assert_same(transfer.delta_ev_thumbs(grey, grey_b, **options),
+                    thumbev.delta_ev_thumbs(grey, grey_b, **options))
 
 
 @pytest.mark.parametrize("ev", [-1.0, 1.0])

@@ -45,8 +45,9 @@ def thumb_delta_ev(ra: Thumbnailed, rb: Thumbnailed, *, transform: str, shift: t
     b = np.zeros_like(ra.thumb)  # B's thumbnail on A's grid; zeros fall below the noise floor
     h, w = min(b.shape[0], bt.shape[0]), min(b.shape[1], bt.shape[1])
     b[:h, :w] = bt[:h, :w]
-    # thumbev: transfer.delta_ev_thumbs's numbers, ~4x cheaper (2.3 -> 0.55 ms a call
-    # on the dense set's 371 pairs, 2026-12-08)
+    # thumbev: transfer.delta_ev_thumbs's numbers to the bit, ~6x cheaper: 2.4 -> 0.39 ms
+    # CPU a call over the dense set's 371 pairs, its 441 verification jobs 3.37 -> 2.45 s
+    # CPU (bench/thumbev_cost.py, tools' jobprof against main, 2026-12-08)
     res = thumbev.delta_ev_thumbs(ra.thumb, b, dy=shift[1] / fa, dx=shift[0] / fa,
                                   encoding="auto", min_pixels=min_pixels)
     return None if math.isnan(res.delta_ev) else float(res.delta_ev)

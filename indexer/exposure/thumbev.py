@@ -37,15 +37,25 @@ def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0
     """:func:`indexer.exposure.transfer.delta_ev_thumbs`, same arguments and result, fast
     for grey uint8 thumbnails (h, w) of the same shape; other inputs go to it."""
     a, b = np.asarray(thumb_a), np.asarray(thumb_b)
-    if (a.dtype != np.uint8 or b.dtype != np.uint8 or a.ndim != 2 or a.shape != b.shape
-            or not set(kwargs) <= _OPTIONS or a.size > kwargs.get("max_samples", 200_000)):
+    if not covered(a, b, kwargs):
         return transfer.delta_ev_thumbs(thumb_a, thumb_b, dy=dy, dx=dx, min_pixels=min_pixels,
                                         encoding=encoding, **kwargs)
     encodings = ("srgb", "bt709") if encoding == "auto" else (encoding,)
+    get = kwargs.get
     return _measure(a, b, dy, dx, encodings, min_pixels=min_pixels,
-                    low=kwargs.get("low", transfer.LOW), high=kwargs.get("high", transfer.HIGH),
-                    n_levels=kwargs.get("n_levels", 48), ratio=kwargs.get("ratio", 0.5),
-                    margin=kwargs.get("margin", 0.005))
+                    low=get("low", transfer.LOW), high=get("high", transfer.HIGH),
+                    n_levels=get("n_levels", transfer.N_LEVELS),
+                    ratio=get("ratio", transfer.BEND_RATIO), margin=get("margin", transfer.BEND_MARGIN))
+
+
+def covered(a: np.ndarray, b: np.ndarray, options: dict) -> bool:
+    """Whether this path computes the pair: grey uint8 (h, w) of one shape, no more pixels
+    than the curve samples, only options it knows, ``low`` / ``high`` as Python numbers
+    (NumPy compares float32 pixels with those in float32, as the kernel does, but with a
+    NumPy float64 in float64)."""
+    return (a.dtype == np.uint8 and b.dtype == np.uint8 and a.ndim == 2 and a.shape == b.shape
+            and set(options) <= _OPTIONS and a.size <= options.get("max_samples", transfer.MAX_SAMPLES)
+            and all(type(options.get(k, 0.0)) in (float, int) for k in ("low", "high")))
 
 
 def _measure(a8, b8, dy, dx, encodings, *, min_pixels, low, high, n_levels, ratio, margin):
@@ -66,7 +76,7 @@ def _measure(a8, b8, dy, dx, encodings, *, min_pixels, low, high, n_levels, rati
             bv = (b_moved if linear_shift else _decode(b_moved, enc)).ravel()
         ratios, total, _, count, level_a, median_b, usable = k.thumb_pass(
             a8.ravel(), b_codes, bv, mask, table, level, np.float32(low), np.float32(high),
-            int(n_levels), 10, 0.95)  # min_count, min_ok: as transfer.delta_ev's curve
+            int(n_levels), transfer.MIN_COUNT, transfer.MIN_OK)
         curve = TransferCurve(level_a, median_b, count, usable)
         bend = transfer.curve_bend(curve)
         if best is None or transfer.straighter(bend, best[0], ratio=ratio, margin=margin):

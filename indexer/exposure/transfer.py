@@ -25,6 +25,11 @@ from indexer.measure.linear import luminance
 LOW = 0.005  # linear level below which a pixel is treated as noise floor (~sRGB code 16)
 HIGH = 0.95  # linear level at or above which a pixel (any channel) counts as clipped
 MAD_TO_SIGMA = 1.4826
+N_LEVELS = 48  # levels of A in a transfer curve (log-spaced between LOW and HIGH)
+MIN_COUNT = 10  # pixels a level needs to be kept in the curve
+MIN_OK = 0.95  # share of a level's B pixels unclipped and above the floor for it to be usable
+MAX_SAMPLES = 200_000  # pixels a curve uses at most (evenly strided)
+BEND_RATIO, BEND_MARGIN = 0.5, 0.005  # a later decoding must be this much straighter (straighter)
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,8 @@ def _robust(log_ratio: np.ndarray, total: int, min_pixels: int,
 
 def delta_ev(a: np.ndarray, b: np.ndarray, *, low: float = LOW, high: float = HIGH,
              mask: np.ndarray | None = None, min_pixels: int = 100,
-             with_curve: bool = True, n_levels: int = 48,
-             max_samples: int = 200_000) -> ExposureDelta:
+             with_curve: bool = True, n_levels: int = N_LEVELS,
+             max_samples: int = MAX_SAMPLES) -> ExposureDelta:
     """Exposure of B relative to A (EV) from two aligned linear images of one scene.
 
     ``a``, ``b``: float linear light in [0, 1], same shape, (H, W) grey or (H, W, 3)
@@ -116,7 +121,7 @@ def delta_ev(a: np.ndarray, b: np.ndarray, *, low: float = LOW, high: float = HI
     curve = None
     if with_curve:
         curve = _curve(ya, pa, yb, pb, low=low, high=high, mask=mask, n_levels=n_levels,
-                       min_count=10, max_samples=max_samples, min_ok=0.95)
+                       min_count=MIN_COUNT, max_samples=max_samples, min_ok=MIN_OK)
     return _robust(log_ratio, total, min_pixels, curve)
 
 
@@ -128,9 +133,9 @@ def _sample(idx: np.ndarray, max_samples: int) -> np.ndarray:
 
 
 def transfer_curve(a: np.ndarray, b: np.ndarray, *, low: float = LOW, high: float = HIGH,
-                   mask: np.ndarray | None = None, n_levels: int = 48,
-                   min_count: int = 10, max_samples: int = 200_000,
-                   min_ok: float = 0.95) -> TransferCurve:
+                   mask: np.ndarray | None = None, n_levels: int = N_LEVELS,
+                   min_count: int = MIN_COUNT, max_samples: int = MAX_SAMPLES,
+                   min_ok: float = MIN_OK) -> TransferCurve:
     """For each level of A (``n_levels`` log-spaced bins between ``low`` and ``high``),
     the median of B over the aligned pixels at that level (linear luminance).
 
@@ -216,6 +221,9 @@ def delta_ev_thumbs(thumb_a: np.ndarray, thumb_b: np.ndarray, *, dy: float = 0.0
     Grey thumbnails cannot show a clipped colour channel whose luma stays below the
     clip level: on a saturated-red photo (kodim02) at +2 EV the grey path reads 0.16 EV
     low, where RGB input is exact. Pass RGB thumbnails when you have them.
+
+    This NumPy code is the reference of :func:`indexer.exposure.thumbev.delta_ev_thumbs`,
+    which returns the same result to the bit, faster, for grey uint8 thumbnails.
     """
     from indexer.measure.linear import srgb8_to_linear
 
@@ -291,7 +299,7 @@ def curve_bend(curve: TransferCurve) -> float:
     return float(np.sqrt(((lr - mean) ** 2 * w).sum() / total))
 
 
-def straighter(new: float, old: float, *, ratio: float = 0.5, margin: float = 0.005) -> bool:
+def straighter(new: float, old: float, *, ratio: float = BEND_RATIO, margin: float = BEND_MARGIN) -> bool:
     """Whether a curve bend ``new`` clearly beats ``old`` (both EV, NaN = unknown):
     below ``ratio`` times it and by more than ``margin``; any number beats NaN."""
     if math.isnan(new):
@@ -311,7 +319,8 @@ class EncodedDelta:
 
 def delta_ev_encoded(a: np.ndarray, b: np.ndarray, *,
                      encodings: tuple[str, ...] = ("srgb", "bt709"),
-                     ratio: float = 0.5, margin: float = 0.005, **kwargs) -> EncodedDelta:
+                     ratio: float = BEND_RATIO, margin: float = BEND_MARGIN,
+                     **kwargs) -> EncodedDelta:
     """:func:`delta_ev` of two *encoded* images (values in [0, 1]), decoding both with
     each candidate transfer function and keeping the one whose transfer curve is
     straightest (:func:`curve_bend`). A later candidate must clearly beat the current
