@@ -70,6 +70,13 @@ def test_equal_with_options_and_few_pixels():
     for kw in ({"low": 0.02, "high": 0.8}, {"n_levels": 12}, {"ratio": 0.9, "margin": 0.0}):
         assert_same(transfer.delta_ev_thumbs(a, b, encoding="auto", **kw),
                     thumbev.delta_ev_thumbs(a, b, encoding="auto", **kw))
+    ro = b.copy()
+    ro.flags.writeable = False
+    for x, y in ((a.T, b.T), (a, ro), (a[::2], b[::2])):  # views, read-only
+        assert_same(transfer.delta_ev_thumbs(x, y, dy=0.5, encoding="auto"),
+                    thumbev.delta_ev_thumbs(x, y, dy=0.5, encoding="auto"))
+        assert_same(transfer.delta_ev_thumbs(x, y, encoding="auto"),
+                    thumbev.delta_ev_thumbs(x, y, encoding="auto"))
     small_a, small_b = a[:9, :9], b[:9, :9]  # 81 pixels: fewer than min_pixels, NaN
     fast = thumbev.delta_ev_thumbs(small_a, small_b, encoding="auto")
     assert math.isnan(fast.delta_ev)

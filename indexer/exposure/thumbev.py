@@ -68,25 +68,38 @@ def _measure(a8, b8, dy, dx, encodings, *, min_pixels, low, high, n_levels, rati
         mask = m.ravel()
     best = None
     for enc in encodings:
-        table, level = tables(enc, float(low), float(high), int(n_levels))
         if b_moved is None:
-            b_codes, bv = b8.ravel(), np.empty(0, np.float32)
+            b_codes, bv = flat(b8), np.empty(0, np.float32)
         else:
             b_codes = np.empty(0, np.uint8)
             bv = (b_moved if linear_shift else _decode(b_moved, enc)).ravel()
+        table, level = tables(enc, float(low), float(high), int(n_levels))
         ratios, total, _, count, level_a, median_b, usable = k.thumb_pass(
-            a8.ravel(), b_codes, bv, mask, table, level, np.float32(low), np.float32(high),
+            flat(a8), b_codes, bv, mask, table, level, np.float32(low), np.float32(high),
             int(n_levels), transfer.MIN_COUNT, transfer.MIN_OK)
         curve = TransferCurve(level_a, median_b, count, usable)
         bend = transfer.curve_bend(curve)
         if best is None or transfer.straighter(bend, best[0], ratio=ratio, margin=margin):
             best = (bend, ratios, total, curve)
-    _, ratios, total, curve = best
+    return _delta(*best[1:], min_pixels)
+
+
+def _delta(ratios: np.ndarray, total: int, curve: TransferCurve, min_pixels: int) -> ExposureDelta:
+    """transfer's robust statistics of the kept decoding's ratios (float32 (n,))."""
+    from indexer.exposure import thumbev_kernels as k
+
     n = int(ratios.size)
     if n < max(min_pixels, 1):
         return ExposureDelta(math.nan, math.nan, n, n / max(total, 1), curve)
     med, mad = k.median_and_mad(np.log2(ratios))
     return ExposureDelta(float(med), transfer.MAD_TO_SIGMA * float(mad), n, n / max(total, 1), curve)
+
+
+def flat(codes: np.ndarray) -> np.ndarray:
+    """``codes`` as a writable C-ordered (n,) array: one compiled signature for the kernel
+    whether a thumbnail is a view, transposed or read-only (mapped from a snapshot)."""
+    out = codes.ravel()
+    return out if out.flags.writeable else out.copy()
 
 
 def shifted_b(b8: np.ndarray, dy: float, dx: float, linear_shift: bool) -> tuple[np.ndarray, np.ndarray]:
