@@ -152,7 +152,8 @@ def test_real_pairs(shared_data):
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 101, 1000, 4097])
 def test_median_and_mad_equal_np_median(n):
-    """Continuous values, heavy ties and all-equal values; odd and even counts."""
+    """Radix selection (median_and_mad) and quickselect (median_inplace, on a slice)
+    against np.median: continuous values, heavy ties, all-equal values, odd and even n."""
     rng = np.random.default_rng(n)
     for v in (rng.normal(0.5, 0.2, n), np.round(rng.normal(0, 1, n) * 4) / 4, np.full(n, -0.75)):
         v = v.astype(np.float32)
@@ -160,6 +161,7 @@ def test_median_and_mad_equal_np_median(n):
         want = np.median(v)
         assert med == want and np.float32(med) == med  # a float32 value, as np.median gives
         assert mad == np.median(np.abs(v - float(want)))
+        assert thumbev_kernels.median_inplace(np.concatenate([v[:1], v.copy()]), 1, n) == want
 
 
 def test_curve_bend_is_the_weighted_deviation():
