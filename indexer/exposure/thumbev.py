@@ -8,7 +8,8 @@ log ratios, a sort of A into levels and medians in ~40 NumPy calls per decoding.
 - A is never shifted, so its decoded values, its noise-floor / clipping test and its
   level are looked up per code in 256-entry tables made by the reference's own NumPy
   functions (``decode``, ``searchsorted``): equal to decoding every pixel. B is looked up
-  the same way, or when shifted (interpolated values) decoded by NumPy as before, once.
+  the same way, or when shifted (interpolated values) moved once and decoded by NumPy
+  per candidate, as before.
 - :func:`indexer.exposure.thumbev_kernels.thumb_pass` gathers the ratios and the curve;
   medians of code-valued data come from counts per code, others from selections.
 - ``log2`` of the ratios and the median / MAD are computed only for the decoding kept,

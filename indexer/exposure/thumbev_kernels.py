@@ -9,10 +9,12 @@ because NumPy's SIMD ``power``/``log2`` need not round like the C library numba 
 What remains (comparisons, one float32 division, selections, a float32 mean of two
 middle values) is exact IEEE arithmetic, so the figures equal the reference's to the bit.
 
-Medians are selections (Hoare partition, Numerical Recipes' ``select``): the k-th
-smallest value is the same whichever algorithm finds it, and ``np.median`` of float32
-returns the float32 mean ``(lo + hi) / 2`` of the two middle values (one value for an
-odd count), as :func:`indexer.exposure.transfer_kernels.level_medians` does.
+Medians are selections: counts per 8-bit code where values are decoded codes, a radix
+selection for the ~10^4 log ratios, a quickselect (Hoare partition, Numerical Recipes'
+``select``) within the levels of a shifted B. The k-th smallest value is the same
+whichever algorithm finds it, and ``np.median`` of float32 returns the float32 mean
+``(lo + hi) / 2`` of the two middle values (one value for an odd count), as
+:func:`indexer.exposure.transfer_kernels.level_medians` does.
 """
 from __future__ import annotations
 
