@@ -38,7 +38,7 @@ WARM_WAIT = 30.0  # seconds jobs wait for a new pool's warm-up before the writer
 def warm_up() -> bool:
     """Run in a new pool worker: import what verification needs (NumPy, the numba kernels)
     so the first real job does not pay for it while the writer waits on it."""
-    from indexer.exposure import transfer_kernels  # noqa: F401 - imported for its load time
+    from indexer.exposure import thumbev_kernels  # noqa: F401 - imported for its load time
     from indexer.match import verify
     from indexer.measure import align_kernels, smallfilters_kernels  # noqa: F401 - as above
 
