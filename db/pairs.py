@@ -133,12 +133,13 @@ def _stored_pair_ids(conn, keys: list[tuple[int, int]]) -> dict[tuple[int, int],
 
 
 def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = (),
-               group_rule: GroupRule) -> None:
+               group_rule: GroupRule) -> dict[int, int | None]:
     """Insert or replace the given pairs, mark the images ``matched`` and refresh the groups
-    of the pairs' images that a group verdict or a replaced pair touches (one transaction)."""
+    of the pairs' images that a group verdict or a replaced pair touches (one transaction);
+    returns the group ids the refresh stored (:func:`db.groups.refresh_groups`)."""
     matched = list(matched)
     if not pairs and not matched:
-        return
+        return {}
     with engine.begin() as conn:
         exif = _exif_exposure(conn, {p.a for p in pairs} | {p.b for p in pairs}) if pairs else {}
         for chunk in dbgroups.chunks(matched):
@@ -158,8 +159,7 @@ def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[i
         # verdict is replaced; a related pair (a bracket frame, a burst neighbour) cannot.
         seeds = {x for pe in pairs if pe.verdict in group_rule.verdicts or (pe.a, pe.b) in stored
                  for x in (pe.a, pe.b)}
-        if seeds:
-            dbgroups.refresh_groups(conn, seeds, group_rule)
+        return dbgroups.refresh_groups(conn, seeds, group_rule) if seeds else {}
 
 
 def set_delta_ev(engine: Engine, values: dict[tuple[int, int], tuple[float, str | None]]) -> None:
@@ -180,20 +180,19 @@ def unmatched_ids(engine: Engine) -> list[int]:
         return list(conn.execute(query.order_by(Image.id)).scalars())
 
 
-def forget_pairs_of(engine: Engine, image_id: int, *, group_rule: GroupRule) -> None:
+def forget_pairs_of(engine: Engine, image_id: int, *, group_rule: GroupRule) -> dict[int, int | None]:
     """Drop the pairs of an image about to be matched again (they are found again) and
-    refresh the groups they joined."""
+    refresh the groups they joined; returns the group ids the refresh stored."""
     from db.store import delete_pairs_of, pair_partners
 
     with engine.connect() as conn:
         # most images come here new, without pairs: one read instead of a write
         # transaction (a DELETE of nothing and a commit) for each
         if not pair_partners(conn, [image_id]):
-            return
+            return {}
     with engine.begin() as conn:
         partners = delete_pairs_of(conn, image_id)
-        if partners:
-            dbgroups.refresh_groups(conn, partners | {image_id}, group_rule)
+        return dbgroups.refresh_groups(conn, partners | {image_id}, group_rule) if partners else {}
 
 
 def clear_pairs(engine: Engine) -> None:
@@ -239,9 +238,18 @@ def rebuild_groups(engine: Engine, *, group_rule: GroupRule) -> int:
         return len(dbgroups.rebuild_groups(conn, group_rule))
 
 
-def group_ids(engine: Engine, ids: Iterable[int]) -> dict[int, int]:
-    """image id -> its group's id (``image_groups``), for those of ``ids`` in a group."""
+def group_ids(engine: Engine, ids: Iterable[int], known: dict[int, int | None] | None = None) -> dict[int, int]:
+    """image id -> its group's id (``image_groups``), for those of ``ids`` in a group.
+
+    ``known``: group ids (None: in no group) the caller knows are current, e.g. what
+    :func:`save_pairs` returned in the same step: only the others are read."""
     out: dict[int, int] = {}
+    if known:
+        ids = set(ids)
+        out.update((x, known[x]) for x in ids & known.keys() if known[x] is not None)
+        ids -= known.keys()
+        if not ids:
+            return out
     with engine.connect() as conn:
         for chunk in dbgroups.chunks(ids):
             out.update((r[0], r[1]) for r in conn.execute(_GROUP_IDS, {"ids": chunk}))

@@ -159,6 +159,9 @@ class MatchStage:
         self.last_add = time.monotonic()
         self.group_rule = session.settings.group_rule()
         self.pool_first = False  # verification in the pool from the first job (expect)
+        # group ids (None: no group) the stage's own writes stored in the current _flush:
+        # read instead of image_groups while nothing else wrote (None outside a flush)
+        self.known: dict[int, int | None] | None = None
 
     def expect(self, files: int) -> None:
         """``index`` will analyse ``files`` files: at ``[match] pool_files`` or more, the
@@ -238,7 +241,7 @@ class MatchStage:
         best = {key: min(p.hamming for p in slot.values()) for key, slot in proposals.items()}
         held = {key for key in best if fanout.partner(key, image_id) in blockers}
         partners = {fanout.partner(key, image_id) for key in best} - blockers
-        grouped = dbpairs.group_ids(self.session.engine, partners) if tries and partners else {}
+        grouped = self._group_ids(partners) if tries and partners else {}
         # loose candidates related to a group this image is verified against wait for
         # that verdict: joined, their pair is implied (fanout.implied)
         implied = fanout.implied(image_id, [k for k in best if k not in held], self._links(
@@ -270,9 +273,16 @@ class MatchStage:
         if not stored:
             return {}
         recs = self.matcher.records.get_many([image_id, *stored])
-        groups = dbpairs.group_ids(self.session.engine, {m for ms in stored.values() for m in ms})
+        groups = self._group_ids({m for ms in stored.values() for m in ms})
         return {x: {groups[m] for m in ms if m in groups} for x, ms in stored.items()
                 if image_id in recs and x in recs and shot_relation(recs[image_id], recs[x]).same_shot is not True}
+
+    def _group_ids(self, ids: set[int]) -> dict[int, int]:
+        """image id -> its stored group's id, for those of ``ids`` in a group; in a
+        :meth:`_flush`, those its refreshes rewrote are not read again (in a run of the
+        dense set, images released by a store read their partners' groups at once: ~1,000
+        lookups, most of them of the component just refreshed)."""
+        return dbpairs.group_ids(self.session.engine, ids, known=self.known)
 
     def _implies(self, pe: PairEvidence | None) -> bool:
         """Whether ``pe`` is a related pair another copy of its partner would measure
@@ -370,7 +380,7 @@ class MatchStage:
         partners = {fanout.partner(key, image_id) for key in ready}
         tried = {fanout.partner(key, image_id) for key in waiting.tried}
         related = self._related(image_id, waiting)
-        grouped = dbpairs.group_ids(self.session.engine, partners | joined | tried | related)
+        grouped = self._group_ids(partners | joined | tried | related)
         connected = joined | {grouped[x] for x in joined if x in grouped}
         # the groups of partners it is related to by an implying pair: their other members
         # would measure the same relation (fanout.implies)
@@ -493,13 +503,25 @@ class MatchStage:
         meanwhile. Called at the end of a writer batch (:meth:`end_batch`), after an
         image stored alone, and by :meth:`flush_due`/:meth:`close`. Each image alone cost
         the writer ~10 SQL statements and a rebuild of its group: 432 transactions and
-        383 refreshes for the 432 images of the dense set, ~120 of each per batch."""
-        while self.saving:
-            batch, self.saving = self.saving, {}
-            dbpairs.save_pairs(self.session.engine, [pe for found in batch.values() for pe in found],
-                               matched=list(batch), group_rule=self.group_rule)
-            for image_id in batch:
-                self._release(image_id)
+        383 refreshes for the 432 images of the dense set, ~120 of each per batch.
+
+        The images released read the group ids the refreshes stored (:attr:`known`): nothing
+        else in this process writes groups meanwhile (the writer's store runs between
+        stage calls), and another writer's commit may come a moment later as well as
+        earlier: a plan is only a choice of what to verify, groups are always rebuilt
+        from the stored pairs."""
+        if not self.saving:
+            return
+        self.known = {}
+        try:
+            while self.saving:
+                batch, self.saving = self.saving, {}
+                self.known.update(dbpairs.save_pairs(self.session.engine, [pe for found in batch.values() for pe in found],
+                                                     matched=list(batch), group_rule=self.group_rule))
+                for image_id in batch:
+                    self._release(image_id)
+        finally:
+            self.known = None
 
     def _release(self, done: int) -> None:
         """Advance the images whose held pairs waited for ``done`` (in arrival order; a
