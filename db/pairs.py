@@ -5,7 +5,7 @@ transaction (:mod:`db.groups`); ``group_rule`` is ``[match] group_verdicts`` and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from typing import TYPE_CHECKING
 
@@ -133,15 +133,20 @@ def _stored_pair_ids(conn, keys: list[tuple[int, int]]) -> dict[tuple[int, int],
 
 
 def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = (),
-               group_rule: GroupRule) -> dict[int, int | None]:
+               group_rule: GroupRule, exif: Mapping[int, tuple] | None = None) -> dict[int, int | None]:
     """Insert or replace the given pairs, mark the images ``matched`` and refresh the groups
     of the pairs' images that a group verdict or a replaced pair touches (one transaction);
-    returns the group ids the refresh stored (:func:`db.groups.refresh_groups`)."""
+    returns the group ids the refresh stored (:func:`db.groups.refresh_groups`).
+
+    ``exif``: id -> (exposure_time, iso, f_number) the caller knows (the values it
+    stored for those images); only the others are read."""
     matched = list(matched)
     if not pairs and not matched:
         return {}
     with engine.begin() as conn:
-        exif = _exif_exposure(conn, {p.a for p in pairs} | {p.b for p in pairs}) if pairs else {}
+        ends = {p.a for p in pairs} | {p.b for p in pairs}
+        known = {x: exif[x] for x in ends if x in exif} if exif else {}
+        exif = {**known, **_exif_exposure(conn, ends - known.keys())} if ends - known.keys() else known
         for chunk in dbgroups.chunks(matched):
             conn.execute(_MARK_MATCHED, {"ids": chunk, "at": utcnow()})
         # one executemany for the new pairs: a statement per pair, each compiled anew for
