@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, literal_column, null, select, union_all, update
 
 from db import groups as dbgroups
 from db.models import Camera, Image, ImageGroup, Pair
@@ -83,8 +84,6 @@ _PAIRS_FROM = select(Pair.id, Pair.a_id, Pair.b_id).where(Pair.a_id.in_(_IDS))
 _INSERT_PAIRS = insert(Pair)
 _GROUP_IDS = select(ImageGroup.image_id, ImageGroup.group_id).where(ImageGroup.image_id.in_(_IDS))
 _VERDICTS = bindparam("verdicts", expanding=True)
-_LINKS = (select(Pair.a_id, Pair.b_id, Pair.delta_ev, Pair.correlation, Pair.same_shot)
-          .where((Pair.a_id.in_(_IDS) | Pair.b_id.in_(_IDS)) & Pair.verdict.in_(_VERDICTS)))
 
 
 def _exif_exposure(conn, ids: Iterable[int]) -> dict[int, tuple]:
@@ -261,18 +260,77 @@ def group_ids(engine: Engine, ids: Iterable[int], known: dict[int, int | None] |
     return out
 
 
-def links_of(engine: Engine, ids: Iterable[int], verdicts: Iterable[str]) -> dict[int, list[tuple]]:
-    """image id -> its stored pairs of ``verdicts``, as ``(partner, delta_ev, correlation,
-    same_shot)``, for those of ``ids`` that have any (the matching stage's implied
-    relations: :func:`indexer.match.fanout.implied`)."""
-    wanted, out = set(ids), {}
+@dataclass
+class PlanFacts:
+    """What the matching stage reads to plan an image's verification (:func:`plan_facts`)."""
+
+    groups: dict[int, int]  # image id -> its group's id, for those in a group
+    links: dict[int, list[tuple]]  # image id -> (partner, delta_ev, correlation, same_shot, partner's group or None)
+    paired: bool = False  # the image asked about (``forget``) has stored pairs
+
+
+_LINKED = bindparam("linked", expanding=True)
+_SELF = bindparam("self", expanding=True)
+_LG = ImageGroup.__table__.alias("lg")  # the group of a link's other end
+# the verdict compared as an expression (verdict || ''), not the column: SQLite, without
+# statistics, otherwise walks ix_pairs_verdict, every related pair of the archive, instead
+# of the pairs of the few ids (uq_pairs_a_id_b_id, ix_pairs_b_id)
+_LINK_VERDICT = (Pair.verdict + "").in_(_VERDICTS)
+# one round trip for a plan (the links first: their columns type the NULLs below on PostgreSQL)
+_PLAN_FACTS = union_all(
+    select(literal_column("1").label("tag"), Pair.a_id, Pair.b_id, Pair.delta_ev, Pair.correlation, Pair.same_shot,
+           _LG.c.group_id).outerjoin(_LG, _LG.c.image_id == Pair.b_id)
+    .where(Pair.a_id.in_(_LINKED) & _LINK_VERDICT),
+    select(literal_column("1"), Pair.b_id, Pair.a_id, Pair.delta_ev, Pair.correlation, Pair.same_shot,
+           _LG.c.group_id).outerjoin(_LG, _LG.c.image_id == Pair.a_id)
+    .where(Pair.b_id.in_(_LINKED) & _LINK_VERDICT),
+    select(literal_column("0"), ImageGroup.image_id, ImageGroup.group_id, null(), null(), null(), null())
+    .where(ImageGroup.image_id.in_(_IDS)),
+    select(literal_column("2"), Pair.a_id, Pair.b_id, null(), null(), null(), null()).where(Pair.a_id.in_(_SELF)),
+    select(literal_column("2"), Pair.a_id, Pair.b_id, null(), null(), null(), null()).where(Pair.b_id.in_(_SELF)))
+
+
+def plan_facts(engine: Engine, ids: Iterable[int], *, linked: Iterable[int] = (), verdicts: Iterable[str] = (),
+               forget: int | None = None, known: Mapping[int, int | None] | None = None) -> PlanFacts:
+    """In one statement (up to 500 ids): the groups of ``ids``, the stored pairs of
+    ``verdicts`` of the ``linked`` images with the group of each pair's other end (the
+    matching stage's implied relations: :func:`indexer.match.fanout.implied`), and
+    whether image ``forget`` has stored pairs (to be forgotten before it is matched).
+
+    ``known``: group ids (None: in no group) the caller knows are current (what
+    :func:`save_pairs` returned in the same step): those ids are not read. One statement
+    for what took up to four (the image's pairs, its candidates' groups, their links,
+    the links' groups): ~1,500 statements for the 432 images of the dense set."""
+    ids, linked, verdicts = set(ids), set(linked), list(verdicts)
+    groups: dict[int, int] = {}
+    if known:
+        groups.update((x, known[x]) for x in ids & known.keys() if known[x] is not None)
+        ids -= known.keys()
+    if not verdicts:
+        linked = set()
+    facts = PlanFacts(groups, {})
+    if not ids and not linked and forget is None:
+        return facts
+    if len(ids) + len(linked) > dbgroups.CHUNK:  # many candidates (rare): a statement per chunk of each
+        facts.groups.update(group_ids(engine, ids))
+        for chunk in dbgroups.chunks(linked):
+            facts.links.update(plan_facts(engine, (), linked=chunk, verdicts=verdicts).links)
+        facts.paired = forget is not None and plan_facts(engine, (), forget=forget).paired
+        return facts
+    params = {"ids": sorted(ids), "linked": sorted(linked), "verdicts": verdicts,
+              "self": [] if forget is None else [forget]}
+    by: dict[int, dict[int, tuple]] = {}
     with engine.connect() as conn:
-        for chunk in dbgroups.chunks(wanted):
-            for a, b, dev, corr, shot in conn.execute(_LINKS, {"ids": chunk, "verdicts": list(verdicts)}):
-                for x, y in ((a, b), (b, a)):
-                    if x in wanted:
-                        out.setdefault(x, {})[y] = (y, dev, corr, shot)
-    return {x: list(by.values()) for x, by in out.items()}
+        for tag, x, y, dev, corr, shot, g in conn.execute(_PLAN_FACTS, params):
+            tag = int(tag)
+            if tag == 0:
+                facts.groups[x] = y
+            elif tag == 1:
+                by.setdefault(x, {})[y] = (y, dev, corr, shot, g)
+            else:
+                facts.paired = True
+    facts.links = {x: list(ys.values()) for x, ys in by.items()}
+    return facts
 
 
 def set_pixel_digest(engine: Engine, image_id: int, digest: str) -> None:
