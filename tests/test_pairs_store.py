@@ -1,6 +1,7 @@
-"""Pairs store the EXIF-predicted delta EV of their two images, whether the matching
+"""Storing pairs: the EXIF-predicted delta EV of their two images, whether the matching
 stage hands :func:`db.pairs.save_pairs` the exposures it indexed or the function reads
-them from ``images`` (planted: exposure time, ISO and f-number differing per file)."""
+them from ``images`` (planted: exposure time, ISO and f-number differing per file);
+a pair stored again replaces the row and regroups."""
 from __future__ import annotations
 
 import math
@@ -75,3 +76,32 @@ def test_known_exposures_are_used_and_the_others_read(library):
     dbpairs.save_pairs(library.engine, [pe], group_rule=rule)  # nothing given: both read
     assert stored_pairs(library)[(names[pe.a], names[pe.b])] == pytest.approx(
         ev(names[pe.b]) - ev(names[pe.a]))
+
+
+def test_a_pair_stored_again_replaces_it_and_regroups(library):
+    """Stored again with a related verdict, a copy pair is replaced (no second row) and
+    its images leave the group it made; a pair given twice in one call is stored once."""
+    with library.engine.connect() as conn:
+        ids = dict(conn.execute(text("SELECT path, id FROM images")).all())
+    a, c = sorted(next(i for p, i in ids.items() if p.endswith(name)) for name in ("a.jpg", "c.jpg"))
+    rule = library.settings.group_rule()
+
+    def pair(verdict: str) -> PairEvidence:
+        return PairEvidence(a=a, b=c, verdict=verdict, hamming=0, transform="identity", shift=(0.0, 0.0), scale=1.0,
+                            correlation=0.99, hist_sim=0.99, delta_ev=0.0, time_gap_s=None)
+
+    def rows():
+        with library.engine.connect() as conn:
+            return (conn.execute(text("SELECT verdict FROM pairs WHERE a_id = :a AND b_id = :b"),
+                                 {"a": a, "b": c}).scalars().all(),
+                    dict(conn.execute(text("SELECT image_id, group_id FROM image_groups")).all()))
+
+    with library.engine.begin() as conn:  # only the planted pair between a and c, nothing else grouped
+        conn.execute(text("DELETE FROM pairs"))
+        conn.execute(text("DELETE FROM image_groups"))
+    now = dbpairs.save_pairs(library.engine, [pair("derived"), pair("derived")], group_rule=rule)
+    verdicts, groups = rows()
+    assert verdicts == ["derived"] and set(groups) == {a, c} and now[a] == now[c] == groups[a]
+    now = dbpairs.save_pairs(library.engine, [pair("similar")], group_rule=rule)
+    verdicts, groups = rows()
+    assert verdicts == ["similar"] and groups == {} and now[a] is None and now[c] is None
