@@ -5,11 +5,12 @@ transaction (:mod:`db.groups`); ``group_rule`` is ``[match] group_verdicts`` and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, literal_column, null, select, union_all, update
 
 from db import groups as dbgroups
 from db.models import Camera, Image, ImageGroup, Pair
@@ -79,12 +80,8 @@ def exif_exposure(engine: Engine, ids: Iterable[int]) -> dict[int, tuple]:
 _IDS = bindparam("ids", expanding=True)
 _EXIF = select(Image.id, Image.exposure_time, Image.iso, Image.f_number).where(Image.id.in_(_IDS))
 _MARK_MATCHED = update(Image).where(Image.id.in_(_IDS)).values(matched_at=bindparam("at"))
-_PAIRS_FROM = select(Pair.id, Pair.a_id, Pair.b_id).where(Pair.a_id.in_(_IDS))
-_INSERT_PAIRS = insert(Pair)
 _GROUP_IDS = select(ImageGroup.image_id, ImageGroup.group_id).where(ImageGroup.image_id.in_(_IDS))
 _VERDICTS = bindparam("verdicts", expanding=True)
-_LINKS = (select(Pair.a_id, Pair.b_id, Pair.delta_ev, Pair.correlation, Pair.same_shot)
-          .where((Pair.a_id.in_(_IDS) | Pair.b_id.in_(_IDS)) & Pair.verdict.in_(_VERDICTS)))
 
 
 def _exif_exposure(conn, ids: Iterable[int]) -> dict[int, tuple]:
@@ -119,47 +116,55 @@ def _values(pe: PairEvidence, exif: dict[int, tuple]) -> dict:
                 found_at=utcnow())
 
 
-def _stored_pair_ids(conn, keys: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
-    """(a, b) -> pair id, for those of ``keys`` stored already."""
-    out: dict[tuple[int, int], int] = {}
-    by_a: dict[int, set[int]] = {}
-    for a, b in keys:
-        by_a.setdefault(a, set()).add(b)
-    for chunk in dbgroups.chunks(by_a):
-        for pid, a, b in conn.execute(_PAIRS_FROM, {"ids": chunk}):
-            if b in by_a[a]:
-                out[(a, b)] = pid
-    return out
+_INSERTS: dict[str, object] = {}  # dialect name -> the statement of _insert_new
+
+
+def _insert_new(conn, rows: list[dict]) -> set[tuple[int, int]]:
+    """Insert the rows whose (a_id, b_id) is not stored yet, in one executemany (INSERT ..
+    ON CONFLICT DO NOTHING RETURNING: a SELECT of the stored ones before, one statement
+    less per store of pairs: ~300 in a 432-image run of the dense set; a pair another
+    writer stored meanwhile is skipped, not an error); returns the keys inserted."""
+    name = conn.dialect.name
+    if name not in _INSERTS:
+        if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        _INSERTS[name] = (upsert(Pair).on_conflict_do_nothing(index_elements=[Pair.a_id, Pair.b_id])
+                          .returning(Pair.a_id, Pair.b_id))
+    return {(a, b) for a, b in conn.execute(_INSERTS[name], rows)}
 
 
 def save_pairs(engine: Engine, pairs: list[PairEvidence], *, matched: Iterable[int] = (),
-               group_rule: GroupRule) -> None:
+               group_rule: GroupRule, exif: Mapping[int, tuple] | None = None) -> dict[int, int | None]:
     """Insert or replace the given pairs, mark the images ``matched`` and refresh the groups
-    of the pairs' images that a group verdict or a replaced pair touches (one transaction)."""
+    of the pairs' images that a group verdict or a replaced pair touches (one transaction);
+    returns the group ids the refresh stored (:func:`db.groups.refresh_groups`).
+
+    ``exif``: id -> (exposure_time, iso, f_number) the caller knows (the values it
+    stored for those images); only the others are read."""
     matched = list(matched)
     if not pairs and not matched:
-        return
+        return {}
     with engine.begin() as conn:
-        exif = _exif_exposure(conn, {p.a for p in pairs} | {p.b for p in pairs}) if pairs else {}
+        ends = {p.a for p in pairs} | {p.b for p in pairs}
+        known = {x: exif[x] for x in ends if x in exif} if exif else {}
+        exif = {**known, **_exif_exposure(conn, ends - known.keys())} if ends - known.keys() else known
         for chunk in dbgroups.chunks(matched):
             conn.execute(_MARK_MATCHED, {"ids": chunk, "at": utcnow()})
         # one executemany for the new pairs: a statement per pair, each compiled anew for
         # its values, cost ~7 ms a pair in SQLAlchemy (12 s of a 432-image run, 2026-12-07)
         rows = [_values(pe, exif) for pe in pairs]
-        stored = _stored_pair_ids(conn, [(pe.a, pe.b) for pe in pairs])
-        new = [r for r in rows if (r["a_id"], r["b_id"]) not in stored]
-        if new:
-            conn.execute(_INSERT_PAIRS, new)
+        inserted = _insert_new(conn, rows) if rows else set()
+        stored = {(r["a_id"], r["b_id"]) for r in rows} - inserted  # replaced: stored before
         for r in rows:
-            found = stored.get((r["a_id"], r["b_id"]))
-            if found is not None:
-                conn.execute(update(Pair).where(Pair.id == found).values(**r))
+            if (r["a_id"], r["b_id"]) in stored:
+                conn.execute(update(Pair).where((Pair.a_id == r["a_id"]) & (Pair.b_id == r["b_id"])).values(**r))
         # Only a pair of a group verdict can change a group, or a stored pair whose
         # verdict is replaced; a related pair (a bracket frame, a burst neighbour) cannot.
         seeds = {x for pe in pairs if pe.verdict in group_rule.verdicts or (pe.a, pe.b) in stored
                  for x in (pe.a, pe.b)}
-        if seeds:
-            dbgroups.refresh_groups(conn, seeds, group_rule)
+        return dbgroups.refresh_groups(conn, seeds, group_rule) if seeds else {}
 
 
 def set_delta_ev(engine: Engine, values: dict[tuple[int, int], tuple[float, str | None]]) -> None:
@@ -180,20 +185,19 @@ def unmatched_ids(engine: Engine) -> list[int]:
         return list(conn.execute(query.order_by(Image.id)).scalars())
 
 
-def forget_pairs_of(engine: Engine, image_id: int, *, group_rule: GroupRule) -> None:
+def forget_pairs_of(engine: Engine, image_id: int, *, group_rule: GroupRule) -> dict[int, int | None]:
     """Drop the pairs of an image about to be matched again (they are found again) and
-    refresh the groups they joined."""
+    refresh the groups they joined; returns the group ids the refresh stored."""
     from db.store import delete_pairs_of, pair_partners
 
     with engine.connect() as conn:
         # most images come here new, without pairs: one read instead of a write
         # transaction (a DELETE of nothing and a commit) for each
         if not pair_partners(conn, [image_id]):
-            return
+            return {}
     with engine.begin() as conn:
         partners = delete_pairs_of(conn, image_id)
-        if partners:
-            dbgroups.refresh_groups(conn, partners | {image_id}, group_rule)
+        return dbgroups.refresh_groups(conn, partners | {image_id}, group_rule) if partners else {}
 
 
 def clear_pairs(engine: Engine) -> None:
@@ -239,27 +243,110 @@ def rebuild_groups(engine: Engine, *, group_rule: GroupRule) -> int:
         return len(dbgroups.rebuild_groups(conn, group_rule))
 
 
-def group_ids(engine: Engine, ids: Iterable[int]) -> dict[int, int]:
-    """image id -> its group's id (``image_groups``), for those of ``ids`` in a group."""
+def group_ids(engine: Engine, ids: Iterable[int], known: dict[int, int | None] | None = None) -> dict[int, int]:
+    """image id -> its group's id (``image_groups``), for those of ``ids`` in a group.
+
+    ``known``: group ids (None: in no group) the caller knows are current, e.g. what
+    :func:`save_pairs` returned in the same step: only the others are read."""
     out: dict[int, int] = {}
+    if known:
+        ids = set(ids)
+        out.update((x, known[x]) for x in ids & known.keys() if known[x] is not None)
+        ids -= known.keys()
+        if not ids:
+            return out
     with engine.connect() as conn:
         for chunk in dbgroups.chunks(ids):
             out.update((r[0], r[1]) for r in conn.execute(_GROUP_IDS, {"ids": chunk}))
     return out
 
 
-def links_of(engine: Engine, ids: Iterable[int], verdicts: Iterable[str]) -> dict[int, list[tuple]]:
-    """image id -> its stored pairs of ``verdicts``, as ``(partner, delta_ev, correlation,
-    same_shot)``, for those of ``ids`` that have any (the matching stage's implied
-    relations: :func:`indexer.match.fanout.implied`)."""
-    wanted, out = set(ids), {}
+@dataclass
+class PlanFacts:
+    """What the matching stage reads to plan an image's verification (:func:`plan_facts`)."""
+
+    groups: dict[int, int]  # image id -> its group's id, for those in a group
+    links: dict[int, list[tuple]]  # image id -> (partner, delta_ev, correlation, same_shot, partner's group or None)
+    paired: bool = False  # the image asked about (``forget``) has stored pairs
+
+
+_LINKED = bindparam("linked", expanding=True)
+_SELF = bindparam("self", expanding=True)
+_LG = ImageGroup.__table__.alias("lg")  # the group of a link's other end
+# the verdict compared as an expression (verdict || ''), not the column: SQLite, without
+# statistics, otherwise walks ix_pairs_verdict, every related pair of the archive, instead
+# of the pairs of the few ids (uq_pairs_a_id_b_id, ix_pairs_b_id)
+_LINK_VERDICT = (Pair.verdict + "").in_(_VERDICTS)
+# one round trip for a plan: the parts it needs (links, groups, pairs of the image to
+# forget), links first (their columns type the NULLs of the others on PostgreSQL); a
+# statement per combination, built once (an empty IN list still costs its branch: the
+# statement with all five took 0.34 ms a call in the writer, 2026-12-08)
+_PLAN_PARTS = {
+    "linked": (
+        select(literal_column("1").label("tag"), Pair.a_id, Pair.b_id, Pair.delta_ev, Pair.correlation,
+               Pair.same_shot, _LG.c.group_id).outerjoin(_LG, _LG.c.image_id == Pair.b_id)
+        .where(Pair.a_id.in_(_LINKED) & _LINK_VERDICT),
+        select(literal_column("1"), Pair.b_id, Pair.a_id, Pair.delta_ev, Pair.correlation, Pair.same_shot,
+               _LG.c.group_id).outerjoin(_LG, _LG.c.image_id == Pair.a_id)
+        .where(Pair.b_id.in_(_LINKED) & _LINK_VERDICT)),
+    "ids": (select(literal_column("0").label("tag"), ImageGroup.image_id, ImageGroup.group_id, null(), null(),
+                   null(), null()).where(ImageGroup.image_id.in_(_IDS)),),
+    "self": (select(literal_column("2").label("tag"), Pair.a_id, Pair.b_id, null(), null(), null(), null())
+             .where(Pair.a_id.in_(_SELF)),
+             select(literal_column("2"), Pair.a_id, Pair.b_id, null(), null(), null(), null())
+             .where(Pair.b_id.in_(_SELF)))}
+_PLAN_FACTS: dict[tuple[str, ...], object] = {}
+
+
+def _plan_statement(parts: tuple[str, ...]):
+    if parts not in _PLAN_FACTS:
+        selects = [q for part in parts for q in _PLAN_PARTS[part]]
+        _PLAN_FACTS[parts] = selects[0] if len(selects) == 1 else union_all(*selects)
+    return _PLAN_FACTS[parts]
+
+
+def plan_facts(engine: Engine, ids: Iterable[int], *, linked: Iterable[int] = (), verdicts: Iterable[str] = (),
+               forget: int | None = None, known: Mapping[int, int | None] | None = None) -> PlanFacts:
+    """In one statement (up to 500 ids): the groups of ``ids``, the stored pairs of
+    ``verdicts`` of the ``linked`` images with the group of each pair's other end (the
+    matching stage's implied relations: :func:`indexer.match.fanout.implied`), and
+    whether image ``forget`` has stored pairs (to be forgotten before it is matched).
+
+    ``known``: group ids (None: in no group) the caller knows are current (what
+    :func:`save_pairs` returned in the same step): those ids are not read. One statement
+    for what took up to four (the image's pairs, its candidates' groups, their links,
+    the links' groups): ~1,500 statements for the 432 images of the dense set."""
+    ids, linked, verdicts = set(ids), set(linked), list(verdicts)
+    groups: dict[int, int] = {}
+    if known:
+        groups.update((x, known[x]) for x in ids & known.keys() if known[x] is not None)
+        ids -= known.keys()
+    if not verdicts:
+        linked = set()
+    facts = PlanFacts(groups, {})
+    if not ids and not linked and forget is None:
+        return facts
+    if len(ids) + len(linked) > dbgroups.CHUNK:  # many candidates (rare): a statement per chunk of each
+        facts.groups.update(group_ids(engine, ids))
+        for chunk in dbgroups.chunks(linked):
+            facts.links.update(plan_facts(engine, (), linked=chunk, verdicts=verdicts).links)
+        facts.paired = forget is not None and plan_facts(engine, (), forget=forget).paired
+        return facts
+    params = {"ids": sorted(ids), "linked": sorted(linked), "verdicts": verdicts,
+              "self": [] if forget is None else [forget]}
+    parts = tuple(part for part in _PLAN_PARTS if params[part])
+    by: dict[int, dict[int, tuple]] = {}
     with engine.connect() as conn:
-        for chunk in dbgroups.chunks(wanted):
-            for a, b, dev, corr, shot in conn.execute(_LINKS, {"ids": chunk, "verdicts": list(verdicts)}):
-                for x, y in ((a, b), (b, a)):
-                    if x in wanted:
-                        out.setdefault(x, {})[y] = (y, dev, corr, shot)
-    return {x: list(by.values()) for x, by in out.items()}
+        for tag, x, y, dev, corr, shot, g in conn.execute(_plan_statement(parts), params):
+            tag = int(tag)
+            if tag == 0:
+                facts.groups[x] = y
+            elif tag == 1:
+                by.setdefault(x, {})[y] = (y, dev, corr, shot, g)
+            else:
+                facts.paired = True
+    facts.links = {x: list(ys.values()) for x, ys in by.items()}
+    return facts
 
 
 def set_pixel_digest(engine: Engine, image_id: int, digest: str) -> None:

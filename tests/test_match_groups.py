@@ -146,3 +146,35 @@ def test_a_preferred_folder_wins():
     b = KeeperInfo(2, 2000, 1500, "JPEG", 900_000, path="/keep/a.jpg")
     (g,) = build_groups([P(1, 2, "derived")], {1: a, 2: b}, prefer_in=["/keep"])
     assert g.keeper == 2
+
+
+def test_images_without_metadata_are_kept_apart_by_a_decision_on_either_side():
+    """A not-duplicates decision names an image without EXIF only in the other's
+    ``apart_from``: the two still never share a group (the look at pairs skips only
+    images no metadata and no decision can keep apart)."""
+    infos = {1: KeeperInfo(1, 64, 64, "PNG"), 2: KeeperInfo(2, 64, 64, "PNG", apart_from=frozenset({1})),
+             3: KeeperInfo(3, 64, 64, "PNG")}
+    pairs = [P(1, 3, "derived", correlation=0.99), P(2, 3, "derived", correlation=0.98)]
+    assert [g.members for g in build_groups(pairs, infos)] == [(1, 3)]
+
+
+def test_shot_components_skipping_images_without_metadata_changes_nothing():
+    """Random graphs over images with and without bodies, times and decisions: the same
+    components and kept pairs as when every pair of members is compared."""
+    import random
+
+    from indexer.match.groups import different_shots, shot_components
+
+    rng = random.Random(13)
+    t = datetime(2024, 5, 1, 12, 0, 0)
+    bodies = [None, ("canon", "eos", ""), ("sony", "a7", "")]
+    for _ in range(200):
+        n = rng.randint(2, 12)
+        infos = {}
+        for i in range(1, n + 1):
+            apart = frozenset(j for j in range(1, n + 1) if j != i and rng.random() < 0.05)
+            infos[i] = KeeperInfo(i, 64, 64, "JPEG", captured_at=rng.choice([None, t, t + timedelta(seconds=30)]),
+                                  camera=rng.choice(bodies), apart_from=apart)
+        pairs = [P(a, b, "derived", correlation=round(rng.random(), 3))
+                 for a in range(1, n + 1) for b in range(a + 1, n + 1) if rng.random() < 0.4]
+        assert shot_components(pairs, infos) == shot_components(pairs, infos, apart=lambda x, y: different_shots(x, y))

@@ -8,7 +8,7 @@ pairs it accepts; each write of pairs refreshes the groups it touches in its tra
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -102,6 +102,7 @@ def regroup(session: Session) -> int:
 
 
 EQUAL_VERDICTS = ("same_file", "same_pixels")
+EXPOSURES_KEPT = 4096  # images whose EXIF exposure the stage keeps for their pairs (~0.2 kB each)
 
 
 def spanning_equal(pairs: list[PairEvidence], *, new_id: int | None = None) -> list[PairEvidence]:
@@ -158,7 +159,16 @@ class MatchStage:
         self.unsaved = 0  # images changed since the saved index (the catch-up's, then each match)
         self.last_add = time.monotonic()
         self.group_rule = session.settings.group_rule()
+        # the related verdicts whose stored pairs imply a copy's (those not grouping)
+        self.implied_verdicts = [v for v in fanout.IMPLIED_VERDICTS if v not in self.group_rule.verdicts]
         self.pool_first = False  # verification in the pool from the first job (expect)
+        # group ids (None: no group) the stage's own writes stored in the current _flush:
+        # read instead of image_groups while nothing else wrote (None outside a flush)
+        self.known: dict[int, int | None] | None = None
+        # id -> (exposure_time, iso, f_number) of the images indexed lately, for their
+        # pairs' EXIF-predicted delta EV (db.pairs.save_pairs reads the others): one
+        # statement less per store of pairs (~290 in a 432-image run of the dense set)
+        self.exposures: OrderedDict[int, tuple] = OrderedDict()
 
     def expect(self, files: int) -> None:
         """``index`` will analyse ``files`` files: at ``[match] pool_files`` or more, the
@@ -172,6 +182,11 @@ class MatchStage:
     def __call__(self, image_id: int, result: Indexed) -> None:
         if self.matcher is None:
             self._start(skip=image_id)
+        cap = result.decoded.meta.capture
+        self.exposures[image_id] = (cap.exposure_time, cap.iso, cap.f_number)  # as the store stored them
+        self.exposures.move_to_end(image_id)
+        while len(self.exposures) > EXPOSURES_KEPT:
+            self.exposures.popitem(last=False)
         self._match(record_of(image_id, result))
 
     def prepare(self) -> None:
@@ -191,7 +206,6 @@ class MatchStage:
     def _match(self, rec: MatchRecord) -> None:
         """Forget ``rec``'s old pairs, index it, and plan the verification of its
         candidates (:meth:`_plan`): those still being matched themselves later."""
-        dbpairs.forget_pairs_of(self.session.engine, rec.id, group_rule=self.group_rule)
         self.proof.forget(rec.id)
         self.saving.pop(rec.id, None)  # indexed again before its pairs were stored: matched afresh
         proposals = self.matcher.propose_and_add(rec)
@@ -205,16 +219,18 @@ class MatchStage:
         # side by side instead of one after another (:meth:`_plan`).
         blockers = {x for key in proposals for x in key
                     if x != rec.id and (x in self.waiting or x in self.detailing or x in self.saving)}
-        self._plan(rec.id, proposals, blockers if self.session.settings.match.group_tries else set())
+        self._plan(rec.id, proposals, blockers if self.session.settings.match.group_tries else set(), fresh=True)
         self._store(self.verifier.results())
         self._unpark()
         self._detailed()
         if not self.batching:
             self._flush()
 
-    def _plan(self, image_id: int, proposals: dict, blockers: set[int]) -> None:
+    def _plan(self, image_id: int, proposals: dict, blockers: set[int], *, fresh: bool = False) -> None:
         """Send ``image_id``'s candidates to verification: one member of each stored
         group they hit at a time (:mod:`indexer.match.fanout`), every other candidate.
+        ``fresh``: ``image_id`` was just (re)indexed: its old pairs, if any, are forgotten
+        first (they are found again), in the round trip that reads its candidates' groups.
 
         Pairs with ``blockers`` (candidates whose own pairs are not stored yet: they may
         be about to join a group) are held (:meth:`_advance`): while ``image_id`` has
@@ -238,12 +254,16 @@ class MatchStage:
         best = {key: min(p.hamming for p in slot.values()) for key, slot in proposals.items()}
         held = {key for key in best if fanout.partner(key, image_id) in blockers}
         partners = {fanout.partner(key, image_id) for key in best} - blockers
-        grouped = dbpairs.group_ids(self.session.engine, partners) if tries and partners else {}
+        lookup = partners if tries else set()
+        facts = self._facts(lookup, linked=lookup, forget=image_id if fresh else None)
+        if facts.paired:  # indexed again: its old pairs and the groups they made go first
+            dbpairs.forget_pairs_of(self.session.engine, image_id, group_rule=self.group_rule)
+            facts = self._facts(lookup, linked=lookup)
+        grouped = facts.groups
         # loose candidates related to a group this image is verified against wait for
         # that verdict: joined, their pair is implied (fanout.implied)
         implied = fanout.implied(image_id, [k for k in best if k not in held], self._links(
-            image_id, {fanout.partner(k, image_id) for k in best} - blockers - set(grouped)),
-            set(grouped.values())) if tries else {}
+            image_id, partners - set(grouped), facts.links), set(grouped.values())) if tries else {}
         now = fanout.unheld(image_id, best, grouped, held | set(implied), loose=loose, hits=hits)
         stands_for = {g: self.matcher.index.representative(g) for g in set(grouped.values())}
         plan = fanout.plan(image_id, now, grouped, tries=max(tries, 1), stands_for=stands_for,
@@ -253,26 +273,34 @@ class MatchStage:
         self._send(image_id, plan.now, {k for k in plan.now if fanout.partner(k, image_id) not in grouped})
         self._advance(image_id)
 
-    def _links(self, image_id: int, loose: set[int]) -> dict[int, set[int]]:
+    def _links(self, image_id: int, loose: set[int], links: dict[int, list[tuple]]) -> dict[int, set[int]]:
         """Loose candidate -> the groups of the members its stored pairs of
         :data:`~indexer.match.fanout.IMPLIED_VERDICTS` reach, where those pairs imply the
         verdict for a copy of the member (:func:`~indexer.match.fanout.implies`) and
         metadata does not say ``image_id`` and the candidate are one shot (an exposure
-        edit of one shot is ``derived``: it would join the group)."""
-        verdicts = [v for v in fanout.IMPLIED_VERDICTS if v not in self.group_rule.verdicts]
-        if not loose or not verdicts:
+        edit of one shot is ``derived``: it would join the group). ``links``: those
+        stored pairs, as :func:`db.pairs.plan_facts` read them."""
+        if not loose or not self.implied_verdicts:
             return {}
         th = self.matcher.th
-        stored = {x: [m for m, dev, corr, _ in pairs
+        stored = {x: [g for _, dev, corr, _, g in links.get(x, ())
                       if fanout.implies(dev, corr, exposure_ev=th.exposure_ev, exposure_corr_rank=th.exposure_corr_rank)]
-                  for x, pairs in dbpairs.links_of(self.session.engine, loose, verdicts).items()}
-        stored = {x: ms for x, ms in stored.items() if ms}
+                  for x in loose}
+        stored = {x: gs for x, gs in stored.items() if gs}
         if not stored:
             return {}
         recs = self.matcher.records.get_many([image_id, *stored])
-        groups = dbpairs.group_ids(self.session.engine, {m for ms in stored.values() for m in ms})
-        return {x: {groups[m] for m in ms if m in groups} for x, ms in stored.items()
+        return {x: {g for g in gs if g is not None} for x, gs in stored.items()
                 if image_id in recs and x in recs and shot_relation(recs[image_id], recs[x]).same_shot is not True}
+
+    def _facts(self, ids: set[int], *, linked: set[int] = frozenset(), forget: int | None = None) -> dbpairs.PlanFacts:
+        """The groups of ``ids`` and the implying links of ``linked`` (and whether
+        ``forget`` has pairs) in one round trip (:func:`db.pairs.plan_facts`); in a
+        :meth:`_flush`, the groups its refreshes rewrote are not read again (in a run of
+        the dense set, images released by a store read their partners' groups at once:
+        ~1,000 lookups, most of them of the component just refreshed)."""
+        return dbpairs.plan_facts(self.session.engine, ids, linked=linked, verdicts=self.implied_verdicts,
+                                  forget=forget, known=self.known)
 
     def _implies(self, pe: PairEvidence | None) -> bool:
         """Whether ``pe`` is a related pair another copy of its partner would measure
@@ -370,7 +398,9 @@ class MatchStage:
         partners = {fanout.partner(key, image_id) for key in ready}
         tried = {fanout.partner(key, image_id) for key in waiting.tried}
         related = self._related(image_id, waiting)
-        grouped = dbpairs.group_ids(self.session.engine, partners | joined | tried | related)
+        # the links are read only when a group was joined (connected below)
+        facts = self._facts(partners | joined | tried | related, linked=partners if joined else set())
+        grouped = facts.groups
         connected = joined | {grouped[x] for x in joined if x in grouped}
         # the groups of partners it is related to by an implying pair: their other members
         # would measure the same relation (fanout.implies)
@@ -380,7 +410,7 @@ class MatchStage:
         waiting.implied_dropped += len(skipped)
         ready = ready - skipped
         # a loose partner related to a group joined: the pair is implied (fanout.implied)
-        links = self._links(image_id, {x for x in partners if x not in grouped}) if connected else {}
+        links = self._links(image_id, {x for x in partners if x not in grouped}, facts.links) if connected else {}
         dropped = fanout.implied(image_id, ready, links, connected)
         waiting.implied_dropped += len(dropped)
         ready = ready - set(dropped)
@@ -493,13 +523,26 @@ class MatchStage:
         meanwhile. Called at the end of a writer batch (:meth:`end_batch`), after an
         image stored alone, and by :meth:`flush_due`/:meth:`close`. Each image alone cost
         the writer ~10 SQL statements and a rebuild of its group: 432 transactions and
-        383 refreshes for the 432 images of the dense set, ~120 of each per batch."""
-        while self.saving:
-            batch, self.saving = self.saving, {}
-            dbpairs.save_pairs(self.session.engine, [pe for found in batch.values() for pe in found],
-                               matched=list(batch), group_rule=self.group_rule)
-            for image_id in batch:
-                self._release(image_id)
+        383 refreshes for the 432 images of the dense set, ~120 of each per batch.
+
+        The images released read the group ids the refreshes stored (:attr:`known`): nothing
+        else in this process writes groups meanwhile (the writer's store runs between
+        stage calls), and another writer's commit may come a moment later as well as
+        earlier: a plan is only a choice of what to verify, groups are always rebuilt
+        from the stored pairs."""
+        if not self.saving:
+            return
+        self.known = {}
+        try:
+            while self.saving:
+                batch, self.saving = self.saving, {}
+                self.known.update(dbpairs.save_pairs(self.session.engine, [pe for found in batch.values() for pe in found],
+                                                     matched=list(batch), group_rule=self.group_rule,
+                                                     exif=self.exposures))
+                for image_id in batch:
+                    self._release(image_id)
+        finally:
+            self.known = None
 
     def _release(self, done: int) -> None:
         """Advance the images whose held pairs waited for ``done`` (in arrival order; a
