@@ -268,7 +268,16 @@ class MatchSettings:
         digest there, stored with their row, so a proof never decodes them again (0:
         never; the proofs' digests then come from the verification processes). It costs
         the hash of the pixels in hand, for every such file, to save a second full decode
-        for the few that need a proof: FIGURES
+        for the few that need a proof. The hash costs 2.4-2.7 ms/MP (bench/digest_cost.py,
+        2026-12-08, 0.4-24 MP): 9-13% of a PNG's decode, 15-24% of a lossy WebP's,
+        35-55% of an uncompressed TIFF's; without it a proof decodes the file again in
+        the pool (a 12 MP PNG: 31 ms in the worker against 327 ms there), so it pays
+        once more than ~10% of PNGs (15-25% of WebPs) need a proof. On
+        bench/end_to_end.py's dense set nearly all do: digest jobs sent to the pool
+        143 -> 70 (JPEGs only), analyse CPU +0.16 s (x1.036, 110 digests in-process),
+        verification pool CPU -1.1 s and all processes' -0.9 s (medians of 5
+        interleaved runs at load 5-8). 4 MP keeps it under ~10 ms a file; 12-24 MP
+        PNGs and TIFFs (30-60 ms each) are left to the pool, for the proofs that need them.
     pool_after: seconds of pixel verification done in the writer itself before those
         processes start (small runs never pay their start-up; 0: always start them).
         The first job pays ~0.5 s loading the kernels, a job ~5-15 ms after that; jobs

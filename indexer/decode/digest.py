@@ -9,10 +9,10 @@ palette-free re-save share a digest. Equal digests prove ``same_pixels``.
 
 :func:`image_digest` hashes the raw bytes strip by strip instead of through one
 ``tobytes()``: the same bytes in the same order (the raw encoder writes whole rows, so
-strips concatenate to the full output; tested), without the full-size copy. CPU per
-megapixel of 8-bit RGB, one run at load 1.3 (2026-12-08, a CPU with SHA extensions):
-one ``tobytes()`` then SHA-256 5.3-7.8 ms/MP (0.4 to 12 MP), in strips 2.4-2.6 ms/MP,
-SHA-256 alone 1.7 ms/MP.
+strips concatenate to the full output; tests/test_digest_early.py), without a full-size
+copy: 2.3-2.5 ms/MP of 8-bit RGB against 5.9-6.8 through one ``tobytes()`` from 4 MP up
+(the same 2.2-2.3 at 0.4 MP, which fits the caches), SHA-256 alone 1.7
+(bench/digest_cost.py and the STRIP_BYTES comment, 2026-12-08).
 """
 from __future__ import annotations
 
