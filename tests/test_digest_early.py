@@ -276,3 +276,40 @@ def test_pixels_digest_bytes_helpers_agree():
     buf = io.BytesIO()
     Image.fromarray(grey).save(buf, "PNG")
     assert digest.array_pixel_digest(grey) == digest.image_digest(Image.open(buf))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    from pgschema import database_url
+
+    with database_url(request.param, tmp_path, "t.db") as url:
+        yield url
+
+
+def test_the_writer_stores_the_workers_digest_and_replaces_it(url, tmp_path):
+    """New rows in one batch (PostgreSQL: COPY), then a changed file's row replaced: each
+    row holds its file's digest, none for a JPEG drafted by the worker."""
+    from sqlalchemy import text
+
+    from indexer.session import open_session
+
+    session = open_session(url)
+    try:
+        folder = tmp_path / "f"
+        _png_and_tiff(folder)
+        F.write_jpeg(folder / "big.jpg", F.scene(3, 1024, 768))
+        paths = sorted(folder.iterdir())
+        settings = dataclasses.replace(Settings().index, digest_pixels=ALL)
+        session.store.save_batch([analyse(task_of(p), settings, frozenset()) for p in paths])
+
+        def stored() -> dict[str, str | None]:
+            with session.engine.connect() as conn:
+                return {Path(p).name: d for p, d in conn.execute(text("SELECT path, pixel_sha256 FROM images"))}
+
+        assert stored() == {"a.png": decode.pixel_digest(folder / "a.png"), "a.tif": decode.pixel_digest(folder / "a.png"),
+                            "big.jpg": None}
+        Image.fromarray(F.scene(40, 320, 240)).save(folder / "a.tif")
+        session.store.save_batch([analyse(task_of(folder / "a.tif"), settings, frozenset())])
+        assert stored()["a.tif"] == decode.pixel_digest(folder / "a.tif") != stored()["a.png"]
+    finally:
+        session.engine.dispose()
