@@ -313,3 +313,19 @@ def test_the_writer_stores_the_workers_digest_and_replaces_it(url, tmp_path):
         assert stored()["a.tif"] == decode.pixel_digest(folder / "a.tif") != stored()["a.png"]
     finally:
         session.engine.dispose()
+
+
+def test_a_digest_pillow_fails_on_leaves_the_file_indexed(files, monkeypatch):
+    """The digest is an extra: when Pillow raises taking it, the file is indexed with
+    none (the proof asks the pool if it ever needs one), its features unchanged."""
+    from indexer.decode import image
+
+    before = analyse(task_of(files["png_p"]), Settings().index, frozenset())
+
+    def broken(img):
+        raise OSError("image file is truncated")
+
+    monkeypatch.setattr(image, "image_digest", broken)
+    after = analyse(task_of(files["png_p"]), dataclasses.replace(Settings().index, digest_pixels=ALL), frozenset())
+    assert type(after).__name__ == "Indexed" and after.decoded.pixel_sha256 is None
+    assert after.features.phash == before.features.phash and after.blobs == before.blobs

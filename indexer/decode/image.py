@@ -224,8 +224,7 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     first = _first_frame(img)
     pixel_sha = None
     if wants_digest and first.size == opened:  # full size: no DCT scaling took place
-        hashed = digest_image(first)
-        pixel_sha = image_digest(hashed)
+        hashed, pixel_sha = _digested(first)
         first = hashed if hashed.mode == "RGB" else first  # converted once for both
     rgb = to_float_rgb(first, work_size)
     frame = None
@@ -235,7 +234,7 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
             full = open_pillow(data, max_pixels)
             load_pixels(full)
             if wants_digest:
-                pixel_sha = image_digest(digest_image(_first_frame(full)))
+                pixel_sha = _digested(_first_frame(full))[1]
         frame = sensor_frame(_first_frame(full))
     if not upright:
         rgb = np.ascontiguousarray(orient.apply(rgb, orient.from_exif(orientation)))
@@ -243,6 +242,17 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     decoder = f"pillow:{fmt.lower()}" + (f":draft{reduced}" if reduced > 1 else "")
     return Decoded(digest, len(data), fmt, width, height, depth, orientation, rgb, meta, decoder,
                    frame=frame, pixel_sha256=pixel_sha)
+
+
+def _digested(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """``img`` in its digest mode and its pixel digest; ``img`` and None when Pillow
+    fails on it (a digest is an extra: a file whose pixels were decoded is indexed all
+    the same, and a proof that needs the digest asks the verification pool)."""
+    try:
+        hashed = digest_image(img)
+        return hashed, image_digest(hashed)
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError):
+        return img, None
 
 
 def _orientation(img: Image.Image, fmt: str, meta: exif.Metadata) -> tuple[int, bool]:
