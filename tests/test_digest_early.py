@@ -18,7 +18,7 @@ import imagefiles as F
 from cli import main
 from indexer import decode
 from indexer.config import ConfigError, Settings, as_dict, load_settings
-from indexer.outcomes import Task
+from indexer.outcomes import Indexed, Task
 from indexer.pipeline.analyse import analyse
 
 ALL = 10**9  # digest_pixels large enough for any test image
@@ -44,7 +44,7 @@ def worker_digest(path: Path, digest_pixels: int = ALL) -> str | None:
     """What the analyse worker stores for ``path`` (its settings as matching sets them)."""
     settings = dataclasses.replace(Settings().index, digest_pixels=digest_pixels)
     outcome = analyse(task_of(path), settings, frozenset())
-    assert type(outcome).__name__ == "Indexed", outcome
+    assert isinstance(outcome, Indexed), outcome
     return outcome.decoded.pixel_sha256
 
 
@@ -327,5 +327,5 @@ def test_a_digest_pillow_fails_on_leaves_the_file_indexed(files, monkeypatch):
 
     monkeypatch.setattr(image, "image_digest", broken)
     after = analyse(task_of(files["png_p"]), dataclasses.replace(Settings().index, digest_pixels=ALL), frozenset())
-    assert type(after).__name__ == "Indexed" and after.decoded.pixel_sha256 is None
+    assert isinstance(after, Indexed) and after.decoded.pixel_sha256 is None
     assert after.features.phash == before.features.phash and after.blobs == before.blobs
