@@ -29,7 +29,7 @@ def image_values(result: Indexed, camera_id: int | None) -> dict:
     # its magic keeps its odd extension in the format name)
     return dict(
         path=result.task.path, size=result.task.size, mtime_ns=result.task.mtime_ns,
-        missing_since=None, matched_at=None, sha256=d.sha256, pixel_sha256=None, format=d.format[:16],
+        missing_since=None, matched_at=None, sha256=d.sha256, pixel_sha256=d.pixel_sha256, format=d.format[:16],
         width=d.width, height=d.height,
         display_width=d.height if swap else d.width, display_height=d.width if swap else d.height,
         bit_depth=d.bit_depth, orientation=d.orientation, camera_id=camera_id,

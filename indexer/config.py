@@ -35,6 +35,11 @@ WRITE_BATCH = 200
 WRITE_WAIT_MS = 5.0
 
 
+# the metadata key of a field that a configuration file cannot set nor ``photoqa config``
+# print: another setting decides its value (Settings.__post_init__)
+DERIVED = "derived"
+
+
 class ConfigError(ValueError):
     """A configuration file is unreadable or names an unknown setting."""
 
@@ -60,6 +65,9 @@ class IndexSettings:
         never waited for (db.store.Store.save_batch).
     write_wait_ms: how long ``index`` waits for more outcomes to join a batch once one is
         ready (the watch daemon never waits: its latency matters more).
+    digest_pixels: not a setting of its own (a file cannot set it): ``[match]
+        digest_decoded_pixels`` while ``[match] enabled``, else 0, copied here by
+        :class:`Settings` because the decode workers are given ``[index]`` only.
     """
 
     work_size: int = WORK_SIZE
@@ -71,6 +79,7 @@ class IndexSettings:
     cluster_wait: float = 60.0
     write_batch: int = WRITE_BATCH
     write_wait_ms: float = WRITE_WAIT_MS
+    digest_pixels: int = field(default=0, metadata={DERIVED: True})
 
 
 @dataclass(frozen=True)
@@ -253,6 +262,22 @@ class MatchSettings:
     digest_inline_pixels: a ``same_pixels`` proof needs full-size pixel digests; files of
         more pixels are decoded for it by the verification processes, never the writer
         (``indexer.pipeline.pixelproof``); smaller ones in the writer until those start.
+    digest_decoded_pixels: files of at most this many pixels that the decode workers
+        decode at full size anyway (PNG, TIFF, WebP, GIF, BMP, HEIF...; not RAW, nor a
+        JPEG, which is draft-decoded at 1/2-1/8 scale unless it is small) get their pixel
+        digest there, stored with their row, so a proof never decodes them again (0:
+        never; the proofs' digests then come from the verification processes). It costs
+        the hash of the pixels in hand, for every such file, to save a second full decode
+        for the few that need a proof. The hash costs 2.4-2.7 ms/MP (bench/digest_cost.py,
+        2026-12-08, 0.4-24 MP): 9-13% of a PNG's decode, 15-24% of a lossy WebP's,
+        35-55% of an uncompressed TIFF's; without it a proof decodes the file again in
+        the pool (a 12 MP PNG: 31 ms in the worker against 327 ms there), so it pays
+        once more than ~10% of PNGs (15-25% of WebPs) need a proof. On
+        bench/end_to_end.py's dense set nearly all do: digest jobs sent to the pool
+        143 -> 70 (JPEGs only), analyse CPU +0.16 s (x1.036, 110 digests in-process),
+        verification pool CPU -1.1 s and all processes' -0.9 s (medians of 5
+        interleaved runs at load 5-8). 4 MP keeps it under ~10 ms a file; 12-24 MP
+        PNGs and TIFFs (30-60 ms each) are left to the pool, for the proofs that need them.
     pool_after: seconds of pixel verification done in the writer itself before those
         processes start (small runs never pay their start-up; 0: always start them).
         The first job pays ~0.5 s loading the kernels, a job ~5-15 ms after that; jobs
@@ -292,6 +317,7 @@ class MatchSettings:
     loose_tries: int = 4
     verify_workers: int = 0
     digest_inline_pixels: int = 1_000_000  # a 1 MP decode costs the writer ~15 ms
+    digest_decoded_pixels: int = 4_000_000  # see the docstring
     pool_after: float = 0.5  # see the docstring
     pool_files: int = 8
     index_file: str = ""
@@ -357,6 +383,13 @@ class Settings:
     dupes: DupesSettings = field(default_factory=DupesSettings)
     stacks: StackSettings = field(default_factory=StackSettings)
 
+    def __post_init__(self):
+        # the decode workers are given [index] only (pipeline.analyse.init_worker): what
+        # they need of [match] rides along there, recomputed by every replace()
+        digest = self.match.digest_decoded_pixels if self.match.enabled else 0
+        if self.index.digest_pixels != digest:
+            object.__setattr__(self, "index", dataclasses.replace(self.index, digest_pixels=digest))
+
     def section(self, name: str):
         return getattr(self, name)
 
@@ -373,7 +406,7 @@ def _apply(settings: Settings, overrides: dict, source: str) -> Settings:
         if name not in {f.name for f in dataclasses.fields(Settings)}:
             raise ConfigError(f"{source}: unknown section [{name}]")
         current = getattr(settings, name)
-        known = {f.name: f for f in dataclasses.fields(current)}
+        known = {f.name: f for f in dataclasses.fields(current) if not f.metadata.get(DERIVED)}
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: [{name}] must be a table")
         typed = {}
@@ -423,8 +456,14 @@ def load_settings(config: str | os.PathLike | None = None, db_path: str | os.Pat
 
 
 def as_dict(settings: Settings) -> dict:
-    """Every setting with its current value, for ``photoqa config``."""
-    return dataclasses.asdict(settings)
+    """Every setting with its current value, for ``photoqa config`` (derived fields left
+    out: a file cannot set them)."""
+    tables = dataclasses.asdict(settings)
+    for section in dataclasses.fields(settings):
+        for f in dataclasses.fields(getattr(settings, section.name)):
+            if f.metadata.get(DERIVED):
+                del tables[section.name][f.name]
+    return tables
 
 
 def _toml_value(value) -> str:

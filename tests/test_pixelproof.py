@@ -50,7 +50,8 @@ def test_each_file_is_digested_at_most_once_across_runs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(decode, "pixel_digest", counted)
     folder, db = tmp_path / "p", tmp_path / "photoqa.db"
-    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 1e9\n")  # small files: digested here, counted
+    # small files: digested here, counted; none by the decode workers (test_digest_early)
+    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 1e9\ndigest_decoded_pixels = 0\n")
     _same_pixels_copies(folder, ["a.png", "b.png", "c.tif"])
     _run(db, "index", folder, "--workers", "1")
     assert _verdicts(db) == ["same_pixels", "same_pixels"]
@@ -72,7 +73,8 @@ def test_large_files_are_digested_by_the_verification_workers_not_the_writer(tmp
 
     monkeypatch.setattr(decode, "pixel_digest", not_here)
     folder, db = tmp_path / "p", tmp_path / "photoqa.db"
-    (tmp_path / "photoqa.toml").write_text("[match]\ndigest_inline_pixels = 0\nverify_workers = 1\n")
+    (tmp_path / "photoqa.toml").write_text("[match]\ndigest_inline_pixels = 0\nverify_workers = 1\n"
+                                           "digest_decoded_pixels = 0\n")
     _same_pixels_copies(folder, ["a.png", "b.png"])
     _run(db, "index", folder, "--workers", "1")
     assert _verdicts(db) == ["same_pixels"]
@@ -97,7 +99,7 @@ def test_a_mirrored_copy_is_not_decoded_for_a_digest_but_a_retagged_one_is(tmp_p
     img.save(folder / "a.png")
     img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "a_mirror.png")
     db = tmp_path / "photoqa.db"
-    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 1e9\n")
+    (tmp_path / "photoqa.toml").write_text("[match]\npool_after = 1e9\ndigest_decoded_pixels = 0\n")
     _run(db, "index", folder, "--workers", "1")
     assert _verdicts(db) == ["derived"] and not calls, calls
     img.save(folder / "a_tagged.png", exif=F.exif_with(orientation=2))  # same stored pixels, shown mirrored

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from indexer.decode import exif, sniff
+from indexer.decode.digest import array_pixel_digest, digest_image, image_digest  # noqa: F401 - re-exported
 # Defaults of the decode functions and of [index] in indexer.config, defined once in limits
 from indexer.decode.limits import MAX_PIXELS, RAW_PREVIEW_MIN, WORK_SIZE  # noqa: F401
 
@@ -75,7 +76,9 @@ class Decoded:
 
     ``rgb`` is float32 (h, w, 3) in [0, 1], sRGB-encoded, EXIF orientation applied,
     with its long side at most ``work_size`` pixels. ``width``/``height`` are the stored
-    (un-rotated) pixel size; for RAW, the visible sensor area.
+    (un-rotated) pixel size; for RAW, the visible sensor area. ``pixel_sha256``:
+    :func:`pixel_digest`'s value (64 hex digits), taken where the decode held the
+    full-size pixels anyway and ``decode_bytes`` was asked for it, else None.
     """
 
     sha256: str
@@ -90,6 +93,7 @@ class Decoded:
     decoder: str
     cfa: CfaPlane | None = None  # RAW, when sensor statistics were asked for
     frame: np.ndarray | None = None  # other formats: full-size stored pixels, likewise
+    pixel_sha256: str | None = None
 
 
 def read_bytes(path: Path) -> bytes:
@@ -108,17 +112,24 @@ def read_bytes(path: Path) -> bytes:
 
 
 def decode_file(path: str | Path, *, work_size: int = WORK_SIZE, raw_preview_min: int = RAW_PREVIEW_MIN,
-                max_pixels: int = MAX_PIXELS, sensor_data: SensorData = SensorData.NONE) -> Decoded:
+                max_pixels: int = MAX_PIXELS, sensor_data: SensorData = SensorData.NONE,
+                digest_pixels: int = 0) -> Decoded:
     """Read and decode one file (see :func:`decode_bytes`)."""
     path = Path(path)
     return decode_bytes(read_bytes(path), path, work_size=work_size, raw_preview_min=raw_preview_min,
-                        max_pixels=max_pixels, sensor_data=sensor_data)
+                        max_pixels=max_pixels, sensor_data=sensor_data, digest_pixels=digest_pixels)
 
 
 def decode_bytes(data: bytes, path: Path, *, work_size: int = WORK_SIZE, raw_preview_min: int = RAW_PREVIEW_MIN,
                  max_pixels: int = MAX_PIXELS, sensor_data: SensorData = SensorData.NONE,
-                 frame_wanted: FrameFilter | None = None) -> Decoded:
+                 frame_wanted: FrameFilter | None = None, digest_pixels: int = 0) -> Decoded:
     """Decode ``data`` (the bytes of ``path``) to a :class:`Decoded` at the working size.
+
+    ``digest_pixels``: an image of at most this many pixels that is decoded at full size
+    anyway (not a RAW, not a draft-decoded JPEG; a JPEG whose full-size frame the sensor
+    statistics keep is) gets its :func:`pixel_digest` in ``Decoded.pixel_sha256``, from
+    the pixels in hand (no second decode; costs the hash, ~2.5 ms/MP:
+    :mod:`indexer.decode.digest`); 0: never.
 
     ``frame_wanted(meta, width, height, sha256, luminance, raw)``, when given, decides for
     each file of a camera whether its full-size frame (``SensorData.ALL``) or RAW CFA plane
@@ -141,7 +152,7 @@ def decode_bytes(data: bytes, path: Path, *, work_size: int = WORK_SIZE, raw_pre
                 raise raw_error from None
     if kind == "heif" and not HEIF_AVAILABLE:
         raise DecodeError("unsupported", "HEIF/HEIC needs the optional extra: pip install 'photoqa[heif]'")
-    return _from_pillow(data, digest, work_size, max_pixels, sensor_data, frame_wanted)
+    return _from_pillow(data, digest, work_size, max_pixels, sensor_data, frame_wanted, digest_pixels)
 
 
 def open_pillow(data: bytes, max_pixels: int) -> Image.Image:
@@ -188,7 +199,8 @@ def bit_depth(img: Image.Image) -> int:
 
 
 def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
-                 sensor_data: SensorData = SensorData.NONE, frame_wanted: FrameFilter | None = None) -> Decoded:
+                 sensor_data: SensorData = SensorData.NONE, frame_wanted: FrameFilter | None = None,
+                 digest_pixels: int = 0) -> Decoded:
     img = open_pillow(data, max_pixels)
     fmt = (img.format or "UNKNOWN").upper()
     depth = bit_depth(img)  # before getexif(): on a PNG it loads the pixels, emptying img.tile
@@ -204,24 +216,43 @@ def _from_pillow(data: bytes, digest: str, work_size: int, max_pixels: int,
     # kept JPEG frame costs a second, full-size decode, decided after the draft one: the
     # budget draws dark frames more often, and the draft's mean luma tells them for free.
     wants_frame = sensor_data is SensorData.ALL and meta.camera is not None
+    wants_digest = 0 < img.width * img.height <= digest_pixels
+    opened = img.size
     if fmt == "JPEG":
         img.draft("L" if img.mode == "L" else "RGB", draft_request(img.size, work_size))
     load_pixels(img)
-    rgb = to_float_rgb(_first_frame(img), work_size)
+    first = _first_frame(img)
+    pixel_sha = None
+    if wants_digest and first.size == opened:  # full size: no DCT scaling took place
+        hashed, pixel_sha = _digested(first)
+        first = hashed if hashed.mode == "RGB" else first  # converted once for both
+    rgb = to_float_rgb(first, work_size)
     frame = None
     if wants_frame and (frame_wanted is None or frame_wanted(meta, width, height, digest, mean_luma(rgb), False)):
-        if fmt == "JPEG":
+        full = img
+        if first.size != opened:  # a draft-decoded JPEG: its frame needs a full-size decode
             full = open_pillow(data, max_pixels)
             load_pixels(full)
-            frame = sensor_frame(_first_frame(full))
-        else:
-            frame = sensor_frame(_first_frame(img))
+            if wants_digest:
+                pixel_sha = _digested(_first_frame(full))[1]
+        frame = sensor_frame(_first_frame(full))
     if not upright:
         rgb = np.ascontiguousarray(orient.apply(rgb, orient.from_exif(orientation)))
     reduced = max(width, height) // max(img.size)  # > 1 after a JPEG draft
     decoder = f"pillow:{fmt.lower()}" + (f":draft{reduced}" if reduced > 1 else "")
     return Decoded(digest, len(data), fmt, width, height, depth, orientation, rgb, meta, decoder,
-                   frame=frame)
+                   frame=frame, pixel_sha256=pixel_sha)
+
+
+def _digested(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """``img`` in its digest mode and its pixel digest; ``img`` and None when Pillow
+    fails on it (a digest is an extra: a file whose pixels were decoded is indexed all
+    the same, and a proof that needs the digest asks the verification pool)."""
+    try:
+        hashed = digest_image(img)
+        return hashed, image_digest(hashed)
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError):
+        return img, None
 
 
 def _orientation(img: Image.Image, fmt: str, meta: exif.Metadata) -> tuple[int, bool]:
@@ -290,7 +321,7 @@ def to_float_rgb(img: Image.Image, work_size: int | None) -> np.ndarray:
             grey = grey.resize(draft_request(grey.size, work_size), Image.Resampling.BOX)
         plane = np.clip(np.asarray(grey, dtype=np.float32), 0.0, 1.0)
         return np.repeat(plane[:, :, None], 3, axis=2)
-    rgb = img.convert("RGB")
+    rgb = img if img.mode == "RGB" else img.convert("RGB")  # never changed in place: no copy
     if work_size and max(rgb.size) > work_size:
         rgb = rgb.resize(draft_request(rgb.size, work_size), Image.Resampling.BOX)
     return np.asarray(rgb, dtype=np.float32) / 255.0
@@ -331,43 +362,20 @@ def sidecar_meta(path: Path) -> exif.Metadata:
 
 
 def pixel_digest(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> str:
-    """SHA-256 of the full-size decoded pixels (stored orientation, mode and size included).
+    """SHA-256 of the full-size decoded pixels (stored orientation, mode and size included:
+    :mod:`indexer.decode.digest`).
 
     Two files with equal digests hold the same picture whatever their metadata or
-    container; used only to verify ``same_pixels`` candidates, as it needs a full decode.
+    container; used only to verify ``same_pixels`` candidates, as it needs a full decode
+    (:func:`decode_bytes` gives it for free where it decodes at full size anyway).
     """
     path = Path(path)
     data = read_bytes(path)
-    digest = hashlib.sha256()
     if sniff.is_raw(data, path.suffix):
-        digest.update(b"raw:" + raw_pixel_bytes(data))
-        return digest.hexdigest()
+        return hashlib.sha256(b"raw:" + raw_pixel_bytes(data)).hexdigest()
     img = open_pillow(data, max_pixels)
     load_pixels(_first_frame(img))
-    mode = "RGB" if img.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA", "PA") else img.mode
-    img = img.convert(mode) if mode != img.mode else img
-    return _pixels_digest(img.mode, img.width, img.height, img.tobytes())
-
-
-def _pixels_digest(mode: str, width: int, height: int, data: bytes) -> str:
-    return hashlib.sha256(f"{mode}:{width}x{height}:".encode() + data).hexdigest()
-
-
-def array_pixel_digest(frame: np.ndarray) -> str | None:
-    """:func:`pixel_digest` of an image file holding ``frame``'s pixels, or None when no
-    such file exists: a stack frame (channels first) of uint8 (H, W) or (1, H, W) is a
-    mode "L" image, uint8 (3, H, W) an "RGB" one (interleaved as Pillow stores it),
-    uint16 (H, W) or (1, H, W) an "I;16" one (little-endian, as Pillow holds a 16-bit
-    PNG); other dtypes and channel counts have no 8/16-bit file to equal. So a frame
-    that copies a photo exactly has the photo's digest (``same_pixels``, not ``derived``)."""
-    a = frame[0] if frame.ndim == 3 and frame.shape[0] == 1 else frame
-    if a.dtype == np.uint8 and a.ndim == 2:
-        return _pixels_digest("L", a.shape[1], a.shape[0], np.ascontiguousarray(a).tobytes())
-    if a.dtype == np.uint8 and a.ndim == 3 and a.shape[0] == 3:
-        return _pixels_digest("RGB", a.shape[2], a.shape[1], np.ascontiguousarray(a.transpose(1, 2, 0)).tobytes())
-    if a.dtype.kind == "u" and a.dtype.itemsize == 2 and a.ndim == 2:
-        return _pixels_digest("I;16", a.shape[1], a.shape[0], np.ascontiguousarray(a, "<u2").tobytes())
-    return None
+    return image_digest(digest_image(img))
 
 
 def payload_digest(path: str | Path) -> str | None:

@@ -51,7 +51,8 @@ def analyse(task: Task, settings: IndexSettings | None = None,
             warnings.simplefilter("always")
             decoded = decode.decode_bytes(
                 data, path, work_size=settings.work_size, raw_preview_min=settings.raw_preview_min,
-                max_pixels=settings.max_pixels, sensor_data=plan.data, frame_wanted=plan.frame_filter())
+                max_pixels=settings.max_pixels, sensor_data=plan.data, frame_wanted=plan.frame_filter(),
+                digest_pixels=settings.digest_pixels)
             measured = features.measure(decoded.rgb, thumb_size=settings.thumb_size)
         decoded.rgb = decoded.rgb[:0, :0]
         sensor = take_delta(decoded)  # the per-site work here, in the worker; frames dropped

@@ -8,7 +8,9 @@ ways to know, cheapest first:
    :func:`indexer.decode.payload_digest`): a read of both files and a hash, no decode;
 2. equal full-size pixel digests (:func:`indexer.decode.pixel_digest`), stored in
    ``images.pixel_sha256`` once computed, so a file is fully decoded for this at most once.
-   A missing digest is computed by the verification workers
+   The decode worker stores it with the row when it decoded the file at full size anyway
+   (``[match] digest_decoded_pixels``: PNG, TIFF, WebP... not RAW, nor a draft-decoded
+   JPEG). A missing digest is computed by the verification workers
    (:meth:`~indexer.pipeline.verifypool.Verifier.submit_digest`), never by the writer
    unless the file is small (``[match] digest_inline_pixels``) and no pool runs yet.
 

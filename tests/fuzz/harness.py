@@ -151,10 +151,12 @@ def _exif(data: bytes) -> object:
 
 def _decode(suffix: str):
     def call(data: bytes) -> object:
+        from indexer.config import MatchSettings
         from indexer.decode import SensorData, decode_bytes
 
+        # with the pixel digest the decode workers take by default while matching is on
         return decode_bytes(data, Path("fuzz" + suffix), work_size=256, max_pixels=20_000_000,
-                            sensor_data=SensorData.ALL)
+                            sensor_data=SensorData.ALL, digest_pixels=MatchSettings().digest_decoded_pixels)
 
     return call
 
