@@ -29,6 +29,20 @@ imagehash loop; (b) photoqa >= 0.5 x match off.
 loop N times in alternating order and prints each round's ratios and their medians: on
 this shared machine the columns of one round move 2-3x between rounds.
 
+2026-12-08 01:06-01:16, main at fa0dc67 (thumbev: the pair's delta EV in one compiled
+pass; the matching writer's reads folded; pixel digests from the decode workers), against
+a ``git archive`` of 3149816 in the same rounds, load 0.5-3.1, photoqa / match off per
+round (before), medians:
+
+    dense     --rounds 4   0.57 0.57 0.52 0.56 (before -, 0.48, 0.40, 0.41)    median 0.56
+    dense     --rounds 3   0.55 0.54 0.55 (before 0.48 0.49 0.48)              median 0.55
+    dense     --rounds 5   0.57 0.56 0.48 0.57 0.56 (before 0.47 0.47 0.50 0.50 0.49)  median 0.56
+    camera    --rounds 5   0.76 0.86 0.81 0.87 0.92 (before 0.77 0.95 0.77 0.86 0.71)  median 0.86;
+                           photoqa / imagehash 2.11 1.68 1.65 1.94 1.88, median 1.88
+    distinct  --rounds 3   1.06 1.01 1.17                                       median 1.06
+
+This / before with defaults on dense: 1.18x and 1.17x (medians).
+
 2026-12-07 22:41-22:44, main after the evening's merges (camwarm, dense3, young3, the
 flat match index to 8,192 entries, half-plane detail spectra), ``--sets
 camera,dense,distinct --rounds 3 --before`` a ``git archive`` of ca9bdc2, load 2.1-2.3,
