@@ -8,6 +8,8 @@ with "database disk image is malformed" in its log.
 """
 from __future__ import annotations
 
+import os
+
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,58 @@ def sniff_sqlite(path: Path) -> str | None:
     if head and head != SQLITE_MAGIC:
         return f"{path} is not a SQLite database (it starts with {head[:8]!r})"
     return None
+
+
+class HeaderWatch:
+    """:func:`sniff_sqlite` of a database this process holds open, again and again,
+    through one descriptor opened once and never closed (the process's exit closes it).
+
+    Why not :func:`sniff_sqlite`: POSIX advisory (fcntl) locks belong to the process, and
+    closing *any* descriptor of a file releases every lock the process holds on it,
+    including the SHARED lock a WAL-mode SQLite connection keeps on the database. Another
+    process's last connection then takes the file as unused: it checkpoints and deletes
+    ``-wal`` and ``-shm`` under this one, whose later commits go to the deleted WAL,
+    unseen by others, and its next checkpoint writes over pages they committed since
+    (SQLite, "How To Corrupt An SQLite Database File", 2.2). Seen 2026-12-08: a
+    ``photoqa watch`` heartbeat read the header by open/close every 5 s; a ``photoqa
+    index`` run beside it deleted the WAL, the daemon's next rows were invisible until it
+    stopped, and then overwrote the row ``index`` had stored.
+
+    A file replaced at the path (a rename over it: a restored backup) is reported too:
+    this process's connections still write to the old one, which nothing reads.
+    """
+
+    _kept: dict[tuple[int, int], int] = {}  # (st_dev, st_ino) -> descriptor, for the process's life
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.identity: tuple[int, int] | None = None  # the file's at the first check
+
+    def check(self) -> str | None:
+        """Why the file at the path is no longer a usable SQLite database for this
+        process (overwritten, replaced, unreadable), or None."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None  # as sniff_sqlite: nothing there to judge
+        except OSError as exc:
+            return f"cannot read {self.path}: {exc.strerror or exc}"
+        identity = (st.st_dev, st.st_ino)
+        if self.identity is None:
+            self.identity = identity
+        if identity != self.identity:
+            return f"{self.path} was replaced by another file (this process's writes would go to the old one)"
+        fd = HeaderWatch._kept.get(identity)
+        try:
+            if fd is None:
+                fd = HeaderWatch._kept[identity] = os.open(self.path, os.O_RDONLY)
+            head = os.pread(fd, len(SQLITE_MAGIC), 0)
+        except OSError as exc:
+            return f"cannot read {self.path}: {exc.strerror or exc}"
+        if head and head != SQLITE_MAGIC:
+            return (f"{self.path} is not a SQLite database any more (it starts with {head[:8]!r}): "
+                    "it was overwritten while this process had it open")
+        return None
 
 
 @dataclass

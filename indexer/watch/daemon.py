@@ -27,7 +27,7 @@ from pathlib import Path
 
 from db import actions as dbactions
 from db import heartbeat as hb
-from db.health import fatal_message, sniff_sqlite
+from db.health import HeaderWatch, fatal_message
 from db.store import utcnow
 from indexer.pipeline import scan
 from indexer.decode import SensorData, arrays
@@ -112,6 +112,9 @@ class Daemon:
         self.stages, self.observer_factory, self.sensor_data = stages, observer_factory, sensor_data
         self.backlog: deque[tuple[str, int]] = deque()  # (path, mtime_ns) from the catch-up scan
         self.attempts: dict[str, int] = {}
+        # the SQLite file's header, read every heartbeat through one descriptor, never by
+        # opening and closing the file (that dropped SQLite's locks: see HeaderWatch)
+        self.header: HeaderWatch | None = None
 
     def run(self) -> WatchResult:
         started = time.monotonic()
@@ -325,12 +328,14 @@ class Daemon:
 
     def _beat(self, daemon_id: int, pending: Pending, writer: Writer) -> None:
         url = self.session.engine.url
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if self.header is None and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            self.header = HeaderWatch(Path(url.database))
+        if self.header is not None:
             # A SQLite file overwritten whole under the daemon goes unnoticed by SQLite itself
             # in WAL mode (8 files "indexed" into the WAL of a file of random bytes, measured):
             # its first 16 bytes, read every heartbeat, tell.
-            if (why := sniff_sqlite(Path(url.database))) is not None:
-                raise DatabaseUnusable(f"{why}: it was overwritten while watch ran; watch stopped (files not "
+            if (why := self.header.check()) is not None:
+                raise DatabaseUnusable(f"{why}; watch stopped (files not "
                                        "indexed yet are picked up when it starts again on a restored database)")
         waiting = len(pending) + len(writer.jobs) + len(self.backlog) + len(writer.crashed)
         try:
