@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from test_watch_helpers import ThreadedDaemon, jpeg, no_thread_leak, rows, sha, wait_for  # noqa: F401
@@ -171,3 +172,39 @@ def test_watch_into_postgresql(tmp_path):
                                 {"p": f"{inbox}/%"}).all())
     engine.dispose()
     assert got == {str(inbox / "early.jpg"): sha(jpeg(70)), str(inbox / "later.jpg"): sha(jpeg(71))}
+
+
+def test_a_copy_of_a_photo_another_writer_stored_after_the_daemon_started_is_paired(tmp_path):
+    """A running daemon's index catches up with rows other writers store: ``photoqa index``
+    of another folder stores a photo while the daemon runs; a mirrored copy of it that
+    lands in the watched folder afterwards is paired with it (before, the daemon's index
+    held only the rows of its start and stored the copy with no pair)."""
+    from imagefiles import scene, write_jpeg
+
+    watched, other, db = tmp_path / "w", tmp_path / "x", tmp_path / "p.db"
+    watched.mkdir()
+    other.mkdir()
+    daemon = DaemonProcess(db, [watched], tmp_path / "w.log")
+    try:
+        write_jpeg(watched / "first.jpg", scene(11, 320, 240))  # the daemon's index opens for it
+        wait_for(lambda: "first.jpg" in " ".join(daemon.indexed()), 30, "first.jpg indexed")
+        photo = scene(21, 320, 240)
+        write_jpeg(other / "photo.jpg", photo)
+        subprocess.run([sys.executable, "-m", "cli", "--db", str(db), "index", str(other)],
+                       cwd=REPO, env=ENV, capture_output=True, check=True)
+        time.sleep(2.5)  # past the stage's catch_up_every: the next batch catches up first
+        write_jpeg(watched / "mirror.jpg", np.ascontiguousarray(photo[:, ::-1]))
+        wait_for(lambda: "mirror.jpg" in " ".join(daemon.indexed()), 30, "mirror.jpg indexed")
+        sql = ("SELECT a.path, b.path, p.verdict FROM pairs p JOIN images a ON a.id = p.a_id "
+               "JOIN images b ON b.id = p.b_id")
+        wait_for(lambda: len(rows(db, sql)) == 1, 30, "the pair stored")
+        # seen by other connections while the daemon runs (its heartbeat once dropped its
+        # SQLite locks: index then deleted the WAL under it, db.health.HeaderWatch)
+        names = {Path(p).name for (p,) in rows(db, "SELECT path FROM images")}
+        assert names == {"first.jpg", "photo.jpg", "mirror.jpg"}
+    finally:
+        assert daemon.stop() == 0
+    (a, b, verdict), = rows(db, sql)
+    assert {Path(a).name, Path(b).name} == {"photo.jpg", "mirror.jpg"} and verdict == "derived"
+    assert {Path(p).name for (p,) in rows(db, "SELECT path FROM images")} == {"first.jpg", "photo.jpg", "mirror.jpg"}
+    assert integrity(db) == "ok"

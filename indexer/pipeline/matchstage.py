@@ -141,6 +141,9 @@ class MatchStage:
     """
 
     save_idle = 10.0  # seconds without a new image before a running daemon saves its index (if due)
+    # seconds between two catch-ups with rows other writers stored (see _catch_up_if_due):
+    # one costs a read of the rows changed since the last (~REPLAY of them at least)
+    catch_up_every = 2.0
 
     def __init__(self, session: Session):
         self.session = session
@@ -158,6 +161,7 @@ class MatchStage:
         self.mark = None  # what the saved index is up to date with
         self.unsaved = 0  # images changed since the saved index (the catch-up's, then each match)
         self.last_add = time.monotonic()
+        self.caught_up = time.monotonic()  # when the index last caught up with other writers' rows
         self.group_rule = session.settings.group_rule()
         # the related verdicts whose stored pairs imply a copy's (those not grouping)
         self.implied_verdicts = [v for v in fanout.IMPLIED_VERDICTS if v not in self.group_rule.verdicts]
@@ -182,6 +186,8 @@ class MatchStage:
     def __call__(self, image_id: int, result: Indexed) -> None:
         if self.matcher is None:
             self._start(skip=image_id)
+        elif not self.batching:
+            self._catch_up_if_due()
         cap = result.decoded.meta.capture
         self.exposures[image_id] = (cap.exposure_time, cap.iso, cap.f_number)  # as the store stored them
         self.exposures.move_to_end(image_id)
@@ -194,7 +200,28 @@ class MatchStage:
         through :meth:`__call__`, one at a time, as when stored alone)."""
         if self.matcher is None:
             self._start()
+        else:
+            self._catch_up_if_due()
         self.batching = True
+
+    def _catch_up_if_due(self) -> None:
+        """Hold the rows other writers stored since the index was opened or last caught
+        up (at most every :attr:`catch_up_every` seconds, before new images are matched).
+
+        The index is read once, when the stage starts; a ``watch`` daemon runs for days.
+        Without this, a photo that ``photoqa index`` (or a second daemon) stored after the
+        daemon started was never a candidate for the daemon's new images: a flipped copy
+        of it landing in the watched folder was stored with no pair (seen 2026-12-08).
+        Rows are held as at start-up (:meth:`IndexKeeper.catch_up`: nothing proposed for
+        them; their own writer matched them). Two writers that store copies of each other
+        within one interval can still both miss the pair: each holds the other's rows
+        only from its next catch-up on."""
+        now = time.monotonic()
+        if self.keeper is None or self.mark is None or now - self.caught_up < self.catch_up_every:
+            return
+        self.caught_up = now
+        self.mark, changed = self.keeper.catch_up(self.matcher, self.mark)
+        self.unsaved += changed
 
     def end_batch(self) -> None:
         """The writer's batch went through the stages: store its images' pairs (one
