@@ -130,8 +130,7 @@ class HeaderWatch:
         except OSError as exc:
             return f"cannot read {self.path}: {exc.strerror or exc}"
         if head and head != SQLITE_MAGIC:
-            return (f"{self.path} is not a SQLite database any more (it starts with {head[:8]!r}): "
-                    "it was overwritten while this process had it open")
+            return f"{self.path} is not a SQLite database (it starts with {head[:8]!r})"
         return None
 
 

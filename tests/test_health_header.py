@@ -67,7 +67,7 @@ def test_an_overwritten_or_replaced_file_is_reported(tmp_path):
     size = db.stat().st_size
     with open(db, "r+b") as handle:  # in place: the same inode
         handle.write(os.urandom(size))
-    assert "is not a SQLite database any more" in watch.check()
+    assert "is not a SQLite database" in watch.check()
 
     other = tmp_path / "other.db"
     wal_database(other).close()

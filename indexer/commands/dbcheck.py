@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db import engine as dbengine
-from db.health import Check, backup_sqlite, integrity, sniff_sqlite
+from db.health import Check, HeaderWatch, backup_sqlite, integrity
 from indexer.pipeline.matchindex import index_file
 from indexer.pipeline.sensorstore import locked, open_store, sensor_folder
 from indexer.session import Session
@@ -73,7 +73,7 @@ def backup(session: Session, dest: Path, *, force: bool = False) -> Backup:
         raise BackupError(f"{dest} exists; choose a new name or add --force")
     if not dest.parent.is_dir():
         raise BackupError(f"no folder {dest.parent}")
-    if (why := sniff_sqlite(source)) is not None:
+    if (why := HeaderWatch(source).check()) is not None:  # the session holds it open: no open/close (HeaderWatch)
         raise BackupError(why)
     pages = backup_sqlite(source, dest, busy_timeout_ms=session.settings.database.busy_timeout_ms)
     copied = 0

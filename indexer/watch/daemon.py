@@ -335,7 +335,7 @@ class Daemon:
             # in WAL mode (8 files "indexed" into the WAL of a file of random bytes, measured):
             # its first 16 bytes, read every heartbeat, tell.
             if (why := self.header.check()) is not None:
-                raise DatabaseUnusable(f"{why}; watch stopped (files not "
+                raise DatabaseUnusable(f"{why}: it changed under watch; watch stopped (files not "
                                        "indexed yet are picked up when it starts again on a restored database)")
         waiting = len(pending) + len(writer.jobs) + len(self.backlog) + len(writer.crashed)
         try:
