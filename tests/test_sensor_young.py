@@ -16,14 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from indexer.pipeline.sensorstore import FolderStore, TableStore, open_store
 from indexer.sensor.accumulator import SensorAccumulator
 from indexer.session import open_session
 from pgschema import database_url
 from test_sensor_pipeline import hotpixels_json, index, make_camera, raw_frames, run, write_png_frames
-from test_sensor_claims import Machine
+from test_sensor_claims import Machine, count
 from test_sensor_spool import killed_index, assert_same_statistics
 
 
@@ -46,15 +45,6 @@ def url(request, tmp_path, config):
 def frames():
     camera = make_camera(seed=7)
     return camera, raw_frames(camera, 5, seed=8)
-
-
-def scalar(url: str, sql: str):
-    session = open_session(url, readonly=True)
-    try:
-        with session.engine.connect() as conn:
-            return conn.execute(text(sql)).scalar()
-    finally:
-        session.engine.dispose()
 
 
 def statistics(url: str, sid: int = 1) -> SensorAccumulator:
@@ -103,8 +93,8 @@ def test_a_young_body_has_no_accumulator_made_or_saved(tmp_path, config, frames,
     assert sensor["status"] == "not enough frames (0 of 5; 3 more waiting, counted once the body has 5)"
     table = run(db, "hotpixels").output
     assert "3 more waiting" in table and "stable since" not in table  # no map yet to be stable
-    assert scalar(str(db), "SELECT count(*) FROM sensor_frames") == 0  # nothing counted yet
-    assert scalar(str(db), "SELECT count(*) FROM sensor_claims") == 0
+    assert count(str(db), "SELECT count(*) FROM sensor_frames") == 0  # nothing counted yet
+    assert count(str(db), "SELECT count(*) FROM sensor_claims") == 0
 
 
 def test_a_second_run_completes_the_body_as_one_pass_would(tmp_path, url, frames):
@@ -117,9 +107,9 @@ def test_a_second_run_completes_the_body_as_one_pass_would(tmp_path, url, frames
     (sensor,) = hotpixels_json(url)
     assert (sensor["frames"], sensor["waiting"]) == (5, 0)
     assert_same_statistics(statistics(url), one_pass(tmp_path, camera, shots))
-    assert scalar(url, "SELECT count(*) FROM sensor_frames") == 5
+    assert count(url, "SELECT count(*) FROM sensor_frames") == 5
     assert index(url, folder)["unchanged"] == 5  # nothing counted again
-    assert scalar(url, "SELECT frames FROM sensors") == 5
+    assert count(url, "SELECT frames FROM sensors") == 5
 
 
 @pytest.mark.parametrize("middle", ["killed", "closed"])
@@ -142,8 +132,8 @@ def test_a_run_between_killed_or_closed_loses_and_repeats_nothing(tmp_path, url,
     assert index(url, folder)["indexed"] == 1
     (sensor,) = hotpixels_json(url)
     assert (sensor["frames"], sensor["waiting"]) == (5, 0)
-    assert scalar(url, "SELECT count(*) FROM sensor_frames") == 5
-    assert scalar(url, "SELECT count(*) FROM sensor_claims") == 0
+    assert count(url, "SELECT count(*) FROM sensor_frames") == 5
+    assert count(url, "SELECT count(*) FROM sensor_claims") == 0
     assert_same_statistics(statistics(url), one_pass(tmp_path, camera, shots))
 
 
@@ -163,5 +153,5 @@ def test_two_live_writers_never_both_adopt_parked_frames(tmp_path, url, frames):
     assert hotpixels_json(url)[0]["waiting"] == 3  # parked again, once
     write_png_frames(folder, camera, shots[3:], start=3)
     assert index(url, folder)["indexed"] == 2
-    assert scalar(url, "SELECT frames FROM sensors") == 5
-    assert scalar(url, "SELECT count(*) FROM sensor_frames") == 5
+    assert count(url, "SELECT frames FROM sensors") == 5
+    assert count(url, "SELECT count(*) FROM sensor_frames") == 5
